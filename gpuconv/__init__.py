@@ -1,0 +1,27 @@
+"""gpuconv: a small convolutional-network framework for NVIDIA GPUs, built on CuPy.
+
+``import gpuconv as gc; import gpuconv.functional as F``. Works without CuPy or a GPU: the numpy
+backend computes on the CPU, and the emulated backend runs gpuconv's own CUDA kernels on the CPU.
+"""
+
+from . import backend as _backend_package
+from .backend import (
+    BackendUnavailableError,
+    KernelCompileError,
+    KernelLaunchError,
+    asarray,
+    get_array_module,
+    get_backend,
+    to_numpy,
+    use,
+)
+
+# gpuconv.backend is both the backend package and the context manager `with gpuconv.backend(name):`
+backend = _backend_package
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "asarray", "backend",
+    "get_array_module", "get_backend", "to_numpy", "use", "__version__",
+]

@@ -1,0 +1,152 @@
+"""Backend selection: which array module and which kernels gpuconv computes with.
+
+``gpuconv.use(name)`` sets the backend, ``with gpuconv.backend(name):`` sets it for a block, and
+``GPUCONV_BACKEND`` sets the default. Names: ``numpy``, ``cupy``, ``emulated`` and ``auto`` (cupy
+when a GPU is usable, else numpy with one warning that says why).
+
+Only this package imports cupy, and only when the cupy backend is asked for or probed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+
+from .base import Backend, array_kind
+from .errors import BackendUnavailableError, KernelCompileError, KernelLaunchError
+
+NAMES = ("auto", "numpy", "cupy", "emulated")
+ENV_VAR = "GPUCONV_BACKEND"
+
+_current: Backend | None = None
+_instances: dict[tuple[str, int | None], Backend] = {}
+_auto_warned = False
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or name.strip().lower() not in NAMES:
+        raise ValueError(f"backend must be one of {', '.join(NAMES)}; got {name!r}")
+    return name.strip().lower()
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why backend ``name`` cannot run on this machine, or None when it can."""
+    name = _check_name(name)
+    if name == "cupy":
+        from .cupy_backend import unavailable_reason as reason
+        return reason()
+    if name == "emulated":
+        from .emulated_backend import unavailable_reason as reason
+        return reason()
+    return None
+
+
+def create(name: str, device: int | None = None) -> Backend:
+    """The backend instance for ``name`` (one per name and device), resolving ``auto``."""
+    global _auto_warned
+    name = _check_name(name)
+    if name == "auto":
+        reason = unavailable_reason("cupy")
+        if reason is None:
+            name = "cupy"
+        else:
+            if not _auto_warned:
+                warnings.warn(f"gpuconv: backend 'auto' uses numpy because {reason}", RuntimeWarning, stacklevel=3)
+                _auto_warned = True
+            name = "numpy"
+    if device is not None and name != "cupy":
+        raise ValueError(f"device= applies to the cupy backend only; got device={device!r} for {name!r}")
+    key = (name, device)
+    if key not in _instances:
+        reason = unavailable_reason(name)
+        if reason is not None:
+            raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
+        if name == "numpy":
+            from .numpy_backend import NumpyBackend
+            _instances[key] = NumpyBackend()
+        elif name == "emulated":
+            from .emulated_backend import EmulatedBackend
+            _instances[key] = EmulatedBackend()
+        else:
+            from .cupy_backend import CupyBackend
+            _instances[key] = CupyBackend(device)
+    return _instances[key]
+
+
+def use(name: str = "auto", device: int | None = None) -> Backend:
+    """Makes ``name`` the current backend (for cupy, ``device`` picks the GPU) and returns it."""
+    global _current
+    new = create(name, device)
+    if hasattr(new, "activate"):
+        new.activate()
+    _current = new
+    return new
+
+
+@contextlib.contextmanager
+def backend(name: str, device: int | None = None) -> Iterator[Backend]:
+    """``with gpuconv.backend("emulated"):`` runs the block on that backend, then restores the previous one."""
+    global _current
+    previous = _current
+    new = create(name, device)
+    restore_device = new.activate() if hasattr(new, "activate") else None
+    _current = new
+    try:
+        yield new
+    finally:
+        _current = previous
+        if restore_device is not None:
+            new.restore(restore_device)
+
+
+def get_backend() -> Backend:
+    """The current backend; on first use, the one ``GPUCONV_BACKEND`` names (default ``auto``)."""
+    global _current
+    if _current is None:
+        _current = create(os.environ.get(ENV_VAR, "auto") or "auto")
+    return _current
+
+
+def asarray(a: Any, dtype: Any = None) -> Any:
+    """``a`` as an array of the current backend (copying between host and device if needed)."""
+    return get_backend().asarray(a, dtype=dtype)
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """``a`` as a NumPy array (copied from the device for a CuPy array)."""
+    if array_kind(a) == "cupy":
+        return a.get()
+    return np.asarray(a)
+
+
+def get_array_module(*arrays: Any) -> types.ModuleType:
+    """``numpy`` or ``cupy``, from the arrays given; TypeError when they mix the two."""
+    kinds = {array_kind(a) for a in arrays} - {None}
+    if len(kinds) > 1:
+        raise TypeError("arrays of different backends (numpy and cupy) cannot be mixed; move them with "
+                        "gpuconv.asarray first")
+    if kinds == {"cupy"}:
+        import cupy
+        return cupy
+    return np
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``gpuconv.backend`` be this package and the ``gpuconv.backend(name)`` context manager."""
+
+    def __call__(self, name: str, device: int | None = None):
+        return backend(name, device)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = [
+    "Backend", "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "NAMES", "asarray",
+    "backend", "create", "get_array_module", "get_backend", "to_numpy", "unavailable_reason", "use",
+]

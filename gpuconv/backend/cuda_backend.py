@@ -1,0 +1,61 @@
+"""CudaBackend: the launch code shared by the cupy and emulated backends.
+
+The two differ only in their array module and kernel loader, so every grid/block computation and
+every argument list the GPU sees is exercised by the emulated tests on the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+from .cuda_ops.im2col import Im2colKernels
+
+_DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+# A 1-D grid-stride launch uses at most this many blocks: enough to fill any current GPU many
+# times over, and the kernels loop over the rest.
+MAX_GRID_BLOCKS = 65535
+BLOCK_1D = 256
+
+
+def dtype_suffix(dtype) -> str:
+    try:
+        return _DTYPE_SUFFIX[np.dtype(dtype)]
+    except KeyError:
+        raise TypeError(f"gpuconv kernels support float32 and float64, got {np.dtype(dtype).name}") from None
+
+
+class CudaBackend(Im2colKernels, Backend):
+    """Launches kernels/*.cu; subclasses provide ``xp`` and ``load_module(filename, defines)``."""
+
+    def __init__(self):
+        self._modules: dict = {}
+        self._kernels: dict = {}
+
+    def load_module(self, filename: str, defines: dict | None):
+        raise NotImplementedError
+
+    def module(self, filename: str, defines: dict | None = None):
+        key = (self.module_cache_key(), filename, tuple(sorted((defines or {}).items())))
+        if key not in self._modules:
+            self._modules[key] = self.load_module(filename, defines)
+        return self._modules[key]
+
+    def module_cache_key(self):
+        """Extra key for the module cache (the device, on the GPU)."""
+        return None
+
+    def kernel(self, filename: str, op: str, dtype, defines: dict | None = None):
+        """The entry point ``<op>_<f32|f64>`` of ``filename``."""
+        key = (self.module_cache_key(), filename, op, np.dtype(dtype), tuple(sorted((defines or {}).items())))
+        if key not in self._kernels:
+            self._kernels[key] = self.module(filename, defines).get_function(f"{op}_{dtype_suffix(dtype)}")
+        return self._kernels[key]
+
+    def launch_1d(self, kernel, n_items: int, args: tuple, block: int = BLOCK_1D, shared_mem: int = 0) -> None:
+        """Launches a grid-stride kernel over ``n_items`` items (nothing to do when there are none)."""
+        if n_items <= 0:
+            return
+        grid = min(-(-n_items // block), MAX_GRID_BLOCKS)
+        kernel((grid,), (block,), args, shared_mem=shared_mem)

@@ -1,0 +1,62 @@
+"""The cupy backend: CuPy arrays, kernels/*.cu through NVRTC, GEMM through cuBLAS."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cuda_backend import CudaBackend
+from .cupy_loader import CupyModule
+
+
+def unavailable_reason() -> str | None:
+    """Why the cupy backend cannot run here (CuPy missing, no device, driver too old), or None."""
+    try:
+        import cupy
+    except ImportError as exc:
+        return f"CuPy is not installed ({exc}); install gpuconv[cuda12] or gpuconv[cuda13]"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError, e.g. cudaErrorInsufficientDriver / cudaErrorNoDevice
+        return f"no usable CUDA device ({type(exc).__name__}: {exc})"
+    if count < 1:
+        return "no CUDA device found"
+    return None
+
+
+class CupyBackend(CudaBackend):
+    name = "cupy"
+
+    def __init__(self, device: int | None = None):
+        super().__init__()
+        import cupy
+
+        self.xp = cupy
+        self.device = cupy.cuda.Device(device) if device is not None else None
+
+    def activate(self):
+        """Makes this backend's device current; returns the device to restore afterwards."""
+        import cupy
+
+        previous = cupy.cuda.Device()
+        if self.device is not None:
+            self.device.use()
+        return previous
+
+    def restore(self, previous) -> None:
+        previous.use()
+
+    def module_cache_key(self):
+        return self.xp.cuda.Device().id
+
+    def load_module(self, filename, defines):
+        return CupyModule(filename, defines)
+
+    def to_numpy(self, a) -> np.ndarray:
+        return self.xp.asnumpy(a) if isinstance(a, self.xp.ndarray) else np.asarray(a)
+
+    def synchronize(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def matmul(self, a, b, out=None):
+        # 2-D operands only: cuBLAS then honours CUPY_TF32 (batched matmul ignores it).
+        return self.xp.matmul(a, b, out=out)

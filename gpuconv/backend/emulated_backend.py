@@ -1,0 +1,29 @@
+"""The emulated backend: NumPy arrays, our CUDA kernels compiled for the CPU (kernels/emu/)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cuda_backend import CudaBackend
+from .emulated_loader import EmulatedModule, compiler
+
+
+def unavailable_reason() -> str | None:
+    """Why the emulated backend cannot run here, or None when it can."""
+    if compiler() is None:
+        return "no C++ compiler found ($CXX or g++), which the emulated backend needs to build the kernels"
+    return None
+
+
+class EmulatedBackend(CudaBackend):
+    name = "emulated"
+    xp = np
+
+    def load_module(self, filename, defines):
+        return EmulatedModule(filename, defines)
+
+    def empty(self, shape, dtype):
+        # Poisoned, so that an element a kernel forgets to write fails the comparison in a test.
+        out = np.empty(shape, dtype=dtype)
+        out.fill(np.nan if out.dtype.kind == "f" else -1 if out.dtype.kind == "i" else 0xFF)
+        return out

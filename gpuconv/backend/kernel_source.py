@@ -1,0 +1,72 @@
+"""Finding and preparing kernels/*.cu sources, shared by the cupy and emulated loaders."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Mapping
+
+from .errors import KernelCompileError
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=None)
+def kernels_dir() -> Path:
+    """The folder holding the .cu files: ``gpuconv/_kernels`` in a wheel, ``kernels/`` in a checkout."""
+    for candidate in (_PACKAGE_DIR / "_kernels", _PACKAGE_DIR.parent / "kernels"):
+        if (candidate / "common.cuh").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"gpuconv's CUDA kernels were found neither in {_PACKAGE_DIR / '_kernels'} (installed package) "
+        f"nor in {_PACKAGE_DIR.parent / 'kernels'} (source checkout); reinstall gpuconv"
+    )
+
+
+def kernel_files() -> list[Path]:
+    """Every kernels/*.cu file, sorted by name."""
+    return sorted(kernels_dir().glob("*.cu"))
+
+
+def read_source(filename: str | Path) -> tuple[str, str]:
+    """Returns ``(display_name, text)`` of a .cu file given by name (in kernels/) or by path."""
+    path = Path(filename)
+    if not path.is_absolute() and not path.exists():
+        path = kernels_dir() / path
+    if not path.is_file():
+        raise FileNotFoundError(f"kernel source {filename!s} not found (looked in {path.parent})")
+    return path.name, path.read_text()
+
+
+def with_defines(name: str, text: str, defines: Mapping[str, object] | None) -> str:
+    """Prepends ``#define`` lines, then a ``#line`` directive so compiler messages keep the
+    file's own line numbers."""
+    lines = [f"#define {key} {_define_value(key, value)}" for key, value in sorted((defines or {}).items())]
+    lines.append(f'#line 1 "{name}"')
+    return "\n".join(lines) + "\n" + text
+
+
+def _define_value(key: str, value: object) -> str:
+    if not re.fullmatch(r"[A-Za-z_]\w*", key):
+        raise ValueError(f"kernel define name must be a C identifier, got {key!r}")
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    text = str(value)
+    if "\n" in text:
+        raise ValueError(f"kernel define {key} must be a single line, got {text!r}")
+    return text
+
+
+_DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:()]+\.cuh?)(?::(?P<line>\d+)|\((?P<line2>\d+)\))", re.MULTILINE)
+
+
+def compile_error(name: str, log: str, compiler: str) -> KernelCompileError:
+    """Builds the exception for a failed compile, naming the first file:line the log blames."""
+    line = None
+    for match in _DIAGNOSTIC.finditer(log):
+        if Path(match["file"]).name == name or line is None:
+            line = int(match["line"] or match["line2"])
+            if Path(match["file"]).name == name:
+                break
+    return KernelCompileError(name, line, log, compiler)

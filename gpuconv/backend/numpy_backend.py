@@ -1,0 +1,13 @@
+"""The numpy backend: vectorized NumPy, the CPU path users get without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+from .numpy_ops.im2col import Im2colOps
+
+
+class NumpyBackend(Im2colOps, Backend):
+    name = "numpy"
+    xp = np

@@ -1,0 +1,1 @@
+"""NumPy implementations of the backend primitives, one module per op family (mirrors kernels/)."""
