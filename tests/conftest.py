@@ -1,0 +1,51 @@
+"""The backend matrix: numpy always; emulated when a C++ compiler is found; cupy when a GPU is usable.
+
+Tests take the ``backend`` fixture (every backend, each made current for the test) or
+``kernel_backend`` (the backends that run our CUDA kernels: emulated and cupy). A backend that
+cannot run here is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv.backend import unavailable_reason
+
+
+def _param(name: str) -> pytest.param:
+    reason = unavailable_reason(name)
+    marks = [pytest.mark.skipif(reason is not None, reason=f"{name} backend unavailable: {reason}")]
+    if name == "cupy":
+        marks.append(pytest.mark.gpu)
+    return pytest.param(name, marks=marks, id=name)
+
+
+ALL_BACKENDS = [_param("numpy"), _param("emulated"), _param("cupy")]
+KERNEL_BACKENDS = [_param("emulated"), _param("cupy")]
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    """Each backend in turn, current for the duration of the test."""
+    with gpuconv.backend(request.param) as be:
+        yield be
+
+
+@pytest.fixture(params=KERNEL_BACKENDS)
+def kernel_backend(request):
+    """The backends that run kernels/*.cu (emulated, cupy), current for the test."""
+    with gpuconv.backend(request.param) as be:
+        yield be
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's name: fresh random data, reproducible per test."""
+    return np.random.default_rng(abs(hash(request.node.nodeid)) % (2**32))

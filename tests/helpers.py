@@ -1,0 +1,80 @@
+"""Assertions shared by the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+import gpuconv
+
+SCHEDULES = ("forward", "reverse", "shuffle:1", "shuffle:2")
+
+# Tolerances for comparing against the float64 references in tests/reference.py.
+TOLERANCE = {np.dtype(np.float32): dict(rtol=2e-5, atol=2e-5), np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12)}
+
+
+def assert_close(actual, expected, dtype=None, **overrides):
+    """Compares a backend result with a reference, after moving it to the host; checks the shape."""
+    actual = gpuconv.to_numpy(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    tolerance = dict(TOLERANCE[np.dtype(dtype or actual.dtype)])
+    tolerance.update(overrides)
+    np.testing.assert_allclose(actual, expected, **tolerance)
+
+
+@contextlib.contextmanager
+def emulator_schedule(schedule: str):
+    """Runs the block with the emulator's thread schedule set (see GPUCONV_EMU_SCHEDULE)."""
+    previous = os.environ.get("GPUCONV_EMU_SCHEDULE")
+    os.environ["GPUCONV_EMU_SCHEDULE"] = schedule
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["GPUCONV_EMU_SCHEDULE"]
+        else:
+            os.environ["GPUCONV_EMU_SCHEDULE"] = previous
+
+
+def assert_schedule_independent(run, schedules=SCHEDULES):
+    """Runs ``run()`` (returning an array or a tuple of arrays) under each emulator schedule and
+    fails if any result differs bit for bit from the forward schedule's: that is a race."""
+    results = {}
+    for schedule in schedules:
+        with emulator_schedule(schedule):
+            out = run()
+        results[schedule] = [np.array(gpuconv.to_numpy(a), copy=True) for a in (out if isinstance(out, tuple) else (out,))]
+    first = results[schedules[0]]
+    for schedule in schedules[1:]:
+        for index, (a, b) in enumerate(zip(first, results[schedule])):
+            if not np.array_equal(a, b, equal_nan=True):
+                raise AssertionError(f"output {index} differs between schedules {schedules[0]!r} and {schedule!r}: "
+                                     "the kernel has a race")
+    return first
+
+
+def finite_difference_check(f, inputs: dict, grads: dict, eps: float = 1e-6, samples: int = 12, rng=None,
+                            rtol: float = 1e-5, atol: float = 1e-7):
+    """Checks analytic gradients of the scalar function ``f(**inputs)`` by central differences.
+
+    ``inputs`` and ``grads`` map names to float64 NumPy arrays; ``samples`` random entries of each
+    input are perturbed (all entries when there are fewer).
+    """
+    rng = rng or np.random.default_rng(0)
+    for name, value in inputs.items():
+        flat = value.reshape(-1)
+        picks = np.arange(flat.size) if flat.size <= samples else rng.choice(flat.size, samples, replace=False)
+        for index in picks:
+            original = flat[index]
+            flat[index] = original + eps
+            up = float(f(**inputs))
+            flat[index] = original - eps
+            down = float(f(**inputs))
+            flat[index] = original
+            numeric = (up - down) / (2 * eps)
+            analytic = float(np.asarray(grads[name]).reshape(-1)[index])
+            assert abs(numeric - analytic) <= atol + rtol * max(abs(numeric), abs(analytic)), (
+                f"d/d{name}[{index}]: finite difference {numeric:.10g} != analytic {analytic:.10g}")
