@@ -15,6 +15,7 @@ from .backend import (
     to_numpy,
     use,
 )
+from .random import default_generator, manual_seed
 
 # gpuconv.backend is both the backend package and the context manager `with gpuconv.backend(name):`
 backend = _backend_package
@@ -23,5 +24,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "asarray", "backend",
-    "get_array_module", "get_backend", "to_numpy", "use", "__version__",
+    "default_generator", "get_array_module", "get_backend", "manual_seed", "to_numpy", "use", "__version__",
 ]
