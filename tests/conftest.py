@@ -7,6 +7,8 @@ cannot run here is skipped with the reason.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -48,4 +50,4 @@ def dtype(request):
 @pytest.fixture
 def rng(request):
     """A generator seeded from the test's name: fresh random data, reproducible per test."""
-    return np.random.default_rng(abs(hash(request.node.nodeid)) % (2**32))
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

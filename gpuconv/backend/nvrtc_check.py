@@ -37,6 +37,7 @@ def compile_ptx(filename: str | Path, arch: str = "compute_90", defines: Mapping
             nvrtc.compileProgram(program, options)
         except nvrtc.NVRTCError:
             raise compile_error(name, nvrtc.getProgramLog(program), f"NVRTC ({arch})") from None
-        return nvrtc.getPTX(program)
+        ptx = nvrtc.getPTX(program)
+        return ptx.decode() if isinstance(ptx, bytes) else ptx
     finally:
         nvrtc.destroyProgram(program)

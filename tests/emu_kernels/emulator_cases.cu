@@ -100,3 +100,12 @@ extern "C" __global__ void intrinsics_probe(const float* __restrict__ x, int* __
     float bcast = __shfl_sync(0xffffffffu, v, 3, 8);
     if (t == 5) floats[gridDim.x + blockIdx.x] = up + bcast + rsqrtf(4.0f) + __expf(0.0f) + fmaxf(v, 0.0f);
 }
+
+// WRONG on purpose: only block 0 writes shared memory, every block reads it. On a GPU block 1 may
+// see stale data from another block; the emulator poisons shared memory so it reads NaN.
+extern "C" __global__ void stale_shared_f32(float* y) {
+    __shared__ float s[32];
+    if (blockIdx.x == 0) s[threadIdx.x] = 1.0f;
+    __syncthreads();
+    y[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
+}

@@ -1,0 +1,133 @@
+"""im2col / col2im (unfold / fold) on every backend against the float64 loop references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+import gpuconv.functional as F
+from tests import reference
+from tests.helpers import assert_close, assert_schedule_independent
+
+
+def random_config(rng):
+    kh, kw = rng.integers(1, 5, size=2)
+    dh, dw = rng.integers(1, 4, size=2)
+    sh, sw = rng.integers(1, 4, size=2)
+    ph, pw = rng.integers(0, 3, size=2)
+    # An input at least as large as the dilated kernel minus the padding, sometimes a single row/column.
+    h = int(max(1, (kh - 1) * dh + 1 - 2 * ph) + rng.integers(0, 5))
+    w = int(max(1, (kw - 1) * dw + 1 - 2 * pw) + rng.integers(0, 5))
+    n, c = int(rng.integers(1, 4)), int(rng.choice([1, 2, 3, 5]))
+    return dict(shape=(n, c, h, w), kernel_size=(int(kh), int(kw)), stride=(int(sh), int(sw)),
+                padding=(int(ph), int(pw)), dilation=(int(dh), int(dw)))
+
+
+def ref_args(cfg):
+    ph, pw = cfg["padding"]
+    return cfg["kernel_size"], cfg["stride"], (ph, ph, pw, pw), cfg["dilation"]
+
+
+@pytest.mark.parametrize("layout", ["nkl", "knl"])
+def test_im2col_and_col2im_match_reference(backend, dtype, layout, rng):
+    for _ in range(25):
+        cfg = random_config(rng)
+        x = rng.standard_normal(cfg["shape"])
+        args = dict(kernel_size=cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"],
+                    dilation=cfg["dilation"])
+        expected = reference.im2col(x, *ref_args(cfg))
+        cols = F.im2col(gpuconv.asarray(x.astype(dtype)), **args, layout=layout)
+        n, k, l_size = expected.shape
+        if layout == "knl":
+            expected_layout = expected.transpose(1, 0, 2).reshape(k, n * l_size)
+        else:
+            expected_layout = expected
+        assert cols.dtype == dtype
+        assert_close(cols, expected_layout, dtype)
+
+        dcols = rng.standard_normal(expected_layout.shape)
+        dcols_nkl = dcols if layout == "nkl" else dcols.reshape(k, n, l_size).transpose(1, 0, 2)
+        dx = F.col2im(gpuconv.asarray(dcols.astype(dtype)), cfg["shape"][2:], **args, layout=layout)
+        assert dx.dtype == dtype
+        assert_close(dx, reference.col2im(dcols_nkl, cfg["shape"], *ref_args(cfg)), dtype)
+
+
+def test_col2im_is_the_adjoint_of_im2col(backend, rng):
+    for _ in range(10):
+        cfg = random_config(rng)
+        args = dict(kernel_size=cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"],
+                    dilation=cfg["dilation"])
+        x = gpuconv.asarray(rng.standard_normal(cfg["shape"]))
+        cols = F.im2col(x, **args)
+        c = gpuconv.asarray(rng.standard_normal(cols.shape))
+        lhs = float(gpuconv.to_numpy((cols * c).sum()))
+        rhs = float(gpuconv.to_numpy((x * F.col2im(c, cfg["shape"][2:], **args)).sum()))
+        assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+def test_unfold_and_fold_follow_pytorch_argument_order(backend, rng):
+    x = rng.standard_normal((2, 3, 6, 5))
+    got = F.unfold(gpuconv.asarray(x), (2, 3), 2, 1, (2, 1))  # kernel, dilation, padding, stride
+    expected = reference.im2col(x, (2, 3), (2, 1), (1, 1, 1, 1), (2, 2))
+    assert_close(got, expected)
+    unbatched = F.unfold(gpuconv.asarray(x[0]), (2, 3), 2, 1, (2, 1))
+    assert_close(unbatched, expected[0])
+    folded = F.fold(gpuconv.asarray(expected), (6, 5), (2, 3), 2, 1, (2, 1))
+    assert_close(folded, reference.col2im(expected, x.shape, (2, 3), (2, 1), (1, 1, 1, 1), (2, 2)))
+    assert_close(F.fold(gpuconv.asarray(expected[0]), (6, 5), (2, 3), 2, 1, (2, 1)),
+                 reference.col2im(expected[:1], (1, 3, 6, 5), (2, 3), (2, 1), (1, 1, 1, 1), (2, 2))[0])
+
+
+def test_backward_helpers_are_the_adjoints(backend, rng):
+    x = rng.standard_normal((2, 2, 5, 4))
+    dcols = rng.standard_normal((2, 2 * 3 * 2, 3 * 3))
+    dx = F.im2col_backward(gpuconv.asarray(dcols), x.shape, (3, 2), stride=(1, 2), padding=(0, 1))
+    assert_close(dx, reference.col2im(dcols, x.shape, (3, 2), (1, 2), (0, 0, 1, 1), (1, 1)))
+    assert_close(F.col2im_backward(gpuconv.asarray(x), (3, 2), stride=(1, 2), padding=(0, 1)),
+                 reference.im2col(x, (3, 2), (1, 2), (0, 0, 1, 1), (1, 1)))
+
+
+def test_non_contiguous_input(backend, rng):
+    x = rng.standard_normal((3, 4, 9, 8))
+    view = gpuconv.asarray(x)[::2, 1:, ::-1, 1::2]
+    assert_close(F.im2col(view, 3, padding=1), reference.im2col(x[::2, 1:, ::-1, 1::2], (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)))
+
+
+def test_kernels_have_no_race(rng):
+    if gpuconv.backend.unavailable_reason("emulated"):
+        pytest.skip("emulated backend unavailable")
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    with gpuconv.backend("emulated"):
+        assert_schedule_independent(lambda: F.im2col(x, 3, stride=2, padding=1, layout="knl"))
+        cols = F.im2col(x, 3, stride=2, padding=1)
+        assert_schedule_independent(lambda: F.col2im(cols, (7, 6), 3, stride=2, padding=1))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(kernel_size=0), ValueError, "kernel_size must be positive"),
+    (dict(kernel_size=3, stride=0), ValueError, "stride must be positive"),
+    (dict(kernel_size=3, padding=-1), ValueError, "padding must be non-negative"),
+    (dict(kernel_size=3, dilation=(1, 0)), ValueError, "dilation must be positive"),
+    (dict(kernel_size=(1, 2, 3)), TypeError, "kernel_size must be an int or a pair"),
+    (dict(kernel_size=2.5), TypeError, "kernel_size must be an int or a pair"),
+    (dict(kernel_size=9), ValueError, "larger than the padded input"),
+    (dict(kernel_size=3, layout="nchw"), ValueError, "layout must be"),
+])
+def test_bad_arguments_are_named(backend, kwargs, error, match):
+    x = gpuconv.asarray(np.ones((1, 2, 5, 5), dtype=np.float32))
+    with pytest.raises(error, match=match):
+        F.im2col(x, **kwargs)
+
+
+def test_bad_inputs_are_named(backend):
+    with pytest.raises(ValueError, match=r"x must be 4-D \(N, C, H, W\), got shape \(2, 5, 5\)"):
+        F.im2col(gpuconv.asarray(np.ones((2, 5, 5))), 3)
+    with pytest.raises(TypeError, match="x must be float32 or float64, got int64"):
+        F.im2col(gpuconv.asarray(np.ones((1, 2, 5, 5), dtype=np.int64)), 3)
+    with pytest.raises(ValueError, match="multiple of kernel_size"):
+        F.col2im(gpuconv.asarray(np.ones((1, 7, 9))), (5, 5), 3)
+    with pytest.raises(ValueError, match="expected 9 windows"):
+        F.col2im(gpuconv.asarray(np.ones((1, 9, 10))), (5, 5), 3)
+    with pytest.raises(ValueError, match="positive multiple of 9"):
+        F.col2im(gpuconv.asarray(np.ones((9, 10))), (5, 5), 3, layout="knl")
