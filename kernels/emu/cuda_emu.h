@@ -140,9 +140,10 @@ static constexpr int warpSize = 32;
 #if defined(__x86_64__) && !defined(EMU_USE_UCONTEXT)
 extern "C" void emu_switch_context(void** save_sp, void* load_sp);
 extern "C" void emu_fiber_trampoline();
-// Saves the callee-saved registers, the SSE control word and the x87 control word of the current
-// context on its stack, stores its stack pointer in *save_sp and resumes the context whose stack
-// pointer is load_sp.
+// Saves the callee-saved registers of the current context on its stack, stores its stack pointer
+// in *save_sp and resumes the context whose stack pointer is load_sp.
+// NOTE: the SSE and x87 control words are not switched: every fiber starts from the launching
+// thread's, and kernels never change rounding modes; saving them only cost time.
 asm(R"(
     .text
     .p2align 4
@@ -155,14 +156,8 @@ emu_switch_context:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -183,7 +178,7 @@ emu_fiber_trampoline:
 )");
 
 namespace emu {
-// A new fiber's stack holds the frame emu_switch_context pops: control words, six registers
+// A new fiber's stack holds the frame emu_switch_context pops: six registers
 // (r12 = argument, r13 = entry function) and a return address into the trampoline, laid out so
 // that the trampoline's call happens with a 16-byte aligned stack, as the ABI requires.
 inline void* fiber_initial_sp(char* stack, void (*entry)(Fiber*), Fiber* arg) {
@@ -196,13 +191,6 @@ inline void* fiber_initial_sp(char* stack, void (*entry)(Fiber*), Fiber* arg) {
     *--sp = reinterpret_cast<uint64_t>(entry);       // r13
     *--sp = 0;                                       // r14
     *--sp = 0;                                       // r15
-    uint32_t csr;
-    uint16_t fpcw;
-    asm volatile("stmxcsr %0" : "=m"(csr));
-    asm volatile("fnstcw %0" : "=m"(fpcw));
-    --sp;
-    std::memcpy(sp, &csr, 4);
-    std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpcw, 2);
     return sp;
 }
 inline void switch_context(void** save_sp, void* load_sp) { emu_switch_context(save_sp, load_sp); }
@@ -611,7 +599,8 @@ inline bool resolve_block_barrier() {
         }
         if (first == nullptr) {
             first = &f;
-        } else if (f.site_line != first->site_line || std::strcmp(f.site_file, first->site_file) != 0) {
+        } else if (f.site_line != first->site_line ||
+                   (f.site_file != first->site_file && std::strcmp(f.site_file, first->site_file) != 0)) {
             state.failed = true;
             state.error = "divergent __syncthreads: " + thread_name(*first) + " waits at " +
                           site(first->site_file, first->site_line) + " but " + thread_name(f) + " waits at " +

@@ -4,8 +4,10 @@
 
 #define TILE 8
 
+__device__ __forceinline__ float multiply_add(float a, float b, float acc) { return fmaf(a, b, acc); }
+
 // Tiled matmul C[M,N] = A[M,K] @ B[K,N] with shared-memory tiles and two barriers per tile.
-extern "C" __global__ void tiled_matmul_f32(const float* __restrict__ a, const float* __restrict__ b,
+extern "C" __global__ void __launch_bounds__(TILE * TILE) tiled_matmul_f32(const float* __restrict__ a, const float* __restrict__ b,
                                             float* __restrict__ c, int m, int n, int k) {
     __shared__ float ta[TILE][TILE];
     __shared__ float tb[TILE][TILE];
@@ -18,7 +20,7 @@ extern "C" __global__ void tiled_matmul_f32(const float* __restrict__ a, const f
         tb[threadIdx.y][threadIdx.x] = (bk < k && col < n) ? b[bk * n + col] : 0.0f;
         __syncthreads();
 #pragma unroll
-        for (int i = 0; i < TILE; ++i) acc += ta[threadIdx.y][i] * tb[i][threadIdx.x];
+        for (int i = 0; i < TILE; ++i) acc = multiply_add(ta[threadIdx.y][i], tb[i][threadIdx.x], acc);
         __syncthreads();
     }
     if (row < m && col < n) c[row * n + col] = acc;
@@ -108,4 +110,15 @@ extern "C" __global__ void stale_shared_f32(float* y) {
     if (blockIdx.x == 0) s[threadIdx.x] = 1.0f;
     __syncthreads();
     y[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
+}
+
+// Barrier cost: every thread passes `rounds` barriers (tests/test_emulator.py measures it).
+extern "C" __global__ void barrier_rounds_f32(float* y, int rounds) {
+    __shared__ float s[1024];
+    s[threadIdx.x] = 0.0f;
+    for (int r = 0; r < rounds; ++r) {
+        __syncthreads();
+        s[threadIdx.x] += 1.0f;
+    }
+    y[blockIdx.x * blockDim.x + threadIdx.x] = s[threadIdx.x];
 }
