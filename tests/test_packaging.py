@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,15 +22,17 @@ pytestmark = pytest.mark.slow
 def wheel(tmp_path_factory) -> Path:
     pytest.importorskip("setuptools", reason="building the wheel needs setuptools (in gpuconv[test])")
     out = tmp_path_factory.mktemp("wheel")
-    build = out / "build"
+    # Build from a copy: an in-tree build writes build/ and *.egg-info into the checkout, and two
+    # test processes building at once would trip over each other there.
+    source = out / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info",
+                                                                 "__pycache__", "benchmarks", "examples"))
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(out), str(REPO)],
-        capture_output=True, text=True, check=False, env={**os.environ, "TMPDIR": str(out)},
-        cwd=str(out))
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(out),
+         str(source)], capture_output=True, text=True, check=False, cwd=str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     wheels = list(out.glob("gpuconv-*.whl"))
     assert len(wheels) == 1, wheels
-    assert not build.exists() or build.is_dir()
     return wheels[0]
 
 
