@@ -127,6 +127,12 @@ def test_intrinsics_atomics_ballot_and_3d_indices(module, rng):
                                rtol=1e-5)
 
 
+def test_shared_memory_is_reread_after_a_barrier(module):
+    y = nan_like(64)
+    module.get_function("reread_after_barrier_f32")((1,), (64,), (y,))
+    np.testing.assert_array_equal(y, 3.0)
+
+
 def test_float64_array_for_a_float_pointer_is_rejected(module):
     with pytest.raises(TypeError, match=r"kernel divergent_barrier_f32, parameter float32\* y: expected dtype "
                                         r"float32, got float64"):

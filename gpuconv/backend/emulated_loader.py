@@ -28,7 +28,10 @@ from .signature import Signature, check_arguments, parse_signatures
 
 SCHEDULE_ENV = "GPUCONV_EMU_SCHEDULE"
 _SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
-_CXX_FLAGS = ("-std=c++20", "-O2", "-g0", "-fPIC", "-shared", "-fvisibility=hidden", "-Wno-unknown-pragmas")
+# -fno-ipa-reference*: GCC could otherwise prove that the opaque fiber switch never touches a
+# static __shared__ variable and keep its value in a register across a barrier.
+_CXX_FLAGS = ("-std=c++20", "-O2", "-g0", "-fPIC", "-shared", "-fvisibility=hidden", "-Wno-unknown-pragmas",
+              "-fno-ipa-reference", "-fno-ipa-reference-addressable")
 
 # `extern __shared__ T name[];` has no CPU equivalent; it becomes a pointer to the launch's
 # dynamic shared buffer. The rewrite keeps the line count, so messages keep their line numbers.

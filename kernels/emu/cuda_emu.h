@@ -243,12 +243,23 @@ inline char* take_stack() {
     __builtin_unreachable();
 }
 
+// NOTE: the memory clobbers stop the compiler from keeping shared-memory values in registers
+// across a barrier; the loader also turns off the IPA analysis that could prove a static
+// __shared__ variable untouched by the (opaque) context switch.
 inline void yield_to_scheduler() {
     Fiber* self = state.cur;
+    asm volatile("" ::: "memory");
     switch_context(&self->sp, state.scheduler_sp);
+    asm volatile("" ::: "memory");
 }
 
 inline std::string site(const char* file, int line) { return std::string(file) + ":" + std::to_string(line); }
+
+inline std::string hex_mask(unsigned mask) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08x", mask);
+    return buf;
+}
 
 inline std::string thread_name(const Fiber& f) {
     char buf[96];

@@ -122,3 +122,16 @@ extern "C" __global__ void barrier_rounds_f32(float* y, int rounds) {
     }
     y[blockIdx.x * blockDim.x + threadIdx.x] = s[threadIdx.x];
 }
+
+// Shared memory must be re-read after a barrier: the compiler may not keep a value loaded before
+// __syncthreads in a register when another thread changes it in between.
+extern "C" __global__ void reread_after_barrier_f32(float* y) {
+    __shared__ float s[1];
+    if (threadIdx.x == 0) s[0] = 1.0f;
+    __syncthreads();
+    float before = s[0];
+    __syncthreads();
+    if (threadIdx.x == 1) s[0] = 2.0f;
+    __syncthreads();
+    y[threadIdx.x] = before + s[0];
+}
