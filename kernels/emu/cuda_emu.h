@@ -600,7 +600,7 @@ inline bool resolve_block_barrier() {
             Warp& w = state.warps[f.warp];
             state.failed = true;
             state.error = site(f.site_file, f.site_line) + ": " + thread_name(f) + " waits in a warp sync (mask " +
-                          std::to_string(w.mask) + ") for lanes that never arrive";
+                          hex_mask(w.mask) + ") for lanes that never arrive";
             for (const Fiber& g : state.fibers)
                 if (g.state == AT_BLOCK_BARRIER) {
                     state.error += "; " + thread_name(g) + " waits at __syncthreads at " + site(g.site_file, g.site_line);
