@@ -99,6 +99,14 @@ def test_divergent_barriers_raise_with_both_sites(module):
     test_early_return_before_a_barrier(module, np.random.default_rng(1))
 
 
+@pytest.mark.parametrize("schedule", ["forward", "reverse"])
+def test_shuffle_with_exited_lanes_raises(module, schedule):
+    y = np.zeros(32, np.float32)
+    with emulator_schedule(schedule), pytest.raises(
+            KernelLaunchError, match=r"emulator_cases\.cu:\d+: .*(has exited|never arrive)"):
+        module.get_function("shuffle_after_exit_f32")((1,), (32,), (y,))
+
+
 def test_shared_memory_is_poisoned_before_each_block(module):
     y = nan_like(64)
     module.get_function("stale_shared_f32")((2,), (32,), (y,))

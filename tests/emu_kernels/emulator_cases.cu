@@ -135,3 +135,9 @@ extern "C" __global__ void reread_after_barrier_f32(float* y) {
     __syncthreads();
     y[threadIdx.x] = before + s[0];
 }
+
+// WRONG on purpose: half the warp returns, the other half shuffles with a full mask.
+extern "C" __global__ void shuffle_after_exit_f32(float* y) {
+    if (threadIdx.x >= 16) return;
+    y[threadIdx.x] = __shfl_down_sync(0xffffffffu, y[threadIdx.x], 1);
+}
