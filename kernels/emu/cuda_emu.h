@@ -8,10 +8,11 @@
 // Execution model (DESIGN.md §4):
 // - A launch runs its blocks one after another on the calling OS thread; the Python side holds a
 //   lock per module, because the scheduler state below is per module.
-// - Each CUDA thread of a block is a fiber with its own stack; a fiber runs until it exits or
-//   waits at a barrier (__syncthreads, or a warp-level sync: shuffles, ballots, __syncwarp).
-//   Stacks are pooled, so a kernel without barriers is in effect a plain loop over its threads on
-//   one warm stack; only threads that stop at a barrier keep a stack of their own.
+// - A block's threads run as plain calls, one after another, inside a "runner" fiber. When a
+//   thread waits at a barrier (__syncthreads, or a warp-level sync: shuffles, ballots,
+//   __syncwarp), it keeps the runner's stack as its own fiber and a new runner carries on with
+//   the next thread. So a kernel without barriers costs one function call per thread, and only
+//   threads that stop at a barrier hold a stack (from a pool, reused by every block).
 // - Barriers count arrivals; exited threads count as arrived at __syncthreads. Live threads that
 //   wait at __syncthreads on different source lines, or at a block barrier while others wait in
 //   a warp sync, are reported as an error naming file:line. A lane named in a warp-sync mask that
@@ -70,7 +71,7 @@ inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
 
 namespace emu {
 
-enum ThreadState : int { NOT_STARTED, READY, AT_BLOCK_BARRIER, AT_WARP_SYNC, EXITED };
+enum ThreadState : int { NOT_STARTED, RUNNING, READY, AT_BLOCK_BARRIER, AT_WARP_SYNC, EXITED };
 enum Schedule : int { FORWARD = 0, REVERSE = 1, SHUFFLED = 2 };
 
 constexpr size_t kStackBytes = 256 * 1024;
@@ -78,8 +79,7 @@ constexpr size_t kGuardBytes = 4096;
 constexpr size_t kMaxSharedBytes = 48 * 1024;  // CUDA's limit without an opt-in attribute
 
 struct Fiber {
-    void* sp = nullptr;          // saved stack pointer while switched out
-    char* stack = nullptr;       // base of the usable stack (above the guard page), or null
+    void* sp = nullptr;          // saved stack pointer while waiting at a barrier
     ThreadState state = NOT_STARTED;
     uint3 tid{0, 0, 0};
     unsigned lane = 0, warp = 0;
@@ -105,8 +105,11 @@ struct State {
     void* scheduler_sp = nullptr;
     std::vector<Fiber> fibers;
     std::vector<Warp> warps;
-    std::vector<char*> free_stacks;
+    std::vector<char*> all_stacks;   // every stack this module allocated
+    std::vector<char*> free_stacks;  // those no thread or runner of the current block holds
     std::vector<unsigned> order;
+    unsigned next_start = 0;         // position in `order` of the next thread to start
+    char* finished_runner = nullptr; // stack of a runner that ran out of threads to start
     void (*body)(void*) = nullptr;
     void* body_ctx = nullptr;
     char* dyn_shared = nullptr;
@@ -181,7 +184,7 @@ namespace emu {
 // A new fiber's stack holds the frame emu_switch_context pops: six registers
 // (r12 = argument, r13 = entry function) and a return address into the trampoline, laid out so
 // that the trampoline's call happens with a 16-byte aligned stack, as the ABI requires.
-inline void* fiber_initial_sp(char* stack, void (*entry)(Fiber*), Fiber* arg) {
+inline void* fiber_initial_sp(char* stack, void (*entry)(char*), char* arg) {
     uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + kStackBytes) & ~uintptr_t(15);
     uint64_t* sp = reinterpret_cast<uint64_t*>(top - 16);
     *--sp = reinterpret_cast<uint64_t>(&emu_fiber_trampoline);
@@ -198,8 +201,10 @@ inline void switch_context(void** save_sp, void* load_sp) { emu_switch_context(s
 #else
 #include <ucontext.h>
 namespace emu {
-// Portable fallback: the saved "stack pointer" is a ucontext_t kept at the top of the fiber stack.
-inline void* fiber_initial_sp(char* stack, void (*entry)(Fiber*), Fiber* arg) {
+// Portable fallback. A fresh fiber's context sits at the top of its stack, out of the part the
+// fiber runs on; a switched-out context is saved in a local of switch_context, on the stack of
+// the context it describes (as the x86-64 version saves registers).
+inline void* fiber_initial_sp(char* stack, void (*entry)(char*), char* arg) {
     auto* ctx = reinterpret_cast<ucontext_t*>(stack + kStackBytes - sizeof(ucontext_t) - 64);
     getcontext(ctx);
     ctx->uc_stack.ss_sp = stack;
@@ -209,12 +214,9 @@ inline void* fiber_initial_sp(char* stack, void (*entry)(Fiber*), Fiber* arg) {
     return ctx;
 }
 inline void switch_context(void** save_sp, void* load_sp) {
-    static thread_local ucontext_t scheduler_ctx;
-    ucontext_t* self = *save_sp == nullptr || save_sp == &state.scheduler_sp
-                           ? &scheduler_ctx
-                           : reinterpret_cast<ucontext_t*>(*save_sp);
-    *save_sp = self;
-    swapcontext(self, reinterpret_cast<ucontext_t*>(load_sp));
+    ucontext_t self;
+    *save_sp = &self;
+    swapcontext(&self, static_cast<ucontext_t*>(load_sp));
 }
 }  // namespace emu
 #endif
@@ -231,7 +233,8 @@ inline char* take_stack() {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return nullptr;
     mprotect(m, kGuardBytes, PROT_NONE);  // a stack overflow faults instead of corrupting memory
-    return static_cast<char*>(m) + kGuardBytes;
+    state.all_stacks.push_back(static_cast<char*>(m) + kGuardBytes);
+    return state.all_stacks.back();
 }
 
 // Called on a fiber: records the error and leaves the block for good.
@@ -268,10 +271,20 @@ inline std::string thread_name(const Fiber& f) {
     return buf;
 }
 
-[[noreturn]] inline void fiber_main(Fiber* self) {
-    state.body(state.body_ctx);
-    self->state = EXITED;
-    yield_to_scheduler();
+// A runner starts threads in schedule order and runs each to its end as a plain call. A thread
+// that waits at a barrier keeps this stack; when it resumes and finishes, this loop goes on
+// starting whatever threads are still unstarted. With none left, the runner hands its stack back.
+[[noreturn]] inline void runner_main(char* stack) {
+    while (state.next_start < state.order.size()) {
+        Fiber& f = state.fibers[state.order[state.next_start++]];
+        f.state = RUNNING;
+        state.cur = &f;
+        state.body(state.body_ctx);
+        f.state = EXITED;
+    }
+    state.finished_runner = stack;
+    void* unused;
+    switch_context(&unused, state.scheduler_sp);
     __builtin_unreachable();
 }
 
@@ -571,24 +584,31 @@ inline void order_threads(unsigned n) {
         for (unsigned i = n - 1; i > 0; --i) std::swap(state.order[i], state.order[next_random() % (i + 1)]);
 }
 
-inline void run_fiber(Fiber& f) {
-    if (f.state == NOT_STARTED) {
-        f.stack = take_stack();
-        if (f.stack == nullptr) {
-            state.failed = true;
-            state.error = "out of memory for fiber stacks";
-            return;
-        }
-        f.sp = fiber_initial_sp(f.stack, &fiber_main, &f);
-    }
-    f.state = READY;
-    state.cur = &f;
-    switch_context(&state.scheduler_sp, f.sp);
+// Switches to a runner or a waiting thread until it waits at a barrier or its runner is done.
+inline void switch_to(void* sp) {
+    switch_context(&state.scheduler_sp, sp);
     state.cur = nullptr;
-    if (f.state == EXITED && f.stack != nullptr) {
-        state.free_stacks.push_back(f.stack);
-        f.stack = nullptr;
+    if (state.finished_runner != nullptr) {
+        state.free_stacks.push_back(state.finished_runner);
+        state.finished_runner = nullptr;
     }
+}
+
+inline bool start_runner() {
+    char* stack = take_stack();
+    if (stack == nullptr) {
+        state.failed = true;
+        state.error = "out of memory for fiber stacks";
+        return false;
+    }
+    switch_to(fiber_initial_sp(stack, &runner_main, stack));
+    return true;
+}
+
+inline void resume(Fiber& f) {
+    f.state = RUNNING;
+    state.cur = &f;
+    switch_to(f.sp);
 }
 
 // Called when no thread can run: releases a complete __syncthreads or reports why none is.
@@ -646,15 +666,21 @@ inline void run_block(unsigned n_threads) {
     }
     state.block_gen = 0;
     state.block_acc[0] = state.block_acc[1] = 0;
+    // Every stack is free again: the previous block's threads all finished, or its launch failed.
+    state.free_stacks = state.all_stacks;
+    order_threads(n_threads);
+    state.next_start = 0;
     do {
+        while (state.next_start < n_threads && !state.failed) start_runner();
+        // Between barriers: resume the threads a release made ready, in schedule order.
         bool ran = true;
         while (ran && !state.failed) {
             ran = false;
             order_threads(n_threads);
             for (unsigned i : state.order) {
                 Fiber& f = state.fibers[i];
-                if (f.state == NOT_STARTED || f.state == READY) {
-                    run_fiber(f);
+                if (f.state == READY) {
+                    resume(f);
                     ran = true;
                     if (state.failed) return;
                 }
@@ -697,11 +723,6 @@ inline int run_grid(const EmuLaunchConfig* cfg) {
     state.schedule = static_cast<Schedule>(cfg->schedule);
     state.rng = cfg->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     if (state.rng == 0) state.rng = 1;
-    for (Fiber& f : state.fibers)  // stacks of threads abandoned by an earlier failed launch
-        if (f.stack) {
-            state.free_stacks.push_back(f.stack);
-            f.stack = nullptr;
-        }
     state.fibers.resize(n_threads);
     state.warps.resize((n_threads + 31) / 32);
     if (cfg->shared_mem > state.dyn_shared_capacity) {
