@@ -676,7 +676,7 @@ inline void run_block(unsigned n_threads) {
         bool ran = true;
         while (ran && !state.failed) {
             ran = false;
-            order_threads(n_threads);
+            if (state.schedule == SHUFFLED) order_threads(n_threads);  // a new order every pass
             for (unsigned i : state.order) {
                 Fiber& f = state.fibers[i];
                 if (f.state == READY) {
