@@ -4,6 +4,10 @@
 kernel runs), does the shape arithmetic, and calls the current backend's primitives.
 """
 
+from .conv import (choose_algo, conv2d, conv2d_backward, conv2d_workspace_bytes, get_workspace_limit,
+                   set_workspace_limit)
 from .im2col import col2im, col2im_backward, fold, im2col, im2col_backward, unfold
 
-__all__ = ["col2im", "col2im_backward", "fold", "im2col", "im2col_backward", "unfold"]
+__all__ = ["choose_algo", "col2im", "conv2d", "conv2d_backward", "conv2d_workspace_bytes", "get_workspace_limit",
+           "set_workspace_limit", "col2im_backward", "fold", "im2col", "im2col_backward",
+           "unfold"]
