@@ -148,9 +148,12 @@ def cross_entropy_backward(dloss: Any, logits: Any, target: Any, weight: Any = N
     if eps > 0:
         class_w = weight[None, :] if weight is not None else xp.ones((1, classes), dtype=dtype)
         q += xp.where(ignored[:, None], dtype.type(0), class_w * dtype.type(eps / classes))
-    dlogp = -q * scale[:, None] if scale.shape[0] == rows else -q * scale
+    with np.errstate(invalid="ignore"):
+        dlogp = -q * (scale[:, None] if scale.shape[0] == rows else scale)
     prob = xp.exp(_rows(log_softmax(logits, dim=0 if logits.ndim == 1 else 1)))
-    dlogits = dlogp - prob * dlogp.sum(axis=1, keepdims=True)
+    # NOTE: ignored targets get exactly zero gradient, even when every target is ignored and the
+    # mean's 0/0 made the scale NaN (PyTorch does the same).
+    dlogits = xp.where(ignored[:, None], dtype.type(0), dlogp - prob * dlogp.sum(axis=1, keepdims=True))
     return _unrows(dlogits.astype(dtype, copy=False), tuple(logits.shape))
 
 
