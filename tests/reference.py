@@ -51,3 +51,271 @@ def col2im(cols, x_shape, kernel_size, stride, padding, dilation):
                             if 0 <= yy < h and 0 <= zz < w:
                                 x[b, ch, yy, zz] += cols[b, row, y * ow + z]
     return x
+
+
+# ---- convolution (conv2d) ---------------------------------------------------------------------------
+def conv2d(x, weight, bias, stride, padding, dilation, groups):
+    """Cross-correlation, PyTorch's conv2d; padding = (top, bottom, left, right)."""
+    x, weight = np.asarray(x, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    n, c, h, w = x.shape
+    c_out, cg, kh, kw = weight.shape
+    (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, padding, dilation
+    oh, ow = out_size(h, kh, sh, pt, pb, dh), out_size(w, kw, sw, pl, pr, dw)
+    kg = c_out // groups
+    y = np.zeros((n, c_out, oh, ow))
+    for b in range(n):
+        for co in range(c_out):
+            grp = co // kg
+            for oy in range(oh):
+                for ox in range(ow):
+                    total = 0.0 if bias is None else float(bias[co])
+                    for ci in range(cg):
+                        for i in range(kh):
+                            for j in range(kw):
+                                yy, xx = oy * sh - pt + i * dh, ox * sw - pl + j * dw
+                                if 0 <= yy < h and 0 <= xx < w:
+                                    total += x[b, grp * cg + ci, yy, xx] * weight[co, ci, i, j]
+                    y[b, co, oy, ox] = total
+    return y
+
+
+def conv2d_backward(dy, x, weight, stride, padding, dilation, groups):
+    """(dx, dweight, dbias) of :func:`conv2d`, by scattering each output's gradient back."""
+    dy = np.asarray(dy, dtype=np.float64)
+    x, weight = np.asarray(x, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    n, c, h, w = x.shape
+    c_out, cg, kh, kw = weight.shape
+    (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, padding, dilation
+    oh, ow = dy.shape[2:]
+    kg = c_out // groups
+    dx, dweight = np.zeros_like(x), np.zeros_like(weight)
+    for b in range(n):
+        for co in range(c_out):
+            grp = co // kg
+            for oy in range(oh):
+                for ox in range(ow):
+                    g = dy[b, co, oy, ox]
+                    for ci in range(cg):
+                        for i in range(kh):
+                            for j in range(kw):
+                                yy, xx = oy * sh - pt + i * dh, ox * sw - pl + j * dw
+                                if 0 <= yy < h and 0 <= xx < w:
+                                    dx[b, grp * cg + ci, yy, xx] += g * weight[co, ci, i, j]
+                                    dweight[co, ci, i, j] += g * x[b, grp * cg + ci, yy, xx]
+    return dx, dweight, dy.sum(axis=(0, 2, 3))
+
+
+# ---- activations, softmax, linear, layer_norm, losses (ops helper) --------------------------------------------
+
+import math  # noqa: E402  (kept in this section so appended sections merge cleanly)
+
+def relu(x):
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([v if v > 0 else 0.0 for v in x.reshape(-1)]).reshape(x.shape)
+
+
+def relu_backward(dy, x):
+    dy, x = np.asarray(dy, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    return np.array([g if v > 0 else 0.0 for g, v in zip(dy.reshape(-1), x.reshape(-1))]).reshape(x.shape)
+
+
+def leaky_relu(x, slope):
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([v if v > 0 else slope * v for v in x.reshape(-1)]).reshape(x.shape)
+
+
+def leaky_relu_backward(dy, x, slope):
+    dy, x = np.asarray(dy, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    return np.array([g if v > 0 else slope * g for g, v in zip(dy.reshape(-1), x.reshape(-1))]).reshape(x.shape)
+
+
+def sigmoid(x):
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+                     for v in x.reshape(-1)]).reshape(x.shape)
+
+
+def tanh(x):
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([math.tanh(v) for v in x.reshape(-1)]).reshape(x.shape)
+
+
+def _rowwise(x, dim, fn, *others):
+    """Applies fn(row, *other_rows) -> row to every 1-D slice of x along dim."""
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), dim, -1)
+    others = [np.moveaxis(np.asarray(o, dtype=np.float64), dim, -1) for o in others]
+    out = np.zeros(x.shape)
+    for index in np.ndindex(*x.shape[:-1]):
+        out[index] = fn(list(x[index]), *[list(o[index]) for o in others])
+    return np.moveaxis(out, -1, dim)
+
+
+def _softmax_row(row):
+    m = max(row)
+    e = [math.exp(v - m) for v in row]
+    s = math.fsum(e)
+    return [v / s for v in e]
+
+
+def softmax(x, dim):
+    return _rowwise(x, dim, _softmax_row)
+
+
+def log_softmax(x, dim):
+    def row_fn(row):
+        m = max(row)
+        lse = m + math.log(math.fsum(math.exp(v - m) for v in row))
+        return [v - lse for v in row]
+    return _rowwise(x, dim, row_fn)
+
+
+def softmax_backward(dy, x, dim):
+    """Through the Jacobian: dx_j = sum_i dy_i * s_i * ([i == j] - s_j); x is the forward's INPUT."""
+    def row_fn(row, g):
+        s = _softmax_row(row)
+        return [math.fsum(g[i] * s[i] * ((i == j) - s[j]) for i in range(len(s))) for j in range(len(s))]
+    return _rowwise(x, dim, row_fn, dy)
+
+
+def log_softmax_backward(dy, x, dim):
+    """Through the Jacobian: dx_j = sum_i dy_i * ([i == j] - s_j); x is the forward's INPUT."""
+    def row_fn(row, g):
+        s = _softmax_row(row)
+        return [math.fsum(g[i] * ((i == j) - s[j]) for i in range(len(s))) for j in range(len(s))]
+    return _rowwise(x, dim, row_fn, dy)
+
+
+def linear(x, weight, bias=None):
+    x, weight = np.asarray(x, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    out_f, in_f = weight.shape
+    rows = x.reshape(-1, in_f)
+    y = np.zeros((rows.shape[0], out_f))
+    for r in range(rows.shape[0]):
+        for o in range(out_f):
+            y[r, o] = math.fsum(rows[r, i] * weight[o, i] for i in range(in_f)) + (0.0 if bias is None else bias[o])
+    return y.reshape(x.shape[:-1] + (out_f,))
+
+
+def linear_backward(dy, x, weight):
+    x, weight = np.asarray(x, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    out_f, in_f = weight.shape
+    rows, g = x.reshape(-1, in_f), np.asarray(dy, dtype=np.float64).reshape(-1, out_f)
+    dx, dw, db = np.zeros(rows.shape), np.zeros(weight.shape), np.zeros(out_f)
+    for r in range(rows.shape[0]):
+        for o in range(out_f):
+            db[o] += g[r, o]
+            for i in range(in_f):
+                dx[r, i] += g[r, o] * weight[o, i]
+                dw[o, i] += g[r, o] * rows[r, i]
+    return dx.reshape(x.shape), dw, db
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Returns (y, mean, invstd) with mean/invstd one per normalized row (flat)."""
+    x = np.asarray(x, dtype=np.float64)
+    d = int(np.prod(normalized_shape))
+    rows = x.reshape(-1, d)
+    w = np.ones(d) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    b = np.zeros(d) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
+    y, means, invstds = np.zeros(rows.shape), np.zeros(rows.shape[0]), np.zeros(rows.shape[0])
+    for r in range(rows.shape[0]):
+        mean = math.fsum(rows[r]) / d
+        var = math.fsum((v - mean) ** 2 for v in rows[r]) / d
+        invstd = 1.0 / math.sqrt(var + eps)
+        means[r], invstds[r] = mean, invstd
+        for j in range(d):
+            y[r, j] = (rows[r, j] - mean) * invstd * w[j] + b[j]
+    return y.reshape(x.shape), means, invstds
+
+
+def layer_norm_backward(dy, x, normalized_shape, weight=None, eps=1e-5):
+    """Through the Jacobian d xhat_i / d x_j = invstd * ([i == j] - 1/D - xhat_i * xhat_j / D)."""
+    x = np.asarray(x, dtype=np.float64)
+    d = int(np.prod(normalized_shape))
+    rows, g = x.reshape(-1, d), np.asarray(dy, dtype=np.float64).reshape(-1, d)
+    w = np.ones(d) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    dx, dw, db = np.zeros(rows.shape), np.zeros(d), np.zeros(d)
+    for r in range(rows.shape[0]):
+        mean = math.fsum(rows[r]) / d
+        invstd = 1.0 / math.sqrt(math.fsum((v - mean) ** 2 for v in rows[r]) / d + eps)
+        xhat = [(v - mean) * invstd for v in rows[r]]
+        for j in range(d):
+            dw[j] += g[r, j] * xhat[j]
+            db[j] += g[r, j]
+            dx[r, j] = math.fsum(g[r, i] * w[i] * invstd * ((i == j) - 1.0 / d - xhat[i] * xhat[j] / d)
+                                 for i in range(d))
+    return dx.reshape(x.shape), dw.reshape(normalized_shape), db.reshape(normalized_shape)
+
+
+def _ce_terms(logits, target, weight, ignore_index, label_smoothing):
+    """Per-target (loss, target weight, class-score row index list) with the class dimension 1."""
+    logits = np.asarray(logits, dtype=np.float64)
+    target = np.asarray(target)
+    if logits.ndim == 1:
+        logits, target = logits[None], target.reshape(1)
+    c = logits.shape[1]
+    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    moved = np.moveaxis(logits, 1, -1).reshape(-1, c)
+    flat = target.reshape(-1)
+    losses, weights = [], []
+    for row, t in zip(moved, flat):
+        if t == ignore_index:
+            losses.append(0.0)
+            weights.append(0.0)
+            continue
+        m = max(row)
+        lse = m + math.log(math.fsum(math.exp(v - m) for v in row))
+        logp = [v - lse for v in row]
+        nll = -w[t] * logp[t]
+        smooth = -math.fsum(w[k] * logp[k] for k in range(c))
+        losses.append((1 - label_smoothing) * nll + label_smoothing / c * smooth)
+        weights.append(w[t])
+    return np.array(losses), np.array(weights), moved, flat, w
+
+
+def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    losses, weights, _, _, _ = _ce_terms(logits, target, weight, ignore_index, label_smoothing)
+    if reduction == "none":
+        return losses.reshape(np.asarray(target).shape)
+    total = math.fsum(losses)
+    if reduction == "sum":
+        return np.array(total)
+    return np.array(total / math.fsum(weights)) if math.fsum(weights) else np.array(np.nan)
+
+
+def cross_entropy_backward(dloss, logits, target, weight=None, ignore_index=-100, reduction="mean",
+                           label_smoothing=0.0):
+    """dL/dlogit_c = sum_k dL/dlogp_k * ([k == c] - p_c) per target, from the per-target loss."""
+    logits = np.asarray(logits, dtype=np.float64)
+    _, weights, moved, flat, w = _ce_terms(logits, target, weight, ignore_index, label_smoothing)
+    c = moved.shape[1]
+    dl = np.asarray(dloss, dtype=np.float64).reshape(-1)
+    out = np.zeros(moved.shape)
+    for r, (row, t) in enumerate(zip(moved, flat)):
+        if t == ignore_index:
+            continue
+        scale = dl[r] if reduction == "none" else dl[0] / (math.fsum(weights) if reduction == "mean" else 1.0)
+        p = _softmax_row(list(row))
+        dlogp = [-scale * ((1 - label_smoothing) * w[t] * (k == t) + label_smoothing / c * w[k]) for k in range(c)]
+        for j in range(c):
+            out[r, j] = math.fsum(dlogp[k] * ((k == j) - p[j]) for k in range(c))
+    if logits.ndim == 1:
+        return out.reshape(logits.shape)
+    shape = (logits.shape[0],) + logits.shape[2:] + (c,)
+    return np.moveaxis(out.reshape(shape), -1, 1)
+
+
+def mse_loss(a, b, reduction="mean"):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    sq = np.array([(u - v) ** 2 for u, v in zip(a.reshape(-1), b.reshape(-1))]).reshape(a.shape)
+    if reduction == "none":
+        return sq
+    total = math.fsum(sq.reshape(-1))
+    return np.array(total if reduction == "sum" else total / a.size)
+
+
+def mse_loss_backward(dloss, a, b, reduction="mean"):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    d = np.asarray(dloss, dtype=np.float64)
+    scale = d if reduction == "none" else d.reshape(()) / (a.size if reduction == "mean" else 1)
+    return 2 * (a - b) * scale

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Backend
+from .numpy_ops.conv import NumpyConvOps
 from .numpy_ops.im2col import Im2colOps
 
 
-class NumpyBackend(Im2colOps, Backend):
+class NumpyBackend(NumpyConvOps, Im2colOps, Backend):
     name = "numpy"
     xp = np
