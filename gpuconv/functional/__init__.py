@@ -25,6 +25,19 @@ from .im2col import col2im, col2im_backward, fold, im2col, im2col_backward, unfo
 from .linear import linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward, mse_loss, mse_loss_backward
 from .normalization import layer_norm, layer_norm_backward
+from .batchnorm import batch_norm, batch_norm_backward
+from .pool import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
+    avg_pool2d,
+    avg_pool2d_backward,
+    gem,
+    gem_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 
 __all__ = [
     "choose_algo", "col2im", "col2im_backward", "conv2d", "conv2d_backward", "conv2d_workspace_bytes",
@@ -34,3 +47,7 @@ __all__ = [
     "mse_loss_backward", "relu", "relu_backward", "set_workspace_limit", "sigmoid", "sigmoid_backward", "softmax",
     "softmax_backward", "tanh", "tanh_backward", "unfold",
 ]
+__all__ += ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
+            "adaptive_max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "gem", "gem_backward",
+            "max_pool2d", "max_pool2d_backward"]
+__all__ += ["batch_norm", "batch_norm_backward"]

@@ -7,9 +7,11 @@ Algorithms (``algo=``):
 
 - ``"im2col"``: the input windows are copied into a column buffer and each group is one 2-D GEMM
   (cuBLAS on the GPU, BLAS on the CPU). The buffer is bounded by the workspace limit
-  (:func:`set_workspace_limit`, default 256 MiB): the batch is processed in chunks of whole images,
-  which never changes the forward output or ``dx``; ``dweight`` is then a sum of one GEMM per chunk,
-  equal up to the rounding of that sum order.
+  (:func:`set_workspace_limit`, default 256 MiB): the batch is processed in chunks of whole images.
+  Chunking does not change the computation of any output element: on the numpy backend ``y`` and
+  ``dx`` are bit-identical (one GEMM per image either way); with the CUDA kernels the GEMM spans a
+  whole chunk and BLAS may pick another kernel for another width, so they agree to rounding;
+  ``dweight`` sums one GEMM per chunk, equal up to the rounding of that sum order.
 - ``"direct"``: kernels/conv_direct.cu, no workspace. On the numpy backend it runs the same NumPy
   implementation as ``"im2col"`` (there is no CPU "direct" code path worth having).
 - ``"gemm"``: 1x1 kernel, stride 1, no padding: the convolution is a plain GEMM per image.
@@ -246,10 +248,10 @@ def conv2d_backward(dy: Any, x: Any, weight: Any, stride=1, padding=0, dilation=
     if not (isinstance(needs, (tuple, list)) and len(needs) == 3):
         raise ValueError(f"needs must be a tuple of 3 bools (dx, dweight, dbias), got {needs!r}")
     g = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+    algo = _check_algo(algo, g)
     expected = (g.n, g.c_out) + g.out_size
     if tuple(dy.shape) != expected:
         raise ValueError(f"dy must have the conv2d output shape {expected}, got {tuple(dy.shape)}")
-    algo = _check_algo(algo, g)
     be = get_backend()
     xp = be.xp
     dy, x, weight = xp.ascontiguousarray(dy), xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
