@@ -12,18 +12,24 @@ from .module import Module, _nbytes
 
 def chain_saved_spec(modules: list[Module], input_shape, dtype) -> tuple[int, bool, bool]:
     """``_saved_spec`` of modules applied one after the other: the array between two of them is
-    counted once even when both keep it (a ReLU's output that is the next conv's input)."""
+    counted once even when both keep it (a ReLU's output that is the next conv's input), and so is
+    an array and the views of it that Flatten or Identity pass on."""
     own = 0
-    shapes = [tuple(input_shape)]
-    kept = [False]
+    shape = tuple(input_shape)
+    groups = [[shape, False]]  # one entry per distinct array between modules: [shape, kept]
     for module in modules:
-        module_own, keeps_input, keeps_output = module._saved_spec(shapes[-1], dtype)
+        module_own, keeps_input, keeps_output = module._saved_spec(shape, dtype)
         own += module_own
-        kept[-1] = kept[-1] or keeps_input
-        shapes.append(module.output_shape(shapes[-1]))
-        kept.append(keeps_output)
-    own += sum(_nbytes(shape, dtype) for shape, k in zip(shapes[1:-1], kept[1:-1]) if k)
-    return own, kept[0], kept[-1] if len(modules) else False
+        groups[-1][1] = groups[-1][1] or keeps_input
+        shape = module.output_shape(shape)
+        if getattr(module, "output_is_view", False):
+            groups[-1][1] = groups[-1][1] or keeps_output
+        else:
+            groups.append([shape, keeps_output])
+    own += sum(_nbytes(g_shape, dtype) for g_shape, kept in groups[1:-1] if kept)
+    keeps_input = groups[0][1]
+    keeps_output = groups[-1][1] if len(groups) > 1 else False
+    return own, keeps_input, keeps_output
 
 
 def chain_output_shape(modules: list[Module], input_shape) -> tuple[int, ...]:

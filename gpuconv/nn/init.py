@@ -1,7 +1,8 @@
 """Parameter initialisation, PyTorch's formulas, drawn from ``gpuconv.default_generator()``.
 
-Draws are made on the host in float64 with NumPy, then cast and moved to the current backend, so
-``gpuconv.manual_seed(s)`` gives the same initial parameters on every backend.
+Draws are made on the host with NumPy in the parameter's dtype (float32 draws halve the time and
+memory of a VGG), then moved to the current backend, so ``gpuconv.manual_seed(s)`` gives the same
+initial parameters on every backend.
 """
 
 from __future__ import annotations
@@ -34,17 +35,29 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     return GAINS[nonlinearity]
 
 
-def _to_backend(values: np.ndarray, dtype: Any) -> Any:
-    return get_backend().asarray(values.astype(np.dtype(dtype)))
+def _check_dtype(dtype: Any) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
 
 
 def uniform(shape: tuple[int, ...], bound: float, dtype: Any = np.float32) -> Any:
     """Uniform on [-bound, bound)."""
-    return _to_backend(default_generator().uniform(-bound, bound, size=shape), dtype)
+    dtype = _check_dtype(dtype)
+    values = default_generator().random(shape, dtype=dtype)
+    values *= dtype.type(2 * bound)
+    values -= dtype.type(bound)
+    return get_backend().asarray(values)
 
 
 def normal(shape: tuple[int, ...], std: float, mean: float = 0.0, dtype: Any = np.float32) -> Any:
-    return _to_backend(default_generator().normal(mean, std, size=shape), dtype)
+    """Normal with mean ``mean`` and standard deviation ``std``."""
+    dtype = _check_dtype(dtype)
+    values = default_generator().standard_normal(shape, dtype=dtype)
+    values *= dtype.type(std)
+    values += dtype.type(mean)
+    return get_backend().asarray(values)
 
 
 def kaiming_uniform(shape: tuple[int, ...], a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",

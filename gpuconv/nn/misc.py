@@ -48,6 +48,8 @@ class Dropout(Module):
 class Flatten(Module):
     """Flattens dimensions ``start_dim`` .. ``end_dim`` into one. Keeps for backward: nothing but the shape."""
 
+    output_is_view = True  # its output shares the input's memory
+
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
         self.start_dim = int(start_dim)
@@ -81,6 +83,8 @@ class Flatten(Module):
 
 class Identity(Module):
     """Returns its input (a placeholder, e.g. for a BatchNorm2d folded into its Conv2d)."""
+
+    output_is_view = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__()
