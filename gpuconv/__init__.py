@@ -16,6 +16,8 @@ from .backend import (
     use,
 )
 from .random import default_generator, manual_seed
+from .checkpoint import load, save
+from . import data, optim
 
 # gpuconv.backend is both the backend package and the context manager `with gpuconv.backend(name):`
 backend = _backend_package
@@ -24,5 +26,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "asarray", "backend",
-    "default_generator", "get_array_module", "get_backend", "manual_seed", "to_numpy", "use", "__version__",
+    "data", "default_generator", "get_array_module", "get_backend", "load", "manual_seed", "optim", "save", "to_numpy",
+    "use", "__version__",
 ]
