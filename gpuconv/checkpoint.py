@@ -142,9 +142,10 @@ def _fsync_directory(directory: str) -> None:
 def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(manifest, all arrays) of a checkpoint; ValueError naming ``path`` when it is not a valid one."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise ValueError("it holds a single array, not an archive")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive")
+        with archive:
             if MANIFEST not in archive.files:
                 raise ValueError(f"it has no {MANIFEST} manifest (not written by gpuconv.save)")
             arrays = {key: archive[key] for key in archive.files}
