@@ -15,16 +15,6 @@ import numpy as np
 from ..backend import get_array_module
 
 
-class _Required:
-    """Marks a default every parameter group must supply (PyTorch's ``required``)."""
-
-    def __repr__(self) -> str:
-        return "<required parameter>"
-
-
-required = _Required()
-
-
 def check_range(name: str, value: Any, low: float = 0.0, high: float | None = None, high_open: bool = False) -> float:
     """``value`` as a float in [low, high] (or [low, high) when ``high_open``); ValueError naming ``name``."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
@@ -74,8 +64,6 @@ class Optimizer:
                 raise TypeError(f"optimizer can only update parameters with a float array in .data, got {p!r}")
         group = {**param_group, "params": params}
         for name, default in self.defaults.items():
-            if default is required and name not in group:
-                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
             group.setdefault(name, default)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if len({id(p) for p in params}) != len(params):
