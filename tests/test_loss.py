@@ -160,3 +160,23 @@ def test_against_torch(rng):
                                    torch.nn.functional.layer_norm(torch.tensor(x), (4, 5), torch.tensor(w),
                                                                   torch.tensor(b)).numpy(), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(F.log_softmax(x, 1), torch.log_softmax(torch.tensor(x), 1).numpy(), rtol=1e-12)
+
+
+def test_elementwise_ops_against_torch(rng):
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+    x = rng.standard_normal((4, 6)) * 3
+    w, b = rng.standard_normal((5, 6)), rng.standard_normal(5)
+    t_x = torch.tensor(x)
+    with gpuconv.backend("numpy"):
+        pairs = [
+            (F.relu(x), tf.relu(t_x)), (F.leaky_relu(x, 0.2), tf.leaky_relu(t_x, 0.2)),
+            (F.sigmoid(x), torch.sigmoid(t_x)), (F.tanh(x), torch.tanh(t_x)), (F.softmax(x, 0), torch.softmax(t_x, 0)),
+            (F.linear(x, w, b), tf.linear(t_x, torch.tensor(w), torch.tensor(b))),
+            (F.mse_loss(x, x[::-1].copy()), tf.mse_loss(t_x, torch.tensor(x[::-1].copy()))),
+        ]
+        for ours, theirs in pairs:
+            np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-13, atol=1e-15)
+        # Dropout: same keep probability semantics and inverted scaling as PyTorch (masks differ: other RNG).
+        y = F.dropout(np.ones((100, 100), dtype=np.float32), 0.25, generator=np.random.default_rng(0))
+        assert set(np.unique(y)) == set(np.unique(tf.dropout(torch.ones(100, 100), 0.25).numpy()))

@@ -46,7 +46,8 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     return y.reshape(tuple(x.shape[:-1]) + (out_features,))
 
 
-def linear_backward(dy: Any, x: Any, weight: Any, needs=(True, True, True)) -> tuple[Any, Any, Any]:
+def linear_backward(dy: Any, x: Any, weight: Any,
+                    needs: tuple[bool, bool, bool] = (True, True, True)) -> tuple[Any, Any, Any]:
     """Gradients of :func:`linear`.
 
     Args:

@@ -42,8 +42,8 @@ def _check_affine(x: Any, shape: tuple[int, ...], **params: Any) -> None:
             raise ValueError(f"{name} must have shape normalized_shape {shape}, got {tuple(value.shape)}")
 
 
-def layer_norm(x: Any, normalized_shape, weight: Any = None, bias: Any = None, eps: float = 1e-5, *,
-               return_stats: bool = False) -> Any:
+def layer_norm(x: Any, normalized_shape: int | tuple[int, ...], weight: Any = None, bias: Any = None,
+               eps: float = 1e-5, *, return_stats: bool = False) -> Any:
     """Normalizes over the trailing ``normalized_shape`` dimensions: (x - mean) / sqrt(var + eps) * weight + bias.
 
     Args:
@@ -80,8 +80,8 @@ def layer_norm(x: Any, normalized_shape, weight: Any = None, bias: Any = None, e
     return y, mean.reshape(stats_shape), invstd.reshape(stats_shape)
 
 
-def layer_norm_backward(dy: Any, x: Any, normalized_shape, weight: Any, save_mean: Any, save_invstd: Any,
-                        needs=(True, True, True)) -> tuple[Any, Any, Any]:
+def layer_norm_backward(dy: Any, x: Any, normalized_shape: int | tuple[int, ...], weight: Any, save_mean: Any,
+                        save_invstd: Any, needs: tuple[bool, bool, bool] = (True, True, True)) -> tuple[Any, Any, Any]:
     """Gradients of :func:`layer_norm`.
 
     Args:
