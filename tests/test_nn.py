@@ -542,3 +542,15 @@ def test_layers_on_the_emulated_backend_match_numpy(rng):
                     gpuconv.to_numpy(p.grad) for p in net.parameters()]
         for a, b in zip(results["numpy"], results["emulated"]):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_eval_reaches_modules_inside_nested_models(rng):
+    from gpuconv.models import lenet5
+    outer = nn.Sequential(lenet5(), nn.Identity())
+    x = rng.standard_normal((2, 1, 32, 32)).astype(np.float32)
+    outer.eval()
+    assert not outer[0]._flatten.training
+    outer(x)
+    assert all(m._ctx is None for m in outer.modules()) and outer[0]._flatten._ctx is None
+    outer.train()
+    assert outer[0]._flatten.training

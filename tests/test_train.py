@@ -29,10 +29,11 @@ def numpy_backend():
         yield
 
 
-def blobs(rng, n_per_class=30, classes=3, dims=2):
-    centers = rng.standard_normal((classes, dims)) * 4
-    x = np.concatenate([c + rng.standard_normal((n_per_class, dims)) * 0.5 for c in centers]).astype(np.float32)
-    y = np.repeat(np.arange(classes), n_per_class).astype(np.int64)
+def blobs(rng, n_per_class=30):
+    """Three well separated clusters (centres 8 apart, spread 0.5): linearly separable."""
+    centers = np.array([[-4.0, 0.0], [4.0, 0.0], [0.0, 6.0]])
+    x = np.concatenate([c + rng.standard_normal((n_per_class, 2)) * 0.5 for c in centers]).astype(np.float32)
+    y = np.repeat(np.arange(3), n_per_class).astype(np.int64)
     return x, y
 
 

@@ -133,8 +133,10 @@ class Chain(Module):
 
     def train(self, mode: bool = True) -> Module:
         super().train(mode)
+        children = {id(child) for child in self.children()}
         for module in self._chain():
-            module.train(mode)
+            if id(module) not in children:
+                module.train(mode)
         return self
 
     def output_shape(self, input_shape):

@@ -234,10 +234,11 @@ class Module:
     def train(self, mode: bool = True) -> Module:
         """Training mode (batch statistics, dropout, activations kept for backward) for this module
         and all below it; returns self."""
-        for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
-            if not mode:
-                module._ctx = None
+        object.__setattr__(self, "training", bool(mode))
+        if not mode:
+            self._ctx = None
+        for child in self.children():
+            child.train(mode)
         return self
 
     def eval(self) -> Module:
