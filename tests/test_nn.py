@@ -554,3 +554,14 @@ def test_eval_reaches_modules_inside_nested_models(rng):
     assert all(m._ctx is None for m in outer.modules()) and outer[0]._flatten._ctx is None
     outer.train()
     assert outer[0]._flatten.training
+
+
+def test_reassigning_attributes_keeps_state_dict_order():
+    conv = nn.Conv2d(2, 3, 3)
+    conv.weight = nn.Parameter(np.zeros((3, 2, 3, 3), np.float32))
+    assert list(conv.state_dict()) == ["weight", "bias"]
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    model.add_module("0", nn.Linear(2, 2, bias=False))
+    assert [n for n, _ in model.named_parameters()] == ["0.weight"]
+    conv.weight = None  # a plain attribute now: no longer a parameter
+    assert [n for n, _ in conv.named_parameters()] == ["bias"] and conv.weight is None

@@ -42,18 +42,26 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"call super().__init__() in {type(self).__name__}.__init__ before setting attributes")
-        for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
+        # Reassigning keeps the entry's place (state-dict order); a new kind of value moves it.
         if isinstance(value, Parameter):
-            self.__dict__.pop(name, None)
+            self._forget(name, keep=self._parameters)
             self._parameters[name] = value
         elif isinstance(value, Module):
-            self.__dict__.pop(name, None)
+            self._forget(name, keep=self._modules)
             self._modules[name] = value
         elif name in self.__dict__.get("_buffer_names", ()) and (value is None or array_kind(value) is not None):
             self._buffers[name] = value
         else:
+            self._forget(name, keep=None)
             object.__setattr__(self, name, value)
+
+    def _forget(self, name: str, keep: dict | None) -> None:
+        """Removes ``name`` from the registries other than ``keep`` and from the plain attributes."""
+        for registry in (self._parameters, self._buffers, self._modules):
+            if registry is not keep:
+                registry.pop(name, None)
+        if keep is not None:
+            self.__dict__.pop(name, None)
 
     def __getattr__(self, name: str) -> Any:
         for registry in ("_parameters", "_buffers", "_modules"):
