@@ -61,6 +61,25 @@ def median_time(fn, warmup, repeats, timer):
     return statistics.median(timer(fn) for _ in range(repeats))
 
 
+def interleaved_median_times(fns, warmup, repeats, timer, pause=0.0):
+    """Median time of each callable, timing them in turn within each repeat, so that a machine
+    whose speed drifts (a shared or throttled CPU) slows all of them alike.
+
+    ``pause`` seconds of sleep before each timed call let the previous library's worker threads
+    stop spinning (OpenBLAS and OpenMP threads busy-wait after a call), so that neither library
+    runs with a core taken by the other's idle threads.
+    """
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, bucket in zip(fns, times):
+            time.sleep(pause)
+            bucket.append(timer(fn))
+    return [statistics.median(bucket) for bucket in times]
+
+
 def cpu_timer(fn):
     start = time.perf_counter()
     fn()
@@ -148,10 +167,11 @@ def run_cpu(args) -> str:
         theirs = torch_callables(torch, layer, "cpu") if torch is not None else (None, None)
         cells = [layer[0]]
         for label, index, mult in (("fwd", 0, 1.0), ("fwd+bwd", 1, 3.0)):
-            t_ours = median_time(ours[index], args.warmup, args.repeats, cpu_timer)
+            fns = [ours[index]] + ([theirs[index]] if theirs[index] is not None else [])
+            t_ours, *t_other = interleaved_median_times(fns, args.warmup, args.repeats, cpu_timer, args.pause)
             cells += [f"{t_ours * 1e3:.1f}", f"{mult * flops / t_ours / 1e9:.0f}"]
-            if theirs[index] is not None:
-                t_torch = median_time(theirs[index], args.warmup, args.repeats, cpu_timer)
+            if t_other:
+                t_torch = t_other[0]
                 ratios[label].append(t_ours / t_torch)
                 cells += [f"{t_torch * 1e3:.1f}", f"{mult * flops / t_torch / 1e9:.0f}", f"{t_ours / t_torch:.2f}"]
             else:
@@ -163,7 +183,9 @@ def run_cpu(args) -> str:
     lines = [f"# conv2d, CPU: gpuconv numpy backend vs PyTorch {torch.__version__ if torch else '(not installed)'}",
              "", f"Machine: {args.machine}. Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
              f"NumPy {np.__version__}, {platform.python_implementation()} {platform.python_version()}. "
-             f"Median of {args.repeats} runs after {args.warmup} warm-up. algo='auto' (im2col + BLAS on the numpy "
+             f"Median of {args.repeats} runs after {args.warmup} warm-up, gpuconv and PyTorch timed in turn within "
+             f"each repeat, with {args.pause} s of sleep before each timed call so that neither library's "
+             "spinning worker threads slow the other. algo='auto' (im2col + BLAS on the numpy "
              "backend). fwd+bwd = conv2d + conv2d_backward (dx, dweight, dbias); GFLOP/s counts 3x the forward "
              "FLOPs for it. ratio = gpuconv time / PyTorch time (lower is better).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -245,6 +267,8 @@ def main():
     parser.add_argument("--device", choices=["cpu", "gpu", "gpu-setting"], default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--pause", type=float, default=0.3,
+                        help="CPU: seconds of sleep before each timed call (lets BLAS/OpenMP threads go idle)")
     parser.add_argument("--layers", default="", help="comma-separated substrings of layer names (default: all)")
     parser.add_argument("--machine", default=f"{platform.machine()}, {os.cpu_count()} CPU cores")
     parser.add_argument("--output", help="also write the table to this Markdown file")
