@@ -12,7 +12,8 @@ as they are (transposed operands go to BLAS as transposed, not copied):
 - backward weight: (C*KH*KW, Nc*OH*OW), so the reduction over the batch happens inside one GEMM
   per group.
 The numpy backend runs this for ``algo="direct"`` too. ``g`` is a ConvGeometry; ``chunk`` is the
-number of images whose columns fit the workspace limit.
+number of images whose columns fit the workspace limit; the CPU path cuts the batch finer still
+(see CACHE_CHUNK_BYTES), so its workspace never exceeds what the limit allows.
 """
 
 from __future__ import annotations
@@ -29,10 +30,24 @@ def _window_view(x, g):
 # Below this many output positions per image, one GEMM per image is too thin for BLAS: the chunk's
 # columns go side by side, (C*KH*KW, Nc*OH*OW), and the output is transposed back afterwards.
 WIDE_GEMM_BELOW = 1024
+# The CPU path cuts the batch finer than the workspace limit asks: columns of about this many bytes
+# are still in cache when the GEMM reads them right after the copy, and stay below glibc's mmap
+# threshold, so the buffer is reused from the heap instead of page-faulted in again on every call.
+CACHE_CHUNK_BYTES = 8 * 2**20
+
+
+def _cpu_chunk(g, chunk: int, itemsize: int) -> int:
+    """Images per chunk: as few as fit CACHE_CHUNK_BYTES of columns, but enough for a GEMM at least
+    WIDE_GEMM_BELOW wide, and never more than ``chunk`` (the workspace limit)."""
+    l_size = g.out_size[0] * g.out_size[1]
+    by_cache = CACHE_CHUNK_BYTES // max(1, g.column_bytes_per_image(itemsize))
+    by_width = -(-WIDE_GEMM_BELOW // l_size)
+    return max(1, min(chunk, g.n, max(by_cache, by_width)))
 
 
 class NumpyConvOps:
     def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
+        chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
         kh, kw = g.kernel_size
         (oh, ow), groups = g.out_size, g.groups
         rows, kg, l_size = (g.c_in // groups) * kh * kw, g.c_out // groups, oh * ow
@@ -82,6 +97,7 @@ class NumpyConvOps:
         return self._backward_data_col2im(dy, weight, g, chunk)
 
     def _backward_data_col2im(self, dy, weight, g, chunk):
+        chunk = _cpu_chunk(g, chunk, dy.dtype.itemsize)
         kh, kw = g.kernel_size
         (oh, ow), groups = g.out_size, g.groups
         rows, kg = (g.c_in // groups) * kh * kw, g.c_out // groups
@@ -99,6 +115,7 @@ class NumpyConvOps:
         return dx
 
     def conv2d_im2col_backward_weight(self, dy, x, g, chunk):
+        chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
         kh, kw = g.kernel_size
         (oh, ow), groups = g.out_size, g.groups
         rows, kg = (g.c_in // groups) * kh * kw, g.c_out // groups
