@@ -54,8 +54,14 @@ def _gather_by_index(dy, indices, x_shape) -> np.ndarray:
     """dx[plane, indices[plane, o]] += dy[plane, o] (the backward of max and adaptive max pooling)."""
     n, c, h, w = x_shape
     planes = n * c
-    flat = indices.reshape(planes, -1) + (np.arange(planes, dtype=np.int64) * (h * w))[:, None]
-    dx = np.bincount(flat.reshape(-1), weights=dy.reshape(-1).astype(np.float64), minlength=planes * h * w)
+    indices = indices.reshape(planes, -1)
+    # A window with no input element (possible with dilation) has an index outside its plane.
+    inside = ((indices >= 0) & (indices < h * w)).reshape(-1)
+    flat = (indices + (np.arange(planes, dtype=np.int64) * (h * w))[:, None]).reshape(-1)
+    weights = dy.reshape(-1).astype(np.float64)
+    if not inside.all():
+        flat, weights = flat[inside], weights[inside]
+    dx = np.bincount(flat, weights=weights, minlength=planes * h * w)
     return dx[:planes * h * w].astype(dy.dtype).reshape(x_shape)
 
 
