@@ -94,14 +94,33 @@ def max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode):
     return y, idx
 
 
-def max_pool2d_backward(dy, indices, x_shape):
+def max_pool2d_backward(dy, indices, x_shape, kernel_size, stride, padding, dilation):
+    """Each dy goes to the input element of its window whose flat index the forward chose (a window
+    without input elements passes nothing on)."""
+    dy = np.asarray(dy, dtype=np.float64)
+    dx = np.zeros(x_shape)
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    for b in range(n):
+        for ch in range(c):
+            for i in range(dy.shape[2]):
+                for j in range(dy.shape[3]):
+                    for a in range(kh):
+                        for e in range(kw):
+                            yy, xx = i * sh - ph + a * dh, j * sw - pw + e * dw
+                            if 0 <= yy < h and 0 <= xx < w and indices[b, ch, i, j] == yy * w + xx:
+                                dx[b, ch, yy, xx] += dy[b, ch, i, j]
+    return dx
+
+
+def index_backward(dy, indices, x_shape):
+    """dx[plane, index] += dy for each output (adaptive max pooling, whose bins are never empty)."""
     dx = np.zeros(x_shape)
     n, c, h, w = x_shape
     for b in range(n):
         for ch in range(c):
             for o, k in zip(np.asarray(dy[b, ch], dtype=np.float64).ravel(), indices[b, ch].ravel()):
-                if 0 <= k < h * w:
-                    dx[b, ch, k // w, k % w] += o
+                dx[b, ch, k // w, k % w] += o
     return dx
 
 

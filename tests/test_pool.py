@@ -56,7 +56,7 @@ def test_max_pool2d_random_configs(backend, dtype, rng):
         assert_close(F.max_pool2d(gpuconv.asarray(x), **kw), ref_y, dtype)
         dy = rng.standard_normal(ref_y.shape).astype(dtype)
         dx = F.max_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), indices, **kw)
-        assert_close(dx, reference.max_pool2d_backward(dy, ref_idx, shape), dtype)
+        assert_close(dx, reference.max_pool2d_backward(dy, ref_idx, shape, k, s, p, d), dtype)
 
 
 def test_max_pool2d_resnet_stem_shape(backend, rng):
@@ -70,13 +70,21 @@ def test_max_pool2d_resnet_stem_shape(backend, rng):
 
 def test_max_pool2d_window_without_input_elements(backend):
     # Dilation can put every tap of a window in the padding: -inf, and PyTorch's index rule (first tap
-    # moved into the plane by whole dilation steps; here 2*2 + 2 = 6, outside the 2x2 plane).
+    # moved into the plane by whole dilation steps; here 2*2 + 2 = 6, outside the 2x2 plane). Such a
+    # window passes no gradient on, even where that index lands on an element of another window.
     x = gpuconv.asarray(np.arange(4, dtype=np.float64).reshape(1, 1, 2, 2))
     y, indices = F.max_pool2d(x, 2, 1, 1, 3, return_indices=True)
     assert gpuconv.to_numpy(y).tolist() == [[[[-np.inf]]]]
     assert gpuconv.to_numpy(indices).tolist() == [[[[6]]]]
     dx = F.max_pool2d_backward(gpuconv.asarray(np.ones((1, 1, 1, 1))), x, indices, 2, 1, 1, 3)
     assert gpuconv.to_numpy(dx).tolist() == [[[[0.0, 0.0], [0.0, 0.0]]]]
+    x = gpuconv.asarray(np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3) + 1)
+    y, indices = F.max_pool2d(x, (1, 2), 1, (0, 1), (1, 4), return_indices=True)
+    # Kernel (1, 2), dilation (1, 4), padding (0, 1) on a 3x3 plane: the column taps -1 and 3 are both
+    # outside, and PyTorch's index row*3 + 3 is the first element of the next row (or past the plane).
+    assert gpuconv.to_numpy(indices).ravel().tolist() == [3, 6, 9]
+    dx = F.max_pool2d_backward(gpuconv.asarray(np.ones(y.shape)), x, indices, (1, 2), 1, (0, 1), (1, 4))
+    assert gpuconv.to_numpy(dx).sum() == 0
 
 
 def test_max_pool2d_nan_propagates(backend):
@@ -138,7 +146,7 @@ def test_adaptive_max_pool2d_random_configs(backend, dtype, rng):
         assert_close(F.adaptive_max_pool2d(gpuconv.asarray(x), arg), ref_y, dtype)
         dy = rng.standard_normal(out and ref_y.shape).astype(dtype)
         dx = F.adaptive_max_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), indices, arg)
-        assert_close(dx, reference.max_pool2d_backward(dy, ref_idx, shape), dtype)
+        assert_close(dx, reference.index_backward(dy, ref_idx, shape), dtype)
 
 
 def test_adaptive_pools_global_on_odd_plane(backend, rng):

@@ -116,6 +116,14 @@ class PoolOps:
         return y, (rows * w + cols).astype(np.int64)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
+        # A window without input elements (dilation over padding) passes nothing on, as in the
+        # kernel's gather; PyTorch's index for it may name an element outside that window.
+        inside = [((np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d >= 0)
+                   & (np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d < size)).any(axis=1)
+                  for size, k, s, p, d, o in zip(x_shape[2:], kernel_size, stride, padding, dilation, dy.shape[2:])]
+        live = np.outer(inside[0], inside[1])
+        if not live.all():
+            dy = dy * live
         return _gather_by_index(dy, indices, x_shape)
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
