@@ -83,10 +83,11 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--torch-threads", type=int, default=0, help="PyTorch CPU threads (0: its default)")
     args = parser.parse_args()
     be = gpuconv.use(args.backend)
     on_cpu = be.name != "cupy"
-    torch, torch_line = load_torch() if on_cpu else (None, "GPU run: no PyTorch ratio")
+    torch, torch_line = load_torch(args.torch_threads) if on_cpu else (None, "GPU run: no PyTorch ratio")
     measure = timer(be)
     header(be, torch_line)
     for title, x, ops in cases(args.batch, be, np.random.default_rng(0)):

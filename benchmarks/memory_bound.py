@@ -60,12 +60,14 @@ def copy_bandwidth(be, a, measure, repeats) -> float:
     return 2 * a.nbytes / measure(copy, repeats)
 
 
-def load_torch():
-    """(torch module or None, a line saying which)."""
+def load_torch(threads: int = 0):
+    """(torch module or None, a line saying which); ``threads`` > 0 sets its CPU thread count."""
     try:
         import torch
     except ImportError:
         return None, "torch not installed: no PyTorch ratio"
+    if threads > 0:
+        torch.set_num_threads(threads)
     return torch, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 

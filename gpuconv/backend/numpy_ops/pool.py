@@ -112,17 +112,22 @@ class PoolOps:
         if not with_indices:
             return y, None
         # The first tap in row-major order that holds the maximum (PyTorch's and the kernel's
-        # choice); for a window holding NaN, its last NaN.
-        best = np.zeros(y.shape, dtype=np.int64)
+        # choice); for a window holding NaN, its last NaN. Tap t of window (oy, ox) is at flat
+        # index base[oy, ox] + offset(t).
+        base = (np.arange(oh)[:, None] * sh - ph) * w + (np.arange(ow)[None, :] * sw - pw)
+
+        def flat(t):
+            i, j = divmod(t, kw)
+            return base + (i * dh * w + j * dw)
+
+        indices = np.empty(y.shape, dtype=np.int64)
+        indices[...] = flat(0)
         for t in range(kh * kw - 1, 0, -1):
-            best[tap(t) == y] = t
+            np.copyto(indices, flat(t), where=tap(t) == y)
         nan = np.isnan(y)
         if nan.any():
             for t in range(kh * kw):
-                best[nan & np.isnan(tap(t))] = t
-        i, j = np.divmod(best, kw)
-        rows = np.arange(oh)[:, None] * sh - ph + i * dh
-        cols = np.arange(ow)[None, :] * sw - pw + j * dw
+                np.copyto(indices, flat(t), where=nan & np.isnan(tap(t)))
         # A window whose maximum is -inf may have kept a padding tap: PyTorch reports its first
         # tap moved into the plane by whole dilation steps instead.
         empty = y == -np.inf
@@ -131,9 +136,8 @@ class PoolOps:
             first_row = first_row + dh * np.maximum(0, -(first_row // dh))
             first_col = np.arange(ow)[None, :] * sw - pw
             first_col = first_col + dw * np.maximum(0, -(first_col // dw))
-            rows = np.where(empty, np.broadcast_to(first_row, rows.shape), rows)
-            cols = np.where(empty, np.broadcast_to(first_col, cols.shape), cols)
-        return y, (rows * w + cols).astype(np.int64)
+            np.copyto(indices, first_row * w + first_col, where=empty)
+        return y, indices
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         # A window without input elements (dilation over padding) passes nothing on, as in the
