@@ -39,7 +39,7 @@ def few_elements_per_block(monkeypatch):
 def test_training_forward_random_configs(backend, dtype, rng, split, monkeypatch):
     if split:
         monkeypatch.setattr(bn_launch, "MIN_PER_BLOCK", 7)
-    for _ in range(12):
+    for _ in range(20):
         shape = random_shape(rng)
         c = shape[1]
         x = (rng.standard_normal(shape) * rng.uniform(0.5, 3) + rng.uniform(-2, 2)).astype(dtype)
@@ -95,7 +95,7 @@ def test_training_backward_random_configs(backend, dtype, rng, split, monkeypatc
     if split:
         monkeypatch.setattr(bn_launch, "MIN_PER_BLOCK", 7)
     tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else {}
-    for _ in range(12):
+    for _ in range(20):
         shape = random_shape(rng)
         c = shape[1]
         x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)

@@ -44,7 +44,7 @@ def kwargs_of(k, s, p, d, ceil):
 
 # ---- max pooling ---------------------------------------------------------------------------------
 def test_max_pool2d_random_configs(backend, dtype, rng):
-    for _ in range(25):
+    for _ in range(40):
         shape, k, s, p, d, ceil = window_config(rng)
         x = distinct(rng, shape, dtype)
         kw = kwargs_of(k, s, p, d, ceil)
@@ -57,6 +57,40 @@ def test_max_pool2d_random_configs(backend, dtype, rng):
         dy = rng.standard_normal(ref_y.shape).astype(dtype)
         dx = F.max_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), indices, **kw)
         assert_close(dx, reference.max_pool2d_backward(dy, ref_idx, shape, k, s, p, d), dtype)
+
+
+def test_64_bit_index_path(rng, monkeypatch):
+    """The kernels' 64-bit index code (taken for tensors of 2^30 elements or more) on small inputs."""
+    monkeypatch.setattr(pool_launch, "DEFINES", {"GC_INDEX32_LIMIT": 0})
+    with gpuconv.backend("emulated"):
+        for _ in range(4):
+            shape, k, s, p, d, ceil = window_config(rng)
+            x = distinct(rng, shape, np.float64)
+            y, indices = F.max_pool2d(gpuconv.asarray(x), k, s, p, d, ceil, return_indices=True)
+            ref_y, ref_idx = reference.max_pool2d(x, k, s, p, d, ceil)
+            assert_close(y, ref_y)
+            np.testing.assert_array_equal(indices, ref_idx)
+            dy = rng.standard_normal(ref_y.shape)
+            assert_close(F.max_pool2d_backward(dy, x, indices, k, s, p, d, ceil),
+                         reference.max_pool2d_backward(dy, ref_idx, shape, k, s, p, d))
+            ref_avg = reference.avg_pool2d(x, k, s, p, ceil, True, None)
+            assert_close(F.avg_pool2d(x, k, s, p, ceil), ref_avg)
+            dya = rng.standard_normal(ref_avg.shape)
+            assert_close(F.avg_pool2d_backward(dya, shape, k, s, p, ceil),
+                         reference.avg_pool2d_backward(dya, shape, k, s, p, ceil, True, None))
+            out = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+            assert_close(F.adaptive_avg_pool2d(x, out), reference.adaptive_avg_pool2d(x, out))
+            dyo = rng.standard_normal((*shape[:2], *out))
+            assert_close(F.adaptive_avg_pool2d_backward(dyo, shape, out),
+                         reference.adaptive_avg_pool2d_backward(dyo, shape))
+            ym, im = F.adaptive_max_pool2d(x, out, return_indices=True)
+            assert_close(ym, reference.adaptive_max_pool2d(x, out)[0])
+            assert_close(F.adaptive_max_pool2d_backward(dyo, x, im, out), reference.index_backward(dyo, im, shape))
+            xg = rng.uniform(0.1, 2.0, shape)
+            assert_close(F.gem(xg, 2.0), reference.gem(xg, 2.0, 1e-6, shape[2:], (1, 1)))
+            dyg = rng.standard_normal((*shape[:2], 1, 1))
+            assert_close(F.gem_backward(dyg, xg, 2.0)[0],
+                         reference.gem_backward(dyg, xg, 2.0, 1e-6, shape[2:], (1, 1))[0])
 
 
 def test_max_pool2d_resnet_stem_shape(backend, rng):
@@ -96,7 +130,7 @@ def test_max_pool2d_nan_propagates(backend):
 
 # ---- average pooling -----------------------------------------------------------------------------
 def test_avg_pool2d_random_configs(backend, dtype, rng):
-    for _ in range(25):
+    for _ in range(40):
         shape, k, s, p, d, ceil = window_config(rng, dilation=False)
         include_pad = bool(rng.integers(0, 2))
         divisor = None if rng.integers(0, 3) else int(rng.integers(1, 6))
@@ -125,7 +159,7 @@ def adaptive_config(rng):
 
 
 def test_adaptive_avg_pool2d_random_configs(backend, dtype, rng):
-    for _ in range(20):
+    for _ in range(30):
         shape, arg, out = adaptive_config(rng)
         x = rng.standard_normal(shape).astype(dtype)
         y = F.adaptive_avg_pool2d(gpuconv.asarray(x), arg)
@@ -136,7 +170,7 @@ def test_adaptive_avg_pool2d_random_configs(backend, dtype, rng):
 
 
 def test_adaptive_max_pool2d_random_configs(backend, dtype, rng):
-    for _ in range(20):
+    for _ in range(30):
         shape, arg, out = adaptive_config(rng)
         x = distinct(rng, shape, dtype)
         y, indices = F.adaptive_max_pool2d(gpuconv.asarray(x), arg, return_indices=True)
@@ -174,7 +208,7 @@ def gem_inputs(rng, shape, dtype):
 
 def test_gem_random_configs(backend, dtype, rng):
     tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
-    for _ in range(15):
+    for _ in range(20):
         shape, kernel_size, stride, k, s = gem_config(rng)
         x = gem_inputs(rng, shape, dtype)
         p = float(rng.uniform(0.5, 5.0))
