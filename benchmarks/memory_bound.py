@@ -92,5 +92,8 @@ def row(name, seconds, nbytes, copy_bw, torch_seconds=None, show_torch=True) -> 
     bandwidth = nbytes / seconds
     line = f"{name:44s} {seconds * 1e3:9.2f} {bandwidth / 1e9:8.2f} {100 * bandwidth / copy_bw:6.0f}%"
     if show_torch:
-        line += "        -      -" if torch_seconds is None else f" {torch_seconds * 1e3:9.2f} {seconds / torch_seconds:6.2f}"
+        if torch_seconds is None:
+            line += "        -      -"
+        else:
+            line += f" {torch_seconds * 1e3:9.2f} {seconds / torch_seconds:6.2f}"
     print(line, flush=True)

@@ -236,7 +236,8 @@ def test_gem_needs(backend, rng):
 
 
 def test_gem_finite_differences(backend, rng):
-    for kernel_size, stride, shape in ((None, None, (2, 2, 3, 4)), (2, 1, (1, 2, 4, 5)), ((3, 2), (2, 3), (2, 1, 7, 6))):
+    configs = ((None, None, (2, 2, 3, 4)), (2, 1, (1, 2, 4, 5)), ((3, 2), (2, 3), (2, 1, 7, 6)))
+    for kernel_size, stride, shape in configs:
         x = rng.uniform(0.1, 2.0, shape)
         p = np.array([2.5])
         y_shape = gpuconv.to_numpy(F.gem(gpuconv.asarray(x), 2.5, 1e-6, kernel_size, stride)).shape
