@@ -43,6 +43,9 @@ template <> struct Lim<double> {
 
 __device__ __forceinline__ float gc_pow(float a, float b) { return powf(a, b); }
 __device__ __forceinline__ double gc_pow(double a, double b) { return pow(a, b); }
+// max(v, eps) that keeps NaN, as PyTorch's clamp does (fmax would turn NaN into eps).
+template <typename T>
+__device__ __forceinline__ T clamp_min(T v, T eps) { return v < eps ? eps : v; }
 __device__ __forceinline__ float gc_log(float a) { return logf(a); }
 __device__ __forceinline__ double gc_log(double a) { return log(a); }
 
@@ -309,7 +312,7 @@ __device__ __forceinline__ T gem_window(const T* xp, int width, int y0, int x0, 
     T acc = T(0), acc_log = T(0);
     for (int i = 0; i < kh; ++i)
         for (int j = 0; j < kw; ++j) {
-            const T c = max(xp[(long long)(y0 + i) * width + x0 + j], eps);
+            const T c = clamp_min(xp[(long long)(y0 + i) * width + x0 + j], eps);
             const T cp = gc_pow(c, p);
             acc += cp;
             if (log_sum) acc_log += cp * gc_log(c);

@@ -192,6 +192,17 @@ def test_reductions_are_schedule_independent(rng, monkeypatch):
         assert_schedule_independent(lambda: F.batch_norm_backward(dy, x, None, mean, invstd))
 
 
+def test_non_contiguous_input(backend, rng):
+    x = rng.standard_normal((3, 4, 5, 6))
+    view = gpuconv.asarray(x)[:, ::2, :, ::-1]
+    expected = x[:, ::2, :, ::-1]
+    y, mean, invstd = F.batch_norm(view, None, None, training=True, return_stats=True)
+    assert_close(y, reference.batch_norm_train(expected, None, None, 1e-5)[0])
+    dy = rng.standard_normal(expected.shape)
+    dx, _, _ = F.batch_norm_backward(gpuconv.asarray(np.asfortranarray(dy)), view, None, mean, invstd)
+    assert_close(dx, reference.batch_norm_train_backward(dy, expected, None, 1e-5)[0])
+
+
 # ---- bad input -----------------------------------------------------------------------------------
 def test_bad_input(backend, rng):
     x = gpuconv.asarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))

@@ -296,6 +296,20 @@ def test_pool_backward_kernels_are_schedule_independent(rng):
                                              F.avg_pool2d_backward(dy, x.shape, 3, 2, 1)))
 
 
+def test_non_contiguous_input_and_nan_in_gem(backend, rng):
+    x = distinct(rng, (2, 3, 8, 7), np.float64)
+    view = gpuconv.asarray(x)[:, ::-1, :, ::2]
+    expected = x[:, ::-1, :, ::2]
+    assert_close(F.max_pool2d(view, 2, 1, 1), reference.max_pool2d(expected, (2, 2), (1, 1), (1, 1), (1, 1), False)[0])
+    assert_close(F.avg_pool2d(view, 3, 2, 1), reference.avg_pool2d(expected, (3, 3), (2, 2), (1, 1), False, True, None))
+    assert_close(F.gem(gpuconv.asarray(np.abs(x))[:, :, ::2], 2.0),
+                 reference.gem(np.abs(x)[:, :, ::2], 2.0, 1e-6, (4, 7), (1, 1)))
+    # NaN is not clamped away (PyTorch's clamp keeps it).
+    x[0, 0, 0, 0] = np.nan
+    y = gpuconv.to_numpy(F.gem(gpuconv.asarray(x), 3.0))
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[1:]).any()
+
+
 # ---- bad input -----------------------------------------------------------------------------------
 def test_bad_input(backend, rng):
     x = gpuconv.asarray(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
@@ -304,6 +318,8 @@ def test_bad_input(backend, rng):
                lambda a: F.adaptive_max_pool2d(a, 2), lambda a: F.gem(a)):
         with pytest.raises(ValueError, match="x must be 4-D"):
             op(x3)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        F.max_pool2d(gpuconv.asarray(np.ones((1, 1, 4, 4), np.float16)), 2)
     with pytest.raises(ValueError, match="padding must be at most half of kernel_size"):
         F.max_pool2d(x, 3, padding=2)
     with pytest.raises(ValueError, match="padding must be at most half of kernel_size"):
