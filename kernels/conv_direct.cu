@@ -8,14 +8,16 @@
 // Entry points (each _f32 and _f64):
 //   conv2d_direct_forward_v1      one thread per output element (grid-stride), looping over the
 //                                 C_in/groups x KH x KW inputs that it reads. The reference.
-//   conv2d_direct_forward_v2      tiled: a block of 16x8 threads computes a 16x8 tile of output
-//                                 pixels for CONV_CO_BLOCK = 8 output channels of one image (each
-//                                 thread 8 accumulators in registers: register blocking over
-//                                 output channels). Per input channel the block stages the input
-//                                 patch its tile reads and the 8 x KH x KW weights in shared
-//                                 memory (dynamic: (PH*PW + 8*KH*KW) * sizeof(T) bytes, where
-//                                 PH = 7*sh + (KH-1)*dh + 1, PW = 15*sw + (KW-1)*dw + 1).
-//                                 Grid: (tiles_w * tiles_h, groups * ceil(kg / 8), N).
+//   conv2d_direct_forward_v2      tiled: a block of 16x8 threads computes a 16 (wide) x 16 (high)
+//                                 tile of output pixels for CONV_CO_BLOCK = 8 output channels of
+//                                 one image; each thread holds 2 pixels (rows ty, ty + 8) x 8
+//                                 channels = 16 accumulators in registers (register blocking), so
+//                                 every shared-memory weight read feeds 2 FMAs. Per input channel
+//                                 the block stages the input patch its tile reads and the
+//                                 KH x KW x 8 weights ([tap][channel]) in shared memory (dynamic:
+//                                 (PH*PW + 8*KH*KW) * sizeof(T) bytes, PH = 15*sh + (KH-1)*dh + 1,
+//                                 PW = 15*sw + (KW-1)*dw + 1). Grid: (tiles_w * tiles_h,
+//                                 groups * ceil(kg / 8), N); block (16, 8).
 //   conv2d_direct_backward_data   dx: a gather, one thread per element of dx, looping over the taps
 //                                 (i, j) whose window reads it and the C_out/groups output channels
 //                                 of its group (the direct transposed convolution). No atomics.
@@ -26,13 +28,17 @@
 // The bias (forward only) is added when has_bias != 0; otherwise the bias pointer is ignored.
 // No #defines are injected.
 //
-// Registers (nvcc 13.0, -cubin -arch=sm_90 -Xptxas -v; no spills, 0 bytes stack in every one):
-//   forward_v1 f32 30 / f64 32; forward_v2 f32 40 / f64 56; backward_data f32 34 / f64 38;
-//   backward_weight f32 32 / f64 34.
+// Registers per thread (nvcc 13.0, `nvcc -cubin -arch=sm_90 -Xptxas -v -I kernels`): every entry
+// point has 0 bytes of stack frame and 0 bytes of spill stores/loads.
+//   forward_v1       f32 48, f64 48
+//   forward_v2       f32 56, f64 72 (1 barrier; 128 threads per block by __launch_bounds__)
+//   backward_data    f32 56, f64 56
+//   backward_weight  f32 45, f64 48 (1 barrier)
 #include "common.cuh"
 
 #define CONV_TILE_W 16
-#define CONV_TILE_H 8
+#define CONV_THREADS_H 8
+#define CONV_ROWS_PER_THREAD 2  // the code below is written for 2
 #define CONV_CO_BLOCK 8
 
 #define CONV_PARAMS                                                                                      \
@@ -77,26 +83,30 @@ __device__ void conv2d_direct_forward_v2(const T* __restrict__ x, const T* __res
     T* s_in = reinterpret_cast<T*>(conv_smem);
     const int cg = c_in / groups, kg = c_out / groups;
     const int kk = kh * kw;
-    const int ph = (CONV_TILE_H - 1) * sh + (kh - 1) * dh + 1;
+    const int out_rows = CONV_THREADS_H * CONV_ROWS_PER_THREAD;  // output rows of a tile
+    const int ph = (out_rows - 1) * sh + (kh - 1) * dh + 1;
     const int pw = (CONV_TILE_W - 1) * sw + (kw - 1) * dw + 1;
-    T* s_w = s_in + ph * pw;
+    T* s_w = s_in + ph * pw;  // [tap][output channel]: one tap's CONV_CO_BLOCK weights side by side
 
     const int tiles_w = (ow + CONV_TILE_W - 1) / CONV_TILE_W;
     const int tile_x0 = (int)(blockIdx.x % tiles_w) * CONV_TILE_W;
-    const int tile_y0 = (int)(blockIdx.x / tiles_w) * CONV_TILE_H;
+    const int tile_y0 = (int)(blockIdx.x / tiles_w) * out_rows;
     const int co_blocks = (kg + CONV_CO_BLOCK - 1) / CONV_CO_BLOCK;
     const int grp = (int)blockIdx.y / co_blocks;
     const int co0 = ((int)blockIdx.y % co_blocks) * CONV_CO_BLOCK;  // within the group
     const long long n = blockIdx.z;
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int tid = ty * CONV_TILE_W + tx;
-    const int threads = CONV_TILE_W * CONV_TILE_H;
-    const int oy = tile_y0 + ty, ox = tile_x0 + tx;
+    const int threads = CONV_TILE_W * CONV_THREADS_H;
     const int in_y0 = tile_y0 * sh - pt, in_x0 = tile_x0 * sw - pl;
 
-    T acc[CONV_CO_BLOCK];
+    // Thread (tx, ty) computes output rows ty and ty + CONV_THREADS_H of the tile, column tx, for
+    // CONV_CO_BLOCK output channels: each weight read from shared memory feeds two FMAs.
+    T acc[CONV_ROWS_PER_THREAD][CONV_CO_BLOCK];
 #pragma unroll
-    for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[c] = T(0);
+    for (int r = 0; r < CONV_ROWS_PER_THREAD; ++r)
+#pragma unroll
+        for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[r][c] = T(0);
 
     for (int ci = 0; ci < cg; ++ci) {
         const T* xc = x + ((n * c_in + (long long)grp * cg + ci) * height) * width;
@@ -105,26 +115,38 @@ __device__ void conv2d_direct_forward_v2(const T* __restrict__ x, const T* __res
             s_in[t] = (yy >= 0 && yy < height && xx >= 0 && xx < width) ? xc[(long long)yy * width + xx] : T(0);
         }
         for (int t = tid; t < CONV_CO_BLOCK * kk; t += threads) {
-            const int co = co0 + t / kk;
-            s_w[t] = co < kg ? wt[(((long long)grp * kg + co) * cg + ci) * kk + t % kk] : T(0);
+            const int co = co0 + t % CONV_CO_BLOCK, k = t / CONV_CO_BLOCK;
+            s_w[t] = co < kg ? wt[(((long long)grp * kg + co) * cg + ci) * kk + k] : T(0);
         }
         __syncthreads();
         for (int i = 0; i < kh; ++i) {
+            const T* row0 = s_in + (ty * sh + i * dh) * pw + tx * sw;
+            const T* row1 = row0 + CONV_THREADS_H * sh * pw;
             for (int j = 0; j < kw; ++j) {
-                const T v = s_in[(ty * sh + i * dh) * pw + tx * sw + j * dw];
-                const int k = i * kw + j;
+                const T v0 = row0[j * dw], v1 = row1[j * dw];
+                const T* wk = s_w + (i * kw + j) * CONV_CO_BLOCK;
 #pragma unroll
-                for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[c] += v * s_w[c * kk + k];
+                for (int c = 0; c < CONV_CO_BLOCK; ++c) {
+                    const T wv = wk[c];
+                    acc[0][c] += v0 * wv;
+                    acc[1][c] += v1 * wv;
+                }
             }
         }
         __syncthreads();
     }
-    if (oy >= oh || ox >= ow) return;
+    const int ox = tile_x0 + tx;
+    if (ox >= ow) return;
 #pragma unroll
-    for (int c = 0; c < CONV_CO_BLOCK; ++c) {
-        const int co = grp * kg + co0 + c;
-        if (co0 + c >= kg) break;
-        y[((n * c_out + co) * oh + oy) * ow + ox] = has_bias ? acc[c] + bias[co] : acc[c];
+    for (int r = 0; r < CONV_ROWS_PER_THREAD; ++r) {
+        const int oy = tile_y0 + ty + r * CONV_THREADS_H;
+        if (oy >= oh) break;
+#pragma unroll
+        for (int c = 0; c < CONV_CO_BLOCK; ++c) {
+            const int co = grp * kg + co0 + c;
+            if (co0 + c >= kg) break;
+            y[((n * c_out + co) * oh + oy) * ow + ox] = has_bias ? acc[r][c] + bias[co] : acc[r][c];
+        }
     }
 }
 
@@ -195,7 +217,7 @@ extern "C" __global__ void conv2d_direct_forward_v1_f32(const float* __restrict_
                                                     int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     conv2d_direct_forward_v1<float>(x, wt, bias, y, has_bias, CONV_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(CONV_TILE_W * CONV_TILE_H)
+extern "C" __global__ void __launch_bounds__(CONV_TILE_W * CONV_THREADS_H)
 conv2d_direct_forward_v2_f32(const float* __restrict__ x, const float* __restrict__ wt, const float* __restrict__ bias,
                               float* __restrict__ y, int has_bias, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     conv2d_direct_forward_v2<float>(x, wt, bias, y, has_bias, CONV_ARGS);
@@ -213,7 +235,7 @@ extern "C" __global__ void conv2d_direct_forward_v1_f64(const double* __restrict
                                                     int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     conv2d_direct_forward_v1<double>(x, wt, bias, y, has_bias, CONV_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(CONV_TILE_W * CONV_TILE_H)
+extern "C" __global__ void __launch_bounds__(CONV_TILE_W * CONV_THREADS_H)
 conv2d_direct_forward_v2_f64(const double* __restrict__ x, const double* __restrict__ wt, const double* __restrict__ bias,
                               double* __restrict__ y, int has_bias, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     conv2d_direct_forward_v2<double>(x, wt, bias, y, has_bias, CONV_ARGS);

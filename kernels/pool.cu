@@ -2,7 +2,9 @@
 //
 // Layout: x (N, C, H, W) and y (N, C, OH, OW), C-contiguous; the kernels see N*C independent
 // planes ("planes"). Element type T = float (_f32) or double (_f64); indices are int64, PyTorch's
-// flat index y*W + x within the input plane. Offsets are 64-bit. No #defines are injected.
+// flat index y*W + x within the input plane. Index arithmetic is 32-bit when every offset of the
+// launch is below GC_INDEX32_LIMIT (default 2^30), else 64-bit.
+// Injected #defines: none in normal use; tests inject GC_INDEX32_LIMIT=0 to run the 64-bit path.
 //
 // Entry points (each in _f32 and _f64):
 //   max_pool2d_forward       one thread per output (indices written only when write_indices != 0):
@@ -41,6 +43,9 @@ template <> struct Lim<double> {
 
 __device__ __forceinline__ float gc_pow(float a, float b) { return powf(a, b); }
 __device__ __forceinline__ double gc_pow(double a, double b) { return pow(a, b); }
+// max(v, eps) that keeps NaN, as PyTorch's clamp does (fmax would turn NaN into eps).
+template <typename T>
+__device__ __forceinline__ T clamp_min(T v, T eps) { return v < eps ? eps : v; }
 __device__ __forceinline__ float gc_log(float a) { return logf(a); }
 __device__ __forceinline__ double gc_log(double a) { return log(a); }
 
@@ -71,16 +76,31 @@ __device__ T block_sum(T v, T* shared) {
 
 }  // namespace
 
+// Index arithmetic in 32 bits when every offset fits (much cheaper division on a GPU), else 64.
+// Below 2^30 elements, i + blockDim.x * gridDim.x (at most 2^24 more) cannot overflow an int.
+#ifndef GC_INDEX32_LIMIT
+#define GC_INDEX32_LIMIT (1LL << 30)
+#endif
+#define GC_INDEX_LOOP(I, i, n) \
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (I)blockDim.x * gridDim.x)
+#define GC_DISPATCH_INDEX(fn, T, planes, height, width, oh, ow, ...)                                  \
+    do {                                                                                          \
+        if ((planes) * max((long long)(height) * (width), (long long)(oh) * (ow)) < (GC_INDEX32_LIMIT))  \
+            fn<T, int>(__VA_ARGS__);                                                              \
+        else                                                                                      \
+            fn<T, long long>(__VA_ARGS__);                                                        \
+    } while (0)
+
 // ---- max pooling ---------------------------------------------------------------------------------
-template <typename T>
+template <typename T, typename I>
 __device__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ indices,
                                    int write_indices, long long planes, int height, int width, int oh, int ow,
                                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
-    const long long total = planes * oh * ow;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * oh * ow;
+    GC_INDEX_LOOP(I, idx, total) {
         const int ox = (int)(idx % ow);
         const int oy = (int)((idx / ow) % oh);
-        const long long plane = idx / ((long long)ow * oh);
+        const I plane = idx / ((I)ow * oh);
         const T* xp = x + plane * height * width;
         const int y0 = oy * sh - ph, x0 = ox * sw - pw;
         int fy = y0, fx = x0;  // first tap inside the plane (PyTorch's initial index)
@@ -94,7 +114,7 @@ __device__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, l
             for (int j = 0; j < kw; ++j) {
                 const int xx = x0 + j * dw;
                 if (xx < 0 || xx >= width) continue;
-                const T v = xp[(long long)yy * width + xx];
+                const T v = xp[(I)yy * width + xx];
                 if (v > best || v != v) {
                     best = v;
                     best_index = (long long)yy * width + xx;
@@ -106,17 +126,17 @@ __device__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, l
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __device__ void max_pool2d_backward(const T* __restrict__ dy, const long long* __restrict__ indices, T* __restrict__ dx,
                                     long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh,
                                     int sw, int ph, int pw, int dh, int dw) {
-    const long long total = planes * height * width;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * height * width;
+    GC_INDEX_LOOP(I, idx, total) {
         const int xx = (int)(idx % width);
         const int yy = (int)((idx / width) % height);
-        const long long plane = idx / ((long long)width * height);
-        const long long self = (long long)yy * width + xx;
-        const long long base = plane * oh * ow;
+        const I plane = idx / ((I)width * height);
+        const I self = (I)yy * width + xx;
+        const I base = plane * oh * ow;
         T acc = T(0);
         for (int i = 0; i < kh; ++i) {
             const int ty = yy + ph - i * dh;  // = oy * sh for a window that reads (yy, xx) at tap row i
@@ -124,7 +144,7 @@ __device__ void max_pool2d_backward(const T* __restrict__ dy, const long long* _
             for (int j = 0; j < kw; ++j) {
                 const int tx = xx + pw - j * dw;
                 if (tx < 0 || tx % sw != 0 || tx / sw >= ow) continue;
-                const long long o = base + (long long)(ty / sh) * ow + tx / sw;
+                const I o = base + (I)(ty / sh) * ow + tx / sw;
                 if (indices[o] == self) acc += dy[o];
             }
         }
@@ -147,41 +167,41 @@ __device__ __forceinline__ int avg_divisor(int oy, int ox, int height, int width
     return (y1 - y0) * (x1 - x0);
 }
 
-template <typename T>
+template <typename T, typename I>
 __device__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long planes, int height, int width,
                                    int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
                                    int count_include_pad, int divisor_override) {
-    const long long total = planes * oh * ow;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * oh * ow;
+    GC_INDEX_LOOP(I, idx, total) {
         const int ox = (int)(idx % ow);
         const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((long long)ow * oh)) * height * width;
+        const T* xp = x + (idx / ((I)ow * oh)) * height * width;
         const int y0 = max(oy * sh - ph, 0), y1 = min(oy * sh - ph + kh, height);
         const int x0 = max(ox * sw - pw, 0), x1 = min(ox * sw - pw + kw, width);
         T acc = T(0);
         for (int yy = y0; yy < y1; ++yy)
-            for (int xx = x0; xx < x1; ++xx) acc += xp[(long long)yy * width + xx];
+            for (int xx = x0; xx < x1; ++xx) acc += xp[(I)yy * width + xx];
         y[idx] = acc / T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
                                      divisor_override));
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __device__ void avg_pool2d_backward(const T* __restrict__ dy, T* __restrict__ dx, long long planes, int height,
                                     int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
                                     int count_include_pad, int divisor_override) {
-    const long long total = planes * height * width;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * height * width;
+    GC_INDEX_LOOP(I, idx, total) {
         const int xx = (int)(idx % width);
         const int yy = (int)((idx / width) % height);
-        const T* dyp = dy + (idx / ((long long)width * height)) * oh * ow;
+        const T* dyp = dy + (idx / ((I)width * height)) * oh * ow;
         // Windows oy with oy*sh - ph <= yy < oy*sh - ph + kh.
         const int oy0 = ceil_div_nonneg(yy + ph - kh + 1, sh), oy1 = min((yy + ph) / sh, oh - 1);
         const int ox0 = ceil_div_nonneg(xx + pw - kw + 1, sw), ox1 = min((xx + pw) / sw, ow - 1);
         T acc = T(0);
         for (int oy = oy0; oy <= oy1; ++oy)
             for (int ox = ox0; ox <= ox1; ++ox)
-                acc += dyp[(long long)oy * ow + ox] /
+                acc += dyp[(I)oy * ow + ox] /
                        T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
                                      divisor_override));
         dx[idx] = acc;
@@ -189,31 +209,31 @@ __device__ void avg_pool2d_backward(const T* __restrict__ dy, T* __restrict__ dx
 }
 
 // ---- adaptive pooling ----------------------------------------------------------------------------
-template <typename T>
+template <typename T, typename I>
 __device__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long planes, int height,
                                             int width, int oh, int ow) {
-    const long long total = planes * oh * ow;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * oh * ow;
+    GC_INDEX_LOOP(I, idx, total) {
         const int ox = (int)(idx % ow);
         const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((long long)ow * oh)) * height * width;
+        const T* xp = x + (idx / ((I)ow * oh)) * height * width;
         const int y0 = bin_start(oy, height, oh), y1 = bin_end(oy, height, oh);
         const int x0 = bin_start(ox, width, ow), x1 = bin_end(ox, width, ow);
         T acc = T(0);
         for (int yy = y0; yy < y1; ++yy)
-            for (int xx = x0; xx < x1; ++xx) acc += xp[(long long)yy * width + xx];
+            for (int xx = x0; xx < x1; ++xx) acc += xp[(I)yy * width + xx];
         y[idx] = acc / T((y1 - y0) * (x1 - x0));
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __device__ void adaptive_avg_pool2d_backward(const T* __restrict__ dy, T* __restrict__ dx, long long planes,
                                              int height, int width, int oh, int ow) {
-    const long long total = planes * height * width;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * height * width;
+    GC_INDEX_LOOP(I, idx, total) {
         const int xx = (int)(idx % width);
         const int yy = (int)((idx / width) % height);
-        const T* dyp = dy + (idx / ((long long)width * height)) * oh * ow;
+        const T* dyp = dy + (idx / ((I)width * height)) * oh * ow;
         // Bins containing yy: floor(yy*OH/H) .. ceil((yy+1)*OH/H) - 1 (checked exactly below).
         const int oy0 = (int)(((long long)yy * oh) / height);
         const int oy1 = min((int)(((long long)(yy + 1) * oh + height - 1) / height) - 1, oh - 1);
@@ -226,29 +246,29 @@ __device__ void adaptive_avg_pool2d_backward(const T* __restrict__ dy, T* __rest
             for (int ox = ox0; ox <= ox1; ++ox) {
                 const int x0 = bin_start(ox, width, ow), x1 = bin_end(ox, width, ow);
                 if (xx < x0 || xx >= x1) continue;
-                acc += dyp[(long long)oy * ow + ox] / T((y1 - y0) * (x1 - x0));
+                acc += dyp[(I)oy * ow + ox] / T((y1 - y0) * (x1 - x0));
             }
         }
         dx[idx] = acc;
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __device__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                             long long* __restrict__ indices, long long planes, int height, int width,
                                             int oh, int ow) {
-    const long long total = planes * oh * ow;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * oh * ow;
+    GC_INDEX_LOOP(I, idx, total) {
         const int ox = (int)(idx % ow);
         const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((long long)ow * oh)) * height * width;
+        const T* xp = x + (idx / ((I)ow * oh)) * height * width;
         const int y0 = bin_start(oy, height, oh), y1 = bin_end(oy, height, oh);
         const int x0 = bin_start(ox, width, ow), x1 = bin_end(ox, width, ow);
         T best = Lim<T>::neg_inf();
         long long best_index = (long long)y0 * width + x0;
         for (int yy = y0; yy < y1; ++yy) {
             for (int xx = x0; xx < x1; ++xx) {
-                const T v = xp[(long long)yy * width + xx];
+                const T v = xp[(I)yy * width + xx];
                 if (v > best || v != v) {
                     best = v;
                     best_index = (long long)yy * width + xx;
@@ -260,16 +280,16 @@ __device__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restri
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __device__ void adaptive_max_pool2d_backward(const T* __restrict__ dy, const long long* __restrict__ indices,
                                              T* __restrict__ dx, long long planes, int height, int width, int oh,
                                              int ow) {
-    const long long total = planes * height * width;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * height * width;
+    GC_INDEX_LOOP(I, idx, total) {
         const int xx = (int)(idx % width);
         const int yy = (int)((idx / width) % height);
-        const long long base = (idx / ((long long)width * height)) * oh * ow;
-        const long long self = (long long)yy * width + xx;
+        const I base = (idx / ((I)width * height)) * oh * ow;
+        const I self = (I)yy * width + xx;
         const int oy0 = (int)(((long long)yy * oh) / height);
         const int oy1 = min((int)(((long long)(yy + 1) * oh + height - 1) / height) - 1, oh - 1);
         const int ox0 = (int)(((long long)xx * ow) / width);
@@ -277,7 +297,7 @@ __device__ void adaptive_max_pool2d_backward(const T* __restrict__ dy, const lon
         T acc = T(0);
         for (int oy = oy0; oy <= oy1; ++oy)
             for (int ox = ox0; ox <= ox1; ++ox) {
-                const long long o = base + (long long)oy * ow + ox;
+                const I o = base + (I)oy * ow + ox;
                 if (indices[o] == self) acc += dy[o];
             }
         dx[idx] = acc;
@@ -292,7 +312,7 @@ __device__ __forceinline__ T gem_window(const T* xp, int width, int y0, int x0, 
     T acc = T(0), acc_log = T(0);
     for (int i = 0; i < kh; ++i)
         for (int j = 0; j < kw; ++j) {
-            const T c = max(xp[(long long)(y0 + i) * width + x0 + j], eps);
+            const T c = clamp_min(xp[(long long)(y0 + i) * width + x0 + j], eps);
             const T cp = gc_pow(c, p);
             acc += cp;
             if (log_sum) acc_log += cp * gc_log(c);
@@ -301,15 +321,15 @@ __device__ __forceinline__ T gem_window(const T* xp, int width, int y0, int x0, 
     return acc / T(kh * kw);
 }
 
-template <typename T>
+template <typename T, typename I>
 __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr, T* __restrict__ y, long long planes,
                             int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps) {
     const T p = p_ptr[0];
-    const long long total = planes * oh * ow;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * oh * ow;
+    GC_INDEX_LOOP(I, idx, total) {
         const int ox = (int)(idx % ow);
         const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((long long)ow * oh)) * height * width;
+        const T* xp = x + (idx / ((I)ow * oh)) * height * width;
         const T m = gem_window<T>(xp, width, oy * sh, ox * sw, kh, kw, p, eps, nullptr);
         y[idx] = gc_pow(m, T(1) / p);
     }
@@ -341,16 +361,16 @@ __device__ void gem_backward_coef(const T* __restrict__ x, const T* __restrict__
     if (threadIdx.x == 0) partial[blockIdx.x] = block_total;
 }
 
-template <typename T>
+template <typename T, typename I>
 __device__ void gem_backward_dx(const T* __restrict__ x, const T* __restrict__ p_ptr, const T* __restrict__ coef,
                                 T* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh,
                                 int kw, int sh, int sw, T eps) {
     const T p = p_ptr[0];
-    const long long total = planes * height * width;
-    GC_GRID_STRIDE_LOOP(idx, total) {
+    const I total = (I)planes * height * width;
+    GC_INDEX_LOOP(I, idx, total) {
         const int xx = (int)(idx % width);
         const int yy = (int)((idx / width) % height);
-        const T* cp = coef + (idx / ((long long)width * height)) * oh * ow;
+        const T* cp = coef + (idx / ((I)width * height)) * oh * ow;
         const T v = x[idx];
         T result = T(0);
         if (v >= eps) {
@@ -358,7 +378,7 @@ __device__ void gem_backward_dx(const T* __restrict__ x, const T* __restrict__ p
             const int ox0 = ceil_div_nonneg(xx - kw + 1, sw), ox1 = min(xx / sw, ow - 1);
             T acc = T(0);
             for (int oy = oy0; oy <= oy1; ++oy)
-                for (int ox = ox0; ox <= ox1; ++ox) acc += cp[(long long)oy * ow + ox];
+                for (int ox = ox0; ox <= ox1; ++ox) acc += cp[(I)oy * ow + ox];
             result = acc * gc_pow(v, p - T(1));
         }
         dx[idx] = result;
@@ -383,101 +403,111 @@ extern "C" __global__ void max_pool2d_forward_f32(const float* __restrict__ x, f
                                                   long long* __restrict__ indices, int write_indices, long long planes,
                                                   int height, int width, int oh, int ow, int kh, int kw, int sh,
                                                   int sw, int ph, int pw, int dh, int dw) {
-    max_pool2d_forward<float>(x, y, indices, write_indices, MAXPOOL_ARGS);
+    GC_DISPATCH_INDEX(max_pool2d_forward, float, planes, height, width, oh, ow,
+                      x, y, indices, write_indices, MAXPOOL_ARGS);
 }
 extern "C" __global__ void max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
                                                   long long* __restrict__ indices, int write_indices, long long planes,
                                                   int height, int width, int oh, int ow, int kh, int kw, int sh,
                                                   int sw, int ph, int pw, int dh, int dw) {
-    max_pool2d_forward<double>(x, y, indices, write_indices, MAXPOOL_ARGS);
+    GC_DISPATCH_INDEX(max_pool2d_forward, double, planes, height, width, oh, ow,
+                      x, y, indices, write_indices, MAXPOOL_ARGS);
 }
 extern "C" __global__ void max_pool2d_backward_f32(const float* __restrict__ dy, const long long* __restrict__ indices,
                                                    float* __restrict__ dx, long long planes, int height, int width,
                                                    int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
                                                    int dh, int dw) {
-    max_pool2d_backward<float>(dy, indices, dx, MAXPOOL_ARGS);
+    GC_DISPATCH_INDEX(max_pool2d_backward, float, planes, height, width, oh, ow, dy, indices, dx, MAXPOOL_ARGS);
 }
 extern "C" __global__ void max_pool2d_backward_f64(const double* __restrict__ dy,
                                                    const long long* __restrict__ indices, double* __restrict__ dx,
                                                    long long planes, int height, int width, int oh, int ow, int kh,
                                                    int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
-    max_pool2d_backward<double>(dy, indices, dx, MAXPOOL_ARGS);
+    GC_DISPATCH_INDEX(max_pool2d_backward, double, planes, height, width, oh, ow, dy, indices, dx, MAXPOOL_ARGS);
 }
 
 extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes,
                                                   int height, int width, int oh, int ow, int kh, int kw, int sh,
                                                   int sw, int ph, int pw, int count_include_pad,
                                                   int divisor_override) {
-    avg_pool2d_forward<float>(x, y, AVGPOOL_ARGS);
+    GC_DISPATCH_INDEX(avg_pool2d_forward, float, planes, height, width, oh, ow, x, y, AVGPOOL_ARGS);
 }
 extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
                                                   long long planes, int height, int width, int oh, int ow, int kh,
                                                   int kw, int sh, int sw, int ph, int pw, int count_include_pad,
                                                   int divisor_override) {
-    avg_pool2d_forward<double>(x, y, AVGPOOL_ARGS);
+    GC_DISPATCH_INDEX(avg_pool2d_forward, double, planes, height, width, oh, ow, x, y, AVGPOOL_ARGS);
 }
 extern "C" __global__ void avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
                                                    long long planes, int height, int width, int oh, int ow, int kh,
                                                    int kw, int sh, int sw, int ph, int pw, int count_include_pad,
                                                    int divisor_override) {
-    avg_pool2d_backward<float>(dy, dx, AVGPOOL_ARGS);
+    GC_DISPATCH_INDEX(avg_pool2d_backward, float, planes, height, width, oh, ow, dy, dx, AVGPOOL_ARGS);
 }
 extern "C" __global__ void avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
                                                    long long planes, int height, int width, int oh, int ow, int kh,
                                                    int kw, int sh, int sw, int ph, int pw, int count_include_pad,
                                                    int divisor_override) {
-    avg_pool2d_backward<double>(dy, dx, AVGPOOL_ARGS);
+    GC_DISPATCH_INDEX(avg_pool2d_backward, double, planes, height, width, oh, ow, dy, dx, AVGPOOL_ARGS);
 }
 
 extern "C" __global__ void adaptive_avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
                                                            long long planes, int height, int width, int oh, int ow) {
-    adaptive_avg_pool2d_forward<float>(x, y, planes, height, width, oh, ow);
+    GC_DISPATCH_INDEX(adaptive_avg_pool2d_forward, float, planes, height, width, oh, ow,
+                      x, y, planes, height, width, oh, ow);
 }
 extern "C" __global__ void adaptive_avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
                                                            long long planes, int height, int width, int oh, int ow) {
-    adaptive_avg_pool2d_forward<double>(x, y, planes, height, width, oh, ow);
+    GC_DISPATCH_INDEX(adaptive_avg_pool2d_forward, double, planes, height, width, oh, ow,
+                      x, y, planes, height, width, oh, ow);
 }
 extern "C" __global__ void adaptive_avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
                                                             long long planes, int height, int width, int oh, int ow) {
-    adaptive_avg_pool2d_backward<float>(dy, dx, planes, height, width, oh, ow);
+    GC_DISPATCH_INDEX(adaptive_avg_pool2d_backward, float, planes, height, width, oh, ow,
+                      dy, dx, planes, height, width, oh, ow);
 }
 extern "C" __global__ void adaptive_avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
                                                             long long planes, int height, int width, int oh, int ow) {
-    adaptive_avg_pool2d_backward<double>(dy, dx, planes, height, width, oh, ow);
+    GC_DISPATCH_INDEX(adaptive_avg_pool2d_backward, double, planes, height, width, oh, ow,
+                      dy, dx, planes, height, width, oh, ow);
 }
 
 extern "C" __global__ void adaptive_max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
                                                            long long* __restrict__ indices, long long planes,
                                                            int height, int width, int oh, int ow) {
-    adaptive_max_pool2d_forward<float>(x, y, indices, planes, height, width, oh, ow);
+    GC_DISPATCH_INDEX(adaptive_max_pool2d_forward, float, planes, height, width, oh, ow,
+                      x, y, indices, planes, height, width, oh, ow);
 }
 extern "C" __global__ void adaptive_max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
                                                            long long* __restrict__ indices, long long planes,
                                                            int height, int width, int oh, int ow) {
-    adaptive_max_pool2d_forward<double>(x, y, indices, planes, height, width, oh, ow);
+    GC_DISPATCH_INDEX(adaptive_max_pool2d_forward, double, planes, height, width, oh, ow,
+                      x, y, indices, planes, height, width, oh, ow);
 }
 extern "C" __global__ void adaptive_max_pool2d_backward_f32(const float* __restrict__ dy,
                                                             const long long* __restrict__ indices,
                                                             float* __restrict__ dx, long long planes, int height,
                                                             int width, int oh, int ow) {
-    adaptive_max_pool2d_backward<float>(dy, indices, dx, planes, height, width, oh, ow);
+    GC_DISPATCH_INDEX(adaptive_max_pool2d_backward, float, planes, height, width, oh, ow,
+                      dy, indices, dx, planes, height, width, oh, ow);
 }
 extern "C" __global__ void adaptive_max_pool2d_backward_f64(const double* __restrict__ dy,
                                                             const long long* __restrict__ indices,
                                                             double* __restrict__ dx, long long planes, int height,
                                                             int width, int oh, int ow) {
-    adaptive_max_pool2d_backward<double>(dy, indices, dx, planes, height, width, oh, ow);
+    GC_DISPATCH_INDEX(adaptive_max_pool2d_backward, double, planes, height, width, oh, ow,
+                      dy, indices, dx, planes, height, width, oh, ow);
 }
 
 extern "C" __global__ void gem_forward_f32(const float* __restrict__ x, const float* __restrict__ p,
                                            float* __restrict__ y, long long planes, int height, int width, int oh,
                                            int ow, int kh, int kw, int sh, int sw, float eps) {
-    gem_forward<float>(x, p, y, GEM_ARGS);
+    GC_DISPATCH_INDEX(gem_forward, float, planes, height, width, oh, ow, x, p, y, GEM_ARGS);
 }
 extern "C" __global__ void gem_forward_f64(const double* __restrict__ x, const double* __restrict__ p,
                                            double* __restrict__ y, long long planes, int height, int width, int oh,
                                            int ow, int kh, int kw, int sh, int sw, double eps) {
-    gem_forward<double>(x, p, y, GEM_ARGS);
+    GC_DISPATCH_INDEX(gem_forward, double, planes, height, width, oh, ow, x, p, y, GEM_ARGS);
 }
 extern "C" __global__ void gem_backward_coef_f32(const float* __restrict__ x, const float* __restrict__ p,
                                                  const float* __restrict__ dy, float* __restrict__ coef,
@@ -495,13 +525,13 @@ extern "C" __global__ void gem_backward_dx_f32(const float* __restrict__ x, cons
                                                const float* __restrict__ coef, float* __restrict__ dx,
                                                long long planes, int height, int width, int oh, int ow, int kh,
                                                int kw, int sh, int sw, float eps) {
-    gem_backward_dx<float>(x, p, coef, dx, GEM_ARGS);
+    GC_DISPATCH_INDEX(gem_backward_dx, float, planes, height, width, oh, ow, x, p, coef, dx, GEM_ARGS);
 }
 extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, const double* __restrict__ p,
                                                const double* __restrict__ coef, double* __restrict__ dx,
                                                long long planes, int height, int width, int oh, int ow, int kh,
                                                int kw, int sh, int sw, double eps) {
-    gem_backward_dx<double>(x, p, coef, dx, GEM_ARGS);
+    GC_DISPATCH_INDEX(gem_backward_dx, double, planes, height, width, oh, ow, x, p, coef, dx, GEM_ARGS);
 }
 extern "C" __global__ void sum_reduce_f32(const float* __restrict__ partial, float* __restrict__ out, int n) {
     sum_reduce<float>(partial, out, n);

@@ -340,11 +340,19 @@ def max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode):
     oh = pool_out_size(h, kh, sh, ph, dh, ceil_mode)
     ow = pool_out_size(w, kw, sw, pw, dw, ceil_mode)
     y = np.full((n, c, oh, ow), -np.inf)
-    idx = np.full((n, c, oh, ow), -1, dtype=np.int64)
+    idx = np.zeros((n, c, oh, ow), dtype=np.int64)
     for b in range(n):
         for ch in range(c):
             for i in range(oh):
                 for j in range(ow):
+                    # PyTorch's index for a window with no input element: its first tap moved into
+                    # the plane by whole dilation steps (it may still lie outside the plane).
+                    fy, fx = i * sh - ph, j * sw - pw
+                    while fy < 0:
+                        fy += dh
+                    while fx < 0:
+                        fx += dw
+                    idx[b, ch, i, j] = fy * w + fx
                     for a in range(kh):
                         for e in range(kw):
                             yy, xx = i * sh - ph + a * dh, j * sw - pw + e * dw
@@ -354,7 +362,27 @@ def max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode):
     return y, idx
 
 
-def max_pool2d_backward(dy, indices, x_shape):
+def max_pool2d_backward(dy, indices, x_shape, kernel_size, stride, padding, dilation):
+    """Each dy goes to the input element of its window whose flat index the forward chose (a window
+    without input elements passes nothing on)."""
+    dy = np.asarray(dy, dtype=np.float64)
+    dx = np.zeros(x_shape)
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    for b in range(n):
+        for ch in range(c):
+            for i in range(dy.shape[2]):
+                for j in range(dy.shape[3]):
+                    for a in range(kh):
+                        for e in range(kw):
+                            yy, xx = i * sh - ph + a * dh, j * sw - pw + e * dw
+                            if 0 <= yy < h and 0 <= xx < w and indices[b, ch, i, j] == yy * w + xx:
+                                dx[b, ch, yy, xx] += dy[b, ch, i, j]
+    return dx
+
+
+def index_backward(dy, indices, x_shape):
+    """dx[plane, index] += dy for each output (adaptive max pooling, whose bins are never empty)."""
     dx = np.zeros(x_shape)
     n, c, h, w = x_shape
     for b in range(n):
@@ -499,3 +527,25 @@ def batch_norm_train_backward(dy, x, weight, eps):
     dx = invstd / count * (count * dxhat - dxhat.sum(axis=(0, 2, 3), keepdims=True)
                            - xhat * (dxhat * xhat).sum(axis=(0, 2, 3), keepdims=True))
     return dx, (dy * xhat).sum(axis=(0, 2, 3)), dy.sum(axis=(0, 2, 3))
+
+
+def gem_backward(dy, x, p, eps, kernel_size, stride):
+    """(dx, dp) of :func:`gem` by the chain rule, window by window, in float64."""
+    dy, x = np.asarray(dy, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    (kh, kw), (sh, sw) = kernel_size, stride
+    dx = np.zeros(x.shape)
+    dp = 0.0
+    for b in range(x.shape[0]):
+        for ch in range(x.shape[1]):
+            for i in range(dy.shape[2]):
+                for j in range(dy.shape[3]):
+                    rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
+                    window = x[b, ch, rows, cols]
+                    c = np.maximum(window, eps)
+                    m = np.mean(c ** p)
+                    y = m ** (1.0 / p)
+                    dm_dx = p * c ** (p - 1) * (window >= eps) / c.size
+                    dx[b, ch, rows, cols] += dy[b, ch, i, j] * y / (p * m) * dm_dx
+                    dm_dp = np.mean(c ** p * np.log(c))
+                    dp += dy[b, ch, i, j] * y * (-np.log(m) / p ** 2 + dm_dp / (p * m))
+    return dx, np.array([dp])

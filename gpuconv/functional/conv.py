@@ -8,10 +8,9 @@ Algorithms (``algo=``):
 - ``"im2col"``: the input windows are copied into a column buffer and each group is one 2-D GEMM
   (cuBLAS on the GPU, BLAS on the CPU). The buffer is bounded by the workspace limit
   (:func:`set_workspace_limit`, default 256 MiB): the batch is processed in chunks of whole images.
-  Chunking does not change the computation of any output element: on the numpy backend ``y`` and
-  ``dx`` are bit-identical (one GEMM per image either way); with the CUDA kernels the GEMM spans a
-  whole chunk and BLAS may pick another kernel for another width, so they agree to rounding;
-  ``dweight`` sums one GEMM per chunk, equal up to the rounding of that sum order.
+  Chunking does not change what is computed, only how the GEMMs are cut: ``y`` and ``dx`` agree to
+  the last bits (BLAS may pick another kernel for another GEMM width) and ``dweight`` sums one
+  GEMM per chunk, equal up to the rounding of that sum order.
 - ``"direct"``: kernels/conv_direct.cu, no workspace. On the numpy backend it runs the same NumPy
   implementation as ``"im2col"`` (there is no CPU "direct" code path worth having).
 - ``"gemm"``: 1x1 kernel, stride 1, no padding: the convolution is a plain GEMM per image.

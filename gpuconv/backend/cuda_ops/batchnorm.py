@@ -10,21 +10,27 @@ REDUCE_BLOCK = 256  # kBlock in batchnorm.cu
 TARGET_BLOCKS = 1024
 MIN_PER_BLOCK = 4096
 AFFINE_BLOCK = 256
-# Elements per thread in the elementwise kernels; the plane is covered by ceil(hw / (block * this))
-# blocks in grid.y.
+# Elements per thread in the elementwise kernels: a plane is covered by ceil(hw / (block * this))
+# blocks in grid.y (at most MAX_GRID_Y; the kernels stride over the rest).
 AFFINE_ITEMS = 4
 MAX_GRID_Y = 65535
 
 
 def reduction_split(count: int, channels: int) -> tuple[int, int]:
     """(splits, chunk): how the N*H*W elements of each channel are cut among blocks."""
+    if channels > MAX_GRID_Y:
+        # The reduction grid has one row of blocks per channel (grid.y).
+        raise ValueError(f"batch_norm kernels support at most {MAX_GRID_Y} channels, got {channels}")
     splits = max(1, min(-(-TARGET_BLOCKS // channels), count // MIN_PER_BLOCK))
     chunk = -(-count // splits)
     return -(-count // chunk), chunk
 
 
-def _elementwise_grid(planes: int, hw: int) -> tuple[int, int]:
-    return planes, max(1, min(-(-hw // (AFFINE_BLOCK * AFFINE_ITEMS)), MAX_GRID_Y))
+def _elementwise_launch(planes: int, hw: int) -> tuple[tuple[int, int], tuple[int]]:
+    """(grid, block) of the per-plane elementwise kernels: block (plane, chunk); a small plane gets a
+    block of just enough whole warps (7x7 = 49 elements: 64 threads, not 256)."""
+    block = min(AFFINE_BLOCK, -(-hw // 32) * 32)
+    return (planes, max(1, min(-(-hw // (block * AFFINE_ITEMS)), MAX_GRID_Y))), (block,)
 
 
 class BatchNormKernels:
@@ -58,7 +64,7 @@ class BatchNormKernels:
         if y.size == 0:
             return y
         self.kernel("batchnorm.cu", "batch_norm_affine", x.dtype)(
-            _elementwise_grid(n * c, h * w), (AFFINE_BLOCK,),
+            *_elementwise_launch(n * c, h * w),
             (x, y, mean, src, mean if weight is None else weight, mean if bias is None else bias, np.int32(c),
              np.int64(h * w), np.int32(weight is not None), np.int32(bias is not None), np.int32(src_is_var),
              x.dtype.type(eps)))
@@ -87,7 +93,7 @@ class BatchNormKernels:
         dx = self.empty(x.shape, x.dtype)
         sum_dy, sum_dy_xhat = sums if training else (mean, mean)
         self.kernel("batchnorm.cu", "batch_norm_backward_dx", x.dtype)(
-            _elementwise_grid(n * c, h * w), (AFFINE_BLOCK,),
+            *_elementwise_launch(n * c, h * w),
             (dy, x, mean, invstd, mean if weight is None else weight, sum_dy, sum_dy_xhat, dx, np.int32(c),
              np.int64(h * w), np.int64(n * h * w), np.int32(weight is not None), np.int32(bool(training))))
         return dx

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-TILE_W, TILE_H, CO_BLOCK = 16, 8, 8  # CONV_TILE_W, CONV_TILE_H, CONV_CO_BLOCK in conv_direct.cu
+# CONV_TILE_W, CONV_THREADS_H, CONV_CO_BLOCK in conv_direct.cu; each thread computes 2 output rows.
+TILE_W, THREADS_H, CO_BLOCK = 16, 8, 8
+TILE_H = 2 * THREADS_H
 MAX_SHARED_BYTES = 48 * 1024
 MAX_GRID_YZ = 65535
 
@@ -45,7 +47,7 @@ class ConvDirectKernels:
         oh, ow = g.out_size
         tiles = -(-oh // TILE_H) * -(-ow // TILE_W)
         kernel = self.kernel("conv_direct.cu", "conv2d_direct_forward_v2", x.dtype)
-        kernel((tiles, grid_y, g.n), (TILE_W, TILE_H), args, shared_mem=shared)
+        kernel((tiles, grid_y, g.n), (TILE_W, THREADS_H), args, shared_mem=shared)
         return y
 
     def conv2d_direct_backward_data(self, dy, weight, g):

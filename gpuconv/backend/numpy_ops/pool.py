@@ -33,6 +33,19 @@ def _windows(xp, kernel_size, stride, dilation, out_size) -> np.ndarray:
                       strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw), writeable=False)
 
 
+def _window_sum(xp, kernel_size, stride, dilation, out_size) -> np.ndarray:
+    """Sum over each window of an already padded array: one strided slice-add per tap for small
+    windows (fast, contiguous output), a reduction of the window view for large ones."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel_size, stride, dilation, out_size
+    if kh * kw > 16:
+        return _windows(xp, kernel_size, stride, dilation, out_size).sum(axis=(2, 3))
+    acc = np.zeros((*xp.shape[:2], oh, ow), dtype=xp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            acc += xp[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+    return acc
+
+
 def _scatter_taps(values, x_shape, kernel_size, stride, padding, dilation) -> np.ndarray:
     """Adjoint of the window view: adds ``values`` (N, C, [KH, KW,] OH, OW) at every tap position.
 
@@ -54,8 +67,14 @@ def _gather_by_index(dy, indices, x_shape) -> np.ndarray:
     """dx[plane, indices[plane, o]] += dy[plane, o] (the backward of max and adaptive max pooling)."""
     n, c, h, w = x_shape
     planes = n * c
-    flat = indices.reshape(planes, -1) + (np.arange(planes, dtype=np.int64) * (h * w))[:, None]
-    dx = np.bincount(flat.reshape(-1), weights=dy.reshape(-1).astype(np.float64), minlength=planes * h * w)
+    indices = indices.reshape(planes, -1)
+    # A window with no input element (possible with dilation) has an index outside its plane.
+    inside = ((indices >= 0) & (indices < h * w)).reshape(-1)
+    flat = (indices + (np.arange(planes, dtype=np.int64) * (h * w))[:, None]).reshape(-1)
+    weights = dy.reshape(-1).astype(np.float64)
+    if not inside.all():
+        flat, weights = flat[inside], weights[inside]
+    dx = np.bincount(flat, weights=weights, minlength=planes * h * w)
     return dx[:planes * h * w].astype(dy.dtype).reshape(x_shape)
 
 
@@ -80,43 +99,64 @@ def _avg_divisors(x_shape, kernel_size, stride, padding, out_size, count_include
 class PoolOps:
     def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel_size, stride, padding, dilation, out_size
-        n, c, h, w = x.shape
-        view = _windows(_pad(x, kernel_size, stride, padding, dilation, out_size, -np.inf),
-                        kernel_size, stride, dilation, out_size)
-        taps = view.reshape(n, c, kh * kw, oh, ow)
-        # NaN propagates, as in PyTorch (the last NaN of the window supplies the index).
-        nan = np.isnan(taps)
-        any_nan = nan.any(axis=2)
-        y = taps.max(axis=2)
+        w = x.shape[3]
+        xp = _pad(x, kernel_size, stride, padding, dilation, out_size, -np.inf)
+
+        def tap(t):
+            i, j = divmod(t, kw)
+            return xp[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+
+        y = np.array(tap(0))
+        for t in range(1, kh * kw):
+            np.maximum(y, tap(t), out=y)  # propagates NaN, as PyTorch does
         if not with_indices:
             return y, None
-        best = taps.argmax(axis=2)
-        if any_nan.any():
-            last_nan = kh * kw - 1 - nan[:, :, ::-1].argmax(axis=2)
-            best = np.where(any_nan, last_nan, best)
-        i, j = np.divmod(best, kw)
-        rows = np.arange(oh)[:, None] * sh - ph + i * dh
-        cols = np.arange(ow)[None, :] * sw - pw + j * dw
-        # A window whose maximum is -inf may have picked a padding tap: PyTorch reports its first
-        # tap inside the plane instead.
+        # The first tap in row-major order that holds the maximum (PyTorch's and the kernel's
+        # choice); for a window holding NaN, its last NaN. Tap t of window (oy, ox) is at flat
+        # index base[oy, ox] + offset(t).
+        base = (np.arange(oh)[:, None] * sh - ph) * w + (np.arange(ow)[None, :] * sw - pw)
+
+        def flat(t):
+            i, j = divmod(t, kw)
+            return base + (i * dh * w + j * dw)
+
+        indices = np.empty(y.shape, dtype=np.int64)
+        indices[...] = flat(0)
+        for t in range(kh * kw - 1, 0, -1):
+            np.copyto(indices, flat(t), where=tap(t) == y)
+        nan = np.isnan(y)
+        if nan.any():
+            for t in range(kh * kw):
+                np.copyto(indices, flat(t), where=nan & np.isnan(tap(t)))
+        # A window whose maximum is -inf may have kept a padding tap: PyTorch reports its first
+        # tap moved into the plane by whole dilation steps instead.
         empty = y == -np.inf
         if empty.any():
             first_row = np.arange(oh)[:, None] * sh - ph
             first_row = first_row + dh * np.maximum(0, -(first_row // dh))
             first_col = np.arange(ow)[None, :] * sw - pw
             first_col = first_col + dw * np.maximum(0, -(first_col // dw))
-            rows = np.where(empty, np.broadcast_to(first_row, rows.shape), rows)
-            cols = np.where(empty, np.broadcast_to(first_col, cols.shape), cols)
-        return y, (rows * w + cols).astype(np.int64)
+            np.copyto(indices, first_row * w + first_col, where=empty)
+        return y, indices
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
+        # A window without input elements (dilation over padding) passes nothing on, as in the
+        # kernel's gather; PyTorch's index for it may name an element outside that window.
+        inside = [((np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d >= 0)
+                   & (np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d < size)).any(axis=1)
+                  for size, k, s, p, d, o in zip(x_shape[2:], kernel_size, stride, padding, dilation, dy.shape[2:])]
+        live = np.outer(inside[0], inside[1])
+        if not live.all():
+            dy = dy * live
         return _gather_by_index(dy, indices, x_shape)
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         ones = (1, 1)
-        view = _windows(_pad(x, kernel_size, stride, padding, ones, out_size, 0), kernel_size, stride, ones, out_size)
+        total = _window_sum(_pad(x, kernel_size, stride, padding, ones, out_size, 0), kernel_size, stride, ones,
+                            out_size)
         div = _avg_divisors(x.shape, kernel_size, stride, padding, out_size, count_include_pad, divisor_override)
-        return (view.sum(axis=(2, 3)) / div).astype(x.dtype)
+        total *= (1.0 / div).astype(x.dtype)
+        return total
 
     def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride, padding, count_include_pad, divisor_override):
         div = _avg_divisors(x_shape, kernel_size, stride, padding, dy.shape[2:], count_include_pad, divisor_override)
@@ -165,13 +205,15 @@ class PoolOps:
 
     # ---- GeM --------------------------------------------------------------------------------------
     @staticmethod
-    def _gem_windows(a, kernel_size, stride, out_size):
-        return _windows(a, kernel_size, stride, (1, 1), out_size)
+    def _gem_window_sum(a, kernel_size, stride, out_size):
+        if tuple(kernel_size) == a.shape[2:]:
+            return a.sum(axis=(2, 3), keepdims=True)
+        return _window_sum(a, kernel_size, stride, (1, 1), out_size)
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         p = x.dtype.type(p[0])
         cp = np.maximum(x, x.dtype.type(eps)) ** p
-        m = self._gem_windows(cp, kernel_size, stride, out_size).mean(axis=(2, 3))
+        m = self._gem_window_sum(cp, kernel_size, stride, out_size) / (kernel_size[0] * kernel_size[1])
         return (m ** (1 / p)).astype(x.dtype)
 
     def gem_backward(self, dy, x, p, eps, kernel_size, stride, need_dx, need_dp):
@@ -180,11 +222,11 @@ class PoolOps:
         c = np.maximum(x, x.dtype.type(eps))
         cp = c ** p
         out_size = dy.shape[2:]
-        m = self._gem_windows(cp, kernel_size, stride, out_size).mean(axis=(2, 3))
+        m = self._gem_window_sum(cp, kernel_size, stride, out_size) / k
         g = dy * m ** (1 / p)
         dx = dp = None
         if need_dp:
-            log_sum = self._gem_windows(cp * np.log(c), kernel_size, stride, out_size).sum(axis=(2, 3))
+            log_sum = self._gem_window_sum(cp * np.log(c), kernel_size, stride, out_size)
             dp = np.asarray([np.sum(g * (log_sum / (k * p * m) - np.log(m) / (p * p)))], dtype=x.dtype)
         if need_dx:
             coef = (g / (m * k)).astype(x.dtype)
