@@ -463,6 +463,10 @@ def test_bad_constructor_arguments():
         nn.Dropout(1.5)
     with pytest.raises(TypeError, match="dtype"):
         nn.Conv2d(1, 1, 3, dtype=np.int32)
+    with pytest.raises(ValueError, match="padding='same' requires stride 1"):
+        nn.Conv2d(1, 1, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="padding must be"):
+        nn.Conv2d(1, 1, 3, padding="full")
 
 
 # ---- initialisation ------------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ class Conv2d(Module):
         self.stride = pair(stride, "stride")
         self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
         self.dilation = pair(dilation, "dilation")
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and self.stride != (1, 1):
+            raise ValueError(f"padding='same' requires stride 1 (as in PyTorch), got stride={self.stride}")
         self.groups = int(groups)
         self.padding_mode = padding_mode
         self.algo = algo
