@@ -15,7 +15,10 @@ from .backend import (
     to_numpy,
     use,
 )
+from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .random import default_generator, manual_seed
+from .checkpoint import load, save
+from . import data, nn, optim
 
 # gpuconv.backend is both the backend package and the context manager `with gpuconv.backend(name):`
 backend = _backend_package
@@ -24,5 +27,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "asarray", "backend",
-    "default_generator", "get_array_module", "get_backend", "manual_seed", "to_numpy", "use", "__version__",
+    "data", "default_generator", "enable_grad", "get_array_module", "get_backend", "is_grad_enabled", "load",
+    "manual_seed", "nn", "no_grad", "optim", "save", "to_numpy", "use", "__version__",
 ]

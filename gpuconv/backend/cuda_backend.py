@@ -9,7 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Backend
+from .cuda_ops.conv_direct import ConvDirectKernels
+from .cuda_ops.conv_im2col import ConvIm2colKernels
+from .cuda_ops.batchnorm import BatchNormKernels
 from .cuda_ops.im2col import Im2colKernels
+from .cuda_ops.pool import PoolKernels
 
 _DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
@@ -26,7 +30,8 @@ def dtype_suffix(dtype) -> str:
         raise TypeError(f"gpuconv kernels support float32 and float64, got {np.dtype(dtype).name}") from None
 
 
-class CudaBackend(Im2colKernels, Backend):
+class CudaBackend(ConvDirectKernels, ConvIm2colKernels, Im2colKernels, PoolKernels, BatchNormKernels,
+                  Backend):
     """Launches kernels/*.cu; subclasses provide ``xp`` and ``load_module(filename, defines)``."""
 
     def __init__(self):

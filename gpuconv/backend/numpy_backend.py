@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Backend
+from .numpy_ops.conv import NumpyConvOps
+from .numpy_ops.batchnorm import BatchNormOps
 from .numpy_ops.im2col import Im2colOps
+from .numpy_ops.pool import PoolOps
 
 
-class NumpyBackend(Im2colOps, Backend):
+class NumpyBackend(NumpyConvOps, Im2colOps, PoolOps, BatchNormOps, Backend):
     name = "numpy"
     xp = np

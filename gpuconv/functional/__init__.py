@@ -4,6 +4,50 @@
 kernel runs), does the shape arithmetic, and calls the current backend's primitives.
 """
 
+from .conv import (choose_algo, conv2d, conv2d_backward, conv2d_workspace_bytes, conv_geometry, get_workspace_limit,
+                   set_workspace_limit)
+from .activation import (
+    leaky_relu,
+    leaky_relu_backward,
+    log_softmax,
+    log_softmax_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    softmax_backward,
+    tanh,
+    tanh_backward,
+)
+from .dropout import dropout, dropout_backward
 from .im2col import col2im, col2im_backward, fold, im2col, im2col_backward, unfold
+from .linear import linear, linear_backward
+from .loss import cross_entropy, cross_entropy_backward, mse_loss, mse_loss_backward
+from .normalization import layer_norm, layer_norm_backward
+from .batchnorm import batch_norm, batch_norm_backward
+from .pool import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
+    avg_pool2d,
+    avg_pool2d_backward,
+    gem,
+    gem_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 
-__all__ = ["col2im", "col2im_backward", "fold", "im2col", "im2col_backward", "unfold"]
+__all__ = [
+    "choose_algo", "col2im", "col2im_backward", "conv2d", "conv2d_backward", "conv2d_workspace_bytes",
+    "conv_geometry", "cross_entropy", "cross_entropy_backward", "dropout", "dropout_backward", "fold",
+    "get_workspace_limit", "im2col", "im2col_backward", "layer_norm", "layer_norm_backward", "leaky_relu",
+    "leaky_relu_backward", "linear", "linear_backward", "log_softmax", "log_softmax_backward", "mse_loss",
+    "mse_loss_backward", "relu", "relu_backward", "set_workspace_limit", "sigmoid", "sigmoid_backward", "softmax",
+    "softmax_backward", "tanh", "tanh_backward", "unfold",
+]
+__all__ += ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
+            "adaptive_max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "gem", "gem_backward",
+            "max_pool2d", "max_pool2d_backward"]
+__all__ += ["batch_norm", "batch_norm_backward"]

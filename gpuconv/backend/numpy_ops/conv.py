@@ -1,0 +1,148 @@
+"""Convolution on NumPy: im2col through a strided view of the input, then BLAS GEMMs.
+
+The columns of a batch chunk are ONE copy out of the sliding-window view (no intermediate
+transposes), laid out so that every GEMM reads and writes contiguous 2-D blocks that BLAS takes
+as they are (transposed operands go to BLAS as transposed, not copied):
+- forward: (Nc, C*KH*KW, OH*OW) and one GEMM per image and group (``np.matmul`` loops over them in
+  C), so the output needs no transpose; for small images (OH*OW < 1024) the chunk's columns sit
+  side by side, (C*KH*KW, Nc*OH*OW), for one wide GEMM per group, and the small output is
+  transposed back.
+- backward data: with stride 1 (the common case) a forward convolution of dy with the flipped,
+  channel-swapped kernel; otherwise one GEMM per image and group, then col2im.
+- backward weight: (C*KH*KW, Nc*OH*OW), so the reduction over the batch happens inside one GEMM
+  per group.
+The numpy backend runs this for ``algo="direct"`` too. ``g`` is a ConvGeometry; ``chunk`` is the
+number of images whose columns fit the workspace limit; the CPU path cuts the batch finer still
+(see CACHE_CHUNK_BYTES), so its workspace never exceeds what the limit allows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .im2col import windows
+
+
+def _window_view(x, g):
+    return windows(x, g.kernel_size, g.stride, g.pad_top_left, g.dilation, g.out_size)
+
+
+# Below this many output positions per image, one GEMM per image is too thin for BLAS: the chunk's
+# columns go side by side, (C*KH*KW, Nc*OH*OW), and the output is transposed back afterwards.
+WIDE_GEMM_BELOW = 1024
+# The CPU path cuts the batch finer than the workspace limit asks: columns of about this many bytes
+# are still in cache when the GEMM reads them right after the copy, and stay below glibc's mmap
+# threshold, so the buffer is reused from the heap instead of page-faulted in again on every call.
+CACHE_CHUNK_BYTES = 8 * 2**20
+
+
+def _cpu_chunk(g, chunk: int, itemsize: int) -> int:
+    """Images per chunk: as few as fit CACHE_CHUNK_BYTES of columns, but enough for a GEMM at least
+    WIDE_GEMM_BELOW wide, and never more than ``chunk`` (the workspace limit)."""
+    l_size = g.out_size[0] * g.out_size[1]
+    by_cache = CACHE_CHUNK_BYTES // max(1, g.column_bytes_per_image(itemsize))
+    by_width = -(-WIDE_GEMM_BELOW // l_size)
+    return max(1, min(chunk, g.n, max(by_cache, by_width)))
+
+
+class NumpyConvOps:
+    def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
+        chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
+        kh, kw = g.kernel_size
+        (oh, ow), groups = g.out_size, g.groups
+        rows, kg, l_size = (g.c_in // groups) * kh * kw, g.c_out // groups, oh * ow
+        w3 = weight.reshape(groups, kg, rows)
+        y = np.empty((g.n, groups, kg, l_size), dtype=x.dtype)
+        view = _window_view(x, g)
+        per_image = l_size >= WIDE_GEMM_BELOW
+        if per_image:
+            buf = np.empty((min(chunk, g.n), g.c_in, kh, kw, oh, ow), dtype=x.dtype)
+        else:
+            view = view.transpose(1, 2, 3, 0, 4, 5)
+            buf = np.empty((g.c_in, kh, kw, min(chunk, g.n), oh, ow), dtype=x.dtype)
+            out = np.empty((groups, kg, min(chunk, g.n) * l_size), dtype=x.dtype)
+        for start in range(0, g.n, chunk):
+            stop = min(g.n, start + chunk)
+            nc = stop - start
+            if per_image:
+                cols = buf[:nc]
+                np.copyto(cols, view[start:stop])
+                np.matmul(w3, cols.reshape(nc, groups, rows, l_size), out=y[start:stop])
+            else:
+                cols = buf if nc == buf.shape[3] else np.empty((g.c_in, kh, kw, nc, oh, ow), dtype=x.dtype)
+                np.copyto(cols, view[:, :, :, start:stop])
+                part = out[:, :, :nc * l_size]
+                np.matmul(w3, cols.reshape(groups, rows, nc * l_size), out=part)
+                np.copyto(y[start:stop], part.reshape(groups, kg, nc, l_size).transpose(2, 0, 1, 3))
+        y = y.reshape(g.n, g.c_out, oh, ow)
+        if bias is not None:
+            y += bias.reshape(1, g.c_out, 1, 1)
+        return y
+
+    def conv2d_im2col_backward_data(self, dy, weight, g, chunk):
+        kh, kw = g.kernel_size
+        (pt, pb, pl, pr), (dh, dw) = g.padding, g.dilation
+        span_h, span_w = dh * (kh - 1), dw * (kw - 1)
+        if g.stride == (1, 1) and span_h >= max(pt, pb) and span_w >= max(pl, pr):
+            # With stride 1, dx is a forward convolution of dy with the kernel flipped and its
+            # channel axes swapped (per group): no col2im scatter-adds.
+            cg, kg = g.c_in // g.groups, g.c_out // g.groups
+            flipped = weight.reshape(g.groups, kg, cg, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+            flipped = np.ascontiguousarray(flipped).reshape(g.c_in, kg, kh, kw)
+            gt = g._replace(c_in=g.c_out, h=g.out_size[0], w=g.out_size[1], c_out=g.c_in,
+                            padding=(span_h - pt, span_h - pb, span_w - pl, span_w - pr), out_size=(g.h, g.w))
+            budget = chunk * g.column_bytes_per_image(dy.dtype.itemsize)
+            chunk_t = max(1, min(g.n, budget // max(1, gt.column_bytes_per_image(dy.dtype.itemsize))))
+            return self.conv2d_im2col_forward(dy, flipped, None, gt, chunk_t)
+        return self._backward_data_col2im(dy, weight, g, chunk)
+
+    def _backward_data_col2im(self, dy, weight, g, chunk):
+        chunk = _cpu_chunk(g, chunk, dy.dtype.itemsize)
+        kh, kw = g.kernel_size
+        (oh, ow), groups = g.out_size, g.groups
+        rows, kg = (g.c_in // groups) * kh * kw, g.c_out // groups
+        wt = weight.reshape(groups, kg, rows).transpose(0, 2, 1)
+        dy4 = dy.reshape(g.n, groups, kg, oh * ow)
+        dx = np.empty((g.n, g.c_in, g.h, g.w), dtype=dy.dtype)
+        dcols = np.empty((min(chunk, g.n), groups, rows, oh * ow), dtype=dy.dtype)
+        for start in range(0, g.n, chunk):
+            stop = min(g.n, start + chunk)
+            part = dcols[:stop - start]
+            np.matmul(wt, dy4[start:stop], out=part)
+            dx[start:stop] = self.col2im(part.reshape(stop - start, g.c_in * kh * kw, oh * ow),
+                                         (stop - start, g.c_in, g.h, g.w), g.kernel_size, g.stride,
+                                         g.pad_top_left, g.dilation, g.out_size, "nkl")
+        return dx
+
+    def conv2d_im2col_backward_weight(self, dy, x, g, chunk):
+        chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
+        kh, kw = g.kernel_size
+        (oh, ow), groups = g.out_size, g.groups
+        rows, kg = (g.c_in // groups) * kh * kw, g.c_out // groups
+        view = _window_view(x, g).transpose(1, 2, 3, 0, 4, 5)
+        dy3 = dy.reshape(g.n, g.c_out, oh * ow)
+        dw = np.zeros((groups, kg, rows), dtype=x.dtype)
+        buf = np.empty((g.c_in, kh, kw, min(chunk, g.n), oh, ow), dtype=x.dtype)
+        for start in range(0, g.n, chunk):
+            stop = min(g.n, start + chunk)
+            nc = stop - start
+            cols = buf if nc == buf.shape[3] else np.empty((g.c_in, kh, kw, nc, oh, ow), dtype=x.dtype)
+            np.copyto(cols, view[:, :, :, start:stop])
+            dyk = np.ascontiguousarray(dy3[start:stop].transpose(1, 0, 2)).reshape(groups, kg, nc * oh * ow)
+            dw += np.matmul(dyk, cols.reshape(groups, rows, nc * oh * ow).transpose(0, 2, 1))
+        return dw.reshape(g.c_out, g.c_in // groups, kh, kw)
+
+    # The numpy backend has no separate direct algorithm: it runs the im2col implementation, with
+    # the whole batch in one chunk capped at the default workspace limit.
+    def conv2d_direct_forward(self, x, weight, bias, g):
+        return self.conv2d_im2col_forward(x, weight, bias, g, _default_chunk(g, x.dtype))
+
+    def conv2d_direct_backward_data(self, dy, weight, g):
+        return self.conv2d_im2col_backward_data(dy, weight, g, _default_chunk(g, dy.dtype))
+
+    def conv2d_direct_backward_weight(self, dy, x, g):
+        return self.conv2d_im2col_backward_weight(dy, x, g, _default_chunk(g, x.dtype))
+
+
+def _default_chunk(g, dtype) -> int:
+    return g.images_per_chunk(np.dtype(dtype).itemsize, 256 * 2**20)

@@ -1,0 +1,108 @@
+"""Activations and softmax, forward and backward, as array expressions on the backend's array module.
+
+Backward functions take what PyTorch's autograd saves: ``x`` for relu / leaky_relu, the forward's
+output ``y`` for sigmoid, tanh, softmax and log_softmax.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import get_backend
+from ._args import check_array
+from ._common import check_dim, check_real, check_same_shape
+
+
+def relu(x: Any) -> Any:
+    """max(x, 0) elementwise (NaN stays NaN). Any shape; same shape and dtype out."""
+    check_array(x, "x")
+    return get_backend().xp.maximum(x, 0)
+
+
+def relu_backward(dy: Any, x: Any) -> Any:
+    """dx = dy where x > 0, else 0. ``x`` is the forward's input."""
+    check_array(x, "x")
+    check_same_shape("x", x, "dy", dy)
+    return dy * (x > 0)
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
+    """x where x > 0, else negative_slope * x. Any shape."""
+    check_array(x, "x")
+    slope = check_real(negative_slope, "negative_slope")
+    return get_backend().xp.where(x > 0, x, x * x.dtype.type(slope))
+
+
+def leaky_relu_backward(dy: Any, x: Any, negative_slope: float = 0.01) -> Any:
+    """dx = dy where x > 0, else negative_slope * dy."""
+    check_array(x, "x")
+    check_same_shape("x", x, "dy", dy)
+    slope = check_real(negative_slope, "negative_slope")
+    return get_backend().xp.where(x > 0, dy, dy * dy.dtype.type(slope))
+
+
+def sigmoid(x: Any) -> Any:
+    """1 / (1 + exp(-x)), computed without overflow for large |x|. Any shape."""
+    check_array(x, "x")
+    xp = get_backend().xp
+    # NOTE: exp(-|x|) never overflows; the two branches are the same function rearranged.
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_backward(dy: Any, y: Any) -> Any:
+    """dx = dy * y * (1 - y), where ``y`` is the forward's output."""
+    check_array(y, "y")
+    check_same_shape("y", y, "dy", dy)
+    return dy * y * (1 - y)
+
+
+def tanh(x: Any) -> Any:
+    """tanh(x) elementwise. Any shape."""
+    check_array(x, "x")
+    return get_backend().xp.tanh(x)
+
+
+def tanh_backward(dy: Any, y: Any) -> Any:
+    """dx = dy * (1 - y^2), where ``y`` is the forward's output."""
+    check_array(y, "y")
+    check_same_shape("y", y, "dy", dy)
+    return dy * (1 - y * y)
+
+
+def softmax(x: Any, dim: int = -1) -> Any:
+    """exp(x) / sum(exp(x)) along ``dim``, with the maximum subtracted first so exp never overflows."""
+    check_array(x, "x")
+    axis = check_dim(dim, x.ndim)
+    xp = get_backend().xp
+    if x.size == 0:
+        return xp.empty_like(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
+    """dx = y * (dy - sum(dy * y, dim)), where ``y`` is the forward's output."""
+    check_array(y, "y")
+    check_same_shape("y", y, "dy", dy)
+    axis = check_dim(dim, y.ndim)
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def log_softmax(x: Any, dim: int = -1) -> Any:
+    """x - log(sum(exp(x))) along ``dim``, computed as z - log(sum(exp(z))) with z = x - max(x)."""
+    check_array(x, "x")
+    axis = check_dim(dim, x.ndim)
+    xp = get_backend().xp
+    if x.size == 0:
+        return xp.empty_like(x)
+    z = x - x.max(axis=axis, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
+    """dx = dy - exp(y) * sum(dy, dim), where ``y`` is the forward's output."""
+    check_array(y, "y")
+    check_same_shape("y", y, "dy", dy)
+    axis = check_dim(dim, y.ndim)
+    return dy - get_backend().xp.exp(y) * dy.sum(axis=axis, keepdims=True)

@@ -1,0 +1,189 @@
+"""Losses: cross entropy over integer class targets and mean squared error, forward and backward.
+
+Semantics are PyTorch's, including class weights (the mean divides by the summed weights of the
+non-ignored targets), label smoothing and ignore_index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import get_backend
+from ._args import check_array, same_dtype
+from ._common import check_real, check_reduction, check_same_shape
+from .activation import log_softmax
+
+
+def _rows(a: Any) -> Any:
+    """(N, C, d1, ...) -> (N*d1*..., C): one row of class scores per target."""
+    if a.ndim == 1:
+        return a.reshape(1, -1)
+    return get_backend().xp.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+
+
+def _unrows(rows: Any, shape: tuple[int, ...]) -> Any:
+    if len(shape) == 1:
+        return rows.reshape(shape)
+    moved = rows.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],))
+    return get_backend().xp.ascontiguousarray(get_backend().xp.moveaxis(moved, -1, 1))
+
+
+def _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing):
+    check_array(logits, "logits")
+    if logits.ndim < 1:
+        raise ValueError("logits must be (C,), (N, C) or (N, C, d1, ...), got a 0-D array")
+    be = get_backend()
+    be.check_native("target", target)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    expected = () if logits.ndim == 1 else (logits.shape[0],) + tuple(logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"target must have shape {expected} for logits of shape {tuple(logits.shape)}, "
+                         f"got {tuple(target.shape)}")
+    classes = logits.shape[0 if logits.ndim == 1 else 1]
+    if weight is not None:
+        check_array(weight, "weight", 1, "(C,)")
+        same_dtype("logits", logits, weight=weight)
+        if weight.shape[0] != classes:
+            raise ValueError(f"weight must have shape ({classes},) (one per class), got {tuple(weight.shape)}")
+    if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool):
+        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    check_reduction(reduction)
+    smoothing = check_real(label_smoothing, "label_smoothing")
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    flat = target.reshape(-1).astype(np.int64)
+    ignored = flat == int(ignore_index)
+    bad = ~ignored & ((flat < 0) | (flat >= classes))
+    if bool(bad.any()):
+        first = int(flat[bad][0])
+        raise ValueError(f"target values must be in [0, {classes - 1}] (C = {classes}) or equal ignore_index "
+                         f"{ignore_index}; got {first}")
+    return classes, flat, ignored, smoothing
+
+
+def _target_weights(flat, ignored, weight, dtype):
+    """Per-target weight: weight[target] (1 without weights), 0 for ignored targets."""
+    xp = get_backend().xp
+    safe = xp.where(ignored, 0, flat)
+    w = weight[safe] if weight is not None else xp.ones(flat.shape, dtype=dtype)
+    return xp.where(ignored, w.dtype.type(0), w), safe
+
+
+def cross_entropy(logits: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Any:
+    """Cross entropy between ``logits`` (unnormalized class scores) and integer class targets.
+
+    Args:
+        logits: (N, C), (N, C, d1, ...) with the class dimension 1, or (C,) for one sample.
+        target: integer array (N,), (N, d1, ...) or () with values in [0, C) or equal ``ignore_index``.
+        weight: (C,) class weights or None.
+        ignore_index: targets with this value contribute nothing (nor to the mean's denominator).
+        reduction: ``"mean"`` (divided by the summed weights of the non-ignored targets),
+            ``"sum"`` or ``"none"`` (per-target losses with target's shape).
+        label_smoothing: epsilon in [0, 1]; the target distribution becomes
+            (1 - epsilon) * one_hot + epsilon / C.
+    Returns:
+        A 0-D array (mean, sum) or target-shaped array (none), logits' dtype.
+    """
+    classes, flat, ignored, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction,
+                                                       label_smoothing)
+    xp = get_backend().xp
+    logp = _rows(log_softmax(logits, dim=0 if logits.ndim == 1 else 1))
+    wt, safe = _target_weights(flat, ignored, weight, logits.dtype)
+    picked = xp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+    losses = -wt * picked
+    if eps > 0:
+        smooth = -(logp * weight[None, :]).sum(axis=1) if weight is not None else -logp.sum(axis=1)
+        smooth = xp.where(ignored, smooth.dtype.type(0), smooth)
+        losses = (1 - eps) * losses + smooth * (eps / classes)
+    losses = losses.astype(logits.dtype, copy=False)
+    if reduction == "none":
+        return losses.reshape(target.shape)
+    total = losses.sum()
+    if reduction == "sum":
+        return xp.asarray(total, dtype=logits.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # NOTE: every target ignored gives 0/0 = NaN, as in PyTorch.
+        return xp.asarray(total / wt.sum(), dtype=logits.dtype)
+
+
+def cross_entropy_backward(dloss: Any, logits: Any, target: Any, weight: Any = None, ignore_index: int = -100,
+                           reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    """Gradient of :func:`cross_entropy` with respect to ``logits``.
+
+    Args:
+        dloss: the loss's gradient: a scalar or 0-D array (mean, sum), or target-shaped (none).
+        logits, target, weight, ignore_index, reduction, label_smoothing: as in the forward.
+    Returns:
+        dlogits with logits' shape and dtype.
+    """
+    classes, flat, ignored, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction,
+                                                       label_smoothing)
+    be = get_backend()
+    xp = be.xp
+    dtype = logits.dtype
+    if reduction == "none":
+        check_array(dloss, "dloss")
+        if tuple(dloss.shape) != tuple(target.shape):
+            raise ValueError(f"dloss must have target's shape {tuple(target.shape)} for reduction='none', "
+                             f"got {tuple(dloss.shape)}")
+        scale = dloss.reshape(-1).astype(dtype, copy=False)
+    else:
+        if hasattr(dloss, "shape"):
+            be.check_native("dloss", dloss)
+            if dloss.size != 1:
+                raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
+        scale = xp.asarray(dloss, dtype=dtype).reshape(1)
+    wt, safe = _target_weights(flat, ignored, weight, dtype)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = scale / wt.sum()
+    # dloss_i/dlogp[i, c] = -((1 - eps) * w[t_i] * [c == t_i] + eps / C * w[c]) (zero when ignored)
+    rows = flat.shape[0]
+    q = xp.zeros((rows, classes), dtype=dtype)
+    q[xp.arange(rows), safe] = (1 - eps) * wt
+    if eps > 0:
+        class_w = weight[None, :] if weight is not None else xp.ones((1, classes), dtype=dtype)
+        q += xp.where(ignored[:, None], dtype.type(0), class_w * dtype.type(eps / classes))
+    with np.errstate(invalid="ignore"):
+        dlogp = -q * (scale[:, None] if scale.shape[0] == rows else scale)
+    prob = xp.exp(_rows(log_softmax(logits, dim=0 if logits.ndim == 1 else 1)))
+    # NOTE: ignored targets get exactly zero gradient, even when every target is ignored and the
+    # mean's 0/0 made the scale NaN (PyTorch does the same).
+    dlogits = xp.where(ignored[:, None], dtype.type(0), dlogp - prob * dlogp.sum(axis=1, keepdims=True))
+    return _unrows(dlogits.astype(dtype, copy=False), tuple(logits.shape))
+
+
+def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Any:
+    """(input - target)^2, reduced by ``reduction`` ("mean", "sum" or "none"). Same shapes required."""
+    check_array(input, "input")
+    check_same_shape("input", input, "target", target)
+    check_reduction(reduction)
+    xp = get_backend().xp
+    diff = input - target
+    sq = diff * diff
+    if reduction == "none":
+        return sq
+    return xp.asarray(sq.sum() if reduction == "sum" else sq.mean(), dtype=input.dtype)
+
+
+def mse_loss_backward(dloss: Any, input: Any, target: Any, reduction: str = "mean") -> Any:
+    """dinput = 2 (input - target) dloss (divided by input.size for "mean"); dloss input-shaped for "none"."""
+    check_array(input, "input")
+    check_same_shape("input", input, "target", target)
+    check_reduction(reduction)
+    be = get_backend()
+    if reduction == "none":
+        check_same_shape("input", input, "dloss", dloss)
+        return 2 * (input - target) * dloss
+    if hasattr(dloss, "shape"):
+        be.check_native("dloss", dloss)
+        if dloss.size != 1:
+            raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
+    scale = be.xp.asarray(dloss, dtype=input.dtype).reshape(())
+    if reduction == "mean":
+        scale = scale / input.dtype.type(max(input.size, 1))
+    return (2 * (input - target) * scale).astype(input.dtype, copy=False)

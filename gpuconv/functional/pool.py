@@ -1,0 +1,289 @@
+"""Pooling: max, average, adaptive average/max and GeM, forward and backward (PyTorch semantics).
+
+All ops take NCHW input of float32 or float64. Arguments are checked before any kernel runs.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ..backend import get_backend
+from ._args import check_array, non_negative_pair, positive_pair, same_dtype
+
+
+def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output length; with ceil_mode the last window must start inside the input
+    or the left padding (a window starting in the right padding is dropped)."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, what):
+    k = positive_pair(kernel_size, "kernel_size")
+    s = k if stride is None else positive_pair(stride, "stride")
+    p = non_negative_pair(padding, "padding")
+    d = positive_pair(dilation, "dilation")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"padding must be at most half of kernel_size {k}, got {p}")
+    h, w = x[2:] if isinstance(x, tuple) else x.shape[2:]
+    out = (pool_out_size(h, k[0], s[0], p[0], d[0], ceil_mode), pool_out_size(w, k[1], s[1], p[1], d[1], ceil_mode))
+    if min(out) < 1:
+        raise ValueError(f"{what}: output size {out} is too small (< 1) for input {h}x{w}, kernel_size {k}, "
+                         f"stride {s}, padding {p}, dilation {d}")
+    return k, s, p, d, out
+
+
+def _shape4(x_shape, name: str) -> tuple[int, int, int, int]:
+    shape = tuple(int(v) for v in x_shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"{name} must be a 4-D (N, C, H, W) shape of positive sizes, got {tuple(x_shape)}")
+    return shape
+
+
+def _check_output_like(dy, expected_shape, name="dy"):
+    if tuple(dy.shape) != tuple(expected_shape):
+        raise ValueError(f"{name} must have the forward output's shape {tuple(expected_shape)}, got {tuple(dy.shape)}")
+
+
+def _check_indices(indices, expected_shape):
+    be = get_backend()
+    be.check_native("indices", indices)
+    if indices.dtype != np.int64:
+        raise TypeError(f"indices must be int64 (from return_indices=True), got {indices.dtype}")
+    if tuple(indices.shape) != tuple(expected_shape):
+        raise ValueError(f"indices must have the output's shape {tuple(expected_shape)}, got {tuple(indices.shape)}")
+    return be.xp.ascontiguousarray(indices)
+
+
+def _contiguous(a):
+    return get_backend().xp.ascontiguousarray(a)
+
+
+# ---- max pooling ---------------------------------------------------------------------------------
+def max_pool2d(x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """2-D max pooling; padding acts as -inf.
+
+    Args:
+        x: (N, C, H, W).
+        kernel_size, stride (default kernel_size), padding (at most kernel_size // 2), dilation:
+            int or pair.
+        ceil_mode: round the output size up (a last window that would start in the right padding
+            is dropped, as in PyTorch).
+        return_indices: also return the argmax positions.
+    Returns:
+        y (N, C, OH, OW), and with return_indices the int64 flat index y*W + x of each maximum
+        within its (H, W) plane (PyTorch's convention; the first maximum in window order).
+    """
+    check_array(x, "x", 4, "(N, C, H, W)")
+    k, s, p, d, out = _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    y, indices = get_backend().max_pool2d(_contiguous(x), k, s, p, d, out, with_indices=bool(return_indices))
+    return (y, indices) if return_indices else y
+
+
+def max_pool2d_backward(dy: Any, x: Any, indices: Any, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode: bool = False) -> Any:
+    """Gradient of :func:`max_pool2d` w.r.t. x: each dy goes to the element its window chose.
+
+    Args:
+        dy: (N, C, OH, OW); x: the forward input (for its shape and dtype); indices: the int64
+            indices from ``max_pool2d(..., return_indices=True)``.
+    Returns:
+        dx (N, C, H, W).
+    """
+    check_array(x, "x", 4, "(N, C, H, W)")
+    check_array(dy, "dy", 4, "(N, C, OH, OW)")
+    same_dtype("x", x, dy=dy)
+    k, s, p, d, out = _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d_backward")
+    _check_output_like(dy, (*x.shape[:2], *out))
+    indices = _check_indices(indices, dy.shape)
+    return get_backend().max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape), k, s, p, d)
+
+
+# ---- average pooling -----------------------------------------------------------------------------
+def _avg_args(x_shape, kernel_size, stride, padding, ceil_mode, divisor_override, what):
+    k, s, p, _, out = _window_args(x_shape, kernel_size, stride, padding, 1, ceil_mode, what)
+    if divisor_override is not None:
+        if not isinstance(divisor_override, numbers.Integral) or isinstance(divisor_override, bool) \
+                or divisor_override < 1:
+            raise ValueError(f"divisor_override must be None or a positive int, got {divisor_override!r}")
+        divisor_override = int(divisor_override)
+    return k, s, p, out, divisor_override
+
+
+def avg_pool2d(x: Any, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None) -> Any:
+    """2-D average pooling (zero padding).
+
+    Args:
+        x: (N, C, H, W).
+        kernel_size, stride (default kernel_size), padding (at most kernel_size // 2): int or pair.
+        ceil_mode: as in :func:`max_pool2d`.
+        count_include_pad: divide by the window size including padding (but not the ceil_mode
+            overhang past the padding), else by the number of input elements in the window.
+        divisor_override: a positive int that replaces the divisor.
+    Returns:
+        y (N, C, OH, OW).
+    """
+    check_array(x, "x", 4, "(N, C, H, W)")
+    k, s, p, out, div = _avg_args(tuple(x.shape), kernel_size, stride, padding, ceil_mode, divisor_override,
+                                  "avg_pool2d")
+    return get_backend().avg_pool2d(_contiguous(x), k, s, p, out, bool(count_include_pad), div)
+
+
+def avg_pool2d_backward(dy: Any, x_shape, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                        count_include_pad: bool = True, divisor_override: int | None = None) -> Any:
+    """Gradient of :func:`avg_pool2d` w.r.t. its input of shape ``x_shape``: dy (N, C, OH, OW) -> dx."""
+    check_array(dy, "dy", 4, "(N, C, OH, OW)")
+    x_shape = _shape4(x_shape, "x_shape")
+    k, s, p, out, div = _avg_args(x_shape, kernel_size, stride, padding, ceil_mode, divisor_override,
+                                  "avg_pool2d_backward")
+    _check_output_like(dy, (*x_shape[:2], *out))
+    return get_backend().avg_pool2d_backward(_contiguous(dy), x_shape, k, s, p, bool(count_include_pad), div)
+
+
+# ---- adaptive pooling ----------------------------------------------------------------------------
+def _adaptive_size(output_size, h: int, w: int) -> tuple[int, int]:
+    """``output_size`` as (OH, OW): an int, or a pair whose None entries keep the input size."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        resolved = tuple(size if v is None else v for v, size in zip(output_size, (h, w)))
+    else:
+        resolved = output_size
+    try:
+        return positive_pair(resolved, "output_size")
+    except TypeError:
+        raise TypeError(f"output_size must be an int or a pair of ints/None, got {output_size!r}") from None
+
+
+def adaptive_avg_pool2d(x: Any, output_size) -> Any:
+    """Adaptive average pooling to ``output_size`` (int, or pair with None = keep that size).
+
+    Bin i of an axis of length H covers floor(i*H/OH) .. ceil((i+1)*H/OH) (PyTorch's bins).
+    Args: x (N, C, H, W). Returns: (N, C, OH, OW).
+    """
+    check_array(x, "x", 4, "(N, C, H, W)")
+    out = _adaptive_size(output_size, *x.shape[2:])
+    return get_backend().adaptive_avg_pool2d(_contiguous(x), out)
+
+
+def adaptive_avg_pool2d_backward(dy: Any, x_shape, output_size) -> Any:
+    """Gradient of :func:`adaptive_avg_pool2d` w.r.t. its input of shape ``x_shape``."""
+    check_array(dy, "dy", 4, "(N, C, OH, OW)")
+    x_shape = _shape4(x_shape, "x_shape")
+    out = _adaptive_size(output_size, *x_shape[2:])
+    _check_output_like(dy, (*x_shape[:2], *out))
+    return get_backend().adaptive_avg_pool2d_backward(_contiguous(dy), x_shape)
+
+
+def adaptive_max_pool2d(x: Any, output_size, return_indices: bool = False):
+    """Adaptive max pooling with PyTorch's bins; indices as in :func:`max_pool2d`.
+
+    Args: x (N, C, H, W); output_size int or pair (None = keep). Returns: y (N, C, OH, OW)
+    [, int64 indices].
+    """
+    check_array(x, "x", 4, "(N, C, H, W)")
+    out = _adaptive_size(output_size, *x.shape[2:])
+    y, indices = get_backend().adaptive_max_pool2d(_contiguous(x), out)
+    return (y, indices) if return_indices else y
+
+
+def adaptive_max_pool2d_backward(dy: Any, x: Any, indices: Any, output_size) -> Any:
+    """Gradient of :func:`adaptive_max_pool2d` w.r.t. x, from the forward's indices."""
+    check_array(x, "x", 4, "(N, C, H, W)")
+    check_array(dy, "dy", 4, "(N, C, OH, OW)")
+    same_dtype("x", x, dy=dy)
+    out = _adaptive_size(output_size, *x.shape[2:])
+    _check_output_like(dy, (*x.shape[:2], *out))
+    indices = _check_indices(indices, dy.shape)
+    return get_backend().adaptive_max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape))
+
+
+# ---- GeM -----------------------------------------------------------------------------------------
+def _gem_p(p, dtype):
+    """p as a one-element backend array of ``dtype``; ValueError unless p > 0."""
+    be = get_backend()
+    if isinstance(p, numbers.Real) and not isinstance(p, bool):
+        value = float(p)
+        array = be.asarray(np.array([value], dtype=dtype))
+    else:
+        be.check_native("p", p)
+        if p.size != 1 or p.dtype.kind != "f":
+            raise TypeError(f"p must be a Python float or a float array of shape (1,), got {p.dtype} "
+                            f"array of shape {tuple(p.shape)}")
+        array = be.xp.ascontiguousarray(p.reshape(1), dtype=dtype)
+        # NOTE: one host sync for a learnable p; the check must happen before any kernel runs.
+        value = float(be.to_numpy(array)[0])
+    if not value > 0 or not np.isfinite(value):
+        raise ValueError(f"p must be a finite number > 0, got {value!r}")
+    return array
+
+
+def _gem_args(x_shape, p, eps, kernel_size, stride, dtype):
+    if not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"eps must be a number > 0, got {eps!r}")
+    h, w = x_shape[2:]
+    if kernel_size is None:
+        if stride is not None:
+            raise ValueError(f"stride applies to windowed GeM only (kernel_size given), got stride={stride!r}")
+        k, s = (h, w), (1, 1)
+    else:
+        k = positive_pair(kernel_size, "kernel_size")
+        s = k if stride is None else positive_pair(stride, "stride")
+    out = ((h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
+    if h < k[0] or w < k[1]:
+        raise ValueError(f"gem: kernel_size {k} is larger than the input {h}x{w} (output size < 1)")
+    return _gem_p(p, dtype), float(eps), k, s, out
+
+
+def gem(x: Any, p=3.0, eps: float = 1e-6, kernel_size=None, stride=None) -> Any:
+    """Generalized-mean pooling: y = mean_window(clamp(x, min=eps)^p)^(1/p).
+
+    Args:
+        x: (N, C, H, W).
+        p: > 0; a Python float or a backend array of shape (1,) (learnable).
+        eps: clamp floor, > 0.
+        kernel_size: None for global pooling (output (N, C, 1, 1)), else int or pair; windows
+            have no padding and stride defaults to kernel_size.
+    Returns:
+        y (N, C, OH, OW).
+    """
+    check_array(x, "x", 4, "(N, C, H, W)")
+    p_arr, eps, k, s, out = _gem_args(tuple(x.shape), p, eps, kernel_size, stride, x.dtype)
+    return get_backend().gem(_contiguous(x), p_arr, eps, k, s, out)
+
+
+def gem_backward(dy: Any, x: Any, p, eps: float = 1e-6, kernel_size=None, stride=None, needs=(True, True)):
+    """Gradients of :func:`gem`.
+
+    Args:
+        dy: (N, C, OH, OW); x: the forward input; p, eps, kernel_size, stride: as in the forward.
+        needs: (dx, dp) flags; an entry not needed is returned as None.
+    Returns:
+        (dx (N, C, H, W), dp of shape (1,), summed over the batch), both of x's dtype.
+    """
+    check_array(x, "x", 4, "(N, C, H, W)")
+    check_array(dy, "dy", 4, "(N, C, OH, OW)")
+    same_dtype("x", x, dy=dy)
+    need_dx, need_dp = _needs(needs, 2)
+    p_arr, eps, k, s, out = _gem_args(tuple(x.shape), p, eps, kernel_size, stride, x.dtype)
+    _check_output_like(dy, (*x.shape[:2], *out))
+    if not (need_dx or need_dp):
+        return None, None
+    return get_backend().gem_backward(_contiguous(dy), _contiguous(x), p_arr, eps, k, s, need_dx, need_dp)
+
+
+def _needs(needs, count: int) -> tuple[bool, ...]:
+    if not isinstance(needs, (tuple, list)) or len(needs) != count:
+        raise TypeError(f"needs must be a tuple of {count} bools, got {needs!r}")
+    return tuple(bool(v) for v in needs)
+
+
+__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
+           "adaptive_max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "gem", "gem_backward",
+           "max_pool2d", "max_pool2d_backward", "pool_out_size"]

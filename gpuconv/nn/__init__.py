@@ -1,0 +1,26 @@
+"""Layers and models: ``gpuconv.nn``, PyTorch's names, arguments and defaults.
+
+Gradients flow by explicit calls: ``y = model(x)``, ``loss = crit(y, t)``,
+``model.backward(crit.backward())`` fills each parameter's ``.grad``.
+"""
+
+from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
+from .container import Chain, Sequential
+from .conv import Conv2d
+from .fuse import fold_conv_bn, fuse_conv_bn
+from .linear import Linear
+from .loss import CrossEntropyLoss, MSELoss
+from .misc import Dropout, Flatten, Identity
+from .module import IncompatibleKeys, Module
+from .norm import BatchNorm2d, LayerNorm
+from .parameter import Parameter
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, GeM, MaxPool2d
+from .resnet_blocks import BasicBlock, Bottleneck
+from . import init
+
+__all__ = [
+    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "BasicBlock", "BatchNorm2d", "Bottleneck", "Chain",
+    "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "GeM", "Identity", "IncompatibleKeys", "LayerNorm",
+    "LeakyReLU", "Linear", "MSELoss", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
+    "fold_conv_bn", "fuse_conv_bn", "init",
+]

@@ -1,0 +1,97 @@
+"""Element-wise activations: ReLU, LeakyReLU, Sigmoid, Tanh.
+
+``inplace`` is accepted for PyTorch compatibility (and shown in ``repr``) but outputs are always
+new arrays: the backward of the layer before may still need the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import functional as F
+from .module import Module
+
+
+class _Elementwise(Module):
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class ReLU(_Elementwise):
+    """max(x, 0). Keeps for backward: its output (whose sign pattern is the input's)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: Any) -> Any:
+        y = F.relu(x)
+        self._save(y)
+        return y
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        (y,) = self._take_saved()
+        # relu'(x) = [x > 0] = [relu(x) > 0], so the output serves, shared with the next layer's input.
+        return F.relu_backward(dy, y) if input_grad else None
+
+    def _saved_spec(self, input_shape, dtype):
+        return 0, False, True
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class LeakyReLU(_Elementwise):
+    """x if x > 0 else negative_slope * x. Keeps for backward: its input."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+        self.inplace = inplace
+
+    def forward(self, x: Any) -> Any:
+        y = F.leaky_relu(x, self.negative_slope)
+        self._save(x)
+        return y
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        (x,) = self._take_saved()
+        return F.leaky_relu_backward(dy, x, self.negative_slope) if input_grad else None
+
+    def _saved_spec(self, input_shape, dtype):
+        return 0, True, False
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class Sigmoid(_Elementwise):
+    """1 / (1 + exp(-x)). Keeps for backward: its output."""
+
+    def forward(self, x: Any) -> Any:
+        y = F.sigmoid(x)
+        self._save(y)
+        return y
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        (y,) = self._take_saved()
+        return F.sigmoid_backward(dy, y) if input_grad else None
+
+    def _saved_spec(self, input_shape, dtype):
+        return 0, False, True
+
+
+class Tanh(_Elementwise):
+    """tanh(x). Keeps for backward: its output."""
+
+    def forward(self, x: Any) -> Any:
+        y = F.tanh(x)
+        self._save(y)
+        return y
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        (y,) = self._take_saved()
+        return F.tanh_backward(dy, y) if input_grad else None
+
+    def _saved_spec(self, input_shape, dtype):
+        return 0, False, True

@@ -1,0 +1,149 @@
+"""Sequential, and the bookkeeping containers share to add up what their children keep."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterator
+
+import numpy as np
+
+from .module import Module, _nbytes
+
+
+def chain_saved_spec(modules: list[Module], input_shape, dtype) -> tuple[int, bool, bool]:
+    """``_saved_spec`` of modules applied one after the other: the array between two of them is
+    counted once even when both keep it (a ReLU's output that is the next conv's input), and so is
+    an array and the views of it that Flatten or Identity pass on."""
+    own = 0
+    shape = tuple(input_shape)
+    groups = [[shape, False]]  # one entry per distinct array between modules: [shape, kept]
+    for module in modules:
+        module_own, keeps_input, keeps_output = module._saved_spec(shape, dtype)
+        own += module_own
+        groups[-1][1] = groups[-1][1] or keeps_input
+        shape = module.output_shape(shape)
+        if getattr(module, "output_is_view", False):
+            groups[-1][1] = groups[-1][1] or keeps_output
+        else:
+            groups.append([shape, keeps_output])
+    own += sum(_nbytes(g_shape, dtype) for g_shape, kept in groups[1:-1] if kept)
+    keeps_input = groups[0][1]
+    keeps_output = groups[-1][1] if len(groups) > 1 else False
+    return own, keeps_input, keeps_output
+
+
+def chain_output_shape(modules: list[Module], input_shape) -> tuple[int, ...]:
+    shape = tuple(input_shape)
+    for module in modules:
+        shape = module.output_shape(shape)
+    return shape
+
+
+def chain_workspace_bytes(modules: list[Module], input_shape, dtype) -> int:
+    """The largest workspace of the modules (workspaces are temporary, one layer at a time)."""
+    shape, peak = tuple(input_shape), 0
+    for module in modules:
+        peak = max(peak, module.workspace_bytes(shape, dtype))
+        shape = module.output_shape(shape)
+    return peak
+
+
+class Sequential(Module):
+    """Applies its modules in order; backward runs their backwards in reverse.
+
+    ``Sequential(m0, m1, ...)`` names the children "0", "1", ...; ``Sequential(OrderedDict(...))``
+    names them by key. Indexing gives a child, slicing a new Sequential of the same children.
+    """
+
+    def __init__(self, *args: Any):
+        super().__init__()
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for name, module in args[0].items():
+                self.add_module(name, module)
+        else:
+            for index, module in enumerate(args):
+                self.add_module(str(index), module)
+
+    def _children_list(self) -> list[Module]:
+        return [m for m in self._modules.values() if m is not None]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        keys = list(self._modules)
+        if not -len(keys) <= index < len(keys):
+            raise IndexError(f"index {index} is out of range for a Sequential of {len(keys)} modules")
+        return self._modules[keys[index]]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        keys = list(self._modules)
+        if not -len(keys) <= index < len(keys):
+            raise IndexError(f"index {index} is out of range for a Sequential of {len(keys)} modules")
+        self.add_module(keys[index], module)
+
+    def append(self, module: Module) -> Sequential:
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def forward(self, x: Any) -> Any:
+        for module in self._children_list():
+            x = module(x)
+        return x
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        modules = self._children_list()
+        for index in range(len(modules) - 1, -1, -1):
+            dy = modules[index].backward(dy, input_grad=input_grad or index > 0)
+        return dy
+
+    def output_shape(self, input_shape):
+        return chain_output_shape(self._children_list(), input_shape)
+
+    def _saved_spec(self, input_shape, dtype):
+        return chain_saved_spec(self._children_list(), input_shape, dtype)
+
+    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
+        return chain_workspace_bytes(self._children_list(), input_shape, dtype)
+
+
+class Chain(Module):
+    """Base of modules whose forward applies a fixed list of modules in order (``_chain()``), such as
+    the model zoo's networks. Modules in the chain that are not children (a Flatten where PyTorch's
+    forward calls ``torch.flatten``) still follow ``train()`` / ``eval()``."""
+
+    def _chain(self) -> list[Module]:
+        raise NotImplementedError
+
+    def forward(self, x: Any) -> Any:
+        for module in self._chain():
+            x = module(x)
+        return x
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        modules = self._chain()
+        for index in range(len(modules) - 1, -1, -1):
+            dy = modules[index].backward(dy, input_grad=input_grad or index > 0)
+        return dy
+
+    def train(self, mode: bool = True) -> Module:
+        super().train(mode)
+        children = {id(child) for child in self.children()}
+        for module in self._chain():
+            if id(module) not in children:
+                module.train(mode)
+        return self
+
+    def output_shape(self, input_shape):
+        return chain_output_shape(self._chain(), input_shape)
+
+    def _saved_spec(self, input_shape, dtype):
+        return chain_saved_spec(self._chain(), input_shape, dtype)
+
+    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
+        return chain_workspace_bytes(self._chain(), input_shape, dtype)

@@ -1,0 +1,98 @@
+"""Conv2d."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..functional._args import pair
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+
+class Conv2d(Module):
+    """2-D convolution over (N, C_in, H, W), PyTorch's ``nn.Conv2d``.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride=1, padding=0 (int, pair, ``"same"`` or
+        ``"valid"``), dilation=1, groups=1, bias=True, padding_mode="zeros" (the only mode), as in
+        PyTorch; ``dtype`` of the parameters (float32 by default); ``algo`` picks the algorithm of
+        :func:`gpuconv.functional.conv2d` (``"auto"``, ``"im2col"``, ``"direct"``, ``"gemm"``).
+    Shapes:
+        weight (C_out, C_in/groups, KH, KW), bias (C_out,); output (N, C_out, OH, OW).
+    Keeps for backward: its input.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *, dtype: Any = None,
+                 algo: str = "auto"):
+        super().__init__()
+        if padding_mode != "zeros":
+            raise ValueError(f"padding_mode must be 'zeros' (the only mode gpuconv implements), got {padding_mode!r}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
+        self.dilation = pair(dilation, "dilation")
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and self.stride != (1, 1):
+            raise ValueError(f"padding='same' requires stride 1 (as in PyTorch), got stride={self.stride}")
+        self.groups = int(groups)
+        self.padding_mode = padding_mode
+        self.algo = algo
+        weight, bias_value = init.default_weight_and_bias(
+            (out_channels, in_channels // groups) + self.kernel_size, bias, dtype or np.float32)
+        self.weight = Parameter(weight)
+        self.register_parameter("bias", Parameter(bias_value) if bias else None)
+
+    def _args(self) -> tuple:
+        return self.stride, self.padding, self.dilation, self.groups
+
+    def forward(self, x: Any) -> Any:
+        y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, *self._args(), algo=self.algo)
+        self._save(x)
+        return y
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        (x,) = self._take_saved()
+        dx, dweight, dbias = F.conv2d_backward(dy, x, self.weight.data, *self._args(), algo=self.algo,
+                                               needs=self._needs(input_grad, self.weight, self.bias))
+        if dweight is not None:
+            self.weight.accumulate_grad(dweight)
+        if dbias is not None:
+            self.bias.accumulate_grad(dbias)
+        return dx
+
+    def output_shape(self, input_shape):
+        g = F.conv_geometry(input_shape, self.weight.shape, *self._args())
+        return (g.n, g.c_out) + tuple(g.out_size)
+
+    def _saved_spec(self, input_shape, dtype):
+        return 0, True, False
+
+    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
+        return int(F.conv2d_workspace_bytes(input_shape, self.weight.shape, dtype, *self._args(), algo=self.algo))
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.algo != "auto":
+            s += f", algo={self.algo!r}"
+        return s

@@ -1,0 +1,92 @@
+"""Losses: CrossEntropyLoss and MSELoss (``loss = crit(logits, y)``, then ``dlogits = crit.backward()``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..backend import get_backend
+from .module import Module
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+class _Loss(Module):
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+
+    def _dloss(self, loss_shape: tuple[int, ...], dtype: Any, dloss: Any) -> Any:
+        if dloss is not None:
+            return dloss
+        return get_backend().xp.ones(loss_shape, dtype=dtype)
+
+    def backward(self, dloss: Any = None) -> Any:
+        """Gradient of the loss with respect to the forward's ``input`` (the logits).
+
+        Args:
+            dloss: gradient with respect to the loss (default 1: the loss itself is minimized).
+        """
+        return self._backward(dloss, True)
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross entropy between logits (N, C) or (N, C, d...) and class indices (N,) / (N, d...)
+    or class probabilities of the logits' shape, PyTorch's ``nn.CrossEntropyLoss``.
+
+    Keeps for backward: the logits and the target.
+    """
+
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
+        super().__init__(reduction)
+        self.register_buffer("weight", weight)
+        self.ignore_index = int(ignore_index)
+        self.label_smoothing = float(label_smoothing)
+
+    def _kwargs(self) -> dict:
+        return dict(weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                    label_smoothing=self.label_smoothing)
+
+    def forward(self, input: Any, target: Any) -> Any:
+        loss = F.cross_entropy(input, target, **self._kwargs())
+        self._save(input, target, tuple(loss.shape))
+        return loss
+
+    def _backward(self, dloss: Any, input_grad: bool) -> Any:
+        logits, target, loss_shape = self._take_saved()
+        return F.cross_entropy_backward(self._dloss(loss_shape, logits.dtype, dloss), logits, target, **self._kwargs())
+
+    def output_shape(self, input_shape):
+        return () if self.reduction != "none" else (input_shape[0],) + tuple(input_shape[2:])
+
+    def _saved_spec(self, input_shape, dtype):
+        # Besides the logits, the target (int64 class indices, one per logits row) is kept.
+        target_shape = (input_shape[0],) + tuple(input_shape[2:])
+        return int(np.prod(target_shape, dtype=np.int64)) * 8, True, False
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class MSELoss(_Loss):
+    """Mean squared error, PyTorch's ``nn.MSELoss``. Keeps for backward: input and target."""
+
+    def forward(self, input: Any, target: Any) -> Any:
+        loss = F.mse_loss(input, target, reduction=self.reduction)
+        self._save(input, target, tuple(loss.shape))
+        return loss
+
+    def _backward(self, dloss: Any, input_grad: bool) -> Any:
+        input, target, loss_shape = self._take_saved()
+        return F.mse_loss_backward(self._dloss(loss_shape, input.dtype, dloss), input, target, reduction=self.reduction)
+
+    def output_shape(self, input_shape):
+        return () if self.reduction != "none" else tuple(input_shape)
+
+    def _saved_spec(self, input_shape, dtype):
+        return int(np.prod(input_shape)) * np.dtype(dtype).itemsize, True, False

@@ -1,0 +1,104 @@
+"""Dropout, Flatten, Identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .module import Module, _nbytes
+
+
+class Dropout(Module):
+    """Zeroes each element with probability ``p`` in training mode (others scaled by 1/(1-p));
+    the identity in eval mode. Keeps for backward: the boolean keep mask (1 byte per element)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"dropout probability p must be in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.inplace = inplace
+
+    def forward(self, x: Any) -> Any:
+        if not self.training or self.p == 0.0:
+            self._save()
+            return x
+        y, mask = F.dropout(x, self.p, training=True, return_mask=True)
+        self._save(mask)
+        return y
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        saved = self._take_saved()
+        if not input_grad:
+            return None
+        return F.dropout_backward(dy, saved[0], self.p) if saved else dy
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _saved_spec(self, input_shape, dtype):
+        return (_nbytes(input_shape, np.bool_) if self.p > 0 else 0), False, False
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Flatten(Module):
+    """Flattens dimensions ``start_dim`` .. ``end_dim`` into one. Keeps for backward: nothing but the shape."""
+
+    output_is_view = True  # its output shares the input's memory
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim = int(start_dim)
+        self.end_dim = int(end_dim)
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if not shape:
+            return (1,)
+        start = self.start_dim % len(shape)
+        end = self.end_dim % len(shape)
+        if start > end:
+            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for "
+                             f"input shape {shape}")
+        return shape[:start] + (int(np.prod(shape[start:end + 1], dtype=np.int64)),) + shape[end + 1:]
+
+    def forward(self, x: Any) -> Any:
+        self._save(tuple(x.shape))
+        return x.reshape(self.output_shape(tuple(x.shape)))
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        (shape,) = self._take_saved()
+        return dy.reshape(shape) if input_grad else None
+
+    def _saved_spec(self, input_shape, dtype):
+        return 0, False, False
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Identity(Module):
+    """Returns its input (a placeholder, e.g. for a BatchNorm2d folded into its Conv2d)."""
+
+    output_is_view = True
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__()
+
+    def forward(self, x: Any) -> Any:
+        self._save()
+        return x
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        self._take_saved()
+        return dy if input_grad else None
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _saved_spec(self, input_shape, dtype):
+        return 0, False, False

@@ -1,0 +1,403 @@
+"""Module: the base class of layers and models (parameters, buffers, children, state dicts, modes).
+
+A module's ``forward`` computes its output and, in training mode outside ``gpuconv.no_grad()``,
+keeps exactly what its ``backward`` needs; ``backward(dy)`` returns the gradient with respect to
+the input and accumulates the parameters' ``.grad``. Gradients flow by explicit calls, layer by
+layer in reverse, so there is no tape: what a layer keeps is freed by its backward.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Iterator, NamedTuple
+
+import numpy as np
+
+from ..backend import array_kind, get_backend
+from ..grad_mode import is_grad_enabled
+from .parameter import Parameter
+
+
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict(strict=False)`` skipped."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module:
+    """Base class: subclasses set parameters, buffers and child modules as attributes in ``__init__``
+    (after calling ``super().__init__()``) and implement ``forward``, ``_backward`` and the shape
+    reports ``output_shape`` / ``_saved_spec`` / ``workspace_bytes``."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_ctx", None)
+
+    # ---- attribute registration -----------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"call super().__init__() in {type(self).__name__}.__init__ before setting attributes")
+        # Reassigning keeps the entry's place (state-dict order); a new kind of value moves it.
+        if isinstance(value, Parameter):
+            self._forget(name, keep=self._parameters)
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._forget(name, keep=self._modules)
+            self._modules[name] = value
+        elif name in self.__dict__.get("_buffer_names", ()) and (value is None or array_kind(value) is not None):
+            self._buffers[name] = value
+        else:
+            self._forget(name, keep=None)
+            object.__setattr__(self, name, value)
+
+    def _forget(self, name: str, keep: dict | None) -> None:
+        """Removes ``name`` from the registries other than ``keep`` and from the plain attributes."""
+        for registry in (self._parameters, self._buffers, self._modules):
+            if registry is not keep:
+                registry.pop(name, None)
+        if keep is not None:
+            self.__dict__.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        for registry in ("_parameters", "_buffers", "_modules"):
+            values = self.__dict__.get(registry)
+            if values is not None and name in values:
+                return values[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        for registry in (self._parameters, self._buffers, self._modules):
+            if name in registry:
+                del registry[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
+        """Adds a buffer: state that is not learned (running statistics), saved in the state dict
+        unless ``persistent`` is False. ``tensor`` may be None (then it is left out)."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        if tensor is not None and array_kind(tensor) is None:
+            raise TypeError(f"buffer {name!r} must be an array or None, got {type(tensor).__name__}")
+        self.__dict__.pop(name, None)
+        self.__dict__.setdefault("_buffer_names", set()).add(name)
+        self._buffers[name] = None if tensor is None else get_backend().asarray(tensor)
+        if not persistent:
+            self._non_persistent.add(name)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Adds a parameter (None reserves the name, as PyTorch does for ``bias=False``)."""
+        if param is None:
+            self._parameters[name] = None
+        else:
+            setattr(self, name, param)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{name!r} must be a Module, got {type(module).__name__}")
+        self._modules[name] = module
+
+    # ---- forward / backward ---------------------------------------------------------------------
+    def forward(self, *args: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def keeps_for_backward(self) -> bool:
+        """Whether a forward now keeps activations: training mode and outside ``no_grad``."""
+        return self.training and is_grad_enabled()
+
+    def _save(self, *arrays: Any) -> None:
+        """Keeps ``arrays`` for backward when :meth:`keeps_for_backward`, else drops what was kept."""
+        self._ctx = arrays if self.keeps_for_backward() else None
+
+    def _take_saved(self) -> tuple:
+        """What forward kept (released: a second backward needs a new forward)."""
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: nothing was kept for backward. The last forward ran in eval mode "
+                "or inside gpuconv.no_grad(), or its backward already ran. Call .train() and run the forward "
+                "outside no_grad() before calling backward.")
+        self._ctx = None
+        return ctx
+
+    def backward(self, dy: Any, *, input_grad: bool = True) -> Any:
+        """Gradient of the loss with respect to the last forward's input, given ``dy`` (with respect
+        to its output); adds the parameters' gradients into their ``.grad``.
+
+        Args:
+            dy: same shape and dtype as the forward's output.
+            input_grad: False skips computing the input gradient (the network's first layer), and
+                returns None.
+        Raises:
+            RuntimeError: the last forward kept nothing (eval mode, ``no_grad``, or backward ran already).
+        """
+        return self._backward(dy, input_grad)
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    @staticmethod
+    def _needs(input_grad: bool, *params: Parameter | None) -> tuple[bool, ...]:
+        return (bool(input_grad),) + tuple(p is not None and p.requires_grad for p in params)
+
+    # ---- shape reports --------------------------------------------------------------------------
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output shape for an input of ``input_shape`` (no computation)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement output_shape")
+
+    def _saved_spec(self, input_shape: tuple[int, ...], dtype: Any) -> tuple[int, bool, bool]:
+        """What a training-mode forward keeps: (bytes of arrays it owns, whether it keeps a reference
+        to its input, whether it keeps a reference to its output). Input and output are reported
+        apart because a neighbour may keep the same array (a ReLU's output is the next conv's input):
+        containers count each such array once."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _saved_spec")
+
+    def saved_bytes(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> int:
+        """Bytes a training-mode forward on an input of ``input_shape`` keeps alive for backward,
+        including the input and output arrays when it keeps them (each array counted once)."""
+        own, keeps_input, keeps_output = self._saved_spec(tuple(input_shape), np.dtype(dtype))
+        total = own
+        if keeps_input:
+            total += _nbytes(input_shape, dtype)
+        if keeps_output:
+            total += _nbytes(self.output_shape(tuple(input_shape)), dtype)
+        return int(total)
+
+    def workspace_bytes(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> int:
+        """Peak temporary memory (beyond inputs, outputs and what is kept) that forward or backward
+        allocates for an input of ``input_shape``; containers report their largest child's."""
+        return 0
+
+    # ---- traversal ------------------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for name, module in self._modules.items():
+            if module is not None:
+                yield name, module
+
+    def children(self) -> Iterator[Module]:
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module and all below it, with dotted names ("" for this one)."""
+        seen: set[int] = set()
+
+        def walk(module: Module, name: str):
+            if id(module) in seen:
+                return
+            seen.add(id(module))
+            yield name, module
+            for child_name, child in module.named_children():
+                yield from walk(child, f"{name}.{child_name}" if name else child_name)
+
+        yield from walk(self, prefix)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def _named_members(self, registry: str, include_none: bool = False) -> Iterator[tuple[str, Any]]:
+        seen: set[int] = set()
+        for module_name, module in self.named_modules():
+            for name, value in getattr(module, registry).items():
+                if value is None and not include_none:
+                    continue
+                if value is not None and id(value) in seen:
+                    continue
+                if value is not None:
+                    seen.add(id(value))
+                yield (f"{module_name}.{name}" if module_name else name), value
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, Parameter) pairs in registration order, as PyTorch names them."""
+        yield from self._named_members("_parameters")
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, param in self.named_parameters():
+            yield param
+
+    def named_buffers(self) -> Iterator[tuple[str, Any]]:
+        yield from self._named_members("_buffers")
+
+    def buffers(self) -> Iterator[Any]:
+        for _, buf in self.named_buffers():
+            yield buf
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Calls ``fn`` on every child (recursively), then on this module; returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ---- modes and gradients --------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (batch statistics, dropout, activations kept for backward) for this module
+        and all below it; returns self."""
+        object.__setattr__(self, "training", bool(mode))
+        if not mode:
+            self._ctx = None
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        """Inference mode: running statistics, no dropout, nothing kept for backward; returns self."""
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clears the parameters' gradients (to None, or to zeros when ``set_to_none`` is False)."""
+        for param in self.parameters():
+            if set_to_none or param.grad is None:
+                param.grad = None
+            else:
+                param.grad[...] = 0
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for param in self.parameters():
+            param.requires_grad = bool(requires_grad)
+        return self
+
+    # ---- moving between backends and dtypes -----------------------------------------------------
+    def to(self, dtype: Any = None) -> Module:
+        """Moves every parameter, gradient and buffer to the current backend (``gpuconv.asarray``)
+        and, when ``dtype`` is given, casts the floating ones to it; returns self.
+
+        ``with gpuconv.backend("cupy"): model.to()`` moves a model to the GPU.
+        """
+        be = get_backend()
+        target = None if dtype is None else np.dtype(dtype)
+        if target is not None and target not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"dtype must be float32 or float64, got {target}")
+
+        def convert(a: Any) -> Any:
+            if a is None:
+                return None
+            cast = target if (target is not None and np.dtype(a.dtype).kind == "f") else None
+            return be.asarray(a, dtype=cast)
+
+        for module in self.modules():
+            module._ctx = None
+            for param in module._parameters.values():
+                if param is not None:
+                    param.data = convert(param.data)
+                    param.grad = convert(param.grad)
+            for name, buf in module._buffers.items():
+                module._buffers[name] = convert(buf)
+        return self
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    # ---- state dicts ----------------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict:
+        """Parameters and persistent buffers by dotted name (the arrays themselves, not copies),
+        in PyTorch's order: each module's parameters, then its buffers, then its children."""
+        out: OrderedDict = OrderedDict()
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, param in module._parameters.items():
+                if param is not None:
+                    out[prefix + name] = param.data
+            for name, buf in module._buffers.items():
+                if buf is not None and name not in module._non_persistent:
+                    out[prefix + name] = buf
+        return out
+
+    def _state_slots(self) -> OrderedDict:
+        """Dotted name -> (module, registry, name) for every entry of the state dict."""
+        slots: OrderedDict = OrderedDict()
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, param in module._parameters.items():
+                if param is not None:
+                    slots[prefix + name] = (module, "_parameters", name)
+            for name, buf in module._buffers.items():
+                if buf is not None and name not in module._non_persistent:
+                    slots[prefix + name] = (module, "_buffers", name)
+        return slots
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
+        """Copies the arrays of ``state_dict`` (NumPy or backend arrays, e.g. a torchvision state
+        dict converted with ``{k: v.numpy() for k, v in sd.items()}``) into the parameters and
+        buffers, in place.
+
+        Everything is checked before anything is written: a key whose shape or dtype differs is
+        always an error; with ``strict`` (the default) missing and unexpected keys are too.
+        Returns:
+            (missing_keys, unexpected_keys).
+        Raises:
+            RuntimeError listing every missing, unexpected and mismatched key.
+        """
+        slots = self._state_slots()
+        missing = [k for k in slots if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in slots]
+        mismatched = []
+        for key, (module, registry, name) in slots.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            current = getattr(module, registry)[name]
+            current = current.data if isinstance(current, Parameter) else current
+            if array_kind(value) is None:
+                mismatched.append(f"{key}: expected an array, got {type(value).__name__}")
+                continue
+            if tuple(value.shape) != tuple(current.shape):
+                mismatched.append(f"{key}: shape {tuple(value.shape)} in the state dict, {tuple(current.shape)} "
+                                  "in the model")
+            elif np.dtype(value.dtype) != np.dtype(current.dtype):
+                mismatched.append(f"{key}: dtype {np.dtype(value.dtype)} in the state dict, "
+                                  f"{np.dtype(current.dtype)} in the model")
+        errors = []
+        if strict and missing:
+            errors.append("Missing key(s): " + ", ".join(repr(k) for k in missing))
+        if strict and unexpected:
+            errors.append("Unexpected key(s): " + ", ".join(repr(k) for k in unexpected))
+        if mismatched:
+            errors.append("Mismatched key(s): " + "; ".join(mismatched))
+        if errors:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
+        be = get_backend()
+        for key, (module, registry, name) in slots.items():
+            if key in state_dict:
+                current = getattr(module, registry)[name]
+                target = current.data if isinstance(current, Parameter) else current
+                target[...] = be.asarray(state_dict[key])
+                module._ctx = None
+        return IncompatibleKeys(missing, unexpected)
+
+    # ---- printing -------------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The text inside this module's parentheses in ``repr`` (its constructor arguments)."""
+        return ""
+
+    def _get_name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        lines = []
+        extra = self.extra_repr()
+        if extra:
+            lines.extend(extra.split("\n"))
+        for name, module in self.named_children():
+            text = repr(module).replace("\n", "\n  ")
+            lines.append(f"({name}): {text}")
+        if not any(True for _ in self.named_children()):
+            return f"{self._get_name()}({extra})"
+        body = "\n  ".join(lines)
+        return f"{self._get_name()}(\n  {body}\n)"
+
+
+def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize

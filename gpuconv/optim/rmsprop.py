@@ -1,0 +1,61 @@
+"""RMSprop, optionally centered and with momentum."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..backend import get_array_module
+from .optimizer import Optimizer, check_range, lerp_
+
+
+class RMSprop(Optimizer):
+    """PyTorch's ``torch.optim.RMSprop``, same update formulas.
+
+    v = alpha * v + (1 - alpha) * g^2; centered: a = lerp(a, g, 1 - alpha), avg = sqrt(v - a^2) + eps,
+    else avg = sqrt(v) + eps; with momentum b = momentum * b + g / avg, p -= lr * b; else p -= lr * g / avg.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
+                 maximize: bool = False):
+        check_range("lr", lr)
+        check_range("eps", eps)
+        check_range("alpha", alpha)
+        check_range("momentum", momentum)
+        check_range("weight_decay", weight_decay)
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize))
+
+    def _update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
+        weight_decay, momentum = float(group["weight_decay"]), float(group["momentum"])
+        xp = get_array_module(p.data)
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p.data)
+            if momentum > 0:
+                state["momentum_buffer"] = xp.zeros_like(p.data)
+            if group["centered"]:
+                state["grad_avg"] = xp.zeros_like(p.data)
+        if group["maximize"]:
+            grad = -grad
+        state["step"] += 1
+        if weight_decay != 0:
+            grad = grad + p.data * weight_decay
+        square_avg = state["square_avg"]
+        square_avg *= alpha
+        square_avg += grad * (1 - alpha) * grad
+        if group["centered"]:
+            grad_avg = state["grad_avg"]
+            lerp_(grad_avg, grad, 1 - alpha)
+            avg = xp.sqrt(square_avg + grad_avg * -1.0 * grad_avg)
+        else:
+            avg = xp.sqrt(square_avg)
+        avg += eps
+        if momentum > 0:
+            buf = state["momentum_buffer"]
+            buf *= momentum
+            buf += grad / avg
+            p.data += buf * -lr
+        else:
+            p.data += grad * -lr / avg

@@ -1,0 +1,151 @@
+"""Training and evaluation loops with tqdm progress bars: ``fit`` and ``evaluate``.
+
+    history = fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), train_loader,
+                  epochs=10, val_loader=test_loader)
+
+A loader is any iterable of ``(inputs, targets)`` batches on the current backend
+(``gpuconv.data.DataLoader``, or a list). Accuracy is reported when the model outputs (N, C)
+scores and the targets are (N,) class indices.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .grad_mode import no_grad
+from .nn.module import Module
+
+# Progress-bar figures are read back from the device at most this often (each read synchronizes).
+POSTFIX_INTERVAL_S = 0.5
+
+
+class _Meter:
+    """Running sums of loss, correct predictions and samples, kept on the device until read."""
+
+    def __init__(self, reduction: str):
+        self.reduction = reduction
+        self.loss_sum: Any = 0.0
+        self.correct: Any = 0
+        self.samples = 0
+        self.classified = False
+        self.start = time.perf_counter()
+
+    def update(self, outputs: Any, targets: Any, loss_value: Any) -> None:
+        n = int(outputs.shape[0])
+        self.loss_sum = self.loss_sum + (loss_value * n if self.reduction == "mean" else loss_value)
+        if outputs.ndim == 2 and targets.ndim == 1 and np.dtype(targets.dtype).kind in "iu":
+            self.correct = self.correct + (outputs.argmax(axis=1) == targets).sum()
+            self.classified = True
+        self.samples += n
+
+    def result(self) -> dict[str, float | None]:
+        elapsed = max(time.perf_counter() - self.start, 1e-12)
+        samples = max(self.samples, 1)
+        return {
+            "loss": float(self.loss_sum) / samples,
+            "accuracy": float(self.correct) / samples if self.classified else None,
+            "images_per_s": self.samples / elapsed,
+            "seconds": elapsed,
+        }
+
+
+def _postfix(metrics: dict[str, float | None]) -> dict[str, str]:
+    out = {"loss": f"{metrics['loss']:.4f}"}
+    if metrics.get("accuracy") is not None:
+        out["acc"] = f"{metrics['accuracy']:.4f}"
+    out["img/s"] = f"{metrics['images_per_s']:.0f}"
+    return out
+
+
+def _total(loader: Iterable) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def evaluate(model: Module, loss: Module, loader: Iterable, progress: bool = True, *, desc: str = "eval") -> dict:
+    """Loss (mean over samples) and accuracy of ``model`` over ``loader``, in eval mode under
+    ``no_grad`` (the model's mode is restored afterwards).
+
+    Returns:
+        {"loss", "accuracy" (None unless classification), "images_per_s", "seconds"}.
+    """
+    was_training = model.training
+    model.eval()
+    meter = _Meter(getattr(loss, "reduction", "mean"))
+    last = 0.0
+    try:
+        with no_grad(), tqdm(loader, total=_total(loader), desc=desc, disable=not progress, leave=False,
+                             unit="batch") as bar:
+            for inputs, targets in bar:
+                outputs = model(inputs)
+                meter.update(outputs, targets, loss(outputs, targets))
+                if progress and time.perf_counter() - last > POSTFIX_INTERVAL_S:
+                    bar.set_postfix(_postfix(meter.result()), refresh=False)
+                    last = time.perf_counter()
+    finally:
+        model.train(was_training)
+    return meter.result()
+
+
+def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: int, val_loader: Iterable | None = None,
+        *, progress: bool = True, scheduler: Any = None) -> list[dict]:
+    """Trains ``model`` for ``epochs`` passes over ``loader``.
+
+    Each batch: ``optimizer.zero_grad()``, forward, ``loss``, backward (no input gradient is
+    computed for the first layer), ``optimizer.step()``. After each epoch, ``scheduler.step()``
+    (when given) and an :func:`evaluate` pass over ``val_loader`` (when given).
+
+    Args:
+        model: a Module; loss: a loss module (``CrossEntropyLoss``, ``MSELoss``).
+        optimizer: a ``gpuconv.optim`` optimizer over ``model.parameters()``.
+        loader, val_loader: iterables of (inputs, targets) batches on the current backend.
+        progress: show tqdm bars with loss, accuracy and images/s (False: silent).
+        scheduler: a learning-rate scheduler stepped once per epoch.
+    Returns:
+        The history: one dict per epoch with "epoch", "loss", "accuracy" (training, averaged over
+        the epoch), "images_per_s", "seconds", "lr", and "val_loss" / "val_accuracy" with a val_loader.
+    """
+    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    history: list[dict] = []
+    reduction = getattr(loss, "reduction", "mean")
+    for epoch in range(1, int(epochs) + 1):
+        model.train()
+        meter = _Meter(reduction)
+        last = 0.0
+        with tqdm(loader, total=_total(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
+                  unit="batch") as bar:
+            for inputs, targets in bar:
+                optimizer.zero_grad()
+                outputs = model(inputs)
+                loss_value = loss(outputs, targets)
+                model.backward(loss.backward(), input_grad=False)
+                optimizer.step()
+                meter.update(outputs, targets, loss_value)
+                if progress and time.perf_counter() - last > POSTFIX_INTERVAL_S:
+                    bar.set_postfix(_postfix(meter.result()), refresh=False)
+                    last = time.perf_counter()
+            record = {"epoch": epoch, **meter.result()}
+            if progress:
+                bar.set_postfix(_postfix(record))
+        groups = getattr(optimizer, "param_groups", None)
+        record["lr"] = groups[0]["lr"] if groups else None
+        if scheduler is not None:
+            scheduler.step()
+        if val_loader is not None:
+            val = evaluate(model, loss, val_loader, progress=progress, desc=f"val {epoch}/{epochs}")
+            record["val_loss"] = val["loss"]
+            record["val_accuracy"] = val["accuracy"]
+            if progress:
+                tqdm.write(f"epoch {epoch}: loss {record['loss']:.4f}"
+                           + (f", acc {record['accuracy']:.4f}" if record["accuracy"] is not None else "")
+                           + f", val_loss {val['loss']:.4f}"
+                           + (f", val_acc {val['accuracy']:.4f}" if val["accuracy"] is not None else ""))
+        history.append(record)
+    return history

@@ -1,0 +1,252 @@
+"""Batch normalization forward (training and eval) and backward, on every backend, against the float64
+references in tests/reference.py; finite differences in float64; race checks on the emulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+import gpuconv.functional as F
+from gpuconv.backend.cuda_ops import batchnorm as bn_launch
+
+import reference
+from helpers import assert_close, assert_schedule_independent, finite_difference_check
+
+
+def random_shape(rng):
+    while True:
+        shape = tuple(int(v) for v in (rng.integers(1, 4), rng.integers(1, 5), rng.integers(1, 8), rng.integers(1, 8)))
+        if shape[0] * shape[2] * shape[3] >= 2:
+            return shape
+
+
+def channel_vector(rng, c, dtype, low=-1.0, high=1.0):
+    return rng.uniform(low, high, c).astype(dtype)
+
+
+def maybe(rng, value):
+    return value if rng.integers(0, 3) else None
+
+
+# "split": MIN_PER_BLOCK lowered so that even tiny tensors cut each channel among several reduction
+# blocks (the two-level path the GPU takes for large tensors).
+@pytest.mark.parametrize("split", [False, True], ids=["one-block", "split"])
+def test_training_forward_random_configs(backend, dtype, rng, split, monkeypatch):
+    if split:
+        monkeypatch.setattr(bn_launch, "MIN_PER_BLOCK", 7)
+    for _ in range(20):
+        shape = random_shape(rng)
+        c = shape[1]
+        x = (rng.standard_normal(shape) * rng.uniform(0.5, 3) + rng.uniform(-2, 2)).astype(dtype)
+        weight, bias = maybe(rng, channel_vector(rng, c, dtype)), maybe(rng, channel_vector(rng, c, dtype))
+        track = bool(rng.integers(0, 3))
+        rm0, rv0 = channel_vector(rng, c, dtype), channel_vector(rng, c, dtype, 0.5, 2.0)
+        cumulative = rng.integers(0, 3) == 0
+        momentum, tracked = (None, int(rng.integers(1, 5))) if cumulative else (float(rng.uniform(0, 1)), None)
+        rm = gpuconv.asarray(rm0.copy()) if track else None
+        rv = gpuconv.asarray(rv0.copy()) if track else None
+        y, save_mean, save_invstd = F.batch_norm(
+            gpuconv.asarray(x), rm, rv, None if weight is None else gpuconv.asarray(weight),
+            None if bias is None else gpuconv.asarray(bias), training=True, momentum=momentum, eps=1e-5,
+            num_batches_tracked=tracked, return_stats=True)
+        ref_y, mean, var, unbiased = reference.batch_norm_train(x, weight, bias, 1e-5)
+        tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else {}
+        assert_close(y, ref_y, dtype, **tol)
+        assert_close(save_mean, mean, dtype, **tol)
+        assert_close(save_invstd, 1 / np.sqrt(var + 1e-5), dtype, **tol)
+        if track:
+            factor = 1.0 / tracked if cumulative else momentum
+            assert_close(rm, (1 - factor) * rm0 + factor * mean, dtype, **tol)
+            assert_close(rv, (1 - factor) * rv0 + factor * unbiased, dtype, **tol)
+
+
+def test_eval_forward_uses_running_stats(backend, dtype, rng):
+    for _ in range(8):
+        shape = random_shape(rng)
+        c = shape[1]
+        x = rng.standard_normal(shape).astype(dtype)
+        rm, rv = channel_vector(rng, c, dtype), channel_vector(rng, c, dtype, 0.5, 2.0)
+        weight, bias = maybe(rng, channel_vector(rng, c, dtype)), maybe(rng, channel_vector(rng, c, dtype))
+        rm_a, rv_a = gpuconv.asarray(rm.copy()), gpuconv.asarray(rv.copy())
+        y, save_mean, save_invstd = F.batch_norm(
+            gpuconv.asarray(x), rm_a, rv_a, None if weight is None else gpuconv.asarray(weight),
+            None if bias is None else gpuconv.asarray(bias), training=False, return_stats=True)
+        assert_close(y, reference.batch_norm_eval(x, rm, rv, weight, bias, 1e-5), dtype)
+        assert_close(save_mean, rm, dtype)
+        assert_close(save_invstd, 1 / np.sqrt(rv.astype(np.float64) + 1e-5), dtype)
+        # Eval never touches the running statistics.
+        np.testing.assert_array_equal(gpuconv.to_numpy(rm_a), rm)
+        np.testing.assert_array_equal(gpuconv.to_numpy(rv_a), rv)
+
+
+def test_eval_without_running_stats_uses_batch_stats(backend, rng):
+    x = rng.standard_normal((3, 2, 4, 5))
+    y = F.batch_norm(gpuconv.asarray(x), None, None, training=False)
+    assert_close(y, reference.batch_norm_train(x, None, None, 1e-5)[0])
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-block", "split"])
+def test_training_backward_random_configs(backend, dtype, rng, split, monkeypatch):
+    if split:
+        monkeypatch.setattr(bn_launch, "MIN_PER_BLOCK", 7)
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else {}
+    for _ in range(20):
+        shape = random_shape(rng)
+        c = shape[1]
+        x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+        dy = rng.standard_normal(shape).astype(dtype)
+        weight = maybe(rng, channel_vector(rng, c, dtype))
+        w_arg = None if weight is None else gpuconv.asarray(weight)
+        _, save_mean, save_invstd = F.batch_norm(gpuconv.asarray(x), None, None, w_arg, training=True,
+                                                 return_stats=True)
+        dx, dweight, dbias = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), w_arg, save_mean,
+                                                   save_invstd, training=True)
+        ref_dx, ref_dw, ref_db = reference.batch_norm_train_backward(dy, x, weight, 1e-5)
+        assert_close(dx, ref_dx, dtype, **tol)
+        assert_close(dweight, ref_dw, dtype, **tol)
+        assert_close(dbias, ref_db, dtype, **tol)
+
+
+def test_eval_backward(backend, dtype, rng):
+    shape = (2, 3, 4, 5)
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    rm, rv, weight = channel_vector(rng, 3, dtype), channel_vector(rng, 3, dtype, 0.5, 2), channel_vector(rng, 3, dtype)
+    _, save_mean, save_invstd = F.batch_norm(gpuconv.asarray(x), gpuconv.asarray(rm), gpuconv.asarray(rv),
+                                             gpuconv.asarray(weight), training=False, return_stats=True)
+    dx, dweight, dbias = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), gpuconv.asarray(weight),
+                                               save_mean, save_invstd, training=False)
+    invstd = 1 / np.sqrt(rv.astype(np.float64) + 1e-5)
+    xhat = (x - rm.reshape(1, -1, 1, 1)) * invstd.reshape(1, -1, 1, 1)
+    assert_close(dx, dy * (weight * invstd).reshape(1, -1, 1, 1), dtype)
+    assert_close(dweight, (dy * xhat).sum(axis=(0, 2, 3)), dtype, rtol=1e-4, atol=1e-4)
+    assert_close(dbias, dy.astype(np.float64).sum(axis=(0, 2, 3)), dtype, rtol=1e-4, atol=1e-4)
+
+
+def test_backward_needs(backend, rng):
+    x = gpuconv.asarray(rng.standard_normal((2, 3, 3, 3)))
+    dy = gpuconv.asarray(rng.standard_normal((2, 3, 3, 3)))
+    _, mean, invstd = F.batch_norm(x, None, None, training=True, return_stats=True)
+    full = F.batch_norm_backward(dy, x, None, mean, invstd)
+    for needs in ((True, False, False), (False, True, False), (False, False, True), (False, False, False)):
+        part = F.batch_norm_backward(dy, x, None, mean, invstd, needs=needs)
+        for wanted, got, reference_value in zip(needs, part, full):
+            if wanted:
+                np.testing.assert_array_equal(gpuconv.to_numpy(got), gpuconv.to_numpy(reference_value))
+            else:
+                assert got is None
+
+
+def test_training_finite_differences(backend, rng):
+    shape = (3, 2, 3, 4)
+    x = rng.standard_normal(shape) * 1.5 + 0.5
+    weight, bias = rng.uniform(0.5, 1.5, 2), rng.standard_normal(2)
+    weights = rng.standard_normal(shape)
+
+    def loss(x, weight, bias):
+        y = F.batch_norm(gpuconv.asarray(x), None, None, gpuconv.asarray(weight), gpuconv.asarray(bias),
+                         training=True)
+        return float(np.sum(gpuconv.to_numpy(y) * weights))
+
+    _, mean, invstd = F.batch_norm(gpuconv.asarray(x), None, None, gpuconv.asarray(weight), gpuconv.asarray(bias),
+                                   training=True, return_stats=True)
+    dx, dweight, dbias = F.batch_norm_backward(gpuconv.asarray(weights), gpuconv.asarray(x), gpuconv.asarray(weight),
+                                               mean, invstd)
+    finite_difference_check(loss, {"x": x, "weight": weight, "bias": bias},
+                            {"x": gpuconv.to_numpy(dx), "weight": gpuconv.to_numpy(dweight),
+                             "bias": gpuconv.to_numpy(dbias)}, rng=rng, samples=16)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-block", "split"])
+def test_float32_large_mean_normalizes_accurately(backend, rng, split, monkeypatch):
+    if split:
+        monkeypatch.setattr(bn_launch, "MIN_PER_BLOCK", 300)
+    x = (1e4 + rng.standard_normal((8, 2, 16, 16))).astype(np.float32)
+    ref_y, mean, var, _ = reference.batch_norm_train(x, None, None, 1e-5)
+    y = gpuconv.to_numpy(F.batch_norm(gpuconv.asarray(x), None, None, training=True))
+    assert np.abs(y - ref_y).max() < 1e-3
+    # The naive one-pass formula in float32 fails this badly: E[x^2] ~ 1e8 has a spacing of 8.
+    naive_mean = x.mean(axis=(0, 2, 3), dtype=np.float32)
+    naive_var = (x * x).mean(axis=(0, 2, 3), dtype=np.float32) - naive_mean * naive_mean
+    naive_y = (x - naive_mean.reshape(1, -1, 1, 1)) / np.sqrt(np.maximum(naive_var, 0) + 1e-5).reshape(1, -1, 1, 1)
+    assert not np.abs(naive_y - ref_y).max() < 1e-3
+
+
+def test_reductions_are_schedule_independent(rng, monkeypatch):
+    # Several blocks per channel and several elements per thread, so every level of both trees runs.
+    monkeypatch.setattr(bn_launch, "MIN_PER_BLOCK", 600)
+    with gpuconv.backend("emulated"):
+        x = gpuconv.asarray((rng.standard_normal((4, 3, 19, 17)) * 3 + 5).astype(np.float32))
+        dy = gpuconv.asarray(rng.standard_normal((4, 3, 19, 17)).astype(np.float32))
+        assert bn_launch.reduction_split(4 * 19 * 17, 3)[0] > 1
+        rm, rv = gpuconv.asarray(np.zeros(3, np.float32)), gpuconv.asarray(np.ones(3, np.float32))
+
+        def forward():
+            rm[:], rv[:] = 0, 1
+            y, mean, invstd = F.batch_norm(x, rm, rv, training=True, return_stats=True)
+            return y, mean, invstd, rm.copy(), rv.copy()
+
+        _, mean, invstd, _, _ = assert_schedule_independent(forward)
+        mean, invstd = gpuconv.asarray(mean), gpuconv.asarray(invstd)
+        assert_schedule_independent(lambda: F.batch_norm_backward(dy, x, None, mean, invstd))
+
+
+def test_non_contiguous_input(backend, rng):
+    x = rng.standard_normal((3, 4, 5, 6))
+    view = gpuconv.asarray(x)[:, ::2, :, ::-1]
+    expected = x[:, ::2, :, ::-1]
+    y, mean, invstd = F.batch_norm(view, None, None, training=True, return_stats=True)
+    assert_close(y, reference.batch_norm_train(expected, None, None, 1e-5)[0])
+    dy = rng.standard_normal(expected.shape)
+    dx, _, _ = F.batch_norm_backward(gpuconv.asarray(np.asfortranarray(dy)), view, None, mean, invstd)
+    assert_close(dx, reference.batch_norm_train_backward(dy, expected, None, 1e-5)[0])
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+def test_bad_input(backend, rng):
+    x = gpuconv.asarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+    v3 = gpuconv.asarray(np.ones(3, np.float32))
+    v4 = gpuconv.asarray(np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        F.batch_norm(gpuconv.asarray(np.ones((2, 3, 4), np.float32)), v3, v3)
+    with pytest.raises(ValueError, match=r"running_mean must have shape \(3,\)"):
+        F.batch_norm(x, v4, v3)
+    with pytest.raises(ValueError, match=r"running_var must have shape \(3,\)"):
+        F.batch_norm(x, v3, v4)
+    with pytest.raises(ValueError, match=r"running_var must be 1-D"):
+        F.batch_norm(x, v3, gpuconv.asarray(np.ones((3, 1), np.float32)))
+    with pytest.raises(ValueError, match=r"weight must have shape \(3,\)"):
+        F.batch_norm(x, v3, v3, weight=v4)
+    with pytest.raises(ValueError, match=r"bias must have shape \(3,\)"):
+        F.batch_norm(x, None, None, bias=v4, training=True)
+    with pytest.raises(TypeError, match="running_mean has dtype float64 but x has dtype float32"):
+        F.batch_norm(x, gpuconv.asarray(np.ones(3)), v3)
+    with pytest.raises(ValueError, match="running_mean and running_var must both be"):
+        F.batch_norm(x, v3, None, training=True)
+    with pytest.raises(ValueError, match="momentum must be"):
+        F.batch_norm(x, v3, v3, training=True, momentum=1.5)
+    with pytest.raises(ValueError, match="num_batches_tracked"):
+        F.batch_norm(x, v3, v3, training=True, momentum=None)
+    with pytest.raises(ValueError, match="eps must be"):
+        F.batch_norm(x, v3, v3, eps=-1.0)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.batch_norm(gpuconv.asarray(np.ones((1, 3, 1, 1), np.float32)), v3, v3, training=True)
+    with pytest.raises(ValueError, match=r"save_invstd must have shape \(3,\)"):
+        F.batch_norm_backward(x, x, None, v3, v4)
+    with pytest.raises(ValueError, match="dy must have x's shape"):
+        F.batch_norm_backward(gpuconv.asarray(np.ones((2, 3, 4, 5), np.float32)), x, None, v3, v3)
+    with pytest.raises(TypeError, match="save_mean must be"):
+        F.batch_norm_backward(x, x, None, None, v3)
+
+
+def test_bad_input_raises_before_any_kernel(monkeypatch, rng):
+    with gpuconv.backend("emulated") as be:
+        def no_kernels(*args, **kwargs):
+            raise AssertionError("a kernel was requested before the arguments were checked")
+        monkeypatch.setattr(be, "kernel", no_kernels)
+        x = gpuconv.asarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+        rm = gpuconv.asarray(np.zeros(3, np.float32))
+        with pytest.raises(ValueError, match="running_var"):
+            F.batch_norm(x, rm, gpuconv.asarray(np.ones(2, np.float32)), training=True)
+        np.testing.assert_array_equal(rm, 0)

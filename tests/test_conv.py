@@ -1,0 +1,316 @@
+"""conv2d and conv2d_backward: every algorithm on every backend against the float64 reference."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import gpuconv
+import gpuconv.functional as F
+from gpuconv.functional import conv as conv_module
+from helpers import assert_close, assert_schedule_independent, finite_difference_check
+
+import reference
+
+
+def _random_configs(count: int, seed: int, pointwise: bool = False):
+    """Random small convolutions covering the option space (kernel 1-5 incl. even, stride 1-3,
+    padding 0-2 / 'same' / 'valid', dilation 1-3, groups incl. depthwise, H and W odd incl. 1)."""
+    rng = np.random.default_rng(seed)
+    configs = []
+    while len(configs) < count:
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cg, kg = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        if rng.random() < 0.2:
+            cg, kg = 1, 1  # depthwise
+        n = int(rng.integers(1, 4))
+        if pointwise:
+            kernel, stride, dilation = (1, 1), (1, 1), (1, 1)
+            padding = "valid" if rng.random() < 0.5 else 0
+        else:
+            kernel = tuple(int(v) for v in rng.integers(1, 6, size=2))
+            stride = tuple(int(v) for v in rng.integers(1, 4, size=2))
+            dilation = tuple(int(v) for v in rng.integers(1, 4, size=2))
+            choice = rng.random()
+            if choice < 0.15 and stride == (1, 1):
+                padding = "same"
+            elif choice < 0.25:
+                padding = "valid"
+            elif choice < 0.6:
+                padding = int(rng.integers(0, 3))
+            else:
+                padding = tuple(int(v) for v in rng.integers(0, 3, size=2))
+        h, w = (int(v) for v in rng.choice([1, 2, 3, 5, 6, 7, 9, 11, 13], size=2))
+        try:
+            conv_module.conv_geometry((n, groups * cg, h, w), (groups * kg, cg) + kernel, stride, padding, dilation,
+                                      groups)
+        except ValueError:
+            continue  # the kernel does not fit the padded input
+        configs.append(dict(shape=(n, groups * cg, h, w), weight=(groups * kg, cg) + kernel, stride=stride,
+                            padding=padding, dilation=dilation, groups=groups, bias=bool(rng.random() < 0.7)))
+    return configs
+
+
+# Larger hand-picked cases: several 16x8 output tiles and more than 8 output channels per group
+# (several CONV_CO_BLOCK blocks in direct v2), "same" with even kernels, a single-pixel input.
+EXPLICIT = [
+    dict(shape=(2, 3, 19, 21), weight=(10, 3, 3, 3), stride=(1, 1), padding=1, dilation=(1, 1), groups=1, bias=True),
+    dict(shape=(1, 4, 11, 18), weight=(18, 2, 4, 2), stride=(1, 1), padding="same", dilation=(2, 1), groups=2,
+         bias=False),
+    dict(shape=(3, 5, 9, 7), weight=(5, 1, 3, 3), stride=(1, 1), padding="same", dilation=(1, 1), groups=5, bias=True),
+    dict(shape=(2, 2, 1, 1), weight=(3, 2, 1, 1), stride=(2, 3), padding=0, dilation=(1, 1), groups=1, bias=True),
+    dict(shape=(1, 2, 1, 1), weight=(3, 2, 3, 3), stride=(1, 1), padding=1, dilation=(1, 1), groups=1, bias=True),
+]
+CONFIGS = EXPLICIT + _random_configs(30, seed=3)
+POINTWISE = _random_configs(4, seed=5, pointwise=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _case(key: str, index: int):
+    """Inputs and float64 reference results of one configuration (computed once per process)."""
+    cfg = (CONFIGS if key == "general" else POINTWISE)[index]
+    rng = np.random.default_rng(1000 + index + (0 if key == "general" else 500))
+    x = rng.standard_normal(cfg["shape"])
+    weight = rng.standard_normal(cfg["weight"])
+    bias = rng.standard_normal(cfg["weight"][0]) if cfg["bias"] else None
+    g = conv_module.conv_geometry(x.shape, weight.shape, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
+    y = reference.conv2d(x, weight, bias, g.stride, g.padding, g.dilation, g.groups)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = reference.conv2d_backward(dy, x, weight, g.stride, g.padding, g.dilation, g.groups)
+    return cfg, x, weight, bias, dy, (y, dx, dw, db)
+
+
+def _args(cfg):
+    return dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], groups=cfg["groups"])
+
+
+def _check_against_reference(key, index, algo, dtype):
+    cfg, x, weight, bias, dy, expected = _case(key, index)
+    X, W, DY = (gpuconv.asarray(a.astype(dtype)) for a in (x, weight, dy))
+    B = gpuconv.asarray(bias.astype(dtype)) if bias is not None else None
+    y = F.conv2d(X, W, B, **_args(cfg), algo=algo)
+    dx, dw, db = F.conv2d_backward(DY, X, W, **_args(cfg), algo=algo)
+    # float32 sums of up to C*KH*KW (forward) or N*OH*OW (dweight) products of unit normals.
+    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for name, actual, want in zip(("y", "dx", "dweight", "dbias"), (y, dx, dw, db), expected):
+        assert gpuconv.to_numpy(actual).dtype == dtype, name
+        try:
+            assert_close(actual, want, dtype, **tol)
+        except AssertionError as exc:
+            raise AssertionError(f"{name} differs for {cfg} (algo {algo})") from exc
+
+
+@pytest.mark.parametrize("algo", ["im2col", "direct", "auto"])
+@pytest.mark.parametrize("index", range(len(CONFIGS)))
+def test_matches_reference(backend, dtype, algo, index):
+    _check_against_reference("general", index, algo, dtype)
+
+
+@pytest.mark.parametrize("algo", ["gemm", "im2col", "direct", "auto"])
+@pytest.mark.parametrize("index", range(len(POINTWISE)))
+def test_pointwise_matches_reference(backend, dtype, algo, index):
+    _check_against_reference("pointwise", index, algo, dtype)
+
+
+@pytest.mark.parametrize("index", range(0, len(CONFIGS), 2))
+def test_direct_forward_v1_and_v2_match_reference(kernel_backend, dtype, index):
+    cfg, x, weight, bias, _, (y_ref, *_) = _case("general", index)
+    g = conv_module.conv_geometry(x.shape, weight.shape, **_args(cfg))
+    X, W = gpuconv.asarray(x.astype(dtype)), gpuconv.asarray(weight.astype(dtype))
+    B = gpuconv.asarray(bias.astype(dtype)) if bias is not None else None
+    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for version in (1, 2):
+        assert_close(kernel_backend.conv2d_direct_forward(X, W, B, g, version=version), y_ref, dtype, **tol)
+
+
+def test_direct_v2_falls_back_to_v1_when_the_tile_is_too_large(kernel_backend):
+    from gpuconv.backend.cuda_ops.conv_direct import MAX_SHARED_BYTES, forward_v2_shared_bytes
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((1, 1, 700, 9)), rng.standard_normal((1, 1, 40, 1))
+    g = conv_module.conv_geometry(x.shape, w.shape, 30, 0, 17, 1)
+    assert forward_v2_shared_bytes(g, 8) > MAX_SHARED_BYTES
+    y = F.conv2d(gpuconv.asarray(x), gpuconv.asarray(w), stride=30, dilation=17, algo="direct")
+    assert_close(y, reference.conv2d(x, w, None, (30, 30), (0, 0, 0, 0), (17, 17), 1))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 8])
+def test_direct_kernels_are_schedule_independent(index):
+    cfg, x, weight, bias, dy, _ = _case("general", index)
+    with gpuconv.backend("emulated") as be:
+        g = conv_module.conv_geometry(x.shape, weight.shape, **_args(cfg))
+        X, W, DY = (gpuconv.asarray(a.astype(np.float32)) for a in (x, weight, dy))
+        B = gpuconv.asarray(bias.astype(np.float32)) if bias is not None else None
+        assert_schedule_independent(lambda: (be.conv2d_direct_forward(X, W, B, g, version=2),
+                                             be.conv2d_direct_forward(X, W, B, g, version=1),
+                                             be.conv2d_direct_backward_data(DY, W, g),
+                                             be.conv2d_direct_backward_weight(DY, X, g)))
+
+
+@pytest.fixture
+def tiny_workspace():
+    previous = F.get_workspace_limit()
+    F.set_workspace_limit(1)  # every chunk is one image
+    yield
+    F.set_workspace_limit(previous)
+
+
+@pytest.mark.parametrize("index", [i for i, c in enumerate(CONFIGS) if c["shape"][0] > 1][:3])
+def test_chunking_does_not_change_results(backend, index, request):
+    cfg, x, weight, bias, dy, _ = _case("general", index)
+    X, W, DY = (gpuconv.asarray(a.astype(np.float32)) for a in (x, weight, dy))
+    B = gpuconv.asarray(bias.astype(np.float32)) if bias is not None else None
+
+    def run():
+        y = F.conv2d(X, W, B, **_args(cfg), algo="im2col")
+        return (y,) + F.conv2d_backward(DY, X, W, **_args(cfg), algo="im2col")
+
+    whole = [gpuconv.to_numpy(a).copy() for a in run()]
+    g = conv_module.conv_geometry(x.shape, weight.shape, **_args(cfg))
+    assert g.images_per_chunk(4, F.get_workspace_limit()) == x.shape[0]
+    request.getfixturevalue("tiny_workspace")
+    assert g.images_per_chunk(4, F.get_workspace_limit()) == 1
+    chunked = [gpuconv.to_numpy(a) for a in run()]
+    # The GEMMs span a chunk, and BLAS may pick another kernel for another width: the same values
+    # up to the last bits of float32.
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6, atol=1e-6)  # y
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-6, atol=1e-6)  # dx
+    # dweight sums one GEMM per chunk: the same value up to the rounding of that sum order.
+    np.testing.assert_allclose(chunked[2], whole[2], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(chunked[3], whole[3])  # dbias
+
+
+@pytest.mark.parametrize("algo", ["im2col", "direct"])
+@pytest.mark.parametrize("index", [1, 4, 8])
+def test_gradients_by_finite_differences(backend, algo, index):
+    cfg, x, weight, bias, _, _ = _case("general", index)
+    x, weight = x.copy(), weight.copy()
+    bias = np.random.default_rng(index).standard_normal(weight.shape[0])
+    out_shape = (x.shape[0], weight.shape[0]) + conv_module.conv_geometry(x.shape, weight.shape, **_args(cfg)).out_size
+    probe = np.random.default_rng(index + 1).standard_normal(out_shape)
+
+    def loss(x, weight, bias):
+        y = F.conv2d(gpuconv.asarray(x), gpuconv.asarray(weight), gpuconv.asarray(bias), **_args(cfg), algo=algo)
+        return float((gpuconv.to_numpy(y) * probe).sum())
+
+    dx, dw, db = F.conv2d_backward(gpuconv.asarray(probe), gpuconv.asarray(x), gpuconv.asarray(weight), **_args(cfg),
+                                   algo=algo)
+    finite_difference_check(loss, dict(x=x, weight=weight, bias=bias),
+                            dict(x=gpuconv.to_numpy(dx), weight=gpuconv.to_numpy(dw), bias=gpuconv.to_numpy(db)),
+                            samples=6)
+
+
+def test_needs_selects_the_gradients(backend):
+    rng = np.random.default_rng(0)
+    x, w = gpuconv.asarray(rng.standard_normal((2, 3, 5, 5))), gpuconv.asarray(rng.standard_normal((4, 3, 3, 3)))
+    dy = gpuconv.asarray(rng.standard_normal((2, 4, 3, 3)))
+    dx, dw, db = F.conv2d_backward(dy, x, w, needs=(False, True, False))
+    assert dx is None and db is None and dw.shape == (4, 3, 3, 3)
+    dx, dw, db = F.conv2d_backward(dy, x, w, needs=(True, False, True))
+    assert dx.shape == (2, 3, 5, 5) and dw is None and db.shape == (4,)
+
+
+def test_non_contiguous_inputs(backend):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 6, 7, 9)).transpose(0, 1, 3, 2)[:, ::2]  # (2, 3, 9, 7), strided
+    w = rng.standard_normal((3, 4, 3, 2)).transpose(1, 0, 3, 2)  # (4, 3, 2, 3)
+    b = rng.standard_normal(8)[::2]
+    dy = rng.standard_normal((2, 4, 9, 7 * 2)).transpose(0, 1, 2, 3)[..., ::2]  # (2, 4, 9, 7)
+    expected_y = reference.conv2d(x, w, b, (1, 1), (0, 1, 1, 1), (1, 1), 1)
+    expected = reference.conv2d_backward(dy, x, w, (1, 1), (0, 1, 1, 1), (1, 1), 1)
+    X, W, B, DY = (gpuconv.asarray(a) for a in (x, w, b, dy))
+    assert not X.flags.c_contiguous and not W.flags.c_contiguous
+    for algo in ("im2col", "direct"):
+        assert_close(F.conv2d(X, W, B, padding="same", algo=algo), expected_y)
+        for actual, want in zip(F.conv2d_backward(DY, X, W, padding="same", algo=algo), expected):
+            assert_close(actual, want)
+
+
+def test_same_padding_with_even_kernel_matches_pytorch_split(backend):
+    # PyTorch pads an even total as left = total // 2, right = the rest.
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((1, 2, 6, 5)), rng.standard_normal((3, 2, 4, 2))
+    y = F.conv2d(gpuconv.asarray(x), gpuconv.asarray(w), padding="same", dilation=(1, 3))
+    assert y.shape == (1, 3, 6, 5)
+    assert_close(y, reference.conv2d(x, w, None, (1, 1), (1, 2, 1, 2), (1, 3), 1))
+
+
+def test_choose_algo_and_workspace():
+    assert F.choose_algo((8, 64, 56, 56), (128, 64, 1, 1)) == "gemm"
+    assert F.choose_algo((8, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64) == "direct"
+    assert F.choose_algo((8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3) == "direct"
+    assert F.choose_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "im2col"
+    assert F.choose_algo((8, 64, 56, 56), (128, 64, 1, 1), stride=2) == "im2col"
+    per_image = 64 * 9 * 56 * 56 * 4
+    assert F.conv2d_workspace_bytes((8, 64, 56, 56), (64, 64, 3, 3), np.float32, padding=1) == 8 * per_image
+    assert F.conv2d_workspace_bytes((8, 64, 56, 56), (64, 64, 3, 3), np.float32, padding=1, algo="direct") == 0
+    assert F.conv2d_workspace_bytes((8, 64, 56, 56), (64, 64, 1, 1), np.float32) == 0
+    # VGG conv1_2 at 224x224: 116 MB of columns per image, so two images per 256 MiB chunk.
+    assert F.conv2d_workspace_bytes((8, 64, 224, 224), (64, 64, 3, 3), np.float32, padding=1) == 2 * 64 * 9 * 224 * 224 * 4
+
+
+def test_workspace_limit_is_checked():
+    with pytest.raises(ValueError, match="limit_bytes"):
+        F.set_workspace_limit(0)
+    assert F.get_workspace_limit() == conv_module.DEFAULT_WORKSPACE_LIMIT
+
+
+BAD = [
+    (dict(x=(2, 3, 8, 8), w=(4, 2, 3, 3)), ValueError, r"weight: expected C_in/groups = 3/1 = 3 .* got 2"),
+    (dict(x=(2, 4, 8, 8), w=(4, 2, 3, 3), groups=3), ValueError, r"groups=3 must divide the input channels.*C_in=4"),
+    (dict(x=(2, 6, 8, 8), w=(4, 2, 3, 3), groups=3), ValueError, r"groups=3 must divide the output channels.*C_out=4"),
+    (dict(x=(2, 3, 4, 4), w=(4, 3, 7, 3)), ValueError, r"weight: kernel 7x3 .* larger than the padded input 4x4"),
+    (dict(x=(3, 8, 8), w=(4, 3, 3, 3)), ValueError, r"x must be 4-D .* got shape \(3, 8, 8\)"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3)), ValueError, r"weight must be 4-D .* got shape \(4, 3, 3\)"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), padding=-1), ValueError, r"padding must be non-negative, got -1"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), padding="full"), ValueError, r"padding must be .* got 'full'"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), stride=0), ValueError, r"stride must be positive, got 0"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), stride=(1, 0)), ValueError, r"stride must be positive"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), dilation=0), ValueError, r"dilation must be positive"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), groups=0), ValueError, r"groups must be positive, got 0"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), groups=1.5), TypeError, r"groups must be an int"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), algo="winograd"), ValueError, r"algo must be one of .* got 'winograd'"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), padding="same", stride=2), ValueError,
+     r"padding='same' requires stride 1.* got stride=\(2, 2\)"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), algo="gemm"), ValueError, r"algo='gemm' needs a 1x1 kernel .* got kernel \(3, 3\)"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 1, 1), algo="gemm", stride=2), ValueError, r"algo='gemm' needs .* stride \(2, 2\)"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 1, 1), algo="gemm", padding=1), ValueError, r"algo='gemm' needs .* padding"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), b=(5,)), ValueError, r"bias must have C_out = 4 elements .* got shape \(5,\)"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), b=(4, 1)), ValueError, r"bias must be 1-D"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), wdtype=np.float64), TypeError, r"weight has dtype float64 but x has dtype float32"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), b=(4,), bdtype=np.float64), TypeError, r"bias has dtype float64 but x"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), xdtype=np.int32), TypeError, r"x must be float32 or float64, got int32"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[2][:40] for c in BAD])
+def test_bad_input(backend, case, monkeypatch):
+    spec, error, match = case
+    rng = np.random.default_rng(0)
+    x = gpuconv.asarray(rng.standard_normal(spec["x"]).astype(spec.get("xdtype", np.float32)))
+    w = gpuconv.asarray(rng.standard_normal(spec["w"]).astype(spec.get("wdtype", np.float32)))
+    b = gpuconv.asarray(rng.standard_normal(spec["b"]).astype(spec.get("bdtype", np.float32))) if "b" in spec else None
+    kwargs = {k: spec[k] for k in ("stride", "padding", "dilation", "groups") if k in spec}
+    launched = []
+    be = gpuconv.get_backend()
+    for name in ("conv2d_im2col_forward", "conv2d_direct_forward", "matmul", "im2col"):
+        monkeypatch.setattr(be, name, lambda *a, _n=name, **k: launched.append(_n))
+    with pytest.raises(error, match=match):
+        F.conv2d(x, w, b, **kwargs, algo=spec.get("algo", "auto"))
+    if "b" not in spec and "xdtype" not in spec:
+        dy = gpuconv.asarray(rng.standard_normal((2, 4, 6, 6)).astype(np.float32))
+        with pytest.raises(error, match=match):
+            F.conv2d_backward(dy, x, w, **kwargs, algo=spec.get("algo", "auto"))
+    assert not launched, f"a kernel ran before the error: {launched}"
+
+
+def test_bad_backward_arguments(backend):
+    rng = np.random.default_rng(0)
+    x, w = gpuconv.asarray(rng.standard_normal((2, 3, 8, 8))), gpuconv.asarray(rng.standard_normal((4, 3, 3, 3)))
+    with pytest.raises(ValueError, match=r"dy must have the conv2d output shape \(2, 4, 6, 6\), got \(2, 4, 5, 6\)"):
+        F.conv2d_backward(gpuconv.asarray(rng.standard_normal((2, 4, 5, 6))), x, w)
+    with pytest.raises(TypeError, match="dy has dtype float32 but x has dtype float64"):
+        F.conv2d_backward(gpuconv.asarray(rng.standard_normal((2, 4, 6, 6)).astype(np.float32)), x, w)
+    with pytest.raises(ValueError, match="needs must be a tuple of 3 bools"):
+        F.conv2d_backward(gpuconv.asarray(rng.standard_normal((2, 4, 6, 6))), x, w, needs=(True, True))

@@ -1,0 +1,134 @@
+"""linear and layer_norm, forward and backward, against the float64 references on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+import gpuconv.functional as F
+import reference as ref
+from helpers import assert_close, finite_difference_check
+
+LINEAR_CASES = [((4, 3), 5, True), ((1, 1), 1, False), ((2, 3, 6), 4, True), ((7,), 2, True), ((2, 2, 2, 3), 3, False)]
+
+
+@pytest.mark.parametrize("x_shape,out_features,with_bias", LINEAR_CASES)
+def test_linear(backend, dtype, rng, x_shape, out_features, with_bias):
+    in_features = x_shape[-1]
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((out_features, in_features)).astype(dtype)
+    b = rng.standard_normal(out_features).astype(dtype) if with_bias else None
+    dy = rng.standard_normal(x_shape[:-1] + (out_features,)).astype(dtype)
+    g = gpuconv.asarray
+    y = F.linear(g(x), g(w), None if b is None else g(b))
+    assert y.dtype == dtype
+    assert_close(y, ref.linear(x, w, b))
+    dx, dw, db = F.linear_backward(g(dy), g(x), g(w))
+    rdx, rdw, rdb = ref.linear_backward(dy, x, w)
+    assert_close(dx, rdx)
+    assert_close(dw, rdw)
+    assert_close(db, rdb)
+    assert F.linear_backward(g(dy), g(x), g(w), needs=(False, True, False))[0::2] == (None, None)
+
+
+def test_linear_finite_differences(backend, rng):
+    x, w, b = rng.standard_normal((3, 4)), rng.standard_normal((2, 4)), rng.standard_normal(2)
+    probe = rng.standard_normal((3, 2))
+
+    def f(x, w, b):
+        return float(np.sum(gpuconv.to_numpy(F.linear(*map(gpuconv.asarray, (x, w, b)))) * probe))
+
+    dx, dw, db = F.linear_backward(gpuconv.asarray(probe), gpuconv.asarray(x), gpuconv.asarray(w))
+    finite_difference_check(f, {"x": x, "w": w, "b": b},
+                            {"x": gpuconv.to_numpy(dx), "w": gpuconv.to_numpy(dw), "b": gpuconv.to_numpy(db)}, rng=rng)
+
+
+def test_linear_bad_inputs(backend):
+    g = gpuconv.asarray
+    x, w = g(np.ones((2, 3))), g(np.ones((4, 3)))
+    with pytest.raises(ValueError, match="in_features"):
+        F.linear(g(np.ones((2, 5))), w)
+    with pytest.raises(ValueError, match="weight"):
+        F.linear(x, g(np.ones(3)))
+    with pytest.raises(ValueError, match="bias"):
+        F.linear(x, w, g(np.ones(3)))
+    with pytest.raises(TypeError, match="weight has dtype"):
+        F.linear(x, g(np.ones((4, 3), dtype=np.float32)))
+    with pytest.raises(ValueError, match="dy"):
+        F.linear_backward(g(np.ones((2, 3))), x, w)
+    with pytest.raises(ValueError, match="needs"):
+        F.linear_backward(g(np.ones((2, 4))), x, w, needs=(True, True))
+
+
+LN_CASES = [((4, 6), (6,), True), ((2, 3, 4), (3, 4), True), ((2, 3, 4), 4, False), ((5, 1), (1,), True),
+            ((1, 2, 3, 3), (2, 3, 3), True), ((7,), (7,), False)]
+
+
+@pytest.mark.parametrize("x_shape,normalized_shape,affine", LN_CASES)
+def test_layer_norm(backend, dtype, rng, x_shape, normalized_shape, affine):
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+    x = (rng.standard_normal(x_shape) * 2 + rng.uniform(-3, 3)).astype(dtype)
+    w = rng.standard_normal(shape).astype(dtype) if affine else None
+    b = rng.standard_normal(shape).astype(dtype) if affine else None
+    dy = rng.standard_normal(x_shape).astype(dtype)
+    g = gpuconv.asarray
+    eps = 1e-5
+    y, mean, invstd = F.layer_norm(g(x), normalized_shape, None if w is None else g(w), None if b is None else g(b),
+                                   eps, return_stats=True)
+    ry, rmean, rinvstd = ref.layer_norm(x, shape, w, b, eps)
+    assert y.dtype == dtype and mean.shape == x_shape[:len(x_shape) - len(shape)] + (1,) * len(shape)
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else {}
+    assert_close(y, ry, **tol)
+    assert_close(mean.reshape(-1), rmean, **tol)
+    assert_close(invstd.reshape(-1), rinvstd, **tol)
+    dx, dw, db = F.layer_norm_backward(g(dy), g(x), normalized_shape, None if w is None else g(w), mean, invstd)
+    rdx, rdw, rdb = ref.layer_norm_backward(dy, x, shape, w, eps)
+    assert_close(dx, rdx, **tol)
+    assert_close(db, rdb, **tol)
+    if affine:
+        assert_close(dw, rdw, **tol)
+    else:
+        assert dw is None
+
+
+def test_layer_norm_large_mean_float32(backend):
+    # Two-pass statistics: a row with mean 1e4 and std 1 still normalizes accurately in float32.
+    x = (np.random.default_rng(5).standard_normal((4, 256)) + 1e4).astype(np.float32)
+    y = gpuconv.to_numpy(F.layer_norm(gpuconv.asarray(x), 256))
+    ry, _, _ = ref.layer_norm(x, (256,))
+    np.testing.assert_allclose(y, ry, atol=1e-3)
+
+
+def test_layer_norm_finite_differences(backend, rng):
+    x, w, b = rng.standard_normal((3, 2, 4)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    probe = rng.standard_normal((3, 2, 4))
+
+    def f(x, w, b):
+        y = F.layer_norm(gpuconv.asarray(x), (2, 4), gpuconv.asarray(w), gpuconv.asarray(b))
+        return float(np.sum(gpuconv.to_numpy(y) * probe))
+
+    _, mean, invstd = F.layer_norm(gpuconv.asarray(x), (2, 4), gpuconv.asarray(w), gpuconv.asarray(b),
+                                   return_stats=True)
+    grads = F.layer_norm_backward(gpuconv.asarray(probe), gpuconv.asarray(x), (2, 4), gpuconv.asarray(w), mean, invstd)
+    finite_difference_check(f, {"x": x, "w": w, "b": b}, dict(zip("xwb", map(gpuconv.to_numpy, grads))), rng=rng)
+
+
+def test_layer_norm_bad_inputs(backend):
+    g = gpuconv.asarray
+    x = g(np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        F.layer_norm(x, (3,))
+    with pytest.raises(TypeError, match="normalized_shape"):
+        F.layer_norm(x, (0,))
+    with pytest.raises(ValueError, match="weight"):
+        F.layer_norm(x, (4,), g(np.ones(3)))
+    with pytest.raises(TypeError, match="bias has dtype"):
+        F.layer_norm(x, (4,), None, g(np.ones(4, dtype=np.float32)))
+    with pytest.raises(ValueError, match="eps"):
+        F.layer_norm(x, 4, eps=-1.0)
+    _, mean, invstd = F.layer_norm(x, 4, return_stats=True)
+    with pytest.raises(ValueError, match="save_mean"):
+        F.layer_norm_backward(x, x, 4, None, mean[:1], invstd)
+    with pytest.raises(ValueError, match="dy"):
+        F.layer_norm_backward(g(np.ones((2, 3, 5))), x, 4, None, mean, invstd)

@@ -1,0 +1,373 @@
+"""Pooling (max, average, adaptive, GeM), forward and backward, on every backend, against the float64
+references in tests/reference.py; finite differences in float64; race checks on the emulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+import gpuconv.functional as F
+from gpuconv.backend.cuda_ops import pool as pool_launch
+
+import reference
+from helpers import assert_close, assert_schedule_independent, finite_difference_check
+
+
+def distinct(rng, shape, dtype):
+    """Values without ties (a random permutation of multiples of 1/8, exact in float32)."""
+    size = int(np.prod(shape))
+    return ((rng.permutation(size) - size / 2) / 8).reshape(shape).astype(dtype)
+
+
+def window_config(rng, dilation=True):
+    """A random valid (shape, kernel, stride, padding, dilation, ceil_mode) for 2-D pooling."""
+    while True:
+        k = tuple(int(v) for v in rng.integers(1, 5, 2))
+        s = tuple(int(v) for v in rng.integers(1, 4, 2))
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        d = tuple(int(v) for v in rng.integers(1, 3, 2)) if dilation else (1, 1)
+        ceil = bool(rng.integers(0, 2))
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 3)), int(rng.integers(1, 10)), int(rng.integers(1, 10)))
+        out = [reference.pool_out_size(shape[2 + a], k[a], s[a], p[a], d[a], ceil) for a in range(2)]
+        if min(out) >= 1:
+            return shape, k, s, p, d, ceil
+
+
+def kwargs_of(k, s, p, d, ceil):
+    """Arguments as a user writes them: ints where both entries agree, stride sometimes left out."""
+    def short(v):
+        return v[0] if v[0] == v[1] else v
+    return dict(kernel_size=short(k), stride=None if s == k else short(s), padding=short(p), dilation=short(d),
+                ceil_mode=ceil)
+
+
+# ---- max pooling ---------------------------------------------------------------------------------
+def test_max_pool2d_random_configs(backend, dtype, rng):
+    for _ in range(40):
+        shape, k, s, p, d, ceil = window_config(rng)
+        x = distinct(rng, shape, dtype)
+        kw = kwargs_of(k, s, p, d, ceil)
+        y, indices = F.max_pool2d(gpuconv.asarray(x), **kw, return_indices=True)
+        ref_y, ref_idx = reference.max_pool2d(x, k, s, p, d, ceil)
+        assert_close(y, ref_y, dtype)
+        np.testing.assert_array_equal(gpuconv.to_numpy(indices), ref_idx)
+        assert gpuconv.to_numpy(indices).dtype == np.int64
+        assert_close(F.max_pool2d(gpuconv.asarray(x), **kw), ref_y, dtype)
+        dy = rng.standard_normal(ref_y.shape).astype(dtype)
+        dx = F.max_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), indices, **kw)
+        assert_close(dx, reference.max_pool2d_backward(dy, ref_idx, shape, k, s, p, d), dtype)
+
+
+def test_64_bit_index_path(rng, monkeypatch):
+    """The kernels' 64-bit index code (taken for tensors of 2^30 elements or more) on small inputs."""
+    monkeypatch.setattr(pool_launch, "DEFINES", {"GC_INDEX32_LIMIT": 0})
+    with gpuconv.backend("emulated"):
+        for _ in range(4):
+            shape, k, s, p, d, ceil = window_config(rng)
+            x = distinct(rng, shape, np.float64)
+            y, indices = F.max_pool2d(gpuconv.asarray(x), k, s, p, d, ceil, return_indices=True)
+            ref_y, ref_idx = reference.max_pool2d(x, k, s, p, d, ceil)
+            assert_close(y, ref_y)
+            np.testing.assert_array_equal(indices, ref_idx)
+            dy = rng.standard_normal(ref_y.shape)
+            assert_close(F.max_pool2d_backward(dy, x, indices, k, s, p, d, ceil),
+                         reference.max_pool2d_backward(dy, ref_idx, shape, k, s, p, d))
+            ref_avg = reference.avg_pool2d(x, k, s, p, ceil, True, None)
+            assert_close(F.avg_pool2d(x, k, s, p, ceil), ref_avg)
+            dya = rng.standard_normal(ref_avg.shape)
+            assert_close(F.avg_pool2d_backward(dya, shape, k, s, p, ceil),
+                         reference.avg_pool2d_backward(dya, shape, k, s, p, ceil, True, None))
+            out = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+            assert_close(F.adaptive_avg_pool2d(x, out), reference.adaptive_avg_pool2d(x, out))
+            dyo = rng.standard_normal((*shape[:2], *out))
+            assert_close(F.adaptive_avg_pool2d_backward(dyo, shape, out),
+                         reference.adaptive_avg_pool2d_backward(dyo, shape))
+            ym, im = F.adaptive_max_pool2d(x, out, return_indices=True)
+            assert_close(ym, reference.adaptive_max_pool2d(x, out)[0])
+            assert_close(F.adaptive_max_pool2d_backward(dyo, x, im, out), reference.index_backward(dyo, im, shape))
+            xg = rng.uniform(0.1, 2.0, shape)
+            assert_close(F.gem(xg, 2.0), reference.gem(xg, 2.0, 1e-6, shape[2:], (1, 1)))
+            dyg = rng.standard_normal((*shape[:2], 1, 1))
+            assert_close(F.gem_backward(dyg, xg, 2.0)[0],
+                         reference.gem_backward(dyg, xg, 2.0, 1e-6, shape[2:], (1, 1))[0])
+
+
+def test_max_pool2d_resnet_stem_shape(backend, rng):
+    x = distinct(rng, (2, 3, 15, 16), np.float32)
+    y, indices = F.max_pool2d(gpuconv.asarray(x), 3, 2, 1, return_indices=True)
+    ref_y, ref_idx = reference.max_pool2d(x, (3, 3), (2, 2), (1, 1), (1, 1), False)
+    assert y.shape == (2, 3, 8, 8)
+    assert_close(y, ref_y)
+    np.testing.assert_array_equal(gpuconv.to_numpy(indices), ref_idx)
+
+
+def test_max_pool2d_window_without_input_elements(backend):
+    # Dilation can put every tap of a window in the padding: -inf, and PyTorch's index rule (first tap
+    # moved into the plane by whole dilation steps; here 2*2 + 2 = 6, outside the 2x2 plane). Such a
+    # window passes no gradient on, even where that index lands on an element of another window.
+    x = gpuconv.asarray(np.arange(4, dtype=np.float64).reshape(1, 1, 2, 2))
+    y, indices = F.max_pool2d(x, 2, 1, 1, 3, return_indices=True)
+    assert gpuconv.to_numpy(y).tolist() == [[[[-np.inf]]]]
+    assert gpuconv.to_numpy(indices).tolist() == [[[[6]]]]
+    dx = F.max_pool2d_backward(gpuconv.asarray(np.ones((1, 1, 1, 1))), x, indices, 2, 1, 1, 3)
+    assert gpuconv.to_numpy(dx).tolist() == [[[[0.0, 0.0], [0.0, 0.0]]]]
+    x = gpuconv.asarray(np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3) + 1)
+    y, indices = F.max_pool2d(x, (1, 2), 1, (0, 1), (1, 4), return_indices=True)
+    # Kernel (1, 2), dilation (1, 4), padding (0, 1) on a 3x3 plane: the column taps -1 and 3 are both
+    # outside, and PyTorch's index row*3 + 3 is the first element of the next row (or past the plane).
+    assert gpuconv.to_numpy(indices).ravel().tolist() == [3, 6, 9]
+    dx = F.max_pool2d_backward(gpuconv.asarray(np.ones(y.shape)), x, indices, (1, 2), 1, (0, 1), (1, 4))
+    assert gpuconv.to_numpy(dx).sum() == 0
+
+
+def test_max_pool2d_nan_propagates(backend):
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = np.nan
+    y = gpuconv.to_numpy(F.max_pool2d(gpuconv.asarray(x), 2))
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 0, 1:, :]).any() and not np.isnan(y[0, 0, :, 1]).any()
+
+
+# ---- average pooling -----------------------------------------------------------------------------
+def test_avg_pool2d_random_configs(backend, dtype, rng):
+    for _ in range(40):
+        shape, k, s, p, d, ceil = window_config(rng, dilation=False)
+        include_pad = bool(rng.integers(0, 2))
+        divisor = None if rng.integers(0, 3) else int(rng.integers(1, 6))
+        x = rng.standard_normal(shape).astype(dtype)
+        kw = kwargs_of(k, s, p, d, ceil)
+        del kw["dilation"]
+        kw.update(count_include_pad=include_pad, divisor_override=divisor)
+        y = F.avg_pool2d(gpuconv.asarray(x), **kw)
+        ref_y = reference.avg_pool2d(x, k, s, p, ceil, include_pad, divisor)
+        assert_close(y, ref_y, dtype)
+        dy = rng.standard_normal(ref_y.shape).astype(dtype)
+        dx = F.avg_pool2d_backward(gpuconv.asarray(dy), shape, **kw)
+        assert_close(dx, reference.avg_pool2d_backward(dy, shape, k, s, p, ceil, include_pad, divisor), dtype)
+
+
+# ---- adaptive pooling ----------------------------------------------------------------------------
+def adaptive_config(rng):
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 3)), int(rng.integers(1, 10)), int(rng.integers(1, 10)))
+    out = (int(rng.integers(1, shape[2] + 3)), int(rng.integers(1, shape[3] + 3)))
+    choice = rng.integers(0, 4)
+    if choice == 0:
+        return shape, out[0], (out[0], out[0])
+    if choice == 1:
+        return shape, (None, out[1]), (shape[2], out[1])
+    return shape, out, out
+
+
+def test_adaptive_avg_pool2d_random_configs(backend, dtype, rng):
+    for _ in range(30):
+        shape, arg, out = adaptive_config(rng)
+        x = rng.standard_normal(shape).astype(dtype)
+        y = F.adaptive_avg_pool2d(gpuconv.asarray(x), arg)
+        assert_close(y, reference.adaptive_avg_pool2d(x, out), dtype)
+        dy = rng.standard_normal((*shape[:2], *out)).astype(dtype)
+        dx = F.adaptive_avg_pool2d_backward(gpuconv.asarray(dy), shape, arg)
+        assert_close(dx, reference.adaptive_avg_pool2d_backward(dy, shape), dtype)
+
+
+def test_adaptive_max_pool2d_random_configs(backend, dtype, rng):
+    for _ in range(30):
+        shape, arg, out = adaptive_config(rng)
+        x = distinct(rng, shape, dtype)
+        y, indices = F.adaptive_max_pool2d(gpuconv.asarray(x), arg, return_indices=True)
+        ref_y, ref_idx = reference.adaptive_max_pool2d(x, out)
+        assert_close(y, ref_y, dtype)
+        np.testing.assert_array_equal(gpuconv.to_numpy(indices), ref_idx)
+        assert_close(F.adaptive_max_pool2d(gpuconv.asarray(x), arg), ref_y, dtype)
+        dy = rng.standard_normal(out and ref_y.shape).astype(dtype)
+        dx = F.adaptive_max_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), indices, arg)
+        assert_close(dx, reference.index_backward(dy, ref_idx, shape), dtype)
+
+
+def test_adaptive_pools_global_on_odd_plane(backend, rng):
+    x = rng.standard_normal((2, 3, 7, 5))
+    assert_close(F.adaptive_avg_pool2d(gpuconv.asarray(x), 1), x.mean(axis=(2, 3), keepdims=True))
+    assert_close(F.adaptive_max_pool2d(gpuconv.asarray(x), (1, 1)), x.max(axis=(2, 3), keepdims=True))
+
+
+# ---- GeM -----------------------------------------------------------------------------------------
+def gem_config(rng):
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 8)), int(rng.integers(1, 8)))
+    if rng.integers(0, 3) == 0:
+        return shape, None, None, (shape[2], shape[3]), (1, 1)
+    k = (int(rng.integers(1, shape[2] + 1)), int(rng.integers(1, shape[3] + 1)))
+    if rng.integers(0, 2):
+        return shape, k, None, k, k
+    s = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    return shape, k, s, k, s
+
+
+def gem_inputs(rng, shape, dtype):
+    # Mostly positive; about one in ten below eps, to exercise the clamp.
+    return rng.uniform(-0.2, 2.0, shape).astype(dtype)
+
+
+def test_gem_random_configs(backend, dtype, rng):
+    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    for _ in range(20):
+        shape, kernel_size, stride, k, s = gem_config(rng)
+        x = gem_inputs(rng, shape, dtype)
+        p = float(rng.uniform(0.5, 5.0))
+        eps = 1e-6 if rng.integers(0, 2) else 0.05
+        p_arg = p if rng.integers(0, 2) else gpuconv.asarray(np.array([p], dtype=dtype))
+        y = F.gem(gpuconv.asarray(x), p_arg, eps, kernel_size, stride)
+        p_used = float(np.asarray(p, dtype=dtype))
+        ref_y = reference.gem(x, p_used, eps, k, s)
+        assert_close(y, ref_y, dtype, **tol)
+        dy = rng.standard_normal(ref_y.shape).astype(dtype)
+        dx, dp = F.gem_backward(gpuconv.asarray(dy), gpuconv.asarray(x), p_arg, eps, kernel_size, stride)
+        ref_dx, ref_dp = reference.gem_backward(dy, x, p_used, eps, k, s)
+        assert_close(dx, ref_dx, dtype, **tol)
+        assert dp.shape == (1,) and gpuconv.to_numpy(dp).dtype == dtype
+        assert_close(dp, ref_dp, dtype, **(tol or dict(rtol=1e-9, atol=1e-10)))
+
+
+def test_gem_needs(backend, rng):
+    x = gpuconv.asarray(gem_inputs(rng, (2, 2, 4, 4), np.float64))
+    dy = gpuconv.asarray(rng.standard_normal((2, 2, 1, 1)))
+    dx, dp = F.gem_backward(dy, x, 3.0, needs=(True, False))
+    assert dp is None and dx.shape == (2, 2, 4, 4)
+    dx, dp = F.gem_backward(dy, x, 3.0, needs=(False, True))
+    assert dx is None and dp.shape == (1,)
+
+
+def test_gem_finite_differences(backend, rng):
+    configs = ((None, None, (2, 2, 3, 4)), (2, 1, (1, 2, 4, 5)), ((3, 2), (2, 3), (2, 1, 7, 6)))
+    for kernel_size, stride, shape in configs:
+        x = rng.uniform(0.1, 2.0, shape)
+        p = np.array([2.5])
+        y_shape = gpuconv.to_numpy(F.gem(gpuconv.asarray(x), 2.5, 1e-6, kernel_size, stride)).shape
+        weights = rng.standard_normal(y_shape)
+
+        def loss(x, p):
+            y = F.gem(gpuconv.asarray(x), gpuconv.asarray(p), 1e-6, kernel_size, stride)
+            return float(np.sum(gpuconv.to_numpy(y) * weights))
+
+        dx, dp = F.gem_backward(gpuconv.asarray(weights), gpuconv.asarray(x), gpuconv.asarray(p), 1e-6,
+                                kernel_size, stride)
+        finite_difference_check(loss, {"x": x, "p": p}, {"x": gpuconv.to_numpy(dx), "p": gpuconv.to_numpy(dp)},
+                                rng=rng)
+
+
+def test_pool_finite_differences(backend, rng):
+    x = distinct(rng, (2, 2, 6, 7), np.float64)
+    for op, back, kw in (
+        (F.max_pool2d, None, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+        (F.avg_pool2d, F.avg_pool2d_backward, dict(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True,
+                                                   count_include_pad=False)),
+    ):
+        y = gpuconv.to_numpy(op(gpuconv.asarray(x), **kw))
+        weights = rng.standard_normal(y.shape)
+
+        def loss(x):
+            return float(np.sum(gpuconv.to_numpy(op(gpuconv.asarray(x), **kw)) * weights))
+
+        if back is None:
+            _, indices = F.max_pool2d(gpuconv.asarray(x), **kw, return_indices=True)
+            dx = F.max_pool2d_backward(gpuconv.asarray(weights), gpuconv.asarray(x), indices, **kw)
+        else:
+            dx = back(gpuconv.asarray(weights), x.shape, **kw)
+        finite_difference_check(loss, {"x": x}, {"x": gpuconv.to_numpy(dx)}, rng=rng, samples=20)
+
+
+@pytest.mark.parametrize("blocks", [3, pool_launch.GEM_REDUCE_BLOCKS])
+def test_gem_dp_reduction_is_schedule_independent(rng, monkeypatch, blocks):
+    # With 3 blocks every thread of the reduction grid sums two or three outputs before the tree.
+    monkeypatch.setattr(pool_launch, "GEM_REDUCE_BLOCKS", blocks)
+    with gpuconv.backend("emulated"):
+        x = gpuconv.asarray(rng.uniform(0.0, 2.0, (4, 5, 9, 11)).astype(np.float32))
+        dy = gpuconv.asarray(rng.standard_normal((4, 5, 8, 10)).astype(np.float32))
+        dx, dp = assert_schedule_independent(lambda: F.gem_backward(dy, x, 3.0, 1e-6, 2, 1))
+        ref_dx, ref_dp = reference.gem_backward(gpuconv.to_numpy(dy), gpuconv.to_numpy(x), 3.0, 1e-6, (2, 2), (1, 1))
+        assert_close(dx, ref_dx, rtol=1e-4, atol=1e-5)
+        assert_close(dp, ref_dp, rtol=1e-4, atol=1e-3)
+
+
+def test_pool_backward_kernels_are_schedule_independent(rng):
+    with gpuconv.backend("emulated"):
+        x = gpuconv.asarray(distinct(rng, (2, 3, 9, 8), np.float32))
+        y, indices = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+        dy = gpuconv.asarray(rng.standard_normal(y.shape).astype(np.float32))
+        assert_schedule_independent(lambda: (F.max_pool2d_backward(dy, x, indices, 3, 2, 1),
+                                             F.avg_pool2d_backward(dy, x.shape, 3, 2, 1)))
+
+
+def test_non_contiguous_input_and_nan_in_gem(backend, rng):
+    x = distinct(rng, (2, 3, 8, 7), np.float64)
+    view = gpuconv.asarray(x)[:, ::-1, :, ::2]
+    expected = x[:, ::-1, :, ::2]
+    assert_close(F.max_pool2d(view, 2, 1, 1), reference.max_pool2d(expected, (2, 2), (1, 1), (1, 1), (1, 1), False)[0])
+    assert_close(F.avg_pool2d(view, 3, 2, 1), reference.avg_pool2d(expected, (3, 3), (2, 2), (1, 1), False, True, None))
+    assert_close(F.gem(gpuconv.asarray(np.abs(x))[:, :, ::2], 2.0),
+                 reference.gem(np.abs(x)[:, :, ::2], 2.0, 1e-6, (4, 7), (1, 1)))
+    # NaN is not clamped away (PyTorch's clamp keeps it).
+    x[0, 0, 0, 0] = np.nan
+    y = gpuconv.to_numpy(F.gem(gpuconv.asarray(x), 3.0))
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[1:]).any()
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+def test_bad_input(backend, rng):
+    x = gpuconv.asarray(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    x3 = gpuconv.asarray(rng.standard_normal((3, 6, 6)).astype(np.float32))
+    for op in (lambda a: F.max_pool2d(a, 2), lambda a: F.avg_pool2d(a, 2), lambda a: F.adaptive_avg_pool2d(a, 2),
+               lambda a: F.adaptive_max_pool2d(a, 2), lambda a: F.gem(a)):
+        with pytest.raises(ValueError, match="x must be 4-D"):
+            op(x3)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        F.max_pool2d(gpuconv.asarray(np.ones((1, 1, 4, 4), np.float16)), 2)
+    with pytest.raises(ValueError, match="padding must be at most half of kernel_size"):
+        F.max_pool2d(x, 3, padding=2)
+    with pytest.raises(ValueError, match="padding must be at most half of kernel_size"):
+        F.avg_pool2d(x, (2, 4), padding=(1, 3))
+    with pytest.raises(ValueError, match="stride must be positive"):
+        F.max_pool2d(x, 2, stride=0)
+    with pytest.raises(ValueError, match="kernel_size must be positive"):
+        F.avg_pool2d(x, 0)
+    with pytest.raises(TypeError, match="kernel_size must be an int or a pair"):
+        F.max_pool2d(x, 2.5)
+    with pytest.raises(ValueError, match="output size .* is too small"):
+        F.max_pool2d(x, 4, dilation=2)
+    with pytest.raises(ValueError, match="divisor_override"):
+        F.avg_pool2d(x, 2, divisor_override=0)
+    with pytest.raises(ValueError, match="output_size must be positive"):
+        F.adaptive_avg_pool2d(x, (0, 2))
+    with pytest.raises(TypeError, match="output_size"):
+        F.adaptive_max_pool2d(x, "7")
+    with pytest.raises(ValueError, match="p must be a finite number > 0"):
+        F.gem(x, 0.0)
+    with pytest.raises(ValueError, match="p must be a finite number > 0"):
+        F.gem(x, gpuconv.asarray(np.array([-1.0], dtype=np.float32)))
+    with pytest.raises(TypeError, match="p must be"):
+        F.gem(x, gpuconv.asarray(np.ones(2, dtype=np.float32)))
+    with pytest.raises(ValueError, match="kernel_size .* is larger than the input"):
+        F.gem(x, 3.0, kernel_size=7)
+    with pytest.raises(ValueError, match="eps must be"):
+        F.gem(x, 3.0, eps=0.0)
+    y, indices = F.max_pool2d(x, 2, return_indices=True)
+    with pytest.raises(ValueError, match="dy must have the forward output's shape"):
+        F.max_pool2d_backward(x, x, indices, 2)
+    with pytest.raises(TypeError, match="indices must be int64"):
+        F.max_pool2d_backward(y, x, y, 2)
+    with pytest.raises(ValueError, match="x_shape must be a 4-D"):
+        F.avg_pool2d_backward(y, (3, 6, 6), 2)
+    with pytest.raises(TypeError, match="dy has dtype float64 but x has dtype float32"):
+        F.gem_backward(gpuconv.asarray(np.ones((2, 3, 1, 1))), x, 3.0)
+    with pytest.raises(TypeError, match="needs"):
+        F.gem_backward(gpuconv.asarray(np.ones((2, 3, 1, 1), dtype=np.float32)), x, 3.0, needs=(True,))
+
+
+def test_bad_input_raises_before_any_kernel(monkeypatch, rng):
+    with gpuconv.backend("emulated") as be:
+        def no_kernels(*args, **kwargs):
+            raise AssertionError("a kernel was requested before the arguments were checked")
+        monkeypatch.setattr(be, "kernel", no_kernels)
+        x = gpuconv.asarray(rng.standard_normal((1, 2, 5, 5)).astype(np.float32))
+        with pytest.raises(ValueError, match="padding"):
+            F.max_pool2d(x, 2, padding=2)
+        with pytest.raises(ValueError, match="p must be"):
+            F.gem(x, -3.0)
