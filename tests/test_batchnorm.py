@@ -192,6 +192,17 @@ def test_reductions_are_schedule_independent(rng, monkeypatch):
         assert_schedule_independent(lambda: F.batch_norm_backward(dy, x, None, mean, invstd))
 
 
+def test_one_by_one_planes(backend, dtype, rng):
+    x = rng.standard_normal((5, 3, 1, 1)).astype(dtype)
+    dy = rng.standard_normal((5, 3, 1, 1)).astype(dtype)
+    y, mean, invstd = F.batch_norm(gpuconv.asarray(x), None, None, training=True, return_stats=True)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else {}
+    assert_close(y, reference.batch_norm_train(x, None, None, 1e-5)[0], dtype, **tol)
+    dx, dweight, dbias = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), None, mean, invstd)
+    for got, expected in zip((dx, dweight, dbias), reference.batch_norm_train_backward(dy, x, None, 1e-5)):
+        assert_close(got, expected, dtype, **tol)
+
+
 def test_non_contiguous_input(backend, rng):
     x = rng.standard_normal((3, 4, 5, 6))
     view = gpuconv.asarray(x)[:, ::2, :, ::-1]
