@@ -10,8 +10,8 @@ import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import batchnorm as bn_launch
 
-import reference
-from helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests import reference
+from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
 
 
 def random_shape(rng):

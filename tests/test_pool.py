@@ -10,8 +10,8 @@ import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import pool as pool_launch
 
-import reference
-from helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests import reference
+from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
 
 
 def distinct(rng, shape, dtype):
