@@ -178,7 +178,8 @@ template <> struct Vec16<double> {
 
 // Runs body_vec for each 16-byte vector v_ of the plane (vec != 0; the launcher guarantees
 // hw % lanes == 0 and 16-byte aligned planes) or body_scalar for each element i_, the threads of
-// the grid's chunks (grid.y) striding over the plane.
+// the grid's chunks (grid.y) striding over the plane. (No #pragma in the bodies: a directive inside
+// macro arguments is undefined; the lane loops have a constant trip count and unroll anyway.)
 #define BN_PLANE_LOOP(T, body_scalar, body_vec)                                                    \
     {                                                                                              \
         const long long step_ = (long long)gridDim.y * blockDim.x;                                 \
@@ -207,7 +208,6 @@ __device__ void batch_norm_affine(const T* __restrict__ x, T* __restrict__ y, co
     BN_PLANE_LOOP(T, yp[i_] = (xp[i_] - m) * scale + shift, {
         V v = reinterpret_cast<const V*>(xp)[v_];
         T* e = reinterpret_cast<T*>(&v);
-#pragma unroll
         for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] = (e[l] - m) * scale + shift;
         reinterpret_cast<V*>(yp)[v_] = v;
     })
@@ -278,7 +278,6 @@ __device__ void batch_norm_backward_dx(const T* __restrict__ dy, const T* __rest
             const V xv = reinterpret_cast<const V*>(xp)[v_];
             T* e = reinterpret_cast<T*>(&g);
             const T* xe = reinterpret_cast<const T*>(&xv);
-#pragma unroll
             for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] = (e[l] - mean_dy - (xe[l] - m) * k) * scale;
             reinterpret_cast<V*>(dxp)[v_] = g;
         })
@@ -286,7 +285,6 @@ __device__ void batch_norm_backward_dx(const T* __restrict__ dy, const T* __rest
         BN_PLANE_LOOP(T, dxp[i_] = dyp[i_] * scale, {
             V g = reinterpret_cast<const V*>(dyp)[v_];
             T* e = reinterpret_cast<T*>(&g);
-#pragma unroll
             for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] *= scale;
             reinterpret_cast<V*>(dxp)[v_] = g;
         })
