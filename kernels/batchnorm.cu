@@ -21,11 +21,14 @@
 //   batch_norm_affine           fused y = (x - mean[c]) * inv[c] * weight[c] + bias[c]; inv is
 //                               src[c] (training: save_invstd) or 1/sqrt(src[c] + eps) when src_is_var
 //                               (eval: running_var). Subtracting the mean before scaling keeps
-//                               precision when |mean| >> std. Grid (N*C planes, chunks of the plane).
+//                               precision when |mean| >> std. Grid (N*C planes, chunks of the plane);
+//                               vec != 0: 16-byte loads/stores (float4 / double2), which the launcher
+//                               allows when hw is a multiple of the lanes and the planes are aligned.
 //   batch_norm_backward_partial per-chunk sums of dy and dy*(x - mean) (fixed-shape block trees).
 //   batch_norm_backward_finalize one block per channel: sum_dy[c], sum_dy_xhat[c] = invstd * sum.
 //   batch_norm_backward_dx      fused dx = w*invstd*(dy - sum_dy/count - xhat*sum_dy_xhat/count)
-//                               (training), or w*invstd*dy (eval: statistics are constants).
+//                               (training), or w*invstd*dy (eval: statistics are constants); vec as
+//                               in batch_norm_affine.
 // has_weight / has_bias = 0 mean weight 1 / bias 0 (the pointer is then any array, unread).
 #include "common.cuh"
 
@@ -162,11 +165,38 @@ __device__ void batch_norm_stats_finalize(const T* __restrict__ x, const long lo
     }
 }
 
+// 16 bytes of T, for vectorized loads and stores in the elementwise kernels.
+template <typename T> struct Vec16;
+template <> struct Vec16<float> {
+    typedef float4 type;
+    static constexpr int lanes = 4;
+};
+template <> struct Vec16<double> {
+    typedef double2 type;
+    static constexpr int lanes = 2;
+};
+
+// Runs body_vec for each 16-byte vector v_ of the plane (vec != 0; the launcher guarantees
+// hw % lanes == 0 and 16-byte aligned planes) or body_scalar for each element i_, the threads of
+// the grid's chunks (grid.y) striding over the plane. (No #pragma in the bodies: a directive inside
+// macro arguments is undefined; the lane loops have a constant trip count and unroll anyway.)
+#define BN_PLANE_LOOP(T, body_scalar, body_vec)                                                    \
+    {                                                                                              \
+        const long long step_ = (long long)gridDim.y * blockDim.x;                                 \
+        const long long first_ = (long long)blockIdx.y * blockDim.x + threadIdx.x;                 \
+        if (vec) {                                                                                 \
+            for (long long v_ = first_; v_ < hw / Vec16<T>::lanes; v_ += step_) { body_vec; }      \
+        } else {                                                                                   \
+            for (long long i_ = first_; i_ < hw; i_ += step_) { body_scalar; }                     \
+        }                                                                                          \
+    }
+
 template <typename T>
 __device__ void batch_norm_affine(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ mean,
                                   const T* __restrict__ src, const T* __restrict__ weight,
                                   const T* __restrict__ bias, int channels, long long hw, int has_weight,
-                                  int has_bias, int src_is_var, T eps) {
+                                  int has_bias, int src_is_var, T eps, int vec) {
+    typedef typename Vec16<T>::type V;
     const long long plane = blockIdx.x;
     const int c = (int)(plane % channels);
     const T m = mean[c];
@@ -175,8 +205,12 @@ __device__ void batch_norm_affine(const T* __restrict__ x, T* __restrict__ y, co
     const T shift = has_bias ? bias[c] : T(0);
     const T* xp = x + plane * hw;
     T* yp = y + plane * hw;
-    for (long long i = (long long)blockIdx.y * blockDim.x + threadIdx.x; i < hw; i += (long long)gridDim.y * blockDim.x)
-        yp[i] = (xp[i] - m) * scale + shift;
+    BN_PLANE_LOOP(T, yp[i_] = (xp[i_] - m) * scale + shift, {
+        V v = reinterpret_cast<const V*>(xp)[v_];
+        T* e = reinterpret_cast<T*>(&v);
+        for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] = (e[l] - m) * scale + shift;
+        reinterpret_cast<V*>(yp)[v_] = v;
+    })
 }
 
 template <typename T>
@@ -226,23 +260,34 @@ __device__ void batch_norm_backward_dx(const T* __restrict__ dy, const T* __rest
                                        const T* __restrict__ invstd, const T* __restrict__ weight,
                                        const T* __restrict__ sum_dy, const T* __restrict__ sum_dy_xhat,
                                        T* __restrict__ dx, int channels, long long hw, long long count,
-                                       int has_weight, int training) {
+                                       int has_weight, int training, int vec) {
+    typedef typename Vec16<T>::type V;
     const long long plane = blockIdx.x;
     const int c = (int)(plane % channels);
     const T inv = invstd[c];
     const T scale = has_weight ? inv * weight[c] : inv;
     const T* dyp = dy + plane * hw;
     T* dxp = dx + plane * hw;
-    const long long step = (long long)gridDim.y * blockDim.x;
-    const long long first = (long long)blockIdx.y * blockDim.x + threadIdx.x;
     if (training) {
         const T m = mean[c];
         const T mean_dy = sum_dy[c] / T(count);
         const T k = sum_dy_xhat[c] / T(count) * inv;  // xhat * mean(dy*xhat) = (x - m) * k
         const T* xp = x + plane * hw;
-        for (long long i = first; i < hw; i += step) dxp[i] = (dyp[i] - mean_dy - (xp[i] - m) * k) * scale;
+        BN_PLANE_LOOP(T, dxp[i_] = (dyp[i_] - mean_dy - (xp[i_] - m) * k) * scale, {
+            V g = reinterpret_cast<const V*>(dyp)[v_];
+            const V xv = reinterpret_cast<const V*>(xp)[v_];
+            T* e = reinterpret_cast<T*>(&g);
+            const T* xe = reinterpret_cast<const T*>(&xv);
+            for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] = (e[l] - mean_dy - (xe[l] - m) * k) * scale;
+            reinterpret_cast<V*>(dxp)[v_] = g;
+        })
     } else {
-        for (long long i = first; i < hw; i += step) dxp[i] = dyp[i] * scale;
+        BN_PLANE_LOOP(T, dxp[i_] = dyp[i_] * scale, {
+            V g = reinterpret_cast<const V*>(dyp)[v_];
+            T* e = reinterpret_cast<T*>(&g);
+            for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] *= scale;
+            reinterpret_cast<V*>(dxp)[v_] = g;
+        })
     }
 }
 
@@ -284,15 +329,17 @@ extern "C" __global__ void batch_norm_affine_f32(const float* __restrict__ x, fl
                                                  const float* __restrict__ mean, const float* __restrict__ src,
                                                  const float* __restrict__ weight, const float* __restrict__ bias,
                                                  int channels, long long hw, int has_weight, int has_bias,
-                                                 int src_is_var, float eps) {
-    batch_norm_affine<float>(x, y, mean, src, weight, bias, channels, hw, has_weight, has_bias, src_is_var, eps);
+                                                 int src_is_var, float eps, int vec) {
+    batch_norm_affine<float>(x, y, mean, src, weight, bias, channels, hw, has_weight, has_bias, src_is_var, eps,
+                             vec);
 }
 extern "C" __global__ void batch_norm_affine_f64(const double* __restrict__ x, double* __restrict__ y,
                                                  const double* __restrict__ mean, const double* __restrict__ src,
                                                  const double* __restrict__ weight, const double* __restrict__ bias,
                                                  int channels, long long hw, int has_weight, int has_bias,
-                                                 int src_is_var, double eps) {
-    batch_norm_affine<double>(x, y, mean, src, weight, bias, channels, hw, has_weight, has_bias, src_is_var, eps);
+                                                 int src_is_var, double eps, int vec) {
+    batch_norm_affine<double>(x, y, mean, src, weight, bias, channels, hw, has_weight, has_bias, src_is_var, eps,
+                              vec);
 }
 extern "C" __global__ void batch_norm_backward_partial_f32(const float* __restrict__ dy, const float* __restrict__ x,
                                                            const float* __restrict__ mean,
@@ -328,9 +375,9 @@ extern "C" __global__ void batch_norm_backward_dx_f32(const float* __restrict__ 
                                                       const float* __restrict__ sum_dy,
                                                       const float* __restrict__ sum_dy_xhat, float* __restrict__ dx,
                                                       int channels, long long hw, long long count, int has_weight,
-                                                      int training) {
+                                                      int training, int vec) {
     batch_norm_backward_dx<float>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, channels, hw, count,
-                                  has_weight, training);
+                                  has_weight, training, vec);
 }
 extern "C" __global__ void batch_norm_backward_dx_f64(const double* __restrict__ dy, const double* __restrict__ x,
                                                       const double* __restrict__ mean,
@@ -339,7 +386,7 @@ extern "C" __global__ void batch_norm_backward_dx_f64(const double* __restrict__
                                                       const double* __restrict__ sum_dy,
                                                       const double* __restrict__ sum_dy_xhat,
                                                       double* __restrict__ dx, int channels, long long hw,
-                                                      long long count, int has_weight, int training) {
+                                                      long long count, int has_weight, int training, int vec) {
     batch_norm_backward_dx<double>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, channels, hw, count,
-                                   has_weight, training);
+                                   has_weight, training, vec);
 }

@@ -10,8 +10,8 @@ import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import batchnorm as bn_launch
 
-import reference
-from helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests import reference
+from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
 
 
 def random_shape(rng):
@@ -173,6 +173,35 @@ def test_float32_large_mean_normalizes_accurately(backend, rng, split, monkeypat
     assert not np.abs(naive_y - ref_y).max() < 1e-3
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_vectorized_and_scalar_elementwise_paths(rng, dtype):
+    """16-byte accesses for planes of whole vectors on aligned arrays, element by element otherwise
+    (odd planes, or a contiguous view that starts off a 16-byte boundary)."""
+    with gpuconv.backend("emulated"):
+        aligned = rng.standard_normal((3, 3, 4, 4)).astype(dtype)
+        odd = rng.standard_normal((2, 3, 3, 5)).astype(dtype)
+        # A C-contiguous view one element into its buffer: never on a 16-byte boundary.
+        base = rng.standard_normal(1 + 2 * 3 * 2 * 4).astype(dtype)
+        misaligned = base[1:].reshape(2, 3, 2, 4)
+        assert aligned.ctypes.data % 16 == 0 and misaligned.flags.c_contiguous
+        cases = ((aligned, True), (odd, False), (aligned[1:], True), (misaligned, False))
+        for x, vec in cases:
+            assert bn_launch.vectorizable(x.shape[2] * x.shape[3], x) == vec
+        for x, _ in cases:
+            dy = rng.standard_normal(x.shape).astype(dtype)
+            weight = channel_vector(rng, x.shape[1], dtype)
+            y, mean, invstd = F.batch_norm(x, None, None, weight, training=True, return_stats=True)
+            tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else {}
+            assert_close(y, reference.batch_norm_train(x, weight, None, 1e-5)[0], dtype, **tol)
+            rm, rv = channel_vector(rng, x.shape[1], dtype), channel_vector(rng, x.shape[1], dtype, 0.5, 2)
+            assert_close(F.batch_norm(x, rm, rv, weight), reference.batch_norm_eval(x, rm, rv, weight, None, 1e-5),
+                         dtype)
+            dx = F.batch_norm_backward(dy, x, weight, mean, invstd, needs=(True, False, False))[0]
+            assert_close(dx, reference.batch_norm_train_backward(dy, x, weight, 1e-5)[0], dtype, **tol)
+            dx = F.batch_norm_backward(dy, x, weight, mean, invstd, training=False, needs=(True, False, False))[0]
+            assert_close(dx, dy * (weight * invstd).reshape(1, -1, 1, 1), dtype)
+
+
 def test_reductions_are_schedule_independent(rng, monkeypatch):
     # Several blocks per channel and several elements per thread, so every level of both trees runs.
     monkeypatch.setattr(bn_launch, "MIN_PER_BLOCK", 600)
@@ -190,6 +219,17 @@ def test_reductions_are_schedule_independent(rng, monkeypatch):
         _, mean, invstd, _, _ = assert_schedule_independent(forward)
         mean, invstd = gpuconv.asarray(mean), gpuconv.asarray(invstd)
         assert_schedule_independent(lambda: F.batch_norm_backward(dy, x, None, mean, invstd))
+
+
+def test_one_by_one_planes(backend, dtype, rng):
+    x = rng.standard_normal((5, 3, 1, 1)).astype(dtype)
+    dy = rng.standard_normal((5, 3, 1, 1)).astype(dtype)
+    y, mean, invstd = F.batch_norm(gpuconv.asarray(x), None, None, training=True, return_stats=True)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else {}
+    assert_close(y, reference.batch_norm_train(x, None, None, 1e-5)[0], dtype, **tol)
+    dx, dweight, dbias = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), None, mean, invstd)
+    for got, expected in zip((dx, dweight, dbias), reference.batch_norm_train_backward(dy, x, None, 1e-5)):
+        assert_close(got, expected, dtype, **tol)
 
 
 def test_non_contiguous_input(backend, rng):

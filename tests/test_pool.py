@@ -10,8 +10,8 @@ import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import pool as pool_launch
 
-import reference
-from helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests import reference
+from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
 
 
 def distinct(rng, shape, dtype):
@@ -294,6 +294,34 @@ def test_pool_backward_kernels_are_schedule_independent(rng):
         dy = gpuconv.asarray(rng.standard_normal(y.shape).astype(np.float32))
         assert_schedule_independent(lambda: (F.max_pool2d_backward(dy, x, indices, 3, 2, 1),
                                              F.avg_pool2d_backward(dy, x.shape, 3, 2, 1)))
+
+
+def test_one_by_one_planes(backend, dtype, rng):
+    x = distinct(rng, (3, 2, 1, 1), dtype)
+    dy = rng.standard_normal((3, 2, 2, 2)).astype(dtype)
+    for k, s, p, ceil in ((1, 1, 0, False), (2, 1, 1, False), (3, 2, 1, True), (2, 3, 1, True)):
+        kw = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil)
+        ref_y, ref_idx = reference.max_pool2d(x, (k, k), (s, s), (p, p), (1, 1), ceil)
+        y, indices = F.max_pool2d(gpuconv.asarray(x), **kw, return_indices=True)
+        assert_close(y, ref_y, dtype)
+        np.testing.assert_array_equal(gpuconv.to_numpy(indices), ref_idx)
+        g = dy[:, :, :ref_y.shape[2], :ref_y.shape[3]].copy()
+        assert_close(F.max_pool2d_backward(gpuconv.asarray(g), gpuconv.asarray(x), indices, **kw),
+                     reference.max_pool2d_backward(g, ref_idx, x.shape, (k, k), (s, s), (p, p), (1, 1)), dtype)
+        for include_pad in (True, False):
+            ref_a = reference.avg_pool2d(x, (k, k), (s, s), (p, p), ceil, include_pad, None)
+            assert_close(F.avg_pool2d(gpuconv.asarray(x), **kw, count_include_pad=include_pad), ref_a, dtype)
+            g = dy[:, :, :ref_a.shape[2], :ref_a.shape[3]].copy()
+            assert_close(F.avg_pool2d_backward(gpuconv.asarray(g), x.shape, **kw, count_include_pad=include_pad),
+                         reference.avg_pool2d_backward(g, x.shape, (k, k), (s, s), (p, p), ceil, include_pad, None),
+                         dtype)
+    for out in (1, 2):
+        assert_close(F.adaptive_avg_pool2d(gpuconv.asarray(x), out), reference.adaptive_avg_pool2d(x, (out, out)),
+                     dtype)
+        assert_close(F.adaptive_max_pool2d(gpuconv.asarray(x), out), reference.adaptive_max_pool2d(x, (out, out))[0],
+                     dtype)
+    xg = np.abs(x) + 0.5
+    assert_close(F.gem(gpuconv.asarray(xg), 3.0), reference.gem(xg, 3.0, 1e-6, (1, 1), (1, 1)), dtype, rtol=1e-5)
 
 
 def test_non_contiguous_input_and_nan_in_gem(backend, rng):

@@ -26,6 +26,17 @@ def reduction_split(count: int, channels: int) -> tuple[int, int]:
     return -(-count // chunk), chunk
 
 
+def _address(a) -> int:
+    return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data  # cupy / numpy
+
+
+def vectorizable(hw: int, *arrays) -> bool:
+    """Whether the elementwise kernels may use 16-byte accesses: whole vectors per plane, and every
+    array starting on a 16-byte boundary (a contiguous view into a larger array may not)."""
+    lanes = 16 // arrays[0].dtype.itemsize
+    return hw % lanes == 0 and all(_address(a) % 16 == 0 for a in arrays)
+
+
 def _elementwise_launch(planes: int, hw: int) -> tuple[tuple[int, int], tuple[int]]:
     """(grid, block) of the per-plane elementwise kernels: block (plane, chunk); a small plane gets a
     block of just enough whole warps (7x7 = 49 elements: 64 threads, not 256)."""
@@ -67,7 +78,7 @@ class BatchNormKernels:
             *_elementwise_launch(n * c, h * w),
             (x, y, mean, src, mean if weight is None else weight, mean if bias is None else bias, np.int32(c),
              np.int64(h * w), np.int32(weight is not None), np.int32(bias is not None), np.int32(src_is_var),
-             x.dtype.type(eps)))
+             x.dtype.type(eps), np.int32(vectorizable(h * w, x, y))))
         return y
 
     def batch_norm_backward_sums(self, dy, x, mean, invstd):
@@ -95,5 +106,6 @@ class BatchNormKernels:
         self.kernel("batchnorm.cu", "batch_norm_backward_dx", x.dtype)(
             *_elementwise_launch(n * c, h * w),
             (dy, x, mean, invstd, mean if weight is None else weight, sum_dy, sum_dy_xhat, dx, np.int32(c),
-             np.int64(h * w), np.int64(n * h * w), np.int32(weight is not None), np.int32(bool(training))))
+             np.int64(h * w), np.int64(n * h * w), np.int32(weight is not None), np.int32(bool(training)),
+             np.int32(vectorizable(h * w, dy, x, dx))))
         return dx

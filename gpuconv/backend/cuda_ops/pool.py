@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 # Blocks of the GeM dp reduction: a fixed count, so the summation order (and the result) does not
-# depend on the device; each block's threads stride over the outputs. Must match kReduceBlock.
+# depend on the device; each block's threads stride over the outputs.
 GEM_REDUCE_BLOCKS = 128
-REDUCE_BLOCK = 256
+REDUCE_BLOCK = 256  # threads per reduction block; must equal kReduceBlock in pool.cu
 # #defines for pool.cu; tests set {"GC_INDEX32_LIMIT": 0} to run the 64-bit index path.
 DEFINES: dict | None = None
 

@@ -1,29 +1,44 @@
 """Batch normalization on NumPy.
 
-Statistics are two-pass (the mean, then the variance of the centred data), with float64
-accumulators, so a float32 batch whose mean is large against its spread keeps its precision.
+Statistics are two-pass: the mean, then the variance of the centred data. Each (n, c) row of H*W
+elements is summed in the input precision (NumPy's pairwise sum; einsum for products), and the
+N row sums of a channel in float64, so a float32 batch whose mean is large against its spread
+keeps its precision without float64 copies of the data.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_AXES = (0, 2, 3)
-
 
 def _per_channel(v: np.ndarray) -> np.ndarray:
     return v.reshape(1, -1, 1, 1)
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def _channel_sum(a: np.ndarray) -> np.ndarray:
+    """Per-channel float64 sum of a (N, C, H, W) array."""
+    return _rows(a).sum(axis=2).sum(axis=0, dtype=np.float64)
+
+
+def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-channel float64 sum of a * b."""
+    return np.einsum("ncl,ncl->nc", _rows(a), _rows(b)).sum(axis=0, dtype=np.float64)
+
+
 class BatchNormOps:
     def batch_norm_stats(self, x, eps, running_mean, running_var, momentum):
         count = x.shape[0] * x.shape[2] * x.shape[3]
-        mean = x.mean(axis=_AXES, dtype=np.float64)
+        mean = _channel_sum(x) / count
         centred = x - _per_channel(mean.astype(x.dtype))
-        # The mean was rounded to x.dtype above; remove what is left of it exactly.
-        residual = centred.mean(axis=_AXES, dtype=np.float64)
-        m2 = np.einsum("nchw,nchw->c", centred, centred, dtype=np.float64) - count * residual * residual
-        m2 = np.maximum(m2, 0.0)
+        # The mean was rounded to x.dtype above; the centred data still hold what is left of it,
+        # and removing it here is exact algebra, not a cancellation of large terms.
+        residual = _channel_sum(centred) / count
+        mean += residual
+        m2 = np.maximum(_channel_dot(centred, centred) - count * residual * residual, 0.0)
         var = m2 / count
         if running_mean is not None:
             running_mean *= 1 - momentum
@@ -42,8 +57,8 @@ class BatchNormOps:
         return y
 
     def batch_norm_backward_sums(self, dy, x, mean, invstd):
-        sum_dy = dy.sum(axis=_AXES, dtype=np.float64)
-        sum_dyx = np.einsum("nchw,nchw->c", dy, x - _per_channel(mean), dtype=np.float64)
+        sum_dy = _channel_sum(dy)
+        sum_dyx = _channel_dot(dy, x - _per_channel(mean))
         return sum_dy.astype(x.dtype), (sum_dyx * invstd).astype(x.dtype)
 
     def batch_norm_backward_dx(self, dy, x, mean, invstd, weight, sums, training):

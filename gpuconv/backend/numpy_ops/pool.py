@@ -1,6 +1,6 @@
-"""Pooling on NumPy: strided window views of the (padded) input, reduced over the window taps.
+"""Pooling on NumPy: one strided slice of the (padded) input per window tap, combined tap by tap.
 
-Backward passes add each tap's share back with one strided slice-add per tap (exact and
+Backward passes add each window's share back with one strided slice-add per tap (exact and
 deterministic), or with ``np.bincount`` over the saved argmax indices.
 """
 
@@ -47,9 +47,7 @@ def _window_sum(xp, kernel_size, stride, dilation, out_size) -> np.ndarray:
 
 
 def _scatter_taps(values, x_shape, kernel_size, stride, padding, dilation) -> np.ndarray:
-    """Adjoint of the window view: adds ``values`` (N, C, [KH, KW,] OH, OW) at every tap position.
-
-    A 4-D ``values`` is the same for every tap (average pooling)."""
+    """Adjoint of a window sum: adds ``values`` (N, C, OH, OW) at every tap position of its window."""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     oh, ow = values.shape[-2:]
@@ -58,8 +56,7 @@ def _scatter_taps(values, x_shape, kernel_size, stride, padding, dilation) -> np
     out = np.zeros((n, c, hp, wp), dtype=values.dtype)
     for i in range(kh):
         for j in range(kw):
-            tap = values if values.ndim == 4 else values[:, :, i, j]
-            out[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] += tap
+            out[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] += values
     return np.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w])
 
 
