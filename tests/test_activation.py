@@ -7,8 +7,8 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
-import reference as ref
-from helpers import assert_close, finite_difference_check
+from tests import reference as ref
+from tests.helpers import assert_close, finite_difference_check
 
 SHAPES = [(7,), (3, 5), (2, 3, 4), (2, 1, 3, 3), (1, 1)]
 

@@ -10,9 +10,9 @@ import pytest
 import gpuconv
 import gpuconv.functional as F
 from gpuconv.functional import conv as conv_module
-from helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
 
-import reference
+from tests import reference
 
 
 def _random_configs(count: int, seed: int, pointwise: bool = False):

@@ -7,8 +7,8 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
-import reference as ref
-from helpers import assert_close, finite_difference_check
+from tests import reference as ref
+from tests.helpers import assert_close, finite_difference_check
 
 LINEAR_CASES = [((4, 3), 5, True), ((1, 1), 1, False), ((2, 3, 6), 4, True), ((7,), 2, True), ((2, 2, 2, 3), 3, False)]
 

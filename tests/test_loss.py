@@ -7,8 +7,8 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
-import reference as ref
-from helpers import assert_close, finite_difference_check
+from tests import reference as ref
+from tests.helpers import assert_close, finite_difference_check
 
 CE_SHAPES = [(4, 5), (1, 3), (3, 4, 2), (2, 3, 2, 2), (6,)]
 
