@@ -75,19 +75,6 @@ __device__ void block_merge(long long& n, T& mean, T& m2, long long* sn, T* smea
     m2 = sm2[0];
 }
 
-template <typename T>
-__device__ T block_sum(T v, T* shared) {
-    const int t = threadIdx.x;
-    shared[t] = v;
-    __syncthreads();
-    for (int half = kBlock / 2; half > 0; half >>= 1) {
-        if (t < half) shared[t] += shared[t + half];
-        __syncthreads();
-    }
-    const T total = shared[0];
-    __syncthreads();  // the buffer may be reused right after
-    return total;
-}
 
 }  // namespace
 
@@ -227,8 +214,8 @@ __device__ void batch_norm_backward_partial(const T* __restrict__ dy, const T* _
         sum_dy += g;
         sum_dyx += g * (x[offset] - m);
     })
-    sum_dy = block_sum(sum_dy, shared);
-    sum_dyx = block_sum(sum_dyx, shared);
+    sum_dy = gc::block_sum<kBlock>(sum_dy, shared);
+    sum_dyx = gc::block_sum<kBlock>(sum_dyx, shared);
     if (threadIdx.x == 0) {
         const long long slot = (long long)c * gridDim.x + blockIdx.x;
         psum_dy[slot] = sum_dy;
@@ -247,8 +234,8 @@ __device__ void batch_norm_backward_finalize(const T* __restrict__ psum_dy, cons
         a += psum_dy[(long long)c * splits + s];
         b += psum_dyx[(long long)c * splits + s];
     }
-    a = block_sum(a, shared);
-    b = block_sum(b, shared);
+    a = gc::block_sum<kBlock>(a, shared);
+    b = gc::block_sum<kBlock>(b, shared);
     if (threadIdx.x == 0) {
         sum_dy[c] = a;
         sum_dy_xhat[c] = b * invstd[c];

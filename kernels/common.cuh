@@ -17,4 +17,22 @@ __device__ __forceinline__ long long floor_div(long long a, long long b) {
     return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
+// Sums v over a block of kBlock threads (a power of two) with a fixed tree in `shared` (kBlock
+// elements), so the order of additions does not depend on the order threads run in: results are
+// the same on every run and under every emulator schedule. Every thread of the block must call
+// it, and every thread gets the total.
+template <int kBlock, typename T>
+__device__ T block_sum(T v, T* shared) {
+    const int t = threadIdx.x;
+    shared[t] = v;
+    __syncthreads();
+    for (int half = kBlock / 2; half > 0; half >>= 1) {
+        if (t < half) shared[t] += shared[t + half];
+        __syncthreads();
+    }
+    const T total = shared[0];
+    __syncthreads();  // callers may reuse the buffer right after
+    return total;
+}
+
 }  // namespace gc

@@ -60,20 +60,6 @@ __device__ __forceinline__ int bin_end(int i, int size, int out) {
 
 constexpr int kReduceBlock = 256;  // block size of the tree reductions (a power of two)
 
-// Sums v over the block with a fixed tree in shared memory; the result is valid in thread 0.
-// The order of additions does not depend on the order threads run in.
-template <typename T>
-__device__ T block_sum(T v, T* shared) {
-    const int t = threadIdx.x;
-    shared[t] = v;
-    __syncthreads();
-    for (int half = kReduceBlock / 2; half > 0; half >>= 1) {
-        if (t < half) shared[t] += shared[t + half];
-        __syncthreads();
-    }
-    return shared[0];
-}
-
 }  // namespace
 
 // Index arithmetic in 32 bits when every offset fits (much cheaper division on a GPU), else 64.
@@ -357,7 +343,7 @@ __device__ void gem_backward_coef(const T* __restrict__ x, const T* __restrict__
         coef[idx] = g / (m * k);
         dp += g * (log_sum / (k * p * m) - gc_log(m) / (p * p));
     }
-    const T block_total = block_sum<T>(dp, shared);
+    const T block_total = gc::block_sum<kReduceBlock>(dp, shared);
     if (threadIdx.x == 0) partial[blockIdx.x] = block_total;
 }
 
@@ -390,7 +376,7 @@ __device__ void sum_reduce(const T* __restrict__ partial, T* __restrict__ out, i
     __shared__ T shared[kReduceBlock];
     T acc = T(0);
     for (int i = threadIdx.x; i < n; i += kReduceBlock) acc += partial[i];
-    const T total = block_sum<T>(acc, shared);
+    const T total = gc::block_sum<kReduceBlock>(acc, shared);
     if (threadIdx.x == 0) out[0] = total;
 }
 
