@@ -1,4 +1,4 @@
-"""Shared helpers of the memory-bound benchmarks (bench_pool.py, bench_batchnorm.py).
+"""Shared helpers of the memory-bound benchmarks (bench_im2col.py, bench_pool.py, bench_batchnorm.py).
 
 Figure of merit: GB/s counting each tensor the op reads or writes once, and its percentage of a
 copy measured in the same run (a device-to-device cudaMemcpy timed with CUDA events on the GPU;
