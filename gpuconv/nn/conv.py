@@ -67,10 +67,7 @@ class Conv2d(Module):
         (x,) = self._take_saved()
         dx, dweight, dbias = F.conv2d_backward(dy, x, self.weight.data, *self._args(), algo=self.algo,
                                                needs=self._needs(input_grad, self.weight, self.bias))
-        if dweight is not None:
-            self.weight.accumulate_grad(dweight)
-        if dbias is not None:
-            self.bias.accumulate_grad(dbias)
+        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
         return dx
 
     def output_shape(self, input_shape):

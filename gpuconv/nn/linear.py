@@ -39,10 +39,7 @@ class Linear(Module):
         (x,) = self._take_saved()
         dx, dweight, dbias = F.linear_backward(dy, x, self.weight.data,
                                                needs=self._needs(input_grad, self.weight, self.bias))
-        if dweight is not None:
-            self.weight.accumulate_grad(dweight)
-        if dbias is not None:
-            self.bias.accumulate_grad(dbias)
+        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
         return dx
 
     def output_shape(self, input_shape):

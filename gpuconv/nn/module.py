@@ -148,6 +148,13 @@ class Module:
     def _needs(input_grad: bool, *params: Parameter | None) -> tuple[bool, ...]:
         return (bool(input_grad),) + tuple(p is not None and p.requires_grad for p in params)
 
+    @staticmethod
+    def _accumulate_grads(*pairs: tuple[Parameter | None, Any]) -> None:
+        """Adds each computed gradient to its parameter's ``.grad`` (None: not computed)."""
+        for param, grad in pairs:
+            if grad is not None:
+                param.accumulate_grad(grad)
+
     # ---- shape reports --------------------------------------------------------------------------
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The output shape for an input of ``input_shape`` (no computation)."""

@@ -81,10 +81,7 @@ class BatchNorm2d(Module):
         dx, dweight, dbias = F.batch_norm_backward(dy, x, None if self.weight is None else self.weight.data,
                                                    mean, invstd, training=True,
                                                    needs=self._needs(input_grad, self.weight, self.bias))
-        if dweight is not None:
-            self.weight.accumulate_grad(dweight)
-        if dbias is not None:
-            self.bias.accumulate_grad(dbias)
+        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
         return dx
 
     def output_shape(self, input_shape):
@@ -135,10 +132,7 @@ class LayerNorm(Module):
         dx, dweight, dbias = F.layer_norm_backward(dy, x, self.normalized_shape,
                                                    None if self.weight is None else self.weight.data, mean, invstd,
                                                    needs=self._needs(input_grad, self.weight, self.bias))
-        if dweight is not None:
-            self.weight.accumulate_grad(dweight)
-        if dbias is not None:
-            self.bias.accumulate_grad(dbias)
+        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
         return dx
 
     def output_shape(self, input_shape):
