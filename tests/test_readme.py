@@ -20,10 +20,10 @@ def test_readme_has_python_examples():
 def test_readme_example_runs(index):
     import gpuconv
 
-    previous = gpuconv.get_backend()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # auto's "no GPU" warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # auto's "no GPU" warning
+        previous = gpuconv.get_backend()
+        try:
             exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})
-    finally:
-        gpuconv.use(previous.name)
+        finally:
+            gpuconv.use(previous.name)
