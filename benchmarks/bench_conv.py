@@ -61,9 +61,9 @@ def median_time(fn, warmup, repeats, timer):
     return statistics.median(timer(fn) for _ in range(repeats))
 
 
-def interleaved_median_times(fns, warmup, repeats, timer, pause=0.0):
-    """Median time of each callable, timing them in turn within each repeat, so that a machine
-    whose speed drifts (a shared or throttled CPU) slows all of them alike.
+def interleaved_times(fns, warmup, repeats, timer, pause=0.0):
+    """(best, median) time of each callable, timing them in turn within each repeat, so that a
+    machine whose speed drifts (a shared or throttled CPU) slows all of them alike.
 
     ``pause`` seconds of sleep before each timed call let the previous library's worker threads
     stop spinning (OpenBLAS and OpenMP threads busy-wait after a call), so that neither library
@@ -77,7 +77,7 @@ def interleaved_median_times(fns, warmup, repeats, timer, pause=0.0):
         for fn, bucket in zip(fns, times):
             time.sleep(pause)
             bucket.append(timer(fn))
-    return [statistics.median(bucket) for bucket in times]
+    return [(min(bucket), statistics.median(bucket)) for bucket in times]
 
 
 def cpu_timer(fn):
@@ -160,7 +160,7 @@ def run_cpu(args) -> str:
     torch, reason = torch_or_reason()
     if torch is not None:
         torch.set_num_threads(os.cpu_count() or 1)
-    rows, ratios = [], {"fwd": [], "fwd+bwd": []}
+    rows, ratios, median_ratios = [], {"fwd": [], "fwd+bwd": []}, {"fwd": [], "fwd+bwd": []}
     for layer in selected_layers(args):
         flops = forward_flops(BATCH, *layer[1:])
         ours = gpuconv_callables(layer, "auto")
@@ -168,18 +168,21 @@ def run_cpu(args) -> str:
         cells = [layer[0]]
         for label, index, mult in (("fwd", 0, 1.0), ("fwd+bwd", 1, 3.0)):
             fns = [ours[index]] + ([theirs[index]] if theirs[index] is not None else [])
-            t_ours, *t_other = interleaved_median_times(fns, args.warmup, args.repeats, cpu_timer, args.pause)
+            (t_ours, m_ours), *other = interleaved_times(fns, args.warmup, args.repeats, cpu_timer, args.pause)
             cells += [f"{t_ours * 1e3:.1f}", f"{mult * flops / t_ours / 1e9:.0f}"]
-            if t_other:
-                t_torch = t_other[0]
+            if other:
+                (t_torch, m_torch), = other
                 ratios[label].append(t_ours / t_torch)
-                cells += [f"{t_torch * 1e3:.1f}", f"{mult * flops / t_torch / 1e9:.0f}", f"{t_ours / t_torch:.2f}"]
+                median_ratios[label].append(m_ours / m_torch)
+                cells += [f"{t_torch * 1e3:.1f}", f"{mult * flops / t_torch / 1e9:.0f}", f"{t_ours / t_torch:.2f}",
+                          f"{m_ours / m_torch:.2f}"]
             else:
-                cells += [reason, "", ""]
+                cells += [reason, "", "", ""]
         rows.append(cells)
         print(" | ".join(cells), file=sys.stderr, flush=True)
     header = ["layer (batch 8, fp32)", "fwd gpuconv ms", "GFLOP/s", "fwd torch ms", "GFLOP/s", "ratio",
-              "fwd+bwd gpuconv ms", "GFLOP/s", "fwd+bwd torch ms", "GFLOP/s", "ratio"]
+              "ratio of medians", "fwd+bwd gpuconv ms", "GFLOP/s", "fwd+bwd torch ms", "GFLOP/s", "ratio",
+              "ratio of medians"]
     lines = [f"# conv2d, CPU: gpuconv numpy backend vs PyTorch {torch.__version__ if torch else '(not installed)'}",
              "", f"Machine: {args.machine}. Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
              f"NumPy {np.__version__}, {platform.python_implementation()} {platform.python_version()}. "
@@ -191,8 +194,10 @@ def run_cpu(args) -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if torch is not None:
-        lines += ["", f"Geometric mean of the ratio: forward {geomean(ratios['fwd']):.2f}, "
-                      f"forward+backward {geomean(ratios['fwd+bwd']):.2f}, all {geomean(ratios['fwd'] + ratios['fwd+bwd']):.2f}."]
+        for name, values in (("best times", ratios), ("medians", median_ratios)):
+            lines += ["", f"Geometric mean of the ratio of {name}: forward {geomean(values['fwd']):.2f}, "
+                          f"forward+backward {geomean(values['fwd+bwd']):.2f}, "
+                          f"all {geomean(values['fwd'] + values['fwd+bwd']):.2f}."]
     return "\n".join(lines) + "\n"
 
 
