@@ -256,7 +256,7 @@ def run_gpu(args) -> str:
         env = dict(os.environ, CUPY_TF32=tf32)
         cmd = [sys.executable, __file__, "--device", "gpu-setting", "--repeats", str(args.repeats), "--warmup",
                str(args.warmup)] + (["--layers", args.layers] if args.layers else [])
-        parts.append(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+        parts.append(subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout)
     return "\n".join(header) + "\n" + "\n".join(parts)
 
 
