@@ -12,7 +12,7 @@ as they are (transposed operands go to BLAS as transposed, not copied):
 - backward weight: (C*KH*KW, Nc*OH*OW), so the reduction over the batch happens inside one GEMM
   per group.
 - an image whose columns alone exceed CACHE_CHUNK_BYTES (VGG's first layers) is cut into bands
-  of output rows, so the columns never leave the cache.
+  of output rows, so that the columns of one step stay about CACHE_CHUNK_BYTES.
 The numpy backend runs this for ``algo="direct"`` too. ``g`` is a ConvGeometry; ``chunk`` is the
 number of images whose columns fit the workspace limit; the CPU path cuts the batch finer still
 (see CACHE_CHUNK_BYTES), so its workspace never exceeds what the limit allows.
