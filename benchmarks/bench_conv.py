@@ -233,9 +233,11 @@ def run_cpu(args) -> str:
     lines = [f"# conv2d, CPU: gpuconv numpy backend vs PyTorch {torch.version if torch else '(not installed)'}",
              "", f"Machine: {args.machine}. Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
              f"NumPy {np.__version__}, {platform.python_implementation()} {platform.python_version()}. "
-             f"Median of {args.repeats} runs after {args.warmup} warm-up, gpuconv and PyTorch timed in turn within "
-             f"each repeat, with {args.pause} s of sleep before each timed call so that neither library's "
-             "spinning worker threads slow the other. algo='auto' (im2col + BLAS on the numpy "
+             f"Times are the best of {args.repeats} runs after {args.warmup} warm-up (the least disturbed by other "
+             "work on a shared machine; the ratio of the medians is given too). gpuconv and PyTorch are timed in "
+             "turn within each repeat, PyTorch in a child process of its own (in the same process it slowed "
+             f"NumPy's copies several-fold), with {args.pause} s of sleep before each timed call so that neither "
+             "library's spinning worker threads slow the other. algo='auto' (im2col + BLAS on the numpy "
              "backend). fwd+bwd = conv2d + conv2d_backward (dx, dweight, dbias); GFLOP/s counts 3x the forward "
              "FLOPs for it. ratio = gpuconv time / PyTorch time (lower is better).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
