@@ -61,23 +61,71 @@ def median_time(fn, warmup, repeats, timer):
     return statistics.median(timer(fn) for _ in range(repeats))
 
 
-def interleaved_median_times(fns, warmup, repeats, timer, pause=0.0):
-    """Median time of each callable, timing them in turn within each repeat, so that a machine
-    whose speed drifts (a shared or throttled CPU) slows all of them alike.
+def interleaved_times(timed_fns, warmup, repeats, pause=0.0):
+    """(best, median) seconds of each callable (which runs once and returns its own time), timing
+    them in turn within each repeat, so that a machine whose speed drifts (a shared or throttled
+    CPU) slows all of them alike.
 
     ``pause`` seconds of sleep before each timed call let the previous library's worker threads
     stop spinning (OpenBLAS and OpenMP threads busy-wait after a call), so that neither library
     runs with a core taken by the other's idle threads.
     """
-    for fn in fns:
+    for fn in timed_fns:
         for _ in range(warmup):
             fn()
-    times = [[] for _ in fns]
+    times = [[] for _ in timed_fns]
     for _ in range(repeats):
-        for fn, bucket in zip(fns, times):
+        for fn, bucket in zip(timed_fns, times):
             time.sleep(pause)
-            bucket.append(timer(fn))
-    return [statistics.median(bucket) for bucket in times]
+            bucket.append(fn())
+    return [(min(bucket), statistics.median(bucket)) for bucket in times]
+
+
+def _torch_cpu_worker(conn):
+    """Child process that times PyTorch CPU calls on request: ``(layer, index)`` -> seconds.
+
+    PyTorch runs in a process of its own because loading and running it in the benchmark's process
+    slowed gpuconv's NumPy copies several-fold afterwards (measured: 36 ms -> 250 ms for VGG
+    conv1_2's im2col copies), which would make the comparison about their coexistence.
+    """
+    torch, reason = torch_or_reason()
+    conn.send(reason if torch is None else ("ok", torch.__version__))
+    if torch is None:
+        return
+    torch.set_num_threads(os.cpu_count() or 1)
+    cached = {}
+    while (message := conn.recv()) is not None:
+        layer, index = message
+        if layer not in cached:
+            cached.clear()
+            cached[layer] = torch_callables(torch, layer, "cpu")
+        conn.send(cpu_timer(cached[layer][index]))
+
+
+class TorchCpu:
+    """Handle on the PyTorch child process; ``available`` is False (with ``reason``) without torch."""
+
+    def __init__(self):
+        import multiprocessing
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_torch_cpu_worker, args=(child,), daemon=True)
+        self.process.start()
+        status = self.conn.recv()
+        self.available = isinstance(status, tuple)
+        self.version = status[1] if self.available else None
+        self.reason = None if self.available else status
+
+    def timed(self, layer, index):
+        def run():
+            self.conn.send((layer, index))
+            return self.conn.recv()
+        return run
+
+    def close(self):
+        if self.available:
+            self.conn.send(None)
+        self.process.join(timeout=30)
 
 
 def cpu_timer(fn):
@@ -157,42 +205,48 @@ def geomean(values):
 def run_cpu(args) -> str:
     import gpuconv
     gpuconv.use("numpy")
-    torch, reason = torch_or_reason()
-    if torch is not None:
-        torch.set_num_threads(os.cpu_count() or 1)
-    rows, ratios = [], {"fwd": [], "fwd+bwd": []}
+    theirs = TorchCpu()
+    rows, ratios, median_ratios = [], {"fwd": [], "fwd+bwd": []}, {"fwd": [], "fwd+bwd": []}
     for layer in selected_layers(args):
         flops = forward_flops(BATCH, *layer[1:])
         ours = gpuconv_callables(layer, "auto")
-        theirs = torch_callables(torch, layer, "cpu") if torch is not None else (None, None)
         cells = [layer[0]]
         for label, index, mult in (("fwd", 0, 1.0), ("fwd+bwd", 1, 3.0)):
-            fns = [ours[index]] + ([theirs[index]] if theirs[index] is not None else [])
-            t_ours, *t_other = interleaved_median_times(fns, args.warmup, args.repeats, cpu_timer, args.pause)
+            fns = [lambda fn=ours[index]: cpu_timer(fn)] + ([theirs.timed(layer, index)] if theirs.available else [])
+            (t_ours, m_ours), *other = interleaved_times(fns, args.warmup, args.repeats, args.pause)
             cells += [f"{t_ours * 1e3:.1f}", f"{mult * flops / t_ours / 1e9:.0f}"]
-            if t_other:
-                t_torch = t_other[0]
+            if other:
+                (t_torch, m_torch), = other
                 ratios[label].append(t_ours / t_torch)
-                cells += [f"{t_torch * 1e3:.1f}", f"{mult * flops / t_torch / 1e9:.0f}", f"{t_ours / t_torch:.2f}"]
+                median_ratios[label].append(m_ours / m_torch)
+                cells += [f"{t_torch * 1e3:.1f}", f"{mult * flops / t_torch / 1e9:.0f}", f"{t_ours / t_torch:.2f}",
+                          f"{m_ours / m_torch:.2f}"]
             else:
-                cells += [reason, "", ""]
+                cells += [theirs.reason, "", "", ""]
         rows.append(cells)
         print(" | ".join(cells), file=sys.stderr, flush=True)
+    theirs.close()
+    torch = theirs if theirs.available else None
     header = ["layer (batch 8, fp32)", "fwd gpuconv ms", "GFLOP/s", "fwd torch ms", "GFLOP/s", "ratio",
-              "fwd+bwd gpuconv ms", "GFLOP/s", "fwd+bwd torch ms", "GFLOP/s", "ratio"]
-    lines = [f"# conv2d, CPU: gpuconv numpy backend vs PyTorch {torch.__version__ if torch else '(not installed)'}",
+              "ratio of medians", "fwd+bwd gpuconv ms", "GFLOP/s", "fwd+bwd torch ms", "GFLOP/s", "ratio",
+              "ratio of medians"]
+    lines = [f"# conv2d, CPU: gpuconv numpy backend vs PyTorch {torch.version if torch else '(not installed)'}",
              "", f"Machine: {args.machine}. Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
              f"NumPy {np.__version__}, {platform.python_implementation()} {platform.python_version()}. "
-             f"Median of {args.repeats} runs after {args.warmup} warm-up, gpuconv and PyTorch timed in turn within "
-             f"each repeat, with {args.pause} s of sleep before each timed call so that neither library's "
-             "spinning worker threads slow the other. algo='auto' (im2col + BLAS on the numpy "
+             f"Times are the best of {args.repeats} runs after {args.warmup} warm-up (the least disturbed by other "
+             "work on a shared machine; the ratio of the medians is given too). gpuconv and PyTorch are timed in "
+             "turn within each repeat, PyTorch in a child process of its own (in the same process it slowed "
+             f"NumPy's copies several-fold), with {args.pause} s of sleep before each timed call so that neither "
+             "library's spinning worker threads slow the other. algo='auto' (im2col + BLAS on the numpy "
              "backend). fwd+bwd = conv2d + conv2d_backward (dx, dweight, dbias); GFLOP/s counts 3x the forward "
              "FLOPs for it. ratio = gpuconv time / PyTorch time (lower is better).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if torch is not None:
-        lines += ["", f"Geometric mean of the ratio: forward {geomean(ratios['fwd']):.2f}, "
-                      f"forward+backward {geomean(ratios['fwd+bwd']):.2f}, all {geomean(ratios['fwd'] + ratios['fwd+bwd']):.2f}."]
+        for name, values in (("best times", ratios), ("medians", median_ratios)):
+            lines += ["", f"Geometric mean of the ratio of {name}: forward {geomean(values['fwd']):.2f}, "
+                          f"forward+backward {geomean(values['fwd+bwd']):.2f}, "
+                          f"all {geomean(values['fwd'] + values['fwd+bwd']):.2f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -251,7 +305,7 @@ def run_gpu(args) -> str:
         env = dict(os.environ, CUPY_TF32=tf32)
         cmd = [sys.executable, __file__, "--device", "gpu-setting", "--repeats", str(args.repeats), "--warmup",
                str(args.warmup)] + (["--layers", args.layers] if args.layers else [])
-        parts.append(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+        parts.append(subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout)
     return "\n".join(header) + "\n" + "\n".join(parts)
 
 

@@ -85,7 +85,7 @@ def conv2d_backward(dy, x, weight, stride, padding, dilation, groups):
     x, weight = np.asarray(x, dtype=np.float64), np.asarray(weight, dtype=np.float64)
     n, c, h, w = x.shape
     c_out, cg, kh, kw = weight.shape
-    (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, padding, dilation
+    (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding, dilation  # dy gives OH, OW
     oh, ow = dy.shape[2:]
     kg = c_out // groups
     dx, dweight = np.zeros_like(x), np.zeros_like(weight)

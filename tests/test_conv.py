@@ -314,3 +314,19 @@ def test_bad_backward_arguments(backend):
         F.conv2d_backward(gpuconv.asarray(rng.standard_normal((2, 4, 6, 6)).astype(np.float32)), x, w)
     with pytest.raises(ValueError, match="needs must be a tuple of 3 bools"):
         F.conv2d_backward(gpuconv.asarray(rng.standard_normal((2, 4, 6, 6))), x, w, needs=(True, True))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 7, 12])
+def test_numpy_row_bands_and_cache_chunks(index, monkeypatch):
+    """The numpy path's finer cuts (bands of output rows within an image, cache-sized chunks, wide
+    GEMMs for small images) give the reference results; tiny thresholds force each of them."""
+    from gpuconv.backend.numpy_ops import conv as numpy_conv
+    cfg, x, weight, bias, dy, expected = _case("general", index)
+    for cache_bytes, wide in ((1, 1), (1, 10**6), (300, 2)):
+        monkeypatch.setattr(numpy_conv, "CACHE_CHUNK_BYTES", cache_bytes)
+        monkeypatch.setattr(numpy_conv, "WIDE_GEMM_BELOW", wide)
+        with gpuconv.backend("numpy"):
+            y = F.conv2d(x, weight, bias, **_args(cfg), algo="im2col")
+            dx, dw, db = F.conv2d_backward(dy, x, weight, **_args(cfg), algo="im2col")
+        for actual, want in zip((y, dx, dw, db), expected):
+            assert_close(actual, want)

@@ -173,8 +173,10 @@ def conv2d_workspace_bytes(x_shape, weight_shape, dtype, stride=1, padding=0, di
     """Bytes of workspace the chosen algorithm allocates besides inputs and outputs.
 
     For ``"im2col"`` that is the column buffer of one batch chunk under the current workspace
-    limit (forward and backward use buffers of the same size, one at a time); ``"direct"`` and
-    ``"gemm"`` use none.
+    limit (forward and backward use buffers of that size, one at a time): exact on the cupy and
+    emulated backends, an upper bound on the numpy backend, which cuts the batch finer to stay in
+    cache. ``"direct"`` and ``"gemm"`` use none (NOTE: on the numpy backend ``"direct"`` runs the
+    im2col code, whose cache-sized column buffers, about 8 MiB, are not counted here).
     """
     g = conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups)
     algo = _check_algo(algo, g)

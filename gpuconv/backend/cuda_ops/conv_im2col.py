@@ -18,7 +18,6 @@ class ConvIm2colKernels:
         return self.im2col(x, g.kernel_size, g.stride, g.pad_top_left, g.dilation, g.out_size, "knl")
 
     def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
-        xp = self.xp
         kh, kw = g.kernel_size
         l_size = g.out_size[0] * g.out_size[1]
         rows, kg = (g.c_in // g.groups) * kh * kw, g.c_out // g.groups
@@ -33,7 +32,7 @@ class ConvIm2colKernels:
             y[start:stop] = out.reshape(g.c_out, stop - start, l_size).transpose(1, 0, 2)
         if bias is not None:
             y += bias.reshape(1, g.c_out, 1)
-        return xp.ascontiguousarray(y.reshape((g.n, g.c_out) + g.out_size))
+        return y.reshape((g.n, g.c_out) + g.out_size)
 
     def _dy_knl(self, dy, start, stop, g):
         """dy[start:stop] as (C_out, Nc*OH*OW), the layout of the GEMMs."""

@@ -11,6 +11,8 @@ as they are (transposed operands go to BLAS as transposed, not copied):
   channel-swapped kernel; otherwise one GEMM per image and group, then col2im.
 - backward weight: (C*KH*KW, Nc*OH*OW), so the reduction over the batch happens inside one GEMM
   per group.
+- an image whose columns alone exceed CACHE_CHUNK_BYTES (VGG's first layers) is cut into bands
+  of output rows, so that the columns of one step stay about CACHE_CHUNK_BYTES.
 The numpy backend runs this for ``algo="direct"`` too. ``g`` is a ConvGeometry; ``chunk`` is the
 number of images whose columns fit the workspace limit; the CPU path cuts the batch finer still
 (see CACHE_CHUNK_BYTES), so its workspace never exceeds what the limit allows.
@@ -45,9 +47,20 @@ def _cpu_chunk(g, chunk: int, itemsize: int) -> int:
     return max(1, min(chunk, g.n, max(by_cache, by_width)))
 
 
+def _row_band(g, itemsize: int) -> int:
+    """Output rows per band when one image's columns exceed CACHE_CHUNK_BYTES (large images): the
+    image is then cut into bands of rows, each at least WIDE_GEMM_BELOW positions wide."""
+    oh, ow = g.out_size
+    per_row = max(1, g.column_bytes_per_image(itemsize) // oh)
+    return max(1, min(oh, max(CACHE_CHUNK_BYTES // per_row, -(-WIDE_GEMM_BELOW // ow))))
+
+
 class NumpyConvOps:
     def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
         chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
+        band = _row_band(g, x.dtype.itemsize)
+        if chunk == 1 and band < g.out_size[0]:
+            return self._forward_by_bands(x, weight, bias, g, band)
         kh, kw = g.kernel_size
         (oh, ow), groups = g.out_size, g.groups
         rows, kg, l_size = (g.c_in // groups) * kh * kw, g.c_out // groups, oh * ow
@@ -74,6 +87,26 @@ class NumpyConvOps:
                 part = out[:, :, :nc * l_size]
                 np.matmul(w3, cols.reshape(groups, rows, nc * l_size), out=part)
                 np.copyto(y[start:stop], part.reshape(groups, kg, nc, l_size).transpose(2, 0, 1, 3))
+        y = y.reshape(g.n, g.c_out, oh, ow)
+        if bias is not None:
+            y += bias.reshape(1, g.c_out, 1, 1)
+        return y
+
+    def _forward_by_bands(self, x, weight, bias, g, band):
+        kh, kw = g.kernel_size
+        (oh, ow), groups = g.out_size, g.groups
+        rows, kg = (g.c_in // groups) * kh * kw, g.c_out // groups
+        w3 = weight.reshape(groups, kg, rows)
+        y = np.empty((g.n, groups, kg, oh * ow), dtype=x.dtype)
+        view = _window_view(x, g)
+        buf = np.empty((g.c_in, kh, kw, band, ow), dtype=x.dtype)
+        for n in range(g.n):
+            for r0 in range(0, oh, band):
+                r1 = min(oh, r0 + band)
+                cols = buf[:, :, :, :r1 - r0]
+                np.copyto(cols, view[n, :, :, :, r0:r1])
+                # The band's outputs are a 2-D block with a row stride: BLAS writes it in place.
+                np.matmul(w3, cols.reshape(groups, rows, (r1 - r0) * ow), out=y[n, :, :, r0 * ow:r1 * ow])
         y = y.reshape(g.n, g.c_out, oh, ow)
         if bias is not None:
             y += bias.reshape(1, g.c_out, 1, 1)
@@ -116,6 +149,9 @@ class NumpyConvOps:
 
     def conv2d_im2col_backward_weight(self, dy, x, g, chunk):
         chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
+        band = _row_band(g, x.dtype.itemsize)
+        if chunk == 1 and band < g.out_size[0]:
+            return self._backward_weight_by_bands(dy, x, g, band)
         kh, kw = g.kernel_size
         (oh, ow), groups = g.out_size, g.groups
         rows, kg = (g.c_in // groups) * kh * kw, g.c_out // groups
@@ -130,6 +166,23 @@ class NumpyConvOps:
             np.copyto(cols, view[:, :, :, start:stop])
             dyk = np.ascontiguousarray(dy3[start:stop].transpose(1, 0, 2)).reshape(groups, kg, nc * oh * ow)
             dw += np.matmul(dyk, cols.reshape(groups, rows, nc * oh * ow).transpose(0, 2, 1))
+        return dw.reshape(g.c_out, g.c_in // groups, kh, kw)
+
+    def _backward_weight_by_bands(self, dy, x, g, band):
+        kh, kw = g.kernel_size
+        (oh, ow), groups = g.out_size, g.groups
+        rows, kg = (g.c_in // groups) * kh * kw, g.c_out // groups
+        view = _window_view(x, g)
+        dy4 = dy.reshape(g.n, groups, kg, oh * ow)
+        dw = np.zeros((groups, kg, rows), dtype=x.dtype)
+        buf = np.empty((g.c_in, kh, kw, band, ow), dtype=x.dtype)
+        for n in range(g.n):
+            for r0 in range(0, oh, band):
+                r1 = min(oh, r0 + band)
+                cols = buf[:, :, :, :r1 - r0]
+                np.copyto(cols, view[n, :, :, :, r0:r1])
+                width = (r1 - r0) * ow
+                dw += np.matmul(dy4[n, :, :, r0 * ow:r1 * ow], cols.reshape(groups, rows, width).transpose(0, 2, 1))
         return dw.reshape(g.c_out, g.c_in // groups, kh, kw)
 
     # The numpy backend has no separate direct algorithm: it runs the im2col implementation, with
