@@ -49,7 +49,7 @@ def assert_schedule_independent(run, schedules=SCHEDULES):
         results[schedule] = [np.array(gpuconv.to_numpy(a), copy=True) for a in (out if isinstance(out, tuple) else (out,))]
     first = results[schedules[0]]
     for schedule in schedules[1:]:
-        for index, (a, b) in enumerate(zip(first, results[schedule])):
+        for index, (a, b) in enumerate(zip(first, results[schedule], strict=True)):
             if not np.array_equal(a, b, equal_nan=True):
                 raise AssertionError(f"output {index} differs between schedules {schedules[0]!r} and {schedule!r}: "
                                      "the kernel has a race")

@@ -116,7 +116,7 @@ def relu(x):
 
 def relu_backward(dy, x):
     dy, x = np.asarray(dy, dtype=np.float64), np.asarray(x, dtype=np.float64)
-    return np.array([g if v > 0 else 0.0 for g, v in zip(dy.reshape(-1), x.reshape(-1))]).reshape(x.shape)
+    return np.array([g if v > 0 else 0.0 for g, v in zip(dy.reshape(-1), x.reshape(-1), strict=True)]).reshape(x.shape)
 
 
 def leaky_relu(x, slope):
@@ -126,7 +126,7 @@ def leaky_relu(x, slope):
 
 def leaky_relu_backward(dy, x, slope):
     dy, x = np.asarray(dy, dtype=np.float64), np.asarray(x, dtype=np.float64)
-    return np.array([g if v > 0 else slope * g for g, v in zip(dy.reshape(-1), x.reshape(-1))]).reshape(x.shape)
+    return np.array([g if v > 0 else slope * g for g, v in zip(dy.reshape(-1), x.reshape(-1), strict=True)]).reshape(x.shape)
 
 
 def sigmoid(x):
@@ -258,7 +258,7 @@ def _ce_terms(logits, target, weight, ignore_index, label_smoothing):
     moved = np.moveaxis(logits, 1, -1).reshape(-1, c)
     flat = target.reshape(-1)
     losses, weights = [], []
-    for row, t in zip(moved, flat):
+    for row, t in zip(moved, flat, strict=True):
         if t == ignore_index:
             losses.append(0.0)
             weights.append(0.0)
@@ -291,7 +291,7 @@ def cross_entropy_backward(dloss, logits, target, weight=None, ignore_index=-100
     c = moved.shape[1]
     dl = np.asarray(dloss, dtype=np.float64).reshape(-1)
     out = np.zeros(moved.shape)
-    for r, (row, t) in enumerate(zip(moved, flat)):
+    for r, (row, t) in enumerate(zip(moved, flat, strict=True)):
         if t == ignore_index:
             continue
         scale = dl[r] if reduction == "none" else dl[0] / (math.fsum(weights) if reduction == "mean" else 1.0)
@@ -307,7 +307,7 @@ def cross_entropy_backward(dloss, logits, target, weight=None, ignore_index=-100
 
 def mse_loss(a, b, reduction="mean"):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    sq = np.array([(u - v) ** 2 for u, v in zip(a.reshape(-1), b.reshape(-1))]).reshape(a.shape)
+    sq = np.array([(u - v) ** 2 for u, v in zip(a.reshape(-1), b.reshape(-1), strict=True)]).reshape(a.shape)
     if reduction == "none":
         return sq
     total = math.fsum(sq.reshape(-1))
@@ -387,7 +387,7 @@ def index_backward(dy, indices, x_shape):
     n, c, h, w = x_shape
     for b in range(n):
         for ch in range(c):
-            for o, k in zip(np.asarray(dy[b, ch], dtype=np.float64).ravel(), indices[b, ch].ravel()):
+            for o, k in zip(np.asarray(dy[b, ch], dtype=np.float64).ravel(), indices[b, ch].ravel(), strict=True):
                 dx[b, ch, k // w, k % w] += o
     return dx
 

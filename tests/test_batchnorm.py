@@ -131,7 +131,7 @@ def test_backward_needs(backend, rng):
     full = F.batch_norm_backward(dy, x, None, mean, invstd)
     for needs in ((True, False, False), (False, True, False), (False, False, True), (False, False, False)):
         part = F.batch_norm_backward(dy, x, None, mean, invstd, needs=needs)
-        for wanted, got, reference_value in zip(needs, part, full):
+        for wanted, got, reference_value in zip(needs, part, full, strict=True):
             if wanted:
                 np.testing.assert_array_equal(gpuconv.to_numpy(got), gpuconv.to_numpy(reference_value))
             else:
@@ -228,7 +228,7 @@ def test_one_by_one_planes(backend, dtype, rng):
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else {}
     assert_close(y, reference.batch_norm_train(x, None, None, 1e-5)[0], dtype, **tol)
     dx, dweight, dbias = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), None, mean, invstd)
-    for got, expected in zip((dx, dweight, dbias), reference.batch_norm_train_backward(dy, x, None, 1e-5)):
+    for got, expected in zip((dx, dweight, dbias), reference.batch_norm_train_backward(dy, x, None, 1e-5), strict=True):
         assert_close(got, expected, dtype, **tol)
 
 

@@ -72,7 +72,7 @@ def _assert_state_equal(a, b):
             _assert_state_equal(a[k], b[k])
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
-        for u, v in zip(a, b):
+        for u, v in zip(a, b, strict=True):
             _assert_state_equal(u, v)
     elif isinstance(a, float) and math.isnan(a):
         assert math.isnan(b)
@@ -99,7 +99,7 @@ def test_round_trip_is_exact_and_resumes(backend, rng, tmp_path, opt_class, kwar
     loaded_meta = gpuconv.load(str(path), fresh, fresh_opt)
     _assert_state_equal(loaded_meta, meta)
     assert isinstance(loaded_meta["scale"], np.float32) and isinstance(loaded_meta["shape"], tuple)
-    for (k, a), (k2, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
+    for (k, a), (k2, b) in zip(model.state_dict().items(), fresh.state_dict().items(), strict=True):
         assert k == k2
         _assert_bitwise(a, b)
     _assert_state_equal(fresh_opt.state_dict(), opt.state_dict())
@@ -107,7 +107,7 @@ def test_round_trip_is_exact_and_resumes(backend, rng, tmp_path, opt_class, kwar
     seed = int(rng.integers(1 << 30))
     _train(model, opt, np.random.default_rng(seed), 3)
     _train(fresh, fresh_opt, np.random.default_rng(seed), 3)
-    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
         _assert_bitwise(a, b)
 
 

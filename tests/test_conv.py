@@ -94,7 +94,7 @@ def _check_against_reference(key, index, algo, dtype):
     dx, dw, db = F.conv2d_backward(DY, X, W, **_args(cfg), algo=algo)
     # float32 sums of up to C*KH*KW (forward) or N*OH*OW (dweight) products of unit normals.
     tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
-    for name, actual, want in zip(("y", "dx", "dweight", "dbias"), (y, dx, dw, db), expected):
+    for name, actual, want in zip(("y", "dx", "dweight", "dbias"), (y, dx, dw, db), expected, strict=True):
         assert gpuconv.to_numpy(actual).dtype == dtype, name
         try:
             assert_close(actual, want, dtype, **tol)
@@ -223,7 +223,7 @@ def test_non_contiguous_inputs(backend):
     assert not X.flags.c_contiguous and not W.flags.c_contiguous
     for algo in ("im2col", "direct"):
         assert_close(F.conv2d(X, W, B, padding="same", algo=algo), expected_y)
-        for actual, want in zip(F.conv2d_backward(DY, X, W, padding="same", algo=algo), expected):
+        for actual, want in zip(F.conv2d_backward(DY, X, W, padding="same", algo=algo), expected, strict=True):
             assert_close(actual, want)
 
 
@@ -328,5 +328,5 @@ def test_numpy_row_bands_and_cache_chunks(index, monkeypatch):
         with gpuconv.backend("numpy"):
             y = F.conv2d(x, weight, bias, **_args(cfg), algo="im2col")
             dx, dw, db = F.conv2d_backward(dy, x, weight, **_args(cfg), algo="im2col")
-        for actual, want in zip((y, dx, dw, db), expected):
+        for actual, want in zip((y, dx, dw, db), expected, strict=True):
             assert_close(actual, want)

@@ -38,7 +38,7 @@ def test_shuffle_is_seeded_and_reshuffles_each_epoch(backend):
     a1, a2 = _collect(a), _collect(a)
     b1, b2 = _collect(b), _collect(b)
     for first, second in ((a1, b1), (a2, b2)):
-        for u, v in zip(first, second):
+        for u, v in zip(first, second, strict=True):
             np.testing.assert_array_equal(u[0], v[0])
     order1, order2 = np.concatenate([t[0] for t in a1])[:, 0], np.concatenate([t[0] for t in a2])[:, 0]
     assert sorted(order1) == sorted(order2) == list(range(50))      # a permutation: each sample once

@@ -111,7 +111,7 @@ def test_layer_norm_finite_differences(backend, rng):
     _, mean, invstd = F.layer_norm(gpuconv.asarray(x), (2, 4), gpuconv.asarray(w), gpuconv.asarray(b),
                                    return_stats=True)
     grads = F.layer_norm_backward(gpuconv.asarray(probe), gpuconv.asarray(x), (2, 4), gpuconv.asarray(w), mean, invstd)
-    finite_difference_check(f, {"x": x, "w": w, "b": b}, dict(zip("xwb", map(gpuconv.to_numpy, grads))), rng=rng)
+    finite_difference_check(f, {"x": x, "w": w, "b": b}, dict(zip("xwb", map(gpuconv.to_numpy, grads), strict=True)), rng=rng)
 
 
 def test_layer_norm_bad_inputs(backend):

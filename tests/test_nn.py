@@ -269,7 +269,7 @@ def test_input_grad_false_skips_the_input_gradient(rng):
     model.zero_grad()
     model(x)
     assert model.backward(dy, input_grad=False) is None
-    for p, g in zip(model.parameters(), grads):
+    for p, g in zip(model.parameters(), grads, strict=True):
         np.testing.assert_allclose(p.grad, g, rtol=1e-12)
     assert dx.shape == x.shape
 
@@ -544,7 +544,7 @@ def test_layers_on_the_emulated_backend_match_numpy(rng):
                 dx = net.backward(gpuconv.asarray(np.ones(y.shape)))
                 results[name] = [gpuconv.to_numpy(y), gpuconv.to_numpy(dx)] + [
                     gpuconv.to_numpy(p.grad) for p in net.parameters()]
-        for a, b in zip(results["numpy"], results["emulated"]):
+        for a, b in zip(results["numpy"], results["emulated"], strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
 
 

@@ -34,7 +34,7 @@ def _run(opt_class, kwargs, init, grads, dtype, skip_second_at=None):
     params = [Param(gpuconv.asarray(x.astype(dtype))) for x in init]
     opt = opt_class(params, **kwargs)
     for t, step_grads in enumerate(grads):
-        for i, (p, g) in enumerate(zip(params, step_grads)):
+        for i, (p, g) in enumerate(zip(params, step_grads, strict=True)):
             p.grad = None if (i == 1 and t == skip_second_at) else gpuconv.asarray(g.astype(dtype))
         opt.step()
     return [gpuconv.to_numpy(p.data) for p in params], opt, params
@@ -159,7 +159,7 @@ def test_skipped_gradients_and_groups(backend, rng, case):
     opt = opt_class([{"params": params[:1], "lr": 0.0}, {"params": params[1:]}], **kwargs)
     assert opt.param_groups[0]["lr"] == 0.0 and opt.param_groups[1]["lr"] == opt.defaults["lr"]
     for step_grads in grads:
-        for p, g in zip(params, step_grads):
+        for p, g in zip(params, step_grads, strict=True):
             p.grad = gpuconv.asarray(g)
         opt.step()
     if opt_class is not optim.AdamW:                     # AdamW decays by lr * weight_decay: 0 here too
@@ -175,7 +175,7 @@ def test_state_dict_round_trip_resumes_identically(backend, rng, case):
     opt = opt_class(params, **kwargs)
 
     def step(opt, params, step_grads):
-        for p, g in zip(params, step_grads):
+        for p, g in zip(params, step_grads, strict=True):
             p.grad = gpuconv.asarray(g.astype(np.float32))
         opt.step()
 
@@ -191,7 +191,7 @@ def test_state_dict_round_trip_resumes_identically(backend, rng, case):
     for step_grads in grads[3:]:
         step(opt, params, step_grads)
         step(resumed, clones, step_grads)
-    for p, q in zip(params, clones):
+    for p, q in zip(params, clones, strict=True):
         np.testing.assert_array_equal(gpuconv.to_numpy(p.data), gpuconv.to_numpy(q.data))
 
 
@@ -283,7 +283,7 @@ def test_cosine_annealing(t_max, eta_min):
     for epoch in range(1, 3 * t_max + 2):
         opt.step()
         sched.step()
-        for base, lr in zip((1.0, 0.3), sched.get_last_lr()):
+        for base, lr in zip((1.0, 0.3), sched.get_last_lr(), strict=True):
             closed = eta_min + (base - eta_min) * (1 + math.cos(math.pi * epoch / t_max)) / 2
             assert lr == pytest.approx(closed, rel=1e-9, abs=1e-12)
 
@@ -333,11 +333,11 @@ def test_against_torch(rng, case, precision):
     tensors = [torch.tensor(x.copy(), requires_grad=True) for x in init]
     t_opt = getattr(torch.optim, opt_class.__name__)(tensors, **kwargs, foreach=False)
     for step in grads:
-        for t, g in zip(tensors, step):
+        for t, g in zip(tensors, step, strict=True):
             t.grad = torch.tensor(g)
         t_opt.step()
     tol = dict(rtol=1e-14, atol=1e-15) if dtype == np.float64 else dict(rtol=2e-6, atol=1e-7)
-    for a, t in zip(got, tensors):
+    for a, t in zip(got, tensors, strict=True):
         np.testing.assert_allclose(a, t.detach().numpy(), **tol)
 
 

@@ -171,9 +171,9 @@ def test_checkpoint_round_trip_resumes_training_exactly(tmp_path, rng):
     gpuconv.manual_seed(99)
     resumed, resumed_opt = make()
     assert gpuconv.load(tmp_path / "ckpt.npz", resumed, resumed_opt)["epoch"] == 1
-    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values(), strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
     fit(model, nn.CrossEntropyLoss(), opt, batches, epochs=1, progress=False)
     fit(resumed, nn.CrossEntropyLoss(), resumed_opt, batches, epochs=1, progress=False)
-    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values(), strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)

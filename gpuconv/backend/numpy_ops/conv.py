@@ -55,6 +55,18 @@ def _row_band(g, itemsize: int) -> int:
     return max(1, min(oh, max(CACHE_CHUNK_BYTES // per_row, -(-WIDE_GEMM_BELOW // ow))))
 
 
+
+def _row_bands(view, buf, g, band):
+    """Yields (n, r0, r1, cols) for each band of output rows r0:r1 of each image n, ``cols`` being
+    that band's columns copied from the windows ``view`` into the scratch ``buf``."""
+    oh = g.out_size[0]
+    for n in range(g.n):
+        for r0 in range(0, oh, band):
+            r1 = min(oh, r0 + band)
+            cols = buf[:, :, :, :r1 - r0]
+            np.copyto(cols, view[n, :, :, :, r0:r1])
+            yield n, r0, r1, cols
+
 class NumpyConvOps:
     def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
         chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
@@ -100,13 +112,9 @@ class NumpyConvOps:
         y = np.empty((g.n, groups, kg, oh * ow), dtype=x.dtype)
         view = _window_view(x, g)
         buf = np.empty((g.c_in, kh, kw, band, ow), dtype=x.dtype)
-        for n in range(g.n):
-            for r0 in range(0, oh, band):
-                r1 = min(oh, r0 + band)
-                cols = buf[:, :, :, :r1 - r0]
-                np.copyto(cols, view[n, :, :, :, r0:r1])
-                # The band's outputs are a 2-D block with a row stride: BLAS writes it in place.
-                np.matmul(w3, cols.reshape(groups, rows, (r1 - r0) * ow), out=y[n, :, :, r0 * ow:r1 * ow])
+        for n, r0, r1, cols in _row_bands(view, buf, g, band):
+            # The band's outputs are a 2-D block with a row stride: BLAS writes it in place.
+            np.matmul(w3, cols.reshape(groups, rows, (r1 - r0) * ow), out=y[n, :, :, r0 * ow:r1 * ow])
         y = y.reshape(g.n, g.c_out, oh, ow)
         if bias is not None:
             y += bias.reshape(1, g.c_out, 1, 1)
@@ -176,13 +184,9 @@ class NumpyConvOps:
         dy4 = dy.reshape(g.n, groups, kg, oh * ow)
         dw = np.zeros((groups, kg, rows), dtype=x.dtype)
         buf = np.empty((g.c_in, kh, kw, band, ow), dtype=x.dtype)
-        for n in range(g.n):
-            for r0 in range(0, oh, band):
-                r1 = min(oh, r0 + band)
-                cols = buf[:, :, :, :r1 - r0]
-                np.copyto(cols, view[n, :, :, :, r0:r1])
-                width = (r1 - r0) * ow
-                dw += np.matmul(dy4[n, :, :, r0 * ow:r1 * ow], cols.reshape(groups, rows, width).transpose(0, 2, 1))
+        for n, r0, r1, cols in _row_bands(view, buf, g, band):
+            width = (r1 - r0) * ow
+            dw += np.matmul(dy4[n, :, :, r0 * ow:r1 * ow], cols.reshape(groups, rows, width).transpose(0, 2, 1))
         return dw.reshape(g.c_out, g.c_in // groups, kh, kw)
 
     # The numpy backend has no separate direct algorithm: it runs the im2col implementation, with
