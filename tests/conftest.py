@@ -51,3 +51,18 @@ def dtype(request):
 def rng(request):
     """A generator seeded from the test's name: fresh random data, reproducible per test."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def emulated_without_kernels(monkeypatch):
+    """The emulated backend, current, with kernel lookup replaced by an assertion: a test that a
+    bad argument raises before any kernel is requested."""
+    reason = unavailable_reason("emulated")
+    if reason is not None:
+        pytest.skip(f"emulated backend unavailable: {reason}")
+    with gpuconv.backend("emulated") as be:
+        def no_kernels(*args, **kwargs):
+            raise AssertionError("a kernel was requested before the arguments were checked")
+
+        monkeypatch.setattr(be, "kernel", no_kernels)
+        yield be
