@@ -11,7 +11,6 @@ once. On the CPU also the time ratio to PyTorch CPU in the same run (ratio > 1: 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -21,18 +20,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gpuconv  # noqa: E402
 import gpuconv.functional as F  # noqa: E402
-from memory_bound import copy_bandwidth, header, load_torch, row, timer  # noqa: E402
+from memory_bound import argument_parser, copy_bandwidth, header, load_torch, row, timer  # noqa: E402
 
 # (C, H, W) of ResNet batch-norm layers: the stem, and the first BN of each stage (ResNet-18/34).
 LAYERS = [(64, 112, 112), (64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--torch-threads", type=int, default=0, help="PyTorch CPU threads (0: its default)")
+    parser = argument_parser(__doc__)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = parser.parse_args()
     be = gpuconv.use(args.backend)

@@ -10,7 +10,6 @@ the CPU also the time ratio to PyTorch CPU in the same run (ratio > 1: gpuconv i
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -20,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gpuconv  # noqa: E402
 import gpuconv.functional as F  # noqa: E402
-from memory_bound import copy_bandwidth, header, load_torch, row, timer  # noqa: E402
+from memory_bound import argument_parser, copy_bandwidth, header, load_torch, row, timer  # noqa: E402
 
 
 def nbytes(*arrays) -> int:
@@ -79,11 +78,7 @@ def cases(n, be, rng):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--torch-threads", type=int, default=0, help="PyTorch CPU threads (0: its default)")
+    parser = argument_parser(__doc__)
     args = parser.parse_args()
     be = gpuconv.use(args.backend)
     on_cpu = be.name != "cupy"

@@ -7,11 +7,22 @@ copy measured in the same run (a device-to-device cudaMemcpy timed with CUDA eve
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
 
 import numpy as np
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every memory-bound benchmark takes: --backend, --batch, --repeats, --torch-threads."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--torch-threads", type=int, default=0, help="PyTorch CPU threads (0: its default)")
+    return parser
 
 
 def timer(be):
