@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 
 from gpuconv.backend.errors import KernelCompileError
-from gpuconv.backend.kernel_source import kernel_files
-from gpuconv.backend.nvrtc_check import ARCHITECTURES, compile_ptx, nvrtc_unavailable_reason
+from gpuconv.backend.kernel_binaries import compile_options
+from gpuconv.backend.kernel_source import kernel_files, read_source, with_defines
+from gpuconv.backend.nvrtc_check import ARCHITECTURES, compile_program, compile_ptx, nvrtc_unavailable_reason
+from gpuconv.backend.signature import parse_signatures
+
+from .elf_symbols import function_symbols
 
 REASON = nvrtc_unavailable_reason()
 if REASON and os.environ.get("CI"):
@@ -41,3 +45,10 @@ def test_nvrtc_error_names_file_and_line(tmp_path):
     with pytest.raises(KernelCompileError, match=r"bad\.cu:3") as info:
         compile_ptx(bad, "compute_90")
     assert "missing" in info.value.log
+
+
+def test_cubin_compiled_for_the_loader_cache_holds_every_entry_point():
+    # The cupy loader compiles CUBINs with compile_program when no shipped binary fits the GPU.
+    name, text = read_source("im2col.cu")
+    cubin = compile_program(with_defines(name, text, None), name, "sm_86", compile_options())
+    assert set(parse_signatures(text, name)) <= function_symbols(cubin)

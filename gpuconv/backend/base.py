@@ -59,6 +59,11 @@ class Backend:
     def synchronize(self) -> None:
         """Waits for queued device work (nothing to wait for on the CPU)."""
 
+    def load_kernel_files(self) -> list[str]:
+        """Loads (or compiles) every kernels/*.cu file this backend runs; returns their names.
+        The numpy backend runs none."""
+        return []
+
     # ---- GEMM -----------------------------------------------------------------------------------
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         """2-D matrix product (BLAS on the CPU, cuBLAS on the GPU)."""

@@ -14,6 +14,7 @@ from .cuda_ops.conv_im2col import ConvIm2colKernels
 from .cuda_ops.batchnorm import BatchNormKernels
 from .cuda_ops.im2col import Im2colKernels
 from .cuda_ops.pool import PoolKernels
+from .kernel_source import kernel_files
 
 _DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
@@ -50,6 +51,12 @@ class CudaBackend(ConvDirectKernels, ConvIm2colKernels, Im2colKernels, PoolKerne
     def module_cache_key(self):
         """Extra key for the module cache (the device, on the GPU)."""
         return None
+
+    def load_kernel_files(self) -> list[str]:
+        names = [path.name for path in kernel_files()]
+        for name in names:
+            self.module(name)
+        return names
 
     def kernel(self, filename: str, op: str, dtype, defines: dict | None = None):
         """The entry point ``<op>_<f32|f64>`` of ``filename``."""

@@ -1,13 +1,14 @@
-"""Loads kernels/*.cu with ``cupy.RawModule`` (NVRTC) and wraps each kernel in the argument check."""
+"""Loads kernels/*.cu as ``cupy.RawModule`` from a compiled binary (shipped, cached or compiled now by
+NVRTC: see kernel_binaries.py) and wraps each kernel in the argument check."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
-from .kernel_source import compile_error, kernels_dir, read_source, with_defines
+from .kernel_binaries import binary_path
+from .kernel_source import read_source
+from .nvrtc_check import compile_program
 from .signature import Signature, check_arguments, parse_signatures
-
-NVRTC_OPTIONS = ("-std=c++17",)
 
 
 class CheckedKernel:
@@ -32,7 +33,7 @@ class CheckedKernel:
 
 
 class CupyModule:
-    """A .cu file compiled by NVRTC for the current device."""
+    """A .cu file compiled for the current device."""
 
     def __init__(self, filename: str, defines: Mapping[str, object] | None = None):
         import cupy
@@ -40,15 +41,19 @@ class CupyModule:
         name, text = read_source(filename)
         self.filename = name
         self.signatures = parse_signatures(text, name)
-        self.raw = cupy.RawModule(code=with_defines(name, text, defines),
-                                  options=NVRTC_OPTIONS + (f"-I{kernels_dir()}",))
-        try:
-            self.raw.compile()
-        except cupy.cuda.compiler.CompileException as exc:
-            raise compile_error(name, str(exc), "NVRTC (cupy backend)") from None
+        self.path = binary_path(filename, defines, device_capability(), compile_program)
+        self.raw = cupy.RawModule(path=str(self.path))
 
     def get_function(self, name: str) -> CheckedKernel:
         if name not in self.signatures:
             raise AttributeError(f"{self.filename} has no extern \"C\" __global__ kernel named {name!r}; "
                                  f"it has {sorted(self.signatures)}")
         return CheckedKernel(self.raw.get_function(name), self.signatures[name], self.filename)
+
+
+def device_capability() -> tuple[int, int]:
+    """The current CUDA device's compute capability, e.g. ``(9, 0)``."""
+    import cupy
+
+    digits = cupy.cuda.Device().compute_capability  # "90", "86", "120"
+    return int(digits[:-1]), int(digits[-1])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Mapping
 
+from .aot import with_defines
 from .errors import KernelCompileError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -37,25 +37,6 @@ def read_source(filename: str | Path) -> tuple[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"kernel source {filename!s} not found (looked in {path.parent})")
     return path.name, path.read_text()
-
-
-def with_defines(name: str, text: str, defines: Mapping[str, object] | None) -> str:
-    """Prepends ``#define`` lines, then a ``#line`` directive so compiler messages keep the
-    file's own line numbers."""
-    lines = [f"#define {key} {_define_value(key, value)}" for key, value in sorted((defines or {}).items())]
-    lines.append(f'#line 1 "{name}"')
-    return "\n".join(lines) + "\n" + text
-
-
-def _define_value(key: str, value: object) -> str:
-    if not re.fullmatch(r"[A-Za-z_]\w*", key):
-        raise ValueError(f"kernel define name must be a C identifier, got {key!r}")
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    text = str(value)
-    if "\n" in text:
-        raise ValueError(f"kernel define {key} must be a single line, got {text!r}")
-    return text
 
 
 _DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:()]+\.cuh?)(?::(?P<line>\d+)|\((?P<line2>\d+)\))", re.MULTILINE)

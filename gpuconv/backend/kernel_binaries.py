@@ -1,0 +1,102 @@
+"""Where the cupy loader gets a compiled kernel file: shipped in the wheel, cached, or compiled now.
+
+Order, for one ``kernels/*.cu`` file, its ``#define`` values and the device's compute capability:
+
+1. the wheel's ``gpuconv/_kernels/bin/`` (built by ``setup.py`` for the default defines): a CUBIN
+   that runs on the device (:func:`gpuconv.backend.aot.pick_binary`), else PTX for a newer GPU;
+   used only when ``manifest.json`` records the hash of today's sources;
+2. gpuconv's kernel cache (:func:`cache_dir`): a CUBIN compiled earlier on this machine for the
+   same program text and architecture (editable installs, other defines, other GPUs);
+3. else NVRTC compiles a CUBIN for the device's exact architecture now, with one line on stderr
+   saying so, and writes it to the cache atomically (a temporary file, then a rename), so two
+   processes compiling at once each write a complete file and the second rename wins.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Mapping
+
+from .aot import MANIFEST, NVRTC_OPTIONS, arch_of, pick_binary, program_hash, with_defines
+from .kernel_source import kernels_dir, read_source
+
+#: Compiles ``(program_text, name, arch, options) -> bytes``; raises with the compiler's log on error.
+Compiler = Callable[[str, str, str, tuple], bytes]
+
+
+def cache_dir() -> Path:
+    """``$GPUCONV_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/gpuconv/kernels``, else
+    ``~/.cache/gpuconv/kernels``."""
+    if os.environ.get("GPUCONV_KERNEL_CACHE"):
+        return Path(os.environ["GPUCONV_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gpuconv" / "kernels"
+
+
+def shipped_dir() -> Path:
+    """The folder of binaries built into the wheel (absent in a source checkout)."""
+    return kernels_dir() / "bin"
+
+
+@functools.lru_cache(maxsize=None)
+def _manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / MANIFEST).read_text())["kernels"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _headers() -> list[Path]:
+    return sorted(kernels_dir().glob("*.cuh"))
+
+
+def compile_options() -> tuple[str, ...]:
+    return (*NVRTC_OPTIONS, f"-I{kernels_dir()}")
+
+
+def binary_path(filename: str, defines: Mapping[str, object] | None, capability: tuple[int, int],
+                compiler: Compiler) -> Path:
+    """A CUBIN or PTX file of ``filename`` (with ``defines``) that runs on a GPU of ``capability``.
+
+    Raises whatever ``compiler`` raises when the source does not compile.
+    """
+    name, text = read_source(filename)
+    program = with_defines(name, text, defines)
+    digest = program_hash(program, _headers())
+    if not defines:
+        entry = _manifest(shipped_dir()).get(name)
+        if entry and entry.get("hash") == digest:
+            arch = pick_binary(entry["binaries"], capability)
+            if arch is not None:
+                return shipped_dir() / entry["binaries"][arch]
+    arch = arch_of(capability)
+    cached = cache_dir() / f"{Path(name).stem}-{digest[:24]}.{arch}.cubin"
+    if cached.is_file():
+        return cached
+    print(f"gpuconv: compiling {name} for {arch} with NVRTC (once per source version and GPU type; "
+          f"cached in {cache_dir()})", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    binary = compiler(program, name, arch, compile_options())
+    _write_atomically(cached, binary)
+    print(f"gpuconv: compiled {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    return cached
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
