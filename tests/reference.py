@@ -549,3 +549,61 @@ def gem_backward(dy, x, p, eps, kernel_size, stride):
                     dm_dp = np.mean(c ** p * np.log(c))
                     dp += dy[b, ch, i, j] * y * (-np.log(m) / p ** 2 + dm_dp / (p * m))
     return dx, np.array([dp])
+
+
+# ---- NLL, binary cross entropy, smooth L1 (functional/loss.py) --------------------------------------------------
+
+def _reduce(losses, reduction, denominator=None):
+    if reduction == "none":
+        return losses
+    total = math.fsum(losses.reshape(-1))
+    if reduction == "sum":
+        return np.array(total)
+    return np.array(total / (losses.size if denominator is None else denominator))
+
+
+def nll_loss(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    """-weight[t] * logp[t] per target, one loop over (sample, position); logp (N, C, d...) or (C,)."""
+    logp = np.asarray(logp, dtype=np.float64)
+    moved = logp.reshape(1, -1) if logp.ndim == 1 else np.moveaxis(logp, 1, -1).reshape(-1, logp.shape[1])
+    flat = np.asarray(target).reshape(-1)
+    losses, weights = np.zeros(flat.size), np.zeros(flat.size)
+    for k, t in enumerate(flat):
+        if t == ignore_index:
+            continue
+        w = 1.0 if weight is None else float(weight[t])
+        losses[k], weights[k] = -w * moved[k, t], w
+    out = _reduce(losses.reshape(np.shape(target)), reduction, math.fsum(weights))
+    return out
+
+
+def binary_cross_entropy(x, t, weight=None, reduction="mean"):
+    x, t = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    w = np.broadcast_to(1.0 if weight is None else np.asarray(weight, dtype=np.float64), x.shape)
+    losses = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        log_p = max(math.log(x[i]), -100.0) if x[i] > 0 else -100.0
+        log_q = max(math.log(1 - x[i]), -100.0) if x[i] < 1 else -100.0
+        losses[i] = -w[i] * (t[i] * log_p + (1 - t[i]) * log_q)
+    return _reduce(losses, reduction)
+
+
+def binary_cross_entropy_with_logits(x, t, weight=None, reduction="mean", pos_weight=None):
+    """-w * (pw * t * log(sigmoid(x)) + (1 - t) * log(1 - sigmoid(x))), textbook form in float64."""
+    x, t = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    w = np.broadcast_to(1.0 if weight is None else np.asarray(weight, dtype=np.float64), x.shape)
+    pw = np.broadcast_to(1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64), x.shape)
+    losses = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        sig = 1.0 / (1.0 + math.exp(-x[i]))
+        losses[i] = -w[i] * (pw[i] * t[i] * math.log(sig) + (1 - t[i]) * math.log(1 - sig))
+    return _reduce(losses, reduction)
+
+
+def smooth_l1_loss(x, t, reduction="mean", beta=1.0):
+    x, t = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    losses = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        d = abs(x[i] - t[i])
+        losses[i] = 0.5 * d * d / beta if d < beta else d - 0.5 * beta
+    return _reduce(losses, reduction)

@@ -9,7 +9,7 @@ from .container import Chain, Sequential
 from .conv import Conv2d
 from .fuse import fold_conv_bn, fuse_conv_bn
 from .linear import Linear
-from .loss import CrossEntropyLoss, MSELoss
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss, SmoothL1Loss
 from .misc import Dropout, Flatten, Identity
 from .module import IncompatibleKeys, Module
 from .norm import BatchNorm2d, LayerNorm
@@ -24,3 +24,4 @@ __all__ = [
     "LeakyReLU", "Linear", "MSELoss", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
     "fold_conv_bn", "fuse_conv_bn", "init",
 ]
+__all__ += ["BCELoss", "BCEWithLogitsLoss", "NLLLoss", "SmoothL1Loss"]
