@@ -57,3 +57,15 @@ __all__ += ["batch_norm", "batch_norm_backward"]
 __all__ += ["binary_cross_entropy", "binary_cross_entropy_backward", "binary_cross_entropy_with_logits",
             "binary_cross_entropy_with_logits_backward", "nll_loss", "nll_loss_backward", "smooth_l1_loss",
             "smooth_l1_loss_backward"]
+
+from .channel_dropout import dropout2d, dropout2d_backward
+from .conv_transpose import (conv_transpose2d, conv_transpose2d_backward, conv_transpose2d_output_shape,
+                             conv_transpose2d_workspace_bytes)
+from .group_norm import group_norm, group_norm_backward
+from .interpolate import (check_interpolate_args, interpolate, interpolate_backward, interpolate_geometry,
+                          interpolate_workspace_bytes)
+
+__all__ += ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose2d_output_shape",
+            "conv_transpose2d_workspace_bytes", "dropout2d", "dropout2d_backward", "group_norm",
+            "group_norm_backward", "check_interpolate_args", "interpolate", "interpolate_backward", "interpolate_geometry",
+            "interpolate_workspace_bytes"]
