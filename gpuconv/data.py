@@ -48,7 +48,11 @@ def _host_array(a: Any, name: str) -> np.ndarray:
         if hasattr(a, "__cuda_array_interface__"):
             raise TypeError(f"{name} must be a NumPy array (the loader moves each batch to the backend); "
                             "got a device array")
-        a = np.asarray(a)
+        try:
+            a = np.asarray(a)
+        except ValueError:
+            raise ValueError(f"{name} holds samples of different shapes; pad them to one shape, or pass a Dataset "
+                             "and a collate_fn") from None
     if a.ndim < 1:
         raise ValueError(f"{name} must have a sample dimension, got a 0-D array")
     if a.dtype.hasobject:

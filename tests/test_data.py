@@ -209,6 +209,8 @@ def test_unsupported_inputs_are_clear_errors():
     for bad in (-1, 1.5):
         with pytest.raises(ValueError, match="num_workers"):
             DataLoader(np.zeros(3), num_workers=bad)
+    with pytest.raises(ValueError, match="x holds samples of different shapes"):
+        DataLoader([[1.0, 2.0], [3.0]], [0, 1])
     ragged = [(np.zeros(3), 0), (np.zeros(4), 1)]
     with pytest.raises(ValueError, match=r"sample 0 has shape \(3,\), sample 1 has shape \(4,\).*collate_fn"):
         list(DataLoader(ragged, batch_size=2))
