@@ -155,8 +155,12 @@ def _foreign_file(path: str) -> str | None:
     return "it is not a zip archive"
 
 
+class NotACheckpointError(ValueError):
+    """A file that was never a gpuconv checkpoint (as opposed to a damaged one)."""
+
+
 def _not_a_checkpoint(path: str, why: str) -> ValueError:
-    return ValueError(f"{path}: not a gpuconv checkpoint ({why}); gpuconv.load reads the .npz files that "
+    return NotACheckpointError(f"{path}: not a gpuconv checkpoint ({why}); gpuconv.load reads the .npz files that "
                       "gpuconv.save writes")
 
 
@@ -171,10 +175,12 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             raise ValueError("it holds a single array, not an .npz archive")
         with archive:
             if MANIFEST not in archive.files:
-                raise ValueError(f"it has no {MANIFEST} manifest (not written by gpuconv.save)")
+                raise _not_a_checkpoint(path, f"a zip archive without the {MANIFEST} manifest")
             arrays = {key: archive[key] for key in archive.files}
         manifest = json.loads(arrays.pop(MANIFEST).tobytes().decode("utf-8"))
     except FileNotFoundError:
+        raise
+    except NotACheckpointError:
         raise
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
         # NOTE: NumPy's message for pickled content advises loading with allow_pickle, which would

@@ -41,7 +41,8 @@ def test_other_runtime_errors_and_zero_devices(monkeypatch):
         raise FakeRuntimeError(999, "cudaErrorUnknown: unknown error")
 
     _fake_cupy(monkeypatch, raise_error)
-    assert cupy_backend.unavailable_reason() == "no usable CUDA device (FakeRuntimeError: cudaErrorUnknown: unknown error)"
+    expected = "no usable CUDA device (FakeRuntimeError: cudaErrorUnknown: unknown error)"
+    assert cupy_backend.unavailable_reason() == expected
     _fake_cupy(monkeypatch, lambda: 0)
     assert cupy_backend.unavailable_reason().startswith("no NVIDIA driver/GPU found (")
     _fake_cupy(monkeypatch, lambda: 1)

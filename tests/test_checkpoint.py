@@ -216,7 +216,8 @@ def test_garbage_files_are_named_not_a_checkpoint_without_pickle_advice(tmp_path
     np.savez(tmp_path / "objects.npz", __gpuconv__=np.array([{"a": 1}], dtype=object))
     with zipfile.ZipFile(tmp_path / "objects.npz") as z:
         assert any(n.startswith("__gpuconv__") for n in z.namelist())
-    for name in [*files, "objects.npy", "objects.npz"]:
+    np.savez(tmp_path / "plain.npz", a=np.ones(2))
+    for name in [*files, "objects.npy", "objects.npz", "plain.npz"]:
         with pytest.raises(ValueError) as info:
             gpuconv.load(tmp_path / name)
         message = str(info.value)

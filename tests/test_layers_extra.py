@@ -256,8 +256,9 @@ def test_batchnorm1d(numpy_f64, rng):
         layer.eval()
         y = layer(x)
         view = x.reshape(x.shape + (1,) * (4 - x.ndim))
-        np.testing.assert_allclose(y, ref.batch_norm_eval(view, layer.running_mean, layer.running_var, layer.weight.data,
-                                                          layer.bias.data, 1e-5).reshape(shape), rtol=1e-12)
+        expected = ref.batch_norm_eval(view, layer.running_mean, layer.running_var, layer.weight.data,
+                                       layer.bias.data, 1e-5)
+        np.testing.assert_allclose(y, expected.reshape(shape), rtol=1e-12)
         assert kept_bytes(layer) == 0
         assert list(layer.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
     with pytest.raises(ValueError, match=r"BatchNorm1d expects input shape \(N, 3\) or \(N, 3, L\)"):

@@ -63,7 +63,8 @@ def check_interpolate_args(size: Any = None, scale_factor: Any = None, mode: str
 
 
 def interpolate_geometry(input_shape: tuple[int, ...], size: Any = None, scale_factor: Any = None,
-                         recompute_scale_factor: bool | None = None) -> tuple[tuple[int, int], tuple[float | None, ...]]:
+                         recompute_scale_factor: bool | None = None
+                         ) -> tuple[tuple[int, int], tuple[float | None, float | None]]:
     """((OH, OW), (scale_h, scale_w)) for an (N, C, H, W) input: the output size from ``size`` or
     floor(H * scale_factor), and the scale factors the coordinate mapping uses (None: in / out)."""
     if len(input_shape) != 4:

@@ -160,8 +160,8 @@ class BatchNorm1d(BatchNorm2d):
 
     def _check_input_shape(self, shape: tuple[int, ...]) -> None:
         if len(shape) not in (2, 3) or shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm1d expects input shape (N, {self.num_features}) or (N, {self.num_features}, L), "
-                             f"got {tuple(shape)}")
+            c = self.num_features
+            raise ValueError(f"BatchNorm1d expects input shape (N, {c}) or (N, {c}, L), got {tuple(shape)}")
 
     @staticmethod
     def _as_4d(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -200,7 +200,8 @@ class ExponentialLR(LRScheduler):
 
 class LinearLR(LRScheduler):
     """Warm-up (or decay) by a factor that goes linearly from ``start_factor`` to ``end_factor``
-    over ``total_iters`` epochs, then stays: lr = base_lr * (start + (end - start) * min(epoch, total_iters) / total_iters)."""
+    over ``total_iters`` epochs, then stays:
+    lr = base_lr * (start + (end - start) * min(epoch, total_iters) / total_iters)."""
 
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = -1):
