@@ -377,3 +377,34 @@ def test_layers_against_torch(numpy_f64, rng):
                                                            align_corners=corners).numpy()
                 np.testing.assert_allclose(F.interpolate(x, scale_factor=scale, mode=mode, align_corners=corners),
                                            expected, rtol=1e-12, atol=1e-12, err_msg=f"{mode} {scale}")
+
+
+def test_containers_and_dropout2d_against_torch(numpy_f64, rng):
+    torch = pytest.importorskip("torch")
+    tn = torch.nn
+
+    class Ours(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(3, 3, dtype=np.float64), nn.BatchNorm1d(3, dtype=np.float64)])
+            self.heads = nn.ModuleDict({"b": nn.Linear(3, 2, dtype=np.float64), "a": nn.GroupNorm(1, 3)})
+
+    class Theirs(tn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = tn.ModuleList([tn.Linear(3, 3), tn.BatchNorm1d(3)])
+            self.heads = tn.ModuleDict({"b": tn.Linear(3, 2), "a": tn.GroupNorm(1, 3)})
+
+    theirs = Theirs().double()
+    ours = Ours()
+    state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    assert list(ours.state_dict()) == list(state)
+    ours.load_state_dict({k: v.astype(ours.state_dict()[k].dtype) for k, v in state.items()})
+    # Dropout2d: whole channels, the same 1/(1-p) scaling as torch (masks differ: other generators).
+    x = np.ones((20, 30, 2, 2))
+    with torch.no_grad():
+        t_y = tn.Dropout2d(0.25)(torch.tensor(x)).numpy()
+    y = nn.Dropout2d(0.25)(x)
+    for out in (y, t_y):
+        assert set(np.unique(out)) == {0.0, 1 / 0.75}
+        assert np.all(out.min(axis=(2, 3)) == out.max(axis=(2, 3)))
