@@ -162,7 +162,8 @@ class DataLoader:
             for a float32 model.
     Yields:
         The batch as arrays of the current backend: ``xb``, ``(xb, yb)`` or the collate_fn's
-        structure. They are copies, so changing them never changes the dataset.
+        structure. With the default collation they are copies, so changing them never changes
+        the dataset.
     """
 
     def __init__(self, dataset: Any, y: Any = None, batch_size: int = 1, shuffle: bool = False,

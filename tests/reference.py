@@ -612,7 +612,12 @@ def smooth_l1_loss(x, t, reduction="mean", beta=1.0):
 # ---- interpolate (functional/interpolate.py) --------------------------------------------------------------------
 
 def _source_taps(o, in_size, out_size, scale_factor, mode, align_corners):
-    """[(input index, weight)] that output index ``o`` reads along one axis (PyTorch's formulas)."""
+    """[(input index, weight)] that output index ``o`` reads along one axis (PyTorch's formulas,
+    including its shortcuts: an axis of unchanged size is copied; nearest doubling reads o // 2)."""
+    if out_size == in_size:
+        return [(o, 1.0)]
+    if mode == "nearest" and out_size == 2 * in_size:
+        return [(o // 2, 1.0)]
     if mode == "nearest":
         s = np.float32(1.0 / scale_factor) if scale_factor else np.float32(in_size) / np.float32(out_size)
         return [(min(int(np.floor(np.float32(o) * s)), in_size - 1), 1.0)]

@@ -155,6 +155,9 @@ INTERPOLATE_CASES = [
     ((2, 1, 3, 4), None, (1.7, 0.6), "bilinear", False, None),
     ((2, 1, 3, 4), None, (1.7, 2.3), "bilinear", False, True),
     ((1, 1, 1, 1), (3, 2), None, "bilinear", False, None),
+    ((1, 2, 3, 5), None, 1.2, "nearest", None, None),               # 3 -> 3: copied, whatever the scale
+    ((1, 2, 3, 5), None, (2.2, 1.1), "nearest", None, None),        # 3 -> 6: o // 2; 5 -> 5: copied
+    ((1, 2, 3, 5), None, (1.2, 2.2), "bilinear", False, None),      # 3 -> 3: copied
 ]
 
 
@@ -370,7 +373,7 @@ def test_layers_against_torch(numpy_f64, rng):
                 p.copy_(torch.randn(p.shape))
         _torch_check(torch, ours, theirs, rng.standard_normal(shape), rng)
     with torch.no_grad():
-        for scale in (1.3, 0.7, 2.6):
+        for scale in (1.3, 0.7, 2.6, 1.05, 2.1, (1.2, 2.2)):
             x = rng.standard_normal((1, 1, 9, 11))
             for mode, corners in (("nearest", None), ("bilinear", False), ("bilinear", True)):
                 expected = torch.nn.functional.interpolate(torch.tensor(x), scale_factor=scale, mode=mode,

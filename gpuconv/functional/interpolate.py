@@ -84,6 +84,14 @@ def _axis_matrix(in_size: int, out_size: int, scale: float | None, mode: str, al
     """A (out_size, in_size): row o holds the weights of the inputs output o reads."""
     a = np.zeros((out_size, in_size))
     rows = np.arange(out_size)
+    # NOTE: PyTorch copies an axis whose size does not change, whatever the scale factor, and
+    # (nearest) maps output o to o // 2 when the size doubles; so do we.
+    if out_size == in_size:
+        a[rows, rows] = 1.0
+        return a.astype(dtype)
+    if mode == "nearest" and out_size == 2 * in_size:
+        a[rows, rows // 2] = 1.0
+        return a.astype(dtype)
     if mode == "nearest":
         # PyTorch computes the source index in float32: floor(o * scale), scale = 1/scale_factor or in/out.
         s = np.float32(1.0 / scale) if scale is not None else np.float32(in_size) / np.float32(out_size)
