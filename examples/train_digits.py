@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import gpuconv
-from gpuconv import nn, optim
+from gpuconv import nn, optim, transforms
 from gpuconv.data import DataLoader
 from gpuconv.train import evaluate, fit
 
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="threads preparing batches (augmentation)")
     parser.add_argument("--backend", default=None, help="auto, numpy, cupy or emulated (default: GPUCONV_BACKEND or auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args()
@@ -50,11 +51,16 @@ def main() -> None:
     gpuconv.manual_seed(args.seed)
 
     digits = load_digits()
-    x = (digits.images.astype(np.float32) / 16.0 - 0.5)[:, None]  # (1797, 1, 8, 8), zero-centred
+    x = (digits.images / 16.0)[:, None]  # (1797, 1, 8, 8) float64 in [0, 1]; the loaders cast to float32
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=args.seed, stratify=y)
-    train_loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    test_loader = DataLoader(x_test, y_test, batch_size=256)
+    normalize = transforms.Normalize([x_train.mean()], [x_train.std()])
+    # Augmentation: shifts by up to one pixel (pad by 1, crop back to 8x8). No flips: a mirrored
+    # digit is another symbol.
+    augment = transforms.Compose([transforms.RandomCrop(8, padding=1), normalize])
+    train_loader = DataLoader((x_train, y_train), batch_size=args.batch_size, shuffle=True, seed=args.seed,
+                              transform=augment, num_workers=args.workers, dtype=np.float32)
+    test_loader = DataLoader((x_test, y_test), batch_size=256, transform=normalize, dtype=np.float32)
 
     model = lenet_digits()
     crit = nn.CrossEntropyLoss()

@@ -18,16 +18,34 @@ from .backend import (
 from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .random import default_generator, manual_seed
 from .checkpoint import load, save
-from . import data, nn, optim
+from . import data, nn, optim, transforms
 from .warmup import warmup
 
 # gpuconv.backend is both the backend package and the context manager `with gpuconv.backend(name):`
 backend = _backend_package
+
+# Imported on first use (``gc.models.resnet18()`` works without ``import gpuconv.models``), so that
+# ``import gpuconv`` stays light (train imports tqdm).
+_LAZY_SUBMODULES = ("models", "train")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'gpuconv' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "asarray", "backend",
     "data", "default_generator", "enable_grad", "get_array_module", "get_backend", "is_grad_enabled", "load",
-    "manual_seed", "nn", "no_grad", "optim", "save", "to_numpy", "use", "warmup", "__version__",
+    "manual_seed", "models", "nn", "no_grad", "optim", "save", "to_numpy", "train", "transforms", "use",
+    "warmup", "__version__",
 ]

@@ -139,20 +139,54 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _foreign_file(path: str) -> str | None:
+    """Why ``path`` cannot be a gpuconv checkpoint judging by its first bytes (every checkpoint is a
+    zip archive), or None when it may be one."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"PK"):
+        return None
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"\x93NUMPY"):
+        return "it holds a single .npy array, not an .npz archive"
+    if head[:1] == b"\x80":
+        return "it looks like a Python pickle"
+    return "it is not a zip archive"
+
+
+class NotACheckpointError(ValueError):
+    """A file that was never a gpuconv checkpoint (as opposed to a damaged one)."""
+
+
+def _not_a_checkpoint(path: str, why: str) -> ValueError:
+    return NotACheckpointError(f"{path}: not a gpuconv checkpoint ({why}); gpuconv.load reads the .npz files that "
+                      "gpuconv.save writes")
+
+
 def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(manifest, all arrays) of a checkpoint; ValueError naming ``path`` when it is not a valid one."""
+    why = _foreign_file(path)
+    if why is not None:
+        raise _not_a_checkpoint(path, why)
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError("it holds a single array, not an .npz archive")
         with archive:
             if MANIFEST not in archive.files:
-                raise ValueError(f"it has no {MANIFEST} manifest (not written by gpuconv.save)")
+                raise _not_a_checkpoint(path, f"a zip archive without the {MANIFEST} manifest")
             arrays = {key: archive[key] for key in archive.files}
         manifest = json.loads(arrays.pop(MANIFEST).tobytes().decode("utf-8"))
     except FileNotFoundError:
         raise
+    except NotACheckpointError:
+        raise
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
+        # NOTE: NumPy's message for pickled content advises loading with allow_pickle, which would
+        # run code from the file: never pass that advice on (a checkpoint holds no Python objects).
+        if "pickle" in str(error):
+            raise _not_a_checkpoint(path, "it holds pickled Python objects") from None
         raise ValueError(f"{path}: not a readable gpuconv checkpoint (corrupt or truncated?): {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: not a gpuconv checkpoint (manifest format {manifest.get('format')!r})"

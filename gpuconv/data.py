@@ -1,78 +1,293 @@
-"""Mini-batches over in-memory NumPy arrays, moved to the current backend.
+"""Mini-batches from in-memory arrays or any Dataset, prepared on the host and moved to the current backend.
 
-``for xb, yb in DataLoader(x, y, batch_size=64, shuffle=True, seed=0): ...``
+    for xb, yb in DataLoader(x, y, batch_size=64, shuffle=True, seed=0): ...
+    for xb, yb in DataLoader((x, y), batch_size=64, transform=transforms.RandomHorizontalFlip()): ...
+    for xb, yb in DataLoader(my_dataset, batch_size=64, num_workers=4): ...
+
+``num_workers`` threads (not processes) prepare the next batches while the main thread trains:
+indexing, transforms and collation run in the threads; moving a batch to the device stays in the
+main thread. NumPy releases the GIL in most array work, so threads help when transforms dominate.
+Random transforms draw from a generator per batch derived from the loader's generator, so a seed
+gives the same batches whatever ``num_workers`` is.
 """
 
 from __future__ import annotations
 
+import collections
 import numbers
-from typing import Any, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from .backend import asarray
 from .random import default_generator
+from .transforms import random_source
+
+
+class _ArrayColumns:
+    """A dataset over arrays of equal length (PyTorch's ``TensorDataset``): sample i is
+    ``(a[i], b[i], ...)``, or ``a[i]`` for a single array."""
+
+    def __init__(self, arrays: list[np.ndarray]):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitem__(self, index: int) -> Any:
+        return self.arrays[0][index] if len(self.arrays) == 1 else tuple(a[index] for a in self.arrays)
+
+    def batch(self, index: np.ndarray) -> Any:
+        """Samples ``index`` already stacked (one fancy-indexing copy per array)."""
+        return self.arrays[0][index] if len(self.arrays) == 1 else tuple(a[index] for a in self.arrays)
+
+
+def _host_array(a: Any, name: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        if hasattr(a, "__cuda_array_interface__"):
+            raise TypeError(f"{name} must be a NumPy array (the loader moves each batch to the backend); "
+                            "got a device array")
+        try:
+            a = np.asarray(a)
+        except ValueError:
+            raise ValueError(f"{name} holds samples of different shapes; pad them to one shape, or pass a Dataset "
+                             "and a collate_fn") from None
+    if a.ndim < 1:
+        raise ValueError(f"{name} must have a sample dimension, got a 0-D array")
+    if a.dtype.hasobject:
+        raise TypeError(f"{name} must be a numeric array; it has dtype object (samples of different shapes?): "
+                        "pass a Dataset and a collate_fn instead")
+    return a
+
+
+def default_collate(samples: list[Any]) -> Any:
+    """Stacks samples into a batch: arrays and numbers into one array with a leading batch axis,
+    tuples and lists column by column, dicts key by key.
+
+    Raises:
+        TypeError / ValueError naming the sample that differs (another type or shape).
+    """
+    first = samples[0]
+    if isinstance(first, (tuple, list)):
+        for i, sample in enumerate(samples):
+            if not isinstance(sample, (tuple, list)) or len(sample) != len(first):
+                raise TypeError(f"sample {i} of the batch is {_describe(sample)} but sample 0 is a "
+                                f"{type(first).__name__} of {len(first)}: every sample must have the same structure")
+        return tuple(default_collate([s[k] for s in samples]) for k in range(len(first)))
+    if isinstance(first, dict):
+        for i, sample in enumerate(samples):
+            if not isinstance(sample, dict) or sample.keys() != first.keys():
+                raise TypeError(f"sample {i} of the batch has keys {_describe(sample)} but sample 0 has "
+                                f"{sorted(first)}")
+        return {key: default_collate([s[key] for s in samples]) for key in first}
+    if isinstance(first, (np.ndarray, np.generic, numbers.Number)):
+        arrays = []
+        for i, sample in enumerate(samples):
+            if hasattr(sample, "__cuda_array_interface__"):
+                raise TypeError(f"sample {i} is a device array; datasets must return NumPy arrays (the loader "
+                                "moves each batch to the backend)")
+            if not isinstance(sample, (np.ndarray, np.generic, numbers.Number)):
+                raise TypeError(f"sample {i} of the batch is {_describe(sample)} but sample 0 is "
+                                f"{_describe(first)}")
+            arrays.append(np.asarray(sample))
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            other = next(i for i, a in enumerate(arrays) if a.shape != arrays[0].shape)
+            raise ValueError(f"cannot stack samples of different shapes: sample 0 has shape {arrays[0].shape}, "
+                             f"sample {other} has shape {arrays[other].shape}; give the DataLoader a "
+                             "collate_fn (or a transform that makes the shapes equal)")
+        return np.stack(arrays)
+    raise TypeError(f"default_collate cannot batch samples of type {type(first).__name__}; return arrays, "
+                    "numbers, or tuples / dicts of them from the dataset, or pass collate_fn")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(sorted(value))
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    return f"a {type(value).__name__}"
+
+
+def _to_backend(batch: Any) -> Any:
+    if isinstance(batch, (np.ndarray, np.generic)):
+        return asarray(batch)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_backend(b) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_backend(v) for k, v in batch.items()}
+    return batch
+
+
+def _check_callable(value: Any, name: str) -> Any:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a callable or None, got {type(value).__name__}")
+    return value
+
+
+def _check_int(value: Any, name: str, low: int) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        kind = "positive" if low == 1 else "non-negative"
+        raise ValueError(f"{name} must be a {kind} int, got {value!r}")
+    return int(value)
 
 
 class DataLoader:
-    """Iterates over ``x`` (and ``y``) in batches along the first axis.
+    """Iterates over a dataset in batches.
 
     Args:
-        x: NumPy array (N, ...); y: NumPy array (N, ...) or None.
+        dataset: what to batch, one of
+            - an array (N, ...), with the targets as ``y``;
+            - a tuple of arrays of equal length ``(x, y, ...)``: sample i is ``(x[i], y[i], ...)``;
+            - a Dataset: any object with ``__len__`` and ``__getitem__(i)`` returning a sample (an
+              array, a number, or a tuple / dict of them), such as a list of ``(x, y)`` pairs.
+        y: targets (N, ...) when ``dataset`` is an array, else None.
         batch_size: samples per batch (the last one may be smaller unless ``drop_last``).
         shuffle: a new random order every epoch (each ``iter()``).
         drop_last: drop the last batch when it is smaller than ``batch_size``.
-        seed: seeds the loader's own generator, so the sequence of epochs is reproducible; None
-            draws from ``gpuconv.random.default_generator()`` (set by ``gpuconv.manual_seed``).
+        seed: seeds the loader's own generator (order and random transforms), so the sequence of
+            epochs is reproducible; None draws from ``gpuconv.random.default_generator()``.
+        transform: applied to each sample's input (the whole sample when it is not a tuple), on the
+            host, e.g. ``gpuconv.transforms.Compose([...])``. It must not modify its argument in place.
+        target_transform: applied to each sample's target (second item of the tuple).
+        collate_fn: turns a list of samples into a batch (default: :func:`default_collate`); its
+            result's NumPy arrays (also inside tuples, lists, dicts) are moved to the backend.
+        num_workers: 0 prepares batches in the main thread; k > 0 uses k threads that prepare up
+            to 2k batches ahead. The batches are the same either way.
+        dtype: casts each batch's input (the first item, or the batch itself) to this dtype, and
+            floating targets too (integer class labels stay), e.g. float64 data from scikit-learn
+            for a float32 model.
     Yields:
-        ``xb`` or ``(xb, yb)``: copies of the batch as arrays of the current backend (taken when the
-        batch is produced), so changing them never changes the dataset.
+        The batch as arrays of the current backend: ``xb``, ``(xb, yb)`` or the collate_fn's
+        structure. With the default collation they are copies, so changing them never changes
+        the dataset.
     """
 
-    def __init__(self, x: Any, y: Any = None, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
-                 seed: int | None = None):
-        self.x = self._host_array(x, "x")
-        self.y = None if y is None else self._host_array(y, "y")
-        if self.y is not None and len(self.y) != len(self.x):
-            raise ValueError(f"x and y must have the same number of samples, got {len(self.x)} and {len(self.y)}")
-        if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
-            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-        self.batch_size = int(batch_size)
+    def __init__(self, dataset: Any, y: Any = None, batch_size: int = 1, shuffle: bool = False,
+                 drop_last: bool = False, seed: int | None = None, *, transform: Callable | None = None,
+                 target_transform: Callable | None = None, collate_fn: Callable | None = None,
+                 num_workers: int = 0, dtype: Any = None):
+        self.dataset = self._dataset(dataset, y)
+        self.batch_size = _check_int(batch_size, "batch_size", 1)
+        if seed is not None:
+            _check_int(seed, "seed", 0)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = seed
+        self.transform = _check_callable(transform, "transform")
+        self.target_transform = _check_callable(target_transform, "target_transform")
+        self.collate_fn = _check_callable(collate_fn, "collate_fn")
+        self.num_workers = _check_int(num_workers, "num_workers", 0)
+        self.dtype = None if dtype is None else np.dtype(dtype)
         self._rng = np.random.default_rng(seed) if seed is not None else None
 
     @staticmethod
-    def _host_array(a: Any, name: str) -> np.ndarray:
-        if not isinstance(a, np.ndarray):
-            if hasattr(a, "__cuda_array_interface__"):
-                raise TypeError(f"{name} must be a NumPy array (the loader moves each batch to the backend); "
-                                "got a device array")
-            a = np.asarray(a)
-        if a.ndim < 1:
-            raise ValueError(f"{name} must have a sample dimension, got a 0-D array")
-        return a
+    def _dataset(dataset: Any, y: Any) -> Any:
+        if isinstance(y, numbers.Number):
+            raise TypeError(f"y must be an array of targets or None, got {y!r}; pass batch_size= by keyword")
+        if isinstance(dataset, tuple):
+            if y is not None:
+                raise TypeError("y must be None when dataset is a tuple of arrays (the targets are in the tuple)")
+            if not dataset or not all(isinstance(a, np.ndarray) or hasattr(a, "__cuda_array_interface__")
+                                      for a in dataset):
+                raise TypeError("dataset as a tuple must hold arrays of equal length, such as (x, y); got a tuple "
+                                f"of {', '.join(type(a).__name__ for a in dataset) or 'nothing'}")
+            arrays = [_host_array(a, f"dataset[{i}]") for i, a in enumerate(dataset)]
+            lengths = [len(a) for a in arrays]
+            if len(set(lengths)) > 1:
+                raise ValueError(f"the arrays of the dataset tuple must have the same number of samples, got {lengths}")
+            return _ArrayColumns(arrays)
+        if isinstance(dataset, (np.ndarray, np.generic)) or hasattr(dataset, "__cuda_array_interface__"):
+            x = _host_array(dataset, "x")
+            if y is None:
+                return _ArrayColumns([x])
+            y = _host_array(y, "y")
+            if len(y) != len(x):
+                raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
+            return _ArrayColumns([x, y])
+        if isinstance(dataset, collections.abc.Mapping) or not (hasattr(dataset, "__len__")
+                                                                and hasattr(dataset, "__getitem__")):
+            raise TypeError("dataset must be an array, a tuple of arrays (x, y) or a Dataset (an object with "
+                            f"__len__ and __getitem__), got {type(dataset).__name__}")
+        if y is not None:
+            if not isinstance(dataset, list):
+                raise TypeError("y must be None when dataset is a Dataset (its samples hold the targets)")
+            # A plain list of numbers or equal-shaped samples is an array, as before.
+            return DataLoader._dataset(_host_array(dataset, "x"), y)
+        return dataset
 
     @property
     def num_samples(self) -> int:
-        return len(self.x)
+        return len(self.dataset)
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        n = len(self.x)
+        n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
-        n = len(self.x)
-        if self.shuffle:
-            rng = self._rng if self._rng is not None else default_generator()
-            order = rng.permutation(n)
-        else:
-            order = np.arange(n)
-        for batch in range(len(self)):
-            index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
-            xb = asarray(self.x[index])
-            yield xb if self.y is None else (xb, asarray(self.y[index]))
+        n = len(self.dataset)
+        rng = self._rng if self._rng is not None else default_generator()
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        per_sample = self.transform is not None or self.target_transform is not None
+        # Drawn in the main thread, in order: batch b's transforms draw from a generator seeded by
+        # (epoch_seed, b), whichever thread runs them.
+        epoch_seed = int(rng.integers(2 ** 63)) if per_sample else 0
+        batches = [(b, order[b * self.batch_size:(b + 1) * self.batch_size]) for b in range(len(self))]
+        if self.num_workers == 0:
+            for b, index in batches:
+                yield _to_backend(self._prepare(b, index, epoch_seed))
+            return
+        # NOTE: the pool and its pending batches are dropped when the loop stops early (break).
+        with ThreadPoolExecutor(self.num_workers, thread_name_prefix="gpuconv-data") as pool:
+            pending = collections.deque()
+            ahead = 2 * self.num_workers
+            try:
+                for b, index in batches:
+                    pending.append(pool.submit(self._prepare, b, index, epoch_seed))
+                    if len(pending) >= ahead:
+                        yield _to_backend(pending.popleft().result())
+                while pending:
+                    yield _to_backend(pending.popleft().result())
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _prepare(self, batch_index: int, index: np.ndarray, epoch_seed: int) -> Any:
+        """One batch on the host: samples, transforms, collation, dtype cast."""
+        if self.transform is None and self.target_transform is None and self.collate_fn is None \
+                and isinstance(self.dataset, _ArrayColumns):
+            return self._cast(self.dataset.batch(index))
+        samples = [self.dataset[int(i)] for i in index]
+        if self.transform is not None or self.target_transform is not None:
+            with random_source(np.random.default_rng([epoch_seed, batch_index])):
+                samples = [self._transform(s) for s in samples]
+        batch = (self.collate_fn or default_collate)(samples)
+        return self._cast(batch)
+
+    def _transform(self, sample: Any) -> Any:
+        if isinstance(sample, tuple) and len(sample) >= 2:
+            x, target, *rest = sample
+            if self.transform is not None:
+                x = self.transform(x)
+            if self.target_transform is not None:
+                target = self.target_transform(target)
+            return (x, target, *rest)
+        if self.target_transform is not None:
+            raise TypeError("target_transform needs samples that are (input, target) tuples, got "
+                            f"{_describe(sample)}")
+        return self.transform(sample)
+
+    def _cast(self, batch: Any) -> Any:
+        if self.dtype is None:
+            return batch
+        if isinstance(batch, np.ndarray):
+            return batch.astype(self.dtype, copy=False)
+        if isinstance(batch, tuple) and batch and isinstance(batch[0], np.ndarray):
+            rest = tuple(a.astype(self.dtype, copy=False) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
+                         else a for a in batch[1:])
+            return (batch[0].astype(self.dtype, copy=False),) + rest
+        return batch

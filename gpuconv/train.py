@@ -68,9 +68,19 @@ def _total(loader: Iterable) -> int | None:
         return None
 
 
-def evaluate(model: Module, loss: Module, loader: Iterable, progress: bool = True, *, desc: str = "eval") -> dict:
+def _cast(inputs: Any, targets: Any, dtype: Any) -> tuple[Any, Any]:
+    """Inputs cast to ``dtype``, and floating targets too (integer class labels stay)."""
+    if dtype is None:
+        return inputs, targets
+    if np.dtype(targets.dtype).kind == "f":
+        targets = targets.astype(dtype, copy=False)
+    return inputs.astype(dtype, copy=False), targets
+
+
+def evaluate(model: Module, loss: Module, loader: Iterable, progress: bool = True, *, desc: str = "eval",
+             dtype: Any = None) -> dict:
     """Loss (mean over samples) and accuracy of ``model`` over ``loader``, in eval mode under
-    ``no_grad`` (the model's mode is restored afterwards).
+    ``no_grad`` (the model's mode is restored afterwards). ``dtype``: as in :func:`fit`.
 
     Returns:
         {"loss", "accuracy" (None unless classification), "images_per_s", "seconds"}.
@@ -83,6 +93,7 @@ def evaluate(model: Module, loss: Module, loader: Iterable, progress: bool = Tru
         with no_grad(), tqdm(loader, total=_total(loader), desc=desc, disable=not progress, leave=False,
                              unit="batch") as bar:
             for inputs, targets in bar:
+                inputs, targets = _cast(inputs, targets, dtype)
                 outputs = model(inputs)
                 meter.update(outputs, targets, loss(outputs, targets))
                 if progress and time.perf_counter() - last > POSTFIX_INTERVAL_S:
@@ -94,7 +105,7 @@ def evaluate(model: Module, loss: Module, loader: Iterable, progress: bool = Tru
 
 
 def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: int, val_loader: Iterable | None = None,
-        *, progress: bool = True, scheduler: Any = None) -> list[dict]:
+        *, progress: bool = True, scheduler: Any = None, dtype: Any = None) -> list[dict]:
     """Trains ``model`` for ``epochs`` passes over ``loader``.
 
     Each batch: ``optimizer.zero_grad()``, forward, ``loss``, backward (no input gradient is
@@ -107,12 +118,15 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
         loader, val_loader: iterables of (inputs, targets) batches on the current backend.
         progress: show tqdm bars with loss, accuracy and images/s (False: silent).
         scheduler: a learning-rate scheduler stepped once per epoch.
+        dtype: casts each batch's inputs, and floating targets, to this dtype (e.g. np.float32 for
+            float64 data from scikit-learn); None leaves batches as they come.
     Returns:
         The history: one dict per epoch with "epoch", "loss", "accuracy" (training, averaged over
         the epoch), "images_per_s", "seconds", "lr", and "val_loss" / "val_accuracy" with a val_loader.
     """
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    dtype = None if dtype is None else np.dtype(dtype)
     history: list[dict] = []
     reduction = getattr(loss, "reduction", "mean")
     for epoch in range(1, int(epochs) + 1):
@@ -122,6 +136,7 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
         with tqdm(loader, total=_total(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
                   unit="batch") as bar:
             for inputs, targets in bar:
+                inputs, targets = _cast(inputs, targets, dtype)
                 optimizer.zero_grad()
                 outputs = model(inputs)
                 loss_value = loss(outputs, targets)
@@ -139,7 +154,7 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
         if scheduler is not None:
             scheduler.step()
         if val_loader is not None:
-            val = evaluate(model, loss, val_loader, progress=progress, desc=f"val {epoch}/{epochs}")
+            val = evaluate(model, loss, val_loader, progress=progress, desc=f"val {epoch}/{epochs}", dtype=dtype)
             record["val_loss"] = val["loss"]
             record["val_accuracy"] = val["accuracy"]
             if progress:

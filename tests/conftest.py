@@ -18,7 +18,10 @@ from gpuconv.backend import unavailable_reason
 
 def _param(name: str) -> pytest.param:
     reason = unavailable_reason(name)
-    marks = [pytest.mark.skipif(reason is not None, reason=f"{name} backend unavailable: {reason}")]
+    # One short line per skip: the reason's first clause (the raw CUDA error, in parentheses, stays
+    # in gpuconv.backend.unavailable_reason and auto's warning).
+    short = None if reason is None else reason.split(" (")[0]
+    marks = [pytest.mark.skipif(reason is not None, reason=f"{name} backend unavailable: {short}")]
     if name == "cupy":
         marks.append(pytest.mark.gpu)
     return pytest.param(name, marks=marks, id=name)

@@ -549,3 +549,210 @@ def gem_backward(dy, x, p, eps, kernel_size, stride):
                     dm_dp = np.mean(c ** p * np.log(c))
                     dp += dy[b, ch, i, j] * y * (-np.log(m) / p ** 2 + dm_dp / (p * m))
     return dx, np.array([dp])
+
+
+# ---- NLL, binary cross entropy, smooth L1 (functional/loss.py) --------------------------------------------------
+
+def _reduce(losses, reduction, denominator=None):
+    if reduction == "none":
+        return losses
+    total = math.fsum(losses.reshape(-1))
+    if reduction == "sum":
+        return np.array(total)
+    return np.array(total / (losses.size if denominator is None else denominator))
+
+
+def nll_loss(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    """-weight[t] * logp[t] per target, one loop over (sample, position); logp (N, C, d...) or (C,)."""
+    logp = np.asarray(logp, dtype=np.float64)
+    moved = logp.reshape(1, -1) if logp.ndim == 1 else np.moveaxis(logp, 1, -1).reshape(-1, logp.shape[1])
+    flat = np.asarray(target).reshape(-1)
+    losses, weights = np.zeros(flat.size), np.zeros(flat.size)
+    for k, t in enumerate(flat):
+        if t == ignore_index:
+            continue
+        w = 1.0 if weight is None else float(weight[t])
+        losses[k], weights[k] = -w * moved[k, t], w
+    out = _reduce(losses.reshape(np.shape(target)), reduction, math.fsum(weights))
+    return out
+
+
+def binary_cross_entropy(x, t, weight=None, reduction="mean"):
+    x, t = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    w = np.broadcast_to(1.0 if weight is None else np.asarray(weight, dtype=np.float64), x.shape)
+    losses = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        log_p = max(math.log(x[i]), -100.0) if x[i] > 0 else -100.0
+        log_q = max(math.log(1 - x[i]), -100.0) if x[i] < 1 else -100.0
+        losses[i] = -w[i] * (t[i] * log_p + (1 - t[i]) * log_q)
+    return _reduce(losses, reduction)
+
+
+def binary_cross_entropy_with_logits(x, t, weight=None, reduction="mean", pos_weight=None):
+    """-w * (pw * t * log(sigmoid(x)) + (1 - t) * log(1 - sigmoid(x))), textbook form in float64."""
+    x, t = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    w = np.broadcast_to(1.0 if weight is None else np.asarray(weight, dtype=np.float64), x.shape)
+    pw = np.broadcast_to(1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64), x.shape)
+    losses = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        sig = 1.0 / (1.0 + math.exp(-x[i]))
+        losses[i] = -w[i] * (pw[i] * t[i] * math.log(sig) + (1 - t[i]) * math.log(1 - sig))
+    return _reduce(losses, reduction)
+
+
+def smooth_l1_loss(x, t, reduction="mean", beta=1.0):
+    x, t = np.asarray(x, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    losses = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        d = abs(x[i] - t[i])
+        losses[i] = 0.5 * d * d / beta if d < beta else d - 0.5 * beta
+    return _reduce(losses, reduction)
+
+
+# ---- interpolate (functional/interpolate.py) --------------------------------------------------------------------
+
+def _source_taps(o, in_size, out_size, scale_factor, mode, align_corners):
+    """[(input index, weight)] that output index ``o`` reads along one axis (PyTorch's formulas,
+    including its shortcuts: an axis of unchanged size is copied; nearest doubling reads o // 2)."""
+    if out_size == in_size:
+        return [(o, 1.0)]
+    if mode == "nearest" and out_size == 2 * in_size:
+        return [(o // 2, 1.0)]
+    if mode == "nearest":
+        s = np.float32(1.0 / scale_factor) if scale_factor else np.float32(in_size) / np.float32(out_size)
+        return [(min(int(np.floor(np.float32(o) * s)), in_size - 1), 1.0)]
+    if align_corners:
+        src = o * (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    else:
+        s = 1.0 / scale_factor if scale_factor else in_size / out_size
+        src = max((o + 0.5) * s - 0.5, 0.0)
+    i0 = int(src)
+    i1 = i0 + 1 if i0 < in_size - 1 else i0
+    lam = src - i0
+    return [(i0, 1.0 - lam), (i1, lam)]
+
+
+def interpolate(x, out_size, scale_factors, mode, align_corners):
+    """Output pixel by output pixel: the weighted sum of the input pixels it reads."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    oh, ow = out_size
+    y = np.zeros((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            for yy, wy in _source_taps(i, h, oh, scale_factors[0], mode, align_corners):
+                for xx, wx in _source_taps(j, w, ow, scale_factors[1], mode, align_corners):
+                    y[:, :, i, j] += wy * wx * x[:, :, yy, xx]
+    return y
+
+
+def interpolate_backward(dy, x_shape, scale_factors, mode, align_corners):
+    """Each output gradient scattered back onto the input pixels it read."""
+    dy = np.asarray(dy, dtype=np.float64)
+    n, c, h, w = x_shape
+    oh, ow = dy.shape[2:]
+    dx = np.zeros(x_shape)
+    for i in range(oh):
+        for j in range(ow):
+            for yy, wy in _source_taps(i, h, oh, scale_factors[0], mode, align_corners):
+                for xx, wx in _source_taps(j, w, ow, scale_factors[1], mode, align_corners):
+                    dx[:, :, yy, xx] += wy * wx * dy[:, :, i, j]
+    return dx
+
+
+# ---- conv_transpose2d, group_norm (functional/conv_transpose.py, functional/group_norm.py) ----------------------
+
+def conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation):
+    """Each input pixel scatters weight * value onto the output (the definition of a transposed
+    convolution); the full output is then cropped by ``padding`` on each border."""
+    x, weight = np.asarray(x, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    n, c_in, h, w = x.shape
+    _, cog, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
+    oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    ow = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    cig = c_in // groups
+    y = np.zeros((n, cog * groups, oh, ow))
+    for b in range(n):
+        for ci in range(c_in):
+            grp = ci // cig
+            for yy in range(h):
+                for xx in range(w):
+                    for co in range(cog):
+                        for i in range(kh):
+                            for j in range(kw):
+                                oy, ox = yy * sh - ph + i * dh, xx * sw - pw + j * dw
+                                if 0 <= oy < oh and 0 <= ox < ow:
+                                    y[b, grp * cog + co, oy, ox] += x[b, ci, yy, xx] * weight[ci, co, i, j]
+    if bias is not None:
+        y += np.asarray(bias, dtype=np.float64)[None, :, None, None]
+    return y
+
+
+def conv_transpose2d_backward(dy, x, weight, stride, padding, groups, dilation):
+    """(dx, dweight, dbias): every tap of the forward's scatter, differentiated."""
+    dy = np.asarray(dy, dtype=np.float64)
+    x, weight = np.asarray(x, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    n, c_in, h, w = x.shape
+    _, cog, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh, ow = dy.shape[2:]
+    cig = c_in // groups
+    dx, dweight = np.zeros_like(x), np.zeros_like(weight)
+    for b in range(n):
+        for ci in range(c_in):
+            grp = ci // cig
+            for yy in range(h):
+                for xx in range(w):
+                    for co in range(cog):
+                        for i in range(kh):
+                            for j in range(kw):
+                                oy, ox = yy * sh - ph + i * dh, xx * sw - pw + j * dw
+                                if 0 <= oy < oh and 0 <= ox < ow:
+                                    g = dy[b, grp * cog + co, oy, ox]
+                                    dx[b, ci, yy, xx] += g * weight[ci, co, i, j]
+                                    dweight[ci, co, i, j] += g * x[b, ci, yy, xx]
+    return dx, dweight, dy.sum(axis=(0, 2, 3))
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Group by group: mean and biased variance with math.fsum, then the affine map per channel."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c = x.shape[:2]
+    per = c // num_groups
+    y = np.zeros(x.shape)
+    for b in range(n):
+        for g in range(num_groups):
+            values = x[b, g * per:(g + 1) * per]
+            flat = values.reshape(-1)
+            mean = math.fsum(flat) / flat.size
+            var = math.fsum((v - mean) ** 2 for v in flat) / flat.size
+            y[b, g * per:(g + 1) * per] = (values - mean) / math.sqrt(var + eps)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * np.asarray(weight, dtype=np.float64).reshape(shape)
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64).reshape(shape)
+    return y
+
+
+def group_norm_backward(dy, x, num_groups, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) from the textbook normalization gradient, group by group."""
+    dy, x = np.asarray(dy, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    n, c = x.shape[:2]
+    per = c // num_groups
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    gamma = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    xhat = group_norm(x, num_groups, eps=eps)
+    dxhat = dy * gamma.reshape(shape)
+    dx = np.zeros(x.shape)
+    for b in range(n):
+        for g in range(num_groups):
+            sl = (b, slice(g * per, (g + 1) * per))
+            values = x[sl].reshape(-1)
+            m = values.size
+            invstd = 1.0 / math.sqrt(np.var(values) + eps)
+            d, xh = dxhat[sl].reshape(-1), xhat[sl].reshape(-1)
+            dx[sl] = (invstd / m * (m * d - d.sum() - xh * (d * xh).sum())).reshape(x[sl].shape)
+    axes = (0,) + tuple(range(2, x.ndim))
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)

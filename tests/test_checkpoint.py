@@ -199,6 +199,33 @@ def test_corrupt_truncated_and_foreign_files(tmp_path, rng):
             gpuconv.load(tmp_path / "missing.npz")
 
 
+def test_garbage_files_are_named_not_a_checkpoint_without_pickle_advice(tmp_path, rng):
+    import pickle
+    import zipfile
+
+    files = {
+        "garbage.npz": bytes(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8)),
+        "text.npz": b"hello, not a checkpoint",
+        "empty.npz": b"",
+        "model.pkl": pickle.dumps({"weight": [1.0, 2.0]}),
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    # A zip with gpuconv's manifest name but a pickled (object) array inside.
+    np.savez(tmp_path / "objects.npz", __gpuconv__=np.array([{"a": 1}], dtype=object))
+    with zipfile.ZipFile(tmp_path / "objects.npz") as z:
+        assert any(n.startswith("__gpuconv__") for n in z.namelist())
+    np.savez(tmp_path / "plain.npz", a=np.ones(2))
+    for name in [*files, "objects.npy", "objects.npz", "plain.npz"]:
+        with pytest.raises(ValueError) as info:
+            gpuconv.load(tmp_path / name)
+        message = str(info.value)
+        assert name in message and "not a gpuconv checkpoint" in message, message
+        assert "allow_pickle" not in message and "pickle.load" not in message, message
+        assert "allow_pickle" not in repr(info.value.__cause__ or "")
+
+
 def test_mismatched_model_and_optimizer(tmp_path, rng):
     with gpuconv.backend("numpy"):
         model = TinyModel(rng)

@@ -8,8 +8,16 @@ from .cuda_backend import CudaBackend
 from .cupy_loader import CupyModule
 
 
+# cudaErrorInsufficientDriver and cudaErrorNoDevice: what the CUDA runtime reports on a machine
+# without an NVIDIA driver (it says "driver version is insufficient" even when there is none at all)
+# or without a GPU.
+_NO_DRIVER_OR_DEVICE = {35: "cudaErrorInsufficientDriver", 100: "cudaErrorNoDevice"}
+NO_GPU = "no NVIDIA driver/GPU found"
+
+
 def unavailable_reason() -> str | None:
-    """Why the cupy backend cannot run here (CuPy missing, no device, driver too old), or None."""
+    """Why the cupy backend cannot run here (CuPy missing, no driver or GPU, driver too old), or
+    None. A missing driver or GPU reads "no NVIDIA driver/GPU found (<the runtime's error>)"."""
     try:
         import cupy
     except ImportError as exc:
@@ -17,9 +25,13 @@ def unavailable_reason() -> str | None:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError, e.g. cudaErrorInsufficientDriver / cudaErrorNoDevice
-        return f"no usable CUDA device ({type(exc).__name__}: {exc})"
+        raw = f"{type(exc).__name__}: {exc}"
+        if getattr(exc, "status", None) in _NO_DRIVER_OR_DEVICE or any(
+                name in str(exc) for name in _NO_DRIVER_OR_DEVICE.values()):
+            return f"{NO_GPU} ({raw})"
+        return f"no usable CUDA device ({raw})"
     if count < 1:
-        return "no CUDA device found"
+        return f"{NO_GPU} (the CUDA runtime reports 0 devices)"
     return None
 
 

@@ -24,6 +24,9 @@ from .dropout import dropout, dropout_backward
 from .im2col import col2im, col2im_backward, fold, im2col, im2col_backward, unfold
 from .linear import linear, linear_backward
 from .loss import cross_entropy, cross_entropy_backward, mse_loss, mse_loss_backward
+from .loss import (binary_cross_entropy, binary_cross_entropy_backward, binary_cross_entropy_with_logits,
+                   binary_cross_entropy_with_logits_backward, nll_loss, nll_loss_backward, smooth_l1_loss,
+                   smooth_l1_loss_backward)
 from .normalization import layer_norm, layer_norm_backward
 from .batchnorm import batch_norm, batch_norm_backward
 from .pool import (
@@ -51,3 +54,18 @@ __all__ += ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max
             "adaptive_max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "gem", "gem_backward",
             "max_pool2d", "max_pool2d_backward"]
 __all__ += ["batch_norm", "batch_norm_backward"]
+__all__ += ["binary_cross_entropy", "binary_cross_entropy_backward", "binary_cross_entropy_with_logits",
+            "binary_cross_entropy_with_logits_backward", "nll_loss", "nll_loss_backward", "smooth_l1_loss",
+            "smooth_l1_loss_backward"]
+
+from .channel_dropout import dropout2d, dropout2d_backward
+from .conv_transpose import (conv_transpose2d, conv_transpose2d_backward, conv_transpose2d_output_shape,
+                             conv_transpose2d_workspace_bytes)
+from .group_norm import group_norm, group_norm_backward
+from .interpolate import (check_interpolate_args, interpolate, interpolate_backward, interpolate_geometry,
+                          interpolate_workspace_bytes)
+
+__all__ += ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose2d_output_shape",
+            "conv_transpose2d_workspace_bytes", "dropout2d", "dropout2d_backward", "group_norm",
+            "group_norm_backward", "check_interpolate_args", "interpolate", "interpolate_backward", "interpolate_geometry",
+            "interpolate_workspace_bytes"]

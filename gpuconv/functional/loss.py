@@ -1,4 +1,5 @@
-"""Losses: cross entropy over integer class targets and mean squared error, forward and backward.
+"""Losses, forward and backward: cross entropy and NLL over integer class targets, mean squared
+error, binary cross entropy (on probabilities and on logits), smooth L1.
 
 Semantics are PyTorch's, including class weights (the mean divides by the summed weights of the
 non-ignored targets), label smoothing and ignore_index.
@@ -30,22 +31,22 @@ def _unrows(rows: Any, shape: tuple[int, ...]) -> Any:
     return get_backend().xp.ascontiguousarray(get_backend().xp.moveaxis(moved, -1, 1))
 
 
-def _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing):
-    check_array(logits, "logits")
+def _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, name="logits"):
+    check_array(logits, name)
     if logits.ndim < 1:
-        raise ValueError("logits must be (C,), (N, C) or (N, C, d1, ...), got a 0-D array")
+        raise ValueError(f"{name} must be (C,), (N, C) or (N, C, d1, ...), got a 0-D array")
     be = get_backend()
     be.check_native("target", target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
     expected = () if logits.ndim == 1 else (logits.shape[0],) + tuple(logits.shape[2:])
     if tuple(target.shape) != expected:
-        raise ValueError(f"target must have shape {expected} for logits of shape {tuple(logits.shape)}, "
+        raise ValueError(f"target must have shape {expected} for {name} of shape {tuple(logits.shape)}, "
                          f"got {tuple(target.shape)}")
     classes = logits.shape[0 if logits.ndim == 1 else 1]
     if weight is not None:
         check_array(weight, "weight", 1, "(C,)")
-        same_dtype("logits", logits, weight=weight)
+        same_dtype(name, logits, weight=weight)
         if weight.shape[0] != classes:
             raise ValueError(f"weight must have shape ({classes},) (one per class), got {tuple(weight.shape)}")
     if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool):
@@ -187,3 +188,221 @@ def mse_loss_backward(dloss: Any, input: Any, target: Any, reduction: str = "mea
     if reduction == "mean":
         scale = scale / input.dtype.type(max(input.size, 1))
     return (2 * (input - target) * scale).astype(input.dtype, copy=False)
+
+
+# ---- NLLLoss, BCELoss, BCEWithLogitsLoss, SmoothL1Loss ---------------------------------------------------------
+
+def _reduce(losses: Any, reduction: str, dtype: Any) -> Any:
+    xp = get_backend().xp
+    if reduction == "none":
+        return losses
+    return xp.asarray(losses.sum() if reduction == "sum" else losses.mean(), dtype=dtype)
+
+
+def _loss_scale(dloss: Any, reduction: str, input: Any, reference_name: str = "input") -> Any:
+    """dloss as an array broadcastable to ``input``: input-shaped for "none", else a scalar (divided
+    by input.size for "mean")."""
+    be = get_backend()
+    if reduction == "none":
+        check_same_shape(reference_name, input, "dloss", dloss)
+        return dloss
+    if hasattr(dloss, "shape"):
+        be.check_native("dloss", dloss)
+        if dloss.size != 1:
+            raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
+    scale = be.xp.asarray(dloss, dtype=input.dtype).reshape(())
+    if reduction == "mean":
+        scale = scale / input.dtype.type(max(input.size, 1))
+    return scale
+
+
+def nll_loss(input: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> Any:
+    """Negative log likelihood of class ``target`` under log-probabilities ``input`` (a
+    ``log_softmax`` output), PyTorch's ``nll_loss``: -weight[t] * input[t] per target.
+
+    Args:
+        input: (N, C), (N, C, d1, ...) or (C,) log-probabilities.
+        target, weight, ignore_index, reduction: as in :func:`cross_entropy` ("mean" divides by the
+            summed weights of the non-ignored targets).
+    Returns:
+        A 0-D array (mean, sum) or target-shaped array (none), input's dtype.
+    """
+    _, flat, ignored, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, 0.0, name="input")
+    xp = get_backend().xp
+    wt, safe = _target_weights(flat, ignored, weight, input.dtype)
+    picked = xp.take_along_axis(_rows(input), safe[:, None], axis=1)[:, 0]
+    losses = (-wt * picked).astype(input.dtype, copy=False)
+    if reduction == "none":
+        return losses.reshape(target.shape)
+    if reduction == "sum":
+        return xp.asarray(losses.sum(), dtype=input.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # NOTE: every target ignored gives 0/0 = NaN, as in PyTorch.
+        return xp.asarray(losses.sum() / wt.sum(), dtype=input.dtype)
+
+
+def nll_loss_backward(dloss: Any, input: Any, target: Any, weight: Any = None, ignore_index: int = -100,
+                      reduction: str = "mean") -> Any:
+    """Gradient of :func:`nll_loss` with respect to ``input``: -weight[t] * dloss at each target's
+    class, zero elsewhere and for ignored targets. ``dloss``: scalar, or target-shaped for "none"."""
+    classes, flat, ignored, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, 0.0,
+                                                     name="input")
+    be = get_backend()
+    xp = be.xp
+    dtype = input.dtype
+    if reduction == "none":
+        check_array(dloss, "dloss")
+        if tuple(dloss.shape) != tuple(target.shape):
+            raise ValueError(f"dloss must have target's shape {tuple(target.shape)} for reduction='none', "
+                             f"got {tuple(dloss.shape)}")
+        scale = dloss.reshape(-1).astype(dtype, copy=False)
+    else:
+        if hasattr(dloss, "shape"):
+            be.check_native("dloss", dloss)
+            if dloss.size != 1:
+                raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
+        scale = xp.asarray(dloss, dtype=dtype).reshape(1)
+    wt, safe = _target_weights(flat, ignored, weight, dtype)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = scale / wt.sum()
+    rows = flat.shape[0]
+    grad = xp.zeros((rows, classes), dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        values = -wt * scale
+    grad[xp.arange(rows), safe] = xp.where(ignored, dtype.type(0), values).astype(dtype, copy=False)
+    return _unrows(grad, tuple(input.shape))
+
+
+def _check_binary(input: Any, target: Any, weight: Any, reduction: str, pos_weight: Any = None) -> None:
+    check_array(input, "input")
+    check_same_shape("input", input, "target", target)
+    check_reduction(reduction)
+    for name, value in (("weight", weight), ("pos_weight", pos_weight)):
+        if value is None:
+            continue
+        check_array(value, name)
+        same_dtype("input", input, **{name: value})
+        try:
+            np.broadcast_shapes(tuple(value.shape), tuple(input.shape))
+        except ValueError:
+            raise ValueError(f"{name} of shape {tuple(value.shape)} does not broadcast to input's shape "
+                             f"{tuple(input.shape)}") from None
+
+
+def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction: str = "mean") -> Any:
+    """-weight * (target * log(input) + (1 - target) * log(1 - input)), each log clamped at -100 as
+    in PyTorch, so that input 0 or 1 gives a finite loss.
+
+    Args:
+        input: probabilities in [0, 1], any shape; target: same shape (values in [0, 1]).
+        weight: broadcastable to input, or None. reduction: "mean", "sum" or "none".
+    Raises:
+        ValueError when an input value is outside [0, 1] (e.g. logits: use
+        :func:`binary_cross_entropy_with_logits`).
+    """
+    _check_binary(input, target, weight, reduction)
+    xp = get_backend().xp
+    if input.size and bool(((input < 0) | (input > 1)).any()):
+        raise ValueError("input of binary_cross_entropy must hold probabilities in [0, 1]; for logits use "
+                         "binary_cross_entropy_with_logits (BCEWithLogitsLoss)")
+    floor = input.dtype.type(-100)
+    with np.errstate(divide="ignore"):
+        log_p = xp.maximum(xp.log(input), floor)
+        log_q = xp.maximum(xp.log1p(-input), floor)
+    losses = -(target * log_p + (1 - target) * log_q)
+    if weight is not None:
+        losses = losses * weight
+    return _reduce(losses.astype(input.dtype, copy=False), reduction, input.dtype)
+
+
+def binary_cross_entropy_backward(dloss: Any, input: Any, target: Any, weight: Any = None,
+                                  reduction: str = "mean") -> Any:
+    """dinput = dloss * weight * (input - target) / max(input * (1 - input), 1e-12), PyTorch's formula."""
+    _check_binary(input, target, weight, reduction)
+    xp = get_backend().xp
+    scale = _loss_scale(dloss, reduction, input)
+    grad = (input - target) / xp.maximum(input * (1 - input), input.dtype.type(1e-12)) * scale
+    if weight is not None:
+        grad = grad * weight
+    return grad.astype(input.dtype, copy=False)
+
+
+def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None, reduction: str = "mean",
+                                     pos_weight: Any = None) -> Any:
+    """Sigmoid and binary cross entropy in one stable expression, PyTorch's
+    ``binary_cross_entropy_with_logits``: -weight * (pos_weight * target * log(sigmoid(input))
+    + (1 - target) * log(1 - sigmoid(input))).
+
+    Args:
+        input: logits, any shape; target: same shape, values in [0, 1].
+        weight: broadcastable to input; pos_weight: weight of the positive term, broadcastable
+            to input (one per class along the last axis, e.g. (C,)).
+        reduction: "mean", "sum" or "none".
+    """
+    _check_binary(input, target, weight, reduction, pos_weight)
+    xp = get_backend().xp
+    # log(1 + exp(-|x|)) + max(-x, 0) = -log(sigmoid(x)), without overflow.
+    neg_log_sigmoid = xp.log1p(xp.exp(-xp.abs(input))) + xp.maximum(-input, 0)
+    log_weight = 1 if pos_weight is None else (pos_weight - 1) * target + 1
+    losses = (1 - target) * input + log_weight * neg_log_sigmoid
+    if weight is not None:
+        losses = losses * weight
+    return _reduce(losses.astype(input.dtype, copy=False), reduction, input.dtype)
+
+
+def binary_cross_entropy_with_logits_backward(dloss: Any, input: Any, target: Any, weight: Any = None,
+                                              reduction: str = "mean", pos_weight: Any = None) -> Any:
+    """dinput = dloss * weight * (sigmoid(input) * (pos_weight * target + 1 - target) - pos_weight * target)."""
+    _check_binary(input, target, weight, reduction, pos_weight)
+    xp = get_backend().xp
+    scale = _loss_scale(dloss, reduction, input)
+    e = xp.exp(-xp.abs(input))
+    sig = xp.where(input >= 0, 1 / (1 + e), e / (1 + e))
+    if pos_weight is None:
+        grad = sig - target
+    else:
+        grad = sig * ((pos_weight - 1) * target + 1) - pos_weight * target
+    grad = grad * scale
+    if weight is not None:
+        grad = grad * weight
+    return grad.astype(input.dtype, copy=False)
+
+
+def _check_beta(beta: Any) -> float:
+    beta = check_real(beta, "beta")
+    if beta < 0:
+        raise ValueError(f"beta must be non-negative, got {beta}")
+    return beta
+
+
+def smooth_l1_loss(input: Any, target: Any, reduction: str = "mean", beta: float = 1.0) -> Any:
+    """Huber-like loss of d = input - target: 0.5 * d^2 / beta where |d| < beta, else |d| - 0.5 * beta
+    (beta = 0 is the L1 loss), PyTorch's ``smooth_l1_loss``. Same shapes required."""
+    check_array(input, "input")
+    check_same_shape("input", input, "target", target)
+    check_reduction(reduction)
+    beta = _check_beta(beta)
+    xp = get_backend().xp
+    d = xp.abs(input - target)
+    if beta == 0.0:
+        losses = d
+    else:
+        losses = xp.where(d < beta, 0.5 * d * d / input.dtype.type(beta), d - input.dtype.type(0.5 * beta))
+    return _reduce(losses.astype(input.dtype, copy=False), reduction, input.dtype)
+
+
+def smooth_l1_loss_backward(dloss: Any, input: Any, target: Any, reduction: str = "mean", beta: float = 1.0) -> Any:
+    """dinput = dloss * (d / beta where |d| < beta, else sign(d)), d = input - target."""
+    check_array(input, "input")
+    check_same_shape("input", input, "target", target)
+    check_reduction(reduction)
+    beta = _check_beta(beta)
+    xp = get_backend().xp
+    scale = _loss_scale(dloss, reduction, input)
+    d = input - target
+    if beta == 0.0:
+        grad = xp.sign(d)
+    else:
+        grad = xp.where(xp.abs(d) < beta, d / input.dtype.type(beta), xp.sign(d))
+    return (grad * scale).astype(input.dtype, copy=False)

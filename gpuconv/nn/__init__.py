@@ -5,17 +5,20 @@ Gradients flow by explicit calls: ``y = model(x)``, ``loss = crit(y, t)``,
 """
 
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
-from .container import Chain, Sequential
+from .container import Chain, ModuleDict, ModuleList, Sequential
 from .conv import Conv2d
+from .conv_transpose import ConvTranspose2d
 from .fuse import fold_conv_bn, fuse_conv_bn
 from .linear import Linear
-from .loss import CrossEntropyLoss, MSELoss
-from .misc import Dropout, Flatten, Identity
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss, SmoothL1Loss
+from .group_norm import GroupNorm
+from .misc import Dropout, Dropout2d, Flatten, Identity
 from .module import IncompatibleKeys, Module
-from .norm import BatchNorm2d, LayerNorm
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .parameter import Parameter
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, GeM, MaxPool2d
 from .resnet_blocks import BasicBlock, Bottleneck
+from .upsample import Upsample
 from . import init
 
 __all__ = [
@@ -24,3 +27,5 @@ __all__ = [
     "LeakyReLU", "Linear", "MSELoss", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
     "fold_conv_bn", "fuse_conv_bn", "init",
 ]
+__all__ += ["BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "ConvTranspose2d", "Dropout2d", "GroupNorm", "ModuleDict",
+            "ModuleList", "NLLLoss", "SmoothL1Loss", "Upsample"]

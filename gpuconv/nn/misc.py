@@ -1,4 +1,4 @@
-"""Dropout, Flatten, Identity."""
+"""Dropout, Flatten, Identity, Dropout2d."""
 
 from __future__ import annotations
 
@@ -102,3 +102,41 @@ class Identity(Module):
 
     def _saved_spec(self, input_shape, dtype):
         return 0, False, False
+
+
+class Dropout2d(Module):
+    """Zeroes whole channels (N, C, H, W) or (C, H, W) with probability ``p`` in training mode (the
+    others scaled by 1/(1-p)), PyTorch's ``nn.Dropout2d``; the identity in eval mode.
+    Keeps for backward: the boolean keep mask (1 byte per channel of each sample)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"dropout probability p must be in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.inplace = inplace
+
+    def forward(self, x: Any) -> Any:
+        if not self.training or self.p == 0.0:
+            self._save()
+            return x
+        y, mask = F.dropout2d(x, self.p, training=True, return_mask=True)
+        self._save(mask)
+        return y
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        saved = self._take_saved()
+        if not input_grad:
+            return None
+        return F.dropout2d_backward(dy, saved[0], self.p) if saved else dy
+
+    def output_shape(self, input_shape):
+        if len(input_shape) not in (3, 4):
+            raise ValueError(f"Dropout2d expects input shape (N, C, H, W) or (C, H, W), got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def _saved_spec(self, input_shape, dtype):
+        return (_nbytes(tuple(input_shape[:-2]), np.bool_) if self.p > 0 else 0), False, False
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"

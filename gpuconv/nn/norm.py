@@ -148,3 +148,36 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class BatchNorm1d(BatchNorm2d):
+    """Batch normalization over (N, C) or (N, C, L) per channel, PyTorch's ``nn.BatchNorm1d``
+    (arguments, buffers and state-dict keys as :class:`BatchNorm2d`).
+
+    Runs BatchNorm2d's kernels on the input viewed as (N, C, L, 1).
+    Keeps for backward: its input and the batch mean and 1/std (2*C values).
+    """
+
+    def _check_input_shape(self, shape: tuple[int, ...]) -> None:
+        if len(shape) not in (2, 3) or shape[1] != self.num_features:
+            c = self.num_features
+            raise ValueError(f"BatchNorm1d expects input shape (N, {c}) or (N, {c}, L), got {tuple(shape)}")
+
+    @staticmethod
+    def _as_4d(shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape) + (1,) * (4 - len(shape))
+
+    def forward(self, x: Any) -> Any:
+        self._check_input_shape(tuple(x.shape))
+        if self.training and x.size // self.num_features <= 1:
+            raise ValueError(f"BatchNorm1d in training mode needs more than 1 value per channel, got input shape "
+                             f"{tuple(x.shape)} (use a batch of 2 or more, or eval())")
+        return super().forward(x.reshape(self._as_4d(x.shape))).reshape(x.shape)
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        dx = super()._backward(dy.reshape(self._as_4d(dy.shape)), input_grad)
+        return None if dx is None else dx.reshape(dy.shape)
+
+    def output_shape(self, input_shape):
+        self._check_input_shape(tuple(input_shape))
+        return tuple(input_shape)

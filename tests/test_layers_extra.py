@@ -1,0 +1,413 @@
+"""ConvTranspose2d / F.conv_transpose2d, GroupNorm / F.group_norm, Upsample / F.interpolate,
+BatchNorm1d, Dropout2d, ModuleList, ModuleDict.
+
+Functional ops: against the float64 loops of tests/reference.py over random configurations on
+every backend (conv_transpose2d with each conv2d algorithm), forward and backward. Modules:
+``check_layer`` of test_nn (forward, output_shape, saved_bytes against what forward really keeps,
+backward by finite differences in float64). PyTorch where installed: state dicts load and give the
+same outputs and gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+import gpuconv.functional as F
+from gpuconv import nn
+from tests import reference as ref
+from tests.helpers import assert_close
+from tests.test_nn import check_layer, kept_bytes
+
+g = gpuconv.asarray
+
+
+# ---- conv_transpose2d ------------------------------------------------------------------------------------------
+
+def _transpose_case(rng, index):
+    """(x shape, weight shape, stride, padding, output_padding, groups, dilation), drawn per index."""
+    fixed = [
+        ((2, 3, 4, 5), (3, 2, 3, 3), (2, 2), (1, 1), (1, 0), 1, (1, 1)),
+        ((1, 4, 3, 3), (4, 3, 1, 1), (1, 1), (0, 0), (0, 0), 1, (1, 1)),      # pointwise: gemm
+        ((2, 4, 3, 4), (4, 1, 2, 3), (1, 2), (0, 1), (0, 1), 2, (2, 1)),      # groups, dilation
+        ((1, 1, 1, 1), (1, 1, 2, 2), (3, 3), (0, 0), (2, 2), 1, (1, 1)),      # a single pixel
+    ]
+    if index < len(fixed):
+        return fixed[index]
+    groups = int(rng.choice([1, 2]))
+    c_in = groups * int(rng.integers(1, 3))
+    cog = int(rng.integers(1, 3))
+    kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+    stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, 2))
+    padding = tuple(int(rng.integers(0, dilation[k] * ((kh, kw)[k] - 1) // 2 + 1)) for k in range(2))
+    output_padding = tuple(int(rng.integers(0, s)) for s in stride)
+    x_shape = (int(rng.integers(1, 3)), c_in, int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+    return x_shape, (c_in, cog, kh, kw), stride, padding, output_padding, groups, dilation
+
+
+@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("algo", ["auto", "im2col", "direct", "gemm"])
+def test_conv_transpose2d_against_reference(backend, dtype, rng, index, algo):
+    x_shape, w_shape, stride, padding, output_padding, groups, dilation = _transpose_case(rng, index)
+    if algo == "gemm" and not (w_shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0)
+                               and dilation == (1, 1)):
+        pytest.skip("gemm needs a pointwise convolution")
+    x = rng.standard_normal(x_shape)
+    weight = rng.standard_normal(w_shape)
+    bias = rng.standard_normal(w_shape[1] * groups) if index % 2 == 0 else None
+    args = (stride, padding, output_padding, groups, dilation)
+    expected = ref.conv_transpose2d(x, weight, bias, *args)
+    y = F.conv_transpose2d(g(x.astype(dtype)), g(weight.astype(dtype)), None if bias is None else g(bias.astype(dtype)),
+                           *args, algo=algo)
+    assert_close(y, expected, dtype)
+    assert F.conv_transpose2d_output_shape(x_shape, w_shape, *args) == expected.shape
+    dy = rng.standard_normal(expected.shape)
+    dx, dw, db = F.conv_transpose2d_backward(g(dy.astype(dtype)), g(x.astype(dtype)), g(weight.astype(dtype)), *args,
+                                             algo=algo)
+    rdx, rdw, rdb = ref.conv_transpose2d_backward(dy, x, weight, stride, padding, groups, dilation)
+    assert_close(dx, rdx, dtype)
+    assert_close(dw, rdw, dtype)
+    assert_close(db, rdb, dtype)
+    only_dw = F.conv_transpose2d_backward(g(dy.astype(dtype)), g(x.astype(dtype)), g(weight.astype(dtype)), *args,
+                                          algo=algo, needs=(False, True, False))
+    assert only_dw[0] is None and only_dw[2] is None
+    assert_close(only_dw[1], rdw, dtype)
+
+
+def test_conv_transpose2d_is_the_adjoint_of_conv2d(rng):
+    """<conv2d(a), b> == <a, conv_transpose2d(b)> for the same weight and arguments."""
+    with gpuconv.backend("numpy"):
+        weight = rng.standard_normal((3, 2, 3, 3))        # conv2d: 2 -> 3 channels; transposed: 3 -> 2
+        a = rng.standard_normal((2, 2, 7, 8))
+        conv = F.conv2d(a, weight, stride=2, padding=1)
+        b = rng.standard_normal(conv.shape)
+        op = 7 - ((conv.shape[2] - 1) * 2 - 2 + 3), 8 - ((conv.shape[3] - 1) * 2 - 2 + 3)
+        back = F.conv_transpose2d(b, weight, stride=2, padding=1, output_padding=op)
+        assert back.shape == a.shape
+        np.testing.assert_allclose(np.sum(conv * b), np.sum(a * back), rtol=1e-12)
+
+
+def test_conv_transpose2d_bad_arguments(backend):
+    x, w = g(np.ones((1, 2, 3, 3))), g(np.ones((2, 1, 3, 3)))
+    with pytest.raises(ValueError, match="x has 3 channels but weight"):
+        F.conv_transpose2d(g(np.ones((1, 3, 3, 3))), w)
+    with pytest.raises(ValueError, match="output_padding .* smaller than stride"):
+        F.conv_transpose2d(x, w, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="would be empty"):
+        F.conv_transpose2d(g(np.ones((1, 2, 1, 1))), g(np.ones((2, 1, 1, 1))), padding=1)
+    with pytest.raises(ValueError, match="bias must have C_out = 1"):
+        F.conv_transpose2d(x, w, g(np.ones(2)))
+    with pytest.raises(ValueError, match="dy must have the conv_transpose2d output shape"):
+        F.conv_transpose2d_backward(g(np.ones((1, 1, 4, 4))), x, w)
+    with pytest.raises(TypeError, match="weight has dtype float32"):
+        F.conv_transpose2d(x, g(np.ones((2, 1, 3, 3), np.float32)))
+
+
+# ---- group_norm ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,groups,affine", [((2, 6, 3, 4), 3, True), ((3, 4), 2, False), ((1, 4, 5), 4, True),
+                                                 ((2, 3, 2, 2), 1, True), ((2, 8, 1, 3, 2), 2, True)])
+def test_group_norm_against_reference(backend, dtype, rng, shape, groups, affine):
+    x = rng.standard_normal(shape) * 3 + 1
+    weight = rng.standard_normal(shape[1]) if affine else None
+    bias = rng.standard_normal(shape[1]) if affine else None
+    gw = None if weight is None else g(weight.astype(dtype))
+    gb = None if bias is None else g(bias.astype(dtype))
+    y, mean, invstd = F.group_norm(g(x.astype(dtype)), groups, gw, gb, 1e-5, return_stats=True)
+    assert_close(y, ref.group_norm(x, groups, weight, bias), dtype, **({"rtol": 1e-4, "atol": 1e-4}
+                                                                        if dtype == np.float32 else {}))
+    assert mean.shape == invstd.shape == (shape[0], groups)
+    dy = rng.standard_normal(shape)
+    dx, dw, db = F.group_norm_backward(g(dy.astype(dtype)), g(x.astype(dtype)), groups, gw, mean, invstd)
+    rdx, rdw, rdb = ref.group_norm_backward(dy, x, groups, weight)
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-10}
+    assert_close(dx, rdx, dtype, **tol)
+    assert_close(dw, rdw, dtype, **tol)
+    assert_close(db, rdb, dtype, **tol)
+
+
+def test_group_norm_bad_arguments(backend):
+    with pytest.raises(ValueError, match="num_groups=4 must divide the channels of x, got C=6"):
+        F.group_norm(g(np.ones((2, 6, 2))), 4)
+    with pytest.raises(ValueError, match=r"weight must have shape \(6,\)"):
+        F.group_norm(g(np.ones((2, 6, 2))), 3, g(np.ones(3)))
+    with pytest.raises(ValueError, match="GroupNorm expects input shape"):
+        nn.GroupNorm(2, 4)(g(np.ones((2, 6, 2), np.float32)))
+    with pytest.raises(ValueError, match="must divide num_channels"):
+        nn.GroupNorm(4, 6)
+
+
+# ---- interpolate -----------------------------------------------------------------------------------------------
+
+INTERPOLATE_CASES = [
+    # (x shape, size, scale_factor, mode, align_corners, recompute_scale_factor)
+    ((2, 3, 4, 5), None, 2, "nearest", None, None),
+    ((1, 2, 5, 3), (7, 4), None, "nearest", None, None),
+    ((1, 1, 6, 7), (4, 3), None, "nearest", None, None),           # downsampling
+    ((2, 2, 3, 4), None, (1.5, 2.7), "nearest", None, None),
+    ((2, 3, 4, 5), None, 2, "bilinear", False, None),
+    ((2, 3, 4, 5), None, 2, "bilinear", True, None),
+    ((1, 2, 5, 3), (7, 8), None, "bilinear", False, None),
+    ((1, 2, 5, 3), (7, 8), None, "bilinear", True, None),
+    ((1, 1, 6, 7), (3, 2), None, "bilinear", False, None),
+    ((1, 1, 6, 7), (1, 2), None, "bilinear", True, None),          # one output row
+    ((2, 1, 3, 4), None, (1.7, 0.6), "bilinear", False, None),
+    ((2, 1, 3, 4), None, (1.7, 2.3), "bilinear", False, True),
+    ((1, 1, 1, 1), (3, 2), None, "bilinear", False, None),
+    ((1, 2, 3, 5), None, 1.2, "nearest", None, None),               # 3 -> 3: copied, whatever the scale
+    ((1, 2, 3, 5), None, (2.2, 1.1), "nearest", None, None),        # 3 -> 6: o // 2; 5 -> 5: copied
+    ((1, 2, 3, 5), None, (1.2, 2.2), "bilinear", False, None),      # 3 -> 3: copied
+]
+
+
+def _scale_pair(scale_factor, recompute):
+    if scale_factor is None or recompute:
+        return (None, None)
+    return (float(scale_factor),) * 2 if np.isscalar(scale_factor) else tuple(map(float, scale_factor))
+
+
+@pytest.mark.parametrize("case", INTERPOLATE_CASES, ids=[f"{c[3]}-{i}" for i, c in enumerate(INTERPOLATE_CASES)])
+def test_interpolate_against_reference(backend, dtype, rng, case):
+    shape, size, scale_factor, mode, align_corners, recompute = case
+    kwargs = dict(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,
+                  recompute_scale_factor=recompute)
+    x = rng.standard_normal(shape)
+    y = F.interpolate(g(x.astype(dtype)), **kwargs)
+    out_size = tuple(y.shape[2:])
+    scales = _scale_pair(scale_factor, recompute)
+    assert_close(y, ref.interpolate(x, out_size, scales, mode, bool(align_corners)), dtype)
+    dy = rng.standard_normal(y.shape)
+    dx = F.interpolate_backward(g(dy.astype(dtype)), shape, **kwargs)
+    assert_close(dx, ref.interpolate_backward(dy, shape, scales, mode, bool(align_corners)), dtype)
+
+
+def test_interpolate_bad_arguments(backend):
+    x = g(np.ones((1, 1, 2, 2)))
+    with pytest.raises(ValueError, match="exactly one of size and scale_factor"):
+        F.interpolate(x)
+    with pytest.raises(ValueError, match="exactly one of size and scale_factor"):
+        F.interpolate(x, size=3, scale_factor=2)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        F.interpolate(x, scale_factor=2, mode="bicubic")
+    with pytest.raises(ValueError, match="align_corners can only be set with mode='bilinear'"):
+        F.interpolate(x, scale_factor=2, align_corners=True)
+    with pytest.raises(ValueError, match="makes the 2x2 input empty"):
+        F.interpolate(x, scale_factor=0.3)
+    with pytest.raises(ValueError, match="input must be 4-D"):
+        F.interpolate(g(np.ones((2, 2))), scale_factor=2)
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        nn.Upsample(size=(0, 2))
+
+
+# ---- modules: forward, saved bytes, backward by finite differences ---------------------------------------------
+
+@pytest.fixture
+def numpy_f64():
+    with gpuconv.backend("numpy"):
+        gpuconv.manual_seed(7)
+        yield
+
+
+def test_conv_transpose2d_module(numpy_f64, rng):
+    for kwargs, x_shape in ((dict(stride=2, padding=1, output_padding=1), (2, 4, 3, 3)),
+                            (dict(groups=2, dilation=2, bias=False), (1, 4, 4, 3))):
+        layer = nn.ConvTranspose2d(4, 6, 3, dtype=np.float64, **kwargs)
+        assert layer.weight.shape == (4, 3 if "groups" in kwargs else 6, 3, 3)
+        x = rng.standard_normal(x_shape)
+        args = (layer.stride, layer.padding, layer.output_padding, layer.groups, layer.dilation)
+        check_layer(layer, x, lambda x: ref.conv_transpose2d(
+            x, layer.weight.data, None if layer.bias is None else layer.bias.data, *args), rng=rng)
+        out = layer.output_shape(x_shape)
+        assert layer.workspace_bytes(x_shape, np.float64) >= int(np.prod(out)) * 8
+
+
+def test_group_norm_module(numpy_f64, rng):
+    for layer, shape in ((nn.GroupNorm(2, 4, dtype=np.float64), (3, 4, 2, 3)),
+                         (nn.GroupNorm(3, 3, affine=False, dtype=np.float64), (2, 3, 5))):
+        if layer.affine:
+            layer.weight.data[...] = rng.standard_normal(layer.num_channels)
+            layer.bias.data[...] = rng.standard_normal(layer.num_channels)
+        w = None if layer.weight is None else layer.weight.data
+        b = None if layer.bias is None else layer.bias.data
+        check_layer(layer, rng.standard_normal(shape), lambda x: ref.group_norm(x, layer.num_groups, w, b), rng=rng)
+
+
+@pytest.mark.parametrize("mode,kwargs", [("nearest", dict(scale_factor=2)), ("nearest", dict(size=(3, 7))),
+                                         ("bilinear", dict(scale_factor=1.5, align_corners=False)),
+                                         ("bilinear", dict(size=(5, 2), align_corners=True))])
+def test_upsample_module(numpy_f64, rng, mode, kwargs):
+    layer = nn.Upsample(mode=mode, **kwargs)
+    x = rng.standard_normal((2, 3, 4, 5))
+    y = check_layer(layer, x, lambda x: F.interpolate(x, mode=mode, **kwargs), rng=rng)
+    assert layer.saved_bytes(x.shape, x.dtype) == 0 and y.shape == layer.output_shape(x.shape)
+    assert layer.workspace_bytes(x.shape, np.float64) > 0
+
+
+def test_batchnorm1d(numpy_f64, rng):
+    for shape in ((5, 3), (4, 3, 6)):
+        layer = nn.BatchNorm1d(3, dtype=np.float64)
+        layer.weight.data[...] = rng.standard_normal(3)
+        layer.bias.data[...] = rng.standard_normal(3)
+        x = rng.standard_normal(shape) * 2 + 1
+
+        def expected(x):
+            view = x.reshape(x.shape + (1,) * (4 - x.ndim))
+            return ref.batch_norm_train(view, layer.weight.data, layer.bias.data, 1e-5)[0].reshape(x.shape)
+
+        check_layer(layer, x, expected, rng=rng)
+        layer.eval()
+        y = layer(x)
+        view = x.reshape(x.shape + (1,) * (4 - x.ndim))
+        expected = ref.batch_norm_eval(view, layer.running_mean, layer.running_var, layer.weight.data,
+                                       layer.bias.data, 1e-5)
+        np.testing.assert_allclose(y, expected.reshape(shape), rtol=1e-12)
+        assert kept_bytes(layer) == 0
+        assert list(layer.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    with pytest.raises(ValueError, match=r"BatchNorm1d expects input shape \(N, 3\) or \(N, 3, L\)"):
+        nn.BatchNorm1d(3)(np.ones((2, 3, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(3)(np.ones((1, 3), np.float32))
+
+
+def test_dropout2d(numpy_f64, rng):
+    layer = nn.Dropout2d(0.4)
+    x = rng.standard_normal((6, 5, 3, 4)) + 10           # no zero in the input
+    y = layer(x)
+    assert layer.saved_bytes(x.shape, x.dtype) == kept_bytes(layer) == 6 * 5
+    dropped = np.all(y == 0, axis=(2, 3))
+    kept = np.all(np.isclose(y, x / 0.6, rtol=1e-14), axis=(2, 3))
+    assert np.all(dropped ^ kept) and 0 < dropped.sum() < 30, "each channel is dropped or kept whole"
+    dy = rng.standard_normal(x.shape)
+    np.testing.assert_array_equal(layer.backward(dy), np.where(dropped[:, :, None, None], 0.0, dy / 0.6))
+    check_layer(nn.Dropout2d(0.3), rng.standard_normal((2, 4, 2, 2)), seed=3, rng=rng)
+    layer.eval()
+    assert layer(x) is x
+    three = nn.Dropout2d(0.5)(rng.standard_normal((4, 3, 3)) + 10)
+    assert set(np.all(three == 0, axis=(1, 2))) <= {True, False}
+    with pytest.raises(ValueError, match="p must be in"):
+        nn.Dropout2d(1.5)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(C, H, W\)"):
+        nn.Dropout2d()(np.ones((2, 3)))
+
+
+def test_module_list_and_dict(numpy_f64):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(4, 4, dtype=np.float64) for _ in range(3)])
+            self.heads = nn.ModuleDict({"cls": nn.Linear(4, 2, dtype=np.float64), "reg": nn.Linear(4, 1)})
+
+    net = Net()
+    names = [name for name, _ in net.named_parameters()]
+    assert names == ["blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias", "blocks.2.weight",
+                     "blocks.2.bias", "heads.cls.weight", "heads.cls.bias", "heads.reg.weight", "heads.reg.bias"]
+    blocks = net.blocks
+    assert len(blocks) == 3 and blocks[-1] is blocks[2] and list(blocks) == [blocks[0], blocks[1], blocks[2]]
+    first = blocks[0]
+    del blocks[0]
+    assert len(blocks) == 2 and list(blocks._modules) == ["0", "1"] and blocks[0] is not first
+    blocks.insert(0, first)
+    assert blocks[0] is first and list(blocks._modules) == ["0", "1", "2"]
+    blocks.append(nn.ReLU())
+    blocks += [nn.Tanh()]
+    assert isinstance(blocks[1:3], nn.ModuleList) and len(blocks[1:3]) == 2 and len(blocks) == 5
+    blocks[4] = nn.Sigmoid()
+    assert isinstance(blocks[4], nn.Sigmoid)
+    with pytest.raises(IndexError, match="out of range for a ModuleList of 5"):
+        blocks[5]
+    with pytest.raises(TypeError, match="ModuleList entries must be Modules"):
+        blocks.append(3)
+    heads = net.heads
+    assert list(heads) == ["cls", "reg"] and "cls" in heads and heads.cls is heads["cls"]
+    heads.update([("aux", nn.Linear(4, 3))])
+    assert list(heads.keys()) == ["cls", "reg", "aux"]
+    assert isinstance(heads.pop("reg"), nn.Linear) and len(heads) == 2
+    with pytest.raises(TypeError, match=r"ModuleDict\['x'\] must be a Module"):
+        heads["x"] = 1
+    with pytest.raises(KeyError, match="without '.'"):
+        heads["a.b"] = nn.ReLU()
+    assert "blocks.0.weight" in net.state_dict() and "heads.aux.weight" in net.state_dict()
+    assert "(blocks): ModuleList(" in repr(net)
+
+
+# ---- PyTorch (only where installed) ----------------------------------------------------------------------------
+
+def _torch_check(torch, ours, theirs, x, rng, rtol=1e-10):
+    theirs = theirs.double()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    t_x = torch.tensor(x, requires_grad=True)
+    t_y = theirs(t_x)
+    y = ours(x)
+    np.testing.assert_allclose(y, t_y.detach().numpy(), rtol=rtol, atol=rtol)
+    dy = rng.standard_normal(y.shape)
+    t_y.backward(torch.tensor(dy))
+    ours.zero_grad()
+    np.testing.assert_allclose(ours.backward(dy), t_x.grad.numpy(), rtol=rtol, atol=rtol)
+    t_params = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad, t_params[name].grad.numpy(), rtol=rtol, atol=rtol, err_msg=name)
+
+
+def test_layers_against_torch(numpy_f64, rng):
+    torch = pytest.importorskip("torch")
+    tn = torch.nn
+    cases = [
+        (nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, dtype=np.float64),
+         tn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1), (2, 4, 3, 5)),
+        (nn.ConvTranspose2d(4, 2, (2, 3), stride=(1, 2), groups=2, dilation=(2, 1), bias=False, dtype=np.float64),
+         tn.ConvTranspose2d(4, 2, (2, 3), stride=(1, 2), groups=2, dilation=(2, 1), bias=False), (1, 4, 4, 3)),
+        (nn.GroupNorm(3, 6, dtype=np.float64), tn.GroupNorm(3, 6), (2, 6, 3, 2)),
+        (nn.BatchNorm1d(5, dtype=np.float64), tn.BatchNorm1d(5), (6, 5)),
+        (nn.BatchNorm1d(5, dtype=np.float64), tn.BatchNorm1d(5), (3, 5, 4)),
+        (nn.Upsample(scale_factor=2), tn.Upsample(scale_factor=2), (2, 3, 3, 4)),
+        (nn.Upsample(size=(5, 9), mode="bilinear", align_corners=False),
+         tn.Upsample(size=(5, 9), mode="bilinear", align_corners=False), (1, 2, 4, 3)),
+        (nn.Upsample(scale_factor=(1.5, 2.5), mode="bilinear", align_corners=True),
+         tn.Upsample(scale_factor=(1.5, 2.5), mode="bilinear", align_corners=True), (1, 2, 4, 3)),
+        (nn.Upsample(size=(3, 7), mode="nearest"), tn.Upsample(size=(3, 7), mode="nearest"), (2, 1, 7, 4)),
+    ]
+    for ours, theirs, shape in cases:
+        with torch.no_grad():
+            for p in theirs.parameters():
+                p.copy_(torch.randn(p.shape))
+        _torch_check(torch, ours, theirs, rng.standard_normal(shape), rng)
+    with torch.no_grad():
+        for scale in (1.3, 0.7, 2.6, 1.05, 2.1, (1.2, 2.2)):
+            x = rng.standard_normal((1, 1, 9, 11))
+            for mode, corners in (("nearest", None), ("bilinear", False), ("bilinear", True)):
+                expected = torch.nn.functional.interpolate(torch.tensor(x), scale_factor=scale, mode=mode,
+                                                           align_corners=corners).numpy()
+                np.testing.assert_allclose(F.interpolate(x, scale_factor=scale, mode=mode, align_corners=corners),
+                                           expected, rtol=1e-12, atol=1e-12, err_msg=f"{mode} {scale}")
+
+
+def test_containers_and_dropout2d_against_torch(numpy_f64, rng):
+    torch = pytest.importorskip("torch")
+    tn = torch.nn
+
+    class Ours(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(3, 3, dtype=np.float64), nn.BatchNorm1d(3, dtype=np.float64)])
+            self.heads = nn.ModuleDict({"b": nn.Linear(3, 2, dtype=np.float64), "a": nn.GroupNorm(1, 3)})
+
+    class Theirs(tn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = tn.ModuleList([tn.Linear(3, 3), tn.BatchNorm1d(3)])
+            self.heads = tn.ModuleDict({"b": tn.Linear(3, 2), "a": tn.GroupNorm(1, 3)})
+
+    theirs = Theirs().double()
+    ours = Ours()
+    state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    assert list(ours.state_dict()) == list(state)
+    ours.load_state_dict({k: v.astype(ours.state_dict()[k].dtype) for k, v in state.items()})
+    # Dropout2d: whole channels, the same 1/(1-p) scaling as torch (masks differ: other generators).
+    x = np.ones((20, 30, 2, 2))
+    with torch.no_grad():
+        t_y = tn.Dropout2d(0.25)(torch.tensor(x)).numpy()
+    y = nn.Dropout2d(0.25)(x)
+    for out in (y, t_y):
+        assert set(np.unique(out)) == {0.0, 1 / 0.75}
+        assert np.all(out.min(axis=(2, 3)) == out.max(axis=(2, 3)))
