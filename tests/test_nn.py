@@ -398,14 +398,14 @@ def test_load_state_dict_round_trip_and_errors(rng):
     del bad["1.running_var"]
     bad["extra.weight"] = np.zeros(1, np.float32)
     bad["0.weight"] = np.zeros((4, 2, 3, 2), np.float32)
-    bad["6.bias"] = state["6.bias"].astype(np.float64)
+    bad["1.num_batches_tracked"] = state["1.num_batches_tracked"].astype(np.float64)  # float for an int slot
     bad["0.bias"] = state["0.bias"] + 1  # would be written if loading were not all-or-nothing
     with pytest.raises(RuntimeError) as info:
         b.load_state_dict(bad)
     message = str(info.value)
     for fragment in ["Missing key(s): '1.running_var'", "Unexpected key(s): 'extra.weight'",
                      "0.weight: shape (4, 2, 3, 2) in the state dict, (4, 2, 3, 3) in the model",
-                     "6.bias: dtype float64 in the state dict, float32 in the model"]:
+                     "1.num_batches_tracked: dtype float64 in the state dict, int64 in the model"]:
         assert fragment in message
     for k, v in b.state_dict().items():
         np.testing.assert_array_equal(v, before[k])

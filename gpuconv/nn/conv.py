@@ -9,7 +9,7 @@ import numpy as np
 from .. import functional as F
 from ..functional._args import pair
 from . import init
-from .module import Module
+from .module import Module, check_input_size
 from .parameter import Parameter
 
 
@@ -59,6 +59,7 @@ class Conv2d(Module):
         return self.stride, self.padding, self.dilation, self.groups
 
     def forward(self, x: Any) -> Any:
+        check_input_size(x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)", "in_channels")
         y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, *self._args(), algo=self.algo)
         self._save(x)
         return y

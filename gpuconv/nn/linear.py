@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from . import init
-from .module import Module
+from .module import Module, check_input_size
 from .parameter import Parameter
 
 
@@ -31,6 +31,7 @@ class Linear(Module):
         self.register_parameter("bias", Parameter(bias_value) if bias else None)
 
     def forward(self, x: Any) -> Any:
+        check_input_size(x, None, -1, self.in_features, f"(..., {self.in_features})", "in_features")
         y = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
         self._save(x)
         return y

@@ -8,12 +8,15 @@ layer in reverse, so there is no tape: what a layer keeps is freed by its backwa
 
 from __future__ import annotations
 
+import re
+import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
 from ..backend import array_kind, get_backend
+from ..backend import backend as backend_context
 from ..grad_mode import is_grad_enabled
 from .parameter import Parameter
 
@@ -107,7 +110,25 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        with _ErrorContext(self):
+            if args:
+                self._check_input_dtype(args[0])
+            return self.forward(*args, **kwargs)
+
+    def _check_input_dtype(self, x: Any) -> None:
+        """A floating input of another dtype than this layer's own parameters is a TypeError that says
+        how to fix it (checked before any computation)."""
+        dtype = getattr(x, "dtype", None)
+        if dtype is None or np.dtype(dtype).kind != "f":
+            return
+        for param in self._parameters.values():
+            if param is not None:
+                expected = np.dtype(param.data.dtype)
+                if np.dtype(dtype) != expected:
+                    raise TypeError(
+                        f"input has dtype {np.dtype(dtype).name} but the layer's parameters are {expected.name}: "
+                        f"cast the input (x.astype(np.{expected.name})) or the model (model.to(np.{np.dtype(dtype).name}))")
+                return
 
     def keeps_for_backward(self) -> bool:
         """Whether a forward now keeps activations: training mode and outside ``no_grad``."""
@@ -139,7 +160,8 @@ class Module:
         Raises:
             RuntimeError: the last forward kept nothing (eval mode, ``no_grad``, or backward ran already).
         """
-        return self._backward(dy, input_grad)
+        with _ErrorContext(self):
+            return self._backward(dy, input_grad)
 
     def _backward(self, dy: Any, input_grad: bool) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
@@ -274,17 +296,41 @@ class Module:
         return self
 
     # ---- moving between backends and dtypes -----------------------------------------------------
-    def to(self, dtype: Any = None) -> Module:
-        """Moves every parameter, gradient and buffer to the current backend (``gpuconv.asarray``)
-        and, when ``dtype`` is given, casts the floating ones to it; returns self.
+    def to(self, *args: Any, device: Any = None, dtype: Any = None) -> Module:
+        """Moves every parameter, gradient and buffer to a backend and/or casts the floating ones to a
+        dtype, in place; returns self. PyTorch's forms:
 
-        ``with gpuconv.backend("cupy"): model.to()`` moves a model to the GPU.
+        - ``to("cuda")``, ``to("cuda:1")`` (the cupy backend, on that GPU), ``to("cpu")`` (numpy), or a
+          backend name (``"numpy"``, ``"cupy"``, ``"emulated"``);
+        - ``to(np.float64)``; ``to("cuda", np.float32)``; ``to(device=..., dtype=...)``;
+        - ``to()``: the current backend (``with gpuconv.backend("cupy"): model.to()``).
+
+        Moving a model does not change the current backend: run it where its arrays are
+        (``gpuconv.use("cupy")``), as gpuconv never copies between host and device behind your back.
+        An optimizer built on the model keeps working: its state follows the parameters (see
+        :class:`gpuconv.optim.Optimizer`).
         """
-        be = get_backend()
-        target = None if dtype is None else np.dtype(dtype)
-        if target is not None and target not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise TypeError(f"dtype must be float32 or float64, got {target}")
+        if len(args) > 2:
+            raise TypeError(f"to() takes at most a device and a dtype, got {len(args)} arguments")
+        for arg in args:
+            if isinstance(arg, str):
+                if device is not None:
+                    raise TypeError(f"to() got two devices: {device!r} and {arg!r}")
+                device = arg
+            else:
+                if dtype is not None:
+                    raise TypeError(f"to() got two dtypes: {dtype!r} and {arg!r}")
+                dtype = arg
+        target = None if dtype is None else _float_dtype(dtype)
+        if device is None:
+            self._convert(get_backend(), target)
+        else:
+            name, index = parse_device(device)
+            with backend_context(name, index) as be:
+                self._convert(be, target)
+        return self
 
+    def _convert(self, be: Any, target: np.dtype | None) -> None:
         def convert(a: Any) -> Any:
             if a is None:
                 return None
@@ -299,7 +345,14 @@ class Module:
                     param.grad = convert(param.grad)
             for name, buf in module._buffers.items():
                 module._buffers[name] = convert(buf)
-        return self
+
+    def cuda(self, device: int | None = None) -> Module:
+        """``to("cuda")`` (``device`` picks the GPU)."""
+        return self.to("cuda" if device is None else f"cuda:{int(device)}")
+
+    def cpu(self) -> Module:
+        """``to("cpu")``: the numpy backend."""
+        return self.to("cpu")
 
     def float(self) -> Module:
         return self.to(np.float32)
@@ -340,8 +393,10 @@ class Module:
         dict converted with ``{k: v.numpy() for k, v in sd.items()}``) into the parameters and
         buffers, in place.
 
-        Everything is checked before anything is written: a key whose shape or dtype differs is
-        always an error; with ``strict`` (the default) missing and unexpected keys are too.
+        Everything is checked before anything is written: a key whose shape differs is always an
+        error, and so is a dtype of another kind (floating vs integer); a floating array of another
+        precision is cast to the model's dtype, as PyTorch does. With ``strict`` (the default)
+        missing and unexpected keys are errors too.
         Returns:
             (missing_keys, unexpected_keys).
         Raises:
@@ -363,7 +418,10 @@ class Module:
             if tuple(value.shape) != tuple(current.shape):
                 mismatched.append(f"{key}: shape {tuple(value.shape)} in the state dict, {tuple(current.shape)} "
                                   "in the model")
-            elif np.dtype(value.dtype) != np.dtype(current.dtype):
+            elif np.dtype(value.dtype).kind != np.dtype(current.dtype).kind and not (
+                    np.dtype(value.dtype).kind in "iu" and np.dtype(current.dtype).kind in "iu"):
+                # Floating arrays are cast to the model's dtype, as PyTorch's copy does; integers
+                # (num_batches_tracked) to its integer type; a float for an integer slot is an error.
                 mismatched.append(f"{key}: dtype {np.dtype(value.dtype)} in the state dict, "
                                   f"{np.dtype(current.dtype)} in the model")
         errors = []
@@ -408,3 +466,75 @@ class Module:
 
 def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+_DEVICE = re.compile(r"(cuda|gpu)(?::(\d+))?|cpu|numpy|cupy|emulated")
+
+
+def parse_device(device: Any) -> tuple[str, int | None]:
+    """PyTorch's device strings as gpuconv backends: ``"cuda"``/``"cuda:N"`` -> ``("cupy", N)``,
+    ``"cpu"`` -> ``("numpy", None)``; backend names pass through."""
+    text = str(device) if not isinstance(device, str) else device
+    match = _DEVICE.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a backend name ('numpy', 'cupy', "
+                         f"'emulated'), got {device!r}")
+    if match.group(1):
+        return "cupy", None if match.group(2) is None else int(match.group(2))
+    return {"cpu": "numpy"}.get(match.group(0), match.group(0)), None
+
+
+def check_input_size(x: Any, ndim: int | None, axis: int, expected: int, layout: str, what: str) -> None:
+    """ValueError blaming the input (not the layer's weight) when ``x.shape[axis]`` is not what the
+    layer was built for, e.g. ``input: expected shape (N, 3, H, W) (in_channels = 3), got (8, 1, 32, 32)``.
+    An input of another rank is left to the functional op's own message."""
+    shape = getattr(x, "shape", None)
+    if shape is None or (ndim is not None and len(shape) != ndim) or not shape or shape[axis] == expected:
+        return
+    raise ValueError(f"input: expected shape {layout} ({what} = {expected}), got {tuple(shape)}")
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    try:
+        target = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if target not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {target}")
+    return target
+
+
+class _ErrorContext:
+    """Names the layer an error came from: ``in layer1.0.conv1 (Conv2d(64, 64, ...)): <message>``.
+
+    The innermost module whose forward/backward raised is remembered on the exception; when the
+    exception leaves the outermost module call, its qualified name within that model is prefixed to
+    the message. The exception keeps its type and traceback.
+    """
+
+    _depth = threading.local()
+    _TYPES = (ValueError, TypeError, RuntimeError, MemoryError)
+
+    def __init__(self, module: Module):
+        self.module = module
+
+    def __enter__(self) -> None:
+        self._depth.value = getattr(self._depth, "value", 0) + 1
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self._depth.value -= 1
+        if exc is None or not isinstance(exc, self._TYPES):
+            return
+        if getattr(exc, "_gpuconv_layer", None) is None:
+            exc._gpuconv_layer = self.module
+        if self._depth.value == 0 and not getattr(exc, "_gpuconv_named", False) and exc.args \
+                and isinstance(exc.args[0], str):
+            layer = exc._gpuconv_layer
+            name = next((n for n, m in self.module.named_modules() if m is layer and n), "")
+            where = f"{name} ({_short_repr(layer)})" if name else _short_repr(layer)
+            exc.args = (f"in {where}: {exc.args[0]}",) + exc.args[1:]
+            exc._gpuconv_named = True
+
+
+def _short_repr(module: Module) -> str:
+    return f"{module._get_name()}({module.extra_repr()})"

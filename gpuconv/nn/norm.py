@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from ..backend import get_backend
-from .module import Module, _nbytes
+from .module import Module, _nbytes, check_input_size
 from .parameter import Parameter
 
 
@@ -60,6 +60,7 @@ class BatchNorm2d(Module):
             self.num_batches_tracked[...] = 0
 
     def forward(self, x: Any) -> Any:
+        check_input_size(x, 4, 1, self.num_features, f"(N, {self.num_features}, H, W)", "num_features")
         count = None
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1
