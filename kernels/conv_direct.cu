@@ -211,6 +211,117 @@ __device__ void conv2d_direct_backward_weight(const T* __restrict__ dy, const T*
     if (threadIdx.x == 0) dwt[widx] = partial[0];
 }
 
+// ---- backward weight, version 2: tiled, two passes, deterministic ----------------------------------------
+// Pass 1, grid (splits, groups * ceil(kg / CONV_CO_BLOCK), C_in/groups), 256 threads: block
+// (split, group and output-channel block, input channel ci) owns the CONV_CO_BLOCK x KH x KW
+// elements of dw for ci and reduces them over its contiguous range of output rows (n, oy). Per
+// row it stages dy[n, co-block, oy, :] and the KH input rows that row reads (zero padded, PW wide)
+// in shared memory; thread t owns element e = t >> lane_shift (and e + 256 >> lane_shift, ... up to
+// CONV_BWW_ELEMS) and sums over the columns ox = lane, lane + lanes, ...; the lanes of one element
+// are added in a fixed order at the end. The block writes its sums to partial[split][dw index].
+// Pass 2: one thread per element of dw adds the splits in order. No atomics: bit-for-bit the same
+// on every run. Dynamic shared memory: max(CONV_CO_BLOCK * OW + KH * PW, 256) * sizeof(T).
+#define CONV_BWW_THREADS 256
+#define CONV_BWW_ELEMS 4
+
+template <typename T>
+__device__ void conv2d_direct_backward_weight_v2_partial(const T* __restrict__ dy, const T* __restrict__ x,
+                                                         T* __restrict__ partial, int rows_per_split,
+                                                         int lane_shift, CONV_PARAMS) {
+    extern __shared__ __align__(16) unsigned char conv_smem[];
+    T* s_dy = reinterpret_cast<T*>(conv_smem);
+    const int cg = c_in / groups, kg = c_out / groups, kk = kh * kw;
+    const int pw = (ow - 1) * sw + (kw - 1) * dw + 1;
+    T* s_x = s_dy + CONV_CO_BLOCK * ow;
+    const int co_blocks = (kg + CONV_CO_BLOCK - 1) / CONV_CO_BLOCK;
+    const int grp = (int)blockIdx.y / co_blocks;
+    const int co0 = ((int)blockIdx.y % co_blocks) * CONV_CO_BLOCK;
+    const int ci = (int)blockIdx.z;
+    const int tid = (int)threadIdx.x;
+    const int lanes = 1 << lane_shift, slots = CONV_BWW_THREADS >> lane_shift;
+    const int lane = tid & (lanes - 1), e0 = tid >> lane_shift;
+    const int elems = CONV_CO_BLOCK * kk;
+
+    // The element -> (shared offsets) mapping, once per thread: no division in the row loop.
+    int dy_off[CONV_BWW_ELEMS], x_off[CONV_BWW_ELEMS];
+    bool owned[CONV_BWW_ELEMS];
+    T acc[CONV_BWW_ELEMS];
+#pragma unroll
+    for (int k = 0; k < CONV_BWW_ELEMS; ++k) {
+        const int e = e0 + k * slots;
+        owned[k] = e < elems && (k == 0 || lanes == 1);
+        const int co_l = owned[k] ? e / kk : 0, tap = owned[k] ? e - co_l * kk : 0;
+        const int i = tap / kw, j = tap - i * kw;
+        dy_off[k] = co_l * ow;
+        x_off[k] = i * pw + j * dw;
+        acc[k] = T(0);
+    }
+
+    const long long total_rows = (long long)n_batch * oh;
+    const long long r_begin = (long long)blockIdx.x * rows_per_split;
+    const long long r_end = r_begin + rows_per_split < total_rows ? r_begin + rows_per_split : total_rows;
+    for (long long r = r_begin; r < r_end; ++r) {
+        const long long n = r / oh;
+        const int oy = (int)(r - n * oh);
+        for (int c = 0; c < CONV_CO_BLOCK; ++c) {
+            const bool live = co0 + c < kg;
+            const T* dyrow = dy + ((n * c_out + (long long)grp * kg + co0 + c) * oh + oy) * ow;
+            for (int ox = tid; ox < ow; ox += CONV_BWW_THREADS) s_dy[c * ow + ox] = live ? dyrow[ox] : T(0);
+        }
+        const T* xc = x + (n * c_in + (long long)grp * cg + ci) * height * width;
+        for (int i = 0; i < kh; ++i) {
+            const int iy = oy * sh - pt + i * dh;
+            const bool row_in = iy >= 0 && iy < height;
+            for (int u = tid; u < pw; u += CONV_BWW_THREADS) {
+                const int ix = u - pl;
+                s_x[i * pw + u] = (row_in && ix >= 0 && ix < width) ? xc[(long long)iy * width + ix] : T(0);
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < CONV_BWW_ELEMS; ++k) {
+            if (!owned[k]) continue;
+            const T* d = s_dy + dy_off[k];
+            const T* xs = s_x + x_off[k];
+            T a = acc[k];
+            for (int ox = lane; ox < ow; ox += lanes) a += d[ox] * xs[ox * sw];
+            acc[k] = a;
+        }
+        __syncthreads();
+    }
+
+    T* red = s_dy;  // every thread is past the last barrier of the row loop
+    T* out = partial + (long long)blockIdx.x * c_out * cg * kk;
+    if (lanes == 1) {
+#pragma unroll
+        for (int k = 0; k < CONV_BWW_ELEMS; ++k) {
+            const int e = e0 + k * slots;
+            if (!owned[k] || co0 + e / kk >= kg) continue;
+            const int co_l = e / kk;
+            out[(((long long)grp * kg + co0 + co_l) * cg + ci) * kk + (e - co_l * kk)] = acc[k];
+        }
+        return;
+    }
+    red[tid] = acc[0];
+    __syncthreads();
+    if (lane == 0 && owned[0]) {
+        T sum = T(0);
+        for (int q = 0; q < lanes; ++q) sum += red[tid + q];
+        const int co_l = e0 / kk;
+        if (co0 + co_l < kg) out[(((long long)grp * kg + co0 + co_l) * cg + ci) * kk + (e0 - co_l * kk)] = sum;
+    }
+}
+
+template <typename T>
+__device__ void conv2d_direct_backward_weight_v2_sum(const T* __restrict__ partial, T* __restrict__ dwt, int splits,
+                                                     int size) {
+    for (int idx = (int)(blockIdx.x * blockDim.x + threadIdx.x); idx < size; idx += (int)(gridDim.x * blockDim.x)) {
+        T sum = T(0);
+        for (int s = 0; s < splits; ++s) sum += partial[(long long)s * size + idx];
+        dwt[idx] = sum;
+    }
+}
+
 // Entry points, written out in full: the loaders parse these signatures from the source.
 extern "C" __global__ void conv2d_direct_forward_v1_f32(const float* __restrict__ x, const float* __restrict__ wt,
                                                     const float* __restrict__ bias, float* __restrict__ y, int has_bias,
@@ -247,4 +358,24 @@ extern "C" __global__ void conv2d_direct_backward_data_f64(const double* __restr
 extern "C" __global__ void conv2d_direct_backward_weight_f64(const double* __restrict__ dy, const double* __restrict__ x,
                                                          double* __restrict__ dwt, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     conv2d_direct_backward_weight<double>(dy, x, dwt, CONV_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(CONV_BWW_THREADS)
+conv2d_direct_backward_weight_v2_partial_f32(const float* __restrict__ dy, const float* __restrict__ x,
+        float* __restrict__ partial, int rows_per_split, int lane_shift, int n_batch, int c_in, int height, int width,
+        int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
+    conv2d_direct_backward_weight_v2_partial<float>(dy, x, partial, rows_per_split, lane_shift, CONV_ARGS);
+}
+extern "C" __global__ void conv2d_direct_backward_weight_v2_sum_f32(const float* __restrict__ partial,
+        float* __restrict__ dwt, int splits, int size) {
+    conv2d_direct_backward_weight_v2_sum<float>(partial, dwt, splits, size);
+}
+extern "C" __global__ void __launch_bounds__(CONV_BWW_THREADS)
+conv2d_direct_backward_weight_v2_partial_f64(const double* __restrict__ dy, const double* __restrict__ x,
+        double* __restrict__ partial, int rows_per_split, int lane_shift, int n_batch, int c_in, int height, int width,
+        int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
+    conv2d_direct_backward_weight_v2_partial<double>(dy, x, partial, rows_per_split, lane_shift, CONV_ARGS);
+}
+extern "C" __global__ void conv2d_direct_backward_weight_v2_sum_f64(const double* __restrict__ partial,
+        double* __restrict__ dwt, int splits, int size) {
+    conv2d_direct_backward_weight_v2_sum<double>(partial, dwt, splits, size);
 }
