@@ -67,8 +67,7 @@ def as_dict() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _overridden(settings: dict[str, Any]) -> Iterator[None]:
-    new = _validated(settings)  # all or nothing: a bad value changes no setting
+def _overridden(new: dict[str, Any]) -> Iterator[None]:
     previous = {name: _values[name] for name in new}
     _values.update(new)
     try:
@@ -95,7 +94,7 @@ class _FlagsModule(types.ModuleType):
 
     def __call__(self, **settings: Any) -> contextlib.AbstractContextManager:
         """``with gpuconv.flags(conv_benchmark=True): ...`` sets the given settings for the block."""
-        return _overridden(settings)
+        return _overridden(_validated(settings))  # all or nothing: a bad value changes no setting
 
     def __repr__(self) -> str:
         return "gpuconv.flags(" + ", ".join(f"{k}={v!r}" for k, v in sorted(_values.items())) + ")"

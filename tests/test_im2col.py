@@ -131,3 +131,48 @@ def test_bad_inputs_are_named(backend):
         F.col2im(gpuconv.asarray(np.ones((1, 9, 10))), (5, 5), 3)
     with pytest.raises(ValueError, match="positive multiple of 9"):
         F.col2im(gpuconv.asarray(np.ones((9, 10))), (5, 5), 3, layout="knl")
+
+
+@pytest.mark.parametrize("layout", ["nkl", "knl"])
+def test_kernel_versions_and_index_widths_match_reference(kernel_backend, dtype, layout, rng):
+    """v1, and v2 in its 32-bit and (forced) 64-bit index variants, on random configurations."""
+    for _ in range(12):
+        cfg = random_config(rng)
+        x = rng.standard_normal(cfg["shape"])
+        n, c, h, w = cfg["shape"]
+        k, s, (ph, pw), d = cfg["kernel_size"], cfg["stride"], cfg["padding"], cfg["dilation"]
+        expected = reference.im2col(x, *ref_args(cfg))
+        rows, l_size = expected.shape[1:]
+        out_size = ((h + 2 * ph - d[0] * (k[0] - 1) - 1) // s[0] + 1, (w + 2 * pw - d[1] * (k[1] - 1) - 1) // s[1] + 1)
+        dcols = rng.standard_normal(expected.shape)
+        want_dx = reference.col2im(dcols, cfg["shape"], *ref_args(cfg))
+        if layout == "knl":
+            expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
+            dcols = dcols.transpose(1, 0, 2).reshape(rows, n * l_size)
+        for version, bits in ((1, None), (2, 32), (2, 64)):
+            cols = kernel_backend.im2col(gpuconv.asarray(x.astype(dtype)), k, s, (ph, pw), d, out_size, layout,
+                                         version=version, index_bits=bits)
+            assert_close(cols, expected, dtype)
+            dx = kernel_backend.col2im(gpuconv.asarray(np.ascontiguousarray(dcols).astype(dtype)), cfg["shape"], k, s,
+                                       (ph, pw), d, out_size, layout, version=version, index_bits=bits)
+            assert_close(dx, want_dx, dtype)
+
+
+def test_launcher_picks_the_index_width_and_block_shape():
+    from gpuconv.backend.cuda_ops.im2col import index_bits, plane_block
+    assert index_bits(10, 2**31 - 1) == 32
+    assert index_bits(10, 2**31) == 64
+    assert plane_block(49) == (64, 4)  # a 7x7 plane: 4 planes per 256-thread block
+    assert plane_block(3136) == (256, 1)
+    assert plane_block(1) == (32, 8)
+
+
+def test_large_planes_and_many_planes(kernel_backend, rng):
+    """Planes wider than a block (several blocks along x) and a batch of many small planes (several
+    planes per block), with the output written into a slice of a larger buffer as the conv does."""
+    for shape, k, s, p in (((1, 2, 23, 31), 3, 1, 1), ((9, 7, 3, 2), 2, 1, 1)):
+        x = rng.standard_normal(shape)
+        cols = F.im2col(gpuconv.asarray(x), k, stride=s, padding=p)
+        assert_close(cols, reference.im2col(x, (k, k), (s, s), (p, p, p, p), (1, 1)))
+        dx = F.col2im(cols, shape[2:], k, stride=s, padding=p)
+        assert_close(dx, reference.col2im(gpuconv.to_numpy(cols), shape, (k, k), (s, s), (p, p, p, p), (1, 1)))
