@@ -47,10 +47,10 @@ def backward_weight_v2_splits(g) -> int:
     kh, kw = g.kernel_size
     co_blocks = -(-(g.c_out // g.groups) // CO_BLOCK)
     blocks = g.groups * co_blocks
-    if (CO_BLOCK * kh * kw > BWW_THREADS * BWW_ELEMS or g.c_in // g.groups > MAX_GRID_YZ or blocks > MAX_GRID_YZ
-            or backward_weight_v2_shared_bytes(g, 8) > MAX_SHARED_BYTES):
-        return 0
     rows = g.n * g.out_size[0]
+    if (CO_BLOCK * kh * kw > BWW_THREADS * BWW_ELEMS or g.c_in // g.groups > MAX_GRID_YZ or blocks > MAX_GRID_YZ
+            or backward_weight_v2_shared_bytes(g, 8) > MAX_SHARED_BYTES or rows >= 2**31):
+        return 0
     return max(1, min(rows, -(-BWW_TARGET_BLOCKS // (blocks * (g.c_in // g.groups)))))
 
 
