@@ -21,9 +21,11 @@
 //   conv2d_direct_backward_data   dx: a gather, one thread per element of dx, looping over the taps
 //                                 (i, j) whose window reads it and the C_out/groups output channels
 //                                 of its group (the direct transposed convolution). No atomics. The
-//                                 launcher runs it for strides > 1; with stride 1 it runs
-//                                 conv2d_direct_forward_v2 on dy with the flipped, transposed
-//                                 weights instead (the same gather, with the forward's tiling).
+//                                 reference: the launcher runs it only where v3's tile does not
+//                                 fit. With stride 1 it runs conv2d_direct_forward_v2 on dy with the
+//                                 flipped, transposed weights (the same gather, the forward's tiling).
+//   conv2d_direct_backward_data_v3 dx for any stride: the forward v2's tiling and register blocking
+//                                 over 8 input channels, stride-aware (see the comment above it).
 //   conv2d_direct_backward_weight dw: one block per element of dw; its threads (a power of two)
 //                                 sum dy * x over the N x OH x OW positions in a fixed strided
 //                                 order, then a shared-memory tree reduction: deterministic, no
@@ -46,6 +48,7 @@
 //   forward_v1          f32 48, f64 48
 //   forward_v2          f32 56, f64 72 (1 barrier; 128 threads per block by __launch_bounds__)
 //   backward_data       f32 56, f64 56
+//   backward_data_v3    f32 72, f64 98 (1 barrier; no __launch_bounds__: with it ptxas spills)
 //   backward_weight     f32 45, f64 48 (1 barrier)
 //   backward_weight_v2_partial  f32 64, f64 64 (1 barrier; 256 threads by __launch_bounds__)
 //   backward_weight_v2_sum      f32 32, f64 32
@@ -226,6 +229,115 @@ __device__ void conv2d_direct_backward_weight(const T* __restrict__ dy, const T*
     if (threadIdx.x == 0) dwt[widx] = partial[0];
 }
 
+// ---- backward data, version 3: tiled gather for any stride ------------------------------------------------
+// The forward v2's tiling turned around: a block of 16x8 threads computes a 16 (wide) x 16 (high)
+// tile of dx for CONV_CO_BLOCK = 8 input channels of one image; each thread holds 2 pixels (rows ty,
+// ty + 8) x 8 channels = 16 accumulators. Per output channel of the group the block stages the dy
+// patch its tile reads (rows floor((y0 + pt - (KH-1)*dh) / sh) .. floor((y0 + 15 + pt) / sh), zero
+// outside dy) and that channel's KH x KW x 8 weights ([tap][ci]) in shared memory. Tap i reads dy
+// row (y + pt - i*dh) / sh only when the division is exact; a thread keeps (quotient, remainder)
+// of y + pt and steps them by (dh / sh, dh % sh) per tap (the launcher passes both), so the tap
+// loops divide nothing. Grid (tiles_w * tiles_h, groups * ceil(cg / 8), N); block (16, 8); dynamic
+// shared memory (PH * PW + 8 * KH * KW) * sizeof(T). A gather: no atomics, deterministic.
+// One output row of conv2d_direct_backward_data_v3 for one output channel: every tap (i, j)
+// whose division is exact adds dy * w to the row's CONV_CO_BLOCK accumulators.
+template <typename T>
+__device__ __forceinline__ void bwd_data_v3_row(T (&acc)[CONV_CO_BLOCK], const T* s_dy, const T* s_w, int qy, int ry,
+                                                int qx0, int rx0, int pw, int kh, int kw, int sh, int sw, int dh_q,
+                                                int dh_r, int dw_q, int dw_r) {
+    for (int i = 0; i < kh; ++i) {
+        if (ry == 0) {
+            const T* row = s_dy + qy * pw;
+            int qx = qx0, rx = rx0;
+            for (int j = 0; j < kw; ++j) {
+                if (rx == 0) {
+                    const T v = row[qx];
+                    const T* wk = s_w + (i * kw + j) * CONV_CO_BLOCK;
+#pragma unroll
+                    for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[c] += v * wk[c];
+                }
+                rx -= dw_r;
+                qx -= dw_q;
+                if (rx < 0) {
+                    rx += sw;
+                    --qx;
+                }
+            }
+        }
+        ry -= dh_r;
+        qy -= dh_q;
+        if (ry < 0) {
+            ry += sh;
+            --qy;
+        }
+    }
+}
+
+template <typename T>
+__device__ void conv2d_direct_backward_data_v3(const T* __restrict__ dy, const T* __restrict__ wt,
+                                               T* __restrict__ dx, int dh_q, int dh_r, int dw_q, int dw_r,
+                                               CONV_PARAMS) {
+    extern __shared__ __align__(16) unsigned char conv_smem[];
+    T* s_dy = reinterpret_cast<T*>(conv_smem);
+    const int cg = c_in / groups, kg = c_out / groups;
+    const int kk = kh * kw;
+    const int rows = CONV_THREADS_H * CONV_ROWS_PER_THREAD;
+    const int tiles_w = (width + CONV_TILE_W - 1) / CONV_TILE_W;
+    const int x0 = (int)(blockIdx.x % tiles_w) * CONV_TILE_W;
+    const int y0 = (int)(blockIdx.x / tiles_w) * rows;
+    const int oy_lo = gc::floor_div_int(y0 + pt - (kh - 1) * dh, sh), oy_hi = (y0 + rows - 1 + pt) / sh;
+    const int ox_lo = gc::floor_div_int(x0 + pl - (kw - 1) * dw, sw), ox_hi = (x0 + CONV_TILE_W - 1 + pl) / sw;
+    const int ph = oy_hi - oy_lo + 1, pw = ox_hi - ox_lo + 1;
+    T* s_w = s_dy + ph * pw;  // [tap][input channel]
+    const int ci_blocks = (cg + CONV_CO_BLOCK - 1) / CONV_CO_BLOCK;
+    const int grp = (int)blockIdx.y / ci_blocks;
+    const int ci0 = ((int)blockIdx.y % ci_blocks) * CONV_CO_BLOCK;  // within the group
+    const long long n = blockIdx.z;
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * CONV_TILE_W + tx;
+    const int threads = CONV_TILE_W * CONV_THREADS_H;
+
+    const int xx = x0 + tx;
+    const int qx0 = (xx + pl) / sw - ox_lo, rx0 = (xx + pl) % sw;  // patch column of tap 0, remainder
+    // Rows ty and ty + CONV_THREADS_H (CONV_ROWS_PER_THREAD = 2): patch row of tap 0, remainder.
+    const int qya = (y0 + ty + pt) / sh - oy_lo, rya = (y0 + ty + pt) % sh;
+    const int qyb = (y0 + ty + CONV_THREADS_H + pt) / sh - oy_lo, ryb = (y0 + ty + CONV_THREADS_H + pt) % sh;
+    T acc[CONV_ROWS_PER_THREAD][CONV_CO_BLOCK];
+#pragma unroll
+    for (int r = 0; r < CONV_ROWS_PER_THREAD; ++r)
+#pragma unroll
+        for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[r][c] = T(0);
+
+    for (int k = 0; k < kg; ++k) {
+        const long long co = (long long)grp * kg + k;
+        const T* dyc = dy + (n * c_out + co) * oh * ow;
+        for (int t = tid; t < ph * pw; t += threads) {
+            const int py = t / pw;
+            const int oy = oy_lo + py, ox = ox_lo + (t - py * pw);
+            s_dy[t] = (oy >= 0 && oy < oh && ox >= 0 && ox < ow) ? dyc[(long long)oy * ow + ox] : T(0);
+        }
+        for (int t = tid; t < CONV_CO_BLOCK * kk; t += threads) {
+            const int tap = t / CONV_CO_BLOCK, c = t - tap * CONV_CO_BLOCK;
+            s_w[t] = ci0 + c < cg ? wt[(co * cg + ci0 + c) * kk + tap] : T(0);
+        }
+        __syncthreads();
+        bwd_data_v3_row(acc[0], s_dy, s_w, qya, rya, qx0, rx0, pw, kh, kw, sh, sw, dh_q, dh_r, dw_q, dw_r);
+        bwd_data_v3_row(acc[1], s_dy, s_w, qyb, ryb, qx0, rx0, pw, kh, kw, sh, sw, dh_q, dh_r, dw_q, dw_r);
+        __syncthreads();
+    }
+    if (xx >= width) return;
+#pragma unroll
+    for (int r = 0; r < CONV_ROWS_PER_THREAD; ++r) {
+        const int yy = y0 + ty + r * CONV_THREADS_H;
+        if (yy >= height) break;
+#pragma unroll
+        for (int c = 0; c < CONV_CO_BLOCK; ++c) {
+            if (ci0 + c >= cg) break;
+            dx[((n * c_in + (long long)grp * cg + ci0 + c) * height + yy) * width + xx] = acc[r][c];
+        }
+    }
+}
+
 // ---- backward weight, version 2: tiled, two passes, deterministic ----------------------------------------
 // Pass 1, grid (splits, groups * ceil(kg / CONV_CO_BLOCK), C_in/groups), 256 threads: block
 // (split, group and output-channel block, input channel ci) owns the CONV_CO_BLOCK x KH x KW
@@ -396,4 +508,14 @@ conv2d_direct_backward_weight_v2_partial_f64(const double* __restrict__ dy, cons
 extern "C" __global__ void conv2d_direct_backward_weight_v2_sum_f64(const double* __restrict__ partial,
         double* __restrict__ dwt, int splits, int size) {
     conv2d_direct_backward_weight_v2_sum<double>(partial, dwt, splits, size);
+}
+extern "C" __global__ void conv2d_direct_backward_data_v3_f32(const float* __restrict__ dy, const float* __restrict__ wt, float* __restrict__ dx,
+        int dh_q, int dh_r, int dw_q, int dw_r, int n_batch, int c_in, int height, int width, int c_out, int kh,
+        int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
+    conv2d_direct_backward_data_v3<float>(dy, wt, dx, dh_q, dh_r, dw_q, dw_r, CONV_ARGS);
+}
+extern "C" __global__ void conv2d_direct_backward_data_v3_f64(const double* __restrict__ dy, const double* __restrict__ wt, double* __restrict__ dx,
+        int dh_q, int dh_r, int dw_q, int dw_r, int n_batch, int c_in, int height, int width, int c_out, int kh,
+        int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
+    conv2d_direct_backward_data_v3<double>(dy, wt, dx, dh_q, dh_r, dw_q, dw_r, CONV_ARGS);
 }

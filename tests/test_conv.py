@@ -62,6 +62,10 @@ EXPLICIT = [
     dict(shape=(3, 5, 9, 7), weight=(5, 1, 3, 3), stride=(1, 1), padding="same", dilation=(1, 1), groups=5, bias=True),
     dict(shape=(2, 2, 1, 1), weight=(3, 2, 1, 1), stride=(2, 3), padding=0, dilation=(1, 1), groups=1, bias=True),
     dict(shape=(1, 2, 1, 1), weight=(3, 2, 3, 3), stride=(1, 1), padding=1, dilation=(1, 1), groups=1, bias=True),
+    # strided, several 16x16 tiles of dx and more than 8 input channels per group (direct backward v3)
+    dict(shape=(1, 10, 21, 19), weight=(3, 10, 5, 5), stride=(2, 2), padding=2, dilation=(1, 1), groups=1, bias=True),
+    dict(shape=(2, 18, 17, 18), weight=(4, 9, 3, 2), stride=(3, 2), padding=(1, 0), dilation=(1, 2), groups=2,
+         bias=False),
 ]
 CONFIGS = EXPLICIT + _random_configs(30, seed=3)
 POINTWISE = _random_configs(4, seed=5, pointwise=True)
@@ -127,7 +131,7 @@ def test_pointwise_matches_reference(backend, dtype, algo, index):
     _check_against_reference("pointwise", index, algo, dtype)
 
 
-@pytest.mark.parametrize("index", range(0, len(CONFIGS), 2))
+@pytest.mark.parametrize("index", range(len(CONFIGS)))
 def test_direct_kernel_versions_match_reference(kernel_backend, dtype, index):
     """Both versions of every direct kernel, where each applies (v2 backward data needs stride 1,
     v2 backward weight a tile that fits)."""
@@ -139,7 +143,7 @@ def test_direct_kernel_versions_match_reference(kernel_backend, dtype, index):
     tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
     for version in (1, 2):
         assert_close(kernel_backend.conv2d_direct_forward(X, W, B, g, version=version), y_ref, dtype, **tol)
-    for version in (1, 2) if g.stride == (1, 1) else (1,):
+    for version in (1, 2, 3) if g.stride == (1, 1) else (1, 3):
         assert_close(kernel_backend.conv2d_direct_backward_data(DY, W, g, version=version), dx_ref, dtype, **tol)
     assert backward_weight_v2_splits(g) > 0
     for version in (1, 2):
@@ -183,7 +187,7 @@ def test_direct_v2_falls_back_to_v1_when_the_tile_is_too_large(kernel_backend):
     assert_close(dw, reference.conv2d_backward(dy, x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1)[1])
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 8])
+@pytest.mark.parametrize("index", [0, 1, 2, 5, 10])
 def test_direct_kernels_are_schedule_independent(index):
     cfg, x, weight, bias, dy, _ = _case("general", index)
     with gpuconv.backend("emulated") as be:
@@ -193,6 +197,7 @@ def test_direct_kernels_are_schedule_independent(index):
         assert_schedule_independent(lambda: (be.conv2d_direct_forward(X, W, B, g, version=2),
                                              be.conv2d_direct_forward(X, W, B, g, version=1),
                                              be.conv2d_direct_backward_data(DY, W, g),
+                                             be.conv2d_direct_backward_data(DY, W, g, version=3),
                                              be.conv2d_direct_backward_weight(DY, X, g, version=1),
                                              be.conv2d_direct_backward_weight(DY, X, g, version=2)))
 

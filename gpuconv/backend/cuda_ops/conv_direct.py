@@ -4,8 +4,9 @@
 memory, register blocking over output channels) unless its shared-memory tile would exceed 48 KiB
 (huge kernels or dilations), where it falls back to version 1; ``version=1`` forces the reference.
 Backward data with stride 1 is the forward v2 kernel run on dy with the flipped, transposed
-weights (a gather: the direct transposed convolution reusing the forward's tiling); with larger
-strides it runs the v1 gather. Backward weight runs the tiled two-pass v2 (partial sums per split
+weights (a gather: the direct transposed convolution reusing the forward's tiling, "version 2");
+with larger strides it runs the tiled v3 gather (the same tiling, stride-aware), or the v1 gather
+when v3's tile would exceed 48 KiB. Backward weight runs the tiled two-pass v2 (partial sums per split
 of the N*OH rows, then a sum in a fixed order) when its tile fits, else v1. The only workspace is
 the flipped weights (stride-1 backward data) and the v2 partial sums, as
 gpuconv.functional.conv_algo.plan counts them.
@@ -29,6 +30,14 @@ def forward_v2_shared_bytes(g, itemsize: int) -> int:
     (kh, kw), (sh, sw), (dh, dw) = g.kernel_size, g.stride, g.dilation
     ph = (TILE_H - 1) * sh + (kh - 1) * dh + 1
     pw = (TILE_W - 1) * sw + (kw - 1) * dw + 1
+    return (ph * pw + CO_BLOCK * kh * kw) * itemsize
+
+
+def backward_data_v3_shared_bytes(g, itemsize: int) -> int:
+    """Dynamic shared memory of conv2d_direct_backward_data_v3 for ``g`` (its largest dy patch)."""
+    (kh, kw), (sh, sw), (dh, dw) = g.kernel_size, g.stride, g.dilation
+    ph = (TILE_H - 1 + (kh - 1) * dh) // sh + 2
+    pw = (TILE_W - 1 + (kw - 1) * dw) // sw + 2
     return (ph * pw + CO_BLOCK * kh * kw) * itemsize
 
 
@@ -89,11 +98,22 @@ class ConvDirectKernels:
         return y
 
     def conv2d_direct_backward_data(self, dy, weight, g, version: int | None = None):
+        ci_blocks = g.groups * -(-(g.c_in // g.groups) // CO_BLOCK)
         if version is None:
-            version = 2 if g.stride == (1, 1) else 1
+            fits = (backward_data_v3_shared_bytes(g, dy.dtype.itemsize) <= MAX_SHARED_BYTES
+                    and ci_blocks <= MAX_GRID_YZ and g.n <= MAX_GRID_YZ)
+            version = 2 if g.stride == (1, 1) else 3 if fits else 1
         if version == 2:
             return self._backward_data_as_forward(dy, weight, g)
         dx = self.empty((g.n, g.c_in, g.h, g.w), dy.dtype)
+        if version == 3:
+            (sh, sw), (dh, dw) = g.stride, g.dilation
+            steps = tuple(np.int32(v) for v in (dh // sh, dh % sh, dw // sw, dw % sw))
+            tiles = -(-g.h // TILE_H) * -(-g.w // TILE_W)
+            kernel = self.kernel("conv_direct.cu", "conv2d_direct_backward_data_v3", dy.dtype)
+            kernel((tiles, ci_blocks, g.n), (TILE_W, THREADS_H), (dy, weight, dx) + steps + _geometry_args(g),
+                   shared_mem=backward_data_v3_shared_bytes(g, dy.dtype.itemsize))
+            return dx
         kernel = self.kernel("conv_direct.cu", "conv2d_direct_backward_data", dy.dtype)
         self.launch_1d(kernel, dx.size, (dy, weight, dx) + _geometry_args(g))
         return dx
