@@ -43,14 +43,14 @@
 //
 // Registers per thread (nvcc 13.0, `nvcc -cubin -arch=sm_90 -Xptxas -v -I kernels`): every entry
 // point has 0 bytes of stack frame and 0 bytes of spill stores/loads. 64-bit divisions (PTX
-// div/rem .s64, which become a called subroutine in SASS) are left only in v1 and in v2_partial's
-// once-per-row n = r / OH; `nvcc -ptx` shows none in any other loop.
+// div/rem .s64, which become a called subroutine in SASS) are left only in forward_v1,
+// backward_data and backward_weight (the references); `nvcc -ptx` shows none in the others.
 //   forward_v1          f32 48, f64 48
 //   forward_v2          f32 56, f64 72 (1 barrier; 128 threads per block by __launch_bounds__)
 //   backward_data       f32 56, f64 56
 //   backward_data_v3    f32 72, f64 98 (1 barrier; no __launch_bounds__: with it ptxas spills)
 //   backward_weight     f32 45, f64 48 (1 barrier)
-//   backward_weight_v2_partial  f32 64, f64 64 (1 barrier; 256 threads by __launch_bounds__)
+//   backward_weight_v2_partial  f32 56, f64 72 (1 barrier; no __launch_bounds__: with it ptxas spills)
 //   backward_weight_v2_sum      f32 32, f64 32
 #include "common.cuh"
 
@@ -342,49 +342,37 @@ __device__ void conv2d_direct_backward_data_v3(const T* __restrict__ dy, const T
 // Pass 1, grid (splits, groups * ceil(kg / CONV_CO_BLOCK), C_in/groups), 256 threads: block
 // (split, group and output-channel block, input channel ci) owns the CONV_CO_BLOCK x KH x KW
 // elements of dw for ci and reduces them over its contiguous range of output rows (n, oy). Per
-// row it stages dy[n, co-block, oy, :] and the KH input rows that row reads (zero padded, PW wide)
-// in shared memory; thread t owns element e = t >> lane_shift (and e + 256 >> lane_shift, ... up to
-// CONV_BWW_ELEMS) and sums over the columns ox = lane, lane + lanes, ...; the lanes of one element
-// are added in a fixed order at the end. The block writes its sums to partial[split][dw index].
-// Pass 2: one thread per element of dw adds the splits in order. No atomics: bit-for-bit the same
-// on every run. Dynamic shared memory: max(CONV_CO_BLOCK * OW + KH * PW, 256) * sizeof(T).
+// row it stages dy[n, co-block, oy, :] as [ox][co] and the KH input rows that row reads (zero
+// padded, PW wide) in shared memory. Thread t owns tap t / lanes for all CONV_CO_BLOCK channels
+// (register blocking: one x value feeds 8 FMAs, and the 8 dy values of a column are contiguous, a
+// broadcast across the warp) and sums over the columns ox = lane, lane + lanes, ...
+// (lanes = 256 / (KH*KW), passed by the launcher). At the end the lanes of each tap are added in a
+// fixed order, and the block writes its sums to partial[split][dw index]. Pass 2: one thread per
+// element of dw adds the splits in order. No atomics: bit-for-bit the same on every run. Dynamic
+// shared memory: max(CONV_CO_BLOCK * OW + KH * PW, 256) * sizeof(T).
 #define CONV_BWW_THREADS 256
-#define CONV_BWW_ELEMS 4
 
 template <typename T>
 __device__ void conv2d_direct_backward_weight_v2_partial(const T* __restrict__ dy, const T* __restrict__ x,
-                                                         T* __restrict__ partial, int rows_per_split,
-                                                         int lane_shift, CONV_PARAMS) {
+                                                         T* __restrict__ partial, int rows_per_split, int lanes,
+                                                         CONV_PARAMS) {
     extern __shared__ __align__(16) unsigned char conv_smem[];
-    T* s_dy = reinterpret_cast<T*>(conv_smem);
+    T* s_dy = reinterpret_cast<T*>(conv_smem);  // [ox][co]
     const int cg = c_in / groups, kg = c_out / groups, kk = kh * kw;
     const int pw = (ow - 1) * sw + (kw - 1) * dw + 1;
-    T* s_x = s_dy + CONV_CO_BLOCK * ow;
+    T* s_x = s_dy + CONV_CO_BLOCK * ow;  // [i][u]
     const int co_blocks = (kg + CONV_CO_BLOCK - 1) / CONV_CO_BLOCK;
     const int grp = (int)blockIdx.y / co_blocks;
     const int co0 = ((int)blockIdx.y % co_blocks) * CONV_CO_BLOCK;
     const int ci = (int)blockIdx.z;
     const int tid = (int)threadIdx.x;
-    const int lanes = 1 << lane_shift, slots = CONV_BWW_THREADS >> lane_shift;
-    const int lane = tid & (lanes - 1), e0 = tid >> lane_shift;
-    const int elems = CONV_CO_BLOCK * kk;
-
-    // The element -> (shared offsets) mapping, once per thread: no division in the row loop.
-    // owns[k]: element e0 + k * slots is this thread's (only k = 0 when lanes share elements).
-    const int owns = lanes > 1 ? (e0 < elems ? 1 : 0)
-                               : (elems - e0 + slots - 1) / slots < CONV_BWW_ELEMS ? (elems - e0 + slots - 1) / slots
-                                                                                   : CONV_BWW_ELEMS;
-    int dy_off[CONV_BWW_ELEMS], x_off[CONV_BWW_ELEMS];
-    T acc[CONV_BWW_ELEMS];
+    const int tap = tid / lanes, lane = tid - tap * lanes;  // once per thread
+    const bool owns = tap < kk;
+    const int ti = owns ? tap / kw : 0;
+    const int x_off = owns ? ti * pw + (tap - ti * kw) * dw : 0;
+    T acc[CONV_CO_BLOCK];
 #pragma unroll
-    for (int k = 0; k < CONV_BWW_ELEMS; ++k) {
-        const int e = k < owns ? e0 + k * slots : 0;
-        const int co_l = e / kk, tap = e - co_l * kk;
-        const int i = tap / kw, j = tap - i * kw;
-        dy_off[k] = co_l * ow;
-        x_off[k] = i * pw + j * dw;
-        acc[k] = T(0);
-    }
+    for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[c] = T(0);
 
     const int total_rows = n_batch * oh;  // the launcher checks N*OH < 2^31
     const int r_begin = (int)blockIdx.x * rows_per_split;
@@ -395,7 +383,7 @@ __device__ void conv2d_direct_backward_weight_v2_partial(const T* __restrict__ d
         for (int c = 0; c < CONV_CO_BLOCK; ++c) {
             const bool live = co0 + c < kg;
             const T* dyrow = dy + (((long long)n * c_out + (long long)grp * kg + co0 + c) * oh + oy) * ow;
-            for (int ox = tid; ox < ow; ox += CONV_BWW_THREADS) s_dy[c * ow + ox] = live ? dyrow[ox] : T(0);
+            for (int ox = tid; ox < ow; ox += CONV_BWW_THREADS) s_dy[ox * CONV_CO_BLOCK + c] = live ? dyrow[ox] : T(0);
         }
         const T* xc = x + ((long long)n * c_in + (long long)grp * cg + ci) * height * width;
         for (int i = 0; i < kh; ++i) {
@@ -407,38 +395,31 @@ __device__ void conv2d_direct_backward_weight_v2_partial(const T* __restrict__ d
             }
         }
         __syncthreads();
+        if (owns) {
+            const T* xs = s_x + x_off;
+            for (int ox = lane; ox < ow; ox += lanes) {
+                const T xv = xs[ox * sw];
+                const T* d = s_dy + ox * CONV_CO_BLOCK;
 #pragma unroll
-        for (int k = 0; k < CONV_BWW_ELEMS; ++k) {
-            if (k < owns) {
-                const T* d = s_dy + dy_off[k];
-                const T* xs = s_x + x_off[k];
-                T a = acc[k];
-                for (int ox = lane; ox < ow; ox += lanes) a += d[ox] * xs[ox * sw];
-                acc[k] = a;
+                for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[c] += d[c] * xv;
             }
         }
         __syncthreads();
     }
 
+    // The lanes of each tap, added in lane order, one channel at a time through shared memory.
     T* red = s_dy;  // every thread is past the last barrier of the row loop
     T* out = partial + (long long)blockIdx.x * c_out * cg * kk;
-    if (lanes == 1) {
 #pragma unroll
-        for (int k = 0; k < CONV_BWW_ELEMS; ++k) {
-            const int e = e0 + k * slots;
-            if (k >= owns || co0 + e / kk >= kg) continue;
-            const int co_l = e / kk;
-            out[(((long long)grp * kg + co0 + co_l) * cg + ci) * kk + (e - co_l * kk)] = acc[k];
+    for (int c = 0; c < CONV_CO_BLOCK; ++c) {
+        red[tid] = acc[c];
+        __syncthreads();
+        if (owns && lane == 0 && co0 + c < kg) {
+            T sum = T(0);
+            for (int q = 0; q < lanes; ++q) sum += red[tid + q];
+            out[(((long long)grp * kg + co0 + c) * cg + ci) * kk + tap] = sum;
         }
-        return;
-    }
-    red[tid] = acc[0];
-    __syncthreads();
-    if (lane == 0 && owns > 0) {
-        T sum = T(0);
-        for (int q = 0; q < lanes; ++q) sum += red[tid + q];
-        const int co_l = e0 / kk;
-        if (co0 + co_l < kg) out[(((long long)grp * kg + co0 + co_l) * cg + ci) * kk + (e0 - co_l * kk)] = sum;
+        __syncthreads();
     }
 }
 
@@ -489,21 +470,19 @@ extern "C" __global__ void conv2d_direct_backward_weight_f64(const double* __res
                                                          double* __restrict__ dwt, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     conv2d_direct_backward_weight<double>(dy, x, dwt, CONV_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(CONV_BWW_THREADS)
-conv2d_direct_backward_weight_v2_partial_f32(const float* __restrict__ dy, const float* __restrict__ x,
-        float* __restrict__ partial, int rows_per_split, int lane_shift, int n_batch, int c_in, int height, int width,
+extern "C" __global__ void conv2d_direct_backward_weight_v2_partial_f32(const float* __restrict__ dy, const float* __restrict__ x,
+        float* __restrict__ partial, int rows_per_split, int lanes, int n_batch, int c_in, int height, int width,
         int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_weight_v2_partial<float>(dy, x, partial, rows_per_split, lane_shift, CONV_ARGS);
+    conv2d_direct_backward_weight_v2_partial<float>(dy, x, partial, rows_per_split, lanes, CONV_ARGS);
 }
 extern "C" __global__ void conv2d_direct_backward_weight_v2_sum_f32(const float* __restrict__ partial,
         float* __restrict__ dwt, int splits, int size) {
     conv2d_direct_backward_weight_v2_sum<float>(partial, dwt, splits, size);
 }
-extern "C" __global__ void __launch_bounds__(CONV_BWW_THREADS)
-conv2d_direct_backward_weight_v2_partial_f64(const double* __restrict__ dy, const double* __restrict__ x,
-        double* __restrict__ partial, int rows_per_split, int lane_shift, int n_batch, int c_in, int height, int width,
+extern "C" __global__ void conv2d_direct_backward_weight_v2_partial_f64(const double* __restrict__ dy, const double* __restrict__ x,
+        double* __restrict__ partial, int rows_per_split, int lanes, int n_batch, int c_in, int height, int width,
         int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_weight_v2_partial<double>(dy, x, partial, rows_per_split, lane_shift, CONV_ARGS);
+    conv2d_direct_backward_weight_v2_partial<double>(dy, x, partial, rows_per_split, lanes, CONV_ARGS);
 }
 extern "C" __global__ void conv2d_direct_backward_weight_v2_sum_f64(const double* __restrict__ partial,
         double* __restrict__ dwt, int splits, int size) {

@@ -150,15 +150,15 @@ def test_direct_kernel_versions_match_reference(kernel_backend, dtype, index):
         assert_close(kernel_backend.conv2d_direct_backward_weight(DY, X, g, version=version), dw_ref, dtype, **tol)
 
 
-def test_direct_backward_weight_v2_shares_elements_and_splits_rows(kernel_backend):
-    """Cases that exercise each branch of the v2 kernel: several lanes per element of dw (1x1),
-    several elements per thread (7x7 x 8 channels > 256 threads), many splits, a partial
-    channel block, and more splits than output rows would fill."""
+def test_direct_backward_weight_v2_lanes_and_splits(kernel_backend):
+    """Cases that exercise each branch of the v2 kernel: 256 lanes per tap (1x1), 5 (7x7), one
+    (12x11 taps), many splits, a partial channel block, and more splits than output rows fill."""
     from gpuconv.backend.cuda_ops.conv_direct import backward_weight_v2_splits
     rng = np.random.default_rng(11)
     for x_shape, w_shape, stride, padding, dilation, groups in [
             ((3, 4, 9, 10), (6, 4, 1, 1), 1, 0, 1, 1), ((2, 3, 23, 21), (11, 3, 7, 7), 2, 3, 1, 1),
-            ((1, 4, 6, 5), (10, 2, 3, 2), (1, 2), (2, 1), (2, 1), 2), ((5, 2, 3, 3), (3, 2, 3, 3), 1, 1, 1, 1)]:
+            ((1, 4, 6, 5), (10, 2, 3, 2), (1, 2), (2, 1), (2, 1), 2), ((5, 2, 3, 3), (3, 2, 3, 3), 1, 1, 1, 1),
+            ((1, 2, 14, 13), (3, 2, 12, 11), 1, 1, 1, 1)]:
         x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
         g = conv_module.conv_geometry(x_shape, w_shape, stride, padding, dilation, groups)
         dy = rng.standard_normal((g.n, g.c_out) + g.out_size)

@@ -21,8 +21,8 @@ TILE_W, THREADS_H, CO_BLOCK = 16, 8, 8
 TILE_H = 2 * THREADS_H
 MAX_SHARED_BYTES = 48 * 1024
 MAX_GRID_YZ = 65535
-# conv2d_direct_backward_weight_v2: threads per block, elements of dw one thread may own, blocks to aim for.
-BWW_THREADS, BWW_ELEMS, BWW_TARGET_BLOCKS = 256, 4, 1024
+# conv2d_direct_backward_weight_v2: threads per block (one tap each, or more per tap), blocks to aim for.
+BWW_THREADS, BWW_TARGET_BLOCKS = 256, 1024
 
 
 def forward_v2_shared_bytes(g, itemsize: int) -> int:
@@ -57,18 +57,10 @@ def backward_weight_v2_splits(g) -> int:
     co_blocks = -(-(g.c_out // g.groups) // CO_BLOCK)
     blocks = g.groups * co_blocks
     rows = g.n * g.out_size[0]
-    if (CO_BLOCK * kh * kw > BWW_THREADS * BWW_ELEMS or g.c_in // g.groups > MAX_GRID_YZ or blocks > MAX_GRID_YZ
+    if (kh * kw > BWW_THREADS or g.c_in // g.groups > MAX_GRID_YZ or blocks > MAX_GRID_YZ
             or backward_weight_v2_shared_bytes(g, 8) > MAX_SHARED_BYTES or rows >= 2**31):
         return 0
     return max(1, min(rows, -(-BWW_TARGET_BLOCKS // (blocks * (g.c_in // g.groups)))))
-
-
-def _lane_shift(elements: int) -> int:
-    """log2 of the threads that share one element of dw: as many as the block has to spare."""
-    shift = 0
-    while elements * (2 << shift) <= BWW_THREADS:
-        shift += 1
-    return shift
 
 
 def _geometry_args(g) -> tuple:
@@ -156,10 +148,9 @@ class ConvDirectKernels:
         partial = self.empty((splits,) + dw.shape, x.dtype)
         rows = g.n * g.out_size[0]
         co_blocks = -(-(g.c_out // g.groups) // CO_BLOCK)
-        shift = _lane_shift(CO_BLOCK * kh * kw)
         kernel = self.kernel("conv_direct.cu", "conv2d_direct_backward_weight_v2_partial", x.dtype)
         kernel((splits, g.groups * co_blocks, cg), (BWW_THREADS,),
-               (dy, x, partial, np.int32(-(-rows // splits)), np.int32(shift)) + _geometry_args(g),
+               (dy, x, partial, np.int32(-(-rows // splits)), np.int32(BWW_THREADS // (kh * kw))) + _geometry_args(g),
                shared_mem=backward_weight_v2_shared_bytes(g, x.dtype.itemsize))
         summing = self.kernel("conv_direct.cu", "conv2d_direct_backward_weight_v2_sum", x.dtype)
         self.launch_1d(summing, dw.size, (partial, dw, np.int32(splits), np.int32(dw.size)))
