@@ -179,3 +179,17 @@ def test_two_processes_tuning_at_once_keep_both_winners(tune_cache):
     assert sizes == sorted([8] + [9 + n for n in range(1, 7)] + [30 + n for n in range(1, 7)])
     assert set(entries.values()) == {"im2col"}
     assert not [p for p in tune_cache.iterdir() if p.suffix == ".tmp"]
+
+
+@pytest.mark.gpu
+def test_cupy_times_with_cuda_events(tune_cache, rng):
+    reason = gpuconv.backend.unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"cupy backend unavailable: {reason}")
+    x, w = _stem_arrays(rng)
+    with gpuconv.backend("cupy") as be, gpuconv.flags(conv_benchmark=True):
+        y = F.conv2d(be.asarray(x), be.asarray(w), stride=2, padding=3)
+        winner = F.choose_algo(**STEM, dtype=np.float64)
+    assert_close(y, reference.conv2d(x, w, None, (2, 2), (3, 3, 3, 3), (1, 1), 1))
+    entries = json.loads(conv_tune.cache_path().read_text())["entries"]
+    assert list(entries.values()) == [winner] and winner in ("im2col", "direct")

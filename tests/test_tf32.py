@@ -74,3 +74,27 @@ def test_direct_float64_and_numpy_ignore_tf32(backend):
         with gpuconv.flags(allow_tf32=True):
             on = gpuconv.to_numpy(F.conv2d(X, W, algo=algo))
         np.testing.assert_array_equal(on, off)
+
+
+@pytest.mark.gpu
+def test_cupy_switches_cublas_to_tf32_per_call():
+    """On a GPU: the TF32 results carry TF32's rounding error, float32 ones do not, and the cuBLAS
+    math mode is restored after each call."""
+    reason = gpuconv.backend.unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"cupy backend unavailable: {reason}")
+    from cupy_backends.cuda.libs import cublas
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 64, 16, 16)), rng.standard_normal((32, 64, 3, 3))
+    exact = reference.conv2d(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    with gpuconv.backend("cupy") as be:
+        X, W = be.asarray(x.astype(np.float32)), be.asarray(w.astype(np.float32))
+        handle = be.xp.cuda.device.get_cublas_handle()
+        mode = cublas.getMathMode(handle)
+        off = gpuconv.to_numpy(F.conv2d(X, W, padding=1, algo="im2col"))
+        with gpuconv.flags(allow_tf32=True):
+            on = gpuconv.to_numpy(F.conv2d(X, W, padding=1, algo="im2col"))
+        assert cublas.getMathMode(handle) == mode
+    scale = np.abs(exact).max()
+    assert np.abs(off - exact).max() / scale < 1e-5
+    assert 1e-5 < np.abs(on - exact).max() / scale < 1e-2
