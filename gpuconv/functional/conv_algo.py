@@ -32,18 +32,19 @@ def heuristic(g: ConvGeometry, direction: str) -> str:
         layer", r18 conv1 7x7/2 3->64: direct was the best forward, 0.509 ms, 1.04x cuDNN).
       - output planes of at least 224x224: ``"direct"`` (same table, vgg 3x3 64 @224: direct was
         the best forward, 9.622 ms).
-      - everything else: ``"im2col"`` (the best forward of the other rows of that table).
+      - everything else: ``"im2col"`` (same table: on the other rows ``auto``, which ran im2col
+        there, is within 3% of the best gpuconv forward+backward).
     backward_data
       - the 1x1 case above: ``"gemm"`` (one batched GEMM straight into dx, no col2im).
-      - everything else: ``"im2col"``. The direct backward is never chosen: bench_conv measured
-        direct forward+backward 10-40x slower than im2col's, and the stem's direct backward
-        1.6-23x slower than im2col's (tables "conv2d per layer" and "Where the GPU time goes":
-        conv2d_direct_backward_data 10.5 ms/step for the stem). The new direct backward kernels
-        are unmeasured, so ``auto`` does not trust them.
+      - everything else: ``"im2col"``. The direct backward is never chosen: on the stem, ``auto``
+        (then direct in every direction) took 23.55 ms forward+backward against im2col's 3.488
+        (table "conv2d per layer"), conv2d_direct_backward_data alone 10.5 ms per step (table
+        "Where the GPU time goes"), and bench_conv measured direct forward+backward 10-40x slower
+        than im2col's. The new direct backward kernels (v3 data, v2 weight) are unmeasured, so
+        ``auto`` does not choose them; the autotuner may.
     backward_weight
       - always ``"im2col"`` (table "Where the GPU time goes": conv2d_direct_backward_weight of the
-        3-channel stem was 43.5% of a ResNet-18 step; im2col gave the best forward+backward on
-        every row of "conv2d per layer").
+        3-channel stem was 43.5% of a ResNet-18 training step).
     Depthwise layers appear in no table: they follow the rules above (direct forward, im2col
     backward) until one is measured.
     """

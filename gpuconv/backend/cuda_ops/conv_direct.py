@@ -96,6 +96,8 @@ class ConvDirectKernels:
                     and ci_blocks <= MAX_GRID_YZ and g.n <= MAX_GRID_YZ)
             version = 2 if g.stride == (1, 1) else 3 if fits else 1
         if version == 2:
+            if g.stride != (1, 1):
+                raise ValueError(f"conv2d_direct_backward_data version 2 needs stride 1, got stride {g.stride}")
             return self._backward_data_as_forward(dy, weight, g)
         dx = self.empty((g.n, g.c_in, g.h, g.w), dy.dtype)
         if version == 3:
