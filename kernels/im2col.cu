@@ -23,6 +23,11 @@
 //       KH*KW taps of the channel: KH*KW coalesced writes (consecutive l across the warp) from one
 //       index computation. BX is the plane size rounded up to a warp (at most 256), so 7x7 planes
 //       do not leave most of a 256-thread block idle.
+//   im2col_forward_v3_{i32,i64}_{f32,f64}
+//       v2 with 16-byte stores: a thread writes kLanes = 4 (float) or 2 (double) consecutive pixels
+//       of one output row per tap as one float4 / double2. The launcher runs it when OW, both
+//       column strides and the columns' address are multiples of kLanes elements (16 bytes), so
+//       every vector is aligned and inside one output row; v2 otherwise.
 //   im2col_backward_v2_{i32,i64}_{f32,f64}   (col2im)
 //       same grid over the pixels of dx. A thread divides three times in 32 bits, once per thread
 //       and none in the tap loops: y = p / W, and (y + pt, x + pl) by the strides; the taps then
@@ -34,8 +39,10 @@
 //   forward (v1)             f32 36, f64 36      backward (v1)             f32 52, f64 48
 //   forward_v2_i32           f32 32, f64 32      backward_v2_i32           f32 25, f64 27
 //   forward_v2_i64           f32 40, f64 40      backward_v2_i64           f32 38, f64 40
-// `nvcc -ptx` shows no 64-bit division or remainder in v2 (v1: 19 forward, 5 backward); v2 has
-// 2 (forward) and 4 (backward) 32-bit ones, none of them inside a tap loop.
+//   forward_v3_i32           f32 48, f64 39      forward_v3_i64            f32 50, f64 43
+// `nvcc -ptx` shows no 64-bit division or remainder in v2 and v3 (v1: 19 forward, 5 backward);
+// v2/v3 forward have 2 and v2 backward 4 32-bit ones, none of them inside a tap loop; v3's
+// stores are st.global.v4.f32 / st.global.v2.f64.
 #include "common.cuh"
 
 template <typename T>
@@ -190,6 +197,44 @@ __device__ void im2col_backward_v2(const T* __restrict__ cols, T* __restrict__ d
     }
 }
 
+template <typename T, typename I>
+__device__ void im2col_forward_v3(const T* __restrict__ x, T* __restrict__ cols, int planes, int channels,
+                                  int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh,
+                                  int dw, int oh, int ow, I row_stride, I n_stride) {
+    typedef typename gc::Vec16<T>::type V;
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    const int l_size = oh * ow;
+    const int l = (int)(blockIdx.x * blockDim.x + threadIdx.x) * kLanes;
+    if (l >= l_size) return;
+    const int oy = l / ow;  // OW % kLanes == 0: the thread's kLanes pixels share this row
+    const int ox = l - oy * ow;
+    const int y0 = oy * sh - pt, x0 = ox * sw - pl;
+    const I plane_size = (I)height * width;
+    for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
+         plane += (int)(gridDim.y * blockDim.y)) {
+        const int n = plane / channels;
+        const int c = plane - n * channels;
+        const T* __restrict__ xp = x + (I)plane * plane_size;
+        T* __restrict__ out = cols + (I)c * kh * kw * row_stride + (I)n * n_stride + l;
+        for (int i = 0; i < kh; ++i) {
+            const int y = y0 + i * dh;
+            const bool row_in = (unsigned)y < (unsigned)height;
+            const T* __restrict__ xrow = xp + (I)y * width;
+            for (int j = 0; j < kw; ++j) {
+                V v;
+                T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+                for (int k = 0; k < kLanes; ++k) {
+                    const int xx = x0 + k * sw + j * dw;
+                    e[k] = (row_in && (unsigned)xx < (unsigned)width) ? xrow[xx] : T(0);
+                }
+                *reinterpret_cast<V*>(out) = v;
+                out += row_stride;
+            }
+        }
+    }
+}
+
 #define IM2COL_V2_ARGS planes, channels, height, width, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, row_stride, n_stride
 
 extern "C" __global__ void im2col_forward_v2_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
@@ -231,4 +276,24 @@ extern "C" __global__ void im2col_backward_v2_i64_f64(const double* __restrict__
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
         int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
     im2col_backward_v2<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_forward_v3_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride) {
+    im2col_forward_v3<float, int>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_forward_v3_i32_f64(const double* __restrict__ x, double* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride) {
+    im2col_forward_v3<double, int>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_forward_v3_i64_f32(const float* __restrict__ x, float* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride) {
+    im2col_forward_v3<float, long long>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_forward_v3_i64_f64(const double* __restrict__ x, double* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride) {
+    im2col_forward_v3<double, long long>(x, cols, IM2COL_V2_ARGS);
 }

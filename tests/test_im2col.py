@@ -100,6 +100,8 @@ def test_kernels_have_no_race(rng):
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
     with gpuconv.backend("emulated"):
         assert_schedule_independent(lambda: F.im2col(x, 3, stride=2, padding=1, layout="knl"))
+        wide = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)  # OW = 8: the vectorized v3
+        assert_schedule_independent(lambda: F.im2col(wide, 3, padding=1, layout="knl"))
         cols = F.im2col(x, 3, stride=2, padding=1)
         assert_schedule_independent(lambda: F.col2im(cols, (7, 6), 3, stride=2, padding=1))
 
@@ -176,3 +178,32 @@ def test_large_planes_and_many_planes(kernel_backend, rng):
         assert_close(cols, reference.im2col(x, (k, k), (s, s), (p, p, p, p), (1, 1)))
         dx = F.col2im(cols, shape[2:], k, stride=s, padding=p)
         assert_close(dx, reference.col2im(gpuconv.to_numpy(cols), shape, (k, k), (s, s), (p, p, p, p), (1, 1)))
+
+
+@pytest.mark.parametrize("layout", ["nkl", "knl"])
+def test_vectorized_im2col_matches_reference(kernel_backend, dtype, layout, rng):
+    """v3 (16-byte stores) where OW is a multiple of 4: stride, dilation, padding, both index widths;
+    the launcher picks it by default there and refuses it where OW does not allow it."""
+    from gpuconv.backend.cuda_ops.im2col import column_strides, vector_lanes
+    cases = (((2, 3, 9, 8), (3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2, 7, 15), (2, 3), (2, 2), (0, 1), (1, 1)),
+             ((1, 4, 12, 12), (3, 3), (1, 1), (2, 2), (2, 2)), ((2, 1, 5, 4), (1, 1), (1, 1), (0, 0), (1, 1)))
+    for shape, k, s, p, d in cases:
+        x = rng.standard_normal(shape)
+        n, c, h, w = shape
+        oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        assert ow % 4 == 0
+        expected = reference.im2col(x, k, s, (p[0], p[0], p[1], p[1]), d)
+        rows, l_size = expected.shape[1:]
+        if layout == "knl":
+            expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
+        X = gpuconv.asarray(x.astype(dtype))
+        default = kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout)
+        assert vector_lanes(dtype.itemsize, ow, column_strides(layout, n, rows, l_size), default) == 16 // dtype.itemsize
+        assert_close(default, expected, dtype)
+        for bits in (32, 64):
+            assert_close(kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout, version=3, index_bits=bits), expected,
+                         dtype)
+    odd = gpuconv.asarray(rng.standard_normal((1, 1, 5, 5)).astype(dtype))  # OW = 3
+    with pytest.raises(ValueError, match="im2col_forward_v3 needs OW"):
+        kernel_backend.im2col(odd, (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout, version=3)

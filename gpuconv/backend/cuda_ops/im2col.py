@@ -1,8 +1,9 @@
 """Launchers for kernels/im2col.cu (shared by the cupy and emulated backends).
 
-Version 2 runs by default, in its 32-bit index variant when every offset fits an int (checked
-here) and its 64-bit variant otherwise; ``version=1`` runs the reference kernels and
-``index_bits=64`` forces the wide variant (tests run both on small tensors).
+im2col runs version 3 (16-byte stores) where its alignment conditions hold, else version 2;
+col2im runs version 2. Each in its 32-bit index variant when every offset fits an int (checked
+here) and its 64-bit variant otherwise; ``version=`` picks a version (1 is the reference) and
+``index_bits=64`` forces the wide variant (tests run every combination on small tensors).
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ def plane_block(plane_size: int) -> tuple[int, int]:
     return bx, THREADS // bx
 
 
+def _address(a) -> int:
+    data = a.data
+    return data.ptr if hasattr(data, "ptr") else a.ctypes.data
+
+
+def vector_lanes(itemsize: int, ow: int, strides: tuple[int, int], cols) -> int:
+    """Elements per 16-byte store of im2col_forward_v3 (4 float, 2 double) when OW, the column
+    strides and the columns' address allow aligned vectors inside one output row, else 0."""
+    lanes = 16 // itemsize
+    aligned = ow % lanes == 0 and all(s % lanes == 0 for s in strides) and _address(cols) % 16 == 0
+    return lanes if aligned else 0
+
+
 class Im2colKernels:
     def _im2col_args(self, x_shape, kernel_size, stride, padding, dilation, out_size, layout):
         n, c, h, w = x_shape
@@ -42,7 +56,7 @@ class Im2colKernels:
         return tuple(np.int32(v) for v in ints) + (np.int64(row_stride), np.int64(n_stride))
 
     def _v2_launch(self, op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size, layout, plane_size,
-                   arrays, extra=(), bits=None):
+                   arrays, extra=(), bits=None, per_thread=1):
         n, c, h, w = x_shape
         (kh, kw), (oh, ow) = kernel_size, out_size
         row_stride, n_stride = column_strides(layout, n, c * kh * kw, oh * ow)
@@ -51,12 +65,13 @@ class Im2colKernels:
         wide = np.int64 if bits == 64 else np.int32
         ints = (n * c, c, h, w, kh, kw, *stride, *padding, *dilation, oh, ow)
         args = arrays + tuple(np.int32(v) for v in ints) + (wide(row_stride), wide(n_stride)) + extra
-        bx, by = plane_block(plane_size)
-        grid = (-(-plane_size // bx), min(-(-(n * c) // by), MAX_GRID_Y))
-        self.kernel("im2col.cu", f"{op}_v2_i{bits}", dtype)(grid, (bx, by), args)
+        threads = -(-plane_size // per_thread)
+        bx, by = plane_block(threads)
+        grid = (-(-threads // bx), min(-(-(n * c) // by), MAX_GRID_Y))
+        self.kernel("im2col.cu", f"{op}_i{bits}", dtype)(grid, (bx, by), args)
 
-    def im2col(self, x, kernel_size, stride, padding, dilation, out_size, layout, *, out=None, version: int = 2,
-               index_bits: int | None = None):
+    def im2col(self, x, kernel_size, stride, padding, dilation, out_size, layout, *, out=None,
+               version: int | None = None, index_bits: int | None = None):
         """Columns of ``x`` in ``layout``; ``out`` (C-contiguous, the layout's shape) receives them."""
         n, c = x.shape[:2]
         (kh, kw), (oh, ow) = kernel_size, out_size
@@ -65,13 +80,20 @@ class Im2colKernels:
         if cols.size == 0:
             return cols
         x = self.xp.ascontiguousarray(x)
+        lanes = vector_lanes(x.dtype.itemsize, ow, column_strides(layout, n, c * kh * kw, oh * ow), cols)
+        if version is None:
+            version = 3 if lanes else 2
         if version == 1:
             self.launch_1d(self.kernel("im2col.cu", "im2col_forward", x.dtype), cols.size,
                            (x, cols) + self._im2col_args(x.shape, kernel_size, stride, padding, dilation, out_size,
                                                          layout))
         else:
-            self._v2_launch("im2col_forward", x.dtype, x.shape, kernel_size, stride, padding, dilation, out_size,
-                            layout, oh * ow, (x, cols), bits=index_bits)
+            if version == 3 and not lanes:
+                raise ValueError(f"im2col_forward_v3 needs OW, the column strides and the columns' address to be "
+                                 f"multiples of 16 bytes (OW={ow}, layout {layout!r})")
+            self._v2_launch(f"im2col_forward_v{version}", x.dtype, x.shape, kernel_size, stride, padding, dilation,
+                            out_size, layout, oh * ow, (x, cols), bits=index_bits,
+                            per_thread=lanes if version == 3 else 1)
         return cols
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation, out_size, layout, *, out=None,
@@ -88,6 +110,6 @@ class Im2colKernels:
         else:
             (sh, sw), (dh, dw) = stride, dilation
             steps = tuple(np.int32(v) for v in (dh // sh, dh % sh, dw // sw, dw % sw))
-            self._v2_launch("im2col_backward", cols.dtype, x_shape, kernel_size, stride, padding, dilation, out_size,
+            self._v2_launch("im2col_backward_v2", cols.dtype, x_shape, kernel_size, stride, padding, dilation, out_size,
                             layout, x_shape[2] * x_shape[3], (cols, dx), steps, bits=index_bits)
         return dx
