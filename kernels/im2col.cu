@@ -33,16 +33,21 @@
 //       and none in the tap loops: y = p / W, and (y + pt, x + pl) by the strides; the taps then
 //       step the quotient and remainder by (dh / sh, dh % sh) and (dw / sw, dw % sw), which the
 //       launcher passes. A gather: no atomics, deterministic. Coalesced writes of dx.
+//   im2col_backward_v3_{i32,i64}_{f32,f64}   (col2im with 16-byte stores)
+//       v2 for kLanes = 4 (float) or 2 (double) consecutive pixels of one row per thread, written as
+//       one float4 / double2; the launcher runs it when W is a multiple of kLanes and dx is 16-byte
+//       aligned, v2 otherwise. Same divisions per thread, plus one per extra pixel (x + pl) / sw.
 //
 // Registers per thread (nvcc 13.0, `nvcc -cubin -arch=sm_90 -Xptxas -v -I kernels kernels/im2col.cu`),
 // 0 bytes of stack frame and 0 bytes of spill stores/loads for every entry point:
 //   forward (v1)             f32 36, f64 36      backward (v1)             f32 52, f64 48
 //   forward_v2_i32           f32 32, f64 32      backward_v2_i32           f32 25, f64 27
 //   forward_v2_i64           f32 40, f64 40      backward_v2_i64           f32 38, f64 40
-//   forward_v3_i32           f32 48, f64 39      forward_v3_i64            f32 50, f64 43
+//   forward_v3_i32           f32 48, f64 39      backward_v3_i32           f32 35, f64 33
+//   forward_v3_i64           f32 50, f64 43      backward_v3_i64           f32 48, f64 40
 // `nvcc -ptx` shows no 64-bit division or remainder in v2 and v3 (v1: 19 forward, 5 backward);
-// v2/v3 forward have 2 and v2 backward 4 32-bit ones, none of them inside a tap loop; v3's
-// stores are st.global.v4.f32 / st.global.v2.f64.
+// v2/v3 forward have 2 and v2 backward 4 32-bit ones per thread, none of them inside a tap loop;
+// v3's stores are st.global.v4.f32 / st.global.v2.f64.
 #include "common.cuh"
 
 template <typename T>
@@ -235,6 +240,63 @@ __device__ void im2col_forward_v3(const T* __restrict__ x, T* __restrict__ cols,
     }
 }
 
+template <typename T, typename I>
+__device__ void im2col_backward_v3(const T* __restrict__ cols, T* __restrict__ dx, int planes, int channels,
+                                   int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh,
+                                   int dw, int oh, int ow, I row_stride, I n_stride, int dh_q, int dh_r, int dw_q,
+                                   int dw_r) {
+    typedef typename gc::Vec16<T>::type V;
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    const int p = (int)(blockIdx.x * blockDim.x + threadIdx.x) * kLanes;
+    if (p >= height * width) return;
+    const int y = p / width;  // W % kLanes == 0: the thread's kLanes pixels share this row
+    const int x0 = p - y * width;
+    const int qy0 = (y + pt) / sh, ry0 = y + pt - qy0 * sh;
+    int qx0[kLanes], rx0[kLanes];
+#pragma unroll
+    for (int k = 0; k < kLanes; ++k) {
+        qx0[k] = (x0 + k + pl) / sw;
+        rx0[k] = x0 + k + pl - qx0[k] * sw;
+    }
+    const I plane_size = (I)height * width;
+    for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
+         plane += (int)(gridDim.y * blockDim.y)) {
+        const int n = plane / channels;
+        const int c = plane - n * channels;
+        const T* __restrict__ base = cols + (I)c * kh * kw * row_stride + (I)n * n_stride;
+        V out;
+        T* acc = reinterpret_cast<T*>(&out);
+#pragma unroll
+        for (int k = 0; k < kLanes; ++k) acc[k] = T(0);
+        int qy = qy0, ry = ry0;
+        for (int i = 0; i < kh && qy >= 0; ++i) {
+            if (ry == 0 && qy < oh) {
+                const T* __restrict__ row = base + (I)(i * kw) * row_stride + (I)qy * ow;
+#pragma unroll
+                for (int k = 0; k < kLanes; ++k) {
+                    int qx = qx0[k], rx = rx0[k];
+                    for (int j = 0; j < kw && qx >= 0; ++j) {
+                        if (rx == 0 && qx < ow) acc[k] += row[(I)j * row_stride + qx];
+                        rx -= dw_r;
+                        qx -= dw_q;
+                        if (rx < 0) {
+                            rx += sw;
+                            --qx;
+                        }
+                    }
+                }
+            }
+            ry -= dh_r;
+            qy -= dh_q;
+            if (ry < 0) {
+                ry += sh;
+                --qy;
+            }
+        }
+        *reinterpret_cast<V*>(dx + (I)plane * plane_size + p) = out;
+    }
+}
+
 #define IM2COL_V2_ARGS planes, channels, height, width, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, row_stride, n_stride
 
 extern "C" __global__ void im2col_forward_v2_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
@@ -296,4 +358,24 @@ extern "C" __global__ void im2col_forward_v3_i64_f64(const double* __restrict__ 
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
         int oh, int ow, long long row_stride, long long n_stride) {
     im2col_forward_v3<double, long long>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_backward_v3_i32_f32(const float* __restrict__ cols, float* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v3<float, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_backward_v3_i32_f64(const double* __restrict__ cols, double* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v3<double, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_backward_v3_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v3<float, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_backward_v3_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v3<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
 }

@@ -100,8 +100,10 @@ def test_kernels_have_no_race(rng):
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
     with gpuconv.backend("emulated"):
         assert_schedule_independent(lambda: F.im2col(x, 3, stride=2, padding=1, layout="knl"))
-        wide = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)  # OW = 8: the vectorized v3
+        wide = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)  # OW = W = 8: the vectorized v3
         assert_schedule_independent(lambda: F.im2col(wide, 3, padding=1, layout="knl"))
+        wide_cols = F.im2col(wide, 3, padding=1)
+        assert_schedule_independent(lambda: F.col2im(wide_cols, (7, 8), 3, padding=1))  # W = 8: v3
         cols = F.im2col(x, 3, stride=2, padding=1)
         assert_schedule_independent(lambda: F.col2im(cols, (7, 6), 3, stride=2, padding=1))
 
@@ -182,11 +184,12 @@ def test_large_planes_and_many_planes(kernel_backend, rng):
 
 @pytest.mark.parametrize("layout", ["nkl", "knl"])
 def test_vectorized_im2col_matches_reference(kernel_backend, dtype, layout, rng):
-    """v3 (16-byte stores) where OW is a multiple of 4: stride, dilation, padding, both index widths;
-    the launcher picks it by default there and refuses it where OW does not allow it."""
+    """v3 (16-byte stores) where OW (im2col) or W (col2im) is a multiple of 4: stride, dilation,
+    padding, both index widths; the launcher picks it by default there and refuses it elsewhere."""
     from gpuconv.backend.cuda_ops.im2col import column_strides, vector_lanes
     cases = (((2, 3, 9, 8), (3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2, 7, 15), (2, 3), (2, 2), (0, 1), (1, 1)),
-             ((1, 4, 12, 12), (3, 3), (1, 1), (2, 2), (2, 2)), ((2, 1, 5, 4), (1, 1), (1, 1), (0, 0), (1, 1)))
+             ((1, 4, 12, 12), (3, 3), (1, 1), (2, 2), (2, 2)), ((2, 1, 5, 4), (1, 1), (1, 1), (0, 0), (1, 1)),
+             ((2, 2, 9, 16), (3, 2), (2, 4), (1, 0), (2, 3)))
     for shape, k, s, p, d in cases:
         x = rng.standard_normal(shape)
         n, c, h, w = shape
@@ -204,6 +207,16 @@ def test_vectorized_im2col_matches_reference(kernel_backend, dtype, layout, rng)
         for bits in (32, 64):
             assert_close(kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout, version=3, index_bits=bits), expected,
                          dtype)
+        if w % 4 == 0:  # col2im v3: W a multiple of 4
+            dcols = rng.standard_normal(expected.shape)
+            dcols_nkl = dcols if layout == "nkl" else dcols.reshape(rows, n, l_size).transpose(1, 0, 2)
+            want = reference.col2im(dcols_nkl, shape, k, s, (p[0], p[0], p[1], p[1]), d)
+            for version, bits in ((None, None), (3, 32), (3, 64)):
+                assert_close(kernel_backend.col2im(gpuconv.asarray(dcols.astype(dtype)), shape, k, s, p, d, (oh, ow),
+                                                   layout, version=version, index_bits=bits), want, dtype)
     odd = gpuconv.asarray(rng.standard_normal((1, 1, 5, 5)).astype(dtype))  # OW = 3
     with pytest.raises(ValueError, match="im2col_forward_v3 needs OW"):
         kernel_backend.im2col(odd, (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout, version=3)
+    with pytest.raises(ValueError, match="im2col_backward_v3 needs W"):
+        kernel_backend.col2im(kernel_backend.im2col(odd, (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout), (1, 1, 5, 5),
+                              (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout, version=3)

@@ -1,7 +1,7 @@
 """Launchers for kernels/im2col.cu (shared by the cupy and emulated backends).
 
-im2col runs version 3 (16-byte stores) where its alignment conditions hold, else version 2;
-col2im runs version 2. Each in its 32-bit index variant when every offset fits an int (checked
+im2col and col2im run version 3 (16-byte stores) where its alignment conditions hold, else
+version 2. Each in its 32-bit index variant when every offset fits an int (checked
 here) and its 64-bit variant otherwise; ``version=`` picks a version (1 is the reference) and
 ``index_bits=64`` forces the wide variant (tests run every combination on small tensors).
 """
@@ -97,12 +97,18 @@ class Im2colKernels:
         return cols
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation, out_size, layout, *, out=None,
-               version: int = 2, index_bits: int | None = None):
+               version: int | None = None, index_bits: int | None = None):
         """The image (``x_shape``) that sums ``cols``; ``out`` (C-contiguous) receives it."""
         dx = self.empty(x_shape, cols.dtype) if out is None else out
         if dx.size == 0:
             return dx
         cols = self.xp.ascontiguousarray(cols)
+        lanes = 16 // dx.dtype.itemsize if x_shape[3] % (16 // dx.dtype.itemsize) == 0 and _address(dx) % 16 == 0 else 0
+        if version is None:
+            version = 3 if lanes else 2
+        if version == 3 and not lanes:
+            raise ValueError(f"im2col_backward_v3 needs W and the image's address to be multiples of 16 bytes "
+                             f"(W={x_shape[3]})")
         if version == 1:
             self.launch_1d(self.kernel("im2col.cu", "im2col_backward", cols.dtype), dx.size,
                            (cols, dx) + self._im2col_args(x_shape, kernel_size, stride, padding, dilation, out_size,
@@ -110,6 +116,7 @@ class Im2colKernels:
         else:
             (sh, sw), (dh, dw) = stride, dilation
             steps = tuple(np.int32(v) for v in (dh // sh, dh % sh, dw // sw, dw % sw))
-            self._v2_launch("im2col_backward_v2", cols.dtype, x_shape, kernel_size, stride, padding, dilation, out_size,
-                            layout, x_shape[2] * x_shape[3], (cols, dx), steps, bits=index_bits)
+            self._v2_launch(f"im2col_backward_v{version}", cols.dtype, x_shape, kernel_size, stride, padding,
+                            dilation, out_size, layout, x_shape[2] * x_shape[3], (cols, dx), steps, bits=index_bits,
+                            per_thread=lanes if version == 3 else 1)
         return dx
