@@ -193,3 +193,18 @@ def test_cupy_times_with_cuda_events(tune_cache, rng):
     assert_close(y, reference.conv2d(x, w, None, (2, 2), (3, 3, 3, 3), (1, 1), 1))
     entries = json.loads(conv_tune.cache_path().read_text())["entries"]
     assert list(entries.values()) == [winner] and winner in ("im2col", "direct")
+
+
+def test_an_unwritable_cache_warns_once_and_keeps_winners_in_memory(tune_cache, monkeypatch, rng):
+    blocker = tune_cache / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(conv_tune.CACHE_ENV, str(blocker / "tune"))  # a folder inside a file: mkdir fails
+    x, w = _stem_arrays(rng)
+    timer = FakeTimer({"im2col": 1.0, "direct": 2.0})
+    with gpuconv.backend("numpy"), conv_tune.inject_timer("Fake GPU", timer), gpuconv.flags(conv_benchmark=True):
+        with pytest.warns(RuntimeWarning, match="cannot write the conv autotuner cache") as caught:
+            F.conv2d(x, w, stride=2, padding=3)
+            F.conv2d(x[:1], w, stride=2, padding=3)
+        assert len([c for c in caught if "autotuner" in str(c.message)]) == 1
+        assert F.choose_algo(**STEM, dtype=np.float64) == "im2col"
+        assert timer.calls == ["im2col", "direct"] * 2

@@ -134,20 +134,19 @@ def _key(device: str, g: ConvGeometry, direction: str, dtype) -> str:
     return json.dumps(parts, separators=(",", ":"))
 
 
-def _warn_once(path: Path, problem: str) -> None:
+def _warn_once(path: Path, message: str) -> None:
     if path not in _warned:
         _warned.add(path)
-        warnings.warn(f"gpuconv: {problem} ({path}); the autotuner ignores it and rewrites it", RuntimeWarning,
-                      stacklevel=4)
+        warnings.warn(f"gpuconv: {message}", RuntimeWarning, stacklevel=4)
 
 
 def _read(path: Path) -> dict[str, str]:
     try:
         text = path.read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     except OSError as exc:
-        _warn_once(path, f"cannot read the conv autotuner cache: {exc}")
+        _warn_once(path, f"cannot read the conv autotuner cache {path} ({exc}); the autotuner ignores it")
         return {}
     try:
         data = json.loads(text)
@@ -156,7 +155,8 @@ def _read(path: Path) -> dict[str, str]:
                 isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
             raise ValueError("unexpected structure")
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        _warn_once(path, f"corrupt conv autotuner cache ({type(exc).__name__}: {exc})")
+        _warn_once(path, f"corrupt conv autotuner cache {path} ({type(exc).__name__}: {exc}); the autotuner "
+                         "ignores it and rewrites it")
         return {}
     return entries
 
@@ -199,7 +199,8 @@ def _store(path: Path, key: str, winner: str) -> None:
                 raise
         entries.update(merged)
     except OSError as exc:
-        _warn_once(path, f"cannot write the conv autotuner cache: {exc}")
+        _warn_once(path, f"cannot write the conv autotuner cache {path} ({exc}); tuned winners stay in memory "
+                         "for this process only")
 
 
 def cached(g: ConvGeometry, direction: str, dtype) -> str | None:
