@@ -202,7 +202,8 @@ def test_vectorized_im2col_matches_reference(kernel_backend, dtype, layout, rng)
             expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
         X = gpuconv.asarray(x.astype(dtype))
         default = kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout)
-        assert vector_lanes(dtype.itemsize, ow, column_strides(layout, n, rows, l_size), default) == 16 // dtype.itemsize
+        strides = column_strides(layout, n, rows, l_size)
+        assert vector_lanes(dtype.itemsize, ow, strides, default) == 16 // dtype.itemsize
         assert_close(default, expected, dtype)
         for bits in (32, 64):
             assert_close(kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout, version=3, index_bits=bits), expected,
