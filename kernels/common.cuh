@@ -17,6 +17,22 @@ __device__ __forceinline__ long long floor_div(long long a, long long b) {
     return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
+// Floor division in 32 bits, for a possibly negative numerator and a positive denominator.
+__device__ __forceinline__ int floor_div_int(int a, int b) {
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+// 16 bytes of T (float4 / double2) for vectorized loads and stores, and how many T that is.
+template <typename T> struct Vec16;
+template <> struct Vec16<float> {
+    typedef float4 type;
+    static constexpr int lanes = 4;
+};
+template <> struct Vec16<double> {
+    typedef double2 type;
+    static constexpr int lanes = 2;
+};
+
 // Sums v over a block of kBlock threads (a power of two) with a fixed tree in `shared` (kBlock
 // elements), so the order of additions does not depend on the order threads run in: results are
 // the same on every run and under every emulator schedule. Every thread of the block must call

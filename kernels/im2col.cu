@@ -1,19 +1,53 @@
 // im2col.cu — im2col and its adjoint col2im, for convolution by GEMM and for F.unfold / F.fold.
 //
-// Entry points (float32 and float64; element type T, NCHW input, C-contiguous arrays):
-//   im2col_forward_{f32,f64}   x (N,C,H,W) -> cols. One thread per element of cols (grid-stride
-//                              loop): reads x at the window tap, or 0 in the padding.
-//   im2col_backward_{f32,f64}  cols -> dx (N,C,H,W), i.e. col2im: the sum over every window tap
-//                              that reads each input element. A gather (one thread per element of
-//                              dx, looping over the KH*KW taps that can reach it), so it needs no
-//                              atomics and is deterministic.
 // Column layout: element (n, row, l) of the columns, row = (c*KH + i)*KW + j and
 // l = oh*OW + ow, lives at row*row_stride + n*n_stride + l. The launcher picks the strides:
 //   "nkl" (N, C*KH*KW, OH*OW), PyTorch's unfold: row_stride = OH*OW, n_stride = C*KH*KW*OH*OW
 //   "knl" (C*KH*KW, N*OH*OW), one 2-D GEMM for a whole batch: row_stride = N*OH*OW, n_stride = OH*OW
 // Padding is given as (top, left) together with the output size, so asymmetric padding (PyTorch's
-// "same" for even kernels) needs nothing more. Offsets are 64-bit.
-// No #defines are injected.
+// "same" for even kernels) needs nothing more. Element type T = float or double; NCHW input,
+// C-contiguous arrays. No #defines are injected.
+//
+// Version 1 (the reference and benchmark baseline; one thread per element, 64-bit offsets):
+//   im2col_forward_{f32,f64}   x -> cols: one thread per element of cols (grid-stride), several
+//                              64-bit divisions per element (measured on an H100 at 9-18% of a
+//                              device-to-device copy: index arithmetic bound).
+//   im2col_backward_{f32,f64}  cols -> dx (col2im): a gather, one thread per element of dx, looping
+//                              over the KH*KW taps that can reach it. No atomics, deterministic.
+// Version 2 (what the launcher runs), each in an _i32 variant (every offset in int: the launcher
+// checks that the arrays have fewer than 2^31 elements) and an _i64 variant (offsets in long long):
+//   im2col_forward_v2_{i32,i64}_{f32,f64}
+//       block (BX, BY): threadIdx.x walks the output pixels l of a plane, threadIdx.y / blockIdx.y
+//       the (n, c) planes. A thread computes oy = l / OW once (its only per-element division;
+//       n = plane / C is the same for the block's row of threads) and writes its pixel for all
+//       KH*KW taps of the channel: KH*KW coalesced writes (consecutive l across the warp) from one
+//       index computation. BX is the plane size rounded up to a warp (at most 256), so 7x7 planes
+//       do not leave most of a 256-thread block idle.
+//   im2col_forward_v3_{i32,i64}_{f32,f64}
+//       v2 with 16-byte stores: a thread writes kLanes = 4 (float) or 2 (double) consecutive pixels
+//       of one output row per tap as one float4 / double2. The launcher runs it when OW, both
+//       column strides and the columns' address are multiples of kLanes elements (16 bytes), so
+//       every vector is aligned and inside one output row; v2 otherwise.
+//   im2col_backward_v2_{i32,i64}_{f32,f64}   (col2im)
+//       same grid over the pixels of dx. A thread divides three times in 32 bits, once per thread
+//       and none in the tap loops: y = p / W, and (y + pt, x + pl) by the strides; the taps then
+//       step the quotient and remainder by (dh / sh, dh % sh) and (dw / sw, dw % sw), which the
+//       launcher passes. A gather: no atomics, deterministic. Coalesced writes of dx.
+//   im2col_backward_v3_{i32,i64}_{f32,f64}   (col2im with 16-byte stores)
+//       v2 for kLanes = 4 (float) or 2 (double) consecutive pixels of one row per thread, written as
+//       one float4 / double2; the launcher runs it when W is a multiple of kLanes and dx is 16-byte
+//       aligned, v2 otherwise. Same divisions per thread, plus one per extra pixel (x + pl) / sw.
+//
+// Registers per thread (nvcc 13.0, `nvcc -cubin -arch=sm_90 -Xptxas -v -I kernels kernels/im2col.cu`),
+// 0 bytes of stack frame and 0 bytes of spill stores/loads for every entry point:
+//   forward (v1)             f32 36, f64 36      backward (v1)             f32 52, f64 48
+//   forward_v2_i32           f32 32, f64 32      backward_v2_i32           f32 25, f64 27
+//   forward_v2_i64           f32 40, f64 40      backward_v2_i64           f32 38, f64 40
+//   forward_v3_i32           f32 48, f64 39      backward_v3_i32           f32 35, f64 33
+//   forward_v3_i64           f32 50, f64 43      backward_v3_i64           f32 48, f64 40
+// `nvcc -ptx` shows no 64-bit division or remainder in v2 and v3 (v1: 19 forward, 5 backward);
+// v2/v3 forward have 2 and v2 backward 4 32-bit ones per thread, none of them inside a tap loop;
+// v3's stores are st.global.v4.f32 / st.global.v2.f64.
 #include "common.cuh"
 
 template <typename T>
@@ -90,4 +124,258 @@ extern "C" __global__ void im2col_backward_f64(const double* __restrict__ cols, 
                                                int pt, int pl, int dh, int dw, int oh, int ow, long long row_stride,
                                                long long n_stride) {
     im2col_backward<double>(cols, dx, IM2COL_ARGS);
+}
+
+template <typename T, typename I>
+__device__ void im2col_forward_v2(const T* __restrict__ x, T* __restrict__ cols, int planes, int channels,
+                                  int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh,
+                                  int dw, int oh, int ow, I row_stride, I n_stride) {
+    const int l_size = oh * ow;
+    const int l = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (l >= l_size) return;
+    const int oy = l / ow;
+    const int ox = l - oy * ow;
+    const int y0 = oy * sh - pt, x0 = ox * sw - pl;
+    const I plane_size = (I)height * width;
+    for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
+         plane += (int)(gridDim.y * blockDim.y)) {
+        const int n = plane / channels;
+        const int c = plane - n * channels;
+        const T* __restrict__ xp = x + (I)plane * plane_size;
+        T* __restrict__ out = cols + (I)c * kh * kw * row_stride + (I)n * n_stride + l;
+        for (int i = 0; i < kh; ++i) {
+            const int y = y0 + i * dh;
+            const bool row_in = (unsigned)y < (unsigned)height;
+            const T* __restrict__ xrow = xp + (I)y * width;
+            for (int j = 0; j < kw; ++j) {
+                const int xx = x0 + j * dw;
+                *out = (row_in && (unsigned)xx < (unsigned)width) ? xrow[xx] : T(0);
+                out += row_stride;
+            }
+        }
+    }
+}
+
+template <typename T, typename I>
+__device__ void im2col_backward_v2(const T* __restrict__ cols, T* __restrict__ dx, int planes, int channels,
+                                   int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh,
+                                   int dw, int oh, int ow, I row_stride, I n_stride, int dh_q, int dh_r, int dw_q,
+                                   int dw_r) {
+    const int p = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (p >= height * width) return;
+    const int y = p / width;
+    const int xx = p - y * width;
+    // (y + pt) = qy*sh + ry and (x + pl) = qx*sw + rx: tap i reads output row (y + pt - i*dh) / sh
+    // when that division is exact; stepping i subtracts (dh_q, dh_r) from (qy, ry).
+    const int qy0 = (y + pt) / sh, ry0 = y + pt - qy0 * sh;
+    const int qx0 = (xx + pl) / sw, rx0 = xx + pl - qx0 * sw;
+    const I plane_size = (I)height * width;
+    for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
+         plane += (int)(gridDim.y * blockDim.y)) {
+        const int n = plane / channels;
+        const int c = plane - n * channels;
+        const T* __restrict__ base = cols + (I)c * kh * kw * row_stride + (I)n * n_stride;
+        T acc = T(0);
+        int qy = qy0, ry = ry0;
+        for (int i = 0; i < kh && qy >= 0; ++i) {
+            if (ry == 0 && qy < oh) {
+                const T* __restrict__ row = base + (I)(i * kw) * row_stride + (I)qy * ow;
+                int qx = qx0, rx = rx0;
+                for (int j = 0; j < kw && qx >= 0; ++j) {
+                    if (rx == 0 && qx < ow) acc += row[(I)j * row_stride + qx];
+                    rx -= dw_r;
+                    qx -= dw_q;
+                    if (rx < 0) {
+                        rx += sw;
+                        --qx;
+                    }
+                }
+            }
+            ry -= dh_r;
+            qy -= dh_q;
+            if (ry < 0) {
+                ry += sh;
+                --qy;
+            }
+        }
+        dx[(I)plane * plane_size + p] = acc;
+    }
+}
+
+template <typename T, typename I>
+__device__ void im2col_forward_v3(const T* __restrict__ x, T* __restrict__ cols, int planes, int channels,
+                                  int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh,
+                                  int dw, int oh, int ow, I row_stride, I n_stride) {
+    typedef typename gc::Vec16<T>::type V;
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    const int l_size = oh * ow;
+    const int l = (int)(blockIdx.x * blockDim.x + threadIdx.x) * kLanes;
+    if (l >= l_size) return;
+    const int oy = l / ow;  // OW % kLanes == 0: the thread's kLanes pixels share this row
+    const int ox = l - oy * ow;
+    const int y0 = oy * sh - pt, x0 = ox * sw - pl;
+    const I plane_size = (I)height * width;
+    for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
+         plane += (int)(gridDim.y * blockDim.y)) {
+        const int n = plane / channels;
+        const int c = plane - n * channels;
+        const T* __restrict__ xp = x + (I)plane * plane_size;
+        T* __restrict__ out = cols + (I)c * kh * kw * row_stride + (I)n * n_stride + l;
+        for (int i = 0; i < kh; ++i) {
+            const int y = y0 + i * dh;
+            const bool row_in = (unsigned)y < (unsigned)height;
+            const T* __restrict__ xrow = xp + (I)y * width;
+            for (int j = 0; j < kw; ++j) {
+                V v;
+                T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+                for (int k = 0; k < kLanes; ++k) {
+                    const int xx = x0 + k * sw + j * dw;
+                    e[k] = (row_in && (unsigned)xx < (unsigned)width) ? xrow[xx] : T(0);
+                }
+                *reinterpret_cast<V*>(out) = v;
+                out += row_stride;
+            }
+        }
+    }
+}
+
+template <typename T, typename I>
+__device__ void im2col_backward_v3(const T* __restrict__ cols, T* __restrict__ dx, int planes, int channels,
+                                   int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh,
+                                   int dw, int oh, int ow, I row_stride, I n_stride, int dh_q, int dh_r, int dw_q,
+                                   int dw_r) {
+    typedef typename gc::Vec16<T>::type V;
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    const int p = (int)(blockIdx.x * blockDim.x + threadIdx.x) * kLanes;
+    if (p >= height * width) return;
+    const int y = p / width;  // W % kLanes == 0: the thread's kLanes pixels share this row
+    const int x0 = p - y * width;
+    const int qy0 = (y + pt) / sh, ry0 = y + pt - qy0 * sh;
+    int qx0[kLanes], rx0[kLanes];
+#pragma unroll
+    for (int k = 0; k < kLanes; ++k) {
+        qx0[k] = (x0 + k + pl) / sw;
+        rx0[k] = x0 + k + pl - qx0[k] * sw;
+    }
+    const I plane_size = (I)height * width;
+    for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
+         plane += (int)(gridDim.y * blockDim.y)) {
+        const int n = plane / channels;
+        const int c = plane - n * channels;
+        const T* __restrict__ base = cols + (I)c * kh * kw * row_stride + (I)n * n_stride;
+        V out;
+        T* acc = reinterpret_cast<T*>(&out);
+#pragma unroll
+        for (int k = 0; k < kLanes; ++k) acc[k] = T(0);
+        int qy = qy0, ry = ry0;
+        for (int i = 0; i < kh && qy >= 0; ++i) {
+            if (ry == 0 && qy < oh) {
+                const T* __restrict__ row = base + (I)(i * kw) * row_stride + (I)qy * ow;
+#pragma unroll
+                for (int k = 0; k < kLanes; ++k) {
+                    int qx = qx0[k], rx = rx0[k];
+                    for (int j = 0; j < kw && qx >= 0; ++j) {
+                        if (rx == 0 && qx < ow) acc[k] += row[(I)j * row_stride + qx];
+                        rx -= dw_r;
+                        qx -= dw_q;
+                        if (rx < 0) {
+                            rx += sw;
+                            --qx;
+                        }
+                    }
+                }
+            }
+            ry -= dh_r;
+            qy -= dh_q;
+            if (ry < 0) {
+                ry += sh;
+                --qy;
+            }
+        }
+        *reinterpret_cast<V*>(dx + (I)plane * plane_size + p) = out;
+    }
+}
+
+#define IM2COL_V2_ARGS planes, channels, height, width, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, row_stride, n_stride
+
+extern "C" __global__ void im2col_forward_v2_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride) {
+    im2col_forward_v2<float, int>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_backward_v2_i32_f32(const float* __restrict__ cols, float* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v2<float, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_forward_v2_i32_f64(const double* __restrict__ x, double* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride) {
+    im2col_forward_v2<double, int>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_backward_v2_i32_f64(const double* __restrict__ cols, double* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v2<double, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_forward_v2_i64_f32(const float* __restrict__ x, float* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride) {
+    im2col_forward_v2<float, long long>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_backward_v2_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v2<float, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_forward_v2_i64_f64(const double* __restrict__ x, double* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride) {
+    im2col_forward_v2<double, long long>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_backward_v2_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v2<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_forward_v3_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride) {
+    im2col_forward_v3<float, int>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_forward_v3_i32_f64(const double* __restrict__ x, double* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride) {
+    im2col_forward_v3<double, int>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_forward_v3_i64_f32(const float* __restrict__ x, float* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride) {
+    im2col_forward_v3<float, long long>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_forward_v3_i64_f64(const double* __restrict__ x, double* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride) {
+    im2col_forward_v3<double, long long>(x, cols, IM2COL_V2_ARGS);
+}
+extern "C" __global__ void im2col_backward_v3_i32_f32(const float* __restrict__ cols, float* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v3<float, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_backward_v3_i32_f64(const double* __restrict__ cols, double* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v3<double, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_backward_v3_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v3<float, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+}
+extern "C" __global__ void im2col_backward_v3_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v3<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
 }

@@ -62,6 +62,10 @@ EXPLICIT = [
     dict(shape=(3, 5, 9, 7), weight=(5, 1, 3, 3), stride=(1, 1), padding="same", dilation=(1, 1), groups=5, bias=True),
     dict(shape=(2, 2, 1, 1), weight=(3, 2, 1, 1), stride=(2, 3), padding=0, dilation=(1, 1), groups=1, bias=True),
     dict(shape=(1, 2, 1, 1), weight=(3, 2, 3, 3), stride=(1, 1), padding=1, dilation=(1, 1), groups=1, bias=True),
+    # strided, several 16x16 tiles of dx and more than 8 input channels per group (direct backward v3)
+    dict(shape=(1, 10, 21, 19), weight=(3, 10, 5, 5), stride=(2, 2), padding=2, dilation=(1, 1), groups=1, bias=True),
+    dict(shape=(2, 18, 17, 18), weight=(4, 9, 3, 2), stride=(3, 2), padding=(1, 0), dilation=(1, 2), groups=2,
+         bias=False),
 ]
 CONFIGS = EXPLICIT + _random_configs(30, seed=3)
 POINTWISE = _random_configs(4, seed=5, pointwise=True)
@@ -102,40 +106,88 @@ def _check_against_reference(key, index, algo, dtype):
             raise AssertionError(f"{name} differs for {cfg} (algo {algo})") from exc
 
 
-@pytest.mark.parametrize("algo", ["im2col", "direct", "auto"])
+# Per-direction choices: every algorithm runs in every direction somewhere in these.
+MIXED = [
+    {"forward": "direct", "backward_data": "im2col", "backward_weight": "direct"},
+    {"forward": "im2col", "backward_data": "direct"},  # backward_weight: auto
+]
+POINTWISE_MIXED = [{"forward": "gemm", "backward_data": "gemm", "backward_weight": "direct"},
+                   {"forward": "direct", "backward_data": "direct", "backward_weight": "gemm"}]
+
+
+def _algo_id(algo):
+    return algo if isinstance(algo, str) else "+".join(f"{k[0]}{k[-1]}={v}" for k, v in algo.items())
+
+
+@pytest.mark.parametrize("algo", ["im2col", "direct", "auto"] + MIXED, ids=_algo_id)
 @pytest.mark.parametrize("index", range(len(CONFIGS)))
 def test_matches_reference(backend, dtype, algo, index):
     _check_against_reference("general", index, algo, dtype)
 
 
-@pytest.mark.parametrize("algo", ["gemm", "im2col", "direct", "auto"])
+@pytest.mark.parametrize("algo", ["gemm", "im2col", "direct", "auto"] + POINTWISE_MIXED, ids=_algo_id)
 @pytest.mark.parametrize("index", range(len(POINTWISE)))
 def test_pointwise_matches_reference(backend, dtype, algo, index):
     _check_against_reference("pointwise", index, algo, dtype)
 
 
-@pytest.mark.parametrize("index", range(0, len(CONFIGS), 2))
-def test_direct_forward_v1_and_v2_match_reference(kernel_backend, dtype, index):
-    cfg, x, weight, bias, _, (y_ref, *_) = _case("general", index)
+@pytest.mark.parametrize("index", range(len(CONFIGS)))
+def test_direct_kernel_versions_match_reference(kernel_backend, dtype, index):
+    """Both versions of every direct kernel, where each applies (v2 backward data needs stride 1,
+    v2 backward weight a tile that fits)."""
+    from gpuconv.backend.cuda_ops.conv_direct import backward_weight_v2_splits
+    cfg, x, weight, bias, dy, (y_ref, dx_ref, dw_ref, _) = _case("general", index)
     g = conv_module.conv_geometry(x.shape, weight.shape, **_args(cfg))
-    X, W = gpuconv.asarray(x.astype(dtype)), gpuconv.asarray(weight.astype(dtype))
+    X, W, DY = (gpuconv.asarray(a.astype(dtype)) for a in (x, weight, dy))
     B = gpuconv.asarray(bias.astype(dtype)) if bias is not None else None
     tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
     for version in (1, 2):
         assert_close(kernel_backend.conv2d_direct_forward(X, W, B, g, version=version), y_ref, dtype, **tol)
+    for version in (1, 2, 3) if g.stride == (1, 1) else (1, 3):
+        assert_close(kernel_backend.conv2d_direct_backward_data(DY, W, g, version=version), dx_ref, dtype, **tol)
+    assert backward_weight_v2_splits(g) > 0
+    for version in (1, 2):
+        assert_close(kernel_backend.conv2d_direct_backward_weight(DY, X, g, version=version), dw_ref, dtype, **tol)
+
+
+def test_direct_backward_weight_v2_lanes_and_splits(kernel_backend):
+    """Cases that exercise each branch of the v2 kernel: 256 lanes per tap (1x1), 5 (7x7), one
+    (12x11 taps), many splits, a partial channel block, and more splits than output rows fill."""
+    from gpuconv.backend.cuda_ops.conv_direct import backward_weight_v2_splits
+    rng = np.random.default_rng(11)
+    for x_shape, w_shape, stride, padding, dilation, groups in [
+            ((3, 4, 9, 10), (6, 4, 1, 1), 1, 0, 1, 1), ((2, 3, 23, 21), (11, 3, 7, 7), 2, 3, 1, 1),
+            ((1, 4, 6, 5), (10, 2, 3, 2), (1, 2), (2, 1), (2, 1), 2), ((5, 2, 3, 3), (3, 2, 3, 3), 1, 1, 1, 1),
+            ((1, 2, 14, 13), (3, 2, 12, 11), 1, 1, 1, 1)]:
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        g = conv_module.conv_geometry(x_shape, w_shape, stride, padding, dilation, groups)
+        dy = rng.standard_normal((g.n, g.c_out) + g.out_size)
+        assert backward_weight_v2_splits(g) >= 1
+        _, dw_ref, _ = reference.conv2d_backward(dy, x, w, g.stride, g.padding, g.dilation, g.groups)
+        assert_close(kernel_backend.conv2d_direct_backward_weight(gpuconv.asarray(dy), gpuconv.asarray(x), g,
+                                                                  version=2), dw_ref)
 
 
 def test_direct_v2_falls_back_to_v1_when_the_tile_is_too_large(kernel_backend):
-    from gpuconv.backend.cuda_ops.conv_direct import MAX_SHARED_BYTES, forward_v2_shared_bytes
+    from gpuconv.backend.cuda_ops.conv_direct import (MAX_SHARED_BYTES, backward_weight_v2_splits,
+                                                      forward_v2_shared_bytes)
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((1, 1, 700, 9)), rng.standard_normal((1, 1, 40, 1))
     g = conv_module.conv_geometry(x.shape, w.shape, 30, 0, 17, 1)
     assert forward_v2_shared_bytes(g, 8) > MAX_SHARED_BYTES
     y = F.conv2d(gpuconv.asarray(x), gpuconv.asarray(w), stride=30, dilation=17, algo="direct")
     assert_close(y, reference.conv2d(x, w, None, (30, 30), (0, 0, 0, 0), (17, 17), 1))
+    # a 40x40 kernel: 8 x 1600 elements of dw per block is more than the v2 backward weight holds
+    x, w = rng.standard_normal((1, 1, 41, 42)), rng.standard_normal((1, 1, 40, 40))
+    g = conv_module.conv_geometry(x.shape, w.shape)
+    assert backward_weight_v2_splits(g) == 0
+    assert F.conv2d_workspace_bytes(x.shape, w.shape, np.float64, algo="direct", direction="backward_weight") == 0
+    dy = rng.standard_normal((1, 1) + g.out_size)
+    _, dw, _ = F.conv2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), gpuconv.asarray(w), algo="direct")
+    assert_close(dw, reference.conv2d_backward(dy, x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1)[1])
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 8])
+@pytest.mark.parametrize("index", [0, 1, 2, 5, 10])
 def test_direct_kernels_are_schedule_independent(index):
     cfg, x, weight, bias, dy, _ = _case("general", index)
     with gpuconv.backend("emulated") as be:
@@ -145,7 +197,21 @@ def test_direct_kernels_are_schedule_independent(index):
         assert_schedule_independent(lambda: (be.conv2d_direct_forward(X, W, B, g, version=2),
                                              be.conv2d_direct_forward(X, W, B, g, version=1),
                                              be.conv2d_direct_backward_data(DY, W, g),
-                                             be.conv2d_direct_backward_weight(DY, X, g)))
+                                             be.conv2d_direct_backward_data(DY, W, g, version=3),
+                                             be.conv2d_direct_backward_weight(DY, X, g, version=1),
+                                             be.conv2d_direct_backward_weight(DY, X, g, version=2)))
+
+
+def test_bias_epilogue_adds_bias_and_applies_the_activation(kernel_backend, dtype):
+    rng = np.random.default_rng(5)
+    y, bias = rng.standard_normal((3, 5, 7, 9)).astype(dtype), rng.standard_normal(5).astype(dtype)
+    for activation, expected in ((None, y + bias[:, None, None]), ("relu", np.maximum(y + bias[:, None, None], 0))):
+        out = gpuconv.asarray(y.copy())  # the kernel works in place
+        kernel_backend.conv2d_bias_epilogue(out, gpuconv.asarray(bias), activation)
+        assert_close(out, expected, dtype)
+    out = gpuconv.asarray(y.copy())
+    kernel_backend.conv2d_bias_epilogue(out, None, "relu")
+    assert_close(out, np.maximum(y, 0), dtype)
 
 
 @pytest.fixture
@@ -236,24 +302,98 @@ def test_same_padding_with_even_kernel_matches_pytorch_split(backend):
     assert_close(y, reference.conv2d(x, w, None, (1, 1), (1, 2, 1, 2), (1, 3), 1))
 
 
-def test_choose_algo_and_workspace():
+def test_choose_algo_per_direction_follows_the_measured_tables():
+    stem = dict(x_shape=(32, 3, 224, 224), weight_shape=(64, 3, 7, 7), stride=2, padding=3)
+    # r18 conv1: direct is the best forward; the direct backward was 43.5% + 5.7% of a step
+    assert [F.choose_algo(**stem, direction=d) for d in F.DIRECTIONS] == ["direct", "im2col", "im2col"]
     assert F.choose_algo((8, 64, 56, 56), (128, 64, 1, 1)) == "gemm"
+    assert F.choose_algo((8, 64, 56, 56), (128, 64, 1, 1), direction="backward_data") == "gemm"
+    assert F.choose_algo((8, 64, 56, 56), (128, 64, 1, 1), direction="backward_weight") == "im2col"
     assert F.choose_algo((8, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64) == "direct"
-    assert F.choose_algo((8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3) == "direct"
+    assert F.choose_algo((8, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64, direction="backward_weight") == "im2col"
     assert F.choose_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "im2col"
+    assert F.choose_algo((8, 64, 224, 224), (64, 64, 3, 3), padding=1) == "direct"  # vgg conv1_2
+    assert F.choose_algo((8, 64, 224, 224), (64, 64, 3, 3), padding=1, direction="backward_data") == "im2col"
     assert F.choose_algo((8, 64, 56, 56), (128, 64, 1, 1), stride=2) == "im2col"
+    with pytest.raises(ValueError, match="direction must be one of .* got 'backward'"):
+        F.choose_algo((8, 64, 56, 56), (64, 64, 3, 3), direction="backward")
+
+
+def test_workspace_bytes_per_direction():
     per_image = 64 * 9 * 56 * 56 * 4
-    assert F.conv2d_workspace_bytes((8, 64, 56, 56), (64, 64, 3, 3), np.float32, padding=1) == 8 * per_image
-    assert F.conv2d_workspace_bytes((8, 64, 56, 56), (64, 64, 3, 3), np.float32, padding=1, algo="direct") == 0
-    assert F.conv2d_workspace_bytes((8, 64, 56, 56), (64, 64, 1, 1), np.float32) == 0
+    dy_image, weight = 64 * 56 * 56 * 4, 64 * 64 * 9 * 4
+    args = ((8, 64, 56, 56), (64, 64, 3, 3), np.float32)
+    assert F.conv2d_workspace_bytes(*args, padding=1, direction="forward") == 8 * per_image
+    assert F.conv2d_workspace_bytes(*args, padding=1, direction="backward_data") == 8 * per_image + weight
+    assert F.conv2d_workspace_bytes(*args, padding=1, direction="backward_weight") == 8 * (per_image + dy_image)
+    assert F.conv2d_workspace_bytes(*args, padding=1) == 8 * (per_image + dy_image)  # the largest direction
+    assert F.conv2d_workspace_bytes(*args, padding=1, algo="direct", direction="forward") == 0
+    assert F.conv2d_workspace_bytes(*args, padding=1, algo={"backward_weight": "direct"},
+                                    direction="backward_data") == 8 * per_image + weight
+    assert F.conv2d_workspace_bytes((8, 64, 56, 56), (64, 64, 1, 1), np.float32, direction="forward") == 0
     # VGG conv1_2 at 224x224: 116 MB of columns per image, so two images per 256 MiB chunk.
-    assert F.conv2d_workspace_bytes((8, 64, 224, 224), (64, 64, 3, 3), np.float32, padding=1) == 2 * 64 * 9 * 224 * 224 * 4
+    assert F.conv2d_workspace_bytes((8, 64, 224, 224), (64, 64, 3, 3), np.float32, padding=1, algo="im2col",
+                                    direction="forward") == 2 * 64 * 9 * 224 * 224 * 4
+    with gpuconv.flags(workspace_limit=per_image):
+        assert F.conv2d_workspace_bytes(*args, padding=1, direction="forward") == per_image
+        # one image per chunk, so each chunk's dweight goes through a temporary before it is added
+        assert F.conv2d_workspace_bytes(*args, padding=1, direction="backward_weight") == \
+            per_image + dy_image + weight
 
 
-def test_workspace_limit_is_checked():
-    with pytest.raises(ValueError, match="limit_bytes"):
+# Each (shape, arguments) makes every buffer an algorithm allocates larger than the slack left for
+# Python objects and launch arguments (12 KiB) in float64, so a buffer counted but not allocated, or
+# allocated but not counted, fails the test; only the depthwise case's weights (4.6 KiB) are smaller.
+WORKSPACE_CASES = [
+    ((3, 16, 8, 9), (32, 16, 3, 3), 1, 1, 1, 1),
+    ((3, 16, 8, 9), (48, 8, 3, 3), 1, 1, 1, 2),
+    ((2, 48, 6, 7), (64, 48, 1, 1), 1, 0, 1, 1),
+    ((4, 64, 9, 10), (64, 1, 3, 3), 2, 1, 1, 64),
+    ((2, 3, 16, 16), (96, 3, 7, 7), 2, 3, 1, 1),
+]
+
+
+@pytest.mark.parametrize("limit", [None, 1], ids=["whole-batch", "one-image-chunks"])
+@pytest.mark.parametrize("case", WORKSPACE_CASES, ids=lambda c: f"{c[0]}-{c[1]}-g{c[5]}")
+def test_workspace_bytes_are_exact_on_the_emulated_backend(case, limit):
+    """Peak of the memory allocated inside each direction (tracemalloc sees every NumPy buffer) minus
+    its outputs, against conv2d_workspace_bytes, for every algorithm that applies."""
+    import tracemalloc
+    if gpuconv.backend.unavailable_reason("emulated"):
+        pytest.skip("emulated backend unavailable")
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    g = conv_module.conv_geometry(x_shape, w_shape, **kwargs)
+    dy = rng.standard_normal((g.n, g.c_out) + g.out_size)
+    calls = {"forward": lambda a: F.conv2d(x, w, b, **kwargs, algo=a),
+             "backward_data": lambda a: F.conv2d_backward(dy, x, w, **kwargs, algo=a, needs=(True, False, False)),
+             "backward_weight": lambda a: F.conv2d_backward(dy, x, w, **kwargs, algo=a, needs=(False, True, False))}
+    with gpuconv.backend("emulated"), gpuconv.flags(workspace_limit=limit or conv_module.DEFAULT_WORKSPACE_LIMIT):
+        for algo in ["im2col", "direct"] + (["gemm"] if g.is_pointwise else []):
+            for direction, call in calls.items():
+                expected = F.conv2d_workspace_bytes(x_shape, w_shape, np.float64, **kwargs, algo=algo,
+                                                    direction=direction)
+                call(algo)  # kernels compiled and loaded before measuring
+                tracemalloc.start()
+                try:
+                    start = tracemalloc.get_traced_memory()[0]
+                    out = call(algo)
+                    peak = tracemalloc.get_traced_memory()[1]
+                finally:
+                    tracemalloc.stop()
+                outputs = sum(a.nbytes for a in (out if isinstance(out, tuple) else (out,)) if a is not None)
+                measured = peak - start - outputs
+                assert 0 <= measured - expected < 12 * 1024, (algo, direction, measured, expected)
+
+
+def test_workspace_limit_is_a_flag():
+    with pytest.raises(ValueError, match=r"workspace_limit must be a positive int \(bytes\), got 0"):
         F.set_workspace_limit(0)
-    assert F.get_workspace_limit() == conv_module.DEFAULT_WORKSPACE_LIMIT
+    assert F.get_workspace_limit() == conv_module.DEFAULT_WORKSPACE_LIMIT == gpuconv.flags.workspace_limit
+    with gpuconv.flags(workspace_limit=1234):
+        assert F.get_workspace_limit() == 1234
 
 
 BAD = [
@@ -271,6 +411,13 @@ BAD = [
     (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), groups=0), ValueError, r"groups must be positive, got 0"),
     (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), groups=1.5), TypeError, r"groups must be an int"),
     (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), algo="winograd"), ValueError, r"algo must be one of .* got 'winograd'"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), algo={"forwards": "im2col"}), ValueError,
+     r"algo: unknown direction key\(s\) 'forwards'; the keys are 'forward', 'backward_data', 'backward_weight'"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), algo={"backward_data": "fft"}), ValueError,
+     r"algo\['backward_data'\] must be one of .* got 'fft'"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), algo={"backward_weight": "gemm"}), ValueError,
+     r"algo='gemm' needs a 1x1 kernel .*\(backward_weight\), got kernel \(3, 3\)"),
+    (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), algo=3), ValueError, r"algo must be one of .* got int 3"),
     (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), padding="same", stride=2), ValueError,
      r"padding='same' requires stride 1.* got stride=\(2, 2\)"),
     (dict(x=(2, 3, 8, 8), w=(4, 3, 3, 3), algo="gemm"), ValueError, r"algo='gemm' needs a 1x1 kernel .* got kernel \(3, 3\)"),
@@ -294,7 +441,7 @@ def test_bad_input(backend, case, monkeypatch):
     kwargs = {k: spec[k] for k in ("stride", "padding", "dilation", "groups") if k in spec}
     launched = []
     be = gpuconv.get_backend()
-    for name in ("conv2d_im2col_forward", "conv2d_direct_forward", "matmul", "im2col"):
+    for name in ("conv2d_im2col_forward", "conv2d_direct_forward", "conv2d_gemm_forward", "matmul", "im2col"):
         monkeypatch.setattr(be, name, lambda *a, _n=name, **k: launched.append(_n))
     with pytest.raises(error, match=match):
         F.conv2d(x, w, b, **kwargs, algo=spec.get("algo", "auto"))

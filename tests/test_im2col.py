@@ -100,6 +100,10 @@ def test_kernels_have_no_race(rng):
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
     with gpuconv.backend("emulated"):
         assert_schedule_independent(lambda: F.im2col(x, 3, stride=2, padding=1, layout="knl"))
+        wide = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)  # OW = W = 8: the vectorized v3
+        assert_schedule_independent(lambda: F.im2col(wide, 3, padding=1, layout="knl"))
+        wide_cols = F.im2col(wide, 3, padding=1)
+        assert_schedule_independent(lambda: F.col2im(wide_cols, (7, 8), 3, padding=1))  # W = 8: v3
         cols = F.im2col(x, 3, stride=2, padding=1)
         assert_schedule_independent(lambda: F.col2im(cols, (7, 6), 3, stride=2, padding=1))
 
@@ -131,3 +135,89 @@ def test_bad_inputs_are_named(backend):
         F.col2im(gpuconv.asarray(np.ones((1, 9, 10))), (5, 5), 3)
     with pytest.raises(ValueError, match="positive multiple of 9"):
         F.col2im(gpuconv.asarray(np.ones((9, 10))), (5, 5), 3, layout="knl")
+
+
+@pytest.mark.parametrize("layout", ["nkl", "knl"])
+def test_kernel_versions_and_index_widths_match_reference(kernel_backend, dtype, layout, rng):
+    """v1, and v2 in its 32-bit and (forced) 64-bit index variants, on random configurations."""
+    for _ in range(12):
+        cfg = random_config(rng)
+        x = rng.standard_normal(cfg["shape"])
+        n, c, h, w = cfg["shape"]
+        k, s, (ph, pw), d = cfg["kernel_size"], cfg["stride"], cfg["padding"], cfg["dilation"]
+        expected = reference.im2col(x, *ref_args(cfg))
+        rows, l_size = expected.shape[1:]
+        out_size = ((h + 2 * ph - d[0] * (k[0] - 1) - 1) // s[0] + 1, (w + 2 * pw - d[1] * (k[1] - 1) - 1) // s[1] + 1)
+        dcols = rng.standard_normal(expected.shape)
+        want_dx = reference.col2im(dcols, cfg["shape"], *ref_args(cfg))
+        if layout == "knl":
+            expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
+            dcols = dcols.transpose(1, 0, 2).reshape(rows, n * l_size)
+        for version, bits in ((1, None), (2, 32), (2, 64)):
+            cols = kernel_backend.im2col(gpuconv.asarray(x.astype(dtype)), k, s, (ph, pw), d, out_size, layout,
+                                         version=version, index_bits=bits)
+            assert_close(cols, expected, dtype)
+            dx = kernel_backend.col2im(gpuconv.asarray(np.ascontiguousarray(dcols).astype(dtype)), cfg["shape"], k, s,
+                                       (ph, pw), d, out_size, layout, version=version, index_bits=bits)
+            assert_close(dx, want_dx, dtype)
+
+
+def test_launcher_picks_the_index_width_and_block_shape():
+    from gpuconv.backend.cuda_ops.im2col import index_bits, plane_block
+    assert index_bits(10, 2**31 - 1) == 32
+    assert index_bits(10, 2**31) == 64
+    assert plane_block(49) == (64, 4)  # a 7x7 plane: 4 planes per 256-thread block
+    assert plane_block(3136) == (256, 1)
+    assert plane_block(1) == (32, 8)
+
+
+def test_large_planes_and_many_planes(kernel_backend, rng):
+    """Planes wider than a block (several blocks along x) and a batch of many small planes (several
+    planes per block), with the output written into a slice of a larger buffer as the conv does."""
+    for shape, k, s, p in (((1, 2, 23, 31), 3, 1, 1), ((9, 7, 3, 2), 2, 1, 1)):
+        x = rng.standard_normal(shape)
+        cols = F.im2col(gpuconv.asarray(x), k, stride=s, padding=p)
+        assert_close(cols, reference.im2col(x, (k, k), (s, s), (p, p, p, p), (1, 1)))
+        dx = F.col2im(cols, shape[2:], k, stride=s, padding=p)
+        assert_close(dx, reference.col2im(gpuconv.to_numpy(cols), shape, (k, k), (s, s), (p, p, p, p), (1, 1)))
+
+
+@pytest.mark.parametrize("layout", ["nkl", "knl"])
+def test_vectorized_im2col_matches_reference(kernel_backend, dtype, layout, rng):
+    """v3 (16-byte stores) where OW (im2col) or W (col2im) is a multiple of 4: stride, dilation,
+    padding, both index widths; the launcher picks it by default there and refuses it elsewhere."""
+    from gpuconv.backend.cuda_ops.im2col import column_strides, vector_lanes
+    cases = (((2, 3, 9, 8), (3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2, 7, 15), (2, 3), (2, 2), (0, 1), (1, 1)),
+             ((1, 4, 12, 12), (3, 3), (1, 1), (2, 2), (2, 2)), ((2, 1, 5, 4), (1, 1), (1, 1), (0, 0), (1, 1)),
+             ((2, 2, 9, 16), (3, 2), (2, 4), (1, 0), (2, 3)))
+    for shape, k, s, p, d in cases:
+        x = rng.standard_normal(shape)
+        n, c, h, w = shape
+        oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        assert ow % 4 == 0
+        expected = reference.im2col(x, k, s, (p[0], p[0], p[1], p[1]), d)
+        rows, l_size = expected.shape[1:]
+        if layout == "knl":
+            expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
+        X = gpuconv.asarray(x.astype(dtype))
+        default = kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout)
+        strides = column_strides(layout, n, rows, l_size)
+        assert vector_lanes(dtype.itemsize, ow, strides, default) == 16 // dtype.itemsize
+        assert_close(default, expected, dtype)
+        for bits in (32, 64):
+            assert_close(kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout, version=3, index_bits=bits), expected,
+                         dtype)
+        if w % 4 == 0:  # col2im v3: W a multiple of 4
+            dcols = rng.standard_normal(expected.shape)
+            dcols_nkl = dcols if layout == "nkl" else dcols.reshape(rows, n, l_size).transpose(1, 0, 2)
+            want = reference.col2im(dcols_nkl, shape, k, s, (p[0], p[0], p[1], p[1]), d)
+            for version, bits in ((None, None), (3, 32), (3, 64)):
+                assert_close(kernel_backend.col2im(gpuconv.asarray(dcols.astype(dtype)), shape, k, s, p, d, (oh, ow),
+                                                   layout, version=version, index_bits=bits), want, dtype)
+    odd = gpuconv.asarray(rng.standard_normal((1, 1, 5, 5)).astype(dtype))  # OW = 3
+    with pytest.raises(ValueError, match="im2col_forward_v3 needs OW"):
+        kernel_backend.im2col(odd, (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout, version=3)
+    with pytest.raises(ValueError, match="im2col_backward_v3 needs W"):
+        kernel_backend.col2im(kernel_backend.im2col(odd, (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout), (1, 1, 5, 5),
+                              (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout, version=3)

@@ -4,8 +4,8 @@
 kernel runs), does the shape arithmetic, and calls the current backend's primitives.
 """
 
-from .conv import (choose_algo, conv2d, conv2d_backward, conv2d_workspace_bytes, conv_geometry, get_workspace_limit,
-                   set_workspace_limit)
+from .conv import (ALGOS, DIRECTIONS, choose_algo, conv2d, conv2d_backward, conv2d_workspace_bytes, conv_geometry,
+                   get_workspace_limit, set_workspace_limit)
 from .activation import (
     leaky_relu,
     leaky_relu_backward,
@@ -43,7 +43,7 @@ from .pool import (
 )
 
 __all__ = [
-    "choose_algo", "col2im", "col2im_backward", "conv2d", "conv2d_backward", "conv2d_workspace_bytes",
+    "ALGOS", "DIRECTIONS", "choose_algo", "col2im", "col2im_backward", "conv2d", "conv2d_backward", "conv2d_workspace_bytes",
     "conv_geometry", "cross_entropy", "cross_entropy_backward", "dropout", "dropout_backward", "fold",
     "get_workspace_limit", "im2col", "im2col_backward", "layer_norm", "layer_norm_backward", "leaky_relu",
     "leaky_relu_backward", "linear", "linear_backward", "log_softmax", "log_softmax_backward", "mse_loss",

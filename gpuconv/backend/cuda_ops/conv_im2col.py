@@ -1,11 +1,29 @@
-"""Convolution by im2col + GEMM on the cupy and emulated backends (kernels/im2col.cu + cuBLAS).
+"""Convolution by GEMM on the cupy and emulated backends: im2col + GEMM, and the 1x1 "gemm" path.
 
-Per batch chunk: the columns in layout "knl" (C*KH*KW, Nc*OH*OW) and ONE 2-D GEMM per group, so
-cuBLAS honours CUPY_TF32. ``g`` is a ``gpuconv.functional.conv.ConvGeometry``; ``chunk`` is the
-number of images whose columns fit the workspace limit.
+Every GEMM writes its result where it belongs: the forward is one batched GEMM per chunk,
+weight (G, Kg, R) x columns (Nc, G, R, L) -> y (Nc, G, Kg, L), which IS NCHW, so there is no
+transpose afterwards, and the bias is added by one epilogue kernel (kernels/conv_epilogue.cu).
+Backward data is the same arrangement with the transposed weights, straight from dy (no dy
+reshape copy), then col2im into dx. Backward weight needs one reduction over N*OH*OW, which no
+single GEMM can read from NCHW dy, so dy is copied once per chunk into the GEMM's layout.
+
+``g`` is a ``gpuconv.functional.conv.ConvGeometry``; ``chunk`` is the number of images per chunk
+(gpuconv.functional.conv_algo.plan). Each buffer is allocated once per call, and what is
+allocated here is exactly what ``plan`` counts as workspace.
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+
+from ... import flags
+from .tf32 import cublas_tf32, round_to_tf32
+
+# Activations the bias epilogue can apply in the same pass (the hook for fusing them later).
+ACTIVATIONS = {None: 0, "relu": 1}
 
 
 def _chunks(n: int, chunk: int):
@@ -14,54 +32,125 @@ def _chunks(n: int, chunk: int):
 
 
 class ConvIm2colKernels:
-    def _cols(self, x, g):
-        return self.im2col(x, g.kernel_size, g.stride, g.pad_top_left, g.dilation, g.out_size, "knl")
+    # ---- GEMM, with TF32 when gpuconv.flags.allow_tf32 says so --------------------------------------
+    @contextlib.contextmanager
+    def _gemm_mode(self, dtype) -> Iterator[None]:
+        if flags.allow_tf32 and dtype == np.float32 and self.xp is not np:
+            with cublas_tf32(self.xp):
+                yield
+        else:
+            yield
 
+    def _gemm_operand(self, a):
+        if flags.allow_tf32 and a.dtype == np.float32 and self.xp is np:
+            return round_to_tf32(a)  # the emulation of TF32 tensor cores
+        return a
+
+    def conv_gemm(self, a, b, out):
+        """``out[...] = a @ b`` (2-D or batched with broadcasting), TF32 if allowed."""
+        with self._gemm_mode(a.dtype):
+            return self.xp.matmul(self._gemm_operand(a), self._gemm_operand(b), out=out)
+
+    def conv2d_bias_epilogue(self, y, bias, activation: str | None = None) -> None:
+        """In place: y (N, C, H, W) += bias[c] (when given), then the activation."""
+        n, c = y.shape[:2]
+        plane = int(np.prod(y.shape[2:]))
+        wide = y.size >= 2**31
+        kernel = self.kernel("conv_epilogue.cu", "conv2d_bias_act_i64" if wide else "conv2d_bias_act_i32", y.dtype)
+        block = 256
+        grid = (min(-(-plane // block), 1024), min(n * c, 65535))
+        has_bias = np.int32(bias is not None)
+        kernel(grid, (block,), (y, bias if bias is not None else y, has_bias, np.int32(n * c), np.int32(c),
+                                np.int64(plane), np.int32(ACTIVATIONS[activation])))
+
+    # ---- im2col --------------------------------------------------------------------------------------
     def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
         kh, kw = g.kernel_size
         l_size = g.out_size[0] * g.out_size[1]
-        rows, kg = (g.c_in // g.groups) * kh * kw, g.c_out // g.groups
-        w2 = weight.reshape(g.c_out, rows)
-        y = self.empty((g.n, g.c_out, l_size), x.dtype)
+        groups, rows, kg = g.groups, (g.c_in // g.groups) * kh * kw, g.c_out // g.groups
+        w3 = weight.reshape(groups, kg, rows)
+        y = self.empty((g.n, g.c_out) + g.out_size, x.dtype)
+        y4 = y.reshape(g.n, groups, kg, l_size)
+        buf = self.empty((min(chunk, g.n) * g.c_in * kh * kw * l_size,), x.dtype)
         for start, stop in _chunks(g.n, chunk):
-            cols = self._cols(x[start:stop], g)
-            out = self.empty((g.c_out, (stop - start) * l_size), x.dtype)
-            for grp in range(g.groups):
-                self.matmul(w2[grp * kg:(grp + 1) * kg], cols[grp * rows:(grp + 1) * rows],
-                            out=out[grp * kg:(grp + 1) * kg])
-            y[start:stop] = out.reshape(g.c_out, stop - start, l_size).transpose(1, 0, 2)
+            nc = stop - start
+            cols = buf[:nc * g.c_in * kh * kw * l_size].reshape(nc, g.c_in * kh * kw, l_size)
+            self._conv_cols(x[start:stop], g, "nkl", cols)
+            self.conv_gemm(w3, cols.reshape(nc, groups, rows, l_size), out=y4[start:stop])
         if bias is not None:
-            y += bias.reshape(1, g.c_out, 1)
-        return y.reshape((g.n, g.c_out) + g.out_size)
+            self.conv2d_bias_epilogue(y, bias)
+        return y
 
-    def _dy_knl(self, dy, start, stop, g):
-        """dy[start:stop] as (C_out, Nc*OH*OW), the layout of the GEMMs."""
-        nc = stop - start
-        return self.xp.ascontiguousarray(dy[start:stop].reshape(nc, g.c_out, -1).transpose(1, 0, 2)).reshape(g.c_out, -1)
+    def _conv_cols(self, x, g, layout, out):
+        return self.im2col(x, g.kernel_size, g.stride, g.pad_top_left, g.dilation, g.out_size, layout, out=out)
 
     def conv2d_im2col_backward_data(self, dy, weight, g, chunk):
         kh, kw = g.kernel_size
-        rows, kg = (g.c_in // g.groups) * kh * kw, g.c_out // g.groups
-        w2 = weight.reshape(g.c_out, rows)
+        l_size = g.out_size[0] * g.out_size[1]
+        groups, rows, kg = g.groups, (g.c_in // g.groups) * kh * kw, g.c_out // g.groups
+        wt = self.xp.ascontiguousarray(weight.reshape(groups, kg, rows).transpose(0, 2, 1))
+        dy4 = dy.reshape(g.n, groups, kg, l_size)
         dx = self.empty((g.n, g.c_in, g.h, g.w), dy.dtype)
+        buf = self.empty((min(chunk, g.n) * g.c_in * kh * kw * l_size,), dy.dtype)
         for start, stop in _chunks(g.n, chunk):
-            dyk = self._dy_knl(dy, start, stop, g)
-            dcols = self.empty((g.c_in * kh * kw, dyk.shape[1]), dy.dtype)
-            for grp in range(g.groups):
-                self.matmul(w2[grp * kg:(grp + 1) * kg].T, dyk[grp * kg:(grp + 1) * kg],
-                            out=dcols[grp * rows:(grp + 1) * rows])
-            dx[start:stop] = self.col2im(dcols, (stop - start, g.c_in, g.h, g.w), g.kernel_size, g.stride,
-                                         g.pad_top_left, g.dilation, g.out_size, "knl")
+            nc = stop - start
+            dcols = buf[:nc * g.c_in * kh * kw * l_size].reshape(nc, g.c_in * kh * kw, l_size)
+            self.conv_gemm(wt, dy4[start:stop], out=dcols.reshape(nc, groups, rows, l_size))
+            self.col2im(dcols, (nc, g.c_in, g.h, g.w), g.kernel_size, g.stride, g.pad_top_left, g.dilation,
+                        g.out_size, "nkl", out=dx[start:stop])
         return dx
 
     def conv2d_im2col_backward_weight(self, dy, x, g, chunk):
         kh, kw = g.kernel_size
-        rows, kg = (g.c_in // g.groups) * kh * kw, g.c_out // g.groups
-        dw = self.zeros((g.c_out, rows), x.dtype)
-        for start, stop in _chunks(g.n, chunk):
-            cols = self._cols(x[start:stop], g)
-            dyk = self._dy_knl(dy, start, stop, g)
-            for grp in range(g.groups):
-                part = self.matmul(dyk[grp * kg:(grp + 1) * kg], cols[grp * rows:(grp + 1) * rows].T)
-                dw[grp * kg:(grp + 1) * kg] += part
-        return dw.reshape(g.c_out, g.c_in // g.groups, kh, kw)
+        l_size = g.out_size[0] * g.out_size[1]
+        groups, rows, kg = g.groups, (g.c_in // g.groups) * kh * kw, g.c_out // g.groups
+        dw = self.empty((g.c_out, g.c_in // groups, kh, kw), x.dtype)
+        dw3 = dw.reshape(groups, kg, rows)
+        width = min(chunk, g.n) * l_size
+        cols_buf = self.empty((groups * rows * width,), x.dtype)
+        dy_buf = self.empty((g.c_out * width,), x.dtype)
+        # G == 1: dw = dy (K, Nc*L) @ columns^T, written in place (a transposed operand is free in a
+        # 2-D GEMM). G > 1: a batched GEMM needs both operands contiguous per group, so it sums
+        # dw^T = columns (G, R, Nc*L) @ dy^T (G, Nc*L, Kg) in `acc` and transposes that small result
+        # into dw at the end. After the first chunk, each chunk's GEMM goes to `part`, then is added.
+        acc = self.empty((groups, rows, kg), x.dtype) if groups > 1 else dw3[0]
+        part = self.empty(acc.shape, x.dtype) if chunk < g.n else None
+        for index, (start, stop) in enumerate(_chunks(g.n, chunk)):
+            nc = stop - start
+            cols = cols_buf[:groups * rows * nc * l_size].reshape(groups * rows, nc * l_size)
+            self._conv_cols(x[start:stop], g, "knl", cols)
+            dy_chunk = dy[start:stop].reshape(nc, groups, kg, l_size)
+            target = acc if index == 0 else part
+            if groups == 1:
+                dyk = dy_buf[:g.c_out * nc * l_size].reshape(g.c_out, nc, l_size)
+                dyk[...] = dy_chunk[:, 0].transpose(1, 0, 2)
+                self.conv_gemm(dyk.reshape(g.c_out, nc * l_size), cols.T, out=target)
+            else:
+                dyt = dy_buf[:g.c_out * nc * l_size].reshape(groups, nc, l_size, kg)
+                dyt[...] = dy_chunk.transpose(1, 0, 3, 2)
+                self.conv_gemm(cols.reshape(groups, rows, nc * l_size), dyt.reshape(groups, nc * l_size, kg),
+                               out=target)
+            if index > 0:
+                acc += part
+        if groups > 1:
+            dw3[...] = acc.transpose(0, 2, 1)
+        return dw
+
+    # ---- "gemm": 1x1 kernel, stride 1, no padding ------------------------------------------------------
+    def conv2d_gemm_forward(self, x, weight, bias, g):
+        groups, cg, kg = g.groups, g.c_in // g.groups, g.c_out // g.groups
+        l_size = g.h * g.w
+        y = self.empty((g.n, g.c_out, g.h, g.w), x.dtype)
+        self.conv_gemm(weight.reshape(groups, kg, cg), x.reshape(g.n, groups, cg, l_size),
+                       out=y.reshape(g.n, groups, kg, l_size))
+        if bias is not None:
+            self.conv2d_bias_epilogue(y, bias)
+        return y
+
+    def conv2d_gemm_backward_data(self, dy, weight, g):
+        groups, cg, kg = g.groups, g.c_in // g.groups, g.c_out // g.groups
+        l_size = g.h * g.w
+        wt = self.xp.ascontiguousarray(weight.reshape(groups, kg, cg).transpose(0, 2, 1))
+        dx = self.empty((g.n, g.c_in, g.h, g.w), dy.dtype)
+        self.conv_gemm(wt, dy.reshape(g.n, groups, kg, l_size), out=dx.reshape(g.n, groups, cg, l_size))
+        return dx

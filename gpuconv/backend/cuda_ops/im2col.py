@@ -1,8 +1,18 @@
-"""Launchers for kernels/im2col.cu (shared by the cupy and emulated backends)."""
+"""Launchers for kernels/im2col.cu (shared by the cupy and emulated backends).
+
+im2col and col2im run version 3 (16-byte stores) where its alignment conditions hold, else
+version 2. Each in its 32-bit index variant when every offset fits an int (checked
+here) and its 64-bit variant otherwise; ``version=`` picks a version (1 is the reference) and
+``index_bits=64`` forces the wide variant (tests run every combination on small tensors).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+INT32_LIMIT = 2**31
+MAX_GRID_Y = 65535
+THREADS = 256
 
 
 def column_strides(layout: str, n: int, rows: int, l_size: int) -> tuple[int, int]:
@@ -10,6 +20,31 @@ def column_strides(layout: str, n: int, rows: int, l_size: int) -> tuple[int, in
     if layout == "nkl":
         return l_size, rows * l_size
     return n * l_size, l_size
+
+
+def index_bits(*extents: int) -> int:
+    """32 when every extent (largest offset + 1 of an array a kernel addresses) fits an int, else 64."""
+    return 32 if max(extents) < INT32_LIMIT else 64
+
+
+def plane_block(plane_size: int) -> tuple[int, int]:
+    """(BX, BY): BX threads over a plane's pixels (the plane rounded up to a warp, at most 256),
+    BY planes per block, THREADS threads in all."""
+    bx = min(THREADS, -(-plane_size // 32) * 32)
+    return bx, THREADS // bx
+
+
+def _address(a) -> int:
+    data = a.data
+    return data.ptr if hasattr(data, "ptr") else a.ctypes.data
+
+
+def vector_lanes(itemsize: int, ow: int, strides: tuple[int, int], cols) -> int:
+    """Elements per 16-byte store of im2col_forward_v3 (4 float, 2 double) when OW, the column
+    strides and the columns' address allow aligned vectors inside one output row, else 0."""
+    lanes = 16 // itemsize
+    aligned = ow % lanes == 0 and all(s % lanes == 0 for s in strides) and _address(cols) % 16 == 0
+    return lanes if aligned else 0
 
 
 class Im2colKernels:
@@ -20,21 +55,68 @@ class Im2colKernels:
         ints = (n, c, h, w, kh, kw, *stride, *padding, *dilation, oh, ow)
         return tuple(np.int32(v) for v in ints) + (np.int64(row_stride), np.int64(n_stride))
 
-    def im2col(self, x, kernel_size, stride, padding, dilation, out_size, layout):
+    def _v2_launch(self, op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size, layout, plane_size,
+                   arrays, extra=(), bits=None, per_thread=1):
+        n, c, h, w = x_shape
+        (kh, kw), (oh, ow) = kernel_size, out_size
+        row_stride, n_stride = column_strides(layout, n, c * kh * kw, oh * ow)
+        cols_extent = (c * kh * kw - 1) * row_stride + (n - 1) * n_stride + oh * ow
+        bits = bits or index_bits(n * c * h * w, cols_extent)
+        wide = np.int64 if bits == 64 else np.int32
+        ints = (n * c, c, h, w, kh, kw, *stride, *padding, *dilation, oh, ow)
+        args = arrays + tuple(np.int32(v) for v in ints) + (wide(row_stride), wide(n_stride)) + extra
+        threads = -(-plane_size // per_thread)
+        bx, by = plane_block(threads)
+        grid = (-(-threads // bx), min(-(-(n * c) // by), MAX_GRID_Y))
+        self.kernel("im2col.cu", f"{op}_i{bits}", dtype)(grid, (bx, by), args)
+
+    def im2col(self, x, kernel_size, stride, padding, dilation, out_size, layout, *, out=None,
+               version: int | None = None, index_bits: int | None = None):
+        """Columns of ``x`` in ``layout``; ``out`` (C-contiguous, the layout's shape) receives them."""
         n, c = x.shape[:2]
         (kh, kw), (oh, ow) = kernel_size, out_size
         shape = (n, c * kh * kw, oh * ow) if layout == "nkl" else (c * kh * kw, n * oh * ow)
-        cols = self.empty(shape, x.dtype)
+        cols = self.empty(shape, x.dtype) if out is None else out
+        if cols.size == 0:
+            return cols
         x = self.xp.ascontiguousarray(x)
-        kernel = self.kernel("im2col.cu", "im2col_forward", x.dtype)
-        self.launch_1d(kernel, cols.size,
-                       (x, cols) + self._im2col_args(x.shape, kernel_size, stride, padding, dilation, out_size, layout))
+        lanes = vector_lanes(x.dtype.itemsize, ow, column_strides(layout, n, c * kh * kw, oh * ow), cols)
+        if version is None:
+            version = 3 if lanes else 2
+        if version == 1:
+            self.launch_1d(self.kernel("im2col.cu", "im2col_forward", x.dtype), cols.size,
+                           (x, cols) + self._im2col_args(x.shape, kernel_size, stride, padding, dilation, out_size,
+                                                         layout))
+        else:
+            if version == 3 and not lanes:
+                raise ValueError(f"im2col_forward_v3 needs OW, the column strides and the columns' address to be "
+                                 f"multiples of 16 bytes (OW={ow}, layout {layout!r})")
+            self._v2_launch(f"im2col_forward_v{version}", x.dtype, x.shape, kernel_size, stride, padding, dilation,
+                            out_size, layout, oh * ow, (x, cols), bits=index_bits,
+                            per_thread=lanes if version == 3 else 1)
         return cols
 
-    def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation, out_size, layout):
-        dx = self.empty(x_shape, cols.dtype)
+    def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation, out_size, layout, *, out=None,
+               version: int | None = None, index_bits: int | None = None):
+        """The image (``x_shape``) that sums ``cols``; ``out`` (C-contiguous) receives it."""
+        dx = self.empty(x_shape, cols.dtype) if out is None else out
+        if dx.size == 0:
+            return dx
         cols = self.xp.ascontiguousarray(cols)
-        kernel = self.kernel("im2col.cu", "im2col_backward", cols.dtype)
-        self.launch_1d(kernel, dx.size,
-                       (cols, dx) + self._im2col_args(x_shape, kernel_size, stride, padding, dilation, out_size, layout))
+        lanes = 16 // dx.dtype.itemsize if x_shape[3] % (16 // dx.dtype.itemsize) == 0 and _address(dx) % 16 == 0 else 0
+        if version is None:
+            version = 3 if lanes else 2
+        if version == 3 and not lanes:
+            raise ValueError(f"im2col_backward_v3 needs W and the image's address to be multiples of 16 bytes "
+                             f"(W={x_shape[3]})")
+        if version == 1:
+            self.launch_1d(self.kernel("im2col.cu", "im2col_backward", cols.dtype), dx.size,
+                           (cols, dx) + self._im2col_args(x_shape, kernel_size, stride, padding, dilation, out_size,
+                                                          layout))
+        else:
+            (sh, sw), (dh, dw) = stride, dilation
+            steps = tuple(np.int32(v) for v in (dh // sh, dh % sh, dw // sw, dw % sw))
+            self._v2_launch(f"im2col_backward_v{version}", cols.dtype, x_shape, kernel_size, stride, padding,
+                            dilation, out_size, layout, x_shape[2] * x_shape[3], (cols, dx), steps, bits=index_bits,
+                            per_thread=lanes if version == 3 else 1)
         return dx

@@ -189,6 +189,23 @@ class NumpyConvOps:
             dw += np.matmul(dy4[n, :, :, r0 * ow:r1 * ow], cols.reshape(groups, rows, width).transpose(0, 2, 1))
         return dw.reshape(g.c_out, g.c_in // groups, kh, kw)
 
+    # "gemm": a 1x1 kernel with stride 1 and no padding, one batched GEMM straight into NCHW.
+    def conv2d_gemm_forward(self, x, weight, bias, g):
+        groups, cg, kg = g.groups, g.c_in // g.groups, g.c_out // g.groups
+        y = np.empty((g.n, g.c_out, g.h, g.w), dtype=x.dtype)
+        np.matmul(weight.reshape(groups, kg, cg), x.reshape(g.n, groups, cg, g.h * g.w),
+                  out=y.reshape(g.n, groups, kg, g.h * g.w))
+        if bias is not None:
+            y += bias.reshape(1, g.c_out, 1, 1)
+        return y
+
+    def conv2d_gemm_backward_data(self, dy, weight, g):
+        groups, cg, kg = g.groups, g.c_in // g.groups, g.c_out // g.groups
+        dx = np.empty((g.n, g.c_in, g.h, g.w), dtype=dy.dtype)
+        np.matmul(weight.reshape(groups, kg, cg).transpose(0, 2, 1), dy.reshape(g.n, groups, kg, g.h * g.w),
+                  out=dx.reshape(g.n, groups, cg, g.h * g.w))
+        return dx
+
     # The numpy backend has no separate direct algorithm: it runs the im2col implementation, with
     # the whole batch in one chunk capped at the default workspace limit.
     def conv2d_direct_forward(self, x, weight, bias, g):
