@@ -70,5 +70,6 @@ class CupyBackend(CudaBackend):
         self.xp.cuda.get_current_stream().synchronize()
 
     def matmul(self, a, b, out=None):
-        # 2-D operands only: cuBLAS then honours CUPY_TF32 (batched matmul ignores it).
+        # NOTE: gpuconv switches TF32 per call (gpuconv.flags.allow_tf32, cuda_ops/tf32.py); a
+        # CUPY_TF32=1 set before CuPy's import still makes every 2-D product TF32 regardless.
         return self.xp.matmul(a, b, out=out)
