@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *, dtype: Any = None,
-                 algo: str = "auto"):
+                 algo: str | Mapping[str, str] = "auto"):
         super().__init__()
         if padding_mode != "zeros":
             raise ValueError(f"padding_mode must be 'zeros' (the only mode gpuconv implements), got {padding_mode!r}")
