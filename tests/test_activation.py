@@ -160,3 +160,19 @@ def test_dropout_bad_inputs(backend):
         F.dropout(x, 0.5, generator=np.random.RandomState(0))
     with pytest.raises(ValueError, match="mask"):
         F.dropout_backward(x, gpuconv.asarray(np.ones((3, 2), dtype=bool)), 0.5)
+
+
+@pytest.mark.parametrize("size", [1, 5, 8, 37, 1000])
+def test_relu_kernels_vector_tail_and_misaligned(backend, dtype, rng, size):
+    """The elementwise kernels' 16-byte path, its scalar tail, a view off a 16-byte boundary and
+    NaN, against the references."""
+    base = _random(rng, (size + 1,), dtype)
+    base[size // 2] = np.nan
+    dy_base = rng.standard_normal(size + 1).astype(dtype)
+    slope = 0.2
+    for x, dy in ((base[:size], dy_base[:size]), (base[1:], dy_base[1:])):
+        gx, gdy = gpuconv.asarray(x), gpuconv.asarray(dy)
+        np.testing.assert_array_equal(gpuconv.to_numpy(F.relu(gx)), np.maximum(x, 0))
+        np.testing.assert_array_equal(gpuconv.to_numpy(F.relu_backward(gdy, gx)), dy * (x > 0))
+        assert_close(F.leaky_relu(gx, slope), ref.leaky_relu(x, slope), equal_nan=True)
+        assert_close(F.leaky_relu_backward(gdy, gx, slope), ref.leaky_relu_backward(dy, x, slope))
