@@ -1,11 +1,23 @@
 """Launchers for kernels/elementwise.cu (shared by the cupy and emulated backends): one launch per
-call, allocating only the result."""
+call. The activations allocate only their result; the optimizer step, a small table (see
+:meth:`ElementwiseKernels.multi_tensor_step`).
+
+The multi-tensor optimizer update takes a device table of parameter / gradient / state addresses,
+sizes and per-tensor scalars (not one contiguous buffer with ``Parameter.data`` / ``.grad`` as
+views into it): parameters, gradients and state stay ordinary arrays that users, ``state_dict``,
+``zero_grad(set_to_none=True)`` and the modules may replace at any time, and the table costs one
+small host-to-device copy per step.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .batchnorm import vectorizable
+from .batchnorm import _address, vectorizable
+
+MT_BLOCK = 256  # threads per block of the multi-tensor optimizer kernels
+MT_CHUNK = 2048  # elements per block (8 per thread)
+TABLE_ROW = 9  # kRow in elementwise.cu
 
 
 class ElementwiseKernels:
@@ -29,3 +41,35 @@ class ElementwiseKernels:
 
     def leaky_relu_backward(self, dy, x, negative_slope):
         return self._map("leaky_relu_backward", (dy, x), (x.dtype.type(negative_slope),))
+
+    def multi_tensor_step(self, op: str, rows: list, args: tuple) -> None:
+        """One launch of the multi-tensor optimizer kernel ``op`` (``sgd_step``, ``adam_step``, ...)
+        over every tensor of ``rows``, updating parameters and state in place.
+
+        Args:
+            rows: one tuple per tensor, (param, grad, state0, state1, state2, flags, scalar0,
+                scalar1): C-contiguous arrays of one dtype and shape (an unused state is None),
+                an int of flag bits and two per-tensor floats (see kernels/elementwise.cu).
+            args: the kernel's per-launch scalars after (table, ntensors, chunk).
+
+        Allocates a device copy of the int64 table: 9 entries per tensor plus 2 per block of
+        MT_CHUNK elements (for ResNet-18's 62 tensors, 11.7 M parameters: about 92 KB), freed on
+        return.
+        """
+        rows = [row for row in rows if row[0].size]
+        if not rows:
+            return
+        counts = np.array([row[0].size for row in rows], dtype=np.int64)
+        blocks = -(-counts // MT_CHUNK)
+        n = len(rows)
+        table = np.empty(n * TABLE_ROW + 2 * int(blocks.sum()), dtype=np.int64)
+        head = table[:n * TABLE_ROW].reshape(n, TABLE_ROW)
+        head[:, :5] = [[0 if a is None else _address(a) for a in row[:5]] for row in rows]
+        head[:, 5] = counts
+        head[:, 6] = [row[5] for row in rows]
+        head[:, 7:].view(np.float64)[...] = [row[6:8] for row in rows]
+        pairs = table[n * TABLE_ROW:].reshape(-1, 2)
+        pairs[:, 0] = np.repeat(np.arange(n), blocks)
+        pairs[:, 1] = np.concatenate([np.arange(b, dtype=np.int64) * MT_CHUNK for b in blocks])
+        kernel = self.kernel("elementwise.cu", op, rows[0][0].dtype)
+        kernel((len(pairs),), (MT_BLOCK,), (self.asarray(table), np.int32(n), np.int32(MT_CHUNK), *args))
