@@ -9,6 +9,9 @@
 //   relu_backward         dx = dy * [x > 0] (a NaN or inf dy times 0 gives NaN, as dy * mask does).
 //   leaky_relu_forward    y = x > 0 ? x : x * slope.
 //   leaky_relu_backward   dx = x > 0 ? dy : dy * slope.
+//   dropout_forward       keep = u >= p (u: float32 uniforms in [0, 1) drawn on the device);
+//                         mask = keep, y = x * (keep ? scale : 0) (x * 0 keeps NaN, as x * mask does).
+//   dropout_apply         y = x * (mask ? scale : 0): dropout from a given mask, and its backward.
 //   sgd_step, adam_step, rmsprop_step, adagrad_step
 //                         multi-tensor optimizer updates: ONE launch updates every parameter of a
 //                         parameter group (of one dtype) in place. `table` (int64) holds a row of
@@ -87,6 +90,23 @@ template <typename T>
 __device__ void leaky_relu_backward(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
                                     long long n, T slope, int vec) {
     map2<T>(dy, x, dx, n, vec, [slope](T g, T v) { return v > T(0) ? g : g * slope; });
+}
+
+// ---- dropout -------------------------------------------------------------------------------------
+template <typename T>
+__device__ void dropout_forward(const T* __restrict__ x, const float* __restrict__ u, T* __restrict__ y,
+                                bool* __restrict__ mask, long long n, float p, T scale) {
+    GC_GRID_STRIDE_LOOP(i, n) {
+        const bool keep = u[i] >= p;
+        mask[i] = keep;
+        y[i] = x[i] * (keep ? scale : T(0));
+    }
+}
+
+template <typename T>
+__device__ void dropout_apply(const T* __restrict__ x, const bool* __restrict__ mask, T* __restrict__ y, long long n,
+                              T scale) {
+    GC_GRID_STRIDE_LOOP(i, n) { y[i] = x[i] * (mask[i] ? scale : T(0)); }
 }
 
 // ---- multi-tensor optimizer updates --------------------------------------------------------------
@@ -314,4 +334,22 @@ extern "C" __global__ void rmsprop_step_f64(const long long* __restrict__ table,
 extern "C" __global__ void adagrad_step_f64(const long long* __restrict__ table, int ntensors, int chunk,
                                             double eps, double weight_decay, int use_weight_decay, int maximize) {
     adagrad_step<double>(table, ntensors, chunk, eps, weight_decay, use_weight_decay, maximize);
+}
+extern "C" __global__ void dropout_forward_f32(const float* __restrict__ x, const float* __restrict__ u,
+                                               float* __restrict__ y, bool* __restrict__ mask, long long n, float p,
+                                               float scale) {
+    dropout_forward<float>(x, u, y, mask, n, p, scale);
+}
+extern "C" __global__ void dropout_apply_f32(const float* __restrict__ x, const bool* __restrict__ mask,
+                                             float* __restrict__ y, long long n, float scale) {
+    dropout_apply<float>(x, mask, y, n, scale);
+}
+extern "C" __global__ void dropout_forward_f64(const double* __restrict__ x, const float* __restrict__ u,
+                                               double* __restrict__ y, bool* __restrict__ mask, long long n, float p,
+                                               double scale) {
+    dropout_forward<double>(x, u, y, mask, n, p, scale);
+}
+extern "C" __global__ void dropout_apply_f64(const double* __restrict__ x, const bool* __restrict__ mask,
+                                             double* __restrict__ y, long long n, double scale) {
+    dropout_apply<double>(x, mask, y, n, scale);
 }

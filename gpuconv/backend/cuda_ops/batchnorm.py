@@ -35,7 +35,10 @@ def reduction_split(count: int, channels: int, lanes: int = 1) -> tuple[int, int
 
 
 def _address(a) -> int:
-    return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data  # cupy / numpy
+    """The device (cupy) or host (numpy) address of ``a``'s first element."""
+    if isinstance(a, np.ndarray):
+        return a.__array_interface__["data"][0]  # cheaper than a.ctypes.data
+    return a.data.ptr
 
 
 def vectorizable(hw: int, *arrays) -> bool:

@@ -42,6 +42,30 @@ class ElementwiseKernels:
     def leaky_relu_backward(self, dy, x, negative_slope):
         return self._map("leaky_relu_backward", (dy, x), (x.dtype.type(negative_slope),))
 
+    def dropout_apply(self, x, mask, scale):
+        """x * (mask ? scale : 0) elementwise (dropout from a given keep mask, and its backward).
+        One launch; allocates only the result."""
+        y = self.empty(x.shape, x.dtype)
+        self.launch_1d(self.kernel("elementwise.cu", "dropout_apply", x.dtype), x.size,
+                       (x, mask, y, np.int64(x.size), x.dtype.type(scale)))
+        return y
+
+    def dropout_device(self, x, p, scale, seed_source):
+        """(y, keep mask) with the uniforms drawn by the array module's generator on the device (CuPy's
+        on the cupy backend, NumPy's on the emulated one), seeded once from ``seed_source`` (gpuconv's
+        default NumPy generator) and again whenever that generator is replaced (manual_seed).
+        One launch besides the generator's own; allocates y, the bool mask and a float32 buffer of
+        uniforms (4 bytes per element, freed on return)."""
+        if getattr(self, "_dropout_seed_source", None) is not seed_source:
+            self._dropout_rng = self.xp.random.default_rng(int(seed_source.integers(2**63)))
+            self._dropout_seed_source = seed_source
+        u = self._dropout_rng.random(x.shape, dtype=np.float32)
+        y = self.empty(x.shape, x.dtype)
+        mask = self.empty(x.shape, np.bool_)
+        self.launch_1d(self.kernel("elementwise.cu", "dropout_forward", x.dtype), x.size,
+                       (x, u, y, mask, np.int64(x.size), np.float32(p), x.dtype.type(scale)))
+        return y, mask
+
     def multi_tensor_step(self, op: str, rows: list, args: tuple) -> None:
         """One launch of the multi-tensor optimizer kernel ``op`` (``sgd_step``, ``adam_step``, ...)
         over every tensor of ``rows``, updating parameters and state in place.

@@ -1,5 +1,5 @@
-"""ReLU and leaky ReLU, forward and backward, as NumPy expressions (the numpy backend's
-counterparts of kernels/elementwise.cu)."""
+"""ReLU and leaky ReLU forward and backward and dropout's masking, as NumPy expressions (the numpy
+backend's counterparts of kernels/elementwise.cu)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,6 @@ class ElementwiseOps:
 
     def leaky_relu_backward(self, dy, x, negative_slope):
         return np.where(x > 0, dy, dy * dy.dtype.type(negative_slope))
+
+    def dropout_apply(self, x, mask, scale):
+        return x * (mask.astype(x.dtype) * scale)
