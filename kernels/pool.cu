@@ -148,8 +148,8 @@ __device__ __forceinline__ void better(T& v, int& i, T v2, int i2) {
 // it returns them to the user, as PyTorch does).
 template <typename T, typename J>
 __device__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, J* __restrict__ indices,
-                                   int write_indices, long long planes, int height, int width, int oh, int ow,
-                                   int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
+                                   long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh,
+                                   int sw, int ph, int pw, int dh, int dw, int write_indices, int ppb) {
     const int out_size = oh * ow;
     GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
         const int oy = pos / ow, ox = pos - oy * ow;
@@ -490,97 +490,185 @@ __device__ void sum_reduce(const T* __restrict__ partial, T* __restrict__ out, i
 #define MAXPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, ppb
 #define AVGPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override, ppb
 #define GEM_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, eps
-extern "C" __global__ void max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long* __restrict__ indices, int write_indices, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
-    max_pool2d_forward<float, long long>(x, y, indices, write_indices, MAXPOOL_ARGS);
+extern "C" __global__ void max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                  long long* __restrict__ indices, long long planes, int height,
+                                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph,
+                                                  int pw, int dh, int dw, int write_indices, int ppb) {
+    max_pool2d_forward<float, long long>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                                         write_indices, ppb);
 }
-extern "C" __global__ void max_pool2d_backward_f32(const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
+extern "C" __global__ void max_pool2d_backward_f32(const float* __restrict__ dy, const long long* __restrict__ indices,
+                                                   float* __restrict__ dx, long long planes, int height, int width,
+                                                   int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
+                                                   int dh, int dw, int ppb) {
     max_pool2d_backward<float, long long>(dy, indices, dx, MAXPOOL_ARGS);
 }
-extern "C" __global__ void max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y, int* __restrict__ indices, int write_indices, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
-    max_pool2d_forward<float, int>(x, y, indices, write_indices, MAXPOOL_ARGS);
+extern "C" __global__ void max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                      int* __restrict__ indices, long long planes, int height,
+                                                      int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                      int ph, int pw, int dh, int dw, int write_indices, int ppb) {
+    max_pool2d_forward<float, int>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                                   write_indices, ppb);
 }
-extern "C" __global__ void max_pool2d_backward_i32_f32(const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
+extern "C" __global__ void max_pool2d_backward_i32_f32(const float* __restrict__ dy, const int* __restrict__ indices,
+                                                       float* __restrict__ dx, long long planes, int height, int width,
+                                                       int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
+                                                       int dh, int dw, int ppb) {
     max_pool2d_backward<float, int>(dy, indices, dx, MAXPOOL_ARGS);
 }
-extern "C" __global__ void max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y, long long* __restrict__ indices, int write_indices, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
-    max_pool2d_forward<double, long long>(x, y, indices, write_indices, MAXPOOL_ARGS);
+extern "C" __global__ void max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                  long long* __restrict__ indices, long long planes, int height,
+                                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph,
+                                                  int pw, int dh, int dw, int write_indices, int ppb) {
+    max_pool2d_forward<double, long long>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                                          write_indices, ppb);
 }
-extern "C" __global__ void max_pool2d_backward_f64(const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
+extern "C" __global__ void max_pool2d_backward_f64(const double* __restrict__ dy,
+                                                   const long long* __restrict__ indices, double* __restrict__ dx,
+                                                   long long planes, int height, int width, int oh, int ow, int kh,
+                                                   int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
     max_pool2d_backward<double, long long>(dy, indices, dx, MAXPOOL_ARGS);
 }
-extern "C" __global__ void max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y, int* __restrict__ indices, int write_indices, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
-    max_pool2d_forward<double, int>(x, y, indices, write_indices, MAXPOOL_ARGS);
+extern "C" __global__ void max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                      int* __restrict__ indices, long long planes, int height,
+                                                      int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                      int ph, int pw, int dh, int dw, int write_indices, int ppb) {
+    max_pool2d_forward<double, int>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                                    write_indices, ppb);
 }
-extern "C" __global__ void max_pool2d_backward_i32_f64(const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
+extern "C" __global__ void max_pool2d_backward_i32_f64(const double* __restrict__ dy, const int* __restrict__ indices,
+                                                       double* __restrict__ dx, long long planes, int height,
+                                                       int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                       int ph, int pw, int dh, int dw, int ppb) {
     max_pool2d_backward<double, int>(dy, indices, dx, MAXPOOL_ARGS);
 }
-extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int ppb) {
+extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes,
+                                                  int height, int width, int oh, int ow, int kh, int kw, int sh,
+                                                  int sw, int ph, int pw, int count_include_pad, int divisor_override,
+                                                  int ppb) {
     avg_pool2d_forward<float>(x, y, AVGPOOL_ARGS);
 }
-extern "C" __global__ void avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int ppb) {
+extern "C" __global__ void avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
+                                                   long long planes, int height, int width, int oh, int ow, int kh,
+                                                   int kw, int sh, int sw, int ph, int pw, int count_include_pad,
+                                                   int divisor_override, int ppb) {
     avg_pool2d_backward<float>(dy, dx, AVGPOOL_ARGS);
 }
-extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int ppb) {
+extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                  long long planes, int height, int width, int oh, int ow, int kh,
+                                                  int kw, int sh, int sw, int ph, int pw, int count_include_pad,
+                                                  int divisor_override, int ppb) {
     avg_pool2d_forward<double>(x, y, AVGPOOL_ARGS);
 }
-extern "C" __global__ void avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int ppb) {
+extern "C" __global__ void avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
+                                                   long long planes, int height, int width, int oh, int ow, int kh,
+                                                   int kw, int sh, int sw, int ph, int pw, int count_include_pad,
+                                                   int divisor_override, int ppb) {
     avg_pool2d_backward<double>(dy, dx, AVGPOOL_ARGS);
 }
-extern "C" __global__ void adaptive_avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes, int height, int width, int oh, int ow, int ppb, int warp_mode) {
+extern "C" __global__ void adaptive_avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                           long long planes, int height, int width, int oh, int ow,
+                                                           int ppb, int warp_mode) {
     adaptive_avg_pool2d_forward<float>(x, y, planes, height, width, oh, ow, ppb, warp_mode);
 }
-extern "C" __global__ void adaptive_avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int ppb) {
+extern "C" __global__ void adaptive_avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
+                                                            long long planes, int height, int width, int oh, int ow,
+                                                            int ppb) {
     adaptive_avg_pool2d_backward<float>(dy, dx, planes, height, width, oh, ow, ppb);
 }
-extern "C" __global__ void adaptive_avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y, long long planes, int height, int width, int oh, int ow, int ppb, int warp_mode) {
+extern "C" __global__ void adaptive_avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                           long long planes, int height, int width, int oh, int ow,
+                                                           int ppb, int warp_mode) {
     adaptive_avg_pool2d_forward<double>(x, y, planes, height, width, oh, ow, ppb, warp_mode);
 }
-extern "C" __global__ void adaptive_avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int ppb) {
+extern "C" __global__ void adaptive_avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
+                                                            long long planes, int height, int width, int oh, int ow,
+                                                            int ppb) {
     adaptive_avg_pool2d_backward<double>(dy, dx, planes, height, width, oh, ow, ppb);
 }
-extern "C" __global__ void adaptive_max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long* __restrict__ indices, long long planes, int height, int width, int oh, int ow, int ppb, int warp_mode) {
+extern "C" __global__ void adaptive_max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                           long long* __restrict__ indices, long long planes,
+                                                           int height, int width, int oh, int ow, int ppb,
+                                                           int warp_mode) {
     adaptive_max_pool2d_forward<float, long long>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
 }
-extern "C" __global__ void adaptive_max_pool2d_backward_f32(const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int ppb) {
+extern "C" __global__ void adaptive_max_pool2d_backward_f32(const float* __restrict__ dy,
+                                                            const long long* __restrict__ indices,
+                                                            float* __restrict__ dx, long long planes, int height,
+                                                            int width, int oh, int ow, int ppb) {
     adaptive_max_pool2d_backward<float, long long>(dy, indices, dx, planes, height, width, oh, ow, ppb);
 }
-extern "C" __global__ void adaptive_max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y, int* __restrict__ indices, long long planes, int height, int width, int oh, int ow, int ppb, int warp_mode) {
+extern "C" __global__ void adaptive_max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                               int* __restrict__ indices, long long planes, int height,
+                                                               int width, int oh, int ow, int ppb, int warp_mode) {
     adaptive_max_pool2d_forward<float, int>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
 }
-extern "C" __global__ void adaptive_max_pool2d_backward_i32_f32(const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int ppb) {
+extern "C" __global__ void adaptive_max_pool2d_backward_i32_f32(const float* __restrict__ dy,
+                                                                const int* __restrict__ indices,
+                                                                float* __restrict__ dx, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
     adaptive_max_pool2d_backward<float, int>(dy, indices, dx, planes, height, width, oh, ow, ppb);
 }
-extern "C" __global__ void adaptive_max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y, long long* __restrict__ indices, long long planes, int height, int width, int oh, int ow, int ppb, int warp_mode) {
+extern "C" __global__ void adaptive_max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                           long long* __restrict__ indices, long long planes,
+                                                           int height, int width, int oh, int ow, int ppb,
+                                                           int warp_mode) {
     adaptive_max_pool2d_forward<double, long long>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
 }
-extern "C" __global__ void adaptive_max_pool2d_backward_f64(const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int ppb) {
+extern "C" __global__ void adaptive_max_pool2d_backward_f64(const double* __restrict__ dy,
+                                                            const long long* __restrict__ indices,
+                                                            double* __restrict__ dx, long long planes, int height,
+                                                            int width, int oh, int ow, int ppb) {
     adaptive_max_pool2d_backward<double, long long>(dy, indices, dx, planes, height, width, oh, ow, ppb);
 }
-extern "C" __global__ void adaptive_max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y, int* __restrict__ indices, long long planes, int height, int width, int oh, int ow, int ppb, int warp_mode) {
+extern "C" __global__ void adaptive_max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                               int* __restrict__ indices, long long planes, int height,
+                                                               int width, int oh, int ow, int ppb, int warp_mode) {
     adaptive_max_pool2d_forward<double, int>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
 }
-extern "C" __global__ void adaptive_max_pool2d_backward_i32_f64(const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int ppb) {
+extern "C" __global__ void adaptive_max_pool2d_backward_i32_f64(const double* __restrict__ dy,
+                                                                const int* __restrict__ indices,
+                                                                double* __restrict__ dx, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
     adaptive_max_pool2d_backward<double, int>(dy, indices, dx, planes, height, width, oh, ow, ppb);
 }
-extern "C" __global__ void gem_forward_f32(const float* __restrict__ x, const float* __restrict__ p, float* __restrict__ y, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, float eps, int ppb, int warp_mode) {
+extern "C" __global__ void gem_forward_f32(const float* __restrict__ x, const float* __restrict__ p,
+                                           float* __restrict__ y, long long planes, int height, int width, int oh,
+                                           int ow, int kh, int kw, int sh, int sw, float eps, int ppb,
+                                           int warp_mode) {
     gem_forward<float>(x, p, y, GEM_ARGS, ppb, warp_mode);
 }
-extern "C" __global__ void gem_backward_coef_f32(const float* __restrict__ x, const float* __restrict__ p, const float* __restrict__ dy, float* __restrict__ coef, float* __restrict__ partial, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, float eps) {
+extern "C" __global__ void gem_backward_coef_f32(const float* __restrict__ x, const float* __restrict__ p,
+                                                 const float* __restrict__ dy, float* __restrict__ coef,
+                                                 float* __restrict__ partial, long long planes, int height, int width,
+                                                 int oh, int ow, int kh, int kw, int sh, int sw, float eps) {
     gem_backward_coef<float>(x, p, dy, coef, partial, GEM_ARGS);
 }
-extern "C" __global__ void gem_backward_dx_f32(const float* __restrict__ x, const float* __restrict__ p, const float* __restrict__ coef, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, float eps, int ppb) {
+extern "C" __global__ void gem_backward_dx_f32(const float* __restrict__ x, const float* __restrict__ p,
+                                               const float* __restrict__ coef, float* __restrict__ dx,
+                                               long long planes, int height, int width, int oh, int ow, int kh, int kw,
+                                               int sh, int sw, float eps, int ppb) {
     gem_backward_dx<float>(x, p, coef, dx, GEM_ARGS, ppb);
 }
 extern "C" __global__ void sum_reduce_f32(const float* __restrict__ partial, float* __restrict__ out, int n) {
     sum_reduce<float>(partial, out, n);
 }
-extern "C" __global__ void gem_forward_f64(const double* __restrict__ x, const double* __restrict__ p, double* __restrict__ y, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, double eps, int ppb, int warp_mode) {
+extern "C" __global__ void gem_forward_f64(const double* __restrict__ x, const double* __restrict__ p,
+                                           double* __restrict__ y, long long planes, int height, int width, int oh,
+                                           int ow, int kh, int kw, int sh, int sw, double eps, int ppb,
+                                           int warp_mode) {
     gem_forward<double>(x, p, y, GEM_ARGS, ppb, warp_mode);
 }
-extern "C" __global__ void gem_backward_coef_f64(const double* __restrict__ x, const double* __restrict__ p, const double* __restrict__ dy, double* __restrict__ coef, double* __restrict__ partial, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, double eps) {
+extern "C" __global__ void gem_backward_coef_f64(const double* __restrict__ x, const double* __restrict__ p,
+                                                 const double* __restrict__ dy, double* __restrict__ coef,
+                                                 double* __restrict__ partial, long long planes, int height, int width,
+                                                 int oh, int ow, int kh, int kw, int sh, int sw, double eps) {
     gem_backward_coef<double>(x, p, dy, coef, partial, GEM_ARGS);
 }
-extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, const double* __restrict__ p, const double* __restrict__ coef, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, double eps, int ppb) {
+extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, const double* __restrict__ p,
+                                               const double* __restrict__ coef, double* __restrict__ dx,
+                                               long long planes, int height, int width, int oh, int ow, int kh, int kw,
+                                               int sh, int sw, double eps, int ppb) {
     gem_backward_dx<double>(x, p, coef, dx, GEM_ARGS, ppb);
 }
 extern "C" __global__ void sum_reduce_f64(const double* __restrict__ partial, double* __restrict__ out, int n) {

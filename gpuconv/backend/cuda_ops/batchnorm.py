@@ -20,6 +20,7 @@ ELEMENTWISE_BLOCK = 256
 ELEMENTWISE_ITEMS = 4
 MAX_GRID_Y = 65535
 MAX_PLANE = 2**31 - 1  # hw is a 32-bit int in the kernels
+MAX_CACHED_PLANS = 4096  # launch plans kept per backend (the cache is cleared when full)
 
 
 def reduction_split(count: int, channels: int, lanes: int = 1) -> tuple[int, int]:
@@ -82,6 +83,30 @@ class BatchNormKernels:
             counters = cache[key] = self.zeros((max(channels, 64),), np.int32)
         return counters
 
+    def _bn_plan(self, op: str, shape: tuple, dtype, vec: bool) -> tuple:
+        """(kernel, grid, block, splits, shape scalars) of ``op`` for x of ``shape``, computed once per
+        configuration: converting Python ints to NumPy scalars and sizing grids costs more host
+        time than the launch itself on small tensors."""
+        plans = self.__dict__.setdefault("_bn_plans", {})
+        key = (self.module_cache_key(), op, shape, dtype, vec, TARGET_BLOCKS, MIN_PER_BLOCK)  # tests change these
+        plan = plans.get(key)
+        if plan is None:
+            n, c, h, w = shape
+            _check_plane(h * w)
+            lanes = 16 // dtype.itemsize if vec else 1
+            kernel = self.kernel("batchnorm.cu", op, dtype)
+            if op in ("batch_norm_stats", "batch_norm_backward_reduce"):
+                splits, chunk = reduction_split(n * h * w, c, lanes)
+                plan = (kernel, (splits, c), (REDUCE_BLOCK,), splits,
+                        (np.int32(n), np.int32(c), np.int32(h * w), np.int64(chunk)))
+            else:
+                grid, block, ppb = _elementwise_launch(n * c, h * w, lanes)
+                plan = (kernel, grid, block, 1, (np.int64(n * c), np.int32(c), np.int32(h * w), np.int32(ppb)))
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            plans[key] = plan
+        return plan
+
     def batch_norm_stats(self, x, eps, running_mean, running_var, momentum):
         """Batch mean and 1/sqrt(biased var + eps) per channel; updates the running stats in place
         (momentum = the factor for this batch) when they are given. One launch.
@@ -91,38 +116,32 @@ class BatchNormKernels:
         2 * TARGET_BLOCKS + 2 * C elements), freed on return; and once per (device, stream) a
         persistent int32 ticket array of max(C, 64) elements (grown when a wider layer comes).
         """
-        n, c, h, w = x.shape
-        hw, count = h * w, n * h * w
-        _check_plane(hw)
+        c = x.shape[1]
         dtype = x.dtype
-        vec = vectorizable(hw, x)
-        splits, chunk = reduction_split(count, c, 16 // dtype.itemsize if vec else 1)
+        vec = vectorizable(x.shape[2] * x.shape[3], x)
+        kernel, grid, block, splits, scalars = self._bn_plan("batch_norm_stats", x.shape, dtype, vec)
         stats = self.empty((2, c), dtype)
         mean, invstd = stats[0], stats[1]
         partial = self.empty((c, splits, 2), dtype) if splits > 1 else stats
         update = running_mean is not None
-        self.kernel("batchnorm.cu", "batch_norm_stats", dtype)(
-            (splits, c), (REDUCE_BLOCK,),
-            (x, partial, self._bn_counters(c), mean, invstd, running_mean if update else mean,
-             running_var if update else invstd, np.int32(n), np.int32(c), np.int32(hw), np.int64(chunk),
-             dtype.type(eps), dtype.type(momentum if update else 0.0), np.int32(update), np.int32(vec)))
+        kernel(grid, block,
+               (x, partial, self._bn_counters(c), mean, invstd, running_mean if update else mean,
+                running_var if update else invstd, *scalars, dtype.type(eps), dtype.type(momentum if update else 0.0),
+                np.int32(update), np.int32(vec)))
         return mean, invstd
 
     def batch_norm_affine(self, x, mean, src, src_is_var, weight, bias, eps):
         """y = (x - mean) * inv * weight + bias with inv = src, or 1/sqrt(src + eps) when src_is_var.
         One launch; allocates only y."""
-        n, c, h, w = x.shape
-        _check_plane(h * w)
         y = self.empty(x.shape, x.dtype)
         if y.size == 0:
             return y
-        vec = vectorizable(h * w, x, y)
-        grid, block, ppb = _elementwise_launch(n * c, h * w, 16 // x.dtype.itemsize if vec else 1)
-        self.kernel("batchnorm.cu", "batch_norm_affine", x.dtype)(
-            grid, block,
-            (x, y, mean, src, mean if weight is None else weight, mean if bias is None else bias, np.int64(n * c),
-             np.int32(c), np.int32(h * w), np.int32(ppb), np.int32(weight is not None), np.int32(bias is not None),
-             np.int32(src_is_var), x.dtype.type(eps), np.int32(vec)))
+        vec = vectorizable(x.shape[2] * x.shape[3], x, y)
+        kernel, grid, block, _, scalars = self._bn_plan("batch_norm_affine", x.shape, x.dtype, vec)
+        kernel(grid, block,
+               (x, y, mean, src, mean if weight is None else weight, mean if bias is None else bias, *scalars,
+                np.int32(weight is not None), np.int32(bias is not None), np.int32(src_is_var), x.dtype.type(eps),
+                np.int32(vec)))
         return y
 
     def batch_norm_backward_sums(self, dy, x, mean, invstd):
@@ -131,34 +150,27 @@ class BatchNormKernels:
         Allocates, beyond the two (C,) results (one (2, C) buffer): a (C, splits, 2) partial buffer
         of x's dtype when splits > 1, freed on return (as :meth:`batch_norm_stats`; the same
         persistent tickets)."""
-        n, c, h, w = x.shape
-        hw, count = h * w, n * h * w
-        _check_plane(hw)
+        c = x.shape[1]
         dtype = x.dtype
-        vec = vectorizable(hw, dy, x)
-        splits, chunk = reduction_split(count, c, 16 // dtype.itemsize if vec else 1)
+        vec = vectorizable(x.shape[2] * x.shape[3], dy, x)
+        kernel, grid, block, splits, scalars = self._bn_plan("batch_norm_backward_reduce", x.shape, dtype, vec)
         sums = self.empty((2, c), dtype)
         partial = self.empty((c, splits, 2), dtype) if splits > 1 else sums
-        self.kernel("batchnorm.cu", "batch_norm_backward_reduce", dtype)(
-            (splits, c), (REDUCE_BLOCK,),
-            (dy, x, mean, invstd, partial, self._bn_counters(c), sums[0], sums[1], np.int32(n), np.int32(c),
-             np.int32(hw), np.int64(chunk), np.int32(vec)))
+        kernel(grid, block,
+               (dy, x, mean, invstd, partial, self._bn_counters(c), sums[0], sums[1], *scalars, np.int32(vec)))
         return sums[0], sums[1]
 
     def batch_norm_backward_dx(self, dy, x, mean, invstd, weight, sums, training):
         """dx of batch norm; ``sums`` = (sum_dy, sum_dy_xhat), needed (and read) only when training.
         One launch; allocates only dx."""
         n, c, h, w = x.shape
-        _check_plane(h * w)
         dx = self.empty(x.shape, x.dtype)
         if dx.size == 0:
             return dx
         sum_dy, sum_dy_xhat = sums if training else (mean, mean)
         vec = vectorizable(h * w, dy, x, dx)
-        grid, block, ppb = _elementwise_launch(n * c, h * w, 16 // x.dtype.itemsize if vec else 1)
-        self.kernel("batchnorm.cu", "batch_norm_backward_dx", x.dtype)(
-            grid, block,
-            (dy, x, mean, invstd, mean if weight is None else weight, sum_dy, sum_dy_xhat, dx, np.int64(n * c),
-             np.int32(c), np.int32(h * w), np.int32(ppb), np.int64(n * h * w), np.int32(weight is not None),
-             np.int32(bool(training)), np.int32(vec)))
+        kernel, grid, block, _, scalars = self._bn_plan("batch_norm_backward_dx", x.shape, x.dtype, vec)
+        kernel(grid, block,
+               (dy, x, mean, invstd, mean if weight is None else weight, sum_dy, sum_dy_xhat, dx, *scalars,
+                np.int64(n * h * w), np.int32(weight is not None), np.int32(bool(training)), np.int32(vec)))
         return dx

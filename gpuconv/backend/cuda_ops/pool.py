@@ -22,6 +22,7 @@ MAX_GRID_Y = 65535
 WARP_MIN_WINDOW = 16
 MAX_WARP_BLOCKS = 65535
 INT32_LIMIT = 2**31 - 1
+MAX_CACHED_PLANS = 4096  # launch plans kept per backend (the cache is cleared when full)
 
 
 def _i32(*values) -> tuple:
@@ -53,26 +54,39 @@ def _index_suffix(dtype) -> str:
 
 
 class PoolKernels:
-    def _kernel(self, op: str, dtype):
-        return self.kernel("pool.cu", op, dtype)
+    def _pool_launch(self, op: str, dtype, arrays: tuple, planes: int, size: int, ints: tuple, tail: tuple = (),
+                     window: int | None = None) -> None:
+        """Launches ``op`` with arguments arrays + (int64 planes, *int32 ints, *tail, ppb[, warp_mode]).
 
-    def _plane_launch(self, op, dtype, planes, plane_size, args) -> None:
-        if planes * plane_size == 0:
+        ``size`` is the number of positions per plane the threads cover; ``window`` (forward
+        reductions only) the largest window, which picks a warp per output (large) or a thread per
+        output. The kernel, geometry and scalar arguments are computed once per configuration and
+        cached (converting a dozen Python ints to NumPy scalars alone costs about 10 us a call).
+        """
+        if planes * size == 0:
             return
-        grid, block, ppb = plane_launch(planes, plane_size)
-        self._kernel(op, dtype)(grid, block, args + (np.int32(ppb),))
+        plans = self.__dict__.setdefault("_pool_plans", {})
+        limits = (MAX_GRID_X, MAX_GRID_Y, WARP_MIN_WINDOW, MAX_WARP_BLOCKS)  # tests change them
+        key = (self.module_cache_key(), op, dtype, planes, size, ints, tail, window, limits)
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            plan = plans[key] = self._pool_plan(op, dtype, planes, size, ints, tail, window)
+        kernel, grid, block, scalars = plan
+        kernel(grid, block, arrays + scalars)
 
-    def _reduce_launch(self, op, dtype, planes, out_size, window, args) -> None:
-        """A forward reduction: a warp per output for large windows, else a thread per output."""
-        total = planes * out_size
-        if total == 0:
-            return
+    def _pool_plan(self, op, dtype, planes, size, ints, tail, window):
+        kernel = self.kernel("pool.cu", op, dtype)
+        scalars = (np.int64(planes), *_i32(*ints), *tail)
+        if window is None:
+            grid, block, ppb = plane_launch(planes, size)
+            return kernel, grid, block, scalars + (np.int32(ppb),)
+        total = planes * size
         if window >= WARP_MIN_WINDOW and total * 32 <= INT32_LIMIT:
-            grid = min(-(-total * 32 // BLOCK), MAX_WARP_BLOCKS)
-            self._kernel(op, dtype)((grid,), (BLOCK,), args + (np.int32(1), np.int32(1)))
-        else:
-            grid, block, ppb = plane_launch(planes, out_size)
-            self._kernel(op, dtype)(grid, block, args + (np.int32(ppb), np.int32(0)))
+            return kernel, (min(-(-total * 32 // BLOCK), MAX_WARP_BLOCKS),), (BLOCK,), scalars + _i32(1, 1)
+        grid, block, ppb = plane_launch(planes, size)
+        return kernel, grid, block, scalars + _i32(ppb, 0)
 
     def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
                    index_dtype=np.int64):
@@ -83,9 +97,8 @@ class PoolKernels:
         index_dtype = np.dtype(index_dtype) if with_indices else np.dtype(np.int32)
         y = self.empty((n, c, oh, ow), x.dtype)
         indices = self.empty((n, c, oh, ow) if with_indices else (1,), index_dtype)
-        self._plane_launch(f"max_pool2d_forward{_index_suffix(index_dtype)}", x.dtype, n * c, oh * ow,
-                           (x, y, indices, np.int32(with_indices), np.int64(n * c),
-                            *_i32(h, w, oh, ow, *kernel_size, *stride, *padding, *dilation)))
+        self._pool_launch(f"max_pool2d_forward{_index_suffix(index_dtype)}", x.dtype, (x, y, indices), n * c, oh * ow,
+                          (h, w, oh, ow, *kernel_size, *stride, *padding, *dilation), (np.int32(with_indices),))
         return y, (indices if with_indices else None)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
@@ -93,27 +106,25 @@ class PoolKernels:
         n, c, h, w = x_shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
-        self._plane_launch(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, n * c, h * w,
-                           (dy, indices, dx, np.int64(n * c),
-                            *_i32(h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation)))
+        self._pool_launch(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx), n * c,
+                          h * w, (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation))
         return dx
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         n, c, h, w = x.shape
         _check_sizes(h * w, out_size[0] * out_size[1])
         y = self.empty((n, c, *out_size), x.dtype)
-        self._plane_launch("avg_pool2d_forward", x.dtype, n * c, out_size[0] * out_size[1],
-                           (x, y, np.int64(n * c), *_i32(h, w, *out_size, *kernel_size, *stride, *padding,
-                                                         count_include_pad, divisor_override or 0)))
+        self._pool_launch("avg_pool2d_forward", x.dtype, (x, y), n * c, out_size[0] * out_size[1],
+                          (h, w, *out_size, *kernel_size, *stride, *padding, count_include_pad, divisor_override or 0))
         return y
 
     def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride, padding, count_include_pad, divisor_override):
         n, c, h, w = x_shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
-        self._plane_launch("avg_pool2d_backward", dy.dtype, n * c, h * w,
-                           (dy, dx, np.int64(n * c), *_i32(h, w, *dy.shape[2:], *kernel_size, *stride, *padding,
-                                                           count_include_pad, divisor_override or 0)))
+        self._pool_launch("avg_pool2d_backward", dy.dtype, (dy, dx), n * c, h * w,
+                          (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, count_include_pad,
+                           divisor_override or 0))
         return dx
 
     @staticmethod
@@ -126,16 +137,15 @@ class PoolKernels:
         n, c, h, w = x.shape
         window = self._adaptive_checks(h, w, *out_size)
         y = self.empty((n, c, *out_size), x.dtype)
-        self._reduce_launch("adaptive_avg_pool2d_forward", x.dtype, n * c, out_size[0] * out_size[1], window,
-                            (x, y, np.int64(n * c), *_i32(h, w, *out_size)))
+        self._pool_launch("adaptive_avg_pool2d_forward", x.dtype, (x, y), n * c, out_size[0] * out_size[1],
+                          (h, w, *out_size), window=window)
         return y
 
     def adaptive_avg_pool2d_backward(self, dy, x_shape):
         n, c, h, w = x_shape
         self._adaptive_checks(h, w, *dy.shape[2:])
         dx = self.empty(x_shape, dy.dtype)
-        self._plane_launch("adaptive_avg_pool2d_backward", dy.dtype, n * c, h * w,
-                           (dy, dx, np.int64(n * c), *_i32(h, w, *dy.shape[2:])))
+        self._pool_launch("adaptive_avg_pool2d_backward", dy.dtype, (dy, dx), n * c, h * w, (h, w, *dy.shape[2:]))
         return dx
 
     def adaptive_max_pool2d(self, x, out_size, index_dtype=np.int64):
@@ -143,47 +153,44 @@ class PoolKernels:
         window = self._adaptive_checks(h, w, *out_size)
         y = self.empty((n, c, *out_size), x.dtype)
         indices = self.empty(y.shape, index_dtype)
-        self._reduce_launch(f"adaptive_max_pool2d_forward{_index_suffix(index_dtype)}", x.dtype, n * c,
-                            out_size[0] * out_size[1], window, (x, y, indices, np.int64(n * c), *_i32(h, w, *out_size)))
+        self._pool_launch(f"adaptive_max_pool2d_forward{_index_suffix(index_dtype)}", x.dtype, (x, y, indices), n * c,
+                          out_size[0] * out_size[1], (h, w, *out_size), window=window)
         return y, indices
 
     def adaptive_max_pool2d_backward(self, dy, indices, x_shape):
         n, c, h, w = x_shape
         self._adaptive_checks(h, w, *dy.shape[2:])
         dx = self.empty(x_shape, dy.dtype)
-        self._plane_launch(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, n * c, h * w,
-                           (dy, indices, dx, np.int64(n * c), *_i32(h, w, *dy.shape[2:])))
+        self._pool_launch(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
+                          n * c, h * w, (h, w, *dy.shape[2:]))
         return dx
-
-    def _gem_args(self, x_shape, out_size, kernel_size, stride, eps, dtype):
-        return (np.int64(x_shape[0] * x_shape[1]), *_i32(*x_shape[2:], *out_size, *kernel_size, *stride),
-                dtype.type(eps))
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         n, c, h, w = x.shape
         _check_sizes(h * w, out_size[0] * out_size[1])
         y = self.empty((n, c, *out_size), x.dtype)
-        self._reduce_launch("gem_forward", x.dtype, n * c, out_size[0] * out_size[1],
-                            kernel_size[0] * kernel_size[1],
-                            (x, p, y) + self._gem_args(x.shape, out_size, kernel_size, stride, eps, x.dtype))
+        self._pool_launch("gem_forward", x.dtype, (x, p, y), n * c, out_size[0] * out_size[1],
+                          (h, w, *out_size, *kernel_size, *stride), (x.dtype.type(eps),),
+                          window=kernel_size[0] * kernel_size[1])
         return y
 
     def gem_backward(self, dy, x, p, eps, kernel_size, stride, need_dx, need_dp):
         n, c, h, w = x.shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
-        args = self._gem_args(x.shape, dy.shape[2:], kernel_size, stride, eps, x.dtype)
+        args = (np.int64(n * c), *_i32(h, w, *dy.shape[2:], *kernel_size, *stride), x.dtype.type(eps))
         coef = self.empty(dy.shape, x.dtype)
         partial = self.empty((GEM_REDUCE_BLOCKS,), x.dtype)
         # A fixed grid (not sized by the data): the per-block partial sums, and so dp, are the same
         # bits on every run and every device.
-        self._kernel("gem_backward_coef", x.dtype)((GEM_REDUCE_BLOCKS,), (REDUCE_BLOCK,),
+        self.kernel("pool.cu", "gem_backward_coef", x.dtype)((GEM_REDUCE_BLOCKS,), (REDUCE_BLOCK,),
                                                    (x, p, dy, coef, partial) + args)
         dp = None
         if need_dp:
             dp = self.empty((1,), x.dtype)
-            self._kernel("sum_reduce", x.dtype)((1,), (REDUCE_BLOCK,), (partial, dp, np.int32(GEM_REDUCE_BLOCKS)))
+            self.kernel("pool.cu", "sum_reduce", x.dtype)((1,), (REDUCE_BLOCK,), (partial, dp, np.int32(GEM_REDUCE_BLOCKS)))
         dx = None
         if need_dx:
             dx = self.empty(x.shape, x.dtype)
-            self._plane_launch("gem_backward_dx", x.dtype, n * c, h * w, (x, p, coef, dx) + args)
+            self._pool_launch("gem_backward_dx", x.dtype, (x, p, coef, dx), n * c, h * w,
+                              (h, w, *dy.shape[2:], *kernel_size, *stride), (x.dtype.type(eps),))
         return dx, dp
