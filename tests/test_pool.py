@@ -426,3 +426,14 @@ def test_bad_input_raises_before_any_kernel(emulated_without_kernels, rng):
         F.max_pool2d(x, 2, padding=2)
     with pytest.raises(ValueError, match="p must be"):
         F.gem(x, -3.0)
+
+
+def test_warp_per_output_reductions_are_schedule_independent(rng):
+    """The warp-per-output kernels (adaptive pooling, GeM over large windows) combine lanes with
+    shuffles in a fixed butterfly: bit-identical under every emulator schedule."""
+    with gpuconv.backend("emulated"):
+        x = gpuconv.asarray(rng.uniform(0.1, 2.0, (2, 5, 11, 9)).astype(np.float32))
+        x[0, 1, 3, 3] = x[0, 1, 5, 2]  # a tie
+        assert_schedule_independent(lambda: (F.adaptive_avg_pool2d(x, (1, 2)),
+                                             *F.adaptive_max_pool2d(x, 1, return_indices=True),
+                                             F.gem(x, 3.0)))
