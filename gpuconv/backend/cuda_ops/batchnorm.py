@@ -10,10 +10,12 @@ import numpy as np
 
 REDUCE_BLOCK = 256  # kBlock in batchnorm.cu
 # Reduction grid: about TARGET_BLOCKS blocks over all channels (two waves of 256-thread blocks on a
-# 132-SM H100 at 8 resident blocks per SM), but no block with fewer than MIN_PER_BLOCK elements (a
-# block's fixed cost dominates below that).
+# 132-SM H100 at 8 resident blocks per SM), but no block with fewer than MIN_PER_BLOCK elements (4
+# per thread: below that a block's fixed cost and the merge dominate). At batch 32 that gives
+# 64x112x112 and 64x56x56: 33 x 64 = 2112 blocks; 128x28x28: 17 x 128 = 2176; 256x14x14: 6 x 256 =
+# 1536; 512x7x7: 1 x 512 (1568 elements per channel: a 6 MB tensor, launch-bound whatever the grid).
 TARGET_BLOCKS = 2112
-MIN_PER_BLOCK = 2048
+MIN_PER_BLOCK = 1024
 ELEMENTWISE_BLOCK = 256
 # Elements per thread in the elementwise kernels: a plane is covered by ceil(hw / (block * this))
 # blocks in grid.y (at most MAX_GRID_Y; the kernels stride over the rest).
