@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batchnorm import _address, vectorizable
+from .batchnorm import _address
 
 MT_BLOCK = 256  # threads per block of the multi-tensor optimizer kernels
 MT_CHUNK = 2048  # elements per block (8 per thread)
@@ -26,7 +26,10 @@ class ElementwiseKernels:
         first = arrays[0]
         out = self.empty(first.shape, first.dtype)
         n = first.size
-        args = (*arrays, out, np.int64(n), *extra, np.int32(n > 0 and vectorizable(n, *arrays, out)))
+        # The kernels finish a length that is not a whole number of vectors with a scalar tail, so
+        # only alignment decides.
+        vec = all(_address(a) % 16 == 0 for a in (*arrays, out))
+        args = (*arrays, out, np.int64(n), *extra, np.int32(vec))
         self.launch_1d(self.kernel("elementwise.cu", op, first.dtype), n, args)
         return out
 
