@@ -28,6 +28,12 @@
 //                              sum_dy[c] and sum_dy_xhat[c] = invstd[c] * sum of dy*(x - mean).
 //   batch_norm_backward_dx     dx = w*invstd*(dy - sum_dy/count - xhat*sum_dy_xhat/count) (training),
 //                              or w*invstd*dy (eval: statistics are constants).
+//   batch_norm_train_fused     one block per channel (the launcher's choice when a channel gets one
+//                              reduction block anyway: small tensors, where launches dominate):
+//                              batch_norm_stats, then the same block normalizes its channel as
+//                              batch_norm_affine would (same expressions, same bits): one launch.
+//   batch_norm_backward_fused  likewise batch_norm_backward_reduce then batch_norm_backward_dx
+//                              (training) for the block's channel: one launch.
 // Elementwise kernels (affine, backward_dx): `ppb` planes per block of blockDim.x threads, each
 // plane served by blockDim.x/ppb threads (a warp or two for a 7x7 plane, not a block), the chunks
 // of a plane spread over grid.y when ppb == 1. vec != 0: 16-byte loads/stores (float4 / double2),
@@ -37,6 +43,7 @@
 // nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v (registers; no spills, no stack frame in any):
 //   batch_norm_stats        f32 40 / f64 52      batch_norm_backward_reduce f32 34 / f64 38
 //   batch_norm_affine       f32 32 / f64 32      batch_norm_backward_dx     f32 40 / f64 48
+//   batch_norm_train_fused  f32 45 / f64 60      batch_norm_backward_fused  f32 40 / f64 46
 // 64-bit division (PTX div/rem.s64): one per thread, none per element (k0 / hw of a reduction
 // block; plane % channels of an elementwise thread).
 #include "common.cuh"
@@ -261,6 +268,67 @@ __device__ void batch_norm_backward_reduce(const T* __restrict__ dy, const T* __
     }
 }
 
+// Writes out[o] = f(o) for every element offset o of channel c: the channel's images one after
+// another, the block's threads striding over each plane (16-byte stores when vec).
+template <typename T, typename F>
+__device__ __forceinline__ void map_channel(int n_batch, int channels, int c, int hw, int vec, T* __restrict__ out,
+                                            F f) {
+    typedef typename Vec16<T>::type V;
+    constexpr int L = Vec16<T>::lanes;
+    for (int n = 0; n < n_batch; ++n) {
+        const long long base = ((long long)n * channels + c) * hw;
+        if (vec) {
+            for (int i = threadIdx.x; i < hw / L; i += kBlock) {
+                V v;
+                T* e = reinterpret_cast<T*>(&v);
+                for (int l = 0; l < L; ++l) e[l] = f(base + (long long)i * L + l);
+                reinterpret_cast<V*>(out + base)[i] = v;
+            }
+        } else {
+            for (int i = threadIdx.x; i < hw; i += kBlock) out[base + i] = f(base + i);
+        }
+    }
+}
+
+template <typename T>
+__device__ void batch_norm_train_fused(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ save_mean,
+                                       T* __restrict__ save_invstd, T* __restrict__ running_mean,
+                                       T* __restrict__ running_var, const T* __restrict__ weight,
+                                       const T* __restrict__ bias, int n_batch, int channels, int hw, T eps,
+                                       T momentum, int update_running, int has_weight, int has_bias, int vec) {
+    // gridDim.x == 1: the statistics kernel's single-split path; then its outputs are visible to the
+    // whole block after a barrier (they are this block's own global writes).
+    batch_norm_stats<T>(x, nullptr, nullptr, save_mean, save_invstd, running_mean, running_var, n_batch, channels,
+                        hw, (long long)n_batch * hw, eps, momentum, update_running, vec);
+    __syncthreads();
+    const int c = blockIdx.y;
+    const T m = save_mean[c];
+    const T inv = save_invstd[c];
+    const T scale = has_weight ? inv * weight[c] : inv;
+    const T shift = has_bias ? bias[c] : T(0);
+    map_channel<T>(n_batch, channels, c, hw, vec, y, [&](long long o) { return (x[o] - m) * scale + shift; });
+}
+
+template <typename T>
+__device__ void batch_norm_backward_fused(const T* __restrict__ dy, const T* __restrict__ x,
+                                          const T* __restrict__ mean, const T* __restrict__ invstd,
+                                          const T* __restrict__ weight, T* __restrict__ sum_dy,
+                                          T* __restrict__ sum_dy_xhat, T* __restrict__ dx, int n_batch, int channels,
+                                          int hw, int has_weight, int vec) {
+    batch_norm_backward_reduce<T>(dy, x, mean, invstd, nullptr, nullptr, sum_dy, sum_dy_xhat, n_batch, channels, hw,
+                                  (long long)n_batch * hw, vec);
+    __syncthreads();
+    const int c = blockIdx.y;
+    const T count = T((long long)n_batch * hw);
+    const T inv = invstd[c];
+    const T scale = has_weight ? inv * weight[c] : inv;
+    const T m = mean[c];
+    const T mean_dy = sum_dy[c] / count;
+    const T k = sum_dy_xhat[c] / count * inv;
+    map_channel<T>(n_batch, channels, c, hw, vec, dx,
+                   [&](long long o) { return (dy[o] - mean_dy - (x[o] - m) * k) * scale; });
+}
+
 // The plane this thread serves and its first index and stride in it (in vectors when vec), for
 // the elementwise kernels; false for a thread past the last plane.
 struct PlaneSlot {
@@ -416,4 +484,38 @@ extern "C" __global__ void batch_norm_backward_dx_f64(const double* __restrict__
                                                       int vec) {
     batch_norm_backward_dx<double>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, planes, channels, hw,
                                    ppb, count, has_weight, training, vec);
+}
+extern "C" __global__ void batch_norm_train_fused_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                      float* __restrict__ save_mean, float* __restrict__ save_invstd,
+                                                      float* __restrict__ running_mean, float* __restrict__ running_var,
+                                                      const float* __restrict__ weight, const float* __restrict__ bias,
+                                                      int n_batch, int channels, int hw, float eps, float momentum,
+                                                      int update_running, int has_weight, int has_bias, int vec) {
+    batch_norm_train_fused<float>(x, y, save_mean, save_invstd, running_mean, running_var, weight, bias, n_batch,
+                               channels, hw, eps, momentum, update_running, has_weight, has_bias, vec);
+}
+extern "C" __global__ void batch_norm_backward_fused_f32(const float* __restrict__ dy, const float* __restrict__ x,
+                                                         const float* __restrict__ mean, const float* __restrict__ invstd,
+                                                         const float* __restrict__ weight, float* __restrict__ sum_dy,
+                                                         float* __restrict__ sum_dy_xhat, float* __restrict__ dx,
+                                                         int n_batch, int channels, int hw, int has_weight, int vec) {
+    batch_norm_backward_fused<float>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, n_batch, channels, hw,
+                                  has_weight, vec);
+}
+extern "C" __global__ void batch_norm_train_fused_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                      double* __restrict__ save_mean, double* __restrict__ save_invstd,
+                                                      double* __restrict__ running_mean, double* __restrict__ running_var,
+                                                      const double* __restrict__ weight, const double* __restrict__ bias,
+                                                      int n_batch, int channels, int hw, double eps, double momentum,
+                                                      int update_running, int has_weight, int has_bias, int vec) {
+    batch_norm_train_fused<double>(x, y, save_mean, save_invstd, running_mean, running_var, weight, bias, n_batch,
+                               channels, hw, eps, momentum, update_running, has_weight, has_bias, vec);
+}
+extern "C" __global__ void batch_norm_backward_fused_f64(const double* __restrict__ dy, const double* __restrict__ x,
+                                                         const double* __restrict__ mean, const double* __restrict__ invstd,
+                                                         const double* __restrict__ weight, double* __restrict__ sum_dy,
+                                                         double* __restrict__ sum_dy_xhat, double* __restrict__ dx,
+                                                         int n_batch, int channels, int hw, int has_weight, int vec) {
+    batch_norm_backward_fused<double>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, n_batch, channels, hw,
+                                  has_weight, vec);
 }

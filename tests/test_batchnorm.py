@@ -320,3 +320,36 @@ def test_plane_layouts_and_split_reductions(kernel_backend, dtype, rng, shape, m
     dx = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), gpuconv.asarray(weight), mean, invstd,
                                training=False, needs=(True, False, False))[0]
     assert_close(dx, dy * (weight * gpuconv.to_numpy(invstd)).reshape(1, -1, 1, 1), dtype)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 19, 17), (2, 3, 8, 8)], ids=["scalar", "vector"])
+def test_single_launch_paths_match_two_launch_paths_and_are_schedule_independent(rng, shape):
+    """Small tensors (one reduction block per channel) take one fused launch per forward and per
+    backward; it computes the same bits as the statistics + affine and reduce + dx launches, under
+    every emulator schedule."""
+    with gpuconv.backend("emulated") as be:
+        c = shape[1]
+        assert bn_launch.reduction_split(shape[0] * shape[2] * shape[3], c)[0] == 1
+        x = gpuconv.asarray((rng.standard_normal(shape) * 3 + 5).astype(np.float32))
+        dy = gpuconv.asarray(rng.standard_normal(shape).astype(np.float32))
+        weight, bias = channel_vector(rng, c, np.float32), channel_vector(rng, c, np.float32)
+        rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+
+        def forward():
+            rm[:], rv[:] = 0, 1
+            y, mean, invstd = be.batch_norm_train(x, 1e-5, rm, rv, 0.1, weight, bias)
+            return y, mean, invstd, rm.copy(), rv.copy()
+
+        y, mean, invstd, rm1, rv1 = assert_schedule_independent(forward)
+        rm[:], rv[:] = 0, 1
+        mean2, invstd2 = be.batch_norm_stats(x, 1e-5, rm, rv, 0.1)
+        y2 = be.batch_norm_affine(x, mean2, invstd2, False, weight, bias, 1e-5)
+        for a, b in ((y, y2), (mean, mean2), (invstd, invstd2), (rm1, rm), (rv1, rv)):
+            np.testing.assert_array_equal(a, b)
+        dx, sum_dy, sum_dy_xhat = assert_schedule_independent(
+            lambda: (lambda dx, sums: (dx, *sums))(*be.batch_norm_backward(dy, x, mean, invstd, weight, True, True,
+                                                                           True)))
+        sums2 = be.batch_norm_backward_sums(dy, x, mean, invstd)
+        dx2 = be.batch_norm_backward_dx(dy, x, mean, invstd, weight, sums2, True)
+        for a, b in ((dx, dx2), (sum_dy, sums2[0]), (sum_dy_xhat, sums2[1])):
+            np.testing.assert_array_equal(a, b)

@@ -1,7 +1,9 @@
 """Launchers for kernels/batchnorm.cu (shared by the cupy and emulated backends).
 
 Launches per call: training forward 2 (statistics with their finalize fused in, then the affine
-map), eval forward 1, backward 2 (reduction with its finalize fused in, then dx).
+map), or 1 when each channel gets a single reduction block (small tensors: one kernel computes
+the statistics and normalizes); eval forward 1; backward 2 (reduction with its finalize fused in,
+then dx), or 1 likewise.
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ class BatchNormKernels:
             _check_plane(h * w)
             lanes = 16 // dtype.itemsize if vec else 1
             kernel = self.kernel("batchnorm.cu", op, dtype)
-            if op in ("batch_norm_stats", "batch_norm_backward_reduce"):
+            if op in ("batch_norm_train_fused", "batch_norm_backward_fused"):
+                plan = (kernel, (1, c), (REDUCE_BLOCK,), 1, (np.int32(n), np.int32(c), np.int32(h * w)))
+            elif op in ("batch_norm_stats", "batch_norm_backward_reduce"):
                 splits, chunk = reduction_split(n * h * w, c, lanes)
                 plan = (kernel, (splits, c), (REDUCE_BLOCK,), splits,
                         (np.int32(n), np.int32(c), np.int32(h * w), np.int64(chunk)))
@@ -176,3 +180,45 @@ class BatchNormKernels:
                (dy, x, mean, invstd, mean if weight is None else weight, sum_dy, sum_dy_xhat, dx, *scalars,
                 np.int64(n * h * w), np.int32(weight is not None), np.int32(bool(training)), np.int32(vec)))
         return dx
+
+    def batch_norm_train(self, x, eps, running_mean, running_var, momentum, weight, bias):
+        """Training forward: (y, save_mean, save_invstd) = batch_norm_stats then batch_norm_affine,
+        in one launch when every channel gets a single reduction block. Allocates y and one (2, C)
+        buffer for the statistics (plus, on the two-launch path, what batch_norm_stats allocates)."""
+        n, c, h, w = x.shape
+        if reduction_split(n * h * w, c)[0] > 1 or x.size == 0:
+            mean, invstd = self.batch_norm_stats(x, eps, running_mean, running_var, momentum)
+            return self.batch_norm_affine(x, mean, invstd, False, weight, bias, eps), mean, invstd
+        dtype = x.dtype
+        y = self.empty(x.shape, dtype)
+        vec = vectorizable(h * w, x, y)
+        kernel, grid, block, _, scalars = self._bn_plan("batch_norm_train_fused", x.shape, dtype, vec)
+        stats = self.empty((2, c), dtype)
+        mean, invstd = stats[0], stats[1]
+        update = running_mean is not None
+        kernel(grid, block,
+               (x, y, mean, invstd, running_mean if update else mean, running_var if update else invstd,
+                mean if weight is None else weight, mean if bias is None else bias, *scalars, dtype.type(eps),
+                dtype.type(momentum if update else 0.0), np.int32(update), np.int32(weight is not None),
+                np.int32(bias is not None), np.int32(vec)))
+        return y, mean, invstd
+
+    def batch_norm_backward(self, dy, x, mean, invstd, weight, training, need_dx, need_sums):
+        """(dx or None, (sum_dy, sum_dy_xhat) or None): batch_norm_backward_sums and
+        batch_norm_backward_dx, in one launch for a training backward that needs both when every
+        channel gets a single reduction block. Allocates dx and one (2, C) buffer for the sums."""
+        n, c, h, w = x.shape
+        fused = (training and need_dx and need_sums and x.size > 0 and reduction_split(n * h * w, c)[0] == 1)
+        if not fused:
+            sums = self.batch_norm_backward_sums(dy, x, mean, invstd) if need_sums else None
+            dx = self.batch_norm_backward_dx(dy, x, mean, invstd, weight, sums, training) if need_dx else None
+            return dx, sums
+        dtype = x.dtype
+        dx = self.empty(x.shape, dtype)
+        vec = vectorizable(h * w, dy, x, dx)
+        kernel, grid, block, _, scalars = self._bn_plan("batch_norm_backward_fused", x.shape, dtype, vec)
+        sums = self.empty((2, c), dtype)
+        kernel(grid, block, (dy, x, mean, invstd, mean if weight is None else weight, sums[0], sums[1], dx, *scalars,
+                             np.int32(weight is not None), np.int32(vec)))
+        return dx, (sums[0], sums[1])
+
