@@ -68,9 +68,9 @@ def layer_norm(x: Any, normalized_shape: int | tuple[int, ...], weight: Any = No
     # x's precision, so the result does not depend on how the backend sums (CuPy's GPU reductions
     # lost 1e-3 there where NumPy's pairwise sums did not).
     pivot = x2[:, :1]
-    shifted = x2 - pivot
-    residual = shifted.mean(axis=1, keepdims=True)
-    centered = shifted - residual
+    centered = x2 - pivot
+    residual = centered.mean(axis=1, keepdims=True)
+    centered -= residual  # in place: no temporary beyond what the two-pass formula had
     mean = pivot + residual
     var = (centered * centered).mean(axis=1, keepdims=True)
     invstd = 1 / xp.sqrt(var + x.dtype.type(eps))
