@@ -28,9 +28,10 @@
 //   gem_forward              y = mean_window(max(x, eps)^p)^(1/p), windows without padding (global
 //                            GeM: one H x W window). p is read from a one-element device array, so a
 //                            learnable p never needs a host sync.
-//   gem_backward_coef        one thread per output (grid-stride, fixed grid): coef = dy*y/(m*K) for
-//                            dx, and the output's contribution to dp, summed per block by a fixed
-//                            shared-memory tree into partial[blockIdx.x] (no atomics: deterministic).
+//   gem_backward_coef        a thread or (large windows) a warp per output, over a fixed grid:
+//                            coef = dy*y/(m*K) for dx, and the output's contribution to dp, summed
+//                            per block by a fixed shared-memory tree into partial[blockIdx.x] (no
+//                            atomics: deterministic).
 //   gem_backward_dx          gather: dx = c^(p-1) * [x >= eps] * sum of coef over the windows.
 //   sum_reduce               one block: out[0] = sum(partial[0..n)), fixed tree (the dp total).
 //
@@ -38,9 +39,8 @@
 // _i32 variants within one register of the int64 ones):
 //   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 40 / 52;
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
-//   gem_forward 29 / 56, gem_backward_coef 38 / 69, gem_backward_dx 32 / 41; sum_reduce 31 / 30.
-// 64-bit division (PTX div/rem.s64): only in gem_backward_coef (its fixed grid-stride loop over
-// outputs, three per output, none per input element).
+//   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41; sum_reduce 31 / 30.
+// 64-bit division (PTX div/rem.s64): none.
 #include "common.cuh"
 
 namespace {
@@ -431,22 +431,45 @@ __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr
 template <typename T>
 __device__ void gem_backward_coef(const T* __restrict__ x, const T* __restrict__ p_ptr, const T* __restrict__ dy,
                                   T* __restrict__ coef, T* __restrict__ partial, long long planes, int height,
-                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps) {
+                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps, int warp_mode) {
     __shared__ T shared[kReduceBlock];
     const T p = p_ptr[0];
     const T k = T(kh * kw);
-    const long long total = planes * oh * ow;
+    const int out_size = oh * ow;
     T dp = T(0);
-    GC_GRID_STRIDE_LOOP(idx, total) {
-        const int ox = (int)(idx % ow);
-        const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((long long)ow * oh)) * height * width;
-        T log_sum;
-        const T m = gem_window<T>(xp, width, oy * sh, ox * sw, kh, kw, p, eps, &log_sum);
+    // The output's coefficient and its term of dp from the window's mean m and sum of c^p*log(c).
+    auto finish = [&](int o, T m, T log_sum) {
         const T yv = gc_pow(m, T(1) / p);
-        const T g = dy[idx] * yv;
-        coef[idx] = g / (m * k);
+        const T g = dy[o] * yv;
+        coef[o] = g / (m * k);
         dp += g * (log_sum / (k * p * m) - gc_log(m) / (p * p));
+    };
+    if (warp_mode) {  // a warp per output (large windows); lane 0 keeps the output's dp term
+        GC_WARP_OUTPUT_LOOP(o, (int)(planes * out_size)) {
+            const int plane = o / out_size, pos = o - plane * out_size;
+            const int oy = pos / ow, ox = pos - oy * ow;
+            const T* xp = x + (long long)plane * height * width + oy * sh * width + ox * sw;
+            T sum = T(0), log_sum = T(0);
+            for (WindowWalk w(kw); w.row < kh; w.next()) {
+                const T c = clamp_min(xp[w.row * width + w.col], eps);
+                const T cp = gc_pow(c, p);
+                sum += cp;
+                log_sum += cp * gc_log(c);
+            }
+            sum = warp_sum(sum);
+            log_sum = warp_sum(log_sum);
+            if (threadIdx.x % 32 == 0) finish(o, sum / k, log_sum);
+        }
+    } else {  // a thread per output; the launcher checked planes * OH * OW < 2^31
+        const int total = (int)(planes * out_size);
+        for (int o = blockIdx.x * blockDim.x + threadIdx.x; o < total; o += blockDim.x * gridDim.x) {
+            const int plane = o / out_size, pos = o - plane * out_size;
+            const int oy = pos / ow, ox = pos - oy * ow;
+            const T* xp = x + (long long)plane * height * width;
+            T log_sum;
+            const T m = gem_window<T>(xp, width, oy * sh, ox * sw, kh, kw, p, eps, &log_sum);
+            finish(o, m, log_sum);
+        }
     }
     const T block_total = gc::block_sum<kReduceBlock>(dp, shared);
     if (threadIdx.x == 0) partial[blockIdx.x] = block_total;
@@ -641,8 +664,9 @@ extern "C" __global__ void gem_forward_f32(const float* __restrict__ x, const fl
 extern "C" __global__ void gem_backward_coef_f32(const float* __restrict__ x, const float* __restrict__ p,
                                                  const float* __restrict__ dy, float* __restrict__ coef,
                                                  float* __restrict__ partial, long long planes, int height, int width,
-                                                 int oh, int ow, int kh, int kw, int sh, int sw, float eps) {
-    gem_backward_coef<float>(x, p, dy, coef, partial, GEM_ARGS);
+                                                 int oh, int ow, int kh, int kw, int sh, int sw, float eps,
+                                                 int warp_mode) {
+    gem_backward_coef<float>(x, p, dy, coef, partial, GEM_ARGS, warp_mode);
 }
 extern "C" __global__ void gem_backward_dx_f32(const float* __restrict__ x, const float* __restrict__ p,
                                                const float* __restrict__ coef, float* __restrict__ dx,
@@ -662,8 +686,9 @@ extern "C" __global__ void gem_forward_f64(const double* __restrict__ x, const d
 extern "C" __global__ void gem_backward_coef_f64(const double* __restrict__ x, const double* __restrict__ p,
                                                  const double* __restrict__ dy, double* __restrict__ coef,
                                                  double* __restrict__ partial, long long planes, int height, int width,
-                                                 int oh, int ow, int kh, int kw, int sh, int sw, double eps) {
-    gem_backward_coef<double>(x, p, dy, coef, partial, GEM_ARGS);
+                                                 int oh, int ow, int kh, int kw, int sh, int sw, double eps,
+                                                 int warp_mode) {
+    gem_backward_coef<double>(x, p, dy, coef, partial, GEM_ARGS, warp_mode);
 }
 extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, const double* __restrict__ p,
                                                const double* __restrict__ coef, double* __restrict__ dx,

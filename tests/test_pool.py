@@ -437,3 +437,18 @@ def test_warp_per_output_reductions_are_schedule_independent(rng):
         assert_schedule_independent(lambda: (F.adaptive_avg_pool2d(x, (1, 2)),
                                              *F.adaptive_max_pool2d(x, 1, return_indices=True),
                                              F.gem(x, 3.0)))
+
+
+@pytest.mark.parametrize("warp_min_window", [0, 10**9], ids=["warp-per-output", "thread-per-output"])
+def test_gem_backward_both_geometries_match_reference(rng, monkeypatch, warp_min_window):
+    monkeypatch.setattr(pool_launch, "WARP_MIN_WINDOW", warp_min_window)
+    with gpuconv.backend("emulated"):
+        x = gpuconv.asarray(rng.uniform(0.0, 2.0, (3, 4, 7, 6)))
+        for kernel_size, stride in ((None, None), ((3, 2), (2, 1))):
+            y = F.gem(x, 2.5, 1e-6, kernel_size, stride)
+            dy = gpuconv.asarray(rng.standard_normal(y.shape))
+            dx, dp = assert_schedule_independent(lambda: F.gem_backward(dy, x, 2.5, 1e-6, kernel_size, stride))
+            k, s = (kernel_size or (7, 6)), (stride or (1, 1))
+            ref_dx, ref_dp = reference.gem_backward(gpuconv.to_numpy(dy), gpuconv.to_numpy(x), 2.5, 1e-6, k, s)
+            assert_close(dx, ref_dx)
+            assert_close(dp, ref_dp, rtol=1e-9, atol=1e-10)

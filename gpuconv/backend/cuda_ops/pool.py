@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 # Blocks of the GeM dp reduction: a fixed count, so the summation order (and the result) does not
-# depend on the device; each block's threads stride over the outputs.
-GEM_REDUCE_BLOCKS = 128
+# depend on the device (about four waves on an H100); each block's threads (or warps) stride over
+# the outputs.
+GEM_REDUCE_BLOCKS = 1024
 REDUCE_BLOCK = 256  # threads per reduction block; must equal kReduceBlock in pool.cu
 BLOCK = 256  # threads per block of the per-plane kernels
 # Grid limits of the per-plane launches (chunks of a plane over grid.x, plane groups over grid.y);
@@ -182,8 +183,11 @@ class PoolKernels:
         partial = self.empty((GEM_REDUCE_BLOCKS,), x.dtype)
         # A fixed grid (not sized by the data): the per-block partial sums, and so dp, are the same
         # bits on every run and every device.
+        total = n * c * dy.shape[2] * dy.shape[3]
+        warp_mode = kernel_size[0] * kernel_size[1] >= WARP_MIN_WINDOW and total * 32 <= INT32_LIMIT
+        _check_sizes(total)
         self.kernel("pool.cu", "gem_backward_coef", x.dtype)((GEM_REDUCE_BLOCKS,), (REDUCE_BLOCK,),
-                                                   (x, p, dy, coef, partial) + args)
+                                                             (x, p, dy, coef, partial) + args + (np.int32(warp_mode),))
         dp = None
         if need_dp:
             dp = self.empty((1,), x.dtype)
