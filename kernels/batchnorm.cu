@@ -1,35 +1,51 @@
 // batchnorm.cu — 2-D batch normalization over NCHW: statistics, normalization, backward.
 //
-// Layout: x, y, dy, dx (N, C, H, W) C-contiguous, hw = H*W; per-channel vectors (C,). Element type
-// T = float (_f32) or double (_f64), accumulation in T. Offsets are 64-bit. No #defines injected.
+// Layout: x, y, dy, dx (N, C, H, W) C-contiguous, hw = H*W < 2^31 (the launcher checks); per-channel
+// vectors (C,). Element type T = float (_f32) or double (_f64), accumulation in T. Offsets of a
+// plane are 64-bit once per plane, 32-bit inside it. No #defines injected.
 //
-// Reductions are two-level and deterministic (no atomics): the logical range k = n*hw + i of
-// channel c (count = N*hw elements) is cut into `splits` chunks of `chunk` elements; block
-// (split, c) = (blockIdx.x, blockIdx.y) reduces its chunk, then one block per channel merges the
-// splits. Every tree has a fixed shape, so the result does not depend on thread scheduling.
+// Reductions are two-level and deterministic: the logical range k = n*hw + i of channel c (count =
+// N*hw elements) is cut into `splits` chunks of `chunk` elements (a multiple of the vector lanes
+// when vec != 0); block (split, c) = (blockIdx.x, blockIdx.y) reduces its chunk into partial[c,
+// split]. With splits > 1, the block that finishes last for its channel (a per-channel ticket,
+// counter[c], taken after a __threadfence) merges the channel's partials with a fixed tree and
+// resets counter[c] to 0 for the next launch: the finalize costs no launch of its own, and the
+// merge order, hence every bit of the result, never depends on which block came last.
 //
 // Entry points (each in _f32 and _f64):
-//   batch_norm_stats_partial    per-chunk Welford (count, mean, M2) of x - pivot, pivot = x[n=0,c,0]:
-//                               shifting by a sample of the channel keeps float32 exact where
-//                               E[x^2] - E[x]^2 would cancel catastrophically (mean 1e4, std 1).
-//                               Threads run Welford over their elements, then merge pairwise
-//                               (Chan et al.) in shared memory.
-//   batch_norm_stats_finalize   merges the splits of channel c; writes save_mean, save_invstd =
-//                               1/sqrt(biased var + eps) and, when update_running != 0, updates
-//                               running_mean/var in place: r = (1 - momentum)*r + momentum*stat,
-//                               with the unbiased variance (count/(count-1)) into running_var.
-//   batch_norm_affine           fused y = (x - mean[c]) * inv[c] * weight[c] + bias[c]; inv is
-//                               src[c] (training: save_invstd) or 1/sqrt(src[c] + eps) when src_is_var
-//                               (eval: running_var). Subtracting the mean before scaling keeps
-//                               precision when |mean| >> std. Grid (N*C planes, chunks of the plane);
-//                               vec != 0: 16-byte loads/stores (float4 / double2), which the launcher
-//                               allows when hw is a multiple of the lanes and the planes are aligned.
-//   batch_norm_backward_partial per-chunk sums of dy and dy*(x - mean) (fixed-shape block trees).
-//   batch_norm_backward_finalize one block per channel: sum_dy[c], sum_dy_xhat[c] = invstd * sum.
-//   batch_norm_backward_dx      fused dx = w*invstd*(dy - sum_dy/count - xhat*sum_dy_xhat/count)
-//                               (training), or w*invstd*dy (eval: statistics are constants); vec as
-//                               in batch_norm_affine.
+//   batch_norm_stats           per-thread sums of d = x - pivot and d^2 (pivot = x[n=0,c,0]: shifting
+//                              by a sample of the channel keeps float32 exact where E[x^2] - E[x]^2
+//                              would cancel catastrophically, mean 1e4 and std 1), turned into
+//                              (count, mean, M2) and merged pairwise (Chan et al.) by a fixed tree;
+//                              the finalizing block writes save_mean, save_invstd = 1/sqrt(biased
+//                              var + eps) and, when update_running != 0, r = (1 - momentum)*r +
+//                              momentum*stat with the unbiased variance into running_var.
+//   batch_norm_affine          y = (x - mean[c]) * inv[c] * weight[c] + bias[c]; inv is src[c]
+//                              (training: save_invstd) or 1/sqrt(src[c] + eps) when src_is_var (eval:
+//                              running_var). Subtracting the mean before scaling keeps precision when
+//                              |mean| >> std.
+//   batch_norm_backward_reduce per-chunk sums of dy and dy*(x - mean), then (finalizing block)
+//                              sum_dy[c] and sum_dy_xhat[c] = invstd[c] * sum of dy*(x - mean).
+//   batch_norm_backward_dx     dx = w*invstd*(dy - sum_dy/count - xhat*sum_dy_xhat/count) (training),
+//                              or w*invstd*dy (eval: statistics are constants).
+//   batch_norm_train_fused     one block per channel (the launcher's choice when a channel gets one
+//                              reduction block anyway: small tensors, where launches dominate):
+//                              batch_norm_stats, then the same block normalizes its channel as
+//                              batch_norm_affine would (same expressions, same bits): one launch.
+//   batch_norm_backward_fused  likewise batch_norm_backward_reduce then batch_norm_backward_dx
+//                              (training) for the block's channel: one launch.
+// Elementwise kernels (affine, backward_dx): `ppb` planes per block of blockDim.x threads, each
+// plane served by blockDim.x/ppb threads (a warp or two for a 7x7 plane, not a block), the chunks
+// of a plane spread over grid.y when ppb == 1. vec != 0: 16-byte loads/stores (float4 / double2),
+// which the launcher allows when hw is a multiple of the lanes and every array is 16-byte aligned.
 // has_weight / has_bias = 0 mean weight 1 / bias 0 (the pointer is then any array, unread).
+//
+// nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v (registers; no spills, no stack frame in any):
+//   batch_norm_stats        f32 40 / f64 52      batch_norm_backward_reduce f32 34 / f64 38
+//   batch_norm_affine       f32 32 / f64 32      batch_norm_backward_dx     f32 40 / f64 48
+//   batch_norm_train_fused  f32 45 / f64 60      batch_norm_backward_fused  f32 40 / f64 46
+// 64-bit division (PTX div/rem.s64): one per thread, none per element (k0 / hw of a reduction
+// block; plane % channels of an elementwise thread).
 #include "common.cuh"
 
 namespace {
@@ -38,6 +54,17 @@ constexpr int kBlock = 256;  // block size of every reduction kernel (a power of
 
 __device__ __forceinline__ float gc_sqrt(float v) { return sqrtf(v); }
 __device__ __forceinline__ double gc_sqrt(double v) { return sqrt(v); }
+
+// 16 bytes of T, for vectorized loads and stores.
+template <typename T> struct Vec16;
+template <> struct Vec16<float> {
+    typedef float4 type;
+    static constexpr int lanes = 4;
+};
+template <> struct Vec16<double> {
+    typedef double2 type;
+    static constexpr int lanes = 2;
+};
 
 // Welford/Chan merge of (nb, mb, m2b) into (na, ma, m2a).
 template <typename T>
@@ -73,75 +100,107 @@ __device__ void block_merge(long long& n, T& mean, T& m2, long long* sn, T* smea
     n = sn[0];
     mean = smean[0];
     m2 = sm2[0];
+    __syncthreads();  // the buffers may be reused right after
 }
 
+// Calls run(plane_offset, begin, end) for each image's part [begin, end) of chunk blockIdx.x of
+// channel c: one 64-bit division per block, none per element.
+template <typename F>
+__device__ __forceinline__ void for_each_run(int n_batch, int channels, int c, int hw, long long chunk, F run) {
+    const long long count = (long long)n_batch * hw;
+    const long long k0 = (long long)blockIdx.x * chunk;
+    const long long k1 = min(k0 + chunk, count);
+    long long n = k0 / hw;
+    for (long long start = n * hw; start < k1; ++n, start += hw) {
+        const int begin = (int)(max(k0, start) - start);
+        const int end = (int)(min(k1, start + hw) - start);
+        run((n * channels + c) * hw, begin, end);
+    }
+}
+
+// Elements in chunk s of a channel with `count` elements.
+__device__ __forceinline__ long long chunk_count(long long count, long long chunk, int s) {
+    return min(chunk, count - (long long)s * chunk);
+}
+
+// Whether this block is the last of the channel's `splits` blocks to finish (all threads get the
+// answer). Call after thread 0 wrote the block's partial results.
+__device__ __forceinline__ bool last_block_of_channel(int* counter, int c, int splits, int* flag) {
+    if (threadIdx.x == 0) {
+        __threadfence();  // this block's partials are visible before its ticket is
+        *flag = atomicAdd(&counter[c], 1) == splits - 1;
+    }
+    __syncthreads();
+    const bool last = *flag != 0;
+    if (last && threadIdx.x == 0) counter[c] = 0;  // ready for the next launch on this stream
+    return last;
+}
 
 }  // namespace
 
-// Calls body(offset) for every element of chunk `split` of channel c, thread-strided within each
-// image's contiguous run of the channel (no per-element division).
-#define BN_FOR_CHUNK(offset, body)                                                      \
-    {                                                                                   \
-        const long long count_ = (long long)n_batch * hw;                               \
-        const long long k0_ = (long long)blockIdx.x * chunk;                            \
-        const long long k1_ = min(k0_ + chunk, count_);                                 \
-        for (long long n_ = k0_ / hw; n_ * hw < k1_; ++n_) {                            \
-            const long long begin_ = max(k0_, n_ * hw) - n_ * hw;                       \
-            const long long end_ = min(k1_, (n_ + 1) * hw) - n_ * hw;                   \
-            const long long base_ = (n_ * channels + c) * hw;                           \
-            for (long long i_ = begin_ + threadIdx.x; i_ < end_; i_ += kBlock) {        \
-                const long long offset = base_ + i_;                                    \
-                body;                                                                   \
-            }                                                                           \
-        }                                                                               \
-    }
-
 template <typename T>
-__device__ void batch_norm_stats_partial(const T* __restrict__ x, long long* __restrict__ pcount,
-                                         T* __restrict__ pmean, T* __restrict__ pm2, int n_batch, int channels,
-                                         long long hw, long long chunk) {
+__device__ void batch_norm_stats(const T* __restrict__ x, T* partial, int* counter, T* __restrict__ save_mean,
+                                 T* __restrict__ save_invstd, T* __restrict__ running_mean,
+                                 T* __restrict__ running_var, int n_batch, int channels, int hw, long long chunk,
+                                 T eps, T momentum, int update_running, int vec) {
+    typedef typename Vec16<T>::type V;
+    constexpr int L = Vec16<T>::lanes;
     __shared__ long long sn[kBlock];
     __shared__ T smean[kBlock];
     __shared__ T sm2[kBlock];
+    __shared__ int flag;
     const int c = blockIdx.y;
+    const int splits = gridDim.x;
     const T pivot = x[(long long)c * hw];
-    long long n = 0;
-    T mean = T(0), m2 = T(0);
-    BN_FOR_CHUNK(offset, {
-        const T v = x[offset] - pivot;
-        ++n;
-        const T delta = v - mean;
-        mean += delta / T(n);
-        m2 += delta * (v - mean);
-    })
+    T s = T(0), ss = T(0);
+    int cnt = 0;
+    for_each_run(n_batch, channels, c, hw, chunk, [&](long long base, int begin, int end) {
+        const T* p = x + base;
+        if (vec) {
+            const V* pv = reinterpret_cast<const V*>(p);
+            for (int i = begin / L + (int)threadIdx.x; i < end / L; i += kBlock) {
+                const V v = pv[i];
+                const T* e = reinterpret_cast<const T*>(&v);
+                for (int l = 0; l < L; ++l) {
+                    const T d = e[l] - pivot;
+                    s += d;
+                    ss += d * d;
+                }
+                cnt += L;
+            }
+        } else {
+            for (int i = begin + (int)threadIdx.x; i < end; i += kBlock) {
+                const T d = p[i] - pivot;
+                s += d;
+                ss += d * d;
+                ++cnt;
+            }
+        }
+    });
+    // A thread's few elements, shifted by the pivot, hold no large common offset: ss - s*mean
+    // loses nothing worth a per-element Welford division.
+    long long n = cnt;
+    T mean = cnt ? s / T(cnt) : T(0);
+    T m2 = cnt ? max(ss - s * mean, T(0)) : T(0);
     block_merge(n, mean, m2, sn, smean, sm2);
-    if (threadIdx.x == 0) {
-        const long long slot = (long long)c * gridDim.x + blockIdx.x;
-        pcount[slot] = n;
-        pmean[slot] = mean;
-        pm2[slot] = m2;
+    if (splits > 1) {
+        if (threadIdx.x == 0) {
+            partial[2 * ((long long)c * splits + blockIdx.x)] = mean;
+            partial[2 * ((long long)c * splits + blockIdx.x) + 1] = m2;
+        }
+        if (!last_block_of_channel(counter, c, splits, &flag)) return;
+        const long long count = (long long)n_batch * hw;
+        const volatile T* vp = partial;  // written by other blocks: bypass the incoherent L1
+        n = 0;
+        mean = m2 = T(0);
+        for (int b = threadIdx.x; b < splits; b += kBlock) {
+            merge(n, mean, m2, chunk_count(count, chunk, b), (T)vp[2 * ((long long)c * splits + b)],
+                  (T)vp[2 * ((long long)c * splits + b) + 1]);
+        }
+        block_merge(n, mean, m2, sn, smean, sm2);
     }
-}
-
-template <typename T>
-__device__ void batch_norm_stats_finalize(const T* __restrict__ x, const long long* __restrict__ pcount,
-                                          const T* __restrict__ pmean, const T* __restrict__ pm2,
-                                          T* __restrict__ save_mean, T* __restrict__ save_invstd,
-                                          T* __restrict__ running_mean, T* __restrict__ running_var, long long hw,
-                                          int splits, T eps, T momentum, int update_running) {
-    __shared__ long long sn[kBlock];
-    __shared__ T smean[kBlock];
-    __shared__ T sm2[kBlock];
-    const int c = blockIdx.x;
-    long long n = 0;
-    T mean = T(0), m2 = T(0);
-    for (int s = threadIdx.x; s < splits; s += kBlock) {
-        const long long slot = (long long)c * splits + s;
-        merge(n, mean, m2, pcount[slot], pmean[slot], pm2[slot]);
-    }
-    block_merge(n, mean, m2, sn, smean, sm2);
     if (threadIdx.x == 0) {
-        const T batch_mean = x[(long long)c * hw] + mean;
+        const T batch_mean = pivot + mean;
         const T var = m2 / T(n);
         save_mean[c] = batch_mean;
         save_invstd[c] = T(1) / gc_sqrt(var + eps);
@@ -152,93 +211,163 @@ __device__ void batch_norm_stats_finalize(const T* __restrict__ x, const long lo
     }
 }
 
-// 16 bytes of T, for vectorized loads and stores in the elementwise kernels.
-template <typename T> struct Vec16;
-template <> struct Vec16<float> {
-    typedef float4 type;
-    static constexpr int lanes = 4;
-};
-template <> struct Vec16<double> {
-    typedef double2 type;
-    static constexpr int lanes = 2;
-};
-
-// Runs body_vec for each 16-byte vector v_ of the plane (vec != 0; the launcher guarantees
-// hw % lanes == 0 and 16-byte aligned planes) or body_scalar for each element i_, the threads of
-// the grid's chunks (grid.y) striding over the plane. (No #pragma in the bodies: a directive inside
-// macro arguments is undefined; the lane loops have a constant trip count and unroll anyway.)
-#define BN_PLANE_LOOP(T, body_scalar, body_vec)                                                    \
-    {                                                                                              \
-        const long long step_ = (long long)gridDim.y * blockDim.x;                                 \
-        const long long first_ = (long long)blockIdx.y * blockDim.x + threadIdx.x;                 \
-        if (vec) {                                                                                 \
-            for (long long v_ = first_; v_ < hw / Vec16<T>::lanes; v_ += step_) { body_vec; }      \
-        } else {                                                                                   \
-            for (long long i_ = first_; i_ < hw; i_ += step_) { body_scalar; }                     \
-        }                                                                                          \
+template <typename T>
+__device__ void batch_norm_backward_reduce(const T* __restrict__ dy, const T* __restrict__ x,
+                                           const T* __restrict__ mean, const T* __restrict__ invstd, T* partial,
+                                           int* counter, T* __restrict__ sum_dy, T* __restrict__ sum_dy_xhat,
+                                           int n_batch, int channels, int hw, long long chunk, int vec) {
+    typedef typename Vec16<T>::type V;
+    constexpr int L = Vec16<T>::lanes;
+    __shared__ T shared[kBlock];
+    __shared__ int flag;
+    const int c = blockIdx.y;
+    const int splits = gridDim.x;
+    const T m = mean[c];
+    T a = T(0), b = T(0);
+    for_each_run(n_batch, channels, c, hw, chunk, [&](long long base, int begin, int end) {
+        const T* g = dy + base;
+        const T* p = x + base;
+        if (vec) {
+            for (int i = begin / L + (int)threadIdx.x; i < end / L; i += kBlock) {
+                const V gv = reinterpret_cast<const V*>(g)[i];
+                const V xv = reinterpret_cast<const V*>(p)[i];
+                const T* ge = reinterpret_cast<const T*>(&gv);
+                const T* xe = reinterpret_cast<const T*>(&xv);
+                for (int l = 0; l < L; ++l) {
+                    a += ge[l];
+                    b += ge[l] * (xe[l] - m);
+                }
+            }
+        } else {
+            for (int i = begin + (int)threadIdx.x; i < end; i += kBlock) {
+                a += g[i];
+                b += g[i] * (p[i] - m);
+            }
+        }
+    });
+    a = gc::block_sum<kBlock>(a, shared);
+    b = gc::block_sum<kBlock>(b, shared);
+    if (splits > 1) {
+        if (threadIdx.x == 0) {
+            partial[2 * ((long long)c * splits + blockIdx.x)] = a;
+            partial[2 * ((long long)c * splits + blockIdx.x) + 1] = b;
+        }
+        if (!last_block_of_channel(counter, c, splits, &flag)) return;
+        const volatile T* vp = partial;  // written by other blocks: bypass the incoherent L1
+        a = b = T(0);
+        for (int s = threadIdx.x; s < splits; s += kBlock) {
+            a += (T)vp[2 * ((long long)c * splits + s)];
+            b += (T)vp[2 * ((long long)c * splits + s) + 1];
+        }
+        a = gc::block_sum<kBlock>(a, shared);
+        b = gc::block_sum<kBlock>(b, shared);
     }
+    if (threadIdx.x == 0) {
+        sum_dy[c] = a;
+        sum_dy_xhat[c] = b * invstd[c];
+    }
+}
+
+// Writes out[o] = f(o) for every element offset o of channel c: the channel's images one after
+// another, the block's threads striding over each plane (16-byte stores when vec).
+template <typename T, typename F>
+__device__ __forceinline__ void map_channel(int n_batch, int channels, int c, int hw, int vec, T* __restrict__ out,
+                                            F f) {
+    typedef typename Vec16<T>::type V;
+    constexpr int L = Vec16<T>::lanes;
+    for (int n = 0; n < n_batch; ++n) {
+        const long long base = ((long long)n * channels + c) * hw;
+        if (vec) {
+            for (int i = threadIdx.x; i < hw / L; i += kBlock) {
+                V v;
+                T* e = reinterpret_cast<T*>(&v);
+                for (int l = 0; l < L; ++l) e[l] = f(base + (long long)i * L + l);
+                reinterpret_cast<V*>(out + base)[i] = v;
+            }
+        } else {
+            for (int i = threadIdx.x; i < hw; i += kBlock) out[base + i] = f(base + i);
+        }
+    }
+}
+
+template <typename T>
+__device__ void batch_norm_train_fused(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ save_mean,
+                                       T* __restrict__ save_invstd, T* __restrict__ running_mean,
+                                       T* __restrict__ running_var, const T* __restrict__ weight,
+                                       const T* __restrict__ bias, int n_batch, int channels, int hw, T eps,
+                                       T momentum, int update_running, int has_weight, int has_bias, int vec) {
+    // gridDim.x == 1: the statistics kernel's single-split path; then its outputs are visible to the
+    // whole block after a barrier (they are this block's own global writes).
+    batch_norm_stats<T>(x, nullptr, nullptr, save_mean, save_invstd, running_mean, running_var, n_batch, channels,
+                        hw, (long long)n_batch * hw, eps, momentum, update_running, vec);
+    __syncthreads();
+    const int c = blockIdx.y;
+    const T m = save_mean[c];
+    const T inv = save_invstd[c];
+    const T scale = has_weight ? inv * weight[c] : inv;
+    const T shift = has_bias ? bias[c] : T(0);
+    map_channel<T>(n_batch, channels, c, hw, vec, y, [&](long long o) { return (x[o] - m) * scale + shift; });
+}
+
+template <typename T>
+__device__ void batch_norm_backward_fused(const T* __restrict__ dy, const T* __restrict__ x,
+                                          const T* __restrict__ mean, const T* __restrict__ invstd,
+                                          const T* __restrict__ weight, T* __restrict__ sum_dy,
+                                          T* __restrict__ sum_dy_xhat, T* __restrict__ dx, int n_batch, int channels,
+                                          int hw, int has_weight, int vec) {
+    batch_norm_backward_reduce<T>(dy, x, mean, invstd, nullptr, nullptr, sum_dy, sum_dy_xhat, n_batch, channels, hw,
+                                  (long long)n_batch * hw, vec);
+    __syncthreads();
+    const int c = blockIdx.y;
+    const T count = T((long long)n_batch * hw);
+    const T inv = invstd[c];
+    const T scale = has_weight ? inv * weight[c] : inv;
+    const T m = mean[c];
+    const T mean_dy = sum_dy[c] / count;
+    const T k = sum_dy_xhat[c] / count * inv;
+    map_channel<T>(n_batch, channels, c, hw, vec, dx,
+                   [&](long long o) { return (dy[o] - mean_dy - (x[o] - m) * k) * scale; });
+}
+
+// The plane this thread serves and its first index and stride in it (in vectors when vec), for
+// the elementwise kernels; false for a thread past the last plane.
+struct PlaneSlot {
+    long long plane;
+    int first, step;
+};
+__device__ __forceinline__ bool plane_slot(long long planes, int ppb, PlaneSlot& slot) {
+    const int tpp = blockDim.x / ppb;  // threads per plane
+    slot.plane = (long long)blockIdx.x * ppb + threadIdx.x / tpp;
+    slot.first = blockIdx.y * tpp + threadIdx.x % tpp;
+    slot.step = gridDim.y * tpp;
+    return slot.plane < planes;
+}
 
 template <typename T>
 __device__ void batch_norm_affine(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ mean,
                                   const T* __restrict__ src, const T* __restrict__ weight,
-                                  const T* __restrict__ bias, int channels, long long hw, int has_weight,
-                                  int has_bias, int src_is_var, T eps, int vec) {
+                                  const T* __restrict__ bias, long long planes, int channels, int hw, int ppb,
+                                  int has_weight, int has_bias, int src_is_var, T eps, int vec) {
     typedef typename Vec16<T>::type V;
-    const long long plane = blockIdx.x;
-    const int c = (int)(plane % channels);
+    constexpr int L = Vec16<T>::lanes;
+    PlaneSlot slot;
+    if (!plane_slot(planes, ppb, slot)) return;
+    const int c = (int)(slot.plane % channels);
     const T m = mean[c];
     const T inv = src_is_var ? T(1) / gc_sqrt(src[c] + eps) : src[c];
     const T scale = has_weight ? inv * weight[c] : inv;
     const T shift = has_bias ? bias[c] : T(0);
-    const T* xp = x + plane * hw;
-    T* yp = y + plane * hw;
-    BN_PLANE_LOOP(T, yp[i_] = (xp[i_] - m) * scale + shift, {
-        V v = reinterpret_cast<const V*>(xp)[v_];
-        T* e = reinterpret_cast<T*>(&v);
-        for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] = (e[l] - m) * scale + shift;
-        reinterpret_cast<V*>(yp)[v_] = v;
-    })
-}
-
-template <typename T>
-__device__ void batch_norm_backward_partial(const T* __restrict__ dy, const T* __restrict__ x,
-                                            const T* __restrict__ mean, T* __restrict__ psum_dy,
-                                            T* __restrict__ psum_dyx, int n_batch, int channels, long long hw,
-                                            long long chunk) {
-    __shared__ T shared[kBlock];
-    const int c = blockIdx.y;
-    const T m = mean[c];
-    T sum_dy = T(0), sum_dyx = T(0);
-    BN_FOR_CHUNK(offset, {
-        const T g = dy[offset];
-        sum_dy += g;
-        sum_dyx += g * (x[offset] - m);
-    })
-    sum_dy = gc::block_sum<kBlock>(sum_dy, shared);
-    sum_dyx = gc::block_sum<kBlock>(sum_dyx, shared);
-    if (threadIdx.x == 0) {
-        const long long slot = (long long)c * gridDim.x + blockIdx.x;
-        psum_dy[slot] = sum_dy;
-        psum_dyx[slot] = sum_dyx;
-    }
-}
-
-template <typename T>
-__device__ void batch_norm_backward_finalize(const T* __restrict__ psum_dy, const T* __restrict__ psum_dyx,
-                                             const T* __restrict__ invstd, T* __restrict__ sum_dy,
-                                             T* __restrict__ sum_dy_xhat, int splits) {
-    __shared__ T shared[kBlock];
-    const int c = blockIdx.x;
-    T a = T(0), b = T(0);
-    for (int s = threadIdx.x; s < splits; s += kBlock) {
-        a += psum_dy[(long long)c * splits + s];
-        b += psum_dyx[(long long)c * splits + s];
-    }
-    a = gc::block_sum<kBlock>(a, shared);
-    b = gc::block_sum<kBlock>(b, shared);
-    if (threadIdx.x == 0) {
-        sum_dy[c] = a;
-        sum_dy_xhat[c] = b * invstd[c];
+    const T* xp = x + slot.plane * hw;
+    T* yp = y + slot.plane * hw;
+    if (vec) {
+        for (int i = slot.first; i < hw / L; i += slot.step) {
+            V v = reinterpret_cast<const V*>(xp)[i];
+            T* e = reinterpret_cast<T*>(&v);
+            for (int l = 0; l < L; ++l) e[l] = (e[l] - m) * scale + shift;
+            reinterpret_cast<V*>(yp)[i] = v;
+        }
+    } else {
+        for (int i = slot.first; i < hw; i += slot.step) yp[i] = (xp[i] - m) * scale + shift;
     }
 }
 
@@ -246,125 +375,103 @@ template <typename T>
 __device__ void batch_norm_backward_dx(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mean,
                                        const T* __restrict__ invstd, const T* __restrict__ weight,
                                        const T* __restrict__ sum_dy, const T* __restrict__ sum_dy_xhat,
-                                       T* __restrict__ dx, int channels, long long hw, long long count,
-                                       int has_weight, int training, int vec) {
+                                       T* __restrict__ dx, long long planes, int channels, int hw, int ppb,
+                                       long long count, int has_weight, int training, int vec) {
     typedef typename Vec16<T>::type V;
-    const long long plane = blockIdx.x;
-    const int c = (int)(plane % channels);
+    constexpr int L = Vec16<T>::lanes;
+    PlaneSlot slot;
+    if (!plane_slot(planes, ppb, slot)) return;
+    const int c = (int)(slot.plane % channels);
     const T inv = invstd[c];
     const T scale = has_weight ? inv * weight[c] : inv;
-    const T* dyp = dy + plane * hw;
-    T* dxp = dx + plane * hw;
-    if (training) {
-        const T m = mean[c];
-        const T mean_dy = sum_dy[c] / T(count);
-        const T k = sum_dy_xhat[c] / T(count) * inv;  // xhat * mean(dy*xhat) = (x - m) * k
-        const T* xp = x + plane * hw;
-        BN_PLANE_LOOP(T, dxp[i_] = (dyp[i_] - mean_dy - (xp[i_] - m) * k) * scale, {
-            V g = reinterpret_cast<const V*>(dyp)[v_];
-            const V xv = reinterpret_cast<const V*>(xp)[v_];
+    // Eval: the statistics are constants, dx = dy * scale (mean_dy = k = 0, x unread).
+    const T m = training ? mean[c] : T(0);
+    const T mean_dy = training ? sum_dy[c] / T(count) : T(0);
+    const T k = training ? sum_dy_xhat[c] / T(count) * inv : T(0);  // xhat * mean(dy*xhat) = (x - m) * k
+    const T* dyp = dy + slot.plane * hw;
+    const T* xp = x + slot.plane * hw;
+    T* dxp = dx + slot.plane * hw;
+    if (vec) {
+        for (int i = slot.first; i < hw / L; i += slot.step) {
+            V g = reinterpret_cast<const V*>(dyp)[i];
             T* e = reinterpret_cast<T*>(&g);
-            const T* xe = reinterpret_cast<const T*>(&xv);
-            for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] = (e[l] - mean_dy - (xe[l] - m) * k) * scale;
-            reinterpret_cast<V*>(dxp)[v_] = g;
-        })
+            if (training) {
+                const V xv = reinterpret_cast<const V*>(xp)[i];
+                const T* xe = reinterpret_cast<const T*>(&xv);
+                for (int l = 0; l < L; ++l) e[l] = (e[l] - mean_dy - (xe[l] - m) * k) * scale;
+            } else {
+                for (int l = 0; l < L; ++l) e[l] *= scale;
+            }
+            reinterpret_cast<V*>(dxp)[i] = g;
+        }
+    } else if (training) {
+        for (int i = slot.first; i < hw; i += slot.step) dxp[i] = (dyp[i] - mean_dy - (xp[i] - m) * k) * scale;
     } else {
-        BN_PLANE_LOOP(T, dxp[i_] = dyp[i_] * scale, {
-            V g = reinterpret_cast<const V*>(dyp)[v_];
-            T* e = reinterpret_cast<T*>(&g);
-            for (int l = 0; l < Vec16<T>::lanes; ++l) e[l] *= scale;
-            reinterpret_cast<V*>(dxp)[v_] = g;
-        })
+        for (int i = slot.first; i < hw; i += slot.step) dxp[i] = dyp[i] * scale;
     }
 }
 
 // ---- entry points --------------------------------------------------------------------------------
-extern "C" __global__ void batch_norm_stats_partial_f32(const float* __restrict__ x, long long* __restrict__ pcount,
-                                                        float* __restrict__ pmean, float* __restrict__ pm2,
-                                                        int n_batch, int channels, long long hw, long long chunk) {
-    batch_norm_stats_partial<float>(x, pcount, pmean, pm2, n_batch, channels, hw, chunk);
+extern "C" __global__ void batch_norm_stats_f32(const float* __restrict__ x, float* partial, int* counter,
+                                                float* __restrict__ save_mean, float* __restrict__ save_invstd,
+                                                float* __restrict__ running_mean, float* __restrict__ running_var,
+                                                int n_batch, int channels, int hw, long long chunk, float eps,
+                                                float momentum, int update_running, int vec) {
+    batch_norm_stats<float>(x, partial, counter, save_mean, save_invstd, running_mean, running_var, n_batch,
+                            channels, hw, chunk, eps, momentum, update_running, vec);
 }
-extern "C" __global__ void batch_norm_stats_partial_f64(const double* __restrict__ x, long long* __restrict__ pcount,
-                                                        double* __restrict__ pmean, double* __restrict__ pm2,
-                                                        int n_batch, int channels, long long hw, long long chunk) {
-    batch_norm_stats_partial<double>(x, pcount, pmean, pm2, n_batch, channels, hw, chunk);
-}
-extern "C" __global__ void batch_norm_stats_finalize_f32(const float* __restrict__ x,
-                                                         const long long* __restrict__ pcount,
-                                                         const float* __restrict__ pmean,
-                                                         const float* __restrict__ pm2, float* __restrict__ save_mean,
-                                                         float* __restrict__ save_invstd,
-                                                         float* __restrict__ running_mean,
-                                                         float* __restrict__ running_var, long long hw, int splits,
-                                                         float eps, float momentum, int update_running) {
-    batch_norm_stats_finalize<float>(x, pcount, pmean, pm2, save_mean, save_invstd, running_mean, running_var, hw,
-                                     splits, eps, momentum, update_running);
-}
-extern "C" __global__ void batch_norm_stats_finalize_f64(const double* __restrict__ x,
-                                                         const long long* __restrict__ pcount,
-                                                         const double* __restrict__ pmean,
-                                                         const double* __restrict__ pm2,
-                                                         double* __restrict__ save_mean,
-                                                         double* __restrict__ save_invstd,
-                                                         double* __restrict__ running_mean,
-                                                         double* __restrict__ running_var, long long hw, int splits,
-                                                         double eps, double momentum, int update_running) {
-    batch_norm_stats_finalize<double>(x, pcount, pmean, pm2, save_mean, save_invstd, running_mean, running_var, hw,
-                                      splits, eps, momentum, update_running);
+extern "C" __global__ void batch_norm_stats_f64(const double* __restrict__ x, double* partial, int* counter,
+                                                double* __restrict__ save_mean, double* __restrict__ save_invstd,
+                                                double* __restrict__ running_mean, double* __restrict__ running_var,
+                                                int n_batch, int channels, int hw, long long chunk, double eps,
+                                                double momentum, int update_running, int vec) {
+    batch_norm_stats<double>(x, partial, counter, save_mean, save_invstd, running_mean, running_var, n_batch,
+                             channels, hw, chunk, eps, momentum, update_running, vec);
 }
 extern "C" __global__ void batch_norm_affine_f32(const float* __restrict__ x, float* __restrict__ y,
                                                  const float* __restrict__ mean, const float* __restrict__ src,
                                                  const float* __restrict__ weight, const float* __restrict__ bias,
-                                                 int channels, long long hw, int has_weight, int has_bias,
-                                                 int src_is_var, float eps, int vec) {
-    batch_norm_affine<float>(x, y, mean, src, weight, bias, channels, hw, has_weight, has_bias, src_is_var, eps,
-                             vec);
+                                                 long long planes, int channels, int hw, int ppb, int has_weight,
+                                                 int has_bias, int src_is_var, float eps, int vec) {
+    batch_norm_affine<float>(x, y, mean, src, weight, bias, planes, channels, hw, ppb, has_weight, has_bias,
+                             src_is_var, eps, vec);
 }
 extern "C" __global__ void batch_norm_affine_f64(const double* __restrict__ x, double* __restrict__ y,
                                                  const double* __restrict__ mean, const double* __restrict__ src,
                                                  const double* __restrict__ weight, const double* __restrict__ bias,
-                                                 int channels, long long hw, int has_weight, int has_bias,
-                                                 int src_is_var, double eps, int vec) {
-    batch_norm_affine<double>(x, y, mean, src, weight, bias, channels, hw, has_weight, has_bias, src_is_var, eps,
-                              vec);
+                                                 long long planes, int channels, int hw, int ppb, int has_weight,
+                                                 int has_bias, int src_is_var, double eps, int vec) {
+    batch_norm_affine<double>(x, y, mean, src, weight, bias, planes, channels, hw, ppb, has_weight, has_bias,
+                              src_is_var, eps, vec);
 }
-extern "C" __global__ void batch_norm_backward_partial_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                           const float* __restrict__ mean,
-                                                           float* __restrict__ psum_dy, float* __restrict__ psum_dyx,
-                                                           int n_batch, int channels, long long hw, long long chunk) {
-    batch_norm_backward_partial<float>(dy, x, mean, psum_dy, psum_dyx, n_batch, channels, hw, chunk);
+extern "C" __global__ void batch_norm_backward_reduce_f32(const float* __restrict__ dy, const float* __restrict__ x,
+                                                          const float* __restrict__ mean,
+                                                          const float* __restrict__ invstd, float* partial,
+                                                          int* counter, float* __restrict__ sum_dy,
+                                                          float* __restrict__ sum_dy_xhat, int n_batch, int channels,
+                                                          int hw, long long chunk, int vec) {
+    batch_norm_backward_reduce<float>(dy, x, mean, invstd, partial, counter, sum_dy, sum_dy_xhat, n_batch, channels,
+                                      hw, chunk, vec);
 }
-extern "C" __global__ void batch_norm_backward_partial_f64(const double* __restrict__ dy,
-                                                           const double* __restrict__ x,
-                                                           const double* __restrict__ mean,
-                                                           double* __restrict__ psum_dy,
-                                                           double* __restrict__ psum_dyx, int n_batch, int channels,
-                                                           long long hw, long long chunk) {
-    batch_norm_backward_partial<double>(dy, x, mean, psum_dy, psum_dyx, n_batch, channels, hw, chunk);
-}
-extern "C" __global__ void batch_norm_backward_finalize_f32(const float* __restrict__ psum_dy,
-                                                            const float* __restrict__ psum_dyx,
-                                                            const float* __restrict__ invstd,
-                                                            float* __restrict__ sum_dy,
-                                                            float* __restrict__ sum_dy_xhat, int splits) {
-    batch_norm_backward_finalize<float>(psum_dy, psum_dyx, invstd, sum_dy, sum_dy_xhat, splits);
-}
-extern "C" __global__ void batch_norm_backward_finalize_f64(const double* __restrict__ psum_dy,
-                                                            const double* __restrict__ psum_dyx,
-                                                            const double* __restrict__ invstd,
-                                                            double* __restrict__ sum_dy,
-                                                            double* __restrict__ sum_dy_xhat, int splits) {
-    batch_norm_backward_finalize<double>(psum_dy, psum_dyx, invstd, sum_dy, sum_dy_xhat, splits);
+extern "C" __global__ void batch_norm_backward_reduce_f64(const double* __restrict__ dy, const double* __restrict__ x,
+                                                          const double* __restrict__ mean,
+                                                          const double* __restrict__ invstd, double* partial,
+                                                          int* counter, double* __restrict__ sum_dy,
+                                                          double* __restrict__ sum_dy_xhat, int n_batch,
+                                                          int channels, int hw, long long chunk, int vec) {
+    batch_norm_backward_reduce<double>(dy, x, mean, invstd, partial, counter, sum_dy, sum_dy_xhat, n_batch,
+                                       channels, hw, chunk, vec);
 }
 extern "C" __global__ void batch_norm_backward_dx_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                      const float* __restrict__ mean, const float* __restrict__ invstd,
+                                                      const float* __restrict__ mean,
+                                                      const float* __restrict__ invstd,
                                                       const float* __restrict__ weight,
                                                       const float* __restrict__ sum_dy,
                                                       const float* __restrict__ sum_dy_xhat, float* __restrict__ dx,
-                                                      int channels, long long hw, long long count, int has_weight,
-                                                      int training, int vec) {
-    batch_norm_backward_dx<float>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, channels, hw, count,
-                                  has_weight, training, vec);
+                                                      long long planes, int channels, int hw, int ppb,
+                                                      long long count, int has_weight, int training, int vec) {
+    batch_norm_backward_dx<float>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, planes, channels, hw, ppb,
+                                  count, has_weight, training, vec);
 }
 extern "C" __global__ void batch_norm_backward_dx_f64(const double* __restrict__ dy, const double* __restrict__ x,
                                                       const double* __restrict__ mean,
@@ -372,8 +479,43 @@ extern "C" __global__ void batch_norm_backward_dx_f64(const double* __restrict__
                                                       const double* __restrict__ weight,
                                                       const double* __restrict__ sum_dy,
                                                       const double* __restrict__ sum_dy_xhat,
-                                                      double* __restrict__ dx, int channels, long long hw,
-                                                      long long count, int has_weight, int training, int vec) {
-    batch_norm_backward_dx<double>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, channels, hw, count,
-                                   has_weight, training, vec);
+                                                      double* __restrict__ dx, long long planes, int channels, int hw,
+                                                      int ppb, long long count, int has_weight, int training,
+                                                      int vec) {
+    batch_norm_backward_dx<double>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, planes, channels, hw,
+                                   ppb, count, has_weight, training, vec);
+}
+extern "C" __global__ void batch_norm_train_fused_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                      float* __restrict__ save_mean, float* __restrict__ save_invstd,
+                                                      float* __restrict__ running_mean, float* __restrict__ running_var,
+                                                      const float* __restrict__ weight, const float* __restrict__ bias,
+                                                      int n_batch, int channels, int hw, float eps, float momentum,
+                                                      int update_running, int has_weight, int has_bias, int vec) {
+    batch_norm_train_fused<float>(x, y, save_mean, save_invstd, running_mean, running_var, weight, bias, n_batch,
+                               channels, hw, eps, momentum, update_running, has_weight, has_bias, vec);
+}
+extern "C" __global__ void batch_norm_backward_fused_f32(const float* __restrict__ dy, const float* __restrict__ x,
+                                                         const float* __restrict__ mean, const float* __restrict__ invstd,
+                                                         const float* __restrict__ weight, float* __restrict__ sum_dy,
+                                                         float* __restrict__ sum_dy_xhat, float* __restrict__ dx,
+                                                         int n_batch, int channels, int hw, int has_weight, int vec) {
+    batch_norm_backward_fused<float>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, n_batch, channels, hw,
+                                  has_weight, vec);
+}
+extern "C" __global__ void batch_norm_train_fused_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                      double* __restrict__ save_mean, double* __restrict__ save_invstd,
+                                                      double* __restrict__ running_mean, double* __restrict__ running_var,
+                                                      const double* __restrict__ weight, const double* __restrict__ bias,
+                                                      int n_batch, int channels, int hw, double eps, double momentum,
+                                                      int update_running, int has_weight, int has_bias, int vec) {
+    batch_norm_train_fused<double>(x, y, save_mean, save_invstd, running_mean, running_var, weight, bias, n_batch,
+                               channels, hw, eps, momentum, update_running, has_weight, has_bias, vec);
+}
+extern "C" __global__ void batch_norm_backward_fused_f64(const double* __restrict__ dy, const double* __restrict__ x,
+                                                         const double* __restrict__ mean, const double* __restrict__ invstd,
+                                                         const double* __restrict__ weight, double* __restrict__ sum_dy,
+                                                         double* __restrict__ sum_dy_xhat, double* __restrict__ dx,
+                                                         int n_batch, int channels, int hw, int has_weight, int vec) {
+    batch_norm_backward_fused<double>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, n_batch, channels, hw,
+                                  has_weight, vec);
 }

@@ -1,10 +1,14 @@
 // pool.cu — max, average, adaptive and GeM pooling over NCHW planes, forward and backward.
 //
 // Layout: x (N, C, H, W) and y (N, C, OH, OW), C-contiguous; the kernels see N*C independent
-// planes ("planes"). Element type T = float (_f32) or double (_f64); indices are int64, PyTorch's
-// flat index y*W + x within the input plane. Index arithmetic is 32-bit when every offset of the
-// launch is below GC_INDEX32_LIMIT (default 2^30), else 64-bit.
-// Injected #defines: none in normal use; tests inject GC_INDEX32_LIMIT=0 to run the 64-bit path.
+// planes ("planes"). Element type T = float (_f32) or double (_f64); indices are PyTorch's flat
+// index y*W + x within the input plane, int64 (entry points without _i32: what the user gets with
+// return_indices) or int32 (_i32: half the bytes, for indices kept only for the backward).
+// Index arithmetic: a plane's offset is 64-bit (one multiplication per plane), positions inside a
+// plane are 32-bit (the launcher checks H*W and OH*OW < 2^31): no element pays a 64-bit division,
+// and the per-element 32-bit divisions are one (pos / width) plus the window ranges of a gather.
+// Launch geometry (see GC_PLANE_LOOP): `ppb` planes per block for small planes, chunks of a plane
+// over grid.x and plane groups over grid.y. No #defines injected.
 //
 // Entry points (each in _f32 and _f64):
 //   max_pool2d_forward       one thread per output (indices written only when write_indices != 0):
@@ -24,11 +28,19 @@
 //   gem_forward              y = mean_window(max(x, eps)^p)^(1/p), windows without padding (global
 //                            GeM: one H x W window). p is read from a one-element device array, so a
 //                            learnable p never needs a host sync.
-//   gem_backward_coef        one thread per output (grid-stride, fixed grid): coef = dy*y/(m*K) for
-//                            dx, and the output's contribution to dp, summed per block by a fixed
-//                            shared-memory tree into partial[blockIdx.x] (no atomics: deterministic).
+//   gem_backward_coef        a thread or (large windows) a warp per output, over a fixed grid:
+//                            coef = dy*y/(m*K) for dx, and the output's contribution to dp, summed
+//                            per block by a fixed shared-memory tree into partial[blockIdx.x] (no
+//                            atomics: deterministic).
 //   gem_backward_dx          gather: dx = c^(p-1) * [x >= eps] * sum of coef over the windows.
 //   sum_reduce               one block: out[0] = sum(partial[0..n)), fixed tree (the dp total).
+//
+// nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64 (no spills, no stack frame in any;
+// _i32 variants within one register of the int64 ones):
+//   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 40 / 52;
+//   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
+//   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41; sum_reduce 31 / 30.
+// 64-bit division (PTX div/rem.s64): none.
 #include "common.cuh"
 
 namespace {
@@ -53,88 +65,141 @@ __device__ __forceinline__ double gc_log(double a) { return log(a); }
 // [lo, hi] with the tap test left to the caller: o*s = v + pad - i*d for some tap i.
 __device__ __forceinline__ int ceil_div_nonneg(int a, int b) { return a <= 0 ? 0 : (a + b - 1) / b; }
 
-__device__ __forceinline__ int bin_start(int i, int size, int out) { return (int)(((long long)i * size) / out); }
-__device__ __forceinline__ int bin_end(int i, int size, int out) {
-    return (int)(((long long)(i + 1) * size + out - 1) / out);
-}
+// Adaptive bins in 32 bits: the launcher checks (size + 1) * out < 2^31.
+__device__ __forceinline__ int bin_start(int i, int size, int out) { return i * size / out; }
+__device__ __forceinline__ int bin_end(int i, int size, int out) { return ((i + 1) * size + out - 1) / out; }
 
 constexpr int kReduceBlock = 256;  // block size of the tree reductions (a power of two)
 
 }  // namespace
 
-// Index arithmetic in 32 bits when every offset fits (much cheaper division on a GPU), else 64.
-// Below 2^30 elements, i + blockDim.x * gridDim.x (at most 2^24 more) cannot overflow an int.
-#ifndef GC_INDEX32_LIMIT
-#define GC_INDEX32_LIMIT (1LL << 30)
-#endif
-#define GC_INDEX_LOOP(I, i, n) \
-    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (I)blockDim.x * gridDim.x)
-#define GC_DISPATCH_INDEX(fn, T, planes, height, width, oh, ow, ...)                                  \
-    do {                                                                                          \
-        if ((planes) * max((long long)(height) * (width), (long long)(oh) * (ow)) < (GC_INDEX32_LIMIT))  \
-            fn<T, int>(__VA_ARGS__);                                                              \
-        else                                                                                      \
-            fn<T, long long>(__VA_ARGS__);                                                        \
-    } while (0)
+// The planes this thread serves and its positions in each: `ppb` planes per block, blockDim.x/ppb
+// threads per plane (a small plane shares a block with others instead of idling most of it);
+// plane chunks over grid.x, plane groups over grid.y, both strided. Positions are 32-bit (the
+// launcher checks a plane has fewer than 2^31 elements); a plane's base offset is one 64-bit
+// multiplication per plane, so no element pays a 64-bit division.
+#define GC_PLANE_LOOP(plane, pos, planes, plane_size, ppb)                                                   \
+    for (long long plane = (long long)blockIdx.y * (ppb) + threadIdx.x / (blockDim.x / (ppb));              \
+         plane < (planes); plane += (long long)gridDim.y * (ppb))                                          \
+        for (int pos = blockIdx.x * (blockDim.x / (ppb)) + threadIdx.x % (blockDim.x / (ppb));              \
+             pos < (plane_size); pos += gridDim.x * (blockDim.x / (ppb)))
+
+// Warp-per-output loop of the reductions over large windows (adaptive and global pooling, GeM):
+// every lane of a warp runs the same iterations, as the shuffles need.
+#define GC_WARP_OUTPUT_LOOP(o, total)                                                                     \
+    for (int o = (int)((blockIdx.x * blockDim.x + threadIdx.x) / 32); o < (total);                        \
+         o += (int)(gridDim.x * blockDim.x / 32))
+
+namespace {
+
+// Window starts o (0 <= o < out) whose taps o*s - pad + i*d (0 <= i < k) include position v:
+// o in [lo, hi] with (v + pad - o*s) % d == 0 (the caller checks that when d > 1).
+__device__ __forceinline__ void window_range(int v, int pad, int k, int s, int d, int out, int& lo, int& hi) {
+    lo = ceil_div_nonneg(v + pad - (k - 1) * d, s);
+    hi = min((v + pad) / s, out - 1);
+}
+
+// Lane l of a warp walks the window's elements e = l, l + 32, ... in row-major order, as
+// (row, col) stepped without a division per element.
+struct WindowWalk {
+    int row, col, drow, dcol, width;
+    __device__ WindowWalk(int window_width) : width(window_width) {
+        const int lane = threadIdx.x % 32;
+        row = lane / width;
+        col = lane - row * width;
+        drow = 32 / width;
+        dcol = 32 - drow * width;
+    }
+    __device__ void next() {
+        row += drow;
+        col += dcol;
+        if (col >= width) {
+            col -= width;
+            ++row;
+        }
+    }
+};
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;  // a fixed butterfly: the same bits on every run, in every lane
+}
+
+// The better of two (value, flat index) candidates under max pooling's rule: NaN beats numbers and
+// the later NaN wins; among equal numbers the earlier index wins. Commutative and associative, so a
+// warp's butterfly finds what the row-major scan finds.
+template <typename T>
+__device__ __forceinline__ void better(T& v, int& i, T v2, int i2) {
+    const bool nan1 = v != v, nan2 = v2 != v2;
+    bool take;
+    if (nan1 || nan2) take = nan2 && (!nan1 || i2 > i);
+    else take = v2 > v || (v2 == v && i2 < i);
+    if (take) {
+        v = v2;
+        i = i2;
+    }
+}
+
+}  // namespace
 
 // ---- max pooling ---------------------------------------------------------------------------------
-template <typename T, typename I>
-__device__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ indices,
-                                   int write_indices, long long planes, int height, int width, int oh, int ow,
-                                   int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
-    const I total = (I)planes * oh * ow;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int ox = (int)(idx % ow);
-        const int oy = (int)((idx / ow) % oh);
-        const I plane = idx / ((I)ow * oh);
+// J: the index type written (int32 when the caller keeps indices only for the backward, int64 when
+// it returns them to the user, as PyTorch does).
+template <typename T, typename J>
+__device__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, J* __restrict__ indices,
+                                   long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh,
+                                   int sw, int ph, int pw, int dh, int dw, int write_indices, int ppb) {
+    const int out_size = oh * ow;
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
         const T* xp = x + plane * height * width;
         const int y0 = oy * sh - ph, x0 = ox * sw - pw;
         int fy = y0, fx = x0;  // first tap inside the plane (PyTorch's initial index)
         while (fy < 0) fy += dh;
         while (fx < 0) fx += dw;
         T best = Lim<T>::neg_inf();
-        long long best_index = (long long)fy * width + fx;
+        int best_index = fy * width + fx;
         for (int i = 0; i < kh; ++i) {
             const int yy = y0 + i * dh;
             if (yy < 0 || yy >= height) continue;
             for (int j = 0; j < kw; ++j) {
                 const int xx = x0 + j * dw;
                 if (xx < 0 || xx >= width) continue;
-                const T v = xp[(I)yy * width + xx];
+                const T v = xp[yy * width + xx];
                 if (v > best || v != v) {
                     best = v;
-                    best_index = (long long)yy * width + xx;
+                    best_index = yy * width + xx;
                 }
             }
         }
-        y[idx] = best;
-        if (write_indices) indices[idx] = best_index;
+        const long long o = plane * out_size + pos;
+        y[o] = best;
+        if (write_indices) indices[o] = (J)best_index;
     }
 }
 
-template <typename T, typename I>
-__device__ void max_pool2d_backward(const T* __restrict__ dy, const long long* __restrict__ indices, T* __restrict__ dx,
+template <typename T, typename J>
+__device__ void max_pool2d_backward(const T* __restrict__ dy, const J* __restrict__ indices, T* __restrict__ dx,
                                     long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh,
-                                    int sw, int ph, int pw, int dh, int dw) {
-    const I total = (I)planes * height * width;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int xx = (int)(idx % width);
-        const int yy = (int)((idx / width) % height);
-        const I plane = idx / ((I)width * height);
-        const I self = (I)yy * width + xx;
-        const I base = plane * oh * ow;
+                                    int sw, int ph, int pw, int dh, int dw, int ppb) {
+    const int plane_size = height * width;
+    GC_PLANE_LOOP(plane, pos, planes, plane_size, ppb) {
+        const int yy = pos / width, xx = pos - yy * width;
+        const long long base = plane * oh * ow;
+        int oy0, oy1, ox0, ox1;
+        window_range(yy, ph, kh, sh, dh, oh, oy0, oy1);
+        window_range(xx, pw, kw, sw, dw, ow, ox0, ox1);
         T acc = T(0);
-        for (int i = 0; i < kh; ++i) {
-            const int ty = yy + ph - i * dh;  // = oy * sh for a window that reads (yy, xx) at tap row i
-            if (ty < 0 || ty % sh != 0 || ty / sh >= oh) continue;
-            for (int j = 0; j < kw; ++j) {
-                const int tx = xx + pw - j * dw;
-                if (tx < 0 || tx % sw != 0 || tx / sw >= ow) continue;
-                const I o = base + (I)(ty / sh) * ow + tx / sw;
-                if (indices[o] == self) acc += dy[o];
+        for (int oy = oy0; oy <= oy1; ++oy) {
+            if (dh > 1 && (yy + ph - oy * sh) % dh != 0) continue;
+            for (int ox = ox0; ox <= ox1; ++ox) {
+                if (dw > 1 && (xx + pw - ox * sw) % dw != 0) continue;
+                const long long o = base + oy * ow + ox;
+                if (indices[o] == (J)pos) acc += dy[o];
             }
         }
-        dx[idx] = acc;
+        dx[plane * plane_size + pos] = acc;
     }
 }
 
@@ -153,78 +218,88 @@ __device__ __forceinline__ int avg_divisor(int oy, int ox, int height, int width
     return (y1 - y0) * (x1 - x0);
 }
 
-template <typename T, typename I>
+template <typename T>
 __device__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long planes, int height, int width,
                                    int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
-                                   int count_include_pad, int divisor_override) {
-    const I total = (I)planes * oh * ow;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int ox = (int)(idx % ow);
-        const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((I)ow * oh)) * height * width;
+                                   int count_include_pad, int divisor_override, int ppb) {
+    const int out_size = oh * ow;
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        const T* xp = x + plane * height * width;
         const int y0 = max(oy * sh - ph, 0), y1 = min(oy * sh - ph + kh, height);
         const int x0 = max(ox * sw - pw, 0), x1 = min(ox * sw - pw + kw, width);
         T acc = T(0);
         for (int yy = y0; yy < y1; ++yy)
-            for (int xx = x0; xx < x1; ++xx) acc += xp[(I)yy * width + xx];
-        y[idx] = acc / T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
-                                     divisor_override));
+            for (int xx = x0; xx < x1; ++xx) acc += xp[yy * width + xx];
+        y[plane * out_size + pos] = acc / T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw,
+                                                        count_include_pad, divisor_override));
     }
 }
 
-template <typename T, typename I>
+template <typename T>
 __device__ void avg_pool2d_backward(const T* __restrict__ dy, T* __restrict__ dx, long long planes, int height,
                                     int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
-                                    int count_include_pad, int divisor_override) {
-    const I total = (I)planes * height * width;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int xx = (int)(idx % width);
-        const int yy = (int)((idx / width) % height);
-        const T* dyp = dy + (idx / ((I)width * height)) * oh * ow;
-        // Windows oy with oy*sh - ph <= yy < oy*sh - ph + kh.
-        const int oy0 = ceil_div_nonneg(yy + ph - kh + 1, sh), oy1 = min((yy + ph) / sh, oh - 1);
-        const int ox0 = ceil_div_nonneg(xx + pw - kw + 1, sw), ox1 = min((xx + pw) / sw, ow - 1);
+                                    int count_include_pad, int divisor_override, int ppb) {
+    const int plane_size = height * width;
+    GC_PLANE_LOOP(plane, pos, planes, plane_size, ppb) {
+        const int yy = pos / width, xx = pos - yy * width;
+        const T* dyp = dy + plane * oh * ow;
+        int oy0, oy1, ox0, ox1;
+        window_range(yy, ph, kh, sh, 1, oh, oy0, oy1);
+        window_range(xx, pw, kw, sw, 1, ow, ox0, ox1);
         T acc = T(0);
         for (int oy = oy0; oy <= oy1; ++oy)
             for (int ox = ox0; ox <= ox1; ++ox)
-                acc += dyp[(I)oy * ow + ox] /
+                acc += dyp[oy * ow + ox] /
                        T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
                                      divisor_override));
-        dx[idx] = acc;
+        dx[plane * plane_size + pos] = acc;
     }
 }
 
 // ---- adaptive pooling ----------------------------------------------------------------------------
-template <typename T, typename I>
+// Forward kernels: warp_mode != 0 gives each output a warp (lanes stride over the bin, a shuffle
+// tree combines them: large bins, e.g. global pooling of 7x7 planes), else a thread per output.
+template <typename T>
 __device__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long planes, int height,
-                                            int width, int oh, int ow) {
-    const I total = (I)planes * oh * ow;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int ox = (int)(idx % ow);
-        const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((I)ow * oh)) * height * width;
+                                            int width, int oh, int ow, int ppb, int warp_mode) {
+    const int out_size = oh * ow;
+    if (warp_mode) {
+        GC_WARP_OUTPUT_LOOP(o, (int)(planes * out_size)) {
+            const int plane = o / out_size, pos = o - plane * out_size;
+            const int oy = pos / ow, ox = pos - oy * ow;
+            const int y0 = bin_start(oy, height, oh), y1 = bin_end(oy, height, oh);
+            const int x0 = bin_start(ox, width, ow), x1 = bin_end(ox, width, ow);
+            const T* xp = x + (long long)plane * height * width + y0 * width + x0;
+            T acc = T(0);
+            for (WindowWalk w(x1 - x0); w.row < y1 - y0; w.next()) acc += xp[w.row * width + w.col];
+            acc = warp_sum(acc);
+            if (threadIdx.x % 32 == 0) y[o] = acc / T((y1 - y0) * (x1 - x0));
+        }
+        return;
+    }
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        const T* xp = x + plane * height * width;
         const int y0 = bin_start(oy, height, oh), y1 = bin_end(oy, height, oh);
         const int x0 = bin_start(ox, width, ow), x1 = bin_end(ox, width, ow);
         T acc = T(0);
         for (int yy = y0; yy < y1; ++yy)
-            for (int xx = x0; xx < x1; ++xx) acc += xp[(I)yy * width + xx];
-        y[idx] = acc / T((y1 - y0) * (x1 - x0));
+            for (int xx = x0; xx < x1; ++xx) acc += xp[yy * width + xx];
+        y[plane * out_size + pos] = acc / T((y1 - y0) * (x1 - x0));
     }
 }
 
-template <typename T, typename I>
+template <typename T>
 __device__ void adaptive_avg_pool2d_backward(const T* __restrict__ dy, T* __restrict__ dx, long long planes,
-                                             int height, int width, int oh, int ow) {
-    const I total = (I)planes * height * width;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int xx = (int)(idx % width);
-        const int yy = (int)((idx / width) % height);
-        const T* dyp = dy + (idx / ((I)width * height)) * oh * ow;
+                                             int height, int width, int oh, int ow, int ppb) {
+    const int plane_size = height * width;
+    GC_PLANE_LOOP(plane, pos, planes, plane_size, ppb) {
+        const int yy = pos / width, xx = pos - yy * width;
+        const T* dyp = dy + plane * oh * ow;
         // Bins containing yy: floor(yy*OH/H) .. ceil((yy+1)*OH/H) - 1 (checked exactly below).
-        const int oy0 = (int)(((long long)yy * oh) / height);
-        const int oy1 = min((int)(((long long)(yy + 1) * oh + height - 1) / height) - 1, oh - 1);
-        const int ox0 = (int)(((long long)xx * ow) / width);
-        const int ox1 = min((int)(((long long)(xx + 1) * ow + width - 1) / width) - 1, ow - 1);
+        const int oy0 = bin_start(yy, oh, height), oy1 = min(bin_end(yy, oh, height) - 1, oh - 1);
+        const int ox0 = bin_start(xx, ow, width), ox1 = min(bin_end(xx, ow, width) - 1, ow - 1);
         T acc = T(0);
         for (int oy = oy0; oy <= oy1; ++oy) {
             const int y0 = bin_start(oy, height, oh), y1 = bin_end(oy, height, oh);
@@ -232,61 +307,79 @@ __device__ void adaptive_avg_pool2d_backward(const T* __restrict__ dy, T* __rest
             for (int ox = ox0; ox <= ox1; ++ox) {
                 const int x0 = bin_start(ox, width, ow), x1 = bin_end(ox, width, ow);
                 if (xx < x0 || xx >= x1) continue;
-                acc += dyp[(I)oy * ow + ox] / T((y1 - y0) * (x1 - x0));
+                acc += dyp[oy * ow + ox] / T((y1 - y0) * (x1 - x0));
             }
         }
-        dx[idx] = acc;
+        dx[plane * plane_size + pos] = acc;
     }
 }
 
-template <typename T, typename I>
-__device__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
-                                            long long* __restrict__ indices, long long planes, int height, int width,
-                                            int oh, int ow) {
-    const I total = (I)planes * oh * ow;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int ox = (int)(idx % ow);
-        const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((I)ow * oh)) * height * width;
+template <typename T, typename J>
+__device__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, J* __restrict__ indices,
+                                            long long planes, int height, int width, int oh, int ow, int ppb,
+                                            int warp_mode) {
+    const int out_size = oh * ow;
+    if (warp_mode) {
+        GC_WARP_OUTPUT_LOOP(o, (int)(planes * out_size)) {
+            const int plane = o / out_size, pos = o - plane * out_size;
+            const int oy = pos / ow, ox = pos - oy * ow;
+            const int y0 = bin_start(oy, height, oh), y1 = bin_end(oy, height, oh);
+            const int x0 = bin_start(ox, width, ow), x1 = bin_end(ox, width, ow);
+            const T* xp = x + (long long)plane * height * width;
+            T best = Lim<T>::neg_inf();
+            int best_index = 0x7fffffff;  // loses every tie: an empty lane never wins
+            for (WindowWalk w(x1 - x0); w.row < y1 - y0; w.next()) {
+                const int index = (y0 + w.row) * width + x0 + w.col;
+                better(best, best_index, xp[index], index);
+            }
+            for (int offset = 16; offset > 0; offset >>= 1)
+                better(best, best_index, __shfl_xor_sync(0xffffffffu, best, offset),
+                       __shfl_xor_sync(0xffffffffu, best_index, offset));
+            if (threadIdx.x % 32 == 0) {
+                y[o] = best;
+                indices[o] = (J)best_index;
+            }
+        }
+        return;
+    }
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        const T* xp = x + plane * height * width;
         const int y0 = bin_start(oy, height, oh), y1 = bin_end(oy, height, oh);
         const int x0 = bin_start(ox, width, ow), x1 = bin_end(ox, width, ow);
         T best = Lim<T>::neg_inf();
-        long long best_index = (long long)y0 * width + x0;
+        int best_index = y0 * width + x0;
         for (int yy = y0; yy < y1; ++yy) {
             for (int xx = x0; xx < x1; ++xx) {
-                const T v = xp[(I)yy * width + xx];
+                const T v = xp[yy * width + xx];
                 if (v > best || v != v) {
                     best = v;
-                    best_index = (long long)yy * width + xx;
+                    best_index = yy * width + xx;
                 }
             }
         }
-        y[idx] = best;
-        indices[idx] = best_index;
+        y[plane * out_size + pos] = best;
+        indices[plane * out_size + pos] = (J)best_index;
     }
 }
 
-template <typename T, typename I>
-__device__ void adaptive_max_pool2d_backward(const T* __restrict__ dy, const long long* __restrict__ indices,
+template <typename T, typename J>
+__device__ void adaptive_max_pool2d_backward(const T* __restrict__ dy, const J* __restrict__ indices,
                                              T* __restrict__ dx, long long planes, int height, int width, int oh,
-                                             int ow) {
-    const I total = (I)planes * height * width;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int xx = (int)(idx % width);
-        const int yy = (int)((idx / width) % height);
-        const I base = (idx / ((I)width * height)) * oh * ow;
-        const I self = (I)yy * width + xx;
-        const int oy0 = (int)(((long long)yy * oh) / height);
-        const int oy1 = min((int)(((long long)(yy + 1) * oh + height - 1) / height) - 1, oh - 1);
-        const int ox0 = (int)(((long long)xx * ow) / width);
-        const int ox1 = min((int)(((long long)(xx + 1) * ow + width - 1) / width) - 1, ow - 1);
+                                             int ow, int ppb) {
+    const int plane_size = height * width;
+    GC_PLANE_LOOP(plane, pos, planes, plane_size, ppb) {
+        const int yy = pos / width, xx = pos - yy * width;
+        const long long base = plane * oh * ow;
+        const int oy0 = bin_start(yy, oh, height), oy1 = min(bin_end(yy, oh, height) - 1, oh - 1);
+        const int ox0 = bin_start(xx, ow, width), ox1 = min(bin_end(xx, ow, width) - 1, ow - 1);
         T acc = T(0);
         for (int oy = oy0; oy <= oy1; ++oy)
             for (int ox = ox0; ox <= ox1; ++ox) {
-                const I o = base + (I)oy * ow + ox;
-                if (indices[o] == self) acc += dy[o];
+                const long long o = base + oy * ow + ox;
+                if (indices[o] == (J)pos) acc += dy[o];
             }
-        dx[idx] = acc;
+        dx[plane * plane_size + pos] = acc;
     }
 }
 
@@ -298,7 +391,7 @@ __device__ __forceinline__ T gem_window(const T* xp, int width, int y0, int x0, 
     T acc = T(0), acc_log = T(0);
     for (int i = 0; i < kh; ++i)
         for (int j = 0; j < kw; ++j) {
-            const T c = clamp_min(xp[(long long)(y0 + i) * width + x0 + j], eps);
+            const T c = clamp_min(xp[(y0 + i) * width + x0 + j], eps);
             const T cp = gc_pow(c, p);
             acc += cp;
             if (log_sum) acc_log += cp * gc_log(c);
@@ -307,17 +400,29 @@ __device__ __forceinline__ T gem_window(const T* xp, int width, int y0, int x0, 
     return acc / T(kh * kw);
 }
 
-template <typename T, typename I>
+template <typename T>
 __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr, T* __restrict__ y, long long planes,
-                            int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps) {
+                            int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps, int ppb,
+                            int warp_mode) {
     const T p = p_ptr[0];
-    const I total = (I)planes * oh * ow;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int ox = (int)(idx % ow);
-        const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((I)ow * oh)) * height * width;
+    const int out_size = oh * ow;
+    if (warp_mode) {
+        GC_WARP_OUTPUT_LOOP(o, (int)(planes * out_size)) {
+            const int plane = o / out_size, pos = o - plane * out_size;
+            const int oy = pos / ow, ox = pos - oy * ow;
+            const T* xp = x + (long long)plane * height * width + oy * sh * width + ox * sw;
+            T acc = T(0);
+            for (WindowWalk w(kw); w.row < kh; w.next()) acc += gc_pow(clamp_min(xp[w.row * width + w.col], eps), p);
+            acc = warp_sum(acc);
+            if (threadIdx.x % 32 == 0) y[o] = gc_pow(acc / T(kh * kw), T(1) / p);
+        }
+        return;
+    }
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        const T* xp = x + plane * height * width;
         const T m = gem_window<T>(xp, width, oy * sh, ox * sw, kh, kw, p, eps, nullptr);
-        y[idx] = gc_pow(m, T(1) / p);
+        y[plane * out_size + pos] = gc_pow(m, T(1) / p);
     }
 }
 
@@ -326,48 +431,72 @@ __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr
 template <typename T>
 __device__ void gem_backward_coef(const T* __restrict__ x, const T* __restrict__ p_ptr, const T* __restrict__ dy,
                                   T* __restrict__ coef, T* __restrict__ partial, long long planes, int height,
-                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps) {
+                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps, int warp_mode) {
     __shared__ T shared[kReduceBlock];
     const T p = p_ptr[0];
     const T k = T(kh * kw);
-    const long long total = planes * oh * ow;
+    const int out_size = oh * ow;
     T dp = T(0);
-    GC_GRID_STRIDE_LOOP(idx, total) {
-        const int ox = (int)(idx % ow);
-        const int oy = (int)((idx / ow) % oh);
-        const T* xp = x + (idx / ((long long)ow * oh)) * height * width;
-        T log_sum;
-        const T m = gem_window<T>(xp, width, oy * sh, ox * sw, kh, kw, p, eps, &log_sum);
+    // The output's coefficient and its term of dp from the window's mean m and sum of c^p*log(c).
+    auto finish = [&](int o, T m, T log_sum) {
         const T yv = gc_pow(m, T(1) / p);
-        const T g = dy[idx] * yv;
-        coef[idx] = g / (m * k);
+        const T g = dy[o] * yv;
+        coef[o] = g / (m * k);
         dp += g * (log_sum / (k * p * m) - gc_log(m) / (p * p));
+    };
+    if (warp_mode) {  // a warp per output (large windows); lane 0 keeps the output's dp term
+        GC_WARP_OUTPUT_LOOP(o, (int)(planes * out_size)) {
+            const int plane = o / out_size, pos = o - plane * out_size;
+            const int oy = pos / ow, ox = pos - oy * ow;
+            const T* xp = x + (long long)plane * height * width + oy * sh * width + ox * sw;
+            T sum = T(0), log_sum = T(0);
+            for (WindowWalk w(kw); w.row < kh; w.next()) {
+                const T c = clamp_min(xp[w.row * width + w.col], eps);
+                const T cp = gc_pow(c, p);
+                sum += cp;
+                log_sum += cp * gc_log(c);
+            }
+            sum = warp_sum(sum);
+            log_sum = warp_sum(log_sum);
+            if (threadIdx.x % 32 == 0) finish(o, sum / k, log_sum);
+        }
+    } else {  // a thread per output; the launcher checked planes * OH * OW < 2^31
+        const int total = (int)(planes * out_size);
+        for (int o = blockIdx.x * blockDim.x + threadIdx.x; o < total; o += blockDim.x * gridDim.x) {
+            const int plane = o / out_size, pos = o - plane * out_size;
+            const int oy = pos / ow, ox = pos - oy * ow;
+            const T* xp = x + (long long)plane * height * width;
+            T log_sum;
+            const T m = gem_window<T>(xp, width, oy * sh, ox * sw, kh, kw, p, eps, &log_sum);
+            finish(o, m, log_sum);
+        }
     }
     const T block_total = gc::block_sum<kReduceBlock>(dp, shared);
     if (threadIdx.x == 0) partial[blockIdx.x] = block_total;
 }
 
-template <typename T, typename I>
+template <typename T>
 __device__ void gem_backward_dx(const T* __restrict__ x, const T* __restrict__ p_ptr, const T* __restrict__ coef,
                                 T* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh,
-                                int kw, int sh, int sw, T eps) {
+                                int kw, int sh, int sw, T eps, int ppb) {
     const T p = p_ptr[0];
-    const I total = (I)planes * height * width;
-    GC_INDEX_LOOP(I, idx, total) {
-        const int xx = (int)(idx % width);
-        const int yy = (int)((idx / width) % height);
-        const T* cp = coef + (idx / ((I)width * height)) * oh * ow;
-        const T v = x[idx];
+    const int plane_size = height * width;
+    GC_PLANE_LOOP(plane, pos, planes, plane_size, ppb) {
+        const int yy = pos / width, xx = pos - yy * width;
+        const T* cp = coef + plane * oh * ow;
+        const long long i = plane * plane_size + pos;
+        const T v = x[i];
         T result = T(0);
         if (v >= eps) {
-            const int oy0 = ceil_div_nonneg(yy - kh + 1, sh), oy1 = min(yy / sh, oh - 1);
-            const int ox0 = ceil_div_nonneg(xx - kw + 1, sw), ox1 = min(xx / sw, ow - 1);
+            int oy0, oy1, ox0, ox1;
+            window_range(yy, 0, kh, sh, 1, oh, oy0, oy1);
+            window_range(xx, 0, kw, sw, 1, ow, ox0, ox1);
             T acc = T(0);
             for (int oy = oy0; oy <= oy1; ++oy)
-                for (int ox = ox0; ox <= ox1; ++ox) acc += cp[(I)oy * ow + ox];
+                for (int ox = ox0; ox <= ox1; ++ox) acc += cp[oy * ow + ox];
             result = acc * gc_pow(v, p - T(1));
         }
-        dx[idx] = result;
+        dx[i] = result;
     }
 }
 
@@ -381,146 +510,191 @@ __device__ void sum_reduce(const T* __restrict__ partial, T* __restrict__ out, i
 }
 
 // ---- entry points --------------------------------------------------------------------------------
-#define MAXPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw
-#define AVGPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override
+#define MAXPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, ppb
+#define AVGPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override, ppb
 #define GEM_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, eps
-
 extern "C" __global__ void max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                  long long* __restrict__ indices, int write_indices, long long planes,
-                                                  int height, int width, int oh, int ow, int kh, int kw, int sh,
-                                                  int sw, int ph, int pw, int dh, int dw) {
-    GC_DISPATCH_INDEX(max_pool2d_forward, float, planes, height, width, oh, ow,
-                      x, y, indices, write_indices, MAXPOOL_ARGS);
-}
-extern "C" __global__ void max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                  long long* __restrict__ indices, int write_indices, long long planes,
-                                                  int height, int width, int oh, int ow, int kh, int kw, int sh,
-                                                  int sw, int ph, int pw, int dh, int dw) {
-    GC_DISPATCH_INDEX(max_pool2d_forward, double, planes, height, width, oh, ow,
-                      x, y, indices, write_indices, MAXPOOL_ARGS);
+                                                  long long* __restrict__ indices, long long planes, int height,
+                                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph,
+                                                  int pw, int dh, int dw, int write_indices, int ppb) {
+    max_pool2d_forward<float, long long>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                                         write_indices, ppb);
 }
 extern "C" __global__ void max_pool2d_backward_f32(const float* __restrict__ dy, const long long* __restrict__ indices,
                                                    float* __restrict__ dx, long long planes, int height, int width,
                                                    int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
-                                                   int dh, int dw) {
-    GC_DISPATCH_INDEX(max_pool2d_backward, float, planes, height, width, oh, ow, dy, indices, dx, MAXPOOL_ARGS);
+                                                   int dh, int dw, int ppb) {
+    max_pool2d_backward<float, long long>(dy, indices, dx, MAXPOOL_ARGS);
+}
+extern "C" __global__ void max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                      int* __restrict__ indices, long long planes, int height,
+                                                      int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                      int ph, int pw, int dh, int dw, int write_indices, int ppb) {
+    max_pool2d_forward<float, int>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                                   write_indices, ppb);
+}
+extern "C" __global__ void max_pool2d_backward_i32_f32(const float* __restrict__ dy, const int* __restrict__ indices,
+                                                       float* __restrict__ dx, long long planes, int height, int width,
+                                                       int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
+                                                       int dh, int dw, int ppb) {
+    max_pool2d_backward<float, int>(dy, indices, dx, MAXPOOL_ARGS);
+}
+extern "C" __global__ void max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                  long long* __restrict__ indices, long long planes, int height,
+                                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph,
+                                                  int pw, int dh, int dw, int write_indices, int ppb) {
+    max_pool2d_forward<double, long long>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                                          write_indices, ppb);
 }
 extern "C" __global__ void max_pool2d_backward_f64(const double* __restrict__ dy,
                                                    const long long* __restrict__ indices, double* __restrict__ dx,
                                                    long long planes, int height, int width, int oh, int ow, int kh,
-                                                   int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
-    GC_DISPATCH_INDEX(max_pool2d_backward, double, planes, height, width, oh, ow, dy, indices, dx, MAXPOOL_ARGS);
+                                                   int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
+    max_pool2d_backward<double, long long>(dy, indices, dx, MAXPOOL_ARGS);
 }
-
+extern "C" __global__ void max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                      int* __restrict__ indices, long long planes, int height,
+                                                      int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                      int ph, int pw, int dh, int dw, int write_indices, int ppb) {
+    max_pool2d_forward<double, int>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                                    write_indices, ppb);
+}
+extern "C" __global__ void max_pool2d_backward_i32_f64(const double* __restrict__ dy, const int* __restrict__ indices,
+                                                       double* __restrict__ dx, long long planes, int height,
+                                                       int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                       int ph, int pw, int dh, int dw, int ppb) {
+    max_pool2d_backward<double, int>(dy, indices, dx, MAXPOOL_ARGS);
+}
 extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes,
                                                   int height, int width, int oh, int ow, int kh, int kw, int sh,
-                                                  int sw, int ph, int pw, int count_include_pad,
-                                                  int divisor_override) {
-    GC_DISPATCH_INDEX(avg_pool2d_forward, float, planes, height, width, oh, ow, x, y, AVGPOOL_ARGS);
-}
-extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                  long long planes, int height, int width, int oh, int ow, int kh,
-                                                  int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                                  int divisor_override) {
-    GC_DISPATCH_INDEX(avg_pool2d_forward, double, planes, height, width, oh, ow, x, y, AVGPOOL_ARGS);
+                                                  int sw, int ph, int pw, int count_include_pad, int divisor_override,
+                                                  int ppb) {
+    avg_pool2d_forward<float>(x, y, AVGPOOL_ARGS);
 }
 extern "C" __global__ void avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
                                                    long long planes, int height, int width, int oh, int ow, int kh,
                                                    int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                                   int divisor_override) {
-    GC_DISPATCH_INDEX(avg_pool2d_backward, float, planes, height, width, oh, ow, dy, dx, AVGPOOL_ARGS);
+                                                   int divisor_override, int ppb) {
+    avg_pool2d_backward<float>(dy, dx, AVGPOOL_ARGS);
+}
+extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                  long long planes, int height, int width, int oh, int ow, int kh,
+                                                  int kw, int sh, int sw, int ph, int pw, int count_include_pad,
+                                                  int divisor_override, int ppb) {
+    avg_pool2d_forward<double>(x, y, AVGPOOL_ARGS);
 }
 extern "C" __global__ void avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
                                                    long long planes, int height, int width, int oh, int ow, int kh,
                                                    int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                                   int divisor_override) {
-    GC_DISPATCH_INDEX(avg_pool2d_backward, double, planes, height, width, oh, ow, dy, dx, AVGPOOL_ARGS);
+                                                   int divisor_override, int ppb) {
+    avg_pool2d_backward<double>(dy, dx, AVGPOOL_ARGS);
 }
-
 extern "C" __global__ void adaptive_avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                           long long planes, int height, int width, int oh, int ow) {
-    GC_DISPATCH_INDEX(adaptive_avg_pool2d_forward, float, planes, height, width, oh, ow,
-                      x, y, planes, height, width, oh, ow);
-}
-extern "C" __global__ void adaptive_avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                           long long planes, int height, int width, int oh, int ow) {
-    GC_DISPATCH_INDEX(adaptive_avg_pool2d_forward, double, planes, height, width, oh, ow,
-                      x, y, planes, height, width, oh, ow);
+                                                           long long planes, int height, int width, int oh, int ow,
+                                                           int ppb, int warp_mode) {
+    adaptive_avg_pool2d_forward<float>(x, y, planes, height, width, oh, ow, ppb, warp_mode);
 }
 extern "C" __global__ void adaptive_avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
-                                                            long long planes, int height, int width, int oh, int ow) {
-    GC_DISPATCH_INDEX(adaptive_avg_pool2d_backward, float, planes, height, width, oh, ow,
-                      dy, dx, planes, height, width, oh, ow);
+                                                            long long planes, int height, int width, int oh, int ow,
+                                                            int ppb) {
+    adaptive_avg_pool2d_backward<float>(dy, dx, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void adaptive_avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                           long long planes, int height, int width, int oh, int ow,
+                                                           int ppb, int warp_mode) {
+    adaptive_avg_pool2d_forward<double>(x, y, planes, height, width, oh, ow, ppb, warp_mode);
 }
 extern "C" __global__ void adaptive_avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
-                                                            long long planes, int height, int width, int oh, int ow) {
-    GC_DISPATCH_INDEX(adaptive_avg_pool2d_backward, double, planes, height, width, oh, ow,
-                      dy, dx, planes, height, width, oh, ow);
+                                                            long long planes, int height, int width, int oh, int ow,
+                                                            int ppb) {
+    adaptive_avg_pool2d_backward<double>(dy, dx, planes, height, width, oh, ow, ppb);
 }
-
 extern "C" __global__ void adaptive_max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
                                                            long long* __restrict__ indices, long long planes,
-                                                           int height, int width, int oh, int ow) {
-    GC_DISPATCH_INDEX(adaptive_max_pool2d_forward, float, planes, height, width, oh, ow,
-                      x, y, indices, planes, height, width, oh, ow);
-}
-extern "C" __global__ void adaptive_max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                           long long* __restrict__ indices, long long planes,
-                                                           int height, int width, int oh, int ow) {
-    GC_DISPATCH_INDEX(adaptive_max_pool2d_forward, double, planes, height, width, oh, ow,
-                      x, y, indices, planes, height, width, oh, ow);
+                                                           int height, int width, int oh, int ow, int ppb,
+                                                           int warp_mode) {
+    adaptive_max_pool2d_forward<float, long long>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
 }
 extern "C" __global__ void adaptive_max_pool2d_backward_f32(const float* __restrict__ dy,
                                                             const long long* __restrict__ indices,
                                                             float* __restrict__ dx, long long planes, int height,
-                                                            int width, int oh, int ow) {
-    GC_DISPATCH_INDEX(adaptive_max_pool2d_backward, float, planes, height, width, oh, ow,
-                      dy, indices, dx, planes, height, width, oh, ow);
+                                                            int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_backward<float, long long>(dy, indices, dx, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void adaptive_max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                               int* __restrict__ indices, long long planes, int height,
+                                                               int width, int oh, int ow, int ppb, int warp_mode) {
+    adaptive_max_pool2d_forward<float, int>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_i32_f32(const float* __restrict__ dy,
+                                                                const int* __restrict__ indices,
+                                                                float* __restrict__ dx, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_backward<float, int>(dy, indices, dx, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void adaptive_max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                           long long* __restrict__ indices, long long planes,
+                                                           int height, int width, int oh, int ow, int ppb,
+                                                           int warp_mode) {
+    adaptive_max_pool2d_forward<double, long long>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
 }
 extern "C" __global__ void adaptive_max_pool2d_backward_f64(const double* __restrict__ dy,
                                                             const long long* __restrict__ indices,
                                                             double* __restrict__ dx, long long planes, int height,
-                                                            int width, int oh, int ow) {
-    GC_DISPATCH_INDEX(adaptive_max_pool2d_backward, double, planes, height, width, oh, ow,
-                      dy, indices, dx, planes, height, width, oh, ow);
+                                                            int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_backward<double, long long>(dy, indices, dx, planes, height, width, oh, ow, ppb);
 }
-
+extern "C" __global__ void adaptive_max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                               int* __restrict__ indices, long long planes, int height,
+                                                               int width, int oh, int ow, int ppb, int warp_mode) {
+    adaptive_max_pool2d_forward<double, int>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_i32_f64(const double* __restrict__ dy,
+                                                                const int* __restrict__ indices,
+                                                                double* __restrict__ dx, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_backward<double, int>(dy, indices, dx, planes, height, width, oh, ow, ppb);
+}
 extern "C" __global__ void gem_forward_f32(const float* __restrict__ x, const float* __restrict__ p,
                                            float* __restrict__ y, long long planes, int height, int width, int oh,
-                                           int ow, int kh, int kw, int sh, int sw, float eps) {
-    GC_DISPATCH_INDEX(gem_forward, float, planes, height, width, oh, ow, x, p, y, GEM_ARGS);
-}
-extern "C" __global__ void gem_forward_f64(const double* __restrict__ x, const double* __restrict__ p,
-                                           double* __restrict__ y, long long planes, int height, int width, int oh,
-                                           int ow, int kh, int kw, int sh, int sw, double eps) {
-    GC_DISPATCH_INDEX(gem_forward, double, planes, height, width, oh, ow, x, p, y, GEM_ARGS);
+                                           int ow, int kh, int kw, int sh, int sw, float eps, int ppb,
+                                           int warp_mode) {
+    gem_forward<float>(x, p, y, GEM_ARGS, ppb, warp_mode);
 }
 extern "C" __global__ void gem_backward_coef_f32(const float* __restrict__ x, const float* __restrict__ p,
                                                  const float* __restrict__ dy, float* __restrict__ coef,
                                                  float* __restrict__ partial, long long planes, int height, int width,
-                                                 int oh, int ow, int kh, int kw, int sh, int sw, float eps) {
-    gem_backward_coef<float>(x, p, dy, coef, partial, GEM_ARGS);
+                                                 int oh, int ow, int kh, int kw, int sh, int sw, float eps,
+                                                 int warp_mode) {
+    gem_backward_coef<float>(x, p, dy, coef, partial, GEM_ARGS, warp_mode);
+}
+extern "C" __global__ void gem_backward_dx_f32(const float* __restrict__ x, const float* __restrict__ p,
+                                               const float* __restrict__ coef, float* __restrict__ dx,
+                                               long long planes, int height, int width, int oh, int ow, int kh, int kw,
+                                               int sh, int sw, float eps, int ppb) {
+    gem_backward_dx<float>(x, p, coef, dx, GEM_ARGS, ppb);
+}
+extern "C" __global__ void sum_reduce_f32(const float* __restrict__ partial, float* __restrict__ out, int n) {
+    sum_reduce<float>(partial, out, n);
+}
+extern "C" __global__ void gem_forward_f64(const double* __restrict__ x, const double* __restrict__ p,
+                                           double* __restrict__ y, long long planes, int height, int width, int oh,
+                                           int ow, int kh, int kw, int sh, int sw, double eps, int ppb,
+                                           int warp_mode) {
+    gem_forward<double>(x, p, y, GEM_ARGS, ppb, warp_mode);
 }
 extern "C" __global__ void gem_backward_coef_f64(const double* __restrict__ x, const double* __restrict__ p,
                                                  const double* __restrict__ dy, double* __restrict__ coef,
                                                  double* __restrict__ partial, long long planes, int height, int width,
-                                                 int oh, int ow, int kh, int kw, int sh, int sw, double eps) {
-    gem_backward_coef<double>(x, p, dy, coef, partial, GEM_ARGS);
-}
-extern "C" __global__ void gem_backward_dx_f32(const float* __restrict__ x, const float* __restrict__ p,
-                                               const float* __restrict__ coef, float* __restrict__ dx,
-                                               long long planes, int height, int width, int oh, int ow, int kh,
-                                               int kw, int sh, int sw, float eps) {
-    GC_DISPATCH_INDEX(gem_backward_dx, float, planes, height, width, oh, ow, x, p, coef, dx, GEM_ARGS);
+                                                 int oh, int ow, int kh, int kw, int sh, int sw, double eps,
+                                                 int warp_mode) {
+    gem_backward_coef<double>(x, p, dy, coef, partial, GEM_ARGS, warp_mode);
 }
 extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, const double* __restrict__ p,
                                                const double* __restrict__ coef, double* __restrict__ dx,
-                                               long long planes, int height, int width, int oh, int ow, int kh,
-                                               int kw, int sh, int sw, double eps) {
-    GC_DISPATCH_INDEX(gem_backward_dx, double, planes, height, width, oh, ow, x, p, coef, dx, GEM_ARGS);
-}
-extern "C" __global__ void sum_reduce_f32(const float* __restrict__ partial, float* __restrict__ out, int n) {
-    sum_reduce<float>(partial, out, n);
+                                               long long planes, int height, int width, int oh, int ow, int kh, int kw,
+                                               int sh, int sw, double eps, int ppb) {
+    gem_backward_dx<double>(x, p, coef, dx, GEM_ARGS, ppb);
 }
 extern "C" __global__ void sum_reduce_f64(const double* __restrict__ partial, double* __restrict__ out, int n) {
     sum_reduce<double>(partial, out, n);

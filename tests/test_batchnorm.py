@@ -286,3 +286,70 @@ def test_bad_input_raises_before_any_kernel(emulated_without_kernels, rng):
     with pytest.raises(ValueError, match="running_var"):
         F.batch_norm(x, rm, gpuconv.asarray(np.ones(2, np.float32)), training=True)
     np.testing.assert_array_equal(rm, 0)
+
+
+# Plane layouts of the elementwise kernels and vector widths of the reductions: planes that share a
+# block (7x7, 5x3), a plane per block (40x40, 33x35: odd, scalar) and planes spread over grid.y
+# (64x72: more than one block of vectors); several reduction blocks per channel (MIN_PER_BLOCK low).
+@pytest.mark.parametrize("shape", [(5, 3, 7, 7), (3, 5, 5, 3), (2, 3, 40, 40), (2, 2, 33, 35), (1, 2, 64, 72)])
+def test_plane_layouts_and_split_reductions(kernel_backend, dtype, rng, shape, monkeypatch):
+    monkeypatch.setattr(bn_launch, "MIN_PER_BLOCK", 100)
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 2 - 3).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    weight, bias = channel_vector(rng, c, dtype), channel_vector(rng, c, dtype)
+    rm0, rv0 = channel_vector(rng, c, dtype), channel_vector(rng, c, dtype, 0.5, 2.0)
+    rm, rv = gpuconv.asarray(rm0.copy()), gpuconv.asarray(rv0.copy())
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else {}
+    for _ in range(2):  # the second call reuses the per-channel tickets the first one reset
+        rm[...], rv[...] = gpuconv.asarray(rm0), gpuconv.asarray(rv0)
+        y, mean, invstd = F.batch_norm(gpuconv.asarray(x), rm, rv, gpuconv.asarray(weight), gpuconv.asarray(bias),
+                                       training=True, momentum=0.25, return_stats=True)
+        ref_y, ref_mean, var, unbiased = reference.batch_norm_train(x, weight, bias, 1e-5)
+        assert_close(y, ref_y, dtype, **tol)
+        assert_close(rm, 0.75 * rm0 + 0.25 * ref_mean, dtype, **tol)
+        assert_close(rv, 0.75 * rv0 + 0.25 * unbiased, dtype, **tol)
+        dx, dweight, dbias = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), gpuconv.asarray(weight),
+                                                   mean, invstd)
+        for got, expected in zip((dx, dweight, dbias), reference.batch_norm_train_backward(dy, x, weight, 1e-5),
+                                 strict=True):
+            assert_close(got, expected, dtype, **tol)
+    assert_close(F.batch_norm(gpuconv.asarray(x), gpuconv.asarray(rm0), gpuconv.asarray(rv0), gpuconv.asarray(weight),
+                              gpuconv.asarray(bias)),
+                 reference.batch_norm_eval(x, rm0, rv0, weight, bias, 1e-5), dtype)
+    dx = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), gpuconv.asarray(weight), mean, invstd,
+                               training=False, needs=(True, False, False))[0]
+    assert_close(dx, dy * (weight * gpuconv.to_numpy(invstd)).reshape(1, -1, 1, 1), dtype)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 19, 17), (2, 3, 8, 8)], ids=["scalar", "vector"])
+def test_single_launch_paths_match_two_launch_paths_and_are_schedule_independent(rng, shape):
+    """Small tensors (one reduction block per channel) take one fused launch per forward and per
+    backward; it computes the same bits as the statistics + affine and reduce + dx launches, under
+    every emulator schedule."""
+    with gpuconv.backend("emulated") as be:
+        c = shape[1]
+        assert bn_launch.reduction_split(shape[0] * shape[2] * shape[3], c)[0] == 1
+        x = gpuconv.asarray((rng.standard_normal(shape) * 3 + 5).astype(np.float32))
+        dy = gpuconv.asarray(rng.standard_normal(shape).astype(np.float32))
+        weight, bias = channel_vector(rng, c, np.float32), channel_vector(rng, c, np.float32)
+        rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+
+        def forward():
+            rm[:], rv[:] = 0, 1
+            y, mean, invstd = be.batch_norm_train(x, 1e-5, rm, rv, 0.1, weight, bias)
+            return y, mean, invstd, rm.copy(), rv.copy()
+
+        y, mean, invstd, rm1, rv1 = assert_schedule_independent(forward)
+        rm[:], rv[:] = 0, 1
+        mean2, invstd2 = be.batch_norm_stats(x, 1e-5, rm, rv, 0.1)
+        y2 = be.batch_norm_affine(x, mean2, invstd2, False, weight, bias, 1e-5)
+        for a, b in ((y, y2), (mean, mean2), (invstd, invstd2), (rm1, rm), (rv1, rv)):
+            np.testing.assert_array_equal(a, b)
+        dx, sum_dy, sum_dy_xhat = assert_schedule_independent(
+            lambda: (lambda dx, sums: (dx, *sums))(*be.batch_norm_backward(dy, x, mean, invstd, weight, True, True,
+                                                                           True)))
+        sums2 = be.batch_norm_backward_sums(dy, x, mean, invstd)
+        dx2 = be.batch_norm_backward_dx(dy, x, mean, invstd, weight, sums2, True)
+        for a, b in ((dx, dx2), (sum_dy, sums2[0]), (sum_dy_xhat, sums2[1])):
+            np.testing.assert_array_equal(a, b)

@@ -279,13 +279,17 @@ def test_needs_selects_the_gradients(backend):
 
 def test_non_contiguous_inputs(backend):
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 6, 7, 9)).transpose(0, 1, 3, 2)[:, ::2]  # (2, 3, 9, 7), strided
-    w = rng.standard_normal((3, 4, 3, 2)).transpose(1, 0, 3, 2)  # (4, 3, 2, 3)
-    b = rng.standard_normal(8)[::2]
-    dy = rng.standard_normal((2, 4, 9, 7 * 2)).transpose(0, 1, 2, 3)[..., ::2]  # (2, 4, 9, 7)
+    bases = [rng.standard_normal(s) for s in ((2, 6, 7, 9), (3, 4, 3, 2), (8,), (2, 4, 9, 7 * 2))]
+    # The same strided views of the host data (for the references) and of the backend's own arrays
+    # (gpuconv.asarray of a strided NumPy view gives a contiguous array on cupy).
+    views = (lambda a: a.transpose(0, 1, 3, 2)[:, ::2],  # (2, 3, 9, 7), strided
+             lambda a: a.transpose(1, 0, 3, 2),  # (4, 3, 2, 3)
+             lambda a: a[::2],
+             lambda a: a[..., ::2])  # (2, 4, 9, 7)
+    x, w, b, dy = (view(a) for view, a in zip(views, bases, strict=True))
     expected_y = reference.conv2d(x, w, b, (1, 1), (0, 1, 1, 1), (1, 1), 1)
     expected = reference.conv2d_backward(dy, x, w, (1, 1), (0, 1, 1, 1), (1, 1), 1)
-    X, W, B, DY = (gpuconv.asarray(a) for a in (x, w, b, dy))
+    X, W, B, DY = (view(gpuconv.asarray(a)) for view, a in zip(views, bases, strict=True))
     assert not X.flags.c_contiguous and not W.flags.c_contiguous
     for algo in ("im2col", "direct"):
         assert_close(F.conv2d(X, W, B, padding="same", algo=algo), expected_y)

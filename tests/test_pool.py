@@ -53,18 +53,30 @@ def test_max_pool2d_random_configs(backend, dtype, rng):
         assert_close(y, ref_y, dtype)
         np.testing.assert_array_equal(gpuconv.to_numpy(indices), ref_idx)
         assert gpuconv.to_numpy(indices).dtype == np.int64
+        y32, idx32 = F.max_pool2d(gpuconv.asarray(x), **kw, return_indices=True, index_dtype=np.int32)
+        assert gpuconv.to_numpy(idx32).dtype == np.int32
+        np.testing.assert_array_equal(gpuconv.to_numpy(idx32), ref_idx)
+        np.testing.assert_array_equal(gpuconv.to_numpy(y32), gpuconv.to_numpy(y))
         assert_close(F.max_pool2d(gpuconv.asarray(x), **kw), ref_y, dtype)
         dy = rng.standard_normal(ref_y.shape).astype(dtype)
         dx = F.max_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), indices, **kw)
         assert_close(dx, reference.max_pool2d_backward(dy, ref_idx, shape, k, s, p, d), dtype)
+        dx32 = F.max_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), idx32, **kw)
+        np.testing.assert_array_equal(gpuconv.to_numpy(dx32), gpuconv.to_numpy(dx))
 
 
-def test_64_bit_index_path(rng, monkeypatch):
-    """The kernels' 64-bit index code (taken for tensors of 2^30 elements or more) on small inputs."""
-    monkeypatch.setattr(pool_launch, "DEFINES", {"GC_INDEX32_LIMIT": 0})
+@pytest.mark.parametrize("warp_min_window", [0, 10**9], ids=["warp-per-output", "thread-per-output"])
+def test_strided_launch_geometry(rng, monkeypatch, warp_min_window):
+    """Grids too small for the data, so every kernel strides over planes (grid.y), positions
+    (grid.x) and outputs (warps); the reductions with a warp per output and with a thread per output."""
+    monkeypatch.setattr(pool_launch, "MAX_GRID_X", 1)
+    monkeypatch.setattr(pool_launch, "MAX_GRID_Y", 2)
+    monkeypatch.setattr(pool_launch, "MAX_WARP_BLOCKS", 1)
+    monkeypatch.setattr(pool_launch, "WARP_MIN_WINDOW", warp_min_window)
     with gpuconv.backend("emulated"):
         for _ in range(4):
             shape, k, s, p, d, ceil = window_config(rng)
+            shape = (shape[0] + 2, *shape[1:3], shape[3] + 17)  # more planes and positions than the grid
             x = distinct(rng, shape, np.float64)
             y, indices = F.max_pool2d(gpuconv.asarray(x), k, s, p, d, ceil, return_indices=True)
             ref_y, ref_idx = reference.max_pool2d(x, k, s, p, d, ceil)
@@ -181,6 +193,25 @@ def test_adaptive_max_pool2d_random_configs(backend, dtype, rng):
         dy = rng.standard_normal(out and ref_y.shape).astype(dtype)
         dx = F.adaptive_max_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), indices, arg)
         assert_close(dx, reference.index_backward(dy, ref_idx, shape), dtype)
+
+
+def test_adaptive_max_pool2d_ties_and_nan_in_large_bins(backend, dtype, rng):
+    """Bins of 16+ elements (a warp per output on the kernel backends): ties go to the first maximum
+    in row-major order, a bin holding NaN gives NaN at its last NaN; int32 indices agree."""
+    x = rng.integers(0, 3, (2, 3, 11, 9)).astype(dtype)  # many ties
+    for out in ((1, 1), (2, 2), (1, 3)):
+        ref_y, ref_idx = reference.adaptive_max_pool2d(x, out)
+        for index_dtype in (np.int64, np.int32):
+            y, indices = F.adaptive_max_pool2d(gpuconv.asarray(x), out, return_indices=True, index_dtype=index_dtype)
+            assert_close(y, ref_y, dtype)
+            assert gpuconv.to_numpy(indices).dtype == index_dtype
+            np.testing.assert_array_equal(gpuconv.to_numpy(indices), ref_idx)
+    x[0, 0, 2, 3] = x[0, 0, 8, 1] = x[1, 2, 0, 0] = np.nan
+    y, indices = F.adaptive_max_pool2d(gpuconv.asarray(x), 1, return_indices=True)
+    y, indices = gpuconv.to_numpy(y), gpuconv.to_numpy(indices)
+    assert np.isnan(y[0, 0, 0, 0]) and indices[0, 0, 0, 0] == 8 * 9 + 1
+    assert np.isnan(y[1, 2, 0, 0]) and indices[1, 2, 0, 0] == 0
+    assert not np.isnan(y[0, 1, 0, 0])
 
 
 def test_adaptive_pools_global_on_odd_plane(backend, rng):
@@ -395,3 +426,29 @@ def test_bad_input_raises_before_any_kernel(emulated_without_kernels, rng):
         F.max_pool2d(x, 2, padding=2)
     with pytest.raises(ValueError, match="p must be"):
         F.gem(x, -3.0)
+
+
+def test_warp_per_output_reductions_are_schedule_independent(rng):
+    """The warp-per-output kernels (adaptive pooling, GeM over large windows) combine lanes with
+    shuffles in a fixed butterfly: bit-identical under every emulator schedule."""
+    with gpuconv.backend("emulated"):
+        x = gpuconv.asarray(rng.uniform(0.1, 2.0, (2, 5, 11, 9)).astype(np.float32))
+        x[0, 1, 3, 3] = x[0, 1, 5, 2]  # a tie
+        assert_schedule_independent(lambda: (F.adaptive_avg_pool2d(x, (1, 2)),
+                                             *F.adaptive_max_pool2d(x, 1, return_indices=True),
+                                             F.gem(x, 3.0)))
+
+
+@pytest.mark.parametrize("warp_min_window", [0, 10**9], ids=["warp-per-output", "thread-per-output"])
+def test_gem_backward_both_geometries_match_reference(rng, monkeypatch, warp_min_window):
+    monkeypatch.setattr(pool_launch, "WARP_MIN_WINDOW", warp_min_window)
+    with gpuconv.backend("emulated"):
+        x = gpuconv.asarray(rng.uniform(0.0, 2.0, (3, 4, 7, 6)))
+        for kernel_size, stride in ((None, None), ((3, 2), (2, 1))):
+            y = F.gem(x, 2.5, 1e-6, kernel_size, stride)
+            dy = gpuconv.asarray(rng.standard_normal(y.shape))
+            dx, dp = assert_schedule_independent(lambda: F.gem_backward(dy, x, 2.5, 1e-6, kernel_size, stride))
+            k, s = (kernel_size or (7, 6)), (stride or (1, 1))
+            ref_dx, ref_dp = reference.gem_backward(gpuconv.to_numpy(dy), gpuconv.to_numpy(x), 2.5, 1e-6, k, s)
+            assert_close(dx, ref_dx)
+            assert_close(dp, ref_dp, rtol=1e-9, atol=1e-10)

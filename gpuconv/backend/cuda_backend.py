@@ -12,6 +12,7 @@ from .base import Backend
 from .cuda_ops.conv_direct import ConvDirectKernels
 from .cuda_ops.conv_im2col import ConvIm2colKernels
 from .cuda_ops.batchnorm import BatchNormKernels
+from .cuda_ops.elementwise import ElementwiseKernels
 from .cuda_ops.im2col import Im2colKernels
 from .cuda_ops.pool import PoolKernels
 from .kernel_source import kernel_files
@@ -32,7 +33,7 @@ def dtype_suffix(dtype) -> str:
 
 
 class CudaBackend(ConvDirectKernels, ConvIm2colKernels, Im2colKernels, PoolKernels, BatchNormKernels,
-                  Backend):
+                  ElementwiseKernels, Backend):
     """Launches kernels/*.cu; subclasses provide ``xp`` and ``load_module(filename, defines)``."""
 
     def __init__(self):

@@ -6,11 +6,12 @@ import numpy as np
 
 from .base import Backend
 from .numpy_ops.conv import NumpyConvOps
+from .numpy_ops.elementwise import ElementwiseOps
 from .numpy_ops.batchnorm import BatchNormOps
 from .numpy_ops.im2col import Im2colOps
 from .numpy_ops.pool import PoolOps
 
 
-class NumpyBackend(NumpyConvOps, Im2colOps, PoolOps, BatchNormOps, Backend):
+class NumpyBackend(NumpyConvOps, Im2colOps, PoolOps, BatchNormOps, ElementwiseOps, Backend):
     name = "numpy"
     xp = np

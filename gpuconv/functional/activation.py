@@ -9,36 +9,46 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_backend
-from ._args import check_array
+from ._args import check_array, same_dtype
 from ._common import check_dim, check_real, check_same_shape
 
 
+def _contiguous(*arrays):
+    xp = get_backend().xp
+    return tuple(xp.ascontiguousarray(a) for a in arrays)
+
+
 def relu(x: Any) -> Any:
-    """max(x, 0) elementwise (NaN stays NaN). Any shape; same shape and dtype out."""
+    """max(x, 0) elementwise (NaN stays NaN). Any shape; same shape and dtype out. One kernel on
+    the cupy and emulated backends."""
     check_array(x, "x")
-    return get_backend().xp.maximum(x, 0)
+    return get_backend().relu(*_contiguous(x))
 
 
 def relu_backward(dy: Any, x: Any) -> Any:
-    """dx = dy where x > 0, else 0. ``x`` is the forward's input."""
+    """dx = dy where x > 0, else 0. ``x`` is the forward's input (or its output: same sign)."""
     check_array(x, "x")
+    check_array(dy, "dy")
     check_same_shape("x", x, "dy", dy)
-    return dy * (x > 0)
+    same_dtype("x", x, dy=dy)
+    return get_backend().relu_backward(*_contiguous(dy, x))
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
     """x where x > 0, else negative_slope * x. Any shape."""
     check_array(x, "x")
     slope = check_real(negative_slope, "negative_slope")
-    return get_backend().xp.where(x > 0, x, x * x.dtype.type(slope))
+    return get_backend().leaky_relu(*_contiguous(x), slope)
 
 
 def leaky_relu_backward(dy: Any, x: Any, negative_slope: float = 0.01) -> Any:
     """dx = dy where x > 0, else negative_slope * dy."""
     check_array(x, "x")
+    check_array(dy, "dy")
     check_same_shape("x", x, "dy", dy)
+    same_dtype("x", x, dy=dy)
     slope = check_real(negative_slope, "negative_slope")
-    return get_backend().xp.where(x > 0, dy, dy * dy.dtype.type(slope))
+    return get_backend().leaky_relu_backward(*_contiguous(dy, x), slope)
 
 
 def sigmoid(x: Any) -> Any:

@@ -79,9 +79,8 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
     x = be.xp.ascontiguousarray(x)
     if use_batch_stats:
         update = bool(training) and running_mean is not None
-        mean, invstd = be.batch_norm_stats(x, eps, running_mean if update else None,
-                                           running_var if update else None, factor)
-        y = be.batch_norm_affine(x, mean, invstd, False, weight, bias, eps)
+        y, mean, invstd = be.batch_norm_train(x, eps, running_mean if update else None,
+                                              running_var if update else None, factor, weight, bias)
     else:
         y = be.batch_norm_affine(x, running_mean, running_var, True, weight, bias, eps)
         if return_stats:
@@ -121,10 +120,8 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
     need_dx, need_dweight, need_dbias = (bool(v) for v in needs)
     be = get_backend()
     x, dy = be.xp.ascontiguousarray(x), be.xp.ascontiguousarray(dy)
-    sums = None
-    if need_dweight or need_dbias or (need_dx and training):
-        sums = be.batch_norm_backward_sums(dy, x, save_mean, save_invstd)
-    dx = be.batch_norm_backward_dx(dy, x, save_mean, save_invstd, weight, sums, bool(training)) if need_dx else None
+    dx, sums = be.batch_norm_backward(dy, x, save_mean, save_invstd, weight, bool(training), need_dx,
+                                      need_dweight or need_dbias or (need_dx and bool(training)))
     dweight = sums[1] if need_dweight else None
     dbias = sums[0] if need_dbias else None
     return dx, dweight, dbias

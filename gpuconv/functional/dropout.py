@@ -1,7 +1,13 @@
 """Dropout with inverted scaling: kept elements are multiplied by 1/(1-p) so eval needs no rescale.
 
-The keep mask is drawn on the host from a NumPy generator (``gpuconv.random.default_generator()``
-unless one is passed) and moved to the backend, so a seed gives the same mask on every backend.
+Where the keep mask comes from:
+- a NumPy generator passed as ``generator``: drawn on the host, ``generator.random(x.shape) >= p``,
+  and moved to the backend (the same mask on every backend);
+- otherwise, on the numpy backend: the same draw from ``gpuconv.random.default_generator()``;
+- otherwise, on the kernel backends (cupy, emulated): float32 uniforms drawn by the backend's own
+  generator (CuPy's, on the device: no host round trip), which is seeded from gpuconv's default
+  generator, so ``gpuconv.manual_seed`` makes it reproducible (masks differ from the numpy
+  backend's for the same seed).
 """
 
 from __future__ import annotations
@@ -48,9 +54,13 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, *, generator: np.rand
     be = get_backend()
     if not training or p == 0.0:
         return (x, be.xp.ones(x.shape, dtype=bool)) if return_mask else x
-    rng = generator if generator is not None else default_generator()
-    mask = be.asarray(rng.random(x.shape) >= p)
-    y = x * (mask.astype(x.dtype) * _scale(p, x.dtype))
+    x = be.xp.ascontiguousarray(x)
+    if generator is None and hasattr(be, "dropout_device"):
+        y, mask = be.dropout_device(x, p, _scale(p, x.dtype), default_generator())
+    else:
+        rng = generator if generator is not None else default_generator()
+        mask = be.asarray(rng.random(x.shape) >= p)
+        y = be.dropout_apply(x, mask, _scale(p, x.dtype))
     return (y, mask) if return_mask else y
 
 
@@ -61,4 +71,7 @@ def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
     get_backend().check_native("mask", mask)
     if tuple(mask.shape) != tuple(dy.shape):
         raise ValueError(f"mask must have dy's shape {tuple(dy.shape)}, got {tuple(mask.shape)}")
-    return dy * (mask.astype(dy.dtype) * _scale(p, dy.dtype))
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask must be the bool keep mask dropout returned, got dtype {mask.dtype}")
+    xp = get_backend().xp
+    return get_backend().dropout_apply(xp.ascontiguousarray(dy), xp.ascontiguousarray(mask), _scale(p, dy.dtype))

@@ -63,9 +63,15 @@ def layer_norm(x: Any, normalized_shape: int | tuple[int, ...], weight: Any = No
         raise ValueError(f"eps must be non-negative, got {eps}")
     xp = get_backend().xp
     x2 = x.reshape(m, d)
-    # Two passes (mean, then mean of squared deviations): no cancellation for rows with a large mean.
-    mean = x2.mean(axis=1, keepdims=True)
-    centered = x2 - mean
+    # Two passes (mean, then mean of squared deviations) over data shifted by a sample of its row:
+    # a row with a large mean (1e4, std 1, float32) is centered without ever rounding its mean to
+    # x's precision, so the result does not depend on how the backend sums (CuPy's GPU reductions
+    # lost 1e-3 there where NumPy's pairwise sums did not).
+    pivot = x2[:, :1]
+    centered = x2 - pivot
+    residual = centered.mean(axis=1, keepdims=True)
+    centered -= residual  # in place: no temporary beyond what the two-pass formula had
+    mean = pivot + residual
     var = (centered * centered).mean(axis=1, keepdims=True)
     invstd = 1 / xp.sqrt(var + x.dtype.type(eps))
     y = centered * invstd

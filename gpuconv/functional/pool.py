@@ -51,11 +51,25 @@ def _check_output_like(dy, expected_shape, name="dy"):
         raise ValueError(f"{name} must have the forward output's shape {tuple(expected_shape)}, got {tuple(dy.shape)}")
 
 
+_INDEX_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+
+
+def _index_dtype(index_dtype) -> np.dtype:
+    """int64 (PyTorch's, the default) or int32 (half the bytes, for indices kept only for the backward)."""
+    try:
+        dtype = np.dtype(index_dtype)
+    except TypeError:
+        dtype = None
+    if dtype not in _INDEX_DTYPES:
+        raise TypeError(f"index_dtype must be int64 or int32, got {index_dtype!r}")
+    return dtype
+
+
 def _check_indices(indices, expected_shape):
     be = get_backend()
     be.check_native("indices", indices)
-    if indices.dtype != np.int64:
-        raise TypeError(f"indices must be int64 (from return_indices=True), got {indices.dtype}")
+    if indices.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"indices must be int64 or int32 (from return_indices=True), got {indices.dtype}")
     if tuple(indices.shape) != tuple(expected_shape):
         raise ValueError(f"indices must have the output's shape {tuple(expected_shape)}, got {tuple(indices.shape)}")
     return be.xp.ascontiguousarray(indices)
@@ -67,7 +81,7 @@ def _contiguous(a):
 
 # ---- max pooling ---------------------------------------------------------------------------------
 def max_pool2d(x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
-               return_indices: bool = False):
+               return_indices: bool = False, *, index_dtype=np.int64):
     """2-D max pooling; padding acts as -inf.
 
     Args:
@@ -77,13 +91,17 @@ def max_pool2d(x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
         ceil_mode: round the output size up (a last window that would start in the right padding
             is dropped, as in PyTorch).
         return_indices: also return the argmax positions.
+        index_dtype: int64 (PyTorch's) or int32 (half the memory, for indices kept only for
+            :func:`max_pool2d_backward`, which takes either).
     Returns:
-        y (N, C, OH, OW), and with return_indices the int64 flat index y*W + x of each maximum
-        within its (H, W) plane (PyTorch's convention; the first maximum in window order).
+        y (N, C, OH, OW), and with return_indices the flat index y*W + x of each maximum within
+        its (H, W) plane (PyTorch's convention; the first maximum in window order).
     """
     check_array(x, "x", 4, "(N, C, H, W)")
     k, s, p, d, out = _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
-    y, indices = get_backend().max_pool2d(_contiguous(x), k, s, p, d, out, with_indices=bool(return_indices))
+    index_dtype = _index_dtype(index_dtype)
+    y, indices = get_backend().max_pool2d(_contiguous(x), k, s, p, d, out, with_indices=bool(return_indices),
+                                          index_dtype=index_dtype)
     return (y, indices) if return_indices else y
 
 
@@ -181,15 +199,15 @@ def adaptive_avg_pool2d_backward(dy: Any, x_shape, output_size) -> Any:
     return get_backend().adaptive_avg_pool2d_backward(_contiguous(dy), x_shape)
 
 
-def adaptive_max_pool2d(x: Any, output_size, return_indices: bool = False):
-    """Adaptive max pooling with PyTorch's bins; indices as in :func:`max_pool2d`.
+def adaptive_max_pool2d(x: Any, output_size, return_indices: bool = False, *, index_dtype=np.int64):
+    """Adaptive max pooling with PyTorch's bins; indices (and index_dtype) as in :func:`max_pool2d`.
 
     Args: x (N, C, H, W); output_size int or pair (None = keep). Returns: y (N, C, OH, OW)
-    [, int64 indices].
+    [, indices].
     """
     check_array(x, "x", 4, "(N, C, H, W)")
     out = _adaptive_size(output_size, *x.shape[2:])
-    y, indices = get_backend().adaptive_max_pool2d(_contiguous(x), out)
+    y, indices = get_backend().adaptive_max_pool2d(_contiguous(x), out, index_dtype=_index_dtype(index_dtype))
     return (y, indices) if return_indices else y
 
 

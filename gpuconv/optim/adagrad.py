@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import numpy as np
+
 from ..backend import get_array_module
-from .optimizer import Optimizer, check_range
+from .optimizer import Optimizer, check_range, fused_state
 
 
 class Adagrad(Optimizer):
@@ -46,3 +48,18 @@ class Adagrad(Optimizer):
         std = get_array_module(p.data).sqrt(state["sum"])
         std += eps
         p.data += grad * -clr / std
+
+    def _multi_update(self, be: Any, params: list[Any], group: dict[str, Any]) -> None:
+        lr, lr_decay, eps = float(group["lr"]), float(group["lr_decay"]), float(group["eps"])
+        weight_decay = float(group["weight_decay"])
+        rows = []
+        for p in params:
+            state = self.state.setdefault(p, {})
+            if "sum" not in state:
+                state["sum"] = be.xp.full(p.data.shape, float(group["initial_accumulator_value"]), dtype=p.data.dtype)
+            state["step"] = state.get("step", 0) + 1
+            clr = lr / (1 + (state["step"] - 1) * lr_decay)
+            rows.append((p.data, p.grad, fused_state(be, state, "sum", p.data), None, None, 0, -clr, 0.0))
+        t = params[0].data.dtype.type
+        be.multi_tensor_step("adagrad_step", rows, (t(eps), t(weight_decay), np.int32(weight_decay != 0),
+                                                    np.int32(bool(group["maximize"]))))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+import numpy as np
+
 from ..backend import get_array_module
-from .optimizer import Optimizer, check_range, lerp_
+from .optimizer import Optimizer, check_range, fused_state, lerp_
 
 
 class Adam(Optimizer):
@@ -65,6 +67,26 @@ class Adam(Optimizer):
         denom += eps
         p.data += exp_avg * -step_size / denom
 
+
+    def _multi_update(self, be: Any, params: list[Any], group: dict[str, Any]) -> None:
+        lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        rows = []
+        for p in params:
+            state = self.state.setdefault(p, {})
+            state["step"] = state.get("step", 0) + 1
+            step = state["step"]
+            names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+            arrays = [fused_state(be, state, name, p.data) for name in names]
+            step_size = lr / (1 - beta1 ** step)
+            rows.append((p.data, p.grad, *arrays, *([None] * (3 - len(arrays))), 0, -step_size,
+                         math.sqrt(1 - beta2 ** step)))
+        t = params[0].data.dtype.type
+        w1 = 1 - beta1
+        be.multi_tensor_step("adam_step", rows, (
+            t(w1), t(1.0 - w1), np.int32(w1 < 0.5), t(beta2), t(1 - beta2), t(eps), t(weight_decay),
+            t(1 - lr * weight_decay), np.int32(weight_decay != 0), np.int32(self._decoupled),
+            np.int32(bool(group["amsgrad"])), np.int32(bool(group["maximize"]))))
 
 class AdamW(Adam):
     """PyTorch's ``torch.optim.AdamW``: Adam with decoupled weight decay p *= 1 - lr * weight_decay

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, get_backend
 
 
 def check_range(name: str, value: Any, low: float = 0.0, high: float | None = None, high_open: bool = False) -> float:
@@ -83,20 +83,37 @@ class Optimizer:
                     p.grad[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One update of every parameter that has a gradient; returns ``closure()`` when given."""
+        """One update of every parameter that has a gradient; returns ``closure()`` when given.
+
+        On a backend with kernels (cupy, emulated) the parameters of a group are updated by one
+        multi-tensor kernel launch per dtype, with the same arithmetic as the per-parameter NumPy
+        code (:meth:`_update`), which the numpy backend runs.
+        """
         loss = closure() if closure is not None else None
+        be = get_backend()
         for group in self.param_groups:
+            params = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if tuple(p.grad.shape) != tuple(p.data.shape):
                     raise ValueError(f"gradient shape {tuple(p.grad.shape)} does not match the parameter's "
                                      f"{tuple(p.data.shape)}")
-                state = self.state.setdefault(p, {})
-                self._update(p, p.grad, state, group)
+                params.append(p)
+            fused = [p for p in params if _fusable(be, p)] if hasattr(be, "multi_tensor_step") else []
+            fused_ids = {id(p) for p in fused}
+            for dtype in {p.data.dtype for p in fused}:
+                self._multi_update(be, [p for p in fused if p.data.dtype == dtype], group)
+            for p in params:
+                if id(p) not in fused_ids:
+                    self._update(p, p.grad, self.state.setdefault(p, {}), group)
         return loss
 
     def _update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _multi_update(self, be: Any, params: list[Any], group: dict[str, Any]) -> None:
+        """Updates ``params`` (one dtype, all fusable) with one ``be.multi_tensor_step`` launch."""
         raise NotImplementedError
 
     # ---- state_dict -----------------------------------------------------------------------------
@@ -168,3 +185,23 @@ def lerp_(a: Any, b: Any, weight: float) -> None:
         a += (b - a) * weight
     else:
         a[...] = b - (b - a) * (1.0 - weight)
+
+
+def _fusable(be: Any, p: Any) -> bool:
+    """Whether the multi-tensor kernels can update ``p``: C-contiguous float32/float64 arrays of the
+    backend, gradient of the parameter's dtype (anything else takes the per-parameter path)."""
+    data, grad = p.data, p.grad
+    return (be.is_native(data) and be.is_native(grad) and data.dtype == grad.dtype
+            and data.dtype in (np.float32, np.float64) and data.flags.c_contiguous and grad.flags.c_contiguous)
+
+
+def fused_state(be: Any, state: dict[str, Any], name: str, like: Any, zero: bool = True) -> Any:
+    """``state[name]`` for the multi-tensor kernels: created as zeros (or uninitialized, when the
+    kernel writes it before reading it) when missing; an existing entry that is not a C-contiguous
+    array of ``like``'s dtype and backend is replaced by a copy that is (e.g. loaded state)."""
+    value = state.get(name)
+    if value is None:
+        value = state[name] = be.zeros(like.shape, like.dtype) if zero else be.empty(like.shape, like.dtype)
+    elif not (be.is_native(value) and value.dtype == like.dtype and value.flags.c_contiguous):
+        value = state[name] = be.xp.ascontiguousarray(be.asarray(value), dtype=like.dtype)
+    return value

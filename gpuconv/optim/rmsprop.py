@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import numpy as np
+
 from ..backend import get_array_module
-from .optimizer import Optimizer, check_range, lerp_
+from .optimizer import Optimizer, check_range, fused_state, lerp_
 
 
 class RMSprop(Optimizer):
@@ -59,3 +61,21 @@ class RMSprop(Optimizer):
             p.data += buf * -lr
         else:
             p.data += grad * -lr / avg
+
+    def _multi_update(self, be: Any, params: list[Any], group: dict[str, Any]) -> None:
+        lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
+        weight_decay, momentum = float(group["weight_decay"]), float(group["momentum"])
+        rows = []
+        for p in params:
+            state = self.state.setdefault(p, {})
+            state["step"] = state.get("step", 0) + 1
+            square_avg = fused_state(be, state, "square_avg", p.data)
+            buf = fused_state(be, state, "momentum_buffer", p.data) if momentum > 0 else None
+            grad_avg = fused_state(be, state, "grad_avg", p.data) if group["centered"] else None
+            rows.append((p.data, p.grad, square_avg, buf, grad_avg, 0, 0.0, 0.0))
+        t = params[0].data.dtype.type
+        w = 1 - alpha
+        be.multi_tensor_step("rmsprop_step", rows, (
+            t(-lr), t(alpha), t(1 - alpha), t(w), t(1.0 - w), np.int32(w < 0.5), t(eps), t(weight_decay), t(momentum),
+            np.int32(weight_decay != 0), np.int32(momentum > 0), np.int32(bool(group["centered"])),
+            np.int32(bool(group["maximize"]))))

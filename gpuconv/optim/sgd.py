@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .optimizer import Optimizer, check_range
+import numpy as np
+
+from .optimizer import Optimizer, check_range, fused_state
 
 
 class SGD(Optimizer):
@@ -43,3 +45,20 @@ class SGD(Optimizer):
                 buf += grad * (1 - dampening)
             grad = grad + buf * momentum if group["nesterov"] else buf
         p.data += grad * -lr
+
+    def _multi_update(self, be: Any, params: list[Any], group: dict[str, Any]) -> None:
+        lr, momentum, dampening = float(group["lr"]), float(group["momentum"]), float(group["dampening"])
+        weight_decay = float(group["weight_decay"])
+        rows = []
+        for p in params:
+            state = self.state.setdefault(p, {})
+            buf, has_buffer = None, 0
+            if momentum != 0:
+                has_buffer = int(state.get("momentum_buffer") is not None)
+                buf = fused_state(be, state, "momentum_buffer", p.data, zero=False)  # first step: buf = g
+            rows.append((p.data, p.grad, buf, None, None, has_buffer, 0.0, 0.0))
+        t = params[0].data.dtype.type
+        be.multi_tensor_step("sgd_step", rows, (t(-lr), t(momentum), t(1 - dampening), t(weight_decay),
+                                                np.int32(momentum != 0), np.int32(weight_decay != 0),
+                                                np.int32(bool(group["nesterov"])), np.int32(bool(group["maximize"]))))
+

@@ -1,109 +1,200 @@
-"""Launchers for kernels/pool.cu (shared by the cupy and emulated backends)."""
+"""Launchers for kernels/pool.cu (shared by the cupy and emulated backends).
+
+Every launch allocates only its results (and indices), except GeM's backward: a (N, C, OH, OW)
+coefficient buffer and GEM_REDUCE_BLOCKS partial sums of x's dtype, freed on return.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 # Blocks of the GeM dp reduction: a fixed count, so the summation order (and the result) does not
-# depend on the device; each block's threads stride over the outputs.
-GEM_REDUCE_BLOCKS = 128
+# depend on the device (about four waves on an H100); each block's threads (or warps) stride over
+# the outputs.
+GEM_REDUCE_BLOCKS = 1024
 REDUCE_BLOCK = 256  # threads per reduction block; must equal kReduceBlock in pool.cu
-# #defines for pool.cu; tests set {"GC_INDEX32_LIMIT": 0} to run the 64-bit index path.
-DEFINES: dict | None = None
+BLOCK = 256  # threads per block of the per-plane kernels
+# Grid limits of the per-plane launches (chunks of a plane over grid.x, plane groups over grid.y);
+# the kernels stride over what does not fit. Tests lower them to run the strided paths.
+MAX_GRID_X = 65535
+MAX_GRID_Y = 65535
+# Warp-per-output reductions (adaptive pooling and GeM forward): used for bins/windows of at least
+# WARP_MIN_WINDOW elements, over at most MAX_WARP_BLOCKS blocks of BLOCK // 32 warps.
+WARP_MIN_WINDOW = 16
+MAX_WARP_BLOCKS = 65535
+INT32_LIMIT = 2**31 - 1
+MAX_CACHED_PLANS = 4096  # launch plans kept per backend (the cache is cleared when full)
 
 
 def _i32(*values) -> tuple:
     return tuple(np.int32(v) for v in values)
 
 
+def plane_launch(planes: int, plane_size: int) -> tuple[tuple[int, int], tuple[int], int]:
+    """(grid, block, ppb) of a per-plane kernel over ``plane_size`` positions of each plane: a plane
+    of fewer than BLOCK positions gets the smallest power-of-two number of warps covering it and
+    shares a block with others (7x7: 64 threads, 4 planes per block); a larger one gets
+    ceil(size / BLOCK) blocks (one position per thread)."""
+    threads = 32
+    while threads < plane_size and threads < BLOCK:
+        threads *= 2
+    ppb = BLOCK // threads
+    chunks = min(-(-plane_size // BLOCK), MAX_GRID_X) if ppb == 1 else 1
+    return (chunks, min(-(-planes // ppb), MAX_GRID_Y)), (BLOCK,), ppb
+
+
+def _check_sizes(*sizes: int) -> None:
+    """The kernels' 32-bit position arithmetic needs every plane size (and bin product) to fit."""
+    for size in sizes:
+        if size > INT32_LIMIT:
+            raise ValueError(f"pooling kernels support planes of fewer than 2^31 elements, got {size}")
+
+
+def _index_suffix(dtype) -> str:
+    return "_i32" if np.dtype(dtype) == np.int32 else ""
+
+
 class PoolKernels:
-    def _kernel(self, op: str, dtype):
-        return self.kernel("pool.cu", op, dtype, DEFINES)
+    def _pool_launch(self, op: str, dtype, arrays: tuple, planes: int, size: int, ints: tuple, tail: tuple = (),
+                     window: int | None = None) -> None:
+        """Launches ``op`` with arguments arrays + (int64 planes, *int32 ints, *tail, ppb[, warp_mode]).
 
-    def _planes(self, shape) -> np.int64:
-        return np.int64(shape[0] * shape[1])
+        ``size`` is the number of positions per plane the threads cover; ``window`` (forward
+        reductions only) the largest window, which picks a warp per output (large) or a thread per
+        output. The kernel, geometry and scalar arguments are computed once per configuration and
+        cached (converting a dozen Python ints to NumPy scalars alone costs about 10 us a call).
+        """
+        if planes * size == 0:
+            return
+        plans = self.__dict__.setdefault("_pool_plans", {})
+        limits = (MAX_GRID_X, MAX_GRID_Y, WARP_MIN_WINDOW, MAX_WARP_BLOCKS)  # tests change them
+        key = (self.module_cache_key(), op, dtype, planes, size, ints, tail, window, limits)
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            plan = plans[key] = self._pool_plan(op, dtype, planes, size, ints, tail, window)
+        kernel, grid, block, scalars = plan
+        kernel(grid, block, arrays + scalars)
 
-    def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True):
+    def _pool_plan(self, op, dtype, planes, size, ints, tail, window):
+        kernel = self.kernel("pool.cu", op, dtype)
+        scalars = (np.int64(planes), *_i32(*ints), *tail)
+        if window is None:
+            grid, block, ppb = plane_launch(planes, size)
+            return kernel, grid, block, scalars + (np.int32(ppb),)
+        total = planes * size
+        if window >= WARP_MIN_WINDOW and total * 32 <= INT32_LIMIT:
+            return kernel, (min(-(-total * 32 // BLOCK), MAX_WARP_BLOCKS),), (BLOCK,), scalars + _i32(1, 1)
+        grid, block, ppb = plane_launch(planes, size)
+        return kernel, grid, block, scalars + _i32(ppb, 0)
+
+    def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
+                   index_dtype=np.int64):
+        """y and (with_indices) the flat argmax of each window as ``index_dtype`` (int64 or int32)."""
         n, c, h, w = x.shape
         oh, ow = out_size
+        _check_sizes(h * w, oh * ow)
+        index_dtype = np.dtype(index_dtype) if with_indices else np.dtype(np.int32)
         y = self.empty((n, c, oh, ow), x.dtype)
-        indices = self.empty((n, c, oh, ow) if with_indices else (1,), np.int64)
-        self.launch_1d(self._kernel("max_pool2d_forward", x.dtype), y.size,
-                       (x, y, indices, np.int32(with_indices), self._planes(x.shape),
-                        *_i32(h, w, oh, ow, *kernel_size, *stride, *padding, *dilation)))
+        indices = self.empty((n, c, oh, ow) if with_indices else (1,), index_dtype)
+        self._pool_launch(f"max_pool2d_forward{_index_suffix(index_dtype)}", x.dtype, (x, y, indices), n * c, oh * ow,
+                          (h, w, oh, ow, *kernel_size, *stride, *padding, *dilation), (np.int32(with_indices),))
         return y, (indices if with_indices else None)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
+        """Gather: each input element sums dy over the windows that chose it (int32 or int64 indices)."""
+        n, c, h, w = x_shape
+        _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
-        self.launch_1d(self._kernel("max_pool2d_backward", dy.dtype), dx.size,
-                       (dy, indices, dx, self._planes(x_shape),
-                        *_i32(*x_shape[2:], *dy.shape[2:], *kernel_size, *stride, *padding, *dilation)))
+        self._pool_launch(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx), n * c,
+                          h * w, (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation))
         return dx
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         n, c, h, w = x.shape
+        _check_sizes(h * w, out_size[0] * out_size[1])
         y = self.empty((n, c, *out_size), x.dtype)
-        self.launch_1d(self._kernel("avg_pool2d_forward", x.dtype), y.size,
-                       (x, y, self._planes(x.shape), *_i32(h, w, *out_size, *kernel_size, *stride, *padding,
-                                                           count_include_pad, divisor_override or 0)))
+        self._pool_launch("avg_pool2d_forward", x.dtype, (x, y), n * c, out_size[0] * out_size[1],
+                          (h, w, *out_size, *kernel_size, *stride, *padding, count_include_pad, divisor_override or 0))
         return y
 
     def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride, padding, count_include_pad, divisor_override):
+        n, c, h, w = x_shape
+        _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
-        self.launch_1d(self._kernel("avg_pool2d_backward", dy.dtype), dx.size,
-                       (dy, dx, self._planes(x_shape), *_i32(*x_shape[2:], *dy.shape[2:], *kernel_size, *stride,
-                                                             *padding, count_include_pad, divisor_override or 0)))
+        self._pool_launch("avg_pool2d_backward", dy.dtype, (dy, dx), n * c, h * w,
+                          (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, count_include_pad,
+                           divisor_override or 0))
         return dx
 
+    @staticmethod
+    def _adaptive_checks(h, w, oh, ow) -> int:
+        """Checks the 32-bit bin arithmetic fits; returns the largest bin's element count."""
+        _check_sizes(h * w, oh * ow, (h + 1) * oh, (w + 1) * ow, (oh + 1) * h, (ow + 1) * w)
+        return (-(-h // oh) + 1) * (-(-w // ow) + 1)
+
     def adaptive_avg_pool2d(self, x, out_size):
-        y = self.empty((*x.shape[:2], *out_size), x.dtype)
-        self.launch_1d(self._kernel("adaptive_avg_pool2d_forward", x.dtype), y.size,
-                       (x, y, self._planes(x.shape), *_i32(*x.shape[2:], *out_size)))
+        n, c, h, w = x.shape
+        window = self._adaptive_checks(h, w, *out_size)
+        y = self.empty((n, c, *out_size), x.dtype)
+        self._pool_launch("adaptive_avg_pool2d_forward", x.dtype, (x, y), n * c, out_size[0] * out_size[1],
+                          (h, w, *out_size), window=window)
         return y
 
     def adaptive_avg_pool2d_backward(self, dy, x_shape):
+        n, c, h, w = x_shape
+        self._adaptive_checks(h, w, *dy.shape[2:])
         dx = self.empty(x_shape, dy.dtype)
-        self.launch_1d(self._kernel("adaptive_avg_pool2d_backward", dy.dtype), dx.size,
-                       (dy, dx, self._planes(x_shape), *_i32(*x_shape[2:], *dy.shape[2:])))
+        self._pool_launch("adaptive_avg_pool2d_backward", dy.dtype, (dy, dx), n * c, h * w, (h, w, *dy.shape[2:]))
         return dx
 
-    def adaptive_max_pool2d(self, x, out_size):
-        y = self.empty((*x.shape[:2], *out_size), x.dtype)
-        indices = self.empty(y.shape, np.int64)
-        self.launch_1d(self._kernel("adaptive_max_pool2d_forward", x.dtype), y.size,
-                       (x, y, indices, self._planes(x.shape), *_i32(*x.shape[2:], *out_size)))
+    def adaptive_max_pool2d(self, x, out_size, index_dtype=np.int64):
+        n, c, h, w = x.shape
+        window = self._adaptive_checks(h, w, *out_size)
+        y = self.empty((n, c, *out_size), x.dtype)
+        indices = self.empty(y.shape, index_dtype)
+        self._pool_launch(f"adaptive_max_pool2d_forward{_index_suffix(index_dtype)}", x.dtype, (x, y, indices), n * c,
+                          out_size[0] * out_size[1], (h, w, *out_size), window=window)
         return y, indices
 
     def adaptive_max_pool2d_backward(self, dy, indices, x_shape):
+        n, c, h, w = x_shape
+        self._adaptive_checks(h, w, *dy.shape[2:])
         dx = self.empty(x_shape, dy.dtype)
-        self.launch_1d(self._kernel("adaptive_max_pool2d_backward", dy.dtype), dx.size,
-                       (dy, indices, dx, self._planes(x_shape), *_i32(*x_shape[2:], *dy.shape[2:])))
+        self._pool_launch(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
+                          n * c, h * w, (h, w, *dy.shape[2:]))
         return dx
 
-    def _gem_args(self, x_shape, out_size, kernel_size, stride, eps, dtype):
-        return (self._planes(x_shape), *_i32(*x_shape[2:], *out_size, *kernel_size, *stride), dtype.type(eps))
-
     def gem(self, x, p, eps, kernel_size, stride, out_size):
-        y = self.empty((*x.shape[:2], *out_size), x.dtype)
-        self.launch_1d(self._kernel("gem_forward", x.dtype), y.size,
-                       (x, p, y) + self._gem_args(x.shape, out_size, kernel_size, stride, eps, x.dtype))
+        n, c, h, w = x.shape
+        _check_sizes(h * w, out_size[0] * out_size[1])
+        y = self.empty((n, c, *out_size), x.dtype)
+        self._pool_launch("gem_forward", x.dtype, (x, p, y), n * c, out_size[0] * out_size[1],
+                          (h, w, *out_size, *kernel_size, *stride), (x.dtype.type(eps),),
+                          window=kernel_size[0] * kernel_size[1])
         return y
 
     def gem_backward(self, dy, x, p, eps, kernel_size, stride, need_dx, need_dp):
-        args = self._gem_args(x.shape, dy.shape[2:], kernel_size, stride, eps, x.dtype)
+        n, c, h, w = x.shape
+        _check_sizes(h * w, dy.shape[2] * dy.shape[3])
+        args = (np.int64(n * c), *_i32(h, w, *dy.shape[2:], *kernel_size, *stride), x.dtype.type(eps))
         coef = self.empty(dy.shape, x.dtype)
         partial = self.empty((GEM_REDUCE_BLOCKS,), x.dtype)
         # A fixed grid (not sized by the data): the per-block partial sums, and so dp, are the same
         # bits on every run and every device.
-        self._kernel("gem_backward_coef", x.dtype)((GEM_REDUCE_BLOCKS,), (REDUCE_BLOCK,),
-                                                             (x, p, dy, coef, partial) + args)
+        total = n * c * dy.shape[2] * dy.shape[3]
+        warp_mode = kernel_size[0] * kernel_size[1] >= WARP_MIN_WINDOW and total * 32 <= INT32_LIMIT
+        _check_sizes(total)
+        self.kernel("pool.cu", "gem_backward_coef", x.dtype)((GEM_REDUCE_BLOCKS,), (REDUCE_BLOCK,),
+                                                             (x, p, dy, coef, partial) + args + (np.int32(warp_mode),))
         dp = None
         if need_dp:
             dp = self.empty((1,), x.dtype)
-            self._kernel("sum_reduce", x.dtype)((1,), (REDUCE_BLOCK,),
-                                                          (partial, dp, np.int32(GEM_REDUCE_BLOCKS)))
+            self.kernel("pool.cu", "sum_reduce", x.dtype)((1,), (REDUCE_BLOCK,), (partial, dp, np.int32(GEM_REDUCE_BLOCKS)))
         dx = None
         if need_dx:
             dx = self.empty(x.shape, x.dtype)
-            self.launch_1d(self._kernel("gem_backward_dx", x.dtype), dx.size, (x, p, coef, dx) + args)
+            self._pool_launch("gem_backward_dx", x.dtype, (x, p, coef, dx), n * c, h * w,
+                              (h, w, *dy.shape[2:], *kernel_size, *stride), (x.dtype.type(eps),))
         return dx, dp

@@ -74,3 +74,14 @@ class BatchNormOps:
         dx -= _per_channel(sum_dy / count)
         dx *= _per_channel(scale)
         return dx
+
+    def batch_norm_train(self, x, eps, running_mean, running_var, momentum, weight, bias):
+        """(y, save_mean, save_invstd) of a training forward."""
+        mean, invstd = self.batch_norm_stats(x, eps, running_mean, running_var, momentum)
+        return self.batch_norm_affine(x, mean, invstd, False, weight, bias, eps), mean, invstd
+
+    def batch_norm_backward(self, dy, x, mean, invstd, weight, training, need_dx, need_sums):
+        """(dx or None, (sum_dy, sum_dy_xhat) or None)."""
+        sums = self.batch_norm_backward_sums(dy, x, mean, invstd) if need_sums else None
+        dx = self.batch_norm_backward_dx(dy, x, mean, invstd, weight, sums, training) if need_dx else None
+        return dx, sums

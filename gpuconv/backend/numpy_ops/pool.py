@@ -94,7 +94,8 @@ def _avg_divisors(x_shape, kernel_size, stride, padding, out_size, count_include
 
 
 class PoolOps:
-    def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True):
+    def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
+                   index_dtype=np.int64):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel_size, stride, padding, dilation, out_size
         w = x.shape[3]
         xp = _pad(x, kernel_size, stride, padding, dilation, out_size, -np.inf)
@@ -134,7 +135,7 @@ class PoolOps:
             first_col = np.arange(ow)[None, :] * sw - pw
             first_col = first_col + dw * np.maximum(0, -(first_col // dw))
             np.copyto(indices, first_row * w + first_col, where=empty)
-        return y, indices
+        return y, indices.astype(index_dtype, copy=False)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         # A window without input elements (dilation over padding) passes nothing on, as in the
@@ -179,7 +180,7 @@ class PoolOps:
                 dx[:, :, y0:y1, x0:x1] += (dy[:, :, a, b] / ((y1 - y0) * (x1 - x0)))[:, :, None, None]
         return dx
 
-    def adaptive_max_pool2d(self, x, out_size):
+    def adaptive_max_pool2d(self, x, out_size, index_dtype=np.int64):
         n, c, h, w = x.shape
         oh, ow = out_size
         y = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -195,7 +196,7 @@ class PoolOps:
                 y[:, :, a, b] = np.take_along_axis(region, best[:, :, None], axis=2)[:, :, 0]
                 i, j = np.divmod(best, x1 - x0)
                 indices[:, :, a, b] = (y0 + i) * w + x0 + j
-        return y, indices
+        return y, indices.astype(index_dtype, copy=False)
 
     def adaptive_max_pool2d_backward(self, dy, indices, x_shape):
         return _gather_by_index(dy, indices, x_shape)

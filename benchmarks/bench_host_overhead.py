@@ -1,0 +1,134 @@
+"""Host time per call of conv2d, batch_norm, the pooling ops, relu and an optimizer step, on tiny tensors.
+
+The GPU work of these calls is negligible, so wall clock per call is the host overhead a training
+step pays per layer (argument checks, shape arithmetic, allocations, kernel lookup and launch).
+On cupy it is measured as is (each call queues its kernels; the stream is synchronized once per
+batch of calls). On emulated the kernels run on the CPU, so the table also gives the Python side
+alone: the same calls with every kernel replaced by a stub that only checks its arguments (what the
+cupy loader does before CuPy's own launch, about 12 us measured on an H100 host), and the number
+of kernel launches per call.
+
+    python benchmarks/bench_host_overhead.py --backend emulated [--calls 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import gpuconv
+import gpuconv.functional as F
+from gpuconv import optim
+from gpuconv.backend.signature import check_arguments
+
+
+class _Param:
+    def __init__(self, data):
+        self.data, self.grad = data, None
+
+
+def _cases(be):
+    rng = np.random.default_rng(0)
+
+    def arr(*shape):
+        return be.asarray(rng.standard_normal(shape).astype(np.float32))
+
+    x, w, b = arr(2, 8, 8, 8), arr(8, 8, 3, 3), arr(8)
+    rm, rv = arr(8), be.asarray(np.ones(8, np.float32))
+    y, mean, invstd = F.batch_norm(x, rm, rv, b, b, training=True, return_stats=True)
+    _, indices = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    dyp = arr(*indices.shape)
+    params = [_Param(arr(64, 64)) for _ in range(20)]
+    for p in params:
+        p.grad = arr(64, 64)
+    sgd = optim.SGD(params, lr=0.01, momentum=0.9)
+    return {
+        "conv2d 3x3 (2,8,8,8)": lambda: F.conv2d(x, w, b, 1, 1),
+        "batch_norm train fwd": lambda: F.batch_norm(x, rm, rv, b, b, training=True),
+        "batch_norm eval fwd": lambda: F.batch_norm(x, rm, rv, b, b, training=False),
+        "batch_norm backward": lambda: F.batch_norm_backward(x, x, b, mean, invstd),
+        "max_pool2d 3/2/1 fwd": lambda: F.max_pool2d(x, 3, 2, 1),
+        "max_pool2d 3/2/1 bwd": lambda: F.max_pool2d_backward(dyp, x, indices, 3, 2, 1),
+        "avg_pool2d 2/2 fwd": lambda: F.avg_pool2d(x, 2, 2),
+        "adaptive_avg_pool2d 1": lambda: F.adaptive_avg_pool2d(x, 1),
+        "relu fwd": lambda: F.relu(x),
+        "relu bwd": lambda: F.relu_backward(y, x),
+        "SGD step, 20 tensors": sgd.step,
+    }
+
+
+def _per_call(be, fn, calls: int, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        be.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        be.synchronize()
+        times.append((time.perf_counter() - start) / calls)
+    return statistics.median(times) * 1e6
+
+
+class _CountingStub:
+    """Stands in for a kernel: checks the arguments as the loaders do, counts, launches nothing."""
+
+    launches = 0
+
+    def __init__(self, signature):
+        self.signature = signature
+
+    def __call__(self, grid, block, args, shared_mem: int = 0) -> None:
+        check_arguments(self.signature, args, (np.ndarray,), "stub")
+        _CountingStub.launches += 1
+
+
+@contextlib.contextmanager
+def _stubbed_kernels(be):
+    original = be.kernel
+    # The launchers cache launch plans holding kernel objects: start from empty caches, so that
+    # the plans made here hold the stubs, and put the real ones back afterwards.
+    plans = {name: value for name, value in vars(be).items() if name.endswith("_plans")}
+    for name in plans:
+        setattr(be, name, {})
+    be.kernel = lambda *a, **k: _CountingStub(original(*a, **k).signature)
+    try:
+        yield
+    finally:
+        del be.kernel
+        for name, value in plans.items():
+            setattr(be, name, value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--calls", type=int, default=300)
+    args = parser.parse_args()
+    with gpuconv.backend(args.backend) as be:
+        cases = _cases(be)
+        stubbed = be.name == "emulated"
+        print(f"# host time per call, {be.name} backend, {platform.machine()} {platform.processor() or ''}, "
+              f"{args.calls} calls x 5, median (us)")
+        header = "| op | us/call |" + (" Python side, kernels stubbed (us) | launches/call |" if stubbed else "")
+        print(header)
+        print("|---" * (header.count("|") - 1) + "|")
+        for name, fn in cases.items():
+            row = f"| {name} | {_per_call(be, fn, args.calls):.1f} |"
+            if stubbed:
+                with _stubbed_kernels(be):
+                    fn()
+                    _CountingStub.launches = 0
+                    fn()
+                    launches = _CountingStub.launches
+                    row += f" {_per_call(be, fn, args.calls):.1f} | {launches} |"
+            print(row)
+
+
+if __name__ == "__main__":
+    main()
