@@ -139,3 +139,23 @@ def test_another_float_dtype_says_how_to_fix_it():
 def test_layers_blame_the_input(layer, x, message):
     with pytest.raises(ValueError, match=message):
         layer(x)
+
+
+@pytest.mark.parametrize("make", ["SGD", "Adam"])
+def test_optimizer_state_follows_a_model_that_moves(make):
+    """The rule (Optimizer._follow_parameter): state moves with its parameter at the next step."""
+    model = _net().train()
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6))
+    target = np.array([0, 1])
+    optimizer = getattr(gpuconv.optim, make)(model.parameters(), lr=0.01, **({"momentum": 0.9} if make == "SGD" else {}))
+    crit = nn.CrossEntropyLoss()
+    for dtype in (np.float32, np.float64):
+        model.to(dtype)
+        crit(model(x.astype(dtype)), target)
+        optimizer.zero_grad()
+        model.backward(crit.backward())
+        optimizer.step()
+        for p in model.parameters():
+            for value in optimizer.state[p].values():
+                if hasattr(value, "dtype") and np.dtype(value.dtype).kind == "f":
+                    assert value.dtype == dtype

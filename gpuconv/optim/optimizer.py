@@ -99,6 +99,7 @@ class Optimizer:
                 if tuple(p.grad.shape) != tuple(p.data.shape):
                     raise ValueError(f"gradient shape {tuple(p.grad.shape)} does not match the parameter's "
                                      f"{tuple(p.data.shape)}")
+                self._follow_parameter(p)
                 params.append(p)
             fused = [p for p in params if _fusable(be, p)] if hasattr(be, "multi_tensor_step") else []
             fused_ids = {id(p) for p in fused}
@@ -108,6 +109,18 @@ class Optimizer:
                 if id(p) not in fused_ids:
                     self._update(p, p.grad, self.state.setdefault(p, {}), group)
         return loss
+
+    def _follow_parameter(self, p: Any) -> None:
+        """Moves ``p``'s state arrays to where ``p`` now lives, so a model may move after its
+        optimizer was built: the rule is that state follows its parameter at the next step
+        (``model.to("cuda")`` or ``model.double()`` moves momentum buffers and moments along, as
+        copies on the current device, floating state cast to the parameter's dtype)."""
+        state = self.state.get(p)
+        if not state:
+            return
+        for name, value in state.items():
+            if hasattr(value, "shape") and hasattr(value, "dtype") and not _same_place(value, p.data):
+                state[name] = self._cast_state(p, name, value)
 
     def _update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -185,6 +198,14 @@ def lerp_(a: Any, b: Any, weight: float) -> None:
         a += (b - a) * weight
     else:
         a[...] = b - (b - a) * (1.0 - weight)
+
+
+def _same_place(value: Any, data: Any) -> bool:
+    """Whether a state array already lives with its parameter's array: same array type and device,
+    and (for floating state) the same dtype."""
+    if type(value) is not type(data) or getattr(value, "device", None) != getattr(data, "device", None):
+        return False
+    return np.dtype(value.dtype).kind != "f" or value.dtype == data.dtype
 
 
 def _fusable(be: Any, p: Any) -> bool:
