@@ -12,12 +12,13 @@ from gpuconv.backend.emulated_loader import EmulatedModule
 from gpuconv.backend.errors import KernelCompileError, KernelLaunchError
 from tests.helpers import assert_schedule_independent, emulator_schedule
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")
+pytestmark = [pytest.mark.emulated,
+              pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")]
 
 CASES = Path(__file__).parent / "emu_kernels" / "emulator_cases.cu"
 
 
-@pytest.fixture(scope="module", params=["fibers", "ucontext"])
+@pytest.fixture(scope="module", params=["fibers", "ucontext"], ids=["emulated-fibers", "emulated-ucontext"])
 def module(request):
     """The test kernels, with the hand-written x86-64 context switch and with the ucontext fallback."""
     flags = ("-DEMU_USE_UCONTEXT",) if request.param == "ucontext" else ()

@@ -46,9 +46,10 @@ _SCHEDULES = {"forward": 0, "reverse": 1, "shuffle": 2}
 _SANITIZE, _PROFILE = 1, 2
 # -fno-ipa-reference*: GCC could otherwise prove that the opaque fiber switch never touches a
 # static __shared__ variable and keep its value in a register across a barrier. -g1: line tables,
-# so that crash reports name file:line.
+# so that crash reports name file:line. -fstack-clash-protection: a frame larger than the fiber
+# stack touches its guard page instead of jumping over it.
 _CXX_FLAGS = ("-std=c++20", "-O2", "-g1", "-fPIC", "-fvisibility=hidden", "-Wno-unknown-pragmas",
-              "-fno-ipa-reference", "-fno-ipa-reference-addressable")
+              "-fno-ipa-reference", "-fno-ipa-reference-addressable", "-fstack-clash-protection")
 # The instrumented build: every load and store calls the shim's __tsan_* hooks (kernels/emu/sanitizer.h).
 _SANITIZER_FLAGS = ("-DEMU_SANITIZER", "-fsanitize=thread", "--param", "tsan-distinguish-volatile=1",
                     "--param", "tsan-instrument-func-entry-exit=0")

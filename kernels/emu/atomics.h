@@ -5,8 +5,8 @@
 
 namespace emu {
 struct AtomicScope {
-    AtomicScope() { ++state.atomic_depth; }
-    ~AtomicScope() { --state.atomic_depth; }
+    EMU_NOSAN AtomicScope() { ++state.atomic_depth; }
+    EMU_NOSAN ~AtomicScope() { --state.atomic_depth; }
 };
 }  // namespace emu
 

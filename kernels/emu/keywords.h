@@ -21,7 +21,7 @@
 // in the next array. (GCC ignores the section attribute of statics in function templates, so the
 // section alone would miss those.)
 #define EMU_SHARED(attrs, type, name, dims)                          \
-    __shared__ attrs ::emu::Redzoned<type dims> name##_emu_storage; \
+    static attrs ::emu::Redzoned<type dims> name##_emu_storage;     \
     static int name##_emu_id = -1;                                   \
     auto& name = ::emu::declare_shared(name##_emu_storage, name##_emu_id, #name, __func__)
 
@@ -30,11 +30,28 @@ struct dim3 {
     unsigned int x, y, z;
     constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-struct __attribute__((aligned(8))) float2 { float x, y; };
-struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
-struct __attribute__((aligned(16))) double2 { double x, y; };
-struct __attribute__((aligned(8))) int2 { int x, y; };
-struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
+// In the sanitizer build, assigning a vector type checks that both addresses are aligned to its
+// size (a misaligned float4 store faults on a GPU; GCC splits the copy into scalar accesses,
+// so the access hooks alone would not see it).
+#ifdef EMU_SANITIZER
+namespace emu {
+void check_vector_assignment(const void* dst, const void* src, unsigned size, uintptr_t pc);
+}
+#define EMU_VECTOR_ASSIGN(T)                                                                           \
+    __attribute__((noinline)) EMU_NOSAN T& operator=(const T& o) {                                      \
+        ::emu::check_vector_assignment(this, &o, sizeof(T),                                            \
+                                       reinterpret_cast<uintptr_t>(__builtin_return_address(0)) - 1);  \
+        std::memcpy(static_cast<void*>(this), &o, sizeof(T));                                           \
+        return *this;                                                                                   \
+    }
+#else
+#define EMU_VECTOR_ASSIGN(T)
+#endif
+struct __attribute__((aligned(8))) float2 { float x, y; EMU_VECTOR_ASSIGN(float2) };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; EMU_VECTOR_ASSIGN(float4) };
+struct __attribute__((aligned(16))) double2 { double x, y; EMU_VECTOR_ASSIGN(double2) };
+struct __attribute__((aligned(8))) int2 { int x, y; EMU_VECTOR_ASSIGN(int2) };
+struct __attribute__((aligned(16))) int4 { int x, y, z, w; EMU_VECTOR_ASSIGN(int4) };
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline double2 make_double2(double x, double y) { return {x, y}; }

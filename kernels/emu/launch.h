@@ -81,9 +81,8 @@ inline bool check_exited_threads(const Fiber& waiter) {
             (f.barrier_file == waiter.site_file || std::strcmp(f.barrier_file, waiter.site_file) == 0)) {
             fail_from_scheduler("synccheck: divergent threads at __syncthreads " + site(waiter.site_file, waiter.site_line) +
                                 ": " + thread_name(f) + " exited after passing it " + std::to_string(f.barriers) +
-                                " times while " + thread_name(waiter) + " waits there for the " +
-                                std::to_string(waiter.barriers + 1) + "th time (threads left a loop with a barrier "
-                                "after different counts)");
+                                " time(s) while " + thread_name(waiter) + " waits there to pass it once more (threads "
+                                "left a loop with a barrier after different counts)");
             return false;
         }
     }
@@ -116,11 +115,16 @@ inline bool resolve_block_barrier() {
             return false;
         }
     }
-    if (first == nullptr) return false;  // every thread has exited: the block is done
-    if (!check_exited_threads(*first)) return false;
 #ifdef EMU_SANITIZER
+    std::string uninitialized;
+    if (san::take_pending_initcheck(uninitialized)) {
+        fail_from_scheduler(uninitialized);
+        return false;
+    }
     if (state.flags & PROFILE) prof::flush();
 #endif
+    if (first == nullptr) return false;  // every thread has exited: the block is done
+    if (!check_exited_threads(*first)) return false;
     state.block_acc[(state.block_gen + 1) & 1] = 0;
     ++state.block_gen;
     for (Fiber& f : state.fibers)
@@ -186,9 +190,6 @@ inline void run_block(unsigned n_threads) {
             }
         }
     } while (!state.failed && resolve_block_barrier());
-#ifdef EMU_SANITIZER
-    if (state.flags & PROFILE) prof::flush();
-#endif
 }
 
 inline int check_launch(const EmuLaunchConfig* cfg) {

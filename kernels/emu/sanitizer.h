@@ -13,7 +13,7 @@
 // reads since, each with its thread, barrier interval, warp-sync count and code address. Two
 // accesses of different threads, at least one a write, are ordered only by a __syncthreads
 // between them (same block, different interval) or a warp sync between them (same warp). Accesses
-// inside atomics are never races. Initcheck: a read of shared memory no thread of the block wrote,
+// inside atomics, and volatile accesses (deliberate communication between threads), are never races. Initcheck: a read of shared memory no thread of the block wrote,
 // or of a float element of an argument that still holds the poison gpuconv's empty() wrote.
 #pragma once
 
@@ -34,13 +34,17 @@ struct Access {
 };
 struct Shadow {
     Access w, r, r2;
-    uint64_t written = 0;   // shared memory: block_serial of the last write
+    uint64_t block = 0;     // shared memory: the block_serial this shadow describes
+    bool written = false;
 };
 
 struct Tables {
     std::vector<std::vector<Shadow>> global;  // per argument; allocated at its first access in a launch
     std::vector<std::vector<Shadow>> shared_decls;  // by index in state.shared_decls
     std::vector<Shadow> shared_static, shared_dynamic;
+    // The first read of unwritten shared memory in this barrier interval. Reported when the
+    // interval ends, unless a write by another thread in it makes it a race (the better message).
+    std::string pending_initcheck;
     uintptr_t image_lo[16], image_hi[16];
     int n_image = -1;
 };
@@ -67,7 +71,18 @@ EMU_NOSAN inline void start_launch() {
     if (tables.shared_dynamic.size() < dyn_words) tables.shared_dynamic.resize(dyn_words);
 }
 
-EMU_NOSAN inline void end_launch() { tables.global.clear(); }
+EMU_NOSAN inline void end_launch() {
+    tables.global.clear();
+    tables.pending_initcheck.clear();
+}
+
+// At a barrier release and at the end of a block: an uninitialized read no race explained.
+EMU_NOSAN inline bool take_pending_initcheck(std::string& message) {
+    if (tables.pending_initcheck.empty()) return false;
+    message = std::move(tables.pending_initcheck);
+    tables.pending_initcheck.clear();
+    return true;
+}
 
 EMU_NOSAN inline uint64_t who(const Fiber& f) { return (state.block_serial << 11) | f.index; }
 
@@ -116,17 +131,18 @@ EMU_NOSAN inline void race(const Place& place, const char* hazard, bool first_wr
 
 EMU_NOSAN inline void track(Shadow& s, const Place& place, bool write, uintptr_t pc) {
     Fiber& f = *state.cur;
-    if (place.shared && s.written != state.block_serial) {
-        // Shadow left from an earlier block of this module: shared memory starts afresh.
-        s = Shadow{};
-        if (!write) {
-            char where[64];
-            std::snprintf(where, sizeof where, " (byte offset %zu)", place.offset);
-            report("initcheck: read of uninitialized shared memory at " + pc_token(pc) + " by " + thread_name(f) +
-                   ": " + place.what() + where + " was not written by any thread of this block");
-        }
+    if (place.shared && s.block != state.block_serial) {
+        s = Shadow{};  // left from an earlier block of this module: shared memory starts afresh
+        s.block = state.block_serial;
     }
-    if (place.shared) s.written = state.block_serial;
+    if (place.shared && !write && !s.written && tables.pending_initcheck.empty()) {
+        char where[64];
+        std::snprintf(where, sizeof where, " (byte offset %zu)", place.offset);
+        tables.pending_initcheck = "initcheck: read of uninitialized shared memory at " + pc_token(pc) + " by " +
+                                   thread_name(f) + ": " + place.what() + where +
+                                   " was not written by any thread of this block before";
+    }
+    if (write) s.written = true;
     if (state.atomic_depth > 0) return;
     Access now{who(f), state.block_gen, state.warps[f.warp].syncs, pc};
     if (write) {
@@ -265,6 +281,28 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
     --self->in_shim;
 }
 
+}  // namespace emu::san
+
+namespace emu {
+EMU_NOSAN void check_vector_assignment(const void* dst, const void* src, unsigned size, uintptr_t pc) {
+    Fiber* self = state.cur;
+    if (self == nullptr || self->in_shim || !(state.flags & SANITIZE)) return;
+    for (const void* p : {src, dst}) {
+        uintptr_t a = reinterpret_cast<uintptr_t>(p);
+        if (a % size == 0) continue;
+        ++self->in_shim;
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "misaligned address 0x%" PRIxPTR " for a %u-byte vector ", a, size);
+        fail(std::string("memcheck: ") + buf + (p == dst ? "store" : "load") + " at " + pc_token(pc) + " by " +
+             thread_name(*self) + " (vector loads and stores need addresses aligned to their size)");
+    }
+    san::on_access(reinterpret_cast<uintptr_t>(src), size, false, pc, false);
+    san::on_access(reinterpret_cast<uintptr_t>(dst), size, true, pc, false);
+}
+}  // namespace emu
+
+namespace emu::san {
+
 // A spin loop on a volatile location (waiting for another thread's write) must let the other
 // threads run: the fibers are cooperative.
 EMU_NOSAN inline void on_volatile_read(uintptr_t pc) {
@@ -304,10 +342,12 @@ EMU_HOOKS(16)
 #define EMU_VOLATILE_HOOKS(n)                                                                                  \
     extern "C" __attribute__((visibility("hidden"), noinline)) EMU_NOSAN void __tsan_volatile_read##n(void* p) { \
         uintptr_t pc = reinterpret_cast<uintptr_t>(__builtin_return_address(0)) - 1;                          \
+        ::emu::AtomicScope communication;                                                                      \
         ::emu::san::on_access(reinterpret_cast<uintptr_t>(p), n, false, pc, true);                             \
         ::emu::san::on_volatile_read(pc);                                                                      \
     }                                                                                                          \
     extern "C" __attribute__((visibility("hidden"), noinline)) EMU_NOSAN void __tsan_volatile_write##n(void* p) { \
+        ::emu::AtomicScope communication;                                                                      \
         ::emu::san::on_access(reinterpret_cast<uintptr_t>(p), n, true,                                         \
                               reinterpret_cast<uintptr_t>(__builtin_return_address(0)) - 1, true);            \
     }

@@ -10,7 +10,7 @@ EMU_NOSAN inline T& declare_shared(Redzoned<T>& storage, int& id, const char* na
     if (id < 0) {
         id = int(state.shared_decls.size());
         state.shared_decls.push_back(
-            SharedDecl{reinterpret_cast<char*>(&storage.value), sizeof(T), std::string(function) + "::" + name});
+            SharedDecl{const_cast<char*>(reinterpret_cast<const volatile char*>(&storage.value)), sizeof(T), std::string(function) + "::" + name});
     }
     SharedDecl& d = state.shared_decls[size_t(id)];
     if (d.launch != state.launch_serial) {

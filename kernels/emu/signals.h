@@ -50,11 +50,13 @@ EMU_NOSAN inline std::string where(uintptr_t pc) {
 }
 
 EMU_NOSAN inline std::string describe_fault(uintptr_t a) {
+    // NOTE: an overflowing frame may skip its own guard page and fault in another fiber's stack
+    // or guard (the stacks are separate mappings that the kernel often places side by side).
     for (char* s : state.all_stacks) {
         uintptr_t lo = reinterpret_cast<uintptr_t>(s);
-        if (a + kGuardBytes >= lo && a < lo) {
+        if (a + kGuardBytes >= lo && a < lo + state.stack_bytes) {
             char buf[128];
-            std::snprintf(buf, sizeof buf, "a fiber stack's guard page: local memory overflows the %zu KiB stack "
+            std::snprintf(buf, sizeof buf, "a fiber stack or its guard page: local memory overflows the %zu KiB stack "
                           "(GPUCONV_EMU_STACK_KB)", state.stack_bytes / 1024);
             return buf;
         }
@@ -68,6 +70,7 @@ EMU_NOSAN inline void on_crash(int signo, siginfo_t* info, void* context) {
         sigaction(signo, signo == SIGBUS ? &saved.bus : &saved.segv, nullptr);
         return;
     }
+    ++self->in_shim;  // building the message is emulator code
     uintptr_t a = reinterpret_cast<uintptr_t>(info->si_addr);
     std::string what = (signo == SIGSEGV && info->si_code == SI_KERNEL)
                            ? std::string("a general-protection fault (no address: typically a misaligned vector "
@@ -117,6 +120,7 @@ EMU_NOSAN inline void on_tick(int, siginfo_t*, void* context) {
         state.watchdog_fired = 1;
         return;
     }
+    ++self->in_shim;
     state.failed = true;
     if (state.error.empty())
         state.error = watchdog_message() + thread_name(*self) + " still runs at " + where(interrupted_pc(context)) +
