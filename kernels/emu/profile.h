@@ -38,12 +38,15 @@ struct Profile {
 };
 static Profile profile;
 
-EMU_NOSAN inline void record(uintptr_t a, unsigned size, bool write, bool shared, uintptr_t pc) {
+// `offset` is from the start of the argument or shared array: the profile assumes each starts
+// 256-byte aligned, as cudaMalloc's allocations do (NumPy's are only 16-byte aligned). `region`
+// keeps offsets in different arrays apart.
+EMU_NOSAN inline void record(uintptr_t offset, uint64_t region, unsigned size, bool write, bool shared, uintptr_t pc) {
     Fiber& f = *state.cur;
     unsigned visit = ++f.site_visits[pc];
     Request& r = profile.pending[Key{pc, f.warp, visit}];
     r.kind = shared ? (write ? SHARED_STORE : SHARED_LOAD) : (write ? GLOBAL_STORE : GLOBAL_LOAD);
-    r.lanes.emplace_back(a, size);
+    r.lanes.emplace_back((region << 40) + offset, size);
 }
 
 EMU_NOSAN inline void fold(const Request& r) {

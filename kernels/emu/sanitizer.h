@@ -235,7 +235,7 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
             if (shadow.empty() && g.bytes / 4 <= kMaxTrackedWords) shadow.resize((g.bytes + 3) / 4);
             check_words(shadow, Place{false, "argument ", g.name, "", 0}, lo, a, size, write, pc);
         }
-        if (state.flags & PROFILE) ::emu::prof::record(a, size, write, false, pc);
+        if (state.flags & PROFILE) ::emu::prof::record(a - lo, uint64_t(i + 1), size, write, false, pc);
         --self->in_shim;
         return;
     }
@@ -250,7 +250,7 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
             if (shadow.size() < (d.bytes + 3) / 4) shadow.resize((d.bytes + 3) / 4);
             check_words(shadow, Place{true, "shared array '", d.name.c_str(), "'", 0}, lo, a, size, write, pc);
         }
-        if (state.flags & PROFILE) ::emu::prof::record(a, size, write, true, pc);
+        if (state.flags & PROFILE) ::emu::prof::record(a - lo, 1000 + i, size, write, true, pc);
         --self->in_shim;
         return;
     }
@@ -258,7 +258,7 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
     const uintptr_t s1 = reinterpret_cast<uintptr_t>(__stop_emu_shared);
     if (a >= s0 && a < s1) {  // a __shared__ declaration the loader did not rewrite (file scope)
         if (checks) check_words(tables.shared_static, Place{true, "static shared memory", "", "", 0}, s0, a, size, write, pc);
-        if (state.flags & PROFILE) ::emu::prof::record(a, size, write, true, pc);
+        if (state.flags & PROFILE) ::emu::prof::record(a - s0, 998, size, write, true, pc);
         --self->in_shim;
         return;
     }
@@ -267,7 +267,7 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
         if (checks && a + size > d0 + state.dyn_shared_bytes)
             report(out_of_bounds(write, size, pc, describe_address(a, size)));
         if (checks) check_words(tables.shared_dynamic, Place{true, "the dynamic shared memory", "", "", 0}, d0, a, size, write, pc);
-        if (state.flags & PROFILE) ::emu::prof::record(a, size, write, true, pc);
+        if (state.flags & PROFILE) ::emu::prof::record(a - d0, 999, size, write, true, pc);
         --self->in_shim;
         return;
     }
@@ -286,8 +286,9 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
 namespace emu {
 EMU_NOSAN void check_vector_assignment(const void* dst, const void* src, unsigned size, uintptr_t pc) {
     Fiber* self = state.cur;
-    if (self == nullptr || self->in_shim || !(state.flags & SANITIZE)) return;
+    if (self == nullptr || self->in_shim) return;
     for (const void* p : {src, dst}) {
+        if (!(state.flags & SANITIZE)) break;
         uintptr_t a = reinterpret_cast<uintptr_t>(p);
         if (a % size == 0) continue;
         ++self->in_shim;
