@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         "distinct 4-byte words one of the 32 banks serves) and the extra wavefronts over the ideal (bank "
         "conflicts). Arrays are taken as 256-byte aligned, as cudaMalloc's are.",
         "- This is a proxy for memory efficiency only: it says nothing about latency hiding, occupancy, "
-        "caches or arithmetic.",
+        "caches or arithmetic. A vector load that GCC splits into scalar accesses would count as several "
+        "requests (none of today's kernels shows it).",
+        "- These are the numbers BEFORE the speed work on im2col, pooling and batch norm (issue 13); rerun "
+        "the command after it and compare.",
         "",
         table.to_markdown(),
         "",

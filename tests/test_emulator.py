@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule
+from gpuconv.backend.emulated_loader import EmulatedModule, sanitizing
 from gpuconv.backend.errors import KernelCompileError, KernelLaunchError
 from tests.helpers import assert_schedule_independent, emulator_schedule
 
@@ -23,6 +23,14 @@ def module(request):
     """The test kernels, with the hand-written x86-64 context switch and with the ucontext fallback."""
     flags = ("-DEMU_USE_UCONTEXT",) if request.param == "ucontext" else ()
     return EmulatedModule(CASES, extra_flags=flags)
+
+
+@pytest.fixture(autouse=True)
+def plain_build():
+    """These tests are about the plain emulator; some kernels here are wrong on purpose and would
+    stop at the sanitizer's first report (tests/test_emulator_sanitizer.py covers that mode)."""
+    with sanitizing(False):
+        yield
 
 
 def nan_like(shape, dtype=np.float32):

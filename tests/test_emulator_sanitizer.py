@@ -82,6 +82,13 @@ def test_shared_index_past_the_array(planted, x):
         launch(planted, "shared_past_end_f32", 1, 32, (x, y), sanitize=True)
 
 
+def test_shared_index_far_past_the_array(planted):
+    y = np.zeros(32, np.float32)
+    with pytest.raises(KernelLaunchError, match=r"memcheck: invalid write of 4 bytes at " + at("shared_far_past_end") +
+                       r".* by thread \(0,0,0\) .* 256 bytes past the end of shared array 'shared_far_past_end_f32::c'"):
+        launch(planted, "shared_far_past_end_f32", 1, 32, (y,), sanitize=True)
+
+
 @pytest.mark.parametrize("sanitize", [True, False], ids=["sanitizer", "plain"])
 def test_misaligned_float4_store(planted, sanitize):
     y = np.zeros(64, np.float32)

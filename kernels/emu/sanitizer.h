@@ -45,7 +45,7 @@ struct Tables {
     // The first read of unwritten shared memory in this barrier interval. Reported when the
     // interval ends, unless a write by another thread in it makes it a race (the better message).
     std::string pending_initcheck;
-    uintptr_t image_lo[16], image_hi[16];
+    uintptr_t image_lo[16], image_hi[16];  // the module's read-only segments (constants)
     int n_image = -1;
 };
 static Tables tables;
@@ -55,7 +55,7 @@ EMU_NOSAN inline int collect_image(dl_phdr_info* info, size_t, void*) {
     tables.n_image = 0;
     for (int i = 0; i < info->dlpi_phnum && tables.n_image < 16; ++i) {
         const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-        if (ph.p_type != PT_LOAD) continue;
+        if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W)) continue;
         tables.image_lo[tables.n_image] = info->dlpi_addr + ph.p_vaddr;
         tables.image_hi[tables.n_image++] = info->dlpi_addr + ph.p_vaddr + ph.p_memsz;
     }
@@ -242,6 +242,7 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
     for (size_t i = 0; i < state.shared_decls.size(); ++i) {
         const SharedDecl& d = state.shared_decls[i];
         const uintptr_t lo = reinterpret_cast<uintptr_t>(d.base);
+        if (d.launch != state.launch_serial) continue;  // not declared by this kernel
         if (a + size <= lo || a >= lo + d.bytes + kRedzoneBytes) continue;
         if (checks && (a < lo || a + size > lo + d.bytes)) report(out_of_bounds(write, size, pc, describe_address(a, size)));
         if (checks) {
@@ -271,9 +272,12 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
         --self->in_shim;
         return;
     }
-    // The module's own data (constants, emulator state read by inlined emulator code) and the
-    // emulator's thread tables are not the kernel's business.
-    if (in_image(a) || in_vector(state.fibers, a) || in_vector(state.warps, a)) {
+    // Reads of the module's constants, and the emulator state that inlined emulator code reads
+    // (threadIdx, the dynamic shared pointer, ...), are not the kernel's business. Anything else in
+    // the module's writable data (where the static shared arrays live too) is out of bounds.
+    const uintptr_t s_lo = reinterpret_cast<uintptr_t>(&state);
+    if ((!write && in_image(a)) || (a >= s_lo && a + size <= s_lo + sizeof(State)) || in_vector(state.fibers, a) ||
+        in_vector(state.warps, a)) {
         --self->in_shim;
         return;
     }

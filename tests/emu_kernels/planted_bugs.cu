@@ -30,6 +30,15 @@ extern "C" __global__ void shared_past_end_f32(const float* x, float* y) {
     y[threadIdx.x] = a[threadIdx.x] + b[threadIdx.x];
 }
 
+// Indexes a shared array far past its end (past its redzone, into the module's other data).
+extern "C" __global__ void shared_far_past_end_f32(float* y) {
+    __shared__ float c[32];
+    c[threadIdx.x] = 1.0f;
+    c[threadIdx.x + 96] = 2.0f;  // BUG: shared_far_past_end
+    __syncthreads();
+    y[threadIdx.x] = c[threadIdx.x];
+}
+
 // Accumulates into shared memory with += from every thread instead of atomicAdd.
 extern "C" __global__ void shared_plus_equals_f32(const float* x, float* y) {
     __shared__ float total[1];
