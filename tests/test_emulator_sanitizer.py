@@ -74,6 +74,16 @@ def test_int32_overflow_far_past_the_end(planted, x, sanitize):
         launch(planted, "read_far_past_end_f32", 1, 64, (x, y, np.int32(64)), sanitize=sanitize)
 
 
+def test_signed_index_overflow_traps(planted, x):
+    """UndefinedBehaviorSanitizer's checks (trapping, no runtime library) run in sanitizer mode."""
+    y = np.zeros(64, np.float32)
+    args = (x, y, np.int32(65536), np.int32(65536))  # block 1: 1 * 65536 * 65536 overflows int
+    launch(planted, "int32_index_overflow_f32", 1, 64, args, sanitize=True)  # block 0: no overflow
+    with pytest.raises(KernelLaunchError, match=r"undefined behaviour at " + at("int32_index_overflow") +
+                       r".* in thread \(0,0,0\) of block \(1,0,0\): a -fsanitize=undefined check trapped"):
+        launch(planted, "int32_index_overflow_f32", 2, 64, args, sanitize=True)
+
+
 def test_shared_index_past_the_array(planted, x):
     y = np.zeros(32, np.float32)
     with pytest.raises(KernelLaunchError, match=r"memcheck: invalid write of 4 bytes at " + at("shared_past_end") +

@@ -50,9 +50,15 @@ _SANITIZE, _PROFILE = 1, 2
 # stack touches its guard page instead of jumping over it.
 _CXX_FLAGS = ("-std=c++20", "-O2", "-g1", "-fPIC", "-fvisibility=hidden", "-Wno-unknown-pragmas",
               "-fno-ipa-reference", "-fno-ipa-reference-addressable", "-fstack-clash-protection")
-# The instrumented build: every load and store calls the shim's __tsan_* hooks (kernels/emu/sanitizer.h).
+# The instrumented build: every load and store calls the shim's __tsan_* hooks (kernels/emu/sanitizer.h),
+# and UndefinedBehaviorSanitizer's checks (signed overflow, shifts, division by zero,
+# null pointers, ...) trap, without its runtime library; the shim reports the trap (signals.h).
+# Alignment and array bounds are left to the shim's own checks, whose messages name the array. Without
+# the block merging GCC does at -O2, each trap keeps the line of its own check.
 _SANITIZER_FLAGS = ("-DEMU_SANITIZER", "-fsanitize=thread", "--param", "tsan-distinguish-volatile=1",
-                    "--param", "tsan-instrument-func-entry-exit=0")
+                    "--param", "tsan-instrument-func-entry-exit=0",
+                    "-fsanitize=undefined", "-fsanitize-undefined-trap-on-error", "-fno-sanitize=vptr,alignment,bounds",
+                    "-fno-crossjumping", "-fno-tree-tail-merge", "-fno-reorder-blocks")
 
 # Poison that the emulated backend's empty() writes; the sanitizer's initcheck reports a kernel
 # reading it. Signalling NaNs: no arithmetic produces these bits (kernels/emu/sanitizer.h).

@@ -25,8 +25,9 @@
 //   kernel whose results depend on it has a race.
 // - Crashes (SIGSEGV, SIGBUS) and launches that stop making progress become errors that name the
 //   thread (signals.h).
-// - The sanitizer build (-DEMU_SANITIZER, instrumented by -fsanitize=thread with our own hooks)
-//   adds memcheck, racecheck and initcheck (sanitizer.h) and the access profile (profile.h).
+// - The sanitizer build (-DEMU_SANITIZER, instrumented by -fsanitize=thread with our own hooks,
+//   plus trapping -fsanitize=undefined checks) adds memcheck, racecheck and initcheck
+//   (sanitizer.h), undefined-behaviour reports (signals.h) and the access profile (profile.h).
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // signals.h — crashes become reports, and a watchdog (part of cuda_emu.h).
 //
-// During a launch, SIGSEGV and SIGBUS go to a handler on an alternate stack that names the kernel
+// During a launch, SIGSEGV, SIGBUS and SIGILL (a trapping UndefinedBehaviorSanitizer check in the
+// sanitizer build) go to a handler on an alternate stack that names the kernel
 // thread, the code address (file:line, through the loader) and what the faulting address is near
 // (a kernel argument, a shared array, a fiber stack's guard page), then leaves the faulting fiber
 // for the scheduler as any failed check does. A timer checks that threads keep starting, exiting
@@ -19,7 +20,7 @@ namespace emu::sig {
 constexpr double kTickSeconds = 0.1;
 
 struct Saved {
-    struct sigaction segv, bus, tick;
+    struct sigaction segv, bus, ill, tick;
     stack_t alt;
     timer_t timer;
     bool timer_armed = false;
@@ -67,19 +68,28 @@ EMU_NOSAN inline std::string describe_fault(uintptr_t a) {
 EMU_NOSAN inline void on_crash(int signo, siginfo_t* info, void* context) {
     Fiber* self = state.cur;
     if (self == nullptr) {  // not in a kernel thread: let the previous handler see the fault again
-        sigaction(signo, signo == SIGBUS ? &saved.bus : &saved.segv, nullptr);
+        sigaction(signo, signo == SIGBUS ? &saved.bus : signo == SIGILL ? &saved.ill : &saved.segv, nullptr);
         return;
     }
     ++self->in_shim;  // building the message is emulator code
-    uintptr_t a = reinterpret_cast<uintptr_t>(info->si_addr);
-    std::string what = (signo == SIGSEGV && info->si_code == SI_KERNEL)
-                           ? std::string("a general-protection fault (no address: typically a misaligned vector "
-                                         "access, or an address far outside any allocation)")
-                           : describe_fault(a);
+    const std::string pc = where(interrupted_pc(context));
     state.failed = true;
-    if (state.error.empty())
-        state.error = std::string(signo == SIGBUS ? "SIGBUS" : "SIGSEGV") + " at " + where(interrupted_pc(context)) +
-                      " in " + thread_name(*self) + ": " + what;
+    if (!state.error.empty()) {
+    } else if (signo == SIGILL) {
+#ifdef EMU_SANITIZER
+        state.error = "undefined behaviour at " + pc + " in " + thread_name(*self) + ": a -fsanitize=undefined check "
+                      "trapped (signed integer overflow, shift out of range, division by zero, null pointer, ...)";
+#else
+        state.error = "SIGILL (illegal instruction) at " + pc + " in " + thread_name(*self);
+#endif
+    } else {
+        std::string what = (signo == SIGSEGV && info->si_code == SI_KERNEL)
+                               ? std::string("a general-protection fault (no address: typically a misaligned vector "
+                                             "access, or an address far outside any allocation)")
+                               : describe_fault(reinterpret_cast<uintptr_t>(info->si_addr));
+        state.error = std::string(signo == SIGBUS ? "SIGBUS" : "SIGSEGV") + " at " + pc + " in " + thread_name(*self) +
+                      ": " + what;
+    }
     switch_context(&self->sp, state.scheduler_sp);
 }
 
@@ -140,6 +150,7 @@ EMU_NOSAN inline void install() {
     sigaltstack(&alt, &saved.alt);
     sigaction(SIGSEGV, &sa, &saved.segv);
     sigaction(SIGBUS, &sa, &saved.bus);
+    sigaction(SIGILL, &sa, &saved.ill);
     saved.timer_armed = false;
     state.watchdog_fired = 0;
     saved.seen_progress = state.progress;
@@ -165,6 +176,7 @@ EMU_NOSAN inline void uninstall() {
     }
     sigaction(SIGSEGV, &saved.segv, nullptr);
     sigaction(SIGBUS, &saved.bus, nullptr);
+    sigaction(SIGILL, &saved.ill, nullptr);
     // Our alternate stack is only in use while a handler runs on it; the old one comes back.
     if (saved.alt.ss_flags & SS_DISABLE) {
         stack_t off{};

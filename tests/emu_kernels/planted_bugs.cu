@@ -20,6 +20,13 @@ extern "C" __global__ void read_far_past_end_f32(const float* x, float* y, int n
     if (i < n) y[i] = x[i + (1 << 28)];  // BUG: read_far_past_end
 }
 
+// The flat index of an (n, c, h, w) tensor computed in int: overflows for 2^31 elements or more.
+extern "C" __global__ void int32_index_overflow_f32(const float* x, float* y, int c, int hw) {
+    int n = blockIdx.x;
+    int offset = n * c * hw;  // BUG: int32_index_overflow
+    y[threadIdx.x] = x[(offset + threadIdx.x) % 64];
+}
+
 // Indexes a shared array one past its end (thread 31 writes a[32]); b follows it in memory.
 extern "C" __global__ void shared_past_end_f32(const float* x, float* y) {
     __shared__ float a[32];
