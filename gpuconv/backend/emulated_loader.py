@@ -358,10 +358,6 @@ class EmulatedModule:
                     raise compile_error(name, result.stderr, "g++ (emulated backend)")
             os.replace(out, library_path)
 
-    def last_error(self) -> str:
-        build = self.build(instrumented=False)
-        return build.library.emu_last_error().decode(errors="replace")
-
     def get_function(self, name: str) -> EmulatedKernel:
         if name not in self._kernels:
             if name not in self.signatures:
