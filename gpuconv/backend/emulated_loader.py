@@ -113,6 +113,9 @@ class ProfileSink(Protocol):
 _sanitize_override: contextvars.ContextVar[bool | None] = contextvars.ContextVar("gpuconv_emu_sanitize", default=None)
 _profilers: list[ProfileSink] = []
 _profilers_lock = threading.Lock()
+# One launch at a time in the process: a launch installs process-wide signal handlers (crash
+# reports, watchdog) that refer to its module's state.
+_launch_lock = threading.Lock()
 
 
 def compiler() -> str | None:
@@ -254,7 +257,7 @@ class EmulatedKernel:
             info.elem_size, info.is_float = arg.dtype.itemsize, int(arg.dtype.kind == "f")
         config.n_args, config.args = len(arrays), extents
         launch = getattr(build.library, f"emu_launch__{self.name}")
-        with self.module.lock:
+        with _launch_lock:
             status = launch(ctypes.byref(config), pointers)
             message = build.library.emu_last_error().decode(errors="replace") if status else ""
             counters = self._take_profile(build) if profilers else None
@@ -309,7 +312,7 @@ class EmulatedModule:
             lambda m: f"EMU_SHARED({m['attrs'].strip()}, {m['type'].strip()}, {m['name']}, {m['dims']});", text)
         self._defines = defines
         self._extra_flags = tuple(extra_flags)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards building
         self._builds: dict[bool, _Build] = {}
         self._kernels: dict[str, EmulatedKernel] = {}
         self.build(instrumented=False)

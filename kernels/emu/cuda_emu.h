@@ -7,7 +7,8 @@
 //
 // Execution model (DESIGN.md §4):
 // - A launch runs its blocks one after another on the calling OS thread; the Python side holds a
-//   lock per module, because the scheduler state is per module (state.h).
+//   lock for all launches: the scheduler state is per module (state.h), the signal handlers of a
+//   launch are per process (signals.h).
 // - A block's threads run as plain calls, one after another, inside a "runner" fiber (fibers.h).
 //   When a thread waits at a barrier (__syncthreads, or a warp-level sync: shuffles, ballots,
 //   __syncwarp; sync.h), it keeps the runner's stack as its own fiber and a new runner carries on
