@@ -298,16 +298,6 @@ inline int launch(void (*fn)(P...), const EmuLaunchConfig* cfg, void** args) {
 }  // namespace emu
 
 extern "C" __attribute__((visibility("default"))) const char* emu_last_error() { return emu::state.error.c_str(); }
-extern "C" __attribute__((visibility("default"))) unsigned long long emu_static_shared_bytes() {
-    return emu::static_shared_bytes() - sizeof(emu::shared_section_anchor);
-}
-extern "C" __attribute__((visibility("default"))) int emu_instrumented() {
-#ifdef EMU_SANITIZER
-    return 1;
-#else
-    return 0;
-#endif
-}
 
 // The loader appends one EMU_LAUNCHER(name) per extern "C" __global__ entry point.
 #define EMU_LAUNCHER(name)                                                                              \
