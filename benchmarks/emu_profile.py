@@ -24,6 +24,7 @@ import numpy as np
 import gpuconv
 import gpuconv.backend.emulated as emulated
 import gpuconv.functional as F
+from gpuconv.functional.conv import conv_geometry
 from gpuconv.backend.kernel_source import kernel_files
 from gpuconv.backend.signature import parse_signatures
 
@@ -41,6 +42,9 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], object]]
     for algo in ("im2col", "direct"):
         yield f"conv2d {algo} 3x3 pad 1", lambda algo=algo: F.conv2d(x, w, padding=1, algo=algo)
         yield f"conv2d_backward {algo}", lambda algo=algo: F.conv2d_backward(dy, x, w, padding=1, algo=algo)
+    # The reference version of the direct forward kernel, which conv2d no longer picks.
+    geometry = conv_geometry(x.shape, w.shape, padding=1)
+    yield "conv2d direct forward v1", lambda: gpuconv.get_backend().conv2d_direct_forward(x, w, None, geometry, version=1)
     p = arr(N, C, H, W)
     y, idx = F.max_pool2d(p, 3, 2, 1, return_indices=True)
     dyp = arr(*y.shape)
