@@ -27,6 +27,11 @@ def _param(name: str) -> pytest.param:
     return pytest.param(name, marks=marks, id=name)
 
 
+def pytest_configure(config):
+    # Tests of the emulator itself carry this marker, so that `pytest -k emulated` selects them too.
+    config.addinivalue_line("markers", "emulated: tests of the CUDA-on-CPU emulator itself (kernels/emu/)")
+
+
 ALL_BACKENDS = [_param("numpy"), _param("emulated"), _param("cupy")]
 KERNEL_BACKENDS = [_param("emulated"), _param("cupy")]
 

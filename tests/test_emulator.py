@@ -8,20 +8,29 @@ import numpy as np
 import pytest
 
 from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule
+from gpuconv.backend.emulated_loader import EmulatedModule, sanitizing
 from gpuconv.backend.errors import KernelCompileError, KernelLaunchError
 from tests.helpers import assert_schedule_independent, emulator_schedule
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")
+pytestmark = [pytest.mark.emulated,
+              pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")]
 
 CASES = Path(__file__).parent / "emu_kernels" / "emulator_cases.cu"
 
 
-@pytest.fixture(scope="module", params=["fibers", "ucontext"])
+@pytest.fixture(scope="module", params=["fibers", "ucontext"], ids=["emulated-fibers", "emulated-ucontext"])
 def module(request):
     """The test kernels, with the hand-written x86-64 context switch and with the ucontext fallback."""
     flags = ("-DEMU_USE_UCONTEXT",) if request.param == "ucontext" else ()
     return EmulatedModule(CASES, extra_flags=flags)
+
+
+@pytest.fixture(autouse=True)
+def plain_build():
+    """These tests are about the plain emulator; some kernels here are wrong on purpose and would
+    stop at the sanitizer's first report (tests/test_emulator_sanitizer.py covers that mode)."""
+    with sanitizing(False):
+        yield
 
 
 def nan_like(shape, dtype=np.float32):

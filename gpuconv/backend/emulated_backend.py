@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cuda_backend import CudaBackend
-from .emulated_loader import EmulatedModule, compiler
+from .emulated_loader import POISON_F32, POISON_F64, EmulatedModule, compiler
 
 
 def unavailable_reason() -> str | None:
@@ -24,6 +24,9 @@ class EmulatedBackend(CudaBackend):
 
     def empty(self, shape, dtype):
         # Poisoned, so that an element a kernel forgets to write fails the comparison in a test.
+        # Floats get NaNs with a payload no arithmetic makes, which the sanitizer's initcheck
+        # recognizes when a kernel reads them.
         out = np.empty(shape, dtype=dtype)
-        out.fill(np.nan if out.dtype.kind == "f" else -1 if out.dtype.kind == "i" else 0xFF)
+        poison = {np.dtype(np.float32): POISON_F32, np.dtype(np.float64): POISON_F64}
+        out.fill(poison.get(out.dtype, np.nan) if out.dtype.kind == "f" else -1 if out.dtype.kind == "i" else 0xFF)
         return out

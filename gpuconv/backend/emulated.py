@@ -1,0 +1,139 @@
+"""Sanitizer mode and the memory-access profile of the emulated backend.
+
+``gpuconv.backend.emulated.sanitize()`` runs emulated launches in sanitizer mode (also set by
+``GPUCONV_EMU_SANITIZE=1``): out-of-bounds and misaligned accesses, shared-memory races,
+uninitialized reads and divergent barriers raise :class:`gpuconv.KernelLaunchError` naming the
+check, the CUDA thread and block, the argument or shared array, and the kernel's file:line.
+
+``gpuconv.backend.emulated.profile()`` records, per kernel, what its memory accesses would cost a
+GPU: for each warp-level request (one instruction executed by the 32 lanes of a warp) the 32-byte
+sectors of global memory it touches and the shared-memory wavefronts it needs (bank conflicts).
+Ideal coalescing is 4 sectors per 32-lane float request. It is a proxy for speed that needs no
+GPU; it says nothing about latency, occupancy or arithmetic::
+
+    import gpuconv.backend.emulated as emulated
+    with gpuconv.backend("emulated"), emulated.profile() as table:
+        F.max_pool2d(x, 3, 2, 1)
+    print(table.to_markdown())
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from .emulated_loader import PROFILE_FIELDS, PROFILE_KINDS, recording, sanitizing
+
+__all__ = ["AccessProfile", "KernelAccesses", "profile", "sanitize"]
+
+
+def sanitize(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Context manager: emulated launches inside run in sanitizer mode (``enabled=False``: they do not)."""
+    return sanitizing(enabled)
+
+
+@dataclass
+class KernelAccesses:
+    """The accumulated access counters of one kernel over its launches.
+
+    ``counters[kind][field]``: kinds ``global_load``, ``global_store``, ``shared_load``,
+    ``shared_store``; fields ``requests`` (warp-level requests), ``transactions`` (32-byte sectors
+    for global, wavefronts for shared), ``ideal`` (the fewest transactions that could move the
+    same distinct bytes) and ``bytes`` (bytes the lanes asked for).
+    """
+
+    kernel: str
+    filename: str
+    launches: int = 0
+    counters: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {kind: dict.fromkeys(PROFILE_FIELDS, 0) for kind in PROFILE_KINDS})
+
+    def per_request(self, kind: str) -> float:
+        """Transactions per request (sectors for global kinds, wavefronts for shared); 0 without requests."""
+        c = self.counters[kind]
+        return c["transactions"] / c["requests"] if c["requests"] else 0.0
+
+    def ideal_per_request(self, kind: str) -> float:
+        c = self.counters[kind]
+        return c["ideal"] / c["requests"] if c["requests"] else 0.0
+
+    def efficiency(self, kind: str) -> float:
+        """Ideal over actual transactions (1.0: perfectly coalesced / no bank conflicts); 1.0 without requests."""
+        c = self.counters[kind]
+        return c["ideal"] / c["transactions"] if c["transactions"] else 1.0
+
+    def bank_conflicts(self) -> int:
+        """Extra shared-memory wavefronts over the ideal, loads and stores together."""
+        return sum(self.counters[k]["transactions"] - self.counters[k]["ideal"] for k in ("shared_load", "shared_store"))
+
+
+class AccessProfile:
+    """Per-kernel access counters collected by :func:`profile`; ``table[kernel_name]`` is a :class:`KernelAccesses`."""
+
+    def __init__(self) -> None:
+        self.kernels: dict[str, KernelAccesses] = {}
+
+    def add(self, kernel: str, filename: str, counters: dict[str, dict[str, int]]) -> None:
+        entry = self.kernels.setdefault(kernel, KernelAccesses(kernel, filename))
+        entry.launches += 1
+        for kind, fields in counters.items():
+            for name, value in fields.items():
+                entry.counters[kind][name] += value
+
+    def __getitem__(self, kernel: str) -> KernelAccesses:
+        if kernel not in self.kernels:
+            raise KeyError(f"no launch of kernel {kernel!r} was profiled; profiled: {sorted(self.kernels)}")
+        return self.kernels[kernel]
+
+    def __contains__(self, kernel: str) -> bool:
+        return kernel in self.kernels
+
+    def __len__(self) -> int:
+        return len(self.kernels)
+
+    def to_markdown(self) -> str:
+        """One row per kernel: requests, sectors per request (ideal), efficiency, bank conflicts, bytes."""
+        header = ("| kernel | file | launches | global load requests | sectors/request (ideal) | load efficiency "
+                  "| global store requests | sectors/request (ideal) | store efficiency | shared requests "
+                  "| wavefronts/request (ideal) | bank conflicts | MB loaded | MB stored |")
+        lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+        for k in sorted(self.kernels.values(), key=lambda e: (e.filename, e.kernel)):
+            c = k.counters
+            shared_requests = c["shared_load"]["requests"] + c["shared_store"]["requests"]
+            shared_tx = c["shared_load"]["transactions"] + c["shared_store"]["transactions"]
+            shared_ideal = c["shared_load"]["ideal"] + c["shared_store"]["ideal"]
+            shared = (f"{shared_tx / shared_requests:.2f} ({shared_ideal / shared_requests:.2f})"
+                      if shared_requests else "-")
+            lines.append(
+                f"| {k.kernel} | {k.filename} | {k.launches} "
+                f"| {c['global_load']['requests']} | {_ratio(k, 'global_load')} | {_percent(k, 'global_load')} "
+                f"| {c['global_store']['requests']} | {_ratio(k, 'global_store')} | {_percent(k, 'global_store')} "
+                f"| {shared_requests} | {shared} | {k.bank_conflicts() if shared_requests else '-'} "
+                f"| {c['global_load']['bytes'] / 1e6:.3f} | {c['global_store']['bytes'] / 1e6:.3f} |")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def _ratio(k: KernelAccesses, kind: str) -> str:
+    if not k.counters[kind]["requests"]:
+        return "-"
+    return f"{k.per_request(kind):.2f} ({k.ideal_per_request(kind):.2f})"
+
+
+def _percent(k: KernelAccesses, kind: str) -> str:
+    return f"{100 * k.efficiency(kind):.0f}%" if k.counters[kind]["requests"] else "-"
+
+
+@contextlib.contextmanager
+def profile() -> Iterator[AccessProfile]:
+    """Context manager that records the memory-access profile of every emulated launch inside it.
+
+    Yields an :class:`AccessProfile`, filled as kernels run (launches use the module's
+    instrumented build; results are unchanged, the launches are slower).
+    """
+    table = AccessProfile()
+    with recording(table):
+        yield table

@@ -1,0 +1,189 @@
+// fibers.h — user-level threads for the CUDA threads of a block: context switch, stacks, the
+// runner that starts threads, and how a thread leaves for good on an error (part of cuda_emu.h).
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <sys/mman.h>
+
+// ---- the context switch: hand-written on x86-64; ucontext elsewhere (or with EMU_USE_UCONTEXT) ----
+#if defined(__x86_64__) && !defined(EMU_USE_UCONTEXT)
+extern "C" void emu_switch_context(void** save_sp, void* load_sp);
+extern "C" void emu_fiber_trampoline();
+// Saves the callee-saved registers of the current context on its stack, stores its stack pointer
+// in *save_sp and resumes the context whose stack pointer is load_sp.
+// NOTE: the SSE and x87 control words are not switched: every fiber starts from the launching
+// thread's, and kernels never change rounding modes; saving them only cost time.
+asm(R"(
+    .text
+    .p2align 4
+    .hidden emu_switch_context
+    .type emu_switch_context, @function
+emu_switch_context:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch_context, .-emu_switch_context
+
+    .p2align 4
+    .hidden emu_fiber_trampoline
+    .type emu_fiber_trampoline, @function
+emu_fiber_trampoline:
+    movq %r12, %rdi
+    callq *%r13
+    ud2
+    .size emu_fiber_trampoline, .-emu_fiber_trampoline
+)");
+
+namespace emu {
+// A new fiber's stack holds the frame emu_switch_context pops: six registers
+// (r12 = argument, r13 = entry function) and a return address into the trampoline, laid out so
+// that the trampoline's call happens with a 16-byte aligned stack, as the ABI requires.
+inline void* fiber_initial_sp(char* stack, void (*entry)(char*), char* arg) {
+    uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + state.stack_bytes) & ~uintptr_t(15);
+    uint64_t* sp = reinterpret_cast<uint64_t*>(top - 16);
+    *--sp = reinterpret_cast<uint64_t>(&emu_fiber_trampoline);
+    *--sp = 0;                                       // rbp
+    *--sp = 0;                                       // rbx
+    *--sp = reinterpret_cast<uint64_t>(arg);         // r12
+    *--sp = reinterpret_cast<uint64_t>(entry);       // r13
+    *--sp = 0;                                       // r14
+    *--sp = 0;                                       // r15
+    return sp;
+}
+inline void switch_context(void** save_sp, void* load_sp) { emu_switch_context(save_sp, load_sp); }
+}  // namespace emu
+#else
+#include <ucontext.h>
+namespace emu {
+// Portable fallback. A fresh fiber's context sits at the top of its stack, out of the part the
+// fiber runs on; a switched-out context is saved in a local of switch_context, on the stack of
+// the context it describes (as the x86-64 version saves registers).
+inline void* fiber_initial_sp(char* stack, void (*entry)(char*), char* arg) {
+    size_t bytes = state.stack_bytes;
+    auto* ctx = reinterpret_cast<ucontext_t*>(stack + bytes - sizeof(ucontext_t) - 64);
+    getcontext(ctx);
+    ctx->uc_stack.ss_sp = stack;
+    ctx->uc_stack.ss_size = bytes - sizeof(ucontext_t) - 128;
+    ctx->uc_link = nullptr;
+    makecontext(ctx, reinterpret_cast<void (*)()>(entry), 1, arg);
+    return ctx;
+}
+inline void switch_context(void** save_sp, void* load_sp) {
+    ucontext_t self;
+    *save_sp = &self;
+    swapcontext(&self, static_cast<ucontext_t*>(load_sp));
+}
+}  // namespace emu
+#endif
+
+namespace emu {
+
+// Emulator code called from a kernel thread: the sanitizer hooks ignore its memory accesses.
+struct ShimScope {
+    Fiber* f;
+    EMU_NOSAN ShimScope() : f(state.cur) { ++f->in_shim; }
+    EMU_NOSAN ~ShimScope() { --f->in_shim; }
+};
+
+inline void release_stacks() {
+    for (char* s : state.all_stacks) munmap(s - kGuardBytes, state.stack_bytes + kGuardBytes);
+    state.all_stacks.clear();
+    state.free_stacks.clear();
+}
+
+// Every launch names its stack size (a setting); stacks of another size are given back.
+inline void set_stack_bytes(size_t bytes) {
+    bytes = (bytes + 4095) & ~size_t(4095);
+    if (bytes != state.stack_bytes) {
+        release_stacks();
+        state.stack_bytes = bytes;
+    }
+}
+
+inline char* take_stack() {
+    if (!state.free_stacks.empty()) {
+        char* s = state.free_stacks.back();
+        state.free_stacks.pop_back();
+        return s;
+    }
+    void* m = mmap(nullptr, state.stack_bytes + kGuardBytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    mprotect(m, kGuardBytes, PROT_NONE);  // a stack overflow faults instead of corrupting memory
+    state.all_stacks.push_back(static_cast<char*>(m) + kGuardBytes);
+    return state.all_stacks.back();
+}
+
+EMU_NOSAN inline void set_current(Fiber* f) {
+    state.cur = f;
+    state.tid = f->tid;
+}
+
+// Called on a fiber: records the error and leaves the block for good.
+[[noreturn]] EMU_NOSAN inline void fail(const std::string& message) {
+    state.failed = true;
+    if (state.error.empty()) state.error = message;
+    Fiber* self = state.cur;
+    switch_context(&self->sp, state.scheduler_sp);
+    __builtin_unreachable();
+}
+
+// NOTE: the memory clobbers stop the compiler from keeping shared-memory values in registers
+// across a barrier; the loader also turns off the IPA analysis that could prove a static
+// __shared__ variable untouched by the (opaque) context switch.
+EMU_NOSAN inline void yield_to_scheduler() {
+    Fiber* self = state.cur;
+    asm volatile("" ::: "memory");
+    switch_context(&self->sp, state.scheduler_sp);
+    asm volatile("" ::: "memory");
+}
+
+inline std::string site(const char* file, int line) { return std::string(file) + ":" + std::to_string(line); }
+
+inline std::string hex_mask(unsigned mask) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08x", mask);
+    return buf;
+}
+
+inline std::string thread_name(const Fiber& f) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "thread (%u,%u,%u) of block (%u,%u,%u)", f.tid.x, f.tid.y, f.tid.z,
+                  state.block_idx.x, state.block_idx.y, state.block_idx.z);
+    return buf;
+}
+
+// A runner starts threads in schedule order and runs each to its end as a plain call. A thread
+// that waits at a barrier keeps this stack; when it resumes and finishes, this loop goes on
+// starting whatever threads are still unstarted. With none left, the runner hands its stack back.
+[[noreturn]] EMU_NOSAN inline void runner_main(char* stack) {
+    while (state.next_start < state.order.size()) {
+        Fiber& f = state.fibers[state.order[state.next_start++]];
+        f.state = RUNNING;
+        f.stack = stack;
+        set_current(&f);
+        state.progress = state.progress + 1;
+        state.body(state.body_ctx);
+        f.state = EXITED;
+        state.progress = state.progress + 1;
+    }
+    state.finished_runner = stack;
+    void* unused;
+    switch_context(&unused, state.scheduler_sp);
+    __builtin_unreachable();
+}
+
+}  // namespace emu

@@ -1,0 +1,77 @@
+"""The emulator's memory-access profile (gpuconv.backend.emulated.profile) on access patterns whose
+costs are known: coalesced, strided and broadcast global loads, conflict-free and 32-way
+conflicting shared memory; and on a real kernel through the backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpuconv
+import gpuconv.backend.emulated as emulated
+import gpuconv.functional as F
+from gpuconv.backend.emulated_backend import unavailable_reason
+from gpuconv.backend.emulated_loader import EmulatedModule
+
+pytestmark = [pytest.mark.emulated,
+              pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")]
+
+SOURCE = Path(__file__).parent / "emu_kernels" / "access_patterns.cu"
+
+
+@pytest.fixture(scope="module")
+def patterns():
+    return EmulatedModule(SOURCE)
+
+
+def test_global_sectors_per_request(patterns, rng):
+    x = rng.standard_normal(32 * 256).astype(np.float32)
+    y = np.zeros(256, np.float32)
+    with emulated.profile() as table:
+        for name in ("copy_coalesced_f32", "gather_strided_f32", "broadcast_f32"):
+            patterns.get_function(name)(4, 64, (x, y))
+    requests = 4 * 64 // 32  # warps launched per kernel, one load and one store each
+    copy, strided, broadcast = table["copy_coalesced_f32"], table["gather_strided_f32"], table["broadcast_f32"]
+    assert copy.counters["global_load"] == dict(requests=requests, transactions=4 * requests, ideal=4 * requests,
+                                                bytes=128 * requests)
+    assert copy.per_request("global_store") == 4 and copy.efficiency("global_load") == 1.0
+    assert strided.per_request("global_load") == 32 and strided.ideal_per_request("global_load") == 4
+    assert strided.efficiency("global_load") == pytest.approx(4 / 32)
+    assert broadcast.per_request("global_load") == 1 and broadcast.per_request("global_store") == 4
+    assert copy.launches == 1 and copy.counters["shared_load"]["requests"] == 0
+    np.testing.assert_array_equal(y, x[0])  # profiling leaves results alone
+
+
+def test_shared_bank_conflicts(patterns, rng):
+    x = rng.standard_normal(32 * 32).astype(np.float32)
+    y = np.zeros(32, np.float32)
+    with emulated.profile() as table:
+        patterns.get_function("shared_rows_and_columns_f32")(1, 32, (x, y))
+    k = table["shared_rows_and_columns_f32"]
+    assert k.counters["shared_store"] == dict(requests=32, transactions=32, ideal=32, bytes=32 * 128)
+    assert k.counters["shared_load"]["requests"] == 32
+    assert k.counters["shared_load"]["transactions"] == 32 * 32  # every lane in the same bank
+    assert k.bank_conflicts() == 32 * 31
+    np.testing.assert_allclose(y, x.reshape(32, 32).sum(1), rtol=1e-5)
+
+
+def test_profile_of_a_backend_kernel(rng):
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    with gpuconv.backend("emulated"), emulated.profile() as table:
+        cols = F.im2col(x, 3, padding=1)
+    assert "im2col_forward_f32" in table and len(table) == 1
+    k = table["im2col_forward_f32"]
+    assert k.filename == "im2col.cu" and k.launches == 1
+    assert k.counters["global_store"]["bytes"] == cols.nbytes  # each column element written once
+    assert 0 < k.counters["global_load"]["bytes"] <= cols.nbytes  # padding is not read
+    markdown = table.to_markdown()
+    assert markdown.splitlines()[2].startswith("| im2col_forward_f32 | im2col.cu | 1 |")
+
+
+def test_unknown_kernel_names_the_profiled_ones(patterns):
+    with emulated.profile() as table:
+        patterns.get_function("broadcast_f32")(1, 32, (np.zeros(1, np.float32), np.zeros(32, np.float32)))
+    with pytest.raises(KeyError, match=r"no launch of kernel 'nope' was profiled; profiled: \['broadcast_f32'\]"):
+        table["nope"]
