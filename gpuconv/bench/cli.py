@@ -22,6 +22,7 @@ from .environment import header as make_header
 from .errors import BenchError
 from .report import RENDERERS, make_report
 from .runner import Settings, run_cases
+from .timing import copy_function, interleaved, timed_call
 from .suites import SUITE_CHOICES, parse_shape, suite_layers
 from .torch_child import TorchChild
 
@@ -127,6 +128,8 @@ def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespac
         if unknown or not wanted:
             parser.error(f"--algos: expected a comma-separated subset of {','.join(known)}, got {args.algos!r}")
         args.algos = wanted
+    if args.plot is not None and args.command == "list":
+        parser.error("--plot: list has nothing to plot")
     if args.command == "conv" and args.suite and args.shape:
         parser.error("give --suite or --shape, not both")
 
@@ -174,8 +177,19 @@ def _runner_settings(args: argparse.Namespace, be: Any, torch: TorchChild | None
     return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.name != "emulated")
 
 
-def _run_conv(args, be, notes, summary) -> list[dict[str, Any]]:
+def _copy_gbps(be: Any) -> float:
+    """GB/s (read + written) of a 256 MiB device-to-device copy: the roofline's bandwidth for unknown GPUs."""
+    source = be.zeros((64 * 2**20,), np.float32)
+    copy, timed = copy_function(be, source), timed_call(be)
+    (stats,) = interleaved([lambda: timed(copy)], 1, 5)
+    return 2 * source.nbytes / stats.median / 1e9
+
+
+def _run_conv(args, be, header, summary) -> list[dict[str, Any]]:
+    notes = header["notes"]
     shapes = args.shape or suite_layers(args.suite or "resnet18", args.batch)
+    if be.name == "cupy":
+        header["copy_gbps"] = _copy_gbps(be)
     if args.algos is not None:
         algos = args.algos
     elif be.name == "numpy":
@@ -199,9 +213,10 @@ def _run_conv(args, be, notes, summary) -> list[dict[str, Any]]:
     return rows
 
 
-def _run_memory_bound(args, be, notes, summary) -> list[dict[str, Any]]:
+def _run_memory_bound(args, be, header, summary) -> list[dict[str, Any]]:
     from . import memory_bound
 
+    notes = header["notes"]
     build = {"pool": memory_bound.pool_cases, "bn": memory_bound.bn_cases, "im2col": memory_bound.im2col_cases}
     cases = build[args.command](args.batch, np.dtype(args.dtype), args.shrink)
     with contextlib.ExitStack() as stack:
@@ -211,9 +226,10 @@ def _run_memory_bound(args, be, notes, summary) -> list[dict[str, Any]]:
         return run_cases(cases, be, _runner_settings(args, be, torch), torch, notes)
 
 
-def _run_model(args, be, notes, summary) -> list[dict[str, Any]]:
+def _run_model(args, be, header, summary) -> list[dict[str, Any]]:
     from . import model
 
+    notes = header["notes"]
     with contextlib.ExitStack() as stack:
         torch = None
         if not args.no_torch and be.name != "emulated":
@@ -225,13 +241,13 @@ def _run_model(args, be, notes, summary) -> list[dict[str, Any]]:
         return model.run(args, be, _runner_settings(args, be, torch), torch, notes)
 
 
-def _run_memory(args, be, notes, summary) -> list[dict[str, Any]]:
+def _run_memory(args, be, header, summary) -> list[dict[str, Any]]:
     from . import memory
 
-    return memory.run(args, be, notes)
+    return memory.run(args, be, header["notes"])
 
 
-def _run_list(args, be, notes, summary) -> list[dict[str, Any]]:
+def _run_list(args, be, header, summary) -> list[dict[str, Any]]:
     from . import listing
 
     return listing.rows(be)
@@ -256,7 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary: list[str] = []
     flags = gpuconv.flags(allow_tf32=True) if args.tf32 else contextlib.nullcontext()
     with flags:
-        rows = COMMANDS[args.command](args, be, notes, summary)
+        rows = COMMANDS[args.command](args, be, header, summary)
     # The same one-line problem (e.g. an algorithm that does not apply) is noted once per case, not per direction.
     notes[:] = list(dict.fromkeys(notes))
     return make_report(header, rows, summary)

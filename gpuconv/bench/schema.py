@@ -79,6 +79,7 @@ SCHEMA: dict[str, Any] = {
                 "date": _STRING,
                 "settings": {"type": "object"},
                 "notes": {"type": "array", "items": _STRING},
+                "copy_gbps": _NUMBER,  # conv on a GPU: a 256 MiB device-to-device copy (read + written)
             },
         },
         "rows": {"type": "array", "items": ROW},
