@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -68,3 +69,29 @@ def test_installed_package_runs_im2col_on_the_emulator_from_outside_the_repo(whe
     kernels_path, status = run.stdout.split()
     assert Path(kernels_path) == target / "gpuconv" / "_kernels"
     assert status == "ok"
+
+
+def test_installed_package_provides_the_gpuconv_bench_command(wheel, tmp_path):
+    entry_points = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/entry_points.txt"))
+    assert "gpuconv-bench = gpuconv.bench.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
+                              str(wheel)], capture_output=True, text=True, check=False)
+    assert install.returncode == 0, install.stdout + install.stderr
+    command = target / "bin" / "gpuconv-bench"
+    assert command.is_file()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GPUCONV_BACKEND")}
+    env.update(PYTHONPATH=str(target))
+    run = subprocess.run([str(command), "conv", "--shape", "1,2,5,5,2,3,3,1,1", "--backend", "numpy", "--no-torch",
+                          "--repeats", "1", "--format", "json"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    from gpuconv.bench.schema import validate
+
+    assert validate(report) == []
+    assert [r["status"] for r in report["rows"]] == ["ok"] * 3
+    # The command ran the installed copy, not the checkout.
+    where = subprocess.run([sys.executable, "-c", "import gpuconv.bench; print(gpuconv.bench.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert Path(where.stdout.strip()).is_relative_to(target)
