@@ -266,3 +266,47 @@ def test_plot_draws_a_roofline_for_a_gpu_report(tmp_path):
 def test_plot_without_matplotlib_is_one_line(capsys):
     assert cli.main(["pool", "--plot", "x.png", "--backend", "numpy"]) == 1
     assert capsys.readouterr().err.strip() == "gpuconv-bench: --plot needs matplotlib: pip install 'gpuconv[plot]'"
+
+
+def test_tf32_and_tuned_rows_use_gpuconv_flags_where_the_build_has_them(monkeypatch, tmp_path):
+    """The code behind the one capability check, run against a stand-in for gpuconv.flags (the real
+    one lands in parallel; on a GPU the tuned rows are end-to-end)."""
+    import contextlib
+
+    import gpuconv
+    from gpuconv.bench import conv as conv_bench
+    from gpuconv.bench.suites import parse_shape
+
+    entered, asked = [], []
+
+    @contextlib.contextmanager
+    def flags(**settings):
+        entered.append(settings)
+        yield
+
+    real_choose = F.choose_algo
+
+    def choose_algo(*args, direction, dtype=None):
+        asked.append((direction, np.dtype(dtype).name))
+        return real_choose(*args)
+
+    monkeypatch.setattr(gpuconv, "flags", flags, raising=False)
+    monkeypatch.setattr(F, "choose_algo", choose_algo)
+    out = tmp_path / "r.json"
+    assert cli.main(["conv", "--shape", "2,4,6,6,4,3,3,1,1", "--backend", "numpy", "--tf32", "--no-torch",
+                     "--repeats", "1", "--format", "json", "--output", str(out)]) == 0
+    assert {"allow_tf32": True} in entered
+    assert sorted(asked) == [("backward_data", "float32"), ("backward_weight", "float32"), ("forward", "float32")]
+    assert json.loads(out.read_text())["header"]["settings"]["tf32"] is True
+
+    shape = parse_shape("2,4,6,6,4,3,3,1,1")
+    case = conv_bench.conv_case(shape, ["auto"], np.dtype(np.float32), with_tuned=True)
+    tuned = [op for group in case.groups for op in group.ops if op.fields["impl"] == "tuned"]
+    assert [op.fields["direction"] for op in tuned] == ["forward", "backward_data", "backward_weight"]
+    entered.clear()
+    y = tuned[0].run(case.inputs)
+    assert entered == [{"conv_benchmark": True}]
+    assert np.allclose(y, F.conv2d(case.inputs["x"], case.inputs["w"], case.inputs["b"], 1, 1))
+    rows = [{"case": shape.name, "direction": "forward", "impl": "tuned", "status": "ok"}]
+    conv_bench.fill_tuned_algos(rows, {shape.name: shape}, np.dtype(np.float32))
+    assert rows[0]["algo"] == real_choose((2, 4, 6, 6), (4, 4, 3, 3), 1, 1)

@@ -208,7 +208,7 @@ def _run_conv(args, be, header, summary) -> list[dict[str, Any]]:
             stack.callback(torch.close)
         rows = run_cases(cases, be, _runner_settings(args, be, torch), torch, notes)
     if with_tuned:
-        conv_bench.fill_tuned_algos(rows, {s.name: s for s in shapes})
+        conv_bench.fill_tuned_algos(rows, {s.name: s for s in shapes}, np.dtype(args.dtype))
     summary += conv_bench.summary(rows)
     return rows
 

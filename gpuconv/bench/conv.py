@@ -39,14 +39,14 @@ def _tuned(call):
     return run
 
 
-def resolved_algo(shape: ConvShape, direction: str, tuned: bool = False) -> str:
-    """What ``algo="auto"`` runs for this convolution and direction (with the autotuner when ``tuned``)."""
+def resolved_algo(shape: ConvShape, direction: str, dtype: np.dtype, tuned: bool = False) -> str:
+    """What ``algo="auto"`` runs for this convolution, direction and dtype (the autotuner's pick when ``tuned``)."""
     x_shape, w_shape = (shape.n, shape.c, shape.h, shape.w), (shape.k, shape.c // shape.groups, shape.r, shape.s)
     args = (x_shape, w_shape, shape.stride, shape.padding, shape.dilation, shape.groups)
     if not has_flags():
         return F.choose_algo(*args)
     with gpuconv.flags(conv_benchmark=tuned) if tuned else contextlib.nullcontext():
-        return F.choose_algo(*args, direction=direction)
+        return F.choose_algo(*args, direction=direction, dtype=dtype)
 
 
 def conv_case(shape: ConvShape, algos: list[str], dtype: np.dtype, with_tuned: bool, seed: int = 0) -> Case:
@@ -71,7 +71,7 @@ def conv_case(shape: ConvShape, algos: list[str], dtype: np.dtype, with_tuned: b
         for algo in algos:
             fields: dict[str, Any] = {"direction": direction, "impl": algo}
             if algo == "auto":
-                fields["algo"] = resolved_algo(shape, direction)
+                fields["algo"] = resolved_algo(shape, direction, dtype)
             ops.append(Op(fields, _call(shape, direction, algo), reference))
         if with_tuned:
             ops.append(Op({"direction": direction, "impl": "tuned"}, _tuned(_call(shape, direction, "auto")),
@@ -83,11 +83,11 @@ def conv_case(shape: ConvShape, algos: list[str], dtype: np.dtype, with_tuned: b
     return Case(shape.name, inputs, groups, batch_keys=("x", "dy"), fields={"shape": shape.spec}, torch_spec=spec)
 
 
-def fill_tuned_algos(rows: list[dict[str, Any]], shapes: dict[str, ConvShape]) -> None:
+def fill_tuned_algos(rows: list[dict[str, Any]], shapes: dict[str, ConvShape], dtype: np.dtype) -> None:
     """After timing, name the algorithm the autotuner picked in each "tuned" row."""
     for row in rows:
         if row.get("impl") == "tuned" and row.get("status") == "ok":
-            row["algo"] = resolved_algo(shapes[row["case"]], row["direction"], tuned=True)
+            row["algo"] = resolved_algo(shapes[row["case"]], row["direction"], dtype, tuned=True)
 
 
 def geomean(values: list[float]) -> float | None:
