@@ -19,6 +19,7 @@ from gpuconv.backend import unavailable_reason
 from . import conv as conv_bench
 from .capabilities import FLAGS_UNAVAILABLE, has_flags, has_module
 from .environment import header as make_header
+from .environment import load_note
 from .errors import BenchError
 from .report import RENDERERS, make_report
 from .runner import Settings, run_cases
@@ -273,6 +274,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     flags = gpuconv.flags(allow_tf32=True) if args.tf32 else contextlib.nullcontext()
     with flags:
         rows = COMMANDS[args.command](args, be, header, summary)
+    if args.command != "list" and (note := load_note("at the end")):
+        notes.append(note)
     # The same one-line problem (e.g. an algorithm that does not apply) is noted once per case, not per direction.
     notes[:] = list(dict.fromkeys(notes))
     return make_report(header, rows, summary)

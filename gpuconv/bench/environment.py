@@ -54,6 +54,13 @@ def versions(be: Any) -> dict[str, str]:
     return found
 
 
+def load_note(when: str) -> str | None:
+    """The 1-minute load average against the core count (timings on a busy CPU are noisy), or None."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    return f"load average {when}: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU cores"
+
+
 def header(be: Any, command: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The report header (the ``header`` object of the JSON schema)."""
     return {
@@ -65,5 +72,5 @@ def header(be: Any, command: str, settings: dict[str, Any]) -> dict[str, Any]:
         "versions": versions(be),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "settings": settings,
-        "notes": [],
+        "notes": [note for note in (load_note("at the start"),) if note],
     }

@@ -2,9 +2,10 @@
 
 GB/s counts each tensor the op reads or writes once (max pooling forward: x + y, plus the int64
 indices when returned; backward: dy + indices + dx; batch norm forward: x + y, backward: x + dy +
-dx; im2col: x + columns), and is given as a % of a copy of the case's input measured in the same
-run (device-to-device cudaMemcpy on the GPU, ``np.copyto`` on the CPU). Sizes are ResNet's and
-VGG's; ``shrink`` divides channels and planes (a quick run, e.g. on the emulator).
+dx; im2col: x + columns), and is given as a % of a copy measured in the same run (of x; of the
+columns for im2col/col2im): a device-to-device cudaMemcpy on the GPU, ``np.copyto`` on the CPU.
+Sizes are ResNet's and VGG's; ``shrink`` divides channels and planes (a quick run, e.g. on the
+emulator).
 """
 
 from __future__ import annotations
@@ -137,6 +138,6 @@ def im2col_cases(batch: int, dtype: np.dtype, shrink: int = 1) -> list[Case]:
                 moved),
             _op("col2im", lambda a, k=k, s=s, p=p: F.col2im(a["cols"], a["x"].shape[2:], k, stride=s, padding=p,
                                                               layout="knl"), "col2im", moved),
-        ], batch_keys=(), slicer=sliced, copy_of="x",
+        ], batch_keys=(), slicer=sliced, copy_of="cols",
             torch_spec={"family": "im2col", "shape": [batch, c, size, size, k, s, p], "dtype": np.dtype(dtype).name}))
     return cases

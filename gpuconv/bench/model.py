@@ -19,7 +19,7 @@ from gpuconv import models, nn, optim
 from .capabilities import MEMORY_UNAVAILABLE, has_memory
 from .errors import BenchError
 from .peak import measure_peak
-from .runner import Settings, relative_error
+from .runner import CHILD_ERRORS, Settings, relative_error
 from .timing import interleaved, timed_call
 from .torch_child import TorchChild
 
@@ -131,8 +131,8 @@ def run(args: Any, be: Any, settings: Settings, torch: TorchChild | None, notes:
         try:
             twins = torch.build({"family": "model", "model": name, "batch": args.batch, "image_size": args.image_size,
                                  "num_classes": args.num_classes, "dtype": dtype.name})
-        except RuntimeError as exc:
-            notes.append(str(exc))
+        except CHILD_ERRORS as exc:
+            notes.append(f"{name}: PyTorch twin unavailable: {exc}")
     load = workload(name, args.batch, args.image_size, args.num_classes, dtype) if settings.timing else None
     timed = timed_call(be)
     for mode in MODES:

@@ -20,6 +20,8 @@ from .timing import Stats, copy_function, interleaved, timed_call
 from .torch_child import TorchChild
 
 Inputs = dict[str, Any]
+# What a failing or vanished PyTorch child raises: reported as one line, the run goes on.
+CHILD_ERRORS = (RuntimeError, EOFError, OSError)
 
 
 @dataclass
@@ -140,7 +142,7 @@ def run_cases(cases: list[Case], be: Any, settings: Settings, torch: TorchChild 
             if torch is not None and torch.available and case.torch_spec is not None:
                 try:
                     twins = torch.build(case.torch_spec)
-                except RuntimeError as error:
+                except CHILD_ERRORS as error:
                     notes.append(f"{case.name}: {error}")
         device_inputs = {k: gpuconv.asarray(v) for k, v in case.inputs.items()} if settings.timing else {}
         for group in case.groups:
@@ -176,7 +178,7 @@ def _run_group(case, group, device_inputs, settings, timed, torch, copy_bw, note
         fns.append(torch.timed(group.torch))
     try:
         stats = interleaved(fns, settings.warmup, settings.repeats, settings.pause)
-    except RuntimeError as error:
+    except CHILD_ERRORS as error:
         notes.append(f"{case.name}: timing failed: {error}")
         return rows
     torch_stats: Stats | None = stats.pop() if torch is not None else None
