@@ -171,9 +171,11 @@ def _torch_child(args: argparse.Namespace, be: Any, notes: list[str]) -> TorchCh
     return child
 
 
-def _runner_settings(args: argparse.Namespace, be: Any, torch: TorchChild | None) -> Settings:
+def _runner_settings(args: argparse.Namespace, be: Any, torch: TorchChild | None, header: dict) -> Settings:
+    """The runner's settings; the pause it resolved goes into the header's settings."""
     on_cpu_with_torch = be.name == "numpy" and torch is not None and torch.available
     pause = args.pause if args.pause is not None else (0.3 if on_cpu_with_torch else 0.0)
+    header["settings"]["pause"] = pause
     tolerance = TF32_TOLERANCE if args.tf32 else TOLERANCE[args.dtype]
     return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.name != "emulated")
 
@@ -207,7 +209,7 @@ def _run_conv(args, be, header, summary) -> list[dict[str, Any]]:
         torch = _torch_child(args, be, notes)
         if torch is not None:
             stack.callback(torch.close)
-        rows = run_cases(cases, be, _runner_settings(args, be, torch), torch, notes)
+        rows = run_cases(cases, be, _runner_settings(args, be, torch, header), torch, notes)
     if with_tuned:
         conv_bench.fill_tuned_algos(rows, {s.name: s for s in shapes}, np.dtype(args.dtype))
     summary += conv_bench.summary(rows)
@@ -224,7 +226,7 @@ def _run_memory_bound(args, be, header, summary) -> list[dict[str, Any]]:
         torch = _torch_child(args, be, notes)
         if torch is not None:
             stack.callback(torch.close)
-        return run_cases(cases, be, _runner_settings(args, be, torch), torch, notes)
+        return run_cases(cases, be, _runner_settings(args, be, torch, header), torch, notes)
 
 
 def _run_model(args, be, header, summary) -> list[dict[str, Any]]:
@@ -239,7 +241,7 @@ def _run_model(args, be, header, summary) -> list[dict[str, Any]]:
                 stack.callback(torch.close)
             else:
                 notes.append("torchvision not installed: no PyTorch comparison")
-        return model.run(args, be, _runner_settings(args, be, torch), torch, notes)
+        return model.run(args, be, _runner_settings(args, be, torch, header), torch, notes)
 
 
 def _run_memory(args, be, header, summary) -> list[dict[str, Any]]:
@@ -295,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     text = RENDERERS[args.format](report)
     if args.output is not None:
-        args.output.write_text(text)
+        try:
+            args.output.write_text(text)
+        except OSError as error:
+            print(f"gpuconv-bench: cannot write --output {args.output}: {error.strerror}", file=sys.stderr)
+            return 1
         print(f"gpuconv-bench: wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -76,8 +76,9 @@ def _conv(fig_factory: Any, report: dict, path: Path) -> None:
     if on_gpu:
         ax = axes[-1]
         itemsize = np.dtype(header["settings"]["dtype"]).itemsize
-        peak, bandwidth = gpu_peaks(header["gpu"], bool(header["settings"].get("tf32")), header.get("copy_gbps", 0) * 1e9
-                                    or None)
+        measured = header.get("copy_gbps")
+        peak, bandwidth = gpu_peaks(header["gpu"], bool(header["settings"].get("tf32")),
+                                    measured * 1e9 if measured else None)
         for impl in dict.fromkeys(r["impl"] for r in rows):
             points = [(arithmetic_intensity(r["shape"], itemsize), r["gflops"]) for r in rows if r["impl"] == impl]
             ax.scatter(*zip(*points), label=impl, s=12)

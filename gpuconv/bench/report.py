@@ -19,12 +19,17 @@ _HEADINGS = {"median_ms": "median ms", "best_ms": "best ms", "gflops": "GFLOP/s"
              "max_error": "max rel. error"}
 
 
+_NOTE_WIDTH = 60
+
+
 def make_report(header: dict[str, Any], rows: list[dict[str, Any]], summary: list[str]) -> dict[str, Any]:
     return {"schema_version": 1, "header": header, "rows": rows, "summary": summary}
 
 
-def _columns(rows: list[dict[str, Any]]) -> list[str]:
+def _columns(rows: list[dict[str, Any]], drop_redundant: bool = False) -> list[str]:
     present = {key for row in rows for key in row}
+    if drop_redundant and all(row.get("shape") == row["case"] for row in rows):
+        present.discard("shape")  # --shape cases are named by their shape
     return [c for c in COLUMNS if c in present]
 
 
@@ -43,7 +48,10 @@ def _cell(key: str, value: Any) -> str:
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     if key.endswith("_bytes"):
         return f"{value / 2**20:.1f}"
-    return str(value)
+    text = str(value)
+    if key == "note" and len(text) > _NOTE_WIDTH:
+        return text[:_NOTE_WIDTH - 3] + "..."  # the whole note is in the JSON and CSV output
+    return text
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -56,7 +64,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += [f"- {note}" for note in header["notes"]]
     rows = report["rows"]
     if rows:
-        columns = _columns(rows)
+        columns = _columns(rows, drop_redundant=True)
         lines += ["", "| " + " | ".join(_HEADINGS.get(c, c) for c in columns) + " |",
                   "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(_cell(c, row.get(c)) for c in columns) + " |" for row in rows]

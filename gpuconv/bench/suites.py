@@ -115,6 +115,7 @@ def parse_shape(text: str) -> ConvShape:
         if value < low:
             raise argparse.ArgumentTypeError(f"--shape: {name} must be >= {low}, got {value} in {text!r}")
     shape = ConvShape(text, *values)
+    shape = ConvShape(shape.spec, *values)  # named by its full spec: one name per convolution
     groups = shape.groups
     if shape.c % groups or shape.k % groups:
         raise argparse.ArgumentTypeError(f"--shape: groups={groups} must divide C={shape.c} and K={shape.k}")
