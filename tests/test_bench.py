@@ -311,3 +311,15 @@ def test_tf32_and_tuned_rows_use_gpuconv_flags_where_the_build_has_them(monkeypa
     rows = [{"case": shape.name, "direction": "forward", "impl": "tuned", "status": "ok"}]
     conv_bench.fill_tuned_algos(rows, {shape.name: shape}, np.dtype(np.float32))
     assert rows[0]["algo"] == real_choose((2, 4, 6, 6), (4, 4, 3, 3), 1, 1)
+
+
+@pytest.mark.parametrize("script, command", [("bench_conv.py", "conv"), ("bench_pool.py", "pool"),
+                                             ("bench_batchnorm.py", "bn"), ("bench_im2col.py", "im2col")])
+def test_the_benchmark_scripts_are_wrappers_of_the_command(script, command):
+    env = {k: v for k, v in os.environ.items() if k != "GPUCONV_BACKEND"}
+    args = TINY[command] + ["--backend", "numpy", "--no-torch", "--repeats", "1", "--format", "json"]
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True,
+                            text=True, cwd=REPO, env=env, check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert validate(report) == [] and report["header"]["command"] == command

@@ -269,6 +269,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     be = _backend(args)
     header = make_header(be, args.command, _settings(args))
     notes: list[str] = header["notes"]
+    if args.backend == "auto" and be.name != "cupy":
+        notes.append(f"--backend auto chose numpy: cupy is unavailable ({unavailable_reason('cupy')})")
     if be.name == "emulated" and args.command != "list":
         notes.append("emulated: correctness only (the CUDA kernels run on the CPU emulator; times would be "
                      "meaningless and are not taken)")
