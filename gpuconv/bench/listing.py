@@ -11,6 +11,14 @@ from .conv import algorithms
 from .suites import SUITES
 
 
+_ALGORITHMS = {
+    "im2col": "columns + GEMM (cuBLAS on the GPU, BLAS on the CPU)",
+    "direct": "kernels/conv_direct.cu; on the numpy backend the im2col code",
+    "gemm": "1x1 kernel, stride 1, no padding only",
+    "auto": "what F.choose_algo picks",
+}
+
+
 def _row(case: str, kind: str, detail: str, ok: bool = True) -> dict[str, Any]:
     return {"case": case, "kind": kind, "status": "ok" if ok else "unavailable", "detail": detail}
 
@@ -22,8 +30,7 @@ def rows(be: Any) -> list[dict[str, Any]]:
         reason = unavailable_reason(name)
         out.append(_row(name, "backend", reason or ("current" if be.name == name else "usable"), reason is None))
     for algo in algorithms() + ["auto"]:
-        detail = "shares the NumPy code of im2col on the numpy backend" if algo == "direct" else ""
-        out.append(_row(algo, "algorithm", detail))
+        out.append(_row(algo, "algorithm", _ALGORITHMS.get(algo, "")))
     out.append(_row("tuned", "algorithm", "the autotuner's choice (cupy backend)" if has_flags() else FLAGS_UNAVAILABLE,
                     has_flags()))
     out.append(_row("estimator", "feature", "gpuconv.memory" if has_memory() else MEMORY_UNAVAILABLE, has_memory()))

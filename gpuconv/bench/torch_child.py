@@ -85,7 +85,11 @@ class TorchChild:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker, args=(child, device, threads, tf32), daemon=True)
         self.process.start()
-        status = self.conn.recv()
+        try:
+            status = self.conn.recv()
+        except EOFError:
+            self.process.join(timeout=30)
+            status = f"the PyTorch child process exited at start (exit code {self.process.exitcode})"
         if isinstance(status, tuple):
             _, self.version, self.threads = status
             self.reason = None
