@@ -323,3 +323,24 @@ def test_the_benchmark_scripts_are_wrappers_of_the_command(script, command):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert validate(report) == [] and report["header"]["command"] == command
+
+
+@pytest.mark.skipif(not has_module("matplotlib"), reason="matplotlib not installed (pip install 'gpuconv[plot]')")
+@pytest.mark.parametrize("command", ["pool", "model", "memory"])
+def test_plot_draws_every_timed_subcommand(command, tmp_path):
+    png = tmp_path / f"{command}.png"
+    assert cli.main([command, *TINY[command], "--backend", "numpy", "--no-torch", "--repeats", "1", "--plot", str(png),
+                     "--output", str(tmp_path / "r.md")]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shrink_divides_the_suite_planes_and_refuses_shapes(capsys):
+    from gpuconv.bench.suites import SUITES, suite_layers
+
+    layers = suite_layers("resnet18", 2, shrink=8)
+    assert [(s.n, s.c, s.h, s.k) for s in layers][:2] == [(2, 3, 28, 64), (2, 64, 7, 64)]
+    assert all(min(s.out_size) >= 1 for s in suite_layers("all", 1, shrink=1000))
+    assert len(suite_layers("all", 1)) == sum(len(v) for v in SUITES.values())
+    with pytest.raises(SystemExit):
+        cli.main(["conv", "--shape", "1,2,5,5,2,3,3", "--shrink", "2"])
+    assert "--shrink applies to --suite layers" in capsys.readouterr().err

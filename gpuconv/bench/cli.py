@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "when no --shape is given)")
     conv.add_argument("--shape", type=parse_shape, action="append", metavar="N,C,H,W,K,R,S[,stride,pad,dil,groups]",
                       help="one convolution (repeatable); N overrides --batch")
+    conv.add_argument("--shrink", type=_positive, default=1,
+                      help="divide the suite layers' planes by this (a quick run, e.g. on the emulator)")
     conv.add_argument("--algos", help="comma-separated algorithms (and 'auto'); default: every applicable one and "
                                       "auto (numpy backend: auto only, its algorithms share one NumPy code path)")
     for name, text in (("pool", "max/avg/adaptive pooling and GeM: GB/s, % of a copy"),
@@ -133,6 +135,8 @@ def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespac
         parser.error("--plot: list has nothing to plot")
     if args.command == "conv" and args.suite and args.shape:
         parser.error("give --suite or --shape, not both")
+    if args.command == "conv" and args.shape and args.shrink != 1:
+        parser.error("--shrink applies to --suite layers, not to --shape")
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -190,7 +194,7 @@ def _copy_gbps(be: Any) -> float:
 
 def _run_conv(args, be, header, summary) -> list[dict[str, Any]]:
     notes = header["notes"]
-    shapes = args.shape or suite_layers(args.suite or "resnet18", args.batch)
+    shapes = args.shape or suite_layers(args.suite or "resnet18", args.batch, args.shrink)
     if be.name == "cupy":
         header["copy_gbps"] = _copy_gbps(be)
     if args.algos is not None:

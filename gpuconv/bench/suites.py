@@ -41,9 +41,11 @@ class ConvShape:
         return ",".join(str(v) for v in (self.n, self.c, self.h, self.w, self.k, self.r, self.s, self.stride,
                                          self.padding, self.dilation, self.groups))
 
-    def with_batch(self, n: int) -> ConvShape:
-        return ConvShape(self.name, n, *(getattr(self, f) for f in
-                                         ("c", "h", "w", "k", "r", "s", "stride", "padding", "dilation", "groups")))
+    def with_batch(self, n: int, shrink: int = 1) -> ConvShape:
+        """This layer at batch ``n``, its planes divided by ``shrink`` (never below the kernel's extent)."""
+        h, w = max(self.r, self.h // shrink), max(self.s, self.w // shrink)
+        return ConvShape(self.name, n, self.c, h, w, self.k, self.r, self.s, self.stride, self.padding, self.dilation,
+                         self.groups)
 
 
 def _layer(name: str, c: int, k: int, size: int, kernel: int, stride: int, padding: int) -> ConvShape:
@@ -92,10 +94,11 @@ SUITES: dict[str, list[ConvShape]] = {
 SUITE_CHOICES = tuple(SUITES) + ("all",)
 
 
-def suite_layers(name: str, batch: int) -> list[ConvShape]:
-    """The layers of suite ``name`` (or of every suite for ``"all"``) at batch size ``batch``."""
+def suite_layers(name: str, batch: int, shrink: int = 1) -> list[ConvShape]:
+    """The layers of suite ``name`` (or of every suite for ``"all"``) at batch size ``batch``, their
+    planes divided by ``shrink``."""
     names = list(SUITES) if name == "all" else [name]
-    return [layer.with_batch(batch) for suite in names for layer in SUITES[suite]]
+    return [layer.with_batch(batch, shrink) for suite in names for layer in SUITES[suite]]
 
 
 def parse_shape(text: str) -> ConvShape:
