@@ -344,3 +344,23 @@ def test_shrink_divides_the_suite_planes_and_refuses_shapes(capsys):
     with pytest.raises(SystemExit):
         cli.main(["conv", "--shape", "1,2,5,5,2,3,3", "--shrink", "2"])
     assert "--shrink applies to --suite layers" in capsys.readouterr().err
+
+
+def test_an_op_that_fails_at_full_size_is_an_error_row_not_a_traceback(monkeypatch, tmp_path, capsys):
+    real = F.conv2d
+
+    def fails_on_the_whole_batch(x, *args, **kwargs):
+        if x.shape[0] > 2:
+            raise MemoryError("out of memory allocating 1 TiB")
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", fails_on_the_whole_batch)
+    out = tmp_path / "r.json"
+    assert cli.main(["conv", "--shape", "4,2,6,6,2,3,3,1,1", "--backend", "numpy", "--no-torch", "--repeats", "1",
+                     "--format", "json", "--output", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert validate(report) == []
+    forward = next(r for r in report["rows"] if r["direction"] == "forward")
+    assert forward["status"] == "error" and "MemoryError: out of memory" in forward["note"]
+    assert all(r["status"] == "ok" for r in report["rows"] if r["direction"] != "forward")
+    assert "Traceback" not in capsys.readouterr().err

@@ -178,8 +178,10 @@ def _run_group(case, group, device_inputs, settings, timed, torch, copy_bw, note
         fns.append(torch.timed(group.torch))
     try:
         stats = interleaved(fns, settings.warmup, settings.repeats, settings.pause)
-    except CHILD_ERRORS as error:
-        notes.append(f"{case.name}: timing failed: {error}")
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory at full size after the check on a slice passed
+        notes.append(f"{case.name}: timing failed: {_first_line(exc)}")
+        for _, row in passed:
+            row.update(status="error", note=f"timing failed: {_first_line(exc)}")
         return rows
     torch_stats: Stats | None = stats.pop() if torch is not None else None
     for (_, row), s in zip(passed, stats, strict=True):
