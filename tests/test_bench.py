@@ -364,3 +364,13 @@ def test_an_op_that_fails_at_full_size_is_an_error_row_not_a_traceback(monkeypat
     assert forward["status"] == "error" and "MemoryError: out of memory" in forward["note"]
     assert all(r["status"] == "ok" for r in report["rows"] if r["direction"] != "forward")
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"]] + [[command, "--help"] for command in TINY])
+def test_help_is_printed_for_the_command_and_every_subcommand(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: gpuconv-bench")
+    assert "--backend" in out or argv == ["--help"]

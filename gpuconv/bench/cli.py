@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                                           "first, against PyTorch when it is installed.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     common = [_common_options()]
-    conv = sub.add_parser("conv", parents=common, help="conv2d: every algorithm per direction, auto, tuned, PyTorch")
+
+    def subcommand(name: str, text: str) -> argparse.ArgumentParser:
+        # help= is %-formatted by argparse, description= is printed as it is.
+        return sub.add_parser(name, parents=common, help=text, description=text.replace("%%", "%"))
+
+    conv = subcommand("conv", "conv2d: every algorithm per direction, auto, tuned, PyTorch")
     conv.add_argument("--suite", choices=SUITE_CHOICES, help="layers of a network (default resnet18 "
                                                              "when no --shape is given)")
     conv.add_argument("--shape", type=parse_shape, action="append", metavar="N,C,H,W,K,R,S[,stride,pad,dil,groups]",
@@ -103,21 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="divide the suite layers' planes by this (a quick run, e.g. on the emulator)")
     conv.add_argument("--algos", help="comma-separated algorithms (and 'auto'); default: every applicable one and "
                                       "auto (numpy backend: auto only, its algorithms share one NumPy code path)")
-    for name, text in (("pool", "max/avg/adaptive pooling and GeM: GB/s, % of a copy"),
-                       ("bn", "batch norm training/eval forward and backward: GB/s, % of a copy"),
-                       ("im2col", "im2col and col2im: GB/s, % of a copy")):
-        family = sub.add_parser(name, parents=common, help=text)
+    for name, text in (("pool", "max/avg/adaptive pooling and GeM: GB/s, %% of a copy"),
+                       ("bn", "batch norm training/eval forward and backward: GB/s, %% of a copy"),
+                       ("im2col", "im2col and col2im: GB/s, %% of a copy")):
+        family = subcommand(name, text)
         family.add_argument("--shrink", type=_positive, default=1,
                             help="divide channels and planes by this (a quick run, e.g. on the emulator)")
-    model = sub.add_parser("model", parents=common, help="a zoo model's training step and inference")
+    model = subcommand("model", "a zoo model's training step and inference")
     model.add_argument("--model", choices=MODELS, default="resnet18")
     model.add_argument("--image-size", type=_positive, default=224)
     model.add_argument("--num-classes", type=_positive, default=1000)
-    memory = sub.add_parser("memory", parents=common, help="the memory estimator against measured peaks")
+    memory = subcommand("memory", "the memory estimator against measured peaks")
     memory.add_argument("--model", choices=MODELS, action="append", help="repeatable (default resnet18)")
     memory.add_argument("--image-size", type=_positive, default=224)
     memory.add_argument("--num-classes", type=_positive, default=1000)
-    sub.add_parser("list", parents=common, help="suites, layers, algorithms and backends on this machine")
+    subcommand("list", "suites, layers, algorithms and backends on this machine")
     return parser
 
 
