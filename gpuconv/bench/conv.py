@@ -91,6 +91,7 @@ def fill_tuned_algos(rows: list[dict[str, Any]], shapes: dict[str, ConvShape], d
 
 
 def geomean(values: list[float]) -> float | None:
+    """Geometric mean of the positive finite values, or None when there are none."""
     values = [v for v in values if v and v > 0 and math.isfinite(v)]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 

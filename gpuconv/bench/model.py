@@ -37,6 +37,7 @@ class Workload:
     optimizer: Any
 
     def step(self, mode: str) -> Any:
+        """One training step (``"train"``) or one inference (``"inference"``); returns the logits."""
         if mode == "inference":
             self.model.eval()
             with gpuconv.no_grad():
@@ -62,6 +63,7 @@ def build_model(name: str, num_classes: int, dtype: np.dtype, state: dict | None
 
 def workload(name: str, batch: int, image_size: int, num_classes: int, dtype: np.dtype,
              state: dict | None = None) -> Workload:
+    """Model ``name`` with a random batch (N, 3, image_size, image_size), targets, loss and SGD."""
     rng = np.random.default_rng(0)
     model = build_model(name, num_classes, dtype, state)
     x = gpuconv.asarray(rng.standard_normal((batch, 3, image_size, image_size)).astype(dtype))
@@ -111,6 +113,7 @@ def estimate(name: str, args: Any, dtype: np.dtype, mode: str, notes: list[str])
 
 
 def measured_peak(name: str, args: Any, dtype: np.dtype, mode: str, be: Any) -> int:
+    """Peak bytes of building the workload and running two steps of ``mode`` (see peak.py)."""
     def steps() -> None:
         load = workload(name, args.batch, args.image_size, args.num_classes, dtype)
         load.step(mode)

@@ -23,6 +23,7 @@ _NOTE_WIDTH = 60
 
 
 def make_report(header: dict[str, Any], rows: list[dict[str, Any]], summary: list[str]) -> dict[str, Any]:
+    """The report object that schema.py describes."""
     return {"schema_version": 1, "header": header, "rows": rows, "summary": summary}
 
 
@@ -55,6 +56,7 @@ def _cell(key: str, value: Any) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    """The header as a list, the rows as a table (columns that no row fills are left out), the summary."""
     header = report["header"]
     lines = [f"# gpuconv-bench {header['command']}", ""]
     lines.append(f"- machine: {header['machine']}; CPU: {header['cpu']}; GPU: {header['gpu'] or 'none'}")
@@ -92,6 +94,7 @@ def to_csv(report: dict[str, Any]) -> str:
 
 
 def to_json(report: dict[str, Any]) -> str:
+    """The report as JSON (non-finite numbers as null)."""
     def clean(value: Any) -> Any:
         # JSON has no inf/nan: a non-finite error (e.g. a shape mismatch) is written as null.
         if isinstance(value, float) and not math.isfinite(value):
