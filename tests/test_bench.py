@@ -374,3 +374,20 @@ def test_help_is_printed_for_the_command_and_every_subcommand(argv, capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: gpuconv-bench")
     assert "--backend" in out or argv == ["--help"]
+
+
+def test_the_conv_summary_gives_geometric_means_per_direction_and_for_a_training_step():
+    from gpuconv.bench.conv import summary
+
+    # Two layers; PyTorch takes 1 ms per direction. im2col: 2 ms everywhere; direct: 0.5 ms forward, 4 ms else.
+    rows = [{"case": case, "direction": d, "impl": impl, "status": "ok", "torch_ms": 1.0,
+             "median_ms": ms, "ratio_torch": ms}
+            for case in ("a", "b") for d in ("forward", "backward_data", "backward_weight")
+            for impl, ms in (("im2col", 2.0), ("direct", 0.5 if d == "forward" else 4.0))]
+    lines = summary(rows)
+    assert "geometric mean of time / PyTorch, im2col: forward 2.00, backward_data 2.00, backward_weight 2.00" in lines
+    assert "geometric mean of time / PyTorch, direct: forward 0.50, backward_data 4.00, backward_weight 4.00" in lines
+    assert ("geometric mean of time / PyTorch, best gpuconv algorithm per layer and direction: forward 0.50, "
+            "backward_data 2.00, backward_weight 2.00") in lines
+    # forward+backward: im2col 6/3, direct 8.5/3, best per direction (0.5 + 2 + 2)/3.
+    assert lines[-1].endswith("direct 2.83, im2col 2.00, best per direction 1.50")

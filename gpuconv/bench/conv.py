@@ -120,4 +120,27 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
     if parts and len(impls) > 1:
         lines.append("geometric mean of time / PyTorch, best gpuconv algorithm per layer and direction: "
                      + ", ".join(parts))
+    training = [f"{impl} {g:.2f}" for impl in impls + (["best per direction"] if len(impls) > 1 else [])
+                if (g := geomean(_forward_backward_ratios(rows, impl))) is not None]
+    if training:
+        lines.append("forward+backward (the three directions' median times summed per layer), geometric mean of "
+                     "time / PyTorch: " + ", ".join(training))
     return lines
+
+
+def _forward_backward_ratios(rows: list[dict[str, Any]], impl: str) -> list[float]:
+    """Per layer, (sum over directions of ``impl``'s median) / (PyTorch's sum); ``impl`` may be
+    "best per direction" (the fastest non-tuned implementation of each direction)."""
+    ratios = []
+    for case in dict.fromkeys(r["case"] for r in rows):
+        ours = theirs = 0.0
+        for direction in DIRECTIONS:
+            timed = [r for r in rows if r["case"] == case and r["direction"] == direction and "torch_ms" in r
+                     and (r["impl"] == impl or (impl == "best per direction" and r["impl"] != "tuned"))]
+            if not timed:
+                break
+            ours += min(r["median_ms"] for r in timed)
+            theirs += timed[0]["torch_ms"]
+        else:
+            ratios.append(ours / theirs)
+    return ratios
