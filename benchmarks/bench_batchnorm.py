@@ -1,4 +1,7 @@
-"""Thin wrapper: `python benchmarks/bench_batchnorm.py [options]` runs `gpuconv-bench bn [options]` (see benchmarks/README.md)."""
+"""Thin wrapper: `python benchmarks/bench_batchnorm.py [options]` runs `gpuconv-bench bn [options]`.
+
+See benchmarks/README.md.
+"""
 
 import sys
 

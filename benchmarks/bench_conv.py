@@ -1,4 +1,7 @@
-"""Thin wrapper: `python benchmarks/bench_conv.py [options]` runs `gpuconv-bench conv [options]` (see benchmarks/README.md)."""
+"""Thin wrapper: `python benchmarks/bench_conv.py [options]` runs `gpuconv-bench conv [options]`.
+
+See benchmarks/README.md.
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""Thin wrapper: `python benchmarks/bench_im2col.py [options]` runs `gpuconv-bench im2col [options]` (see benchmarks/README.md)."""
+"""Thin wrapper: `python benchmarks/bench_im2col.py [options]` runs `gpuconv-bench im2col [options]`.
+
+See benchmarks/README.md.
+"""
 
 import sys
 

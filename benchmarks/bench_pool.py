@@ -1,4 +1,7 @@
-"""Thin wrapper: `python benchmarks/bench_pool.py [options]` runs `gpuconv-bench pool [options]` (see benchmarks/README.md)."""
+"""Thin wrapper: `python benchmarks/bench_pool.py [options]` runs `gpuconv-bench pool [options]`.
+
+See benchmarks/README.md.
+"""
 
 import sys
 
