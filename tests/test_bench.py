@@ -391,3 +391,25 @@ def test_the_conv_summary_gives_geometric_means_per_direction_and_for_a_training
             "backward_data 2.00, backward_weight 2.00") in lines
     # forward+backward: im2col 6/3, direct 8.5/3, best per direction (0.5 + 2 + 2)/3.
     assert lines[-1].endswith("direct 2.83, im2col 2.00, best per direction 1.50")
+
+
+def test_the_cupy_peak_hook_counts_pool_blocks_alive_at_the_peak():
+    pytest.importorskip("cupy", reason="cupy not installed (the hook subclasses cupy's MemoryHook)")
+    from gpuconv.bench.peak import peak_hook
+
+    hook = peak_hook()
+    for event, size in (("malloc", 512), ("malloc", 1024), ("free", 512), ("malloc", 2048), ("free", 1024)):
+        getattr(hook, f"{event}_postprocess")(device_id=0, size=size, mem_size=size, mem_ptr=1, pmem_id=1)
+    assert (hook.current, hook.peak) == (2048, 1024 + 2048)
+
+
+def test_the_numpy_peak_counts_what_the_call_allocates():
+    from gpuconv.bench.peak import _numpy_peak
+
+    def allocate():
+        a = np.ones(2**20)  # 8 MiB alive at the peak together with b
+        b = np.ones(2**19)
+        del a, b
+        return np.ones(10)
+
+    assert 12 * 2**20 <= _numpy_peak(allocate) < 13 * 2**20

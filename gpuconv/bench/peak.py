@@ -13,8 +13,8 @@ from typing import Any, Callable
 from .capabilities import has_memory
 
 
-def _cupy_peak(fn: Callable[[], Any]) -> int:
-    import cupy
+def peak_hook() -> Any:
+    """A CuPy memory hook that tracks the bytes taken from the memory pool (``current``, ``peak``)."""
     from cupy.cuda import memory_hook
 
     class PeakHook(memory_hook.MemoryHook):
@@ -24,14 +24,21 @@ def _cupy_peak(fn: Callable[[], Any]) -> int:
             self.current = 0
             self.peak = 0
 
-        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
-            self.current += mem_size
+        # CuPy calls hooks with keyword arguments; mem_size is the pool's rounded block size.
+        def malloc_postprocess(self, **kwargs):
+            self.current += kwargs["mem_size"]
             self.peak = max(self.peak, self.current)
 
-        def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id):
-            self.current -= mem_size
+        def free_postprocess(self, **kwargs):
+            self.current -= kwargs["mem_size"]
 
-    hook = PeakHook()
+    return PeakHook()
+
+
+def _cupy_peak(fn: Callable[[], Any]) -> int:
+    import cupy
+
+    hook = peak_hook()
     with hook:
         fn()
         cupy.cuda.get_current_stream().synchronize()
