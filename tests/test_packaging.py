@@ -122,3 +122,26 @@ def test_installed_loader_picks_the_shipped_binaries_and_compiles_only_for_older
                          "9 0 pool.sm_90.cubin", f"12 0 pool.{PTX_ARCHITECTURE}.ptx", "compiled pool.cu sm_70"]
     assert re.fullmatch(r"7 0 pool-[0-9a-f]{24}\.sm_70\.cubin", lines[6]), lines[6]
     assert len(lines) == 7
+
+
+def test_installed_package_provides_the_gpuconv_bench_command(wheel, installed, tmp_path):
+    entry_points = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/entry_points.txt"))
+    assert "gpuconv-bench = gpuconv.bench.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    target = installed
+    command = target / "bin" / "gpuconv-bench"
+    assert command.is_file()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GPUCONV_BACKEND")}
+    env.update(PYTHONPATH=str(target))
+    run = subprocess.run([str(command), "conv", "--shape", "1,2,5,5,2,3,3,1,1", "--backend", "numpy", "--no-torch",
+                          "--repeats", "1", "--format", "json"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    from gpuconv.bench.schema import validate
+
+    assert validate(report) == []
+    assert [r["status"] for r in report["rows"]] == ["ok"] * 3
+    # The command ran the installed copy, not the checkout.
+    where = subprocess.run([sys.executable, "-c", "import gpuconv.bench; print(gpuconv.bench.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert Path(where.stdout.strip()).is_relative_to(target)
