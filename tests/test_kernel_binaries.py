@@ -4,10 +4,11 @@ compute capability and the compiler are passed in)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from gpuconv.backend import kernel_binaries
+from gpuconv.backend import compile_notice, kernel_binaries
 from gpuconv.backend.aot import MANIFEST, pick_binary, program_hash, with_defines
 from gpuconv.backend.kernel_source import kernels_dir, read_source
 
@@ -28,11 +29,13 @@ def test_pick_binary_never_picks_a_newer_minor_or_newer_ptx():
 
 
 class FakeCompiler:
-    def __init__(self):
+    def __init__(self, seconds: float = 0.0):
         self.calls = []
+        self.seconds = seconds
 
     def __call__(self, program, name, arch, options):
         self.calls.append((name, arch, program))
+        time.sleep(self.seconds)
         return b"CUBIN:" + arch.encode()
 
 
@@ -72,8 +75,10 @@ def test_a_shipped_binary_is_preferred(shipped, cache):
     ("another architecture", None, (7, 0)),
     ("non-default defines", {"GC_TEST": 1}, (9, 0)),
 ])
-def test_compiles_into_the_cache_when_no_shipped_binary_fits(shipped, cache, capsys, why, defines, capability):
-    compiler = FakeCompiler()
+def test_compiles_into_the_cache_when_no_shipped_binary_fits(shipped, cache, capsys, monkeypatch, why, defines,
+                                                             capability):
+    monkeypatch.setattr(compile_notice, "NOTICE_AFTER_SECONDS", 0.01)
+    compiler = FakeCompiler(seconds=0.5)  # a compile slower than the notice threshold
     path = kernel_binaries.binary_path("pool.cu", defines, capability, compiler)
     arch = f"sm_{capability[0]}{capability[1]}"
     assert path.parent == cache and path.name.endswith(f".{arch}.cubin")

@@ -34,6 +34,7 @@ from typing import Iterator, Mapping, Protocol
 
 import numpy as np
 
+from .compile_notice import compile_notice
 from .errors import KernelLaunchError
 from .kernel_source import compile_error, kernels_dir, read_source, with_defines
 from .signature import Signature, check_arguments, parse_signatures
@@ -334,7 +335,10 @@ class EmulatedModule:
         ).hexdigest()[:32]
         path = cache_dir() / f"{Path(self.filename).stem}{'-san' if instrumented else ''}-{digest}.so"
         if not path.is_file():
-            self._compile(self._cxx, self.filename, source, flags, path)
+            kind = "the sanitizer build of " if instrumented else ""
+            with compile_notice(f"compiling {kind}{self.filename} for the emulated backend with g++ (once per "
+                                f"source version; cached in {cache_dir()})"):
+                self._compile(self._cxx, self.filename, source, flags, path)
         library = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)
         library.emu_last_error.restype = ctypes.c_char_p
         for n in self.signatures:

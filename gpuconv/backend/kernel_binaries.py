@@ -7,8 +7,8 @@ Order, for one ``kernels/*.cu`` file, its ``#define`` values and the device's co
    used only when ``manifest.json`` records the hash of today's sources;
 2. gpuconv's kernel cache (:func:`cache_dir`): a CUBIN compiled earlier on this machine for the
    same program text and architecture (editable installs, other defines, other GPUs);
-3. else NVRTC compiles a CUBIN for the device's exact architecture now, with one line on stderr
-   saying so, and writes it to the cache atomically (a temporary file, then a rename), so two
+3. else NVRTC compiles a CUBIN for the device's exact architecture now (with one line on stderr
+   when that takes over a second: compile_notice.py), and writes it to the cache atomically (a temporary file, then a rename), so two
    processes compiling at once each write a complete file and the second rename wins.
 """
 
@@ -17,13 +17,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable, Mapping
 
 from .aot import MANIFEST, NVRTC_OPTIONS, arch_of, pick_binary, program_hash, with_defines
+from .compile_notice import compile_notice
 from .kernel_source import kernels_dir, read_source
 
 #: Compiles ``(program_text, name, arch, options) -> bytes``; raises with the compiler's log on error.
@@ -79,12 +78,10 @@ def binary_path(filename: str, defines: Mapping[str, object] | None, capability:
     cached = cache_dir() / f"{Path(name).stem}-{digest[:24]}.{arch}.cubin"
     if cached.is_file():
         return cached
-    print(f"gpuconv: compiling {name} for {arch} with NVRTC (once per source version and GPU type; "
-          f"cached in {cache_dir()})", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    binary = compiler(program, name, arch, compile_options())
+    with compile_notice(f"compiling {name} for {arch} with NVRTC (once per source version and GPU type; "
+                        f"cached in {cache_dir()})"):
+        binary = compiler(program, name, arch, compile_options())
     _write_atomically(cached, binary)
-    print(f"gpuconv: compiled {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     return cached
 
 
