@@ -32,6 +32,7 @@ TINY = {
     "model": ["--model", "lenet5", "--image-size", "32", "--batch", "2", "--num-classes", "10"],
     "memory": ["--model", "lenet5", "--image-size", "32", "--batch", "2", "--num-classes", "10"],
     "list": [],
+    "warmup": [],
 }
 
 
@@ -61,6 +62,11 @@ def test_every_subcommand_runs_and_its_json_matches_the_schema(command, backend)
     rows = report["rows"]
     assert rows
     assert {r["status"] for r in rows} <= {"ok", "n/a", "unavailable"}
+    if command == "warmup":
+        assert [r["case"] for r in rows] == ["load kernel files", "first training and inference steps"]
+        assert all(r["seconds"] >= 0 for r in rows)
+        assert ("kernel files loaded" in report["summary"][0]) == (backend != "numpy")
+        return
     if command == "list":
         return
     checked = [r for r in rows if r["status"] == "ok"]

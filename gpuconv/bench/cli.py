@@ -27,7 +27,7 @@ from .timing import copy_function, interleaved, timed_call
 from .suites import SUITE_CHOICES, parse_shape, suite_layers
 from .torch_child import TorchChild
 
-DEFAULT_BATCH = {"conv": 8, "pool": 32, "bn": 32, "im2col": 8, "model": 8, "memory": 8, "list": 8}
+DEFAULT_BATCH = {"conv": 8, "pool": 32, "bn": 32, "im2col": 8, "model": 8, "memory": 8, "list": 8, "warmup": 2}
 MODELS = ("lenet5", "alexnet", "vgg11", "vgg16", "resnet18", "resnet34", "resnet50")
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 TF32_TOLERANCE = 1e-2
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--image-size", type=_positive, default=224)
     memory.add_argument("--num-classes", type=_positive, default=1000)
     subcommand("list", "suites, layers, algorithms and backends on this machine")
+    subcommand("warmup", "load or compile every kernel for the backend and run each layer type once (gpuconv.warmup)")
     return parser
 
 
@@ -136,8 +137,8 @@ def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespac
         if unknown or not wanted:
             parser.error(f"--algos: expected a comma-separated subset of {','.join(known)}, got {args.algos!r}")
         args.algos = wanted
-    if args.plot is not None and args.command == "list":
-        parser.error("--plot: list has nothing to plot")
+    if args.plot is not None and args.command in ("list", "warmup"):
+        parser.error(f"--plot: {args.command} has nothing to plot")
     if args.command == "conv" and args.suite and args.shape:
         parser.error("give --suite or --shape, not both")
     if args.command == "conv" and args.shape and args.shrink != 1:
@@ -265,8 +266,17 @@ def _run_list(args, be, header, summary) -> list[dict[str, Any]]:
     return listing.rows(be)
 
 
+def _run_warmup(args, be, header, summary) -> list[dict[str, Any]]:
+    report = gpuconv.warmup((args.dtype,), verbose=False)
+    summary.append(str(report))
+    return [{"case": "load kernel files", "kind": "warmup", "status": "ok", "seconds": report.load_seconds,
+             "detail": ", ".join(report.kernel_files) or "none: the numpy backend runs no kernel files"},
+            {"case": "first training and inference steps", "kind": "warmup", "status": "ok",
+             "seconds": report.step_seconds, "detail": "each standard layer type, loss and optimizer, once"}]
+
+
 COMMANDS = {"conv": _run_conv, "pool": _run_memory_bound, "bn": _run_memory_bound, "im2col": _run_memory_bound,
-            "model": _run_model, "memory": _run_memory, "list": _run_list}
+            "model": _run_model, "memory": _run_memory, "list": _run_list, "warmup": _run_warmup}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -280,7 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     notes: list[str] = header["notes"]
     if args.backend == "auto" and be.name != "cupy":
         notes.append(f"--backend auto chose numpy: cupy is unavailable ({unavailable_reason('cupy')})")
-    if be.name == "emulated" and args.command != "list":
+    if be.name == "emulated" and args.command not in ("list", "warmup"):
         notes.append("emulated: correctness only (the CUDA kernels run on the CPU emulator; times would be "
                      "meaningless and are not taken)")
     summary: list[str] = []

@@ -12,6 +12,8 @@ is one benchmarked op (or, for ``list``, one listed item); the fields a subcomma
   best_ms, images_per_s, peak_measured_bytes, peak_estimated_bytes.
 - memory: case, mode, status, peak_estimated_bytes, peak_measured_bytes, estimate_ratio.
 - list: case (the item's name), kind, status (ok|unavailable), detail.
+- warmup: case (load kernel files | first training and inference steps), kind ("warmup"), status,
+  seconds, detail.
 
 ``status``: ok; FAILED (the correctness check against the numpy path failed: no time is given);
 n/a (the algorithm does not apply: its argument check said why, in ``note``); error (it raised:
@@ -52,6 +54,7 @@ ROW = {
         "peak_measured_bytes": {"type": "integer", "minimum": 0},
         "peak_estimated_bytes": {"type": "integer", "minimum": 0},
         "estimate_ratio": _NUMBER,
+        "seconds": {"type": "number", "minimum": 0},
         "detail": _STRING,
         "note": _STRING,
     },
@@ -70,7 +73,7 @@ SCHEMA: dict[str, Any] = {
             "required": ["command", "machine", "cpu", "gpu", "backend", "versions", "date", "settings", "notes"],
             "additionalProperties": False,
             "properties": {
-                "command": {"enum": ["conv", "pool", "bn", "im2col", "model", "memory", "list"]},
+                "command": {"enum": ["conv", "pool", "bn", "im2col", "model", "memory", "list", "warmup"]},
                 "machine": _STRING,
                 "cpu": _STRING,
                 "gpu": {"type": ["string", "null"]},
