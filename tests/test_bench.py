@@ -96,7 +96,7 @@ def test_conv_reports_every_applicable_algorithm_per_direction_and_auto_on_the_e
         pointwise = {r["impl"]: r for r in of_direction if r["case"] == "2,8,5,5,6,1,1,1,0,1,1"}
         assert set(pointwise) == set(algos) | {"auto"}
         assert all(r["status"] == "ok" for r in pointwise.values())
-        assert pointwise["auto"]["algo"] == F.choose_algo((2, 8, 5, 5), (6, 8, 1, 1))
+        assert pointwise["auto"]["algo"] == F.choose_algo((2, 8, 5, 5), (6, 8, 1, 1), direction=direction)
         strided = {r["impl"]: r for r in of_direction if r["case"] == "2,3,9,8,4,3,3,2,1,1,1"}
         # gemm needs a 1x1 stride-1 kernel: its argument check makes it "n/a", with the reason.
         assert strided["gemm"]["status"] == "n/a" and "1x1" in strided["gemm"]["note"]
