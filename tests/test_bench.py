@@ -17,7 +17,7 @@ import pytest
 import gpuconv.functional as F
 from gpuconv.backend import unavailable_reason
 from gpuconv.bench import cli
-from gpuconv.bench.capabilities import has_flags, has_module
+from gpuconv.bench.capabilities import has_module
 from gpuconv.bench.runner import relative_error
 from gpuconv.bench.schema import SCHEMA, validate
 
@@ -172,16 +172,6 @@ def test_bad_options_are_argparse_errors(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_tf32_is_unavailable_in_a_build_without_flags_as_one_line(capsys):
-    if has_flags():
-        assert cli.main(["conv", "--shape", "1,2,5,5,2,3,3", "--backend", "numpy", "--tf32", "--no-torch",
-                         "--repeats", "1"]) == 0
-        return
-    assert cli.main(["conv", "--shape", "1,2,5,5,2,3,3", "--backend", "numpy", "--tf32"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["gpuconv-bench: --tf32 is unavailable in this build of gpuconv (it has no gpuconv.flags)"]
-
-
 def test_markdown_and_csv_show_the_same_rows(capsys):
     argv = ["bn", "--batch", "2", "--shrink", "32", "--backend", "numpy", "--no-torch", "--repeats", "1"]
     assert cli.main(argv + ["--format", "md"]) == 0
@@ -275,9 +265,9 @@ def test_plot_without_matplotlib_is_one_line(capsys):
     assert capsys.readouterr().err.strip() == "gpuconv-bench: --plot needs matplotlib: pip install 'gpuconv[plot]'"
 
 
-def test_tf32_and_tuned_rows_use_gpuconv_flags_where_the_build_has_them(monkeypatch, tmp_path):
-    """The code behind the one capability check, run against a stand-in for gpuconv.flags (the real
-    one lands in parallel; on a GPU the tuned rows are end-to-end)."""
+def test_tf32_and_tuned_rows_use_gpuconv_flags(monkeypatch, tmp_path):
+    """--tf32 and the tuned rows go through gpuconv.flags (a recording stand-in here: the tuner only
+    times on the cupy backend, where the tuned rows are end-to-end)."""
     import contextlib
 
     import gpuconv

@@ -1,19 +1,12 @@
-"""Features that land in gpuconv in parallel with this command line, each behind ONE check.
+"""Optional libraries the command line uses when they are installed, each behind ONE check.
 
-NOTE: when ``gpuconv.flags`` (the autotuner and TF32 switch) and ``gpuconv.memory`` (the memory
-estimator) are on main everywhere, these checks and their "unavailable" branches can go.
+NOTE: when ``gpuconv.memory`` (the memory estimator) is on main everywhere, its check and its
+"unavailable" branches can go.
 """
 
 from __future__ import annotations
 
 import importlib.util
-
-import gpuconv
-
-
-def has_flags() -> bool:
-    """``gpuconv.flags`` exists: TF32, the autotuner ("tuned" rows) and per-direction ``choose_algo``."""
-    return hasattr(gpuconv, "flags")
 
 
 def has_memory() -> bool:
@@ -26,5 +19,4 @@ def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-FLAGS_UNAVAILABLE = "unavailable in this build of gpuconv (it has no gpuconv.flags)"
 MEMORY_UNAVAILABLE = "unavailable in this build of gpuconv (it has no gpuconv.memory estimator)"

@@ -17,7 +17,7 @@ import gpuconv
 from gpuconv.backend import unavailable_reason
 
 from . import conv as conv_bench
-from .capabilities import FLAGS_UNAVAILABLE, has_flags, has_module
+from .capabilities import has_module
 from .environment import header as make_header
 from .environment import load_note
 from .errors import BenchError
@@ -211,9 +211,7 @@ def _run_conv(args, be, header, summary) -> list[dict[str, Any]]:
                      "against PyTorch CPU; name others with --algos")
     else:
         algos = conv_bench.algorithms() + ["auto"]
-    with_tuned = be.name == "cupy" and has_flags()
-    if be.name == "cupy" and not has_flags():
-        notes.append(f"tuned rows: {FLAGS_UNAVAILABLE}")
+    with_tuned = be.name == "cupy"
     cases = [conv_bench.conv_case(s, algos, np.dtype(args.dtype), with_tuned) for s in shapes]
     with contextlib.ExitStack() as stack:
         torch = _torch_child(args, be, notes)
@@ -281,8 +279,6 @@ COMMANDS = {"conv": _run_conv, "pool": _run_memory_bound, "bn": _run_memory_boun
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the parsed command; returns the report (see schema.py). Raises BenchError."""
-    if args.tf32 and not has_flags():
-        raise BenchError(f"--tf32 is {FLAGS_UNAVAILABLE}")
     if args.plot is not None and not has_module("matplotlib"):
         raise BenchError("--plot needs matplotlib: pip install 'gpuconv[plot]'")
     be = _backend(args)

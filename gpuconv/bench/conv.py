@@ -12,7 +12,6 @@ import gpuconv
 import gpuconv.functional as F
 from gpuconv.functional import conv as conv_module
 
-from .capabilities import has_flags
 from .runner import Case, Group, Op
 from .suites import ConvShape
 
@@ -43,8 +42,6 @@ def resolved_algo(shape: ConvShape, direction: str, dtype: np.dtype, tuned: bool
     """What ``algo="auto"`` runs for this convolution, direction and dtype (the autotuner's pick when ``tuned``)."""
     x_shape, w_shape = (shape.n, shape.c, shape.h, shape.w), (shape.k, shape.c // shape.groups, shape.r, shape.s)
     args = (x_shape, w_shape, shape.stride, shape.padding, shape.dilation, shape.groups)
-    if not has_flags():
-        return F.choose_algo(*args)
     with gpuconv.flags(conv_benchmark=tuned) if tuned else contextlib.nullcontext():
         return F.choose_algo(*args, direction=direction, dtype=dtype)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from gpuconv.backend import unavailable_reason
 
-from .capabilities import FLAGS_UNAVAILABLE, MEMORY_UNAVAILABLE, has_flags, has_memory, has_module
+from .capabilities import MEMORY_UNAVAILABLE, has_memory, has_module
 from .conv import algorithms
 from .suites import SUITES
 
@@ -31,8 +31,7 @@ def rows(be: Any) -> list[dict[str, Any]]:
         out.append(_row(name, "backend", reason or ("current" if be.name == name else "usable"), reason is None))
     for algo in algorithms() + ["auto"]:
         out.append(_row(algo, "algorithm", _ALGORITHMS.get(algo, "")))
-    out.append(_row("tuned", "algorithm", "the autotuner's choice (cupy backend)" if has_flags() else FLAGS_UNAVAILABLE,
-                    has_flags()))
+    out.append(_row("tuned", "algorithm", "the autotuner's choice (cupy backend)"))
     out.append(_row("estimator", "feature", "gpuconv.memory" if has_memory() else MEMORY_UNAVAILABLE, has_memory()))
     for module, use in (("torch", "PyTorch comparison"), ("torchvision", "PyTorch model twins"),
                         ("matplotlib", "--plot")):
