@@ -106,3 +106,19 @@ def log_softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
     check_same_shape("y", y, "dy", dy)
     axis = check_dim(dim, y.ndim)
     return dy - get_backend().xp.exp(y) * dy.sum(axis=axis, keepdims=True)
+
+
+def relu_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str) -> int:
+    """Bytes :func:`relu` (``direction="forward"``) or :func:`relu_backward` (``"backward"``)
+    allocates besides its result, on every backend: the backward's boolean mask ``x > 0``
+    (1 byte per element) lives while the product is computed; the forward allocates nothing else."""
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    return 0 if direction == "forward" else _numel(x_shape)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= int(size)
+    return count

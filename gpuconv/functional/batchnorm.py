@@ -131,3 +131,22 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
 
 
 __all__ = ["batch_norm", "batch_norm_backward"]
+
+
+def batch_norm_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str,
+                               needs_dx: bool = True) -> int:
+    """Bytes :func:`batch_norm` (``direction="forward"``) or :func:`batch_norm_backward`
+    (``"backward"``) allocates above its results at its peak, for an input of ``x_shape``.
+
+    numpy: the statistics centre a full copy of x, freed before y is allocated, and the backward
+    sums read ``x - mean``, freed before dx is allocated: each is as large as the result, so it adds
+    nothing to the peak, except in a backward without dx (the network's first layer), where
+    ``x - mean`` is the peak. cupy/emulated: only (C, splits) partial sums (a few values per channel).
+    Per-channel (C,) vectors are not counted.
+    """
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    if backend == "numpy" and direction == "backward" and not needs_dx:
+        n, c, h, w = (int(v) for v in x_shape)
+        return n * c * h * w * np.dtype(dtype).itemsize
+    return 0

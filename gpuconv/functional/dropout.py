@@ -62,3 +62,26 @@ def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
     if tuple(mask.shape) != tuple(dy.shape):
         raise ValueError(f"mask must have dy's shape {tuple(dy.shape)}, got {tuple(mask.shape)}")
     return dy * (mask.astype(dy.dtype) * _scale(p, dy.dtype))
+
+
+def dropout_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str) -> int:
+    """Bytes :func:`dropout` (training, ``direction="forward"``, with its mask) or
+    :func:`dropout_backward` (``"backward"``) allocates above its results at its peak.
+
+    Both directions multiply by ``mask.astype(dtype) * scale``: one temporary of x's size, which
+    NumPy (from 256 KiB on) reuses for the scaling and then for the product itself, so nothing stays
+    above the result; below that, and on CuPy, one array of x's size. The forward first draws
+    float64 uniforms (numpy and emulated: in the same memory; cupy: host memory, not counted here)
+    next to the bool mask being written.
+    """
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    elements = int(np.prod(tuple(x_shape), dtype=np.int64))
+    item = np.dtype(dtype).itemsize
+    elided = backend != "cupy" and elements * item >= 256 * 1024
+    scaled = 0 if elided else elements * item
+    if direction == "backward":
+        return scaled
+    uniforms = elements * 8 if backend != "cupy" else 0
+    # Above the results y and mask: the uniforms (y not allocated yet), or the scaled mask.
+    return max(uniforms - elements * item, scaled)

@@ -231,6 +231,11 @@ class Module:
         for _, param in self.named_parameters():
             yield param
 
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameter elements (each shared parameter counted once); ``trainable_only``
+        counts only those with ``requires_grad``."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
     def named_buffers(self) -> Iterator[tuple[str, Any]]:
         yield from self._named_members("_buffers")
 

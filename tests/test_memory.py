@@ -1,0 +1,302 @@
+"""The memory estimator against the allocator: per-op transients and whole steps, on every backend."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import gpuconv as gc
+import gpuconv.functional as F
+import gpuconv.memory as M
+from gpuconv import nn
+from gpuconv.backend.memory_hooks import round_to_block
+from gpuconv.functional.activation import relu_transient_bytes
+from gpuconv.functional.batchnorm import batch_norm_transient_bytes
+from gpuconv.functional.dropout import dropout_transient_bytes
+from gpuconv.functional.loss import cross_entropy_transient_bytes
+from gpuconv.functional.pool import max_pool2d_transient_bytes
+from gpuconv.memory._conv import conv_transient_bytes
+from gpuconv.models import lenet5
+from gpuconv.models.vgg import CONFIGS, VGG, make_layers
+from gpuconv.models.resnet import ResNet
+from gpuconv.nn import BasicBlock, Bottleneck
+
+# Not modelled: Python objects the op creates and NumPy's ufunc buffers (at most 8192 elements per
+# operand, np.getbufsize()), so an op's transient is compared to within this many bytes. Shapes
+# below are chosen so that every modelled term is far larger.
+OP_SLACK = 8 * 1024 + 2 * 8192 * 8
+
+
+def _transient(fn, *args, **kwargs):
+    """Bytes ``fn`` had in use at its peak above what it left allocated (its results)."""
+    fn(*args, **kwargs)  # warm: kernels load, caches fill
+    was = tracemalloc.is_tracing()
+    if not was:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        out = fn(*args, **kwargs)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        if not was:
+            tracemalloc.stop()
+    del out
+    return peak - current
+
+
+@pytest.fixture(params=["numpy", "emulated"])
+def host_backend(request):
+    """The backends whose arrays tracemalloc sees."""
+    if request.param == "emulated":
+        from gpuconv.backend import unavailable_reason
+        reason = unavailable_reason("emulated")
+        if reason:
+            pytest.skip(reason)
+    with gc.backend(request.param) as be:
+        yield be
+
+
+def _rand(rng, shape, dtype=np.float32):
+    return gc.asarray(rng.standard_normal(shape).astype(dtype))
+
+
+# ---- per-op transients ----------------------------------------------------------------------------
+CONV_CASES = [
+    ((8, 16, 16, 16), (32, 16, 3, 3), 1, 1, 1),   # im2col, wide GEMM (small images)
+    ((8, 16, 16, 16), (32, 16, 3, 3), 2, 1, 1),   # stride 2: col2im backward on numpy
+    ((1, 16, 40, 40), (8, 16, 3, 3), 1, 1, 1),    # one GEMM per image
+    ((8, 3, 32, 32), (64, 3, 7, 7), 2, 3, 1),     # few channels: "direct"
+    ((8, 64, 8, 8), (256, 64, 1, 1), 1, 0, 1),    # 1x1: "gemm"
+    ((2, 8, 64, 64), (8, 4, 3, 3), 1, 1, 2),      # groups
+    ((3, 16, 70, 70), (16, 16, 3, 3), 1, 1, 1),   # large image
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[f"{c[0]}-{c[1]}-s{c[2]}" for c in CONV_CASES])
+def test_conv_transient_matches_measurement(host_backend, rng, case):
+    x_shape, w_shape, stride, padding, groups = case
+    x, w = _rand(rng, x_shape), _rand(rng, w_shape)
+    y = F.conv2d(x, w, None, stride, padding, 1, groups)
+    name = host_backend.name
+    for direction, run in (
+            ("forward", lambda: F.conv2d(x, w, None, stride, padding, 1, groups)),
+            ("backward_data", lambda: F.conv2d_backward(y, x, w, stride, padding, 1, groups, needs=(True, False, False))),
+            ("backward_weight", lambda: F.conv2d_backward(y, x, w, stride, padding, 1, groups,
+                                                          needs=(False, True, False)))):
+        expected = conv_transient_bytes(x_shape, w_shape, np.float32, stride, padding, 1, groups,
+                                        direction=direction, backend=name)
+        assert abs(_transient(run) - expected) <= OP_SLACK, (direction, _transient(run), expected)
+
+
+def test_conv_transient_is_large_enough_to_test():
+    # The cases above would not catch a model that returns 0 unless some transients are large.
+    sizes = [conv_transient_bytes(c[0], c[1], np.float32, c[2], c[3], 1, c[4], direction="forward",
+                                  backend="numpy") for c in CONV_CASES]
+    assert max(sizes) > 20 * OP_SLACK
+
+
+@pytest.mark.parametrize("shape", [(8, 64, 32, 32), (4, 32, 33, 31)])
+def test_elementwise_and_norm_transients_match_measurement(host_backend, rng, shape):
+    name = host_backend.name
+    x, dy = _rand(rng, shape), _rand(rng, shape)
+    c = shape[1]
+    assert abs(_transient(F.relu, x) - relu_transient_bytes(shape, np.float32, "forward")) <= OP_SLACK
+    assert abs(_transient(F.relu_backward, dy, x) - relu_transient_bytes(shape, np.float32, "backward")) <= OP_SLACK
+    rm, rv = gc.asarray(np.zeros(c, np.float32)), gc.asarray(np.ones(c, np.float32))
+    w, b = gc.asarray(np.ones(c, np.float32)), gc.asarray(np.zeros(c, np.float32))
+    _, mean, invstd = F.batch_norm(x, rm, rv, w, b, training=True, return_stats=True)
+    assert abs(_transient(F.batch_norm, x, rm, rv, w, b, training=True, return_stats=True)
+               - batch_norm_transient_bytes(shape, np.float32, "forward", name)) <= OP_SLACK
+    for needs_dx in (True, False):
+        measured = _transient(F.batch_norm_backward, dy, x, w, mean, invstd, needs=(needs_dx, True, True))
+        assert abs(measured - batch_norm_transient_bytes(shape, np.float32, "backward", name, needs_dx)) <= OP_SLACK
+    for k, s, p in ((2, 2, 0), (3, 2, 1)):
+        y, idx = F.max_pool2d(x, k, s, p, return_indices=True)
+        fwd = _transient(F.max_pool2d, x, k, s, p, return_indices=True)
+        bwd = _transient(F.max_pool2d_backward, y, x, idx, k, s, p)
+        assert abs(fwd - max_pool2d_transient_bytes(shape, np.float32, "forward", name, k, s, p)) <= OP_SLACK
+        assert abs(bwd - max_pool2d_transient_bytes(shape, np.float32, "backward", name, k, s, p)) <= OP_SLACK
+    mask = F.dropout(x, 0.5, return_mask=True)[1]
+    assert abs(_transient(F.dropout, x, 0.5, return_mask=True)
+               - dropout_transient_bytes(shape, np.float32, "forward", name)) <= OP_SLACK
+    assert abs(_transient(F.dropout_backward, dy, mask, 0.5)
+               - dropout_transient_bytes(shape, np.float32, "backward", name)) <= OP_SLACK
+
+
+def test_cross_entropy_transient_matches_measurement(host_backend, rng):
+    logits = _rand(rng, (256, 1000))
+    target = gc.asarray(rng.integers(0, 1000, 256))
+    one = gc.asarray(np.ones((), np.float32))
+    for direction, run in (("forward", lambda: F.cross_entropy(logits, target)),
+                           ("backward", lambda: F.cross_entropy_backward(one, logits, target))):
+        expected = cross_entropy_transient_bytes((256, 1000), np.float32, direction)
+        assert abs(_transient(run) - expected) <= OP_SLACK, (direction, _transient(run), expected)
+
+
+# ---- whole steps ----------------------------------------------------------------------------------
+def _vgg11_bn_small():
+    # VGG-11-BN's features (configuration "A"), but a narrow classifier of the same structure instead
+    # of the 4096-wide one (120M parameters, seconds to initialize).
+    model = VGG.__new__(VGG)
+    nn.Chain.__init__(model)
+    model.features = make_layers(CONFIGS["A"], batch_norm=True)
+    model.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+    model._flatten = nn.Flatten(1)
+    model.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 32), nn.ReLU(True), nn.Dropout(),
+                                     nn.Linear(32, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, 10))
+    return model
+
+
+MODELS = {
+    "lenet5": (lenet5, (1, 32, 32)),
+    "resnet_basic": (lambda: ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10), (3, 48, 48)),
+    "resnet_bottleneck": (lambda: ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10), (3, 48, 48)),
+    "vgg11_bn": (_vgg11_bn_small, (3, 32, 32)),
+}
+_built: dict = {}
+
+
+def _model(name):
+    # Built once per process: memory does not depend on the values, and building VGG is slow.
+    if name not in _built:
+        gc.manual_seed(0)
+        _built[name] = MODELS[name][0]()
+    model = _built[name]
+    model.zero_grad()
+    return model
+
+
+def _optimizer(name, model):
+    if name == "sgd":
+        return gc.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    return gc.optim.Adam(model.parameters(), lr=1e-4)
+
+
+def _check(result, exact=True):
+    est, got = result.estimate, result.measured
+    if exact:
+        assert est.params == got["params"]
+        assert est.grads == got["grads"]
+        assert est.optimizer_state == got["optimizer_state"]
+    assert abs(est.peak - got["peak"]) <= 0.05 * got["peak"], str(result)
+
+
+def _skip_slow_emulated(backend_name, model_name, batch, opt="sgd"):
+    # The emulated backend runs the CUDA kernels on the CPU (slow): it checks every model at batch 1
+    # with SGD, and all of LeNet-5; numpy checks the whole matrix.
+    if backend_name == "emulated" and (batch > 1 or opt == "adam") and model_name != "lenet5":
+        pytest.skip("emulated: batch 8 of the larger models is covered on numpy (the emulator is slow)")
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_training_step_peak_within_5_percent(host_backend, model_name, opt, batch):
+    _skip_slow_emulated(host_backend.name, model_name, batch, opt)
+    model = _model(model_name)
+    with gc.backend(host_backend.name):
+        model.to()
+        result = M.compare(model, (batch,) + MODELS[model_name][1], optimizer=_optimizer(opt, model), verbose=False)
+    _check(result)
+    assert result.estimate.step == "later" and result.estimate.grads > 0 and result.estimate.optimizer_state > 0
+
+
+LENET_INFERENCE_NOISE = pytest.mark.xfail(
+    strict=False, reason="LeNet-5 inference is a 0.3-1.2 MB step; 20-40 KB of NumPy-internal temporaries of the "
+    "tiny GEMMs (and, emulated, of kernel launches) are not modelled and can exceed 5%")
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("model_name", [pytest.param("lenet5", marks=LENET_INFERENCE_NOISE), "resnet_basic",
+                                        "resnet_bottleneck", "vgg11_bn"])
+def test_inference_peak_within_5_percent(host_backend, model_name, batch):
+    _skip_slow_emulated(host_backend.name, model_name, batch)
+    model = _model(model_name)
+    model.to()
+    result = M.compare(model, (batch,) + MODELS[model_name][1], training=False, verbose=False)
+    _check(result)
+    assert result.estimate.grads == 0 and result.estimate.optimizer_state == 0
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_first_step_report(host_backend, opt):
+    model = _model("resnet_basic")
+    model.to()
+    optimizer = _optimizer(opt, model)
+    result = M.compare(model, (1, 3, 48, 48), optimizer=optimizer, steps=1, verbose=False)
+    _check(result)
+    est = result.estimate
+    assert est.step == "first"
+    later = M.estimate(model, (1, 3, 48, 48), optimizer=optimizer)
+    # The state is created during the first step; a later step starts with it and last step's grads.
+    assert est.optimizer_state == later.optimizer_state == optimizer.state_bytes()
+    assert "first training step" in str(est)
+
+
+# ---- report, sizes ----------------------------------------------------------------------------------
+def test_parameter_nbytes_and_num_parameters():
+    model = lenet5()
+    assert model.num_parameters() == 61706
+    assert sum(p.nbytes for p in model.parameters()) == 61706 * 4
+    model.classifier[4].weight.requires_grad = False
+    assert model.num_parameters(trainable_only=True) == 61706 - 840
+
+
+@pytest.mark.parametrize("make, per_param", [
+    (lambda p: gc.optim.SGD(p, lr=0.1), 0), (lambda p: gc.optim.SGD(p, lr=0.1, momentum=0.9), 1),
+    (lambda p: gc.optim.Adam(p), 2), (lambda p: gc.optim.Adam(p, amsgrad=True), 3),
+    (lambda p: gc.optim.RMSprop(p, momentum=0.9, centered=True), 3), (lambda p: gc.optim.Adagrad(p), 1)])
+def test_optimizer_state_bytes(make, per_param):
+    model = lenet5()
+    opt = make(model.parameters())
+    assert opt.expected_state_bytes() == per_param * 61706 * 4
+    x = gc.asarray(np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32))
+    M.train_step(model, nn.CrossEntropyLoss(), opt, x, gc.asarray(np.array([1, 2])))
+    assert opt.state_bytes() == opt.expected_state_bytes()
+
+
+def test_report_table_and_dict():
+    model = lenet5()
+    report = M.estimate(model, (8, 1, 32, 32), optimizer=gc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    text = str(report)
+    for word in ("features.0", "Conv2d", "params", "grads", "optimizer_state", "activations", "workspace", "peak",
+                 "KiB"):
+        assert word in text
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["params"] == 61706 * 4 and data["peak"] == report.peak
+    assert [r["name"] for r in data["rows"]][:3] == ["features.0", "features.1", "features.2"]
+    conv = report.rows[0]
+    assert conv.flops == 2 * 8 * 6 * 28 * 28 * 25 and conv.params == 156
+    assert report.peak >= report.params + report.grads + report.optimizer_state + report.inputs
+
+
+def test_estimate_rejects_bad_arguments():
+    model = lenet5()
+    with pytest.raises(ValueError, match="input_shape"):
+        M.estimate(model, (0, 1, 32, 32))
+    with pytest.raises(ValueError, match="loss"):
+        M.estimate(model, (1, 1, 32, 32), loss="hinge")
+    with pytest.raises(TypeError, match="model"):
+        M.estimate("lenet", (1, 1, 32, 32))
+    with pytest.raises(ValueError, match="step"):
+        M.estimate(model, (1, 1, 32, 32), step="third")
+
+
+def test_peak_grows_with_batch_and_inference_is_smaller():
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10)
+    small, large = (M.estimate(model, (b, 3, 64, 64)) for b in (2, 16))
+    assert large.activations > 4 * small.activations and large.peak > small.peak
+    assert M.estimate(model, (16, 3, 64, 64), training=False).peak < large.peak
+
+
+def test_pool_rounding():
+    assert [round_to_block(n) for n in (0, 1, 512, 513, 1000)] == [0, 512, 512, 1024, 1024]
+    with pytest.raises(ValueError):
+        round_to_block(-1)
+    model = lenet5()
+    report = M.estimate(model, (3, 1, 32, 32), backend="cupy")
+    assert report.pool_peak >= report.peak
+    assert M.estimate(model, (3, 1, 32, 32), backend="numpy").pool_peak is None
