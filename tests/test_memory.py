@@ -223,14 +223,14 @@ def test_inference_peak_within_5_percent(host_backend, model_name, batch):
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_first_step_report(host_backend, opt):
-    model = _model("resnet_basic")
+    model = _model("lenet5")
     model.to()
     optimizer = _optimizer(opt, model)
-    result = M.compare(model, (1, 3, 48, 48), optimizer=optimizer, steps=1, verbose=False)
+    result = M.compare(model, (8, 1, 32, 32), optimizer=optimizer, steps=1, verbose=False)
     _check(result)
     est = result.estimate
     assert est.step == "first"
-    later = M.estimate(model, (1, 3, 48, 48), optimizer=optimizer)
+    later = M.estimate(model, (8, 1, 32, 32), optimizer=optimizer)
     # The state is created during the first step; a later step starts with it and last step's grads.
     assert est.optimizer_state == later.optimizer_state == optimizer.state_bytes()
     assert "first training step" in str(est)
@@ -300,3 +300,38 @@ def test_pool_rounding():
     report = M.estimate(model, (3, 1, 32, 32), backend="cupy")
     assert report.pool_peak >= report.peak
     assert M.estimate(model, (3, 1, 32, 32), backend="numpy").pool_peak is None
+
+
+def test_suggest_batch_size_is_the_largest_that_fits():
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10)
+    opt = gc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    budget = M.estimate(model, (37, 3, 64, 64), optimizer=opt).peak
+    batch, report = M.suggest_batch_size(model, (3, 64, 64), budget, optimizer=opt)
+    assert batch >= 37 and report.peak <= budget
+    assert M.estimate(model, (batch + 1, 3, 64, 64), optimizer=opt).peak > budget
+    with pytest.raises(ValueError, match="batch of 1"):
+        M.suggest_batch_size(model, (3, 64, 64), 1000, optimizer=opt)
+    with pytest.raises(ValueError, match="budget_bytes"):
+        M.suggest_batch_size(model, (3, 64, 64), -5)
+
+
+def test_summary_table():
+    model = lenet5()
+    text = gc.summary(model, (1, 1, 32, 32))
+    assert "features.0" in text and "Total params: 61,706" in text
+    assert "Estimated peak, training step" in text and "Estimated peak, inference" in text
+    assert f"{6 * 28 * 28 * 25:,}" in text  # conv1's MACs
+
+
+def test_cupy_out_of_memory_becomes_gpuconv_error():
+    # A stand-in for cupy.cuda.memory.OutOfMemoryError (no GPU here): same name and module.
+    fake = type("OutOfMemoryError", (Exception,), {"__module__": "cupy.cuda.memory"})
+
+    class Greedy(nn.Module):
+        def forward(self, x):
+            raise fake("Out of memory allocating 1,073,741,824 bytes (allocated so far: 2,048 bytes).")
+
+    model = nn.Sequential(nn.ReLU(), Greedy())
+    with pytest.raises(gc.OutOfMemoryError, match="Greedy.forward.*1,073,741,824 bytes") as info:
+        model(gc.asarray(np.ones((2, 3), np.float32)))
+    assert isinstance(info.value, MemoryError) and info.value.requested == 2**30 and info.value.op == "Greedy.forward"

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 from ..backend import array_kind, get_backend
+from ..backend.memory_hooks import OutOfMemoryError, is_out_of_memory, requested_bytes
 from ..grad_mode import is_grad_enabled
 from .parameter import Parameter
 
@@ -107,7 +108,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        try:
+            return self.forward(*args, **kwargs)
+        except Exception as exc:
+            _raise_out_of_memory(exc, f"{type(self).__name__}.forward")
+            raise
 
     def keeps_for_backward(self) -> bool:
         """Whether a forward now keeps activations: training mode and outside ``no_grad``."""
@@ -139,7 +144,11 @@ class Module:
         Raises:
             RuntimeError: the last forward kept nothing (eval mode, ``no_grad``, or backward ran already).
         """
-        return self._backward(dy, input_grad)
+        try:
+            return self._backward(dy, input_grad)
+        except Exception as exc:
+            _raise_out_of_memory(exc, f"{type(self).__name__}.backward")
+            raise
 
     def _backward(self, dy: Any, input_grad: bool) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
@@ -409,6 +418,19 @@ class Module:
             return f"{self._get_name()}({extra})"
         body = "\n  ".join(lines)
         return f"{self._get_name()}(\n  {body}\n)"
+
+
+def _raise_out_of_memory(exc: Exception, op: str) -> None:
+    """CuPy's out-of-memory error inside ``op`` becomes gpuconv.OutOfMemoryError naming the op and
+    the bytes it asked for (the innermost module names it; outer ones let it through)."""
+    if not is_out_of_memory(exc):
+        return
+    requested = requested_bytes(exc)
+    size = f"{requested:,} bytes" if requested is not None else "memory"
+    raise OutOfMemoryError(f"out of device memory in {op}: it requested {size} ({exc}). "
+                           "gpuconv.memory.estimate(model, input_shape, optimizer=...) shows where the memory goes; "
+                           "gpuconv.memory.suggest_batch_size gives a batch that fits.",
+                           op=op, requested=requested) from exc
 
 
 def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
