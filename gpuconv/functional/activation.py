@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backend import get_backend
+from ._memory import numpy_buffer_bytes
 from ._args import check_array
 from ._common import check_dim, check_real, check_same_shape
 
@@ -108,13 +111,19 @@ def log_softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
     return dy - get_backend().xp.exp(y) * dy.sum(axis=axis, keepdims=True)
 
 
-def relu_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str) -> int:
+def relu_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str = "numpy") -> int:
     """Bytes :func:`relu` (``direction="forward"``) or :func:`relu_backward` (``"backward"``)
-    allocates besides its result, on every backend: the backward's boolean mask ``x > 0``
-    (1 byte per element) lives while the product is computed; the forward allocates nothing else."""
+    allocates besides its result: the backward's boolean mask ``x > 0`` (1 byte per element) lives
+    while the product is computed, and NumPy arrays (numpy and emulated backends) cast it to the
+    float type through an iterator buffer of up to ``np.getbufsize()`` elements. The forward
+    allocates nothing else."""
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    return 0 if direction == "forward" else _numel(x_shape)
+    if direction == "forward":
+        return 0
+    elements = _numel(x_shape)
+    buffer = numpy_buffer_bytes(elements, np.dtype(dtype).itemsize) if backend != "cupy" else 0
+    return elements + buffer
 
 
 def _numel(shape: tuple[int, ...]) -> int:

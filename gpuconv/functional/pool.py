@@ -12,6 +12,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array, non_negative_pair, positive_pair, same_dtype
+from ._memory import numpy_buffer_bytes
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -314,3 +315,15 @@ def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
     wp = max(w + p[1], (ow - 1) * s[1] + (k[1] - 1) * d[1] + 1)
     padded = n * c * hp * wp * itemsize if (hp, wp) != (h, w) else 0
     return padded + 2 * outputs
+
+
+def adaptive_avg_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str) -> int:
+    """Bytes :func:`adaptive_avg_pool2d` (``direction="forward"``) or its backward allocates above
+    its result: the numpy backward spreads each window's share through one iterator buffer of up to
+    ``np.getbufsize()`` elements of x; nothing else is larger than a (N, C) vector."""
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    n, c, h, w = _shape4(x_shape, "x_shape")
+    if backend != "numpy" or direction == "forward":
+        return 0
+    return numpy_buffer_bytes(n * c * h * w, np.dtype(dtype).itemsize)

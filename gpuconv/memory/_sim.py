@@ -18,7 +18,7 @@ from .. import functional as F
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
 from ..functional.dropout import dropout_transient_bytes
-from ..functional.pool import max_pool2d_transient_bytes
+from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_transient_bytes
 from .. import nn
 from ..nn.container import Chain, Sequential
 from ..nn.resnet_blocks import _Residual
@@ -247,16 +247,16 @@ rule(nn.Linear)((_linear_forward, _linear_backward))
 
 # ---- ReLU ---------------------------------------------------------------------------------------
 def _relu_forward(t: Timeline, m: nn.Module, x: Array) -> Array:
-    (y,) = t.op("relu forward", relu_transient_bytes(x.shape, t.dtype, "forward"), x.shape)
+    (y,) = t.op("relu forward", relu_transient_bytes(x.shape, t.dtype, "forward", t.backend), x.shape)
     if t.phase == "forward":
-        _row(t, m, x.shape, x.shape, relu_transient_bytes(x.shape, t.dtype, "backward"))
+        _row(t, m, x.shape, x.shape, relu_transient_bytes(x.shape, t.dtype, "backward", t.backend))
     _save(t, m, y)
     return y
 
 
 def _relu_backward(t: Timeline, m: nn.Module, dy: Array, input_grad: bool) -> Array | None:
     (y,) = _take(t, m)
-    dx = t.op("relu backward", relu_transient_bytes(y.shape, t.dtype, "backward"), y.shape)[0] if input_grad else None
+    dx = t.op("relu backward", relu_transient_bytes(y.shape, t.dtype, "backward", t.backend), y.shape)[0] if input_grad else None
     t.drop(y)
     return dx
 
@@ -333,7 +333,10 @@ def _shape_only_forward(t: Timeline, m: nn.Module, x: Array) -> Array:
 
 def _shape_only_backward(t: Timeline, m: nn.Module, dy: Array, input_grad: bool) -> Array | None:
     t.saved.pop(id(m), None)
-    return t.op(f"{type(m).__name__} backward", 0, t.shapes[id(m)])[0] if input_grad else None
+    shape = t.shapes[id(m)]
+    tr = adaptive_avg_pool2d_transient_bytes(shape, t.dtype, "backward", t.backend) \
+        if isinstance(m, nn.AdaptiveAvgPool2d) else 0
+    return t.op(f"{type(m).__name__} backward", tr, shape)[0] if input_grad else None
 
 
 def _avgpool_forward(t: Timeline, m: nn.Module, x: Array) -> Array:
@@ -435,14 +438,14 @@ def _residual_forward(t: Timeline, m: _Residual, x: Array) -> Array:
         t.drop(out)
         out = b
         if index < len(pairs) - 1:
-            (r,) = t.op("relu forward", relu_transient_bytes(out.shape, t.dtype, "forward"), out.shape)
+            (r,) = t.op("relu forward", relu_transient_bytes(out.shape, t.dtype, "forward", t.backend), out.shape)
             t.drop(out)
             out = r
             kept.append(out)
             t.ref(out)
     identity = t.ref(x) if m.downsample is None else forward(t, m.downsample, x)
     (s,) = t.op("residual add", 0, out.shape)
-    (y,) = t.op("relu forward", relu_transient_bytes(out.shape, t.dtype, "forward"), out.shape)
+    (y,) = t.op("relu forward", relu_transient_bytes(out.shape, t.dtype, "forward", t.backend), out.shape)
     t.drop(s)
     _save(t, m, *kept, y)
     t.drop(*kept, out, identity)
@@ -451,7 +454,7 @@ def _residual_forward(t: Timeline, m: _Residual, x: Array) -> Array:
 
 def _residual_backward(t: Timeline, m: _Residual, dy: Array, input_grad: bool) -> Array | None:
     *kept, y = _take(t, m)
-    (dsum,) = t.op("relu backward", relu_transient_bytes(dy.shape, t.dtype, "backward"), dy.shape)
+    (dsum,) = t.op("relu backward", relu_transient_bytes(dy.shape, t.dtype, "backward", t.backend), dy.shape)
     d = t.ref(dsum)
     pairs = m._pairs()
     for index in range(len(pairs) - 1, -1, -1):
@@ -462,7 +465,7 @@ def _residual_backward(t: Timeline, m: _Residual, dy: Array, input_grad: bool) -
         t.drop(d)
         d = dc
         if index > 0:
-            (r,) = t.op("relu backward", relu_transient_bytes(d.shape, t.dtype, "backward"), d.shape)
+            (r,) = t.op("relu backward", relu_transient_bytes(d.shape, t.dtype, "backward", t.backend), d.shape)
             t.drop(d)
             d = r
     d_identity = backward(t, m.downsample, dsum, input_grad) if m.downsample is not None else t.ref(dsum)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc as garbage_collector
 import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -42,9 +43,12 @@ def measure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> MeasuredPeak:
     numpy and emulated: ``tracemalloc`` (it sees NumPy's buffers); what existed before counts only
     when tracemalloc was already tracing when it was allocated (start it first to see everything).
     cupy: a ``cupy.cuda.MemoryHook`` reading the pool's bytes in use after each allocation, and the
-    pool's reserved bytes.
+    pool's reserved bytes. Python's cycle collector runs first.
     """
     name = get_backend().name
+    # Python objects in reference cycles from earlier work (ctypes launch records, generators) wait
+    # for the cycle collector; collected now, they do not count as in use when fn starts.
+    garbage_collector.collect()
     with track_peak(name) as tracker:
         result = fn(*args, **kwargs)
     return MeasuredPeak(int(tracker.peak), int(tracker.start), tracker.reserved, name, result)
