@@ -362,3 +362,26 @@ def test_cupy_out_of_memory_becomes_gpuconv_error():
     with pytest.raises(gc.OutOfMemoryError, match="Greedy.forward.*1,073,741,824 bytes") as info:
         model(gc.asarray(np.ones((2, 3), np.float32)))
     assert isinstance(info.value, MemoryError) and info.value.requested == 2**30 and info.value.op == "Greedy.forward"
+
+
+def test_fit_refuses_a_step_above_the_host_limit():
+    from gpuconv.train import fit
+
+    model = lenet5()
+    opt = gc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(0)
+    batches = [(gc.asarray(rng.standard_normal((64, 1, 32, 32)).astype(np.float32)),
+                gc.asarray(rng.integers(0, 10, 64)))]
+    limit = M.estimate(model, (16, 1, 32, 32), optimizer=opt).peak
+    M.set_host_limit(limit)
+    try:
+        with pytest.raises(gc.OutOfMemoryError, match="Suggested batch size: (1[6-9]|[2-5][0-9])") as info:
+            fit(model, nn.CrossEntropyLoss(), opt, batches, epochs=1, progress=False)
+        assert "optimizer_state" in str(info.value) and info.value.requested > limit
+        assert opt.state_bytes() == 0  # nothing ran
+        M.set_host_limit(None)
+        fit(model, nn.CrossEntropyLoss(), opt, batches, epochs=1, progress=False)
+    finally:
+        M.set_host_limit(None)
+    with pytest.raises(ValueError, match="limit_bytes"):
+        M.set_host_limit(0)

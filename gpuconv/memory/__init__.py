@@ -10,6 +10,7 @@ from .estimate import estimate
 from .measure import Comparison, MeasuredPeak, compare, measure, train_step
 from .report import MemoryReport, human
 from .summary import suggest_batch_size, summary
+from .limits import get_host_limit, set_host_limit
 
 __all__ = ["Comparison", "MeasuredPeak", "MemoryReport", "compare", "estimate", "human", "measure",
-           "suggest_batch_size", "summary", "train_step"]
+           "get_host_limit", "set_host_limit", "suggest_batch_size", "summary", "train_step"]

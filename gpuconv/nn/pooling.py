@@ -35,7 +35,8 @@ def _check_4d(name: str, input_shape) -> tuple[int, int, int, int]:
 class MaxPool2d(Module):
     """Max over sliding windows, PyTorch's ``nn.MaxPool2d`` (stride defaults to kernel_size).
 
-    Keeps for backward: its input and the int64 argmax indices (one per output element).
+    Keeps for backward: its input and the int64 argmax indices, N*C*H*W*itemsize + 8*N*C*OH*OW
+    bytes.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
@@ -76,7 +77,8 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
-    """Mean over sliding windows, PyTorch's ``nn.AvgPool2d``. Keeps for backward: only the input shape."""
+    """Mean over sliding windows, PyTorch's ``nn.AvgPool2d``. Keeps for backward: only the input
+    shape (0 bytes of arrays)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: int | None = None):
@@ -125,7 +127,7 @@ def _adaptive_size(output_size, input_shape) -> tuple[int, int]:
 class AdaptiveAvgPool2d(Module):
     """Mean over adaptive windows giving ``output_size``, PyTorch's ``nn.AdaptiveAvgPool2d``.
 
-    Keeps for backward: only the input shape.
+    Keeps for backward: only the input shape (0 bytes of arrays).
     """
 
     def __init__(self, output_size):
@@ -156,7 +158,8 @@ class AdaptiveAvgPool2d(Module):
 class AdaptiveMaxPool2d(Module):
     """Max over adaptive windows giving ``output_size``, PyTorch's ``nn.AdaptiveMaxPool2d``.
 
-    Keeps for backward: its input and the int64 argmax indices.
+    Keeps for backward: its input and the int64 argmax indices, N*C*H*W*itemsize + 8*N*C*OH*OW
+    bytes.
     """
 
     def __init__(self, output_size, return_indices: bool = False):
@@ -193,7 +196,7 @@ class GeM(Module):
         eps: lower clamp of the input.
         kernel_size: None pools globally to (N, C, 1, 1); else windows of kernel_size.
         stride: defaults to kernel_size.
-    Keeps for backward: its input.
+    Keeps for backward: its input, N*C*H*W*itemsize bytes.
     """
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6, kernel_size=None, stride=None, *, dtype: Any = None):
