@@ -385,3 +385,31 @@ def test_fit_refuses_a_step_above_the_host_limit():
         M.set_host_limit(None)
     with pytest.raises(ValueError, match="limit_bytes"):
         M.set_host_limit(0)
+
+
+def test_max_pool_keeps_int32_indices(backend, rng):
+    pool = nn.MaxPool2d(3, stride=2, padding=1)
+    x = _rand(rng, (2, 3, 9, 8))
+    y = pool(x)
+    x_kept, indices = pool._ctx
+    assert indices.dtype == np.int32 and x_kept is x
+    assert pool.saved_bytes(x.shape) == x.nbytes + 4 * y.size
+    dy = _rand(rng, y.shape)
+    dx = pool.backward(dy)
+    _, wide = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert wide.dtype == np.int64
+    np.testing.assert_array_equal(gc.to_numpy(dx), gc.to_numpy(F.max_pool2d_backward(dy, x, wide, 3, 2, 1)))
+    assert pool(x).dtype == x.dtype and pool.eval()(x) is not None and pool._ctx is None
+
+
+def test_readme_memory_table_is_what_the_code_prints(capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## How much memory will my model need?"):]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
+    printed = re.search(r"prints \(numpy backend\):\n\n```\n(.*?)```", section, flags=re.DOTALL).group(1)
+    with gc.backend("numpy"):
+        exec(compile(code, "README memory example", "exec"), {})
+    assert capsys.readouterr().out == printed

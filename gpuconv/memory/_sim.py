@@ -301,20 +301,33 @@ def _maxpool_transient(t: Timeline, m: nn.MaxPool2d, x_shape, direction: str) ->
                                       m.dilation, m.ceil_mode)
 
 
+def _index_bytes(x_shape, out) -> int:
+    return nbytes(out, np.int32 if int(x_shape[2]) * int(x_shape[3]) < 2**31 else np.int64)
+
+
 def _maxpool_forward(t: Timeline, m: nn.MaxPool2d, x: Array) -> Array:
     out = m.output_shape(x.shape)
     y, idx = t.op("max_pool2d forward", _maxpool_transient(t, m, x.shape, "forward"), out,
                   (out, nbytes(out, np.int64)))
     if t.phase == "forward":
         _row(t, m, x.shape, out, _maxpool_transient(t, m, x.shape, "backward"))
-    _save(t, m, x, idx)
+    if t.training:
+        # The module keeps the indices narrowed to int32 (a copy), and the int64 ones go.
+        kept = t.new(out, _index_bytes(x.shape, out))
+        _save(t, m, x, kept)
+        t.drop(kept)
     t.drop(idx)
     return y
 
 
 def _maxpool_backward(t: Timeline, m: nn.MaxPool2d, dy: Array, input_grad: bool) -> Array | None:
     x, idx = _take(t, m)
-    dx = t.op("max_pool2d backward", _maxpool_transient(t, m, x.shape, "backward"), x.shape)[0] if input_grad else None
+    dx = None
+    if input_grad:
+        wide_bytes = nbytes(idx.shape, np.int64)
+        wide = t.new(idx.shape, wide_bytes if idx.nbytes < wide_bytes else 0)  # widened back for the kernels
+        dx = t.op("max_pool2d backward", _maxpool_transient(t, m, x.shape, "backward"), x.shape)[0]
+        t.drop(wide)
     t.drop(x, idx)
     return dx
 
