@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import gpuconv as gc
-from gpuconv.memory import compare, estimate, human
+from gpuconv.memory import compare, human
 from gpuconv.models import resnet18, resnet50, vgg16
 
 CASES = {

@@ -91,6 +91,31 @@ def test_conv_transient_matches_measurement(host_backend, rng, case):
         assert abs(_transient(run) - expected) <= OP_SLACK, (direction, _transient(run), expected)
 
 
+@pytest.mark.parametrize("case", [((8, 16, 24, 24), (32, 16, 3, 3), 1, 1, 1), ((7, 16, 40, 40), (16, 16, 3, 3), 2, 1, 1)],
+                         ids=["wide", "per-image"])
+def test_conv_transient_in_chunks_matches_measurement(host_backend, rng, case):
+    # A workspace limit of about three images' columns: the batch runs in several chunks.
+    x_shape, w_shape, stride, padding, groups = case
+    x, w = _rand(rng, x_shape), _rand(rng, w_shape)
+    g = F.conv_geometry(x_shape, w_shape, stride, padding, 1, groups)
+    previous = F.get_workspace_limit()
+    F.set_workspace_limit(3 * g.column_bytes_per_image(4) + 100)
+    try:
+        y = F.conv2d(x, w, None, stride, padding, 1, groups, algo="im2col")
+        for direction, run in (
+                ("forward", lambda: F.conv2d(x, w, None, stride, padding, 1, groups, algo="im2col")),
+                ("backward_data", lambda: F.conv2d_backward(y, x, w, stride, padding, 1, groups, algo="im2col",
+                                                            needs=(True, False, False))),
+                ("backward_weight", lambda: F.conv2d_backward(y, x, w, stride, padding, 1, groups, algo="im2col",
+                                                              needs=(False, True, False)))):
+            expected = conv_transient_bytes(x_shape, w_shape, np.float32, stride, padding, 1, groups, "im2col",
+                                            direction=direction, backend=host_backend.name)
+            measured = _transient(run)
+            assert abs(measured - expected) <= OP_SLACK, (direction, measured, expected)
+    finally:
+        F.set_workspace_limit(previous)
+
+
 def test_conv_transient_is_large_enough_to_test():
     # The cases above would not catch a model that returns 0 unless some transients are large.
     sizes = [conv_transient_bytes(c[0], c[1], np.float32, c[2], c[3], 1, c[4], direction="forward",
@@ -413,3 +438,14 @@ def test_readme_memory_table_is_what_the_code_prints(capsys):
     with gc.backend("numpy"):
         exec(compile(code, "README memory example", "exec"), {})
     assert capsys.readouterr().out == printed
+
+
+def test_measure_sees_temporaries_and_returns_the_result(host_backend):
+    def work():
+        a = gc.asarray(np.ones(1 << 18))  # 2 MiB
+        b = a * 2  # 2 MiB more while both live
+        return float(b[0])
+
+    m = M.measure(work)
+    assert m.result == 2.0 and m.backend == host_backend.name and m.reserved is None
+    assert 4 * 2**20 <= m.peak - m.start <= 4 * 2**20 + OP_SLACK

@@ -8,6 +8,7 @@ cupy a ``cupy.cuda.MemoryHook`` reads the pool's bytes in use after each allocat
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from contextlib import contextmanager
 from typing import Iterator
@@ -106,7 +107,5 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def requested_bytes(exc: BaseException) -> int | None:
     """The size CuPy failed to allocate, from its error (None when it does not say)."""
-    import re
-
     match = re.search(r"allocating ([\d,]+) bytes", str(exc))
     return int(match.group(1).replace(",", "")) if match else None

@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import functional as F
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
 from ..functional.dropout import dropout_transient_bytes

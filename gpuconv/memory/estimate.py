@@ -79,16 +79,12 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
     return report
 
 
-def _params(model: nn.Module) -> list[nn.Parameter]:
-    return list(model.parameters())
-
-
 def _replay(model, input_shape, dtype, backend, optimizer, training, loss, step, rounding: int) -> MemoryReport:
     t = Timeline(dtype=dtype, backend=backend, training=bool(training))
     if rounding > 1:
         t.round_to = rounding
     name_modules(t, model)
-    params = _params(model)
+    params = list(model.parameters())
     params_bytes = sum(p.nbytes for p in params)
     buffers = sum(int(b.nbytes) for b in model.buffers())
     trainable = [p for p in params if p.requires_grad] if training else []
@@ -106,9 +102,6 @@ def _replay(model, input_shape, dtype, backend, optimizer, training, loss, step,
     if state_bytes and (kind == "later" or not lazy):
         _allocate_state(t, optimizer)
     x = t.new(input_shape)
-    target_shape = None
-    if training:
-        target_shape = (input_shape[0],)
     inputs_bytes = x.nbytes
     if training:
         out_shape = model.output_shape(input_shape)
