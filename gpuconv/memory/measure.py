@@ -118,7 +118,8 @@ def compare(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = 
 
     Returns:
         A :class:`Comparison`: the report and the measured params, grads, optimizer_state (the
-        arrays' bytes after the step) and peak (the allocator's high-water mark of the last step).
+        arrays' bytes after the step) and peak (the allocator's high-water mark of the last step);
+        on cupy also pool_peak (the memory pool's reserved bytes after the last step).
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -164,6 +165,10 @@ def compare(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = 
         "optimizer_state": optimizer.state_bytes() if (optimizer is not None and training) else 0,
         "peak": untraced + m.peak,
     }
+    if m.reserved is not None:
+        # cupy: what the pool holds (in use and cached) against the estimate's 512-byte-block peak,
+        # a lower bound of it.
+        measured["pool_peak"] = int(m.reserved)
     result = Comparison(report, measured)
     if verbose:
         print(result)
