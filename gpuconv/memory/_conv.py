@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..functional._memory import numpy_buffer_bytes
 from ..backend.numpy_ops import conv as numpy_conv
 
 DIRECTIONS = ("forward", "backward_data", "backward_weight")
@@ -58,19 +59,30 @@ def _chunks(n: int, chunk: int) -> list[int]:
 
 
 def conv_transient_bytes(x_shape, weight_shape, dtype: Any, stride=1, padding=0, dilation=1, groups: int = 1,
-                         algo: str = "auto", *, direction: str, backend: str) -> int:
+                         algo: str = "auto", *, direction: str, backend: str, bias: bool = False) -> int:
     """Peak bytes one direction of a convolution allocates above its results (y; dx; dweight).
 
     Args:
         x_shape, weight_shape, stride, padding, dilation, groups, algo: as given to ``F.conv2d``.
         direction: ``"forward"``, ``"backward_data"`` or ``"backward_weight"``.
         backend: ``"numpy"``, ``"emulated"`` or ``"cupy"`` (the last two run the same code).
+        bias: whether the forward adds a bias (``y += bias`` broadcasts through one NumPy iterator
+            buffer on NumPy arrays; the direct kernels add it themselves).
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     g = F.conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups)
     if algo == "auto":
         algo = F.choose_algo(x_shape, weight_shape, stride, padding, dilation, groups)
+    itemsize = np.dtype(dtype).itemsize
+    add_bias = 0
+    if bias and direction == "forward" and backend != "cupy" and not (algo == "direct" and backend != "numpy"):
+        add_bias = numpy_buffer_bytes(g.n * g.c_out * g.out_size[0] * g.out_size[1], itemsize)
+    return add_bias + _transient(g, x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo,
+                                 direction, backend)
+
+
+def _transient(g, x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo, direction, backend) -> int:
     itemsize = np.dtype(dtype).itemsize
     if algo == "gemm":
         # backward weight adds one (C_out/groups, C_in/groups) GEMM result per image and group.

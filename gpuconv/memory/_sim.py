@@ -17,6 +17,7 @@ import numpy as np
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
 from ..functional.dropout import dropout_transient_bytes
+from ..functional.linear import linear_transient_bytes
 from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_transient_bytes
 from .. import nn
 from ..nn.container import Chain, Sequential
@@ -187,7 +188,7 @@ def _conv_args(m: nn.Conv2d) -> tuple:
 
 def _conv_transient(t: Timeline, m: nn.Conv2d, x_shape, direction: str) -> int:
     return conv_transient_bytes(x_shape, m.weight.shape, t.dtype, *_conv_args(m), direction=direction,
-                                backend=t.backend)
+                                backend=t.backend, bias=m.bias is not None)
 
 
 def _conv_forward(t: Timeline, m: nn.Conv2d, x: Array) -> Array:
@@ -223,9 +224,10 @@ rule(nn.Conv2d)((_conv_forward, _conv_backward))
 # ---- Linear -------------------------------------------------------------------------------------
 def _linear_forward(t: Timeline, m: nn.Linear, x: Array) -> Array:
     out = m.output_shape(x.shape)
-    (y,) = t.op(f"{t.names.get(id(m))} forward", 0, out)
+    tr = linear_transient_bytes(x.shape, m.out_features, t.dtype, "forward", t.backend, m.bias is not None)
+    (y,) = t.op(f"{t.names.get(id(m))} forward", tr, out)
     if t.phase == "forward":
-        _row(t, m, x.shape, out, 0, 2 * int(np.prod(x.shape[:-1])) * m.in_features * m.out_features)
+        _row(t, m, x.shape, out, tr, 2 * int(np.prod(x.shape[:-1])) * m.in_features * m.out_features)
     _save(t, m, x)
     return y
 
