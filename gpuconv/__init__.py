@@ -18,7 +18,9 @@ from .backend import (
 from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .random import default_generator, manual_seed
 from .checkpoint import load, save
-from . import data, flags, nn, optim, transforms
+from . import data, flags, memory, nn, optim, transforms
+from .backend.memory_hooks import OutOfMemoryError
+from .memory import summary
 from .warmup import warmup
 
 # gpuconv.backend is both the backend package and the context manager `with gpuconv.backend(name):`
@@ -46,6 +48,6 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "asarray", "backend",
     "data", "default_generator", "enable_grad", "flags", "get_array_module", "get_backend", "is_grad_enabled",
-    "load", "manual_seed", "models", "nn", "no_grad", "optim", "save", "to_numpy", "train", "transforms", "use",
-    "warmup", "__version__",
+    "load", "manual_seed", "memory", "models", "nn", "no_grad", "optim", "OutOfMemoryError", "save", "summary",
+    "to_numpy", "train", "transforms", "use", "warmup", "__version__",
 ]

@@ -16,7 +16,9 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .backend.memory_hooks import OutOfMemoryError
 from .grad_mode import no_grad
+from .memory.limits import check_fits, explain
 from .nn.module import Module
 
 # Progress-bar figures are read back from the device at most this often (each read synchronizes).
@@ -109,7 +111,9 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
     """Trains ``model`` for ``epochs`` passes over ``loader``.
 
     Each batch: ``optimizer.zero_grad()``, forward, ``loss``, backward (no input gradient is
-    computed for the first layer), ``optimizer.step()``. After each epoch, ``scheduler.step()``
+    computed for the first layer), ``optimizer.step()``. Out of memory raises
+    :class:`gpuconv.OutOfMemoryError` with the memory estimate's breakdown and a batch size that
+    fits; on numpy/emulated, with ``gpuconv.memory.set_host_limit``, before the first step. After each epoch, ``scheduler.step()``
     (when given) and an :func:`evaluate` pass over ``val_loader`` (when given).
 
     Args:
@@ -129,6 +133,7 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
     dtype = None if dtype is None else np.dtype(dtype)
     history: list[dict] = []
     reduction = getattr(loss, "reduction", "mean")
+    checked = False
     for epoch in range(1, int(epochs) + 1):
         model.train()
         meter = _Meter(reduction)
@@ -137,11 +142,17 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
                   unit="batch") as bar:
             for inputs, targets in bar:
                 inputs, targets = _cast(inputs, targets, dtype)
-                optimizer.zero_grad()
-                outputs = model(inputs)
-                loss_value = loss(outputs, targets)
-                model.backward(loss.backward(), input_grad=False)
-                optimizer.step()
+                if not checked:
+                    check_fits(model, tuple(inputs.shape), optimizer)
+                    checked = True
+                try:
+                    optimizer.zero_grad()
+                    outputs = model(inputs)
+                    loss_value = loss(outputs, targets)
+                    model.backward(loss.backward(), input_grad=False)
+                    optimizer.step()
+                except OutOfMemoryError as exc:
+                    raise explain(exc, model, tuple(inputs.shape), optimizer) from exc
                 meter.update(outputs, targets, loss_value)
                 if progress and time.perf_counter() - last > POSTFIX_INTERVAL_S:
                     bar.set_postfix(_postfix(meter.result()), refresh=False)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_dim, check_real, check_same_shape
+from ._memory import numpy_buffer_bytes
 
 
 def _contiguous(*arrays):
@@ -116,3 +119,24 @@ def log_softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
     check_same_shape("y", y, "dy", dy)
     axis = check_dim(dim, y.ndim)
     return dy - get_backend().xp.exp(y) * dy.sum(axis=axis, keepdims=True)
+
+
+def relu_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str = "numpy") -> int:
+    """Bytes :func:`relu` (``direction="forward"``) or :func:`relu_backward` (``"backward"``)
+    allocates besides its result. Kernel backends (cupy, emulated): nothing, one kernel writes the
+    result. numpy: the backward's boolean mask ``x > 0`` (1 byte per element) lives while the product
+    is computed, and NumPy casts it to the float type through an iterator buffer of up to
+    ``np.getbufsize()`` elements. The forward allocates nothing else."""
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    if direction == "forward" or backend != "numpy":
+        return 0
+    elements = _numel(x_shape)
+    return elements + numpy_buffer_bytes(elements, np.dtype(dtype).itemsize)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= int(size)
+    return count

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array
+from ._memory import numpy_buffer_bytes
 
 
 def _check_vector(v, name: str, channels: int, dtype) -> None:
@@ -128,3 +129,28 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
 
 
 __all__ = ["batch_norm", "batch_norm_backward"]
+
+
+def batch_norm_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str,
+                               needs_dx: bool = True) -> int:
+    """Bytes :func:`batch_norm` (``direction="forward"``, training or eval) or
+    :func:`batch_norm_backward` (``"backward"``) allocates above its results at its peak, for an
+    input of ``x_shape``.
+
+    numpy: the statistics centre a full copy of x, freed before y is allocated, and the backward
+    sums read ``x - mean``, freed before dx is allocated: each is as large as the result, so it adds
+    nothing to the peak, except in a backward without dx (the network's first layer), where
+    ``x - mean`` is the peak; the per-channel reductions (einsum) add one iterator buffer of up to
+    ``np.getbufsize()`` elements. cupy/emulated: only (C, splits) partial sums, a few values per
+    channel (not counted, nor are the (C,) vectors).
+    """
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    if backend != "numpy":
+        return 0
+    n, c, h, w = (int(v) for v in x_shape)
+    itemsize = np.dtype(dtype).itemsize
+    buffer = numpy_buffer_bytes(n * c * h * w, itemsize)
+    if direction == "backward" and not needs_dx:
+        return n * c * h * w * itemsize + buffer
+    return buffer

@@ -75,3 +75,28 @@ def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
         raise TypeError(f"mask must be the bool keep mask dropout returned, got dtype {mask.dtype}")
     xp = get_backend().xp
     return get_backend().dropout_apply(xp.ascontiguousarray(dy), xp.ascontiguousarray(mask), _scale(p, dy.dtype))
+
+
+def dropout_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str) -> int:
+    """Bytes :func:`dropout` (training, ``direction="forward"``, with its mask, drawn from gpuconv's
+    default generator as ``nn.Dropout`` does) or :func:`dropout_backward` (``"backward"``) allocates
+    above its results at its peak.
+
+    Kernel backends (cupy, emulated): the forward draws float32 uniforms (4 bytes per element) next to
+    y and the bool mask, freed on return; the backward is one kernel writing only dx.
+    numpy: both directions multiply by ``mask.astype(dtype) * scale``: one temporary of x's size,
+    which NumPy (from 256 KiB on) reuses for the scaling and then for the product itself, so nothing
+    stays above the result; below that, one array of x's size. The forward first draws float64
+    uniforms next to the bool mask being written.
+    """
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    elements = int(np.prod(tuple(x_shape), dtype=np.int64))
+    if backend != "numpy":
+        return elements * 4 if direction == "forward" else 0
+    item = np.dtype(dtype).itemsize
+    scaled = 0 if elements * item >= 256 * 1024 else elements * item
+    if direction == "backward":
+        return scaled
+    # Above the results y and mask: the uniforms (y not allocated yet), or the scaled mask.
+    return max(elements * 8 - elements * item, scaled)

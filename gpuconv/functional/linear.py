@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backend import get_backend
+from ._memory import numpy_buffer_bytes
 from ._args import check_array, same_dtype
 from ._common import check_needs
 
@@ -71,3 +74,19 @@ def linear_backward(dy: Any, x: Any, weight: Any,
     dweight = be.matmul(dy2.T, be.xp.ascontiguousarray(x.reshape(-1, in_features))) if need_dw else None
     dbias = dy2.sum(axis=0) if need_db else None
     return dx, dweight, dbias
+
+
+def linear_transient_bytes(x_shape: tuple[int, ...], out_features: int, dtype: Any, direction: str, backend: str,
+                           bias: bool = True) -> int:
+    """Bytes :func:`linear` (``direction="forward"``) or :func:`linear_backward` (``"backward"``)
+    allocates above its results: the GEMMs write their results directly (contiguous inputs are not
+    copied); on NumPy arrays (numpy and emulated backends) ``y += bias`` broadcasts through one
+    iterator buffer of up to ``np.getbufsize()`` elements."""
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    if direction == "backward" or not bias or backend == "cupy":
+        return 0
+    rows = 1
+    for size in tuple(x_shape)[:-1]:
+        rows *= int(size)
+    return numpy_buffer_bytes(rows * int(out_features), np.dtype(dtype).itemsize)

@@ -406,3 +406,21 @@ def smooth_l1_loss_backward(dloss: Any, input: Any, target: Any, reduction: str 
     else:
         grad = xp.where(xp.abs(d) < beta, d / input.dtype.type(beta), xp.sign(d))
     return (grad * scale).astype(input.dtype, copy=False)
+
+
+def cross_entropy_transient_bytes(logits_shape: tuple[int, ...], dtype: Any, direction: str) -> int:
+    """Bytes :func:`cross_entropy` (``direction="forward"``) or :func:`cross_entropy_backward`
+    (``"backward"``) allocates above its result at its peak, for logits of ``logits_shape``.
+
+    Every backend runs the same array expressions: the forward's log-softmax holds two of the
+    shifted logits, their exponentials and the log-probabilities at a time (2 arrays of the logits'
+    size) next to int64 copies of the target; the backward holds the one-hot weights, their scaled negation, the
+    probabilities and the products (4 arrays of the logits' size besides dlogits).
+    """
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    shape = tuple(int(v) for v in logits_shape)
+    elements = int(np.prod(shape, dtype=np.int64))
+    rows = elements // (shape[0] if len(shape) == 1 else shape[1])
+    arrays = 2 if direction == "forward" else 4
+    return arrays * elements * np.dtype(dtype).itemsize + 3 * rows * 8

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array, non_negative_pair, positive_pair, same_dtype
+from ._memory import numpy_buffer_bytes
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -305,3 +306,42 @@ def _needs(needs, count: int) -> tuple[bool, ...]:
 __all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
            "adaptive_max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "gem", "gem_backward",
            "max_pool2d", "max_pool2d_backward", "pool_out_size"]
+
+
+def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str, kernel_size,
+                               stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> int:
+    """Bytes :func:`max_pool2d` (``direction="forward"``, with indices) or
+    :func:`max_pool2d_backward` (``"backward"``) allocates above its results at its peak.
+
+    numpy forward: a padded copy of x (when there is padding or a ceil_mode overhang) and two boolean
+    masks of the output's size. numpy backward: the scatter goes through ``np.bincount`` in float64:
+    a bool mask and int64 flat indices and float64 weights per output element, and a float64 copy
+    of dx. cupy/emulated: nothing (gather kernels write the results directly).
+    """
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    n, c, h, w = _shape4(x_shape, "x_shape")
+    k, s, p, d, (oh, ow) = _window_args((n, c, h, w), kernel_size, stride, padding, dilation, ceil_mode,
+                                        "max_pool2d")
+    if backend != "numpy":
+        return 0
+    itemsize = np.dtype(dtype).itemsize
+    outputs = n * c * oh * ow
+    if direction == "backward":
+        return outputs * (1 + 8 + 8) + n * c * h * w * 8
+    hp = max(h + p[0], (oh - 1) * s[0] + (k[0] - 1) * d[0] + 1)
+    wp = max(w + p[1], (ow - 1) * s[1] + (k[1] - 1) * d[1] + 1)
+    padded = n * c * hp * wp * itemsize if (hp, wp) != (h, w) else 0
+    return padded + 2 * outputs
+
+
+def adaptive_avg_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str) -> int:
+    """Bytes :func:`adaptive_avg_pool2d` (``direction="forward"``) or its backward allocates above
+    its result: the numpy backward spreads each window's share through one iterator buffer of up to
+    ``np.getbufsize()`` elements of x; nothing else is larger than a (N, C) vector."""
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    n, c, h, w = _shape4(x_shape, "x_shape")
+    if backend != "numpy" or direction == "forward":
+        return 0
+    return numpy_buffer_bytes(n * c * h * w, np.dtype(dtype).itemsize)

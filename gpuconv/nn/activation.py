@@ -18,7 +18,9 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
-    """max(x, 0). Keeps for backward: its output (whose sign pattern is the input's)."""
+    """max(x, 0). Keeps for backward: its output (whose sign pattern is the input's), never its
+    input: prod(shape)*itemsize bytes, the same array the next layer keeps as its input, so a
+    conv-ReLU-conv chain keeps one array, not two. Backward allocates a bool mask (1 byte/element)."""
 
     def __init__(self, inplace: bool = False):
         super().__init__()
@@ -42,7 +44,7 @@ class ReLU(_Elementwise):
 
 
 class LeakyReLU(_Elementwise):
-    """x if x > 0 else negative_slope * x. Keeps for backward: its input."""
+    """x if x > 0 else negative_slope * x. Keeps for backward: its input, prod(shape)*itemsize bytes."""
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
@@ -66,7 +68,7 @@ class LeakyReLU(_Elementwise):
 
 
 class Sigmoid(_Elementwise):
-    """1 / (1 + exp(-x)). Keeps for backward: its output."""
+    """1 / (1 + exp(-x)). Keeps for backward: its output, prod(shape)*itemsize bytes."""
 
     def forward(self, x: Any) -> Any:
         y = F.sigmoid(x)
@@ -82,7 +84,7 @@ class Sigmoid(_Elementwise):
 
 
 class Tanh(_Elementwise):
-    """tanh(x). Keeps for backward: its output."""
+    """tanh(x). Keeps for backward: its output, prod(shape)*itemsize bytes."""
 
     def forward(self, x: Any) -> Any:
         y = F.tanh(x)

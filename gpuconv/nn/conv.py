@@ -24,7 +24,9 @@ class Conv2d(Module):
         for every direction, or a mapping with ``"forward"``/``"backward_data"``/``"backward_weight"``.
     Shapes:
         weight (C_out, C_in/groups, KH, KW), bias (C_out,); output (N, C_out, OH, OW).
-    Keeps for backward: its input.
+    Keeps for backward: its input, N*C_in*H*W*itemsize bytes (shared with the layer before when
+    that keeps its output). Transient: the im2col columns and GEMM buffers of one batch chunk
+    (``gpuconv.memory`` models them per direction and backend).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,

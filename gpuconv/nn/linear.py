@@ -16,7 +16,7 @@ class Linear(Module):
     """y = x @ weight.T + bias over the last dimension, PyTorch's ``nn.Linear``.
 
     Shapes: x (..., in_features) -> y (..., out_features); weight (out_features, in_features),
-    bias (out_features,). Keeps for backward: its input.
+    bias (out_features,). Keeps for backward: its input, prod(x.shape)*itemsize bytes.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: Any = None):

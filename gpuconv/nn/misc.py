@@ -12,7 +12,8 @@ from .module import Module, _nbytes
 
 class Dropout(Module):
     """Zeroes each element with probability ``p`` in training mode (others scaled by 1/(1-p));
-    the identity in eval mode. Keeps for backward: the boolean keep mask (1 byte per element)."""
+    the identity in eval mode. Keeps for backward: the boolean keep mask, prod(shape) bytes (1 per
+    element), not the input."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -46,7 +47,8 @@ class Dropout(Module):
 
 
 class Flatten(Module):
-    """Flattens dimensions ``start_dim`` .. ``end_dim`` into one. Keeps for backward: nothing but the shape."""
+    """Flattens dimensions ``start_dim`` .. ``end_dim`` into one (a view). Keeps for backward: only
+    the shape (0 bytes of arrays)."""
 
     output_is_view = True  # its output shares the input's memory
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..backend import array_kind, get_backend
 from ..backend import backend as backend_context
+from ..backend.memory_hooks import OutOfMemoryError, is_out_of_memory, requested_bytes
 from ..grad_mode import is_grad_enabled
 from .parameter import Parameter
 
@@ -111,9 +112,13 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with _ErrorContext(self):
-            if args:
-                self._check_input_dtype(args[0])
-            return self.forward(*args, **kwargs)
+            try:
+                if args:
+                    self._check_input_dtype(args[0])
+                return self.forward(*args, **kwargs)
+            except Exception as exc:
+                _raise_out_of_memory(exc, f"{type(self).__name__}.forward")
+                raise
 
     def _check_input_dtype(self, x: Any) -> None:
         """A floating input of another dtype than this layer's own parameters is a TypeError that says
@@ -161,7 +166,11 @@ class Module:
             RuntimeError: the last forward kept nothing (eval mode, ``no_grad``, or backward ran already).
         """
         with _ErrorContext(self):
-            return self._backward(dy, input_grad)
+            try:
+                return self._backward(dy, input_grad)
+            except Exception as exc:
+                _raise_out_of_memory(exc, f"{type(self).__name__}.backward")
+                raise
 
     def _backward(self, dy: Any, input_grad: bool) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
@@ -252,6 +261,11 @@ class Module:
     def parameters(self) -> Iterator[Parameter]:
         for _, param in self.named_parameters():
             yield param
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameter elements (each shared parameter counted once); ``trainable_only``
+        counts only those with ``requires_grad``."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def named_buffers(self) -> Iterator[tuple[str, Any]]:
         yield from self._named_members("_buffers")
@@ -462,6 +476,19 @@ class Module:
             return f"{self._get_name()}({extra})"
         body = "\n  ".join(lines)
         return f"{self._get_name()}(\n  {body}\n)"
+
+
+def _raise_out_of_memory(exc: Exception, op: str) -> None:
+    """CuPy's out-of-memory error inside ``op`` becomes gpuconv.OutOfMemoryError naming the op and
+    the bytes it asked for (the innermost module names it; outer ones let it through)."""
+    if not is_out_of_memory(exc):
+        return
+    requested = requested_bytes(exc)
+    size = f"{requested:,} bytes" if requested is not None else "memory"
+    raise OutOfMemoryError(f"out of device memory in {op}: it requested {size} ({exc}). "
+                           "gpuconv.memory.estimate(model, input_shape, optimizer=...) shows where the memory goes; "
+                           "gpuconv.memory.suggest_batch_size gives a batch that fits.",
+                           op=op, requested=requested) from exc
 
 
 def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:

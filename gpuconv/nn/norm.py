@@ -23,7 +23,8 @@ class BatchNorm2d(Module):
         affine: learnable per-channel ``weight`` (ones) and ``bias`` (zeros).
         track_running_stats: keep ``running_mean`` / ``running_var`` / ``num_batches_tracked`` buffers
             and use them in eval mode; without them batch statistics are used in both modes.
-    Keeps for backward: its input and the batch mean and 1/std (2*C values).
+    Keeps for backward: its input and the batch mean and 1/std, N*C*H*W*itemsize + 2*C*itemsize
+    bytes: what its backward reads, and no normalized copy (x-hat is recomputed from them).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
@@ -101,7 +102,8 @@ class BatchNorm2d(Module):
 class LayerNorm(Module):
     """Normalizes over the trailing ``normalized_shape`` dimensions, PyTorch's ``nn.LayerNorm``.
 
-    Keeps for backward: its input and the per-row mean and 1/std.
+    Keeps for backward: its input and the per-row mean and 1/std, prod(x.shape)*itemsize +
+    2*rows*itemsize bytes (rows: the product of the leading, not normalized, dimensions).
     """
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True, *,

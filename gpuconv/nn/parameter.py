@@ -45,6 +45,11 @@ class Parameter:
     def numel(self) -> int:
         return int(self.data.size)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of ``data`` (the gradient, when it exists, takes as many again)."""
+        return int(self.data.nbytes)
+
     def accumulate_grad(self, grad: Any) -> None:
         """Adds ``grad`` to ``.grad`` (which becomes ``grad`` itself when it was None)."""
         if self.grad is None:

@@ -26,6 +26,11 @@ def pool_out_size(size: int, kernel: int, stride: int, padding: int, dilation: i
     return out
 
 
+def _fits_int32(input_shape) -> bool:
+    """Whether every flat index within one (H, W) plane fits int32."""
+    return int(input_shape[-1]) * int(input_shape[-2]) < 2**31
+
+
 def _check_4d(name: str, input_shape) -> tuple[int, int, int, int]:
     if len(input_shape) != 4:
         raise ValueError(f"{name} expects input shape (N, C, H, W), got {tuple(input_shape)}")
@@ -35,7 +40,9 @@ def _check_4d(name: str, input_shape) -> tuple[int, int, int, int]:
 class MaxPool2d(Module):
     """Max over sliding windows, PyTorch's ``nn.MaxPool2d`` (stride defaults to kernel_size).
 
-    Keeps for backward: its input and the int64 argmax indices (one per output element).
+    Keeps for backward: its input and the argmax indices narrowed to int32 (each index is a position
+    in one H*W plane), N*C*H*W*itemsize + 4*N*C*OH*OW bytes (8 per index for planes of 2**31
+    elements or more). ``return_indices=True`` still returns PyTorch's int64 indices.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
@@ -53,12 +60,18 @@ class MaxPool2d(Module):
 
     def forward(self, x: Any) -> Any:
         y, indices = F.max_pool2d(x, *self._args(), return_indices=True)
-        self._save(x, indices)
+        if self.keeps_for_backward():
+            kept = indices.astype(np.int32) if _fits_int32(x.shape) else indices
+            self._save(x, kept)
+        else:
+            self._save()
         return (y, indices) if self.return_indices else y
 
     def _backward(self, dy: Any, input_grad: bool) -> Any:
         x, indices = self._take_saved()
-        return F.max_pool2d_backward(dy, x, indices, *self._args()) if input_grad else None
+        if not input_grad:
+            return None
+        return F.max_pool2d_backward(dy, x, indices.astype(np.int64, copy=False), *self._args())
 
     def output_shape(self, input_shape):
         n, c, h, w = _check_4d("MaxPool2d", input_shape)
@@ -68,7 +81,8 @@ class MaxPool2d(Module):
                 pool_out_size(w, k[1], s[1], p[1], d[1], self.ceil_mode))
 
     def _saved_spec(self, input_shape, dtype):
-        return _nbytes(self.output_shape(input_shape), np.int64), True, False
+        index = np.int32 if _fits_int32(input_shape) else np.int64
+        return _nbytes(self.output_shape(input_shape), index), True, False
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
@@ -76,7 +90,8 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
-    """Mean over sliding windows, PyTorch's ``nn.AvgPool2d``. Keeps for backward: only the input shape."""
+    """Mean over sliding windows, PyTorch's ``nn.AvgPool2d``. Keeps for backward: only the input
+    shape (0 bytes of arrays)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: int | None = None):
@@ -125,7 +140,7 @@ def _adaptive_size(output_size, input_shape) -> tuple[int, int]:
 class AdaptiveAvgPool2d(Module):
     """Mean over adaptive windows giving ``output_size``, PyTorch's ``nn.AdaptiveAvgPool2d``.
 
-    Keeps for backward: only the input shape.
+    Keeps for backward: only the input shape (0 bytes of arrays).
     """
 
     def __init__(self, output_size):
@@ -156,7 +171,8 @@ class AdaptiveAvgPool2d(Module):
 class AdaptiveMaxPool2d(Module):
     """Max over adaptive windows giving ``output_size``, PyTorch's ``nn.AdaptiveMaxPool2d``.
 
-    Keeps for backward: its input and the int64 argmax indices.
+    Keeps for backward: its input and the int64 argmax indices, N*C*H*W*itemsize + 8*N*C*OH*OW
+    bytes.
     """
 
     def __init__(self, output_size, return_indices: bool = False):
@@ -193,7 +209,7 @@ class GeM(Module):
         eps: lower clamp of the input.
         kernel_size: None pools globally to (N, C, 1, 1); else windows of kernel_size.
         stride: defaults to kernel_size.
-    Keeps for backward: its input.
+    Keeps for backward: its input, N*C*H*W*itemsize bytes.
     """
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6, kernel_size=None, stride=None, *, dtype: Any = None):

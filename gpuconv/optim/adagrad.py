@@ -32,6 +32,15 @@ class Adagrad(Optimizer):
                 xp = get_array_module(p.data)
                 self.state[p] = {"step": 0, "sum": xp.full_like(p.data, float(group["initial_accumulator_value"]))}
 
+    lazy_state = False  # the accumulators are created by the constructor, as in PyTorch
+
+    def state_arrays_per_param(self, group: dict[str, Any]) -> int:
+        return 1
+
+    def step_temporaries(self, group: dict[str, Any], elide: bool) -> int:
+        # std = sqrt(sum) lives while grad * -clr / std is formed.
+        return (2 if elide else 3) + (float(group["weight_decay"]) != 0) + bool(group["maximize"])
+
     def _update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, lr_decay, eps = float(group["lr"]), float(group["lr_decay"]), float(group["eps"])
         weight_decay = float(group["weight_decay"])

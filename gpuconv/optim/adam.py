@@ -33,6 +33,15 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
 
+    def state_arrays_per_param(self, group: dict[str, Any]) -> int:
+        return 3 if group["amsgrad"] else 2
+
+    def step_temporaries(self, group: dict[str, Any], elide: bool) -> int:
+        # denom = sqrt(v) / c lives while exp_avg * -step_size / denom is formed: denom and the two
+        # products, or denom and one product when NumPy reuses the first temporary.
+        return (2 if elide else 3) + (float(group["weight_decay"]) != 0 and not self._decoupled) \
+            + bool(group["maximize"])
+
     def _update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = (float(b) for b in group["betas"])

@@ -37,6 +37,9 @@ class Optimizer:
         defaults: the default options of every group.
     """
 
+    # Whether per-parameter state is created by the first step (True) or by the constructor.
+    lazy_state = True
+
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
         self.state: dict[Any, dict[str, Any]] = {}
@@ -128,6 +131,39 @@ class Optimizer:
     def _multi_update(self, be: Any, params: list[Any], group: dict[str, Any]) -> None:
         """Updates ``params`` (one dtype, all fusable) with one ``be.multi_tensor_step`` launch."""
         raise NotImplementedError
+
+    # ---- memory ---------------------------------------------------------------------------------
+    def state_bytes(self) -> int:
+        """Bytes of the arrays in ``state`` now (momentum buffers, moments, ...); 0 before the
+        first ``step`` for optimizers that create their state lazily."""
+        return sum(int(v.nbytes) for s in self.state.values() for v in s.values()
+                   if hasattr(v, "nbytes") and hasattr(v, "shape") and getattr(v, "ndim", 0))
+
+    def state_arrays_per_param(self, group: dict[str, Any]) -> int:
+        """How many arrays of a parameter's shape and dtype ``step`` keeps per parameter of
+        ``group`` (its options decide: SGD keeps a momentum buffer only with momentum)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what state it keeps")
+
+    def step_temporaries(self, group: dict[str, Any], elide: bool) -> int:
+        """How many temporary arrays of a parameter's size one parameter's update holds at once.
+
+        ``elide``: NumPy reuses a temporary of at least 256 KiB as the output of the next operation
+        in the same expression (``a * b * c`` allocates once); CuPy never does.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not say what its step allocates")
+
+    def expected_state_bytes(self) -> int:
+        """Bytes of ``state`` once every parameter has had a step (from the group options, without
+        stepping): what :meth:`state_bytes` returns after the first step."""
+        seen: set[int] = set()
+        total = 0
+        for group in self.param_groups:
+            per_param = self.state_arrays_per_param(group)
+            for p in group["params"]:
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    total += per_param * int(p.data.nbytes)
+        return total
 
     # ---- state_dict -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -28,6 +28,13 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize))
 
+    def state_arrays_per_param(self, group: dict[str, Any]) -> int:
+        return 1 + (float(group["momentum"]) > 0) + bool(group["centered"])
+
+    def step_temporaries(self, group: dict[str, Any], elide: bool) -> int:
+        # avg = sqrt(...) lives while grad * -lr / avg (or buf's grad / avg) is formed.
+        return (2 if elide else 3) + (float(group["weight_decay"]) != 0) + bool(group["maximize"])
+
     def _update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
         weight_decay, momentum = float(group["weight_decay"]), float(group["momentum"])

@@ -28,6 +28,14 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize))
 
+    def state_arrays_per_param(self, group: dict[str, Any]) -> int:
+        return 1 if float(group["momentum"]) != 0 else 0
+
+    def step_temporaries(self, group: dict[str, Any], elide: bool) -> int:
+        # p.data += grad * -lr (and the momentum update's grad * (1 - dampening), one at a time);
+        # weight decay keeps a new grad; nesterov another.
+        return 1 + (float(group["weight_decay"]) != 0) + bool(group["nesterov"]) + bool(group["maximize"])
+
     def _update(self, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, momentum, dampening = float(group["lr"]), float(group["momentum"]), float(group["dampening"])
         weight_decay = float(group["weight_decay"])

@@ -1,0 +1,212 @@
+"""What a convolution allocates besides its results, from shapes: the adapter between the memory
+estimator and the conv code.
+
+``F.conv2d_workspace_bytes`` counts the im2col column buffer; the conv code also allocates GEMM
+outputs that are transposed back, contiguous copies of dy, col2im results and (numpy) padded
+copies of the input. This module replays each direction's allocations in order, per backend, and
+returns the peak above the results. ``tests/test_memory.py`` compares it with tracemalloc
+measurements of the real ops, so a change in the conv code shows up there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..functional._memory import numpy_buffer_bytes
+from ..backend.numpy_ops import conv as numpy_conv
+
+DIRECTIONS = ("forward", "backward_data", "backward_weight")
+
+
+class _Replay:
+    """Bytes in use while a sequence of named allocations and frees runs; ``peak`` is the maximum."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, int] = {}
+        self.peak = 0
+
+    def alloc(self, name: str, nbytes: int) -> None:
+        self.live[name] = int(nbytes)
+        self.peak = max(self.peak, sum(self.live.values()))
+
+    def free(self, *names: str) -> None:
+        for name in names:
+            self.live.pop(name, None)
+
+    def rebind(self, name: str, nbytes: int) -> None:
+        """``name = new_array``: the new array is allocated before the old one is released."""
+        old = self.live.pop(name, None)
+        if old is not None:
+            self.live[name + "'"] = old
+        self.alloc(name, nbytes)
+        self.free(name + "'")
+
+
+def column_workspace_bytes(x_shape, weight_shape, dtype: Any, stride, padding, dilation, groups: int, algo: str,
+                           direction: str) -> int:
+    """The column buffer of one batch chunk, as the conv code reports it (``F.conv2d_workspace_bytes``).
+
+    NOTE: once ``F.conv2d_workspace_bytes`` takes ``direction=`` (exact per direction), pass it here.
+    """
+    return int(F.conv2d_workspace_bytes(x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo))
+
+
+def _chunks(n: int, chunk: int) -> list[int]:
+    return [min(chunk, n - start) for start in range(0, n, chunk)]
+
+
+def conv_transient_bytes(x_shape, weight_shape, dtype: Any, stride=1, padding=0, dilation=1, groups: int = 1,
+                         algo: str = "auto", *, direction: str, backend: str, bias: bool = False) -> int:
+    """Peak bytes one direction of a convolution allocates above its results (y; dx; dweight).
+
+    Args:
+        x_shape, weight_shape, stride, padding, dilation, groups, algo: as given to ``F.conv2d``.
+        direction: ``"forward"``, ``"backward_data"`` or ``"backward_weight"``.
+        backend: ``"numpy"``, ``"emulated"`` or ``"cupy"`` (the last two run the same code).
+        bias: whether the forward adds a bias (``y += bias`` broadcasts through one NumPy iterator
+            buffer on NumPy arrays; the direct kernels add it themselves).
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    g = F.conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups)
+    if algo == "auto":
+        algo = F.choose_algo(x_shape, weight_shape, stride, padding, dilation, groups)
+    itemsize = np.dtype(dtype).itemsize
+    add_bias = 0
+    if bias and direction == "forward" and backend != "cupy" and not (algo == "direct" and backend != "numpy"):
+        add_bias = numpy_buffer_bytes(g.n * g.c_out * g.out_size[0] * g.out_size[1], itemsize)
+    return add_bias + _transient(g, x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo,
+                                 direction, backend)
+
+
+def _transient(g, x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo, direction, backend) -> int:
+    itemsize = np.dtype(dtype).itemsize
+    if algo == "gemm":
+        # backward weight adds one (C_out/groups, C_in/groups) GEMM result per image and group.
+        return (g.c_out // g.groups) * (g.c_in // g.groups) * itemsize if direction == "backward_weight" else 0
+    if algo == "direct":
+        if backend != "numpy":
+            return 0
+        # The numpy backend runs its im2col code for "direct", with the default workspace limit.
+        return _numpy(g, itemsize, direction, numpy_conv._default_chunk(g, dtype))
+    per_image = max(1, g.column_bytes_per_image(itemsize))
+    chunk = max(1, column_workspace_bytes(x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo,
+                                          direction) // per_image)
+    if backend == "numpy":
+        return _numpy(g, itemsize, direction, chunk)
+    return _cuda_im2col(g, itemsize, direction, chunk)
+
+
+def _cuda_im2col(g: F.ConvGeometry, itemsize: int, direction: str, chunk: int) -> int:
+    kh, kw = g.kernel_size
+    l_size = g.out_size[0] * g.out_size[1]
+    rows_total = g.c_in * kh * kw
+    r = _Replay()
+    for nc in _chunks(g.n, chunk):
+        # dy[start:stop] as (C_out, nc*L): a copy unless the transpose moves only a size-1 axis.
+        dyk = 0 if (nc == 1 or g.c_out == 1) else g.c_out * nc * l_size * itemsize
+        if direction == "forward":
+            r.rebind("cols", rows_total * nc * l_size * itemsize)
+            r.rebind("out", g.c_out * nc * l_size * itemsize)
+        elif direction == "backward_data":
+            r.rebind("dyk", dyk)
+            r.rebind("dcols", rows_total * nc * l_size * itemsize)
+            r.alloc("col2im", nc * g.c_in * g.h * g.w * itemsize)
+            r.free("col2im")
+        else:
+            r.rebind("cols", rows_total * nc * l_size * itemsize)
+            r.rebind("dyk", dyk)
+            for _ in range(g.groups):
+                r.rebind("part", (g.c_out // g.groups) * (rows_total // g.groups) * itemsize)
+    return r.peak
+
+
+def _numpy_padded_bytes(g: F.ConvGeometry, itemsize: int) -> int:
+    """np.pad's copy of x that the window view reads (none without padding)."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = g.kernel_size, g.stride, g.dilation, g.out_size
+    pt, pl = g.pad_top_left
+    pb = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - g.h - pt)
+    pr = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - g.w - pl)
+    if not (pt or pb or pl or pr):
+        return 0
+    return g.n * g.c_in * (g.h + pt + pb) * (g.w + pl + pr) * itemsize
+
+
+def _numpy(g: F.ConvGeometry, itemsize: int, direction: str, chunk: int) -> int:
+    kh, kw = g.kernel_size
+    span_h, span_w = g.dilation[0] * (kh - 1), g.dilation[1] * (kw - 1)
+    pt, pb, pl, pr = g.padding
+    if direction == "backward_data":
+        if g.stride == (1, 1) and span_h >= max(pt, pb) and span_w >= max(pl, pr):
+            # dx is a forward convolution of dy with a flipped copy of the weight.
+            gt = g._replace(c_in=g.c_out, h=g.out_size[0], w=g.out_size[1], c_out=g.c_in,
+                            padding=(span_h - pt, span_h - pb, span_w - pl, span_w - pr), out_size=(g.h, g.w))
+            budget = chunk * g.column_bytes_per_image(itemsize)
+            chunk_t = max(1, min(g.n, budget // max(1, gt.column_bytes_per_image(itemsize))))
+            weight = g.c_out * (g.c_in // g.groups) * kh * kw * itemsize
+            return weight + _numpy_forward(gt, itemsize, chunk_t)
+        return _numpy_backward_data_col2im(g, itemsize, chunk)
+    if direction == "forward":
+        return _numpy_forward(g, itemsize, chunk)
+    return _numpy_backward_weight(g, itemsize, chunk)
+
+
+def _numpy_forward(g: F.ConvGeometry, itemsize: int, chunk: int) -> int:
+    kh, kw = g.kernel_size
+    oh, ow = g.out_size
+    l_size = oh * ow
+    rows_total = g.c_in * kh * kw
+    cpu_chunk = numpy_conv._cpu_chunk(g, chunk, itemsize)
+    band = numpy_conv._row_band(g, itemsize)
+    padded = _numpy_padded_bytes(g, itemsize)
+    if cpu_chunk == 1 and band < oh:
+        return padded + rows_total * band * ow * itemsize
+    first = min(cpu_chunk, g.n)
+    if l_size >= numpy_conv.WIDE_GEMM_BELOW:
+        return padded + first * rows_total * l_size * itemsize
+    total = padded + first * rows_total * l_size * itemsize + g.c_out * first * l_size * itemsize
+    last = g.n - (len(_chunks(g.n, cpu_chunk)) - 1) * cpu_chunk
+    if last != first:  # a smaller last chunk gets its own column buffer
+        total += rows_total * last * l_size * itemsize
+    return total
+
+
+def _numpy_backward_data_col2im(g: F.ConvGeometry, itemsize: int, chunk: int) -> int:
+    kh, kw = g.kernel_size
+    (oh, ow), (sh, sw), (dh, dw) = g.out_size, g.stride, g.dilation
+    pt, pl = g.pad_top_left
+    cpu_chunk = numpy_conv._cpu_chunk(g, chunk, itemsize)
+    hp = max(g.h + pt, (oh - 1) * sh + (kh - 1) * dh + 1)
+    wp = max(g.w + pl, (ow - 1) * sw + (kw - 1) * dw + 1)
+    first = min(cpu_chunk, g.n)
+    dcols = first * g.c_in * kh * kw * oh * ow * itemsize
+    padded = first * g.c_in * hp * wp * itemsize
+    cropped = 0 if (hp, wp) == (g.h, g.w) else first * g.c_in * g.h * g.w * itemsize
+    return dcols + padded + cropped
+
+
+def _numpy_backward_weight(g: F.ConvGeometry, itemsize: int, chunk: int) -> int:
+    kh, kw = g.kernel_size
+    oh, ow = g.out_size
+    l_size = oh * ow
+    rows_total = g.c_in * kh * kw
+    weight = g.c_out * rows_total // g.groups * itemsize
+    cpu_chunk = numpy_conv._cpu_chunk(g, chunk, itemsize)
+    band = numpy_conv._row_band(g, itemsize)
+    padded = _numpy_padded_bytes(g, itemsize)
+    if cpu_chunk == 1 and band < oh:
+        return padded + rows_total * band * ow * itemsize + weight
+    r = _Replay()
+    r.alloc("padded", padded)
+    sizes = _chunks(g.n, cpu_chunk)
+    r.alloc("buf", rows_total * sizes[0] * l_size * itemsize)
+    for nc in sizes:
+        if nc != sizes[0]:
+            r.rebind("cols", rows_total * nc * l_size * itemsize)
+        r.rebind("dyk", 0 if (nc == 1 or g.c_out == 1) else g.c_out * nc * l_size * itemsize)
+        r.alloc("product", weight)
+        r.free("product")
+    return r.peak
