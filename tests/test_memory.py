@@ -243,18 +243,9 @@ def _check(result, exact=True):
     assert abs(est.peak - got["peak"]) <= 0.05 * got["peak"], str(result)
 
 
-# Each emulated kernel launch leaves about 3.3 KB of Python objects (the ctypes argument records of
-# gpuconv/backend/emulated_loader.py) for Python's cycle collector; the hundred-odd launches of a
-# step add 50-80 KB, over 5% of these sub-1.5 MB steps (estimate/measured 0.94-0.96). numpy runs
-# them; emulated runs the larger steps of the same models.
-EMULATOR_OVERHEAD = {("lenet5", 1, "inference"), ("resnet_basic", 1, "training"), ("resnet_bottleneck", 1, "training")}
-
-
 def _skip_on_emulated(backend_name, model_name, batch, opt, mode):
     if backend_name != "emulated":
         return
-    if (model_name, batch, mode) in EMULATOR_OVERHEAD:
-        pytest.skip("emulated: ~3.3 KB of Python objects per kernel launch exceed 5% of this small step")
     if model_name == "resnet18_stages":
         pytest.skip("emulated: the full-width ResNet is covered on numpy (the emulator is slow)")
     if model_name == "vgg11_bn" and (batch > 1 or opt == "adam"):

@@ -222,6 +222,13 @@ class _Build:
     library: ctypes.CDLL
 
 
+@functools.lru_cache(maxsize=None)
+def _array_type(item: type, length: int) -> type:
+    """``item * length``, made once: ctypes does not keep array types alive, and each new one is a
+    cyclic type object that lingers until the next garbage collection (noise in memory measurements)."""
+    return item * length
+
+
 class EmulatedKernel:
     """One entry point of an emulated module; called like ``cupy.RawKernel``."""
 
@@ -249,9 +256,9 @@ class EmulatedKernel:
             np.array([arg.ctypes.data], dtype=np.uintp) if param.pointer else np.array(arg, dtype=param.dtype)
             for param, arg in zip(self.signature.params, args)
         ]
-        pointers = (ctypes.c_void_p * max(1, len(holders)))(*[h.ctypes.data for h in holders])
+        pointers = _array_type(ctypes.c_void_p, max(1, len(holders)))(*[h.ctypes.data for h in holders])
         arrays = [(param, arg) for param, arg in zip(self.signature.params, args) if param.pointer]
-        extents = (_ArgInfo * max(1, len(arrays)))()
+        extents = _array_type(_ArgInfo, max(1, len(arrays)))()
         for info, (param, arg) in zip(extents, arrays):
             info.base, info.bytes = arg.ctypes.data, arg.nbytes
             info.name = f"'{param.name}' ({arg.dtype.name}, shape {arg.shape})".encode()

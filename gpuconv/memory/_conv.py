@@ -1,11 +1,12 @@
 """What a convolution allocates besides its results, from shapes: the adapter between the memory
 estimator and the conv code.
 
-``F.conv2d_workspace_bytes`` counts the im2col column buffer; the conv code also allocates GEMM
-outputs that are transposed back, contiguous copies of dy, col2im results and (numpy) padded
-copies of the input. This module replays each direction's allocations in order, per backend, and
-returns the peak above the results. ``tests/test_memory.py`` compares it with tracemalloc
-measurements of the real ops, so a change in the conv code shows up there.
+On the cupy and emulated backends the conv code itself says what it allocates, exactly, per
+direction (``F.conv2d_workspace_bytes(..., direction=)``, from ``conv_algo.plan``). The numpy
+backend cuts the batch finer to stay in cache and makes padded copies of the input, so for it this
+module replays each direction's allocations in order and returns the peak above the results.
+``tests/test_memory.py`` compares both with tracemalloc measurements of the real ops, so a change in
+the conv code shows up there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from .. import functional as F
 from ..functional._memory import numpy_buffer_bytes
 from ..backend.numpy_ops import conv as numpy_conv
+from ..functional.conv_algo import plan
 
 DIRECTIONS = ("forward", "backward_data", "backward_weight")
 
@@ -45,15 +47,6 @@ class _Replay:
         self.free(name + "'")
 
 
-def column_workspace_bytes(x_shape, weight_shape, dtype: Any, stride, padding, dilation, groups: int, algo: str,
-                           direction: str) -> int:
-    """The column buffer of one batch chunk, as the conv code reports it (``F.conv2d_workspace_bytes``).
-
-    NOTE: once ``F.conv2d_workspace_bytes`` takes ``direction=`` (exact per direction), pass it here.
-    """
-    return int(F.conv2d_workspace_bytes(x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo))
-
-
 def _chunks(n: int, chunk: int) -> list[int]:
     return [min(chunk, n - start) for start in range(0, n, chunk)]
 
@@ -73,55 +66,28 @@ def conv_transient_bytes(x_shape, weight_shape, dtype: Any, stride=1, padding=0,
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     g = F.conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups)
     if algo == "auto":
-        algo = F.choose_algo(x_shape, weight_shape, stride, padding, dilation, groups)
+        algo = F.choose_algo(x_shape, weight_shape, stride, padding, dilation, groups, direction=direction,
+                             dtype=dtype)
+    if backend != "numpy":
+        # The kernels add the bias themselves (direct) or in the GEMM's epilogue kernel.
+        return int(F.conv2d_workspace_bytes(x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo,
+                                            direction=direction))
     itemsize = np.dtype(dtype).itemsize
     add_bias = 0
-    if bias and direction == "forward" and backend != "cupy" and not (algo == "direct" and backend != "numpy"):
+    if bias and direction == "forward":
         add_bias = numpy_buffer_bytes(g.n * g.c_out * g.out_size[0] * g.out_size[1], itemsize)
-    return add_bias + _transient(g, x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo,
-                                 direction, backend)
+    return add_bias + _numpy_transient(g, dtype, algo, direction)
 
 
-def _transient(g, x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo, direction, backend) -> int:
+def _numpy_transient(g: F.ConvGeometry, dtype: Any, algo: str, direction: str) -> int:
     itemsize = np.dtype(dtype).itemsize
-    if algo == "gemm":
-        # backward weight adds one (C_out/groups, C_in/groups) GEMM result per image and group.
-        return (g.c_out // g.groups) * (g.c_in // g.groups) * itemsize if direction == "backward_weight" else 0
+    if algo == "gemm" and direction != "backward_weight":
+        return 0  # one batched GEMM straight into the result
     if algo == "direct":
-        if backend != "numpy":
-            return 0
         # The numpy backend runs its im2col code for "direct", with the default workspace limit.
         return _numpy(g, itemsize, direction, numpy_conv._default_chunk(g, dtype))
-    per_image = max(1, g.column_bytes_per_image(itemsize))
-    chunk = max(1, column_workspace_bytes(x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo,
-                                          direction) // per_image)
-    if backend == "numpy":
-        return _numpy(g, itemsize, direction, chunk)
-    return _cuda_im2col(g, itemsize, direction, chunk)
-
-
-def _cuda_im2col(g: F.ConvGeometry, itemsize: int, direction: str, chunk: int) -> int:
-    kh, kw = g.kernel_size
-    l_size = g.out_size[0] * g.out_size[1]
-    rows_total = g.c_in * kh * kw
-    r = _Replay()
-    for nc in _chunks(g.n, chunk):
-        # dy[start:stop] as (C_out, nc*L): a copy unless the transpose moves only a size-1 axis.
-        dyk = 0 if (nc == 1 or g.c_out == 1) else g.c_out * nc * l_size * itemsize
-        if direction == "forward":
-            r.rebind("cols", rows_total * nc * l_size * itemsize)
-            r.rebind("out", g.c_out * nc * l_size * itemsize)
-        elif direction == "backward_data":
-            r.rebind("dyk", dyk)
-            r.rebind("dcols", rows_total * nc * l_size * itemsize)
-            r.alloc("col2im", nc * g.c_in * g.h * g.w * itemsize)
-            r.free("col2im")
-        else:
-            r.rebind("cols", rows_total * nc * l_size * itemsize)
-            r.rebind("dyk", dyk)
-            for _ in range(g.groups):
-                r.rebind("part", (g.c_out // g.groups) * (rows_total // g.groups) * itemsize)
-    return r.peak
+    # im2col, and gemm's backward_weight (the im2col code: 1x1 columns are x itself)
+    return _numpy(g, itemsize, direction, plan(g, algo, direction, itemsize).chunk)
 
 
 def _numpy_padded_bytes(g: F.ConvGeometry, itemsize: int) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import nn
 from ..backend import get_backend
+from ..backend.cuda_ops.elementwise import multi_tensor_table_bytes
 from ..functional.loss import cross_entropy_transient_bytes
 from ._sim import Array, Timeline, backward, forward, name_modules, nbytes
 from .report import MemoryReport
@@ -166,9 +167,21 @@ def _allocate_state(t: Timeline, optimizer: Any) -> None:
 
 
 def _optimizer_step(t: Timeline, optimizer: Any, allocate_state: bool) -> None:
-    for p, count, group in _state_arrays(optimizer):
-        if not p.requires_grad:
-            continue  # no gradient: step skips it
+    # A parameter without a gradient is skipped by step.
+    stepping = [(p, count, group) for p, count, group in _state_arrays(optimizer) if p.requires_grad]
+    if t.backend != "numpy":
+        # Kernel backends: the state of a group's parameters is created first, then one multi-tensor
+        # launch per group updates them all; it allocates only its address table.
+        for group in optimizer.param_groups:
+            params = [(p, count) for p, count, g in stepping if g is group]
+            if allocate_state:
+                for p, count in params:
+                    for _ in range(count):
+                        t.new(p.shape, p.nbytes)
+            table = multi_tensor_table_bytes([int(np.prod(p.shape, dtype=np.int64)) for p, _ in params])
+            t.transient(t.rounded(table), f"{type(optimizer).__name__}.step")
+        return
+    for p, count, group in stepping:
         if allocate_state:
             for _ in range(count):
                 t.new(p.shape, p.nbytes)

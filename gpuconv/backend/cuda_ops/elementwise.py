@@ -20,6 +20,14 @@ MT_CHUNK = 2048  # elements per block (8 per thread)
 TABLE_ROW = 9  # kRow in elementwise.cu
 
 
+
+def multi_tensor_table_bytes(sizes: list[int]) -> int:
+    """Bytes of the int64 address table one :meth:`ElementwiseKernels.multi_tensor_step` launch
+    allocates (and frees on return) for tensors of ``sizes`` elements: 9 entries per non-empty tensor
+    plus 2 per block of MT_CHUNK elements."""
+    sizes = [int(n) for n in sizes if n]
+    return 8 * (TABLE_ROW * len(sizes) + 2 * sum(-(-n // MT_CHUNK) for n in sizes))
+
 class ElementwiseKernels:
     def _map(self, op: str, arrays: tuple, extra: tuple = ()):
         """out = op(arrays...) elementwise over C-contiguous arrays of one shape and dtype."""
