@@ -203,19 +203,67 @@ __device__ void max_pool2d_backward(const T* __restrict__ dy, const J* __restric
     }
 }
 
+// ---- index checks for the backward of max and adaptive max pooling ------------------------------
+// One thread per output: sets *bad when the index of a window that holds input elements does not
+// name one of them (a corrupt index, or one from another call, which the gathers would drop
+// silently). A window without input elements passes nothing on, so its index is not checked.
+// Every offending thread stores the same 1: a benign race, no atomics.
+template <typename J>
+__device__ void max_pool2d_check_indices(const J* __restrict__ indices, int* __restrict__ bad, long long planes,
+                                         int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                         int ph, int pw, int dh, int dw, int ppb) {
+    const int out_size = oh * ow;
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        const int y0 = oy * sh - ph, x0 = ox * sw - pw;
+        int fy = y0, fx = x0;  // first tap inside the plane, as in the forward
+        while (fy < 0) fy += dh;
+        while (fx < 0) fx += dw;
+        if (fy >= height || fy > y0 + (kh - 1) * dh || fx >= width || fx > x0 + (kw - 1) * dw) continue;
+        const long long index = (long long)indices[plane * out_size + pos];
+        if (index < 0 || index >= (long long)height * width) {
+            *bad = 1;
+            continue;
+        }
+        const int row = (int)index / width, col = (int)index - row * width;
+        const int di = row - y0, dj = col - x0;
+        if (di < 0 || dj < 0 || di % dh != 0 || dj % dw != 0 || di / dh >= kh || dj / dw >= kw) *bad = 1;
+    }
+}
+
+template <typename J>
+__device__ void adaptive_max_pool2d_check_indices(const J* __restrict__ indices, int* __restrict__ bad,
+                                                  long long planes, int height, int width, int oh, int ow, int ppb) {
+    const int out_size = oh * ow;
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        const long long index = (long long)indices[plane * out_size + pos];
+        if (index < 0 || index >= (long long)height * width) {
+            *bad = 1;
+            continue;
+        }
+        const int row = (int)index / width, col = (int)index - row * width;
+        if (row < bin_start(oy, height, oh) || row >= bin_end(oy, height, oh) || col < bin_start(ox, width, ow)
+                || col >= bin_end(ox, width, ow))
+            *bad = 1;
+    }
+}
+
 // ---- average pooling -----------------------------------------------------------------------------
-// PyTorch's divisor for window (oy, ox).
-__device__ __forceinline__ int avg_divisor(int oy, int ox, int height, int width, int kh, int kw, int sh, int sw,
-                                           int ph, int pw, int count_include_pad, int divisor_override) {
+// PyTorch's divisor for window (oy, ox); 64-bit because a window's area may pass 2^31 (a 200001^2
+// window over a padded 1x1 input) even though each side fits in 32 bits.
+__device__ __forceinline__ long long avg_divisor(int oy, int ox, int height, int width, int kh, int kw, int sh,
+                                                 int sw, int ph, int pw, int count_include_pad,
+                                                 int divisor_override) {
     if (divisor_override > 0) return divisor_override;
     int y0 = oy * sh - ph, x0 = ox * sw - pw;
     int y1 = min(y0 + kh, height + ph), x1 = min(x0 + kw, width + pw);
-    if (count_include_pad) return (y1 - y0) * (x1 - x0);
+    if (count_include_pad) return (long long)(y1 - y0) * (x1 - x0);
     y0 = max(y0, 0);
     x0 = max(x0, 0);
     y1 = min(y1, height);
     x1 = min(x1, width);
-    return (y1 - y0) * (x1 - x0);
+    return (long long)(y1 - y0) * (x1 - x0);
 }
 
 template <typename T>
@@ -564,6 +612,51 @@ extern "C" __global__ void max_pool2d_backward_i32_f64(const double* __restrict_
                                                        int width, int oh, int ow, int kh, int kw, int sh, int sw,
                                                        int ph, int pw, int dh, int dw, int ppb) {
     max_pool2d_backward<double, int>(dy, indices, dx, MAXPOOL_ARGS);
+}
+// The index checks do not read dy: _f32 and _f64 differ only in name (the launcher picks by dy's dtype).
+extern "C" __global__ void max_pool2d_check_indices_f32(const long long* __restrict__ indices, int* __restrict__ bad,
+                                                       long long planes, int height, int width, int oh, int ow,
+                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                       int ppb) {
+    max_pool2d_check_indices<long long>(indices, bad, MAXPOOL_ARGS);
+}
+extern "C" __global__ void adaptive_max_pool2d_check_indices_f32(const long long* __restrict__ indices,
+                                                                int* __restrict__ bad, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_check_indices<long long>(indices, bad, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void max_pool2d_check_indices_f64(const long long* __restrict__ indices, int* __restrict__ bad,
+                                                       long long planes, int height, int width, int oh, int ow,
+                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                       int ppb) {
+    max_pool2d_check_indices<long long>(indices, bad, MAXPOOL_ARGS);
+}
+extern "C" __global__ void adaptive_max_pool2d_check_indices_f64(const long long* __restrict__ indices,
+                                                                int* __restrict__ bad, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_check_indices<long long>(indices, bad, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void max_pool2d_check_indices_i32_f32(const int* __restrict__ indices, int* __restrict__ bad,
+                                                       long long planes, int height, int width, int oh, int ow,
+                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                       int ppb) {
+    max_pool2d_check_indices<int>(indices, bad, MAXPOOL_ARGS);
+}
+extern "C" __global__ void adaptive_max_pool2d_check_indices_i32_f32(const int* __restrict__ indices,
+                                                                int* __restrict__ bad, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_check_indices<int>(indices, bad, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void max_pool2d_check_indices_i32_f64(const int* __restrict__ indices, int* __restrict__ bad,
+                                                       long long planes, int height, int width, int oh, int ow,
+                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                       int ppb) {
+    max_pool2d_check_indices<int>(indices, bad, MAXPOOL_ARGS);
+}
+extern "C" __global__ void adaptive_max_pool2d_check_indices_i32_f64(const int* __restrict__ indices,
+                                                                int* __restrict__ bad, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_check_indices<int>(indices, bad, planes, height, width, oh, ow, ppb);
 }
 extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes,
                                                   int height, int width, int oh, int ow, int kh, int kw, int sh,

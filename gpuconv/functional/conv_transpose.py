@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._args import check_array, non_negative_pair, positive_pair, same_dtype
+from ._args import check_array, non_negative_pair, positive_pair, same_dtype, shape_arg
 from .conv import conv2d, conv2d_backward, conv2d_workspace_bytes
 
 
@@ -32,7 +32,7 @@ def conv_transpose2d_output_shape(x_shape: tuple[int, ...], weight_shape: tuple[
         ValueError for inconsistent shapes, an output_padding not smaller than stride or
         dilation, or an empty output.
     """
-    x_shape, weight_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in weight_shape)
+    x_shape, weight_shape = shape_arg(x_shape, "x_shape"), shape_arg(weight_shape, "weight_shape")
     if len(x_shape) != 4:
         raise ValueError(f"x must be 4-D (N, C_in, H, W), got shape {x_shape}")
     if len(weight_shape) != 4:

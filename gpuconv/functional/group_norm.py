@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._args import check_array, same_dtype
+from ._args import check_array, int_arg, same_dtype
 from ._common import check_needs, check_real, check_same_shape
 
 
@@ -20,7 +20,7 @@ def _check(x: Any, num_groups: Any, weight: Any, bias: Any) -> int:
     check_array(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must be (N, C, *), got shape {tuple(x.shape)}")
-    if not isinstance(num_groups, (int, np.integer)) or isinstance(num_groups, bool) or num_groups < 1:
+    if int_arg(num_groups, "num_groups") < 1:
         raise ValueError(f"num_groups must be a positive int, got {num_groups!r}")
     channels = x.shape[1]
     if channels % num_groups:
@@ -51,7 +51,7 @@ def group_norm(x: Any, num_groups: int, weight: Any = None, bias: Any = None, ep
         y with x's shape and dtype, or (y, mean, invstd).
     """
     groups = _check(x, num_groups, weight, bias)
-    eps = check_real(eps, "eps")
+    eps = check_real(eps, "eps", finite=True)
     xp = get_backend().xp
     n = x.shape[0]
     xg = x.reshape(n, groups, -1)

@@ -58,7 +58,7 @@ def layer_norm(x: Any, normalized_shape: int | tuple[int, ...], weight: Any = No
     """
     shape, m, d = _check_x(x, normalized_shape)
     _check_affine(x, shape, weight=weight, bias=bias)
-    eps = check_real(eps, "eps")
+    eps = check_real(eps, "eps", finite=True)
     if eps < 0:
         raise ValueError(f"eps must be non-negative, got {eps}")
     xp = get_backend().xp

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._args import check_array, non_negative_pair, positive_pair, same_dtype
+from ._args import check_array, check_spatial, check_window_extent, non_negative_pair, positive_pair, same_dtype, shape_arg
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -36,14 +36,12 @@ def _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, what):
     if min(out) < 1:
         raise ValueError(f"{what}: output size {out} is too small (< 1) for input {h}x{w}, kernel_size {k}, "
                          f"stride {s}, padding {p}, dilation {d}")
+    check_window_extent((h, w), k, s, (2 * p[0], 2 * p[1]), d, out, what)
     return k, s, p, d, out
 
 
 def _shape4(x_shape, name: str) -> tuple[int, int, int, int]:
-    shape = tuple(int(v) for v in x_shape)
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"{name} must be a 4-D (N, C, H, W) shape of positive sizes, got {tuple(x_shape)}")
-    return shape
+    return shape_arg(x_shape, name, 4)
 
 
 def _check_output_like(dy, expected_shape, name="dy"):
@@ -73,6 +71,14 @@ def _check_indices(indices, expected_shape):
     if tuple(indices.shape) != tuple(expected_shape):
         raise ValueError(f"indices must have the output's shape {tuple(expected_shape)}, got {tuple(indices.shape)}")
     return be.xp.ascontiguousarray(indices)
+
+
+def _raise_unless_valid(valid: bool, forward: str) -> None:
+    # NOTE: checked by the backend as it computes (on the GPU a kernel sets a flag, read after the
+    # gather): the message cannot name the offending index on every backend, so none does.
+    if not valid:
+        raise ValueError(f"indices: an index does not name an element of its window (out of range); pass the "
+                         f"indices {forward}(..., return_indices=True) returned for the same x and arguments")
 
 
 def _contiguous(a):
@@ -121,7 +127,9 @@ def max_pool2d_backward(dy: Any, x: Any, indices: Any, kernel_size, stride=None,
     k, s, p, d, out = _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d_backward")
     _check_output_like(dy, (*x.shape[:2], *out))
     indices = _check_indices(indices, dy.shape)
-    return get_backend().max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape), k, s, p, d)
+    dx, valid = get_backend().max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape), k, s, p, d)
+    _raise_unless_valid(valid, "max_pool2d")
+    return dx
 
 
 # ---- average pooling -----------------------------------------------------------------------------
@@ -186,6 +194,7 @@ def adaptive_avg_pool2d(x: Any, output_size) -> Any:
     Args: x (N, C, H, W). Returns: (N, C, OH, OW).
     """
     check_array(x, "x", 4, "(N, C, H, W)")
+    check_spatial(tuple(x.shape), "x")
     out = _adaptive_size(output_size, *x.shape[2:])
     return get_backend().adaptive_avg_pool2d(_contiguous(x), out)
 
@@ -206,6 +215,7 @@ def adaptive_max_pool2d(x: Any, output_size, return_indices: bool = False, *, in
     [, indices].
     """
     check_array(x, "x", 4, "(N, C, H, W)")
+    check_spatial(tuple(x.shape), "x")
     out = _adaptive_size(output_size, *x.shape[2:])
     y, indices = get_backend().adaptive_max_pool2d(_contiguous(x), out, index_dtype=_index_dtype(index_dtype))
     return (y, indices) if return_indices else y
@@ -216,10 +226,13 @@ def adaptive_max_pool2d_backward(dy: Any, x: Any, indices: Any, output_size) -> 
     check_array(x, "x", 4, "(N, C, H, W)")
     check_array(dy, "dy", 4, "(N, C, OH, OW)")
     same_dtype("x", x, dy=dy)
+    check_spatial(tuple(x.shape), "x")
     out = _adaptive_size(output_size, *x.shape[2:])
     _check_output_like(dy, (*x.shape[:2], *out))
     indices = _check_indices(indices, dy.shape)
-    return get_backend().adaptive_max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape))
+    dx, valid = get_backend().adaptive_max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape))
+    _raise_unless_valid(valid, "adaptive_max_pool2d")
+    return dx
 
 
 # ---- GeM -----------------------------------------------------------------------------------------
@@ -243,6 +256,7 @@ def _gem_p(p, dtype):
 
 
 def _gem_args(x_shape, p, eps, kernel_size, stride, dtype):
+    check_spatial(x_shape, "x")
     if not isinstance(eps, numbers.Real) or not eps > 0:
         raise ValueError(f"eps must be a number > 0, got {eps!r}")
     h, w = x_shape[2:]
@@ -256,6 +270,7 @@ def _gem_args(x_shape, p, eps, kernel_size, stride, dtype):
     out = ((h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
     if h < k[0] or w < k[1]:
         raise ValueError(f"gem: kernel_size {k} is larger than the input {h}x{w} (output size < 1)")
+    check_window_extent((h, w), k, s, (0, 0), (1, 1), out, "gem")
     return _gem_p(p, dtype), float(eps), k, s, out
 
 

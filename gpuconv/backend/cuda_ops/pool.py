@@ -102,14 +102,25 @@ class PoolKernels:
                           (h, w, oh, ow, *kernel_size, *stride, *padding, *dilation), (np.int32(with_indices),))
         return y, (indices if with_indices else None)
 
+    def _indices_valid(self, op: str, dtype, indices, planes: int, size: int, ints: tuple) -> bool:
+        """Runs the index check kernel ``op``, which sets a device flag for an index outside its
+        window; reading the flag back synchronizes."""
+        bad = self.zeros((1,), np.int32)
+        self._pool_launch(f"{op}{_index_suffix(indices.dtype)}", dtype, (indices, bad), planes, size, ints)
+        return not int(self.to_numpy(bad)[0])
+
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
-        """Gather: each input element sums dy over the windows that chose it (int32 or int64 indices)."""
+        """Gather: each input element sums dy over the windows that chose it (int32 or int64 indices).
+        Returns (dx, whether every index names an element of its window)."""
         n, c, h, w = x_shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
+        ints = (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation)
         self._pool_launch(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx), n * c,
-                          h * w, (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation))
-        return dx
+                          h * w, ints)
+        valid = self._indices_valid("max_pool2d_check_indices", dy.dtype, indices, n * c,
+                                    dy.shape[2] * dy.shape[3], ints)
+        return dx, valid
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         n, c, h, w = x.shape
@@ -164,7 +175,9 @@ class PoolKernels:
         dx = self.empty(x_shape, dy.dtype)
         self._pool_launch(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
                           n * c, h * w, (h, w, *dy.shape[2:]))
-        return dx
+        valid = self._indices_valid("adaptive_max_pool2d_check_indices", dy.dtype, indices, n * c,
+                                    dy.shape[2] * dy.shape[3], (h, w, *dy.shape[2:]))
+        return dx, valid
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         n, c, h, w = x.shape

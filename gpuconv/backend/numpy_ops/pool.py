@@ -1,7 +1,9 @@
-"""Pooling on NumPy: one strided slice of the (padded) input per window tap, combined tap by tap.
+"""Pooling on NumPy: one strided slice of the input per window tap, combined tap by tap.
 
-Backward passes add each window's share back with one strided slice-add per tap (exact and
-deterministic), or with ``np.bincount`` over the saved argmax indices.
+Padding is never materialized: each tap reads only the outputs whose tap position falls inside
+the input (a 1x1 input with padding 100000 costs one tap, not a 200001^2 padded copy). Backward
+passes add each window's share back with one strided slice-add per tap (exact and deterministic),
+or with ``np.bincount`` over the saved argmax indices.
 """
 
 from __future__ import annotations
@@ -10,19 +12,39 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 
-def _padded_extent(size, kernel, stride, pad, dilation, out) -> int:
-    """Padded length the windows reach: at least size + pad, more for the ceil_mode overhang."""
-    return max(size + pad, (out - 1) * stride + (kernel - 1) * dilation + 1)
+def _tap_spans(size: int, kernel: int, stride: int, pad: int, dilation: int, out: int) -> list[tuple]:
+    """Along one axis, every tap i that reads inside the input for some output, as
+    (i, first output, output count, input position of the first output); outputs o0 .. o0+count-1
+    read positions start, start + stride, ... Taps over padding only are left out."""
+    spans = []
+    # Taps whose position i*dilation - pad + o*stride can be in [0, size) for some 0 <= o < out.
+    first = max(0, -(-(pad - (out - 1) * stride) // dilation))
+    last = min(kernel - 1, (pad + size - 1) // dilation)
+    for i in range(first, last + 1):
+        offset = i * dilation - pad  # input position of this tap for output 0
+        o0 = max(0, -(offset // stride)) if offset < 0 else 0
+        o1 = min(out - 1, (size - 1 - offset) // stride)
+        if o0 <= o1:
+            spans.append((i, o0, o1 - o0 + 1, offset + o0 * stride))
+    return spans
 
 
-def _pad(x, kernel_size, stride, padding, dilation, out_size, value) -> np.ndarray:
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel_size, stride, padding, dilation, out_size
-    h, w = x.shape[2:]
-    bottom = _padded_extent(h, kh, sh, ph, dh, oh) - h - ph
-    right = _padded_extent(w, kw, sw, pw, dw, ow) - w - pw
-    if ph or pw or bottom > 0 or right > 0:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, max(bottom, 0)), (pw, max(right, 0))), constant_values=value)
-    return x
+def _tap_slices(kernel_size, stride, padding, dilation, x_hw, out_size):
+    """(i, j, output slice, input slice) of each tap that reads inside the input, row-major."""
+    (sh, sw) = stride
+    rows = _tap_spans(x_hw[0], kernel_size[0], sh, padding[0], dilation[0], out_size[0])
+    cols = _tap_spans(x_hw[1], kernel_size[1], sw, padding[1], dilation[1], out_size[1])
+    for i, oy0, ny, r0 in rows:
+        for j, ox0, nx, c0 in cols:
+            yield (i, j, (slice(None), slice(None), slice(oy0, oy0 + ny), slice(ox0, ox0 + nx)),
+                   (slice(None), slice(None), slice(r0, r0 + (ny - 1) * sh + 1, sh),
+                    slice(c0, c0 + (nx - 1) * sw + 1, sw)))
+
+
+def _needs_padding(x_hw, kernel_size, stride, padding, dilation, out_size) -> bool:
+    """Whether some window reaches past the input (padding, or the ceil_mode overhang)."""
+    return any(p > 0 or (o - 1) * s + (k - 1) * d + 1 > size
+               for size, k, s, p, d, o in zip(x_hw, kernel_size, stride, padding, dilation, out_size))
 
 
 def _windows(xp, kernel_size, stride, dilation, out_size) -> np.ndarray:
@@ -47,17 +69,13 @@ def _window_sum(xp, kernel_size, stride, dilation, out_size) -> np.ndarray:
 
 
 def _scatter_taps(values, x_shape, kernel_size, stride, padding, dilation) -> np.ndarray:
-    """Adjoint of a window sum: adds ``values`` (N, C, OH, OW) at every tap position of its window."""
-    n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    oh, ow = values.shape[-2:]
-    hp = _padded_extent(h, kh, sh, ph, dh, oh)
-    wp = _padded_extent(w, kw, sw, pw, dw, ow)
-    out = np.zeros((n, c, hp, wp), dtype=values.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] += values
-    return np.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w])
+    """Adjoint of a window sum: adds ``values`` (N, C, OH, OW) at every tap position of its window
+    that lies inside the input."""
+    out = np.zeros(x_shape, dtype=values.dtype)
+    for _, _, out_slice, in_slice in _tap_slices(kernel_size, stride, padding, dilation, x_shape[2:],
+                                                 values.shape[-2:]):
+        out[in_slice] += values[out_slice]
+    return out
 
 
 def _gather_by_index(dy, indices, x_shape) -> np.ndarray:
@@ -96,62 +114,61 @@ def _avg_divisors(x_shape, kernel_size, stride, padding, out_size, count_include
 class PoolOps:
     def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
                    index_dtype=np.int64):
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel_size, stride, padding, dilation, out_size
-        w = x.shape[3]
-        xp = _pad(x, kernel_size, stride, padding, dilation, out_size, -np.inf)
-
-        def tap(t):
-            i, j = divmod(t, kw)
-            return xp[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
-
-        y = np.array(tap(0))
-        for t in range(1, kh * kw):
-            np.maximum(y, tap(t), out=y)  # propagates NaN, as PyTorch does
+        (sh, sw), (ph, pw), (dh, dw), (oh, ow) = stride, padding, dilation, out_size
+        n, c, h, w = x.shape
+        y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)  # padding acts as -inf
+        taps = _tap_slices(kernel_size, stride, padding, dilation, (h, w), out_size)
         if not with_indices:
+            for _, _, out_slice, in_slice in taps:
+                np.maximum(y[out_slice], x[in_slice], out=y[out_slice])  # propagates NaN, as PyTorch does
             return y, None
-        # The first tap in row-major order that holds the maximum (PyTorch's and the kernel's
-        # choice); for a window holding NaN, its last NaN. Tap t of window (oy, ox) is at flat
-        # index base[oy, ox] + offset(t).
-        base = (np.arange(oh)[:, None] * sh - ph) * w + (np.arange(ow)[None, :] * sw - pw)
-
-        def flat(t):
-            i, j = divmod(t, kw)
-            return base + (i * dh * w + j * dw)
-
+        # The kernel's scan: the first tap in row-major order that holds the maximum, the last NaN
+        # of a window holding NaN; a window whose taps are all -inf (or all padding) keeps its
+        # first tap moved into the plane by whole dilation steps (PyTorch's rule).
+        first_row = np.arange(oh)[:, None] * sh - ph
+        first_row = first_row + dh * np.maximum(0, -(first_row // dh))
+        first_col = np.arange(ow)[None, :] * sw - pw
+        first_col = first_col + dw * np.maximum(0, -(first_col // dw))
         indices = np.empty(y.shape, dtype=np.int64)
-        indices[...] = flat(0)
-        for t in range(kh * kw - 1, 0, -1):
-            np.copyto(indices, flat(t), where=tap(t) == y)
-        nan = np.isnan(y)
-        if nan.any():
-            for t in range(kh * kw):
-                np.copyto(indices, flat(t), where=nan & np.isnan(tap(t)))
-        # A window whose maximum is -inf may have kept a padding tap: PyTorch reports its first
-        # tap moved into the plane by whole dilation steps instead.
-        empty = y == -np.inf
-        if empty.any():
-            first_row = np.arange(oh)[:, None] * sh - ph
-            first_row = first_row + dh * np.maximum(0, -(first_row // dh))
-            first_col = np.arange(ow)[None, :] * sw - pw
-            first_col = first_col + dw * np.maximum(0, -(first_col // dw))
-            np.copyto(indices, first_row * w + first_col, where=empty)
+        indices[...] = first_row * w + first_col
+        for _, _, out_slice, in_slice in taps:
+            v, best = x[in_slice], y[out_slice]
+            better = (v > best) | np.isnan(v)
+            np.copyto(best, v, where=better)
+            rows = np.arange(in_slice[2].start, in_slice[2].stop, sh)
+            cols = np.arange(in_slice[3].start, in_slice[3].stop, sw)
+            np.copyto(indices[out_slice], rows[:, None] * w + cols[None, :], where=better)
         return y, indices.astype(index_dtype, copy=False)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
+        """(dx, whether every index of a window with input elements names one of them)."""
         # A window without input elements (dilation over padding) passes nothing on, as in the
         # kernel's gather; PyTorch's index for it may name an element outside that window.
-        inside = [((np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d >= 0)
-                   & (np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d < size)).any(axis=1)
-                  for size, k, s, p, d, o in zip(x_shape[2:], kernel_size, stride, padding, dilation, dy.shape[2:])]
-        live = np.outer(inside[0], inside[1])
+        w = x_shape[3]
+        index = indices.astype(np.int64, copy=False)
+        row, col = np.divmod(index, w)
+        valid = (index >= 0) & (index < x_shape[2] * w)
+        live = np.ones(dy.shape[2:], dtype=bool)
+        for axis, (size, k, s, p, d, o) in enumerate(zip(x_shape[2:], kernel_size, stride, padding, dilation,
+                                                         dy.shape[2:])):
+            start = np.arange(o) * s - p
+            first = start + d * np.maximum(0, -(start // d))  # the first tap inside the plane
+            inside = (first < size) & (first <= start + (k - 1) * d)
+            live &= inside[:, None] if axis == 0 else inside[None, :]
+            offset = (row if axis == 0 else col) - (start[:, None] if axis == 0 else start[None, :])
+            valid &= (offset >= 0) & (offset % d == 0) & (offset // d < k)
         if not live.all():
             dy = dy * live
-        return _gather_by_index(dy, indices, x_shape)
+        return _gather_by_index(dy, indices, x_shape), bool((valid | ~live).all())
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         ones = (1, 1)
-        total = _window_sum(_pad(x, kernel_size, stride, padding, ones, out_size, 0), kernel_size, stride, ones,
-                            out_size)
+        if _needs_padding(x.shape[2:], kernel_size, stride, padding, ones, out_size):
+            total = np.zeros((*x.shape[:2], *out_size), dtype=x.dtype)  # padding adds zeros: skipped
+            for _, _, out_slice, in_slice in _tap_slices(kernel_size, stride, padding, ones, x.shape[2:], out_size):
+                total[out_slice] += x[in_slice]
+        else:
+            total = _window_sum(x, kernel_size, stride, ones, out_size)
         div = _avg_divisors(x.shape, kernel_size, stride, padding, out_size, count_include_pad, divisor_override)
         total *= (1.0 / div).astype(x.dtype)
         return total
@@ -187,7 +204,7 @@ class PoolOps:
         indices = np.empty((n, c, oh, ow), dtype=np.int64)
         for a, (y0, y1) in enumerate(_bins(h, oh)):
             for b, (x0, x1) in enumerate(_bins(w, ow)):
-                region = x[:, :, y0:y1, x0:x1].reshape(n, c, -1)
+                region = x[:, :, y0:y1, x0:x1].reshape(n, c, (y1 - y0) * (x1 - x0))
                 nan = np.isnan(region)
                 best = region.argmax(axis=2)
                 if nan.any():
@@ -199,7 +216,16 @@ class PoolOps:
         return y, indices.astype(index_dtype, copy=False)
 
     def adaptive_max_pool2d_backward(self, dy, indices, x_shape):
-        return _gather_by_index(dy, indices, x_shape)
+        """(dx, whether every index names an element of its bin)."""
+        h, w = x_shape[2:]
+        row, col = np.divmod(indices.astype(np.int64, copy=False), w)
+        valid = (row >= 0) & (row < h)
+        for axis, (size, o) in enumerate(zip((h, w), dy.shape[2:])):
+            bins = np.array(_bins(size, o))
+            lo, hi = (bins[:, 0, None], bins[:, 1, None]) if axis == 0 else (bins[None, :, 0], bins[None, :, 1])
+            position = row if axis == 0 else col
+            valid &= (position >= lo) & (position < hi)
+        return _gather_by_index(dy, indices, x_shape), bool(valid.all())
 
     # ---- GeM --------------------------------------------------------------------------------------
     @staticmethod
