@@ -123,7 +123,8 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
     _remove_stale_temporaries(directory, os.path.basename(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        if hasattr(os, "fchmod"):  # mkstemp's 0600 (POSIX); elsewhere the default applies
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()

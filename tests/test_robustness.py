@@ -93,6 +93,116 @@ def test_normalization_rejects_non_finite_eps(backend, eps):
         F.batch_norm(_g(np.ones((2, 3, 2, 2), np.float32)), None, None, training=True, eps=eps)
 
 
+# ---- 4. out-of-range pooling indices --------------------------------------------------------------
+@pytest.mark.parametrize("index_dtype", [np.int64, np.int32])
+def test_max_pool_backward_rejects_indices_outside_their_window(backend, index_dtype):
+    rng = np.random.default_rng(4)
+    x = _g(rng.standard_normal((2, 3, 9, 9)).astype(np.float32))
+    args = dict(kernel_size=3, stride=2, padding=1, dilation=2)
+    y, idx = F.max_pool2d(x, **args, return_indices=True, index_dtype=index_dtype)
+    dy = _g(np.ones(y.shape, np.float32))
+    F.max_pool2d_backward(dy, x, idx, **args)  # the forward's indices pass
+    good = _np(idx)
+    chosen = int(good[1, 2, 1, 1])
+    huge = 10**12 if index_dtype == np.int64 else 2**31 - 1
+    for value in (huge, chosen + 1, chosen - 1, -1):  # far out, next column, previous, negative
+        bad = good.copy()
+        bad[1, 2, 1, 1] = value  # one corrupt index is enough
+        with pytest.raises(ValueError, match="indices: an index does not name an element of its window"):
+            F.max_pool2d_backward(dy, x, _g(bad), **args)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int64, np.int32])
+def test_adaptive_max_pool_backward_rejects_indices_outside_their_bin(backend, index_dtype):
+    rng = np.random.default_rng(5)
+    x = _g(rng.standard_normal((2, 2, 7, 6)).astype(np.float32))
+    y, idx = F.adaptive_max_pool2d(x, (3, 2), return_indices=True, index_dtype=index_dtype)
+    dy = _g(np.ones(y.shape, np.float32))
+    F.adaptive_max_pool2d_backward(dy, x, idx, (3, 2))
+    good = _np(idx)
+    for delta in (10**6, 6 * 3, -6 * 3):  # out of the plane, three rows down / up: inside the plane
+        bad = good.copy()
+        bad[0, 1, 0 if delta > 0 else 2, 1] += delta
+        with pytest.raises(ValueError, match="indices: an index does not name an element of its window"):
+            F.adaptive_max_pool2d_backward(dy, x, _g(bad), (3, 2))
+
+
+def test_max_pool_backward_does_not_check_windows_without_elements(backend):
+    # dilation over padding: the middle window of this row has no input element; its index (from
+    # PyTorch's rule) lies outside it, and such a window passes nothing on.
+    x = _g(np.arange(9, dtype=np.float32).reshape(1, 1, 1, 9))
+    args = dict(kernel_size=(1, 2), stride=(1, 1), padding=(0, 1), dilation=(1, 10))
+    y, idx = F.max_pool2d(x, **args, return_indices=True)
+    dx = F.max_pool2d_backward(_g(np.ones(y.shape, np.float32)), x, idx, **args)
+    assert dx.shape == x.shape
+
+
+# ---- 7. sizes past the kernels' 32-bit ints --------------------------------------------------------
+BIG = 2**31
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_backward", "max_pool2d", "avg_pool2d", "unfold", "gem",
+                                "max_pool2d_dilation"])
+def test_arguments_past_int32_are_a_value_error_on_every_backend(backend, op):
+    x = _g(np.ones((1, 1, 5, 5), np.float32))
+    w = _g(np.ones((1, 1, 1, 1), np.float32))
+    calls = {
+        "conv2d": lambda: F.conv2d(x, w, stride=BIG),
+        "conv2d_backward": lambda: F.conv2d_backward(_g(np.ones((1, 1, 1, 1), np.float32)), x, w, dilation=BIG),
+        "max_pool2d": lambda: F.max_pool2d(x, 1, stride=(1, BIG)),
+        "avg_pool2d": lambda: F.avg_pool2d(x, 1, stride=BIG),
+        "unfold": lambda: F.unfold(x, 1, stride=BIG),
+        "gem": lambda: F.gem(x, kernel_size=1, stride=BIG),
+        "max_pool2d_dilation": lambda: F.max_pool2d(x, 1, dilation=BIG),
+    }
+    with pytest.raises(ValueError, match=r"must be at most 2147483647 \(the kernels take 32-bit ints\)"):
+        calls[op]()
+
+
+def test_the_largest_int32_stride_works_on_every_backend(backend):
+    x = _g(np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5))
+    assert float(_np(F.max_pool2d(x, 1, stride=BIG - 1)).ravel()[0]) == 0.0
+    np.testing.assert_array_equal(_np(F.unfold(x, 1, stride=BIG - 1)), [[[0.0]]])
+    with pytest.raises(ValueError, match="the windows reach position .* more than the kernels' 32-bit ints hold"):
+        F.conv2d(x, _g(np.ones((1, 1, 1, 1), np.float32)), padding=2**30)
+
+
+# ---- 15. GeM in float32 with a large p -----------------------------------------------------------
+def _gem_float64_formula(x, p, eps, k):
+    """PyTorch's formula in float64 (windows k x k, stride k), forward and backward by hand."""
+    n, c, h, w = x.shape
+    cl = np.maximum(x, eps).reshape(n, c, h // k, k, w // k, k)
+    m = (cl ** p).mean(axis=(3, 5))
+    y = m ** (1 / p)
+    dx = (cl ** (p - 1) * (y / (m * k * k))[:, :, :, None, :, None]).reshape(x.shape) * (x >= eps)
+    dp = np.sum(y * (((cl ** p) * np.log(cl)).sum(axis=(3, 5)) / (k * k * p * m) - np.log(m) / p**2))
+    return y, dx, dp
+
+
+@pytest.mark.parametrize("kernel_size", [None, 2])
+def test_gem_float32_with_a_large_p_matches_float64(backend, kernel_size):
+    rng = np.random.default_rng(15)
+    x = rng.uniform(0, 10, (2, 3, 4, 4))
+    k = 4 if kernel_size is None else kernel_size
+    y_ref, dx_ref, dp_ref = _gem_float64_formula(x, 50.0, 1e-6, k)
+    x32 = _g(x.astype(np.float32))
+    y = _np(F.gem(x32, 50.0, kernel_size=kernel_size))
+    dx, dp = F.gem_backward(_g(np.ones(y.shape, np.float32)), x32, 50.0, kernel_size=kernel_size)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5)
+    np.testing.assert_allclose(_np(dx), dx_ref, rtol=1e-4, atol=1e-6 * np.abs(dx_ref).max())
+    np.testing.assert_allclose(_np(dp)[0], dp_ref, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gem_of_zeros_with_a_large_p_is_defined_and_the_same_everywhere(backend, dtype):
+    x = _g(np.zeros((1, 2, 3, 3), dtype))
+    y = F.gem(x, 50.0)
+    dx, dp = F.gem_backward(_g(np.ones((1, 2, 1, 1), dtype)), x, 50.0)
+    np.testing.assert_allclose(_np(y), 1e-6, rtol=1e-6)  # eps: PyTorch's float64 result
+    np.testing.assert_array_equal(_np(dx), 0.0)
+    np.testing.assert_array_equal(_np(dp), [0.0])
+
+
 # ---- 5. dloss: real numbers and one-element arrays -----------------------------------------------
 def _loss_backwards():
     logits = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)

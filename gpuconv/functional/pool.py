@@ -277,6 +277,14 @@ def _gem_args(x_shape, p, eps, kernel_size, stride, dtype):
 def gem(x: Any, p=3.0, eps: float = 1e-6, kernel_size=None, stride=None) -> Any:
     """Generalized-mean pooling: y = mean_window(clamp(x, min=eps)^p)^(1/p).
 
+    Every backend computes each window with its maximum M of c = clamp(x, min=eps) factored out,
+    y = M * mean((c / M)^p)^(1/p), forward and backward: so any p works in float32 whose result is
+    finite in exact arithmetic, where mean(c^p) alone overflows (p = 50 on inputs in [0, 10]) or
+    underflows to 0 (p = 50 on zeros: eps^50), and PyTorch's formula then gives inf or a 0/0 NaN.
+    The result is PyTorch's float64 formula wherever that one is finite; where it is not, it is
+    the limit of that formula, e.g. zeros give y = eps, dp = 0 and dx = 0 (the clamp's gradient
+    is zero below eps) on every backend.
+
     Args:
         x: (N, C, H, W).
         p: > 0; a Python float or a backend array of shape (1,) (learnable).

@@ -1,7 +1,8 @@
 """Launchers for kernels/pool.cu (shared by the cupy and emulated backends).
 
-Every launch allocates only its results (and indices), except GeM's backward: a (N, C, OH, OW)
-coefficient buffer and GEM_REDUCE_BLOCKS partial sums of x's dtype, freed on return.
+Every launch allocates only its results (and indices), except GeM's backward: two (N, C, OH, OW)
+buffers (each window's coefficient and maximum) and GEM_REDUCE_BLOCKS partial sums of x's dtype,
+freed on return, and the index checks of the max pooling backward passes: a one-int flag.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ class PoolKernels:
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         args = (np.int64(n * c), *_i32(h, w, *dy.shape[2:], *kernel_size, *stride), x.dtype.type(eps))
         coef = self.empty(dy.shape, x.dtype)
+        wmax = self.empty(dy.shape, x.dtype)
         partial = self.empty((GEM_REDUCE_BLOCKS,), x.dtype)
         # A fixed grid (not sized by the data): the per-block partial sums, and so dp, are the same
         # bits on every run and every device.
@@ -200,7 +202,8 @@ class PoolKernels:
         warp_mode = kernel_size[0] * kernel_size[1] >= WARP_MIN_WINDOW and total * 32 <= INT32_LIMIT
         _check_sizes(total)
         self.kernel("pool.cu", "gem_backward_coef", x.dtype)((GEM_REDUCE_BLOCKS,), (REDUCE_BLOCK,),
-                                                             (x, p, dy, coef, partial) + args + (np.int32(warp_mode),))
+                                                             (x, p, dy, coef, wmax, partial) + args
+                                                             + (np.int32(warp_mode),))
         dp = None
         if need_dp:
             dp = self.empty((1,), x.dtype)
@@ -208,6 +211,6 @@ class PoolKernels:
         dx = None
         if need_dx:
             dx = self.empty(x.shape, x.dtype)
-            self._pool_launch("gem_backward_dx", x.dtype, (x, p, coef, dx), n * c, h * w,
+            self._pool_launch("gem_backward_dx", x.dtype, (x, p, coef, wmax, dx), n * c, h * w,
                               (h, w, *dy.shape[2:], *kernel_size, *stride), (x.dtype.type(eps),))
         return dx, dp

@@ -228,32 +228,54 @@ class PoolOps:
         return _gather_by_index(dy, indices, x_shape), bool(valid.all())
 
     # ---- GeM --------------------------------------------------------------------------------------
+    # As in kernels/pool.cu, each window's maximum M of c = max(x, eps) is factored out: with
+    # r = c / M and m' = mean(r^p), y = M * m'^(1/p), dy/dc = r^(p-1) * m'^(1/p-1) / K and
+    # dy/dp = y * (S / (K*p*m') - log(m') / p^2), S = sum(r^p * log(r)): no overflow for large p.
     @staticmethod
-    def _gem_window_sum(a, kernel_size, stride, out_size):
-        if tuple(kernel_size) == a.shape[2:]:
-            return a.sum(axis=(2, 3), keepdims=True)
-        return _window_sum(a, kernel_size, stride, (1, 1), out_size)
+    def _gem_terms(c, p, kernel_size, stride, out_size, with_log):
+        """(window max M, sum of r^p, sum of r^p * log r or None), each (N, C, OH, OW)."""
+        if tuple(kernel_size) == c.shape[2:]:  # global: one window
+            wmax = c.max(axis=(2, 3), keepdims=True)
+            r = c / wmax
+            rp = r ** p
+            return wmax, rp.sum(axis=(2, 3), keepdims=True), \
+                (rp * np.log(r)).sum(axis=(2, 3), keepdims=True) if with_log else None
+        wmax = _windows(c, kernel_size, stride, (1, 1), out_size).max(axis=(2, 3))
+        total = np.zeros_like(wmax)
+        log_total = np.zeros_like(wmax) if with_log else None
+        for _, _, out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), c.shape[2:], out_size):
+            r = c[in_slice] / wmax[out_slice]
+            rp = r ** p
+            total[out_slice] += rp
+            if with_log:
+                log_total[out_slice] += rp * np.log(r)
+        return wmax, total, log_total
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         p = x.dtype.type(p[0])
-        cp = np.maximum(x, x.dtype.type(eps)) ** p
-        m = self._gem_window_sum(cp, kernel_size, stride, out_size) / (kernel_size[0] * kernel_size[1])
-        return (m ** (1 / p)).astype(x.dtype)
+        c = np.maximum(x, x.dtype.type(eps))
+        wmax, total, _ = self._gem_terms(c, p, kernel_size, stride, out_size, False)
+        return (wmax * (total / (kernel_size[0] * kernel_size[1])) ** (1 / p)).astype(x.dtype)
 
     def gem_backward(self, dy, x, p, eps, kernel_size, stride, need_dx, need_dp):
         p = x.dtype.type(p[0])
         k = kernel_size[0] * kernel_size[1]
         c = np.maximum(x, x.dtype.type(eps))
-        cp = c ** p
         out_size = dy.shape[2:]
-        m = self._gem_window_sum(cp, kernel_size, stride, out_size) / k
-        g = dy * m ** (1 / p)
+        wmax, total, log_total = self._gem_terms(c, p, kernel_size, stride, out_size, need_dp)
+        m = total / k
         dx = dp = None
         if need_dp:
-            log_sum = self._gem_window_sum(cp * np.log(c), kernel_size, stride, out_size)
-            dp = np.asarray([np.sum(g * (log_sum / (k * p * m) - np.log(m) / (p * p)))], dtype=x.dtype)
+            y = wmax * m ** (1 / p)
+            dp = np.asarray([np.sum(dy * y * (log_total / (k * p * m) - np.log(m) / (p * p)))], dtype=x.dtype)
         if need_dx:
-            coef = (g / (m * k)).astype(x.dtype)
-            dx = _scatter_taps(coef, x.shape, kernel_size, stride, (0, 0), (1, 1))
-            dx *= np.where(x >= eps, c ** (p - 1), 0).astype(x.dtype)
+            coef = (dy * m ** (1 / p - 1) / k).astype(x.dtype)
+            if tuple(kernel_size) == x.shape[2:]:  # global: one window
+                dx = coef * (c / wmax) ** (p - 1)
+            else:
+                dx = np.zeros(x.shape, dtype=x.dtype)
+                for _, _, out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), x.shape[2:],
+                                                             out_size):
+                    dx[in_slice] += coef[out_slice] * (c[in_slice] / wmax[out_slice]) ** (p - 1)
+            dx *= x >= eps
         return dx, dp
