@@ -29,7 +29,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _finite(loss_value: Any) -> bool:
-    return bool(np.isfinite(float(loss_value.sum() if getattr(loss_value, "ndim", 0) else loss_value)))
+    return bool(np.isfinite(loss_value).all())  # one read back from the device
 
 
 def _loss_text(loss_value: Any) -> str:
@@ -138,9 +138,9 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
             float64 data from scikit-learn); None leaves batches as they come.
         on_nonfinite: what a NaN or infinite loss does (the training has diverged): ``"raise"``
             (the default) stops with a :class:`NonFiniteLossError` naming the epoch, batch and
-            loss, before that batch's backward and step (the model keeps its last finite state);
-            ``"warn"`` warns once per epoch and trains on. Checking reads the loss back from the
-            device once per batch.
+            loss, before that batch's backward and step (its update is not applied); ``"warn"``
+            warns at the first one of each epoch and trains on. Checking reads the loss back from
+            the device once per batch.
     Returns:
         The history: one dict per epoch with "epoch", "loss", "accuracy" (training, averaged over
         the epoch), "images_per_s", "seconds", "lr", and "val_loss" / "val_accuracy" with a val_loader.

@@ -64,6 +64,22 @@ def test_window_arguments_must_be_ints(backend, name):
         F.max_pool2d(x, **args)
 
 
+def test_size_arguments_must_be_ints(backend):
+    x = _g(np.ones((1, 2, 4, 4), np.float32))
+    with pytest.raises(TypeError, match="groups must be an int, got 1.0"):
+        F.conv2d(x, _g(np.ones((2, 2, 1, 1), np.float32)), groups=1.0)
+    with pytest.raises(TypeError, match="num_groups must be an int, got 2.0"):
+        F.group_norm(x, 2.0)
+    with pytest.raises(TypeError, match="divisor_override must be an int, got 2.5"):
+        F.avg_pool2d(x, 2, divisor_override=2.5)
+    with pytest.raises(TypeError, match=r"normalized_shape\[1\] must be an int, got 4.0"):
+        F.layer_norm(x, (4, 4.0))
+    with pytest.raises(ValueError, match=r"normalized_shape must have sizes >= 1, got \(0,\)"):
+        F.layer_norm(_g(np.ones((2, 0), np.float32)), 0)
+    with pytest.raises(TypeError, match="size must be an int or a pair of ints"):
+        F.interpolate(x, size=8.0)
+
+
 # ---- 2. empty planes -----------------------------------------------------------------------------
 @pytest.mark.parametrize("op", ["adaptive_avg_pool2d", "adaptive_max_pool2d", "gem", "gem_backward",
                                 "adaptive_max_pool2d_backward"])
@@ -253,6 +269,18 @@ def test_batch_norm_without_channels_is_an_error(backend, training):
 def test_adaptive_max_pool_of_an_empty_batch(backend):
     y, idx = F.adaptive_max_pool2d(_g(np.ones((0, 2, 5, 5), np.float32)), 2, return_indices=True)
     assert y.shape == idx.shape == (0, 2, 2, 2)
+
+
+def test_group_norm_of_an_empty_batch_and_of_empty_groups(backend):
+    y = F.group_norm(_g(np.ones((0, 4, 3, 3), np.float32)), 2)
+    assert y.shape == (0, 4, 3, 3)
+    with pytest.raises(ValueError, match=r"at least one element per group .* got shape \(2, 4, 0, 3\)"):
+        F.group_norm(_g(np.ones((2, 4, 0, 3), np.float32)), 2)
+
+
+def test_cross_entropy_without_classes_is_an_error(backend):
+    with pytest.raises(ValueError, match=r"logits must have at least one class \(C >= 1\), got shape \(2, 0\)"):
+        F.cross_entropy(_g(np.ones((2, 0), np.float32)), _g(np.zeros(2, np.int64)))
 
 
 # ---- 8. unfold returns a fresh array -------------------------------------------------------------

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
-from ._args import check_window_extent, non_negative_pair, out_size, positive_pair, shape_arg
+from ._args import check_window_extent, int_arg, non_negative_pair, out_size, positive_pair, shape_arg
 
 
 class ConvGeometry(NamedTuple):
@@ -66,9 +65,7 @@ def conv_geometry(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups
         raise ValueError(f"x must be 4-D (N, C, H, W), got shape {x_shape}")
     if len(weight_shape) != 4:
         raise ValueError(f"weight must be 4-D (C_out, C_in/groups, KH, KW), got shape {weight_shape}")
-    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
-        raise TypeError(f"groups must be an int, got {groups!r}")
-    if groups < 1:
+    if int_arg(groups, "groups") < 1:
         raise ValueError(f"groups must be positive, got {groups}")
     n, c_in, h, w = x_shape
     c_out, c_per_group, kh, kw = weight_shape

@@ -44,6 +44,8 @@ def _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_
         raise ValueError(f"target must have shape {expected} for {name} of shape {tuple(logits.shape)}, "
                          f"got {tuple(target.shape)}")
     classes = logits.shape[0 if logits.ndim == 1 else 1]
+    if classes < 1:
+        raise ValueError(f"{name} must have at least one class (C >= 1), got shape {tuple(logits.shape)}")
     if weight is not None:
         check_array(weight, "weight", 1, "(C,)")
         same_dtype(name, logits, weight=weight)

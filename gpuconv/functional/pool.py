@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._args import check_array, check_spatial, check_window_extent, non_negative_pair, positive_pair, same_dtype, shape_arg
+from ._args import check_array, check_int32, check_spatial, check_window_extent, int_arg, non_negative_pair, positive_pair, same_dtype, shape_arg
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -136,9 +136,9 @@ def max_pool2d_backward(dy: Any, x: Any, indices: Any, kernel_size, stride=None,
 def _avg_args(x_shape, kernel_size, stride, padding, ceil_mode, divisor_override, what):
     k, s, p, _, out = _window_args(x_shape, kernel_size, stride, padding, 1, ceil_mode, what)
     if divisor_override is not None:
-        if not isinstance(divisor_override, numbers.Integral) or isinstance(divisor_override, bool) \
-                or divisor_override < 1:
+        if int_arg(divisor_override, "divisor_override") < 1:
             raise ValueError(f"divisor_override must be None or a positive int, got {divisor_override!r}")
+        check_int32((int(divisor_override),), "divisor_override")
         divisor_override = int(divisor_override)
     return k, s, p, out, divisor_override
 

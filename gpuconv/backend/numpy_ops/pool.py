@@ -93,6 +93,26 @@ def _gather_by_index(dy, indices, x_shape) -> np.ndarray:
     return dx[:planes * h * w].astype(dy.dtype).reshape(x_shape)
 
 
+def _indices_in_windows(indices, x_shape, kernel_size, stride, padding, dilation, out_size) -> np.ndarray:
+    """Whether each index names a tap of its window (row y0 + i*dh, column x0 + j*dw) in the plane."""
+    h, w = x_shape[2:]
+    inside = (indices >= 0) & (indices < h * w)
+    # 32-bit arithmetic: functional checked that the padded plane's positions fit in int32, so
+    # position - window start does too; viewed as unsigned, one comparison rejects negative ones.
+    row, col = np.divmod(np.where(inside, indices, 0).astype(np.int32), np.int32(w))
+    valid = inside
+    for position, k, s, p, d, o, shape in ((row, kernel_size[0], stride[0], padding[0], dilation[0], out_size[0],
+                                            (-1, 1)),
+                                           (col, kernel_size[1], stride[1], padding[1], dilation[1], out_size[1],
+                                            (1, -1))):
+        start = (np.arange(o, dtype=np.int64) * s - p).astype(np.int32).reshape(shape)
+        offset = (position - start).view(np.uint32)
+        valid &= offset <= np.uint32((k - 1) * d)
+        if d > 1:
+            valid &= offset % np.uint32(d) == 0
+    return valid
+
+
 def _bins(size: int, out: int) -> list[tuple[int, int]]:
     return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
 
@@ -117,37 +137,39 @@ class PoolOps:
         (sh, sw), (ph, pw), (dh, dw), (oh, ow) = stride, padding, dilation, out_size
         n, c, h, w = x.shape
         y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)  # padding acts as -inf
-        taps = _tap_slices(kernel_size, stride, padding, dilation, (h, w), out_size)
+        taps = list(_tap_slices(kernel_size, stride, padding, dilation, (h, w), out_size))
+        for _, _, out_slice, in_slice in taps:
+            np.maximum(y[out_slice], x[in_slice], out=y[out_slice])  # propagates NaN, as PyTorch does
         if not with_indices:
-            for _, _, out_slice, in_slice in taps:
-                np.maximum(y[out_slice], x[in_slice], out=y[out_slice])  # propagates NaN, as PyTorch does
             return y, None
-        # The kernel's scan: the first tap in row-major order that holds the maximum, the last NaN
-        # of a window holding NaN; a window whose taps are all -inf (or all padding) keeps its
-        # first tap moved into the plane by whole dilation steps (PyTorch's rule).
+        # The kernel's choice: the first tap in row-major order that holds the maximum (taps are
+        # visited last to first, so the first match is written last), the last NaN of a window
+        # holding NaN; a window without input elements keeps its first tap moved into the plane
+        # by whole dilation steps (PyTorch's rule), which is also the first tap of an all -inf one.
         first_row = np.arange(oh)[:, None] * sh - ph
         first_row = first_row + dh * np.maximum(0, -(first_row // dh))
         first_col = np.arange(ow)[None, :] * sw - pw
         first_col = first_col + dw * np.maximum(0, -(first_col // dw))
         indices = np.empty(y.shape, dtype=np.int64)
         indices[...] = first_row * w + first_col
-        for _, _, out_slice, in_slice in taps:
-            v, best = x[in_slice], y[out_slice]
-            better = (v > best) | np.isnan(v)
-            np.copyto(best, v, where=better)
+
+        def flat(in_slice):
             rows = np.arange(in_slice[2].start, in_slice[2].stop, sh)
             cols = np.arange(in_slice[3].start, in_slice[3].stop, sw)
-            np.copyto(indices[out_slice], rows[:, None] * w + cols[None, :], where=better)
+            return rows[:, None] * w + cols[None, :]
+
+        for _, _, out_slice, in_slice in reversed(taps):
+            np.copyto(indices[out_slice], flat(in_slice), where=x[in_slice] == y[out_slice])
+        nan = np.isnan(y)
+        if nan.any():
+            for _, _, out_slice, in_slice in taps:
+                np.copyto(indices[out_slice], flat(in_slice), where=nan[out_slice] & np.isnan(x[in_slice]))
         return y, indices.astype(index_dtype, copy=False)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         """(dx, whether every index of a window with input elements names one of them)."""
         # A window without input elements (dilation over padding) passes nothing on, as in the
         # kernel's gather; PyTorch's index for it may name an element outside that window.
-        w = x_shape[3]
-        index = indices.astype(np.int64, copy=False)
-        row, col = np.divmod(index, w)
-        valid = (index >= 0) & (index < x_shape[2] * w)
         live = np.ones(dy.shape[2:], dtype=bool)
         for axis, (size, k, s, p, d, o) in enumerate(zip(x_shape[2:], kernel_size, stride, padding, dilation,
                                                          dy.shape[2:])):
@@ -155,10 +177,9 @@ class PoolOps:
             first = start + d * np.maximum(0, -(start // d))  # the first tap inside the plane
             inside = (first < size) & (first <= start + (k - 1) * d)
             live &= inside[:, None] if axis == 0 else inside[None, :]
-            offset = (row if axis == 0 else col) - (start[:, None] if axis == 0 else start[None, :])
-            valid &= (offset >= 0) & (offset % d == 0) & (offset // d < k)
         if not live.all():
             dy = dy * live
+        valid = _indices_in_windows(indices, x_shape, kernel_size, stride, padding, dilation, dy.shape[2:])
         return _gather_by_index(dy, indices, x_shape), bool((valid | ~live).all())
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
