@@ -107,6 +107,8 @@ def test_normalization_rejects_non_finite_eps(backend, eps):
         F.group_norm(_g(np.ones((2, 4, 3), np.float32)), 2, eps=eps)
     with pytest.raises(ValueError, match="eps must be a finite number"):
         F.batch_norm(_g(np.ones((2, 3, 2, 2), np.float32)), None, None, training=True, eps=eps)
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        F.gem(_g(np.ones((2, 3, 2, 2), np.float32)), eps=eps)
 
 
 # ---- 4. out-of-range pooling indices --------------------------------------------------------------
@@ -521,6 +523,15 @@ def test_detect_anomaly_names_the_first_module_with_a_non_finite_gradient(backen
         with pytest.raises(RuntimeError, match=r"in 2 \(Linear\(.*\)\): detect_anomaly: Linear produced a "
                                                r"non-finite input gradient"):
             model.backward(_g(dy))
+
+
+def test_detect_anomaly_in_a_diverging_fit_names_the_layer(backend):
+    model = _classifier()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with gpuconv.flags(detect_anomaly=True), pytest.raises(RuntimeError, match=r"in \d \(Linear\(.*detect_anomaly"):
+            fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=1e30), _batches(), epochs=3,
+                progress=False)
 
 
 def test_save_warns_about_non_finite_parameters(tmp_path):

@@ -257,8 +257,8 @@ def _gem_p(p, dtype):
 
 def _gem_args(x_shape, p, eps, kernel_size, stride, dtype):
     check_spatial(x_shape, "x")
-    if not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"eps must be a number > 0, got {eps!r}")
+    if not isinstance(eps, numbers.Real) or not 0 < eps < np.inf:
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     h, w = x_shape[2:]
     if kernel_size is None:
         if stride is not None:

@@ -13,9 +13,9 @@ from numpy.lib.stride_tricks import as_strided
 
 
 def _tap_spans(size: int, kernel: int, stride: int, pad: int, dilation: int, out: int) -> list[tuple]:
-    """Along one axis, every tap i that reads inside the input for some output, as
-    (i, first output, output count, input position of the first output); outputs o0 .. o0+count-1
-    read positions start, start + stride, ... Taps over padding only are left out."""
+    """Along one axis, every tap that reads inside the input for some output, in tap order, as
+    (first output o0, output count, input position of o0); outputs o0 .. o0+count-1 read
+    positions start, start + stride, ... Taps over padding only are left out."""
     spans = []
     # Taps whose position i*dilation - pad + o*stride can be in [0, size) for some 0 <= o < out.
     first = max(0, -(-(pad - (out - 1) * stride) // dilation))
@@ -25,18 +25,18 @@ def _tap_spans(size: int, kernel: int, stride: int, pad: int, dilation: int, out
         o0 = max(0, -(offset // stride)) if offset < 0 else 0
         o1 = min(out - 1, (size - 1 - offset) // stride)
         if o0 <= o1:
-            spans.append((i, o0, o1 - o0 + 1, offset + o0 * stride))
+            spans.append((o0, o1 - o0 + 1, offset + o0 * stride))
     return spans
 
 
 def _tap_slices(kernel_size, stride, padding, dilation, x_hw, out_size):
-    """(i, j, output slice, input slice) of each tap that reads inside the input, row-major."""
+    """(output slice, input slice) of each tap that reads inside the input, in row-major tap order."""
     (sh, sw) = stride
     rows = _tap_spans(x_hw[0], kernel_size[0], sh, padding[0], dilation[0], out_size[0])
     cols = _tap_spans(x_hw[1], kernel_size[1], sw, padding[1], dilation[1], out_size[1])
-    for i, oy0, ny, r0 in rows:
-        for j, ox0, nx, c0 in cols:
-            yield (i, j, (slice(None), slice(None), slice(oy0, oy0 + ny), slice(ox0, ox0 + nx)),
+    for oy0, ny, r0 in rows:
+        for ox0, nx, c0 in cols:
+            yield ((slice(None), slice(None), slice(oy0, oy0 + ny), slice(ox0, ox0 + nx)),
                    (slice(None), slice(None), slice(r0, r0 + (ny - 1) * sh + 1, sh),
                     slice(c0, c0 + (nx - 1) * sw + 1, sw)))
 
@@ -72,7 +72,7 @@ def _scatter_taps(values, x_shape, kernel_size, stride, padding, dilation) -> np
     """Adjoint of a window sum: adds ``values`` (N, C, OH, OW) at every tap position of its window
     that lies inside the input."""
     out = np.zeros(x_shape, dtype=values.dtype)
-    for _, _, out_slice, in_slice in _tap_slices(kernel_size, stride, padding, dilation, x_shape[2:],
+    for out_slice, in_slice in _tap_slices(kernel_size, stride, padding, dilation, x_shape[2:],
                                                  values.shape[-2:]):
         out[in_slice] += values[out_slice]
     return out
@@ -138,7 +138,7 @@ class PoolOps:
         n, c, h, w = x.shape
         y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)  # padding acts as -inf
         taps = list(_tap_slices(kernel_size, stride, padding, dilation, (h, w), out_size))
-        for _, _, out_slice, in_slice in taps:
+        for out_slice, in_slice in taps:
             np.maximum(y[out_slice], x[in_slice], out=y[out_slice])  # propagates NaN, as PyTorch does
         if not with_indices:
             return y, None
@@ -158,11 +158,11 @@ class PoolOps:
             cols = np.arange(in_slice[3].start, in_slice[3].stop, sw)
             return rows[:, None] * w + cols[None, :]
 
-        for _, _, out_slice, in_slice in reversed(taps):
+        for out_slice, in_slice in reversed(taps):
             np.copyto(indices[out_slice], flat(in_slice), where=x[in_slice] == y[out_slice])
         nan = np.isnan(y)
         if nan.any():
-            for _, _, out_slice, in_slice in taps:
+            for out_slice, in_slice in taps:
                 np.copyto(indices[out_slice], flat(in_slice), where=nan[out_slice] & np.isnan(x[in_slice]))
         return y, indices.astype(index_dtype, copy=False)
 
@@ -186,7 +186,7 @@ class PoolOps:
         ones = (1, 1)
         if _needs_padding(x.shape[2:], kernel_size, stride, padding, ones, out_size):
             total = np.zeros((*x.shape[:2], *out_size), dtype=x.dtype)  # padding adds zeros: skipped
-            for _, _, out_slice, in_slice in _tap_slices(kernel_size, stride, padding, ones, x.shape[2:], out_size):
+            for out_slice, in_slice in _tap_slices(kernel_size, stride, padding, ones, x.shape[2:], out_size):
                 total[out_slice] += x[in_slice]
         else:
             total = _window_sum(x, kernel_size, stride, ones, out_size)
@@ -264,7 +264,7 @@ class PoolOps:
         wmax = _windows(c, kernel_size, stride, (1, 1), out_size).max(axis=(2, 3))
         total = np.zeros_like(wmax)
         log_total = np.zeros_like(wmax) if with_log else None
-        for _, _, out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), c.shape[2:], out_size):
+        for out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), c.shape[2:], out_size):
             r = c[in_slice] / wmax[out_slice]
             rp = r ** p
             total[out_slice] += rp
@@ -295,7 +295,7 @@ class PoolOps:
                 dx = coef * (c / wmax) ** (p - 1)
             else:
                 dx = np.zeros(x.shape, dtype=x.dtype)
-                for _, _, out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), x.shape[2:],
+                for out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), x.shape[2:],
                                                              out_size):
                     dx[in_slice] += coef[out_slice] * (c[in_slice] / wmax[out_slice]) ** (p - 1)
             dx *= x >= eps
