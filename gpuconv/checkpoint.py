@@ -14,15 +14,22 @@ A <tree> is JSON in which arrays are replaced by ``{"__array__": key}``, tuples 
 optimizer's parameter indices), tuples (Adam's betas) and Python scalars come back exactly as saved
 (floats survive JSON exactly; NaN and infinities included).
 
-The file is written to a temporary file in the same directory, flushed to disk, then renamed over
-``path`` with ``os.replace``: a crash mid-write leaves the previous checkpoint untouched.
+The file is written to a temporary file in the same directory (``.<name>.<pid>.<random>.tmp``),
+flushed to disk, then renamed over ``path`` with ``os.replace``: a crash mid-write leaves the
+previous checkpoint untouched. A save that fails removes its temporary file; one killed outright
+cannot, so each save also removes the temporary files of ``path`` left by processes that no
+longer exist. The file gets the permissions ``open`` would give it (0666 less the umask), as
+``np.savez`` does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import threading
+import warnings
 import zipfile
 from typing import Any
 
@@ -88,6 +95,9 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
         model: an object with ``state_dict()`` -> ordered mapping name -> array (NumPy or CuPy), or None.
         optimizer: an object with ``state_dict()`` (a gpuconv.optim optimizer), or None.
         **meta: JSON-like metadata (numbers, strings, lists, dicts, arrays), returned by :func:`load`.
+
+    Warns (``RuntimeWarning``) when a floating model entry holds NaN or infinity (a diverged
+    model); the file is written all the same.
     """
     path = os.fspath(path)
     arrays: dict[str, np.ndarray] = {}
@@ -102,6 +112,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
                 raise TypeError(f"cannot save model entry {name!r}: arrays of Python objects are not supported")
             arrays[f"model/{name}"] = array
             model_keys.append(name)
+        _warn_non_finite(path, model_keys, arrays)
     manifest = {
         "format": FORMAT, "version": VERSION, "model": model_keys,
         "optimizer": None if optimizer is None else _Encoder(arrays).encode(optimizer.state_dict(), "optimizer"),
@@ -109,8 +120,11 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
     }
     arrays[MANIFEST] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    _remove_stale_temporaries(directory, os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # mkstemp's 0600 (POSIX); elsewhere the default applies
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -123,6 +137,54 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
             pass
         raise
     _fsync_directory(directory)
+
+
+def _warn_non_finite(path: str, names: list[str], arrays: dict[str, np.ndarray]) -> None:
+    bad = [name for name in names if arrays[f"model/{name}"].dtype.kind in "fc"
+           and not np.isfinite(arrays[f"model/{name}"]).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        warnings.warn(f"gpuconv.save({path!r}): the model holds NaN or infinite values in {shown} "
+                      "(training diverged?)", RuntimeWarning, stacklevel=3)
+
+
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    # NOTE: the umask can only be read by setting it; the lock keeps two saving threads from
+    # seeing each other's temporary 0 (other threads creating files meanwhile could, briefly).
+    with _umask_lock:
+        mask = os.umask(0)
+        os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: the process exists but belongs to someone else
+        return True
+    return True
+
+
+def _remove_stale_temporaries(directory: str, basename: str) -> None:
+    """Removes ``.<basename>.<pid>.*.tmp`` files whose writer process no longer exists (a killed save)."""
+    pattern = re.compile(re.escape(f".{basename}.") + r"(\d+)\.[A-Za-z0-9_]+\.tmp\Z")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass  # another save removed it first, or it cannot be removed: it is not ours to insist
 
 
 def _fsync_directory(directory: str) -> None:
@@ -203,15 +265,18 @@ def load(path: str | os.PathLike, model: Any = None, optimizer: Any = None, stri
     Args:
         path: the checkpoint file.
         model: receives ``model.load_state_dict(arrays, strict=strict)`` with NumPy arrays; before
-            that the names and shapes are checked against ``model.state_dict()`` (missing and
-            unexpected names only when ``strict``).
+            that the names, shapes and dtype kinds are checked against ``model.state_dict()``
+            (missing and unexpected names only when ``strict``). A floating entry of another
+            precision (a float64 checkpoint for a float32 model) is cast to the model's dtype, as
+            PyTorch's ``load_state_dict`` does; a floating entry for an integer one is an error.
         optimizer: receives ``optimizer.load_state_dict(state)``; the checkpoint must hold one.
         strict: whether the checkpoint's model entries must match the model's exactly.
     Returns:
         The ``**meta`` given to :func:`save`.
     Raises:
         FileNotFoundError when ``path`` does not exist; ValueError naming ``path`` for a corrupt,
-        truncated or foreign file, or one that does not match ``model`` / ``optimizer``.
+        truncated or foreign file, or one that does not match ``model`` / ``optimizer``. A load
+        that raises changes neither ``model`` nor ``optimizer``.
     """
     path = os.fspath(path)
     manifest, arrays = _read(path)
@@ -222,19 +287,37 @@ def load(path: str | os.PathLike, model: Any = None, optimizer: Any = None, stri
                        else {name: arrays[f"model/{name}"] for name in manifest["model"]})
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: malformed checkpoint (manifest and arrays disagree: {error!r})") from error
+    # All or nothing: every check runs before the first assignment. The model is checked here and
+    # its load_state_dict checks everything before writing; the optimizer's load_state_dict checks
+    # everything before it replaces its state, so it runs first and is undone if the model's fails.
     if model is not None:
         if model_state is None:
             raise ValueError(f"{path}: the checkpoint holds no model state")
         _check_model(path, model, model_state, strict)
-        model.load_state_dict(model_state, strict=strict)
+    if optimizer is not None and optimizer_state is None:
+        raise ValueError(f"{path}: the checkpoint holds no optimizer state")
+    previous = None
     if optimizer is not None:
-        if optimizer_state is None:
-            raise ValueError(f"{path}: the checkpoint holds no optimizer state")
+        previous = optimizer.state_dict()
         try:
             optimizer.load_state_dict(optimizer_state)
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            optimizer.load_state_dict(previous)  # restores any option a partial load assigned
             raise ValueError(f"{path}: optimizer state does not match the optimizer: {error}") from error
+    if model is not None:
+        try:
+            model.load_state_dict(model_state, strict=strict)
+        except BaseException:
+            if previous is not None:
+                optimizer.load_state_dict(previous)
+            raise
     return meta
+
+
+def _castable(saved: np.dtype, current: Any) -> bool:
+    """Whether ``load_state_dict`` casts ``saved`` to ``current``: float to float, int to int."""
+    kinds = (np.dtype(saved).kind, np.dtype(current).kind)
+    return kinds[0] == kinds[1] or (kinds[0] in "iu" and kinds[1] in "iu")
 
 
 def _check_model(path: str, model: Any, state: dict[str, np.ndarray], strict: bool) -> None:
@@ -243,6 +326,8 @@ def _check_model(path: str, model: Any, state: dict[str, np.ndarray], strict: bo
     unexpected = [k for k in state if k not in expected]
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
                   for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    mismatched += [f"{k}: checkpoint dtype {state[k].dtype} vs model {np.dtype(v.dtype)}"
+                   for k, v in expected.items() if k in state and not _castable(state[k].dtype, v.dtype)]
     problems = []
     if strict and missing:
         problems.append(f"missing keys {missing}")

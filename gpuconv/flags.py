@@ -21,6 +21,11 @@ Settings:
     workspace_limit (int, bytes, default 256 MiB): the most transient workspace one convolution
         may allocate; im2col-based algorithms process the batch in chunks to fit (one image is
         never split).
+    detect_anomaly (bool, default False): PyTorch's ``torch.autograd.set_detect_anomaly``. When on,
+        every module call checks its output, and every module backward its input gradient and its
+        parameters' gradients, for NaN and infinity; the first module to produce one raises a
+        RuntimeError that names it by its qualified name in the model (``in layer1.0.conv1
+        (Conv2d(...)): ...``). Each check reads a flag back from the device: slow, for debugging.
 """
 
 from __future__ import annotations
@@ -48,8 +53,10 @@ def _positive_bytes(name: str, value: Any) -> int:
     return int(value)
 
 
-_VALIDATORS = {"conv_benchmark": _bool, "allow_tf32": _bool, "workspace_limit": _positive_bytes}
-DEFAULTS = {"conv_benchmark": False, "allow_tf32": False, "workspace_limit": DEFAULT_WORKSPACE_LIMIT}
+_VALIDATORS = {"conv_benchmark": _bool, "allow_tf32": _bool, "workspace_limit": _positive_bytes,
+               "detect_anomaly": _bool}
+DEFAULTS = {"conv_benchmark": False, "allow_tf32": False, "workspace_limit": DEFAULT_WORKSPACE_LIMIT,
+            "detect_anomaly": False}
 _values: dict[str, Any] = dict(DEFAULTS)
 
 

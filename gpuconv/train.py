@@ -11,6 +11,7 @@ scores and the targets are (N,) class indices.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -23,6 +24,20 @@ from .nn.module import Module
 
 # Progress-bar figures are read back from the device at most this often (each read synchronizes).
 POSTFIX_INTERVAL_S = 0.5
+
+
+class NonFiniteLossError(FloatingPointError):
+    """:func:`fit` met a NaN or infinite loss (the message names the epoch, batch and value)."""
+
+
+def _finite(loss_value: Any) -> bool:
+    return bool(np.isfinite(loss_value).all())  # one read back from the device
+
+
+def _loss_text(loss_value: Any) -> str:
+    if getattr(loss_value, "ndim", 0):
+        return f"a reduction='none' loss of shape {tuple(loss_value.shape)} holding NaN or infinity"
+    return f"loss = {float(loss_value)}"
 
 
 class _Meter:
@@ -107,7 +122,8 @@ def evaluate(model: Module, loss: Module, loader: Iterable, progress: bool = Tru
 
 
 def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: int, val_loader: Iterable | None = None,
-        *, progress: bool = True, scheduler: Any = None, dtype: Any = None) -> list[dict]:
+        *, progress: bool = True, scheduler: Any = None, dtype: Any = None,
+        on_nonfinite: str = "raise") -> list[dict]:
     """Trains ``model`` for ``epochs`` passes over ``loader``.
 
     Each batch: ``optimizer.zero_grad()``, forward, ``loss``, backward (no input gradient is
@@ -124,12 +140,19 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
         scheduler: a learning-rate scheduler stepped once per epoch.
         dtype: casts each batch's inputs, and floating targets, to this dtype (e.g. np.float32 for
             float64 data from scikit-learn); None leaves batches as they come.
+        on_nonfinite: what a NaN or infinite loss does (the training has diverged): ``"raise"``
+            (the default) stops with a :class:`NonFiniteLossError` naming the epoch, batch and
+            loss, before that batch's backward and step (its update is not applied); ``"warn"``
+            warns at the first one of each epoch and trains on. Checking reads the loss back from
+            the device once per batch.
     Returns:
         The history: one dict per epoch with "epoch", "loss", "accuracy" (training, averaged over
         the epoch), "images_per_s", "seconds", "lr", and "val_loss" / "val_accuracy" with a val_loader.
     """
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    if on_nonfinite not in ("raise", "warn"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
     dtype = None if dtype is None else np.dtype(dtype)
     history: list[dict] = []
     reduction = getattr(loss, "reduction", "mean")
@@ -138,9 +161,10 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
         model.train()
         meter = _Meter(reduction)
         last = 0.0
+        warned = False
         with tqdm(loader, total=_total(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
                   unit="batch") as bar:
-            for inputs, targets in bar:
+            for batch, (inputs, targets) in enumerate(bar, 1):
                 inputs, targets = _cast(inputs, targets, dtype)
                 if not checked:
                     check_fits(model, tuple(inputs.shape), optimizer)
@@ -149,6 +173,16 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
                     optimizer.zero_grad()
                     outputs = model(inputs)
                     loss_value = loss(outputs, targets)
+                    if not warned and not _finite(loss_value):
+                        message = (f"fit: the loss is not finite at epoch {epoch}, batch {batch}: "
+                                   f"{_loss_text(loss_value)} (training diverged: lower the learning rate, or "
+                                   "set gpuconv.flags.detect_anomaly = True to find the first layer that "
+                                   "produces NaN or infinity)")
+                        if on_nonfinite == "raise":
+                            raise NonFiniteLossError(message)
+                        warnings.warn(message + "; training goes on (on_nonfinite='warn')", RuntimeWarning,
+                                      stacklevel=2)
+                        warned = True
                     model.backward(loss.backward(), input_grad=False)
                     optimizer.step()
                 except OutOfMemoryError as exc:

@@ -18,6 +18,9 @@
 //                            first tap moved into the plane by whole dilation steps (PyTorch's rule).
 //   max_pool2d_backward      gather, one thread per input element: sums dy over the windows that
 //                            contain the element and chose it (indices == its flat index).
+//   max_pool2d_check_indices / adaptive_max_pool2d_check_indices
+//                            one thread per output: sets a flag when an index does not name an
+//                            element of its window (the launcher raises after the backward).
 //   avg_pool2d_forward       one thread per output; PyTorch's divisor rule (count_include_pad counts
 //                            padding inside H+2*pad but not the ceil_mode overhang; divisor > 0
 //                            overrides).
@@ -26,20 +29,22 @@
 //                            bins floor(i*H/OH) .. ceil((i+1)*H/OH); backward is a gather over the
 //                            bins that contain each input element.
 //   gem_forward              y = mean_window(max(x, eps)^p)^(1/p), windows without padding (global
-//                            GeM: one H x W window). p is read from a one-element device array, so a
-//                            learnable p never needs a host sync.
+//                            GeM: one H x W window), computed with the window's maximum factored
+//                            out (no overflow for large p, see the GeM section). p is read from a
+//                            one-element device array, so a learnable p never needs a host sync.
 //   gem_backward_coef        a thread or (large windows) a warp per output, over a fixed grid:
-//                            coef = dy*y/(m*K) for dx, and the output's contribution to dp, summed
-//                            per block by a fixed shared-memory tree into partial[blockIdx.x] (no
-//                            atomics: deterministic).
-//   gem_backward_dx          gather: dx = c^(p-1) * [x >= eps] * sum of coef over the windows.
+//                            coef = dy*m'^(1/p-1)/K and the window's maximum for dx, and the
+//                            output's contribution to dp, summed per block by a fixed shared-memory
+//                            tree into partial[blockIdx.x] (no atomics: deterministic).
+//   gem_backward_dx          gather: dx = [x >= eps] * sum over the windows of coef * (x/max)^(p-1).
 //   sum_reduce               one block: out[0] = sum(partial[0..n)), fixed tree (the dp total).
 //
 // nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64 (no spills, no stack frame in any;
 // _i32 variants within one register of the int64 ones):
 //   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 40 / 52;
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
-//   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41; sum_reduce 31 / 30.
+//   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41 (measured before the GeM
+//   kernels factored out the window maximum; not remeasured); sum_reduce 31 / 30.
 // 64-bit division (PTX div/rem.s64): none.
 #include "common.cuh"
 
@@ -203,19 +208,67 @@ __device__ void max_pool2d_backward(const T* __restrict__ dy, const J* __restric
     }
 }
 
+// ---- index checks for the backward of max and adaptive max pooling ------------------------------
+// One thread per output: sets *bad when the index of a window that holds input elements does not
+// name one of them (a corrupt index, or one from another call, which the gathers would drop
+// silently). A window without input elements passes nothing on, so its index is not checked.
+// Every offending thread stores the same 1: a benign race, no atomics.
+template <typename J>
+__device__ void max_pool2d_check_indices(const J* __restrict__ indices, int* __restrict__ bad, long long planes,
+                                         int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                         int ph, int pw, int dh, int dw, int ppb) {
+    const int out_size = oh * ow;
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        const int y0 = oy * sh - ph, x0 = ox * sw - pw;
+        int fy = y0, fx = x0;  // first tap inside the plane, as in the forward
+        while (fy < 0) fy += dh;
+        while (fx < 0) fx += dw;
+        if (fy >= height || fy > y0 + (kh - 1) * dh || fx >= width || fx > x0 + (kw - 1) * dw) continue;
+        const long long index = (long long)indices[plane * out_size + pos];
+        if (index < 0 || index >= (long long)height * width) {
+            *bad = 1;
+            continue;
+        }
+        const int row = (int)index / width, col = (int)index - row * width;
+        const int di = row - y0, dj = col - x0;
+        if (di < 0 || dj < 0 || di % dh != 0 || dj % dw != 0 || di / dh >= kh || dj / dw >= kw) *bad = 1;
+    }
+}
+
+template <typename J>
+__device__ void adaptive_max_pool2d_check_indices(const J* __restrict__ indices, int* __restrict__ bad,
+                                                  long long planes, int height, int width, int oh, int ow, int ppb) {
+    const int out_size = oh * ow;
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        const long long index = (long long)indices[plane * out_size + pos];
+        if (index < 0 || index >= (long long)height * width) {
+            *bad = 1;
+            continue;
+        }
+        const int row = (int)index / width, col = (int)index - row * width;
+        if (row < bin_start(oy, height, oh) || row >= bin_end(oy, height, oh) || col < bin_start(ox, width, ow)
+                || col >= bin_end(ox, width, ow))
+            *bad = 1;
+    }
+}
+
 // ---- average pooling -----------------------------------------------------------------------------
-// PyTorch's divisor for window (oy, ox).
-__device__ __forceinline__ int avg_divisor(int oy, int ox, int height, int width, int kh, int kw, int sh, int sw,
-                                           int ph, int pw, int count_include_pad, int divisor_override) {
+// PyTorch's divisor for window (oy, ox); 64-bit because a window's area may pass 2^31 (a 200001^2
+// window over a padded 1x1 input) even though each side fits in 32 bits.
+__device__ __forceinline__ long long avg_divisor(int oy, int ox, int height, int width, int kh, int kw, int sh,
+                                                 int sw, int ph, int pw, int count_include_pad,
+                                                 int divisor_override) {
     if (divisor_override > 0) return divisor_override;
     int y0 = oy * sh - ph, x0 = ox * sw - pw;
     int y1 = min(y0 + kh, height + ph), x1 = min(x0 + kw, width + pw);
-    if (count_include_pad) return (y1 - y0) * (x1 - x0);
+    if (count_include_pad) return (long long)(y1 - y0) * (x1 - x0);
     y0 = max(y0, 0);
     x0 = max(x0, 0);
     y1 = min(y1, height);
     x1 = min(x1, width);
-    return (y1 - y0) * (x1 - x0);
+    return (long long)(y1 - y0) * (x1 - x0);
 }
 
 template <typename T>
@@ -384,20 +437,44 @@ __device__ void adaptive_max_pool2d_backward(const T* __restrict__ dy, const J* 
 }
 
 // ---- GeM -----------------------------------------------------------------------------------------
-// Window mean of max(x, eps)^p (and, when log_sum is not null, of max(x, eps)^p * log(max(x, eps))).
+// Every window is computed with its maximum M = max(c) (c = max(x, eps)) factored out: with
+// r = c / M in (0, 1] and m' = mean(r^p) in [1/K, 1],
+//   y = M * m'^(1/p),   dy/dc = r^(p-1) * m'^(1/p - 1) / K,   dy/dp = y * (S/(K*p*m') - log(m')/p^2)
+// where S = sum(r^p * log(r)). Nothing overflows or underflows to 0/0 for any p, where
+// mean(c^p) itself does in float32 already for p = 50 on inputs in [0, 10] (or on zeros: eps^50).
 template <typename T>
-__device__ __forceinline__ T gem_window(const T* xp, int width, int y0, int x0, int kh, int kw, T p, T eps,
-                                        T* log_sum) {
+__device__ __forceinline__ T max_nan(T a, T b) { return (a > b || a != a) ? a : b; }  // keeps NaN
+
+template <typename T>
+__device__ __forceinline__ T warp_max(T v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = max_nan(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+// The maximum of max(x, eps) over a kh x kw window at xp.
+template <typename T>
+__device__ __forceinline__ T gem_window_max(const T* xp, int width, int kh, int kw, T eps) {
+    T best = eps;
+    for (int i = 0; i < kh; ++i)
+        for (int j = 0; j < kw; ++j) best = max_nan(best, clamp_min(xp[i * width + j], eps));
+    return best;
+}
+
+// sum over the window of r^p (and, when log_sum is not null, of r^p * log(r)), r = max(x, eps) / wmax.
+template <typename T>
+__device__ __forceinline__ T gem_window_sum(const T* xp, int width, int kh, int kw, T p, T eps, T wmax,
+                                            T* log_sum) {
+    const T inv = T(1) / wmax;
     T acc = T(0), acc_log = T(0);
     for (int i = 0; i < kh; ++i)
         for (int j = 0; j < kw; ++j) {
-            const T c = clamp_min(xp[(y0 + i) * width + x0 + j], eps);
-            const T cp = gc_pow(c, p);
-            acc += cp;
-            if (log_sum) acc_log += cp * gc_log(c);
+            const T r = clamp_min(xp[i * width + j], eps) * inv;
+            const T rp = gc_pow(r, p);
+            acc += rp;
+            if (log_sum) acc_log += rp * gc_log(r);
         }
     if (log_sum) *log_sum = acc_log;
-    return acc / T(kh * kw);
+    return acc;
 }
 
 template <typename T>
@@ -405,85 +482,98 @@ __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr
                             int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps, int ppb,
                             int warp_mode) {
     const T p = p_ptr[0];
+    const T k = T(kh * kw);
     const int out_size = oh * ow;
     if (warp_mode) {
         GC_WARP_OUTPUT_LOOP(o, (int)(planes * out_size)) {
             const int plane = o / out_size, pos = o - plane * out_size;
             const int oy = pos / ow, ox = pos - oy * ow;
             const T* xp = x + (long long)plane * height * width + oy * sh * width + ox * sw;
+            T wmax = eps;
+            for (WindowWalk w(kw); w.row < kh; w.next()) wmax = max_nan(wmax, clamp_min(xp[w.row * width + w.col], eps));
+            wmax = warp_max(wmax);
+            const T inv = T(1) / wmax;
             T acc = T(0);
-            for (WindowWalk w(kw); w.row < kh; w.next()) acc += gc_pow(clamp_min(xp[w.row * width + w.col], eps), p);
+            for (WindowWalk w(kw); w.row < kh; w.next()) acc += gc_pow(clamp_min(xp[w.row * width + w.col], eps) * inv, p);
             acc = warp_sum(acc);
-            if (threadIdx.x % 32 == 0) y[o] = gc_pow(acc / T(kh * kw), T(1) / p);
+            if (threadIdx.x % 32 == 0) y[o] = wmax * gc_pow(acc / k, T(1) / p);
         }
         return;
     }
     GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
         const int oy = pos / ow, ox = pos - oy * ow;
-        const T* xp = x + plane * height * width;
-        const T m = gem_window<T>(xp, width, oy * sh, ox * sw, kh, kw, p, eps, nullptr);
-        y[plane * out_size + pos] = gc_pow(m, T(1) / p);
+        const T* xp = x + plane * height * width + oy * sh * width + ox * sw;
+        const T wmax = gem_window_max<T>(xp, width, kh, kw, eps);
+        const T m = gem_window_sum<T>(xp, width, kh, kw, p, eps, wmax, nullptr) / k;
+        y[plane * out_size + pos] = wmax * gc_pow(m, T(1) / p);
     }
 }
 
-// dy/dm = y/(p*m) and dm/dx = p*c^(p-1)/K, so dx = c^(p-1) * sum over windows of dy*y/(m*K).
-// dy/dp = y * (-log(m)/p^2 + S/(K*p*m)) with S = sum over the window of c^p*log(c).
+// Per output: coef = dy * m'^(1/p - 1) / K and the window's maximum (for dx), and its term of dp.
 template <typename T>
 __device__ void gem_backward_coef(const T* __restrict__ x, const T* __restrict__ p_ptr, const T* __restrict__ dy,
-                                  T* __restrict__ coef, T* __restrict__ partial, long long planes, int height,
-                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps, int warp_mode) {
+                                  T* __restrict__ coef, T* __restrict__ wmax_out, T* __restrict__ partial,
+                                  long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh,
+                                  int sw, T eps, int warp_mode) {
     __shared__ T shared[kReduceBlock];
     const T p = p_ptr[0];
     const T k = T(kh * kw);
     const int out_size = oh * ow;
     T dp = T(0);
-    // The output's coefficient and its term of dp from the window's mean m and sum of c^p*log(c).
-    auto finish = [&](int o, T m, T log_sum) {
-        const T yv = gc_pow(m, T(1) / p);
-        const T g = dy[o] * yv;
-        coef[o] = g / (m * k);
-        dp += g * (log_sum / (k * p * m) - gc_log(m) / (p * p));
+    // The output's coefficient and its term of dp from the window's max, mean m' and S.
+    auto finish = [&](int o, T wmax, T m, T log_sum) {
+        const T yv = wmax * gc_pow(m, T(1) / p);
+        coef[o] = dy[o] * gc_pow(m, T(1) / p - T(1)) / k;
+        wmax_out[o] = wmax;
+        dp += dy[o] * yv * (log_sum / (k * p * m) - gc_log(m) / (p * p));
     };
     if (warp_mode) {  // a warp per output (large windows); lane 0 keeps the output's dp term
         GC_WARP_OUTPUT_LOOP(o, (int)(planes * out_size)) {
             const int plane = o / out_size, pos = o - plane * out_size;
             const int oy = pos / ow, ox = pos - oy * ow;
             const T* xp = x + (long long)plane * height * width + oy * sh * width + ox * sw;
+            T wmax = eps;
+            for (WindowWalk w(kw); w.row < kh; w.next()) wmax = max_nan(wmax, clamp_min(xp[w.row * width + w.col], eps));
+            wmax = warp_max(wmax);
+            const T inv = T(1) / wmax;
             T sum = T(0), log_sum = T(0);
             for (WindowWalk w(kw); w.row < kh; w.next()) {
-                const T c = clamp_min(xp[w.row * width + w.col], eps);
-                const T cp = gc_pow(c, p);
-                sum += cp;
-                log_sum += cp * gc_log(c);
+                const T r = clamp_min(xp[w.row * width + w.col], eps) * inv;
+                const T rp = gc_pow(r, p);
+                sum += rp;
+                log_sum += rp * gc_log(r);
             }
             sum = warp_sum(sum);
             log_sum = warp_sum(log_sum);
-            if (threadIdx.x % 32 == 0) finish(o, sum / k, log_sum);
+            if (threadIdx.x % 32 == 0) finish(o, wmax, sum / k, log_sum);
         }
     } else {  // a thread per output; the launcher checked planes * OH * OW < 2^31
         const int total = (int)(planes * out_size);
         for (int o = blockIdx.x * blockDim.x + threadIdx.x; o < total; o += blockDim.x * gridDim.x) {
             const int plane = o / out_size, pos = o - plane * out_size;
             const int oy = pos / ow, ox = pos - oy * ow;
-            const T* xp = x + (long long)plane * height * width;
+            const T* xp = x + (long long)plane * height * width + oy * sh * width + ox * sw;
+            const T wmax = gem_window_max<T>(xp, width, kh, kw, eps);
             T log_sum;
-            const T m = gem_window<T>(xp, width, oy * sh, ox * sw, kh, kw, p, eps, &log_sum);
-            finish(o, m, log_sum);
+            const T m = gem_window_sum<T>(xp, width, kh, kw, p, eps, wmax, &log_sum) / k;
+            finish(o, wmax, m, log_sum);
         }
     }
     const T block_total = gc::block_sum<kReduceBlock>(dp, shared);
     if (threadIdx.x == 0) partial[blockIdx.x] = block_total;
 }
 
+// Gather: dx = [x >= eps] * sum over the windows holding x of coef * (x / window max)^(p-1).
 template <typename T>
 __device__ void gem_backward_dx(const T* __restrict__ x, const T* __restrict__ p_ptr, const T* __restrict__ coef,
-                                T* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh,
-                                int kw, int sh, int sw, T eps, int ppb) {
+                                const T* __restrict__ wmax, T* __restrict__ dx, long long planes, int height,
+                                int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps, int ppb) {
     const T p = p_ptr[0];
     const int plane_size = height * width;
     GC_PLANE_LOOP(plane, pos, planes, plane_size, ppb) {
         const int yy = pos / width, xx = pos - yy * width;
         const T* cp = coef + plane * oh * ow;
+        const T* mp = wmax + plane * oh * ow;
         const long long i = plane * plane_size + pos;
         const T v = x[i];
         T result = T(0);
@@ -491,10 +581,11 @@ __device__ void gem_backward_dx(const T* __restrict__ x, const T* __restrict__ p
             int oy0, oy1, ox0, ox1;
             window_range(yy, 0, kh, sh, 1, oh, oy0, oy1);
             window_range(xx, 0, kw, sw, 1, ow, ox0, ox1);
-            T acc = T(0);
             for (int oy = oy0; oy <= oy1; ++oy)
-                for (int ox = ox0; ox <= ox1; ++ox) acc += cp[oy * ow + ox];
-            result = acc * gc_pow(v, p - T(1));
+                for (int ox = ox0; ox <= ox1; ++ox) {
+                    const int o = oy * ow + ox;
+                    result += cp[o] * gc_pow(v / mp[o], p - T(1));
+                }
         }
         dx[i] = result;
     }
@@ -564,6 +655,51 @@ extern "C" __global__ void max_pool2d_backward_i32_f64(const double* __restrict_
                                                        int width, int oh, int ow, int kh, int kw, int sh, int sw,
                                                        int ph, int pw, int dh, int dw, int ppb) {
     max_pool2d_backward<double, int>(dy, indices, dx, MAXPOOL_ARGS);
+}
+// The index checks do not read dy: _f32 and _f64 differ only in name (the launcher picks by dy's dtype).
+extern "C" __global__ void max_pool2d_check_indices_f32(const long long* __restrict__ indices, int* __restrict__ bad,
+                                                       long long planes, int height, int width, int oh, int ow,
+                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                       int ppb) {
+    max_pool2d_check_indices<long long>(indices, bad, MAXPOOL_ARGS);
+}
+extern "C" __global__ void adaptive_max_pool2d_check_indices_f32(const long long* __restrict__ indices,
+                                                                int* __restrict__ bad, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_check_indices<long long>(indices, bad, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void max_pool2d_check_indices_f64(const long long* __restrict__ indices, int* __restrict__ bad,
+                                                       long long planes, int height, int width, int oh, int ow,
+                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                       int ppb) {
+    max_pool2d_check_indices<long long>(indices, bad, MAXPOOL_ARGS);
+}
+extern "C" __global__ void adaptive_max_pool2d_check_indices_f64(const long long* __restrict__ indices,
+                                                                int* __restrict__ bad, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_check_indices<long long>(indices, bad, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void max_pool2d_check_indices_i32_f32(const int* __restrict__ indices, int* __restrict__ bad,
+                                                       long long planes, int height, int width, int oh, int ow,
+                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                       int ppb) {
+    max_pool2d_check_indices<int>(indices, bad, MAXPOOL_ARGS);
+}
+extern "C" __global__ void adaptive_max_pool2d_check_indices_i32_f32(const int* __restrict__ indices,
+                                                                int* __restrict__ bad, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_check_indices<int>(indices, bad, planes, height, width, oh, ow, ppb);
+}
+extern "C" __global__ void max_pool2d_check_indices_i32_f64(const int* __restrict__ indices, int* __restrict__ bad,
+                                                       long long planes, int height, int width, int oh, int ow,
+                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                       int ppb) {
+    max_pool2d_check_indices<int>(indices, bad, MAXPOOL_ARGS);
+}
+extern "C" __global__ void adaptive_max_pool2d_check_indices_i32_f64(const int* __restrict__ indices,
+                                                                int* __restrict__ bad, long long planes, int height,
+                                                                int width, int oh, int ow, int ppb) {
+    adaptive_max_pool2d_check_indices<int>(indices, bad, planes, height, width, oh, ow, ppb);
 }
 extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes,
                                                   int height, int width, int oh, int ow, int kh, int kw, int sh,
@@ -663,16 +799,16 @@ extern "C" __global__ void gem_forward_f32(const float* __restrict__ x, const fl
 }
 extern "C" __global__ void gem_backward_coef_f32(const float* __restrict__ x, const float* __restrict__ p,
                                                  const float* __restrict__ dy, float* __restrict__ coef,
-                                                 float* __restrict__ partial, long long planes, int height, int width,
-                                                 int oh, int ow, int kh, int kw, int sh, int sw, float eps,
-                                                 int warp_mode) {
-    gem_backward_coef<float>(x, p, dy, coef, partial, GEM_ARGS, warp_mode);
+                                                 float* __restrict__ wmax, float* __restrict__ partial,
+                                                 long long planes, int height, int width, int oh, int ow, int kh,
+                                                 int kw, int sh, int sw, float eps, int warp_mode) {
+    gem_backward_coef<float>(x, p, dy, coef, wmax, partial, GEM_ARGS, warp_mode);
 }
 extern "C" __global__ void gem_backward_dx_f32(const float* __restrict__ x, const float* __restrict__ p,
-                                               const float* __restrict__ coef, float* __restrict__ dx,
-                                               long long planes, int height, int width, int oh, int ow, int kh, int kw,
-                                               int sh, int sw, float eps, int ppb) {
-    gem_backward_dx<float>(x, p, coef, dx, GEM_ARGS, ppb);
+                                               const float* __restrict__ coef, const float* __restrict__ wmax,
+                                               float* __restrict__ dx, long long planes, int height, int width,
+                                               int oh, int ow, int kh, int kw, int sh, int sw, float eps, int ppb) {
+    gem_backward_dx<float>(x, p, coef, wmax, dx, GEM_ARGS, ppb);
 }
 extern "C" __global__ void sum_reduce_f32(const float* __restrict__ partial, float* __restrict__ out, int n) {
     sum_reduce<float>(partial, out, n);
@@ -685,16 +821,16 @@ extern "C" __global__ void gem_forward_f64(const double* __restrict__ x, const d
 }
 extern "C" __global__ void gem_backward_coef_f64(const double* __restrict__ x, const double* __restrict__ p,
                                                  const double* __restrict__ dy, double* __restrict__ coef,
-                                                 double* __restrict__ partial, long long planes, int height, int width,
-                                                 int oh, int ow, int kh, int kw, int sh, int sw, double eps,
-                                                 int warp_mode) {
-    gem_backward_coef<double>(x, p, dy, coef, partial, GEM_ARGS, warp_mode);
+                                                 double* __restrict__ wmax, double* __restrict__ partial,
+                                                 long long planes, int height, int width, int oh, int ow, int kh,
+                                                 int kw, int sh, int sw, double eps, int warp_mode) {
+    gem_backward_coef<double>(x, p, dy, coef, wmax, partial, GEM_ARGS, warp_mode);
 }
 extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, const double* __restrict__ p,
-                                               const double* __restrict__ coef, double* __restrict__ dx,
-                                               long long planes, int height, int width, int oh, int ow, int kh, int kw,
-                                               int sh, int sw, double eps, int ppb) {
-    gem_backward_dx<double>(x, p, coef, dx, GEM_ARGS, ppb);
+                                               const double* __restrict__ coef, const double* __restrict__ wmax,
+                                               double* __restrict__ dx, long long planes, int height, int width,
+                                               int oh, int ow, int kh, int kw, int sh, int sw, double eps, int ppb) {
+    gem_backward_dx<double>(x, p, coef, wmax, dx, GEM_ARGS, ppb);
 }
 extern "C" __global__ void sum_reduce_f64(const double* __restrict__ partial, double* __restrict__ out, int n) {
     sum_reduce<double>(partial, out, n);

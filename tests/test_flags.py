@@ -12,7 +12,8 @@ def test_defaults():
     assert gpuconv.flags.conv_benchmark is False
     assert gpuconv.flags.allow_tf32 is False
     assert gpuconv.flags.workspace_limit == 256 * 2**20
-    assert gpuconv.flags.as_dict() == {"conv_benchmark": False, "allow_tf32": False, "workspace_limit": 256 * 2**20}
+    assert gpuconv.flags.as_dict() == {"conv_benchmark": False, "allow_tf32": False, "workspace_limit": 256 * 2**20,
+                                        "detect_anomaly": False}
 
 
 def test_assignment_sets_and_validates(monkeypatch):
@@ -30,7 +31,7 @@ def test_assignment_sets_and_validates(monkeypatch):
         with pytest.raises(ValueError, match=r"workspace_limit must be a positive int \(bytes\), got -1"):
             gpuconv.flags.workspace_limit = -1
         with pytest.raises(AttributeError, match="no setting 'conv_benchmarks'; the settings are allow_tf32, "
-                                                 "conv_benchmark, workspace_limit"):
+                                                 "conv_benchmark, detect_anomaly, workspace_limit"):
             gpuconv.flags.conv_benchmarks = True
         assert gpuconv.flags.allow_tf32 is False and F.get_workspace_limit() == 4096
         F.set_workspace_limit(8192)
@@ -64,4 +65,4 @@ def test_a_bad_value_in_the_context_manager_changes_nothing():
 
 def test_repr_names_the_settings():
     assert repr(gpuconv.flags) == ("gpuconv.flags(allow_tf32=False, conv_benchmark=False, "
-                                   "workspace_limit=268435456)")
+                                   "detect_anomaly=False, workspace_limit=268435456)")

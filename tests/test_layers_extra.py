@@ -196,7 +196,7 @@ def test_interpolate_bad_arguments(backend):
         F.interpolate(x, scale_factor=0.3)
     with pytest.raises(ValueError, match="input must be 4-D"):
         F.interpolate(g(np.ones((2, 2))), scale_factor=2)
-    with pytest.raises(ValueError, match="size must be a positive int"):
+    with pytest.raises(ValueError, match="size must be positive"):
         nn.Upsample(size=(0, 2))
 
 

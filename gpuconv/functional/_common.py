@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
+import numpy as np
+
+from ..backend import get_backend
 from ._args import check_array
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -33,10 +37,31 @@ def check_dim(dim: Any, ndim: int, name: str = "dim") -> int:
     return int(dim) % ndim
 
 
-def check_real(value: Any, name: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+def check_real(value: Any, name: str, *, finite: bool = False) -> float:
+    """``value`` as a float: a real number (Python or NumPy, not a bool); ``finite`` also rejects
+    NaN and infinities (ValueError)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
+    result = float(value)
+    if finite and not math.isfinite(result):
+        raise ValueError(f"{name} must be finite, got {result!r}")
+    return result
+
+
+def scalar_grad(dloss: Any, reduction: str, dtype: Any) -> Any:
+    """The gradient of a reduced ("mean", "sum") loss as a 0-D backend array of ``dtype``: a real
+    number or a one-element array of the current backend (kept on the device: no host sync)."""
+    be = get_backend()
+    if isinstance(dloss, numbers.Real) and not isinstance(dloss, (bool, np.bool_)):
+        return be.xp.asarray(float(dloss), dtype=dtype)
+    if isinstance(dloss, np.generic) or not (hasattr(dloss, "shape") and hasattr(dloss, "dtype")):
+        raise TypeError(f"dloss must be a real number or a one-element array, got {dloss!r}")
+    be.check_native("dloss", dloss)
+    if dloss.size != 1:
+        raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
+    if np.dtype(dloss.dtype).kind not in "fiu":
+        raise TypeError(f"dloss must hold a real number, got dtype {dloss.dtype}")
+    return dloss.reshape(()).astype(dtype)
 
 
 def check_reduction(reduction: Any) -> str:

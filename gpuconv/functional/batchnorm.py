@@ -24,6 +24,12 @@ def _check_vector(v, name: str, channels: int, dtype) -> None:
         raise ValueError(f"{name} must be C-contiguous (it may be updated in place)")
 
 
+def _channels(x) -> int:
+    if x.shape[1] < 1:
+        raise ValueError(f"x must have at least one channel (C >= 1), got shape {tuple(x.shape)}")
+    return int(x.shape[1])
+
+
 def _check_number(value, name: str, low: float = 0.0, high: float | None = None) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value < low \
             or (high is not None and value > high):
@@ -52,7 +58,7 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         y (N, C, H, W) [, save_mean, save_invstd].
     """
     check_array(x, "x", 4, "(N, C, H, W)")
-    channels = x.shape[1]
+    channels = _channels(x)
     for name, v in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
         _check_vector(v, name, channels, x.dtype)
@@ -111,7 +117,7 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
         raise ValueError(f"dy must have x's shape {tuple(x.shape)}, got {tuple(dy.shape)}")
     if dy.dtype != x.dtype:
         raise TypeError(f"dy has dtype {dy.dtype} but x has dtype {x.dtype}; they must match")
-    channels = x.shape[1]
+    channels = _channels(x)
     for name, v in (("weight", weight), ("save_mean", save_mean), ("save_invstd", save_invstd)):
         if v is None and name != "weight":
             raise TypeError(f"{name} must be a ({channels},) array, got None")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
-from ._args import non_negative_pair, out_size, positive_pair
+from ._args import check_window_extent, int_arg, non_negative_pair, out_size, positive_pair, shape_arg
 
 
 class ConvGeometry(NamedTuple):
@@ -60,14 +59,13 @@ def _resolve_padding(padding: Any, kernel_size, stride, dilation) -> tuple[int, 
 
 def conv_geometry(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1) -> ConvGeometry:
     """Checks the shapes and arguments of a convolution and returns its :class:`ConvGeometry`."""
-    x_shape, weight_shape = tuple(x_shape), tuple(weight_shape)
+    x_shape = shape_arg(x_shape, "x_shape", positive=False)
+    weight_shape = shape_arg(weight_shape, "weight_shape", positive=False)
     if len(x_shape) != 4:
         raise ValueError(f"x must be 4-D (N, C, H, W), got shape {x_shape}")
     if len(weight_shape) != 4:
         raise ValueError(f"weight must be 4-D (C_out, C_in/groups, KH, KW), got shape {weight_shape}")
-    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
-        raise TypeError(f"groups must be an int, got {groups!r}")
-    if groups < 1:
+    if int_arg(groups, "groups") < 1:
         raise ValueError(f"groups must be positive, got {groups}")
     n, c_in, h, w = x_shape
     c_out, c_per_group, kh, kw = weight_shape
@@ -93,4 +91,6 @@ def conv_geometry(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups
             f"weight: kernel {kh}x{kw} with dilation {dilation} spans {dilation[0] * (kh - 1) + 1}x"
             f"{dilation[1] * (kw - 1) + 1}, larger than the padded input {h + pads[0] + pads[1]}x"
             f"{w + pads[2] + pads[3]} (x {h}x{w}, padding {padding!r})")
+    check_window_extent((h, w), (kh, kw), stride, (pads[0] + pads[1], pads[2] + pads[3]), dilation, (oh, ow),
+                        "conv2d")
     return ConvGeometry(n, c_in, h, w, c_out, (kh, kw), stride, pads, dilation, int(groups), (oh, ow))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._args import check_array, non_negative_pair, positive_pair, same_dtype
+from ._args import check_array, int_arg, non_negative_pair, positive_pair, same_dtype, shape_arg
 from .conv import conv2d, conv2d_backward, conv2d_workspace_bytes
 
 
@@ -32,12 +32,12 @@ def conv_transpose2d_output_shape(x_shape: tuple[int, ...], weight_shape: tuple[
         ValueError for inconsistent shapes, an output_padding not smaller than stride or
         dilation, or an empty output.
     """
-    x_shape, weight_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in weight_shape)
+    x_shape, weight_shape = shape_arg(x_shape, "x_shape"), shape_arg(weight_shape, "weight_shape")
     if len(x_shape) != 4:
         raise ValueError(f"x must be 4-D (N, C_in, H, W), got shape {x_shape}")
     if len(weight_shape) != 4:
         raise ValueError(f"weight must be 4-D (C_in, C_out/groups, KH, KW), got shape {weight_shape}")
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+    if int_arg(groups, "groups") < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     stride, dilation = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
     padding, output_padding = non_negative_pair(padding, "padding"), non_negative_pair(output_padding, "output_padding")

@@ -7,12 +7,11 @@ per channel.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import numpy as np
-
 from ..backend import get_backend
-from ._args import check_array, same_dtype
+from ._args import check_array, int_arg, same_dtype
 from ._common import check_needs, check_real, check_same_shape
 
 
@@ -20,9 +19,12 @@ def _check(x: Any, num_groups: Any, weight: Any, bias: Any) -> int:
     check_array(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must be (N, C, *), got shape {tuple(x.shape)}")
-    if not isinstance(num_groups, (int, np.integer)) or isinstance(num_groups, bool) or num_groups < 1:
+    if int_arg(num_groups, "num_groups") < 1:
         raise ValueError(f"num_groups must be a positive int, got {num_groups!r}")
     channels = x.shape[1]
+    if math.prod(x.shape[1:]) == 0:
+        raise ValueError(f"x must have at least one element per group (C and every spatial size >= 1), got shape "
+                         f"{tuple(x.shape)}")
     if channels % num_groups:
         raise ValueError(f"num_groups={num_groups} must divide the channels of x, got C={channels} "
                          f"(x shape {tuple(x.shape)})")
@@ -33,6 +35,11 @@ def _check(x: Any, num_groups: Any, weight: Any, bias: Any) -> int:
             if value.shape[0] != channels:
                 raise ValueError(f"{name} must have shape ({channels},) (one per channel), got {tuple(value.shape)}")
     return int(num_groups)
+
+
+def _grouped(a: Any, groups: int) -> Any:
+    """(N, C, *) as (N, groups, elements per group); explicit sizes, as -1 fails for N = 0."""
+    return a.reshape(a.shape[0], groups, math.prod(a.shape[1:]) // groups)
 
 
 def _per_channel(v: Any, ndim: int) -> Any:
@@ -51,10 +58,9 @@ def group_norm(x: Any, num_groups: int, weight: Any = None, bias: Any = None, ep
         y with x's shape and dtype, or (y, mean, invstd).
     """
     groups = _check(x, num_groups, weight, bias)
-    eps = check_real(eps, "eps")
+    eps = check_real(eps, "eps", finite=True)
     xp = get_backend().xp
-    n = x.shape[0]
-    xg = x.reshape(n, groups, -1)
+    xg = _grouped(x, groups)
     mean = xg.mean(axis=2)
     centered = xg - mean[:, :, None]
     # Two passes (mean, then the mean of squared deviations): no cancellation in float32.
@@ -86,13 +92,13 @@ def group_norm_backward(dy: Any, x: Any, num_groups: int, weight: Any, mean: Any
         if tuple(value.shape) != expected:
             raise ValueError(f"{name} must have shape {expected} (N, num_groups), got {tuple(value.shape)}")
     reduce_axes = (0,) + tuple(range(2, x.ndim))
-    xhat = ((x.reshape(n, groups, -1) - mean[:, :, None]) * invstd[:, :, None]).reshape(x.shape)
+    xhat = ((_grouped(x, groups) - mean[:, :, None]) * invstd[:, :, None]).reshape(x.shape)
     dweight = (dy * xhat).sum(axis=reduce_axes) if need_dw else None
     dbias = dy.sum(axis=reduce_axes) if need_db else None
     dx = None
     if need_dx:
         dxhat = dy * _per_channel(weight, x.ndim) if weight is not None else dy
-        dxg, xg = dxhat.reshape(n, groups, -1), xhat.reshape(n, groups, -1)
+        dxg, xg = _grouped(dxhat, groups), _grouped(xhat, groups)
         dx = (invstd[:, :, None] * (dxg - dxg.mean(axis=2, keepdims=True)
                                     - xg * (dxg * xg).mean(axis=2, keepdims=True))).reshape(x.shape)
         dx = dx.astype(x.dtype, copy=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_backend
-from ._args import check_array, non_negative_pair, positive_pair, window_out_size
+from ._args import check_array, non_negative_pair, positive_pair, shape_arg, window_out_size
 
 LAYOUTS = ("nkl", "knl")
 
@@ -36,7 +36,12 @@ def im2col(x: Any, kernel_size, stride=1, padding=0, dilation=1, *, layout: str 
     Returns:
         The columns; row ``(c*KH + i)*KW + j`` holds tap (i, j) of channel c.
     """
-    check_array(x, "x", 4, "(N, C, H, W)")
+    return _im2col(x, kernel_size, stride, padding, dilation, layout, "x")
+
+
+def _im2col(x: Any, kernel_size, stride, padding, dilation, layout: str, name: str) -> Any:
+    """:func:`im2col`, naming the input ``name`` in its errors."""
+    check_array(x, name, 4, "(N, C, H, W)")
     _check_layout(layout)
     k, s, p, d = _window_args(kernel_size, stride, padding, dilation)
     size = window_out_size(x.shape[2], x.shape[3], k, s, p, d, "im2col")
@@ -53,7 +58,12 @@ def col2im(cols: Any, output_size, kernel_size, stride=1, padding=0, dilation=1,
     Returns:
         (N, C, H, W).
     """
-    check_array(cols, "cols", 3 if _check_layout(layout) == "nkl" else 2,
+    return _col2im(cols, output_size, kernel_size, stride, padding, dilation, layout, "cols")
+
+
+def _col2im(cols: Any, output_size, kernel_size, stride, padding, dilation, layout: str, name: str) -> Any:
+    """:func:`col2im`, naming the columns ``name`` in its errors."""
+    check_array(cols, name, 3 if _check_layout(layout) == "nkl" else 2,
                 "(N, C*KH*KW, L)" if layout == "nkl" else "(C*KH*KW, N*L)")
     h, w = positive_pair(output_size, "output_size")
     k, s, p, d = _window_args(kernel_size, stride, padding, dilation)
@@ -61,7 +71,7 @@ def col2im(cols: Any, output_size, kernel_size, stride=1, padding=0, dilation=1,
     taps, l_size = k[0] * k[1], oh * ow
     rows = cols.shape[1] if layout == "nkl" else cols.shape[0]
     if rows % taps:
-        raise ValueError(f"cols: dimension {1 if layout == 'nkl' else 0} must be a multiple of "
+        raise ValueError(f"{name}: dimension {1 if layout == 'nkl' else 0} must be a multiple of "
                          f"kernel_size[0]*kernel_size[1] = {taps}, got {rows} (shape {tuple(cols.shape)})")
     if layout == "nkl":
         n, l_given = cols.shape[0], cols.shape[2]
@@ -69,7 +79,7 @@ def col2im(cols: Any, output_size, kernel_size, stride=1, padding=0, dilation=1,
         n, l_given = (cols.shape[1] // l_size if l_size else 0), cols.shape[1]
     if l_given != (l_size if layout == "nkl" else n * l_size) or (layout == "knl" and n == 0):
         expected = f"{l_size}" if layout == "nkl" else f"a positive multiple of {l_size}"
-        raise ValueError(f"cols: expected {expected} windows for output_size {(h, w)} (OH, OW = {oh}, {ow}), "
+        raise ValueError(f"{name}: expected {expected} windows for output_size {(h, w)} (OH, OW = {oh}, {ow}), "
                          f"got shape {tuple(cols.shape)}")
     return get_backend().col2im(cols, (n, rows // taps, h, w), k, s, p, d, (oh, ow), layout)
 
@@ -77,20 +87,20 @@ def col2im(cols: Any, output_size, kernel_size, stride=1, padding=0, dilation=1,
 def unfold(input: Any, kernel_size, dilation=1, padding=0, stride=1) -> Any:
     """PyTorch's ``F.unfold``: (N, C, H, W) -> (N, C*KH*KW, L); a 3-D (C, H, W) input gives (C*KH*KW, L)."""
     if getattr(input, "ndim", None) == 3:
-        return im2col(input[None], kernel_size, stride, padding, dilation)[0]
-    return im2col(input, kernel_size, stride, padding, dilation)
+        return _im2col(input[None], kernel_size, stride, padding, dilation, "nkl", "input")[0]
+    return _im2col(input, kernel_size, stride, padding, dilation, "nkl", "input")
 
 
 def fold(input: Any, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Any:
     """PyTorch's ``F.fold``: (N, C*KH*KW, L) -> (N, C, H, W); a 2-D input gives (C, H, W)."""
     if getattr(input, "ndim", None) == 2:
-        return col2im(input[None], output_size, kernel_size, stride, padding, dilation)[0]
-    return col2im(input, output_size, kernel_size, stride, padding, dilation)
+        return _col2im(input[None], output_size, kernel_size, stride, padding, dilation, "nkl", "input")[0]
+    return _col2im(input, output_size, kernel_size, stride, padding, dilation, "nkl", "input")
 
 
 def im2col_backward(dcols: Any, x_shape, kernel_size, stride=1, padding=0, dilation=1, *, layout: str = "nkl") -> Any:
     """Gradient of :func:`im2col` with respect to ``x`` (of shape ``x_shape``): col2im of ``dcols``."""
-    return col2im(dcols, tuple(x_shape)[2:], kernel_size, stride, padding, dilation, layout=layout)
+    return col2im(dcols, shape_arg(x_shape, "x_shape", 4)[2:], kernel_size, stride, padding, dilation, layout=layout)
 
 
 def col2im_backward(dx: Any, kernel_size, stride=1, padding=0, dilation=1, *, layout: str = "nkl") -> Any:

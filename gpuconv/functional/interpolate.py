@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._args import check_array
+from ._args import check_array, positive_pair, shape_arg
 
 MODES = ("nearest", "bilinear")
 
@@ -48,11 +48,7 @@ def _size_or_scales(size: Any, scale_factor: Any) -> tuple[tuple[int, int] | Non
         raise ValueError("give exactly one of size and scale_factor")
     if size is None:
         return None, _scales(scale_factor)
-    out = (size, size) if isinstance(size, numbers.Integral) else size
-    if (not isinstance(out, (tuple, list)) or len(out) != 2
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in out)):
-        raise ValueError(f"size must be a positive int or a pair (OH, OW) of them, got {size!r}")
-    return (int(out[0]), int(out[1])), None
+    return positive_pair(size, "size"), None
 
 
 def check_interpolate_args(size: Any = None, scale_factor: Any = None, mode: str = "nearest",
@@ -160,7 +156,7 @@ def interpolate_backward(dy: Any, input_shape: tuple[int, ...], size: Any = None
     """
     check_array(dy, "dy")
     corners = _check_mode(mode, align_corners)
-    input_shape = tuple(int(s) for s in input_shape)
+    input_shape = shape_arg(input_shape, "input_shape", 4, positive=False)
     out_size, scales = interpolate_geometry(input_shape, size, scale_factor, recompute_scale_factor)
     expected = input_shape[:2] + out_size
     if tuple(dy.shape) != expected:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,8 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
         if bias.shape[0] != out_features:
             raise ValueError(f"bias must have shape ({out_features},), got {tuple(bias.shape)}")
     be = get_backend()
-    x2 = be.xp.ascontiguousarray(x.reshape(-1, in_features))
+    rows = math.prod(x.shape[:-1])  # NOTE: not reshape(-1, ...): that fails for in_features == 0
+    x2 = be.xp.ascontiguousarray(x.reshape(rows, in_features))
     y = be.matmul(x2, weight.T)
     if bias is not None:
         y += bias
@@ -69,9 +71,10 @@ def linear_backward(dy: Any, x: Any, weight: Any,
                          f"got {tuple(dy.shape)}")
     need_dx, need_dw, need_db = check_needs(needs, 3)
     be = get_backend()
-    dy2 = be.xp.ascontiguousarray(dy.reshape(-1, out_features))
+    rows = math.prod(x.shape[:-1])
+    dy2 = be.xp.ascontiguousarray(dy.reshape(rows, out_features))
     dx = be.matmul(dy2, weight).reshape(x.shape) if need_dx else None
-    dweight = be.matmul(dy2.T, be.xp.ascontiguousarray(x.reshape(-1, in_features))) if need_dw else None
+    dweight = be.matmul(dy2.T, be.xp.ascontiguousarray(x.reshape(rows, in_features))) if need_dw else None
     dbias = dy2.sum(axis=0) if need_db else None
     return dx, dweight, dbias
 

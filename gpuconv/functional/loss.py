@@ -13,7 +13,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array, same_dtype
-from ._common import check_real, check_reduction, check_same_shape
+from ._common import check_real, check_reduction, check_same_shape, scalar_grad
 from .activation import log_softmax
 
 
@@ -44,6 +44,8 @@ def _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_
         raise ValueError(f"target must have shape {expected} for {name} of shape {tuple(logits.shape)}, "
                          f"got {tuple(target.shape)}")
     classes = logits.shape[0 if logits.ndim == 1 else 1]
+    if classes < 1:
+        raise ValueError(f"{name} must have at least one class (C >= 1), got shape {tuple(logits.shape)}")
     if weight is not None:
         check_array(weight, "weight", 1, "(C,)")
         same_dtype(name, logits, weight=weight)
@@ -133,11 +135,7 @@ def cross_entropy_backward(dloss: Any, logits: Any, target: Any, weight: Any = N
                              f"got {tuple(dloss.shape)}")
         scale = dloss.reshape(-1).astype(dtype, copy=False)
     else:
-        if hasattr(dloss, "shape"):
-            be.check_native("dloss", dloss)
-            if dloss.size != 1:
-                raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
-        scale = xp.asarray(dloss, dtype=dtype).reshape(1)
+        scale = scalar_grad(dloss, reduction, dtype).reshape(1)
     wt, safe = _target_weights(flat, ignored, weight, dtype)
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -176,15 +174,10 @@ def mse_loss_backward(dloss: Any, input: Any, target: Any, reduction: str = "mea
     check_array(input, "input")
     check_same_shape("input", input, "target", target)
     check_reduction(reduction)
-    be = get_backend()
     if reduction == "none":
         check_same_shape("input", input, "dloss", dloss)
         return 2 * (input - target) * dloss
-    if hasattr(dloss, "shape"):
-        be.check_native("dloss", dloss)
-        if dloss.size != 1:
-            raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
-    scale = be.xp.asarray(dloss, dtype=input.dtype).reshape(())
+    scale = scalar_grad(dloss, reduction, input.dtype)
     if reduction == "mean":
         scale = scale / input.dtype.type(max(input.size, 1))
     return (2 * (input - target) * scale).astype(input.dtype, copy=False)
@@ -202,15 +195,10 @@ def _reduce(losses: Any, reduction: str, dtype: Any) -> Any:
 def _loss_scale(dloss: Any, reduction: str, input: Any, reference_name: str = "input") -> Any:
     """dloss as an array broadcastable to ``input``: input-shaped for "none", else a scalar (divided
     by input.size for "mean")."""
-    be = get_backend()
     if reduction == "none":
         check_same_shape(reference_name, input, "dloss", dloss)
         return dloss
-    if hasattr(dloss, "shape"):
-        be.check_native("dloss", dloss)
-        if dloss.size != 1:
-            raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
-    scale = be.xp.asarray(dloss, dtype=input.dtype).reshape(())
+    scale = scalar_grad(dloss, reduction, input.dtype)
     if reduction == "mean":
         scale = scale / input.dtype.type(max(input.size, 1))
     return scale
@@ -257,11 +245,7 @@ def nll_loss_backward(dloss: Any, input: Any, target: Any, weight: Any = None, i
                              f"got {tuple(dloss.shape)}")
         scale = dloss.reshape(-1).astype(dtype, copy=False)
     else:
-        if hasattr(dloss, "shape"):
-            be.check_native("dloss", dloss)
-            if dloss.size != 1:
-                raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
-        scale = xp.asarray(dloss, dtype=dtype).reshape(1)
+        scale = scalar_grad(dloss, reduction, dtype).reshape(1)
     wt, safe = _target_weights(flat, ignored, weight, dtype)
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 from ..backend import get_backend
-from ._args import check_array, same_dtype
+from ._args import check_array, is_int, same_dtype, shape_arg
 from ._common import check_needs, check_real
 
 
 def _normalized_shape(normalized_shape: Any) -> tuple[int, ...]:
-    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+    if is_int(normalized_shape):
         normalized_shape = (normalized_shape,)
-    if (not isinstance(normalized_shape, (tuple, list)) or len(normalized_shape) == 0
-            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
-                       for s in normalized_shape)):
+    if not isinstance(normalized_shape, (tuple, list)) or len(normalized_shape) == 0:
         raise TypeError(f"normalized_shape must be a positive int or a non-empty tuple of positive ints, "
                         f"got {normalized_shape!r}")
-    return tuple(int(s) for s in normalized_shape)
+    return shape_arg(normalized_shape, "normalized_shape")
 
 
 def _check_x(x: Any, normalized_shape: Any) -> tuple[tuple[int, ...], int, int]:
@@ -58,7 +55,7 @@ def layer_norm(x: Any, normalized_shape: int | tuple[int, ...], weight: Any = No
     """
     shape, m, d = _check_x(x, normalized_shape)
     _check_affine(x, shape, weight=weight, bias=bias)
-    eps = check_real(eps, "eps")
+    eps = check_real(eps, "eps", finite=True)
     if eps < 0:
         raise ValueError(f"eps must be non-negative, got {eps}")
     xp = get_backend().xp

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._args import check_array, non_negative_pair, positive_pair, same_dtype
+from ._args import (check_array, check_int32, check_spatial, check_window_extent, int_arg, non_negative_pair,
+                    positive_pair, same_dtype, shape_arg)
 from ._memory import numpy_buffer_bytes
 
 
@@ -37,14 +38,12 @@ def _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, what):
     if min(out) < 1:
         raise ValueError(f"{what}: output size {out} is too small (< 1) for input {h}x{w}, kernel_size {k}, "
                          f"stride {s}, padding {p}, dilation {d}")
+    check_window_extent((h, w), k, s, (2 * p[0], 2 * p[1]), d, out, what)
     return k, s, p, d, out
 
 
 def _shape4(x_shape, name: str) -> tuple[int, int, int, int]:
-    shape = tuple(int(v) for v in x_shape)
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"{name} must be a 4-D (N, C, H, W) shape of positive sizes, got {tuple(x_shape)}")
-    return shape
+    return shape_arg(x_shape, name, 4)
 
 
 def _check_output_like(dy, expected_shape, name="dy"):
@@ -74,6 +73,14 @@ def _check_indices(indices, expected_shape):
     if tuple(indices.shape) != tuple(expected_shape):
         raise ValueError(f"indices must have the output's shape {tuple(expected_shape)}, got {tuple(indices.shape)}")
     return be.xp.ascontiguousarray(indices)
+
+
+def _raise_unless_valid(valid: bool, forward: str) -> None:
+    # NOTE: checked by the backend as it computes (on the GPU a kernel sets a flag, read after the
+    # gather): the message cannot name the offending index on every backend, so none does.
+    if not valid:
+        raise ValueError(f"indices: an index does not name an element of its window (out of range); pass the "
+                         f"indices {forward}(..., return_indices=True) returned for the same x and arguments")
 
 
 def _contiguous(a):
@@ -122,16 +129,18 @@ def max_pool2d_backward(dy: Any, x: Any, indices: Any, kernel_size, stride=None,
     k, s, p, d, out = _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d_backward")
     _check_output_like(dy, (*x.shape[:2], *out))
     indices = _check_indices(indices, dy.shape)
-    return get_backend().max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape), k, s, p, d)
+    dx, valid = get_backend().max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape), k, s, p, d)
+    _raise_unless_valid(valid, "max_pool2d")
+    return dx
 
 
 # ---- average pooling -----------------------------------------------------------------------------
 def _avg_args(x_shape, kernel_size, stride, padding, ceil_mode, divisor_override, what):
     k, s, p, _, out = _window_args(x_shape, kernel_size, stride, padding, 1, ceil_mode, what)
     if divisor_override is not None:
-        if not isinstance(divisor_override, numbers.Integral) or isinstance(divisor_override, bool) \
-                or divisor_override < 1:
+        if int_arg(divisor_override, "divisor_override") < 1:
             raise ValueError(f"divisor_override must be None or a positive int, got {divisor_override!r}")
+        check_int32((int(divisor_override),), "divisor_override")
         divisor_override = int(divisor_override)
     return k, s, p, out, divisor_override
 
@@ -187,6 +196,7 @@ def adaptive_avg_pool2d(x: Any, output_size) -> Any:
     Args: x (N, C, H, W). Returns: (N, C, OH, OW).
     """
     check_array(x, "x", 4, "(N, C, H, W)")
+    check_spatial(tuple(x.shape), "x")
     out = _adaptive_size(output_size, *x.shape[2:])
     return get_backend().adaptive_avg_pool2d(_contiguous(x), out)
 
@@ -207,6 +217,7 @@ def adaptive_max_pool2d(x: Any, output_size, return_indices: bool = False, *, in
     [, indices].
     """
     check_array(x, "x", 4, "(N, C, H, W)")
+    check_spatial(tuple(x.shape), "x")
     out = _adaptive_size(output_size, *x.shape[2:])
     y, indices = get_backend().adaptive_max_pool2d(_contiguous(x), out, index_dtype=_index_dtype(index_dtype))
     return (y, indices) if return_indices else y
@@ -217,10 +228,13 @@ def adaptive_max_pool2d_backward(dy: Any, x: Any, indices: Any, output_size) -> 
     check_array(x, "x", 4, "(N, C, H, W)")
     check_array(dy, "dy", 4, "(N, C, OH, OW)")
     same_dtype("x", x, dy=dy)
+    check_spatial(tuple(x.shape), "x")
     out = _adaptive_size(output_size, *x.shape[2:])
     _check_output_like(dy, (*x.shape[:2], *out))
     indices = _check_indices(indices, dy.shape)
-    return get_backend().adaptive_max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape))
+    dx, valid = get_backend().adaptive_max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape))
+    _raise_unless_valid(valid, "adaptive_max_pool2d")
+    return dx
 
 
 # ---- GeM -----------------------------------------------------------------------------------------
@@ -244,8 +258,9 @@ def _gem_p(p, dtype):
 
 
 def _gem_args(x_shape, p, eps, kernel_size, stride, dtype):
-    if not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"eps must be a number > 0, got {eps!r}")
+    check_spatial(x_shape, "x")
+    if not isinstance(eps, numbers.Real) or not 0 < eps < np.inf:
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     h, w = x_shape[2:]
     if kernel_size is None:
         if stride is not None:
@@ -257,11 +272,20 @@ def _gem_args(x_shape, p, eps, kernel_size, stride, dtype):
     out = ((h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
     if h < k[0] or w < k[1]:
         raise ValueError(f"gem: kernel_size {k} is larger than the input {h}x{w} (output size < 1)")
+    check_window_extent((h, w), k, s, (0, 0), (1, 1), out, "gem")
     return _gem_p(p, dtype), float(eps), k, s, out
 
 
 def gem(x: Any, p=3.0, eps: float = 1e-6, kernel_size=None, stride=None) -> Any:
     """Generalized-mean pooling: y = mean_window(clamp(x, min=eps)^p)^(1/p).
+
+    Every backend computes each window with its maximum M of c = clamp(x, min=eps) factored out,
+    y = M * mean((c / M)^p)^(1/p), forward and backward: so any p works in float32 whose result is
+    finite in exact arithmetic, where mean(c^p) alone overflows (p = 50 on inputs in [0, 10]) or
+    underflows to 0 (p = 50 on zeros: eps^50), and PyTorch's formula then gives inf or a 0/0 NaN.
+    The result is PyTorch's float64 formula wherever that one is finite; where it is not, it is
+    the limit of that formula, e.g. zeros give y = eps, dp = 0 and dx = 0 (the clamp's gradient
+    is zero below eps) on every backend.
 
     Args:
         x: (N, C, H, W).

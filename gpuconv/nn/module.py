@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
+from .. import flags
 from ..backend import array_kind, get_backend
 from ..backend import backend as backend_context
 from ..backend.memory_hooks import OutOfMemoryError, is_out_of_memory, requested_bytes
@@ -115,10 +116,13 @@ class Module:
             try:
                 if args:
                     self._check_input_dtype(args[0])
-                return self.forward(*args, **kwargs)
+                output = self.forward(*args, **kwargs)
             except Exception as exc:
                 _raise_out_of_memory(exc, f"{type(self).__name__}.forward")
                 raise
+            if flags.detect_anomaly:
+                _check_finite(self, "forward output", output)
+            return output
 
     def _check_input_dtype(self, x: Any) -> None:
         """A floating input of another dtype than this layer's own parameters is a TypeError that says
@@ -167,10 +171,16 @@ class Module:
         """
         with _ErrorContext(self):
             try:
-                return self._backward(dy, input_grad)
+                dx = self._backward(dy, input_grad)
             except Exception as exc:
                 _raise_out_of_memory(exc, f"{type(self).__name__}.backward")
                 raise
+            if flags.detect_anomaly:
+                _check_finite(self, "input gradient", dx)
+                for name, param in self._parameters.items():
+                    if param is not None and param.grad is not None:
+                        _check_finite(self, f"gradient of {name}", param.grad)
+            return dx
 
     def _backward(self, dy: Any, input_grad: bool) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
@@ -561,6 +571,19 @@ class _ErrorContext:
             where = f"{name} ({_short_repr(layer)})" if name else _short_repr(layer)
             exc.args = (f"in {where}: {exc.args[0]}",) + exc.args[1:]
             exc._gpuconv_named = True
+
+
+def _check_finite(module: Module, what: str, value: Any) -> None:
+    """The check of ``gpuconv.flags.detect_anomaly``: a RuntimeError when a floating array in
+    ``value`` (an array or a tuple of them) holds NaN or infinity. Raised inside the module's
+    _ErrorContext, so the message names the module within the model."""
+    for array in value if isinstance(value, (tuple, list)) else (value,):
+        if array_kind(array) is None or np.dtype(array.dtype).kind != "f" or bool(np.isfinite(array).all()):
+            continue
+        nan = int(np.isnan(array).sum())
+        raise RuntimeError(f"detect_anomaly: {module._get_name()} produced a non-finite {what} "
+                           f"({nan} NaN, {int(array.size) - nan - int(np.isfinite(array).sum())} infinite "
+                           f"of {int(array.size)} values, shape {tuple(array.shape)})")
 
 
 def _short_repr(module: Module) -> str:

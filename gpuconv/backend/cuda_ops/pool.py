@@ -1,7 +1,8 @@
 """Launchers for kernels/pool.cu (shared by the cupy and emulated backends).
 
-Every launch allocates only its results (and indices), except GeM's backward: a (N, C, OH, OW)
-coefficient buffer and GEM_REDUCE_BLOCKS partial sums of x's dtype, freed on return.
+Every launch allocates only its results (and indices), except GeM's backward: two (N, C, OH, OW)
+buffers (each window's coefficient and maximum) and GEM_REDUCE_BLOCKS partial sums of x's dtype,
+freed on return, and the index checks of the max pooling backward passes: a one-int flag.
 """
 
 from __future__ import annotations
@@ -102,14 +103,25 @@ class PoolKernels:
                           (h, w, oh, ow, *kernel_size, *stride, *padding, *dilation), (np.int32(with_indices),))
         return y, (indices if with_indices else None)
 
+    def _indices_valid(self, op: str, dtype, indices, planes: int, size: int, ints: tuple) -> bool:
+        """Runs the index check kernel ``op``, which sets a device flag for an index outside its
+        window; reading the flag back synchronizes."""
+        bad = self.zeros((1,), np.int32)
+        self._pool_launch(f"{op}{_index_suffix(indices.dtype)}", dtype, (indices, bad), planes, size, ints)
+        return not int(self.to_numpy(bad)[0])
+
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
-        """Gather: each input element sums dy over the windows that chose it (int32 or int64 indices)."""
+        """Gather: each input element sums dy over the windows that chose it (int32 or int64 indices).
+        Returns (dx, whether every index names an element of its window)."""
         n, c, h, w = x_shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
+        ints = (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation)
         self._pool_launch(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx), n * c,
-                          h * w, (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation))
-        return dx
+                          h * w, ints)
+        valid = self._indices_valid("max_pool2d_check_indices", dy.dtype, indices, n * c,
+                                    dy.shape[2] * dy.shape[3], ints)
+        return dx, valid
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         n, c, h, w = x.shape
@@ -164,7 +176,9 @@ class PoolKernels:
         dx = self.empty(x_shape, dy.dtype)
         self._pool_launch(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
                           n * c, h * w, (h, w, *dy.shape[2:]))
-        return dx
+        valid = self._indices_valid("adaptive_max_pool2d_check_indices", dy.dtype, indices, n * c,
+                                    dy.shape[2] * dy.shape[3], (h, w, *dy.shape[2:]))
+        return dx, valid
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         n, c, h, w = x.shape
@@ -180,6 +194,7 @@ class PoolKernels:
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         args = (np.int64(n * c), *_i32(h, w, *dy.shape[2:], *kernel_size, *stride), x.dtype.type(eps))
         coef = self.empty(dy.shape, x.dtype)
+        wmax = self.empty(dy.shape, x.dtype)
         partial = self.empty((GEM_REDUCE_BLOCKS,), x.dtype)
         # A fixed grid (not sized by the data): the per-block partial sums, and so dp, are the same
         # bits on every run and every device.
@@ -187,7 +202,8 @@ class PoolKernels:
         warp_mode = kernel_size[0] * kernel_size[1] >= WARP_MIN_WINDOW and total * 32 <= INT32_LIMIT
         _check_sizes(total)
         self.kernel("pool.cu", "gem_backward_coef", x.dtype)((GEM_REDUCE_BLOCKS,), (REDUCE_BLOCK,),
-                                                             (x, p, dy, coef, partial) + args + (np.int32(warp_mode),))
+                                                             (x, p, dy, coef, wmax, partial) + args
+                                                             + (np.int32(warp_mode),))
         dp = None
         if need_dp:
             dp = self.empty((1,), x.dtype)
@@ -195,6 +211,6 @@ class PoolKernels:
         dx = None
         if need_dx:
             dx = self.empty(x.shape, x.dtype)
-            self._pool_launch("gem_backward_dx", x.dtype, (x, p, coef, dx), n * c, h * w,
+            self._pool_launch("gem_backward_dx", x.dtype, (x, p, coef, wmax, dx), n * c, h * w,
                               (h, w, *dy.shape[2:], *kernel_size, *stride), (x.dtype.type(eps),))
         return dx, dp

@@ -33,8 +33,12 @@ class Im2colOps:
         (kh, kw), (oh, ow) = kernel_size, out_size
         view = windows(x, kernel_size, stride, padding, dilation, out_size)
         if layout == "nkl":
-            return view.reshape(n, c * kh * kw, oh * ow)
-        return view.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * oh * ow)
+            cols = view.reshape(n, c * kh * kw, oh * ow)
+        else:
+            cols = view.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * oh * ow)
+        # NOTE: a 1x1 window with stride 1 and no padding reshapes the read-only window view of x
+        # without a copy; the result must be a fresh array like every other case.
+        return cols if cols.flags.writeable else cols.copy()
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation, out_size, layout):
         n, c, h, w = x_shape

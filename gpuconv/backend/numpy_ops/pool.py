@@ -1,7 +1,9 @@
-"""Pooling on NumPy: one strided slice of the (padded) input per window tap, combined tap by tap.
+"""Pooling on NumPy: one strided slice of the input per window tap, combined tap by tap.
 
-Backward passes add each window's share back with one strided slice-add per tap (exact and
-deterministic), or with ``np.bincount`` over the saved argmax indices.
+Padding is never materialized: each tap reads only the outputs whose tap position falls inside
+the input (a 1x1 input with padding 100000 costs one tap, not a 200001^2 padded copy). Backward
+passes add each window's share back with one strided slice-add per tap (exact and deterministic),
+or with ``np.bincount`` over the saved argmax indices.
 """
 
 from __future__ import annotations
@@ -10,19 +12,39 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 
-def _padded_extent(size, kernel, stride, pad, dilation, out) -> int:
-    """Padded length the windows reach: at least size + pad, more for the ceil_mode overhang."""
-    return max(size + pad, (out - 1) * stride + (kernel - 1) * dilation + 1)
+def _tap_spans(size: int, kernel: int, stride: int, pad: int, dilation: int, out: int) -> list[tuple]:
+    """Along one axis, every tap that reads inside the input for some output, in tap order, as
+    (first output o0, output count, input position of o0); outputs o0 .. o0+count-1 read
+    positions start, start + stride, ... Taps over padding only are left out."""
+    spans = []
+    # Taps whose position i*dilation - pad + o*stride can be in [0, size) for some 0 <= o < out.
+    first = max(0, -(-(pad - (out - 1) * stride) // dilation))
+    last = min(kernel - 1, (pad + size - 1) // dilation)
+    for i in range(first, last + 1):
+        offset = i * dilation - pad  # input position of this tap for output 0
+        o0 = max(0, -(offset // stride)) if offset < 0 else 0
+        o1 = min(out - 1, (size - 1 - offset) // stride)
+        if o0 <= o1:
+            spans.append((o0, o1 - o0 + 1, offset + o0 * stride))
+    return spans
 
 
-def _pad(x, kernel_size, stride, padding, dilation, out_size, value) -> np.ndarray:
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel_size, stride, padding, dilation, out_size
-    h, w = x.shape[2:]
-    bottom = _padded_extent(h, kh, sh, ph, dh, oh) - h - ph
-    right = _padded_extent(w, kw, sw, pw, dw, ow) - w - pw
-    if ph or pw or bottom > 0 or right > 0:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, max(bottom, 0)), (pw, max(right, 0))), constant_values=value)
-    return x
+def _tap_slices(kernel_size, stride, padding, dilation, x_hw, out_size):
+    """(output slice, input slice) of each tap that reads inside the input, in row-major tap order."""
+    (sh, sw) = stride
+    rows = _tap_spans(x_hw[0], kernel_size[0], sh, padding[0], dilation[0], out_size[0])
+    cols = _tap_spans(x_hw[1], kernel_size[1], sw, padding[1], dilation[1], out_size[1])
+    for oy0, ny, r0 in rows:
+        for ox0, nx, c0 in cols:
+            yield ((slice(None), slice(None), slice(oy0, oy0 + ny), slice(ox0, ox0 + nx)),
+                   (slice(None), slice(None), slice(r0, r0 + (ny - 1) * sh + 1, sh),
+                    slice(c0, c0 + (nx - 1) * sw + 1, sw)))
+
+
+def _needs_padding(x_hw, kernel_size, stride, padding, dilation, out_size) -> bool:
+    """Whether some window reaches past the input (padding, or the ceil_mode overhang)."""
+    return any(p > 0 or (o - 1) * s + (k - 1) * d + 1 > size
+               for size, k, s, p, d, o in zip(x_hw, kernel_size, stride, padding, dilation, out_size))
 
 
 def _windows(xp, kernel_size, stride, dilation, out_size) -> np.ndarray:
@@ -47,17 +69,13 @@ def _window_sum(xp, kernel_size, stride, dilation, out_size) -> np.ndarray:
 
 
 def _scatter_taps(values, x_shape, kernel_size, stride, padding, dilation) -> np.ndarray:
-    """Adjoint of a window sum: adds ``values`` (N, C, OH, OW) at every tap position of its window."""
-    n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    oh, ow = values.shape[-2:]
-    hp = _padded_extent(h, kh, sh, ph, dh, oh)
-    wp = _padded_extent(w, kw, sw, pw, dw, ow)
-    out = np.zeros((n, c, hp, wp), dtype=values.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw] += values
-    return np.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w])
+    """Adjoint of a window sum: adds ``values`` (N, C, OH, OW) at every tap position of its window
+    that lies inside the input."""
+    out = np.zeros(x_shape, dtype=values.dtype)
+    for out_slice, in_slice in _tap_slices(kernel_size, stride, padding, dilation, x_shape[2:],
+                                                 values.shape[-2:]):
+        out[in_slice] += values[out_slice]
+    return out
 
 
 def _gather_by_index(dy, indices, x_shape) -> np.ndarray:
@@ -73,6 +91,26 @@ def _gather_by_index(dy, indices, x_shape) -> np.ndarray:
         flat, weights = flat[inside], weights[inside]
     dx = np.bincount(flat, weights=weights, minlength=planes * h * w)
     return dx[:planes * h * w].astype(dy.dtype).reshape(x_shape)
+
+
+def _indices_in_windows(indices, x_shape, kernel_size, stride, padding, dilation, out_size) -> np.ndarray:
+    """Whether each index names a tap of its window (row y0 + i*dh, column x0 + j*dw) in the plane."""
+    h, w = x_shape[2:]
+    inside = (indices >= 0) & (indices < h * w)
+    # 32-bit arithmetic: functional checked that the padded plane's positions fit in int32, so
+    # position - window start does too; viewed as unsigned, one comparison rejects negative ones.
+    row, col = np.divmod(np.where(inside, indices, 0).astype(np.int32), np.int32(w))
+    valid = inside
+    for position, k, s, p, d, o, shape in ((row, kernel_size[0], stride[0], padding[0], dilation[0], out_size[0],
+                                            (-1, 1)),
+                                           (col, kernel_size[1], stride[1], padding[1], dilation[1], out_size[1],
+                                            (1, -1))):
+        start = (np.arange(o, dtype=np.int64) * s - p).astype(np.int32).reshape(shape)
+        offset = (position - start).view(np.uint32)
+        valid &= offset <= np.uint32((k - 1) * d)
+        if d > 1:
+            valid &= offset % np.uint32(d) == 0
+    return valid
 
 
 def _bins(size: int, out: int) -> list[tuple[int, int]]:
@@ -96,62 +134,62 @@ def _avg_divisors(x_shape, kernel_size, stride, padding, out_size, count_include
 class PoolOps:
     def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
                    index_dtype=np.int64):
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel_size, stride, padding, dilation, out_size
-        w = x.shape[3]
-        xp = _pad(x, kernel_size, stride, padding, dilation, out_size, -np.inf)
-
-        def tap(t):
-            i, j = divmod(t, kw)
-            return xp[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
-
-        y = np.array(tap(0))
-        for t in range(1, kh * kw):
-            np.maximum(y, tap(t), out=y)  # propagates NaN, as PyTorch does
+        (sh, sw), (ph, pw), (dh, dw), (oh, ow) = stride, padding, dilation, out_size
+        n, c, h, w = x.shape
+        y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)  # padding acts as -inf
+        taps = list(_tap_slices(kernel_size, stride, padding, dilation, (h, w), out_size))
+        for out_slice, in_slice in taps:
+            np.maximum(y[out_slice], x[in_slice], out=y[out_slice])  # propagates NaN, as PyTorch does
         if not with_indices:
             return y, None
-        # The first tap in row-major order that holds the maximum (PyTorch's and the kernel's
-        # choice); for a window holding NaN, its last NaN. Tap t of window (oy, ox) is at flat
-        # index base[oy, ox] + offset(t).
-        base = (np.arange(oh)[:, None] * sh - ph) * w + (np.arange(ow)[None, :] * sw - pw)
-
-        def flat(t):
-            i, j = divmod(t, kw)
-            return base + (i * dh * w + j * dw)
-
+        # The kernel's choice: the first tap in row-major order that holds the maximum (taps are
+        # visited last to first, so the first match is written last), the last NaN of a window
+        # holding NaN; a window without input elements keeps its first tap moved into the plane
+        # by whole dilation steps (PyTorch's rule), which is also the first tap of an all -inf one.
+        first_row = np.arange(oh)[:, None] * sh - ph
+        first_row = first_row + dh * np.maximum(0, -(first_row // dh))
+        first_col = np.arange(ow)[None, :] * sw - pw
+        first_col = first_col + dw * np.maximum(0, -(first_col // dw))
         indices = np.empty(y.shape, dtype=np.int64)
-        indices[...] = flat(0)
-        for t in range(kh * kw - 1, 0, -1):
-            np.copyto(indices, flat(t), where=tap(t) == y)
+        indices[...] = first_row * w + first_col
+
+        def flat(in_slice):
+            rows = np.arange(in_slice[2].start, in_slice[2].stop, sh)
+            cols = np.arange(in_slice[3].start, in_slice[3].stop, sw)
+            return rows[:, None] * w + cols[None, :]
+
+        for out_slice, in_slice in reversed(taps):
+            np.copyto(indices[out_slice], flat(in_slice), where=x[in_slice] == y[out_slice])
         nan = np.isnan(y)
         if nan.any():
-            for t in range(kh * kw):
-                np.copyto(indices, flat(t), where=nan & np.isnan(tap(t)))
-        # A window whose maximum is -inf may have kept a padding tap: PyTorch reports its first
-        # tap moved into the plane by whole dilation steps instead.
-        empty = y == -np.inf
-        if empty.any():
-            first_row = np.arange(oh)[:, None] * sh - ph
-            first_row = first_row + dh * np.maximum(0, -(first_row // dh))
-            first_col = np.arange(ow)[None, :] * sw - pw
-            first_col = first_col + dw * np.maximum(0, -(first_col // dw))
-            np.copyto(indices, first_row * w + first_col, where=empty)
+            for out_slice, in_slice in taps:
+                np.copyto(indices[out_slice], flat(in_slice), where=nan[out_slice] & np.isnan(x[in_slice]))
         return y, indices.astype(index_dtype, copy=False)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
+        """(dx, whether every index of a window with input elements names one of them)."""
         # A window without input elements (dilation over padding) passes nothing on, as in the
         # kernel's gather; PyTorch's index for it may name an element outside that window.
-        inside = [((np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d >= 0)
-                   & (np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d < size)).any(axis=1)
-                  for size, k, s, p, d, o in zip(x_shape[2:], kernel_size, stride, padding, dilation, dy.shape[2:])]
-        live = np.outer(inside[0], inside[1])
+        live = np.ones(dy.shape[2:], dtype=bool)
+        for axis, (size, k, s, p, d, o) in enumerate(zip(x_shape[2:], kernel_size, stride, padding, dilation,
+                                                         dy.shape[2:])):
+            start = np.arange(o) * s - p
+            first = start + d * np.maximum(0, -(start // d))  # the first tap inside the plane
+            inside = (first < size) & (first <= start + (k - 1) * d)
+            live &= inside[:, None] if axis == 0 else inside[None, :]
         if not live.all():
             dy = dy * live
-        return _gather_by_index(dy, indices, x_shape)
+        valid = _indices_in_windows(indices, x_shape, kernel_size, stride, padding, dilation, dy.shape[2:])
+        return _gather_by_index(dy, indices, x_shape), bool((valid | ~live).all())
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         ones = (1, 1)
-        total = _window_sum(_pad(x, kernel_size, stride, padding, ones, out_size, 0), kernel_size, stride, ones,
-                            out_size)
+        if _needs_padding(x.shape[2:], kernel_size, stride, padding, ones, out_size):
+            total = np.zeros((*x.shape[:2], *out_size), dtype=x.dtype)  # padding adds zeros: skipped
+            for out_slice, in_slice in _tap_slices(kernel_size, stride, padding, ones, x.shape[2:], out_size):
+                total[out_slice] += x[in_slice]
+        else:
+            total = _window_sum(x, kernel_size, stride, ones, out_size)
         div = _avg_divisors(x.shape, kernel_size, stride, padding, out_size, count_include_pad, divisor_override)
         total *= (1.0 / div).astype(x.dtype)
         return total
@@ -187,7 +225,7 @@ class PoolOps:
         indices = np.empty((n, c, oh, ow), dtype=np.int64)
         for a, (y0, y1) in enumerate(_bins(h, oh)):
             for b, (x0, x1) in enumerate(_bins(w, ow)):
-                region = x[:, :, y0:y1, x0:x1].reshape(n, c, -1)
+                region = x[:, :, y0:y1, x0:x1].reshape(n, c, (y1 - y0) * (x1 - x0))
                 nan = np.isnan(region)
                 best = region.argmax(axis=2)
                 if nan.any():
@@ -199,35 +237,66 @@ class PoolOps:
         return y, indices.astype(index_dtype, copy=False)
 
     def adaptive_max_pool2d_backward(self, dy, indices, x_shape):
-        return _gather_by_index(dy, indices, x_shape)
+        """(dx, whether every index names an element of its bin)."""
+        h, w = x_shape[2:]
+        row, col = np.divmod(indices.astype(np.int64, copy=False), w)
+        valid = (row >= 0) & (row < h)
+        for axis, (size, o) in enumerate(zip((h, w), dy.shape[2:])):
+            bins = np.array(_bins(size, o))
+            lo, hi = (bins[:, 0, None], bins[:, 1, None]) if axis == 0 else (bins[None, :, 0], bins[None, :, 1])
+            position = row if axis == 0 else col
+            valid &= (position >= lo) & (position < hi)
+        return _gather_by_index(dy, indices, x_shape), bool(valid.all())
 
     # ---- GeM --------------------------------------------------------------------------------------
+    # As in kernels/pool.cu, each window's maximum M of c = max(x, eps) is factored out: with
+    # r = c / M and m' = mean(r^p), y = M * m'^(1/p), dy/dc = r^(p-1) * m'^(1/p-1) / K and
+    # dy/dp = y * (S / (K*p*m') - log(m') / p^2), S = sum(r^p * log(r)): no overflow for large p.
     @staticmethod
-    def _gem_window_sum(a, kernel_size, stride, out_size):
-        if tuple(kernel_size) == a.shape[2:]:
-            return a.sum(axis=(2, 3), keepdims=True)
-        return _window_sum(a, kernel_size, stride, (1, 1), out_size)
+    def _gem_terms(c, p, kernel_size, stride, out_size, with_log):
+        """(window max M, sum of r^p, sum of r^p * log r or None), each (N, C, OH, OW)."""
+        if tuple(kernel_size) == c.shape[2:]:  # global: one window
+            wmax = c.max(axis=(2, 3), keepdims=True)
+            r = c / wmax
+            rp = r ** p
+            return wmax, rp.sum(axis=(2, 3), keepdims=True), \
+                (rp * np.log(r)).sum(axis=(2, 3), keepdims=True) if with_log else None
+        wmax = _windows(c, kernel_size, stride, (1, 1), out_size).max(axis=(2, 3))
+        total = np.zeros_like(wmax)
+        log_total = np.zeros_like(wmax) if with_log else None
+        for out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), c.shape[2:], out_size):
+            r = c[in_slice] / wmax[out_slice]
+            rp = r ** p
+            total[out_slice] += rp
+            if with_log:
+                log_total[out_slice] += rp * np.log(r)
+        return wmax, total, log_total
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         p = x.dtype.type(p[0])
-        cp = np.maximum(x, x.dtype.type(eps)) ** p
-        m = self._gem_window_sum(cp, kernel_size, stride, out_size) / (kernel_size[0] * kernel_size[1])
-        return (m ** (1 / p)).astype(x.dtype)
+        c = np.maximum(x, x.dtype.type(eps))
+        wmax, total, _ = self._gem_terms(c, p, kernel_size, stride, out_size, False)
+        return (wmax * (total / (kernel_size[0] * kernel_size[1])) ** (1 / p)).astype(x.dtype)
 
     def gem_backward(self, dy, x, p, eps, kernel_size, stride, need_dx, need_dp):
         p = x.dtype.type(p[0])
         k = kernel_size[0] * kernel_size[1]
         c = np.maximum(x, x.dtype.type(eps))
-        cp = c ** p
         out_size = dy.shape[2:]
-        m = self._gem_window_sum(cp, kernel_size, stride, out_size) / k
-        g = dy * m ** (1 / p)
+        wmax, total, log_total = self._gem_terms(c, p, kernel_size, stride, out_size, need_dp)
+        m = total / k
         dx = dp = None
         if need_dp:
-            log_sum = self._gem_window_sum(cp * np.log(c), kernel_size, stride, out_size)
-            dp = np.asarray([np.sum(g * (log_sum / (k * p * m) - np.log(m) / (p * p)))], dtype=x.dtype)
+            y = wmax * m ** (1 / p)
+            dp = np.asarray([np.sum(dy * y * (log_total / (k * p * m) - np.log(m) / (p * p)))], dtype=x.dtype)
         if need_dx:
-            coef = (g / (m * k)).astype(x.dtype)
-            dx = _scatter_taps(coef, x.shape, kernel_size, stride, (0, 0), (1, 1))
-            dx *= np.where(x >= eps, c ** (p - 1), 0).astype(x.dtype)
+            coef = (dy * m ** (1 / p - 1) / k).astype(x.dtype)
+            if tuple(kernel_size) == x.shape[2:]:  # global: one window
+                dx = coef * (c / wmax) ** (p - 1)
+            else:
+                dx = np.zeros(x.shape, dtype=x.dtype)
+                for out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), x.shape[2:],
+                                                             out_size):
+                    dx[in_slice] += coef[out_slice] * (c[in_slice] / wmax[out_slice]) ** (p - 1)
+            dx *= x >= eps
         return dx, dp
