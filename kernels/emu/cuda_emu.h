@@ -773,3 +773,4 @@ extern "C" __attribute__((visibility("default"))) unsigned long long emu_static_
                                                                              void** args) {             \
         return ::emu::launch(&name, cfg, args);                                                         \
     }
+#include "wmma.h"  // nvcuda::wmma (TF32 m16n16k8)
