@@ -59,7 +59,7 @@ TILE_CASES = [
 def test_every_tile_and_split_count(kernel_backend, dtype, case):
     g, (x, w, b, dy), (y_ref, dx_ref, dw_ref) = _problem(*case, seed=4)
     X, W, B, DY = (gpuconv.asarray(a.astype(dtype)) for a in (x, w, b, dy))
-    tiles = list(igemm.TILES) if dtype == np.float32 else list(igemm.F64_TILES)
+    tiles = igemm.SIMT_TILES if dtype == np.float32 else igemm.F64_TILES  # the TF32 tiles: tests below
     tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=2e-4)
     be = kernel_backend
     for tile in tiles:

@@ -31,6 +31,7 @@ from ... import flags
 # name -> (BM, BN, BK, threads), as the IGEMM_* tile macros of conv_implicit_gemm.cu.
 TILES = {"large": (128, 128, 8, 256), "medium": (64, 64, 8, 256), "small": (32, 32, 8, 64),
          "tc_large": (128, 128, 8, 256), "tc_medium": (64, 64, 8, 128)}
+SIMT_TILES = ("large", "medium", "small")
 F64_TILES = ("medium", "small")
 TENSOR_CORE_TILES = {"large": "tc_large", "medium": "tc_medium", "small": "tc_medium"}
 TF32_CAPABILITY = (8, 0)
@@ -111,7 +112,7 @@ def unsupported_reason(g) -> str | None:
 def pick_tile(m: int, n: int, blocks_per_tile: int, itemsize: int) -> str:
     """The largest tile that the GEMM (m x n, ``blocks_per_tile`` groups/splits) fills with at
     least TARGET_BLOCKS blocks and whose BM it does not waste by half or more; else the smallest."""
-    names = ("large", "medium", "small") if itemsize == 4 else F64_TILES
+    names = SIMT_TILES if itemsize == 4 else F64_TILES
     for name in names[:-1]:  # the tensor-core tiles have the same BM x BN as these
         bm, bn, _, _ = TILES[name]
         blocks = -(-m // bm) * -(-n // bn) * blocks_per_tile
@@ -127,7 +128,7 @@ def backward_weight_plan(g, itemsize: int, tile: str | None = None,
     steps long, cut into whole BK steps of k_split elements (only the last split is ragged).
     ``tile`` and ``splits`` override the choice (tests)."""
     m, n, k = gemm_shape(g, "backward_weight")
-    names = ("large", "medium", "small") if itemsize == 4 else F64_TILES
+    names = SIMT_TILES if itemsize == 4 else F64_TILES
     tile = tile or next((t for t in names[:-1] if m > TILES[t][0] // 2 and n > TILES[t][1] // 2), names[-1])
     bm, bn, bk, _ = TILES[tile]
     if splits is None:
