@@ -52,16 +52,18 @@
 //       dw or the partial buffer, k_split = the K elements per split (a multiple of BK).
 //   conv2d_igemm_split_sum (partial, out, splits, size): out[i] = sum over s of partial[s*size + i].
 //
-// Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels; no spills, 0-byte stack frames):
-//                       forward  backward_data  backward_weight
-//   large_f32             139        138            147
-//   medium_f32             63         63             64
-//   small_f32              64         56             71
-//   medium_f64             80        120             96
-//   small_f64              94         94             94
-//   tc_large_f32          128        128            128
-//   tc_medium_f32          80         80             80
-//   split_sum              32 (f32 and f64)
+// Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels; no spills, 0-byte stack frames;
+// the tc_medium entries are __launch_bounds__(128, 4): with (128) alone ptxas stopped at 80 registers
+// and spilled 4 bytes in the forward):
+//                        forward  backward_data  backward_weight
+//   large_f32               127            138              147
+//   medium_f32               63             63               64
+//   small_f32                63             56               71
+//   medium_f64               92            120               96
+//   small_f64               126             94               94
+//   tc_large_f32            128            128              128
+//   tc_medium_f32           116            114              124
+//   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
 // grid-stride loop has one u64 division (its trip count, outside the loop). Not measured on a
 // GPU yet: no timings, and no compute-sanitizer run.
@@ -121,6 +123,11 @@ struct Forward {
     __device__ T a(int m, const KEntry& e) const {
         return (m < M && e.valid) ? w[(grp * M + m) * K + e.a] : T(0);
     }
+    // A's rows are the weight rows, contiguous in k: with K a multiple of 4 and 16-byte aligned
+    // weights, the pipeline loads runs of consecutive k as vectors from a_row.
+    static constexpr bool kContiguousA = true;
+    __device__ bool vector_a() const { return K % 4 == 0 && (reinterpret_cast<unsigned long long>(w) & 15) == 0; }
+    __device__ const T* a_row(int m, const KEntry& e) const { return w + (grp * M + m) * K + e.a; }
     __device__ T b(const Col& col, const KEntry& e) const {
         const int ih = col.ih0 + (e.c >> 16), iw = col.iw0 + (e.c & 0xFFFF);
         return (col.valid && e.valid && (unsigned)ih < (unsigned)c.h && (unsigned)iw < (unsigned)c.w)
@@ -164,6 +171,7 @@ struct BackwardData {
         return {dy + ((long long)img * c.c_out + (long long)grp * c.kg()) * c.oh * c.ow, iy + c.pt, ix + c.pl, 1};
     }
     __device__ T a(int m, const KEntry& e) const { return (m < M && e.valid) ? w[e.a + m * c.taps()] : T(0); }
+    static constexpr bool kContiguousA = false;
     __device__ T b(const Col& col, const KEntry& e) const {
         int ny = col.oy0 - (e.c >> 16), nx = col.ox0 - (e.c & 0xFFFF);
         if (!(col.valid && e.valid) || ny < 0 || nx < 0) return T(0);
@@ -217,6 +225,7 @@ struct BackwardWeight {
     __device__ T a(int m, const KEntry& e) const {
         return (m < M && e.valid) ? dy[((long long)e.a * c.c_out + grp * M + m) * (c.oh * c.ow) + e.b] : T(0);
     }
+    static constexpr bool kContiguousA = false;
     __device__ T b(const Col& col, const KEntry& e) const {
         const int ih = (e.c >> 16) + col.i, iw = (e.c & 0xFFFF) + col.j;
         return (col.valid && e.valid && (unsigned)ih < (unsigned)c.h && (unsigned)iw < (unsigned)c.w)
@@ -227,7 +236,8 @@ struct BackwardWeight {
 };
 
 // ---- the tiled GEMMs ------------------------------------------------------------------------------
-// L consecutive T from shared memory into registers: one 16-byte (or 8-byte) load where it fits.
+// L consecutive T (shared or global memory, aligned to L * sizeof(T)) into registers: one 16-byte
+// (or 8-byte) load where it fits.
 template <int L, typename T>
 __device__ __forceinline__ void load_run(T* dst, const T* src) {
     if constexpr (sizeof(T) == 4 && L == 4) {
@@ -251,12 +261,16 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 // the transposed stores spread over all 32 banks), B [2][BK][BN], the tables [2][BK]. Each thread
 // loads A elements t + i*THREADS (k fastest: the weights and dy are contiguous along k) and the
 // B rows t / BN + i * (THREADS / BN) of column t % BN (consecutive threads, consecutive pixels).
+// The forward's A (the weights) is loaded as float4 / float2 / double2 runs where aligned.
 template <typename T, int BM, int BN, int BK, int THREADS, class Op>
 struct Pipeline {
     static constexpr int kAStride = BM + 4;
     static constexpr int kALoads = BM * BK / THREADS;
     static constexpr int kBLoads = BK * BN / THREADS;
     static constexpr int kBRowsPerPass = THREADS / BN;
+    // Vector width of A's global loads where Op::kContiguousA allows them (16 bytes, or what one
+    // thread's share holds).
+    static constexpr int kAVec = sizeof(T) == 4 ? (kALoads >= 4 ? 4 : kALoads >= 2 ? 2 : 1) : (kALoads >= 2 ? 2 : 1);
     static constexpr int kBytes = (2 * BK * kAStride + 2 * BK * BN) * (int)sizeof(T) + 2 * BK * (int)sizeof(KEntry);
     static_assert((BM * BK) % THREADS == 0 && THREADS % BN == 0 && BK <= THREADS, "load mapping");
 
@@ -265,13 +279,20 @@ struct Pipeline {
     T* b_s;
     KEntry* k_s;
     const int t, m0, k_begin, k_end, b_col, b_row;
+    const bool a_vec;  // vector loads of A: runs of kAVec consecutive k per thread
     const typename Op::Col col;
     T a_reg[kALoads], b_reg[kBLoads];
 
     __device__ Pipeline(const Op& op_, unsigned char* smem, int k_begin_, int k_end_)
         : op(op_), a_s(reinterpret_cast<T*>(smem)), b_s(a_s + 2 * BK * kAStride),
           k_s(reinterpret_cast<KEntry*>(b_s + 2 * BK * BN)), t((int)threadIdx.x), m0((int)blockIdx.y * BM),
-          k_begin(k_begin_), k_end(k_end_), b_col(t % BN), b_row(t / BN), col(op_.column((int)blockIdx.x * BN + t % BN)) {}
+          k_begin(k_begin_), k_end(k_end_), b_col(t % BN), b_row(t / BN), a_vec(vector_a(op_)),
+          col(op_.column((int)blockIdx.x * BN + t % BN)) {}
+
+    __device__ static bool vector_a(const Op& op) {
+        if constexpr (Op::kContiguousA && kAVec > 1) return op.vector_a();
+        return false;
+    }
 
     __device__ int steps() const { return (k_end - k_begin + BK - 1) / BK; }
     __device__ const T* a_tile(int buf) const { return a_s + buf * BK * kAStride; }
@@ -284,12 +305,32 @@ struct Pipeline {
         }
     }
     // This thread's share of the tile whose table is in buffer `buf`, into registers.
+    // Vector mode: run j of this thread is run g = t + j*THREADS of the tile, row g / (BK/kAVec),
+    // k (g % (BK/kAVec)) * kAVec + [0, kAVec); a run is valid or invalid as a whole (K % 4 == 0).
     __device__ void fetch(int buf) {
         const KEntry* ks = k_s + buf * BK;
+        if constexpr (Op::kContiguousA && kAVec > 1) {
+            if (a_vec) {
 #pragma unroll
-        for (int i = 0; i < kALoads; ++i) {
-            const int e = t + i * THREADS;
-            a_reg[i] = op.a(m0 + e / BK, ks[e % BK]);
+                for (int j = 0; j < kALoads / kAVec; ++j) {
+                    const int g = t + j * THREADS;
+                    const int m = m0 + g / (BK / kAVec);
+                    const KEntry& e = ks[(g % (BK / kAVec)) * kAVec];
+                    if (m < op.M && e.valid) {
+                        load_run<kAVec>(a_reg + j * kAVec, op.a_row(m, e));
+                    } else {
+#pragma unroll
+                        for (int v = 0; v < kAVec; ++v) a_reg[j * kAVec + v] = T(0);
+                    }
+                }
+            }
+        }
+        if (!a_vec) {
+#pragma unroll
+            for (int i = 0; i < kALoads; ++i) {
+                const int e = t + i * THREADS;
+                a_reg[i] = op.a(m0 + e / BK, ks[e % BK]);
+            }
         }
 #pragma unroll
         for (int i = 0; i < kBLoads; ++i) b_reg[i] = op.b(col, ks[b_row + i * kBRowsPerPass]);
@@ -297,10 +338,20 @@ struct Pipeline {
     __device__ void stash(int buf) {
         T* as = a_s + buf * BK * kAStride;
         T* bs = b_s + buf * BK * BN;
+        if (a_vec) {
 #pragma unroll
-        for (int i = 0; i < kALoads; ++i) {
-            const int e = t + i * THREADS;
-            as[(e % BK) * kAStride + e / BK] = a_reg[i];
+            for (int j = 0; j < kALoads / kAVec; ++j) {
+                const int g = t + j * THREADS;
+#pragma unroll
+                for (int v = 0; v < kAVec; ++v)
+                    as[((g % (BK / kAVec)) * kAVec + v) * kAStride + g / (BK / kAVec)] = a_reg[j * kAVec + v];
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < kALoads; ++i) {
+                const int e = t + i * THREADS;
+                as[(e % BK) * kAStride + e / BK] = a_reg[i];
+            }
         }
 #pragma unroll
         for (int i = 0; i < kBLoads; ++i) bs[(b_row + i * kBRowsPerPass) * BN + b_col] = b_reg[i];
@@ -423,8 +474,10 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
             for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     });
 
+#pragma unroll
     for (int i = 0; i < FM; ++i)
-        for (int j = 0; j < FN; ++j) {
+#pragma unroll
+        for (int j = 0; j < FN; ++j) {  // unrolled: acc stays in registers
             wmma::store_matrix_sync(scratch, acc[i][j], 16, wmma::mem_row_major);
             __syncwarp();
             for (int e = lane; e < 256; e += 32) {
@@ -541,15 +594,15 @@ extern "C" __global__ void __launch_bounds__(256)
 conv2d_igemm_backward_weight_tc_large_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     igemm::backward_weight<float, IGEMM_TC_LARGE>(a, b, out, k_split, IGEMM_CONV);
 }
-extern "C" __global__ void __launch_bounds__(128)
+extern "C" __global__ void __launch_bounds__(128, 4)
 conv2d_igemm_forward_tc_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     igemm::forward<float, IGEMM_TC_MEDIUM>(a, b, bias, out, has_bias, IGEMM_CONV);
 }
-extern "C" __global__ void __launch_bounds__(128)
+extern "C" __global__ void __launch_bounds__(128, 4)
 conv2d_igemm_backward_data_tc_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     igemm::backward_data<float, IGEMM_TC_MEDIUM>(a, b, out, IGEMM_CONV);
 }
-extern "C" __global__ void __launch_bounds__(128)
+extern "C" __global__ void __launch_bounds__(128, 4)
 conv2d_igemm_backward_weight_tc_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
     igemm::backward_weight<float, IGEMM_TC_MEDIUM>(a, b, out, k_split, IGEMM_CONV);
 }

@@ -70,6 +70,23 @@ def test_every_tile_and_split_count(kernel_backend, dtype, case):
             assert_close(dw, dw_ref, dtype, **tol)
 
 
+@pytest.mark.parametrize("tile", ["large", "medium", "small", "tc_medium"])
+def test_forward_with_aligned_and_misaligned_weights(tile):
+    """The forward loads weight rows as vectors when K % 4 == 0 and the weights are 16-byte
+    aligned, element by element otherwise: a weight array one float off alignment takes the
+    scalar path and must give the same result."""
+    g, (x, w, b, dy), (y_ref, _, _) = _problem((2, 8, 6, 7), (70, 4, 3, 2), 1, 1, 1, 2, seed=8)  # K = 24
+    X, W, B = (a.astype(np.float32) for a in (x, w, b))
+    shifted = np.empty(W.size + 1, np.float32)[1:].reshape(W.shape)
+    shifted[...] = W
+    assert W.ctypes.data % 16 == 0 and shifted.ctypes.data % 16 != 0
+    expected = _tf32_references(g, X, W, B, dy.astype(np.float32))[0] if tile.startswith("tc_") else y_ref
+    with gpuconv.backend("emulated") as be:
+        for weights in (W, shifted):
+            assert_close(be.conv2d_implicit_gemm_forward(X, weights, B, g, tile=tile), expected, np.float32,
+                         rtol=1e-4, atol=1e-4)
+
+
 def test_backward_weight_plan_counts_whole_steps():
     g = conv_module.conv_geometry((2, 70, 11, 13), (136, 70, 3, 3), 1, 1, 1, 1)
     k = 2 * 11 * 13
