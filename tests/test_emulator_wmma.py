@@ -55,7 +55,8 @@ def test_float_to_tf32_rounds_as_the_numpy_emulation(module, rng):
                         np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 3.4e38, 1e-40], np.float32)]).astype(np.float32)
     # exact ties (the 13 dropped bits are 1000000000000) round away from zero
     ties = (np.arange(1, 41, dtype=np.uint32) << 13 | np.uint32(0x1000)).view(np.float32)
-    x = np.concatenate([x, ties, -ties, (np.float32(1.0).view(np.uint32) | np.uint32(0x1000)).reshape(1).view(np.float32)])
+    one_and_a_tie = (np.float32(1.0).view(np.uint32) | np.uint32(0x1000)).reshape(1).view(np.float32)
+    x = np.concatenate([x, ties, -ties, one_and_a_tie])
     y = np.empty_like(x)
     module.get_function("wmma_round")((1,), (64,), (x, y, np.int32(x.size)))
     np.testing.assert_array_equal(y.view(np.uint32), round_to_tf32(x).view(np.uint32))

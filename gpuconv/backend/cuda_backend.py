@@ -33,8 +33,8 @@ def dtype_suffix(dtype) -> str:
         raise TypeError(f"gpuconv kernels support float32 and float64, got {np.dtype(dtype).name}") from None
 
 
-class CudaBackend(ConvDirectKernels, ConvIm2colKernels, ConvImplicitGemmKernels, Im2colKernels, PoolKernels, BatchNormKernels,
-                  ElementwiseKernels, Backend):
+class CudaBackend(ConvDirectKernels, ConvIm2colKernels, ConvImplicitGemmKernels, Im2colKernels, PoolKernels,
+                  BatchNormKernels, ElementwiseKernels, Backend):
     """Launches kernels/*.cu; subclasses provide ``xp`` and ``load_module(filename, defines)``."""
 
     def __init__(self):

@@ -103,7 +103,8 @@ def unsupported_reason(g) -> str | None:
     pt, pb, pl, pr = g.padding
     spans = (g.h + pt + pb, g.w + pl + pr, (kh - 1) * g.dilation[0] + 1, (kw - 1) * g.dilation[1] + 1)
     if max(spans) >= PACK_LIMIT:
-        return f"the padded input {spans[0]}x{spans[1]} or the dilated kernel {spans[2]}x{spans[3]} reaches {PACK_LIMIT}"
+        return (f"the padded input {spans[0]}x{spans[1]} or the dilated kernel {spans[2]}x{spans[3]} "
+                f"reaches {PACK_LIMIT}")
     if g.groups > MAX_GRID_YZ or max(g.c_in, g.c_out) // g.groups > 32 * MAX_GRID_YZ:
         return f"groups={g.groups} or the channels per group exceed the grid limit {MAX_GRID_YZ}"
     return None

@@ -13,9 +13,10 @@ as they are (transposed operands go to BLAS as transposed, not copied):
   per group.
 - an image whose columns alone exceed CACHE_CHUNK_BYTES (VGG's first layers) is cut into bands
   of output rows, so that the columns of one step stay about CACHE_CHUNK_BYTES.
-The numpy backend runs this for ``algo="direct"`` and ``algo="implicit_gemm"`` too. ``g`` is a ConvGeometry; ``chunk`` is the
-number of images whose columns fit the workspace limit; the CPU path cuts the batch finer still
-(see CACHE_CHUNK_BYTES), so its workspace never exceeds what the limit allows.
+The numpy backend runs this for ``algo="direct"`` and ``algo="implicit_gemm"`` too. ``g`` is a
+ConvGeometry; ``chunk`` is the number of images whose columns fit the workspace limit; the CPU path
+cuts the batch finer still (see CACHE_CHUNK_BYTES), so its workspace never exceeds what the limit
+allows.
 """
 
 from __future__ import annotations
