@@ -375,7 +375,7 @@ def test_workspace_bytes_are_exact_on_the_emulated_backend(case, limit):
              "backward_data": lambda a: F.conv2d_backward(dy, x, w, **kwargs, algo=a, needs=(True, False, False)),
              "backward_weight": lambda a: F.conv2d_backward(dy, x, w, **kwargs, algo=a, needs=(False, True, False))}
     with gpuconv.backend("emulated"), gpuconv.flags(workspace_limit=limit or conv_module.DEFAULT_WORKSPACE_LIMIT):
-        for algo in ["im2col", "direct"] + (["gemm"] if g.is_pointwise else []):
+        for algo in ["im2col", "direct", "implicit_gemm"] + (["gemm"] if g.is_pointwise else []):
             for direction, call in calls.items():
                 expected = F.conv2d_workspace_bytes(x_shape, w_shape, np.float64, **kwargs, algo=algo,
                                                     direction=direction)

@@ -63,17 +63,17 @@ def test_without_a_device_the_flag_changes_nothing(backend, tune_cache, rng):
 def test_tunes_each_direction_once_and_remembers_the_winner(backend, tune_cache, rng):
     x, w = _stem_arrays(rng)
     X, W = gpuconv.asarray(x), gpuconv.asarray(w)
-    timer = FakeTimer({"im2col": 1.0, "direct": 2.0})
+    timer = FakeTimer({"im2col": 1.0, "direct": 2.0, "implicit_gemm": 4.0})
     with conv_tune.inject_timer("Fake GPU", timer), gpuconv.flags(conv_benchmark=True):
         assert F.choose_algo(**STEM) == "direct"  # nothing tuned yet: the heuristic
         y = F.conv2d(X, W, stride=2, padding=3)
-        assert timer.calls == ["im2col", "direct"]
+        assert timer.calls == ["im2col", "direct", "implicit_gemm"]
         assert F.choose_algo(**STEM, dtype=np.float64) == "im2col"
         F.conv2d(X, W, stride=2, padding=3)
-        assert timer.calls == ["im2col", "direct"]  # no second tuning
+        assert timer.calls == ["im2col", "direct", "implicit_gemm"]  # no second tuning
         dy = gpuconv.asarray(rng.standard_normal(y.shape))
         dx, dw, _ = F.conv2d_backward(dy, X, W, stride=2, padding=3)
-        assert timer.calls[2:] == ["im2col", "direct"] * 2  # backward_data, then backward_weight
+        assert timer.calls[3:] == ["im2col", "direct", "implicit_gemm"] * 2  # backward data, then weight
         # The key has the dtype and the TF32 setting: float32 or TF32 are tuned separately.
         assert F.choose_algo(**STEM, dtype=np.float32) == "direct"
         with gpuconv.flags(allow_tf32=True):
@@ -91,21 +91,22 @@ def test_tunes_each_direction_once_and_remembers_the_winner(backend, tune_cache,
 
 def test_only_algorithms_that_fit_the_workspace_limit_are_timed(tune_cache, rng):
     x, w = _stem_arrays(rng)
-    timer = FakeTimer({"im2col": 1.0, "direct": 2.0})
+    timer = FakeTimer({"im2col": 1.0, "direct": 2.0, "implicit_gemm": 4.0})
     with gpuconv.backend("numpy"), conv_tune.inject_timer("Fake GPU", timer), \
             gpuconv.flags(conv_benchmark=True, workspace_limit=1):
         F.conv2d(x, w, stride=2, padding=3)
-        assert timer.calls == []  # im2col's columns exceed 1 byte: direct is the only candidate
+        # im2col's columns exceed 1 byte; the implicit GEMM's forward has no workspace
+        assert timer.calls == ["direct", "implicit_gemm"]
         assert F.choose_algo(**STEM, dtype=np.float64) == "direct"
 
 
 def test_pointwise_candidates_include_gemm(tune_cache, rng):
     x, w = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((3, 4, 1, 1))
-    timer = FakeTimer({"im2col": 3.0, "direct": 1.0, "gemm": 2.0})
+    timer = FakeTimer({"im2col": 3.0, "direct": 1.5, "gemm": 2.0, "implicit_gemm": 1.0})
     with gpuconv.backend("numpy"), conv_tune.inject_timer("Fake GPU", timer), gpuconv.flags(conv_benchmark=True):
         F.conv2d(x, w)
-        assert timer.calls == ["im2col", "direct", "gemm"]
-        assert F.choose_algo(x.shape, w.shape, dtype=np.float64) == "direct"
+        assert timer.calls == ["im2col", "direct", "gemm", "implicit_gemm"]
+        assert F.choose_algo(x.shape, w.shape, dtype=np.float64) == "implicit_gemm"
 
 
 def _run_python(code: str, cache: Path, **kwargs):
@@ -122,8 +123,8 @@ def _finish(process) -> str:
 
 def test_a_new_process_reuses_the_winner(tune_cache, rng):
     x, w = _stem_arrays(rng)
-    with gpuconv.backend("numpy"), conv_tune.inject_timer("Fake GPU", FakeTimer({"im2col": 1.0, "direct": 2.0})), \
-            gpuconv.flags(conv_benchmark=True):
+    timer = FakeTimer({"im2col": 1.0, "direct": 2.0, "implicit_gemm": 4.0})
+    with gpuconv.backend("numpy"), conv_tune.inject_timer("Fake GPU", timer), gpuconv.flags(conv_benchmark=True):
         F.conv2d(x, w, stride=2, padding=3)
     out = _finish(_run_python(f"""
         import numpy as np, gpuconv, gpuconv.functional as F
@@ -141,7 +142,7 @@ def test_a_corrupt_file_is_ignored_with_one_warning_and_rewritten(tune_cache, rn
     path = conv_tune.cache_path()
     path.write_text('{"format": 1, "entries": {"trunc')
     x, w = _stem_arrays(rng)
-    timer = FakeTimer({"im2col": 1.0, "direct": 2.0})
+    timer = FakeTimer({"im2col": 1.0, "direct": 2.0, "implicit_gemm": 4.0})
     with gpuconv.backend("numpy"), conv_tune.inject_timer("Fake GPU", timer), gpuconv.flags(conv_benchmark=True):
         with pytest.warns(RuntimeWarning, match="corrupt conv autotuner cache") as caught:
             F.conv2d(x, w, stride=2, padding=3)
@@ -164,7 +165,7 @@ def test_two_processes_tuning_at_once_keep_both_winners(tune_cache):
         which = sys.argv[1]
         def slow(run, label):
             time.sleep(0.02)  # widen the window in which the two processes overlap
-            return {"im2col": 1.0, "direct": 2.0}[label]
+            return {"im2col": 1.0, "direct": 2.0, "implicit_gemm": 4.0}[label]
         with conv_tune.inject_timer("Fake GPU", slow), gpuconv.flags(conv_benchmark=True):
             for n in range(1, 7):
                 h = 9 + n if which == "a" else 30 + n
@@ -200,11 +201,11 @@ def test_an_unwritable_cache_warns_once_and_keeps_winners_in_memory(tune_cache, 
     blocker.write_text("")
     monkeypatch.setenv(conv_tune.CACHE_ENV, str(blocker / "tune"))  # a folder inside a file: mkdir fails
     x, w = _stem_arrays(rng)
-    timer = FakeTimer({"im2col": 1.0, "direct": 2.0})
+    timer = FakeTimer({"im2col": 1.0, "direct": 2.0, "implicit_gemm": 4.0})
     with gpuconv.backend("numpy"), conv_tune.inject_timer("Fake GPU", timer), gpuconv.flags(conv_benchmark=True):
         with pytest.warns(RuntimeWarning, match="cannot write the conv autotuner cache") as caught:
             F.conv2d(x, w, stride=2, padding=3)
             F.conv2d(x[:1], w, stride=2, padding=3)
         assert len([c for c in caught if "autotuner" in str(c.message)]) == 1
         assert F.choose_algo(**STEM, dtype=np.float64) == "im2col"
-        assert timer.calls == ["im2col", "direct"] * 2
+        assert timer.calls == ["im2col", "direct", "implicit_gemm"] * 2

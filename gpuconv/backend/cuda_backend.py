@@ -11,6 +11,7 @@ import numpy as np
 from .base import Backend
 from .cuda_ops.conv_direct import ConvDirectKernels
 from .cuda_ops.conv_im2col import ConvIm2colKernels
+from .cuda_ops.conv_implicit_gemm import ConvImplicitGemmKernels
 from .cuda_ops.batchnorm import BatchNormKernels
 from .cuda_ops.elementwise import ElementwiseKernels
 from .cuda_ops.im2col import Im2colKernels
@@ -32,8 +33,8 @@ def dtype_suffix(dtype) -> str:
         raise TypeError(f"gpuconv kernels support float32 and float64, got {np.dtype(dtype).name}") from None
 
 
-class CudaBackend(ConvDirectKernels, ConvIm2colKernels, Im2colKernels, PoolKernels, BatchNormKernels,
-                  ElementwiseKernels, Backend):
+class CudaBackend(ConvDirectKernels, ConvIm2colKernels, ConvImplicitGemmKernels, Im2colKernels, PoolKernels,
+                  BatchNormKernels, ElementwiseKernels, Backend):
     """Launches kernels/*.cu; subclasses provide ``xp`` and ``load_module(filename, defines)``."""
 
     def __init__(self):

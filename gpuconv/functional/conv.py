@@ -16,10 +16,16 @@ Algorithms (``algo=``: one name for the three directions, or a mapping with any 
 - ``"direct"``: kernels/conv_direct.cu: no column buffer. On the numpy backend it runs the same
   NumPy implementation as ``"im2col"`` (there is no CPU "direct" code path worth having).
 - ``"gemm"``: 1x1 kernel, stride 1, no padding: one batched GEMM over the batch, no columns.
+- ``"implicit_gemm"``: kernels/conv_implicit_gemm.cu: each direction is one tiled GEMM whose
+  operands are gathered from x, dy and the weights as the tiles are loaded (no column buffer); the
+  only workspace is backward weight's split-K partial sums, added in a fixed order (deterministic).
+  On the numpy backend it runs the same NumPy GEMM implementation as ``"im2col"``.
 - ``"auto"``: :func:`choose_algo` per direction; with ``gpuconv.flags.conv_benchmark`` on, the
   autotuner's measured winner (:mod:`gpuconv.functional.conv_tune`).
 
-``gpuconv.flags.allow_tf32`` lets the GEMMs of ``"im2col"`` and ``"gemm"`` use TF32 on the GPU.
+``gpuconv.flags.allow_tf32`` lets the GEMMs of ``"im2col"`` and ``"gemm"`` use TF32 on the GPU, and
+``"implicit_gemm"`` run its tensor-core (WMMA) kernels on float32 (compute capability 8.0 and newer;
+an older GPU runs the FP32 kernels, with one warning). The emulated backend emulates both.
 """
 
 from __future__ import annotations
@@ -160,6 +166,8 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride=1, padding=0, dilation=
             return be.conv2d_gemm_forward(x, weight, bias, g)
         if name == "direct":
             return be.conv2d_direct_forward(x, weight, bias, g)
+        if name == "implicit_gemm":
+            return be.conv2d_implicit_gemm_forward(x, weight, bias, g)
         return be.conv2d_im2col_forward(x, weight, bias, g, chunk)
 
     return run(_pick(spec, g, "forward", x.dtype, run))
@@ -203,11 +211,15 @@ def conv2d_backward(dy: Any, x: Any, weight: Any, stride=1, padding=0, dilation=
             return be.conv2d_gemm_backward_data(dy, weight, g)
         if name == "direct":
             return be.conv2d_direct_backward_data(dy, weight, g)
+        if name == "implicit_gemm":
+            return be.conv2d_implicit_gemm_backward_data(dy, weight, g)
         return be.conv2d_im2col_backward_data(dy, weight, g, plan(g, name, "backward_data", itemsize).chunk)
 
     def run_weight(name: str):
         if name == "direct":
             return be.conv2d_direct_backward_weight(dy, x, g)
+        if name == "implicit_gemm":
+            return be.conv2d_implicit_gemm_backward_weight(dy, x, g)
         # gemm's backward_weight is im2col's: the columns of a 1x1 kernel are x itself
         return be.conv2d_im2col_backward_weight(dy, x, g, plan(g, name, "backward_weight", itemsize).chunk)
 

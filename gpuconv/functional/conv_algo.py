@@ -13,10 +13,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import flags
+from ..backend.cuda_ops import conv_implicit_gemm
 from ..backend.cuda_ops.conv_direct import backward_weight_v2_splits
 from .conv_geometry import ConvGeometry
 
-ALGOS = ("auto", "im2col", "direct", "gemm")
+ALGOS = ("auto", "im2col", "direct", "gemm", "implicit_gemm")
 DIRECTIONS = ("forward", "backward_data", "backward_weight")
 
 
@@ -47,6 +48,11 @@ def heuristic(g: ConvGeometry, direction: str) -> str:
         3-channel stem was 43.5% of a ResNet-18 training step).
     Depthwise layers appear in no table: they follow the rules above (direct forward, im2col
     backward) until one is measured.
+
+    ``"implicit_gemm"`` (kernels/conv_implicit_gemm.cu) is never chosen here: it has not been
+    measured on a GPU yet (no table of GPU-MEASUREMENTS.md has it). The autotuner
+    (``gpuconv.flags.conv_benchmark``) times it with the others in every direction, so it wins
+    where it is measured fastest; this heuristic should follow once bench_conv has measured it.
     """
     if direction == "forward":
         if g.is_pointwise:
@@ -86,12 +92,17 @@ def check_applies(name: str, g: ConvGeometry, direction: str) -> str:
     if name == "gemm" and not g.is_pointwise:
         raise ValueError(f"algo='gemm' needs a 1x1 kernel with stride 1 and no padding ({direction}), got kernel "
                          f"{g.kernel_size}, stride {g.stride}, padding {g.padding} (top, bottom, left, right)")
+    if name == "implicit_gemm":
+        reason = conv_implicit_gemm.unsupported_reason(g)
+        if reason is not None:
+            raise ValueError(f"algo='implicit_gemm' cannot run this convolution ({direction}): {reason}")
     return name
 
 
 def candidates(g: ConvGeometry) -> tuple[str, ...]:
     """The algorithms that apply to ``g`` (what the autotuner times)."""
-    return tuple(a for a in ALGOS[1:] if a != "gemm" or g.is_pointwise)
+    return tuple(a for a in ALGOS[1:] if (a != "gemm" or g.is_pointwise)
+                 and (a != "implicit_gemm" or conv_implicit_gemm.unsupported_reason(g) is None))
 
 
 def check_direction(direction: Any) -> str:
@@ -110,8 +121,8 @@ class Plan(NamedTuple):
 
 def plan(g: ConvGeometry, name: str, direction: str, itemsize: int, limit: int | None = None) -> Plan:
     """The chunking and exact workspace of algorithm ``name`` (not "auto") in ``direction`` on the
-    cupy and emulated backends (gpuconv/backend/cuda_ops/conv_im2col.py and conv_direct.py
-    allocate exactly this)."""
+    cupy and emulated backends (gpuconv/backend/cuda_ops/conv_im2col.py, conv_direct.py and
+    conv_implicit_gemm.py allocate exactly this)."""
     limit = flags.workspace_limit if limit is None else limit
     kh, kw = g.kernel_size
     l_size = g.out_size[0] * g.out_size[1]
@@ -123,6 +134,11 @@ def plan(g: ConvGeometry, name: str, direction: str, itemsize: int, limit: int |
             return Plan(g.n, weight_bytes if g.stride == (1, 1) else 0)  # flipped weights for the stride-1 path
         if direction == "backward_weight":
             return Plan(g.n, backward_weight_v2_splits(g) * weight_bytes)
+        return Plan(g.n, 0)
+    if name == "implicit_gemm":
+        if direction == "backward_weight":
+            splits = conv_implicit_gemm.backward_weight_splits(g, itemsize)
+            return Plan(g.n, splits * weight_bytes if splits > 1 else 0)  # the split-K partial sums
         return Plan(g.n, 0)
     if name == "gemm" and direction == "forward":
         return Plan(g.n, 0)

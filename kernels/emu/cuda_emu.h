@@ -58,3 +58,4 @@
 #endif
 #include "signals.h"
 #include "launch.h"
+#include "wmma.h"

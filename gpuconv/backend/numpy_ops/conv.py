@@ -13,9 +13,10 @@ as they are (transposed operands go to BLAS as transposed, not copied):
   per group.
 - an image whose columns alone exceed CACHE_CHUNK_BYTES (VGG's first layers) is cut into bands
   of output rows, so that the columns of one step stay about CACHE_CHUNK_BYTES.
-The numpy backend runs this for ``algo="direct"`` too. ``g`` is a ConvGeometry; ``chunk`` is the
-number of images whose columns fit the workspace limit; the CPU path cuts the batch finer still
-(see CACHE_CHUNK_BYTES), so its workspace never exceeds what the limit allows.
+The numpy backend runs this for ``algo="direct"`` and ``algo="implicit_gemm"`` too. ``g`` is a
+ConvGeometry; ``chunk`` is the number of images whose columns fit the workspace limit; the CPU path
+cuts the batch finer still (see CACHE_CHUNK_BYTES), so its workspace never exceeds what the limit
+allows.
 """
 
 from __future__ import annotations
@@ -216,6 +217,11 @@ class NumpyConvOps:
 
     def conv2d_direct_backward_weight(self, dy, x, g):
         return self.conv2d_im2col_backward_weight(dy, x, g, _default_chunk(g, x.dtype))
+
+    # Nor a separate implicit GEMM: the GEMMs above are the CPU's implicit GEMM.
+    conv2d_implicit_gemm_forward = conv2d_direct_forward
+    conv2d_implicit_gemm_backward_data = conv2d_direct_backward_data
+    conv2d_implicit_gemm_backward_weight = conv2d_direct_backward_weight
 
 
 def _default_chunk(g, dtype) -> int:
