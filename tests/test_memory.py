@@ -144,11 +144,16 @@ def test_elementwise_and_norm_transients_match_measurement(host_backend, rng, sh
         measured = _transient(F.batch_norm_backward, dy, x, w, mean, invstd, needs=(needs_dx, True, True))
         assert abs(measured - batch_norm_transient_bytes(shape, np.float32, "backward", name, needs_dx)) <= OP_SLACK
     for k, s, p in ((2, 2, 0), (3, 2, 1)):
-        y, idx = F.max_pool2d(x, k, s, p, return_indices=True)
-        fwd = _transient(F.max_pool2d, x, k, s, p, return_indices=True)
-        bwd = _transient(F.max_pool2d_backward, y, x, idx, k, s, p)
-        assert abs(fwd - max_pool2d_transient_bytes(shape, np.float32, "forward", name, k, s, p)) <= OP_SLACK
-        assert abs(bwd - max_pool2d_transient_bytes(shape, np.float32, "backward", name, k, s, p)) <= OP_SLACK
+        for index_dtype in (np.int64, np.int32):
+            y, idx = F.max_pool2d(x, k, s, p, return_indices=True, index_dtype=index_dtype)
+            fwd = _transient(F.max_pool2d, x, k, s, p, return_indices=True, index_dtype=index_dtype)
+            bwd = _transient(F.max_pool2d_backward, y, x, idx, k, s, p)
+            assert abs(fwd - max_pool2d_transient_bytes(shape, np.float32, "forward", name, k, s, p,
+                                                        index_dtype=index_dtype)) <= OP_SLACK
+            assert abs(bwd - max_pool2d_transient_bytes(shape, np.float32, "backward", name, k, s, p)) <= OP_SLACK
+        assert abs(_transient(F.max_pool2d, x, k, s, p)
+                   - max_pool2d_transient_bytes(shape, np.float32, "forward", name, k, s, p,
+                                                with_indices=False)) <= OP_SLACK
     mask = F.dropout(x, 0.5, return_mask=True)[1]
     assert abs(_transient(F.dropout, x, 0.5, return_mask=True)
                - dropout_transient_bytes(shape, np.float32, "forward", name)) <= OP_SLACK

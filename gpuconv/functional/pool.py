@@ -333,14 +333,19 @@ __all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_
 
 
 def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str, kernel_size,
-                               stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> int:
-    """Bytes :func:`max_pool2d` (``direction="forward"``, with indices) or
-    :func:`max_pool2d_backward` (``"backward"``) allocates above its results at its peak.
+                               stride=None, padding=0, dilation=1, ceil_mode: bool = False, *,
+                               with_indices: bool = True, index_dtype: Any = np.int64) -> int:
+    """Bytes :func:`max_pool2d` (``direction="forward"``, with ``index_dtype`` indices or, without
+    ``with_indices``, none) or :func:`max_pool2d_backward` (``"backward"``) allocates above its
+    results at its peak.
 
-    numpy forward: a padded copy of x (when there is padding or a ceil_mode overhang) and two boolean
-    masks of the output's size. numpy backward: the scatter goes through ``np.bincount`` in float64:
-    a bool mask and int64 flat indices and float64 weights per output element, and a float64 copy
-    of dx. cupy/emulated: nothing (gather kernels write the results directly).
+    numpy forward: with indices, one boolean mask of the output's size at a time (a tap's matches,
+    then the NaN check) and NumPy's iterator buffer for ``copyto(..., where=)``; the indices are
+    computed as int64, so int32 ones add that int64 array (8 bytes per output) instead of the
+    buffer. Without indices, nothing. numpy backward: the scatter goes through ``np.bincount`` in
+    float64: per output element about 18 bytes (the window check's int32 row/column and masks, int64
+    flat indices, float64 weights) and a float64 copy of dx. cupy/emulated: nothing (the kernels
+    write the results, indices in either width, directly).
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
@@ -349,14 +354,14 @@ def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
                                         "max_pool2d")
     if backend != "numpy":
         return 0
-    itemsize = np.dtype(dtype).itemsize
     outputs = n * c * oh * ow
     if direction == "backward":
-        return outputs * (1 + 8 + 8) + n * c * h * w * 8
-    hp = max(h + p[0], (oh - 1) * s[0] + (k[0] - 1) * d[0] + 1)
-    wp = max(w + p[1], (ow - 1) * s[1] + (k[1] - 1) * d[1] + 1)
-    padded = n * c * hp * wp * itemsize if (hp, wp) != (h, w) else 0
-    return padded + 2 * outputs
+        return outputs * 18 + n * c * h * w * 8
+    if not with_indices:
+        return 0
+    if np.dtype(index_dtype) == np.dtype(np.int64):
+        return outputs + numpy_buffer_bytes(outputs, 8)
+    return outputs * 9
 
 
 def adaptive_avg_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str) -> int:

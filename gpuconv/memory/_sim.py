@@ -297,38 +297,43 @@ rule(nn.BatchNorm2d)((_bn_forward, _bn_backward))
 
 
 # ---- pooling ------------------------------------------------------------------------------------
-def _maxpool_transient(t: Timeline, m: nn.MaxPool2d, x_shape, direction: str) -> int:
+def _maxpool_transient(t: Timeline, m: nn.MaxPool2d, x_shape, direction: str, **indices) -> int:
     return max_pool2d_transient_bytes(x_shape, t.dtype, direction, t.backend, m.kernel_size, m.stride, m.padding,
-                                      m.dilation, m.ceil_mode)
+                                      m.dilation, m.ceil_mode, **indices)
 
 
-def _index_bytes(x_shape, out) -> int:
-    return nbytes(out, np.int32 if int(x_shape[2]) * int(x_shape[3]) < 2**31 else np.int64)
+def _index_dtype(x_shape) -> type:
+    return np.int32 if int(x_shape[2]) * int(x_shape[3]) < 2**31 else np.int64
 
 
 def _maxpool_forward(t: Timeline, m: nn.MaxPool2d, x: Array) -> Array:
     out = m.output_shape(x.shape)
-    y, idx = t.op("max_pool2d forward", _maxpool_transient(t, m, x.shape, "forward"), out,
-                  (out, nbytes(out, np.int64)))
     if t.phase == "forward":
         _row(t, m, x.shape, out, _maxpool_transient(t, m, x.shape, "backward"))
-    if t.training:
-        # The module keeps the indices narrowed to int32 (a copy), and the int64 ones go.
-        kept = t.new(out, _index_bytes(x.shape, out))
-        _save(t, m, x, kept)
-        t.drop(kept)
+    if m.return_indices:
+        # PyTorch's int64 indices are returned; a kept int32 copy is made of them.
+        y, idx = t.op("max_pool2d forward", _maxpool_transient(t, m, x.shape, "forward"), out,
+                      (out, nbytes(out, np.int64)))
+        if t.training:
+            kept = t.new(out, nbytes(out, _index_dtype(x.shape)))
+            _save(t, m, x, kept)
+            t.drop(kept)
+        t.drop(idx)
+        return y
+    if not t.training:
+        (y,) = t.op("max_pool2d forward", _maxpool_transient(t, m, x.shape, "forward", with_indices=False), out)
+        return y
+    index = _index_dtype(x.shape)
+    y, idx = t.op("max_pool2d forward", _maxpool_transient(t, m, x.shape, "forward", index_dtype=index), out,
+                  (out, nbytes(out, index)))
+    _save(t, m, x, idx)
     t.drop(idx)
     return y
 
 
 def _maxpool_backward(t: Timeline, m: nn.MaxPool2d, dy: Array, input_grad: bool) -> Array | None:
     x, idx = _take(t, m)
-    dx = None
-    if input_grad:
-        wide_bytes = nbytes(idx.shape, np.int64)
-        wide = t.new(idx.shape, wide_bytes if idx.nbytes < wide_bytes else 0)  # widened back for the kernels
-        dx = t.op("max_pool2d backward", _maxpool_transient(t, m, x.shape, "backward"), x.shape)[0]
-        t.drop(wide)
+    dx = t.op("max_pool2d backward", _maxpool_transient(t, m, x.shape, "backward"), x.shape)[0] if input_grad else None
     t.drop(x, idx)
     return dx
 

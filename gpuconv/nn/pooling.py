@@ -40,9 +40,10 @@ def _check_4d(name: str, input_shape) -> tuple[int, int, int, int]:
 class MaxPool2d(Module):
     """Max over sliding windows, PyTorch's ``nn.MaxPool2d`` (stride defaults to kernel_size).
 
-    Keeps for backward: its input and the argmax indices narrowed to int32 (each index is a position
-    in one H*W plane), N*C*H*W*itemsize + 4*N*C*OH*OW bytes (8 per index for planes of 2**31
-    elements or more). ``return_indices=True`` still returns PyTorch's int64 indices.
+    Keeps for backward: its input and the argmax indices as int32 (each index is a position in one
+    H*W plane; the kernels write them as int32 directly), N*C*H*W*itemsize + 4*N*C*OH*OW bytes (8 per
+    index for planes of 2**31 elements or more). ``return_indices=True`` still returns PyTorch's int64
+    indices (and keeps an int32 copy). In eval mode or under ``no_grad`` no index is computed.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
@@ -59,19 +60,25 @@ class MaxPool2d(Module):
         return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
 
     def forward(self, x: Any) -> Any:
-        y, indices = F.max_pool2d(x, *self._args(), return_indices=True)
-        if self.keeps_for_backward():
+        keep = self.keeps_for_backward()
+        if self.return_indices:
+            y, indices = F.max_pool2d(x, *self._args(), return_indices=True)
             kept = indices.astype(np.int32) if _fits_int32(x.shape) else indices
-            self._save(x, kept)
-        else:
+            self._save(x, kept) if keep else self._save()
+            return y, indices
+        if not keep:
             self._save()
-        return (y, indices) if self.return_indices else y
+            return F.max_pool2d(x, *self._args())
+        index_dtype = np.int32 if _fits_int32(x.shape) else np.int64
+        y, indices = F.max_pool2d(x, *self._args(), return_indices=True, index_dtype=index_dtype)
+        self._save(x, indices)
+        return y
 
     def _backward(self, dy: Any, input_grad: bool) -> Any:
         x, indices = self._take_saved()
         if not input_grad:
             return None
-        return F.max_pool2d_backward(dy, x, indices.astype(np.int64, copy=False), *self._args())
+        return F.max_pool2d_backward(dy, x, indices, *self._args())
 
     def output_shape(self, input_shape):
         n, c, h, w = _check_4d("MaxPool2d", input_shape)
