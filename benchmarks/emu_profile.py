@@ -82,6 +82,7 @@ def all_kernel_names() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the markdown report to this file")
+    parser.add_argument("--note", help="one line saying what the table is, e.g. before or after which change")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     with gpuconv.backend("emulated"):
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- Date: {datetime.date.today()}; {platform.machine()}, Python {platform.python_version()}, "
         f"NumPy {np.__version__}. The counts do not depend on the machine.",
-        "- Command: `PYTHONPATH=. python benchmarks/emu_profile.py --out benchmarks/results/emu-access-profile.md`",
+        f"- Command: `PYTHONPATH=. python benchmarks/emu_profile.py --out {args.out or '<file>'}`",
         f"- Shapes: convolution x {CONV_X}, weight {CONV_W}, padding 1; pooling and batch norm x "
         f"{(N, C, H, W)}; float32. Ops run: " + ", ".join(label for label, _ in ops) + ".",
         "- A request is one instruction executed by a warp's lanes. Sectors/request: 32-byte sectors of "
@@ -106,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "- This is a proxy for memory efficiency only: it says nothing about latency hiding, occupancy, "
         "caches or arithmetic. A vector load that GCC splits into scalar accesses would count as several "
         "requests (none of today's kernels shows it).",
-        "- These are the numbers BEFORE the speed work on im2col, pooling and batch norm (issue 13); rerun "
-        "the command after it and compare.",
+        *([f"- {args.note}"] if args.note else []),
         "",
         table.to_markdown(),
         "",
