@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend import unavailable_reason
 from gpuconv.bench import cli
@@ -389,23 +390,14 @@ def test_the_conv_summary_gives_geometric_means_per_direction_and_for_a_training
     assert lines[-1].endswith("direct 2.83, im2col 2.00, best per direction 1.50")
 
 
-def test_the_cupy_peak_hook_counts_pool_blocks_alive_at_the_peak():
-    pytest.importorskip("cupy", reason="cupy not installed (the hook subclasses cupy's MemoryHook)")
-    from gpuconv.bench.peak import peak_hook
-
-    hook = peak_hook()
-    for event, size in (("malloc", 512), ("malloc", 1024), ("free", 512), ("malloc", 2048), ("free", 1024)):
-        getattr(hook, f"{event}_postprocess")(device_id=0, size=size, mem_size=size, mem_ptr=1, pmem_id=1)
-    assert (hook.current, hook.peak) == (2048, 1024 + 2048)
-
-
-def test_the_numpy_peak_counts_what_the_call_allocates():
-    from gpuconv.bench.peak import _numpy_peak
+def test_the_measured_peak_counts_what_the_call_allocates():
+    from gpuconv.bench.peak import measure_peak
 
     def allocate():
-        a = np.ones(2**20)  # 8 MiB alive at the peak together with b
-        b = np.ones(2**19)
+        a = gpuconv.asarray(np.ones(2**20))  # 8 MiB alive at the peak together with b
+        b = gpuconv.asarray(np.ones(2**19))
         del a, b
         return np.ones(10)
 
-    assert 12 * 2**20 <= _numpy_peak(allocate) < 13 * 2**20
+    with gpuconv.backend("numpy") as be:
+        assert 12 * 2**20 <= measure_peak(allocate, be) < 13 * 2**20

@@ -6,7 +6,7 @@ from typing import Any
 
 from gpuconv.backend import unavailable_reason
 
-from .capabilities import MEMORY_UNAVAILABLE, has_memory, has_module
+from .capabilities import has_module
 from .conv import algorithms
 from .suites import SUITES
 
@@ -32,7 +32,7 @@ def rows(be: Any) -> list[dict[str, Any]]:
     for algo in algorithms() + ["auto"]:
         out.append(_row(algo, "algorithm", _ALGORITHMS.get(algo, "")))
     out.append(_row("tuned", "algorithm", "the autotuner's choice (cupy backend)"))
-    out.append(_row("estimator", "feature", "gpuconv.memory" if has_memory() else MEMORY_UNAVAILABLE, has_memory()))
+    out.append(_row("estimator", "feature", "gpuconv.memory"))
     for module, use in (("torch", "PyTorch comparison"), ("torchvision", "PyTorch model twins"),
                         ("matplotlib", "--plot")):
         found = has_module(module)

@@ -10,14 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from .capabilities import MEMORY_UNAVAILABLE, has_memory
 from .model import MODES, check_input, estimate, measured_peak
 
 
 def run(args: Any, be: Any, notes: list[str]) -> list[dict[str, Any]]:
     """One row per (model, mode): estimated and measured peak bytes and their ratio."""
-    if not has_memory():
-        notes.append(f"estimated peak: {MEMORY_UNAVAILABLE}; measured peaks only")
     dtype = np.dtype(args.dtype)
     rows = []
     for name in args.model or ["resnet18"]:

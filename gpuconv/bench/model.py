@@ -16,7 +16,6 @@ import numpy as np
 import gpuconv
 from gpuconv import models, nn, optim
 
-from .capabilities import MEMORY_UNAVAILABLE, has_memory
 from .errors import BenchError
 from .peak import measure_peak
 from .runner import CHILD_ERRORS, Settings, relative_error
@@ -97,9 +96,7 @@ def check_input(name: str, args: Any, dtype: np.dtype) -> float:
 
 
 def estimate(name: str, args: Any, dtype: np.dtype, mode: str, notes: list[str]) -> int | None:
-    """``gpuconv.memory.estimate``'s peak for one mode, or None (with a note) where it is unavailable."""
-    if not has_memory():
-        return None
+    """``gpuconv.memory.estimate``'s peak for one mode, or None (with a note) where it fails."""
     from gpuconv import memory
 
     load = workload(name, args.batch, args.image_size, args.num_classes, dtype)
@@ -124,8 +121,6 @@ def measured_peak(name: str, args: Any, dtype: np.dtype, mode: str, be: Any) -> 
 def run(args: Any, be: Any, settings: Settings, torch: TorchChild | None, notes: list[str]) -> list[dict[str, Any]]:
     """Rows for the training step and inference of ``args.model`` (gpuconv, then PyTorch when compared)."""
     name, dtype = args.model, np.dtype(args.dtype)
-    if not has_memory():
-        notes.append(f"estimated peak: {MEMORY_UNAVAILABLE}")
     rows = []
     error = check_input(name, args, dtype)
     status = "ok" if error <= settings.tolerance else "FAILED"
