@@ -78,6 +78,10 @@ def test_every_subcommand_runs_and_its_json_matches_the_schema(command, backend)
     if backend == "emulated":
         assert timed == []
         assert any("emulated: correctness only" in note for note in header["notes"])
+        if command in cli.PROFILED_COMMANDS:  # the kernels' access counters are printed
+            profile = report["summary"][report["summary"].index("") + 1:]
+            assert profile[0].startswith("Memory-access profile of the kernels")
+            assert any(line.startswith("| kernel | file | launches |") for line in profile)
     elif command != "memory":
         assert timed == checked
         assert all(r["best_ms"] <= r["median_ms"] for r in timed)

@@ -49,8 +49,11 @@ _SANITIZE, _PROFILE = 1, 2
 # static __shared__ variable and keep its value in a register across a barrier. -g1: line tables,
 # so that crash reports name file:line. -fstack-clash-protection: a frame larger than the fiber
 # stack touches its guard page instead of jumping over it.
+# -fno-threadsafe-statics: launches run one at a time (_launch_lock), so a function-local static needs
+# no atomic guard, which the instrumented build would turn into __tsan_atomic* calls the shim lacks.
 _CXX_FLAGS = ("-std=c++20", "-O2", "-g1", "-fPIC", "-fvisibility=hidden", "-Wno-unknown-pragmas",
-              "-fno-ipa-reference", "-fno-ipa-reference-addressable", "-fstack-clash-protection")
+              "-fno-ipa-reference", "-fno-ipa-reference-addressable", "-fstack-clash-protection",
+              "-fno-threadsafe-statics")
 # The instrumented build: every load and store calls the shim's __tsan_* hooks (kernels/emu/sanitizer.h),
 # and UndefinedBehaviorSanitizer's checks (signed overflow, shifts, division by zero,
 # null pointers, ...) trap, without its runtime library; the shim reports the trap (signals.h).

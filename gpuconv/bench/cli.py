@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import gpuconv
-from gpuconv.backend import unavailable_reason
+from gpuconv.backend import emulated, unavailable_reason
 
 from . import conv as conv_bench
 from .capabilities import has_module
@@ -273,6 +273,9 @@ def _run_warmup(args, be, header, summary) -> list[dict[str, Any]]:
              "seconds": report.step_seconds, "detail": "each standard layer type, loss and optimizer, once"}]
 
 
+# The subcommands whose kernels the emulated backend profiles (gpuconv.backend.emulated.profile).
+PROFILED_COMMANDS = ("conv", "pool", "bn", "im2col", "model")
+
 COMMANDS = {"conv": _run_conv, "pool": _run_memory_bound, "bn": _run_memory_bound, "im2col": _run_memory_bound,
             "model": _run_model, "memory": _run_memory, "list": _run_list, "warmup": _run_warmup}
 
@@ -291,8 +294,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "meaningless and are not taken)")
     summary: list[str] = []
     flags = gpuconv.flags(allow_tf32=True) if args.tf32 else contextlib.nullcontext()
-    with flags:
+    profiled = be.name == "emulated" and args.command in PROFILED_COMMANDS
+    with flags, (emulated.profile() if profiled else contextlib.nullcontext()) as accesses:
         rows = COMMANDS[args.command](args, be, header, summary)
+    if profiled and len(accesses):
+        summary += ["", "Memory-access profile of the kernels these cases ran on the emulator (32-byte sectors per "
+                        "warp request against the ideal, shared-memory bank conflicts): a GPU-free proxy of "
+                        "coalescing, not of speed.", "", *accesses.to_markdown().splitlines()]
     if args.command != "list" and (note := load_note("at the end")):
         notes.append(note)
     # The same one-line problem (e.g. an algorithm that does not apply) is noted once per case, not per direction.
