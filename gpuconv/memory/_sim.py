@@ -147,6 +147,9 @@ def _lookup(table: dict, module: nn.Module) -> Callable:
     for cls in type(module).__mro__:
         if cls in table:
             return table[cls]
+    if type(module).__module__.split(".")[0] != "gpuconv":
+        # A user's module: the fallback rules below (documented as estimates).
+        return _custom_backward if table is BACKWARD else _custom_forward
     raise NotImplementedError(
         f"the memory estimator has no rule for {type(module).__name__}; add one in gpuconv/memory/_sim.py "
         "(it must mirror the module's forward and backward allocations)")
@@ -494,6 +497,100 @@ def _residual_backward(t: Timeline, m: _Residual, dy: Array, input_grad: bool) -
 
 
 rule(_Residual)((_residual_forward, _residual_backward))
+
+
+# ---- user modules (the fallback) -------------------------------------------------------------------
+# A traced module (only forward) is replayed through its children's rules in the order a one-sample
+# forward calls them, keeping every array between them until backward (as its record does); sums are
+# new arrays. A module with its own backward is a leaf that allocates its output and dx and keeps
+# what its _saved_spec says (by default its input and output: an estimate, marked in its row).
+def _custom_forward(t: Timeline, m: nn.Module, x: Array) -> Array:
+    if not m._traced():
+        out = m.output_shape(x.shape)
+        (y,) = t.op(f"{t.names.get(id(m))} forward", 0, out)
+        if t.phase == "forward":
+            _row(t, m, x.shape, out, m.workspace_bytes(x.shape, t.dtype))
+            if m._is_estimated():
+                t.rows[-1].name += " (estimated: custom module)"
+        own, keeps_input, keeps_output = m._saved_spec(tuple(x.shape), t.dtype)
+        extra = t.new((), own) if own else None
+        _save(t, m, *(a for a, keep in ((x, keeps_input), (y, keeps_output), (extra, True)) if keep and a is not None))
+        t.drop(extra)
+        t.shapes[id(m)] = x.shape
+        return y
+    _, probe = m._probe(tuple(x.shape), t.dtype)
+    n = x.shape[0]
+    values = {id(probe.input): x}
+    produced: list[Array] = []  # one reference each, the record's
+
+    def made(shape) -> Array:
+        (a,) = t.op("add", 0, shape)
+        produced.append(a)
+        return a
+
+    steps = []
+    for node in probe.nodes:
+        ins = []
+        for a in node.inputs:
+            if id(a) not in values:  # a sum written with +: a new array
+                values[id(a)] = made((n,) + tuple(a.shape[1:]))
+            ins.append(values[id(a)])
+        y = made(ins[0].shape) if node.module is None else forward(t, node.module, ins[0])
+        state = None
+        if node.module is not None:
+            produced.append(y)
+            # What the child kept, per call (a child called twice keeps two states, as the record does).
+            state = [(id(c), t.saved.get(id(c))) for c in node.module.modules()]
+        values[id(node.output)] = y
+        steps.append((node.module, ins, y, state))
+    if id(probe.output) not in values:
+        values[id(probe.output)] = made((n,) + tuple(probe.output.shape[1:]))
+    out = t.ref(values[id(probe.output)])
+    if t.training:
+        t.saved[id(m)] = (steps, t.ref(x), out, produced)
+    else:
+        t.drop(*produced)
+    return out
+
+
+def _custom_backward(t: Timeline, m: nn.Module, dy: Array, input_grad: bool) -> Array | None:
+    if not m._traced():
+        kept = _take(t, m)
+        dx = t.op(f"{t.names.get(id(m))} backward", m.workspace_bytes(t.shapes[id(m)], t.dtype),
+                  t.shapes[id(m)])[0] if input_grad else None
+        for p in m.parameters():
+            if p.requires_grad:
+                t.grad(p)
+        t.drop(*kept)
+        return dx
+    steps, x, out, produced = t.saved.pop(id(m))
+    grads = {id(out): t.ref(dy)}
+    for module, ins, y, state in reversed(steps):
+        g = grads.pop(id(y), None)
+        if g is None:
+            continue
+        for key, kept in state or ():
+            if kept is not None:
+                t.saved[key] = kept
+        for i, a in enumerate(ins):
+            d = t.ref(g) if module is None else backward(t, module, g, True)
+            if id(a) in grads:
+                (total,) = t.op("gradient sum", 0, a.shape)
+                t.drop(grads[id(a)], d)
+                d = total
+            grads[id(a)] = d
+            if module is not None:
+                break
+        t.drop(g)
+    dx = grads.pop(id(x), None)
+    t.drop(*grads.values())  # gradients of sums written with + (their operands are not known here)
+    t.drop(*produced, x)
+    if input_grad and dx is None:
+        (dx,) = t.op(f"{t.names.get(id(m))} backward", 0, x.shape)
+    if not input_grad:
+        t.drop(dx)
+        return None
+    return dx
 
 
 def name_modules(t: Timeline, model: nn.Module) -> None:

@@ -18,6 +18,7 @@ from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .parameter import Parameter
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, GeM, MaxPool2d
 from .resnet_blocks import BasicBlock, Bottleneck
+from .trace import add
 from .upsample import Upsample
 from . import init
 
@@ -28,4 +29,4 @@ __all__ = [
     "fold_conv_bn", "fuse_conv_bn", "init",
 ]
 __all__ += ["BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "ConvTranspose2d", "Dropout2d", "GroupNorm", "ModuleDict",
-            "ModuleList", "NLLLoss", "SmoothL1Loss", "Upsample"]
+            "ModuleList", "NLLLoss", "SmoothL1Loss", "Upsample", "add"]

@@ -20,7 +20,9 @@ from ..backend import array_kind, get_backend
 from ..backend import backend as backend_context
 from ..backend.memory_hooks import OutOfMemoryError, is_out_of_memory, requested_bytes
 from ..grad_mode import is_grad_enabled
+from ..grad_mode import no_grad as _no_grad
 from .parameter import Parameter
+from . import trace as _trace
 
 
 class IncompatibleKeys(NamedTuple):
@@ -33,7 +35,39 @@ class IncompatibleKeys(NamedTuple):
 class Module:
     """Base class: subclasses set parameters, buffers and child modules as attributes in ``__init__``
     (after calling ``super().__init__()``) and implement ``forward``, ``_backward`` and the shape
-    reports ``output_shape`` / ``_saved_spec`` / ``workspace_bytes``."""
+    reports ``output_shape`` / ``_saved_spec`` / ``workspace_bytes``.
+
+    User modules need less (README, "Writing your own module"):
+
+    - a module whose ``forward`` only calls child modules (in sequence, with residual sums by
+      ``gpuconv.nn.add`` or ``+``) needs nothing else: its training forward records the calls and its
+      backward replays them in reverse (:mod:`gpuconv.nn.trace`);
+    - a module with its own math defines ``forward`` and ``backward(self, dy)`` (returning dx and
+      adding into its parameters' ``.grad``), keeping what backward needs with ``self._save(...)`` /
+      ``self._take_saved()``.
+
+    For both, ``output_shape``, ``_saved_spec`` and ``workspace_bytes`` default to what a forward on a
+    one-sample input shows (see :meth:`output_shape`).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A class outside gpuconv that defines the public backward(dy) is a user's leaf module: its
+        # backward becomes the _backward hook, so Module.backward (error context, out-of-memory
+        # translation, anomaly checks, input_grad) stays the one entry point. gpuconv's own classes
+        # implement _backward; its losses define a backward of another signature.
+        user_backward = cls.__dict__.get("backward")
+        if user_backward is None or cls.__module__.split(".")[0] == "gpuconv":
+            return
+
+        def _backward(self: Module, dy: Any, input_grad: bool) -> Any:
+            dx = user_backward(self, dy)
+            return dx if input_grad else None
+
+        _backward.__doc__ = user_backward.__doc__
+        cls._backward = _backward
+        cls._user_backward = user_backward
+        delattr(cls, "backward")
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -112,17 +146,33 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        parent = _trace.current()
+        own = _trace.Trace(args[0] if args else None) if self._traced() and self.keeps_for_backward() else None
         with _ErrorContext(self):
             try:
                 if args:
                     self._check_input_dtype(args[0])
-                output = self.forward(*args, **kwargs)
+                # Calls made by this forward are recorded in ``own`` (None: not recorded, so that the
+                # children of a hand-written module are not mistaken for the parent's children).
+                with _trace.recording(own):
+                    output = self.forward(*args, **kwargs)
             except Exception as exc:
                 _raise_out_of_memory(exc, f"{type(self).__name__}.forward")
                 raise
             if flags.detect_anomaly:
                 _check_finite(self, "forward output", output)
-            return output
+        if self._traced():
+            if own is not None:
+                own.output = output
+            self._ctx = own
+        if parent is not None:
+            _trace.record_call(parent, self, args + tuple(kwargs.values()), output)
+        return output
+
+    @classmethod
+    def _traced(cls) -> bool:
+        """Whether backward replays the calls that forward records (no ``_backward`` of its own)."""
+        return cls._backward is Module._backward
 
     def _check_input_dtype(self, x: Any) -> None:
         """A floating input of another dtype than this layer's own parameters is a TypeError that says
@@ -183,7 +233,8 @@ class Module:
             return dx
 
     def _backward(self, dy: Any, input_grad: bool) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+        """The default: replay the child calls that the training forward recorded."""
+        return _trace.replay_backward(self, self._take_saved(), dy, input_grad)
 
     @staticmethod
     def _needs(input_grad: bool, *params: Parameter | None) -> tuple[bool, ...]:
@@ -198,15 +249,70 @@ class Module:
 
     # ---- shape reports --------------------------------------------------------------------------
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The output shape for an input of ``input_shape`` (no computation)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement output_shape")
+        """The output shape for an input of ``input_shape`` (no computation).
+
+        This default, for modules that do not define it, runs the forward once on a one-sample
+        zero input (eval mode, ``no_grad``; modes and what was kept for backward are restored) and
+        takes the batch size from ``input_shape``: it assumes the output's first axis is the batch."""
+        out, _ = self._probe(tuple(input_shape))
+        return out
+
+    def _probe(self, input_shape: tuple[int, ...], dtype: Any = None) -> tuple[tuple[int, ...], Any]:
+        """(output shape, trace of the direct child calls with one-sample arrays) of a forward on a
+        zero input of ``input_shape`` with batch 1, leaving the model as it was."""
+        if dtype is None:
+            params = list(self.parameters())
+            dtype = params[0].dtype if params else np.float32
+        states = [(m, m.training, m._ctx) for m in self.modules()]
+        x = get_backend().zeros((1,) + tuple(input_shape[1:]), np.dtype(dtype))
+        try:
+            for m, _, _ in states:
+                object.__setattr__(m, "training", False)
+            with _no_grad(), _trace.recording(_trace.Trace(x)) as probe:
+                y = self.forward(x)
+        finally:
+            for m, training, ctx in states:
+                object.__setattr__(m, "training", training)
+                m._ctx = ctx
+        probe.output = y
+        shape = tuple(y.shape)
+        if not shape or shape[0] != 1:
+            raise NotImplementedError(
+                f"{type(self).__name__}: the default output_shape needs an output whose first axis is the batch "
+                f"(a one-sample input gave {shape}); define output_shape(input_shape)")
+        return (int(input_shape[0]),) + shape[1:], probe
 
     def _saved_spec(self, input_shape: tuple[int, ...], dtype: Any) -> tuple[int, bool, bool]:
         """What a training-mode forward keeps: (bytes of arrays it owns, whether it keeps a reference
         to its input, whether it keeps a reference to its output). Input and output are reported
         apart because a neighbour may keep the same array (a ReLU's output is the next conv's input):
-        containers count each such array once."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _saved_spec")
+        containers count each such array once.
+
+        The default: a traced module (no backward of its own) keeps its record, i.e. every array
+        between its children once, plus what each child keeps besides its input and output (exact
+        when the children's specs are). A module with a user-defined ``backward`` is assumed to
+        keep its input and output and nothing else: an estimate (define ``_saved_spec`` to make it
+        exact)."""
+        if not self._traced():
+            return 0, True, True
+        _, probe = self._probe(tuple(input_shape), dtype)
+        n = int(input_shape[0])
+        held: dict[int, Any] = {}
+        own = 0
+        for node in probe.nodes:
+            for a in node.inputs + (node.output,):
+                held[id(a)] = a
+            if node.module is not None:
+                own += node.module._saved_spec((n,) + tuple(node.inputs[0].shape[1:]), dtype)[0]
+        for a in (probe.input, probe.output):
+            held.pop(id(a), None)
+        own += sum(_nbytes((n,) + tuple(a.shape[1:]), dtype) for a in held.values())
+        return own, True, True
+
+    def _is_estimated(self) -> bool:
+        """Whether this module's memory reports are estimates (a user-defined backward without
+        ``_saved_spec``), for the memory estimator's report."""
+        return "_user_backward" in dir(type(self)) and type(self)._saved_spec is Module._saved_spec
 
     def saved_bytes(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> int:
         """Bytes a training-mode forward on an input of ``input_shape`` keeps alive for backward,
@@ -221,8 +327,14 @@ class Module:
 
     def workspace_bytes(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> int:
         """Peak temporary memory (beyond inputs, outputs and what is kept) that forward or backward
-        allocates for an input of ``input_shape``; containers report their largest child's."""
-        return 0
+        allocates for an input of ``input_shape``; containers report their largest child's (the
+        default for a traced module: its children's, from a one-sample forward; 0 for others)."""
+        if not self._traced() or type(self).forward is Module.forward:
+            return 0
+        _, probe = self._probe(tuple(input_shape), dtype)
+        n = int(input_shape[0])
+        return max((node.module.workspace_bytes((n,) + tuple(node.inputs[0].shape[1:]), dtype)
+                    for node in probe.nodes if node.module is not None), default=0)
 
     # ---- traversal ------------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
