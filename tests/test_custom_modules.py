@@ -4,6 +4,9 @@ clear error, and the memory estimator reports models that contain them."""
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -139,6 +142,18 @@ def test_custom_container_finite_differences(rng):
     np.testing.assert_allclose(model[1].w.grad[0], float((model[0](x) * dy).sum()), rtol=1e-10)
 
 
+class LinearScale(nn.Module):
+    """A forward-only container around a leaf with its own backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+        self.scale = Scale()
+
+    def forward(self, x):
+        return self.scale(self.linear(x))
+
+
 def test_leaf_module_in_sequential_and_fit(rng):
     gpuconv.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 1), Scale()).double()
@@ -152,6 +167,34 @@ def test_leaf_module_in_sequential_and_fit(rng):
     history = fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.05), batches, epochs=40, progress=False)
     assert history[-1]["loss"] < 1e-3 < history[0]["loss"]
     assert model.output_shape((5, 3)) == (5, 1)
+    # The same as a forward-only container, trained by fit.
+    container = LinearScale().double()
+    history = fit(container, nn.MSELoss(), optim.SGD(container.parameters(), lr=0.05), batches, epochs=40,
+                  progress=False)
+    assert history[-1]["loss"] < 1e-3 < history[0]["loss"]
+    np.testing.assert_allclose(container.linear.weight.data * container.scale.w.data, [[1.0, -2.0, 0.5]], atol=0.05)
+
+
+@pytest.mark.parametrize("make", [ConvBnRelu, lambda: Residual(True), lambda: Residual(False)],
+                         ids=["sequence", "nn.add", "plus"])
+def test_default_saved_bytes_match_what_a_forward_keeps(make, rng):
+    with gpuconv.backend("numpy"):
+        model = make().double()
+        x = rng.standard_normal((8, 3, 16, 16))
+        model(x)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            y = model(x)  # the previous forward's record is released as this one is kept
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert y.shape == model.output_shape(x.shape)
+        # The arrays (the input existed before) exactly; the record's Python objects are not counted.
+        expected = model.saved_bytes(x.shape, np.float64) - x.nbytes
+        assert expected > 0.5 * x.nbytes and 0 <= kept - expected < 8192
 
 
 def test_leaf_backward_keeps_the_error_context():
