@@ -34,6 +34,7 @@ def _g(a):
 
 
 def get_xp():
+    """The current backend's array module."""
     return gpuconv.get_backend().xp
 
 

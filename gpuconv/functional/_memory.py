@@ -52,6 +52,7 @@ def _budget() -> tuple[int | None, str]:
 
 
 def _human(n: int) -> str:
+    """``n`` bytes in the largest binary unit it reaches, for the messages (the exact count goes beside it)."""
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
