@@ -109,3 +109,19 @@ def requested_bytes(exc: BaseException) -> int | None:
     """The size CuPy failed to allocate, from its error (None when it does not say)."""
     match = re.search(r"allocating ([\d,]+) bytes", str(exc))
     return int(match.group(1).replace(",", "")) if match else None
+
+
+# The host limit of gpuconv.memory.set_host_limit lives here, below the functional layer, so that
+# every op can honour it per request without importing gpuconv.memory (which imports the ops).
+_host_limit: int | None = None
+
+
+def host_limit() -> int | None:
+    """The numpy/emulated limit in bytes set by ``gpuconv.memory.set_host_limit`` (None: none)."""
+    return _host_limit
+
+
+def store_host_limit(limit_bytes: int | None) -> None:
+    """Records the limit; ``gpuconv.memory.set_host_limit`` validates it first."""
+    global _host_limit
+    _host_limit = limit_bytes

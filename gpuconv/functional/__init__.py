@@ -69,3 +69,15 @@ __all__ += ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose2d_o
             "conv_transpose2d_workspace_bytes", "dropout2d", "dropout2d_backward", "group_norm",
             "group_norm_backward", "check_interpolate_args", "interpolate", "interpolate_backward", "interpolate_geometry",
             "interpolate_workspace_bytes"]
+
+# CuPy's out-of-memory error inside any public op becomes gpuconv.OutOfMemoryError naming it: one
+# wrapper here rather than a try in every op. Shape helpers and settings allocate nothing.
+from ._memory import translate_out_of_memory as _translate_out_of_memory
+
+_NOT_OPS = {"ALGOS", "DIRECTIONS", "check_interpolate_args", "choose_algo", "conv2d_workspace_bytes", "conv_geometry",
+            "conv_transpose2d_output_shape", "conv_transpose2d_workspace_bytes", "get_workspace_limit",
+            "interpolate_geometry", "interpolate_workspace_bytes", "set_workspace_limit"}
+for _name in __all__:
+    if _name not in _NOT_OPS:
+        globals()[_name] = _translate_out_of_memory(globals()[_name])
+del _name

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array
-from ._memory import numpy_buffer_bytes
+from ._memory import check_request, nbytes, numpy_buffer_bytes
 
 
 def _check_vector(v, name: str, channels: int, dtype) -> None:
@@ -83,6 +83,9 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         raise ValueError(f"batch_norm with batch statistics needs more than 1 value per channel, got x of shape "
                          f"{tuple(x.shape)}")
     be = get_backend()
+    check_request("batch_norm", nbytes(x.shape, x.dtype) + batch_norm_transient_bytes(x.shape, x.dtype, "forward",
+                                                                                        be.name),
+                  "the output and the statistics' temporaries")
     x = be.xp.ascontiguousarray(x)
     if use_batch_stats:
         update = bool(training) and running_mean is not None
@@ -126,6 +129,9 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
         raise TypeError(f"needs must be a tuple of 3 bools, got {needs!r}")
     need_dx, need_dweight, need_dbias = (bool(v) for v in needs)
     be = get_backend()
+    check_request("batch_norm_backward", (nbytes(x.shape, x.dtype) if need_dx else 0)
+                  + batch_norm_transient_bytes(x.shape, x.dtype, "backward", be.name, need_dx),
+                  "dx and the per-channel sums' temporaries")
     x, dy = be.xp.ascontiguousarray(x), be.xp.ascontiguousarray(dy)
     dx, sums = be.batch_norm_backward(dy, x, save_mean, save_invstd, weight, bool(training), need_dx,
                                       need_dweight or need_dbias or (need_dx and bool(training)))

@@ -38,6 +38,7 @@ from .. import flags
 from ..backend import get_backend
 from . import conv_tune
 from ._args import check_array, same_dtype
+from ._memory import check_request, nbytes
 from .conv_algo import ALGOS, DIRECTIONS, candidates, check_algo_spec, check_applies, check_direction, heuristic, plan
 from .conv_algo import workspace_bytes as _workspace_bytes
 from .conv_geometry import ConvGeometry, conv_geometry
@@ -161,14 +162,16 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride=1, padding=0, dilation=
         return be.zeros((0, g.c_out) + g.out_size, x.dtype)
 
     def run(name: str):
-        chunk = plan(g, name, "forward", x.dtype.itemsize).chunk
+        steps = plan(g, name, "forward", x.dtype.itemsize)
+        check_request("conv2d", nbytes((g.n, g.c_out) + g.out_size, x.dtype) + steps.workspace,
+                      f"the output and {name}'s workspace ({steps.workspace:,} bytes)")
         if name == "gemm":
             return be.conv2d_gemm_forward(x, weight, bias, g)
         if name == "direct":
             return be.conv2d_direct_forward(x, weight, bias, g)
         if name == "implicit_gemm":
             return be.conv2d_implicit_gemm_forward(x, weight, bias, g)
-        return be.conv2d_im2col_forward(x, weight, bias, g, chunk)
+        return be.conv2d_im2col_forward(x, weight, bias, g, steps.chunk)
 
     return run(_pick(spec, g, "forward", x.dtype, run))
 
@@ -207,21 +210,27 @@ def conv2d_backward(dy: Any, x: Any, weight: Any, stride=1, padding=0, dilation=
     itemsize = x.dtype.itemsize
 
     def run_data(name: str):
+        steps = plan(g, name, "backward_data", itemsize)
+        check_request("conv2d_backward", nbytes(x.shape, x.dtype) + steps.workspace,
+                      f"dx and {name}'s backward-data workspace ({steps.workspace:,} bytes)")
         if name == "gemm":
             return be.conv2d_gemm_backward_data(dy, weight, g)
         if name == "direct":
             return be.conv2d_direct_backward_data(dy, weight, g)
         if name == "implicit_gemm":
             return be.conv2d_implicit_gemm_backward_data(dy, weight, g)
-        return be.conv2d_im2col_backward_data(dy, weight, g, plan(g, name, "backward_data", itemsize).chunk)
+        return be.conv2d_im2col_backward_data(dy, weight, g, steps.chunk)
 
     def run_weight(name: str):
+        steps = plan(g, name, "backward_weight", itemsize)
+        check_request("conv2d_backward", nbytes(weight.shape, x.dtype) + steps.workspace,
+                      f"dweight and {name}'s backward-weight workspace ({steps.workspace:,} bytes)")
         if name == "direct":
             return be.conv2d_direct_backward_weight(dy, x, g)
         if name == "implicit_gemm":
             return be.conv2d_implicit_gemm_backward_weight(dy, x, g)
         # gemm's backward_weight is im2col's: the columns of a 1x1 kernel are x itself
-        return be.conv2d_im2col_backward_weight(dy, x, g, plan(g, name, "backward_weight", itemsize).chunk)
+        return be.conv2d_im2col_backward_weight(dy, x, g, steps.chunk)
 
     dx = run_data(_pick(spec, g, "backward_data", x.dtype, run_data)) if need_dx else None
     dw = run_weight(_pick(spec, g, "backward_weight", x.dtype, run_weight)) if need_dw else None

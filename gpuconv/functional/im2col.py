@@ -10,6 +10,7 @@ from typing import Any
 
 from ..backend import get_backend
 from ._args import check_array, non_negative_pair, positive_pair, shape_arg, window_out_size
+from ._memory import check_request, nbytes
 
 LAYOUTS = ("nkl", "knl")
 
@@ -45,6 +46,9 @@ def _im2col(x: Any, kernel_size, stride, padding, dilation, layout: str, name: s
     _check_layout(layout)
     k, s, p, d = _window_args(kernel_size, stride, padding, dilation)
     size = window_out_size(x.shape[2], x.shape[3], k, s, p, d, "im2col")
+    # the same bytes in either layout: C*KH*KW rows of N*OH*OW windows
+    check_request("unfold" if name == "input" else "im2col",
+                  nbytes((x.shape[0], x.shape[1] * k[0] * k[1], size[0] * size[1]), x.dtype), "the columns")
     return get_backend().im2col(x, k, s, p, d, size, layout)
 
 
@@ -81,6 +85,7 @@ def _col2im(cols: Any, output_size, kernel_size, stride, padding, dilation, layo
         expected = f"{l_size}" if layout == "nkl" else f"a positive multiple of {l_size}"
         raise ValueError(f"{name}: expected {expected} windows for output_size {(h, w)} (OH, OW = {oh}, {ow}), "
                          f"got shape {tuple(cols.shape)}")
+    check_request("fold" if name == "input" else "col2im", nbytes((n, rows // taps, h, w), cols.dtype), "the image")
     return get_backend().col2im(cols, (n, rows // taps, h, w), k, s, p, d, (oh, ow), layout)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array, positive_pair, shape_arg
+from ._memory import check_request, nbytes
 
 MODES = ("nearest", "bilinear")
 
@@ -134,6 +135,9 @@ def interpolate(input: Any, size: Any = None, scale_factor: Any = None, mode: st
     check_array(input, "input")
     corners = _check_mode(mode, align_corners)
     out_size, scales = interpolate_geometry(tuple(input.shape), size, scale_factor, recompute_scale_factor)
+    check_request("interpolate", nbytes(input.shape[:2] + out_size, input.dtype)
+                  + interpolate_workspace_bytes(input.shape, input.dtype, out_size),
+                  "the output, the half-resized input and the two matrices")
     xp = get_backend().xp
     a_h, a_w = _matrices(input.shape, out_size, scales, mode, corners, input.dtype)
     if mode == "nearest":
@@ -161,6 +165,9 @@ def interpolate_backward(dy: Any, input_shape: tuple[int, ...], size: Any = None
     expected = input_shape[:2] + out_size
     if tuple(dy.shape) != expected:
         raise ValueError(f"dy must have the interpolate output shape {expected}, got {tuple(dy.shape)}")
+    check_request("interpolate_backward", nbytes(input_shape, dy.dtype)
+                  + interpolate_workspace_bytes(input_shape, dy.dtype, out_size),
+                  "dx, the half-resized gradient and the two matrices")
     xp = get_backend().xp
     a_h, a_w = _matrices(input_shape, out_size, scales, mode, corners, dy.dtype)
     return xp.matmul(a_h.T, xp.matmul(dy, a_w))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._memory import numpy_buffer_bytes
+from ._memory import check_request, nbytes, numpy_buffer_bytes
 from ._args import check_array, same_dtype
 from ._common import check_needs
 
@@ -44,6 +44,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
             raise ValueError(f"bias must have shape ({out_features},), got {tuple(bias.shape)}")
     be = get_backend()
     rows = math.prod(x.shape[:-1])  # NOTE: not reshape(-1, ...): that fails for in_features == 0
+    check_request("linear", nbytes((rows, out_features), x.dtype), "the output")
     x2 = be.xp.ascontiguousarray(x.reshape(rows, in_features))
     y = be.matmul(x2, weight.T)
     if bias is not None:
@@ -72,6 +73,8 @@ def linear_backward(dy: Any, x: Any, weight: Any,
     need_dx, need_dw, need_db = check_needs(needs, 3)
     be = get_backend()
     rows = math.prod(x.shape[:-1])
+    check_request("linear_backward", (nbytes(x.shape, x.dtype) if need_dx else 0)
+                  + (nbytes(weight.shape, x.dtype) if need_dw else 0), "dx and dweight")
     dy2 = be.xp.ascontiguousarray(dy.reshape(rows, out_features))
     dx = be.matmul(dy2, weight).reshape(x.shape) if need_dx else None
     dweight = be.matmul(dy2.T, be.xp.ascontiguousarray(x.reshape(rows, in_features))) if need_dw else None

@@ -14,6 +14,7 @@ import numpy as np
 from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_real, check_reduction, check_same_shape, scalar_grad
+from ._memory import check_request, nbytes
 from .activation import log_softmax
 
 
@@ -93,6 +94,9 @@ def cross_entropy(logits: Any, target: Any, weight: Any = None, ignore_index: in
     """
     classes, flat, ignored, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction,
                                                        label_smoothing)
+    check_request("cross_entropy", nbytes(logits.shape, logits.dtype)
+                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "forward"),
+                  "the log-probabilities and log-softmax's temporaries")
     xp = get_backend().xp
     logp = _rows(log_softmax(logits, dim=0 if logits.ndim == 1 else 1))
     wt, safe = _target_weights(flat, ignored, weight, logits.dtype)
@@ -125,6 +129,9 @@ def cross_entropy_backward(dloss: Any, logits: Any, target: Any, weight: Any = N
     """
     classes, flat, ignored, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction,
                                                        label_smoothing)
+    check_request("cross_entropy_backward", nbytes(logits.shape, logits.dtype)
+                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "backward"),
+                  "dlogits and the one-hot weights, probabilities and products")
     be = get_backend()
     xp = be.xp
     dtype = logits.dtype

@@ -8,6 +8,7 @@ from typing import Any
 from ..backend import get_backend
 from ._args import check_array, is_int, same_dtype, shape_arg
 from ._common import check_needs, check_real
+from ._memory import check_request, nbytes
 
 
 def _normalized_shape(normalized_shape: Any) -> tuple[int, ...]:
@@ -58,6 +59,8 @@ def layer_norm(x: Any, normalized_shape: int | tuple[int, ...], weight: Any = No
     eps = check_real(eps, "eps", finite=True)
     if eps < 0:
         raise ValueError(f"eps must be non-negative, got {eps}")
+    # y and the centered copy of x are alive together (a lower bound of the peak: never a false alarm)
+    check_request("layer_norm", 2 * nbytes(x.shape, x.dtype), "the output and the centered copy of x")
     xp = get_backend().xp
     x2 = x.reshape(m, d)
     # Two passes (mean, then mean of squared deviations) over data shifted by a sample of its row:
@@ -107,6 +110,9 @@ def layer_norm_backward(dy: Any, x: Any, normalized_shape: int | tuple[int, ...]
         if value.size != m:
             raise ValueError(f"{name} must have one element per normalized row ({m}), got shape {tuple(value.shape)}")
     need_dx, need_dw, need_db = check_needs(needs, 3)
+    # xhat, and dx with the centered gradient when dx is needed, are as large as x
+    check_request("layer_norm_backward", (3 if need_dx else 1) * nbytes(x.shape, x.dtype),
+                  "x-sized temporaries (xhat" + (", dx and the centered gradient)" if need_dx else ")"))
     x2, dy2 = x.reshape(m, d), dy.reshape(m, d)
     mean, invstd = save_mean.reshape(m, 1), save_invstd.reshape(m, 1)
     xhat = (x2 - mean) * invstd

@@ -13,7 +13,7 @@ import numpy as np
 from ..backend import get_backend
 from ._args import (check_array, check_int32, check_spatial, check_window_extent, int_arg, non_negative_pair,
                     positive_pair, same_dtype, shape_arg)
-from ._memory import numpy_buffer_bytes
+from ._memory import check_request, nbytes, numpy_buffer_bytes
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -108,6 +108,9 @@ def max_pool2d(x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
     check_array(x, "x", 4, "(N, C, H, W)")
     k, s, p, d, out = _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     index_dtype = _index_dtype(index_dtype)
+    y_shape = (*x.shape[:2], *out)
+    check_request("max_pool2d", nbytes(y_shape, x.dtype) + (nbytes(y_shape, index_dtype) if return_indices else 0),
+                  "the output" + (" and the indices" if return_indices else ""))
     y, indices = get_backend().max_pool2d(_contiguous(x), k, s, p, d, out, with_indices=bool(return_indices),
                                           index_dtype=index_dtype)
     return (y, indices) if return_indices else y
@@ -129,6 +132,7 @@ def max_pool2d_backward(dy: Any, x: Any, indices: Any, kernel_size, stride=None,
     k, s, p, d, out = _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d_backward")
     _check_output_like(dy, (*x.shape[:2], *out))
     indices = _check_indices(indices, dy.shape)
+    check_request("max_pool2d_backward", nbytes(x.shape, x.dtype), "dx")
     dx, valid = get_backend().max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape), k, s, p, d)
     _raise_unless_valid(valid, "max_pool2d")
     return dx
@@ -162,6 +166,7 @@ def avg_pool2d(x: Any, kernel_size, stride=None, padding=0, ceil_mode: bool = Fa
     check_array(x, "x", 4, "(N, C, H, W)")
     k, s, p, out, div = _avg_args(tuple(x.shape), kernel_size, stride, padding, ceil_mode, divisor_override,
                                   "avg_pool2d")
+    check_request("avg_pool2d", nbytes((*x.shape[:2], *out), x.dtype), "the output")
     return get_backend().avg_pool2d(_contiguous(x), k, s, p, out, bool(count_include_pad), div)
 
 
@@ -173,6 +178,7 @@ def avg_pool2d_backward(dy: Any, x_shape, kernel_size, stride=None, padding=0, c
     k, s, p, out, div = _avg_args(x_shape, kernel_size, stride, padding, ceil_mode, divisor_override,
                                   "avg_pool2d_backward")
     _check_output_like(dy, (*x_shape[:2], *out))
+    check_request("avg_pool2d_backward", nbytes(x_shape, dy.dtype), "dx")
     return get_backend().avg_pool2d_backward(_contiguous(dy), x_shape, k, s, p, bool(count_include_pad), div)
 
 
@@ -198,6 +204,7 @@ def adaptive_avg_pool2d(x: Any, output_size) -> Any:
     check_array(x, "x", 4, "(N, C, H, W)")
     check_spatial(tuple(x.shape), "x")
     out = _adaptive_size(output_size, *x.shape[2:])
+    check_request("adaptive_avg_pool2d", nbytes((*x.shape[:2], *out), x.dtype), "the output")
     return get_backend().adaptive_avg_pool2d(_contiguous(x), out)
 
 
@@ -207,6 +214,7 @@ def adaptive_avg_pool2d_backward(dy: Any, x_shape, output_size) -> Any:
     x_shape = _shape4(x_shape, "x_shape")
     out = _adaptive_size(output_size, *x_shape[2:])
     _check_output_like(dy, (*x_shape[:2], *out))
+    check_request("adaptive_avg_pool2d_backward", nbytes(x_shape, dy.dtype), "dx")
     return get_backend().adaptive_avg_pool2d_backward(_contiguous(dy), x_shape)
 
 
@@ -219,7 +227,12 @@ def adaptive_max_pool2d(x: Any, output_size, return_indices: bool = False, *, in
     check_array(x, "x", 4, "(N, C, H, W)")
     check_spatial(tuple(x.shape), "x")
     out = _adaptive_size(output_size, *x.shape[2:])
-    y, indices = get_backend().adaptive_max_pool2d(_contiguous(x), out, index_dtype=_index_dtype(index_dtype))
+    index_dtype = _index_dtype(index_dtype)
+    y_shape = (*x.shape[:2], *out)
+    # the backend computes the indices even when they are not returned
+    check_request("adaptive_max_pool2d", nbytes(y_shape, x.dtype) + nbytes(y_shape, index_dtype),
+                  "the output and the indices")
+    y, indices = get_backend().adaptive_max_pool2d(_contiguous(x), out, index_dtype=index_dtype)
     return (y, indices) if return_indices else y
 
 
@@ -232,6 +245,7 @@ def adaptive_max_pool2d_backward(dy: Any, x: Any, indices: Any, output_size) -> 
     out = _adaptive_size(output_size, *x.shape[2:])
     _check_output_like(dy, (*x.shape[:2], *out))
     indices = _check_indices(indices, dy.shape)
+    check_request("adaptive_max_pool2d_backward", nbytes(x.shape, x.dtype), "dx")
     dx, valid = get_backend().adaptive_max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape))
     _raise_unless_valid(valid, "adaptive_max_pool2d")
     return dx
@@ -298,6 +312,7 @@ def gem(x: Any, p=3.0, eps: float = 1e-6, kernel_size=None, stride=None) -> Any:
     """
     check_array(x, "x", 4, "(N, C, H, W)")
     p_arr, eps, k, s, out = _gem_args(tuple(x.shape), p, eps, kernel_size, stride, x.dtype)
+    check_request("gem", nbytes((*x.shape[:2], *out), x.dtype), "the output")
     return get_backend().gem(_contiguous(x), p_arr, eps, k, s, out)
 
 
@@ -318,6 +333,7 @@ def gem_backward(dy: Any, x: Any, p, eps: float = 1e-6, kernel_size=None, stride
     _check_output_like(dy, (*x.shape[:2], *out))
     if not (need_dx or need_dp):
         return None, None
+    check_request("gem_backward", nbytes(x.shape, x.dtype) if need_dx else 0, "dx")
     return get_backend().gem_backward(_contiguous(dy), _contiguous(x), p_arr, eps, k, s, need_dx, need_dp)
 
 
