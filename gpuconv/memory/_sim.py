@@ -147,8 +147,10 @@ def _lookup(table: dict, module: nn.Module) -> Callable:
     for cls in type(module).__mro__:
         if cls in table:
             return table[cls]
-    if type(module).__module__.split(".")[0] != "gpuconv":
-        # A user's module: the fallback rules below (documented as estimates).
+    if type(module).__module__.split(".")[0] != "gpuconv" or not any(True for _ in module.children()):
+        # A user's module, or one of gpuconv's leaf layers without a rule of its own (GroupNorm,
+        # ConvTranspose2d, Upsample, ...): the fallback rules below, from the layer's own shape
+        # reports (exact for what it keeps; its op's temporaries are its workspace_bytes).
         return _custom_backward if table is BACKWARD else _custom_forward
     raise NotImplementedError(
         f"the memory estimator has no rule for {type(module).__name__}; add one in gpuconv/memory/_sim.py "
