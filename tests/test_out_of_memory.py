@@ -118,6 +118,27 @@ def _ops(xp):
         "fold": lambda: F.fold(xp.ones((2, 27, 36), np.float32), (8, 8), 3),
         "layer_norm": lambda: F.layer_norm(x4, 8),
         "cross_entropy": lambda: F.cross_entropy(xp.ones((64, 10), np.float32), xp.zeros(64, np.int64)),
+        "conv_transpose2d": lambda: F.conv_transpose2d(x4, xp.ones((3, 4, 2, 2), np.float32), stride=2),
+        "group_norm": lambda: F.group_norm(x4, 3),
+        "group_norm_backward": lambda: F.group_norm_backward(x4, x4, 3, None, xp.zeros((2, 3), np.float32),
+                                                             xp.ones((2, 3), np.float32)),
+        "dropout": lambda: F.dropout(x4, 0.5),
+        "dropout_backward": lambda: F.dropout_backward(x4, xp.ones(x4.shape, bool), 0.5),
+        "dropout2d": lambda: F.dropout2d(x4, 0.5),
+        "dropout2d_backward": lambda: F.dropout2d_backward(x4, xp.ones((2, 3, 1, 1), bool), 0.5),
+        **{name: (lambda f=getattr(F, name): f(x4)) for name in ("relu", "sigmoid", "tanh", "softmax",
+                                                                 "log_softmax", "leaky_relu")},
+        **{f"{name}_backward": (lambda f=getattr(F, f"{name}_backward"): f(x4, x4))
+           for name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "leaky_relu")},
+        "mse_loss": lambda: F.mse_loss(x4, x4),
+        "mse_loss_backward": lambda: F.mse_loss_backward(1.0, x4, x4),
+        "nll_loss_backward": lambda: F.nll_loss_backward(1.0, xp.ones((64, 10), np.float32), xp.zeros(64, np.int64)),
+        "binary_cross_entropy": lambda: F.binary_cross_entropy(x4 * 0.5, x4),
+        "binary_cross_entropy_backward": lambda: F.binary_cross_entropy_backward(1.0, x4 * 0.5, x4),
+        "binary_cross_entropy_with_logits": lambda: F.binary_cross_entropy_with_logits(x4, x4),
+        "binary_cross_entropy_with_logits_backward": lambda: F.binary_cross_entropy_with_logits_backward(1.0, x4, x4),
+        "smooth_l1_loss": lambda: F.smooth_l1_loss(x4, x4),
+        "smooth_l1_loss_backward": lambda: F.smooth_l1_loss_backward(1.0, x4, x4),
     }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_dim, check_real, check_same_shape
-from ._memory import numpy_buffer_bytes
+from ._memory import check_request, nbytes, numpy_buffer_bytes
 
 
 def _contiguous(*arrays):
@@ -25,6 +25,7 @@ def relu(x: Any) -> Any:
     """max(x, 0) elementwise (NaN stays NaN). Any shape; same shape and dtype out. One kernel on
     the cupy and emulated backends."""
     check_array(x, "x")
+    check_request("relu", nbytes(x.shape, x.dtype), "the result")
     return get_backend().relu(*_contiguous(x))
 
 
@@ -34,6 +35,7 @@ def relu_backward(dy: Any, x: Any) -> Any:
     check_array(dy, "dy")
     check_same_shape("x", x, "dy", dy)
     same_dtype("x", x, dy=dy)
+    check_request("relu_backward", nbytes(x.shape, x.dtype), "the result")
     return get_backend().relu_backward(*_contiguous(dy, x))
 
 
@@ -41,6 +43,7 @@ def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
     """x where x > 0, else negative_slope * x. Any shape."""
     check_array(x, "x")
     slope = check_real(negative_slope, "negative_slope")
+    check_request("leaky_relu", nbytes(x.shape, x.dtype), "the result")
     return get_backend().leaky_relu(*_contiguous(x), slope)
 
 
@@ -51,12 +54,14 @@ def leaky_relu_backward(dy: Any, x: Any, negative_slope: float = 0.01) -> Any:
     check_same_shape("x", x, "dy", dy)
     same_dtype("x", x, dy=dy)
     slope = check_real(negative_slope, "negative_slope")
+    check_request("leaky_relu_backward", nbytes(x.shape, x.dtype), "the result")
     return get_backend().leaky_relu_backward(*_contiguous(dy, x), slope)
 
 
 def sigmoid(x: Any) -> Any:
     """1 / (1 + exp(-x)), computed without overflow for large |x|. Any shape."""
     check_array(x, "x")
+    check_request("sigmoid", nbytes(x.shape, x.dtype), "the result")
     xp = get_backend().xp
     # NOTE: exp(-|x|) never overflows; the two branches are the same function rearranged.
     e = xp.exp(-xp.abs(x))
@@ -67,12 +72,14 @@ def sigmoid_backward(dy: Any, y: Any) -> Any:
     """dx = dy * y * (1 - y), where ``y`` is the forward's output."""
     check_array(y, "y")
     check_same_shape("y", y, "dy", dy)
+    check_request("sigmoid_backward", nbytes(y.shape, y.dtype), "the result")
     return dy * y * (1 - y)
 
 
 def tanh(x: Any) -> Any:
     """tanh(x) elementwise. Any shape."""
     check_array(x, "x")
+    check_request("tanh", nbytes(x.shape, x.dtype), "the result")
     return get_backend().xp.tanh(x)
 
 
@@ -80,6 +87,7 @@ def tanh_backward(dy: Any, y: Any) -> Any:
     """dx = dy * (1 - y^2), where ``y`` is the forward's output."""
     check_array(y, "y")
     check_same_shape("y", y, "dy", dy)
+    check_request("tanh_backward", nbytes(y.shape, y.dtype), "the result")
     return dy * (1 - y * y)
 
 
@@ -87,6 +95,7 @@ def softmax(x: Any, dim: int = -1) -> Any:
     """exp(x) / sum(exp(x)) along ``dim``, with the maximum subtracted first so exp never overflows."""
     check_array(x, "x")
     axis = check_dim(dim, x.ndim)
+    check_request("softmax", nbytes(x.shape, x.dtype), "the result")
     xp = get_backend().xp
     if x.size == 0:
         return xp.empty_like(x)
@@ -99,6 +108,7 @@ def softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
     check_array(y, "y")
     check_same_shape("y", y, "dy", dy)
     axis = check_dim(dim, y.ndim)
+    check_request("softmax_backward", nbytes(y.shape, y.dtype), "the result")
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
 
 
@@ -106,6 +116,7 @@ def log_softmax(x: Any, dim: int = -1) -> Any:
     """x - log(sum(exp(x))) along ``dim``, computed as z - log(sum(exp(z))) with z = x - max(x)."""
     check_array(x, "x")
     axis = check_dim(dim, x.ndim)
+    check_request("log_softmax", nbytes(x.shape, x.dtype), "the result")
     xp = get_backend().xp
     if x.size == 0:
         return xp.empty_like(x)
@@ -118,6 +129,7 @@ def log_softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
     check_array(y, "y")
     check_same_shape("y", y, "dy", dy)
     axis = check_dim(dim, y.ndim)
+    check_request("log_softmax_backward", nbytes(y.shape, y.dtype), "the result")
     return dy - get_backend().xp.exp(y) * dy.sum(axis=axis, keepdims=True)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..backend import get_backend
 from ..random import default_generator
 from ._args import check_array
+from ._memory import check_request, nbytes
 from .dropout import _check_p, _scale
 
 
@@ -39,6 +40,8 @@ def dropout2d(x: Any, p: float = 0.5, training: bool = True, *, generator: np.ra
     if generator is not None and not isinstance(generator, np.random.Generator):
         raise TypeError(f"generator must be a numpy.random.Generator, got {type(generator).__name__}")
     be = get_backend()
+    if training and p != 0.0:
+        check_request("dropout2d", nbytes(x.shape, x.dtype), "the result")
     if not training or p == 0.0:
         return (x, be.xp.ones(shape, dtype=bool)) if return_mask else x
     rng = generator if generator is not None else default_generator()
@@ -55,4 +58,5 @@ def dropout2d_backward(dy: Any, mask: Any, p: float) -> Any:
     if tuple(mask.shape) != _mask_shape(dy):
         raise ValueError(f"mask must have shape {_mask_shape(dy)} for dy of shape {tuple(dy.shape)}, "
                          f"got {tuple(mask.shape)}")
+    check_request("dropout2d_backward", nbytes(dy.shape, dy.dtype), "the result")
     return dy * (mask.astype(dy.dtype) * _scale(p, dy.dtype))

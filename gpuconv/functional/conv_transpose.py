@@ -21,6 +21,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array, int_arg, non_negative_pair, positive_pair, same_dtype, shape_arg
+from ._memory import check_request, nbytes
 from .conv import conv2d, conv2d_backward, conv2d_workspace_bytes
 
 
@@ -90,6 +91,7 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride=1, padding=0,
         (N, C_out, OH, OW), see :func:`conv_transpose2d_output_shape`.
     """
     shape = _check(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    check_request("conv_transpose2d", 2 * nbytes(shape, x.dtype), "the result and a placeholder of its shape")
     be = get_backend()
     # conv2d_backward reads only the shape of its x when just dx is needed; an uninitialized array
     # of the output's shape stands in for it (NOTE: counted in conv_transpose2d_workspace_bytes).

@@ -20,6 +20,7 @@ from ..backend import get_backend
 from ..random import default_generator
 from ._args import check_array
 from ._common import check_real
+from ._memory import check_request, nbytes
 
 
 def _check_p(p: Any) -> float:
@@ -52,6 +53,8 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, *, generator: np.rand
     if generator is not None and not isinstance(generator, np.random.Generator):
         raise TypeError(f"generator must be a numpy.random.Generator, got {type(generator).__name__}")
     be = get_backend()
+    if training and p != 0.0:
+        check_request("dropout", nbytes(x.shape, x.dtype) + nbytes(x.shape, np.bool_), "the result and its mask")
     if not training or p == 0.0:
         return (x, be.xp.ones(x.shape, dtype=bool)) if return_mask else x
     x = be.xp.ascontiguousarray(x)
@@ -73,6 +76,7 @@ def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
         raise ValueError(f"mask must have dy's shape {tuple(dy.shape)}, got {tuple(mask.shape)}")
     if mask.dtype != np.bool_:
         raise TypeError(f"mask must be the bool keep mask dropout returned, got dtype {mask.dtype}")
+    check_request("dropout_backward", nbytes(dy.shape, dy.dtype), "the result")
     xp = get_backend().xp
     return get_backend().dropout_apply(xp.ascontiguousarray(dy), xp.ascontiguousarray(mask), _scale(p, dy.dtype))
 

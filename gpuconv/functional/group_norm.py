@@ -13,6 +13,7 @@ from typing import Any
 from ..backend import get_backend
 from ._args import check_array, int_arg, same_dtype
 from ._common import check_needs, check_real, check_same_shape
+from ._memory import check_request, nbytes
 
 
 def _check(x: Any, num_groups: Any, weight: Any, bias: Any) -> int:
@@ -59,6 +60,7 @@ def group_norm(x: Any, num_groups: int, weight: Any = None, bias: Any = None, ep
     """
     groups = _check(x, num_groups, weight, bias)
     eps = check_real(eps, "eps", finite=True)
+    check_request("group_norm", 2 * nbytes(x.shape, x.dtype), "the result and the centered copy of x")
     xp = get_backend().xp
     xg = _grouped(x, groups)
     mean = xg.mean(axis=2)
@@ -85,6 +87,7 @@ def group_norm_backward(dy: Any, x: Any, num_groups: int, weight: Any, mean: Any
     groups = _check(x, num_groups, weight, None)
     check_same_shape("x", x, "dy", dy)
     need_dx, need_dw, need_db = check_needs(needs, 3)
+    check_request("group_norm_backward", nbytes(x.shape, x.dtype), "the normalized copy of x")
     n, c = x.shape[:2]
     expected = (n, groups)
     for name, value in (("mean", mean), ("invstd", invstd)):

@@ -168,6 +168,7 @@ def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Any:
     check_array(input, "input")
     check_same_shape("input", input, "target", target)
     check_reduction(reduction)
+    check_request("mse_loss", nbytes(input.shape, input.dtype), "the elementwise losses")
     xp = get_backend().xp
     diff = input - target
     sq = diff * diff
@@ -181,6 +182,7 @@ def mse_loss_backward(dloss: Any, input: Any, target: Any, reduction: str = "mea
     check_array(input, "input")
     check_same_shape("input", input, "target", target)
     check_reduction(reduction)
+    check_request("mse_loss_backward", nbytes(input.shape, input.dtype), "the result")
     if reduction == "none":
         check_same_shape("input", input, "dloss", dloss)
         return 2 * (input - target) * dloss
@@ -242,6 +244,7 @@ def nll_loss_backward(dloss: Any, input: Any, target: Any, weight: Any = None, i
     class, zero elsewhere and for ignored targets. ``dloss``: scalar, or target-shaped for "none"."""
     classes, flat, ignored, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, 0.0,
                                                      name="input")
+    check_request("nll_loss_backward", nbytes(input.shape, input.dtype), "the result")
     be = get_backend()
     xp = be.xp
     dtype = input.dtype
@@ -293,6 +296,7 @@ def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction:
         :func:`binary_cross_entropy_with_logits`).
     """
     _check_binary(input, target, weight, reduction)
+    check_request("binary_cross_entropy", nbytes(input.shape, input.dtype), "the elementwise losses")
     xp = get_backend().xp
     if input.size and bool(((input < 0) | (input > 1)).any()):
         raise ValueError("input of binary_cross_entropy must hold probabilities in [0, 1]; for logits use "
@@ -311,6 +315,7 @@ def binary_cross_entropy_backward(dloss: Any, input: Any, target: Any, weight: A
                                   reduction: str = "mean") -> Any:
     """dinput = dloss * weight * (input - target) / max(input * (1 - input), 1e-12), PyTorch's formula."""
     _check_binary(input, target, weight, reduction)
+    check_request("binary_cross_entropy_backward", nbytes(input.shape, input.dtype), "the result")
     xp = get_backend().xp
     scale = _loss_scale(dloss, reduction, input)
     grad = (input - target) / xp.maximum(input * (1 - input), input.dtype.type(1e-12)) * scale
@@ -332,6 +337,7 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
         reduction: "mean", "sum" or "none".
     """
     _check_binary(input, target, weight, reduction, pos_weight)
+    check_request("binary_cross_entropy_with_logits", nbytes(input.shape, input.dtype), "the elementwise losses")
     xp = get_backend().xp
     # log(1 + exp(-|x|)) + max(-x, 0) = -log(sigmoid(x)), without overflow.
     neg_log_sigmoid = xp.log1p(xp.exp(-xp.abs(input))) + xp.maximum(-input, 0)
@@ -346,6 +352,7 @@ def binary_cross_entropy_with_logits_backward(dloss: Any, input: Any, target: An
                                               reduction: str = "mean", pos_weight: Any = None) -> Any:
     """dinput = dloss * weight * (sigmoid(input) * (pos_weight * target + 1 - target) - pos_weight * target)."""
     _check_binary(input, target, weight, reduction, pos_weight)
+    check_request("binary_cross_entropy_with_logits_backward", nbytes(input.shape, input.dtype), "the result")
     xp = get_backend().xp
     scale = _loss_scale(dloss, reduction, input)
     e = xp.exp(-xp.abs(input))
@@ -374,6 +381,7 @@ def smooth_l1_loss(input: Any, target: Any, reduction: str = "mean", beta: float
     check_same_shape("input", input, "target", target)
     check_reduction(reduction)
     beta = _check_beta(beta)
+    check_request("smooth_l1_loss", nbytes(input.shape, input.dtype), "the elementwise losses")
     xp = get_backend().xp
     d = xp.abs(input - target)
     if beta == 0.0:
@@ -389,6 +397,7 @@ def smooth_l1_loss_backward(dloss: Any, input: Any, target: Any, reduction: str 
     check_same_shape("input", input, "target", target)
     check_reduction(reduction)
     beta = _check_beta(beta)
+    check_request("smooth_l1_loss_backward", nbytes(input.shape, input.dtype), "the result")
     xp = get_backend().xp
     scale = _loss_scale(dloss, reduction, input)
     d = input - target
