@@ -76,6 +76,25 @@ def _target_weights(flat, ignored, weight, dtype):
     return xp.where(ignored, w.dtype.type(0), w), safe
 
 
+def _target_scale(dloss, target, flat, ignored, weight, reduction, dtype):
+    """(scale, target weights, safe targets) of the cross-entropy and NLL backward: ``dloss`` per
+    target ("none", checked against target's shape) or as a scalar, divided by the summed weights of
+    the non-ignored targets for "mean"."""
+    if reduction == "none":
+        check_array(dloss, "dloss")
+        if tuple(dloss.shape) != tuple(target.shape):
+            raise ValueError(f"dloss must have target's shape {tuple(target.shape)} for reduction='none', "
+                             f"got {tuple(dloss.shape)}")
+        scale = dloss.reshape(-1).astype(dtype, copy=False)
+    else:
+        scale = scalar_grad(dloss, reduction, dtype).reshape(1)
+    wt, safe = _target_weights(flat, ignored, weight, dtype)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = scale / wt.sum()
+    return scale, wt, safe
+
+
 def cross_entropy(logits: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Any:
     """Cross entropy between ``logits`` (unnormalized class scores) and integer class targets.
@@ -132,21 +151,9 @@ def cross_entropy_backward(dloss: Any, logits: Any, target: Any, weight: Any = N
     check_request("cross_entropy_backward", nbytes(logits.shape, logits.dtype)
                   + cross_entropy_transient_bytes(logits.shape, logits.dtype, "backward"),
                   "dlogits and the one-hot weights, probabilities and products")
-    be = get_backend()
-    xp = be.xp
+    xp = get_backend().xp
     dtype = logits.dtype
-    if reduction == "none":
-        check_array(dloss, "dloss")
-        if tuple(dloss.shape) != tuple(target.shape):
-            raise ValueError(f"dloss must have target's shape {tuple(target.shape)} for reduction='none', "
-                             f"got {tuple(dloss.shape)}")
-        scale = dloss.reshape(-1).astype(dtype, copy=False)
-    else:
-        scale = scalar_grad(dloss, reduction, dtype).reshape(1)
-    wt, safe = _target_weights(flat, ignored, weight, dtype)
-    if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scale = scale / wt.sum()
+    scale, wt, safe = _target_scale(dloss, target, flat, ignored, weight, reduction, dtype)
     # dloss_i/dlogp[i, c] = -((1 - eps) * w[t_i] * [c == t_i] + eps / C * w[c]) (zero when ignored)
     rows = flat.shape[0]
     q = xp.zeros((rows, classes), dtype=dtype)
@@ -245,21 +252,9 @@ def nll_loss_backward(dloss: Any, input: Any, target: Any, weight: Any = None, i
     classes, flat, ignored, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, 0.0,
                                                      name="input")
     check_request("nll_loss_backward", nbytes(input.shape, input.dtype), "the result")
-    be = get_backend()
-    xp = be.xp
+    xp = get_backend().xp
     dtype = input.dtype
-    if reduction == "none":
-        check_array(dloss, "dloss")
-        if tuple(dloss.shape) != tuple(target.shape):
-            raise ValueError(f"dloss must have target's shape {tuple(target.shape)} for reduction='none', "
-                             f"got {tuple(dloss.shape)}")
-        scale = dloss.reshape(-1).astype(dtype, copy=False)
-    else:
-        scale = scalar_grad(dloss, reduction, dtype).reshape(1)
-    wt, safe = _target_weights(flat, ignored, weight, dtype)
-    if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scale = scale / wt.sum()
+    scale, wt, safe = _target_scale(dloss, target, flat, ignored, weight, reduction, dtype)
     rows = flat.shape[0]
     grad = xp.zeros((rows, classes), dtype=dtype)
     with np.errstate(invalid="ignore"):
