@@ -10,10 +10,12 @@ from .. import functional as F
 from .module import Module, _nbytes
 
 
-class Dropout(Module):
-    """Zeroes each element with probability ``p`` in training mode (others scaled by 1/(1-p));
-    the identity in eval mode. Keeps for backward: the boolean keep mask, prod(shape) bytes (1 per
-    element), not the input."""
+class _Dropout(Module):
+    """What Dropout and Dropout2d share: training mode draws a keep mask through ``_apply`` and keeps
+    it; eval mode (or p = 0) is the identity and keeps nothing. Subclasses name the functional pair."""
+
+    _apply = staticmethod(F.dropout)
+    _apply_backward = staticmethod(F.dropout_backward)
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -26,7 +28,7 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._save()
             return x
-        y, mask = F.dropout(x, self.p, training=True, return_mask=True)
+        y, mask = self._apply(x, self.p, training=True, return_mask=True)
         self._save(mask)
         return y
 
@@ -34,16 +36,22 @@ class Dropout(Module):
         saved = self._take_saved()
         if not input_grad:
             return None
-        return F.dropout_backward(dy, saved[0], self.p) if saved else dy
+        return self._apply_backward(dy, saved[0], self.p) if saved else dy
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout(_Dropout):
+    """Zeroes each element with probability ``p`` in training mode (others scaled by 1/(1-p));
+    the identity in eval mode. Keeps for backward: the boolean keep mask, prod(shape) bytes (1 per
+    element), not the input."""
 
     def output_shape(self, input_shape):
         return tuple(input_shape)
 
     def _saved_spec(self, input_shape, dtype):
         return (_nbytes(input_shape, np.bool_) if self.p > 0 else 0), False, False
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, inplace={self.inplace}"
 
 
 class Flatten(Module):
@@ -106,31 +114,13 @@ class Identity(Module):
         return 0, False, False
 
 
-class Dropout2d(Module):
+class Dropout2d(_Dropout):
     """Zeroes whole channels (N, C, H, W) or (C, H, W) with probability ``p`` in training mode (the
     others scaled by 1/(1-p)), PyTorch's ``nn.Dropout2d``; the identity in eval mode.
     Keeps for backward: the boolean keep mask (1 byte per channel of each sample)."""
 
-    def __init__(self, p: float = 0.5, inplace: bool = False):
-        super().__init__()
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"dropout probability p must be in [0, 1], got {p!r}")
-        self.p = float(p)
-        self.inplace = inplace
-
-    def forward(self, x: Any) -> Any:
-        if not self.training or self.p == 0.0:
-            self._save()
-            return x
-        y, mask = F.dropout2d(x, self.p, training=True, return_mask=True)
-        self._save(mask)
-        return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        saved = self._take_saved()
-        if not input_grad:
-            return None
-        return F.dropout2d_backward(dy, saved[0], self.p) if saved else dy
+    _apply = staticmethod(F.dropout2d)
+    _apply_backward = staticmethod(F.dropout2d_backward)
 
     def output_shape(self, input_shape):
         if len(input_shape) not in (3, 4):
@@ -139,6 +129,3 @@ class Dropout2d(Module):
 
     def _saved_spec(self, input_shape, dtype):
         return (_nbytes(tuple(input_shape[:-2]), np.bool_) if self.p > 0 else 0), False, False
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, inplace={self.inplace}"
