@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gpuconv.backend.aot import with_defines
 from gpuconv.backend.errors import KernelCompileError
 from gpuconv.backend.kernel_binaries import compile_options
-from gpuconv.backend.kernel_source import kernel_files, read_source, with_defines
+from gpuconv.backend.kernel_source import kernel_files, read_source
 from gpuconv.backend.nvrtc_check import ARCHITECTURES, compile_program, compile_ptx, nvrtc_unavailable_reason
 from gpuconv.backend.signature import parse_signatures
 

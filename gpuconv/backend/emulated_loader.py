@@ -34,9 +34,10 @@ from typing import Iterator, Mapping, Protocol
 
 import numpy as np
 
+from .aot import with_defines
 from .compile_notice import compile_notice
 from .errors import KernelLaunchError
-from .kernel_source import compile_error, kernels_dir, read_source, with_defines
+from .kernel_source import compile_error, kernels_dir, read_source
 from .signature import Signature, check_arguments, parse_signatures
 
 SCHEDULE_ENV = "GPUCONV_EMU_SCHEDULE"

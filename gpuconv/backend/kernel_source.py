@@ -6,7 +6,6 @@ import functools
 import re
 from pathlib import Path
 
-from .aot import with_defines
 from .errors import KernelCompileError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from .aot import NVRTC_OPTIONS
-from .kernel_source import compile_error, kernels_dir, read_source, with_defines
+from .aot import NVRTC_OPTIONS, with_defines
+from .kernel_source import compile_error, kernels_dir, read_source
 
 ARCHITECTURES = ("compute_75", "compute_80", "compute_90")
 
