@@ -35,6 +35,7 @@ from typing import Iterator, Mapping, Protocol
 import numpy as np
 
 from .aot import with_defines
+from .cache_folder import cache_folder
 from .compile_notice import compile_notice
 from .errors import KernelLaunchError
 from .kernel_source import compile_error, kernels_dir, read_source
@@ -129,10 +130,7 @@ def compiler() -> str | None:
 
 
 def cache_dir() -> Path:
-    if os.environ.get("GPUCONV_EMU_CACHE"):
-        return Path(os.environ["GPUCONV_EMU_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gpuconv" / "emu"
+    return cache_folder("GPUCONV_EMU_CACHE", "emu")
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from .aot import MANIFEST, NVRTC_OPTIONS, arch_of, pick_binary, program_hash, with_defines
+from .cache_folder import cache_folder
 from .compile_notice import compile_notice
 from .kernel_source import kernels_dir, read_source
 
@@ -32,10 +33,7 @@ Compiler = Callable[[str, str, str, tuple], bytes]
 def cache_dir() -> Path:
     """``$GPUCONV_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/gpuconv/kernels``, else
     ``~/.cache/gpuconv/kernels``."""
-    if os.environ.get("GPUCONV_KERNEL_CACHE"):
-        return Path(os.environ["GPUCONV_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gpuconv" / "kernels"
+    return cache_folder("GPUCONV_KERNEL_CACHE", "kernels")
 
 
 def shipped_dir() -> Path:

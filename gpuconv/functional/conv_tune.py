@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import flags
 from ..backend import get_backend
+from ..backend.cache_folder import cache_folder
 from ..backend.kernel_source import kernels_dir
 from .conv_geometry import ConvGeometry
 
@@ -58,10 +59,7 @@ _warned: set[Path] = set()
 
 def cache_dir() -> Path:
     """The folder of the autotuner's cache file (see the module docstring)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gpuconv" / "tune"
+    return cache_folder(CACHE_ENV, "tune")
 
 
 @functools.lru_cache(maxsize=None)
