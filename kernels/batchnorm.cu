@@ -43,7 +43,9 @@
 // nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v (registers; no spills, no stack frame in any):
 //   batch_norm_stats        f32 40 / f64 52      batch_norm_backward_reduce f32 34 / f64 38
 //   batch_norm_affine       f32 32 / f64 32      batch_norm_backward_dx     f32 40 / f64 48
-//   batch_norm_train_fused  f32 45 / f64 60      batch_norm_backward_fused  f32 40 / f64 46
+//   batch_norm_train_fused  f32 47 / f64 60      batch_norm_backward_fused  f32 56 / f64 56
+//   (the fused kernels' normalizing pass reads its inputs as 16-byte vectors since 2026-11-26: 45/60
+//   and 40/46 before, when it read them element by element: 4x the sectors per warp request)
 // 64-bit division (PTX div/rem.s64): one per thread, none per element (k0 / hw of a reduction
 // block; plane % channels of an elementwise thread).
 #include "common.cuh"
@@ -268,24 +270,31 @@ __device__ void batch_norm_backward_reduce(const T* __restrict__ dy, const T* __
     }
 }
 
-// Writes out[o] = f(o) for every element offset o of channel c: the channel's images one after
-// another, the block's threads striding over each plane (16-byte stores when vec).
-template <typename T, typename F>
+// Writes out[o] = f(a[o], b[o]) for every element offset o of channel c (b[o] is 0 when kTwo is
+// false and b is unread): the channel's images one after another, the block's threads striding over
+// each plane. With vec, the inputs are read as 16-byte vectors too: a scalar read of element l of
+// each lane's vector would make a warp's request span 4x (float) the sectors it needs.
+template <typename T, bool kTwo, typename F>
 __device__ __forceinline__ void map_channel(int n_batch, int channels, int c, int hw, int vec, T* __restrict__ out,
-                                            F f) {
+                                            const T* __restrict__ a, const T* __restrict__ b, F f) {
     typedef typename Vec16<T>::type V;
     constexpr int L = Vec16<T>::lanes;
     for (int n = 0; n < n_batch; ++n) {
         const long long base = ((long long)n * channels + c) * hw;
         if (vec) {
+            const V* av = reinterpret_cast<const V*>(a + base);
+            const V* bv = reinterpret_cast<const V*>(b + base);
             for (int i = threadIdx.x; i < hw / L; i += kBlock) {
-                V v;
+                V v = av[i];
+                V w;
+                if (kTwo) w = bv[i];
                 T* e = reinterpret_cast<T*>(&v);
-                for (int l = 0; l < L; ++l) e[l] = f(base + (long long)i * L + l);
+                const T* g = reinterpret_cast<const T*>(&w);
+                for (int l = 0; l < L; ++l) e[l] = f(e[l], kTwo ? g[l] : T(0));
                 reinterpret_cast<V*>(out + base)[i] = v;
             }
         } else {
-            for (int i = threadIdx.x; i < hw; i += kBlock) out[base + i] = f(base + i);
+            for (int i = threadIdx.x; i < hw; i += kBlock) out[base + i] = f(a[base + i], kTwo ? b[base + i] : T(0));
         }
     }
 }
@@ -306,7 +315,7 @@ __device__ void batch_norm_train_fused(const T* __restrict__ x, T* __restrict__ 
     const T inv = save_invstd[c];
     const T scale = has_weight ? inv * weight[c] : inv;
     const T shift = has_bias ? bias[c] : T(0);
-    map_channel<T>(n_batch, channels, c, hw, vec, y, [&](long long o) { return (x[o] - m) * scale + shift; });
+    map_channel<T, false>(n_batch, channels, c, hw, vec, y, x, x, [&](T xv, T) { return (xv - m) * scale + shift; });
 }
 
 template <typename T>
@@ -325,8 +334,8 @@ __device__ void batch_norm_backward_fused(const T* __restrict__ dy, const T* __r
     const T m = mean[c];
     const T mean_dy = sum_dy[c] / count;
     const T k = sum_dy_xhat[c] / count * inv;
-    map_channel<T>(n_batch, channels, c, hw, vec, dx,
-                   [&](long long o) { return (dy[o] - mean_dy - (x[o] - m) * k) * scale; });
+    map_channel<T, true>(n_batch, channels, c, hw, vec, dx, dy, x,
+                         [&](T g, T xv) { return (g - mean_dy - (xv - m) * k) * scale; });
 }
 
 // The plane this thread serves and its first index and stride in it (in vectors when vec), for

@@ -8,7 +8,8 @@
 // plane are 32-bit (the launcher checks H*W and OH*OW < 2^31): no element pays a 64-bit division,
 // and the per-element 32-bit divisions are one (pos / width) plus the window ranges of a gather.
 // Launch geometry (see GC_PLANE_LOOP): `ppb` planes per block for small planes, chunks of a plane
-// over grid.x and plane groups over grid.y. No #defines injected.
+// over grid.x and plane groups over grid.y; the _v2 kernels: a tile per block over grid.x, plane
+// groups over grid.y, dynamic shared memory sized by the launcher. No #defines injected.
 //
 // Entry points (each in _f32 and _f64):
 //   max_pool2d_forward       one thread per output (indices written only when write_indices != 0):
@@ -21,9 +22,14 @@
 //   max_pool2d_check_indices / adaptive_max_pool2d_check_indices
 //                            one thread per output: sets a flag when an index does not name an
 //                            element of its window (the launcher raises after the backward).
+//   max_pool2d_forward_v2    the same results bit for bit from a block per tile of outputs whose
+//                            input rows the block first copies to shared memory (coalesced loads,
+//                            conflict-free tap reads; see "tiled forward kernels"). The launcher's
+//                            choice when the tile fits in shared memory; v1 runs otherwise.
 //   avg_pool2d_forward       one thread per output; PyTorch's divisor rule (count_include_pad counts
 //                            padding inside H+2*pad but not the ceil_mode overhang; divisor > 0
 //                            overrides).
+//   avg_pool2d_forward_v2    avg_pool2d_forward tiled as max_pool2d_forward_v2, bit for bit.
 //   avg_pool2d_backward      gather over the windows containing each input element.
 //   adaptive_avg_pool2d_forward / _backward, adaptive_max_pool2d_forward / _backward
 //                            bins floor(i*H/OH) .. ceil((i+1)*H/OH); backward is a gather over the
@@ -42,6 +48,7 @@
 // nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64 (no spills, no stack frame in any;
 // _i32 variants within one register of the int64 ones):
 //   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 40 / 52;
+//   max_pool2d_forward_v2 31 / 31 (_i32 the same), avg_pool2d_forward_v2 32 / 37 (2026-11-26);
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
 //   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41 (measured before the GeM
 //   kernels factored out the window maximum; not remeasured); sum_reduce 31 / 30.
@@ -208,6 +215,123 @@ __device__ void max_pool2d_backward(const T* __restrict__ dy, const J* __restric
     }
 }
 
+// ---- tiled forward kernels (v2): the input a block needs, staged in shared memory ---------------
+// A block computes a tile of tile_oh x tile_ow outputs of `tpb` planes (tpb > 1 only when a tile is
+// a whole output plane: small planes share a block); blockIdx.x is the tile (row-major over
+// tiles_x tiles per output row), plane groups over grid.y, strided. Why: with a thread per output
+// and stride s, a warp's k-th tap reads every s-th element, so each request touches s times the
+// sectors it uses; here the warps copy the rows the tile's windows cover with consecutive lanes on
+// consecutive elements, then every tap is a shared-memory read.
+// Shared layout of a staged row (`cols` input columns from ix0): column c at word (c % sw) * cw +
+// c / sw, phase-major, so that the lanes of a warp (consecutive outputs, columns sw apart) read
+// consecutive words at every tap; cw >= ceil(cols / sw) is padded by the launcher so that the
+// phases start in different banks. Positions outside the input hold `pad` (-inf for max, 0 for
+// average), which never changes a window's result: -inf never beats the running maximum (nor is
+// NaN), and adding +0 leaves a sum that started at +0 unchanged, bit for bit.
+namespace {
+
+struct PoolTile {
+    int rows, cols, cw, row_words, plane_words, oy0, ox0, iy0, ix0, tile_ow, tile_out;
+    __device__ PoolTile(int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int tile_oh, int tile_ow,
+                        int tiles_x, int cw_, int row_words_, int plane_words_)
+        : rows((tile_oh - 1) * sh + (kh - 1) * dh + 1), cols((tile_ow - 1) * sw + (kw - 1) * dw + 1), cw(cw_),
+          row_words(row_words_), plane_words(plane_words_), tile_ow(tile_ow), tile_out(tile_oh * tile_ow) {
+        const int ty = blockIdx.x / tiles_x;
+        oy0 = ty * tile_oh;
+        ox0 = (blockIdx.x - ty * tiles_x) * tile_ow;
+        iy0 = oy0 * sh - ph;
+        ix0 = ox0 * sw - pw;
+    }
+    // Output t of the block (plane pl of its group, row oyl and column oxl of the tile); false
+    // past the output or past the last plane.
+    __device__ bool locate(int t, long long plane0, long long planes, int oh, int ow, int& pl, int& oyl,
+                           int& oxl) const {
+        pl = t / tile_out;
+        oyl = (t - pl * tile_out) / tile_ow;
+        oxl = t - pl * tile_out - oyl * tile_ow;
+        return plane0 + pl < planes && oy0 + oyl < oh && ox0 + oxl < ow;
+    }
+};
+
+// Copies the tile's rows of planes plane0 .. plane0 + tpb - 1 into `tile` (a warp per row, lanes on
+// consecutive columns), `pad` outside the input and for planes past the last.
+template <typename T>
+__device__ void stage_tile(const T* __restrict__ x, T* tile, const PoolTile& g, long long plane0, long long planes,
+                           int tpb, int height, int width, int sw, T pad) {
+    const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    // Column c = lane + 32*k in (word, phase) = (c / sw, c % sw), stepped without a division.
+    const int q0 = lane / sw, r0 = lane - q0 * sw, dq = 32 / sw, dr = 32 - dq * sw;
+    for (int pr = threadIdx.x / 32; pr < tpb * g.rows; pr += warps) {
+        const int pl = pr / g.rows, gy = g.iy0 + pr - pl * g.rows;
+        const long long plane = plane0 + pl;
+        const bool row_inside = plane < planes && gy >= 0 && gy < height;
+        const T* xr = x + (row_inside ? plane * height * width + (long long)gy * width : 0);
+        T* tr = tile + pl * g.plane_words + (pr - pl * g.rows) * g.row_words;
+        int q = q0, r = r0;
+        for (int c = lane; c < g.cols; c += 32) {
+            const int gx = g.ix0 + c;
+            tr[r * g.cw + q] = row_inside && gx >= 0 && gx < width ? xr[gx] : pad;
+            q += dq;
+            r += dr;
+            if (r >= sw) {
+                r -= sw;
+                ++q;
+            }
+        }
+    }
+}
+
+}  // namespace
+
+template <typename T, typename J>
+__device__ void max_pool2d_forward_tiled(const T* __restrict__ x, T* __restrict__ y, J* __restrict__ indices,
+                                         long long planes, int height, int width, int oh, int ow, int kh, int kw,
+                                         int sh, int sw, int ph, int pw, int dh, int dw, int write_indices,
+                                         int tile_oh, int tile_ow, int tiles_x, int tpb, int cw, int row_words,
+                                         int plane_words) {
+    extern __shared__ __align__(16) unsigned char pool_smem[];
+    T* tile = reinterpret_cast<T*>(pool_smem);
+    const PoolTile g(kh, kw, sh, sw, ph, pw, dh, dw, tile_oh, tile_ow, tiles_x, cw, row_words, plane_words);
+    const int dq = dw / sw, dr = dw - dq * sw;  // a column tap's step in (word, phase)
+    for (long long plane0 = (long long)blockIdx.y * tpb; plane0 < planes; plane0 += (long long)gridDim.y * tpb) {
+        stage_tile(x, tile, g, plane0, planes, tpb, height, width, sw, Lim<T>::neg_inf());
+        __syncthreads();
+        for (int t = threadIdx.x; t < tpb * g.tile_out; t += blockDim.x) {
+            int pl, oyl, oxl;
+            if (!g.locate(t, plane0, planes, oh, ow, pl, oyl, oxl)) continue;
+            const int oy = g.oy0 + oyl, ox = g.ox0 + oxl;
+            const int y0 = oy * sh - ph, x0 = ox * sw - pw;
+            int fy = y0, fx = x0;  // first tap inside the plane (PyTorch's initial index), as in v1
+            while (fy < 0) fy += dh;
+            while (fx < 0) fx += dw;
+            T best = Lim<T>::neg_inf();
+            int best_index = fy * width + fx;
+            const T* window = tile + pl * g.plane_words + oyl * sh * g.row_words + oxl;
+            for (int i = 0; i < kh; ++i) {
+                const T* tr = window + i * dh * g.row_words;
+                int q = 0, r = 0;
+                for (int j = 0; j < kw; ++j) {
+                    const T v = tr[r * cw + q];
+                    if (v > best || v != v) {  // padding (-inf) never gets here
+                        best = v;
+                        best_index = (y0 + i * dh) * width + x0 + j * dw;
+                    }
+                    q += dq;
+                    r += dr;
+                    if (r >= sw) {
+                        r -= sw;
+                        ++q;
+                    }
+                }
+            }
+            const long long o = (plane0 + pl) * oh * ow + oy * ow + ox;
+            y[o] = best;
+            if (write_indices) indices[o] = (J)best_index;
+        }
+        __syncthreads();  // the next plane group overwrites the tile
+    }
+}
+
 // ---- index checks for the backward of max and adaptive max pooling ------------------------------
 // One thread per output: sets *bad when the index of a window that holds input elements does not
 // name one of them (a corrupt index, or one from another call, which the gathers would drop
@@ -307,6 +431,46 @@ __device__ void avg_pool2d_backward(const T* __restrict__ dy, T* __restrict__ dx
                        T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
                                      divisor_override));
         dx[plane * plane_size + pos] = acc;
+    }
+}
+
+// v2 of avg_pool2d_forward: the tiled layout of max_pool2d_forward_tiled (dilation 1), padding 0.
+template <typename T>
+__device__ void avg_pool2d_forward_tiled(const T* __restrict__ x, T* __restrict__ y, long long planes, int height,
+                                         int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
+                                         int count_include_pad, int divisor_override, int tile_oh, int tile_ow,
+                                         int tiles_x, int tpb, int cw, int row_words, int plane_words) {
+    extern __shared__ __align__(16) unsigned char pool_smem[];
+    T* tile = reinterpret_cast<T*>(pool_smem);
+    const PoolTile g(kh, kw, sh, sw, ph, pw, 1, 1, tile_oh, tile_ow, tiles_x, cw, row_words, plane_words);
+    const int dq = 1 / sw, dr = 1 - dq * sw;
+    for (long long plane0 = (long long)blockIdx.y * tpb; plane0 < planes; plane0 += (long long)gridDim.y * tpb) {
+        stage_tile(x, tile, g, plane0, planes, tpb, height, width, sw, T(0));
+        __syncthreads();
+        for (int t = threadIdx.x; t < tpb * g.tile_out; t += blockDim.x) {
+            int pl, oyl, oxl;
+            if (!g.locate(t, plane0, planes, oh, ow, pl, oyl, oxl)) continue;
+            const int oy = g.oy0 + oyl, ox = g.ox0 + oxl;
+            const T* window = tile + pl * g.plane_words + oyl * sh * g.row_words + oxl;
+            T acc = T(0);
+            for (int i = 0; i < kh; ++i) {
+                const T* tr = window + i * g.row_words;
+                int q = 0, r = 0;
+                for (int j = 0; j < kw; ++j) {
+                    acc += tr[r * cw + q];
+                    q += dq;
+                    r += dr;
+                    if (r >= sw) {
+                        r -= sw;
+                        ++q;
+                    }
+                }
+            }
+            y[(plane0 + pl) * oh * ow + oy * ow + ox] =
+                acc / T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
+                                    divisor_override));
+        }
+        __syncthreads();  // the next plane group overwrites the tile
     }
 }
 
@@ -700,6 +864,56 @@ extern "C" __global__ void adaptive_max_pool2d_check_indices_i32_f64(const int* 
                                                                 int* __restrict__ bad, long long planes, int height,
                                                                 int width, int oh, int ow, int ppb) {
     adaptive_max_pool2d_check_indices<int>(indices, bad, planes, height, width, oh, ow, ppb);
+}
+#define MAXPOOL_TILED_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, write_indices, \
+    tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words
+extern "C" __global__ void max_pool2d_forward_v2_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                     long long* __restrict__ indices, long long planes, int height,
+                                                     int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                     int ph, int pw, int dh, int dw, int write_indices, int tile_oh,
+                                                     int tile_ow, int tiles_x, int tpb, int cw, int row_words,
+                                                     int plane_words) {
+    max_pool2d_forward_tiled<float, long long>(x, y, indices, MAXPOOL_TILED_ARGS);
+}
+extern "C" __global__ void max_pool2d_forward_v2_i32_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                         int* __restrict__ indices, long long planes, int height,
+                                                         int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                         int ph, int pw, int dh, int dw, int write_indices,
+                                                         int tile_oh, int tile_ow, int tiles_x, int tpb, int cw,
+                                                         int row_words, int plane_words) {
+    max_pool2d_forward_tiled<float, int>(x, y, indices, MAXPOOL_TILED_ARGS);
+}
+extern "C" __global__ void max_pool2d_forward_v2_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                     long long* __restrict__ indices, long long planes, int height,
+                                                     int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                     int ph, int pw, int dh, int dw, int write_indices, int tile_oh,
+                                                     int tile_ow, int tiles_x, int tpb, int cw, int row_words,
+                                                     int plane_words) {
+    max_pool2d_forward_tiled<double, long long>(x, y, indices, MAXPOOL_TILED_ARGS);
+}
+extern "C" __global__ void max_pool2d_forward_v2_i32_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                         int* __restrict__ indices, long long planes, int height,
+                                                         int width, int oh, int ow, int kh, int kw, int sh, int sw,
+                                                         int ph, int pw, int dh, int dw, int write_indices,
+                                                         int tile_oh, int tile_ow, int tiles_x, int tpb, int cw,
+                                                         int row_words, int plane_words) {
+    max_pool2d_forward_tiled<double, int>(x, y, indices, MAXPOOL_TILED_ARGS);
+}
+#define AVGPOOL_TILED_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad, \
+    divisor_override, tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words
+extern "C" __global__ void avg_pool2d_forward_v2_f32(const float* __restrict__ x, float* __restrict__ y,
+                                                     long long planes, int height, int width, int oh, int ow, int kh,
+                                                     int kw, int sh, int sw, int ph, int pw, int count_include_pad,
+                                                     int divisor_override, int tile_oh, int tile_ow, int tiles_x,
+                                                     int tpb, int cw, int row_words, int plane_words) {
+    avg_pool2d_forward_tiled<float>(x, y, AVGPOOL_TILED_ARGS);
+}
+extern "C" __global__ void avg_pool2d_forward_v2_f64(const double* __restrict__ x, double* __restrict__ y,
+                                                     long long planes, int height, int width, int oh, int ow, int kh,
+                                                     int kw, int sh, int sw, int ph, int pw, int count_include_pad,
+                                                     int divisor_override, int tile_oh, int tile_ow, int tiles_x,
+                                                     int tpb, int cw, int row_words, int plane_words) {
+    avg_pool2d_forward_tiled<double>(x, y, AVGPOOL_TILED_ARGS);
 }
 extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes,
                                                   int height, int width, int oh, int ow, int kh, int kw, int sh,

@@ -30,6 +30,7 @@ TINY = {
     "pool": ["--batch", "2", "--shrink", "16"],
     "bn": ["--batch", "2", "--shrink", "16"],
     "im2col": ["--batch", "2", "--shrink", "16"],
+    "elementwise": ["--batch", "2", "--shrink", "16"],
     "model": ["--model", "lenet5", "--image-size", "32", "--batch", "2", "--num-classes", "10"],
     "memory": ["--model", "lenet5", "--image-size", "32", "--batch", "2", "--num-classes", "10"],
     "list": [],
@@ -315,7 +316,8 @@ def test_tf32_and_tuned_rows_use_gpuconv_flags(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("script, command", [("bench_conv.py", "conv"), ("bench_pool.py", "pool"),
-                                             ("bench_batchnorm.py", "bn"), ("bench_im2col.py", "im2col")])
+                                             ("bench_batchnorm.py", "bn"), ("bench_im2col.py", "im2col"),
+                                             ("bench_elementwise.py", "elementwise")])
 def test_the_benchmark_scripts_are_wrappers_of_the_command(script, command):
     env = {k: v for k, v in os.environ.items() if k != "GPUCONV_BACKEND"}
     args = TINY[command] + ["--backend", "numpy", "--no-torch", "--repeats", "1", "--format", "json"]
@@ -405,3 +407,118 @@ def test_the_measured_peak_counts_what_the_call_allocates():
 
     with gpuconv.backend("numpy") as be:
         assert 12 * 2**20 <= measure_peak(allocate, be) < 13 * 2**20
+
+
+# ---- the PyTorch comparison of the memory-bound subcommands, without PyTorch --------------------
+class _FakeTorchChild:
+    """Stands in for TorchChild: every twin takes ``seconds``; records the specs it was asked to build."""
+
+    available = True
+
+    def __init__(self, seconds: float):
+        self.seconds, self.specs = seconds, []
+
+    def build(self, spec: dict) -> list[str]:
+        self.specs.append(spec)
+        return sorted(_twin_names(spec["family"]))
+
+    def timed(self, name: str):
+        return lambda: self.seconds
+
+
+def _memory_bound_cases(family: str):
+    from gpuconv.bench import memory_bound
+
+    build = {"pool": memory_bound.pool_cases, "bn": memory_bound.bn_cases, "elementwise": memory_bound.elementwise_cases}
+    return build[family](2, np.dtype(np.float32), 16)
+
+
+def _twin_names(family: str) -> set[str]:
+    return {g.torch for case in _memory_bound_cases(family) for g in case.groups if g.torch}
+
+
+@pytest.mark.parametrize("family", ["pool", "bn", "elementwise"])
+def test_the_ratio_to_pytorch_is_gpuconv_time_over_the_twin_time(family):
+    """Every op with a PyTorch twin gets torch_ms from the child's timer and ratio_torch = median / torch."""
+    from gpuconv.bench.runner import Settings, run_cases
+
+    child = _FakeTorchChild(seconds=0.25)
+    with gpuconv.backend("numpy") as be:
+        cases = _memory_bound_cases(family)
+        rows = run_cases(cases, be, Settings(0, 2, 0.0, 2, 1e-4, timing=True), child, [])
+    assert child.specs == [case.torch_spec for case in cases] and all(s["family"] == family for s in child.specs)
+    twinned = {(case.name, op.fields["op"]) for case in cases for g in case.groups if g.torch for op in g.ops}
+    assert twinned
+    for row in rows:
+        assert row["status"] == "ok"
+        if (row["case"], row["op"]) in twinned:
+            assert row["torch_ms"] == 250.0 and row["ratio_torch"] == pytest.approx(row["median_ms"] / 250.0)
+        else:
+            assert "torch_ms" not in row and "ratio_torch" not in row
+
+
+@pytest.mark.parametrize("backend, device, expected", [("cupy", None, "cuda:0"), ("cupy", 2, "cuda:2"),
+                                                       ("numpy", None, "cpu")])
+def test_pytorch_runs_on_the_backends_device(monkeypatch, backend, device, expected):
+    """cupy: PyTorch's CUDA kernels on the same GPU; numpy: its CPU kernels; emulated: no comparison."""
+    made = []
+
+    class Recorder:
+        def __init__(self, device, threads, tf32):
+            made.append(device)
+            self.available, self.version, self.threads = True, "x", 1
+
+    monkeypatch.setattr(cli, "TorchChild", Recorder)
+    args = cli.build_parser().parse_args(["elementwise", "--backend", backend]
+                                         + (["--device", str(device)] if device is not None else []))
+
+    class Backend:
+        name = backend
+
+    notes = []
+    assert cli._torch_child(args, Backend(), notes) is not None
+    assert made == [expected] and notes == [f"PyTorch x on {expected} (1 CPU threads), timed in a child process"]
+
+    class Emulated:
+        name = "emulated"
+
+    assert cli._torch_child(cli.build_parser().parse_args(["pool", "--backend", "emulated"]), Emulated(), []) is None
+
+
+@pytest.mark.skipif(not has_module("torch"), reason="PyTorch not installed (pip install torch): no twins to build")
+@pytest.mark.parametrize("family", ["pool", "bn", "elementwise"])
+def test_every_twin_a_case_names_is_built_and_runs(family):
+    import torch
+
+    from gpuconv.bench import torch_ops
+
+    for case in _memory_bound_cases(family):
+        built = torch_ops.build(torch, case.torch_spec, "cpu")
+        wanted = {g.torch for g in case.groups if g.torch}
+        assert wanted <= set(built)
+        for name in wanted:
+            built[name]()
+
+
+def test_optimizer_and_in_place_ops_get_fresh_state_per_inputs():
+    """The check runs an in-place op on its own arrays (the numpy reference afterwards sees unchanged
+    inputs); the timed calls on one inputs dict reuse one optimizer, whose steps accumulate."""
+    from gpuconv.bench.runner import check
+
+    with gpuconv.backend("numpy"):
+        cases = _memory_bound_cases("elementwise")
+        for case in cases:
+            before = {k: v.copy() for k, v in case.inputs.items()}
+            for group in case.groups:
+                for op in group.ops:
+                    assert check(case, op, 2) < 1e-6
+            assert all(np.array_equal(before[k], v) for k, v in case.inputs.items())
+        optimizer_case = cases[-1]
+        sgd = optimizer_case.groups[0].ops[0]
+        inputs = {k: v.copy() for k, v in optimizer_case.inputs.items()}
+        first = [p.copy() for p in sgd.run(inputs)]
+        second = sgd.run(inputs)
+        lr_times_grad = 0.01 * inputs["g0"]
+        np.testing.assert_allclose(first[0], inputs["p0"] - lr_times_grad, rtol=1e-6)
+        # Second step with momentum 0.9: the buffer is 1.9 * grad.
+        np.testing.assert_allclose(second[0], first[0] - 1.9 * lr_times_grad, rtol=1e-5, atol=1e-7)

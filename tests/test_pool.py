@@ -3,6 +3,8 @@ references in tests/reference.py; finite differences in float64; race checks on 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -156,6 +158,144 @@ def test_avg_pool2d_random_configs(backend, dtype, rng):
         dy = rng.standard_normal(ref_y.shape).astype(dtype)
         dx = F.avg_pool2d_backward(gpuconv.asarray(dy), shape, **kw)
         assert_close(dx, reference.avg_pool2d_backward(dy, shape, k, s, p, ceil, include_pad, divisor), dtype)
+
+
+# ---- tiled forward kernels (v2) -----------------------------------------------------------------
+# Tile settings that exercise every path of the tiled kernels on small inputs: the default (whole
+# planes, several per block), small tiles (several tiles per plane, partial tiles at the edges, one
+# output per thread), and a plane-group grid smaller than the planes (grid.y strides).
+TILE_SETTINGS = {
+    "default": {},
+    "small-tiles": dict(TILE_OUTPUTS=24, MIN_TILE_OUTPUTS=24, TILE_WIDTH=5),
+    "strided-planes": dict(TILE_OUTPUTS=64, MIN_TILE_OUTPUTS=64, TILE_WIDTH=8, MAX_GRID_Y=2),
+}
+
+
+def _forward_both_versions(monkeypatch, run):
+    """run() with the tiled kernels, then with v1 (no shared memory to tile with); the results."""
+    tiled = run()
+    with monkeypatch.context() as m:
+        m.setattr(pool_launch, "TILE_SHARED_BYTES", 0)
+        v1 = run()
+    return tiled, v1
+
+
+def larger_window_config(rng, dilation=True):
+    """window_config on planes up to 40x40 (several tiles of the small tile settings)."""
+    shape, k, s, p, d, ceil = window_config(rng, dilation)
+    shape = (*shape[:2], int(rng.integers(1, 41)), int(rng.integers(1, 41)))
+    out = [reference.pool_out_size(shape[2 + a], k[a], s[a], p[a], d[a], ceil) for a in range(2)]
+    return (shape, k, s, p, d, ceil) if min(out) >= 1 else larger_window_config(rng, dilation)
+
+
+@pytest.mark.parametrize("settings", TILE_SETTINGS, ids=list(TILE_SETTINGS))
+def test_tiled_forward_matches_reference_and_v1(dtype, rng, monkeypatch, settings):
+    """max_pool2d and avg_pool2d forward on the emulated backend: the tiled kernels (v2) agree with the
+    float64 reference and bit for bit with v1, with int64 and int32 indices, every option."""
+    for name, value in TILE_SETTINGS[settings].items():
+        monkeypatch.setattr(pool_launch, name, value)
+    with gpuconv.backend("emulated"):
+        for _ in range(12):
+            shape, k, s, p, d, ceil = larger_window_config(rng)
+            x = distinct(rng, shape, dtype)
+            x.flat[rng.integers(0, x.size)] = -np.inf  # an input -inf never replaces the first tap's index
+            (y, idx), (y1, idx1) = _forward_both_versions(
+                monkeypatch, lambda: F.max_pool2d(x, k, s, p, d, ceil, return_indices=True))
+            ref_y, ref_idx = reference.max_pool2d(x, k, s, p, d, ceil)
+            assert_close(y, ref_y, dtype)
+            np.testing.assert_array_equal(idx, ref_idx)
+            np.testing.assert_array_equal(y, y1)
+            np.testing.assert_array_equal(idx, idx1)
+            (y32, idx32), _ = _forward_both_versions(
+                monkeypatch, lambda: F.max_pool2d(x, k, s, p, d, ceil, return_indices=True, index_dtype=np.int32))
+            np.testing.assert_array_equal(idx32, ref_idx)
+            np.testing.assert_array_equal(y32, y)
+
+            shape, k, s, p, _, ceil = larger_window_config(rng, dilation=False)
+            x = rng.standard_normal(shape).astype(dtype)
+            include_pad = bool(rng.integers(0, 2))
+            divisor = None if rng.integers(0, 3) else int(rng.integers(1, 6))
+            ya, ya1 = _forward_both_versions(monkeypatch, lambda: F.avg_pool2d(x, k, s, p, ceil, include_pad, divisor))
+            assert_close(ya, reference.avg_pool2d(x, k, s, p, ceil, include_pad, divisor), dtype)
+            np.testing.assert_array_equal(ya, ya1)
+
+
+def test_tiled_forward_nan_and_all_padding_windows(rng, monkeypatch):
+    """NaN wins its window (the last NaN's index, PyTorch's rule, which the numpy backend follows and
+    the reference does not model), and a window of padding only gives -inf and PyTorch's index, in the
+    tiled kernel as in v1."""
+    x = distinct(rng, (2, 3, 13, 11), np.float32)
+    x[0, 1, 4, 5] = x[0, 1, 4, 6] = x[1, 2, 12, 0] = np.nan
+    for args in ((3, 2, 1, 1, False), (3, 1, 1, 2, True), (2, 2, 1, 3, True)):
+        with gpuconv.backend("numpy"):
+            want_y, want_idx = F.max_pool2d(x, *args, return_indices=True)
+        assert np.isnan(want_y).any()
+        with gpuconv.backend("emulated"):
+            (y, idx), (y1, idx1) = _forward_both_versions(monkeypatch,
+                                                          lambda: F.max_pool2d(x, *args, return_indices=True))
+        for got_y, got_idx in ((y, idx), (y1, idx1)):
+            np.testing.assert_array_equal(got_y, want_y)
+            np.testing.assert_array_equal(got_idx, want_idx)
+    with gpuconv.backend("emulated"):
+        x = np.arange(4, dtype=np.float64).reshape(1, 1, 2, 2)
+        y, idx = F.max_pool2d(x, 2, 1, 1, 3, return_indices=True)
+        assert y.tolist() == [[[[-np.inf]]]] and idx.tolist() == [[[[6]]]]
+
+
+@pytest.mark.parametrize("settings", ["default", "small-tiles"])
+def test_tiled_forward_is_schedule_independent(rng, monkeypatch, settings):
+    """The staged tile is complete before any thread reads it, under every emulator schedule."""
+    for name, value in TILE_SETTINGS[settings].items():
+        monkeypatch.setattr(pool_launch, name, value)
+    with gpuconv.backend("emulated"):
+        x = distinct(rng, (2, 3, 17, 14), np.float32)
+        assert_schedule_independent(lambda: (*F.max_pool2d(x, 3, 2, 1, return_indices=True),
+                                             F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)))
+
+
+def _tap_words(tile, planes, out_size, kernel_size, stride, dilation):
+    """Word of each (output of the block, tap) as the tiled kernels compute it, and the tile's rows."""
+    grid, block, shared, (tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words) = tile
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    rows = (tile_oh - 1) * sh + (kh - 1) * dh + 1
+    cols = (tile_ow - 1) * sw + (kw - 1) * dw + 1
+    words = {}
+    for t in range(tpb * tile_oh * tile_ow):
+        pl, rem = divmod(t, tile_oh * tile_ow)
+        oyl, oxl = divmod(rem, tile_ow)
+        for i in range(kh):
+            for j in range(kw):
+                r, c = oyl * sh + i * dh, oxl * sw + j * dw
+                assert r < rows and c < cols
+                words[t, i, j] = pl * plane_words + r * row_words + (c % sw) * cw + c // sw
+    return words, rows, cols
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_pool_tile_layout(rng, itemsize):
+    """The launcher's tile layout: every tap of every output inside the staged rows and columns and
+    in a word of its own row and phase; shared memory within the limit; where the row stride can
+    reach it (tile width a multiple of gcd(stride, 32)), the reads of one tap by consecutive outputs
+    hit consecutive banks (no bank conflicts)."""
+    for _ in range(60):
+        planes = int(rng.integers(1, 300))
+        out_size = tuple(int(v) for v in rng.integers(1, 150, 2))
+        kernel_size = tuple(int(v) for v in rng.integers(1, 8, 2))
+        stride = tuple(int(v) for v in rng.choice([1, 2, 3, 4], 2))
+        dilation = tuple(int(v) for v in rng.integers(1, 3, 2))
+        tile = pool_launch.pool_tile(planes, out_size, kernel_size, stride, dilation, itemsize)
+        assert tile is not None
+        grid, block, shared, (tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words) = tile
+        assert shared == tpb * plane_words * itemsize <= pool_launch.TILE_SHARED_BYTES
+        assert grid[0] == -(-out_size[0] // tile_oh) * tiles_x and tiles_x * tile_ow >= out_size[1]
+        assert block[0] % 32 == 0 and block[0] <= pool_launch.BLOCK
+        assert tpb == 1 or (tile_oh, tile_ow) == out_size
+        words, rows, cols = _tap_words(tile, planes, out_size, kernel_size, stride, dilation)
+        assert cw * stride[1] >= cols and row_words >= stride[1] * cw and plane_words >= rows * row_words
+        if tile_ow % math.gcd(stride[0], 32) == 0:
+            for (t, i, j), word in words.items():
+                assert (word - words[0, i, j] - t) % 32 == 0
+    assert pool_launch.pool_tile(4, (3, 3), (200, 200), (1, 1), (1, 1), 4) is None  # runs v1
 
 
 # ---- adaptive pooling ----------------------------------------------------------------------------

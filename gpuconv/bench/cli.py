@@ -1,6 +1,6 @@
 """``gpuconv-bench``: the benchmark command line (also ``python -m gpuconv.bench``).
 
-Subcommands: conv, pool, bn, im2col, model, memory, list; ``gpuconv-bench SUBCOMMAND -h``.
+Subcommands: conv, pool, bn, im2col, elementwise, model, memory, list; ``gpuconv-bench SUBCOMMAND -h``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .timing import copy_function, interleaved, timed_call
 from .suites import SUITE_CHOICES, parse_shape, suite_layers
 from .torch_child import TorchChild
 
-DEFAULT_BATCH = {"conv": 8, "pool": 32, "bn": 32, "im2col": 8, "model": 8, "memory": 8, "list": 8, "warmup": 2}
+DEFAULT_BATCH = {"conv": 8, "pool": 32, "bn": 32, "im2col": 8, "elementwise": 32, "model": 8, "memory": 8, "list": 8, "warmup": 2}
 MODELS = ("lenet5", "alexnet", "vgg11", "vgg16", "resnet18", "resnet34", "resnet50")
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 TF32_TOLERANCE = 1e-2
@@ -68,7 +68,7 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--device", type=_non_negative, help="GPU number (cupy backend only)")
     group.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     group.add_argument("--batch", type=_positive,
-                       help="batch size (default: conv/im2col/model/memory 8, pool/bn 32)")
+                       help="batch size (default: conv/im2col/model/memory 8, pool/bn/elementwise 32)")
     group.add_argument("--repeats", type=_positive, default=5, help="timed runs (median and best reported)")
     group.add_argument("--warmup", type=_non_negative, default=1, help="untimed runs first")
     group.add_argument("--pause", type=_seconds,
@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "auto (numpy backend: auto only, its algorithms share one NumPy code path)")
     for name, text in (("pool", "max/avg/adaptive pooling and GeM: GB/s, %% of a copy"),
                        ("bn", "batch norm training/eval forward and backward: GB/s, %% of a copy"),
-                       ("im2col", "im2col and col2im: GB/s, %% of a copy")):
+                       ("im2col", "im2col and col2im: GB/s, %% of a copy"),
+                       ("elementwise", "ReLU, bias add and optimizer steps: GB/s, %% of a copy")):
         family = subcommand(name, text)
         family.add_argument("--shrink", type=_positive, default=1,
                             help="divide channels and planes by this (a quick run, e.g. on the emulator)")
@@ -228,7 +229,8 @@ def _run_memory_bound(args, be, header, summary) -> list[dict[str, Any]]:
     from . import memory_bound
 
     notes = header["notes"]
-    build = {"pool": memory_bound.pool_cases, "bn": memory_bound.bn_cases, "im2col": memory_bound.im2col_cases}
+    build = {"pool": memory_bound.pool_cases, "bn": memory_bound.bn_cases, "im2col": memory_bound.im2col_cases,
+             "elementwise": memory_bound.elementwise_cases}
     cases = build[args.command](args.batch, np.dtype(args.dtype), args.shrink)
     with contextlib.ExitStack() as stack:
         torch = _torch_child(args, be, notes)
@@ -274,9 +276,10 @@ def _run_warmup(args, be, header, summary) -> list[dict[str, Any]]:
 
 
 # The subcommands whose kernels the emulated backend profiles (gpuconv.backend.emulated.profile).
-PROFILED_COMMANDS = ("conv", "pool", "bn", "im2col", "model")
+PROFILED_COMMANDS = ("conv", "pool", "bn", "im2col", "elementwise", "model")
 
 COMMANDS = {"conv": _run_conv, "pool": _run_memory_bound, "bn": _run_memory_bound, "im2col": _run_memory_bound,
+            "elementwise": _run_memory_bound,
             "model": _run_model, "memory": _run_memory, "list": _run_list, "warmup": _run_warmup}
 
 

@@ -1,19 +1,27 @@
-"""The ``pool``, ``bn`` and ``im2col`` subcommands: memory-bound ops, GB/s and % of a copy.
+"""The ``pool``, ``bn``, ``im2col`` and ``elementwise`` subcommands: memory-bound ops, GB/s and % of a copy.
 
 GB/s counts each tensor the op reads or writes once (max pooling forward: x + y, plus the int64
 indices when returned; backward: dy + indices + dx; batch norm forward: x + y, backward: x + dy +
-dx; im2col: x + columns), and is given as a % of a copy measured in the same run (of x; of the
-columns for im2col/col2im): a device-to-device cudaMemcpy on the GPU, ``np.copyto`` on the CPU.
-Sizes are ResNet's and VGG's; ``shrink`` divides channels and planes (a quick run, e.g. on the
-emulator).
+dx; im2col: x + columns; ReLU forward x + y, backward dy + x + dx; bias add y read and written; an
+optimizer step: parameters read and written, gradients read, each state read and written), and is
+given as a % of a copy measured in the same run (of x; of the columns for im2col/col2im; of the
+largest parameter for the optimizer steps): a device-to-device cudaMemcpy on the GPU,
+``np.copyto`` on the CPU. Sizes are ResNet's and VGG's; ``shrink`` divides channels and planes (a
+quick run, e.g. on the emulator). Each case names its PyTorch twin (gpuconv/bench/torch_ops.py),
+timed on PyTorch's CUDA kernels when the backend is cupy and on its CPU kernels otherwise.
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import numpy as np
 
 import gpuconv
 import gpuconv.functional as F
+from gpuconv import optim
+from gpuconv.models import resnet18
+from gpuconv.nn import Parameter
 
 from .runner import Case, Group, Op
 
@@ -64,7 +72,8 @@ def pool_cases(batch: int, dtype: np.dtype, shrink: int = 1) -> list[Case]:
         _op("adaptive_max_pool2d forward", lambda a: F.adaptive_max_pool2d(a["x"], 1),
             "global.adaptive_max forward", _nbytes(x, dy)),
         _op("gem forward (p=3)", lambda a: F.gem(a["xg"], a["p"]), "global.gem forward", _nbytes(x, dy)),
-        _op("gem backward (dx, dp)", lambda a: F.gem_backward(a["dy"], a["xg"], a["p"]), None, _nbytes(dy, x, x)),
+        _op("gem backward (dx, dp)", lambda a: F.gem_backward(a["dy"], a["xg"], a["p"]), "global.gem backward",
+            _nbytes(dy, x, x)),
     ], batch_keys=("x", "xg", "dy"), copy_of="x"))
     spec = {"family": "pool", "batch": n, "shrink": shrink, "dtype": np.dtype(dtype).name}
     for case in cases:
@@ -140,4 +149,102 @@ def im2col_cases(batch: int, dtype: np.dtype, shrink: int = 1) -> list[Case]:
                                                               layout="knl"), "col2im", moved),
         ], batch_keys=(), slicer=sliced, copy_of="cols",
             torch_spec={"family": "im2col", "shape": [batch, c, size, size, k, s, p], "dtype": np.dtype(dtype).name}))
+    return cases
+
+
+# (C, H, W) of ReLU inputs in ResNet-18: after the stem and in the last two stages.
+RELU_LAYERS = [(64, 112, 112), (256, 14, 14), (512, 7, 7)]
+# Optimizer steps over ResNet-18's parameters: (label, torch twin, gpuconv optimizer, state arrays
+# per parameter). Arguments as torch_ops builds the twins.
+OPTIMIZERS = [
+    ("SGD momentum step", "sgd", lambda ps: optim.SGD(ps, lr=0.01, momentum=0.9), 1),
+    ("Adam step", "adam", lambda ps: optim.Adam(ps, lr=1e-3), 2),
+]
+
+
+class _PerInputs:
+    """State built once per inputs dict (a scratch output, an optimizer with its parameters).
+
+    The runner checks an op on fresh arrays of a slice and then times it on the device inputs, which
+    it passes again and again: the check gets state of its own, the timed calls share one (as a
+    training loop keeps its optimizer). In-place ops work on this state, never on the inputs (on the
+    numpy backend those are the host arrays the check's reference reads afterwards). The key input
+    stays referenced here, so its identity cannot be reused by another array.
+    """
+
+    def __init__(self, key: str, build: Callable[[dict], Any]):
+        self.key, self.build = key, build
+        self.array: Any = None
+        self.state: Any = None
+
+    def __call__(self, inputs: dict) -> Any:
+        if self.array is not inputs[self.key]:
+            self.array, self.state = inputs[self.key], self.build(inputs)
+        return self.state
+
+
+def bias_add(y: Any, bias: Any) -> Any:
+    """y (N, C, H, W) += bias[c] in place, as a convolution's epilogue does on the backend; returns y."""
+    be = gpuconv.get_backend()
+    if hasattr(be, "conv2d_bias_epilogue"):  # the cupy / emulated kernel (conv_epilogue.cu)
+        be.conv2d_bias_epilogue(y, bias)
+    else:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def _optimizer_op(make: Callable[[list], Any], count: int) -> Callable[[dict], tuple]:
+    """run(inputs) for one optimizer step over parameters p0.. with gradients g0..: returns the
+    parameters after the step."""
+    def build(inputs: dict) -> tuple[list[Parameter], Any]:
+        params = []
+        for i in range(count):
+            param = Parameter(inputs[f"p{i}"].copy())
+            param.grad = inputs[f"g{i}"]
+            params.append(param)
+        return params, make(params)
+
+    state = _PerInputs("p0", build)
+
+    def run(inputs: dict) -> tuple:
+        params, optimizer = state(inputs)
+        optimizer.step()
+        return tuple(p.data for p in params)
+
+    return run
+
+
+def elementwise_cases(batch: int, dtype: np.dtype, shrink: int = 1) -> list[Case]:
+    """ReLU forward and backward and a convolution's bias add at ResNet-18 sizes; SGD (momentum) and
+    Adam steps over ResNet-18's parameters (every dimension of 16 or more divided by ``shrink``)."""
+    rng = np.random.default_rng(0)
+    name = np.dtype(dtype).name
+    cases = []
+    for c, h, w in RELU_LAYERS:
+        c, h, w = max(1, c // shrink), max(1, h // shrink), max(1, w // shrink)
+        shape = (batch, c, h, w)
+        x = rng.standard_normal(shape).astype(dtype)
+        inputs = {"x": x, "dy": rng.standard_normal(shape).astype(dtype), "bias": rng.standard_normal(c).astype(dtype)}
+        scratch = _PerInputs("x", lambda a: a["x"].copy())
+        cases.append(Case(f"activation {'x'.join(map(str, shape))}", inputs, [
+            _op("relu forward", lambda a: F.relu(a["x"]), "relu forward", 2 * x.nbytes),
+            _op("relu backward", lambda a: F.relu_backward(a["dy"], a["x"]), "relu backward", 3 * x.nbytes),
+            _op("bias add (in place)", lambda a, scratch=scratch: bias_add(scratch(a), a["bias"]), "bias add",
+                2 * x.nbytes),
+        ], batch_keys=("x", "dy"), copy_of="x",
+            torch_spec={"family": "elementwise", "kind": "activation", "shape": list(shape), "dtype": name}))
+    with gpuconv.backend("numpy"):
+        shapes = [tuple(max(1, d // shrink) if d >= 16 else d for d in p.data.shape) for p in resnet18().parameters()]
+    inputs = {}
+    for i, shape in enumerate(shapes):
+        inputs[f"p{i}"] = rng.standard_normal(shape).astype(dtype)
+        inputs[f"g{i}"] = rng.standard_normal(shape).astype(dtype)
+    numel = sum(int(np.prod(s)) for s in shapes)
+    largest = max(range(len(shapes)), key=lambda i: inputs[f"p{i}"].size)
+    groups = [_op(label, _optimizer_op(make, len(shapes)), twin, (3 + 2 * states) * numel * np.dtype(dtype).itemsize)
+              for label, twin, make, states in OPTIMIZERS]
+    cases.append(Case(f"optimizer step, ResNet-18 ({len(shapes)} tensors, {numel / 1e6:.2f} M)", inputs, groups,
+                      batch_keys=(), copy_of=f"p{largest}",
+                      torch_spec={"family": "elementwise", "kind": "optimizer", "shapes": [list(s) for s in shapes],
+                                  "dtype": name}))
     return cases

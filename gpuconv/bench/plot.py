@@ -3,7 +3,7 @@
 conv: grouped bars of the median time per implementation per layer, one panel per direction,
 and on a GPU a roofline panel (arithmetic intensity against achieved GFLOP/s, under the device's
 peak FLOP/s and bandwidth: from :data:`GPU_PEAKS` for known GPUs, else the copy bandwidth measured
-in the run). pool/bn/im2col: % of a copy per op. model: images/s. memory: estimated vs measured.
+in the run). pool/bn/im2col/elementwise: % of a copy per op. model: images/s. memory: estimated vs measured.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def plot(report: dict, path: Path) -> None:
         return
     rows = [r for r in report["rows"] if r["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.4), 5))
-    if command in ("pool", "bn", "im2col"):
+    if command in ("pool", "bn", "im2col", "elementwise"):
         labels = [f"{r['case']}: {r['op']}" for r in rows]
         _bars(ax, labels, {"% of a copy": [r.get("pct_copy") for r in rows]}, "% of a copy's GB/s")
     elif command == "model":

@@ -6,7 +6,7 @@ is one benchmarked op (or, for ``list``, one listed item); the fields a subcomma
 - conv: case, shape, direction (forward|backward_data|backward_weight), impl (an algorithm,
   ``auto``, ``tuned``), algo (what ``auto``/``tuned`` ran), status, max_error, median_ms, best_ms,
   gflops, torch_ms, ratio_torch (median time / PyTorch's median; < 1: gpuconv is faster).
-- pool, bn, im2col: case, op, status, max_error, median_ms, best_ms, gbps (each tensor read or
+- pool, bn, im2col, elementwise: case, op, status, max_error, median_ms, best_ms, gbps (each tensor read or
   written once), pct_copy (% of a copy's GB/s in the same run), torch_ms, ratio_torch.
 - model: case (model name), mode (train|inference), impl (gpuconv|torch), status, median_ms,
   best_ms, images_per_s, peak_measured_bytes, peak_estimated_bytes.
@@ -73,7 +73,7 @@ SCHEMA: dict[str, Any] = {
             "required": ["command", "machine", "cpu", "gpu", "backend", "versions", "date", "settings", "notes"],
             "additionalProperties": False,
             "properties": {
-                "command": {"enum": ["conv", "pool", "bn", "im2col", "model", "memory", "list", "warmup"]},
+                "command": {"enum": ["conv", "pool", "bn", "im2col", "elementwise", "model", "memory", "list", "warmup"]},
                 "machine": _STRING,
                 "cpu": _STRING,
                 "gpu": {"type": ["string", "null"]},

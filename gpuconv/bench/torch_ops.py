@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 def build(torch: Any, spec: dict, device: str) -> dict[str, Callable[[], Any]]:
     """Callables of the case described by ``spec`` (a dict with a ``family`` key), on ``device``."""
-    builders = {"conv": _conv, "pool": _pool, "bn": _bn, "im2col": _im2col, "model": _model}
+    builders = {"conv": _conv, "pool": _pool, "bn": _bn, "im2col": _im2col, "elementwise": _elementwise,
+                "model": _model}
     return builders[spec["family"]](torch, spec, device, getattr(torch, spec.get("dtype", "float32")))
 
 
@@ -56,6 +57,13 @@ def _pool(torch, spec, device, dtype):
     dy3 = torch.randn_like(fn.adaptive_avg_pool2d(x3, 1))
     x3g = x3.abs()
     p = torch.tensor([3.0], dtype=dtype, device=device)
+
+    def gem(x, p):
+        return x.clamp(min=1e-6).pow(p).mean((2, 3), keepdim=True).pow(1.0 / p)
+
+    # GeM's backward through autograd, the graph built once: the timed call is the backward alone.
+    xg_req, p_req = x3g.clone().requires_grad_(), p.clone().requires_grad_()
+    y_gem = gem(xg_req, p_req)
     return {
         "max.forward": lambda: fn.max_pool2d(x1, 3, 2, 1),
         "max.forward+indices": lambda: fn.max_pool2d(x1, 3, 2, 1, return_indices=True),
@@ -66,7 +74,8 @@ def _pool(torch, spec, device, dtype):
         "global.adaptive_avg forward": lambda: fn.adaptive_avg_pool2d(x3, 1),
         "global.adaptive_avg backward": lambda: aten._adaptive_avg_pool2d_backward(dy3, x3),
         "global.adaptive_max forward": lambda: fn.adaptive_max_pool2d(x3, 1),
-        "global.gem forward": lambda: x3g.clamp(min=1e-6).pow(p).mean((2, 3), keepdim=True).pow(1.0 / p),
+        "global.gem forward": lambda: gem(x3g, p),
+        "global.gem backward": lambda: torch.autograd.grad(y_gem, (xg_req, p_req), dy3, retain_graph=True),
     }
 
 
@@ -94,6 +103,25 @@ def _im2col(torch, spec, device, dtype):
     cols = torch.nn.functional.unfold(x, k, padding=pad, stride=stride)
     return {"im2col": lambda: torch.nn.functional.unfold(x, k, padding=pad, stride=stride),
             "col2im": lambda: torch.nn.functional.fold(cols, (h, w), k, padding=pad, stride=stride)}
+
+
+def _elementwise(torch, spec, device, dtype):
+    gen = torch.Generator().manual_seed(0)
+    if spec["kind"] == "activation":
+        x = _randn(torch, spec["shape"], dtype, device, gen)
+        dy = _randn(torch, spec["shape"], dtype, device, gen)
+        bias = _randn(torch, spec["shape"][1:2], dtype, device, gen).view(1, -1, 1, 1)
+        y = x.clone()
+        return {"relu forward": lambda: torch.relu(x),
+                "relu backward": lambda: torch.ops.aten.threshold_backward(dy, x, 0.0),
+                "bias add": lambda: y.add_(bias)}
+    params = [torch.nn.Parameter(_randn(torch, shape, dtype, device, gen)) for shape in spec["shapes"]]
+    for p in params:
+        p.grad = _randn(torch, p.shape, dtype, device, gen)
+    # foreach=True: PyTorch's multi-tensor kernels, its fastest path for these optimizers on CUDA.
+    sgd = torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=True)
+    adam = torch.optim.Adam(params, lr=1e-3, foreach=True)
+    return {"sgd": sgd.step, "adam": adam.step}
 
 
 def _model(torch, spec, device, dtype):

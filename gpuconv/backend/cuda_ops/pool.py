@@ -7,6 +7,8 @@ freed on return, and the index checks of the max pooling backward passes: a one-
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # Blocks of the GeM dp reduction: a fixed count, so the summation order (and the result) does not
@@ -24,6 +26,17 @@ MAX_GRID_Y = 65535
 WARP_MIN_WINDOW = 16
 MAX_WARP_BLOCKS = 65535
 INT32_LIMIT = 2**31 - 1
+# Tiled forward kernels of max and average pooling (v2, the input a block needs staged in shared
+# memory): about TILE_OUTPUTS outputs per block (two per thread), tiles at most TILE_WIDTH outputs
+# wide, halved down to MIN_TILE_OUTPUTS while the grid has fewer than MIN_TILED_BLOCKS blocks (two
+# waves of an H100's 132 SMs). When even a one-row tile's input needs more than TILE_SHARED_BYTES
+# (the dynamic shared memory a launch gets without opting in), the v1 kernels run (a thread per
+# output reading its window from global memory). Tests lower TILE_SHARED_BYTES to run v1.
+TILE_OUTPUTS = 512
+MIN_TILE_OUTPUTS = 64
+TILE_WIDTH = 128
+MIN_TILED_BLOCKS = 264
+TILE_SHARED_BYTES = 48 * 1024
 MAX_CACHED_PLANS = 4096  # launch plans kept per backend (the cache is cleared when full)
 
 
@@ -42,6 +55,64 @@ def plane_launch(planes: int, plane_size: int) -> tuple[tuple[int, int], tuple[i
     ppb = BLOCK // threads
     chunks = min(-(-plane_size // BLOCK), MAX_GRID_X) if ppb == 1 else 1
     return (chunks, min(-(-planes // ppb), MAX_GRID_Y)), (BLOCK,), ppb
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pad_to_residue(words: int, step: int, residue: int) -> int:
+    """The smallest w >= words with step * w = residue (mod 32), or ``words`` when none exists."""
+    for w in range(words, words + 32):
+        if (step * w - residue) % 32 == 0:
+            return w
+    return words
+
+
+def pool_tile(planes: int, out_size: tuple, kernel_size: tuple, stride: tuple, dilation: tuple,
+              itemsize: int) -> tuple | None:
+    """Launch of a tiled forward kernel (see kernels/pool.cu, "tiled forward kernels"): (grid, block,
+    shared bytes, (tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words)), or None when a tile
+    of one output row does not fit in TILE_SHARED_BYTES.
+
+    Shared-memory words (elements): a staged row holds sw phases of ``cw`` words, a plane ``rows``
+    rows of ``row_words``; the paddings put output t of the block at word t (mod 32) of every tap,
+    so a warp's tap reads hit 32 different banks whatever the tile's width."""
+    (oh, ow), (kh, kw), (sh, sw), (dh, dw) = out_size, kernel_size, stride, dilation
+    target = TILE_OUTPUTS
+    while True:
+        tile_ow = min(ow, TILE_WIDTH, target)
+        tile_oh = min(oh, max(1, target // tile_ow))
+        whole_plane = (tile_oh, tile_ow) == (oh, ow)
+        tpb = min(planes, max(1, target // (oh * ow))) if whole_plane else 1
+        blocks = _cdiv(oh, tile_oh) * _cdiv(ow, tile_ow) * _cdiv(planes, tpb)
+        if blocks >= MIN_TILED_BLOCKS or target <= MIN_TILE_OUTPUTS:
+            break
+        target //= 2
+    cw = _cdiv((tile_ow - 1) * sw + (kw - 1) * dw + 1, sw)
+    if sw > 1 and 32 % sw == 0:
+        cw = _pad_to_residue(cw, 1, 32 // sw)  # phase p starts at bank p * 32 / sw: a staging warp's stores hit 32 banks
+    # Output row oyl + 1 starts tile_ow banks after row oyl, rounded up to what sh * row_words can
+    # reach (even, for stride 2): a warp spanning several rows of a narrow tile hits 32 banks (or
+    # conflicts only on a few when the rounding leaves gaps).
+    reachable = math.gcd(sh, 32)
+    row_words = _pad_to_residue(sw * cw, sh, _cdiv(tile_ow, reachable) * reachable)
+
+    def plane_words() -> int:
+        words = ((tile_oh - 1) * sh + (kh - 1) * dh + 1) * row_words
+        return _pad_to_residue(words, 1, tile_oh * tile_ow) if tpb > 1 else words
+
+    while tpb * plane_words() * itemsize > TILE_SHARED_BYTES:
+        if tpb > 1:
+            tpb //= 2
+        elif tile_oh > 1:
+            tile_oh //= 2
+        else:
+            return None
+    tiles_x = _cdiv(ow, tile_ow)
+    grid = (_cdiv(oh, tile_oh) * tiles_x, min(_cdiv(planes, tpb), MAX_GRID_Y))
+    block = (min(BLOCK, 32 * _cdiv(tpb * tile_oh * tile_ow, 32)),)
+    return grid, block, tpb * plane_words() * itemsize, (tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words())
 
 
 def _check_sizes(*sizes: int) -> None:
@@ -78,6 +149,34 @@ class PoolKernels:
         kernel, grid, block, scalars = plan
         kernel(grid, block, arrays + scalars)
 
+    def _tiled_forward(self, op: str, dtype, arrays: tuple, planes: int, out_size: tuple, window: tuple,
+                       ints: tuple, tail: tuple) -> None:
+        """Launches ``op``_v2 (tiled) with arguments arrays + (int64 planes, *int32 ints, *tail, tile
+        geometry), or ``op`` (v1) as _pool_launch does when the tile does not fit in shared memory.
+        ``window`` is (kernel_size, stride, dilation); the plan is cached as in _pool_launch."""
+        size = out_size[0] * out_size[1]
+        if planes * size == 0:
+            return
+        plans = self.__dict__.setdefault("_pool_plans", {})
+        limits = (TILE_OUTPUTS, MIN_TILE_OUTPUTS, TILE_WIDTH, MIN_TILED_BLOCKS, TILE_SHARED_BYTES, MAX_GRID_Y)
+        key = (self.module_cache_key(), "tiled", op, dtype, planes, out_size, window, ints, tail, limits)
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            tile = pool_tile(planes, out_size, *window, np.dtype(dtype).itemsize)
+            if tile is not None:
+                grid, block, shared, geometry = tile
+                name = op.replace("_forward", "_forward_v2", 1)
+                plan = (self.kernel("pool.cu", name, dtype), grid, block,
+                        (np.int64(planes), *_i32(*ints), *tail, *_i32(*geometry)), shared)
+            plans[key] = plan = plan or "v1"
+        if plan == "v1":
+            self._pool_launch(op, dtype, arrays, planes, size, ints, tail)
+            return
+        kernel, grid, block, scalars, shared = plan
+        kernel(grid, block, arrays + scalars, shared_mem=shared)
+
     def _pool_plan(self, op, dtype, planes, size, ints, tail, window):
         kernel = self.kernel("pool.cu", op, dtype)
         scalars = (np.int64(planes), *_i32(*ints), *tail)
@@ -99,8 +198,9 @@ class PoolKernels:
         index_dtype = np.dtype(index_dtype) if with_indices else np.dtype(np.int32)
         y = self.empty((n, c, oh, ow), x.dtype)
         indices = self.empty((n, c, oh, ow) if with_indices else (1,), index_dtype)
-        self._pool_launch(f"max_pool2d_forward{_index_suffix(index_dtype)}", x.dtype, (x, y, indices), n * c, oh * ow,
-                          (h, w, oh, ow, *kernel_size, *stride, *padding, *dilation), (np.int32(with_indices),))
+        self._tiled_forward(f"max_pool2d_forward{_index_suffix(index_dtype)}", x.dtype, (x, y, indices), n * c,
+                            (oh, ow), (kernel_size, stride, dilation),
+                            (h, w, oh, ow, *kernel_size, *stride, *padding, *dilation), (np.int32(with_indices),))
         return y, (indices if with_indices else None)
 
     def _indices_valid(self, op: str, dtype, indices, planes: int, size: int, ints: tuple) -> bool:
@@ -127,8 +227,9 @@ class PoolKernels:
         n, c, h, w = x.shape
         _check_sizes(h * w, out_size[0] * out_size[1])
         y = self.empty((n, c, *out_size), x.dtype)
-        self._pool_launch("avg_pool2d_forward", x.dtype, (x, y), n * c, out_size[0] * out_size[1],
-                          (h, w, *out_size, *kernel_size, *stride, *padding, count_include_pad, divisor_override or 0))
+        self._tiled_forward("avg_pool2d_forward", x.dtype, (x, y), n * c, tuple(out_size), (kernel_size, stride, (1, 1)),
+                            (h, w, *out_size, *kernel_size, *stride, *padding, count_include_pad, divisor_override or 0),
+                            ())
         return y
 
     def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride, padding, count_include_pad, divisor_override):
