@@ -55,6 +55,7 @@ step conv-resnet18-b32-tf32 120 bench conv --suite resnet18 --backend cupy --bat
 # Issue 9: the memory-bound families against a copy and PyTorch.
 step pool-b32 60 bench pool --backend cupy --batch 32 --format md
 step bn-b32 60 bench bn --backend cupy --batch 32 --format md
+step elementwise-b32 60 bench elementwise --backend cupy --batch 32 --format md
 step im2col-b32 60 bench im2col --backend cupy --batch 32 --format md
 step model-resnet18-b32 90 bench model --model resnet18 --backend cupy --batch 32 --format md
 if [[ -f benchmarks/profile_step.py ]]; then
