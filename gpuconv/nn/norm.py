@@ -64,7 +64,7 @@ class BatchNorm2d(Module):
         check_input_size(x, 4, 1, self.num_features, f"(N, {self.num_features}, H, W)", "num_features")
         count = None
         if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1
+            get_backend().count_step(self.num_batches_tracked)
             if self.momentum is None:
                 count = int(self.num_batches_tracked)
         batch_stats = self.training or self.running_mean is None
