@@ -109,9 +109,12 @@ def cross_entropy(logits: Any, target: Any, weight: Any = None, ignore_index: in
     """
     _, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing)
     be = get_backend()
-    check_request("cross_entropy", nbytes(logits.shape, logits.dtype)
+    # NOTE: only the numpy backend holds log-probabilities of the logits' size; the kernels keep two
+    # values per row.
+    check_request("cross_entropy", (nbytes(logits.shape, logits.dtype) if be.name == "numpy" else 0)
                   + cross_entropy_transient_bytes(logits.shape, logits.dtype, "forward", be.name),
-                  "the log-probabilities and log-softmax's temporaries")
+                  "the log-probabilities and log-softmax's temporaries" if be.name == "numpy"
+                  else "the per-row losses and weights")
     return be.cross_entropy(logits, target, weight, int(ignore_index), reduction, eps)
 
 
