@@ -18,6 +18,12 @@
 //   bias_add_rows         y (rows, cols) += bias[col] in place (Linear's bias after its GEMM); a 2-D
 //                         grid-stride loop (x over columns, y over rows): no index division.
 //   count_step_i64        counter[0] += 1 on an int64 counter (BatchNorm's num_batches_tracked).
+//   copy_strided_{i32,i64}
+//                         dst (C-contiguous, shape (d0, d1, d2, d3)) = src, a view with element
+//                         strides (s0, s1, s2, s3): a transpose or any other strided view made
+//                         contiguous. A thread per destination element (coalesced writes); three
+//                         divisions per element, in 32 bits for _i32 (the launcher checked that
+//                         every index and source offset is below 2^31).
 //   sgd_step, adam_step, rmsprop_step, adagrad_step
 //                         multi-tensor optimizer updates: ONE launch updates every parameter of a
 //                         parameter group (of one dtype) in place. `table` (int64) holds a row of
@@ -130,6 +136,22 @@ __device__ void bias_add_rows(T* __restrict__ y, const T* __restrict__ bias, int
         T* __restrict__ row = y + (I)r * cols;
         for (int c = (int)(blockIdx.x * blockDim.x + threadIdx.x); c < cols; c += (int)(gridDim.x * blockDim.x))
             row[c] += bias[c];
+    }
+}
+
+template <typename T, typename I>
+__device__ void copy_strided(const T* __restrict__ src, T* __restrict__ dst, long long n, int d1, int d2, int d3,
+                             long long s0, long long s1, long long s2, long long s3) {
+    const I count = (I)n;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (I)blockDim.x * gridDim.x) {
+        I r = i;
+        const I i3 = r % d3;
+        r /= d3;
+        const I i2 = r % d2;
+        r /= d2;
+        const I i1 = r % d1;
+        const I i0 = r / d1;
+        dst[i] = src[i0 * (I)s0 + i1 * (I)s1 + i2 * (I)s2 + i3 * (I)s3];
     }
 }
 
@@ -455,4 +477,24 @@ extern "C" __global__ void bias_add_rows_i64_f64(double* __restrict__ y, const d
 }
 extern "C" __global__ void count_step_i64(long long* counter) {
     if (blockIdx.x == 0 && threadIdx.x == 0) counter[0] += 1;
+}
+extern "C" __global__ void copy_strided_i32_f32(const float* __restrict__ src, float* __restrict__ dst, long long n,
+                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
+                                               long long s3) {
+    copy_strided<float, int>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
+}
+extern "C" __global__ void copy_strided_i64_f32(const float* __restrict__ src, float* __restrict__ dst, long long n,
+                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
+                                               long long s3) {
+    copy_strided<float, long long>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
+}
+extern "C" __global__ void copy_strided_i32_f64(const double* __restrict__ src, double* __restrict__ dst, long long n,
+                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
+                                               long long s3) {
+    copy_strided<double, int>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
+}
+extern "C" __global__ void copy_strided_i64_f64(const double* __restrict__ src, double* __restrict__ dst, long long n,
+                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
+                                               long long s3) {
+    copy_strided<double, long long>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
 }

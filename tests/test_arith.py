@@ -116,3 +116,19 @@ def test_linear_and_conv_bias_gradients_use_the_channel_sum(backend, dtype, rng)
     dyc = rng.standard_normal((2, 3, 3, 3)).astype(dtype)
     _, _, dbc = F.conv2d_backward(g(dyc), g(xc), g(wc))
     assert_close(dbc, dyc.astype(np.float64).sum(axis=(0, 2, 3)))
+
+
+@pytest.mark.parametrize("shape,axes", [((3, 4), (1, 0)), ((2, 3, 5), (1, 0, 2)), ((2, 3, 4, 5), (1, 0, 3, 2)),
+                                        ((4, 1, 7), (2, 1, 0)), ((0, 3), (1, 0)), ((5,), (0,)), ((33, 17), (1, 0))])
+def test_copy_of_a_strided_view(backend, dtype, rng, shape, axes):
+    x = rng.standard_normal(shape).astype(dtype)
+    view = backend.asarray(x).transpose(axes)
+    expected = x.transpose(axes)
+    out = backend.contiguous(view)
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(gpuconv.to_numpy(out), expected)
+    if x.ndim >= 2 and x.shape[0] > 1:
+        sliced = backend.asarray(x)[1:, ::2]
+        dst = backend.empty(sliced.shape, dtype)
+        assert backend.copy_into(dst, sliced) is dst
+        np.testing.assert_array_equal(gpuconv.to_numpy(dst), x[1:, ::2])

@@ -91,6 +91,34 @@ class ArithKernels:
                (x, out, np.int64(outer), np.int32(channels), np.int64(inner)))
         return out
 
+    def copy_into(self, dst, src):
+        """dst[...] = src for a C-contiguous dst and a view src of the same shape and dtype with up
+        to 4 dimensions and non-negative strides (a transpose, a slice); returns dst. One launch."""
+        if not (self.is_native(src) and self._kernel_ready(dst) and src.dtype == dst.dtype
+                and src.shape == dst.shape and src.ndim <= 4 and min(src.strides, default=0) >= 0
+                and all(s % src.itemsize == 0 for s in src.strides)):
+            dst[...] = src
+            return dst
+        shape = (1,) * (4 - src.ndim) + tuple(int(v) for v in src.shape)
+        strides = (0,) * (4 - src.ndim) + tuple(s // src.itemsize for s in src.strides)
+        reach = sum((size - 1) * stride for size, stride in zip(shape, strides) if size)
+        wide = dst.size >= INT32_LIMIT or reach >= INT32_LIMIT
+        kernel = self.kernel("elementwise.cu", "copy_strided_i64" if wide else "copy_strided_i32", dst.dtype)
+        if dst.size == 0:
+            return dst
+        # The kernel takes the memory the view spans as a contiguous 1-D array (what a launch checks
+        # and the emulator's sanitizer bounds) and indexes it with the strides.
+        span = self.xp.lib.stride_tricks.as_strided(src, shape=(reach + 1,), strides=(src.itemsize,))
+        self.launch_1d(kernel, dst.size, (span, dst, np.int64(dst.size), *(np.int32(v) for v in shape[1:]),
+                                          *(np.int64(v) for v in strides)))
+        return dst
+
+    def contiguous(self, a):
+        """``a`` itself when C-contiguous, else a C-contiguous copy (:meth:`copy_into`)."""
+        if a.flags.c_contiguous:
+            return a
+        return self.copy_into(self.empty(a.shape, a.dtype), a)
+
     def count_step(self, counter) -> None:
         """counter += 1 in place on a 0-D int64 array (a step counter kept on the device)."""
         self.module("elementwise.cu").get_function("count_step_i64")((1,), (1,), (counter,))

@@ -3,6 +3,8 @@ the functional layer used before these were backend primitives, so results stay 
 
 from __future__ import annotations
 
+import numpy as np
+
 
 class ArithOps:
     def add(self, a, b):
@@ -22,6 +24,13 @@ class ArithOps:
 
     def sum_except_channel(self, x, axis: int = 1):
         return x.sum(axis=tuple(i for i in range(x.ndim) if i != axis))
+
+    def copy_into(self, dst, src):
+        dst[...] = src
+        return dst
+
+    def contiguous(self, a):
+        return np.ascontiguousarray(a)
 
     def count_step(self, counter) -> None:
         counter += 1
