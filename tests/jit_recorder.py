@@ -42,7 +42,8 @@ _VIEW_FUNCTIONS = {"reshape", "transpose", "moveaxis", "swapaxes", "squeeze", "e
                    "size", "broadcast_to", "result_type", "may_share_memory", "shares_memory", "atleast_1d",
                    "atleast_2d", "ndim", "iscomplexobj", "isrealobj", "can_cast"}
 # xp attributes called by gpuconv code that are not kernels: allocation without values (cudaMalloc,
-# cudaMemset), generators (CuPy's precompiled ones), types.
+# cudaMemset) and types. ``xp.random`` (dropout's uniforms) is passed through unrecorded too: on the
+# GPU that is CuPy's generator library, not an elementwise expression of ours.
 _XP_ALLOWED = {"empty", "zeros", "empty_like", "zeros_like", "dtype", "result_type", "can_cast", "iinfo", "finfo"}
 
 _state = threading.local()
