@@ -34,6 +34,10 @@
 //       (the first NaN, if any, as numpy.argmax) is at the target's index.
 // _f32 / _f64 is the logits' type; NaN in a row propagates to its loss as in the NumPy code.
 // No #defines are injected.
+//
+// nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64: cross_entropy_rows 72 / 64,
+// cross_entropy_backward 72 / 72, the one-block kernels 29-32, check_targets 12; no spills but
+// cross_entropy_scale_i32_f64's 4 bytes (a one-block kernel run once per backward).
 #include "common.cuh"
 
 namespace {

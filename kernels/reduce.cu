@@ -10,7 +10,7 @@
 //   fixed, so the result is the same on every run. _i32: the launcher checked that
 //   outer * channels * inner < 2^31 (32-bit index arithmetic, one 32-bit division per element);
 //   _i64 otherwise.
-// No #defines are injected.
+// No #defines are injected. nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v: 31-32 registers, no spills.
 #include "common.cuh"
 
 namespace {

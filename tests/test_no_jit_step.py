@@ -1,7 +1,7 @@
 """A standard training step runs only our precompiled kernels (and cuBLAS GEMMs): on the emulated
 backend, with tests/jit_recorder.py watching, nothing that the cupy backend would hand to one of
 CuPy's own (NVRTC-compiled, "JIT") kernels happens in a step of the model zoo's ResNets (BasicBlock
-and Bottleneck) and of examples/train_digits.py's network, with cross entropy, SGD (momentum,
+and Bottleneck), of VGG-11-BN's features and of examples/train_digits.py's network, with cross entropy, SGD (momentum,
 Nesterov, weight decay), Adam / AdamW, zero_grad (both kinds) and fit() with a validation pass.
 Dropout's uniform numbers come from the array module's generator (``xp.random``), which the
 recorder does not count (CuPy's generator is its own library code, see the README).
@@ -22,6 +22,7 @@ import gpuconv
 from gpuconv import nn, optim
 from gpuconv.backend import unavailable_reason
 from gpuconv.models.resnet import ResNet
+from gpuconv.models.vgg import CONFIGS, VGG, make_layers
 from gpuconv.nn.resnet_blocks import BasicBlock, Bottleneck
 from gpuconv.train import fit
 from tests.jit_recorder import Recorder
@@ -41,7 +42,8 @@ def _lenet():
 
 
 def _steps(be, model, optimizer, shape, classes, rng, steps=2, **loss_options):
-    """Records ``steps`` training steps and one epoch of fit(); returns the records and the losses."""
+    """Records ``steps`` training steps, then one epoch of fit() (one batch, and a validation pass);
+    returns the records."""
     x = be.asarray(rng.standard_normal(shape).astype(np.float32))
     y = be.asarray(rng.integers(0, classes, shape[0]))
     crit = nn.CrossEntropyLoss(**loss_options)
@@ -58,7 +60,7 @@ def _steps(be, model, optimizer, shape, classes, rng, steps=2, **loss_options):
             model.backward(crit.backward(), input_grad=False)
             optimizer.step()
         history = fit(model, crit, optimizer, [(x, y)], 1, val_loader=[(x, y)], progress=False)
-    assert all(np.isfinite(losses)) and np.isfinite(history[0]["loss"]) and history[0]["accuracy"] is not None
+    assert np.all(np.isfinite(losses)) and np.isfinite(history[0]["loss"]) and history[0]["accuracy"] is not None
     assert np.isfinite(history[0]["val_loss"]) and history[0]["val_accuracy"] is not None
     assert any(not np.array_equal(b, p.data) for b, p in zip(before, model.parameters())), "nothing was trained"
     return recorder.records
@@ -86,8 +88,24 @@ def test_resnet_basic_blocks_with_sgd_nesterov_and_label_smoothing():
 def test_resnet_bottleneck_blocks_with_adamw():
     with gpuconv.backend("emulated") as be:
         model = ResNet(Bottleneck, [1, 1, 1, 1], num_classes=4, cifar_stem=True)
+        # fit()'s one step only: the emulated AdamW update of 15M parameters is the slow part.
         _assert_no_jit(_steps(be, model, optim.AdamW(model.parameters(), lr=1e-3), (2, 3, 4, 4), 4,
-                              np.random.default_rng(2), steps=1))
+                              np.random.default_rng(2), steps=0))
+
+
+def test_vgg11_bn_with_dropout_and_sgd():
+    # VGG-11-BN's features with a narrow classifier of the same structure (the 4096-wide one has
+    # 120M parameters): conv, batch norm, ReLU, max pooling, adaptive average pooling, dropout.
+    with gpuconv.backend("emulated") as be:
+        model = VGG.__new__(VGG)
+        nn.Chain.__init__(model)
+        model.features = make_layers(CONFIGS["A"], batch_norm=True)
+        model.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        model._flatten = nn.Flatten(1)
+        model.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 16), nn.ReLU(True), nn.Dropout(),
+                                         nn.Linear(16, 16), nn.ReLU(True), nn.Dropout(), nn.Linear(16, 10))
+        optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        _assert_no_jit(_steps(be, model, optimizer, (2, 3, 32, 32), 10, np.random.default_rng(3), steps=1))
 
 
 def test_the_recorder_sees_what_cupy_would_compile():

@@ -23,5 +23,5 @@ def add(a: Any, b: Any) -> Any:
     check_same_shape("a", a, "b", b)
     same_dtype("a", a, b=b)
     check_request("add", nbytes(a.shape, a.dtype), "the result")
-    xp = get_backend().xp
-    return get_backend().add(xp.ascontiguousarray(a), xp.ascontiguousarray(b))
+    be = get_backend()
+    return be.add(be.contiguous(a), be.contiguous(b))

@@ -31,7 +31,7 @@ class LossKernels:
         types are converted to int64 first)."""
         if np.dtype(target.dtype) not in TARGET_DTYPES:
             target = target.astype(np.int64)
-        target = self.xp.ascontiguousarray(target)
+        target = self.contiguous(target)
         return target.reshape(-1), TARGET_DTYPES[np.dtype(target.dtype)]
 
     def first_bad_target(self, target, classes: int, ignore_index: int) -> int:
@@ -47,7 +47,7 @@ class LossKernels:
 
     def cross_entropy(self, logits, target, weight, ignore_index: int, reduction: str, label_smoothing: float):
         """Loss of :func:`gpuconv.functional.cross_entropy` (arguments checked there)."""
-        logits = self.xp.ascontiguousarray(logits)
+        logits = self.contiguous(logits)
         flat, suffix = self._targets(target)
         rows, classes, inner = _rows_layout(logits)
         dtype = logits.dtype
@@ -68,19 +68,19 @@ class LossKernels:
                                label_smoothing: float):
         """dlogits of :func:`gpuconv.functional.cross_entropy_backward`: ``dloss`` is a 0-D array of
         the logits' dtype (mean, sum) or target-shaped (none)."""
-        logits = self.xp.ascontiguousarray(logits)
+        logits = self.contiguous(logits)
         flat, suffix = self._targets(target)
         rows, classes, inner = _rows_layout(logits)
         dtype = logits.dtype
         w = logits if weight is None else weight
         dlogits = self.empty(logits.shape, dtype)
         if reduction == "none":
-            scale = self.xp.ascontiguousarray(dloss.astype(dtype, copy=False)).reshape(-1)
+            scale = self.contiguous(dloss.astype(dtype, copy=False)).reshape(-1)
         else:
             scale = self.empty((1,), dtype)
             self.kernel("loss.cu", f"cross_entropy_scale_{suffix}", dtype)(
                 (1,), (REDUCE_BLOCK,), (flat, w, np.int32(weight is not None), np.int64(rows), np.int64(ignore_index),
-                                        self.xp.ascontiguousarray(dloss.astype(dtype, copy=False)).reshape(1),
+                                        self.contiguous(dloss.astype(dtype, copy=False)).reshape(1),
                                         np.int32(reduction == "mean"), scale))
         self.launch_1d(self.kernel("loss.cu", f"cross_entropy_backward_{suffix}", dtype), rows,
                        (logits, flat, w, np.int32(weight is not None), np.int64(rows), np.int32(classes),
@@ -90,7 +90,7 @@ class LossKernels:
 
     def accumulate_loss(self, total, loss, scale: float) -> None:
         """total (float64, 1 element) += scale * sum(loss) in place. One launch."""
-        loss = self.xp.ascontiguousarray(loss)
+        loss = self.contiguous(loss)
         if loss.dtype not in (np.float32, np.float64):
             loss = loss.astype(np.float64)
         self.kernel("loss.cu", "accumulate_loss", loss.dtype)(
@@ -99,7 +99,7 @@ class LossKernels:
     def count_correct(self, outputs, target, count) -> None:
         """count (int64, 1 element) += the number of rows of outputs (N, C) whose argmax equals the
         target (N,). One launch."""
-        outputs = self.xp.ascontiguousarray(outputs)
+        outputs = self.contiguous(outputs)
         flat, suffix = self._targets(target)
         rows, classes = outputs.shape
         if rows == 0 or classes == 0:
