@@ -1,7 +1,7 @@
 """Launchers for the arithmetic of a training step that is not a layer's own kernel (shared by the
 cupy and emulated backends): sums of two arrays (residual adds and their gradients), in-place
-gradient accumulation, filling, Linear's bias add and the bias gradients of Conv2d and Linear
-(kernels/elementwise.cu and kernels/reduce.cu).
+gradient accumulation, filling, Linear's bias add, the bias gradients of Conv2d and Linear, and
+copies of strided views such as transposes (kernels/elementwise.cu and kernels/reduce.cu).
 
 Each primitive takes what the functional layer checked: arrays of this backend, one float dtype.
 Arrays the kernels cannot take (not C-contiguous, another dtype) go through the array module's own
@@ -64,7 +64,7 @@ class ArithKernels:
     def bias_add_(self, y, bias):
         """y (rows, cols) += bias (cols,) in place, C-contiguous; returns y."""
         rows, cols = y.shape
-        if not self._kernel_ready(y, bias):
+        if not self._kernel_ready(y, bias) or rows >= INT32_LIMIT or cols >= INT32_LIMIT:
             y += bias
             return y
         if y.size == 0:
