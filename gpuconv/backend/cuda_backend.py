@@ -18,6 +18,7 @@ from .cuda_ops.elementwise import ElementwiseKernels
 from .cuda_ops.im2col import Im2colKernels
 from .cuda_ops.loss import LossKernels
 from .cuda_ops.pool import PoolKernels
+from .cuda_ops.softmax import SoftmaxKernels
 from .kernel_source import kernel_files
 
 _DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -36,7 +37,7 @@ def dtype_suffix(dtype) -> str:
 
 
 class CudaBackend(ConvDirectKernels, ConvIm2colKernels, ConvImplicitGemmKernels, Im2colKernels, PoolKernels,
-                  BatchNormKernels, ElementwiseKernels, ArithKernels, LossKernels, Backend):
+                  BatchNormKernels, ElementwiseKernels, ArithKernels, LossKernels, SoftmaxKernels, Backend):
     """Launches kernels/*.cu; subclasses provide ``xp`` and ``load_module(filename, defines)``."""
 
     def __init__(self):

@@ -12,8 +12,9 @@ from .numpy_ops.batchnorm import BatchNormOps
 from .numpy_ops.im2col import Im2colOps
 from .numpy_ops.loss import LossOps
 from .numpy_ops.pool import PoolOps
+from .numpy_ops.softmax import SoftmaxOps
 
 
-class NumpyBackend(NumpyConvOps, Im2colOps, PoolOps, BatchNormOps, ElementwiseOps, ArithOps, LossOps, Backend):
+class NumpyBackend(NumpyConvOps, Im2colOps, PoolOps, BatchNormOps, ElementwiseOps, ArithOps, LossOps, SoftmaxOps, Backend):
     name = "numpy"
     xp = np
