@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .backend import get_backend
 from .backend.memory_hooks import OutOfMemoryError
 from .grad_mode import no_grad
 from .memory.limits import check_fits, explain
@@ -31,7 +32,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _finite(loss_value: Any) -> bool:
-    return bool(np.isfinite(loss_value).all())  # one read back from the device
+    return bool(np.isfinite(get_backend().to_numpy(loss_value)).all())  # one read back from the device
 
 
 def _loss_text(loss_value: Any) -> str:
@@ -41,30 +42,44 @@ def _loss_text(loss_value: Any) -> str:
 
 
 class _Meter:
-    """Running sums of loss, correct predictions and samples, kept on the device until read."""
+    """Running sums of loss (float64) and correct predictions (int64), kept on the device until
+    read, and of samples. Each update is a kernel of the backend (one for the loss, one for the
+    count), so a training step adds no array arithmetic of the array module."""
 
     def __init__(self, reduction: str):
         self.reduction = reduction
-        self.loss_sum: Any = 0.0
-        self.correct: Any = 0
+        self.loss_sum: Any = None
+        self.host_loss = 0.0  # losses that are not backend arrays (a custom loss returning a float)
+        self.correct: Any = None
         self.samples = 0
         self.classified = False
         self.start = time.perf_counter()
 
     def update(self, outputs: Any, targets: Any, loss_value: Any) -> None:
+        be = get_backend()
         n = int(outputs.shape[0])
-        self.loss_sum = self.loss_sum + (loss_value * n if self.reduction == "mean" else loss_value)
+        scale = float(n) if self.reduction == "mean" else 1.0
+        if be.is_native(loss_value):
+            if self.loss_sum is None:
+                self.loss_sum = be.zeros((1,), np.float64)
+            be.accumulate_loss(self.loss_sum, loss_value, scale)
+        else:
+            self.host_loss += float(np.sum(loss_value)) * scale
         if outputs.ndim == 2 and targets.ndim == 1 and np.dtype(targets.dtype).kind in "iu":
-            self.correct = self.correct + (outputs.argmax(axis=1) == targets).sum()
+            if self.correct is None:
+                self.correct = be.zeros((1,), np.int64)
+            be.count_correct(outputs, targets, self.correct)
             self.classified = True
         self.samples += n
 
     def result(self) -> dict[str, float | None]:
         elapsed = max(time.perf_counter() - self.start, 1e-12)
         samples = max(self.samples, 1)
+        loss_sum = self.host_loss + (0.0 if self.loss_sum is None else float(self.loss_sum[0]))
+        correct = 0 if self.correct is None else int(self.correct[0])
         return {
-            "loss": float(self.loss_sum) / samples,
-            "accuracy": float(self.correct) / samples if self.classified else None,
+            "loss": loss_sum / samples,
+            "accuracy": correct / samples if self.classified else None,
             "images_per_s": self.samples / elapsed,
             "seconds": elapsed,
         }

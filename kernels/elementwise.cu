@@ -12,6 +12,18 @@
 //   dropout_forward       keep = u >= p (u: float32 uniforms in [0, 1) drawn on the device);
 //                         mask = keep, y = x * (keep ? scale : 0) (x * 0 keeps NaN, as x * mask does).
 //   dropout_apply         y = x * (mask ? scale : 0): dropout from a given mask, and its backward.
+//   add                   out = a + b (residual sums and their gradients).
+//   accumulate            a += b in place (gradient accumulation into Parameter.grad).
+//   fill                  a = value (zero_grad(set_to_none=False), a loss's default gradient).
+//   bias_add_rows         y (rows, cols) += bias[col] in place (Linear's bias after its GEMM); a 2-D
+//                         grid-stride loop (x over columns, y over rows): no index division.
+//   count_step_i64        counter[0] += 1 on an int64 counter (BatchNorm's num_batches_tracked).
+//   copy_strided_{i32,i64}
+//                         dst (C-contiguous, shape (d0, d1, d2, d3)) = src, a view with element
+//                         strides (s0, s1, s2, s3): a transpose or any other strided view made
+//                         contiguous. A thread per destination element (coalesced writes); three
+//                         divisions per element, in 32 bits for _i32 (the launcher checked that
+//                         every index and source offset is below 2^31).
 //   sgd_step, adam_step, rmsprop_step, adagrad_step
 //                         multi-tensor optimizer updates: ONE launch updates every parameter of a
 //                         parameter group (of one dtype) in place. `table` (int64) holds a row of
@@ -27,6 +39,8 @@
 //
 // nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v: 32-34 registers in every entry, no spills, no stack
 // frame; the only 64-bit division is n / lanes (a constant power of two) once per thread.
+// add 40 / 40, accumulate 32 / 30, fill 32 / 30, bias_add_rows 32, copy_strided i32 22, i64 40,
+// count_step_i64 8; no spills.
 // Optimizer steps, f32 / f64 registers: sgd 30 / 32, adam 32 / 40, rmsprop 30 / 38, adagrad 32 / 38,
 // no spills; their only 64-bit division is the compiler's trip count of a thread's chunk loop
 // (once per thread, with a 32-bit fast path).
@@ -68,7 +82,80 @@ __device__ __forceinline__ void map2(const T* __restrict__ a, const T* __restric
     for (long long i = done + first; i < n; i += step) out[i] = op(a[i], b[i]);
 }
 
+// a[i] += b[i] for i < n: a is read and written, so no __restrict__ on it.
+template <typename T>
+__device__ __forceinline__ void accumulate2(T* a, const T* __restrict__ b, long long n, int vec) {
+    typedef typename Vec16<T>::type V;
+    constexpr int L = Vec16<T>::lanes;
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    long long done = 0;
+    if (vec) {
+        const long long nv = n / L;
+        for (long long i = first; i < nv; i += step) {
+            V va = reinterpret_cast<const V*>(a)[i];
+            const V vb = reinterpret_cast<const V*>(b)[i];
+            T* ea = reinterpret_cast<T*>(&va);
+            const T* eb = reinterpret_cast<const T*>(&vb);
+            for (int l = 0; l < L; ++l) ea[l] += eb[l];
+            reinterpret_cast<V*>(a)[i] = va;
+        }
+        done = nv * L;
+    }
+    for (long long i = done + first; i < n; i += step) a[i] += b[i];
+}
+
 }  // namespace
+
+// ---- arithmetic ----------------------------------------------------------------------------------
+template <typename T>
+__device__ void add(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out, long long n, int vec) {
+    map2<T>(a, b, out, n, vec, [](T u, T v) { return u + v; });
+}
+
+template <typename T>
+__device__ void fill(T* __restrict__ a, long long n, T value, int vec) {
+    typedef typename Vec16<T>::type V;
+    constexpr int L = Vec16<T>::lanes;
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    long long done = 0;
+    if (vec) {
+        V v;
+        T* ev = reinterpret_cast<T*>(&v);
+        for (int l = 0; l < L; ++l) ev[l] = value;
+        const long long nv = n / L;
+        for (long long i = first; i < nv; i += step) reinterpret_cast<V*>(a)[i] = v;
+        done = nv * L;
+    }
+    for (long long i = done + first; i < n; i += step) a[i] = value;
+}
+
+// Grid (x: columns, y: rows), both grid-stride; the launcher passes rows * cols < 2^31 (i32) or not.
+template <typename T, typename I>
+__device__ void bias_add_rows(T* __restrict__ y, const T* __restrict__ bias, int rows, int cols) {
+    for (int r = (int)blockIdx.y; r < rows; r += (int)gridDim.y) {
+        T* __restrict__ row = y + (I)r * cols;
+        for (int c = (int)(blockIdx.x * blockDim.x + threadIdx.x); c < cols; c += (int)(gridDim.x * blockDim.x))
+            row[c] += bias[c];
+    }
+}
+
+template <typename T, typename I>
+__device__ void copy_strided(const T* __restrict__ src, T* __restrict__ dst, long long n, int d1, int d2, int d3,
+                             long long s0, long long s1, long long s2, long long s3) {
+    const I count = (I)n;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (I)blockDim.x * gridDim.x) {
+        I r = i;
+        const I i3 = r % d3;
+        r /= d3;
+        const I i2 = r % d2;
+        r /= d2;
+        const I i1 = r % d1;
+        const I i0 = r / d1;
+        dst[i] = src[i0 * (I)s0 + i1 * (I)s1 + i2 * (I)s2 + i3 * (I)s3];
+    }
+}
 
 template <typename T>
 __device__ void relu_forward(const T* __restrict__ x, T* __restrict__ y, long long n, int vec) {
@@ -352,4 +439,64 @@ extern "C" __global__ void dropout_forward_f64(const double* __restrict__ x, con
 extern "C" __global__ void dropout_apply_f64(const double* __restrict__ x, const bool* __restrict__ mask,
                                              double* __restrict__ y, long long n, double scale) {
     dropout_apply<double>(x, mask, y, n, scale);
+}
+
+extern "C" __global__ void add_f32(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out,
+                                   long long n, int vec) {
+    add<float>(a, b, out, n, vec);
+}
+extern "C" __global__ void add_f64(const double* __restrict__ a, const double* __restrict__ b,
+                                   double* __restrict__ out, long long n, int vec) {
+    add<double>(a, b, out, n, vec);
+}
+extern "C" __global__ void accumulate_f32(float* a, const float* __restrict__ b, long long n, int vec) {
+    accumulate2<float>(a, b, n, vec);
+}
+extern "C" __global__ void accumulate_f64(double* a, const double* __restrict__ b, long long n, int vec) {
+    accumulate2<double>(a, b, n, vec);
+}
+extern "C" __global__ void fill_f32(float* __restrict__ a, long long n, float value, int vec) {
+    fill<float>(a, n, value, vec);
+}
+extern "C" __global__ void fill_f64(double* __restrict__ a, long long n, double value, int vec) {
+    fill<double>(a, n, value, vec);
+}
+extern "C" __global__ void bias_add_rows_i32_f32(float* __restrict__ y, const float* __restrict__ bias, int rows,
+                                                 int cols) {
+    bias_add_rows<float, int>(y, bias, rows, cols);
+}
+extern "C" __global__ void bias_add_rows_i64_f32(float* __restrict__ y, const float* __restrict__ bias, int rows,
+                                                 int cols) {
+    bias_add_rows<float, long long>(y, bias, rows, cols);
+}
+extern "C" __global__ void bias_add_rows_i32_f64(double* __restrict__ y, const double* __restrict__ bias, int rows,
+                                                 int cols) {
+    bias_add_rows<double, int>(y, bias, rows, cols);
+}
+extern "C" __global__ void bias_add_rows_i64_f64(double* __restrict__ y, const double* __restrict__ bias, int rows,
+                                                 int cols) {
+    bias_add_rows<double, long long>(y, bias, rows, cols);
+}
+extern "C" __global__ void count_step_i64(long long* counter) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) counter[0] += 1;
+}
+extern "C" __global__ void copy_strided_i32_f32(const float* __restrict__ src, float* __restrict__ dst, long long n,
+                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
+                                               long long s3) {
+    copy_strided<float, int>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
+}
+extern "C" __global__ void copy_strided_i64_f32(const float* __restrict__ src, float* __restrict__ dst, long long n,
+                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
+                                               long long s3) {
+    copy_strided<float, long long>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
+}
+extern "C" __global__ void copy_strided_i32_f64(const double* __restrict__ src, double* __restrict__ dst, long long n,
+                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
+                                               long long s3) {
+    copy_strided<double, int>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
+}
+extern "C" __global__ void copy_strided_i64_f64(const double* __restrict__ src, double* __restrict__ dst, long long n,
+                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
+                                               long long s3) {
+    copy_strided<double, long long>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
 }

@@ -51,6 +51,8 @@ def _skip_unless_beyond_memory(request):
 
 # ---- up-front size checks without a limit: the machine's physical memory -------------------------
 def test_cross_entropy_on_a_huge_broadcast_input_fails_at_once(backend):
+    if backend.name != "numpy":
+        pytest.skip("the cross-entropy kernels keep two values per row, not log-probabilities of the logits' size")
     logits, target = _huge((200000, 200000)), get_xp().zeros(200000, np.int64)
     expected = 200000 * 200000 * 4 + cross_entropy_transient_bytes((200000, 200000), np.float32, "forward")
     _skip_unless_beyond_memory(expected)

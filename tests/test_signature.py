@@ -39,4 +39,6 @@ def test_every_kernel_file_parses_with_entry_points_per_dtype():
         sigs = parse_signatures(text, name)
         assert sigs, f"{name} has no extern \"C\" __global__ entry point"
         for kernel in sigs:
-            assert kernel.endswith(("_f32", "_f64")), f"{name}: {kernel} does not follow <op>_<direction>_<dtype>"
+            # Integer-only kernels (a target check, a step counter) name their integer type instead.
+            assert kernel.endswith(("_f32", "_f64", "_i32", "_i64")), \
+                f"{name}: {kernel} does not follow <op>_<direction>_<dtype>"

@@ -12,10 +12,13 @@ from .base import Backend
 from .cuda_ops.conv_direct import ConvDirectKernels
 from .cuda_ops.conv_im2col import ConvIm2colKernels
 from .cuda_ops.conv_implicit_gemm import ConvImplicitGemmKernels
+from .cuda_ops.arith import ArithKernels
 from .cuda_ops.batchnorm import BatchNormKernels
 from .cuda_ops.elementwise import ElementwiseKernels
 from .cuda_ops.im2col import Im2colKernels
+from .cuda_ops.loss import LossKernels
 from .cuda_ops.pool import PoolKernels
+from .cuda_ops.softmax import SoftmaxKernels
 from .kernel_source import kernel_files
 
 _DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -34,7 +37,7 @@ def dtype_suffix(dtype) -> str:
 
 
 class CudaBackend(ConvDirectKernels, ConvIm2colKernels, ConvImplicitGemmKernels, Im2colKernels, PoolKernels,
-                  BatchNormKernels, ElementwiseKernels, Backend):
+                  BatchNormKernels, ElementwiseKernels, ArithKernels, LossKernels, SoftmaxKernels, Backend):
     """Launches kernels/*.cu; subclasses provide ``xp`` and ``load_module(filename, defines)``."""
 
     def __init__(self):

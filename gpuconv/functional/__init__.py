@@ -20,6 +20,7 @@ from .activation import (
     tanh,
     tanh_backward,
 )
+from .arith import add
 from .dropout import dropout, dropout_backward
 from .im2col import col2im, col2im_backward, fold, im2col, im2col_backward, unfold
 from .linear import linear, linear_backward
@@ -53,7 +54,7 @@ __all__ = [
 __all__ += ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
             "adaptive_max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "gem", "gem_backward",
             "max_pool2d", "max_pool2d_backward"]
-__all__ += ["batch_norm", "batch_norm_backward"]
+__all__ += ["add", "batch_norm", "batch_norm_backward"]
 __all__ += ["binary_cross_entropy", "binary_cross_entropy_backward", "binary_cross_entropy_with_logits",
             "binary_cross_entropy_with_logits_backward", "nll_loss", "nll_loss_backward", "smooth_l1_loss",
             "smooth_l1_loss_backward"]

@@ -61,7 +61,7 @@ def scalar_grad(dloss: Any, reduction: str, dtype: Any) -> Any:
         raise ValueError(f"dloss must be a scalar for reduction={reduction!r}, got shape {tuple(dloss.shape)}")
     if np.dtype(dloss.dtype).kind not in "fiu":
         raise TypeError(f"dloss must hold a real number, got dtype {dloss.dtype}")
-    return dloss.reshape(()).astype(dtype)
+    return dloss.reshape(()).astype(dtype, copy=False)
 
 
 def check_reduction(reduction: Any) -> str:

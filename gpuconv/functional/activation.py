@@ -1,4 +1,5 @@
-"""Activations and softmax, forward and backward, as array expressions on the backend's array module.
+"""Activations and softmax, forward and backward: ReLU, leaky ReLU and softmax / log-softmax on the
+backend's kernels, sigmoid and tanh as array expressions on the backend's array module.
 
 Backward functions take what PyTorch's autograd saves: ``x`` for relu / leaky_relu, the forward's
 output ``y`` for sigmoid, tanh, softmax and log_softmax.
@@ -96,11 +97,7 @@ def softmax(x: Any, dim: int = -1) -> Any:
     check_array(x, "x")
     axis = check_dim(dim, x.ndim)
     check_request("softmax", nbytes(x.shape, x.dtype), "the result")
-    xp = get_backend().xp
-    if x.size == 0:
-        return xp.empty_like(x)
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    return get_backend().softmax(x, axis)
 
 
 def softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
@@ -109,7 +106,7 @@ def softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
     check_same_shape("y", y, "dy", dy)
     axis = check_dim(dim, y.ndim)
     check_request("softmax_backward", nbytes(y.shape, y.dtype), "the result")
-    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+    return get_backend().softmax_backward(dy, y, axis)
 
 
 def log_softmax(x: Any, dim: int = -1) -> Any:
@@ -117,11 +114,7 @@ def log_softmax(x: Any, dim: int = -1) -> Any:
     check_array(x, "x")
     axis = check_dim(dim, x.ndim)
     check_request("log_softmax", nbytes(x.shape, x.dtype), "the result")
-    xp = get_backend().xp
-    if x.size == 0:
-        return xp.empty_like(x)
-    z = x - x.max(axis=axis, keepdims=True)
-    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+    return get_backend().softmax(x, axis, log=True)
 
 
 def log_softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
@@ -130,7 +123,7 @@ def log_softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
     check_same_shape("y", y, "dy", dy)
     axis = check_dim(dim, y.ndim)
     check_request("log_softmax_backward", nbytes(y.shape, y.dtype), "the result")
-    return dy - get_backend().xp.exp(y) * dy.sum(axis=axis, keepdims=True)
+    return get_backend().softmax_backward(dy, y, axis, log=True)
 
 
 def relu_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str = "numpy") -> int:

@@ -234,7 +234,7 @@ def conv2d_backward(dy: Any, x: Any, weight: Any, stride=1, padding=0, dilation=
 
     dx = run_data(_pick(spec, g, "backward_data", x.dtype, run_data)) if need_dx else None
     dw = run_weight(_pick(spec, g, "backward_weight", x.dtype, run_weight)) if need_dw else None
-    db = dy.sum(axis=(0, 2, 3)) if need_db else None
+    db = be.sum_except_channel(dy, axis=1) if need_db else None
     return dx, dw, db
 
 

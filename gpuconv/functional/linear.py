@@ -48,7 +48,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     x2 = be.xp.ascontiguousarray(x.reshape(rows, in_features))
     y = be.matmul(x2, weight.T)
     if bias is not None:
-        y += bias
+        be.bias_add_(y, be.xp.ascontiguousarray(bias))
     return y.reshape(tuple(x.shape[:-1]) + (out_features,))
 
 
@@ -78,7 +78,7 @@ def linear_backward(dy: Any, x: Any, weight: Any,
     dy2 = be.xp.ascontiguousarray(dy.reshape(rows, out_features))
     dx = be.matmul(dy2, weight).reshape(x.shape) if need_dx else None
     dweight = be.matmul(dy2.T, be.xp.ascontiguousarray(x.reshape(rows, in_features))) if need_dw else None
-    dbias = dy2.sum(axis=0) if need_db else None
+    dbias = be.sum_except_channel(dy2, axis=1) if need_db else None
     return dx, dweight, dbias
 
 
@@ -86,11 +86,11 @@ def linear_transient_bytes(x_shape: tuple[int, ...], out_features: int, dtype: A
                            bias: bool = True) -> int:
     """Bytes :func:`linear` (``direction="forward"``) or :func:`linear_backward` (``"backward"``)
     allocates above its results: the GEMMs write their results directly (contiguous inputs are not
-    copied); on NumPy arrays (numpy and emulated backends) ``y += bias`` broadcasts through one
-    iterator buffer of up to ``np.getbufsize()`` elements."""
+    copied); on the numpy backend ``y += bias`` broadcasts through one iterator buffer of up to
+    ``np.getbufsize()`` elements (cupy and emulated: one kernel adds it in place)."""
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    if direction == "backward" or not bias or backend == "cupy":
+    if direction == "backward" or not bias or backend != "numpy":
         return 0
     rows = 1
     for size in tuple(x_shape)[:-1]:

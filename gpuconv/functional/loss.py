@@ -15,7 +15,6 @@ from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_real, check_reduction, check_same_shape, scalar_grad
 from ._memory import check_request, nbytes
-from .activation import log_softmax
 
 
 def _rows(a: Any) -> Any:
@@ -58,14 +57,18 @@ def _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_
     smoothing = check_real(label_smoothing, "label_smoothing")
     if not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    flat = target.reshape(-1).astype(np.int64)
-    ignored = flat == int(ignore_index)
-    bad = ~ignored & ((flat < 0) | (flat >= classes))
-    if bool(bad.any()):
-        first = int(flat[bad][0])
+    bad = be.first_bad_target(target, classes, int(ignore_index))  # reads one number back (a sync)
+    if bad >= 0:
+        first = int(target.reshape(-1)[bad])
         raise ValueError(f"target values must be in [0, {classes - 1}] (C = {classes}) or equal ignore_index "
                          f"{ignore_index}; got {first}")
-    return classes, flat, ignored, smoothing
+    return classes, smoothing
+
+
+def _flat_targets(target, ignore_index):
+    """(targets as a flat int64 array, mask of the ignored ones)."""
+    flat = target.reshape(-1).astype(np.int64)
+    return flat, flat == int(ignore_index)
 
 
 def _target_weights(flat, ignored, weight, dtype):
@@ -77,17 +80,10 @@ def _target_weights(flat, ignored, weight, dtype):
 
 
 def _target_scale(dloss, target, flat, ignored, weight, reduction, dtype):
-    """(scale, target weights, safe targets) of the cross-entropy and NLL backward: ``dloss`` per
-    target ("none", checked against target's shape) or as a scalar, divided by the summed weights of
-    the non-ignored targets for "mean"."""
-    if reduction == "none":
-        check_array(dloss, "dloss")
-        if tuple(dloss.shape) != tuple(target.shape):
-            raise ValueError(f"dloss must have target's shape {tuple(target.shape)} for reduction='none', "
-                             f"got {tuple(dloss.shape)}")
-        scale = dloss.reshape(-1).astype(dtype, copy=False)
-    else:
-        scale = scalar_grad(dloss, reduction, dtype).reshape(1)
+    """(scale, target weights, safe targets) of the NLL backward: ``dloss`` per target ("none",
+    checked against target's shape) or as a scalar, divided by the summed weights of the
+    non-ignored targets for "mean"."""
+    scale = _dloss_for(dloss, target, reduction, dtype).reshape(-1)
     wt, safe = _target_weights(flat, ignored, weight, dtype)
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -111,29 +107,15 @@ def cross_entropy(logits: Any, target: Any, weight: Any = None, ignore_index: in
     Returns:
         A 0-D array (mean, sum) or target-shaped array (none), logits' dtype.
     """
-    classes, flat, ignored, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction,
-                                                       label_smoothing)
-    check_request("cross_entropy", nbytes(logits.shape, logits.dtype)
-                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "forward"),
-                  "the log-probabilities and log-softmax's temporaries")
-    xp = get_backend().xp
-    logp = _rows(log_softmax(logits, dim=0 if logits.ndim == 1 else 1))
-    wt, safe = _target_weights(flat, ignored, weight, logits.dtype)
-    picked = xp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
-    losses = -wt * picked
-    if eps > 0:
-        smooth = -(logp * weight[None, :]).sum(axis=1) if weight is not None else -logp.sum(axis=1)
-        smooth = xp.where(ignored, smooth.dtype.type(0), smooth)
-        losses = (1 - eps) * losses + smooth * (eps / classes)
-    losses = losses.astype(logits.dtype, copy=False)
-    if reduction == "none":
-        return losses.reshape(target.shape)
-    total = losses.sum()
-    if reduction == "sum":
-        return xp.asarray(total, dtype=logits.dtype)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # NOTE: every target ignored gives 0/0 = NaN, as in PyTorch.
-        return xp.asarray(total / wt.sum(), dtype=logits.dtype)
+    _, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing)
+    be = get_backend()
+    # NOTE: only the numpy backend holds log-probabilities of the logits' size; the kernels keep two
+    # values per row.
+    check_request("cross_entropy", (nbytes(logits.shape, logits.dtype) if be.name == "numpy" else 0)
+                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "forward", be.name),
+                  "the log-probabilities and log-softmax's temporaries" if be.name == "numpy"
+                  else "the per-row losses and weights")
+    return be.cross_entropy(logits, target, weight, int(ignore_index), reduction, eps)
 
 
 def cross_entropy_backward(dloss: Any, logits: Any, target: Any, weight: Any = None, ignore_index: int = -100,
@@ -146,28 +128,24 @@ def cross_entropy_backward(dloss: Any, logits: Any, target: Any, weight: Any = N
     Returns:
         dlogits with logits' shape and dtype.
     """
-    classes, flat, ignored, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction,
-                                                       label_smoothing)
+    _, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing)
+    be = get_backend()
     check_request("cross_entropy_backward", nbytes(logits.shape, logits.dtype)
-                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "backward"),
+                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "backward", be.name),
                   "dlogits and the one-hot weights, probabilities and products")
-    xp = get_backend().xp
-    dtype = logits.dtype
-    scale, wt, safe = _target_scale(dloss, target, flat, ignored, weight, reduction, dtype)
-    # dloss_i/dlogp[i, c] = -((1 - eps) * w[t_i] * [c == t_i] + eps / C * w[c]) (zero when ignored)
-    rows = flat.shape[0]
-    q = xp.zeros((rows, classes), dtype=dtype)
-    q[xp.arange(rows), safe] = (1 - eps) * wt
-    if eps > 0:
-        class_w = weight[None, :] if weight is not None else xp.ones((1, classes), dtype=dtype)
-        q += xp.where(ignored[:, None], dtype.type(0), class_w * dtype.type(eps / classes))
-    with np.errstate(invalid="ignore"):
-        dlogp = -q * (scale[:, None] if scale.shape[0] == rows else scale)
-    prob = xp.exp(_rows(log_softmax(logits, dim=0 if logits.ndim == 1 else 1)))
-    # NOTE: ignored targets get exactly zero gradient, even when every target is ignored and the
-    # mean's 0/0 made the scale NaN (PyTorch does the same).
-    dlogits = xp.where(ignored[:, None], dtype.type(0), dlogp - prob * dlogp.sum(axis=1, keepdims=True))
-    return _unrows(dlogits.astype(dtype, copy=False), tuple(logits.shape))
+    return be.cross_entropy_backward(_dloss_for(dloss, target, reduction, logits.dtype), logits, target, weight,
+                                     int(ignore_index), reduction, eps)
+
+
+def _dloss_for(dloss: Any, target: Any, reduction: str, dtype: Any) -> Any:
+    """dloss checked: target-shaped for reduction="none", else a 0-D array; of ``dtype``."""
+    if reduction == "none":
+        check_array(dloss, "dloss")
+        if tuple(dloss.shape) != tuple(target.shape):
+            raise ValueError(f"dloss must have target's shape {tuple(target.shape)} for reduction='none', "
+                             f"got {tuple(dloss.shape)}")
+        return dloss.astype(dtype, copy=False)
+    return scalar_grad(dloss, reduction, dtype)
 
 
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Any:
@@ -231,7 +209,8 @@ def nll_loss(input: Any, target: Any, weight: Any = None, ignore_index: int = -1
     Returns:
         A 0-D array (mean, sum) or target-shaped array (none), input's dtype.
     """
-    _, flat, ignored, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, 0.0, name="input")
+    _check_cross_entropy(input, target, weight, ignore_index, reduction, 0.0, name="input")
+    flat, ignored = _flat_targets(target, ignore_index)
     xp = get_backend().xp
     wt, safe = _target_weights(flat, ignored, weight, input.dtype)
     picked = xp.take_along_axis(_rows(input), safe[:, None], axis=1)[:, 0]
@@ -249,8 +228,8 @@ def nll_loss_backward(dloss: Any, input: Any, target: Any, weight: Any = None, i
                       reduction: str = "mean") -> Any:
     """Gradient of :func:`nll_loss` with respect to ``input``: -weight[t] * dloss at each target's
     class, zero elsewhere and for ignored targets. ``dloss``: scalar, or target-shaped for "none"."""
-    classes, flat, ignored, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, 0.0,
-                                                     name="input")
+    classes, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, 0.0, name="input")
+    flat, ignored = _flat_targets(target, ignore_index)
     check_request("nll_loss_backward", nbytes(input.shape, input.dtype), "the result")
     xp = get_backend().xp
     dtype = input.dtype
@@ -403,19 +382,26 @@ def smooth_l1_loss_backward(dloss: Any, input: Any, target: Any, reduction: str 
     return (grad * scale).astype(input.dtype, copy=False)
 
 
-def cross_entropy_transient_bytes(logits_shape: tuple[int, ...], dtype: Any, direction: str) -> int:
+def cross_entropy_transient_bytes(logits_shape: tuple[int, ...], dtype: Any, direction: str,
+                                  backend: str = "numpy") -> int:
     """Bytes :func:`cross_entropy` (``direction="forward"``) or :func:`cross_entropy_backward`
-    (``"backward"``) allocates above its result at its peak, for logits of ``logits_shape``.
+    (``"backward"``) allocates above its result at its peak, for logits of ``logits_shape`` and
+    int32 or int64 targets.
 
-    Every backend runs the same array expressions: the forward's log-softmax holds two of the
-    shifted logits, their exponentials and the log-probabilities at a time (2 arrays of the logits'
-    size) next to int64 copies of the target; the backward holds the one-hot weights, their scaled negation, the
-    probabilities and the products (4 arrays of the logits' size besides dlogits).
+    numpy: the forward's log-softmax holds two of the shifted logits, their exponentials and the
+    log-probabilities at a time (2 arrays of the logits' size) next to int64 copies of the target;
+    the backward holds the one-hot weights, their scaled negation, the probabilities and the
+    products (4 arrays of the logits' size besides dlogits). Kernel backends (cupy, emulated): the
+    forward's per-row losses and weights (2 values per row), the backward's one-element scale, and
+    the 8-byte result of the target check.
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     shape = tuple(int(v) for v in logits_shape)
     elements = int(np.prod(shape, dtype=np.int64))
     rows = elements // (shape[0] if len(shape) == 1 else shape[1])
+    itemsize = np.dtype(dtype).itemsize
+    if backend != "numpy":
+        return 8 + (2 * rows * itemsize if direction == "forward" else itemsize)
     arrays = 2 if direction == "forward" else 4
-    return arrays * elements * np.dtype(dtype).itemsize + 3 * rows * 8
+    return arrays * elements * itemsize + 3 * rows * 8

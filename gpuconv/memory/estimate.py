@@ -137,8 +137,8 @@ def _replay(model, input_shape, dtype, backend, optimizer, training, loss, step,
 def _loss(t: Timeline, loss: str, out: Array, target: Array) -> Array:
     """The loss forward (its scalar result stays in use: the step's ``l``) and backward; returns dlogits."""
     if loss == "cross_entropy":
-        (value,) = t.op("cross_entropy forward", cross_entropy_transient_bytes(out.shape, t.dtype, "forward"), ())
-        (dlogits,) = t.op("cross_entropy backward", cross_entropy_transient_bytes(out.shape, t.dtype, "backward"),
+        (value,) = t.op("cross_entropy forward", cross_entropy_transient_bytes(out.shape, t.dtype, "forward", t.backend), ())
+        (dlogits,) = t.op("cross_entropy backward", cross_entropy_transient_bytes(out.shape, t.dtype, "backward", t.backend),
                           out.shape)
     else:
         # (input - target) and its square, then the mean; backward: 2 * (input - target) * scale.

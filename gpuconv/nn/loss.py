@@ -24,7 +24,10 @@ class _Loss(Module):
     def _dloss(self, loss_shape: tuple[int, ...], dtype: Any, dloss: Any) -> Any:
         if dloss is not None:
             return dloss
-        return get_backend().xp.ones(loss_shape, dtype=dtype)
+        if loss_shape == ():
+            return 1.0
+        be = get_backend()
+        return be.fill_(be.empty(loss_shape, dtype), 1)
 
     def backward(self, dloss: Any = None) -> Any:
         """Gradient of the loss with respect to the forward's ``input`` (the logits).

@@ -429,7 +429,7 @@ class Module:
             if set_to_none or param.grad is None:
                 param.grad = None
             else:
-                param.grad[...] = 0
+                get_backend().fill_(param.grad, 0)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         for param in self.parameters():

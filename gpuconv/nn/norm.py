@@ -64,17 +64,24 @@ class BatchNorm2d(Module):
         check_input_size(x, 4, 1, self.num_features, f"(N, {self.num_features}, H, W)", "num_features")
         count = None
         if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1
+            get_backend().count_step(self.num_batches_tracked)
             if self.momentum is None:
                 count = int(self.num_batches_tracked)
         batch_stats = self.training or self.running_mean is None
         # Running statistics are updated only in training mode, and used only in eval mode.
         use_running = not self.training or self.track_running_stats
-        y, mean, invstd = F.batch_norm(
+        # The statistics are asked for only when backward will need them: in eval mode they would be
+        # computed from the running variance for nothing.
+        keep = self.keeps_for_backward()
+        out = F.batch_norm(
             x, self.running_mean if use_running else None, self.running_var if use_running else None,
             None if self.weight is None else self.weight.data, None if self.bias is None else self.bias.data,
             training=batch_stats, momentum=self.momentum, eps=self.eps, num_batches_tracked=count,
-            return_stats=True)
+            return_stats=keep)
+        if not keep:
+            self._save()
+            return out
+        y, mean, invstd = out
         self._save(x, mean, invstd)
         return y
 

@@ -51,11 +51,12 @@ class Parameter:
         return int(self.data.nbytes)
 
     def accumulate_grad(self, grad: Any) -> None:
-        """Adds ``grad`` to ``.grad`` (which becomes ``grad`` itself when it was None)."""
+        """Adds ``grad`` to ``.grad`` in place (``.grad`` becomes ``grad`` itself when it was None):
+        one kernel, no temporary, on the cupy and emulated backends."""
         if self.grad is None:
             self.grad = grad
         else:
-            self.grad += grad
+            get_backend().add_(self.grad, grad)
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"

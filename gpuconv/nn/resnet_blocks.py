@@ -50,7 +50,7 @@ class _Residual(Module):
                 out = F.relu(out)
                 kept.append(out)
         identity = x if self.downsample is None else self.downsample(x)
-        y = F.relu(out + identity)
+        y = F.relu(F.add(out, identity))
         self._save(*kept, y)
         return y
 
@@ -68,7 +68,7 @@ class _Residual(Module):
             d_identity = self.downsample.backward(dsum, input_grad=input_grad)
         else:
             d_identity = dsum
-        return d + d_identity if input_grad else None
+        return F.add(d, d_identity) if input_grad else None
 
     def output_shape(self, input_shape):
         return chain_output_shape(self._main_chain(), input_shape)

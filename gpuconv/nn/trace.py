@@ -17,6 +17,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .. import functional as F
+
 _frames = threading.local()
 
 
@@ -75,11 +77,19 @@ def record_call(trace: Trace, module: Any, inputs: tuple, y: Any) -> None:
 def add(a: Any, b: Any) -> Any:
     """``a + b``, recorded for the backward of the custom module whose forward calls it (the
     residual add of a module with only ``forward``); outside such a forward, just ``a + b``."""
-    y = a + b
+    y = _sum(a, b)
     trace = current()
     if trace is not None:
         trace.nodes.append(Node(None, (a, b), y, None))
     return y
+
+
+def _sum(a: Any, b: Any) -> Any:
+    """a + b: one kernel (:func:`gpuconv.functional.add`) for two float arrays of one shape and
+    dtype; anything else (broadcasting, Python numbers) through the array module."""
+    same = all(hasattr(v, "shape") and hasattr(v, "dtype") for v in (a, b)) and a.shape == b.shape \
+        and a.dtype == b.dtype and a.dtype.kind == "f"
+    return F.add(a, b) if same else a + b
 
 
 def _error(module: Any, what: str) -> RuntimeError:
@@ -129,7 +139,7 @@ def replay_backward(module: Any, trace: Trace, dy: Any, input_grad: bool) -> Any
     grads: dict[int, Any] = {out: dy}
 
     def give(value: int, g: Any) -> None:
-        grads[value] = g if value not in grads else grads[value] + g
+        grads[value] = g if value not in grads else _sum(grads[value], g)
 
     for index in range(len(steps) - 1, -1, -1):
         kind, node, inputs = steps[index]

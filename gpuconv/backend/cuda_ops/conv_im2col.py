@@ -88,7 +88,7 @@ class ConvIm2colKernels:
         kh, kw = g.kernel_size
         l_size = g.out_size[0] * g.out_size[1]
         groups, rows, kg = g.groups, (g.c_in // g.groups) * kh * kw, g.c_out // g.groups
-        wt = self.xp.ascontiguousarray(weight.reshape(groups, kg, rows).transpose(0, 2, 1))
+        wt = self.contiguous(weight.reshape(groups, kg, rows).transpose(0, 2, 1))
         dy4 = dy.reshape(g.n, groups, kg, l_size)
         dx = self.empty((g.n, g.c_in, g.h, g.w), dy.dtype)
         buf = self.empty((min(chunk, g.n) * g.c_in * kh * kw * l_size,), dy.dtype)
@@ -123,17 +123,17 @@ class ConvIm2colKernels:
             target = acc if index == 0 else part
             if groups == 1:
                 dyk = dy_buf[:g.c_out * nc * l_size].reshape(g.c_out, nc, l_size)
-                dyk[...] = dy_chunk[:, 0].transpose(1, 0, 2)
+                self.copy_into(dyk, dy_chunk[:, 0].transpose(1, 0, 2))
                 self.conv_gemm(dyk.reshape(g.c_out, nc * l_size), cols.T, out=target)
             else:
                 dyt = dy_buf[:g.c_out * nc * l_size].reshape(groups, nc, l_size, kg)
-                dyt[...] = dy_chunk.transpose(1, 0, 3, 2)
+                self.copy_into(dyt, dy_chunk.transpose(1, 0, 3, 2))
                 self.conv_gemm(cols.reshape(groups, rows, nc * l_size), dyt.reshape(groups, nc * l_size, kg),
                                out=target)
             if index > 0:
-                acc += part
+                self.add_(acc, part)
         if groups > 1:
-            dw3[...] = acc.transpose(0, 2, 1)
+            self.copy_into(dw3, acc.transpose(0, 2, 1))
         return dw
 
     # ---- "gemm": 1x1 kernel, stride 1, no padding ------------------------------------------------------
@@ -150,7 +150,7 @@ class ConvIm2colKernels:
     def conv2d_gemm_backward_data(self, dy, weight, g):
         groups, cg, kg = g.groups, g.c_in // g.groups, g.c_out // g.groups
         l_size = g.h * g.w
-        wt = self.xp.ascontiguousarray(weight.reshape(groups, kg, cg).transpose(0, 2, 1))
+        wt = self.contiguous(weight.reshape(groups, kg, cg).transpose(0, 2, 1))
         dx = self.empty((g.n, g.c_in, g.h, g.w), dy.dtype)
         self.conv_gemm(wt, dy.reshape(g.n, groups, kg, l_size), out=dx.reshape(g.n, groups, cg, l_size))
         return dx
