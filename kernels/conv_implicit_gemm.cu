@@ -30,6 +30,13 @@
 // or input pixel) is decomposed once per block. All index arithmetic is 32-bit except the
 // per-image bases, which the launcher (gpuconv/backend/cuda_ops/conv_implicit_gemm.py) checked:
 // every image, the weights and the GEMM's N and K dimensions have fewer than 2^31 elements.
+// Global memory: A is loaded as float4 / float2 / double2 runs along k where the tensor allows
+// (forward: the weight rows, K % 4 == 0 and w 16-byte aligned; backward weight: dy's planes,
+// OH*OW % 4 == 0 and dy aligned), element by element otherwise. The float32 SIMT epilogue stores
+// each thread's two runs of TN/2 columns as float4 / float2 where the output's rows allow
+// (OH*OW, H*W or C_in/groups*KH*KW a multiple of TN/2, the output aligned): lane to lane the
+// runs are adjacent, where element stores left lanes TN/2 elements apart (50% store efficiency
+// in the emulator's access profile, 100% with the vectors).
 //
 // TF32 (gemm_tf32, float only, sm_80+): the same pipeline, with warps multiplying the shared tiles
 // on the tensor cores through nvcuda::wmma (m16n16k8, precision::tf32, float accumulators;
@@ -52,17 +59,19 @@
 //       dw or the partial buffer, k_split = the K elements per split (a multiple of BK).
 //   conv2d_igemm_split_sum (partial, out, splits, size): out[i] = sum over s of partial[s*size + i].
 //
-// Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels; no spills, 0-byte stack frames;
-// the tc_medium entries are __launch_bounds__(128, 4): with (128) alone ptxas stopped at 80 registers
-// and spilled 4 bytes in the forward):
+// Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels; 0-byte stack frames and no spills
+// except backward_data_small_f32: 8-byte stack frame, 4 bytes spilled, since the vector epilogue
+// (ptxas's choice under __launch_bounds__(64); the PTX has no local memory). The tc_medium entries
+// are __launch_bounds__(128, 4): with (128) alone ptxas stopped at 80 registers and spilled 4
+// bytes in the forward):
 //                        forward  backward_data  backward_weight
-//   large_f32               127            138              147
-//   medium_f32               63             63               64
-//   small_f32                63             56               71
-//   medium_f64               92            120               96
-//   small_f64               126             94               94
+//   large_f32               163            149              167
+//   medium_f32               63             63               61
+//   small_f32                64             56               71
+//   medium_f64               92            120              124
+//   small_f64               126             94              126
 //   tc_large_f32            128            128              128
-//   tc_medium_f32           116            114              124
+//   tc_medium_f32           116            114              118
 //   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
 // grid-stride loop has one u64 division (its trip count, outside the loop). Not measured on a
@@ -84,6 +93,18 @@ struct Conv {
 struct KEntry {
     int a, b, c, valid;
 };
+
+// L consecutive T from registers into memory aligned to L * sizeof(T): one 16-byte (or 8-byte)
+// store where it fits.
+// The vector type of L consecutive T (8 or 16 bytes) for the epilogue's vector stores.
+template <typename T, int L> struct VecOf;
+template <> struct VecOf<float, 2> { typedef float2 type; };
+template <> struct VecOf<float, 4> { typedef float4 type; };
+template <> struct VecOf<double, 2> { typedef double2 type; };
+
+__device__ __forceinline__ bool aligned_to(const void* p, int bytes) {
+    return (reinterpret_cast<unsigned long long>(p) & (unsigned long long)(bytes - 1)) == 0;
+}
 
 // ---- the three GEMMs: how A, B and C map to the tensors -------------------------------------------
 // Each op provides: M, N, K; entry(k) -> KEntry; Col column(n) (a B column, decomposed once);
@@ -140,6 +161,19 @@ struct Forward {
         const int co = grp * M + m;
         y[((long long)img * c.c_out + co) * ohw + p] = has_bias ? v + bias[co] : v;
     }
+    // Runs of L columns starting at a multiple of L are L consecutive, aligned pixels of one plane
+    // of y when OH*OW % L == 0 and y is aligned: the epilogue writes them as one vector from c_ptr.
+    __device__ bool vector_c(int L) const { return (c.oh * c.ow) % L == 0 && aligned_to(y, L * (int)sizeof(T)); }
+    // Column n of C row 0 (the group's first channel), and the distance between rows: the image's
+    // base in 64 bits, the offset inside it in 32 (the launcher checked that an image has fewer
+    // than 2^31 elements); with one 64-bit product nvcc split the vector stores.
+    __device__ T* c_column(int n) const {
+        const int ohw = c.oh * c.ow;
+        const int img = n / ohw, p = n - img * ohw;
+        return y + (long long)img * (c.c_out * ohw) + (grp * M * ohw + p);
+    }
+    __device__ int c_row_stride() const { return c.oh * c.ow; }
+    __device__ T c_value(int m, T v) const { return has_bias ? v + bias[grp * M + m] : v; }
 };
 
 template <typename T>
@@ -192,6 +226,15 @@ struct BackwardData {
         const int img = n / hw, p = n - img * hw;
         dx[((long long)img * c.c_in + grp * M + m) * hw + p] = v;
     }
+    // As the forward's: runs of L pixels of one plane of dx when H*W % L == 0 and dx is aligned.
+    __device__ bool vector_c(int L) const { return (c.h * c.w) % L == 0 && aligned_to(dx, L * (int)sizeof(T)); }
+    __device__ T* c_column(int n) const {
+        const int hw = c.h * c.w;
+        const int img = n / hw, p = n - img * hw;
+        return dx + (long long)img * (c.c_in * hw) + (grp * M * hw + p);
+    }
+    __device__ int c_row_stride() const { return c.h * c.w; }
+    __device__ T c_value(int, T v) const { return v; }
 };
 
 template <typename T>
@@ -225,7 +268,14 @@ struct BackwardWeight {
     __device__ T a(int m, const KEntry& e) const {
         return (m < M && e.valid) ? dy[((long long)e.a * c.c_out + grp * M + m) * (c.oh * c.ow) + e.b] : T(0);
     }
-    static constexpr bool kContiguousA = false;
+    // A's rows are dy's planes, contiguous along k within an image: with OH*OW % 4 == 0 a run of
+    // 4 (or 2) k starting at a multiple of 4 stays in one image and is aligned when dy is; K and
+    // the splits' bounds are then multiples of 4 too, so a run is valid or invalid as a whole.
+    static constexpr bool kContiguousA = true;
+    __device__ bool vector_a() const { return (c.oh * c.ow) % 4 == 0 && aligned_to(dy, 16); }
+    __device__ const T* a_row(int m, const KEntry& e) const {
+        return dy + ((long long)e.a * c.c_out + grp * M + m) * (c.oh * c.ow) + e.b;
+    }
     __device__ T b(const Col& col, const KEntry& e) const {
         const int ih = (e.c >> 16) + col.i, iw = (e.c & 0xFFFF) + col.j;
         return (col.valid && e.valid && (unsigned)ih < (unsigned)c.h && (unsigned)iw < (unsigned)c.w)
@@ -233,21 +283,32 @@ struct BackwardWeight {
                    : T(0);
     }
     __device__ void store(int m, int n, T v) const { out[(grp * M + m) * N + n] = v; }
+    // Rows of dw (or of a split's partial sums) are contiguous along n: runs of L when N % L == 0.
+    __device__ bool vector_c(int L) const { return N % L == 0 && aligned_to(out, L * (int)sizeof(T)); }
+    __device__ T* c_column(int n) const { return out + grp * M * N + n; }
+    __device__ int c_row_stride() const { return N; }
+    __device__ T c_value(int, T v) const { return v; }
 };
 
 // ---- the tiled GEMMs ------------------------------------------------------------------------------
 // L consecutive T (shared or global memory, aligned to L * sizeof(T)) into registers: one 16-byte
-// (or 8-byte) load where it fits.
+// (or 8-byte) load where it fits. NOTE: written as an assignment, not an initialization: the
+// emulator sees a vector assignment as one access (its alignment checked, one request in the
+// access profile), while GCC splits an initialized copy into scalar loads; nvcc emits the same
+// vector load for both.
 template <int L, typename T>
 __device__ __forceinline__ void load_run(T* dst, const T* src) {
     if constexpr (sizeof(T) == 4 && L == 4) {
-        const float4 v = *reinterpret_cast<const float4*>(src);
+        float4 v;
+        v = *reinterpret_cast<const float4*>(src);
         dst[0] = v.x, dst[1] = v.y, dst[2] = v.z, dst[3] = v.w;
     } else if constexpr (sizeof(T) == 4 && L == 2) {
-        const float2 v = *reinterpret_cast<const float2*>(src);
+        float2 v;
+        v = *reinterpret_cast<const float2*>(src);
         dst[0] = v.x, dst[1] = v.y;
     } else if constexpr (sizeof(T) == 8 && L == 2) {
-        const double2 v = *reinterpret_cast<const double2*>(src);
+        double2 v;
+        v = *reinterpret_cast<const double2*>(src);
         dst[0] = v.x, dst[1] = v.y;
     } else {
 #pragma unroll
@@ -417,6 +478,36 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
     });
 
     const int m0 = p.m0, n0 = (int)blockIdx.x * BN;
+    // A thread's columns are two runs of TN/2 consecutive n: where the output allows (the same
+    // for the whole launch), each row of a run is one vector store, and lane to lane the runs are
+    // adjacent (coalesced; element by element, lanes TN/2 elements apart touch TN/2 times the
+    // sectors). float32 only: float64 (gradient checks, not speed) would spill in backward weight.
+    constexpr int L = sizeof(T) == 4 ? TN / 2 : 1;
+    if constexpr (L > 1) {
+        if (op.vector_c(L)) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int n = n0 + h * (BN / 2) + tx * L;
+                if (n >= op.N) continue;  // N % L == 0: a run is inside or outside as a whole
+                T* const column = op.c_column(n);  // one division per run, none per row
+                const int row_stride = op.c_row_stride();
+#pragma unroll
+                for (int i = 0; i < TM; ++i) {
+                    const int m = m0 + (i < TM / 2 ? ty * (TM / 2) + i : BM / 2 + ty * (TM / 2) + i - TM / 2);
+                    if (m >= op.M) continue;
+                    // Filled through a T alias and stored whole, as im2col's v3 does: nvcc emits one
+                    // st.global.v4 / .v2 (stores of make_float4(...) or a helper taking a T array came
+                    // out as scalar stores or a stack frame).
+                    typename VecOf<T, L>::type v;
+                    T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+                    for (int k = 0; k < L; ++k) e[k] = op.c_value(m, acc[i][h * L + k]);
+                    *reinterpret_cast<typename VecOf<T, L>::type*>(column + m * row_stride) = v;
+                }
+            }
+            return;
+        }
+    }
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
         const int n = n0 + (j < TN / 2 ? tx * (TN / 2) + j : BN / 2 + tx * (TN / 2) + j - TN / 2);
