@@ -49,7 +49,7 @@
 //   small      BM=BN=32,  BK=8, TM=TN=4,  64 threads
 //   tc_large   BM=BN=128, BK=8, 8 warps of 64x32 (4x2 fragments), 256 threads  (TF32)
 //   tc_medium  BM=BN=64,  BK=8, 4 warps of 32x32 (2x2 fragments), 128 threads  (TF32)
-// Dynamic shared memory: (2*BK*(BM+4) + 2*BK*BN) * sizeof(T) + 2*BK*16 bytes, plus 1 KiB per warp
+// Dynamic shared memory: (2*BK*(BM+4) + 2*BK*(BN+4)) * sizeof(T) + 2*BK*16 bytes, plus 1 KiB per warp
 // for the tensor-core tiles. Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
 //
 // Entry points (SIMT tiles _f32 and _f64, `large` and the tc_ tiles only _f32):
@@ -59,19 +59,21 @@
 //       dw or the partial buffer, k_split = the K elements per split (a multiple of BK).
 //   conv2d_igemm_split_sum (partial, out, splits, size): out[i] = sum over s of partial[s*size + i].
 //
-// Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels; 0-byte stack frames and no spills
-// except backward_data_small_f32: 8-byte stack frame, 4 bytes spilled, since the vector epilogue
-// (ptxas's choice under __launch_bounds__(64); the PTX has no local memory). The tc_medium entries
-// are __launch_bounds__(128, 4): with (128) alone ptxas stopped at 80 registers and spilled 4
-// bytes in the forward):
+// Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels). 0-byte stack frames and no spills
+// except forward_medium_f32 (8-byte stack frame, 4 bytes of spill stores, 8 of loads, at 64
+// registers) and backward_weight_small_f32 (8-byte frame, 4 + 4 bytes, at 80 registers): ptxas's
+// choice, the PTX has no local memory; it appeared with the padded B tile and the k-fastest B
+// loads (64 registers is the most that keeps 4 blocks of 256 threads per SM). Not measured on a
+// GPU whether those few bytes cost anything. The tc_medium entries are __launch_bounds__(128, 4):
+// with (128) alone ptxas stopped at 80 registers and spilled 4 bytes in the forward.
 //                        forward  backward_data  backward_weight
-//   large_f32               163            149              167
-//   medium_f32               63             63               61
-//   small_f32                64             56               71
-//   medium_f64               92            120              124
-//   small_f64               126             94              126
-//   tc_large_f32            128            128              128
-//   tc_medium_f32           116            114              118
+//   large_f32               163            127              191
+//   medium_f32               64             63               75
+//   small_f32                64             59               80
+//   medium_f64               92            120              126
+//   small_f64               126             94              134
+//   tc_large_f32            128            128              184
+//   tc_medium_f32           120            114              120
 //   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
 // grid-stride loop has one u64 division (its trip count, outside the loop). Not measured on a
@@ -147,6 +149,7 @@ struct Forward {
     // A's rows are the weight rows, contiguous in k: with K a multiple of 4 and 16-byte aligned
     // weights, the pipeline loads runs of consecutive k as vectors from a_row.
     static constexpr bool kContiguousA = true;
+    static constexpr bool kBAlongK = false;  // B's columns are consecutive pixels
     __device__ bool vector_a() const { return K % 4 == 0 && (reinterpret_cast<unsigned long long>(w) & 15) == 0; }
     __device__ const T* a_row(int m, const KEntry& e) const { return w + (grp * M + m) * K + e.a; }
     __device__ T b(const Col& col, const KEntry& e) const {
@@ -206,6 +209,7 @@ struct BackwardData {
     }
     __device__ T a(int m, const KEntry& e) const { return (m < M && e.valid) ? w[e.a + m * c.taps()] : T(0); }
     static constexpr bool kContiguousA = false;
+    static constexpr bool kBAlongK = false;  // B's columns are consecutive pixels
     __device__ T b(const Col& col, const KEntry& e) const {
         int ny = col.oy0 - (e.c >> 16), nx = col.ox0 - (e.c & 0xFFFF);
         if (!(col.valid && e.valid) || ny < 0 || nx < 0) return T(0);
@@ -272,6 +276,7 @@ struct BackwardWeight {
     // 4 (or 2) k starting at a multiple of 4 stays in one image and is aligned when dy is; K and
     // the splits' bounds are then multiples of 4 too, so a run is valid or invalid as a whole.
     static constexpr bool kContiguousA = true;
+    static constexpr bool kBAlongK = true;  // B's rows (k) are consecutive pixels, its columns taps
     __device__ bool vector_a() const { return (c.oh * c.ow) % 4 == 0 && aligned_to(dy, 16); }
     __device__ const T* a_row(int m, const KEntry& e) const {
         return dy + ((long long)e.a * c.c_out + grp * M + m) * (c.oh * c.ow) + e.b;
@@ -319,21 +324,31 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 // The operand pipeline both GEMMs share: the gather tables, the global -> register -> shared
 // copies of the A and B tiles, double-buffered. Shared memory, from the start of the block's
 // dynamic buffer: A [2][BK][BM + 4] (transposed: a column-major BM x BK tile, its rows padded so
-// the transposed stores spread over all 32 banks), B [2][BK][BN], the tables [2][BK]. Each thread
-// loads A elements t + i*THREADS (k fastest: the weights and dy are contiguous along k) and the
-// B rows t / BN + i * (THREADS / BN) of column t % BN (consecutive threads, consecutive pixels).
-// The forward's A (the weights) is loaded as float4 / float2 / double2 runs where aligned.
+// the transposed stores spread over all 32 banks), B [2][BK][BN + 4], the tables [2][BK]. Each
+// thread loads A elements t + i*THREADS (k fastest: the weights and dy are contiguous along k),
+// as float4 / float2 / double2 runs where aligned. B: where the tensor is contiguous along the
+// columns (forward, backward data: a column is a pixel) thread t loads rows t / BN + i*(THREADS /
+// BN) of column t % BN, consecutive threads on consecutive pixels; where it is contiguous along
+// k (Op::kBAlongK, backward weight: a column is a tap, k a pixel) thread t loads row t % BK of
+// columns t / BK + i*(THREADS / BK), consecutive threads on consecutive pixels of one tap (with
+// columns on consecutive threads, a warp's loads were 32 taps, KW-long runs in 32 places). B's
+// rows are padded by 4 so that those k-fastest stores spread over the banks (4 banks apart).
 template <typename T, int BM, int BN, int BK, int THREADS, class Op>
 struct Pipeline {
     static constexpr int kAStride = BM + 4;
     static constexpr int kALoads = BM * BK / THREADS;
     static constexpr int kBLoads = BK * BN / THREADS;
     static constexpr int kBRowsPerPass = THREADS / BN;
+    static constexpr int kBColsPerPass = THREADS / BK;
+    static constexpr int kBStride = BN + 4;
+    static constexpr bool kBAlongK = Op::kBAlongK;
+    static constexpr int kBCols = kBAlongK ? kBLoads : 1;  // B columns a thread loads
     // Vector width of A's global loads where Op::kContiguousA allows them (16 bytes, or what one
     // thread's share holds).
     static constexpr int kAVec = sizeof(T) == 4 ? (kALoads >= 4 ? 4 : kALoads >= 2 ? 2 : 1) : (kALoads >= 2 ? 2 : 1);
-    static constexpr int kBytes = (2 * BK * kAStride + 2 * BK * BN) * (int)sizeof(T) + 2 * BK * (int)sizeof(KEntry);
-    static_assert((BM * BK) % THREADS == 0 && THREADS % BN == 0 && BK <= THREADS, "load mapping");
+    static constexpr int kBytes = (2 * BK * kAStride + 2 * BK * kBStride) * (int)sizeof(T) + 2 * BK * (int)sizeof(KEntry);
+    static_assert((BM * BK) % THREADS == 0 && THREADS % BN == 0 && THREADS % BK == 0 && BK <= THREADS,
+                  "load mapping");
 
     const Op& op;
     T* a_s;
@@ -341,14 +356,17 @@ struct Pipeline {
     KEntry* k_s;
     const int t, m0, k_begin, k_end, b_col, b_row;
     const bool a_vec;  // vector loads of A: runs of kAVec consecutive k per thread
-    const typename Op::Col col;
+    typename Op::Col cols[kBCols];
     T a_reg[kALoads], b_reg[kBLoads];
 
     __device__ Pipeline(const Op& op_, unsigned char* smem, int k_begin_, int k_end_)
         : op(op_), a_s(reinterpret_cast<T*>(smem)), b_s(a_s + 2 * BK * kAStride),
-          k_s(reinterpret_cast<KEntry*>(b_s + 2 * BK * BN)), t((int)threadIdx.x), m0((int)blockIdx.y * BM),
-          k_begin(k_begin_), k_end(k_end_), b_col(t % BN), b_row(t / BN), a_vec(vector_a(op_)),
-          col(op_.column((int)blockIdx.x * BN + t % BN)) {}
+          k_s(reinterpret_cast<KEntry*>(b_s + 2 * BK * kBStride)), t((int)threadIdx.x), m0((int)blockIdx.y * BM),
+          k_begin(k_begin_), k_end(k_end_), b_col(kBAlongK ? t / BK : t % BN), b_row(kBAlongK ? t % BK : t / BN),
+          a_vec(vector_a(op_)) {
+#pragma unroll
+        for (int i = 0; i < kBCols; ++i) cols[i] = op_.column((int)blockIdx.x * BN + b_col + i * kBColsPerPass);
+    }
 
     __device__ static bool vector_a(const Op& op) {
         if constexpr (Op::kContiguousA && kAVec > 1) return op.vector_a();
@@ -357,7 +375,7 @@ struct Pipeline {
 
     __device__ int steps() const { return (k_end - k_begin + BK - 1) / BK; }
     __device__ const T* a_tile(int buf) const { return a_s + buf * BK * kAStride; }
-    __device__ const T* b_tile(int buf) const { return b_s + buf * BK * BN; }
+    __device__ const T* b_tile(int buf) const { return b_s + buf * BK * kBStride; }
     // The gather table of `step` into table buffer `buf` (BK threads, one division each).
     __device__ void table(int step, int buf) {
         if (t < BK) {
@@ -394,11 +412,16 @@ struct Pipeline {
             }
         }
 #pragma unroll
-        for (int i = 0; i < kBLoads; ++i) b_reg[i] = op.b(col, ks[b_row + i * kBRowsPerPass]);
+        for (int i = 0; i < kBLoads; ++i) {
+            if constexpr (kBAlongK)
+                b_reg[i] = op.b(cols[i], ks[b_row]);
+            else
+                b_reg[i] = op.b(cols[0], ks[b_row + i * kBRowsPerPass]);
+        }
     }
     __device__ void stash(int buf) {
         T* as = a_s + buf * BK * kAStride;
-        T* bs = b_s + buf * BK * BN;
+        T* bs = b_s + buf * BK * kBStride;
         if (a_vec) {
 #pragma unroll
             for (int j = 0; j < kALoads / kAVec; ++j) {
@@ -415,7 +438,12 @@ struct Pipeline {
             }
         }
 #pragma unroll
-        for (int i = 0; i < kBLoads; ++i) bs[(b_row + i * kBRowsPerPass) * BN + b_col] = b_reg[i];
+        for (int i = 0; i < kBLoads; ++i) {
+            if constexpr (kBAlongK)
+                bs[b_row * kBStride + b_col + i * kBColsPerPass] = b_reg[i];
+            else
+                bs[(b_row + i * kBRowsPerPass) * kBStride + b_col] = b_reg[i];
+        }
     }
     // Tables of steps 0 and 1, then tile 0 in buffer 0.
     __device__ void prologue() {
@@ -468,8 +496,8 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
             T af[TM], bf[TN];
             load_run<TM / 2>(af, as + kk * P::kAStride + ty * (TM / 2));
             load_run<TM / 2>(af + TM / 2, as + kk * P::kAStride + BM / 2 + ty * (TM / 2));
-            load_run<TN / 2>(bf, bs + kk * BN + tx * (TN / 2));
-            load_run<TN / 2>(bf + TN / 2, bs + kk * BN + BN / 2 + tx * (TN / 2));
+            load_run<TN / 2>(bf, bs + kk * P::kBStride + tx * (TN / 2));
+            load_run<TN / 2>(bf + TN / 2, bs + kk * P::kBStride + BN / 2 + tx * (TN / 2));
 #pragma unroll
             for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -523,7 +551,7 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
 // TF32 tensor cores (sm_80+; compiled empty for older targets, where the launcher never runs it):
 // the same pipeline with BK = 8 = one m16n16k8 step; warp (wm, wn) owns a WM x WN sub-tile of
 // (WM/16) x (WN/16) accumulator fragments. A's shared tile is column-major with ldm BM + 4 and B's
-// row-major with ldm BN (multiples of 4; every fragment pointer is 32-byte aligned). The operands
+// row-major with ldm BN + 4 (multiples of 4; every fragment pointer is 32-byte aligned). The operands
 // are rounded to TF32 (round to nearest, ties away) after loading, as cuBLAS does. The epilogue
 // goes through a 16x16 scratch per warp after the tables, because the fragment layout is opaque.
 template <int BM, int BN, int WM, int WN, class Op>
@@ -555,7 +583,7 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
         }
 #pragma unroll
         for (int j = 0; j < FN; ++j) {
-            wmma::load_matrix_sync(fb[j], bs + wn * WN + j * 16, BN);
+            wmma::load_matrix_sync(fb[j], bs + wn * WN + j * 16, P::kBStride);
 #pragma unroll
             for (int e = 0; e < fb[j].num_elements; ++e) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
         }
