@@ -25,9 +25,11 @@
 //       do not leave most of a 256-thread block idle.
 //   im2col_forward_v3_{i32,i64}_{f32,f64}
 //       v2 with 16-byte stores: a thread writes kLanes = 4 (float) or 2 (double) consecutive pixels
-//       of one output row per tap as one float4 / double2. The launcher runs it when OW, both
-//       column strides and the columns' address are multiples of kLanes elements (16 bytes), so
-//       every vector is aligned and inside one output row; v2 otherwise.
+//       of one output row per tap as one float4 / double2. It needs OW, both column strides and
+//       the columns' address to be multiples of kLanes elements (16 bytes), so that every vector
+//       is aligned and inside one output row. The launcher runs it only where its loads are
+//       vectors too, at stride 1 (below), and v2 elsewhere: by the emulator's access profile v3
+//       with scalar loads touches 1.5-3.8x v2's sectors (gpuconv/backend/cuda_ops/im2col.py).
 //       Loads: with scalar loads the k-th load of neighbouring lanes is kLanes*sw pixels apart, so
 //       a warp's request spans kLanes times the bytes it uses (the emulator's access profile: 26%
 //       load efficiency, 14.5 sectors per request). Where the launcher sets `vector_loads` (the
@@ -45,8 +47,9 @@
 //       launcher passes. A gather: no atomics, deterministic. Coalesced writes of dx.
 //   im2col_backward_v3_{i32,i64}_{f32,f64}   (col2im with 16-byte stores)
 //       v2 for kLanes = 4 (float) or 2 (double) consecutive pixels of one row per thread, written as
-//       one float4 / double2; the launcher runs it when W is a multiple of kLanes and dx is 16-byte
-//       aligned, v2 otherwise. Same divisions per thread, plus one per extra pixel (x + pl) / sw.
+//       one float4 / double2; it needs W to be a multiple of kLanes and dx 16-byte aligned, and the
+//       launcher runs it only where its loads are vectors too (below), v2 elsewhere, as for the
+//       forward. Same divisions per thread, plus one per extra pixel (x + pl) / sw.
 //       Loads: scalar ones are kLanes columns apart lane to lane (16% load efficiency in the
 //       profile). Where the launcher sets `vector_loads` (stride 1 horizontally; OW, both column
 //       strides and the columns' address multiples of kLanes), the kLanes columns of a tap are
@@ -473,11 +476,13 @@ extern "C" __global__ void im2col_backward_v3_i32_f64(const double* __restrict__
 }
 extern "C" __global__ void im2col_backward_v3_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r, int vector_loads) {
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r,
+        int vector_loads) {
     im2col_backward_v3<float, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
 }
 extern "C" __global__ void im2col_backward_v3_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r, int vector_loads) {
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r,
+        int vector_loads) {
     im2col_backward_v3<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
 }

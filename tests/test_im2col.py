@@ -287,3 +287,33 @@ def test_v3_vector_and_scalar_loads_match_reference(kernel_backend, dtype, layou
         kernel_backend.col2im(kernel_backend.im2col(flat[1:].reshape(1, 2, 8, 8), (3, 3), (2, 2), (1, 1), (1, 1),
                                                     (4, 4), layout), (1, 2, 8, 8), (3, 3), (2, 2), (1, 1), (1, 1),
                               (4, 4), layout, version=3, vector_loads=True)
+
+
+def test_launcher_runs_v3_only_where_its_loads_are_vectors_too(rng):
+    """The default version (see gpuconv/backend/cuda_ops/im2col.py): v3 at stride 1 with aligned
+    rows, v2 at stride 2 or with x (im2col) or the columns (col2im) off a 16-byte boundary."""
+    import gpuconv.backend.emulated as emulated
+
+    def kernels_run(call):
+        with emulated.profile() as table:
+            call()
+        return sorted(table.kernels)
+
+    with gpuconv.backend("emulated") as be:
+        flat = rng.standard_normal(1 + 2 * 3 * 16 * 16).astype(np.float32)
+        aligned, shifted = flat[:-1].reshape(2, 3, 16, 16), flat[1:].reshape(2, 3, 16, 16)
+        assert flat.ctypes.data % 16 == 0
+        for x, stride, version in ((aligned, 1, 3), (aligned, 2, 2), (shifted, 1, 2)):
+            out = (16 // stride, 16 // stride)
+            args = ((3, 3), (stride, stride), (1, 1), (1, 1), out, "knl")
+            assert kernels_run(lambda: be.im2col(x, *args)) == [f"im2col_forward_v{version}_i32_f32"]
+            cols = be.im2col(x, *args)  # a fresh, aligned array: col2im's choice depends on the stride only
+            col2im_version = 3 if stride == 1 else 2
+            expected = [f"im2col_backward_v{col2im_version}_i32_f32"]
+            assert kernels_run(lambda: be.col2im(cols, x.shape, *args)) == expected
+        cols = be.im2col(aligned, (3, 3), (1, 1), (1, 1), (1, 1), (16, 16), "knl")
+        flat_cols = np.empty(cols.size + 1, np.float32)
+        misaligned_cols = flat_cols[1:].reshape(cols.shape)
+        misaligned_cols[...] = cols
+        assert kernels_run(lambda: be.col2im(misaligned_cols, aligned.shape, (3, 3), (1, 1), (1, 1), (1, 1),
+                                             (16, 16), "knl")) == ["im2col_backward_v2_i32_f32"]

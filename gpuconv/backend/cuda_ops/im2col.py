@@ -1,8 +1,18 @@
 """Launchers for kernels/im2col.cu (shared by the cupy and emulated backends).
 
-im2col and col2im run version 3 (16-byte stores) where its alignment conditions hold, else
-version 2. Version 3 also loads 16 bytes at a time (coalesced, see kernels/im2col.cu) where the
-stride and the input's alignment allow (``load_lanes``), and falls back to scalar loads elsewhere. Each in its 32-bit index variant when every offset fits an int (checked
+im2col and col2im run version 3 (16-byte stores AND 16-byte loads) at horizontal stride 1 where
+the alignment conditions of both hold, else version 2. The choice follows the emulator's access
+profile (no GPU has timed it yet; benchmarks/emu_im2col_versions.py prints the counts,
+benchmarks/results/emu-access-profile-conv-kernels.md has them): with scalar loads, v3's lanes
+read kLanes pixels apart and it touched 1.5-3.8x the 32-byte sectors of v2 (loads and stores
+together; v2's one-pixel-per-thread loads and stores are both coalesced). With vector loads at
+stride 1 it touched 1.2-1.4x v2's sectors (the second vector of a tap is mostly the neighbour
+lane's first, an L1 hit on a GPU) with 2.4-3x fewer memory instructions and each thread's index
+arithmetic shared by 4 pixels (the H100 measurements found im2col bound by index arithmetic);
+at stride 2 the sector overhead grows to 1.5-1.7x and the instructions saved shrink to
+1.2-2.1x, so v2 runs there. Which is faster on a GPU is unmeasured. ``version=3`` runs v3 with
+whatever loads apply (vector loads at stride 2 too); ``vector_loads=False`` forces its scalar
+loads (tests). Each in its 32-bit index variant when every offset fits an int (checked
 here) and its 64-bit variant otherwise; ``version=`` picks a version (1 is the reference) and
 ``index_bits=64`` forces the wide variant (tests run every combination on small tensors).
 """
@@ -97,8 +107,9 @@ class Im2colKernels:
             return cols
         x = self.xp.ascontiguousarray(x)
         lanes = vector_lanes(x.dtype.itemsize, ow, column_strides(layout, n, c * kh * kw, oh * ow), cols)
+        loads = stride[1] in (1, 2) and load_lanes(x.dtype.itemsize, x.shape[3], x)
         if version is None:
-            version = 3 if lanes else 2
+            version = 3 if lanes and loads and stride[1] == 1 else 2  # see the module docstring
         if version == 1:
             self.launch_1d(self.kernel("im2col.cu", "im2col_forward", x.dtype), cols.size,
                            (x, cols) + self._im2col_args(x.shape, kernel_size, stride, padding, dilation, out_size,
@@ -109,8 +120,7 @@ class Im2colKernels:
                                  f"multiples of 16 bytes (OW={ow}, layout {layout!r})")
             extra = ()
             if version == 3:
-                possible = stride[1] in (1, 2) and load_lanes(x.dtype.itemsize, x.shape[3], x)
-                extra = (_vector_loads(vector_loads, possible, "im2col_forward_v3"),)
+                extra = (_vector_loads(vector_loads, loads, "im2col_forward_v3"),)
             self._v2_launch(f"im2col_forward_v{version}", x.dtype, x.shape, kernel_size, stride, padding, dilation,
                             out_size, layout, oh * ow, (x, cols), extra, bits=index_bits,
                             per_thread=lanes if version == 3 else 1)
@@ -125,8 +135,11 @@ class Im2colKernels:
             return dx
         cols = self.xp.ascontiguousarray(cols)
         lanes = 16 // dx.dtype.itemsize if x_shape[3] % (16 // dx.dtype.itemsize) == 0 and _address(dx) % 16 == 0 else 0
+        n, c = x_shape[:2]
+        strides = column_strides(layout, n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1])
+        loads = stride[1] == 1 and load_lanes(cols.dtype.itemsize, out_size[1], cols, strides)
         if version is None:
-            version = 3 if lanes else 2
+            version = 3 if lanes and loads else 2  # see the module docstring
         if version == 3 and not lanes:
             raise ValueError(f"im2col_backward_v3 needs W and the image's address to be multiples of 16 bytes "
                              f"(W={x_shape[3]})")
@@ -138,10 +151,7 @@ class Im2colKernels:
             (sh, sw), (dh, dw) = stride, dilation
             steps = tuple(np.int32(v) for v in (dh // sh, dh % sh, dw // sw, dw % sw))
             if version == 3:
-                n, c = x_shape[:2]
-                strides = column_strides(layout, n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1])
-                possible = sw == 1 and load_lanes(cols.dtype.itemsize, out_size[1], cols, strides)
-                steps += (_vector_loads(vector_loads, possible, "im2col_backward_v3"),)
+                steps += (_vector_loads(vector_loads, loads, "im2col_backward_v3"),)
             self._v2_launch(f"im2col_backward_v{version}", cols.dtype, x_shape, kernel_size, stride, padding,
                             dilation, out_size, layout, x_shape[2] * x_shape[3], (cols, dx), steps, bits=index_bits,
                             per_thread=lanes if version == 3 else 1)
