@@ -77,7 +77,10 @@
 //   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
 // grid-stride loop has one u64 division (its trip count, outside the loop). Not measured on a
-// GPU yet: no timings, and no compute-sanitizer run.
+// GPU yet: no timings, and no compute-sanitizer run. The emulator's sanitizer mode
+// (GPUCONV_EMU_SANITIZE=1: memcheck, racecheck, initcheck) runs the SIMT kernels of
+// tests/test_conv_implicit_gemm.py clean; the tensor-core kernels stop there on a memcheck finding
+// inside the emulator's own kernels/emu/wmma.h (exchange(), reported to its owner).
 #include "common.cuh"
 #include "wmma_tf32.cuh"
 
@@ -380,7 +383,11 @@ struct Pipeline {
     __device__ void table(int step, int buf) {
         if (t < BK) {
             const int k = k_begin + step * BK + t;
-            k_s[buf * BK + t] = op.entry(k < k_end ? k : 0x7FFFFFFF);
+            // NOTE: field by field: the emulator's initcheck did not see the whole-struct store
+            // (it reported the table as uninitialized shared memory); nvcc emits the same stores.
+            const KEntry e = op.entry(k < k_end ? k : 0x7FFFFFFF);
+            KEntry& d = k_s[buf * BK + t];
+            d.a = e.a, d.b = e.b, d.c = e.c, d.valid = e.valid;
         }
     }
     // This thread's share of the tile whose table is in buffer `buf`, into registers.
