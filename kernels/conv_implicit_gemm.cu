@@ -32,11 +32,12 @@
 // every image, the weights and the GEMM's N and K dimensions have fewer than 2^31 elements.
 // Global memory: A is loaded as float4 / float2 / double2 runs along k where the tensor allows
 // (forward: the weight rows, K % 4 == 0 and w 16-byte aligned; backward weight: dy's planes,
-// OH*OW % 4 == 0 and dy aligned), element by element otherwise. The float32 SIMT epilogue stores
-// each thread's two runs of TN/2 columns as float4 / float2 where the output's rows allow
-// (OH*OW, H*W or C_in/groups*KH*KW a multiple of TN/2, the output aligned): lane to lane the
-// runs are adjacent, where element stores left lanes TN/2 elements apart (50% store efficiency
-// in the emulator's access profile, 100% with the vectors).
+// OH*OW % 4 == 0 and dy aligned), element by element otherwise. The float32 SIMT epilogue of
+// backward data and backward weight stores each thread's two runs of TN/2 columns as float4 /
+// float2 where the output's rows allow (H*W or C_in/groups*KH*KW a multiple of TN/2, the output
+// aligned): lane to lane the runs are adjacent, where element stores left lanes TN/2 elements
+// apart (50% store efficiency in the emulator's access profile, 100% with the vectors). The
+// forward keeps element stores (see Forward::kVectorC: registers).
 //
 // TF32 (gemm_tf32, float only, sm_80+): the same pipeline, with warps multiplying the shared tiles
 // on the tensor cores through nvcuda::wmma (m16n16k8, precision::tf32, float accumulators;
@@ -60,19 +61,18 @@
 //   conv2d_igemm_split_sum (partial, out, splits, size): out[i] = sum over s of partial[s*size + i].
 //
 // Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels). 0-byte stack frames and no spills
-// except forward_medium_f32 (8-byte stack frame, 4 bytes of spill stores, 8 of loads, at 64
-// registers) and backward_weight_small_f32 (8-byte frame, 4 + 4 bytes, at 80 registers): ptxas's
-// choice, the PTX has no local memory; it appeared with the padded B tile and the k-fastest B
-// loads (64 registers is the most that keeps 4 blocks of 256 threads per SM). Not measured on a
-// GPU whether those few bytes cost anything. The tc_medium entries are __launch_bounds__(128, 4):
-// with (128) alone ptxas stopped at 80 registers and spilled 4 bytes in the forward.
+// except backward_weight_small_f32 (8-byte stack frame, 4 bytes of spill stores and 4 of loads, at
+// 80 registers; ptxas's choice under __launch_bounds__(64), the PTX has no local memory; it came
+// with the k-fastest B loads, which keep kBLoads B columns per thread; cost unmeasured). The
+// tc_medium entries are __launch_bounds__(128, 4): with (128) alone ptxas stopped at 80 registers
+// and spilled 4 bytes in the forward.
 //                        forward  backward_data  backward_weight
-//   large_f32               163            127              191
-//   medium_f32               64             63               75
-//   small_f32                64             59               80
+//   large_f32               127            127              191
+//   medium_f32               63             63               75
+//   small_f32                63             59               80
 //   medium_f64               92            120              126
 //   small_f64               126             94              134
-//   tc_large_f32            128            128              184
+//   tc_large_f32            128            128              128
 //   tc_medium_f32           120            114              120
 //   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
@@ -167,19 +167,11 @@ struct Forward {
         const int co = grp * M + m;
         y[((long long)img * c.c_out + co) * ohw + p] = has_bias ? v + bias[co] : v;
     }
-    // Runs of L columns starting at a multiple of L are L consecutive, aligned pixels of one plane
-    // of y when OH*OW % L == 0 and y is aligned: the epilogue writes them as one vector from c_ptr.
-    __device__ bool vector_c(int L) const { return (c.oh * c.ow) % L == 0 && aligned_to(y, L * (int)sizeof(T)); }
-    // Column n of C row 0 (the group's first channel), and the distance between rows: the image's
-    // base in 64 bits, the offset inside it in 32 (the launcher checked that an image has fewer
-    // than 2^31 elements); with one 64-bit product nvcc split the vector stores.
-    __device__ T* c_column(int n) const {
-        const int ohw = c.oh * c.ow;
-        const int img = n / ohw, p = n - img * ohw;
-        return y + (long long)img * (c.c_out * ohw) + (grp * M * ohw + p);
-    }
-    __device__ int c_row_stride() const { return c.oh * c.ow; }
-    __device__ T c_value(int m, T v) const { return has_bias ? v + bias[grp * M + m] : v; }
+    // Element stores (kVectorC false; the other directions store runs of columns as vectors):
+    // with the vector epilogue ptxas took the large tile from 127 to 163 registers (one 256-thread
+    // block per SM instead of two) and spilled in the medium one, while the epilogue runs once per
+    // tile against K/BK steps of the main loop.
+    static constexpr bool kVectorC = false;
 };
 
 template <typename T>
@@ -233,7 +225,8 @@ struct BackwardData {
         const int img = n / hw, p = n - img * hw;
         dx[((long long)img * c.c_in + grp * M + m) * hw + p] = v;
     }
-    // As the forward's: runs of L pixels of one plane of dx when H*W % L == 0 and dx is aligned.
+    // Runs of L pixels of one plane of dx when H*W % L == 0 and dx is aligned: vector stores.
+    static constexpr bool kVectorC = true;
     __device__ bool vector_c(int L) const { return (c.h * c.w) % L == 0 && aligned_to(dx, L * (int)sizeof(T)); }
     __device__ T* c_column(int n) const {
         const int hw = c.h * c.w;
@@ -292,6 +285,7 @@ struct BackwardWeight {
     }
     __device__ void store(int m, int n, T v) const { out[(grp * M + m) * N + n] = v; }
     // Rows of dw (or of a split's partial sums) are contiguous along n: runs of L when N % L == 0.
+    static constexpr bool kVectorC = true;
     __device__ bool vector_c(int L) const { return N % L == 0 && aligned_to(out, L * (int)sizeof(T)); }
     __device__ T* c_column(int n) const { return out + grp * M * N + n; }
     __device__ int c_row_stride() const { return N; }
@@ -334,9 +328,10 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 // BN) of column t % BN, consecutive threads on consecutive pixels; where it is contiguous along
 // k (Op::kBAlongK, backward weight: a column is a tap, k a pixel) thread t loads row t % BK of
 // columns t / BK + i*(THREADS / BK), consecutive threads on consecutive pixels of one tap (with
-// columns on consecutive threads, a warp's loads were 32 taps, KW-long runs in 32 places). B's
-// rows are padded by 4 so that those k-fastest stores spread over the banks (4 banks apart).
-template <typename T, int BM, int BN, int BK, int THREADS, class Op>
+// columns on consecutive threads, a warp's loads were 32 taps, KW-long runs in 32 places; the
+// tc_large tile keeps that mapping, kBAlongKAllowed = false: registers). B's rows are padded by 4
+// so that the k-fastest stores spread over the banks (4 banks apart).
+template <typename T, int BM, int BN, int BK, int THREADS, class Op, bool kBAlongKAllowed = true>
 struct Pipeline {
     static constexpr int kAStride = BM + 4;
     static constexpr int kALoads = BM * BK / THREADS;
@@ -344,7 +339,7 @@ struct Pipeline {
     static constexpr int kBRowsPerPass = THREADS / BN;
     static constexpr int kBColsPerPass = THREADS / BK;
     static constexpr int kBStride = BN + 4;
-    static constexpr bool kBAlongK = Op::kBAlongK;
+    static constexpr bool kBAlongK = Op::kBAlongK && kBAlongKAllowed;
     static constexpr int kBCols = kBAlongK ? kBLoads : 1;  // B columns a thread loads
     // Vector width of A's global loads where Op::kContiguousA allows them (16 bytes, or what one
     // thread's share holds).
@@ -517,7 +512,7 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
     // for the whole launch), each row of a run is one vector store, and lane to lane the runs are
     // adjacent (coalesced; element by element, lanes TN/2 elements apart touch TN/2 times the
     // sectors). float32 only: float64 (gradient checks, not speed) would spill in backward weight.
-    constexpr int L = sizeof(T) == 4 ? TN / 2 : 1;
+    constexpr int L = sizeof(T) == 4 && Op::kVectorC ? TN / 2 : 1;
     if constexpr (L > 1) {
         if (op.vector_c(L)) {
 #pragma unroll
@@ -567,7 +562,9 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
     namespace wmma = nvcuda::wmma;
     constexpr int BK = 8, FM = WM / 16, FN = WN / 16;
     constexpr int kWarpsN = BN / WN, kThreads = 32 * kWarpsN * (BM / WM);
-    using P = Pipeline<float, BM, BN, BK, kThreads, Op>;
+    // The 128x128 tile keeps B's columns on consecutive threads: the k-fastest loads took its
+    // backward weight from 128 to 184 registers (two 256-thread blocks per SM to one).
+    using P = Pipeline<float, BM, BN, BK, kThreads, Op, (BM < 128)>;
     extern __shared__ __align__(128) unsigned char igemm_smem[];
     P p(op, igemm_smem, k_begin, k_end);
     const int warp = p.t / 32, lane = p.t % 32;
