@@ -63,7 +63,9 @@
 // Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels). 0-byte stack frames and no spills
 // except backward_weight_small_f32 (8-byte stack frame, 4 bytes of spill stores and 4 of loads, at
 // 80 registers; ptxas's choice under __launch_bounds__(64), the PTX has no local memory; it came
-// with the k-fastest B loads, which keep kBLoads B columns per thread; cost unmeasured). The
+// with the k-fastest B loads, which keep kBLoads B columns per thread; cost unmeasured). Those
+// loads also took backward_weight_medium_f32 from 64 to 75 registers: 3 blocks of 256 threads per
+// SM instead of 4, against about 2x fewer sectors for B (unmeasured on a GPU which wins). The
 // tc_medium entries are __launch_bounds__(128, 4): with (128) alone ptxas stopped at 80 registers
 // and spilled 4 bytes in the forward.
 //                        forward  backward_data  backward_weight
