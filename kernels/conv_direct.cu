@@ -15,9 +15,15 @@
 //                                 every shared-memory weight read feeds 2 FMAs. Per input channel
 //                                 the block stages the input patch its tile reads and the
 //                                 KH x KW x 8 weights ([tap][channel]) in shared memory (dynamic:
-//                                 (PH*PW + 8*KH*KW) * sizeof(T) bytes, PH = 15*sh + (KH-1)*dh + 1,
-//                                 PW = 15*sw + (KW-1)*dw + 1). Grid: (tiles_w * tiles_h,
-//                                 groups * ceil(kg / 8), N); block (16, 8).
+//                                 (PH*row_stride + 8*KH*KW) * sizeof(T) bytes, PH = 15*sh +
+//                                 (KH-1)*dh + 1; the patch is PW = 15*sw + (KW-1)*dw + 1 wide, its
+//                                 rows row_stride >= PW apart: the launcher pads float32 rows so
+//                                 that the two rows a warp reads fall in different banks, which
+//                                 took the profile's bank conflicts at stride 1 from 1.19 to 1.04
+//                                 wavefronts per request). The weights are read with consecutive
+//                                 threads on consecutive taps of a channel (contiguous in w:
+//                                 load efficiency 50% -> 58% at the emu_profile shape). Grid:
+//                                 (tiles_w * tiles_h, groups * ceil(kg / 8), N); block (16, 8).
 //   conv2d_direct_backward_data   dx: a gather, one thread per element of dx, looping over the taps
 //                                 (i, j) whose window reads it and the C_out/groups output channels
 //                                 of its group (the direct transposed convolution). No atomics. The
@@ -26,6 +32,8 @@
 //                                 flipped, transposed weights (the same gather, the forward's tiling).
 //   conv2d_direct_backward_data_v3 dx for any stride: the forward v2's tiling and register blocking
 //                                 over 8 input channels, stride-aware (see the comment above it).
+//                                 Weights staged as in forward_v2 (coalesced: the profile's load
+//                                 efficiency at stride 2 went from 53% to 100%).
 //   conv2d_direct_backward_weight dw: one block per element of dw; its threads (a power of two)
 //                                 sum dy * x over the N x OH x OW positions in a fixed strided
 //                                 order, then a shared-memory tree reduction: deterministic, no
@@ -46,12 +54,15 @@
 // div/rem .s64, which become a called subroutine in SASS) are left only in forward_v1,
 // backward_data and backward_weight (the references); `nvcc -ptx` shows none in the others.
 //   forward_v1          f32 48, f64 48
-//   forward_v2          f32 56, f64 72 (1 barrier; 128 threads per block by __launch_bounds__)
+//   forward_v2          f32 52, f64 66 (1 barrier; 128 threads per block by __launch_bounds__)
 //   backward_data       f32 56, f64 56
-//   backward_data_v3    f32 72, f64 98 (1 barrier; no __launch_bounds__: with it ptxas spills)
+//   backward_data_v3    f32 64, f64 95 (1 barrier; no __launch_bounds__: with it ptxas spills)
 //   backward_weight     f32 45, f64 48 (1 barrier)
-//   backward_weight_v2_partial  f32 56, f64 72 (1 barrier; no __launch_bounds__: with it ptxas spills)
+//   backward_weight_v2_partial  f32 56, f64 64 (1 barrier; no __launch_bounds__: with it ptxas spills)
 //   backward_weight_v2_sum      f32 32, f64 32
+// forward_v1 is the reference: one output pixel per thread, already coalesced along the output
+// row; its 61% load efficiency in the profile is the halo (rows start `pl` pixels before a
+// 32-byte boundary), which a thread-per-pixel gather cannot avoid, so it is left as it is.
 #include "common.cuh"
 
 #define CONV_TILE_W 16
@@ -96,7 +107,7 @@ __device__ void conv2d_direct_forward_v1(const T* __restrict__ x, const T* __res
 
 template <typename T>
 __device__ void conv2d_direct_forward_v2(const T* __restrict__ x, const T* __restrict__ wt, const T* __restrict__ bias,
-                                         T* __restrict__ y, int has_bias, CONV_PARAMS) {
+                                         T* __restrict__ y, int has_bias, int row_stride, CONV_PARAMS) {
     extern __shared__ __align__(16) unsigned char conv_smem[];
     T* s_in = reinterpret_cast<T*>(conv_smem);
     const int cg = c_in / groups, kg = c_out / groups;
@@ -104,7 +115,7 @@ __device__ void conv2d_direct_forward_v2(const T* __restrict__ x, const T* __res
     const int out_rows = CONV_THREADS_H * CONV_ROWS_PER_THREAD;  // output rows of a tile
     const int ph = (out_rows - 1) * sh + (kh - 1) * dh + 1;
     const int pw = (CONV_TILE_W - 1) * sw + (kw - 1) * dw + 1;
-    T* s_w = s_in + ph * pw;  // [tap][output channel]: one tap's CONV_CO_BLOCK weights side by side
+    T* s_w = s_in + ph * row_stride;  // [tap][output channel]: one tap's CONV_CO_BLOCK weights side by side
 
     const int tiles_w = (ow + CONV_TILE_W - 1) / CONV_TILE_W;
     const int tile_x0 = (int)(blockIdx.x % tiles_w) * CONV_TILE_W;
@@ -129,17 +140,21 @@ __device__ void conv2d_direct_forward_v2(const T* __restrict__ x, const T* __res
     for (int ci = 0; ci < cg; ++ci) {
         const T* xc = x + ((n * c_in + (long long)grp * cg + ci) * height) * width;
         for (int t = tid; t < ph * pw; t += threads) {
-            const int yy = in_y0 + t / pw, xx = in_x0 + t % pw;
-            s_in[t] = (yy >= 0 && yy < height && xx >= 0 && xx < width) ? xc[(long long)yy * width + xx] : T(0);
+            const int py = t / pw, px = t - py * pw;
+            const int yy = in_y0 + py, xx = in_x0 + px;
+            s_in[py * row_stride + px] =
+                (yy >= 0 && yy < height && xx >= 0 && xx < width) ? xc[(long long)yy * width + xx] : T(0);
         }
+        // Consecutive threads read consecutive taps of one channel (contiguous in wt: coalesced)
+        // and store them into the [tap][channel] layout the inner loop reads.
         for (int t = tid; t < CONV_CO_BLOCK * kk; t += threads) {
-            const int co = co0 + t % CONV_CO_BLOCK, k = t / CONV_CO_BLOCK;
-            s_w[t] = co < kg ? wt[(((long long)grp * kg + co) * cg + ci) * kk + k] : T(0);
+            const int c = t / kk, k = t - c * kk;
+            s_w[k * CONV_CO_BLOCK + c] = co0 + c < kg ? wt[(((long long)grp * kg + co0 + c) * cg + ci) * kk + k] : T(0);
         }
         __syncthreads();
         for (int i = 0; i < kh; ++i) {
-            const T* row0 = s_in + (ty * sh + i * dh) * pw + tx * sw;
-            const T* row1 = row0 + CONV_THREADS_H * sh * pw;
+            const T* row0 = s_in + (ty * sh + i * dh) * row_stride + tx * sw;
+            const T* row1 = row0 + CONV_THREADS_H * sh * row_stride;
             for (int j = 0; j < kw; ++j) {
                 const T v0 = row0[j * dw], v1 = row1[j * dw];
                 const T* wk = s_w + (i * kw + j) * CONV_CO_BLOCK;
@@ -316,9 +331,10 @@ __device__ void conv2d_direct_backward_data_v3(const T* __restrict__ dy, const T
             const int oy = oy_lo + py, ox = ox_lo + (t - py * pw);
             s_dy[t] = (oy >= 0 && oy < oh && ox >= 0 && ox < ow) ? dyc[(long long)oy * ow + ox] : T(0);
         }
+        // As in the forward: consecutive threads read consecutive taps of one channel (coalesced).
         for (int t = tid; t < CONV_CO_BLOCK * kk; t += threads) {
-            const int tap = t / CONV_CO_BLOCK, c = t - tap * CONV_CO_BLOCK;
-            s_w[t] = ci0 + c < cg ? wt[(co * cg + ci0 + c) * kk + tap] : T(0);
+            const int c = t / kk, tap = t - c * kk;
+            s_w[tap * CONV_CO_BLOCK + c] = ci0 + c < cg ? wt[(co * cg + ci0 + c) * kk + tap] : T(0);
         }
         __syncthreads();
         bwd_data_v3_row(acc[0], s_dy, s_w, qya, rya, qx0, rx0, pw, kh, kw, sh, sw, dh_q, dh_r, dw_q, dw_r);
@@ -342,14 +358,18 @@ __device__ void conv2d_direct_backward_data_v3(const T* __restrict__ dy, const T
 // Pass 1, grid (splits, groups * ceil(kg / CONV_CO_BLOCK), C_in/groups), 256 threads: block
 // (split, group and output-channel block, input channel ci) owns the CONV_CO_BLOCK x KH x KW
 // elements of dw for ci and reduces them over its contiguous range of output rows (n, oy). Per
-// row it stages dy[n, co-block, oy, :] as [ox][co] and the KH input rows that row reads (zero
+// row it stages dy[n, co-block, oy, :] as [co][ox] and the KH input rows that row reads (zero
 // padded, PW wide) in shared memory. Thread t owns tap t / lanes for all CONV_CO_BLOCK channels
-// (register blocking: one x value feeds 8 FMAs, and the 8 dy values of a column are contiguous, a
-// broadcast across the warp) and sums over the columns ox = lane, lane + lanes, ...
+// (register blocking: one x value feeds 8 FMAs) and sums over the columns ox = lane, lane + lanes, ...
 // (lanes = 256 / (KH*KW), passed by the launcher). At the end the lanes of each tap are added in a
 // fixed order, and the block writes its sums to partial[split][dw index]. Pass 2: one thread per
 // element of dw adds the splits in order. No atomics: bit-for-bit the same on every run. Dynamic
 // shared memory: max(CONV_CO_BLOCK * OW + KH * PW, 256) * sizeof(T).
+// Banks: the lanes of a warp read dy at consecutive columns ox (taps sharing a warp read the same
+// ones: a broadcast), so dy is staged [co][ox], consecutive words across the lanes for both the
+// staging stores and the reads. ([ox][co], the first layout, put the lanes 8 words apart: 4-way
+// conflicts on every read, 8-way on every store; the emulator's profile counted 442k extra
+// wavefronts at the emu_profile shape, 1.21 wavefronts per request, against 1.00 now.)
 #define CONV_BWW_THREADS 256
 
 template <typename T>
@@ -357,7 +377,7 @@ __device__ void conv2d_direct_backward_weight_v2_partial(const T* __restrict__ d
                                                          T* __restrict__ partial, int rows_per_split, int lanes,
                                                          CONV_PARAMS) {
     extern __shared__ __align__(16) unsigned char conv_smem[];
-    T* s_dy = reinterpret_cast<T*>(conv_smem);  // [ox][co]
+    T* s_dy = reinterpret_cast<T*>(conv_smem);  // [co][ox]
     const int cg = c_in / groups, kg = c_out / groups, kk = kh * kw;
     const int pw = (ow - 1) * sw + (kw - 1) * dw + 1;
     T* s_x = s_dy + CONV_CO_BLOCK * ow;  // [i][u]
@@ -383,7 +403,7 @@ __device__ void conv2d_direct_backward_weight_v2_partial(const T* __restrict__ d
         for (int c = 0; c < CONV_CO_BLOCK; ++c) {
             const bool live = co0 + c < kg;
             const T* dyrow = dy + (((long long)n * c_out + (long long)grp * kg + co0 + c) * oh + oy) * ow;
-            for (int ox = tid; ox < ow; ox += CONV_BWW_THREADS) s_dy[ox * CONV_CO_BLOCK + c] = live ? dyrow[ox] : T(0);
+            for (int ox = tid; ox < ow; ox += CONV_BWW_THREADS) s_dy[c * ow + ox] = live ? dyrow[ox] : T(0);
         }
         const T* xc = x + ((long long)n * c_in + (long long)grp * cg + ci) * height * width;
         for (int i = 0; i < kh; ++i) {
@@ -399,9 +419,8 @@ __device__ void conv2d_direct_backward_weight_v2_partial(const T* __restrict__ d
             const T* xs = s_x + x_off;
             for (int ox = lane; ox < ow; ox += lanes) {
                 const T xv = xs[ox * sw];
-                const T* d = s_dy + ox * CONV_CO_BLOCK;
 #pragma unroll
-                for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[c] += d[c] * xv;
+                for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[c] += s_dy[c * ow + ox] * xv;
             }
         }
         __syncthreads();
@@ -441,8 +460,8 @@ extern "C" __global__ void conv2d_direct_forward_v1_f32(const float* __restrict_
 }
 extern "C" __global__ void __launch_bounds__(CONV_TILE_W * CONV_THREADS_H)
 conv2d_direct_forward_v2_f32(const float* __restrict__ x, const float* __restrict__ wt, const float* __restrict__ bias,
-                              float* __restrict__ y, int has_bias, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_forward_v2<float>(x, wt, bias, y, has_bias, CONV_ARGS);
+                              float* __restrict__ y, int has_bias, int row_stride, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
+    conv2d_direct_forward_v2<float>(x, wt, bias, y, has_bias, row_stride, CONV_ARGS);
 }
 extern "C" __global__ void conv2d_direct_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ wt,
                                                        float* __restrict__ dx, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
@@ -459,8 +478,8 @@ extern "C" __global__ void conv2d_direct_forward_v1_f64(const double* __restrict
 }
 extern "C" __global__ void __launch_bounds__(CONV_TILE_W * CONV_THREADS_H)
 conv2d_direct_forward_v2_f64(const double* __restrict__ x, const double* __restrict__ wt, const double* __restrict__ bias,
-                              double* __restrict__ y, int has_bias, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_forward_v2<double>(x, wt, bias, y, has_bias, CONV_ARGS);
+                              double* __restrict__ y, int has_bias, int row_stride, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
+    conv2d_direct_forward_v2<double>(x, wt, bias, y, has_bias, row_stride, CONV_ARGS);
 }
 extern "C" __global__ void conv2d_direct_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ wt,
                                                        double* __restrict__ dx, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {

@@ -30,6 +30,14 @@
 // or input pixel) is decomposed once per block. All index arithmetic is 32-bit except the
 // per-image bases, which the launcher (gpuconv/backend/cuda_ops/conv_implicit_gemm.py) checked:
 // every image, the weights and the GEMM's N and K dimensions have fewer than 2^31 elements.
+// Global memory: A is loaded as float4 / float2 / double2 runs along k where the tensor allows
+// (forward: the weight rows, K % 4 == 0 and w 16-byte aligned; backward weight: dy's planes,
+// OH*OW % 4 == 0 and dy aligned), element by element otherwise. The float32 SIMT epilogue of
+// backward data and backward weight stores each thread's two runs of TN/2 columns as float4 /
+// float2 where the output's rows allow (H*W or C_in/groups*KH*KW a multiple of TN/2, the output
+// aligned): lane to lane the runs are adjacent, where element stores left lanes TN/2 elements
+// apart (50% store efficiency in the emulator's access profile, 100% with the vectors). The
+// forward keeps element stores (see Forward::kVectorC: registers).
 //
 // TF32 (gemm_tf32, float only, sm_80+): the same pipeline, with warps multiplying the shared tiles
 // on the tensor cores through nvcuda::wmma (m16n16k8, precision::tf32, float accumulators;
@@ -42,7 +50,7 @@
 //   small      BM=BN=32,  BK=8, TM=TN=4,  64 threads
 //   tc_large   BM=BN=128, BK=8, 8 warps of 64x32 (4x2 fragments), 256 threads  (TF32)
 //   tc_medium  BM=BN=64,  BK=8, 4 warps of 32x32 (2x2 fragments), 128 threads  (TF32)
-// Dynamic shared memory: (2*BK*(BM+4) + 2*BK*BN) * sizeof(T) + 2*BK*16 bytes, plus 1 KiB per warp
+// Dynamic shared memory: (2*BK*(BM+4) + 2*BK*(BN+4)) * sizeof(T) + 2*BK*16 bytes, plus 1 KiB per warp
 // for the tensor-core tiles. Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
 //
 // Entry points (SIMT tiles _f32 and _f64, `large` and the tc_ tiles only _f32):
@@ -52,21 +60,29 @@
 //       dw or the partial buffer, k_split = the K elements per split (a multiple of BK).
 //   conv2d_igemm_split_sum (partial, out, splits, size): out[i] = sum over s of partial[s*size + i].
 //
-// Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels; no spills, 0-byte stack frames;
-// the tc_medium entries are __launch_bounds__(128, 4): with (128) alone ptxas stopped at 80 registers
-// and spilled 4 bytes in the forward):
+// Registers (nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v -I kernels). 0-byte stack frames and no spills
+// except backward_weight_small_f32 (8-byte stack frame, 4 bytes of spill stores and 4 of loads, at
+// 80 registers; ptxas's choice under __launch_bounds__(64), the PTX has no local memory; it came
+// with the k-fastest B loads, which keep kBLoads B columns per thread; cost unmeasured). Those
+// loads also took backward_weight_medium_f32 from 64 to 75 registers: 3 blocks of 256 threads per
+// SM instead of 4, against about 2x fewer sectors for B (unmeasured on a GPU which wins). The
+// tc_medium entries are __launch_bounds__(128, 4): with (128) alone ptxas stopped at 80 registers
+// and spilled 4 bytes in the forward.
 //                        forward  backward_data  backward_weight
-//   large_f32               127            138              147
-//   medium_f32               63             63               64
-//   small_f32                63             56               71
-//   medium_f64               92            120               96
-//   small_f64               126             94               94
+//   large_f32               127            127              191
+//   medium_f32               63             63               75
+//   small_f32                63             59               80
+//   medium_f64               92            120              126
+//   small_f64               126             94              134
 //   tc_large_f32            128            128              128
-//   tc_medium_f32           116            114              124
+//   tc_medium_f32           120            114              120
 //   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
 // grid-stride loop has one u64 division (its trip count, outside the loop). Not measured on a
-// GPU yet: no timings, and no compute-sanitizer run.
+// GPU yet: no timings, and no compute-sanitizer run. The emulator's sanitizer mode
+// (GPUCONV_EMU_SANITIZE=1: memcheck, racecheck, initcheck) runs the SIMT kernels of
+// tests/test_conv_implicit_gemm.py clean; the tensor-core kernels stop there on a memcheck finding
+// inside the emulator's own kernels/emu/wmma.h (exchange(), reported to its owner).
 #include "common.cuh"
 #include "wmma_tf32.cuh"
 
@@ -84,6 +100,18 @@ struct Conv {
 struct KEntry {
     int a, b, c, valid;
 };
+
+// L consecutive T from registers into memory aligned to L * sizeof(T): one 16-byte (or 8-byte)
+// store where it fits.
+// The vector type of L consecutive T (8 or 16 bytes) for the epilogue's vector stores.
+template <typename T, int L> struct VecOf;
+template <> struct VecOf<float, 2> { typedef float2 type; };
+template <> struct VecOf<float, 4> { typedef float4 type; };
+template <> struct VecOf<double, 2> { typedef double2 type; };
+
+__device__ __forceinline__ bool aligned_to(const void* p, int bytes) {
+    return (reinterpret_cast<unsigned long long>(p) & (unsigned long long)(bytes - 1)) == 0;
+}
 
 // ---- the three GEMMs: how A, B and C map to the tensors -------------------------------------------
 // Each op provides: M, N, K; entry(k) -> KEntry; Col column(n) (a B column, decomposed once);
@@ -126,6 +154,7 @@ struct Forward {
     // A's rows are the weight rows, contiguous in k: with K a multiple of 4 and 16-byte aligned
     // weights, the pipeline loads runs of consecutive k as vectors from a_row.
     static constexpr bool kContiguousA = true;
+    static constexpr bool kBAlongK = false;  // B's columns are consecutive pixels
     __device__ bool vector_a() const { return K % 4 == 0 && (reinterpret_cast<unsigned long long>(w) & 15) == 0; }
     __device__ const T* a_row(int m, const KEntry& e) const { return w + (grp * M + m) * K + e.a; }
     __device__ T b(const Col& col, const KEntry& e) const {
@@ -140,6 +169,11 @@ struct Forward {
         const int co = grp * M + m;
         y[((long long)img * c.c_out + co) * ohw + p] = has_bias ? v + bias[co] : v;
     }
+    // Element stores (kVectorC false; the other directions store runs of columns as vectors):
+    // with the vector epilogue ptxas took the large tile from 127 to 163 registers (one 256-thread
+    // block per SM instead of two) and spilled in the medium one, while the epilogue runs once per
+    // tile against K/BK steps of the main loop.
+    static constexpr bool kVectorC = false;
 };
 
 template <typename T>
@@ -172,6 +206,7 @@ struct BackwardData {
     }
     __device__ T a(int m, const KEntry& e) const { return (m < M && e.valid) ? w[e.a + m * c.taps()] : T(0); }
     static constexpr bool kContiguousA = false;
+    static constexpr bool kBAlongK = false;  // B's columns are consecutive pixels
     __device__ T b(const Col& col, const KEntry& e) const {
         int ny = col.oy0 - (e.c >> 16), nx = col.ox0 - (e.c & 0xFFFF);
         if (!(col.valid && e.valid) || ny < 0 || nx < 0) return T(0);
@@ -192,6 +227,16 @@ struct BackwardData {
         const int img = n / hw, p = n - img * hw;
         dx[((long long)img * c.c_in + grp * M + m) * hw + p] = v;
     }
+    // Runs of L pixels of one plane of dx when H*W % L == 0 and dx is aligned: vector stores.
+    static constexpr bool kVectorC = true;
+    __device__ bool vector_c(int L) const { return (c.h * c.w) % L == 0 && aligned_to(dx, L * (int)sizeof(T)); }
+    __device__ T* c_column(int n) const {
+        const int hw = c.h * c.w;
+        const int img = n / hw, p = n - img * hw;
+        return dx + (long long)img * (c.c_in * hw) + (grp * M * hw + p);
+    }
+    __device__ int c_row_stride() const { return c.h * c.w; }
+    __device__ T c_value(int, T v) const { return v; }
 };
 
 template <typename T>
@@ -225,7 +270,15 @@ struct BackwardWeight {
     __device__ T a(int m, const KEntry& e) const {
         return (m < M && e.valid) ? dy[((long long)e.a * c.c_out + grp * M + m) * (c.oh * c.ow) + e.b] : T(0);
     }
-    static constexpr bool kContiguousA = false;
+    // A's rows are dy's planes, contiguous along k within an image: with OH*OW % 4 == 0 a run of
+    // 4 (or 2) k starting at a multiple of 4 stays in one image and is aligned when dy is; K and
+    // the splits' bounds are then multiples of 4 too, so a run is valid or invalid as a whole.
+    static constexpr bool kContiguousA = true;
+    static constexpr bool kBAlongK = true;  // B's rows (k) are consecutive pixels, its columns taps
+    __device__ bool vector_a() const { return (c.oh * c.ow) % 4 == 0 && aligned_to(dy, 16); }
+    __device__ const T* a_row(int m, const KEntry& e) const {
+        return dy + ((long long)e.a * c.c_out + grp * M + m) * (c.oh * c.ow) + e.b;
+    }
     __device__ T b(const Col& col, const KEntry& e) const {
         const int ih = (e.c >> 16) + col.i, iw = (e.c & 0xFFFF) + col.j;
         return (col.valid && e.valid && (unsigned)ih < (unsigned)c.h && (unsigned)iw < (unsigned)c.w)
@@ -233,21 +286,33 @@ struct BackwardWeight {
                    : T(0);
     }
     __device__ void store(int m, int n, T v) const { out[(grp * M + m) * N + n] = v; }
+    // Rows of dw (or of a split's partial sums) are contiguous along n: runs of L when N % L == 0.
+    static constexpr bool kVectorC = true;
+    __device__ bool vector_c(int L) const { return N % L == 0 && aligned_to(out, L * (int)sizeof(T)); }
+    __device__ T* c_column(int n) const { return out + grp * M * N + n; }
+    __device__ int c_row_stride() const { return N; }
+    __device__ T c_value(int, T v) const { return v; }
 };
 
 // ---- the tiled GEMMs ------------------------------------------------------------------------------
 // L consecutive T (shared or global memory, aligned to L * sizeof(T)) into registers: one 16-byte
-// (or 8-byte) load where it fits.
+// (or 8-byte) load where it fits. NOTE: written as an assignment, not an initialization: the
+// emulator sees a vector assignment as one access (its alignment checked, one request in the
+// access profile), while GCC splits an initialized copy into scalar loads; nvcc emits the same
+// vector load for both.
 template <int L, typename T>
 __device__ __forceinline__ void load_run(T* dst, const T* src) {
     if constexpr (sizeof(T) == 4 && L == 4) {
-        const float4 v = *reinterpret_cast<const float4*>(src);
+        float4 v;
+        v = *reinterpret_cast<const float4*>(src);
         dst[0] = v.x, dst[1] = v.y, dst[2] = v.z, dst[3] = v.w;
     } else if constexpr (sizeof(T) == 4 && L == 2) {
-        const float2 v = *reinterpret_cast<const float2*>(src);
+        float2 v;
+        v = *reinterpret_cast<const float2*>(src);
         dst[0] = v.x, dst[1] = v.y;
     } else if constexpr (sizeof(T) == 8 && L == 2) {
-        const double2 v = *reinterpret_cast<const double2*>(src);
+        double2 v;
+        v = *reinterpret_cast<const double2*>(src);
         dst[0] = v.x, dst[1] = v.y;
     } else {
 #pragma unroll
@@ -258,21 +323,32 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 // The operand pipeline both GEMMs share: the gather tables, the global -> register -> shared
 // copies of the A and B tiles, double-buffered. Shared memory, from the start of the block's
 // dynamic buffer: A [2][BK][BM + 4] (transposed: a column-major BM x BK tile, its rows padded so
-// the transposed stores spread over all 32 banks), B [2][BK][BN], the tables [2][BK]. Each thread
-// loads A elements t + i*THREADS (k fastest: the weights and dy are contiguous along k) and the
-// B rows t / BN + i * (THREADS / BN) of column t % BN (consecutive threads, consecutive pixels).
-// The forward's A (the weights) is loaded as float4 / float2 / double2 runs where aligned.
-template <typename T, int BM, int BN, int BK, int THREADS, class Op>
+// the transposed stores spread over all 32 banks), B [2][BK][BN + 4], the tables [2][BK]. Each
+// thread loads A elements t + i*THREADS (k fastest: the weights and dy are contiguous along k),
+// as float4 / float2 / double2 runs where aligned. B: where the tensor is contiguous along the
+// columns (forward, backward data: a column is a pixel) thread t loads rows t / BN + i*(THREADS /
+// BN) of column t % BN, consecutive threads on consecutive pixels; where it is contiguous along
+// k (Op::kBAlongK, backward weight: a column is a tap, k a pixel) thread t loads row t % BK of
+// columns t / BK + i*(THREADS / BK), consecutive threads on consecutive pixels of one tap (with
+// columns on consecutive threads, a warp's loads were 32 taps, KW-long runs in 32 places; the
+// tc_large tile keeps that mapping, kBAlongKAllowed = false: registers). B's rows are padded by 4
+// so that the k-fastest stores spread over the banks (4 banks apart).
+template <typename T, int BM, int BN, int BK, int THREADS, class Op, bool kBAlongKAllowed = true>
 struct Pipeline {
     static constexpr int kAStride = BM + 4;
     static constexpr int kALoads = BM * BK / THREADS;
     static constexpr int kBLoads = BK * BN / THREADS;
     static constexpr int kBRowsPerPass = THREADS / BN;
+    static constexpr int kBColsPerPass = THREADS / BK;
+    static constexpr int kBStride = BN + 4;
+    static constexpr bool kBAlongK = Op::kBAlongK && kBAlongKAllowed;
+    static constexpr int kBCols = kBAlongK ? kBLoads : 1;  // B columns a thread loads
     // Vector width of A's global loads where Op::kContiguousA allows them (16 bytes, or what one
     // thread's share holds).
     static constexpr int kAVec = sizeof(T) == 4 ? (kALoads >= 4 ? 4 : kALoads >= 2 ? 2 : 1) : (kALoads >= 2 ? 2 : 1);
-    static constexpr int kBytes = (2 * BK * kAStride + 2 * BK * BN) * (int)sizeof(T) + 2 * BK * (int)sizeof(KEntry);
-    static_assert((BM * BK) % THREADS == 0 && THREADS % BN == 0 && BK <= THREADS, "load mapping");
+    static constexpr int kBytes = (2 * BK * kAStride + 2 * BK * kBStride) * (int)sizeof(T) + 2 * BK * (int)sizeof(KEntry);
+    static_assert((BM * BK) % THREADS == 0 && THREADS % BN == 0 && THREADS % BK == 0 && BK <= THREADS,
+                  "load mapping");
 
     const Op& op;
     T* a_s;
@@ -280,14 +356,17 @@ struct Pipeline {
     KEntry* k_s;
     const int t, m0, k_begin, k_end, b_col, b_row;
     const bool a_vec;  // vector loads of A: runs of kAVec consecutive k per thread
-    const typename Op::Col col;
+    typename Op::Col cols[kBCols];
     T a_reg[kALoads], b_reg[kBLoads];
 
     __device__ Pipeline(const Op& op_, unsigned char* smem, int k_begin_, int k_end_)
         : op(op_), a_s(reinterpret_cast<T*>(smem)), b_s(a_s + 2 * BK * kAStride),
-          k_s(reinterpret_cast<KEntry*>(b_s + 2 * BK * BN)), t((int)threadIdx.x), m0((int)blockIdx.y * BM),
-          k_begin(k_begin_), k_end(k_end_), b_col(t % BN), b_row(t / BN), a_vec(vector_a(op_)),
-          col(op_.column((int)blockIdx.x * BN + t % BN)) {}
+          k_s(reinterpret_cast<KEntry*>(b_s + 2 * BK * kBStride)), t((int)threadIdx.x), m0((int)blockIdx.y * BM),
+          k_begin(k_begin_), k_end(k_end_), b_col(kBAlongK ? t / BK : t % BN), b_row(kBAlongK ? t % BK : t / BN),
+          a_vec(vector_a(op_)) {
+#pragma unroll
+        for (int i = 0; i < kBCols; ++i) cols[i] = op_.column((int)blockIdx.x * BN + b_col + i * kBColsPerPass);
+    }
 
     __device__ static bool vector_a(const Op& op) {
         if constexpr (Op::kContiguousA && kAVec > 1) return op.vector_a();
@@ -296,12 +375,16 @@ struct Pipeline {
 
     __device__ int steps() const { return (k_end - k_begin + BK - 1) / BK; }
     __device__ const T* a_tile(int buf) const { return a_s + buf * BK * kAStride; }
-    __device__ const T* b_tile(int buf) const { return b_s + buf * BK * BN; }
+    __device__ const T* b_tile(int buf) const { return b_s + buf * BK * kBStride; }
     // The gather table of `step` into table buffer `buf` (BK threads, one division each).
     __device__ void table(int step, int buf) {
         if (t < BK) {
             const int k = k_begin + step * BK + t;
-            k_s[buf * BK + t] = op.entry(k < k_end ? k : 0x7FFFFFFF);
+            // NOTE: field by field: the emulator's initcheck did not see the whole-struct store
+            // (it reported the table as uninitialized shared memory); nvcc emits the same stores.
+            const KEntry e = op.entry(k < k_end ? k : 0x7FFFFFFF);
+            KEntry& d = k_s[buf * BK + t];
+            d.a = e.a, d.b = e.b, d.c = e.c, d.valid = e.valid;
         }
     }
     // This thread's share of the tile whose table is in buffer `buf`, into registers.
@@ -333,11 +416,16 @@ struct Pipeline {
             }
         }
 #pragma unroll
-        for (int i = 0; i < kBLoads; ++i) b_reg[i] = op.b(col, ks[b_row + i * kBRowsPerPass]);
+        for (int i = 0; i < kBLoads; ++i) {
+            if constexpr (kBAlongK)
+                b_reg[i] = op.b(cols[i], ks[b_row]);
+            else
+                b_reg[i] = op.b(cols[0], ks[b_row + i * kBRowsPerPass]);
+        }
     }
     __device__ void stash(int buf) {
         T* as = a_s + buf * BK * kAStride;
-        T* bs = b_s + buf * BK * BN;
+        T* bs = b_s + buf * BK * kBStride;
         if (a_vec) {
 #pragma unroll
             for (int j = 0; j < kALoads / kAVec; ++j) {
@@ -354,7 +442,12 @@ struct Pipeline {
             }
         }
 #pragma unroll
-        for (int i = 0; i < kBLoads; ++i) bs[(b_row + i * kBRowsPerPass) * BN + b_col] = b_reg[i];
+        for (int i = 0; i < kBLoads; ++i) {
+            if constexpr (kBAlongK)
+                bs[b_row * kBStride + b_col + i * kBColsPerPass] = b_reg[i];
+            else
+                bs[(b_row + i * kBRowsPerPass) * kBStride + b_col] = b_reg[i];
+        }
     }
     // Tables of steps 0 and 1, then tile 0 in buffer 0.
     __device__ void prologue() {
@@ -407,8 +500,8 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
             T af[TM], bf[TN];
             load_run<TM / 2>(af, as + kk * P::kAStride + ty * (TM / 2));
             load_run<TM / 2>(af + TM / 2, as + kk * P::kAStride + BM / 2 + ty * (TM / 2));
-            load_run<TN / 2>(bf, bs + kk * BN + tx * (TN / 2));
-            load_run<TN / 2>(bf + TN / 2, bs + kk * BN + BN / 2 + tx * (TN / 2));
+            load_run<TN / 2>(bf, bs + kk * P::kBStride + tx * (TN / 2));
+            load_run<TN / 2>(bf + TN / 2, bs + kk * P::kBStride + BN / 2 + tx * (TN / 2));
 #pragma unroll
             for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -417,6 +510,36 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
     });
 
     const int m0 = p.m0, n0 = (int)blockIdx.x * BN;
+    // A thread's columns are two runs of TN/2 consecutive n: where the output allows (the same
+    // for the whole launch), each row of a run is one vector store, and lane to lane the runs are
+    // adjacent (coalesced; element by element, lanes TN/2 elements apart touch TN/2 times the
+    // sectors). float32 only: float64 (gradient checks, not speed) would spill in backward weight.
+    constexpr int L = sizeof(T) == 4 && Op::kVectorC ? TN / 2 : 1;
+    if constexpr (L > 1) {
+        if (op.vector_c(L)) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int n = n0 + h * (BN / 2) + tx * L;
+                if (n >= op.N) continue;  // N % L == 0: a run is inside or outside as a whole
+                T* const column = op.c_column(n);  // one division per run, none per row
+                const int row_stride = op.c_row_stride();
+#pragma unroll
+                for (int i = 0; i < TM; ++i) {
+                    const int m = m0 + (i < TM / 2 ? ty * (TM / 2) + i : BM / 2 + ty * (TM / 2) + i - TM / 2);
+                    if (m >= op.M) continue;
+                    // Filled through a T alias and stored whole, as im2col's v3 does: nvcc emits one
+                    // st.global.v4 / .v2 (stores of make_float4(...) or a helper taking a T array came
+                    // out as scalar stores or a stack frame).
+                    typename VecOf<T, L>::type v;
+                    T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+                    for (int k = 0; k < L; ++k) e[k] = op.c_value(m, acc[i][h * L + k]);
+                    *reinterpret_cast<typename VecOf<T, L>::type*>(column + m * row_stride) = v;
+                }
+            }
+            return;
+        }
+    }
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
         const int n = n0 + (j < TN / 2 ? tx * (TN / 2) + j : BN / 2 + tx * (TN / 2) + j - TN / 2);
@@ -432,7 +555,7 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
 // TF32 tensor cores (sm_80+; compiled empty for older targets, where the launcher never runs it):
 // the same pipeline with BK = 8 = one m16n16k8 step; warp (wm, wn) owns a WM x WN sub-tile of
 // (WM/16) x (WN/16) accumulator fragments. A's shared tile is column-major with ldm BM + 4 and B's
-// row-major with ldm BN (multiples of 4; every fragment pointer is 32-byte aligned). The operands
+// row-major with ldm BN + 4 (multiples of 4; every fragment pointer is 32-byte aligned). The operands
 // are rounded to TF32 (round to nearest, ties away) after loading, as cuBLAS does. The epilogue
 // goes through a 16x16 scratch per warp after the tables, because the fragment layout is opaque.
 template <int BM, int BN, int WM, int WN, class Op>
@@ -441,7 +564,9 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
     namespace wmma = nvcuda::wmma;
     constexpr int BK = 8, FM = WM / 16, FN = WN / 16;
     constexpr int kWarpsN = BN / WN, kThreads = 32 * kWarpsN * (BM / WM);
-    using P = Pipeline<float, BM, BN, BK, kThreads, Op>;
+    // The 128x128 tile keeps B's columns on consecutive threads: the k-fastest loads took its
+    // backward weight from 128 to 184 registers (two 256-thread blocks per SM to one).
+    using P = Pipeline<float, BM, BN, BK, kThreads, Op, (BM < 128)>;
     extern __shared__ __align__(128) unsigned char igemm_smem[];
     P p(op, igemm_smem, k_begin, k_end);
     const int warp = p.t / 32, lane = p.t % 32;
@@ -464,7 +589,7 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
         }
 #pragma unroll
         for (int j = 0; j < FN; ++j) {
-            wmma::load_matrix_sync(fb[j], bs + wn * WN + j * 16, BN);
+            wmma::load_matrix_sync(fb[j], bs + wn * WN + j * 16, P::kBStride);
 #pragma unroll
             for (int e = 0; e < fb[j].num_elements; ++e) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
         }

@@ -25,9 +25,21 @@
 //       do not leave most of a 256-thread block idle.
 //   im2col_forward_v3_{i32,i64}_{f32,f64}
 //       v2 with 16-byte stores: a thread writes kLanes = 4 (float) or 2 (double) consecutive pixels
-//       of one output row per tap as one float4 / double2. The launcher runs it when OW, both
-//       column strides and the columns' address are multiples of kLanes elements (16 bytes), so
-//       every vector is aligned and inside one output row; v2 otherwise.
+//       of one output row per tap as one float4 / double2. It needs OW, both column strides and
+//       the columns' address to be multiples of kLanes elements (16 bytes), so that every vector
+//       is aligned and inside one output row. The launcher runs it only where its loads are
+//       vectors too, at stride 1 (below), and v2 elsewhere: by the emulator's access profile v3
+//       with scalar loads touches 1.5-3.8x v2's sectors (gpuconv/backend/cuda_ops/im2col.py).
+//       Loads: with scalar loads the k-th load of neighbouring lanes is kLanes*sw pixels apart, so
+//       a warp's request spans kLanes times the bytes it uses (the emulator's access profile: 26%
+//       load efficiency, 14.5 sectors per request). Where the launcher sets `vector_loads` (the
+//       horizontal stride is 1 or 2, W % kLanes == 0 and x is 16-byte aligned), a thread reads
+//       its kLanes pixels of a tap from the 2 (stride 1) or up to 3 (stride 2) aligned 16-byte
+//       vectors around them, neighbouring lanes reading neighbouring vectors (coalesced), and
+//       picks the pixels with a shift that is the same for the whole launch (no divergence, no
+//       local memory). Profile at the emu_profile shape (stride 1): 86% load efficiency and
+//       2.3x fewer sectors than the scalar loads. The second vector is mostly the neighbour
+//       lane's first (an L1 hit on a GPU): a warp shuffle could replace it, not done.
 //   im2col_backward_v2_{i32,i64}_{f32,f64}   (col2im)
 //       same grid over the pixels of dx. A thread divides three times in 32 bits, once per thread
 //       and none in the tap loops: y = p / W, and (y + pt, x + pl) by the strides; the taps then
@@ -35,19 +47,26 @@
 //       launcher passes. A gather: no atomics, deterministic. Coalesced writes of dx.
 //   im2col_backward_v3_{i32,i64}_{f32,f64}   (col2im with 16-byte stores)
 //       v2 for kLanes = 4 (float) or 2 (double) consecutive pixels of one row per thread, written as
-//       one float4 / double2; the launcher runs it when W is a multiple of kLanes and dx is 16-byte
-//       aligned, v2 otherwise. Same divisions per thread, plus one per extra pixel (x + pl) / sw.
+//       one float4 / double2; it needs W to be a multiple of kLanes and dx 16-byte aligned, and the
+//       launcher runs it only where its loads are vectors too (below), v2 elsewhere, as for the
+//       forward. Same divisions per thread, plus one per extra pixel (x + pl) / sw.
+//       Loads: scalar ones are kLanes columns apart lane to lane (16% load efficiency in the
+//       profile). Where the launcher sets `vector_loads` (stride 1 horizontally; OW, both column
+//       strides and the columns' address multiples of kLanes), the kLanes columns of a tap are
+//       consecutive and are read from aligned 16-byte vectors as in the forward (75%), summed in
+//       the scalar branch's order: results are bitwise the same.
 //
 // Registers per thread (nvcc 13.0, `nvcc -cubin -arch=sm_90 -Xptxas -v -I kernels kernels/im2col.cu`),
 // 0 bytes of stack frame and 0 bytes of spill stores/loads for every entry point:
 //   forward (v1)             f32 36, f64 36      backward (v1)             f32 52, f64 48
 //   forward_v2_i32           f32 32, f64 32      backward_v2_i32           f32 25, f64 27
 //   forward_v2_i64           f32 40, f64 40      backward_v2_i64           f32 38, f64 40
-//   forward_v3_i32           f32 48, f64 39      backward_v3_i32           f32 35, f64 33
-//   forward_v3_i64           f32 50, f64 43      backward_v3_i64           f32 48, f64 40
+//   forward_v3_i32           f32 48, f64 54      backward_v3_i32           f32 48, f64 48
+//   forward_v3_i64           f32 48, f64 54      backward_v3_i64           f32 56, f64 56
 // `nvcc -ptx` shows no 64-bit division or remainder in v2 and v3 (v1: 19 forward, 5 backward);
 // v2/v3 forward have 2 and v2 backward 4 32-bit ones per thread, none of them inside a tap loop;
-// v3's stores are st.global.v4.f32 / st.global.v2.f64.
+// v3's stores are st.global.v4.f32 / st.global.v2.f64, its vector loads ld.global.nc.v4.f32 /
+// ld.global.nc.v2.f64, and no entry point uses local memory.
 #include "common.cuh"
 
 template <typename T>
@@ -202,11 +221,90 @@ __device__ void im2col_backward_v2(const T* __restrict__ cols, T* __restrict__ d
     }
 }
 
+// Element k of a thread's kLanes outputs is element s + k*SW of the kBlocks aligned vectors `blk`
+// loaded from consecutive addresses. s is the same for every thread of a launch, so the branch
+// does not diverge, and every index is a compile-time constant once unrolled: `blk` stays in
+// registers (a run-time index would put it in local memory).
+template <int SW, int kBlocks, typename T, typename V>
+__device__ __forceinline__ void select_from_blocks(const V (&blk)[kBlocks], int s, T* e) {
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+#pragma unroll
+    for (int c = 0; c < kLanes; ++c) {
+        if (s == c) {
+#pragma unroll
+            for (int k = 0; k < kLanes; ++k)
+                e[k] = reinterpret_cast<const T*>(&blk[(c + k * SW) / kLanes])[(c + k * SW) % kLanes];
+        }
+    }
+}
+
+// The kLanes input pixels x0 + k*sw + j*dw (k < kLanes) of one tap, by scalar loads: lane-to-lane
+// the k-th load is kLanes*sw elements apart, so a warp's load spans kLanes times the bytes it uses.
+// Any stride, any alignment of x.
+template <typename T>
+__device__ __forceinline__ void im2col_taps_scalar(const T* __restrict__ xrow, bool row_in, int start, int sw,
+                                                   int width, T* e) {
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+#pragma unroll
+    for (int k = 0; k < kLanes; ++k) {
+        const int xx = start + k * sw;
+        e[k] = (row_in && (unsigned)xx < (unsigned)width) ? xrow[xx] : T(0);
+    }
+}
+
+// The same pixels for a horizontal stride SW (1 or 2) by 16-byte loads: they lie in the aligned
+// vectors from a = start rounded down to kLanes, and neighbouring lanes read neighbouring
+// vectors, so every load is coalesced. Needs W % kLanes == 0 and x 16-byte aligned: a vector is
+// then either inside the row or wholly in the padding (zeros), and never straddles two rows.
+template <int SW, typename T>
+__device__ __forceinline__ void im2col_taps_vector(const T* __restrict__ xrow, bool row_in, int start, int width,
+                                                   T* e) {
+    typedef typename gc::Vec16<T>::type V;
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    constexpr int kBlocks = (kLanes - 1) * (SW + 1) / kLanes + 1;  // for the largest offset s
+    const int a = start & -kLanes;  // floor, also for start < 0 (two's complement)
+    const int s = start - a;
+    const int used = (s + (kLanes - 1) * SW) / kLanes + 1;  // same for every thread
+    V blk[kBlocks];
+#pragma unroll
+    for (int b = 0; b < kBlocks; ++b) {
+        const int xa = a + b * kLanes;
+        if (b < used && row_in && (unsigned)xa < (unsigned)width)
+            blk[b] = *reinterpret_cast<const V*>(xrow + xa);
+        else
+            blk[b] = V{};
+    }
+    select_from_blocks<SW>(blk, s, e);
+}
+
+// One (n, c) plane's KH*KW taps for the thread's kLanes output pixels; SW = 0: scalar loads, any
+// stride; SW = 1 or 2: that stride, by 16-byte loads.
+template <int SW, typename T, typename I>
+__device__ __forceinline__ void im2col_forward_v3_plane(const T* __restrict__ xp, T* __restrict__ out, int height,
+                                                        int width, int kh, int kw, int sw, int dh, int dw, int y0,
+                                                        int x0, I row_stride) {
+    typedef typename gc::Vec16<T>::type V;
+    for (int i = 0; i < kh; ++i) {
+        const int y = y0 + i * dh;
+        const bool row_in = (unsigned)y < (unsigned)height;
+        const T* __restrict__ xrow = xp + (I)y * width;
+        for (int j = 0; j < kw; ++j) {
+            V v;
+            T* e = reinterpret_cast<T*>(&v);
+            if (SW == 0)
+                im2col_taps_scalar(xrow, row_in, x0 + j * dw, sw, width, e);
+            else
+                im2col_taps_vector<SW>(xrow, row_in, x0 + j * dw, width, e);
+            *reinterpret_cast<V*>(out) = v;
+            out += row_stride;
+        }
+    }
+}
+
 template <typename T, typename I>
 __device__ void im2col_forward_v3(const T* __restrict__ x, T* __restrict__ cols, int planes, int channels,
                                   int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh,
-                                  int dw, int oh, int ow, I row_stride, I n_stride) {
-    typedef typename gc::Vec16<T>::type V;
+                                  int dw, int oh, int ow, I row_stride, I n_stride, int vector_loads) {
     constexpr int kLanes = gc::Vec16<T>::lanes;
     const int l_size = oh * ow;
     const int l = (int)(blockIdx.x * blockDim.x + threadIdx.x) * kLanes;
@@ -221,22 +319,14 @@ __device__ void im2col_forward_v3(const T* __restrict__ x, T* __restrict__ cols,
         const int c = plane - n * channels;
         const T* __restrict__ xp = x + (I)plane * plane_size;
         T* __restrict__ out = cols + (I)c * kh * kw * row_stride + (I)n * n_stride + l;
-        for (int i = 0; i < kh; ++i) {
-            const int y = y0 + i * dh;
-            const bool row_in = (unsigned)y < (unsigned)height;
-            const T* __restrict__ xrow = xp + (I)y * width;
-            for (int j = 0; j < kw; ++j) {
-                V v;
-                T* e = reinterpret_cast<T*>(&v);
-#pragma unroll
-                for (int k = 0; k < kLanes; ++k) {
-                    const int xx = x0 + k * sw + j * dw;
-                    e[k] = (row_in && (unsigned)xx < (unsigned)width) ? xrow[xx] : T(0);
-                }
-                *reinterpret_cast<V*>(out) = v;
-                out += row_stride;
-            }
-        }
+        // vector_loads (the launcher's promise: sw is 1 or 2, W % kLanes == 0, x 16-byte aligned)
+        // is the same for every thread: no divergence.
+        if (vector_loads && sw == 1)
+            im2col_forward_v3_plane<1>(xp, out, height, width, kh, kw, sw, dh, dw, y0, x0, row_stride);
+        else if (vector_loads)
+            im2col_forward_v3_plane<2>(xp, out, height, width, kh, kw, sw, dh, dw, y0, x0, row_stride);
+        else
+            im2col_forward_v3_plane<0>(xp, out, height, width, kh, kw, sw, dh, dw, y0, x0, row_stride);
     }
 }
 
@@ -244,7 +334,7 @@ template <typename T, typename I>
 __device__ void im2col_backward_v3(const T* __restrict__ cols, T* __restrict__ dx, int planes, int channels,
                                    int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh,
                                    int dw, int oh, int ow, I row_stride, I n_stride, int dh_q, int dh_r, int dw_q,
-                                   int dw_r) {
+                                   int dw_r, int vector_loads) {
     typedef typename gc::Vec16<T>::type V;
     constexpr int kLanes = gc::Vec16<T>::lanes;
     const int p = (int)(blockIdx.x * blockDim.x + threadIdx.x) * kLanes;
@@ -272,16 +362,31 @@ __device__ void im2col_backward_v3(const T* __restrict__ cols, T* __restrict__ d
         for (int i = 0; i < kh && qy >= 0; ++i) {
             if (ry == 0 && qy < oh) {
                 const T* __restrict__ row = base + (I)(i * kw) * row_stride + (I)qy * ow;
+                if (vector_loads) {
+                    // Stride 1 (the launcher's promise, with OW, both column strides and the columns'
+                    // address multiples of kLanes): the thread's pixels read the kLanes consecutive
+                    // columns qx0[0] - j*dw + k, from 16-byte loads that neighbouring lanes make at
+                    // neighbouring addresses (coalesced). A vector wholly outside [0, OW) holds
+                    // pixels no window reads: zeros, which leave the sums as they are. The order of
+                    // the additions per pixel (i, then j) is the scalar branch's.
+                    for (int j = 0; j < kw; ++j) {
+                        T e[kLanes];
+                        im2col_taps_vector<1>(row + (I)j * row_stride, true, qx0[0] - j * dw, ow, e);
 #pragma unroll
-                for (int k = 0; k < kLanes; ++k) {
-                    int qx = qx0[k], rx = rx0[k];
-                    for (int j = 0; j < kw && qx >= 0; ++j) {
-                        if (rx == 0 && qx < ow) acc[k] += row[(I)j * row_stride + qx];
-                        rx -= dw_r;
-                        qx -= dw_q;
-                        if (rx < 0) {
-                            rx += sw;
-                            --qx;
+                        for (int k = 0; k < kLanes; ++k) acc[k] += e[k];
+                    }
+                } else {
+#pragma unroll
+                    for (int k = 0; k < kLanes; ++k) {
+                        int qx = qx0[k], rx = rx0[k];
+                        for (int j = 0; j < kw && qx >= 0; ++j) {
+                            if (rx == 0 && qx < ow) acc[k] += row[(I)j * row_stride + qx];
+                            rx -= dw_r;
+                            qx -= dw_q;
+                            if (rx < 0) {
+                                rx += sw;
+                                --qx;
+                            }
                         }
                     }
                 }
@@ -341,41 +446,43 @@ extern "C" __global__ void im2col_backward_v2_i64_f64(const double* __restrict__
 }
 extern "C" __global__ void im2col_forward_v3_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride) {
-    im2col_forward_v3<float, int>(x, cols, IM2COL_V2_ARGS);
+        int oh, int ow, int row_stride, int n_stride, int vector_loads) {
+    im2col_forward_v3<float, int>(x, cols, IM2COL_V2_ARGS, vector_loads);
 }
 extern "C" __global__ void im2col_forward_v3_i32_f64(const double* __restrict__ x, double* __restrict__ cols,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride) {
-    im2col_forward_v3<double, int>(x, cols, IM2COL_V2_ARGS);
+        int oh, int ow, int row_stride, int n_stride, int vector_loads) {
+    im2col_forward_v3<double, int>(x, cols, IM2COL_V2_ARGS, vector_loads);
 }
 extern "C" __global__ void im2col_forward_v3_i64_f32(const float* __restrict__ x, float* __restrict__ cols,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride) {
-    im2col_forward_v3<float, long long>(x, cols, IM2COL_V2_ARGS);
+        int oh, int ow, long long row_stride, long long n_stride, int vector_loads) {
+    im2col_forward_v3<float, long long>(x, cols, IM2COL_V2_ARGS, vector_loads);
 }
 extern "C" __global__ void im2col_forward_v3_i64_f64(const double* __restrict__ x, double* __restrict__ cols,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride) {
-    im2col_forward_v3<double, long long>(x, cols, IM2COL_V2_ARGS);
+        int oh, int ow, long long row_stride, long long n_stride, int vector_loads) {
+    im2col_forward_v3<double, long long>(x, cols, IM2COL_V2_ARGS, vector_loads);
 }
 extern "C" __global__ void im2col_backward_v3_i32_f32(const float* __restrict__ cols, float* __restrict__ dx,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v3<float, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r, int vector_loads) {
+    im2col_backward_v3<float, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
 }
 extern "C" __global__ void im2col_backward_v3_i32_f64(const double* __restrict__ cols, double* __restrict__ dx,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v3<double, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r, int vector_loads) {
+    im2col_backward_v3<double, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
 }
 extern "C" __global__ void im2col_backward_v3_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v3<float, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r,
+        int vector_loads) {
+    im2col_backward_v3<float, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
 }
 extern "C" __global__ void im2col_backward_v3_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
         int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v3<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r,
+        int vector_loads) {
+    im2col_backward_v3<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
 }

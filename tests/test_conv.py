@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import pytest
@@ -481,3 +482,20 @@ def test_numpy_row_bands_and_cache_chunks(index, monkeypatch):
             dx, dw, db = F.conv2d_backward(dy, x, weight, **_args(cfg), algo="im2col")
         for actual, want in zip((y, dx, dw, db), expected, strict=True):
             assert_close(actual, want)
+
+
+def test_direct_forward_v2_row_stride_separates_the_banks_of_a_warps_two_rows():
+    """The padded patch row of conv2d_direct_forward_v2: a warp's lanes (tx 0..15, ty and ty + 1) read
+    words ty*sh*stride + tx*sw; for float32 at horizontal stride 1 or 2 (sh odd) no two distinct words
+    share a bank, the stride is never below the patch width nor padded by 32 or more, and float64
+    is not padded."""
+    from gpuconv.backend.cuda_ops.conv_direct import TILE_W, forward_v2_row_stride
+    for kw, sh, sw, dw in itertools.product((1, 3, 7), (1, 2, 3), (1, 2, 3), (1, 2)):
+        g = conv_module.conv_geometry((1, 1, 40, 40), (1, 1, kw, kw), (sh, sw), 0, (1, dw), 1)
+        pw = (TILE_W - 1) * sw + (kw - 1) * dw + 1
+        stride = forward_v2_row_stride(g, 4)
+        assert pw <= stride < pw + 32
+        assert forward_v2_row_stride(g, 8) == pw
+        words = {ty * sh * stride + tx * sw for ty in (0, 1) for tx in range(TILE_W)}
+        if sw == 1 or (sw == 2 and sh % 2 == 1):
+            assert len({w % 32 for w in words}) == len(words), (kw, sh, sw, dw, stride)

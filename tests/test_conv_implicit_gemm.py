@@ -70,6 +70,35 @@ def test_every_tile_and_split_count(kernel_backend, dtype, case):
             assert_close(dw, dw_ref, dtype, **tol)
 
 
+@pytest.mark.parametrize("tile", igemm.SIMT_TILES + ("tc_large", "tc_medium"))
+def test_vector_loads_and_stores_match_the_element_paths(kernel_backend, dtype, tile):
+    """Where OH*OW is a multiple of 4, backward weight loads dy as vectors (SIMT and tensor-core
+    tiles); where H*W (backward data) or C_in/groups*KH*KW (backward weight) is a multiple of TN/2,
+    the float32 SIMT tiles store their outputs as vectors (runs of TN/2 columns). dy one element off
+    alignment takes backward weight's element loads, an image plane of odd size the element stores.
+    Every path against the reference (TF32-rounded for the tensor-core tiles), with GEMM sizes that
+    end in partial tiles; the forward (element stores) runs alongside."""
+    if tile not in (igemm.TILES if dtype == np.float32 else igemm.F64_TILES):
+        pytest.skip(f"no {tile} tile for {dtype}")
+    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=2e-4)
+    for case in (((2, 12, 8, 8), (36, 12, 3, 3), 1, 1, 1, 1),   # OH*OW = H*W = 64, dw's N = 108
+                 ((3, 8, 4, 6), (20, 4, 1, 2), (1, 2), 0, 1, 2),  # OH*OW = 12, H*W = 24, dw's N = 8
+                 ((2, 6, 5, 7), (10, 6, 3, 3), 1, 1, 1, 1)):      # H*W = 35: backward data stores elements
+        g, (x, w, b, dy), (y_ref, dx_ref, dw_ref) = _problem(*case, seed=9)
+        if tile.startswith("tc_"):
+            y_ref, dx_ref, dw_ref = _tf32_references(g, *(a.astype(np.float32) for a in (x, w, b, dy)))
+            tol = TF32_TOLERANCE
+        X, W, B, DY = (gpuconv.asarray(a.astype(dtype)) for a in (x, w, b, dy))
+        shifted = gpuconv.asarray(np.empty(dy.size + 1, dtype)[1:].reshape(dy.shape))
+        shifted[...] = DY
+        assert_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile), y_ref, dtype, **tol)
+        assert_close(kernel_backend.conv2d_implicit_gemm_backward_data(DY, W, g, tile=tile), dx_ref, dtype, **tol)
+        for grad in (DY, shifted):
+            for splits in (1, 3):
+                assert_close(kernel_backend.conv2d_implicit_gemm_backward_weight(grad, X, g, tile=tile, splits=splits),
+                             dw_ref, dtype, **tol)
+
+
 @pytest.mark.parametrize("tile", ["large", "medium", "small", "tc_medium"])
 def test_forward_with_aligned_and_misaligned_weights(tile):
     """The forward loads weight rows as vectors when K % 4 == 0 and the weights are 16-byte

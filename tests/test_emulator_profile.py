@@ -66,7 +66,8 @@ def test_profile_of_a_backend_kernel(rng):
     k = table[name]
     assert k.filename == "im2col.cu" and k.launches == 1
     assert k.counters["global_store"]["bytes"] == cols.nbytes  # each column element written once
-    assert 0 < k.counters["global_load"]["bytes"] <= cols.nbytes  # padding is not read
+    # Padding is not read; v3's 16-byte loads (stride 1) read each vector for two neighbouring lanes.
+    assert 0 < k.counters["global_load"]["bytes"] <= 2 * cols.nbytes
     markdown = table.to_markdown()
     assert markdown.splitlines()[2].startswith(f"| {name} | im2col.cu | 1 |")
 

@@ -221,3 +221,99 @@ def test_vectorized_im2col_matches_reference(kernel_backend, dtype, layout, rng)
     with pytest.raises(ValueError, match="im2col_backward_v3 needs W"):
         kernel_backend.col2im(kernel_backend.im2col(odd, (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout), (1, 1, 5, 5),
                               (3, 3), (1, 1), (0, 0), (1, 1), (3, 3), layout, version=3)
+
+
+def _vector_config(rng, sw_choices):
+    """A random configuration where v3 runs: W and OW multiples of 4 (so of 2 for float64)."""
+    while True:
+        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+        dh, dw = (int(v) for v in rng.integers(1, 4, size=2))
+        sh, sw = int(rng.integers(1, 4)), int(rng.choice(sw_choices))
+        ph, pw = (int(v) for v in rng.integers(0, 4, size=2))
+        h = int(max(1, (kh - 1) * dh + 1 - 2 * ph) + rng.integers(0, 6))
+        w = 4 * int(rng.integers(1, 7))
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        if oh > 0 and ow > 0 and ow % 4 == 0:
+            n, c = int(rng.integers(1, 4)), int(rng.choice([1, 2, 3, 5]))
+            return (n, c, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow)
+
+
+@pytest.mark.parametrize("layout", ["nkl", "knl"])
+def test_v3_vector_and_scalar_loads_match_reference(kernel_backend, dtype, layout, rng):
+    """v3 with its 16-byte loads (im2col: horizontal stride 1 or 2; col2im: stride 1) and with scalar
+    loads, both index widths, on random configurations where v3 runs; every padding offset mod 4
+    occurs, so every shift of the loaded vectors is exercised. The launcher picks the vector loads
+    by default there, and refuses to force them where the rows are not aligned."""
+    from gpuconv.backend.cuda_ops.im2col import column_strides, load_lanes
+    for trial in range(14):
+        shape, k, s, p, d, (oh, ow) = _vector_config(rng, (1, 2) if trial % 2 else (1,))
+        n, c, h, w = shape
+        x = rng.standard_normal(shape)
+        pads = (p[0], p[0], p[1], p[1])
+        expected = reference.im2col(x, k, s, pads, d)
+        rows, l_size = expected.shape[1:]
+        dcols = rng.standard_normal(expected.shape)
+        want_dx = reference.col2im(dcols, shape, k, s, pads, d)
+        if layout == "knl":
+            expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
+            dcols = dcols.transpose(1, 0, 2).reshape(rows, n * l_size)
+        X = gpuconv.asarray(x.astype(dtype))
+        D = gpuconv.asarray(np.ascontiguousarray(dcols).astype(dtype))
+        assert load_lanes(dtype.itemsize, w, X)
+        for vector in (None, True, False):
+            for bits in (32, 64):
+                cols = kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout, version=3, index_bits=bits,
+                                             vector_loads=vector)
+                assert_close(cols, expected, dtype)
+                col2im_vector = vector if s[1] == 1 else (None if vector else vector)
+                dx = kernel_backend.col2im(D, shape, k, s, p, d, (oh, ow), layout, version=3, index_bits=bits,
+                                           vector_loads=col2im_vector)
+                assert_close(dx, want_dx, dtype)
+        strides = column_strides(layout, n, rows, l_size)
+        assert load_lanes(dtype.itemsize, ow, D, strides)
+    # x one element past a 16-byte boundary: no vector loads by default, and forcing them is refused.
+    flat = gpuconv.asarray(rng.standard_normal(1 + 2 * 8 * 8).astype(dtype))
+    shifted = flat[1:].reshape(1, 2, 8, 8)
+    want = reference.im2col(gpuconv.to_numpy(shifted).astype(np.float64), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    if layout == "knl":
+        want = want.transpose(1, 0, 2).reshape(18, 64)
+    assert not load_lanes(dtype.itemsize, 8, shifted)
+    assert_close(kernel_backend.im2col(shifted, (3, 3), (1, 1), (1, 1), (1, 1), (8, 8), layout, version=3), want,
+                 dtype)
+    with pytest.raises(ValueError, match="im2col_forward_v3 cannot use 16-byte loads"):
+        kernel_backend.im2col(shifted, (3, 3), (1, 1), (1, 1), (1, 1), (8, 8), layout, version=3, vector_loads=True)
+    with pytest.raises(ValueError, match="im2col_backward_v3 cannot use 16-byte loads"):
+        kernel_backend.col2im(kernel_backend.im2col(flat[1:].reshape(1, 2, 8, 8), (3, 3), (2, 2), (1, 1), (1, 1),
+                                                    (4, 4), layout), (1, 2, 8, 8), (3, 3), (2, 2), (1, 1), (1, 1),
+                              (4, 4), layout, version=3, vector_loads=True)
+
+
+def test_launcher_runs_v3_only_where_its_loads_are_vectors_too(rng):
+    """The default version (see gpuconv/backend/cuda_ops/im2col.py): v3 at stride 1 with aligned
+    rows, v2 at stride 2 or with x (im2col) or the columns (col2im) off a 16-byte boundary."""
+    import gpuconv.backend.emulated as emulated
+
+    def kernels_run(call):
+        with emulated.profile() as table:
+            call()
+        return sorted(table.kernels)
+
+    with gpuconv.backend("emulated") as be:
+        flat = rng.standard_normal(1 + 2 * 3 * 16 * 16).astype(np.float32)
+        aligned, shifted = flat[:-1].reshape(2, 3, 16, 16), flat[1:].reshape(2, 3, 16, 16)
+        assert flat.ctypes.data % 16 == 0
+        for x, stride, version in ((aligned, 1, 3), (aligned, 2, 2), (shifted, 1, 2)):
+            out = (16 // stride, 16 // stride)
+            args = ((3, 3), (stride, stride), (1, 1), (1, 1), out, "knl")
+            assert kernels_run(lambda: be.im2col(x, *args)) == [f"im2col_forward_v{version}_i32_f32"]
+            cols = be.im2col(x, *args)  # a fresh, aligned array: col2im's choice depends on the stride only
+            col2im_version = 3 if stride == 1 else 2
+            expected = [f"im2col_backward_v{col2im_version}_i32_f32"]
+            assert kernels_run(lambda: be.col2im(cols, x.shape, *args)) == expected
+        cols = be.im2col(aligned, (3, 3), (1, 1), (1, 1), (1, 1), (16, 16), "knl")
+        flat_cols = np.empty(cols.size + 1, np.float32)
+        misaligned_cols = flat_cols[1:].reshape(cols.shape)
+        misaligned_cols[...] = cols
+        assert kernels_run(lambda: be.col2im(misaligned_cols, aligned.shape, (3, 3), (1, 1), (1, 1), (1, 1),
+                                             (16, 16), "knl")) == ["im2col_backward_v2_i32_f32"]

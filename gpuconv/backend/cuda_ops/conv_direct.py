@@ -25,12 +25,26 @@ MAX_GRID_YZ = 65535
 BWW_THREADS, BWW_TARGET_BLOCKS = 256, 1024
 
 
+def forward_v2_row_stride(g, itemsize: int) -> int:
+    """Elements from one row of conv2d_direct_forward_v2's shared input patch to the next: its width
+    PW, padded for float32 so that the two patch rows a warp reads (threadIdx.y and threadIdx.y + 1,
+    sh rows apart, 16 lanes each) fall in different banks. Stride 1: the rows are 16 words wide, so
+    sh * stride must be 16 modulo 32 banks; stride 2: 16 even-offset words, so sh * stride must be
+    odd. A float64 half-warp fills all 32 banks whatever the stride, so float64 is not padded."""
+    (kw, (sh, sw), dw) = g.kernel_size[1], g.stride, g.dilation[1]
+    pw = (TILE_W - 1) * sw + (kw - 1) * dw + 1
+    if itemsize == 4:
+        for stride in range(pw, pw + 32):
+            if (sw == 1 and sh * stride % 32 == 16) or (sw == 2 and sh * stride % 2 == 1):
+                return stride
+    return pw
+
+
 def forward_v2_shared_bytes(g, itemsize: int) -> int:
     """Dynamic shared memory of conv2d_direct_forward_v2 for ``g``."""
-    (kh, kw), (sh, sw), (dh, dw) = g.kernel_size, g.stride, g.dilation
+    (kh, kw), sh, dh = g.kernel_size, g.stride[0], g.dilation[0]
     ph = (TILE_H - 1) * sh + (kh - 1) * dh + 1
-    pw = (TILE_W - 1) * sw + (kw - 1) * dw + 1
-    return (ph * pw + CO_BLOCK * kh * kw) * itemsize
+    return (ph * forward_v2_row_stride(g, itemsize) + CO_BLOCK * kh * kw) * itemsize
 
 
 def backward_data_v3_shared_bytes(g, itemsize: int) -> int:
@@ -74,19 +88,21 @@ class ConvDirectKernels:
         y = self.empty((g.n, g.c_out) + g.out_size, x.dtype)
         has_bias = np.int32(bias is not None)
         bias_arg = bias if bias is not None else weight  # ignored by the kernel when has_bias == 0
-        args = (x, weight, bias_arg, y, has_bias) + _geometry_args(g)
+        args = (x, weight, bias_arg, y, has_bias)
         shared = forward_v2_shared_bytes(g, x.dtype.itemsize)
         co_blocks = -(-(g.c_out // g.groups) // CO_BLOCK)
         grid_y = g.groups * co_blocks
         if version is None:
             version = 2 if shared <= MAX_SHARED_BYTES and grid_y <= MAX_GRID_YZ and g.n <= MAX_GRID_YZ else 1
         if version == 1:
-            self.launch_1d(self.kernel("conv_direct.cu", "conv2d_direct_forward_v1", x.dtype), y.size, args)
+            self.launch_1d(self.kernel("conv_direct.cu", "conv2d_direct_forward_v1", x.dtype), y.size,
+                           args + _geometry_args(g))
             return y
         oh, ow = g.out_size
         tiles = -(-oh // TILE_H) * -(-ow // TILE_W)
         kernel = self.kernel("conv_direct.cu", "conv2d_direct_forward_v2", x.dtype)
-        kernel((tiles, grid_y, g.n), (TILE_W, THREADS_H), args, shared_mem=shared)
+        row_stride = np.int32(forward_v2_row_stride(g, x.dtype.itemsize))
+        kernel((tiles, grid_y, g.n), (TILE_W, THREADS_H), args + (row_stride,) + _geometry_args(g), shared_mem=shared)
         return y
 
     def conv2d_direct_backward_data(self, dy, weight, g, version: int | None = None):
