@@ -108,6 +108,15 @@ def test_misaligned_float4_store(planted, sanitize):
         launch(planted, "misaligned_float4_f32", 1, 4, (y,), sanitize=sanitize)
 
 
+def test_misaligned_float4_load(planted, x):
+    """A vector load is checked like a store (a copy construction of float4 goes through the hook)."""
+    y = np.zeros(64, np.float32)
+    with pytest.raises(KernelLaunchError, match=r"memcheck: misaligned address 0x[0-9a-f]+ for a 16-byte vector load "
+                       r"at " + at("misaligned_float4_load") + r".* by thread \(0,0,0\) of block \(0,0,0\): argument "
+                       r"'x' \(float32, shape \(64,\)\) \(byte offset 4\)"):
+        launch(planted, "misaligned_float4_load_f32", 1, 4, (x, y), sanitize=True)
+
+
 @pytest.mark.parametrize("sanitize", [True, False], ids=["sanitizer", "plain"])
 def test_local_memory_overflowing_the_stack(planted, x, sanitize):
     y = np.zeros(64, np.float32)

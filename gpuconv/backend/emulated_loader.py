@@ -37,6 +37,7 @@ import numpy as np
 from .aot import with_defines
 from .cache_folder import cache_folder
 from .compile_notice import compile_notice
+from .emulated_divisions import division_counts
 from .errors import KernelLaunchError
 from .kernel_source import compile_error, kernels_dir, read_source
 from .signature import Signature, check_arguments, parse_signatures
@@ -113,7 +114,8 @@ PROFILE_FIELDS = ("requests", "transactions", "ideal", "bytes")
 class ProfileSink(Protocol):
     """What :func:`recording` accepts: gets each launch's counters (kind -> field -> count)."""
 
-    def add(self, kernel: str, filename: str, counters: dict[str, dict[str, int]]) -> None: ...
+    def add(self, kernel: str, filename: str, counters: dict[str, dict[str, int]],
+            divisions: tuple[int, int]) -> None: ...
 
 
 _sanitize_override: contextvars.ContextVar[bool | None] = contextvars.ContextVar("gpuconv_emu_sanitize", default=None)
@@ -272,8 +274,9 @@ class EmulatedKernel:
             message = build.library.emu_last_error().decode(errors="replace") if status else ""
             counters = self._take_profile(build) if profilers else None
         if counters is not None:
+            divisions = self.module.division_counts().get(self.name, (0, 0))
             for sink in profilers:
-                sink.add(self.name, self.module.filename, counters)
+                sink.add(self.name, self.module.filename, counters, divisions)
         if status:
             raise KernelLaunchError(f"kernel {self.name} ({self.module.filename}): {_locate(message, build.path)}")
 
@@ -373,6 +376,11 @@ class EmulatedModule:
                 if result.returncode != 0:
                     raise compile_error(name, result.stderr, "g++ (emulated backend)")
             os.replace(out, library_path)
+
+    def division_counts(self) -> dict[str, tuple[int, int]]:
+        """kernel -> (32-bit, 64-bit) integer divisions by run-time values in its plain build's code
+        (a static count: :mod:`gpuconv.backend.emulated_divisions`)."""
+        return division_counts(self.build(instrumented=False).path, tuple(self.signatures))
 
     def get_function(self, name: str) -> EmulatedKernel:
         if name not in self._kernels:

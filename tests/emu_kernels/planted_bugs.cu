@@ -87,6 +87,12 @@ extern "C" __global__ void misaligned_float4_f32(float* y) {
     reinterpret_cast<float4*>(y + 1)[threadIdx.x] = v;  // BUG: misaligned_float4
 }
 
+// A float4 load from an address that is 4 bytes past a 16-byte boundary.
+extern "C" __global__ void misaligned_float4_load_f32(const float* x, float* y) {
+    const float4 v = reinterpret_cast<const float4*>(x + 1)[threadIdx.x];  // BUG: misaligned_float4_load
+    y[threadIdx.x] = v.x + v.y + v.z + v.w;
+}
+
 // Copies x to y: run on an x that gpuconv's empty() allocated and no kernel wrote.
 extern "C" __global__ void copy_f32(const float* x, float* y, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
