@@ -3,10 +3,16 @@
 Tests take the ``backend`` fixture (every backend, each made current for the test) or
 ``kernel_backend`` (the backends that run our CUDA kernels: emulated and cupy). A backend that
 cannot run here is skipped with the reason.
+
+``pytest --emu-sanitize`` runs every emulated launch in the emulator's sanitizer mode (as
+``GPUCONV_EMU_SANITIZE=1``); ``pytest --emu-sanitize=asan`` re-runs the same pytest command in a
+child process that preloads the AddressSanitizer runtime, with the ASan + UBSan builds.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import zlib
 
 import numpy as np
@@ -27,9 +33,30 @@ def _param(name: str) -> pytest.param:
     return pytest.param(name, marks=marks, id=name)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--emu-sanitize", nargs="?", const="1", default=None, choices=("1", "asan"),
+                     help="emulated launches in sanitizer mode: the emulator's memcheck/racecheck/initcheck/"
+                          "synccheck (GPUCONV_EMU_SANITIZE=1), or =asan: AddressSanitizer + UBSan builds, in a "
+                          "child pytest that preloads the ASan runtime")
+
+
+def pytest_cmdline_main(config):
+    if config.getoption("--emu-sanitize") != "asan" or os.environ.get("GPUCONV_EMU_SANITIZE") == "asan":
+        return None
+    from gpuconv.backend.emulated import asan_runtime, run_under_asan
+
+    if asan_runtime() is None:
+        raise pytest.UsageError("--emu-sanitize=asan: the C++ compiler has no AddressSanitizer runtime (libasan.so)")
+    return run_under_asan([sys.executable, "-m", "pytest", *config.invocation_params.args],
+                          cwd=config.invocation_params.dir).returncode
+
+
 def pytest_configure(config):
     # Tests of the emulator itself carry this marker, so that `pytest -k emulated` selects them too.
     config.addinivalue_line("markers", "emulated: tests of the CUDA-on-CPU emulator itself (kernels/emu/)")
+    mode = config.getoption("--emu-sanitize")
+    if mode:
+        os.environ["GPUCONV_EMU_SANITIZE"] = mode  # xdist workers inherit it
 
 
 ALL_BACKENDS = [_param("numpy"), _param("emulated"), _param("cupy")]

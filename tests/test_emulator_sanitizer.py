@@ -15,7 +15,7 @@ import pytest
 
 import gpuconv
 from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule, sanitize_enabled, sanitizing
+from gpuconv.backend.emulated_loader import EmulatedModule, sanitize_enabled, sanitize_mode, sanitizing
 from gpuconv.backend.errors import KernelLaunchError
 from tests.helpers import SCHEDULES, emulator_schedule
 
@@ -243,12 +243,18 @@ def test_spin_on_a_flag_another_thread_sets(planted, monkeypatch):
 # ---- settings ------------------------------------------------------------------------------------
 def test_sanitize_setting(monkeypatch):
     monkeypatch.setenv("GPUCONV_EMU_SANITIZE", "1")
-    assert sanitize_enabled()
+    assert sanitize_enabled() and sanitize_mode() == "hooks"
     with sanitizing(False):
-        assert not sanitize_enabled()
+        assert not sanitize_enabled() and sanitize_mode() == ""
+    with sanitizing("asan"):
+        assert sanitize_mode() == "asan"
+    monkeypatch.setenv("GPUCONV_EMU_SANITIZE", "ASan")
+    assert sanitize_mode() == "asan"
     monkeypatch.setenv("GPUCONV_EMU_SANITIZE", "maybe")
-    with pytest.raises(ValueError, match="GPUCONV_EMU_SANITIZE must be 0 or 1, got 'maybe'"):
+    with pytest.raises(ValueError, match="GPUCONV_EMU_SANITIZE must be 0, 1 or asan, got 'maybe'"):
         sanitize_enabled()
+    with pytest.raises(ValueError, match="sanitizing\\(\\) takes True, False or 'asan', got 'tsan'"):
+        sanitizing("tsan").__enter__()
 
 
 @pytest.mark.parametrize("name, value", [("GPUCONV_EMU_WATCHDOG_S", "-1"), ("GPUCONV_EMU_STACK_KB", "ten")])

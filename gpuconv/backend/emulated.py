@@ -22,17 +22,58 @@ nothing about latency, occupancy or arithmetic::
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
 
-from .emulated_loader import PROFILE_FIELDS, PROFILE_KINDS, recording, sanitizing
+from .emulated_loader import PROFILE_FIELDS, PROFILE_KINDS, SANITIZE_ENV, compiler, recording, sanitizing
 
-__all__ = ["AccessProfile", "KernelAccesses", "profile", "sanitize"]
+__all__ = ["AccessProfile", "KernelAccesses", "asan_runtime", "profile", "run_under_asan", "sanitize"]
+
+# detect_leaks: CPython keeps objects alive at exit. detect_stack_use_after_return: its fake stacks
+# would have to follow the emulator's fibers. abort_on_error: a report ends the child at once.
+ASAN_OPTIONS = "detect_leaks=0:detect_stack_use_after_return=0:abort_on_error=1:print_summary=1"
+UBSAN_OPTIONS = "print_stacktrace=1"
 
 
-def sanitize(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
-    """Context manager: emulated launches inside run in sanitizer mode (``enabled=False``: they do not)."""
+def sanitize(enabled: bool | str = True) -> contextlib.AbstractContextManager[None]:
+    """Context manager: emulated launches inside run in sanitizer mode (``enabled=False``: they do
+    not; ``"asan"``: on the AddressSanitizer build, in a process from :func:`run_under_asan`)."""
     return sanitizing(enabled)
+
+
+def asan_runtime() -> Path | None:
+    """The AddressSanitizer runtime of the emulator's compiler (``g++ -print-file-name=libasan.so``),
+    or None when it has none."""
+    cxx = compiler()
+    if cxx is None:
+        return None
+    printed = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    path = Path(printed)
+    return path.resolve() if path.is_absolute() and path.exists() else None
+
+
+def run_under_asan(command: Sequence[str], env: Mapping[str, str] | None = None,
+                   **kwargs) -> subprocess.CompletedProcess:
+    """Runs ``command`` (e.g. ``[sys.executable, "-m", "pytest", ...]``) in a child process that
+    preloads the ASan runtime, with ``GPUCONV_EMU_SANITIZE=asan``: its emulated launches run on the
+    modules' AddressSanitizer + UBSan builds. A report (with file:line and the CUDA thread and
+    block) goes to the child's stderr and ends it. ``kwargs`` go to :func:`subprocess.run`.
+
+    Raises RuntimeError when the compiler has no ASan runtime.
+    """
+    runtime = asan_runtime()
+    if runtime is None:
+        raise RuntimeError(f"the emulator's compiler ({compiler()}) has no AddressSanitizer runtime (libasan.so)")
+    child = dict(os.environ if env is None else env)
+    child["LD_PRELOAD"] = " ".join(filter(None, [str(runtime), child.get("LD_PRELOAD", "")]))
+    child["ASAN_OPTIONS"] = ":".join(filter(None, [ASAN_OPTIONS, child.get("ASAN_OPTIONS", "")]))
+    child["UBSAN_OPTIONS"] = ":".join(filter(None, [UBSAN_OPTIONS, child.get("UBSAN_OPTIONS", "")]))
+    child[SANITIZE_ENV] = "asan"
+    return subprocess.run(list(command), env=child, check=False, **kwargs)
 
 
 @dataclass

@@ -93,6 +93,13 @@ extern "C" __global__ void misaligned_float4_load_f32(const float* x, float* y) 
     y[threadIdx.x] = v.x + v.y + v.z + v.w;
 }
 
+// Indexes a thread's local array one past its end (n = 64: a[8]).
+extern "C" __global__ void local_array_past_end_f32(const float* x, float* y, int n) {
+    float a[8];
+    for (int i = 0; i < 8; ++i) a[i] = x[(threadIdx.x + i) % n];
+    y[threadIdx.x] = a[n / 8];  // BUG: local_array_past_end
+}
+
 // Copies x to y: run on an x that gpuconv's empty() allocated and no kernel wrote.
 extern "C" __global__ void copy_f32(const float* x, float* y, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
