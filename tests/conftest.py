@@ -5,8 +5,8 @@ Tests take the ``backend`` fixture (every backend, each made current for the tes
 cannot run here is skipped with the reason.
 
 ``pytest --emu-sanitize`` runs every emulated launch in the emulator's sanitizer mode (as
-``GPUCONV_EMU_SANITIZE=1``); ``pytest --emu-sanitize=asan`` re-runs the same pytest command in a
-child process that preloads the AddressSanitizer runtime, with the ASan + UBSan builds.
+``GPUCONV_EMU_SANITIZE=1``); ``pytest --emu-asan`` re-runs the same pytest command in a child
+process that preloads the AddressSanitizer runtime, with the ASan + UBSan builds.
 """
 
 from __future__ import annotations
@@ -34,19 +34,25 @@ def _param(name: str) -> pytest.param:
 
 
 def pytest_addoption(parser):
-    parser.addoption("--emu-sanitize", nargs="?", const="1", default=None, choices=("1", "asan"),
-                     help="emulated launches in sanitizer mode: the emulator's memcheck/racecheck/initcheck/"
-                          "synccheck (GPUCONV_EMU_SANITIZE=1), or =asan: AddressSanitizer + UBSan builds, in a "
+    parser.addoption("--emu-sanitize", action="store_true",
+                     help="emulated launches in the emulator's sanitizer mode: memcheck, racecheck, initcheck, "
+                          "synccheck (as GPUCONV_EMU_SANITIZE=1)")
+    parser.addoption("--emu-asan", action="store_true",
+                     help="emulated launches on AddressSanitizer + UBSan builds (GPUCONV_EMU_SANITIZE=asan), in a "
                           "child pytest that preloads the ASan runtime")
 
 
+def _emu_sanitize_mode(config) -> str | None:
+    return "asan" if config.getoption("--emu-asan") else "1" if config.getoption("--emu-sanitize") else None
+
+
 def pytest_cmdline_main(config):
-    if config.getoption("--emu-sanitize") != "asan" or os.environ.get("GPUCONV_EMU_SANITIZE") == "asan":
+    if _emu_sanitize_mode(config) != "asan" or os.environ.get("GPUCONV_EMU_SANITIZE") == "asan":
         return None
     from gpuconv.backend.emulated import asan_runtime, run_under_asan
 
     if asan_runtime() is None:
-        raise pytest.UsageError("--emu-sanitize=asan: the C++ compiler has no AddressSanitizer runtime (libasan.so)")
+        raise pytest.UsageError("--emu-asan: the C++ compiler has no AddressSanitizer runtime (libasan.so)")
     return run_under_asan([sys.executable, "-m", "pytest", *config.invocation_params.args],
                           cwd=config.invocation_params.dir).returncode
 
@@ -54,7 +60,7 @@ def pytest_cmdline_main(config):
 def pytest_configure(config):
     # Tests of the emulator itself carry this marker, so that `pytest -k emulated` selects them too.
     config.addinivalue_line("markers", "emulated: tests of the CUDA-on-CPU emulator itself (kernels/emu/)")
-    mode = config.getoption("--emu-sanitize")
+    mode = _emu_sanitize_mode(config)
     if mode:
         os.environ["GPUCONV_EMU_SANITIZE"] = mode  # xdist workers inherit it
 

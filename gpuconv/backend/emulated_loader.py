@@ -367,7 +367,7 @@ class EmulatedModule:
         if flavor == "asan" and not asan_loaded():
             raise RuntimeError(f"{SANITIZE_ENV}=asan: the ASan build of {self.filename} loads only in a process "
                                "that preloads the AddressSanitizer runtime; run it through "
-                               "gpuconv.backend.emulated.run_under_asan(...) or `pytest --emu-sanitize=asan`")
+                               "gpuconv.backend.emulated.run_under_asan(...) or `pytest --emu-asan`")
         with self.lock:
             if flavor not in self._builds:
                 self._builds[flavor] = self._load(flavor)
