@@ -179,6 +179,24 @@ def test_reading_memory_that_empty_allocated_and_nothing_wrote(planted, x):
     np.testing.assert_array_equal(y, x)
 
 
+def test_reading_an_integer_array_that_empty_allocated_and_no_kernel_wrote(planted):
+    """Integers from empty() hold -1, a legal value: a shadow of the elements kernels wrote tells them apart."""
+    with gpuconv.backend("emulated") as be:
+        index = be.empty((64,), np.int32)
+    y = np.zeros(64, np.int32)
+    # A kernel writes -1 into the second half, through a view: its shadow is marked at offset 32.
+    launch(planted, "fill_i32", 1, 32, (index[32:], np.int32(-1), np.int32(32)), sanitize=True)
+    with pytest.raises(KernelLaunchError, match=r"initcheck: read of uninitialized global memory at " +
+                       at("uninitialized_int_read") + r".* thread \(0,0,0\) of block \(0,0,0\): element 0 of "
+                       r"argument 'x' \(int32, shape \(64,\)\) was allocated by gpuconv's empty\(\) and never "
+                       r"written"):
+        launch(planted, "copy_i32", 1, 64, (index, y, np.int32(64)), sanitize=True)
+    # Every element written by a kernel, -1 included: legal.
+    launch(planted, "fill_i32", 1, 64, (index[:32], np.int32(-1), np.int32(32)), sanitize=True)
+    launch(planted, "copy_i32", 1, 64, (index, y, np.int32(64)), sanitize=True)
+    np.testing.assert_array_equal(y, -1)
+
+
 def test_reading_shared_memory_no_thread_wrote(planted):
     y = np.zeros(32, np.float32)
     with pytest.raises(KernelLaunchError, match=r"initcheck: read of uninitialized shared memory at " +

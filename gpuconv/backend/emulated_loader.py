@@ -40,6 +40,7 @@ from .aot import with_defines
 from .cache_folder import cache_folder
 from .compile_notice import compile_notice
 from .emulated_divisions import division_counts
+from .emulated_unwritten import shadow_address
 from .errors import KernelLaunchError
 from .kernel_source import compile_error, kernels_dir, read_source
 from .signature import Signature, check_arguments, parse_signatures
@@ -101,7 +102,7 @@ _PC_TOKEN = re.compile(r"@\{pc:([0-9a-f]+)\}")
 
 class _ArgInfo(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("bytes", ctypes.c_ulonglong), ("name", ctypes.c_char_p),
-                ("elem_size", ctypes.c_int), ("is_float", ctypes.c_int)]
+                ("elem_size", ctypes.c_int), ("is_float", ctypes.c_int), ("written", ctypes.c_void_p)]
 
 
 class _LaunchConfig(ctypes.Structure):
@@ -296,6 +297,8 @@ class EmulatedKernel:
             info.base, info.bytes = arg.ctypes.data, arg.nbytes
             info.name = f"'{param.name}' ({arg.dtype.name}, shape {arg.shape})".encode()
             info.elem_size, info.is_float = arg.dtype.itemsize, int(arg.dtype.kind == "f")
+            if mode == "hooks" and arg.dtype.kind in "iu":
+                info.written = shadow_address(arg)
         config.n_args, config.args = len(arrays), extents
         launch = getattr(build.library, f"emu_launch__{self.name}")
         with _launch_lock:

@@ -13,8 +13,10 @@
 // reads since, each with its thread, barrier interval, warp-sync count and code address. Two
 // accesses of different threads, at least one a write, are ordered only by a __syncthreads
 // between them (same block, different interval) or a warp sync between them (same warp). Accesses
-// inside atomics, and volatile accesses (deliberate communication between threads), are never races. Initcheck: a read of shared memory no thread of the block wrote,
-// or of a float element of an argument that still holds the poison gpuconv's empty() wrote.
+// inside atomics, and volatile accesses (deliberate communication between threads), are never races.
+// Initcheck: a read of shared memory no thread of the block wrote; of a float element of an
+// argument that still holds the poison gpuconv's empty() wrote; or of an integer element of an
+// array from empty() that no kernel wrote (a shadow byte per element, kept by the loader).
 #pragma once
 
 #include <algorithm>
@@ -168,11 +170,28 @@ EMU_NOSAN inline void check_words(std::vector<Shadow>& shadow, const Place& plac
     }
 }
 
+// An integer element is uninitialized when no kernel wrote it (its shadow byte) and it still holds
+// the poison (0xFF bytes, -1) that empty() wrote: a write from the host leaves the shadow clear but
+// the poison gone. A kernel that writes -1 sets the shadow, so -1 is a legal value.
+EMU_NOSAN inline bool unwritten_int(const ArgInfo& g, uintptr_t p, uintptr_t lo) {
+    if (g.written[(p - lo) / unsigned(g.elem_size)]) return false;
+    for (int b = 0; b < g.elem_size; ++b)
+        if (reinterpret_cast<const unsigned char*>(p)[b] != 0xFF) return false;
+    return true;
+}
+
+EMU_NOSAN inline void mark_written(const ArgInfo& g, uintptr_t a, unsigned size) {
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(g.base);
+    const unsigned e = unsigned(g.elem_size);
+    for (uintptr_t i = (a - lo) / e; i <= (a + size - 1 - lo) / e; ++i) g.written[i] = 1;
+}
+
 EMU_NOSAN inline void initcheck_global(const ArgInfo& g, uintptr_t a, unsigned size, uintptr_t pc) {
     uintptr_t lo = reinterpret_cast<uintptr_t>(g.base);
     const unsigned e = unsigned(g.elem_size);
     for (uintptr_t p = lo + (a - lo) / e * e; p < a + size; p += e) {
-        bool poison = e == 4 ? *reinterpret_cast<const uint32_t*>(p) == kPoisonF32
+        bool poison = g.written ? unwritten_int(g, p, lo)
+                    : e == 4 ? *reinterpret_cast<const uint32_t*>(p) == kPoisonF32
                              : e == 8 && *reinterpret_cast<const uint64_t*>(p) == kPoisonF64;
         if (poison) {
             char buf[64];
@@ -230,7 +249,8 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
         uintptr_t lo = reinterpret_cast<uintptr_t>(g.base);
         if (a < lo || a + size > lo + g.bytes) continue;
         if (checks) {
-            if (!write && g.is_float) initcheck_global(g, a, size, pc);
+            if (!write && (g.is_float || g.written)) initcheck_global(g, a, size, pc);
+            if (write && g.written) mark_written(g, a, size);
             auto& shadow = tables.global[size_t(i)];
             if (shadow.empty() && g.bytes / 4 <= kMaxTrackedWords) shadow.resize((g.bytes + 3) / 4);
             check_words(shadow, Place{false, "argument ", g.name, "", 0}, lo, a, size, write, pc);

@@ -106,6 +106,17 @@ extern "C" __global__ void copy_f32(const float* x, float* y, int n) {
     if (i < n) y[i] = x[i];  // BUG: uninitialized_read
 }
 
+// Copies int32 x to y: run on an x from gpuconv's empty() that no kernel wrote (a bug), or one
+// that fill_i32 wrote, -1 included (legal).
+extern "C" __global__ void copy_i32(const int* x, int* y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i];  // BUG: uninitialized_int_read
+}
+extern "C" __global__ void fill_i32(int* y, int value, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = value;
+}
+
 // Every block writes the same elements of y: a race between blocks.
 extern "C" __global__ void blocks_write_same_f32(float* y) {
     y[threadIdx.x] = (float)blockIdx.x;  // BUG: blocks_write_same
