@@ -40,6 +40,7 @@ from .aot import with_defines
 from .cache_folder import cache_folder
 from .compile_notice import compile_notice
 from .emulated_divisions import division_counts
+from .emulated_guard import guarded
 from .emulated_unwritten import shadow_address
 from .errors import KernelLaunchError
 from .kernel_source import compile_error, kernels_dir, read_source
@@ -285,26 +286,30 @@ class EmulatedKernel:
         mode = sanitize_mode()
         config.flags = (_SANITIZE if mode == "hooks" else 0) | (_PROFILE if profilers else 0)
         build = self.module.build("sanitizer" if config.flags else "asan" if mode == "asan" else "plain")
-        # Each argument lives in a buffer of its own; the kernel receives pointers to them.
-        holders = [
-            np.array([arg.ctypes.data], dtype=np.uintp) if param.pointer else np.array(arg, dtype=param.dtype)
-            for param, arg in zip(self.signature.params, args)
-        ]
-        pointers = _array_type(ctypes.c_void_p, max(1, len(holders)))(*[h.ctypes.data for h in holders])
         arrays = [(param, arg) for param, arg in zip(self.signature.params, args) if param.pointer]
-        extents = _array_type(_ArgInfo, max(1, len(arrays)))()
-        for info, (param, arg) in zip(extents, arrays):
-            info.base, info.bytes = arg.ctypes.data, arg.nbytes
-            info.name = f"'{param.name}' ({arg.dtype.name}, shape {arg.shape})".encode()
-            info.elem_size, info.is_float = arg.dtype.itemsize, int(arg.dtype.kind == "f")
-            if mode == "hooks" and arg.dtype.kind in "iu":
-                info.written = shadow_address(arg)
-        config.n_args, config.args = len(arrays), extents
-        launch = getattr(build.library, f"emu_launch__{self.name}")
-        with _launch_lock:
-            status = launch(ctypes.byref(config), pointers)
-            message = build.library.emu_last_error().decode(errors="replace") if status else ""
-            counters = self._take_profile(build) if profilers else None
+        # In sanitizer mode the arrays move to guarded copies for the launch (emulated_guard).
+        place = guarded if mode == "hooks" else _in_place
+        with place([arg for _, arg in arrays]) as addresses:
+            address = dict(zip((id(arg) for _, arg in arrays), addresses))
+            # Each argument lives in a buffer of its own; the kernel receives pointers to them.
+            holders = [
+                np.array([address[id(arg)]], dtype=np.uintp) if param.pointer else np.array(arg, dtype=param.dtype)
+                for param, arg in zip(self.signature.params, args)
+            ]
+            pointers = _array_type(ctypes.c_void_p, max(1, len(holders)))(*[h.ctypes.data for h in holders])
+            extents = _array_type(_ArgInfo, max(1, len(arrays)))()
+            for info, (param, arg) in zip(extents, arrays):
+                info.base, info.bytes = address[id(arg)], arg.nbytes
+                info.name = f"'{param.name}' ({arg.dtype.name}, shape {arg.shape})".encode()
+                info.elem_size, info.is_float = arg.dtype.itemsize, int(arg.dtype.kind == "f")
+                if mode == "hooks" and arg.dtype.kind in "iu":
+                    info.written = shadow_address(arg)
+            config.n_args, config.args = len(arrays), extents
+            launch = getattr(build.library, f"emu_launch__{self.name}")
+            with _launch_lock:
+                status = launch(ctypes.byref(config), pointers)
+                message = build.library.emu_last_error().decode(errors="replace") if status else ""
+                counters = self._take_profile(build) if profilers else None
         if counters is not None:
             divisions = self.module.division_counts().get(self.name, (0, 0))
             for sink in profilers:
@@ -319,6 +324,12 @@ class EmulatedKernel:
         values = list(raw)
         n = len(PROFILE_FIELDS)
         return {kind: dict(zip(PROFILE_FIELDS, values[i * n:(i + 1) * n])) for i, kind in enumerate(PROFILE_KINDS)}
+
+
+@contextlib.contextmanager
+def _in_place(arrays: list[np.ndarray]) -> Iterator[list[int]]:
+    """The arrays' own addresses (what :func:`guarded` yields outside sanitizer mode)."""
+    yield [a.ctypes.data for a in arrays]
 
 
 def _locate(message: str, library: Path) -> str:

@@ -14,6 +14,19 @@ extern "C" __global__ void write_past_end_f32(const float* x, float* y, int n) {
     if (i < n) y[i + 1] = x[i];  // BUG: write_past_end
 }
 
+// Reads one element past the end of x in code the sanitizer's hooks do not see (compiled without
+// instrumentation, as a library function would be): only the guard page after x catches it.
+#ifdef EMU_SANITIZER
+__attribute__((no_sanitize_thread, noinline)) static float unchecked_load(const float* p) {
+#else
+__device__ __noinline__ float unchecked_load(const float* p) {
+#endif
+    return *p;  // BUG: unchecked_read_past_end
+}
+extern "C" __global__ void unchecked_read_past_end_f32(const float* x, float* y, int n) {
+    if (threadIdx.x == 0) y[0] = unchecked_load(x + n);
+}
+
 // An int32 index that overflowed: 2^28 elements (1 GiB) past the array.
 extern "C" __global__ void read_far_past_end_f32(const float* x, float* y, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -180,4 +193,16 @@ extern "C" __global__ void spin_on_flag_f32(float* y) {
         y[1] = 1.0f;
     }
     if (threadIdx.x == 5) flag[0] = 1;
+}
+
+// Thread 1 spins on a flag that no thread sets: a real hang, which the watchdog reports.
+extern "C" __global__ void spin_forever_f32(float* y) {
+    __shared__ volatile int flag[1];
+    if (threadIdx.x == 0) flag[0] = 0;
+    __syncthreads();
+    if (threadIdx.x == 1) {
+        while (flag[0] == 0) {  // BUG: spin_forever
+        }
+        y[1] = 1.0f;
+    }
 }
