@@ -272,6 +272,12 @@ def test_300_kb_local_array(planted, x, sanitize):
     np.testing.assert_array_equal(y[:4], x[index % 64] + index.astype(np.float32))
 
 
+def test_threads_writing_neighbouring_bytes_do_not_race(planted):
+    y = np.zeros(64, np.bool_)
+    launch(planted, "write_own_byte_b8", 1, 64, (y,), sanitize=True)
+    np.testing.assert_array_equal(y, np.arange(64) % 3 == 0)
+
+
 @pytest.mark.parametrize("sanitize", [True, False], ids=["sanitizer", "plain"])
 def test_spin_on_a_flag_another_thread_sets(planted, monkeypatch, sanitize):
     """In sanitizer mode a volatile read in a loop lets the other threads run; in the plain build

@@ -9,7 +9,8 @@
 // nothing: an out-of-bounds access, reported before it happens, with the code address the loader
 // turns into file:line. The same hooks feed the access profile (profile.h).
 //
-// Races: per 4-byte word of shared memory and of every argument, the last write and up to two
+// Races: per 4-byte word of shared memory and of every argument (per element for 1- and 2-byte
+// elements), the last write and up to two
 // reads since, each with its thread, barrier interval, warp-sync count and code address. Two
 // accesses of different threads, at least one a write, are ordered only by a __syncthreads
 // between them (same block, different interval) or a warp sync between them (same warp). Accesses
@@ -160,12 +161,14 @@ EMU_NOSAN inline void track(Shadow& s, const Place& place, bool write, uintptr_t
     }
 }
 
+// `shift`: log2 of the bytes one shadow entry covers: 4-byte words, or each element of an argument
+// of 1- or 2-byte elements (threads writing neighbouring bytes of one word do not race).
 EMU_NOSAN inline void check_words(std::vector<Shadow>& shadow, const Place& place, uintptr_t region_lo, uintptr_t a,
-                                  unsigned size, bool write, uintptr_t pc) {
-    for (uintptr_t w = (a - region_lo) / 4; w <= (a + size - 1 - region_lo) / 4; ++w) {
+                                  unsigned size, bool write, uintptr_t pc, unsigned shift = 2) {
+    for (uintptr_t w = (a - region_lo) >> shift; w <= (a + size - 1 - region_lo) >> shift; ++w) {
         if (w >= shadow.size()) return;
         Place at = place;
-        at.offset = size_t(w * 4);
+        at.offset = size_t(w << shift);
         track(shadow[w], at, write, pc);
     }
 }
@@ -252,8 +255,9 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
             if (!write && (g.is_float || g.written)) initcheck_global(g, a, size, pc);
             if (write && g.written) mark_written(g, a, size);
             auto& shadow = tables.global[size_t(i)];
-            if (shadow.empty() && g.bytes / 4 <= kMaxTrackedWords) shadow.resize((g.bytes + 3) / 4);
-            check_words(shadow, Place{false, "argument ", g.name, "", 0}, lo, a, size, write, pc);
+            const unsigned shift = g.elem_size >= 4 ? 2 : g.elem_size == 2 ? 1 : 0;
+            if (shadow.empty() && (g.bytes >> shift) <= kMaxTrackedWords) shadow.resize((g.bytes + (1u << shift) - 1) >> shift);
+            check_words(shadow, Place{false, "argument ", g.name, "", 0}, lo, a, size, write, pc, shift);
         }
         if (state.flags & PROFILE) ::emu::prof::record(a - lo, uint64_t(i + 1), size, write, false, pc);
         --self->in_shim;

@@ -182,6 +182,11 @@ extern "C" __global__ void big_local_array_f32(const float* x, float* y, int n) 
     y[threadIdx.x] = big[74999 - threadIdx.x];
 }
 
+// Each thread writes its own byte of a bool array (four threads share each 4-byte word): no race.
+extern "C" __global__ void write_own_byte_b8(bool* y) {
+    y[threadIdx.x] = (threadIdx.x % 3) == 0;
+}
+
 // Thread 1 spins until thread 5 sets a shared flag.
 extern "C" __global__ void spin_on_flag_f32(float* y) {
     __shared__ volatile int flag[1];
