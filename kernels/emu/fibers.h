@@ -139,11 +139,18 @@ inline void switch_context(void** save_sp, void* load_sp) {
 #endif
 }
 
-// Emulator code called from a kernel thread: the sanitizer hooks ignore its memory accesses.
+// Emulator code called from a kernel thread: the sanitizer hooks ignore its memory accesses, and
+// the watchdog does not preempt it (signals.h); the fences keep its work inside the count.
 struct ShimScope {
     Fiber* f;
-    EMU_NOSAN ShimScope() : f(state.cur) { ++f->in_shim; }
-    EMU_NOSAN ~ShimScope() { --f->in_shim; }
+    EMU_NOSAN ShimScope() : f(state.cur) {
+        ++f->in_shim;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    }
+    EMU_NOSAN ~ShimScope() {
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        --f->in_shim;
+    }
 };
 
 inline void release_stacks() {
