@@ -5,9 +5,10 @@
 Runs each kernel family (im2col, direct convolution, pooling, batch normalization; forward and
 backward, float32) at a small ResNet-like shape inside ``gpuconv.backend.emulated.profile()`` and
 prints one row per kernel: warp-level requests, 32-byte sectors per request against the ideal (4
-for a 32-lane float request), shared-memory wavefronts per request and bank conflicts. The counts
-depend on the shapes and the launch configuration, not on the machine: the table is the
-GPU-free "before" of the speed work on im2col, pooling and batch norm.
+for a 32-lane float request, 16 for float4), shared-memory wavefronts per request, bank conflicts
+and a static count of integer divisions. The counts depend on the shapes and the launch
+configuration, not on the machine: the tables before and after the speed work on im2col, pooling
+and batch norm are in benchmarks/results/emu-access-profile-*.md.
 """
 
 from __future__ import annotations
@@ -104,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         "reading consecutive floats); efficiency = ideal / actual. Shared: wavefronts per request (the most "
         "distinct 4-byte words one of the 32 banks serves) and the extra wavefronts over the ideal (bank "
         "conflicts). Arrays are taken as 256-byte aligned, as cudaMalloc's are.",
+        "- A copy of a CUDA vector type (float4, double2, float2) is one request of its width: 16 sectors "
+        "ideal for 32 lanes of float4; shared-memory 64/128-bit requests are served by half/quarter-warp "
+        "phases. Int divisions: the x86 div/idiv instructions (divisions and modulos by run-time values; "
+        "by constants they become multiplications, as on a GPU) in the kernel's code and its callees, "
+        "counted statically (each instruction once, not per execution), 32-bit / 64-bit.",
         "- This is a proxy for memory efficiency only: it says nothing about latency hiding, occupancy, "
-        "caches or arithmetic. A vector load that GCC splits into scalar accesses would count as several "
-        "requests (none of today's kernels shows it).",
+        "caches or arithmetic.",
         *([f"- {args.note}"] if args.note else []),
         "",
         table.to_markdown(),

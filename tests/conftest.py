@@ -3,10 +3,16 @@
 Tests take the ``backend`` fixture (every backend, each made current for the test) or
 ``kernel_backend`` (the backends that run our CUDA kernels: emulated and cupy). A backend that
 cannot run here is skipped with the reason.
+
+``pytest --emu-sanitize`` runs every emulated launch in the emulator's sanitizer mode (as
+``GPUCONV_EMU_SANITIZE=1``); ``pytest --emu-asan`` re-runs the same pytest command in a child
+process that preloads the AddressSanitizer runtime, with the ASan + UBSan builds.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import zlib
 
 import numpy as np
@@ -27,9 +33,36 @@ def _param(name: str) -> pytest.param:
     return pytest.param(name, marks=marks, id=name)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--emu-sanitize", action="store_true",
+                     help="emulated launches in the emulator's sanitizer mode: memcheck, racecheck, initcheck, "
+                          "synccheck (as GPUCONV_EMU_SANITIZE=1)")
+    parser.addoption("--emu-asan", action="store_true",
+                     help="emulated launches on AddressSanitizer + UBSan builds (GPUCONV_EMU_SANITIZE=asan), in a "
+                          "child pytest that preloads the ASan runtime")
+
+
+def _emu_sanitize_mode(config) -> str | None:
+    return "asan" if config.getoption("--emu-asan") else "1" if config.getoption("--emu-sanitize") else None
+
+
+def pytest_cmdline_main(config):
+    if _emu_sanitize_mode(config) != "asan" or os.environ.get("GPUCONV_EMU_SANITIZE") == "asan":
+        return None
+    from gpuconv.backend.emulated import asan_runtime, run_under_asan
+
+    if asan_runtime() is None:
+        raise pytest.UsageError("--emu-asan: the C++ compiler has no AddressSanitizer runtime (libasan.so)")
+    return run_under_asan([sys.executable, "-m", "pytest", *config.invocation_params.args],
+                          cwd=config.invocation_params.dir).returncode
+
+
 def pytest_configure(config):
     # Tests of the emulator itself carry this marker, so that `pytest -k emulated` selects them too.
     config.addinivalue_line("markers", "emulated: tests of the CUDA-on-CPU emulator itself (kernels/emu/)")
+    mode = _emu_sanitize_mode(config)
+    if mode:
+        os.environ["GPUCONV_EMU_SANITIZE"] = mode  # xdist workers inherit it
 
 
 ALL_BACKENDS = [_param("numpy"), _param("emulated"), _param("cupy")]

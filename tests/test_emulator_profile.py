@@ -57,6 +57,34 @@ def test_shared_bank_conflicts(patterns, rng):
     np.testing.assert_allclose(y, x.reshape(32, 32).sum(1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["copy_float4_f32", "assign_float4_f32"])
+def test_a_float4_access_is_one_request(patterns, rng, name):
+    """16 bytes per lane, consecutive: one request of 16 sectors, the ideal (not 4 scalar requests)."""
+    x = rng.standard_normal(4 * 256).astype(np.float32)
+    y = np.zeros_like(x)
+    with emulated.profile() as table:
+        patterns.get_function(name)(2, 128, (x, y))
+    requests = 2 * 128 // 32
+    k = table[name]
+    for kind in ("global_load", "global_store"):
+        assert k.counters[kind] == dict(requests=requests, transactions=16 * requests, ideal=16 * requests,
+                                        bytes=512 * requests), kind
+    np.testing.assert_array_equal(y, x)
+
+
+def test_shared_float4_phases(patterns, rng):
+    """128-bit shared accesses are served a quarter-warp at a time: consecutive float4 need 4
+    wavefronts (no conflict); a stride of two float4 puts each phase's lanes on 16 banks twice: 8."""
+    x = rng.standard_normal(64 * 4).astype(np.float32)
+    y = np.zeros(32, np.float32)
+    with emulated.profile() as table:
+        patterns.get_function("shared_float4_f32")(1, 32, (x, y))
+    k = table["shared_float4_f32"]
+    assert k.counters["shared_store"] == dict(requests=2, transactions=8, ideal=8, bytes=1024)
+    assert k.counters["shared_load"] == dict(requests=1, transactions=8, ideal=4, bytes=512)
+    np.testing.assert_allclose(y, x.reshape(32, 8)[:, :4].sum(1), rtol=1e-5)
+
+
 def test_profile_of_a_backend_kernel(rng):
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
     with gpuconv.backend("emulated"), emulated.profile() as table:
@@ -70,6 +98,19 @@ def test_profile_of_a_backend_kernel(rng):
     assert 0 < k.counters["global_load"]["bytes"] <= 2 * cols.nbytes
     markdown = table.to_markdown()
     assert markdown.splitlines()[2].startswith(f"| {name} | im2col.cu | 1 |")
+    assert markdown.splitlines()[2].endswith(f"| {k.divisions_32} / {k.divisions_64} |")
+
+
+def test_static_integer_division_counts(patterns):
+    """Divisions by run-time values are counted per width in the kernel and its callees; a
+    division by a constant (a multiplication after compilation, on a GPU too) is not."""
+    x = np.arange(1, 65, dtype=np.int64)
+    with emulated.profile() as table:
+        patterns.get_function("divisions_i64")(1, 32, (x, np.int32(7), np.int64(5)))
+    k = table["divisions_i64"]
+    assert (k.divisions_32, k.divisions_64) == (2, 1)
+    t = np.arange(32)
+    np.testing.assert_array_equal(x[:32], np.arange(1, 33) + t // 7 + t % 7 + t // 5 + t // 3 + 1)
 
 
 def test_unknown_kernel_names_the_profiled_ones(patterns):

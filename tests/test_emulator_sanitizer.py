@@ -7,6 +7,8 @@ or shared array, and the file:line of the buggy statement (marked `// BUG: <name
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import re
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import pytest
 
 import gpuconv
 from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule, sanitize_enabled, sanitizing
+from gpuconv.backend.emulated_guard import guarded
+from gpuconv.backend.emulated_loader import EmulatedModule, sanitize_enabled, sanitize_mode, sanitizing
 from gpuconv.backend.errors import KernelLaunchError
 from tests.helpers import SCHEDULES, emulator_schedule
 
@@ -74,6 +77,30 @@ def test_int32_overflow_far_past_the_end(planted, x, sanitize):
         launch(planted, "read_far_past_end_f32", 1, 64, (x, y, np.int32(64)), sanitize=sanitize)
 
 
+def test_guard_page_after_an_argument_catches_what_the_hooks_miss(planted, x):
+    """In sanitizer mode arguments sit in copies that end at an inaccessible page: a read past the
+    end in uninstrumented code faults, and the report names the argument. Results are copied back."""
+    y = np.zeros(64, np.float32)
+    with pytest.raises(KernelLaunchError, match=r"SIGSEGV at " + at("unchecked_read_past_end") + r".* in thread "
+                       r"\(0,0,0\) of block \(0,0,0\): address 0x[0-9a-f]+ is 0 bytes past the end of argument 'x' "
+                       r"\(float32, shape \(64,\)\) \(256 bytes\)"):
+        launch(planted, "unchecked_read_past_end_f32", 1, 32, (x, y, np.int32(64)), sanitize=True)
+    launch(planted, "copy_f32", 1, 64, (x, y, np.int32(64)), sanitize=True)
+    np.testing.assert_array_equal(y, x)
+
+
+def test_guarded_copies_keep_alignment_and_aliasing(x):
+    b = np.arange(10, dtype=np.float32)[1:]  # 36 bytes, 4 past a 16-byte boundary
+    with guarded([x, x[1:], b]) as (ax, ax1, ab):
+        assert (ax, ax1) == (x.ctypes.data, x[1:].ctypes.data)  # overlapping: left in place
+        assert ab != b.ctypes.data and ab % 16 == b.ctypes.data % 16
+        assert -(ab + b.nbytes) % mmap.PAGESIZE < 16  # the guard page follows within 16 bytes
+        copy = np.frombuffer((ctypes.c_char * b.nbytes).from_address(ab), np.float32)
+        np.testing.assert_array_equal(copy, b)
+        copy[:] = -copy
+    np.testing.assert_array_equal(b, -np.arange(1, 10, dtype=np.float32))  # copied back
+
+
 def test_signed_index_overflow_traps(planted, x):
     """UndefinedBehaviorSanitizer's checks (trapping, no runtime library) run in sanitizer mode."""
     y = np.zeros(64, np.float32)
@@ -106,6 +133,15 @@ def test_misaligned_float4_store(planted, sanitize):
              else r"SIGSEGV at ") + at("misaligned_float4")
     with pytest.raises(KernelLaunchError, match=match):
         launch(planted, "misaligned_float4_f32", 1, 4, (y,), sanitize=sanitize)
+
+
+def test_misaligned_float4_load(planted, x):
+    """A vector load is checked like a store (a copy construction of float4 goes through the hook)."""
+    y = np.zeros(64, np.float32)
+    with pytest.raises(KernelLaunchError, match=r"memcheck: misaligned address 0x[0-9a-f]+ for a 16-byte vector load "
+                       r"at " + at("misaligned_float4_load") + r".* by thread \(0,0,0\) of block \(0,0,0\): argument "
+                       r"'x' \(float32, shape \(64,\)\) \(byte offset 4\)"):
+        launch(planted, "misaligned_float4_load_f32", 1, 4, (x, y), sanitize=True)
 
 
 @pytest.mark.parametrize("sanitize", [True, False], ids=["sanitizer", "plain"])
@@ -170,6 +206,24 @@ def test_reading_memory_that_empty_allocated_and_nothing_wrote(planted, x):
     np.testing.assert_array_equal(y, x)
 
 
+def test_reading_an_integer_array_that_empty_allocated_and_no_kernel_wrote(planted):
+    """Integers from empty() hold -1, a legal value: a shadow of the elements kernels wrote tells them apart."""
+    with gpuconv.backend("emulated") as be:
+        index = be.empty((64,), np.int32)
+    y = np.zeros(64, np.int32)
+    # A kernel writes -1 into the second half, through a view: its shadow is marked at offset 32.
+    launch(planted, "fill_i32", 1, 32, (index[32:], np.int32(-1), np.int32(32)), sanitize=True)
+    with pytest.raises(KernelLaunchError, match=r"initcheck: read of uninitialized global memory at " +
+                       at("uninitialized_int_read") + r".* thread \(0,0,0\) of block \(0,0,0\): element 0 of "
+                       r"argument 'x' \(int32, shape \(64,\)\) was allocated by gpuconv's empty\(\) and never "
+                       r"written"):
+        launch(planted, "copy_i32", 1, 64, (index, y, np.int32(64)), sanitize=True)
+    # Every element written by a kernel, -1 included: legal.
+    launch(planted, "fill_i32", 1, 64, (index[:32], np.int32(-1), np.int32(32)), sanitize=True)
+    launch(planted, "copy_i32", 1, 64, (index, y, np.int32(64)), sanitize=True)
+    np.testing.assert_array_equal(y, -1)
+
+
 def test_reading_shared_memory_no_thread_wrote(planted):
     y = np.zeros(32, np.float32)
     with pytest.raises(KernelLaunchError, match=r"initcheck: read of uninitialized shared memory at " +
@@ -218,28 +272,49 @@ def test_300_kb_local_array(planted, x, sanitize):
     np.testing.assert_array_equal(y[:4], x[index % 64] + index.astype(np.float32))
 
 
-def test_spin_on_a_flag_another_thread_sets(planted, monkeypatch):
+def test_threads_writing_neighbouring_bytes_do_not_race(planted):
+    y = np.zeros(64, np.bool_)
+    launch(planted, "write_own_byte_b8", 1, 64, (y,), sanitize=True)
+    np.testing.assert_array_equal(y, np.arange(64) % 3 == 0)
+
+
+@pytest.mark.parametrize("sanitize", [True, False], ids=["sanitizer", "plain"])
+def test_spin_on_a_flag_another_thread_sets(planted, monkeypatch, sanitize):
     """In sanitizer mode a volatile read in a loop lets the other threads run; in the plain build
-    (no instrumentation to notice it) the watchdog turns the hang into an error naming the thread."""
+    (no instrumentation to notice it) the watchdog's tick preempts a thread that made no progress."""
+    monkeypatch.setenv("GPUCONV_EMU_WATCHDOG_S", "5")
+    y = np.zeros(64, np.float32)
+    launch(planted, "spin_on_flag_f32", 1, 64, (y,), sanitize=sanitize)
+    assert y[1] == 1.0
+
+
+@pytest.mark.parametrize("sanitize", [True, False], ids=["sanitizer", "plain"])
+def test_spin_on_a_flag_no_thread_sets(planted, monkeypatch, sanitize):
+    """A real hang: the watchdog turns it into an error naming the thread (and, in the plain build, its line)."""
     monkeypatch.setenv("GPUCONV_EMU_WATCHDOG_S", "0.5")
     y = np.zeros(64, np.float32)
-    launch(planted, "spin_on_flag_f32", 1, 64, (y,), sanitize=True)
-    assert y[1] == 1.0
+    where = (r"threads yield without progress" if sanitize else
+             r"thread \(1,0,0\) of block \(0,0,0\) still runs at " + at("spin_forever"))
     with pytest.raises(KernelLaunchError, match=r"watchdog: no thread of block \(0,0,0\) started, exited or reached a "
-                       r"barrier for .* s \(GPUCONV_EMU_WATCHDOG_S\); thread \(1,0,0\) of block \(0,0,0\) still runs "
-                       r"at planted_bugs\.cu:\d+"):
-        launch(planted, "spin_on_flag_f32", 1, 64, (y,), sanitize=False)
+                       r"barrier for .* s \(GPUCONV_EMU_WATCHDOG_S\); .*" + where):
+        launch(planted, "spin_forever_f32", 1, 64, (y,), sanitize=sanitize)
 
 
 # ---- settings ------------------------------------------------------------------------------------
 def test_sanitize_setting(monkeypatch):
     monkeypatch.setenv("GPUCONV_EMU_SANITIZE", "1")
-    assert sanitize_enabled()
+    assert sanitize_enabled() and sanitize_mode() == "hooks"
     with sanitizing(False):
-        assert not sanitize_enabled()
+        assert not sanitize_enabled() and sanitize_mode() == ""
+    with sanitizing("asan"):
+        assert sanitize_mode() == "asan"
+    monkeypatch.setenv("GPUCONV_EMU_SANITIZE", "ASan")
+    assert sanitize_mode() == "asan"
     monkeypatch.setenv("GPUCONV_EMU_SANITIZE", "maybe")
-    with pytest.raises(ValueError, match="GPUCONV_EMU_SANITIZE must be 0 or 1, got 'maybe'"):
+    with pytest.raises(ValueError, match="GPUCONV_EMU_SANITIZE must be 0, 1 or asan, got 'maybe'"):
         sanitize_enabled()
+    with pytest.raises(ValueError, match="sanitizing\\(\\) takes True, False or 'asan', got 'tsan'"):
+        sanitizing("tsan").__enter__()
 
 
 @pytest.mark.parametrize("name, value", [("GPUCONV_EMU_WATCHDOG_S", "-1"), ("GPUCONV_EMU_STACK_KB", "ten")])

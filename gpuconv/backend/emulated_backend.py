@@ -6,6 +6,7 @@ import numpy as np
 
 from .cuda_backend import CudaBackend
 from .emulated_loader import POISON_F32, POISON_F64, EmulatedModule, compiler
+from .emulated_unwritten import track
 
 
 def unavailable_reason() -> str | None:
@@ -25,8 +26,15 @@ class EmulatedBackend(CudaBackend):
     def empty(self, shape, dtype):
         # Poisoned, so that an element a kernel forgets to write fails the comparison in a test.
         # Floats get NaNs with a payload no arithmetic makes, which the sanitizer's initcheck
-        # recognizes when a kernel reads them.
+        # recognizes when a kernel reads them; integers get 0xFF bytes (-1) and a shadow of the
+        # elements kernels wrote (emulated_unwritten), since -1 is also a legal value.
         out = np.empty(shape, dtype=dtype)
         poison = {np.dtype(np.float32): POISON_F32, np.dtype(np.float64): POISON_F64}
-        out.fill(poison.get(out.dtype, np.nan) if out.dtype.kind == "f" else -1 if out.dtype.kind == "i" else 0xFF)
+        if out.dtype.kind == "f":
+            out.fill(poison.get(out.dtype, np.nan))
+        elif out.dtype.kind in "iu":
+            out.fill(-1 if out.dtype.kind == "i" else np.iinfo(out.dtype).max)  # every byte 0xFF
+            track(out)
+        else:
+            out.fill(0xFF)
         return out

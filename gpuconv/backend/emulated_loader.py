@@ -5,10 +5,12 @@ Compiled libraries are cached on disk by content hash in ``$GPUCONV_EMU_CACHE``,
 ``$XDG_CACHE_HOME/gpuconv/emu``, else ``~/.cache/gpuconv/emu``; a library is written under a
 temporary name and renamed into place, so concurrent test processes never see half a file.
 
-Each module has two builds, made on first use: the plain one, and an instrumented one
+Each module has up to three builds, made on first use: the plain one; an instrumented one
 (``-fsanitize=thread`` with the shim's own hooks, no libtsan) that launches use in sanitizer mode
 (``GPUCONV_EMU_SANITIZE=1`` or :func:`gpuconv.backend.emulated.sanitize`: memcheck, racecheck,
-initcheck) and while an access profile is recorded (:func:`gpuconv.backend.emulated.profile`).
+initcheck) and while an access profile is recorded (:func:`gpuconv.backend.emulated.profile`);
+and an AddressSanitizer + UBSan one for ``GPUCONV_EMU_SANITIZE=asan``, which loads only in a
+process that preloads the ASan runtime (:func:`gpuconv.backend.emulated.run_under_asan`).
 Settings read at every launch: ``GPUCONV_EMU_SCHEDULE`` (thread order), ``GPUCONV_EMU_SANITIZE``,
 ``GPUCONV_EMU_STACK_KB`` (per-thread stack: local memory plus the emulator's frames; default
 576 = the GPU's 512 KiB local-memory limit + 64) and ``GPUCONV_EMU_WATCHDOG_S`` (a launch whose
@@ -37,6 +39,9 @@ import numpy as np
 from .aot import with_defines
 from .cache_folder import cache_folder
 from .compile_notice import compile_notice
+from .emulated_divisions import division_counts
+from .emulated_guard import guarded
+from .emulated_unwritten import shadow_address
 from .errors import KernelLaunchError
 from .kernel_source import compile_error, kernels_dir, read_source
 from .signature import Signature, check_arguments, parse_signatures
@@ -66,6 +71,16 @@ _SANITIZER_FLAGS = ("-DEMU_SANITIZER", "-fsanitize=thread", "--param", "tsan-dis
                     "-fsanitize=undefined", "-fsanitize-undefined-trap-on-error", "-fno-sanitize=vptr,alignment,bounds",
                     "-fno-crossjumping", "-fno-tree-tail-merge", "-fno-reorder-blocks")
 
+# The ASan build: AddressSanitizer (heap, stack and global redzones) and UBSan with its runtime, so
+# reports carry file:line; the first report ends the process (a child process: run_under_asan).
+# -fsanitize=bounds (in undefined) checks local arrays of known size. Linked with the same flags,
+# so the library needs libasan and libubsan; libasan must be preloaded to come first.
+_ASAN_FLAGS = ("-DEMU_ASAN", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-sanitize=vptr",
+               "-fno-omit-frame-pointer")
+# Compile flags and extra link flags of each build.
+_FLAVORS = {"plain": ((), ()), "sanitizer": (_SANITIZER_FLAGS, ()),
+            "asan": (_ASAN_FLAGS, ("-fsanitize=address,undefined",))}
+
 # Poison that the emulated backend's empty() writes; the sanitizer's initcheck reports a kernel
 # reading it. Signalling NaNs: no arithmetic produces these bits (kernels/emu/sanitizer.h).
 POISON_F32 = np.uint32(0x7FBADBAD).view(np.float32)
@@ -88,7 +103,7 @@ _PC_TOKEN = re.compile(r"@\{pc:([0-9a-f]+)\}")
 
 class _ArgInfo(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("bytes", ctypes.c_ulonglong), ("name", ctypes.c_char_p),
-                ("elem_size", ctypes.c_int), ("is_float", ctypes.c_int)]
+                ("elem_size", ctypes.c_int), ("is_float", ctypes.c_int), ("written", ctypes.c_void_p)]
 
 
 class _LaunchConfig(ctypes.Structure):
@@ -113,10 +128,11 @@ PROFILE_FIELDS = ("requests", "transactions", "ideal", "bytes")
 class ProfileSink(Protocol):
     """What :func:`recording` accepts: gets each launch's counters (kind -> field -> count)."""
 
-    def add(self, kernel: str, filename: str, counters: dict[str, dict[str, int]]) -> None: ...
+    def add(self, kernel: str, filename: str, counters: dict[str, dict[str, int]],
+            divisions: tuple[int, int]) -> None: ...
 
 
-_sanitize_override: contextvars.ContextVar[bool | None] = contextvars.ContextVar("gpuconv_emu_sanitize", default=None)
+_sanitize_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("gpuconv_emu_sanitize", default=None)
 _profilers: list[ProfileSink] = []
 _profilers_lock = threading.Lock()
 # One launch at a time in the process: a launch installs process-wide signal handlers (crash
@@ -127,6 +143,11 @@ _launch_lock = threading.Lock()
 def compiler() -> str | None:
     """Path of the C++ compiler the emulator uses ($CXX or g++), or None when there is none."""
     return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def asan_loaded() -> bool:
+    """Whether this process runs with the AddressSanitizer runtime (preloaded)."""
+    return hasattr(ctypes.CDLL(None), "__asan_init")
 
 
 def cache_dir() -> Path:
@@ -153,21 +174,32 @@ def current_schedule() -> tuple[int, int]:
     return _SCHEDULES[mode], int(seed or 0)
 
 
-def sanitize_enabled() -> bool:
-    """Whether emulated launches run in sanitizer mode now (:func:`sanitizing`, else ``GPUCONV_EMU_SANITIZE``)."""
+def sanitize_mode() -> str:
+    """The sanitizer emulated launches use now (:func:`sanitizing`, else ``GPUCONV_EMU_SANITIZE``):
+    ``""`` (none), ``"hooks"`` (the emulator's own memcheck/racecheck/initcheck) or ``"asan"``."""
     override = _sanitize_override.get()
     if override is not None:
         return override
     text = os.environ.get(SANITIZE_ENV, "0").strip().lower()
+    if text == "asan":
+        return "asan"
     if text not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
-        raise ValueError(f"{SANITIZE_ENV} must be 0 or 1, got {text!r}")
-    return text in ("1", "true", "yes", "on")
+        raise ValueError(f"{SANITIZE_ENV} must be 0, 1 or asan, got {text!r}")
+    return "hooks" if text in ("1", "true", "yes", "on") else ""
+
+
+def sanitize_enabled() -> bool:
+    """Whether emulated launches run under a sanitizer now (either mode of :func:`sanitize_mode`)."""
+    return sanitize_mode() != ""
 
 
 @contextlib.contextmanager
-def sanitizing(enabled: bool = True) -> Iterator[None]:
-    """Sets sanitizer mode for emulated launches in this context (overrides ``GPUCONV_EMU_SANITIZE``)."""
-    token = _sanitize_override.set(bool(enabled))
+def sanitizing(enabled: bool | str = True) -> Iterator[None]:
+    """Sets sanitizer mode for emulated launches in this context (overrides ``GPUCONV_EMU_SANITIZE``):
+    True (the emulator's own checks), ``"asan"`` or False."""
+    if enabled not in (True, False, "asan"):
+        raise ValueError(f"sanitizing() takes True, False or 'asan', got {enabled!r}")
+    token = _sanitize_override.set("asan" if enabled == "asan" else "hooks" if enabled else "")
     try:
         yield
     finally:
@@ -218,7 +250,7 @@ def _dims(value, what: str, kernel: str) -> tuple[int, int, int]:
 
 @dataclass
 class _Build:
-    """One compiled library of a module: the plain or the instrumented build."""
+    """One compiled library of a module: its plain, sanitizer or ASan build."""
 
     path: Path
     library: ctypes.CDLL
@@ -251,29 +283,37 @@ class EmulatedKernel:
         config.stack_bytes = stack_bytes()
         config.watchdog_seconds = watchdog_seconds()
         profilers = list(_profilers)
-        config.flags = (_SANITIZE if sanitize_enabled() else 0) | (_PROFILE if profilers else 0)
-        build = self.module.build(instrumented=config.flags != 0)
-        # Each argument lives in a buffer of its own; the kernel receives pointers to them.
-        holders = [
-            np.array([arg.ctypes.data], dtype=np.uintp) if param.pointer else np.array(arg, dtype=param.dtype)
-            for param, arg in zip(self.signature.params, args)
-        ]
-        pointers = _array_type(ctypes.c_void_p, max(1, len(holders)))(*[h.ctypes.data for h in holders])
+        mode = sanitize_mode()
+        config.flags = (_SANITIZE if mode == "hooks" else 0) | (_PROFILE if profilers else 0)
+        build = self.module.build("sanitizer" if config.flags else "asan" if mode == "asan" else "plain")
         arrays = [(param, arg) for param, arg in zip(self.signature.params, args) if param.pointer]
-        extents = _array_type(_ArgInfo, max(1, len(arrays)))()
-        for info, (param, arg) in zip(extents, arrays):
-            info.base, info.bytes = arg.ctypes.data, arg.nbytes
-            info.name = f"'{param.name}' ({arg.dtype.name}, shape {arg.shape})".encode()
-            info.elem_size, info.is_float = arg.dtype.itemsize, int(arg.dtype.kind == "f")
-        config.n_args, config.args = len(arrays), extents
-        launch = getattr(build.library, f"emu_launch__{self.name}")
-        with _launch_lock:
-            status = launch(ctypes.byref(config), pointers)
-            message = build.library.emu_last_error().decode(errors="replace") if status else ""
-            counters = self._take_profile(build) if profilers else None
+        # In sanitizer mode the arrays move to guarded copies for the launch (emulated_guard).
+        place = guarded if mode == "hooks" else _in_place
+        with place([arg for _, arg in arrays]) as addresses:
+            address = dict(zip((id(arg) for _, arg in arrays), addresses))
+            # Each argument lives in a buffer of its own; the kernel receives pointers to them.
+            holders = [
+                np.array([address[id(arg)]], dtype=np.uintp) if param.pointer else np.array(arg, dtype=param.dtype)
+                for param, arg in zip(self.signature.params, args)
+            ]
+            pointers = _array_type(ctypes.c_void_p, max(1, len(holders)))(*[h.ctypes.data for h in holders])
+            extents = _array_type(_ArgInfo, max(1, len(arrays)))()
+            for info, (param, arg) in zip(extents, arrays):
+                info.base, info.bytes = address[id(arg)], arg.nbytes
+                info.name = f"'{param.name}' ({arg.dtype.name}, shape {arg.shape})".encode()
+                info.elem_size, info.is_float = arg.dtype.itemsize, int(arg.dtype.kind == "f")
+                if mode == "hooks" and arg.dtype.kind in "iu":
+                    info.written = shadow_address(arg)
+            config.n_args, config.args = len(arrays), extents
+            launch = getattr(build.library, f"emu_launch__{self.name}")
+            with _launch_lock:
+                status = launch(ctypes.byref(config), pointers)
+                message = build.library.emu_last_error().decode(errors="replace") if status else ""
+                counters = self._take_profile(build) if profilers else None
         if counters is not None:
+            divisions = self.module.division_counts().get(self.name, (0, 0))
             for sink in profilers:
-                sink.add(self.name, self.module.filename, counters)
+                sink.add(self.name, self.module.filename, counters, divisions)
         if status:
             raise KernelLaunchError(f"kernel {self.name} ({self.module.filename}): {_locate(message, build.path)}")
 
@@ -284,6 +324,12 @@ class EmulatedKernel:
         values = list(raw)
         n = len(PROFILE_FIELDS)
         return {kind: dict(zip(PROFILE_FIELDS, values[i * n:(i + 1) * n])) for i, kind in enumerate(PROFILE_KINDS)}
+
+
+@contextlib.contextmanager
+def _in_place(arrays: list[np.ndarray]) -> Iterator[list[int]]:
+    """The arrays' own addresses (what :func:`guarded` yields outside sanitizer mode)."""
+    yield [a.ctypes.data for a in arrays]
 
 
 def _locate(message: str, library: Path) -> str:
@@ -325,29 +371,38 @@ class EmulatedModule:
         self.lock = threading.Lock()  # guards building
         self._builds: dict[bool, _Build] = {}
         self._kernels: dict[str, EmulatedKernel] = {}
-        self.build(instrumented=False)
+        self.build("plain")
 
-    def build(self, instrumented: bool) -> _Build:
-        """The plain or the instrumented build of this module, compiled (or taken from the cache) once."""
+    def build(self, flavor: str) -> _Build:
+        """The ``"plain"``, ``"sanitizer"`` or ``"asan"`` build of this module, compiled (or taken
+        from the cache) once."""
+        if flavor not in _FLAVORS:
+            raise ValueError(f"build flavor must be one of {sorted(_FLAVORS)}, got {flavor!r}")
+        if flavor == "asan" and not asan_loaded():
+            raise RuntimeError(f"{SANITIZE_ENV}=asan: the ASan build of {self.filename} loads only in a process "
+                               "that preloads the AddressSanitizer runtime; run it through "
+                               "gpuconv.backend.emulated.run_under_asan(...) or `pytest --emu-asan`")
         with self.lock:
-            if instrumented not in self._builds:
-                self._builds[instrumented] = self._load(instrumented)
-            return self._builds[instrumented]
+            if flavor not in self._builds:
+                self._builds[flavor] = self._load(flavor)
+            return self._builds[flavor]
 
-    def _load(self, instrumented: bool) -> _Build:
+    def _load(self, flavor: str) -> _Build:
         source = with_defines(self.filename, self._text, self._defines)
         source += '\n#line 1 "<emulator launch wrappers>"\n'
         source += "".join(f"EMU_LAUNCHER({n})\n" for n in self.signatures)
-        flags = _CXX_FLAGS + (_SANITIZER_FLAGS if instrumented else ()) + self._extra_flags
+        compile_flags, link_flags = _FLAVORS[flavor]
+        flags = _CXX_FLAGS + compile_flags + self._extra_flags
         digest = hashlib.sha256(
-            "\0".join([source, _header_texts(), _compiler_identity(self._cxx), " ".join(flags)]).encode()
+            "\0".join([source, _header_texts(), _compiler_identity(self._cxx), " ".join(flags + link_flags)]).encode()
         ).hexdigest()[:32]
-        path = cache_dir() / f"{Path(self.filename).stem}{'-san' if instrumented else ''}-{digest}.so"
+        suffix = {"plain": "", "sanitizer": "-san", "asan": "-asan"}[flavor]
+        path = cache_dir() / f"{Path(self.filename).stem}{suffix}-{digest}.so"
         if not path.is_file():
-            kind = "the sanitizer build of " if instrumented else ""
+            kind = "" if flavor == "plain" else f"the {flavor} build of "
             with compile_notice(f"compiling {kind}{self.filename} for the emulated backend with g++ (once per "
                                 f"source version; cached in {cache_dir()})"):
-                self._compile(self._cxx, self.filename, source, flags, path)
+                self._compile(self._cxx, self.filename, source, flags, link_flags, path)
         library = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)
         library.emu_last_error.restype = ctypes.c_char_p
         for n in self.signatures:
@@ -357,7 +412,7 @@ class EmulatedModule:
         return _Build(path, library)
 
     @staticmethod
-    def _compile(cxx: str, name: str, source: str, flags: tuple, library_path: Path) -> None:
+    def _compile(cxx: str, name: str, source: str, flags: tuple, link_flags: tuple, library_path: Path) -> None:
         library_path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=library_path.parent, prefix=".build-") as build:
             src = Path(build) / name
@@ -367,12 +422,17 @@ class EmulatedModule:
             # Compiled and linked in two steps: linking with -fsanitize=thread would pull in libtsan,
             # whose hooks the shim provides itself.
             steps = [[cxx, *flags, "-c", "-include", str(shim), f"-I{kernels_dir()}", "-x", "c++", str(src), "-o", str(obj)],
-                     [cxx, "-shared", str(obj), "-o", str(out)]]
+                     [cxx, "-shared", *link_flags, str(obj), "-o", str(out)]]
             for cmd in steps:
                 result = subprocess.run(cmd, capture_output=True, text=True, cwd=build, check=False)
                 if result.returncode != 0:
                     raise compile_error(name, result.stderr, "g++ (emulated backend)")
             os.replace(out, library_path)
+
+    def division_counts(self) -> dict[str, tuple[int, int]]:
+        """kernel -> (32-bit, 64-bit) integer divisions by run-time values in its plain build's code
+        (a static count: :mod:`gpuconv.backend.emulated_divisions`)."""
+        return division_counts(self.build("plain").path, tuple(self.signatures))
 
     def get_function(self, name: str) -> EmulatedKernel:
         if name not in self._kernels:

@@ -1,12 +1,20 @@
-// atomics.h — CUDA atomics (part of cuda_emu.h). Fibers never switch inside one, so these are
-// atomic among the block's threads; blocks run one after another. In sanitizer builds their
+// atomics.h — CUDA atomics (part of cuda_emu.h). Fibers never switch inside one (not even by
+// preemption), so these are atomic among the block's threads; blocks run one after another. In sanitizer builds their
 // accesses are bounds-checked like any other but never reported as races.
 #pragma once
 
 namespace emu {
+// The signal fences keep the update between the depth changes, where the watchdog's preemption
+// (signals.h) sees it and leaves the thread alone.
 struct AtomicScope {
-    EMU_NOSAN AtomicScope() { ++state.atomic_depth; }
-    EMU_NOSAN ~AtomicScope() { --state.atomic_depth; }
+    EMU_NOSAN AtomicScope() {
+        ++state.atomic_depth;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    }
+    EMU_NOSAN ~AtomicScope() {
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        --state.atomic_depth;
+    }
 };
 }  // namespace emu
 

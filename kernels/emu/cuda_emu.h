@@ -56,6 +56,9 @@
 #include "profile.h"
 #include "sanitizer.h"
 #endif
+#ifdef EMU_ASAN
+#include "asan.h"
+#endif
 #include "signals.h"
 #include "launch.h"
 #include "wmma.h"

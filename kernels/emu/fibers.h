@@ -2,6 +2,7 @@
 // runner that starts threads, and how a thread leaves for good on an error (part of cuda_emu.h).
 #pragma once
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <sys/mman.h>
@@ -63,7 +64,7 @@ inline void* fiber_initial_sp(char* stack, void (*entry)(char*), char* arg) {
     *--sp = 0;                                       // r15
     return sp;
 }
-inline void switch_context(void** save_sp, void* load_sp) { emu_switch_context(save_sp, load_sp); }
+inline void raw_switch(void** save_sp, void* load_sp) { emu_switch_context(save_sp, load_sp); }
 }  // namespace emu
 #else
 #include <ucontext.h>
@@ -81,7 +82,7 @@ inline void* fiber_initial_sp(char* stack, void (*entry)(char*), char* arg) {
     makecontext(ctx, reinterpret_cast<void (*)()>(entry), 1, arg);
     return ctx;
 }
-inline void switch_context(void** save_sp, void* load_sp) {
+inline void raw_switch(void** save_sp, void* load_sp) {
     ucontext_t self;
     *save_sp = &self;
     swapcontext(&self, static_cast<ucontext_t*>(load_sp));
@@ -89,19 +90,76 @@ inline void switch_context(void** save_sp, void* load_sp) {
 }  // namespace emu
 #endif
 
+#ifdef EMU_ASAN
+extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, size_t* size_old);
+extern "C" void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
+#endif
+
 namespace emu {
 
-// Emulator code called from a kernel thread: the sanitizer hooks ignore its memory accesses.
+#ifdef EMU_ASAN
+// AddressSanitizer keeps its own idea of the running stack: each switch tells it which stack runs
+// next (a fiber stack, or the launching thread's, learned when a fiber first runs).
+struct AsanStacks {
+    const void* scheduler_bottom = nullptr;
+    size_t scheduler_size = 0;
+    std::vector<char*> sorted;  // state.all_stacks in address order, to find the stack a switch goes to
+};
+static AsanStacks asan_stacks;
+constexpr size_t kAsanRunnerFrames = 16384;  // the top of a stack: trampoline, runner_main, the call into the kernel
+
+inline void asan_learn_scheduler_stack(void* fake_stack) {
+    __sanitizer_finish_switch_fiber(fake_stack, &asan_stacks.scheduler_bottom, &asan_stacks.scheduler_size);
+}
+#endif
+
+// Every context switch of the emulator: a fiber to the scheduler or back.
+inline void switch_context(void** save_sp, void* load_sp) {
+#ifdef EMU_ASAN
+    const void* bottom = asan_stacks.scheduler_bottom;
+    size_t size = asan_stacks.scheduler_size;
+    if (load_sp != state.scheduler_sp) {  // the fiber stack holding load_sp: the last one starting below it
+        auto above = std::upper_bound(asan_stacks.sorted.begin(), asan_stacks.sorted.end(), static_cast<char*>(load_sp));
+        if (above != asan_stacks.sorted.begin()) {
+            bottom = *(above - 1);
+            size = state.stack_bytes;
+        }
+    }
+    void* fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(&fake_stack, bottom, size);
+    raw_switch(save_sp, load_sp);
+    if (save_sp == &state.scheduler_sp) {
+        __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+    } else {
+        asan_learn_scheduler_stack(fake_stack);  // a fiber resumes: the scheduler switched to it
+    }
+#else
+    raw_switch(save_sp, load_sp);
+#endif
+}
+
+// Emulator code called from a kernel thread: the sanitizer hooks ignore its memory accesses, and
+// the watchdog does not preempt it (signals.h); the fences keep its work inside the count.
 struct ShimScope {
     Fiber* f;
-    EMU_NOSAN ShimScope() : f(state.cur) { ++f->in_shim; }
-    EMU_NOSAN ~ShimScope() { --f->in_shim; }
+    EMU_NOSAN ShimScope() : f(state.cur) {
+        ++f->in_shim;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    }
+    EMU_NOSAN ~ShimScope() {
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        --f->in_shim;
+    }
 };
 
 inline void release_stacks() {
     for (char* s : state.all_stacks) munmap(s - kGuardBytes, state.stack_bytes + kGuardBytes);
     state.all_stacks.clear();
     state.free_stacks.clear();
+#ifdef EMU_ASAN
+    asan_stacks.sorted.clear();
+#endif
 }
 
 // Every launch names its stack size (a setting); stacks of another size are given back.
@@ -117,6 +175,11 @@ inline char* take_stack() {
     if (!state.free_stacks.empty()) {
         char* s = state.free_stacks.back();
         state.free_stacks.pop_back();
+#ifdef EMU_ASAN
+        // A runner never returns from its first frames, so their redzones stay poisoned: clear them.
+        // (Kernel frames return normally; after a failed launch every stack is cleared: launch.h.)
+        __asan_unpoison_memory_region(s + state.stack_bytes - kAsanRunnerFrames, kAsanRunnerFrames);
+#endif
         return s;
     }
     void* m = mmap(nullptr, state.stack_bytes + kGuardBytes, PROT_READ | PROT_WRITE,
@@ -124,6 +187,10 @@ inline char* take_stack() {
     if (m == MAP_FAILED) return nullptr;
     mprotect(m, kGuardBytes, PROT_NONE);  // a stack overflow faults instead of corrupting memory
     state.all_stacks.push_back(static_cast<char*>(m) + kGuardBytes);
+#ifdef EMU_ASAN
+    auto& sorted = asan_stacks.sorted;
+    sorted.insert(std::upper_bound(sorted.begin(), sorted.end(), state.all_stacks.back()), state.all_stacks.back());
+#endif
     return state.all_stacks.back();
 }
 
@@ -170,6 +237,9 @@ inline std::string thread_name(const Fiber& f) {
 // that waits at a barrier keeps this stack; when it resumes and finishes, this loop goes on
 // starting whatever threads are still unstarted. With none left, the runner hands its stack back.
 [[noreturn]] EMU_NOSAN inline void runner_main(char* stack) {
+#ifdef EMU_ASAN
+    asan_learn_scheduler_stack(nullptr);  // a new fiber's first switch came from the scheduler
+#endif
     while (state.next_start < state.order.size()) {
         Fiber& f = state.fibers[state.order[state.next_start++]];
         f.state = RUNNING;

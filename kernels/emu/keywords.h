@@ -30,28 +30,40 @@ struct dim3 {
     unsigned int x, y, z;
     constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-// In the sanitizer build, assigning a vector type checks that both addresses are aligned to its
-// size (a misaligned float4 store faults on a GPU; GCC splits the copy into scalar accesses,
-// so the access hooks alone would not see it).
+// In the sanitizer build a copy of a vector type (construction or assignment) is one access of
+// its width, as the GPU's 64/128-bit load and store instructions are: the copy goes through
+// emu::vector_copy, which checks both addresses' alignment (a misaligned float4 faults on a GPU)
+// and records one request of sizeof(T) bytes in the access profile. Without it GCC splits the copy
+// into scalar accesses, which the hooks would see as 2-4 requests each. The price: in that build
+// the types are not aggregates, so they get the constructors aggregate initialization offered.
 #ifdef EMU_SANITIZER
 namespace emu {
-void check_vector_assignment(const void* dst, const void* src, unsigned size, uintptr_t pc);
+void vector_copy(void* dst, const void* src, unsigned size, uintptr_t pc);
 }
-#define EMU_VECTOR_ASSIGN(T)                                                                           \
-    __attribute__((noinline)) EMU_NOSAN T& operator=(const T& o) {                                      \
-        ::emu::check_vector_assignment(this, &o, sizeof(T),                                            \
-                                       reinterpret_cast<uintptr_t>(__builtin_return_address(0)) - 1);  \
-        std::memcpy(static_cast<void*>(this), &o, sizeof(T));                                           \
-        return *this;                                                                                   \
+#define EMU_VECTOR_COPY(T)                                                                         \
+    T() = default;                                                                                 \
+    __attribute__((noinline)) EMU_NOSAN T(const T& o) {                                            \
+        ::emu::vector_copy(this, &o, sizeof(T), reinterpret_cast<uintptr_t>(__builtin_return_address(0)) - 1); \
+    }                                                                                              \
+    __attribute__((noinline)) EMU_NOSAN T& operator=(const T& o) {                                 \
+        ::emu::vector_copy(this, &o, sizeof(T), reinterpret_cast<uintptr_t>(__builtin_return_address(0)) - 1); \
+        return *this;                                                                              \
     }
+#define EMU_VECTOR_INIT2(T, E) \
+    EMU_VECTOR_COPY(T)         \
+    constexpr T(E x_, E y_ = E()) : x(x_), y(y_) {}
+#define EMU_VECTOR_INIT4(T, E) \
+    EMU_VECTOR_COPY(T)         \
+    constexpr T(E x_, E y_ = E(), E z_ = E(), E w_ = E()) : x(x_), y(y_), z(z_), w(w_) {}
 #else
-#define EMU_VECTOR_ASSIGN(T)
+#define EMU_VECTOR_INIT2(T, E)
+#define EMU_VECTOR_INIT4(T, E)
 #endif
-struct __attribute__((aligned(8))) float2 { float x, y; EMU_VECTOR_ASSIGN(float2) };
-struct __attribute__((aligned(16))) float4 { float x, y, z, w; EMU_VECTOR_ASSIGN(float4) };
-struct __attribute__((aligned(16))) double2 { double x, y; EMU_VECTOR_ASSIGN(double2) };
-struct __attribute__((aligned(8))) int2 { int x, y; EMU_VECTOR_ASSIGN(int2) };
-struct __attribute__((aligned(16))) int4 { int x, y, z, w; EMU_VECTOR_ASSIGN(int4) };
+struct __attribute__((aligned(8))) float2 { float x, y; EMU_VECTOR_INIT2(float2, float) };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; EMU_VECTOR_INIT4(float4, float) };
+struct __attribute__((aligned(16))) double2 { double x, y; EMU_VECTOR_INIT2(double2, double) };
+struct __attribute__((aligned(8))) int2 { int x, y; EMU_VECTOR_INIT2(int2, int) };
+struct __attribute__((aligned(16))) int4 { int x, y, z, w; EMU_VECTOR_INIT4(int4, int) };
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline double2 make_double2(double x, double y) { return {x, y}; }

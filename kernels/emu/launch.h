@@ -255,6 +255,9 @@ inline int run_grid(const EmuLaunchConfig* cfg) {
 #ifdef EMU_SANITIZER
     san::start_launch();
 #endif
+#ifdef EMU_ASAN
+    asan::set_death_callback(&asan::on_death);
+#endif
     sig::install();
     int status = 0;
     for (unsigned z = 0; z < g[2] && !status; ++z)
@@ -265,6 +268,12 @@ inline int run_grid(const EmuLaunchConfig* cfg) {
                 if (state.failed) status = 2;
             }
     sig::uninstall();
+#ifdef EMU_ASAN
+    asan::set_death_callback(nullptr);
+    // Threads that left on an error leave poisoned frames anywhere on their stacks.
+    if (status)
+        for (char* s : state.all_stacks) __asan_unpoison_memory_region(s, state.stack_bytes);
+#endif
 #ifdef EMU_SANITIZER
     san::end_launch();
     if (status) prof::profile.pending.clear();

@@ -9,12 +9,15 @@
 // nothing: an out-of-bounds access, reported before it happens, with the code address the loader
 // turns into file:line. The same hooks feed the access profile (profile.h).
 //
-// Races: per 4-byte word of shared memory and of every argument, the last write and up to two
+// Races: per 4-byte word of shared memory and of every argument (per element for 1- and 2-byte
+// elements), the last write and up to two
 // reads since, each with its thread, barrier interval, warp-sync count and code address. Two
 // accesses of different threads, at least one a write, are ordered only by a __syncthreads
 // between them (same block, different interval) or a warp sync between them (same warp). Accesses
-// inside atomics, and volatile accesses (deliberate communication between threads), are never races. Initcheck: a read of shared memory no thread of the block wrote,
-// or of a float element of an argument that still holds the poison gpuconv's empty() wrote.
+// inside atomics, and volatile accesses (deliberate communication between threads), are never races.
+// Initcheck: a read of shared memory no thread of the block wrote; of a float element of an
+// argument that still holds the poison gpuconv's empty() wrote; or of an integer element of an
+// array from empty() that no kernel wrote (a shadow byte per element, kept by the loader).
 #pragma once
 
 #include <algorithm>
@@ -158,21 +161,40 @@ EMU_NOSAN inline void track(Shadow& s, const Place& place, bool write, uintptr_t
     }
 }
 
+// `shift`: log2 of the bytes one shadow entry covers: 4-byte words, or each element of an argument
+// of 1- or 2-byte elements (threads writing neighbouring bytes of one word do not race).
 EMU_NOSAN inline void check_words(std::vector<Shadow>& shadow, const Place& place, uintptr_t region_lo, uintptr_t a,
-                                  unsigned size, bool write, uintptr_t pc) {
-    for (uintptr_t w = (a - region_lo) / 4; w <= (a + size - 1 - region_lo) / 4; ++w) {
+                                  unsigned size, bool write, uintptr_t pc, unsigned shift = 2) {
+    for (uintptr_t w = (a - region_lo) >> shift; w <= (a + size - 1 - region_lo) >> shift; ++w) {
         if (w >= shadow.size()) return;
         Place at = place;
-        at.offset = size_t(w * 4);
+        at.offset = size_t(w << shift);
         track(shadow[w], at, write, pc);
     }
+}
+
+// An integer element is uninitialized when no kernel wrote it (its shadow byte) and it still holds
+// the poison (0xFF bytes, -1) that empty() wrote: a write from the host leaves the shadow clear but
+// the poison gone. A kernel that writes -1 sets the shadow, so -1 is a legal value.
+EMU_NOSAN inline bool unwritten_int(const ArgInfo& g, uintptr_t p, uintptr_t lo) {
+    if (g.written[(p - lo) / unsigned(g.elem_size)]) return false;
+    for (int b = 0; b < g.elem_size; ++b)
+        if (reinterpret_cast<const unsigned char*>(p)[b] != 0xFF) return false;
+    return true;
+}
+
+EMU_NOSAN inline void mark_written(const ArgInfo& g, uintptr_t a, unsigned size) {
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(g.base);
+    const unsigned e = unsigned(g.elem_size);
+    for (uintptr_t i = (a - lo) / e; i <= (a + size - 1 - lo) / e; ++i) g.written[i] = 1;
 }
 
 EMU_NOSAN inline void initcheck_global(const ArgInfo& g, uintptr_t a, unsigned size, uintptr_t pc) {
     uintptr_t lo = reinterpret_cast<uintptr_t>(g.base);
     const unsigned e = unsigned(g.elem_size);
     for (uintptr_t p = lo + (a - lo) / e * e; p < a + size; p += e) {
-        bool poison = e == 4 ? *reinterpret_cast<const uint32_t*>(p) == kPoisonF32
+        bool poison = g.written ? unwritten_int(g, p, lo)
+                    : e == 4 ? *reinterpret_cast<const uint32_t*>(p) == kPoisonF32
                              : e == 8 && *reinterpret_cast<const uint64_t*>(p) == kPoisonF64;
         if (poison) {
             char buf[64];
@@ -230,10 +252,12 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
         uintptr_t lo = reinterpret_cast<uintptr_t>(g.base);
         if (a < lo || a + size > lo + g.bytes) continue;
         if (checks) {
-            if (!write && g.is_float) initcheck_global(g, a, size, pc);
+            if (!write && (g.is_float || g.written)) initcheck_global(g, a, size, pc);
+            if (write && g.written) mark_written(g, a, size);
             auto& shadow = tables.global[size_t(i)];
-            if (shadow.empty() && g.bytes / 4 <= kMaxTrackedWords) shadow.resize((g.bytes + 3) / 4);
-            check_words(shadow, Place{false, "argument ", g.name, "", 0}, lo, a, size, write, pc);
+            const unsigned shift = g.elem_size >= 4 ? 2 : g.elem_size == 2 ? 1 : 0;
+            if (shadow.empty() && (g.bytes >> shift) <= kMaxTrackedWords) shadow.resize((g.bytes + (1u << shift) - 1) >> shift);
+            check_words(shadow, Place{false, "argument ", g.name, "", 0}, lo, a, size, write, pc, shift);
         }
         if (state.flags & PROFILE) ::emu::prof::record(a - lo, uint64_t(i + 1), size, write, false, pc);
         --self->in_shim;
@@ -288,21 +312,46 @@ EMU_NOSAN inline void on_access(uintptr_t a, unsigned size, bool write, uintptr_
 }  // namespace emu::san
 
 namespace emu {
-EMU_NOSAN void check_vector_assignment(const void* dst, const void* src, unsigned size, uintptr_t pc) {
-    Fiber* self = state.cur;
-    if (self == nullptr || self->in_shim) return;
-    for (const void* p : {src, dst}) {
-        if (!(state.flags & SANITIZE)) break;
-        uintptr_t a = reinterpret_cast<uintptr_t>(p);
-        if (a % size == 0) continue;
-        ++self->in_shim;
-        char buf[96];
-        std::snprintf(buf, sizeof buf, "misaligned address 0x%" PRIxPTR " for a %u-byte vector ", a, size);
-        fail(std::string("memcheck: ") + buf + (p == dst ? "store" : "load") + " at " + pc_token(pc) + " by " +
-             thread_name(*self) + " (vector loads and stores need addresses aligned to their size)");
+namespace san {
+// The argument or shared array an address lies in, for the misaligned-access message.
+EMU_NOSAN inline std::string holder_of(uintptr_t a, unsigned size) {
+    char buf[64];
+    for (int i = 0; i < state.n_args; ++i) {
+        const ArgInfo& g = state.args[i];
+        const uintptr_t lo = reinterpret_cast<uintptr_t>(g.base);
+        if (a < lo || a >= lo + g.bytes) continue;
+        std::snprintf(buf, sizeof buf, " (byte offset %" PRIuPTR ")", a - lo);
+        return std::string("argument ") + g.name + buf;
     }
-    san::on_access(reinterpret_cast<uintptr_t>(src), size, false, pc, false);
-    san::on_access(reinterpret_cast<uintptr_t>(dst), size, true, pc, false);
+    for (const SharedDecl& d : state.shared_decls) {
+        const uintptr_t lo = reinterpret_cast<uintptr_t>(d.base);
+        if (d.launch != state.launch_serial || a < lo || a >= lo + d.bytes) continue;
+        std::snprintf(buf, sizeof buf, " (byte offset %" PRIuPTR ")", a - lo);
+        return "shared array '" + d.name + "'" + buf;
+    }
+    return describe_address(a, size);
+}
+}  // namespace san
+
+// A copy of a CUDA vector type (keywords.h): one load and one store of its width, each checked
+// for alignment and seen by the hooks as a single access (one request in the profile).
+EMU_NOSAN void vector_copy(void* dst, const void* src, unsigned size, uintptr_t pc) {
+    Fiber* self = state.cur;
+    if (self != nullptr && !self->in_shim) {
+        for (const void* p : {src, static_cast<const void*>(dst)}) {
+            uintptr_t a = reinterpret_cast<uintptr_t>(p);
+            if (!(state.flags & SANITIZE) || a % size == 0) continue;
+            ++self->in_shim;
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "misaligned address 0x%" PRIxPTR " for a %u-byte vector ", a, size);
+            fail(std::string("memcheck: ") + buf + (p == dst ? "store" : "load") + " at " + pc_token(pc) + " by " +
+                 thread_name(*self) + ": " + san::holder_of(a, size) +
+                 " (vector loads and stores need addresses aligned to their size)");
+        }
+        san::on_access(reinterpret_cast<uintptr_t>(src), size, false, pc, false);
+        san::on_access(reinterpret_cast<uintptr_t>(dst), size, true, pc, false);
+    }
+    std::memmove(dst, src, size);  // v = v is legal
 }
 }  // namespace emu
 

@@ -5,8 +5,9 @@
 // thread, the code address (file:line, through the loader) and what the faulting address is near
 // (a kernel argument, a shared array, a fiber stack's guard page), then leaves the faulting fiber
 // for the scheduler as any failed check does. A timer checks that threads keep starting, exiting
-// or arriving at barriers; after `watchdog_seconds` without that the launch fails, naming the
-// thread that runs and the threads that wait. The previous handlers are restored after the launch.
+// or arriving at barriers; a thread that runs a whole tick without that is preempted (plain build:
+// a spin loop waiting for another thread's write lets that thread run); after `watchdog_seconds`
+// without progress the launch fails, naming the thread that runs and the threads that wait. The previous handlers are restored after the launch.
 #pragma once
 
 #include <csignal>
@@ -117,6 +118,18 @@ EMU_NOSAN inline std::string watchdog_message() {
     return buf;
 }
 
+// Whether the interrupted thread may be switched out here: it runs the module's own code, outside
+// emulator code (barriers, warp syncs), atomics and error handling.
+EMU_NOSAN inline bool preemptible(const Fiber* self, void* context) {
+    if (self == nullptr || self->in_shim || self->state != RUNNING || state.atomic_depth > 0 || state.failed)
+        return false;
+    Dl_info info{};
+    const uintptr_t pc = interrupted_pc(context);
+    return pc && dladdr(reinterpret_cast<void*>(pc), &info) && uintptr_t(info.dli_fbase) == module_base();
+}
+
+// Runs on the interrupted stack (no SA_ONSTACK): a thread preempted here keeps its handler frame
+// on its own fiber stack and returns from the handler when the scheduler resumes it.
 EMU_NOSAN inline void on_tick(int, siginfo_t*, void* context) {
     if (state.progress != saved.seen_progress) {
         saved.seen_progress = state.progress;
@@ -124,8 +137,18 @@ EMU_NOSAN inline void on_tick(int, siginfo_t*, void* context) {
         return;
     }
     saved.idle_seconds += kTickSeconds;
-    if (saved.idle_seconds < state.watchdog_seconds) return;
     Fiber* self = state.cur;
+#ifndef EMU_SANITIZER
+    // A thread that ran a whole tick while no thread started, exited or reached a barrier may be
+    // spinning on memory another thread will write (the sanitizer build yields at volatile reads
+    // instead): let the others run. A preemption is not progress, so a real hang still ends below.
+    if (saved.idle_seconds < state.watchdog_seconds && preemptible(self, context)) {
+        self->state = READY;
+        switch_context(&self->sp, state.scheduler_sp);
+        return;
+    }
+#endif
+    if (saved.idle_seconds < state.watchdog_seconds) return;
     if (self == nullptr || self->in_shim) {  // the scheduler or emulator code: it checks the flag
         state.watchdog_fired = 1;
         return;
@@ -134,8 +157,7 @@ EMU_NOSAN inline void on_tick(int, siginfo_t*, void* context) {
     state.failed = true;
     if (state.error.empty())
         state.error = watchdog_message() + thread_name(*self) + " still runs at " + where(interrupted_pc(context)) +
-                      " (a spin loop waiting for another thread? the emulator runs threads one at a time: a spin "
-                      "on a volatile location progresses only in sanitizer mode); " + waiting_threads();
+                      " (a spin loop waiting for a write no thread makes?); " + waiting_threads();
     switch_context(&self->sp, state.scheduler_sp);
 }
 
@@ -157,6 +179,7 @@ EMU_NOSAN inline void install() {
     saved.idle_seconds = 0;
     if (state.watchdog_seconds <= 0) return;
     sa.sa_sigaction = &on_tick;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;  // on the interrupted stack: see on_tick
     sigaction(tick_signal(), &sa, &saved.tick);
     sigevent ev{};
     ev.sigev_notify = SIGEV_THREAD_ID;

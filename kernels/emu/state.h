@@ -25,6 +25,9 @@ struct ArgInfo {
     const char* name;  // "float32* y (shape (2, 3))", for messages
     int elem_size;
     int is_float;      // float32/float64: initcheck compares elements with the poison of gpuconv's empty
+    // Integer arrays from gpuconv's empty(): one byte per element, set once a kernel wrote it in
+    // sanitizer mode (kept by the loader across launches); null for other arguments.
+    unsigned char* written;
 };
 
 // A static __shared__ array, registered when a thread first executes its declaration (the loader

@@ -32,6 +32,7 @@ inline WarpGroup* group_of(Warp& w, unsigned lane) {
 // Publishes this lane's value and predicate, waits until every existing lane named in `mask` has
 // arrived, and returns with w.delivered[lane] / w.ballot[lane] filled in for it.
 inline void warp_sync(unsigned mask, uint64_t value, int src, int predicate, const char* file, int line) {
+    ShimScope shim;  // (wmma calls it directly) no preemption while the warp's groups change: signals.h
     Fiber* self = state.cur;
     Warp& w = state.warps[self->warp];
     const unsigned lane = self->lane;

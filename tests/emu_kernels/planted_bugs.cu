@@ -14,6 +14,19 @@ extern "C" __global__ void write_past_end_f32(const float* x, float* y, int n) {
     if (i < n) y[i + 1] = x[i];  // BUG: write_past_end
 }
 
+// Reads one element past the end of x in code the sanitizer's hooks do not see (compiled without
+// instrumentation, as a library function would be): only the guard page after x catches it.
+#ifdef EMU_SANITIZER
+__attribute__((no_sanitize_thread, noinline)) static float unchecked_load(const float* p) {
+#else
+__device__ __noinline__ float unchecked_load(const float* p) {
+#endif
+    return *p;  // BUG: unchecked_read_past_end
+}
+extern "C" __global__ void unchecked_read_past_end_f32(const float* x, float* y, int n) {
+    if (threadIdx.x == 0) y[0] = unchecked_load(x + n);
+}
+
 // An int32 index that overflowed: 2^28 elements (1 GiB) past the array.
 extern "C" __global__ void read_far_past_end_f32(const float* x, float* y, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -87,10 +100,34 @@ extern "C" __global__ void misaligned_float4_f32(float* y) {
     reinterpret_cast<float4*>(y + 1)[threadIdx.x] = v;  // BUG: misaligned_float4
 }
 
+// A float4 load from an address that is 4 bytes past a 16-byte boundary.
+extern "C" __global__ void misaligned_float4_load_f32(const float* x, float* y) {
+    const float4 v = reinterpret_cast<const float4*>(x + 1)[threadIdx.x];  // BUG: misaligned_float4_load
+    y[threadIdx.x] = v.x + v.y + v.z + v.w;
+}
+
+// Indexes a thread's local array one past its end (n = 64: a[8]).
+extern "C" __global__ void local_array_past_end_f32(const float* x, float* y, int n) {
+    float a[8];
+    for (int i = 0; i < 8; ++i) a[i] = x[(threadIdx.x + i) % n];
+    y[threadIdx.x] = a[n / 8];  // BUG: local_array_past_end
+}
+
 // Copies x to y: run on an x that gpuconv's empty() allocated and no kernel wrote.
 extern "C" __global__ void copy_f32(const float* x, float* y, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = x[i];  // BUG: uninitialized_read
+}
+
+// Copies int32 x to y: run on an x from gpuconv's empty() that no kernel wrote (a bug), or one
+// that fill_i32 wrote, -1 included (legal).
+extern "C" __global__ void copy_i32(const int* x, int* y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i];  // BUG: uninitialized_int_read
+}
+extern "C" __global__ void fill_i32(int* y, int value, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = value;
 }
 
 // Every block writes the same elements of y: a race between blocks.
@@ -145,6 +182,11 @@ extern "C" __global__ void big_local_array_f32(const float* x, float* y, int n) 
     y[threadIdx.x] = big[74999 - threadIdx.x];
 }
 
+// Each thread writes its own byte of a bool array (four threads share each 4-byte word): no race.
+extern "C" __global__ void write_own_byte_b8(bool* y) {
+    y[threadIdx.x] = (threadIdx.x % 3) == 0;
+}
+
 // Thread 1 spins until thread 5 sets a shared flag.
 extern "C" __global__ void spin_on_flag_f32(float* y) {
     __shared__ volatile int flag[1];
@@ -156,4 +198,16 @@ extern "C" __global__ void spin_on_flag_f32(float* y) {
         y[1] = 1.0f;
     }
     if (threadIdx.x == 5) flag[0] = 1;
+}
+
+// Thread 1 spins on a flag that no thread sets: a real hang, which the watchdog reports.
+extern "C" __global__ void spin_forever_f32(float* y) {
+    __shared__ volatile int flag[1];
+    if (threadIdx.x == 0) flag[0] = 0;
+    __syncthreads();
+    if (threadIdx.x == 1) {
+        while (flag[0] == 0) {  // BUG: spin_forever
+        }
+        y[1] = 1.0f;
+    }
 }
