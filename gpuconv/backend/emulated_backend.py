@@ -23,6 +23,9 @@ class EmulatedBackend(CudaBackend):
     def load_module(self, filename, defines):
         return EmulatedModule(filename, defines)
 
+    def launch_reaching(self, kernel, grid, block, args, reachable):
+        kernel(grid, block, args, reachable=reachable)
+
     def empty(self, shape, dtype):
         # Poisoned, so that an element a kernel forgets to write fails the comparison in a test.
         # Floats get NaNs with a payload no arithmetic makes, which the sanitizer's initcheck
