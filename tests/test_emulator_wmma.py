@@ -13,7 +13,8 @@ from gpuconv.backend.emulated_loader import EmulatedModule, sanitizing
 from gpuconv.backend.errors import KernelLaunchError
 from tests.helpers import assert_schedule_independent
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")
+pytestmark = [pytest.mark.emulated,
+              pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")]
 
 CASES = Path(__file__).parent / "emu_kernels" / "wmma_cases.cu"
 
