@@ -337,7 +337,8 @@ class EmulatedKernel:
 
 @contextlib.contextmanager
 def _in_place(arrays: list[np.ndarray], pinned: Sequence[np.ndarray] = ()) -> Iterator[list[int]]:
-    """The arrays' own addresses (what :func:`guarded` yields outside sanitizer mode)."""
+    """The arrays' own addresses (what :func:`guarded` yields outside sanitizer mode; ``pinned``
+    stay in place either way)."""
     yield [a.ctypes.data for a in arrays]
 
 

@@ -23,8 +23,8 @@ class _Tracked:
     end: int
     itemsize: int
     # Made at the first sanitizer-mode launch that uses the array. An anonymous mapping (zeroed, and
-    # outside the Python allocators) rather than a NumPy array: tests that measure allocated bytes
-    # with tracemalloc see the same numbers in sanitizer mode.
+    # outside the Python allocators) rather than a NumPy array: tracemalloc, which the memory
+    # estimator's checks measure with, does not count a byte per element of each integer array.
     shadow: mmap.mmap | None = None
     shadow_address: int = 0
 
