@@ -91,6 +91,7 @@ EMU_NOSAN inline void holder(int row, int col, unsigned& lane, int& i) {
 // The warp barrier of a collective: all 32 lanes must take part (a partial warp, or a lane that
 // has exited, is an error: undefined behaviour on a GPU).
 EMU_NOSAN inline void arrive(const char* file, int line) {
+    ::emu::ShimScope shim;  // building the message runs instrumented std::string code
     ::emu::Fiber* self = ::emu::state.cur;
     if (::emu::state.warps[self->warp].existing != kFullMask)
         ::emu::fail(::emu::site(file, line) + ": " + ::emu::thread_name(*self) +
