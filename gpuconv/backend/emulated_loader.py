@@ -193,6 +193,11 @@ def sanitize_enabled() -> bool:
     return sanitize_mode() != ""
 
 
+def instrumented() -> bool:
+    """Whether emulated launches run on the instrumented build now (sanitizer mode or a profile)."""
+    return sanitize_mode() == "hooks" or bool(_profilers)
+
+
 @contextlib.contextmanager
 def sanitizing(enabled: bool | str = True) -> Iterator[None]:
     """Sets sanitizer mode for emulated launches in this context (overrides ``GPUCONV_EMU_SANITIZE``):

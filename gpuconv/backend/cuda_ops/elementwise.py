@@ -108,7 +108,7 @@ class ElementwiseKernels:
         pairs[:, 0] = np.repeat(np.arange(n), blocks)
         pairs[:, 1] = np.concatenate([np.arange(b, dtype=np.int64) * MT_CHUNK for b in blocks])
         kernel = self.kernel("elementwise.cu", op, rows[0][0].dtype)
-        reached = [(f"{column}[{i}]", a) for i, row in enumerate(rows)
-                   for column, a in zip(_TABLE_COLUMNS, row[:5]) if a is not None]
         self.launch_reaching(kernel, (len(pairs),), (MT_BLOCK,),
-                             (self.asarray(table), np.int32(n), np.int32(MT_CHUNK), *args), reached)
+                             (self.asarray(table), np.int32(n), np.int32(MT_CHUNK), *args),
+                             lambda: [(f"{column}[{i}]", a) for i, row in enumerate(rows)
+                                      for column, a in zip(_TABLE_COLUMNS, row[:5]) if a is not None])
