@@ -278,6 +278,7 @@ def test_training_step_peak_within_5_percent(host_backend, model_name, opt, batc
 INFERENCE_CASES = [(name, batch) for name in MODELS for batch in (1, 8)]
 
 
+@pytest.mark.measures_allocations
 @pytest.mark.parametrize("model_name, batch", INFERENCE_CASES)
 def test_inference_peak_within_5_percent(host_backend, model_name, batch):
     _skip_on_emulated(host_backend.name, model_name, batch, "sgd", "inference")
