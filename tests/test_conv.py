@@ -358,6 +358,7 @@ WORKSPACE_CASES = [
 ]
 
 
+@pytest.mark.measures_allocations
 @pytest.mark.parametrize("limit", [None, 1], ids=["whole-batch", "one-image-chunks"])
 @pytest.mark.parametrize("case", WORKSPACE_CASES, ids=lambda c: f"{c[0]}-{c[1]}-g{c[5]}")
 def test_workspace_bytes_are_exact_on_the_emulated_backend(case, limit):

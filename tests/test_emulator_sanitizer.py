@@ -329,3 +329,28 @@ def test_stack_size_setting(planted, x, monkeypatch):
     monkeypatch.setenv("GPUCONV_EMU_STACK_KB", "256")
     with pytest.raises(KernelLaunchError, match=r"overflows the 256 KiB stack \(GPUCONV_EMU_STACK_KB\)"):
         launch(planted, "big_local_array_f32", 1, 4, (x, np.zeros(64, np.float32), np.int32(64)), sanitize=False)
+
+
+# ---- arrays reached through a table of addresses (the multi-tensor optimizer step) ---------------
+def _sgd_step(be, params, grads, lr):
+    """One plain SGD step over ``params`` through the multi-tensor kernel (addresses in a table)."""
+    rows = [(p, g, None, None, None, 0, 0.0, 0.0) for p, g in zip(params, grads)]
+    t = params[0].dtype.type
+    be.multi_tensor_step("sgd_step", rows, (t(-lr), t(0), t(1), t(0), *[np.int32(0)] * 4))
+
+
+def test_arrays_reached_through_a_table_are_checked_as_named_regions(rng):
+    """The launcher declares them (launch_reaching): a clean step runs in sanitizer mode with NumPy's
+    result, and an unwritten gradient (from empty()) is reported by initcheck under its name."""
+    with gpuconv.backend("emulated") as be, sanitizing(True):
+        params = [rng.standard_normal(n).astype(np.float32) for n in (5000, 3)]
+        grads = [rng.standard_normal(p.size).astype(np.float32) for p in params]
+        expected = [p - np.float32(0.5) * g for p, g in zip(params, grads)]
+        _sgd_step(be, params, grads, 0.5)
+        for p, e in zip(params, expected):
+            np.testing.assert_array_equal(p, e)
+        unwritten = be.empty((3,), np.float32)
+        with pytest.raises(KernelLaunchError, match=r"initcheck: read of uninitialized global memory at "
+                           r"elementwise\.cu:\d+ .* element 0 of argument 'grad\[1\]' \(float32, shape \(3,\), "
+                           r"reached through an address stored in an argument\)"):
+            _sgd_step(be, params, [grads[0], unwritten], 0.5)

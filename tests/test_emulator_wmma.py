@@ -9,11 +9,12 @@ import pytest
 
 from gpuconv.backend.cuda_ops.tf32 import round_to_tf32
 from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule
+from gpuconv.backend.emulated_loader import EmulatedModule, sanitizing
 from gpuconv.backend.errors import KernelLaunchError
 from tests.helpers import assert_schedule_independent
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")
+pytestmark = [pytest.mark.emulated,
+              pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")]
 
 CASES = Path(__file__).parent / "emu_kernels" / "wmma_cases.cu"
 
@@ -72,12 +73,14 @@ def test_fragment_layout_is_scrambled_but_complete(module):
 
 
 def test_reading_another_lanes_store_needs_syncwarp(module, rng):
+    """The plain build shows the stale read (sanitizer mode reports the race: tested below)."""
     c = rng.standard_normal(256).astype(np.float32)
     kernel = module.get_function("wmma_store_then_read")
     out = np.full(32, np.nan, np.float32)
-    kernel((1,), (32,), (c, out, np.int32(1)))
-    np.testing.assert_array_equal(out, c[255 - np.arange(32)])
-    kernel((1,), (32,), (c, out, np.int32(0)))
+    with sanitizing(False):
+        kernel((1,), (32,), (c, out, np.int32(1)))
+        np.testing.assert_array_equal(out, c[255 - np.arange(32)])
+        kernel((1,), (32,), (c, out, np.int32(0)))
     assert np.isnan(out).any()  # a lane read shared memory that its writer had not stored yet
 
 
@@ -85,3 +88,45 @@ def test_a_partial_warp_cannot_run_a_collective(module):
     c = np.zeros(256, np.float32)
     with pytest.raises(KernelLaunchError, match=r"wmma_cases\.cu:\d+: .*needs all 32 lanes of the warp"):
         module.get_function("wmma_store_then_read")((1,), (16,), (c, np.zeros(32, np.float32), np.int32(1)))
+
+
+# ---- sanitizer mode: the fragments' loads and stores are the kernel's accesses, the emulator's own
+# work (the warp's fragment exchange in mma_sync) is not ------------------------------------------
+def _line_of(text: str) -> str:
+    """A regex for 'wmma_cases.cu:<line>' of the first line of the source containing ``text``."""
+    for number, line in enumerate(CASES.read_text().splitlines(), start=1):
+        if text in line:
+            return rf"wmma_cases\.cu:{number}\b"
+    raise AssertionError(f"no line of {CASES.name} contains {text!r}")
+
+
+def test_mma_runs_clean_and_identical_in_sanitizer_mode(module, rng):
+    a, b, c = (rng.standard_normal(n).astype(np.float32) for n in (128, 128, 256))
+    kernel = module.get_function("wmma_mma_rr")
+    results = []
+    for mode in (False, True):
+        d = np.full(256, np.nan, np.float32)
+        with sanitizing(mode):
+            kernel((1,), (32,), (a, b, c, d, np.int32(1)))
+        results.append(d)
+    assert not np.isnan(results[0]).any()
+    np.testing.assert_array_equal(results[1], results[0])
+
+
+def test_a_fragment_load_past_the_end_is_reported_at_the_callers_line(module):
+    a = np.arange(127, dtype=np.float32)  # one element short of the 16x8 tile
+    with sanitizing(True), pytest.raises(
+            KernelLaunchError, match=r"memcheck: invalid read of 4 bytes at " + _line_of("load_matrix_sync(fa, a, 8)") +
+            r".* by thread \(\d+,0,0\) of block \(0,0,0\): .* 0 bytes past the end of argument 'a'"):
+        module.get_function("wmma_layout")((1,), (32,), (a, np.zeros(128, np.float32)))
+
+
+def test_a_fragment_store_read_by_another_lane_without_syncwarp_is_a_race(module, rng):
+    c = rng.standard_normal(256).astype(np.float32)
+    kernel = module.get_function("wmma_store_then_read")
+    with sanitizing(True):
+        kernel((1,), (32,), (c, np.zeros(32, np.float32), np.int32(1)))  # with __syncwarp: clean
+        store, read = _line_of("store_matrix_sync(tile"), _line_of("out[threadIdx.x] = tile[")
+        with pytest.raises(KernelLaunchError, match=rf"racecheck: \S+ hazard on shared array '[^']*tile'.*"
+                                                    rf"({store}.*{read}|{read}.*{store})"):
+            kernel((1,), (32,), (c, np.zeros(32, np.float32), np.int32(0)))

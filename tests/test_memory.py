@@ -263,6 +263,7 @@ def _skip_on_emulated(backend_name, model_name, batch, opt, mode):
         pytest.skip("emulated: VGG (9M parameters) runs at batch 1 with SGD only (the emulator is slow)")
 
 
+@pytest.mark.measures_allocations
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 @pytest.mark.parametrize("model_name", list(MODELS))
@@ -279,6 +280,7 @@ def test_training_step_peak_within_5_percent(host_backend, model_name, opt, batc
 INFERENCE_CASES = [(name, batch) for name in MODELS for batch in (1, 8)]
 
 
+@pytest.mark.measures_allocations
 @pytest.mark.parametrize("model_name, batch", INFERENCE_CASES)
 def test_inference_peak_within_5_percent(host_backend, model_name, batch):
     _skip_on_emulated(host_backend.name, model_name, batch, "sgd", "inference")
@@ -289,6 +291,7 @@ def test_inference_peak_within_5_percent(host_backend, model_name, batch):
     assert result.estimate.grads == 0 and result.estimate.optimizer_state == 0
 
 
+@pytest.mark.measures_allocations
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_first_step_report(host_backend, opt):
     model = _model("lenet5")
@@ -467,6 +470,7 @@ def test_measure_sees_temporaries_and_returns_the_result(host_backend):
     assert 4 * 2**20 <= m.peak - m.start <= 4 * 2**20 + OP_SLACK
 
 
+@pytest.mark.measures_allocations
 def test_layers_without_a_rule_of_their_own_use_their_shape_reports(host_backend):
     """GroupNorm, Dropout2d, ConvTranspose2d, Upsample (and a user's leaf module) have no rule of their
     own: the estimator uses what each layer reports (output_shape, _saved_spec, workspace_bytes), so the

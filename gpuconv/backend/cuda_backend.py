@@ -6,6 +6,8 @@ every argument list the GPU sees is exercised by the emulated tests on the CPU.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .base import Backend
@@ -76,3 +78,10 @@ class CudaBackend(ConvDirectKernels, ConvIm2colKernels, ConvImplicitGemmKernels,
             return
         grid = min(-(-n_items // block), MAX_GRID_BLOCKS)
         kernel((grid,), (block,), args, shared_mem=shared_mem)
+
+    def launch_reaching(self, kernel, grid, block, args: tuple, reachable: Callable[[], list]) -> None:
+        """Launches ``kernel`` whose threads also reach the arrays ``reachable()`` lists, (name, array)
+        pairs whose addresses are stored in its array arguments (a table of pointers). A GPU needs
+        nothing more; the emulated backend's sanitizer checks those accesses like an argument's (it
+        overrides this). A function, so that the list is made only where it is used."""
+        kernel(grid, block, args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cuda_backend import CudaBackend
-from .emulated_loader import POISON_F32, POISON_F64, EmulatedModule, compiler
+from .emulated_loader import POISON_F32, POISON_F64, EmulatedModule, compiler, instrumented
 from .emulated_unwritten import track
 
 
@@ -22,6 +22,14 @@ class EmulatedBackend(CudaBackend):
 
     def load_module(self, filename, defines):
         return EmulatedModule(filename, defines)
+
+    def launch_reaching(self, kernel, grid, block, args, reachable):
+        # Only the instrumented build sees the accesses; a plain launch makes no list (the memory
+        # estimator's checks measure a training step's Python allocations).
+        if instrumented():
+            kernel(grid, block, args, reachable=reachable())
+        else:
+            kernel(grid, block, args)
 
     def empty(self, shape, dtype):
         # Poisoned, so that an element a kernel forgets to write fails the comparison in a test.

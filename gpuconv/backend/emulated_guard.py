@@ -42,11 +42,15 @@ def _overlapping(arrays: Sequence[np.ndarray]) -> set[int]:
 
 
 @contextlib.contextmanager
-def guarded(arrays: Sequence[np.ndarray]) -> Iterator[list[int]]:
+def guarded(arrays: Sequence[np.ndarray], pinned: Sequence[np.ndarray] = ()) -> Iterator[list[int]]:
     """Yields, per array, the address the kernel should use: a guarded copy for a C-contiguous,
-    non-empty array that overlaps no other, else the array's own. Copies back on exit."""
+    non-empty array that overlaps no other, else the array's own. Copies back on exit.
+
+    ``pinned``: arrays the kernel reaches at their own addresses (through a table of pointers), so
+    they are never copied; an argument overlapping one of them stays in place too, or the kernel
+    would see two copies of the same memory."""
     page = mmap.PAGESIZE
-    skip = _overlapping(arrays)
+    skip = {i for i in _overlapping([*arrays, *pinned]) if i < len(arrays)}
     addresses: list[int] = []
     copies: list[tuple[int, int, np.ndarray, list[int]]] = []  # mapping, its size, the array, [copy address]
     try:

