@@ -2,8 +2,10 @@
 
     python benchmarks/emu_profile.py [--out benchmarks/results/emu-access-profile.md]
 
-Runs each kernel family (im2col, direct convolution, pooling, batch normalization; forward and
-backward, float32) at a small ResNet-like shape inside ``gpuconv.backend.emulated.profile()`` and
+Runs every kernel family (im2col/col2im in each version, direct and implicit-GEMM convolution with
+and without TF32, the bias epilogue, pooling, batch normalization, ReLU, dropout, the arithmetic,
+loss, softmax and multi-tensor optimizer kernels; forward and backward, float32) at small
+ResNet-like shapes inside ``gpuconv.backend.emulated.profile()`` and
 prints one row per kernel: warp-level requests, 32-byte sectors per request against the ideal (4
 for a 32-lane float request, 16 for float4), shared-memory wavefronts per request, bank conflicts
 and a static count of integer divisions. The counts depend on the shapes and the launch
@@ -68,6 +70,114 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], object]]
     yield "batch_norm training", lambda: F.batch_norm(p, mean.copy(), var.copy(), gamma, beta, training=True)
     yield "batch_norm eval", lambda: F.batch_norm(p, mean, var, gamma, beta, training=False)
     yield "batch_norm_backward", lambda: F.batch_norm_backward(arr(*yb.shape), p, gamma, save_mean, save_invstd)
+    yield from more_cases(arr, x, w, dy, p, idx, gamma, beta)
+
+
+def more_cases(arr, x, w, dy, p, idx, gamma, beta) -> Iterator[tuple[str, Callable[[], object]]]:
+    """The kernels the cases above leave out: other versions and index widths, the implicit GEMM's
+    tiles, the elementwise, loss, softmax and optimizer kernels."""
+    backend = gpuconv.get_backend()
+    bias = arr(CONV_W[0])
+    yield "conv2d im2col with bias (epilogue)", lambda: F.conv2d(x, w, bias, padding=1, algo="im2col")
+    yield "conv2d_backward im2col stride 2", lambda: F.conv2d_backward(
+        arr(CONV_X[0], CONV_W[0], 8, 8), x, w, stride=2, padding=1, algo="im2col")
+    layout_args = ((3, 3), (1, 1), (1, 1), (1, 1), (16, 16))
+    cols = backend.im2col(x, *layout_args, "cn")
+    for version, bits in ((1, None), (2, 32), (2, 64), (3, 64)):
+        label = f"im2col/col2im v{version}" + (f" {bits}-bit" if bits else "")
+        yield label, lambda version=version, bits=bits: (
+            backend.im2col(x, *layout_args, "cn", version=version, index_bits=bits),
+            backend.col2im(cols, x.shape, *layout_args, "cn", version=version, index_bits=bits))
+    big_x, big_w = arr(2, 64, 16, 16), arr(64, 64, 3, 3)
+    big_dy = arr(2, 64, 16, 16)
+    for tf32 in (False, True):
+        for label, xx, ww, dd in (("16->32", x, w, dy), ("64->64", big_x, big_w, big_dy)):
+            def run(xx=xx, ww=ww, dd=dd, tf32=tf32):
+                with gpuconv.flags(allow_tf32=tf32):
+                    F.conv2d(xx, ww, padding=1, algo="implicit_gemm")
+                    F.conv2d_backward(dd, xx, ww, padding=1, algo="implicit_gemm")
+            yield f"implicit_gemm {label}" + (" tf32" if tf32 else ""), run
+    # The medium and large tiles, forced at the small shape (the launcher picks them for GEMMs that
+    # fill a GPU, too slow to emulate): their loads, stores and shared accesses, partly idle tiles.
+    g_big = conv_geometry(big_x.shape, big_w.shape, padding=1)
+    for tile in ("medium", "large", "tc_large"):
+        def run_tile(tile=tile):
+            with gpuconv.flags(allow_tf32=tile.startswith("tc_")):
+                backend.conv2d_implicit_gemm_forward(big_x, big_w, None, g_big, tile=tile)
+                backend.conv2d_implicit_gemm_backward_data(big_dy, big_w, g_big, tile=tile)
+                backend.conv2d_implicit_gemm_backward_weight(big_dy, big_x, g_big, tile=tile)
+        yield f"implicit_gemm 64->64 {tile} tile (forced)", run_tile
+    g1 = conv_geometry(x.shape, w.shape, padding=1)
+    g2 = conv_geometry(x.shape, w.shape, stride=2, padding=1)
+    dy2 = arr(CONV_X[0], CONV_W[0], 8, 8)
+    yield "direct backward v1", lambda: (backend.conv2d_direct_backward_data(dy, w, g1, version=1),
+                                         backend.conv2d_direct_backward_weight(dy, x, g1, version=1))
+    yield "direct backward_data stride 2 (v3)", lambda: backend.conv2d_direct_backward_data(dy2, w, g2)
+    yield "max_pool2d without indices (int32 positions)", lambda: F.max_pool2d(p, 3, 2, 1)
+    yield "max_pool2d / avg_pool2d v1 (no shared-memory tile)", lambda: untiled_pooling(arr(1, 8, 20, 20))
+    yield "max_pool2d_backward int32", lambda: F.max_pool2d_backward(arr(*idx.shape), p, idx.astype(np.int32), 3, 2, 1)
+    ym32, im32 = F.adaptive_max_pool2d(p, 1, return_indices=True, index_dtype=np.int32)
+    yield "adaptive_max_pool2d int32 indices, backward", lambda: (
+        F.adaptive_max_pool2d(p, 1, return_indices=True, index_dtype=np.int32),
+        F.adaptive_max_pool2d_backward(arr(*ym32.shape), p, im32, 1))
+    # Large planes: batch norm's two-pass path (statistics split over many blocks).
+    pb = arr(4, 4, 128, 128)
+    gb, bb = arr(4), arr(4)
+    yb, sm, si = F.batch_norm(pb, np.zeros(4, np.float32), np.ones(4, np.float32), gb, bb, training=True,
+                              return_stats=True)
+    yield "batch_norm training, large planes", lambda: F.batch_norm(
+        pb, np.zeros(4, np.float32), np.ones(4, np.float32), gb, bb, training=True)
+    yield "batch_norm_backward, large planes", lambda: F.batch_norm_backward(arr(*pb.shape), pb, gb, sm, si)
+    yield "relu / relu_backward", lambda: (F.relu(p), F.relu_backward(p, p))
+    yield "leaky_relu / backward", lambda: (F.leaky_relu(p), F.leaky_relu_backward(p, p))
+    yield "dropout / backward", lambda: F.dropout_backward(p, F.dropout(p, 0.5, return_mask=True)[1], 0.5)
+    yield "add / add_ / fill_ / copy", lambda: (backend.add(p, p), backend.add_(p.copy(), p),
+                                                backend.fill_(p.copy(), 0.0), backend.contiguous(p.transpose(0, 2, 1, 3)))
+    logits, target = arr(64, 100), np.arange(64) % 100
+    h, lw, lb = arr(64, 256), arr(100, 256), arr(100)
+    yield "linear with bias, backward", lambda: (F.linear(h, lw, lb), F.linear_backward(logits, h, lw, (True, True, True)))
+    yield "cross_entropy / backward", lambda: (F.cross_entropy(logits, target),
+                                               F.cross_entropy_backward(np.float32(1.0), logits, target))
+    target32 = target.astype(np.int32)
+    total, correct = np.zeros(1, np.float64), np.zeros(1, np.int64)
+    yield "cross_entropy int32 targets, fit's meters", lambda: (
+        F.cross_entropy_backward(np.float32(1.0), logits, target32),
+        backend.accumulate_loss(total, F.cross_entropy(logits, target32), 1.0),
+        backend.count_correct(logits, target, correct), backend.count_correct(logits, target32, correct))
+    yield "softmax / log_softmax and backwards", lambda: (
+        F.softmax_backward(logits, F.softmax(logits), 1), F.log_softmax_backward(logits, F.log_softmax(logits), 1))
+    yield from optimizer_cases(arr)
+
+
+def untiled_pooling(x) -> None:
+    """The version-1 pooling forwards, which run where a v2 tile would not fit in shared memory:
+    forced by allowing tiles no shared memory (a shape of their own, so no cached v2 plan is used)."""
+    from gpuconv.backend.cuda_ops import pool as pool_launch
+
+    saved = pool_launch.TILE_SHARED_BYTES
+    pool_launch.TILE_SHARED_BYTES = 0
+    try:
+        F.max_pool2d(x, 3, 2, 1, return_indices=True)
+        F.max_pool2d(x, 3, 2, 1)
+        F.avg_pool2d(x, 2, 2)
+    finally:
+        pool_launch.TILE_SHARED_BYTES = saved
+
+
+def optimizer_cases(arr) -> Iterator[tuple[str, Callable[[], object]]]:
+    """One step of each optimizer over ResNet-like parameter shapes (the multi-tensor kernels)."""
+    from gpuconv import nn, optim
+
+    shapes = [(64, 32, 3, 3), (64,), (64,), (10, 64), (10,)]
+    for name, make in (("SGD momentum", lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9)),
+                       ("Adam", lambda ps: optim.Adam(ps)), ("RMSprop", lambda ps: optim.RMSprop(ps)),
+                       ("Adagrad", lambda ps: optim.Adagrad(ps))):
+        params = [nn.Parameter(arr(*s)) for s in shapes]
+        for param in params:
+            param.grad = arr(*param.shape)
+        optimizer = make(params)
+        optimizer.step()  # creates the state outside the profile
+        yield f"{name} step", optimizer.step
 
 
 def all_kernel_names() -> dict[str, str]:
@@ -116,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         table.to_markdown(),
         "",
-        "Kernels not launched by these ops (float64 twins are not listed): " + (", ".join(missing) or "none") + ".",
+        "Kernels not launched by these ops (float64 twins are not listed): " + (", ".join(missing) or "none") + ". "
+        "The 64-bit-index variants (`_i64`) are the same code as their 32-bit twins with 64-bit index types and run only "
+        "beyond 2^31 elements.",
     ]
     report = "\n".join(lines) + "\n"
     print(report)
