@@ -57,16 +57,7 @@ constexpr int kBlock = 256;  // block size of every reduction kernel (a power of
 __device__ __forceinline__ float gc_sqrt(float v) { return sqrtf(v); }
 __device__ __forceinline__ double gc_sqrt(double v) { return sqrt(v); }
 
-// 16 bytes of T, for vectorized loads and stores.
-template <typename T> struct Vec16;
-template <> struct Vec16<float> {
-    typedef float4 type;
-    static constexpr int lanes = 4;
-};
-template <> struct Vec16<double> {
-    typedef double2 type;
-    static constexpr int lanes = 2;
-};
+using gc::Vec16;  // 16 bytes of T (float4 / double2) for vectorized loads and stores
 
 // Welford/Chan merge of (nb, mb, m2b) into (na, ma, m2a).
 template <typename T>

@@ -48,15 +48,7 @@
 
 namespace {
 
-template <typename T> struct Vec16;
-template <> struct Vec16<float> {
-    typedef float4 type;
-    static constexpr int lanes = 4;
-};
-template <> struct Vec16<double> {
-    typedef double2 type;
-    static constexpr int lanes = 2;
-};
+using gc::Vec16;  // 16 bytes of T (float4 / double2) for vectorized loads and stores
 
 // out[i] = op(a[i], b[i]) for i < n (b may be unread by op); vectors first, then the tail.
 template <typename T, typename Op>
