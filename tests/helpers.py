@@ -78,3 +78,4 @@ def finite_difference_check(f, inputs: dict, grads: dict, eps: float = 1e-6, sam
             analytic = float(np.asarray(grads[name]).reshape(-1)[index])
             assert abs(numeric - analytic) <= atol + rtol * max(abs(numeric), abs(analytic)), (
                 f"d/d{name}[{index}]: finite difference {numeric:.10g} != analytic {analytic:.10g}")
+

@@ -10,6 +10,7 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
+from gpuconv.backend.kernel_stubs import stubbed_kernels
 from gpuconv.functional import conv as conv_module
 from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
 
@@ -363,7 +364,9 @@ WORKSPACE_CASES = [
 @pytest.mark.parametrize("case", WORKSPACE_CASES, ids=lambda c: f"{c[0]}-{c[1]}-g{c[5]}")
 def test_workspace_bytes_are_exact_on_the_emulated_backend(case, limit):
     """Peak of the memory allocated inside each direction (tracemalloc sees every NumPy buffer) minus
-    its outputs, against conv2d_workspace_bytes, for every algorithm that applies."""
+    its outputs, against conv2d_workspace_bytes, for every algorithm that applies. The kernels are
+    stubbed while measuring: the launchers allocate the same buffers, and the emulator's own
+    per-launch Python objects (a few KB each, more with more launches) stay out of the count."""
     import tracemalloc
     if gpuconv.backend.unavailable_reason("emulated"):
         pytest.skip("emulated backend unavailable")
@@ -382,13 +385,15 @@ def test_workspace_bytes_are_exact_on_the_emulated_backend(case, limit):
                 expected = F.conv2d_workspace_bytes(x_shape, w_shape, np.float64, **kwargs, algo=algo,
                                                     direction=direction)
                 call(algo)  # kernels compiled and loaded before measuring
-                tracemalloc.start()
-                try:
-                    start = tracemalloc.get_traced_memory()[0]
-                    out = call(algo)
-                    peak = tracemalloc.get_traced_memory()[1]
-                finally:
-                    tracemalloc.stop()
+                with stubbed_kernels(gpuconv.backend.get_backend()), np.errstate(invalid="ignore"):
+                    call(algo)  # launch plans made before measuring
+                    tracemalloc.start()
+                    try:
+                        start = tracemalloc.get_traced_memory()[0]
+                        out = call(algo)
+                        peak = tracemalloc.get_traced_memory()[1]
+                    finally:
+                        tracemalloc.stop()
                 outputs = sum(a.nbytes for a in (out if isinstance(out, tuple) else (out,)) if a is not None)
                 measured = peak - start - outputs
                 assert 0 <= measured - expected < 12 * 1024, (algo, direction, measured, expected)
@@ -500,3 +505,23 @@ def test_direct_forward_v2_row_stride_separates_the_banks_of_a_warps_two_rows():
         words = {ty * sh * stride + tx * sw for ty in (0, 1) for tx in range(TILE_W)}
         if sw == 1 or (sw == 2 and sh % 2 == 1):
             assert len({w % 32 for w in words}) == len(words), (kw, sh, sw, dw, stride)
+
+
+def test_checked_geometries_are_remembered_without_hiding_the_checks():
+    """conv_geometry remembers the geometries it checked, keyed by their arguments (host time per
+    call); an argument equal to a remembered one but of another type (a bool, a float, a NumPy int,
+    a list) must still meet the checks, not find the remembered geometry."""
+    x_shape, w_shape = (2, 3, 8, 8), (4, 3, 3, 3)
+    g = conv_module.conv_geometry(x_shape, w_shape, 1, 1, 1, 1)
+    assert conv_module.conv_geometry(x_shape, w_shape, 1, 1, 1, 1) is g
+    with pytest.raises(TypeError, match="stride must be an int or a pair of ints, got True"):
+        conv_module.conv_geometry(x_shape, w_shape, True, 1, 1, 1)
+    with pytest.raises(TypeError, match="groups must be an int, got True"):
+        conv_module.conv_geometry(x_shape, w_shape, 1, 1, 1, True)
+    with pytest.raises(TypeError, match="padding must be an int or a pair of ints, got 1.0"):
+        conv_module.conv_geometry(x_shape, w_shape, 1, 1.0, 1, 1)
+    with pytest.raises(TypeError, match=r"x_shape\[2\] must be an int"):
+        conv_module.conv_geometry((2, 3, 8.0, 8), w_shape, 1, 1, 1, 1)
+    assert conv_module.conv_geometry([2, 3, 8, 8], w_shape, np.int64(1), [1, 1], 1, 1) == g
+    same = conv_module.conv_geometry(x_shape, w_shape, 1, "same", 1, 1)
+    assert same.padding == (1, 1, 1, 1) and conv_module.conv_geometry(x_shape, w_shape, 1, "same", 1, 1) is same

@@ -142,14 +142,17 @@ def plan(g: ConvGeometry, name: str, direction: str, itemsize: int, limit: int |
         return Plan(g.n, 0)
     if name == "gemm" and direction == "forward":
         return Plan(g.n, 0)
+    # The transposed weights (G, rows, Kg) that backward data multiplies by: a copy, except when
+    # rows or Kg is 1 (depthwise, one filter per group), where the transpose is already contiguous.
+    transposed_weight = weight_bytes if (g.c_in // g.groups) * kh * kw > 1 and g.c_out // g.groups > 1 else 0
     if name == "gemm" and direction == "backward_data":
-        return Plan(g.n, weight_bytes)  # the transposed weights
+        return Plan(g.n, transposed_weight)
     # im2col in every direction, and gemm's backward_weight (the same code: 1x1 columns are x transposed)
     per_image = cols_image + (dy_image if direction == "backward_weight" else 0)
     chunk = max(1, min(g.n, limit // max(1, per_image)))
     workspace = chunk * per_image
     if direction == "backward_data":
-        workspace += weight_bytes  # the transposed weights
+        workspace += transposed_weight
     elif direction == "backward_weight":
         # dweight^T summed per group (G > 1), and each later chunk's dweight before it is added
         workspace += weight_bytes * ((g.groups > 1) + (chunk < g.n))

@@ -57,8 +57,39 @@ def _resolve_padding(padding: Any, kernel_size, stride, dilation) -> tuple[int, 
     return ph, ph, pw, pw
 
 
+# Geometries already checked, by their arguments: a network calls each layer with the same shapes
+# every step, and the checks below cost more host time than launching the kernels (issue 9's budget
+# is 30 us per conv2d call). Bounded: cleared when full.
+_CHECKED: dict[tuple, ConvGeometry] = {}
+_CHECKED_LIMIT = 4096
+
+
+def _is_plain(value: Any) -> bool:
+    """An exact Python int or str, or a tuple of them (nested). Only such arguments are cached: a
+    NumPy integer, a float or a bool must meet the checks each time (``True == 1`` would otherwise
+    find the geometry cached for ``1``), and a list is not hashable."""
+    kind = type(value)
+    if kind is tuple:
+        return all(map(_is_plain, value))
+    return kind is int or kind is str
+
+
 def conv_geometry(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1) -> ConvGeometry:
-    """Checks the shapes and arguments of a convolution and returns its :class:`ConvGeometry`."""
+    """Checks the shapes and arguments of a convolution and returns its :class:`ConvGeometry`
+    (remembered for plain arguments, so a repeated call costs a dictionary lookup)."""
+    key = (x_shape, weight_shape, stride, padding, dilation, groups)
+    if not _is_plain(key):
+        return _checked_geometry(*key)
+    g = _CHECKED.get(key)
+    if g is None:
+        g = _checked_geometry(*key)
+        if len(_CHECKED) >= _CHECKED_LIMIT:
+            _CHECKED.clear()
+        _CHECKED[key] = g
+    return g
+
+
+def _checked_geometry(x_shape, weight_shape, stride, padding, dilation, groups) -> ConvGeometry:
     x_shape = shape_arg(x_shape, "x_shape", positive=False)
     weight_shape = shape_arg(weight_shape, "weight_shape", positive=False)
     if len(x_shape) != 4:

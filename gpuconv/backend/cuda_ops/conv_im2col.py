@@ -14,8 +14,7 @@ allocated here is exactly what ``plan`` counts as workspace.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
+import math
 
 import numpy as np
 
@@ -24,6 +23,8 @@ from .tf32 import cublas_tf32, round_to_tf32
 
 # Activations the bias epilogue can apply in the same pass (the hook for fusing them later).
 ACTIVATIONS = {None: 0, "relu": 1}
+EPILOGUE_BLOCK = 256
+MAX_CACHED_PLANS = 256  # launch plans kept per backend; a network has a few dozen shapes
 
 
 def _chunks(n: int, chunk: int):
@@ -33,35 +34,38 @@ def _chunks(n: int, chunk: int):
 
 class ConvIm2colKernels:
     # ---- GEMM, with TF32 when gpuconv.flags.allow_tf32 says so --------------------------------------
-    @contextlib.contextmanager
-    def _gemm_mode(self, dtype) -> Iterator[None]:
-        if flags.allow_tf32 and dtype == np.float32 and self.xp is not np:
-            with cublas_tf32(self.xp):
-                yield
-        else:
-            yield
-
-    def _gemm_operand(self, a):
-        if flags.allow_tf32 and a.dtype == np.float32 and self.xp is np:
-            return round_to_tf32(a)  # the emulation of TF32 tensor cores
-        return a
-
     def conv_gemm(self, a, b, out):
-        """``out[...] = a @ b`` (2-D or batched with broadcasting), TF32 if allowed."""
-        with self._gemm_mode(a.dtype):
-            return self.xp.matmul(self._gemm_operand(a), self._gemm_operand(b), out=out)
+        """``out[...] = a @ b`` (2-D or batched with broadcasting), TF32 if allowed. On the emulated
+        backend (NumPy arrays) TF32 is emulated by rounding the operands to 10 mantissa bits."""
+        if flags.allow_tf32 and a.dtype == np.float32:
+            if self.xp is np:
+                return np.matmul(round_to_tf32(a), round_to_tf32(b), out=out)
+            with cublas_tf32(self.xp):
+                return self.xp.matmul(a, b, out=out)
+        return self.xp.matmul(a, b, out=out)
 
     def conv2d_bias_epilogue(self, y, bias, activation: str | None = None) -> None:
-        """In place: y (N, C, H, W) += bias[c] (when given), then the activation."""
-        n, c = y.shape[:2]
-        plane = int(np.prod(y.shape[2:]))
-        wide = y.size >= 2**31
-        kernel = self.kernel("conv_epilogue.cu", "conv2d_bias_act_i64" if wide else "conv2d_bias_act_i32", y.dtype)
-        block = 256
-        grid = (min(-(-plane // block), 1024), min(n * c, 65535))
-        has_bias = np.int32(bias is not None)
-        kernel(grid, (block,), (y, bias if bias is not None else y, has_bias, np.int32(n * c), np.int32(c),
-                                np.int64(plane), np.int32(ACTIVATIONS[activation])))
+        """In place: y (N, C, H, W) += bias[c] (when given), then the activation. The kernel, grid and
+        scalar arguments are computed once per (shape, dtype, bias or not, activation): converting
+        them costs more host time than the launch."""
+        plans = self.__dict__.setdefault("_epilogue_plans", {})
+        key = (self.module_cache_key(), y.shape, y.dtype, bias is None, activation)
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            plan = plans[key] = self._epilogue_plan(y.shape, y.dtype, bias is not None, activation)
+        kernel, grid, block, scalars = plan
+        kernel(grid, block, (y, y if bias is None else bias) + scalars)
+
+    def _epilogue_plan(self, shape, dtype, has_bias: bool, activation: str | None):
+        n, c = shape[:2]
+        plane = math.prod(shape[2:])
+        wide = n * c * plane >= 2**31
+        kernel = self.kernel("conv_epilogue.cu", "conv2d_bias_act_i64" if wide else "conv2d_bias_act_i32", dtype)
+        grid = (min(-(-plane // EPILOGUE_BLOCK), 1024), min(n * c, 65535))
+        scalars = (np.int32(has_bias), np.int32(n * c), np.int32(c), np.int64(plane), np.int32(ACTIVATIONS[activation]))
+        return kernel, grid, (EPILOGUE_BLOCK,), scalars
 
     # ---- im2col --------------------------------------------------------------------------------------
     def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
