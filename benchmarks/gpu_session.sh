@@ -56,6 +56,8 @@ step conv-resnet18-b32-tf32 120 bench conv --suite resnet18 --backend cupy --bat
 step pool-b32 60 bench pool --backend cupy --batch 32 --format md
 step bn-b32 60 bench bn --backend cupy --batch 32 --format md
 step elementwise-b32 60 bench elementwise --backend cupy --batch 32 --format md
+# Issue 9 point 4: host time per call of conv2d, batch_norm, pooling (target: at most 30 us on cupy).
+step host-overhead 45 "$PY" benchmarks/bench_host_overhead.py --backend cupy --calls 300
 step im2col-b32 60 bench im2col --backend cupy --batch 32 --format md
 step model-resnet18-b32 90 bench model --model resnet18 --backend cupy --batch 32 --format md
 if [[ -f benchmarks/profile_step.py ]]; then
