@@ -22,7 +22,8 @@ import numpy as np
 
 import gpuconv
 import gpuconv.functional as F
-from gpuconv import optim
+from gpuconv import nn, optim
+from gpuconv.models import resnet18
 from gpuconv.backend.kernel_stubs import stubbed_kernels
 
 
@@ -62,6 +63,24 @@ def _cases(be):
     }
 
 
+def _model_step(be):
+    """One ResNet-18 training step (forward, cross entropy, backward, SGD with momentum) on a
+    (2, 3, 32, 32) batch: the GPU work is small, so its time is the host's, summed over every layer."""
+    rng = np.random.default_rng(0)
+    x = be.asarray(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+    y = be.asarray(rng.integers(0, 10, 2))
+    model = resnet18(num_classes=10)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        criterion(model(x), y)
+        optimizer.zero_grad()
+        model.backward(criterion.backward())
+        optimizer.step()
+    return step
+
+
 def _per_call(be, fn, calls: int, repeats: int = 5) -> float:
     fn()
     times = []
@@ -91,13 +110,26 @@ def main() -> None:
         for name, fn in cases.items():
             row = f"| {name} | {_per_call(be, fn, args.calls):.1f} |"
             if stubbed:
-                with stubbed_kernels(be) as counter, np.errstate(all="ignore"):
-                    fn()  # the stubs' results are garbage: NumPy's warnings about them are noise
-                    counter.launches = 0
-                    fn()
-                    launches = counter.launches
-                    row += f" {_per_call(be, fn, args.calls):.1f} | {launches} |"
+                row += _stubbed_columns(be, fn, args.calls)
             print(row)
+        # A whole training step, in ms: on the emulator only its Python side (the kernels would take
+        # minutes and say nothing about a GPU), with the GEMMs stubbed too.
+        step, steps = _model_step(be), max(3, args.calls // 100)
+        name = "ResNet-18 train step (2,3,32,32), ms"
+        if stubbed:
+            print(f"| {name} | - |" + _stubbed_columns(be, step, steps, scale=1e-3, gemms=True))
+        else:
+            print(f"| {name} | {_per_call(be, step, steps) * 1e-3:.2f} |")
+
+
+def _stubbed_columns(be, fn, calls: int, scale: float = 1.0, gemms: bool = False) -> str:
+    """The Python side of ``fn`` (its time with the kernels stubbed, times ``scale``) and its launches."""
+    with stubbed_kernels(be, gemms=gemms) as counter, np.errstate(all="ignore"):
+        fn()  # the stubs' results are garbage: NumPy's warnings about them are noise
+        counter.launches = 0
+        fn()
+        launches = counter.launches
+        return f" {_per_call(be, fn, calls) * scale:.{2 if scale != 1 else 1}f} | {launches} |"
 
 
 if __name__ == "__main__":
