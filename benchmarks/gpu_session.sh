@@ -50,8 +50,14 @@ step train-digits-cupy-cold 90 env CUPY_CACHE_DIR="$(mktemp -d)" GPUCONV_KERNEL_
 step train-digits-numpy 60 bash -c "time $PY examples/train_digits.py --backend numpy --no-progress"
 step pytest-gpu 150 "$PY" -m pytest -m gpu -n 8 -q -p no:cacheprovider
 # Issues 8 and 11: per layer and direction against cuDNN, FP32 then TF32.
-step conv-resnet18-b32 150 bench conv --suite resnet18 --backend cupy --batch 32 --format md
-step conv-resnet18-b32-tf32 120 bench conv --suite resnet18 --backend cupy --batch 32 --tf32 --format md
+# The JSON reports come back too; conv_auto_check.py renders each with the table of where auto is
+# more than 10% slower than the fastest algorithm (what the heuristic in conv_algo.py should change).
+step conv-resnet18-b32 150 bench conv --suite resnet18 --backend cupy --batch 32 --format json \
+    --output "$RESULTS/conv-resnet18-b32.json"
+step conv-resnet18-b32-md 20 "$PY" benchmarks/conv_auto_check.py "$RESULTS/conv-resnet18-b32.json"
+step conv-resnet18-b32-tf32 120 bench conv --suite resnet18 --backend cupy --batch 32 --tf32 --format json \
+    --output "$RESULTS/conv-resnet18-b32-tf32.json"
+step conv-resnet18-b32-tf32-md 20 "$PY" benchmarks/conv_auto_check.py "$RESULTS/conv-resnet18-b32-tf32.json"
 # Issue 9: the memory-bound families against a copy and PyTorch.
 step pool-b32 60 bench pool --backend cupy --batch 32 --format md
 step bn-b32 60 bench bn --backend cupy --batch 32 --format md
