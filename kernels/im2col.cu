@@ -62,13 +62,13 @@
 //       as there), with loads in which every lane reads ONE distinct aligned 16-byte vector: the
 //       one holding the first of the kLanes elements it needs (x for im2col, the columns for
 //       col2im). The rest of them lie in the next aligned vector, which the next lane loaded when
-//       it works on the next kLanes elements of the same memory run: 4 (float) or 2 (double)
-//       32-bit shuffles bring it over (load_run_shfl). The last lane of a run (the end of an
-//       output row, or lane 31) loads it itself where needed; where output rows are as wide as
-//       the input's (stride 1 "same" padding) consecutive rows are one run, and only lane 31
-//       does. Alignment is per lane: a row may start anywhere (any W for im2col, any OW for
-//       col2im: the "valid" 3x3 forward, OW = W - 2 with W % 4 == 2, gets vector loads too), the
-//       elements are picked by a funnel of selects on the lane's own shift, and elements outside
+//       its first vector is that one (the next kLanes elements of the row, or a next row that
+//       starts there): 4 (float) or 2 (double) 32-bit shuffles bring it over (load_run_shfl).
+//       Otherwise (the end of a run, lane 31) the lane loads it itself where needed; where
+//       output rows are as wide as the input's (stride 1 "same" padding) consecutive rows are one
+//       run, and only lane 31 does. Alignment is per lane: a row may start anywhere (any W for
+//       im2col, any OW for col2im: the "valid" 3x3 forward, OW = W - 2 with W % 4 == 2, gets
+//       vector loads too), the elements are picked by a funnel of selects on the lane's own shift, and elements outside
 //       the row (padding, or a neighbouring row inside the vector) are masked to zero. The
 //       launcher's promise: the array read is 16-byte aligned and its size a multiple of kLanes,
 //       so no vector leaves it. Every lane runs every tap (the shuffles need the whole warp), and
@@ -76,8 +76,8 @@
 //       without v3's one per extra pixel, one fewer than v2). Profile
 //       (benchmarks/emu_im2col_versions.py; stride 1, padding 1, 16x16 and 56x56 planes): loads
 //       98-100% efficient for im2col and 96-98% for col2im (v3: 86-93% and 75-90%), 40-48% fewer
-//       load sectors than v3 and 13-31% fewer than v2; "valid" im2col 79-91% (v2: 79-81%, v3
-//       does not apply); stores 100% as in v3. On a GPU: unmeasured.
+//       load sectors than v3 and 13-31% fewer than v2; "valid" im2col 82-91% (v2: 79-81%, v3
+//       does not apply), col2im 94% (v2: 71%); stores 100% as in v3. On a GPU: unmeasured.
 //
 // Registers per thread (nvcc 13.0, `nvcc -cubin -arch=sm_90 -Xptxas -v -I kernels kernels/im2col.cu`),
 // 0 bytes of stack frame and 0 bytes of spill stores/loads for every entry point:
@@ -86,12 +86,13 @@
 //   forward_v2_i64           f32 40, f64 40      backward_v2_i64           f32 38, f64 40
 //   forward_v3_i32           f32 48, f64 54      backward_v3_i32           f32 48, f64 48
 //   forward_v3_i64           f32 48, f64 54      backward_v3_i64           f32 56, f64 56
-//   forward_v4_i32           f32 34, f64 32      backward_v4_i32           f32 45, f64 40
-//   forward_v4_i64           f32 38, f64 38      backward_v4_i64           f32 56, f64 52
+//   forward_v4_i32           f32 34, f64 34      backward_v4_i32           f32 44, f64 42
+//   forward_v4_i64           f32 37, f64 42      backward_v4_i64           f32 50, f64 48
 // `nvcc -ptx` shows no 64-bit division or remainder in v2, v3 and v4 (v1: 19 forward, 5 backward);
 // v2/v3/v4 forward have 2 32-bit ones per thread, v2 backward 4, v3 backward 5-7, v4 backward 3,
 // none of them inside a tap loop; v3's and v4's stores are st.global.v4.f32 / st.global.v2.f64, their
-// vector loads ld.global.nc.v4.f32 / ld.global.nc.v2.f64; v4 has 4 shfl.sync.down.b32 per tap;
+// vector loads ld.global.nc.v4.f32 / ld.global.nc.v2.f64; v4 has 4 shfl.sync.down.b32 and one
+// vote.ballot per tap;
 // no entry point uses local memory.
 #include "common.cuh"
 
@@ -444,10 +445,11 @@ __device__ __forceinline__ V shfl_down_vec(V v) {
 // for those outside [0, width) or when !row_in), for stride 1, by 16-byte loads in which each lane
 // of the warp reads ONE aligned vector. `g` is the offset of element `start` in `base` (any
 // alignment: rows need not start on 16 bytes); the elements lie in the aligned vector A at
-// a = g rounded down to kLanes and, unless g is aligned, the next one B. When `right_next` (the
-// next lane's g is this lane's + kLanes, i.e. it works on the next kLanes elements of the same
-// memory run), B is that lane's A, taken with shuffles; otherwise (the end of a run, lane 31) the
-// lane loads B itself where it needs it. A lane also loads its A when its left neighbour needs it
+// a = g rounded down to kLanes and, unless g is aligned, the next one B. `has_next` says that the
+// next lane exists and works on elements g + next_delta: when that lane's A is this lane's B (the
+// next kLanes elements of the same row, or a next row whose first vector is this one's B), B is
+// taken from it with shuffles; otherwise (the end of a run, lane 31) the lane loads B itself
+// where it needs it. A lane also loads its A when its left neighbour needs it
 // as B, even if it needs none of it (a padded tap). Every vector loaded holds an element some
 // lane uses inside its row, so with `base` 16-byte aligned and its size a multiple of kLanes
 // (the launcher's promise) no load leaves the array. Every lane of the warp must call this (the
@@ -456,12 +458,13 @@ __device__ __forceinline__ V shfl_down_vec(V v) {
 // branches or run-time register indices (which would put the vectors in local memory).
 template <typename T, typename I>
 __device__ __forceinline__ void load_run_shfl(const T* __restrict__ base, I g, int start, int width, bool row_in,
-                                              bool active, bool right_next, T* e) {
+                                              bool active, bool has_next, int next_delta, T* e) {
     typedef typename gc::Vec16<T>::type V;
     constexpr int kLanes = gc::Vec16<T>::lanes;
     const I a = g & ~(I)(kLanes - 1);  // floor to kLanes, also for g < 0 (two's complement)
     const int s = (int)(g - a);
     const int a_row = start - s;  // where A starts in the row
+    const bool right_next = has_next && ((g + next_delta) & ~(I)(kLanes - 1)) == a + kLanes;
     const bool use = active && row_in;
     const bool need_a = use && start < width && a_row + kLanes > 0;
     const bool need_b = use && s > 0 && a_row + kLanes < width && start + kLanes > 0;
@@ -512,10 +515,10 @@ __device__ void im2col_forward_v4(const T* __restrict__ x, T* __restrict__ cols,
     const int oy = l / ow;  // OW % kLanes == 0: the thread's kLanes pixels share this row
     const int ox = l - oy * ow;
     const int y0 = oy * sh - pt, x0 = ox - pl;
-    // The next lane's pixels follow this lane's in x when they are on the same output row, or on
-    // the next one where consecutive output rows read consecutive input rows back to back.
-    const bool right_next = (threadIdx.x & 31) != 31 && l + kLanes < l_size &&
-                            (ox + kLanes < ow || (long long)sh * width == ow);
+    // The next lane's pixels: the next kLanes of this output row, or the first of the next one,
+    // whose taps read sh input rows further down and ox columns further left.
+    const bool has_next = (threadIdx.x & 31) != 31 && l + kLanes < l_size;
+    const int next_delta = ox + kLanes < ow ? kLanes : sh * width - ox;
     const I plane_size = (I)height * width;
     for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
          plane += (int)(gridDim.y * blockDim.y)) {
@@ -529,7 +532,8 @@ __device__ void im2col_forward_v4(const T* __restrict__ x, T* __restrict__ cols,
             for (int j = 0; j < kw; ++j) {
                 const int start = x0 + j * dw;
                 V v;
-                load_run_shfl(x, row + start, start, width, row_in, active, right_next, reinterpret_cast<T*>(&v));
+                load_run_shfl(x, row + start, start, width, row_in, active, has_next, next_delta,
+                              reinterpret_cast<T*>(&v));
                 if (active) *reinterpret_cast<V*>(out) = v;
                 out += row_stride;
             }
@@ -550,10 +554,11 @@ __device__ void im2col_backward_v4(const T* __restrict__ cols, T* __restrict__ d
     const int y = p / width;  // W % kLanes == 0: the thread's kLanes pixels share this row
     const int x0 = p - y * width;
     const int qy0 = (y + pt) / sh, ry0 = y + pt - qy0 * sh;
-    // The next lane's columns follow this lane's when it is on the same row of dx, or on the next
-    // row where that reads the next output row (stride 1) and output rows are as wide as dx's.
-    const bool right_next = (threadIdx.x & 31) != 31 && p + kLanes < plane_pixels &&
-                            (x0 + kLanes < width || (sh == 1 && ow == width));
+    // The next lane's columns: the next kLanes of this row of dx, or, at vertical stride 1, the
+    // first of the next row, which reads the next output row (ow further) x0 columns further left.
+    // (At larger strides whether the next row reads the next output row depends on the tap.)
+    const bool has_next = (threadIdx.x & 31) != 31 && p + kLanes < plane_pixels && (x0 + kLanes < width || sh == 1);
+    const int next_delta = x0 + kLanes < width ? kLanes : ow - x0;
     const I plane_size = (I)height * width;
     for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
          plane += (int)(gridDim.y * blockDim.y)) {
@@ -574,7 +579,7 @@ __device__ void im2col_backward_v4(const T* __restrict__ cols, T* __restrict__ d
                 const int start = x0 + pl - j * dw;
                 const I g = first + (I)(i * kw + j) * row_stride + (I)qy * ow + start;
                 T e[kLanes];
-                load_run_shfl(cols, g, start, ow, row_in, active, right_next, e);
+                load_run_shfl(cols, g, start, ow, row_in, active, has_next, next_delta, e);
 #pragma unroll
                 for (int k = 0; k < kLanes; ++k) acc[k] += e[k];
             }

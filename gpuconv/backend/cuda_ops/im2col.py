@@ -16,8 +16,9 @@ loads and stores are both coalesced, while v3's (the only vector version for str
 At stride 1 with padding, v4 touches 13-31% fewer load sectors than v2 and 40-48% fewer than v3,
 at 96-100% load efficiency, with 2.4-3.5x fewer requests than v2. In the "valid" forward the rows
 of x are not 16-byte aligned: each output row is a run of OW/4 lanes whose last lane loads its
-second vector itself, which costs 16% more sectors than v2 at OW = 16 (3% fewer at OW = 56),
-mostly L1 hits on a GPU, for 2.4x fewer load and 4x fewer store requests; v4 runs there too.
+second vector itself where the next row's first lane does not hold it, which costs 8% more
+sectors than v2 at OW = 16 (5% fewer at OW = 56), mostly L1 hits on a GPU, for 2.4x fewer load
+and 4x fewer store requests; v4 runs there too.
 The choice follows the emulator's access profile; no GPU has timed these versions
 (benchmarks/emu_im2col_versions.py prints the counts; benchmarks/results/
 emu-access-profile-im2col-direct.md has them). v3 (16-byte stores; 16-byte loads where rows are
