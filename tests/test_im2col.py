@@ -414,3 +414,24 @@ def test_v4_refuses_what_it_cannot_do_and_the_default_falls_back(kernel_backend,
         assert_close(kernel_backend.col2im(D, x.shape, k, s, p, (1, 1), out, "nkl"), want_dx, dtype)
         with pytest.raises(ValueError, match="im2col_backward_v4 needs"):
             kernel_backend.col2im(D, x.shape, k, s, p, (1, 1), out, "nkl", version=4)
+
+
+def test_v4_runs_its_64_bit_variant_near_the_int_limit(monkeypatch, rng):
+    """v4 computes offsets of padding rows past the end of the array it reads: where the arrays fit an
+    int but not with that reach, the launcher runs v4's 64-bit variant (v2, which needs no margin,
+    keeps 32 bits). The limit is lowered to just above the columns' extent to show it."""
+    import gpuconv.backend.cuda_ops.im2col as launcher
+    import gpuconv.backend.emulated as emulated
+    if gpuconv.backend.unavailable_reason("emulated"):
+        pytest.skip("emulated backend unavailable")
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    args = ((3, 3), (1, 1), (1, 1), (1, 1), (16, 16), "knl")
+    want = reference.im2col(x.astype(np.float64), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    want = want.transpose(1, 0, 2).reshape(27, 512)
+    monkeypatch.setattr(launcher, "INT32_LIMIT", 27 * 512 + 1)  # the columns' extent fits, with v4's reach not
+    with gpuconv.backend("emulated") as be:
+        for version, name in ((None, "im2col_forward_v4_i64_f32"), (2, "im2col_forward_v2_i32_f32")):
+            with emulated.profile() as table:
+                cols = be.im2col(x, *args, version=version)
+            assert sorted(table.kernels) == [name]
+            assert_close(cols, want, np.float32)

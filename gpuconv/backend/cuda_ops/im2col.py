@@ -105,7 +105,13 @@ class Im2colKernels:
         (kh, kw), (oh, ow) = kernel_size, out_size
         row_stride, n_stride = column_strides(layout, n, c * kh * kw, oh * ow)
         cols_extent = (c * kh * kw - 1) * row_stride + (n - 1) * n_stride + oh * ow
-        bits = bits or index_bits(n * c * h * w, cols_extent)
+        # NOTE: v4 computes (without dereferencing) the offsets of padding rows and columns too,
+        # up to a kernel's reach past the end of the array it reads: keep those inside an int.
+        margin = 0
+        if op.endswith("_v4"):
+            (sh, _), (pt, pl), (dh, dw) = stride, padding, dilation
+            margin = (kh * dh + pt + sh + 1) * max(w, ow) + kw * dw + pl + 8
+        bits = bits or index_bits(n * c * h * w + margin, cols_extent + margin)
         wide = np.int64 if bits == 64 else np.int32
         ints = (n * c, c, h, w, kh, kw, *stride, *padding, *dilation, oh, ow)
         args = arrays + tuple(np.int32(v) for v in ints) + (wide(row_stride), wide(n_stride)) + extra
