@@ -435,3 +435,21 @@ def test_v4_runs_its_64_bit_variant_near_the_int_limit(monkeypatch, rng):
                 cols = be.im2col(x, *args, version=version)
             assert sorted(table.kernels) == [name]
             assert_close(cols, want, np.float32)
+
+
+def test_gpu_versions_benchmark_runs_on_the_emulator():
+    """benchmarks/gpu_im2col_versions.py (meant for a GPU) as a smoke run on the emulated backend:
+    every layer and direction gets a row, and the VGG layer (28x28 after shrinking) defaults to v4."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    if gpuconv.backend.unavailable_reason("emulated"):
+        pytest.skip("emulated backend unavailable")
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(repo / "benchmarks" / "gpu_im2col_versions.py"), "--backend",
+                             "emulated", "--batch", "1", "--shrink", "8", "--repeats", "1"], capture_output=True,
+                            text=True, cwd=repo, check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| im2col |", "| col2im |"))]
+    assert len(rows) == 14
+    assert rows[-2].endswith("| v4 |") and rows[-1].endswith("| v4 |")

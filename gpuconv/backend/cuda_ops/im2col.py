@@ -21,7 +21,9 @@ sectors than v2 at OW = 16 (5% fewer at OW = 56), mostly L1 hits on a GPU, for 2
 and 4x fewer store requests; v4 runs there too.
 The choice follows the emulator's access profile; no GPU has timed these versions
 (benchmarks/emu_im2col_versions.py prints the counts; benchmarks/results/
-emu-access-profile-im2col-direct.md has them). v3 (16-byte stores; 16-byte loads where rows are
+emu-access-profile-im2col-direct.md has them; benchmarks/gpu_im2col_versions.py times them on a
+GPU, which should decide: v4 spends a ballot, shuffles and selects per tap that the profile does
+not count). v3 (16-byte stores; 16-byte loads where rows are
 16-byte aligned, each vector read by two lanes) stays as the baseline v4 is compared with;
 ``version=3`` runs it with whatever loads apply (vector loads at stride 2 too) and
 ``vector_loads=False`` forces its scalar loads (tests). Each version in its 32-bit index variant
