@@ -18,18 +18,19 @@ at 96-100% load efficiency, with 2.4-3.5x fewer requests than v2. In the "valid"
 of x are not 16-byte aligned: each output row is a run of OW/4 lanes whose last lane loads its
 second vector itself where the next row's first lane does not hold it, which costs 8% more
 sectors than v2 at OW = 16 (5% fewer at OW = 56), mostly L1 hits on a GPU, for 2.4x fewer load
-and 4x fewer store requests; v4 runs there too.
+and 4x fewer store requests; v4 runs there too. (A v4 for stride 2 was tried: its lanes' vectors
+are 32 bytes apart, so it touched 1.6-1.8x v2's load sectors, as v3 does there.)
+
 The choice follows the emulator's access profile; no GPU has timed these versions
-(benchmarks/emu_im2col_versions.py prints the counts; benchmarks/results/
-emu-access-profile-im2col-direct.md has them; benchmarks/gpu_im2col_versions.py times them on a
-GPU, which should decide: v4 spends a ballot, shuffles and selects per tap that the profile does
-not count). v3 (16-byte stores; 16-byte loads where rows are
-16-byte aligned, each vector read by two lanes) stays as the baseline v4 is compared with;
-``version=3`` runs it with whatever loads apply (vector loads at stride 2 too) and
-``vector_loads=False`` forces its scalar loads (tests). Each version in its 32-bit index variant
-when every offset fits an int (checked here) and its 64-bit variant otherwise; ``version=`` picks a
-version (1 is the reference) and ``index_bits=64`` forces the wide variant (tests run every
-combination on small tensors).
+(benchmarks/emu_im2col_versions.py prints the counts, benchmarks/results/
+emu-access-profile-im2col-direct.md has them, benchmarks/gpu_im2col_versions.py times them on a
+GPU and should decide: v4 spends a ballot, shuffles and selects per tap that the profile does not
+count). v3 (16-byte stores; 16-byte loads where rows are 16-byte aligned, each vector read by two
+lanes) stays as the baseline v4 is compared with; ``version=3`` runs it with whatever loads apply
+(vector loads at stride 2 too) and ``vector_loads=False`` forces its scalar loads (tests). Each
+version in its 32-bit index variant when every offset fits an int (checked here) and its 64-bit
+variant otherwise; ``version=`` picks a version (1 is the reference) and ``index_bits=64`` forces
+the wide variant (tests run every combination on small tensors).
 """
 
 from __future__ import annotations
