@@ -3,9 +3,11 @@
     python benchmarks/emu_im2col_versions.py
 
 For a few ResNet-like planes (8 channels, batch 2, 3x3 kernel, float32, layout "knl" unless
-shown) prints, per version (v2; v3 with scalar loads; v3 with 16-byte loads where they apply), the
-32-byte sectors its global loads and stores touch and its warp-level memory requests: the
-evidence behind the launcher's choice of version (gpuconv/backend/cuda_ops/im2col.py).
+shown) prints, per version (v2; v3 with scalar loads; v3 with 16-byte loads where they apply; v4,
+whose lanes each load one distinct aligned vector and shuffle), the 32-byte sectors its global
+loads and stores touch and its warp-level memory requests, and the load efficiency (the ideal
+sectors, distinct bytes / 32 per request, over the sectors touched): the evidence behind the
+launcher's choice of version (gpuconv/backend/cuda_ops/im2col.py).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import gpuconv.backend.emulated as emulated
 
 # (H, W, stride, padding, layout)
 CASES = ((16, 16, 1, 1, "knl"), (18, 18, 1, 0, "knl"), (16, 16, 2, 1, "knl"), (56, 56, 1, 1, "knl"),
-         (56, 56, 2, 1, "knl"), (28, 28, 1, 1, "nkl"))
+         (58, 58, 1, 0, "knl"), (56, 56, 1, 0, "knl"), (56, 56, 2, 1, "knl"), (28, 28, 1, 1, "nkl"))
 VERSIONS = (("v2", dict(version=2)), ("v3 scalar loads", dict(version=3, vector_loads=False)),
-            ("v3 vector loads", dict(version=3, vector_loads=True)))
+            ("v3 vector loads", dict(version=3, vector_loads=True)), ("v4", dict(version=4)))
 
 
 def counts(call) -> str:
-    """'load sectors + store sectors = total (requests)' of the one kernel ``call`` launches, or why not."""
+    """'load sectors + store sectors = total (requests), load efficiency' of the one kernel ``call``
+    launches, or why not."""
     try:
         with emulated.profile() as table:
             call()
@@ -35,7 +38,8 @@ def counts(call) -> str:
     c = kernel.counters
     loads, stores = c["global_load"]["transactions"], c["global_store"]["transactions"]
     requests = c["global_load"]["requests"] + c["global_store"]["requests"]
-    return f"{loads} + {stores} = {loads + stores} ({requests})"
+    efficiency = c["global_load"]["ideal"] / loads
+    return f"{loads} + {stores} = {loads + stores} ({requests}), {efficiency:.0%}"
 
 
 def main() -> int:

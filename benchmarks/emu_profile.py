@@ -83,7 +83,7 @@ def more_cases(arr, x, w, dy, p, idx, gamma, beta) -> Iterator[tuple[str, Callab
         arr(CONV_X[0], CONV_W[0], 8, 8), x, w, stride=2, padding=1, algo="im2col")
     layout_args = ((3, 3), (1, 1), (1, 1), (1, 1), (16, 16))
     cols = backend.im2col(x, *layout_args, "cn")
-    for version, bits in ((1, None), (2, 32), (2, 64), (3, 64)):
+    for version, bits in ((1, None), (2, 32), (2, 64), (3, 32), (3, 64), (4, 64)):
         label = f"im2col/col2im v{version}" + (f" {bits}-bit" if bits else "")
         yield label, lambda version=version, bits=bits: (
             backend.im2col(x, *layout_args, "cn", version=version, index_bits=bits),

@@ -37,7 +37,7 @@ SETTINGS = ((1, 1), (2, 1), (1, 0))
 def cases(rng: np.random.Generator, stride: int, padding: int) -> Iterator[tuple[str, Callable[[], object]]]:
     """(label, call) for each convolution op the table of ``stride`` and ``padding`` covers."""
     # Without padding the input grows by the 2 pixels the padding gave, so the output stays 16x16
-    # (OW a multiple of 4: im2col's v3 runs).
+    # (OW a multiple of 4: im2col's v4 runs).
     n, c, h, w_ = CONV_X
     x = rng.standard_normal((n, c, h + 2 - 2 * padding, w_ + 2 - 2 * padding)).astype(np.float32)
     w = rng.standard_normal(CONV_W).astype(np.float32)

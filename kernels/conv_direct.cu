@@ -14,16 +14,22 @@
 //                                 channels = 16 accumulators in registers (register blocking), so
 //                                 every shared-memory weight read feeds 2 FMAs. Per input channel
 //                                 the block stages the input patch its tile reads and the
-//                                 KH x KW x 8 weights ([tap][channel]) in shared memory (dynamic:
-//                                 (PH*row_stride + 8*KH*KW) * sizeof(T) bytes, PH = 15*sh +
-//                                 (KH-1)*dh + 1; the patch is PW = 15*sw + (KW-1)*dw + 1 wide, its
-//                                 rows row_stride >= PW apart: the launcher pads float32 rows so
-//                                 that the two rows a warp reads fall in different banks, which
-//                                 took the profile's bank conflicts at stride 1 from 1.19 to 1.04
-//                                 wavefronts per request). The weights are read with consecutive
-//                                 threads on consecutive taps of a channel (contiguous in w:
-//                                 load efficiency 50% -> 58% at the emu_profile shape). Grid:
-//                                 (tiles_w * tiles_h, groups * ceil(kg / 8), N); block (16, 8).
+//                                 KH x KW x 8 weights ([tap][channel], taps CONV_W_PITCH = 9 words
+//                                 apart) in shared memory (dynamic: (PH*row_stride + 9*KH*KW) *
+//                                 sizeof(T) bytes, PH = 15*sh + (KH-1)*dh + 1; the patch is
+//                                 PW = 15*sw + (KW-1)*dw + 1 wide, its rows row_stride >= PW apart:
+//                                 the launcher pads float32 rows so that the two rows a warp reads
+//                                 fall in different banks). Each warp stages whole patch rows, its
+//                                 lanes on consecutive columns (one row per request, no division
+//                                 per element); at horizontal stride 2 a row is stored as its odd
+//                                 columns, then its even ones, so the 16 lanes of a row read 16
+//                                 consecutive words. The weights are read with consecutive threads
+//                                 on consecutive taps of a channel (contiguous in w). Profile at
+//                                 the emu_profile shape, before -> after this staging: loads
+//                                 58% -> 82% efficient (stride 1) and 61% -> 82% (stride 2, with
+//                                 2.1x fewer requests), extra shared wavefronts 3840 -> 512 and
+//                                 9856 -> 384 (1.04 and 1.19 -> 1.01 wavefronts per request).
+//                                 Grid: (tiles_w * tiles_h, groups * ceil(kg / 8), N); block (16, 8).
 //   conv2d_direct_backward_data   dx: a gather, one thread per element of dx, looping over the taps
 //                                 (i, j) whose window reads it and the C_out/groups output channels
 //                                 of its group (the direct transposed convolution). No atomics. The
@@ -33,7 +39,8 @@
 //   conv2d_direct_backward_data_v3 dx for any stride: the forward v2's tiling and register blocking
 //                                 over 8 input channels, stride-aware (see the comment above it).
 //                                 Weights staged as in forward_v2 (coalesced: the profile's load
-//                                 efficiency at stride 2 went from 53% to 100%).
+//                                 efficiency at stride 2 went from 53% to 100%; the 9-word tap
+//                                 pitch took its bank conflicts from 896 to 256 extra wavefronts).
 //   conv2d_direct_backward_weight dw: one block per element of dw; its threads (a power of two)
 //                                 sum dy * x over the N x OH x OW positions in a fixed strided
 //                                 order, then a shared-memory tree reduction: deterministic, no
@@ -54,9 +61,9 @@
 // div/rem .s64, which become a called subroutine in SASS) are left only in forward_v1,
 // backward_data and backward_weight (the references); `nvcc -ptx` shows none in the others.
 //   forward_v1          f32 48, f64 48
-//   forward_v2          f32 52, f64 66 (1 barrier; 128 threads per block by __launch_bounds__)
+//   forward_v2          f32 48, f64 66 (1 barrier; 128 threads per block by __launch_bounds__)
 //   backward_data       f32 56, f64 56
-//   backward_data_v3    f32 64, f64 95 (1 barrier; no __launch_bounds__: with it ptxas spills)
+//   backward_data_v3    f32 64, f64 94 (1 barrier; no __launch_bounds__: with it ptxas spills)
 //   backward_weight     f32 45, f64 48 (1 barrier)
 //   backward_weight_v2_partial  f32 56, f64 64 (1 barrier; no __launch_bounds__: with it ptxas spills)
 //   backward_weight_v2_sum      f32 32, f64 32
@@ -69,6 +76,13 @@
 #define CONV_THREADS_H 8
 #define CONV_ROWS_PER_THREAD 2  // the code below is written for 2
 #define CONV_CO_BLOCK 8
+// Words from one tap's CONV_CO_BLOCK staged weights to the next ([tap][channel] in shared memory).
+// The staging threads run along a channel's taps (coalesced loads of w), so lanes t and t + 4 of a
+// warp store taps 4 apart: with a pitch of 8 words those share a bank (3x3: 2 extra wavefronts per
+// request, 7x7: up to 7); with 9, 3x3 has at most one and 5x5 none (the emulator's profile:
+// forward v2 1280 -> 512 extra wavefronts at stride 1, backward data v3 896 -> 256 at stride 2).
+// The inner loops read one tap's weights as broadcasts, which any pitch serves.
+#define CONV_W_PITCH 9
 
 #define CONV_PARAMS                                                                                      \
     int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, \
@@ -137,27 +151,46 @@ __device__ void conv2d_direct_forward_v2(const T* __restrict__ x, const T* __res
 #pragma unroll
         for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[r][c] = T(0);
 
+    // Horizontal stride 2: a patch row holds its odd columns (`odd` = PW / 2 of them), then its even
+    // ones, so that the 16 lanes of a row read 16 consecutive words (column tx*2 + c is word
+    // tx + c/2 of the even half, or tx + (c-1)/2 of the odd one) and the launcher can pad the rows
+    // apart as at stride 1; in place, the lanes read even words only and the two rows of a warp
+    // shared their banks (1.19 wavefronts per request in the profile). Odd columns first: a warp
+    // staging columns 0..31 writes 32 distinct banks for PW up to 33 (3x3, dilation 1).
+    const bool split = sw == 2;
+    const int odd = pw / 2;
+    const int warp = tid >> 5, lane = tid & 31;
     for (int ci = 0; ci < cg; ++ci) {
         const T* xc = x + ((n * c_in + (long long)grp * cg + ci) * height) * width;
-        for (int t = tid; t < ph * pw; t += threads) {
-            const int py = t / pw, px = t - py * pw;
-            const int yy = in_y0 + py, xx = in_x0 + px;
-            s_in[py * row_stride + px] =
-                (yy >= 0 && yy < height && xx >= 0 && xx < width) ? xc[(long long)yy * width + xx] : T(0);
+        // A warp stages whole patch rows, its lanes on consecutive columns: one row per request
+        // (a 16-wide tile's rows are 18-37 columns, so requests of 32 consecutive elements mixed
+        // two rows: more sectors per request, and two rows' words in one set of banks), and no
+        // division per element.
+        for (int py = warp; py < ph; py += threads / 32) {
+            const int yy = in_y0 + py;
+            const bool row_in = yy >= 0 && yy < height;
+            T* srow = s_in + py * row_stride;
+            for (int px = lane; px < pw; px += 32) {
+                const int xx = in_x0 + px;
+                srow[split ? (px & 1 ? px >> 1 : odd + (px >> 1)) : px] =
+                    (row_in && xx >= 0 && xx < width) ? xc[(long long)yy * width + xx] : T(0);
+            }
         }
         // Consecutive threads read consecutive taps of one channel (contiguous in wt: coalesced)
         // and store them into the [tap][channel] layout the inner loop reads.
         for (int t = tid; t < CONV_CO_BLOCK * kk; t += threads) {
             const int c = t / kk, k = t - c * kk;
-            s_w[k * CONV_CO_BLOCK + c] = co0 + c < kg ? wt[(((long long)grp * kg + co0 + c) * cg + ci) * kk + k] : T(0);
+            s_w[k * CONV_W_PITCH + c] = co0 + c < kg ? wt[(((long long)grp * kg + co0 + c) * cg + ci) * kk + k] : T(0);
         }
         __syncthreads();
         for (int i = 0; i < kh; ++i) {
-            const T* row0 = s_in + (ty * sh + i * dh) * row_stride + tx * sw;
+            const T* row0 = s_in + (ty * sh + i * dh) * row_stride + (split ? tx : tx * sw);
             const T* row1 = row0 + CONV_THREADS_H * sh * row_stride;
             for (int j = 0; j < kw; ++j) {
-                const T v0 = row0[j * dw], v1 = row1[j * dw];
-                const T* wk = s_w + (i * kw + j) * CONV_CO_BLOCK;
+                const int cx = j * dw;  // the tap's column offset in the patch
+                const int col = split ? (cx & 1 ? cx >> 1 : odd + (cx >> 1)) : cx;
+                const T v0 = row0[col], v1 = row1[col];
+                const T* wk = s_w + (i * kw + j) * CONV_W_PITCH;
 #pragma unroll
                 for (int c = 0; c < CONV_CO_BLOCK; ++c) {
                     const T wv = wk[c];
@@ -253,7 +286,7 @@ __device__ void conv2d_direct_backward_weight(const T* __restrict__ dy, const T*
 // row (y + pt - i*dh) / sh only when the division is exact; a thread keeps (quotient, remainder)
 // of y + pt and steps them by (dh / sh, dh % sh) per tap (the launcher passes both), so the tap
 // loops divide nothing. Grid (tiles_w * tiles_h, groups * ceil(cg / 8), N); block (16, 8); dynamic
-// shared memory (PH * PW + 8 * KH * KW) * sizeof(T). A gather: no atomics, deterministic.
+// shared memory (PH * PW + 9 * KH * KW) * sizeof(T). A gather: no atomics, deterministic.
 // One output row of conv2d_direct_backward_data_v3 for one output channel: every tap (i, j)
 // whose division is exact adds dy * w to the row's CONV_CO_BLOCK accumulators.
 template <typename T>
@@ -267,7 +300,7 @@ __device__ __forceinline__ void bwd_data_v3_row(T (&acc)[CONV_CO_BLOCK], const T
             for (int j = 0; j < kw; ++j) {
                 if (rx == 0) {
                     const T v = row[qx];
-                    const T* wk = s_w + (i * kw + j) * CONV_CO_BLOCK;
+                    const T* wk = s_w + (i * kw + j) * CONV_W_PITCH;
 #pragma unroll
                     for (int c = 0; c < CONV_CO_BLOCK; ++c) acc[c] += v * wk[c];
                 }
@@ -334,7 +367,7 @@ __device__ void conv2d_direct_backward_data_v3(const T* __restrict__ dy, const T
         // As in the forward: consecutive threads read consecutive taps of one channel (coalesced).
         for (int t = tid; t < CONV_CO_BLOCK * kk; t += threads) {
             const int c = t / kk, tap = t - c * kk;
-            s_w[tap * CONV_CO_BLOCK + c] = ci0 + c < cg ? wt[(co * cg + ci0 + c) * kk + tap] : T(0);
+            s_w[tap * CONV_W_PITCH + c] = ci0 + c < cg ? wt[(co * cg + ci0 + c) * kk + tap] : T(0);
         }
         __syncthreads();
         bwd_data_v3_row(acc[0], s_dy, s_w, qya, rya, qx0, rx0, pw, kh, kw, sh, sw, dh_q, dh_r, dw_q, dw_r);

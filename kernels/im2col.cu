@@ -55,6 +55,29 @@
 //       strides and the columns' address multiples of kLanes), the kLanes columns of a tap are
 //       consecutive and are read from aligned 16-byte vectors as in the forward (75%), summed in
 //       the scalar branch's order: results are bitwise the same.
+// Version 4 (what the launcher runs at horizontal stride 1 where the stores can be vectors; v3 stays
+// as its baseline), v2's arguments (sw must be 1; dw_q and dw_r are unused):
+//   im2col_forward_v4_{i32,i64}_{f32,f64}, im2col_backward_v4_{i32,i64}_{f32,f64}
+//       v3's threads and 16-byte stores (OW % kLanes == 0 for im2col, W % kLanes == 0 for col2im,
+//       as there), with loads in which every lane reads ONE distinct aligned 16-byte vector: the
+//       one holding the first of the kLanes elements it needs (x for im2col, the columns for
+//       col2im). The rest of them lie in the next aligned vector, which the next lane loaded when
+//       its first vector is that one (the next kLanes elements of the row, or a next row that
+//       starts there): 4 (float) or 2 (double) 32-bit shuffles bring it over (load_run_shfl).
+//       Otherwise (the end of a run, lane 31) the lane loads it itself where needed; where
+//       output rows are as wide as the input's (stride 1 "same" padding) consecutive rows are one
+//       run, and only lane 31 does. Alignment is per lane: a row may start anywhere (any W for
+//       im2col, any OW for col2im: the "valid" 3x3 forward, OW = W - 2 with W % 4 == 2, gets
+//       vector loads too), the elements are picked by a funnel of selects on the lane's own shift, and elements outside
+//       the row (padding, or a neighbouring row inside the vector) are masked to zero. The
+//       launcher's promise: the array read is 16-byte aligned and its size a multiple of kLanes,
+//       so no vector leaves it. Every lane runs every tap (the shuffles need the whole warp), and
+//       warps wholly past the plane leave at once. Divisions as in v3 (v4 col2im: 3 per thread,
+//       without v3's one per extra pixel, one fewer than v2). Profile
+//       (benchmarks/emu_im2col_versions.py; stride 1, padding 1, 16x16 and 56x56 planes): loads
+//       98-100% efficient for im2col and 96-98% for col2im (v3: 86-93% and 75-90%), 40-48% fewer
+//       load sectors than v3 and 13-31% fewer than v2; "valid" im2col 82-91% (v2: 79-81%, v3
+//       does not apply), col2im 94% (v2: 71%); stores 100% as in v3. On a GPU: unmeasured.
 //
 // Registers per thread (nvcc 13.0, `nvcc -cubin -arch=sm_90 -Xptxas -v -I kernels kernels/im2col.cu`),
 // 0 bytes of stack frame and 0 bytes of spill stores/loads for every entry point:
@@ -63,10 +86,14 @@
 //   forward_v2_i64           f32 40, f64 40      backward_v2_i64           f32 38, f64 40
 //   forward_v3_i32           f32 48, f64 54      backward_v3_i32           f32 48, f64 48
 //   forward_v3_i64           f32 48, f64 54      backward_v3_i64           f32 56, f64 56
-// `nvcc -ptx` shows no 64-bit division or remainder in v2 and v3 (v1: 19 forward, 5 backward);
-// v2/v3 forward have 2 and v2 backward 4 32-bit ones per thread, none of them inside a tap loop;
-// v3's stores are st.global.v4.f32 / st.global.v2.f64, its vector loads ld.global.nc.v4.f32 /
-// ld.global.nc.v2.f64, and no entry point uses local memory.
+//   forward_v4_i32           f32 34, f64 34      backward_v4_i32           f32 44, f64 42
+//   forward_v4_i64           f32 37, f64 42      backward_v4_i64           f32 50, f64 48
+// `nvcc -ptx` shows no 64-bit division or remainder in v2, v3 and v4 (v1: 19 forward, 5 backward);
+// v2/v3/v4 forward have 2 32-bit ones per thread, v2 backward 4, v3 backward 5-7, v4 backward 3,
+// none of them inside a tap loop; v3's and v4's stores are st.global.v4.f32 / st.global.v2.f64, their
+// vector loads ld.global.nc.v4.f32 / ld.global.nc.v2.f64; v4 has 4 shfl.sync.down.b32 and one
+// vote.ballot per tap;
+// no entry point uses local memory.
 #include "common.cuh"
 
 template <typename T>
@@ -402,6 +429,171 @@ __device__ void im2col_backward_v3(const T* __restrict__ cols, T* __restrict__ d
     }
 }
 
+// ---- Version 4: v3's 16-byte stores with every lane loading ONE distinct aligned vector ----
+
+// v with every element shuffled down by one lane (a vector type has no shuffle of its own).
+template <typename V, typename T>
+__device__ __forceinline__ V shfl_down_vec(V v) {
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+    for (int k = 0; k < kLanes; ++k) e[k] = __shfl_down_sync(0xffffffffu, e[k], 1);
+    return v;
+}
+
+// The kLanes consecutive elements start .. start + kLanes - 1 of a row of `width` elements (zeros
+// for those outside [0, width) or when !row_in), for stride 1, by 16-byte loads in which each lane
+// of the warp reads ONE aligned vector. `g` is the offset of element `start` in `base` (any
+// alignment: rows need not start on 16 bytes); the elements lie in the aligned vector A at
+// a = g rounded down to kLanes and, unless g is aligned, the next one B. `has_next` says that the
+// next lane exists and works on elements g + next_delta: when that lane's A is this lane's B (the
+// next kLanes elements of the same row, or a next row whose first vector is this one's B), B is
+// taken from it with shuffles; otherwise (the end of a run, lane 31) the lane loads B itself
+// where it needs it. A lane also loads its A when its left neighbour needs it
+// as B, even if it needs none of it (a padded tap). Every vector loaded holds an element some
+// lane uses inside its row, so with `base` 16-byte aligned and its size a multiple of kLanes
+// (the launcher's promise) no load leaves the array. Every lane of the warp must call this (the
+// shuffles): `active` says whether the lane's results are used. The shift s = g mod kLanes may
+// differ lane to lane (rows of any width): a funnel of selects picks the elements without
+// branches or run-time register indices (which would put the vectors in local memory).
+template <typename T, typename I>
+__device__ __forceinline__ void load_run_shfl(const T* __restrict__ base, I g, int start, int width, bool row_in,
+                                              bool active, bool has_next, int next_delta, T* e) {
+    typedef typename gc::Vec16<T>::type V;
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    const I a = g & ~(I)(kLanes - 1);  // floor to kLanes, also for g < 0 (two's complement)
+    const int s = (int)(g - a);
+    const int a_row = start - s;  // where A starts in the row
+    const bool right_next = has_next && ((g + next_delta) & ~(I)(kLanes - 1)) == a + kLanes;
+    const bool use = active && row_in;
+    const bool need_a = use && start < width && a_row + kLanes > 0;
+    const bool need_b = use && s > 0 && a_row + kLanes < width && start + kLanes > 0;
+    const unsigned lane = threadIdx.x & 31;
+    const unsigned wants_b = __ballot_sync(0xffffffffu, need_b && right_next);
+    V va, vb;
+    va = V{};
+    if (need_a || (lane > 0 && ((wants_b >> (lane - 1)) & 1u))) va = *reinterpret_cast<const V*>(base + a);
+    vb = shfl_down_vec<V, T>(va);
+    if (!right_next) {
+        vb = V{};
+        if (need_b) vb = *reinterpret_cast<const V*>(base + a + kLanes);
+    }
+    T w[2 * kLanes];
+#pragma unroll
+    for (int k = 0; k < kLanes; ++k) {
+        w[k] = reinterpret_cast<const T*>(&va)[k];
+        w[kLanes + k] = reinterpret_cast<const T*>(&vb)[k];
+    }
+    // Shift left by s in log2(kLanes) steps: after the steps, w[k] is element s + k.
+#pragma unroll
+    for (int bit = kLanes / 2; bit > 0; bit >>= 1) {
+        const bool sel = (s & bit) != 0;
+#pragma unroll
+        for (int k = 0; k + bit < 2 * kLanes; ++k) w[k] = sel ? w[k + bit] : w[k];
+    }
+#pragma unroll
+    for (int k = 0; k < kLanes; ++k) e[k] = (row_in && (unsigned)(start + k) < (unsigned)width) ? w[k] : T(0);
+}
+
+// Whether the whole warp of the calling thread lies past `count` work items of kLanes each: such
+// warps leave at once; the others keep every lane to the end (the shuffles need all 32).
+template <int kLanes>
+__device__ __forceinline__ bool warp_is_idle(int count) {
+    return (int)(blockIdx.x * blockDim.x + (threadIdx.x & ~31u)) * kLanes >= count;
+}
+
+template <typename T, typename I>
+__device__ void im2col_forward_v4(const T* __restrict__ x, T* __restrict__ cols, int planes, int channels,
+                                  int height, int width, int kh, int kw, int sh, int pt, int pl, int dh, int dw,
+                                  int oh, int ow, I row_stride, I n_stride) {
+    typedef typename gc::Vec16<T>::type V;
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    const int l_size = oh * ow;
+    if (warp_is_idle<kLanes>(l_size)) return;
+    const int l = (int)(blockIdx.x * blockDim.x + threadIdx.x) * kLanes;
+    const bool active = l < l_size;
+    const int oy = l / ow;  // OW % kLanes == 0: the thread's kLanes pixels share this row
+    const int ox = l - oy * ow;
+    const int y0 = oy * sh - pt, x0 = ox - pl;
+    // The next lane's pixels: the next kLanes of this output row, or the first of the next one,
+    // whose taps read sh input rows further down and ox columns further left.
+    const bool has_next = (threadIdx.x & 31) != 31 && l + kLanes < l_size;
+    const int next_delta = ox + kLanes < ow ? kLanes : sh * width - ox;
+    const I plane_size = (I)height * width;
+    for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
+         plane += (int)(gridDim.y * blockDim.y)) {
+        const int n = plane / channels;
+        const int c = plane - n * channels;
+        T* __restrict__ out = cols + (I)c * kh * kw * row_stride + (I)n * n_stride + l;
+        for (int i = 0; i < kh; ++i) {
+            const int y = y0 + i * dh;
+            const bool row_in = (unsigned)y < (unsigned)height;
+            const I row = (I)plane * plane_size + (I)y * width;
+            for (int j = 0; j < kw; ++j) {
+                const int start = x0 + j * dw;
+                V v;
+                load_run_shfl(x, row + start, start, width, row_in, active, has_next, next_delta,
+                              reinterpret_cast<T*>(&v));
+                if (active) *reinterpret_cast<V*>(out) = v;
+                out += row_stride;
+            }
+        }
+    }
+}
+
+template <typename T, typename I>
+__device__ void im2col_backward_v4(const T* __restrict__ cols, T* __restrict__ dx, int planes, int channels,
+                                   int height, int width, int kh, int kw, int sh, int pt, int pl, int dh, int dw,
+                                   int oh, int ow, I row_stride, I n_stride, int dh_q, int dh_r) {
+    typedef typename gc::Vec16<T>::type V;
+    constexpr int kLanes = gc::Vec16<T>::lanes;
+    const int plane_pixels = height * width;
+    if (warp_is_idle<kLanes>(plane_pixels)) return;
+    const int p = (int)(blockIdx.x * blockDim.x + threadIdx.x) * kLanes;
+    const bool active = p < plane_pixels;
+    const int y = p / width;  // W % kLanes == 0: the thread's kLanes pixels share this row
+    const int x0 = p - y * width;
+    const int qy0 = (y + pt) / sh, ry0 = y + pt - qy0 * sh;
+    // The next lane's columns: the next kLanes of this row of dx, or, at vertical stride 1, the
+    // first of the next row, which reads the next output row (ow further) x0 columns further left.
+    // (At larger strides whether the next row reads the next output row depends on the tap.)
+    const bool has_next = (threadIdx.x & 31) != 31 && p + kLanes < plane_pixels && (x0 + kLanes < width || sh == 1);
+    const int next_delta = x0 + kLanes < width ? kLanes : ow - x0;
+    const I plane_size = (I)height * width;
+    for (int plane = (int)(blockIdx.y * blockDim.y + threadIdx.y); plane < planes;
+         plane += (int)(gridDim.y * blockDim.y)) {
+        const int n = plane / channels;
+        const int c = plane - n * channels;
+        const I first = (I)c * kh * kw * row_stride + (I)n * n_stride;
+        V out;
+        T* acc = reinterpret_cast<T*>(&out);
+#pragma unroll
+        for (int k = 0; k < kLanes; ++k) acc[k] = T(0);
+        // Every lane runs every tap (the shuffles need the whole warp); a tap whose output row
+        // does not exist for this lane contributes zeros. The additions per pixel run in (i, j)
+        // order, as in v2 and v3.
+        int qy = qy0, ry = ry0;
+        for (int i = 0; i < kh; ++i) {
+            const bool row_in = ry == 0 && qy >= 0 && qy < oh;
+            for (int j = 0; j < kw; ++j) {
+                const int start = x0 + pl - j * dw;
+                const I g = first + (I)(i * kw + j) * row_stride + (I)qy * ow + start;
+                T e[kLanes];
+                load_run_shfl(cols, g, start, ow, row_in, active, has_next, next_delta, e);
+#pragma unroll
+                for (int k = 0; k < kLanes; ++k) acc[k] += e[k];
+            }
+            ry -= dh_r;
+            qy -= dh_q;
+            if (ry < 0) {
+                ry += sh;
+                --qy;
+            }
+        }
+        if (active) *reinterpret_cast<V*>(dx + (I)plane * plane_size + p) = out;
+    }
+}
+
 #define IM2COL_V2_ARGS planes, channels, height, width, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, row_stride, n_stride
 
 extern "C" __global__ void im2col_forward_v2_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
@@ -485,4 +677,48 @@ extern "C" __global__ void im2col_backward_v3_i64_f64(const double* __restrict__
         int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r,
         int vector_loads) {
     im2col_backward_v3<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
+}
+
+// v4 takes v2's arguments (so one launcher serves both); sw must be 1, so dw_q = dw and dw_r = 0.
+#define IM2COL_V4_ARGS planes, channels, height, width, kh, kw, sh, pt, pl, dh, dw, oh, ow, row_stride, n_stride
+
+extern "C" __global__ void im2col_forward_v4_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride) {
+    im2col_forward_v4<float, int>(x, cols, IM2COL_V4_ARGS);
+}
+extern "C" __global__ void im2col_backward_v4_i32_f32(const float* __restrict__ cols, float* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v4<float, int>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r);
+}
+extern "C" __global__ void im2col_forward_v4_i32_f64(const double* __restrict__ x, double* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride) {
+    im2col_forward_v4<double, int>(x, cols, IM2COL_V4_ARGS);
+}
+extern "C" __global__ void im2col_backward_v4_i32_f64(const double* __restrict__ cols, double* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v4<double, int>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r);
+}
+extern "C" __global__ void im2col_forward_v4_i64_f32(const float* __restrict__ x, float* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride) {
+    im2col_forward_v4<float, long long>(x, cols, IM2COL_V4_ARGS);
+}
+extern "C" __global__ void im2col_backward_v4_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v4<float, long long>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r);
+}
+extern "C" __global__ void im2col_forward_v4_i64_f64(const double* __restrict__ x, double* __restrict__ cols,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride) {
+    im2col_forward_v4<double, long long>(x, cols, IM2COL_V4_ARGS);
+}
+extern "C" __global__ void im2col_backward_v4_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
+        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
+        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
+    im2col_backward_v4<double, long long>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r);
 }

@@ -492,7 +492,8 @@ def test_numpy_row_bands_and_cache_chunks(index, monkeypatch):
 
 def test_direct_forward_v2_row_stride_separates_the_banks_of_a_warps_two_rows():
     """The padded patch row of conv2d_direct_forward_v2: a warp's lanes (tx 0..15, ty and ty + 1) read
-    words ty*sh*stride + tx*sw; for float32 at horizontal stride 1 or 2 (sh odd) no two distinct words
+    words ty*sh*stride + tx*sw, at horizontal stride 2 ty*sh*stride + tx + const (a row's odd
+    columns, then its even ones); for float32 at horizontal stride 1 or 2 no two distinct words
     share a bank, the stride is never below the patch width nor padded by 32 or more, and float64
     is not padded."""
     from gpuconv.backend.cuda_ops.conv_direct import TILE_W, forward_v2_row_stride
@@ -502,9 +503,55 @@ def test_direct_forward_v2_row_stride_separates_the_banks_of_a_warps_two_rows():
         stride = forward_v2_row_stride(g, 4)
         assert pw <= stride < pw + 32
         assert forward_v2_row_stride(g, 8) == pw
-        words = {ty * sh * stride + tx * sw for ty in (0, 1) for tx in range(TILE_W)}
-        if sw == 1 or (sw == 2 and sh % 2 == 1):
+        words = {ty * sh * stride + tx * (1 if sw == 2 else sw) for ty in (0, 1) for tx in range(TILE_W)}
+        if sw in (1, 2):
             assert len({w % 32 for w in words}) == len(words), (kw, sh, sw, dw, stride)
+
+
+def test_direct_forward_v2_row_staging_and_stride_2_layout_match_reference(backend, dtype):
+    """conv2d_direct_forward_v2 stages its input patch a row per warp (rows of 16 to 48 columns,
+    so one or two passes of the lanes) and, at horizontal stride 2, stores a row's odd columns
+    before its even ones: random configurations at horizontal stride 1, 2 and 3 with kernels 1-7
+    wide (patch widths odd and even), dilation, padding incl. "same" and "valid", vertical stride
+    1-3, groups, several tiles across and down, forward and backward ("direct"; at stride 1 the
+    backward data runs the same kernel on dy), against the float64 reference."""
+    rng = np.random.default_rng(2026)
+    for trial in range(10):
+        sw = (2, 2, 1, 3)[trial % 4]
+        kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 8))
+        dh, dw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        sh = int(rng.integers(1, 4))
+        padding = ("valid", (int(rng.integers(0, 3)), int(rng.integers(0, 4))))[trial % 2]
+        if trial == 2:
+            padding, sh = "same", 1
+        groups = int(rng.choice([1, 2]))
+        cg, kg = int(rng.integers(1, 4)), int(rng.integers(1, 10))
+        h, w = int(rng.integers((kh - 1) * dh + 1, 36)), int(rng.integers((kw - 1) * dw + 1, 70))
+        x = rng.standard_normal((int(rng.integers(1, 3)), groups * cg, h, w))
+        weight = rng.standard_normal((groups * kg, cg, kh, kw))
+        bias = rng.standard_normal(groups * kg)
+        args = dict(stride=(sh, sw), padding=padding, dilation=(dh, dw), groups=groups)
+        g = conv_module.conv_geometry(x.shape, weight.shape, **args)
+        pads = g.padding
+        want = reference.conv2d(x, weight, bias, (sh, sw), pads, (dh, dw), groups)
+        X, W, B = (gpuconv.asarray(a.astype(dtype)) for a in (x, weight, bias))
+        assert_close(F.conv2d(X, W, B, **args, algo="direct"), want, dtype)
+        dy = rng.standard_normal(want.shape)
+        dx_ref, dw_ref, _ = reference.conv2d_backward(dy, x, weight, (sh, sw), pads, (dh, dw), groups)
+        dx, dw_, _ = F.conv2d_backward(gpuconv.asarray(dy.astype(dtype)), X, W, **args, algo="direct")
+        assert_close(dx, dx_ref, dtype)
+        assert_close(dw_, dw_ref, dtype)
+
+
+def test_direct_forward_v2_stride_2_is_schedule_independent(rng):
+    """The stride-2 patch layout and the row-per-warp staging under the emulator's schedule shuffles."""
+    if gpuconv.backend.unavailable_reason("emulated"):
+        pytest.skip("emulated backend unavailable")
+    x = rng.standard_normal((1, 3, 21, 37)).astype(np.float32)
+    weight = rng.standard_normal((9, 3, 3, 5)).astype(np.float32)
+    with gpuconv.backend("emulated") as be:
+        g = conv_module.conv_geometry(x.shape, weight.shape, (2, 2), (1, 2), (1, 1), 1)
+        assert_schedule_independent(lambda: be.conv2d_direct_forward(x, weight, None, g, version=2))
 
 
 def test_checked_geometries_are_remembered_without_hiding_the_checks():

@@ -100,10 +100,12 @@ def test_kernels_have_no_race(rng):
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
     with gpuconv.backend("emulated"):
         assert_schedule_independent(lambda: F.im2col(x, 3, stride=2, padding=1, layout="knl"))
-        wide = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)  # OW = W = 8: the vectorized v3
+        wide = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)  # OW = W = 8: the vectorized v4
         assert_schedule_independent(lambda: F.im2col(wide, 3, padding=1, layout="knl"))
         wide_cols = F.im2col(wide, 3, padding=1)
-        assert_schedule_independent(lambda: F.col2im(wide_cols, (7, 8), 3, padding=1))  # W = 8: v3
+        assert_schedule_independent(lambda: F.col2im(wide_cols, (7, 8), 3, padding=1))  # W = 8: v4
+        valid = rng.standard_normal((2, 2, 7, 10)).astype(np.float32)  # "valid": OW = 8, W = 10, v4 forward
+        assert_schedule_independent(lambda: F.im2col(valid, 3, layout="knl"))
         cols = F.im2col(x, 3, stride=2, padding=1)
         assert_schedule_independent(lambda: F.col2im(cols, (7, 6), 3, stride=2, padding=1))
 
@@ -289,9 +291,11 @@ def test_v3_vector_and_scalar_loads_match_reference(kernel_backend, dtype, layou
                               (4, 4), layout, version=3, vector_loads=True)
 
 
-def test_launcher_runs_v3_only_where_its_loads_are_vectors_too(rng):
-    """The default version (see gpuconv/backend/cuda_ops/im2col.py): v3 at stride 1 with aligned
-    rows, v2 at stride 2 or with x (im2col) or the columns (col2im) off a 16-byte boundary."""
+def test_launcher_runs_v4_where_its_alignment_allows(rng):
+    """The default version (see gpuconv/backend/cuda_ops/im2col.py): v4 at horizontal stride 1
+    where its stores are vectors (OW % 4 == 0 for im2col, W % 4 == 0 for col2im) and the array it
+    reads is 16-byte aligned with a size that is a multiple of 16 bytes, whatever its row width
+    (the "valid" cases); v2 at stride 2, off a 16-byte boundary, or with a ragged size."""
     import gpuconv.backend.emulated as emulated
 
     def kernels_run(call):
@@ -303,12 +307,12 @@ def test_launcher_runs_v3_only_where_its_loads_are_vectors_too(rng):
         flat = rng.standard_normal(1 + 2 * 3 * 16 * 16).astype(np.float32)
         aligned, shifted = flat[:-1].reshape(2, 3, 16, 16), flat[1:].reshape(2, 3, 16, 16)
         assert flat.ctypes.data % 16 == 0
-        for x, stride, version in ((aligned, 1, 3), (aligned, 2, 2), (shifted, 1, 2)):
+        for x, stride, version in ((aligned, 1, 4), (aligned, 2, 2), (shifted, 1, 2)):
             out = (16 // stride, 16 // stride)
             args = ((3, 3), (stride, stride), (1, 1), (1, 1), out, "knl")
             assert kernels_run(lambda: be.im2col(x, *args)) == [f"im2col_forward_v{version}_i32_f32"]
             cols = be.im2col(x, *args)  # a fresh, aligned array: col2im's choice depends on the stride only
-            col2im_version = 3 if stride == 1 else 2
+            col2im_version = 4 if stride == 1 else 2
             expected = [f"im2col_backward_v{col2im_version}_i32_f32"]
             assert kernels_run(lambda: be.col2im(cols, x.shape, *args)) == expected
         cols = be.im2col(aligned, (3, 3), (1, 1), (1, 1), (1, 1), (16, 16), "knl")
@@ -317,3 +321,135 @@ def test_launcher_runs_v3_only_where_its_loads_are_vectors_too(rng):
         misaligned_cols[...] = cols
         assert kernels_run(lambda: be.col2im(misaligned_cols, aligned.shape, (3, 3), (1, 1), (1, 1), (1, 1),
                                              (16, 16), "knl")) == ["im2col_backward_v2_i32_f32"]
+        # "valid" 3x3: v4 forward where OW % 4 == 0 (W = 18), v4 col2im where W % 4 == 0 (W = 56).
+        for shape, forward, backward in (((2, 3, 18, 18), 4, 2), ((1, 2, 56, 56), 2, 4), ((1, 1, 5, 6), 2, 2)):
+            x = rng.standard_normal(shape).astype(np.float32)  # (1, 1, 5, 6): OW = 4 but 30 elements
+            out = (shape[2] - 2, shape[3] - 2)
+            args = ((3, 3), (1, 1), (0, 0), (1, 1), out, "nkl")
+            assert kernels_run(lambda: be.im2col(x, *args)) == [f"im2col_forward_v{forward}_i32_f32"]
+            cols = be.im2col(x, *args)
+            assert kernels_run(lambda: be.col2im(cols, shape, *args)) == [f"im2col_backward_v{backward}_i32_f32"]
+
+
+def _v4_config(rng, side):
+    """A random configuration with horizontal stride 1 where v4's stores are vectors: OW % 4 == 0
+    (``side`` "forward", any W: "valid" and padded, W often not a multiple of 4) or W % 4 == 0
+    ("backward", any OW). Four channels keep every array's size a multiple of 16 bytes."""
+    while True:
+        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+        dh, dw = (int(v) for v in rng.integers(1, 4, size=2))
+        sh = int(rng.integers(1, 4))
+        ph, pw = (int(v) for v in rng.integers(0, 4, size=2))
+        if rng.random() < 0.3:
+            ph = pw = 0
+        h = int(max(1, (kh - 1) * dh + 1 - 2 * ph) + rng.integers(0, 6))
+        if side == "forward":
+            ow = 4 * int(rng.integers(1, 10))
+            w = ow - 2 * pw + dw * (kw - 1)
+        else:
+            w = 4 * int(rng.integers(1, 10))
+            ow = w + 2 * pw - dw * (kw - 1)
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        if oh > 0 and ow > 0 and w > 0:
+            n, c = int(rng.integers(1, 3)), 4 * int(rng.integers(1, 3))
+            return (n, c, h, w), (kh, kw), (sh, 1), (ph, pw), (dh, dw), (oh, ow)
+
+
+@pytest.mark.parametrize("layout", ["nkl", "knl"])
+def test_v4_matches_reference(kernel_backend, dtype, layout, rng):
+    """v4 (each lane loads one aligned vector, shuffles for the neighbour's half) on random
+    configurations where its stores are vectors, both index widths: rows of any width and any
+    alignment of their start (W and OW not multiples of 4, "valid" and padded, vertical stride and
+    dilation), so every lane's shift and every end of a run of lanes occurs. The launcher runs it
+    by default there."""
+    for trial in range(16):
+        side = "forward" if trial % 2 else "backward"
+        shape, k, s, p, d, (oh, ow) = _v4_config(rng, side)
+        n, c, h, w = shape
+        x = rng.standard_normal(shape)
+        pads = (p[0], p[0], p[1], p[1])
+        expected = reference.im2col(x, k, s, pads, d)
+        rows, l_size = expected.shape[1:]
+        dcols = rng.standard_normal(expected.shape)
+        want_dx = reference.col2im(dcols, shape, k, s, pads, d)
+        if layout == "knl":
+            expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
+            dcols = dcols.transpose(1, 0, 2).reshape(rows, n * l_size)
+        X = gpuconv.asarray(x.astype(dtype))
+        D = gpuconv.asarray(np.ascontiguousarray(dcols).astype(dtype))
+        versions = ((None, None), (4, 32), (4, 64))
+        if side == "forward" or ow % (16 // dtype.itemsize) == 0:
+            for version, bits in versions:
+                cols = kernel_backend.im2col(X, k, s, p, d, (oh, ow), layout, version=version, index_bits=bits)
+                assert_close(cols, expected, dtype)
+        if side == "backward" or w % (16 // dtype.itemsize) == 0:
+            for version, bits in versions:
+                dx = kernel_backend.col2im(D, shape, k, s, p, d, (oh, ow), layout, version=version, index_bits=bits)
+                assert_close(dx, want_dx, dtype)
+
+
+def test_v4_refuses_what_it_cannot_do_and_the_default_falls_back(kernel_backend, dtype, rng):
+    """Forcing v4 where its conditions fail raises a ValueError that says which; the default then
+    runs v2 and is still right: x off a 16-byte boundary, a ragged size, stride 2, OW or W not a
+    multiple of 16 bytes."""
+    lanes = 16 // dtype.itemsize
+    flat = gpuconv.asarray(rng.standard_normal(1 + 2 * 3 * 10 * 8).astype(dtype))
+    shifted = flat[1:].reshape(2, 3, 10, 8)
+    # "valid" with a (3, 2) kernel: OW = 2 * lanes, 5 * (2 * lanes + 1) elements, not a multiple of lanes.
+    ragged = gpuconv.asarray(rng.standard_normal((1, 1, 5, 2 * lanes + 1)).astype(dtype))
+    cases = ((shifted, (3, 3), (1, 1), (1, 1)), (ragged, (3, 2), (1, 1), (0, 0)), (shifted, (3, 3), (2, 2), (1, 1)),
+             (gpuconv.asarray(rng.standard_normal((2, 4, 6, 7)).astype(dtype)), (3, 3), (1, 1), (0, 0)))
+    for x, k, s, p in cases:
+        n, c, h, w = x.shape
+        out = ((h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1)
+        pads = (p[0], p[0], p[1], p[1])
+        want = reference.im2col(gpuconv.to_numpy(x).astype(np.float64), k, s, pads, (1, 1))
+        assert_close(kernel_backend.im2col(x, k, s, p, (1, 1), out, "nkl"), want, dtype)
+        with pytest.raises(ValueError, match="im2col_forward_v4 needs"):
+            kernel_backend.im2col(x, k, s, p, (1, 1), out, "nkl", version=4)
+        dcols = rng.standard_normal(want.shape)
+        # The columns one element past a 16-byte boundary: col2im may not run v4 either.
+        D = gpuconv.asarray(np.concatenate([[0.0], dcols.ravel()]).astype(dtype))[1:].reshape(want.shape)
+        want_dx = reference.col2im(dcols, x.shape, k, s, pads, (1, 1))
+        assert_close(kernel_backend.col2im(D, x.shape, k, s, p, (1, 1), out, "nkl"), want_dx, dtype)
+        with pytest.raises(ValueError, match="im2col_backward_v4 needs"):
+            kernel_backend.col2im(D, x.shape, k, s, p, (1, 1), out, "nkl", version=4)
+
+
+def test_v4_runs_its_64_bit_variant_near_the_int_limit(monkeypatch, rng):
+    """v4 computes offsets of padding rows past the end of the array it reads: where the arrays fit an
+    int but not with that reach, the launcher runs v4's 64-bit variant (v2, which needs no margin,
+    keeps 32 bits). The limit is lowered to just above the columns' extent to show it."""
+    import gpuconv.backend.cuda_ops.im2col as launcher
+    import gpuconv.backend.emulated as emulated
+    if gpuconv.backend.unavailable_reason("emulated"):
+        pytest.skip("emulated backend unavailable")
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    args = ((3, 3), (1, 1), (1, 1), (1, 1), (16, 16), "knl")
+    want = reference.im2col(x.astype(np.float64), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    want = want.transpose(1, 0, 2).reshape(27, 512)
+    monkeypatch.setattr(launcher, "INT32_LIMIT", 27 * 512 + 1)  # the columns' extent fits, with v4's reach not
+    with gpuconv.backend("emulated") as be:
+        for version, name in ((None, "im2col_forward_v4_i64_f32"), (2, "im2col_forward_v2_i32_f32")):
+            with emulated.profile() as table:
+                cols = be.im2col(x, *args, version=version)
+            assert sorted(table.kernels) == [name]
+            assert_close(cols, want, np.float32)
+
+
+def test_gpu_versions_benchmark_runs_on_the_emulator():
+    """benchmarks/gpu_im2col_versions.py (meant for a GPU) as a smoke run on the emulated backend:
+    every layer and direction gets a row, and the VGG layer (28x28 after shrinking) defaults to v4."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    if gpuconv.backend.unavailable_reason("emulated"):
+        pytest.skip("emulated backend unavailable")
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(repo / "benchmarks" / "gpu_im2col_versions.py"), "--backend",
+                             "emulated", "--batch", "1", "--shrink", "8", "--repeats", "1"], capture_output=True,
+                            text=True, cwd=repo, check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| im2col |", "| col2im |"))]
+    assert len(rows) == 14
+    assert rows[-2].endswith("| v4 |") and rows[-1].endswith("| v4 |")

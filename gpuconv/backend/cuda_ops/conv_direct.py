@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# CONV_TILE_W, CONV_THREADS_H, CONV_CO_BLOCK in conv_direct.cu; each thread computes 2 output rows.
-TILE_W, THREADS_H, CO_BLOCK = 16, 8, 8
+# CONV_TILE_W, CONV_THREADS_H, CONV_CO_BLOCK, CONV_W_PITCH in conv_direct.cu; each thread computes 2
+# output rows.
+TILE_W, THREADS_H, CO_BLOCK, W_PITCH = 16, 8, 8, 9
 TILE_H = 2 * THREADS_H
 MAX_SHARED_BYTES = 48 * 1024
 MAX_GRID_YZ = 65535
@@ -27,15 +28,17 @@ BWW_THREADS, BWW_TARGET_BLOCKS = 256, 1024
 
 def forward_v2_row_stride(g, itemsize: int) -> int:
     """Elements from one row of conv2d_direct_forward_v2's shared input patch to the next: its width
-    PW, padded for float32 so that the two patch rows a warp reads (threadIdx.y and threadIdx.y + 1,
-    sh rows apart, 16 lanes each) fall in different banks. Stride 1: the rows are 16 words wide, so
-    sh * stride must be 16 modulo 32 banks; stride 2: 16 even-offset words, so sh * stride must be
-    odd. A float64 half-warp fills all 32 banks whatever the stride, so float64 is not padded."""
+    PW (at horizontal stride 2 the kernel stores a row's odd columns, then its even ones), padded
+    for float32 so that the two patch rows a warp reads (threadIdx.y and threadIdx.y + 1, sh rows
+    apart, 16 lanes on 16 consecutive words each at horizontal stride 1 and 2) fall in different
+    banks: sh * stride must be 16 modulo 32 banks. At larger horizontal strides the lanes read
+    every sw-th word; the rows are then left unpadded. A float64 half-warp fills all 32 banks at
+    stride 1 and 2, so float64 is not padded."""
     (kw, (sh, sw), dw) = g.kernel_size[1], g.stride, g.dilation[1]
     pw = (TILE_W - 1) * sw + (kw - 1) * dw + 1
-    if itemsize == 4:
+    if itemsize == 4 and sw in (1, 2):
         for stride in range(pw, pw + 32):
-            if (sw == 1 and sh * stride % 32 == 16) or (sw == 2 and sh * stride % 2 == 1):
+            if sh * stride % 32 == 16:
                 return stride
     return pw
 
@@ -44,7 +47,7 @@ def forward_v2_shared_bytes(g, itemsize: int) -> int:
     """Dynamic shared memory of conv2d_direct_forward_v2 for ``g``."""
     (kh, kw), sh, dh = g.kernel_size, g.stride[0], g.dilation[0]
     ph = (TILE_H - 1) * sh + (kh - 1) * dh + 1
-    return (ph * forward_v2_row_stride(g, itemsize) + CO_BLOCK * kh * kw) * itemsize
+    return (ph * forward_v2_row_stride(g, itemsize) + W_PITCH * kh * kw) * itemsize
 
 
 def backward_data_v3_shared_bytes(g, itemsize: int) -> int:
@@ -52,7 +55,7 @@ def backward_data_v3_shared_bytes(g, itemsize: int) -> int:
     (kh, kw), (sh, sw), (dh, dw) = g.kernel_size, g.stride, g.dilation
     ph = (TILE_H - 1 + (kh - 1) * dh) // sh + 2
     pw = (TILE_W - 1 + (kw - 1) * dw) // sw + 2
-    return (ph * pw + CO_BLOCK * kh * kw) * itemsize
+    return (ph * pw + W_PITCH * kh * kw) * itemsize
 
 
 def backward_weight_v2_shared_bytes(g, itemsize: int) -> int:

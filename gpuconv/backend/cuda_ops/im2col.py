@@ -1,20 +1,36 @@
 """Launchers for kernels/im2col.cu (shared by the cupy and emulated backends).
 
-im2col and col2im run version 3 (16-byte stores AND 16-byte loads) at horizontal stride 1 where
-the alignment conditions of both hold, else version 2. The choice follows the emulator's access
-profile (no GPU has timed it yet; benchmarks/emu_im2col_versions.py prints the counts,
-benchmarks/results/emu-access-profile-conv-kernels.md has them): with scalar loads, v3's lanes
-read kLanes pixels apart and it touched 1.5-3.8x the 32-byte sectors of v2 (loads and stores
-together; v2's one-pixel-per-thread loads and stores are both coalesced). With vector loads at
-stride 1 it touched 1.2-1.4x v2's sectors (the second vector of a tap is mostly the neighbour
-lane's first, an L1 hit on a GPU) with 2.4-3x fewer memory instructions and each thread's index
-arithmetic shared by 4 pixels (the H100 measurements found im2col bound by index arithmetic);
-at stride 2 the sector overhead grows to 1.5-1.7x and the instructions saved shrink to
-1.2-2.1x, so v2 runs there. Which is faster on a GPU is unmeasured. ``version=3`` runs v3 with
-whatever loads apply (vector loads at stride 2 too); ``vector_loads=False`` forces its scalar
-loads (tests). Each in its 32-bit index variant when every offset fits an int (checked
-here) and its 64-bit variant otherwise; ``version=`` picks a version (1 is the reference) and
-``index_bits=64`` forces the wide variant (tests run every combination on small tensors).
+im2col and col2im run version 4 (16-byte stores, and 16-byte loads in which each lane of a warp
+reads one distinct aligned vector, the neighbour's half it also needs coming by warp shuffles) at
+horizontal stride 1 where its alignment conditions hold, else version 2. v4's conditions:
+im2col: OW, both column strides and the columns' address multiples of 16 bytes (the stores), x
+16-byte aligned with a size that is a multiple of 16 bytes (the loads: rows of any width, so the
+"valid" 3x3 case, OW = W - 2 with W % 4 == 2, is covered too); col2im: W and dx's address multiples
+of 16 bytes (the stores), the columns 16-byte aligned with a size that is a multiple of 16 bytes
+(any OW). Where the stores cannot be vectors (im2col with OW % 4 != 0, e.g. "valid" on a 56-wide
+input; col2im with W % 4 != 0, e.g. "valid" backward on an 18-wide input), v2 runs: a thread's
+pixels would then span two output (im2col) or input (col2im) rows. At stride 2, v2 runs too: its
+loads and stores are both coalesced, while v3's (the only vector version for stride 2) touched
+1.5-1.7x its sectors for 1.2-2.1x fewer requests.
+
+At stride 1 with padding, v4 touches 13-31% fewer load sectors than v2 and 40-48% fewer than v3,
+at 96-100% load efficiency, with 2.4-3.5x fewer requests than v2. In the "valid" forward the rows
+of x are not 16-byte aligned: each output row is a run of OW/4 lanes whose last lane loads its
+second vector itself where the next row's first lane does not hold it, which costs 8% more
+sectors than v2 at OW = 16 (5% fewer at OW = 56), mostly L1 hits on a GPU, for 2.4x fewer load
+and 4x fewer store requests; v4 runs there too. (A v4 for stride 2 was tried: its lanes' vectors
+are 32 bytes apart, so it touched 1.6-1.8x v2's load sectors, as v3 does there.)
+
+The choice follows the emulator's access profile; no GPU has timed these versions
+(benchmarks/emu_im2col_versions.py prints the counts, benchmarks/results/
+emu-access-profile-im2col-direct.md has them, benchmarks/gpu_im2col_versions.py times them on a
+GPU and should decide: v4 spends a ballot, shuffles and selects per tap that the profile does not
+count). v3 (16-byte stores; 16-byte loads where rows are 16-byte aligned, each vector read by two
+lanes) stays as the baseline v4 is compared with; ``version=3`` runs it with whatever loads apply
+(vector loads at stride 2 too) and ``vector_loads=False`` forces its scalar loads (tests). Each
+version in its 32-bit index variant when every offset fits an int (checked here) and its 64-bit
+variant otherwise; ``version=`` picks a version (1 is the reference) and ``index_bits=64`` forces
+the wide variant (tests run every combination on small tensors).
 """
 
 from __future__ import annotations
@@ -65,6 +81,12 @@ def load_lanes(itemsize: int, width: int, array, strides: tuple[int, ...] = ()) 
     return width % lanes == 0 and all(s % lanes == 0 for s in strides) and _address(array) % 16 == 0
 
 
+def whole_vectors(itemsize: int, array) -> bool:
+    """Whether v4 may read ``array`` by aligned 16-byte vectors of any of its elements: it starts on
+    16 bytes and holds a whole number of them (so no vector around an element leaves it)."""
+    return array.size % (16 // itemsize) == 0 and _address(array) % 16 == 0
+
+
 def _vector_loads(requested: bool | None, possible: bool, kernel: str) -> np.int32:
     if requested and not possible:
         raise ValueError(f"{kernel} cannot use 16-byte loads here: they need stride {{1, 2}} (im2col) or 1 "
@@ -86,7 +108,13 @@ class Im2colKernels:
         (kh, kw), (oh, ow) = kernel_size, out_size
         row_stride, n_stride = column_strides(layout, n, c * kh * kw, oh * ow)
         cols_extent = (c * kh * kw - 1) * row_stride + (n - 1) * n_stride + oh * ow
-        bits = bits or index_bits(n * c * h * w, cols_extent)
+        # NOTE: v4 computes (without dereferencing) the offsets of padding rows and columns too,
+        # up to a kernel's reach past the end of the array it reads: keep those inside an int.
+        margin = 0
+        if op.endswith("_v4"):
+            (sh, _), (pt, pl), (dh, dw) = stride, padding, dilation
+            margin = (kh * dh + pt + sh + 1) * max(w, ow) + kw * dw + pl + 8
+        bits = bits or index_bits(n * c * h * w + margin, cols_extent + margin)
         wide = np.int64 if bits == 64 else np.int32
         ints = (n * c, c, h, w, kh, kw, *stride, *padding, *dilation, oh, ow)
         args = arrays + tuple(np.int32(v) for v in ints) + (wide(row_stride), wide(n_stride)) + extra
@@ -108,8 +136,13 @@ class Im2colKernels:
         x = self.xp.ascontiguousarray(x)
         lanes = vector_lanes(x.dtype.itemsize, ow, column_strides(layout, n, c * kh * kw, oh * ow), cols)
         loads = stride[1] in (1, 2) and load_lanes(x.dtype.itemsize, x.shape[3], x)
+        v4_loads = stride[1] == 1 and whole_vectors(x.dtype.itemsize, x)
         if version is None:
-            version = 3 if lanes and loads and stride[1] == 1 else 2  # see the module docstring
+            version = 4 if lanes and v4_loads else 2  # see the module docstring
+        if version == 4 and not (lanes and v4_loads):
+            raise ValueError(f"im2col_forward_v4 needs horizontal stride 1 (got {stride[1]}), OW, the column strides "
+                             f"and the columns' address multiples of 16 bytes (OW={ow}, layout {layout!r}), and x "
+                             f"16-byte aligned with a size that is a multiple of 16 bytes")
         if version == 1:
             self.launch_1d(self.kernel("im2col.cu", "im2col_forward", x.dtype), cols.size,
                            (x, cols) + self._im2col_args(x.shape, kernel_size, stride, padding, dilation, out_size,
@@ -123,7 +156,7 @@ class Im2colKernels:
                 extra = (_vector_loads(vector_loads, loads, "im2col_forward_v3"),)
             self._v2_launch(f"im2col_forward_v{version}", x.dtype, x.shape, kernel_size, stride, padding, dilation,
                             out_size, layout, oh * ow, (x, cols), extra, bits=index_bits,
-                            per_thread=lanes if version == 3 else 1)
+                            per_thread=lanes if version >= 3 else 1)
         return cols
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation, out_size, layout, *, out=None,
@@ -138,8 +171,13 @@ class Im2colKernels:
         n, c = x_shape[:2]
         strides = column_strides(layout, n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1])
         loads = stride[1] == 1 and load_lanes(cols.dtype.itemsize, out_size[1], cols, strides)
+        v4_loads = stride[1] == 1 and whole_vectors(cols.dtype.itemsize, cols)
         if version is None:
-            version = 3 if lanes and loads else 2  # see the module docstring
+            version = 4 if lanes and v4_loads else 2  # see the module docstring
+        if version == 4 and not (lanes and v4_loads):
+            raise ValueError(f"im2col_backward_v4 needs horizontal stride 1 (got {stride[1]}), W and the image's "
+                             f"address multiples of 16 bytes (W={x_shape[3]}), and the columns 16-byte aligned with "
+                             f"a size that is a multiple of 16 bytes")
         if version == 3 and not lanes:
             raise ValueError(f"im2col_backward_v3 needs W and the image's address to be multiples of 16 bytes "
                              f"(W={x_shape[3]})")
@@ -154,5 +192,5 @@ class Im2colKernels:
                 steps += (_vector_loads(vector_loads, loads, "im2col_backward_v3"),)
             self._v2_launch(f"im2col_backward_v{version}", cols.dtype, x_shape, kernel_size, stride, padding,
                             dilation, out_size, layout, x_shape[2] * x_shape[3], (cols, dx), steps, bits=index_bits,
-                            per_thread=lanes if version == 3 else 1)
+                            per_thread=lanes if version >= 3 else 1)
         return dx
