@@ -75,11 +75,16 @@ def _default_version(be, call) -> str:
         launched.append(op)
         return original(filename, op, dtype, defines)
 
-    be.kernel = recording  # an instance attribute over the class's method, removed below
+    # An instance attribute over the class's method, removed below; the launcher's cached launch
+    # plans are set aside meanwhile, so that the call looks its kernel up.
+    saved_plans = be.__dict__.pop("_im2col_plans", None)
+    be.kernel = recording
     try:
         call()
     finally:
         del be.kernel
+        if saved_plans is not None:
+            be._im2col_plans = saved_plans
     return re.search(r"_v(\d+)_", launched[-1]).group(1)
 
 

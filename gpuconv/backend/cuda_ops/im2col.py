@@ -40,6 +40,7 @@ import numpy as np
 INT32_LIMIT = 2**31
 MAX_GRID_Y = 65535
 THREADS = 256
+MAX_CACHED_PLANS = 256  # launch plans kept per backend; a network has a few dozen shapes
 
 
 def column_strides(layout: str, n: int, rows: int, l_size: int) -> tuple[int, int]:
@@ -62,8 +63,10 @@ def plane_block(plane_size: int) -> tuple[int, int]:
 
 
 def _address(a) -> int:
-    data = a.data
-    return data.ptr if hasattr(data, "ptr") else a.ctypes.data
+    """The device (cupy) or host (numpy) address of ``a``'s first element."""
+    if isinstance(a, np.ndarray):
+        return a.__array_interface__["data"][0]  # cheaper than a.ctypes.data
+    return a.data.ptr
 
 
 def vector_lanes(itemsize: int, ow: int, strides: tuple[int, int], cols) -> int:
@@ -104,6 +107,23 @@ class Im2colKernels:
 
     def _v2_launch(self, op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size, layout, plane_size,
                    arrays, extra=(), bits=None, per_thread=1):
+        """Launches ``op`` (v2 to v4) on ``arrays``. The kernel, grid and scalar arguments are computed
+        once per configuration and cached: converting the dozen sizes to NumPy scalars and sizing
+        the grid cost more host time than the launch (issue 9's budget: 30 us per conv2d call)."""
+        plans = self.__dict__.setdefault("_im2col_plans", {})
+        key = (self.module_cache_key(), op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size, layout,
+               plane_size, extra, bits, per_thread, INT32_LIMIT, MAX_GRID_Y)  # tests change the limits
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            plan = plans[key] = self._v2_plan(op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size,
+                                              layout, plane_size, extra, bits, per_thread)
+        kernel, grid, block, scalars = plan
+        kernel(grid, block, arrays + scalars)
+
+    def _v2_plan(self, op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size, layout, plane_size,
+                 extra, bits, per_thread):
         n, c, h, w = x_shape
         (kh, kw), (oh, ow) = kernel_size, out_size
         row_stride, n_stride = column_strides(layout, n, c * kh * kw, oh * ow)
@@ -117,11 +137,11 @@ class Im2colKernels:
         bits = bits or index_bits(n * c * h * w + margin, cols_extent + margin)
         wide = np.int64 if bits == 64 else np.int32
         ints = (n * c, c, h, w, kh, kw, *stride, *padding, *dilation, oh, ow)
-        args = arrays + tuple(np.int32(v) for v in ints) + (wide(row_stride), wide(n_stride)) + extra
+        scalars = tuple(np.int32(v) for v in ints) + (wide(row_stride), wide(n_stride)) + tuple(extra)
         threads = -(-plane_size // per_thread)
         bx, by = plane_block(threads)
         grid = (-(-threads // bx), min(-(-(n * c) // by), MAX_GRID_Y))
-        self.kernel("im2col.cu", f"{op}_i{bits}", dtype)(grid, (bx, by), args)
+        return self.kernel("im2col.cu", f"{op}_i{bits}", dtype), grid, (bx, by), scalars
 
     def im2col(self, x, kernel_size, stride, padding, dilation, out_size, layout, *, out=None,
                version: int | None = None, index_bits: int | None = None, vector_loads: bool | None = None):
@@ -135,8 +155,7 @@ class Im2colKernels:
             return cols
         x = self.xp.ascontiguousarray(x)
         lanes = vector_lanes(x.dtype.itemsize, ow, column_strides(layout, n, c * kh * kw, oh * ow), cols)
-        loads = stride[1] in (1, 2) and load_lanes(x.dtype.itemsize, x.shape[3], x)
-        v4_loads = stride[1] == 1 and whole_vectors(x.dtype.itemsize, x)
+        v4_loads = stride[1] == 1 and lanes and whole_vectors(x.dtype.itemsize, x)
         if version is None:
             version = 4 if lanes and v4_loads else 2  # see the module docstring
         if version == 4 and not (lanes and v4_loads):
@@ -153,6 +172,7 @@ class Im2colKernels:
                                  f"multiples of 16 bytes (OW={ow}, layout {layout!r})")
             extra = ()
             if version == 3:
+                loads = stride[1] in (1, 2) and load_lanes(x.dtype.itemsize, x.shape[3], x)
                 extra = (_vector_loads(vector_loads, loads, "im2col_forward_v3"),)
             self._v2_launch(f"im2col_forward_v{version}", x.dtype, x.shape, kernel_size, stride, padding, dilation,
                             out_size, layout, oh * ow, (x, cols), extra, bits=index_bits,
@@ -168,10 +188,7 @@ class Im2colKernels:
             return dx
         cols = self.xp.ascontiguousarray(cols)
         lanes = 16 // dx.dtype.itemsize if x_shape[3] % (16 // dx.dtype.itemsize) == 0 and _address(dx) % 16 == 0 else 0
-        n, c = x_shape[:2]
-        strides = column_strides(layout, n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1])
-        loads = stride[1] == 1 and load_lanes(cols.dtype.itemsize, out_size[1], cols, strides)
-        v4_loads = stride[1] == 1 and whole_vectors(cols.dtype.itemsize, cols)
+        v4_loads = stride[1] == 1 and lanes and whole_vectors(cols.dtype.itemsize, cols)
         if version is None:
             version = 4 if lanes and v4_loads else 2  # see the module docstring
         if version == 4 and not (lanes and v4_loads):
@@ -189,6 +206,9 @@ class Im2colKernels:
             (sh, sw), (dh, dw) = stride, dilation
             steps = tuple(np.int32(v) for v in (dh // sh, dh % sh, dw // sw, dw % sw))
             if version == 3:
+                n, c = x_shape[:2]
+                strides = column_strides(layout, n, c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1])
+                loads = stride[1] == 1 and load_lanes(cols.dtype.itemsize, out_size[1], cols, strides)
                 steps += (_vector_loads(vector_loads, loads, "im2col_backward_v3"),)
             self._v2_launch(f"im2col_backward_v{version}", cols.dtype, x_shape, kernel_size, stride, padding,
                             dilation, out_size, layout, x_shape[2] * x_shape[3], (cols, dx), steps, bits=index_bits,
