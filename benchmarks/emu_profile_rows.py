@@ -98,10 +98,32 @@ def _row(name: str, n: dict[str, float]) -> str:
     return f"| {name} | {n['launches']} | {side('load')} | {side('store')} | {shared} |"
 
 
+def _counterpart(kernel: str) -> str:
+    """The kernel that did the same work before this change (one thread per row, one copy kernel)."""
+    return kernel.replace("_warp", "").replace("_block", "").replace("copy_transpose", "copy_strided")
+
+
+def summary(before: dict, after: dict) -> str:
+    """One line per changed kernel and case: load / store efficiency before and after."""
+    lines = ["| case | kernel before | load / store efficiency | kernel after | load / store efficiency |",
+             "|---|---|---|---|---|"]
+    for label, numbers in after.items():
+        for name, n in numbers.items():
+            old = before.get(label, {}).get(_counterpart(name))
+            if old is None or not name.startswith(("cross_entropy_rows", "cross_entropy_backward", "softmax",
+                                                   "count_correct", "copy_")):
+                continue
+            def eff(m):
+                return " / ".join(f"{100 * m[f'{k}_efficiency']:.0f}%" if m[f"{k}_requests"] else "-"
+                                  for k in ("load", "store"))
+            lines.append(f"| {label} | {_counterpart(name)} | {eff(old)} | {name} | {eff(n)} |")
+    return "\n".join(lines)
+
+
 def report(before: dict, after: dict) -> str:
     header = ("| kernel | launches | load requests | sectors/request (ideal) | load efficiency | store requests "
               "| sectors/request (ideal) | store efficiency | shared requests / bank conflicts |")
-    lines = []
+    lines = ["## Summary", "", summary(before, after), "", "## Every kernel of each case", ""]
     for label in after:
         lines += [f"### {label}", ""]
         for title, numbers in (("before", before.get(label, {})), ("after", after[label])):

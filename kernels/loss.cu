@@ -41,7 +41,11 @@
 // _f32 / _f64 is the logits' type; NaN in a row propagates to its loss as in the NumPy code.
 // The launcher runs the _warp and _block kernels with 256 threads per block. No #defines are injected.
 //
-// nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64: REGISTERS
+// nvcc 13.0 -cubin -arch=sm_90 -std=c++17 -Xptxas -v, registers (f32 and f64, i32 and i64):
+// cross_entropy_rows 68-69, _warp 62-64, _block 64; cross_entropy_backward 68-70, _warp 62-64,
+// _block 70-72 (_block: 256 bytes of shared memory); count_correct 26-28; the other one-block
+// kernels 30-32, check_targets 12; no spills but cross_entropy_scale_i32_f64's 4 bytes (a one-block
+// kernel run once per backward).
 #include "common.cuh"
 #include "rows.cuh"
 
@@ -315,178 +319,178 @@ extern "C" __global__ void __launch_bounds__(kBlock) accumulate_loss_f64(const d
     accumulate_loss<double>(loss, n, scale, total);
 }
 extern "C" __global__ void cross_entropy_rows_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, float* __restrict__ losses,
-    float* __restrict__ weights) {
-    cross_entropy_rows<float, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    cross_entropy_rows<float, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+                                   ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const float* __restrict__ scale,
-    int per_row, float* __restrict__ dlogits) {
-    cross_entropy_backward<float, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    cross_entropy_backward<float, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                       inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_warp_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, float* __restrict__ losses,
-    float* __restrict__ weights) {
-    cross_entropy_rows<float, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    cross_entropy_rows<float, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+                                   ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_warp_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const float* __restrict__ scale,
-    int per_row, float* __restrict__ dlogits) {
-    cross_entropy_backward<float, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    cross_entropy_backward<float, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
+                                       inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_block_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, float* __restrict__ losses,
-    float* __restrict__ weights) {
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
     __shared__ double partial[32];
-    cross_entropy_rows<float, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    cross_entropy_rows<float, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes,
+                                   inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_block_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const float* __restrict__ scale,
-    int per_row, float* __restrict__ dlogits) {
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
     __shared__ double partial[32];
-    cross_entropy_backward<float, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    cross_entropy_backward<float, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                       classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, float* __restrict__ losses,
-    float* __restrict__ weights) {
-    cross_entropy_rows<float, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    cross_entropy_rows<float, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                         inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const float* __restrict__ scale,
-    int per_row, float* __restrict__ dlogits) {
-    cross_entropy_backward<float, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    cross_entropy_backward<float, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows,
+                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_warp_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, float* __restrict__ losses,
-    float* __restrict__ weights) {
-    cross_entropy_rows<float, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    cross_entropy_rows<float, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
+                                         inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_warp_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const float* __restrict__ scale,
-    int per_row, float* __restrict__ dlogits) {
-    cross_entropy_backward<float, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    cross_entropy_backward<float, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows,
+                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_block_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, float* __restrict__ losses,
-    float* __restrict__ weights) {
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
     __shared__ double partial[32];
-    cross_entropy_rows<float, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    cross_entropy_rows<float, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                         classes, inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_block_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const float* __restrict__ scale,
-    int per_row, float* __restrict__ dlogits) {
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
     __shared__ double partial[32];
-    cross_entropy_backward<float, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    cross_entropy_backward<float, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, double* __restrict__ losses,
-    double* __restrict__ weights) {
-    cross_entropy_rows<double, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    cross_entropy_rows<double, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                    inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const double* __restrict__ scale,
-    int per_row, double* __restrict__ dlogits) {
-    cross_entropy_backward<double, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    cross_entropy_backward<double, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                        inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_warp_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, double* __restrict__ losses,
-    double* __restrict__ weights) {
-    cross_entropy_rows<double, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    cross_entropy_rows<double, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+                                    ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_warp_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const double* __restrict__ scale,
-    int per_row, double* __restrict__ dlogits) {
-    cross_entropy_backward<double, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    cross_entropy_backward<double, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
+                                        inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_block_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, double* __restrict__ losses,
-    double* __restrict__ weights) {
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
     __shared__ double partial[32];
-    cross_entropy_rows<double, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    cross_entropy_rows<double, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes,
+                                    inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_block_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const double* __restrict__ scale,
-    int per_row, double* __restrict__ dlogits) {
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
     __shared__ double partial[32];
-    cross_entropy_backward<double, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    cross_entropy_backward<double, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                        classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, double* __restrict__ losses,
-    double* __restrict__ weights) {
-    cross_entropy_rows<double, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    cross_entropy_rows<double, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                          inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const double* __restrict__ scale,
-    int per_row, double* __restrict__ dlogits) {
-    cross_entropy_backward<double, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    cross_entropy_backward<double, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows,
+                                              classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_warp_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, double* __restrict__ losses,
-    double* __restrict__ weights) {
-    cross_entropy_rows<double, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    cross_entropy_rows<double, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
+                                          inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_warp_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const double* __restrict__ scale,
-    int per_row, double* __restrict__ dlogits) {
-    cross_entropy_backward<double, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    cross_entropy_backward<double, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows,
+                                              classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }
 extern "C" __global__ void cross_entropy_rows_block_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, double* __restrict__ losses,
-    double* __restrict__ weights) {
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
     __shared__ double partial[32];
-    cross_entropy_rows<double, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-                                 eps, losses, weights);
+    cross_entropy_rows<double, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                          classes, inner, ignore_index, eps, losses, weights);
 }
 extern "C" __global__ void cross_entropy_backward_block_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight, int has_weight,
-    long long rows, int classes, long long inner, long long ignore_index, double eps, const double* __restrict__ scale,
-    int per_row, double* __restrict__ dlogits) {
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
     __shared__ double partial[32];
-    cross_entropy_backward<double, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes, inner,
-                                     ignore_index, eps, scale, per_row, dlogits);
+    cross_entropy_backward<double, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight,
+                                              rows, classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }

@@ -25,7 +25,9 @@ __device__ __forceinline__ double neg_inf() { return -(double)__int_as_float(0x7
 
 // max that propagates NaN (a NaN anywhere in a row makes its maximum NaN).
 struct MaxNan {
-    __device__ __forceinline__ double operator()(double a, double b) const { return a != a ? a : (b > a || b != b ? b : a); }
+    __device__ __forceinline__ double operator()(double a, double b) const {
+        return a != a ? a : (b > a || b != b ? b : a);
+    }
 };
 struct Sum {
     __device__ __forceinline__ double operator()(double a, double b) const { return a + b; }

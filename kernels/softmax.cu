@@ -24,7 +24,10 @@
 //       log == 0: dx = y * (dy - sum(dy * y)); log != 0: dx = dy - exp(y) * sum(dy), y the forward's output.
 // The launcher runs _warp and _block with 256 threads per block. No #defines are injected.
 //
-// nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64: REGISTERS
+// nvcc 13.0 -cubin -arch=sm_90 -std=c++17 -Xptxas -v, registers f32 / f64: forward 64 / 64,
+// backward 72 / 72; _warp forward 56 / 58, backward 56 / 56; _block forward 62 / 64, backward
+// 56 / 54 (256 bytes of shared memory, 1 barrier); no spills. (With __launch_bounds__(256) ptxas
+// capped _block at 40 registers and spilled; without it, 256 threads fit anyway.)
 #include "common.cuh"
 #include "rows.cuh"
 
