@@ -13,8 +13,9 @@
 //                 partials combined in warp order through `partial` (32 doubles of shared memory).
 // Every reduction has a fixed order (the lane's own elements in order, then the butterfly, then
 // the warps in order), so results are the same on every run and under every emulator schedule,
-// and every thread of the row gets the same bits. Rows loops are uniform over a warp (WarpPerRow)
-// or a block (BlockPerRow): the shuffles and barriers inside reduce() are reached by all threads.
+// and every thread of the row gets the same value. The row loops are uniform over a warp
+// (WarpPerRow) or a block (BlockPerRow), and so must be any branch around reduce() (a row's target
+// is the same for all its threads): every thread reaches its shuffles and barriers.
 // blockDim.x must be a multiple of 32 for WarpPerRow and BlockPerRow.
 #pragma once
 
