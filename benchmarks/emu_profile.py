@@ -146,6 +146,15 @@ def more_cases(arr, x, w, dy, p, idx, gamma, beta) -> Iterator[tuple[str, Callab
         backend.count_correct(logits, target, correct), backend.count_correct(logits, target32, correct))
     yield "softmax / log_softmax and backwards", lambda: (
         F.softmax_backward(logits, F.softmax(logits), 1), F.log_softmax_backward(logits, F.log_softmax(logits), 1))
+    wide, wide_target = arr(8, 1000), np.arange(8) * 100
+    yield "cross_entropy / softmax, 1000 classes (a block per row)", lambda: (
+        F.cross_entropy(wide, wide_target), F.cross_entropy_backward(np.float32(1.0), wide, wide_target),
+        F.softmax_backward(wide, F.softmax(wide), 1))
+    spatial, spatial_target = arr(2, 10, 4, 4), np.arange(32).reshape(2, 4, 4) % 10
+    yield "cross_entropy / softmax over (N, C, H, W) (a thread per row)", lambda: (
+        F.cross_entropy(spatial, spatial_target), F.cross_entropy_backward(np.float32(1.0), spatial, spatial_target),
+        F.softmax_backward(spatial, F.softmax(spatial, 1), 1))
+    yield "transposed copy (tiled)", lambda: backend.contiguous(p.transpose(0, 1, 3, 2))
     yield from optimizer_cases(arr)
 
 

@@ -24,6 +24,15 @@
 //                         contiguous. A thread per destination element (coalesced writes); three
 //                         divisions per element, in 32 bits for _i32 (the launcher checked that
 //                         every index and source offset is below 2^31).
+//   copy_transpose_{i32,i64}
+//                         dst (C-contiguous, shape (batches, rows, cols)) = src, a batch of 2-D
+//                         transposes: dst[b, r, c] = src[b0 * sb0 + b1 * sb1 + r + c * scol] with
+//                         (b0, b1) = (b / batch1, b % batch1). A 32x32 tile per block (32x8 threads,
+//                         grid-stride over (col tiles, row tiles, batches)) through shared memory
+//                         padded to 33 columns: loads walk r (src stride 1) and stores walk c (dst
+//                         stride 1), so both coalesce, and neither the tile's writes (along a row)
+//                         nor its reads (down a column, 33 words apart) have bank conflicts. One
+//                         division per tile (32-bit for _i32), none per element; 32-bit offsets for _i32.
 //   sgd_step, adam_step, rmsprop_step, adagrad_step
 //                         multi-tensor optimizer updates: ONE launch updates every parameter of a
 //                         parameter group (of one dtype) in place. `table` (int64) holds a row of
@@ -40,7 +49,7 @@
 // nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v: 32-34 registers in every entry, no spills, no stack
 // frame; the only 64-bit division is n / lanes (a constant power of two) once per thread.
 // add 40 / 40, accumulate 32 / 30, fill 32 / 30, bias_add_rows 32, copy_strided i32 22, i64 40,
-// count_step_i64 8; no spills.
+// copy_transpose 31-32 (4224 / 8448 bytes of shared memory for f32 / f64), count_step_i64 8; no spills.
 // Optimizer steps, f32 / f64 registers: sgd 30 / 32, adam 32 / 40, rmsprop 30 / 38, adagrad 32 / 38,
 // no spills; their only 64-bit division is the compiler's trip count of a thread's chunk loop
 // (once per thread, with a 32-bit fast path).
@@ -146,6 +155,35 @@ __device__ void copy_strided(const T* __restrict__ src, T* __restrict__ dst, lon
         const I i1 = r % d1;
         const I i0 = r / d1;
         dst[i] = src[i0 * (I)s0 + i1 * (I)s1 + i2 * (I)s2 + i3 * (I)s3];
+    }
+}
+
+template <typename T, typename I>
+__device__ void copy_transpose(const T* __restrict__ src, T* __restrict__ dst, long long batches, int batch1, int rows,
+                               int cols, long long sb0, long long sb1, long long scol) {
+    constexpr int kTile = 32, kRowsPerPass = 8;  // blockDim = (kTile, kRowsPerPass)
+    __shared__ T tile[kTile][kTile + 1];        // [c - c0][r - r0]; the pad puts a column's words in distinct banks
+    const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
+    for (long long b = blockIdx.z; b < batches; b += gridDim.z) {
+        const I b0 = (I)b / batch1, b1 = (I)b - b0 * batch1;  // I: 32-bit for _i32 (b < batches < 2^31)
+        const T* __restrict__ from = src + b0 * (I)sb0 + b1 * (I)sb1;
+        T* __restrict__ to = dst + (I)b * rows * cols;
+        for (int r0 = (int)blockIdx.y * kTile; r0 < rows; r0 += (int)gridDim.y * kTile) {
+            for (int c0 = (int)blockIdx.x * kTile; c0 < cols; c0 += (int)gridDim.x * kTile) {
+                const int r = r0 + tx;
+                for (int j = ty; j < kTile; j += kRowsPerPass) {
+                    const int c = c0 + j;
+                    if (r < rows && c < cols) tile[j][tx] = from[(I)r + (I)c * (I)scol];
+                }
+                __syncthreads();
+                const int c = c0 + tx;
+                for (int j = ty; j < kTile; j += kRowsPerPass) {
+                    const int rr = r0 + j;
+                    if (rr < rows && c < cols) to[(I)rr * cols + c] = tile[tx][j];
+                }
+                __syncthreads();  // the next tile overwrites this one
+            }
+        }
     }
 }
 
@@ -491,4 +529,25 @@ extern "C" __global__ void copy_strided_i64_f64(const double* __restrict__ src, 
                                                int d1, int d2, int d3, long long s0, long long s1, long long s2,
                                                long long s3) {
     copy_strided<double, long long>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
+}
+
+extern "C" __global__ void copy_transpose_i32_f32(const float* __restrict__ src, float* __restrict__ dst,
+                                                  long long batches, int batch1, int rows, int cols, long long sb0,
+                                                  long long sb1, long long scol) {
+    copy_transpose<float, int>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol);
+}
+extern "C" __global__ void copy_transpose_i64_f32(const float* __restrict__ src, float* __restrict__ dst,
+                                                  long long batches, int batch1, int rows, int cols, long long sb0,
+                                                  long long sb1, long long scol) {
+    copy_transpose<float, long long>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol);
+}
+extern "C" __global__ void copy_transpose_i32_f64(const double* __restrict__ src, double* __restrict__ dst,
+                                                  long long batches, int batch1, int rows, int cols, long long sb0,
+                                                  long long sb1, long long scol) {
+    copy_transpose<double, int>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol);
+}
+extern "C" __global__ void copy_transpose_i64_f64(const double* __restrict__ src, double* __restrict__ dst,
+                                                  long long batches, int batch1, int rows, int cols, long long sb0,
+                                                  long long sb1, long long scol) {
+    copy_transpose<double, long long>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol);
 }

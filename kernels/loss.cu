@@ -7,38 +7,47 @@
 // int64 (_i64), C-contiguous, one per row. Element type T = float (_f32) or double (_f64); sums,
 // the log-sum-exp and the final reductions are computed in double for both and rounded to T.
 // No atomics: every reduction has a fixed order, so results are the same on every run.
+// Who handles a row in the row kernels (kernels/rows.cuh; the launcher picks by layout and length):
+// <name>_<i32|i64>_<f32|f64> a thread per row (for inner > 1: rows coalesced across threads),
+// <name>_warp_... a warp per row and <name>_block_... a block per row (inner == 1: the lanes read
+// consecutive classes), each with the same arguments.
 //
 // Entry points (<name>_<i32|i64>_<f32|f64> unless said otherwise):
 //   check_targets_<i32|i64>(target, rows, classes, ignore_index, first_bad)
 //       One block: first_bad[0] = the smallest row whose target is neither in [0, classes) nor
 //       ignore_index, or -1.
-//   cross_entropy_rows(logits, target, weight, has_weight, rows, classes, inner, ignore_index,
-//                      eps, losses, weights)
-//       A thread per row (grid-stride): lse = max + log(sum exp(x - max)); loss = -w[t] * (x[t] - lse),
-//       with label smoothing eps > 0: (1 - eps) * loss + eps / C * sum_c -w[c] * (x[c] - lse);
-//       weights[r] = w[t] (1 without class weights); both 0 for an ignored row.
+//   cross_entropy_rows[_warp|_block](logits, target, weight, has_weight, rows, classes, inner,
+//                      ignore_index, eps, losses, weights)
+//       Per row: lse = max + log(sum exp(x - max)); loss = -w[t] * (x[t] - lse), with label
+//       smoothing eps > 0: (1 - eps) * loss + eps / C * sum_c -w[c] * (x[c] - lse), the sum taken
+//       as -(sum_c w[c] * (x[c] - max) - log(sum exp(x - max)) * sum_c w[c]) (two sums of one sign:
+//       no cancellation) in the pass that sums exp; weights[r] = w[t] (1 without class weights);
+//       both 0 for an ignored row.
 //   cross_entropy_reduce_<f32|f64>(losses, weights, rows, mean, out)
 //       One block: out[0] = sum(losses) / sum(weights) (mean; 0/0 = NaN when every row is
 //       ignored, as in PyTorch) or sum(losses).
 //   cross_entropy_scale(target, weight, has_weight, rows, ignore_index, dloss, mean, scale)
 //       One block: scale[0] = dloss[0] / sum of the non-ignored rows' w[t] (mean), or dloss[0].
-//   cross_entropy_backward(logits, target, weight, has_weight, rows, classes, inner,
+//   cross_entropy_backward[_warp|_block](logits, target, weight, has_weight, rows, classes, inner,
 //                          ignore_index, eps, scale, per_row, dlogits)
-//       A thread per row: with q[c] = (1 - eps) * w[t] * [c == t] + eps / C * w[c] and Q = sum q,
+//       Per row: with q[c] = (1 - eps) * w[t] * [c == t] + eps / C * w[c] and Q = sum q,
 //       dlogits[c] = s * (softmax[c] * Q - q[c]), s = scale[r] (per_row: reduction "none") or
 //       scale[0]; exactly 0 for an ignored row.
 //   accumulate_loss_<f32|f64>(loss, n, scale, total)
 //       One block: total[0] (double) += scale * sum of the n values of loss (fit()'s running loss).
 //   count_correct(outputs, target, rows, classes, count)
-//       One block: count[0] += the number of rows of outputs (rows, classes) whose first maximum
-//       (the first NaN, if any, as numpy.argmax) is at the target's index.
+//       One block, a warp per row: count[0] += the number of rows of outputs (rows, classes) whose
+//       first maximum (the first NaN, if any, as numpy.argmax) is at the target's index.
 // _f32 / _f64 is the logits' type; NaN in a row propagates to its loss as in the NumPy code.
-// No #defines are injected.
+// The launcher runs the _warp and _block kernels with 256 threads per block. No #defines are injected.
 //
-// nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64: cross_entropy_rows 72 / 64,
-// cross_entropy_backward 72 / 72, the one-block kernels 29-32, check_targets 12; no spills but
-// cross_entropy_scale_i32_f64's 4 bytes (a one-block kernel run once per backward).
+// nvcc 13.0 -cubin -arch=sm_90 -std=c++17 -Xptxas -v, registers (f32 and f64, i32 and i64):
+// cross_entropy_rows 68-69, _warp 62-64, _block 64; cross_entropy_backward 68-70, _warp 62-64,
+// _block 70-72 (_block: 256 bytes of shared memory); count_correct 26-28; the other one-block
+// kernels 30-32, check_targets 12; no spills but cross_entropy_scale_i32_f64's 4 bytes (a one-block
+// kernel run once per backward).
 #include "common.cuh"
+#include "rows.cuh"
 
 namespace {
 
@@ -49,24 +58,17 @@ __device__ __forceinline__ double class_weight(const T* __restrict__ weight, int
     return has_weight ? (double)weight[c] : 1.0;
 }
 
-// (max, log(sum exp(x - max))) of a row whose class scores are x[c * inner]; NaN propagates.
+// Of two (value, index) candidates for a row's argmax, the one numpy.argmax returns: NaN beats
+// numbers, then the larger value, then the smaller index. A total order, so the lanes' partial
+// results combine to the row-major scan's answer in any grouping.
 template <typename T>
-__device__ __forceinline__ double row_logsumexp(const T* __restrict__ x, int classes, long long inner, double* top) {
-    double m = (double)x[0];
-    for (int c = 1; c < classes; ++c) {
-        const double v = (double)x[c * inner];
-        if (v > m || v != v) m = v;
-        if (m != m) break;
+__device__ __forceinline__ void better(T& v, int& i, T v2, int i2) {
+    const bool nan = v != v, nan2 = v2 != v2;
+    const bool take = nan ? (nan2 && i2 < i) : (nan2 || v2 > v || (v2 == v && i2 < i));
+    if (take) {
+        v = v2;
+        i = i2;
     }
-    double sum = 0.0;
-    for (int c = 0; c < classes; ++c) sum += exp((double)x[c * inner] - m);
-    *top = m;
-    return log(sum);
-}
-
-__device__ __forceinline__ long long row_base(long long r, int classes, long long inner) {
-    const long long b = inner == 1 ? r : r / inner;
-    return b * classes * inner + (r - b * inner);
 }
 
 }  // namespace
@@ -95,30 +97,48 @@ __device__ void check_targets(const Ti* __restrict__ target, long long rows, int
     if (threadIdx.x == 0) first_bad[0] = first[0];
 }
 
-template <typename T, typename Ti>
-__device__ void cross_entropy_rows(const T* __restrict__ logits, const Ti* __restrict__ target,
+template <typename T, typename Ti, typename S>
+__device__ void cross_entropy_rows(S g, const T* __restrict__ logits, const Ti* __restrict__ target,
                                    const T* __restrict__ weight, int has_weight, long long rows, int classes,
                                    long long inner, long long ignore_index, double eps, T* __restrict__ losses,
                                    T* __restrict__ weights) {
-    GC_GRID_STRIDE_LOOP(r, rows) {
+    const long long e = g.stride(inner);
+    for (long long r = g.first_row(); r < rows; r += g.row_step()) {
         const long long t = (long long)target[r];
-        if (t == ignore_index) {
-            losses[r] = T(0);
-            weights[r] = T(0);
+        if (t == ignore_index) {  // the same for the whole warp or block: no reduction is skipped by some
+            if (g.leader()) {
+                losses[r] = T(0);
+                weights[r] = T(0);
+            }
             continue;
         }
-        const T* __restrict__ x = logits + row_base(r, classes, inner);
-        double m;
-        const double lse = row_logsumexp(x, classes, inner, &m) + m;
-        const double wt = class_weight(weight, has_weight, t);
-        double loss = -wt * ((double)x[t * inner] - lse);
-        if (eps > 0.0) {
-            double smooth = 0.0;
-            for (int c = 0; c < classes; ++c) smooth -= class_weight(weight, has_weight, c) * ((double)x[c * inner] - lse);
-            loss = (1.0 - eps) * loss + smooth * (eps / classes);
+        const T* __restrict__ x = logits + g.base(r, classes, inner);
+        double m = gc::rows::neg_inf();
+        for (int c = g.lane(); c < classes; c += g.size()) m = gc::rows::MaxNan()(m, (double)x[c * e]);
+        m = g.reduce(m, gc::rows::MaxNan());
+        double sum = 0.0, weighted = 0.0, all = 0.0;  // sum exp(x - m), sum w (x - m), sum w
+        for (int c = g.lane(); c < classes; c += g.size()) {
+            const double v = (double)x[c * e] - m;
+            sum += exp(v);
+            if (eps > 0.0) {
+                const double w = class_weight(weight, has_weight, c);
+                weighted += w * v;
+                all += w;
+            }
         }
-        losses[r] = (T)loss;
-        weights[r] = (T)wt;
+        sum = g.reduce(sum, gc::rows::Sum());
+        if (eps > 0.0) {
+            weighted = g.reduce(weighted, gc::rows::Sum());
+            all = g.reduce(all, gc::rows::Sum());
+        }
+        if (g.leader()) {
+            const double log_sum = log(sum);
+            const double wt = class_weight(weight, has_weight, t);
+            double loss = -wt * ((double)x[t * e] - m - log_sum);
+            if (eps > 0.0) loss = (1.0 - eps) * loss - (weighted - log_sum * all) * (eps / classes);
+            losses[r] = (T)loss;
+            weights[r] = (T)wt;
+        }
     }
 }
 
@@ -152,34 +172,40 @@ __device__ void cross_entropy_scale(const Ti* __restrict__ target, const T* __re
     if (threadIdx.x == 0) scale[0] = (T)(mean ? (double)dloss[0] / total : (double)dloss[0]);
 }
 
-template <typename T, typename Ti>
-__device__ void cross_entropy_backward(const T* __restrict__ logits, const Ti* __restrict__ target,
+template <typename T, typename Ti, typename S>
+__device__ void cross_entropy_backward(S g, const T* __restrict__ logits, const Ti* __restrict__ target,
                                        const T* __restrict__ weight, int has_weight, long long rows, int classes,
                                        long long inner, long long ignore_index, double eps,
                                        const T* __restrict__ scale, int per_row, T* __restrict__ dlogits) {
-    GC_GRID_STRIDE_LOOP(r, rows) {
-        const long long base = row_base(r, classes, inner);
+    const long long e = g.stride(inner);
+    for (long long r = g.first_row(); r < rows; r += g.row_step()) {
+        const long long base = g.base(r, classes, inner);
         const T* __restrict__ x = logits + base;
         T* __restrict__ dx = dlogits + base;
         const long long t = (long long)target[r];
         if (t == ignore_index) {
-            for (int c = 0; c < classes; ++c) dx[c * inner] = T(0);
+            for (int c = g.lane(); c < classes; c += g.size()) dx[c * e] = T(0);
             continue;
         }
-        double m;
-        const double lse = row_logsumexp(x, classes, inner, &m) + m;
-        const double wt = class_weight(weight, has_weight, t);
-        double all = 0.0;  // sum of the class weights (the smoothing term's total)
-        if (eps > 0.0) {
-            for (int c = 0; c < classes; ++c) all += class_weight(weight, has_weight, c);
+        double m = gc::rows::neg_inf();
+        for (int c = g.lane(); c < classes; c += g.size()) m = gc::rows::MaxNan()(m, (double)x[c * e]);
+        m = g.reduce(m, gc::rows::MaxNan());
+        double sum = 0.0, all = 0.0;  // sum exp(x - m); sum of the class weights (the smoothing term's total)
+        for (int c = g.lane(); c < classes; c += g.size()) {
+            sum += exp((double)x[c * e] - m);
+            if (eps > 0.0) all += class_weight(weight, has_weight, c);
         }
+        sum = g.reduce(sum, gc::rows::Sum());
+        if (eps > 0.0) all = g.reduce(all, gc::rows::Sum());
+        const double lse = m + log(sum);
+        const double wt = class_weight(weight, has_weight, t);
         const double q_total = (1.0 - eps) * wt + eps / classes * all;
         const double s = (double)scale[per_row ? r : 0];
-        for (int c = 0; c < classes; ++c) {
+        for (int c = g.lane(); c < classes; c += g.size()) {
             double q = eps > 0.0 ? eps / classes * class_weight(weight, has_weight, c) : 0.0;
             if (c == t) q += (1.0 - eps) * wt;
-            const double p = exp((double)x[c * inner] - lse);
-            dx[c * inner] = (T)(s * (p * q_total - q));
+            const double p = exp((double)x[c * e] - lse);
+            dx[c * e] = (T)(s * (p * q_total - q));
         }
     }
 }
@@ -188,19 +214,19 @@ template <typename T, typename Ti>
 __device__ void count_correct(const T* __restrict__ outputs, const Ti* __restrict__ target, long long rows,
                               int classes, long long* __restrict__ count) {
     __shared__ long long partial[kBlock];
+    const int lane = (int)(threadIdx.x & 31u);
     long long correct = 0;
-    for (long long r = threadIdx.x; r < rows; r += kBlock) {
+    for (long long r = threadIdx.x >> 5; r < rows; r += kBlock / 32) {
         const T* __restrict__ row = outputs + r * classes;
-        int best = 0;
-        T top = row[0];
-        for (int c = 1; c < classes && top == top; ++c) {
-            const T v = row[c];
-            if (v > top || v != v) {
-                top = v;
-                best = c;
-            }
+        T top = (T)gc::rows::neg_inf();
+        int best = 0x7fffffff;  // a lane without classes loses to every class
+        for (int c = lane; c < classes; c += 32) better(top, best, row[c], c);
+        for (int offset = 16; offset > 0; offset >>= 1) {
+            const T v = __shfl_xor_sync(0xffffffffu, top, offset);
+            const int i = __shfl_xor_sync(0xffffffffu, best, offset);
+            better(top, best, v, i);
         }
-        correct += (long long)target[r] == best;
+        if (lane == 0) correct += (long long)target[r] == best;
     }
     const long long total = gc::block_sum<kBlock>(correct, partial);
     if (threadIdx.x == 0) count[0] += total;
@@ -226,13 +252,6 @@ extern "C" __global__ void __launch_bounds__(kBlock) check_targets_i64(const lon
                                                                     long long* __restrict__ first_bad) {
     check_targets<long long>(target, rows, classes, ignore_index, first_bad);
 }
-extern "C" __global__ void cross_entropy_rows_i32_f32(const float* __restrict__ logits, const int* __restrict__ target,
-                                                   const float* __restrict__ weight, int has_weight, long long rows,
-                                                   int classes, long long inner, long long ignore_index, double eps,
-                                                   float* __restrict__ losses, float* __restrict__ weights) {
-    cross_entropy_rows<float, int>(logits, target, weight, has_weight, rows, classes, inner, ignore_index, eps, losses,
-                                 weights);
-}
 extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i32_f32(const int* __restrict__ target,
                                                                          const float* __restrict__ weight, int has_weight,
                                                                          long long rows, long long ignore_index,
@@ -240,25 +259,10 @@ extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i32_f32
                                                                          float* __restrict__ scale) {
     cross_entropy_scale<float, int>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale);
 }
-extern "C" __global__ void cross_entropy_backward_i32_f32(const float* __restrict__ logits, const int* __restrict__ target,
-                                                       const float* __restrict__ weight, int has_weight, long long rows,
-                                                       int classes, long long inner, long long ignore_index,
-                                                       double eps, const float* __restrict__ scale, int per_row,
-                                                       float* __restrict__ dlogits) {
-    cross_entropy_backward<float, int>(logits, target, weight, has_weight, rows, classes, inner, ignore_index, eps, scale,
-                                     per_row, dlogits);
-}
 extern "C" __global__ void __launch_bounds__(kBlock) count_correct_i32_f32(const float* __restrict__ outputs,
                                                                    const int* __restrict__ target, long long rows,
                                                                    int classes, long long* __restrict__ count) {
     count_correct<float, int>(outputs, target, rows, classes, count);
-}
-extern "C" __global__ void cross_entropy_rows_i64_f32(const float* __restrict__ logits, const long long* __restrict__ target,
-                                                   const float* __restrict__ weight, int has_weight, long long rows,
-                                                   int classes, long long inner, long long ignore_index, double eps,
-                                                   float* __restrict__ losses, float* __restrict__ weights) {
-    cross_entropy_rows<float, long long>(logits, target, weight, has_weight, rows, classes, inner, ignore_index, eps, losses,
-                                 weights);
 }
 extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i64_f32(const long long* __restrict__ target,
                                                                          const float* __restrict__ weight, int has_weight,
@@ -267,25 +271,10 @@ extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i64_f32
                                                                          float* __restrict__ scale) {
     cross_entropy_scale<float, long long>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale);
 }
-extern "C" __global__ void cross_entropy_backward_i64_f32(const float* __restrict__ logits, const long long* __restrict__ target,
-                                                       const float* __restrict__ weight, int has_weight, long long rows,
-                                                       int classes, long long inner, long long ignore_index,
-                                                       double eps, const float* __restrict__ scale, int per_row,
-                                                       float* __restrict__ dlogits) {
-    cross_entropy_backward<float, long long>(logits, target, weight, has_weight, rows, classes, inner, ignore_index, eps, scale,
-                                     per_row, dlogits);
-}
 extern "C" __global__ void __launch_bounds__(kBlock) count_correct_i64_f32(const float* __restrict__ outputs,
                                                                    const long long* __restrict__ target, long long rows,
                                                                    int classes, long long* __restrict__ count) {
     count_correct<float, long long>(outputs, target, rows, classes, count);
-}
-extern "C" __global__ void cross_entropy_rows_i32_f64(const double* __restrict__ logits, const int* __restrict__ target,
-                                                   const double* __restrict__ weight, int has_weight, long long rows,
-                                                   int classes, long long inner, long long ignore_index, double eps,
-                                                   double* __restrict__ losses, double* __restrict__ weights) {
-    cross_entropy_rows<double, int>(logits, target, weight, has_weight, rows, classes, inner, ignore_index, eps, losses,
-                                 weights);
 }
 extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i32_f64(const int* __restrict__ target,
                                                                          const double* __restrict__ weight, int has_weight,
@@ -294,25 +283,10 @@ extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i32_f64
                                                                          double* __restrict__ scale) {
     cross_entropy_scale<double, int>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale);
 }
-extern "C" __global__ void cross_entropy_backward_i32_f64(const double* __restrict__ logits, const int* __restrict__ target,
-                                                       const double* __restrict__ weight, int has_weight, long long rows,
-                                                       int classes, long long inner, long long ignore_index,
-                                                       double eps, const double* __restrict__ scale, int per_row,
-                                                       double* __restrict__ dlogits) {
-    cross_entropy_backward<double, int>(logits, target, weight, has_weight, rows, classes, inner, ignore_index, eps, scale,
-                                     per_row, dlogits);
-}
 extern "C" __global__ void __launch_bounds__(kBlock) count_correct_i32_f64(const double* __restrict__ outputs,
                                                                    const int* __restrict__ target, long long rows,
                                                                    int classes, long long* __restrict__ count) {
     count_correct<double, int>(outputs, target, rows, classes, count);
-}
-extern "C" __global__ void cross_entropy_rows_i64_f64(const double* __restrict__ logits, const long long* __restrict__ target,
-                                                   const double* __restrict__ weight, int has_weight, long long rows,
-                                                   int classes, long long inner, long long ignore_index, double eps,
-                                                   double* __restrict__ losses, double* __restrict__ weights) {
-    cross_entropy_rows<double, long long>(logits, target, weight, has_weight, rows, classes, inner, ignore_index, eps, losses,
-                                 weights);
 }
 extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i64_f64(const long long* __restrict__ target,
                                                                          const double* __restrict__ weight, int has_weight,
@@ -320,14 +294,6 @@ extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i64_f64
                                                                          const double* __restrict__ dloss, int mean,
                                                                          double* __restrict__ scale) {
     cross_entropy_scale<double, long long>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale);
-}
-extern "C" __global__ void cross_entropy_backward_i64_f64(const double* __restrict__ logits, const long long* __restrict__ target,
-                                                       const double* __restrict__ weight, int has_weight, long long rows,
-                                                       int classes, long long inner, long long ignore_index,
-                                                       double eps, const double* __restrict__ scale, int per_row,
-                                                       double* __restrict__ dlogits) {
-    cross_entropy_backward<double, long long>(logits, target, weight, has_weight, rows, classes, inner, ignore_index, eps, scale,
-                                     per_row, dlogits);
 }
 extern "C" __global__ void __launch_bounds__(kBlock) count_correct_i64_f64(const double* __restrict__ outputs,
                                                                    const long long* __restrict__ target, long long rows,
@@ -351,4 +317,180 @@ extern "C" __global__ void __launch_bounds__(kBlock) accumulate_loss_f32(const f
 extern "C" __global__ void __launch_bounds__(kBlock) accumulate_loss_f64(const double* __restrict__ loss, long long n,
                                                                          double scale, double* __restrict__ total) {
     accumulate_loss<double>(loss, n, scale, total);
+}
+extern "C" __global__ void cross_entropy_rows_i32_f32(
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    cross_entropy_rows<float, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+                                   ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_i32_f32(
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    cross_entropy_backward<float, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                       inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_warp_i32_f32(
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    cross_entropy_rows<float, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+                                   ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_warp_i32_f32(
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    cross_entropy_backward<float, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
+                                       inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_block_i32_f32(
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    __shared__ double partial[32];
+    cross_entropy_rows<float, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes,
+                                   inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_block_i32_f32(
+    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    __shared__ double partial[32];
+    cross_entropy_backward<float, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                       classes, inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_i64_f32(
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    cross_entropy_rows<float, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                         inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_i64_f32(
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    cross_entropy_backward<float, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows,
+                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_warp_i64_f32(
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    cross_entropy_rows<float, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
+                                         inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_warp_i64_f32(
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    cross_entropy_backward<float, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows,
+                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_block_i64_f32(
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    float* __restrict__ losses, float* __restrict__ weights) {
+    __shared__ double partial[32];
+    cross_entropy_rows<float, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                         classes, inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_block_i64_f32(
+    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
+    __shared__ double partial[32];
+    cross_entropy_backward<float, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_i32_f64(
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    cross_entropy_rows<double, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                    inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_i32_f64(
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    cross_entropy_backward<double, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                        inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_warp_i32_f64(
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    cross_entropy_rows<double, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+                                    ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_warp_i32_f64(
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    cross_entropy_backward<double, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
+                                        inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_block_i32_f64(
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    __shared__ double partial[32];
+    cross_entropy_rows<double, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes,
+                                    inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_block_i32_f64(
+    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    __shared__ double partial[32];
+    cross_entropy_backward<double, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                        classes, inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_i64_f64(
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    cross_entropy_rows<double, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
+                                          inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_i64_f64(
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    cross_entropy_backward<double, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows,
+                                              classes, inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_warp_i64_f64(
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    cross_entropy_rows<double, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
+                                          inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_warp_i64_f64(
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    cross_entropy_backward<double, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows,
+                                              classes, inner, ignore_index, eps, scale, per_row, dlogits);
+}
+extern "C" __global__ void cross_entropy_rows_block_i64_f64(
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    double* __restrict__ losses, double* __restrict__ weights) {
+    __shared__ double partial[32];
+    cross_entropy_rows<double, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
+                                          classes, inner, ignore_index, eps, losses, weights);
+}
+extern "C" __global__ void cross_entropy_backward_block_i64_f64(
+    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
+    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
+    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
+    __shared__ double partial[32];
+    cross_entropy_backward<double, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight,
+                                              rows, classes, inner, ignore_index, eps, scale, per_row, dlogits);
 }

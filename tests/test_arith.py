@@ -1,7 +1,7 @@
 """The arithmetic primitives of a training step (add, in-place accumulate, fill, Linear's bias add,
-the bias gradient's per-channel sum, the step counter) against NumPy float64 on every backend,
-over random sizes: odd, empty, and views that start off a 16-byte boundary (the kernels' scalar
-path)."""
+the bias gradient's per-channel sum, the step counter, copies of strided views) against NumPy
+float64 on every backend, over random sizes: odd, empty, and views that start off a 16-byte
+boundary (the kernels' scalar path); random transposes around the 32x32 tile of the tiled copy."""
 
 from __future__ import annotations
 
@@ -132,3 +132,61 @@ def test_copy_of_a_strided_view(backend, dtype, rng, shape, axes):
         dst = backend.empty(sliced.shape, dtype)
         assert backend.copy_into(dst, sliced) is dst
         np.testing.assert_array_equal(gpuconv.to_numpy(dst), x[1:, ::2])
+
+
+TRANSPOSE_SIZES = [1, 2, 31, 32, 33, 65]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_copy_of_random_transposes(backend, dtype, seed):
+    """Random shapes (sizes around the 32x32 tile) and axis orders of 2 to 4 dimensions, whole and
+    with a strided last axis: the tiled transpose and the general kernel, exactly."""
+    rng = np.random.default_rng(seed)
+    ndim = int(rng.integers(2, 5))
+    shape = tuple(int(rng.choice(TRANSPOSE_SIZES if ndim <= 3 else TRANSPOSE_SIZES[:5])) for _ in range(ndim))
+    axes = tuple(int(a) for a in rng.permutation(ndim))
+    x = rng.standard_normal(shape).astype(dtype)
+    view = backend.asarray(x).transpose(axes)
+    out = backend.contiguous(view)
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(gpuconv.to_numpy(out), x.transpose(axes))
+    step = int(rng.integers(1, 3))
+    sliced = backend.asarray(x)[..., ::step].transpose(axes)
+    dst = backend.empty(sliced.shape, dtype)
+    assert backend.copy_into(dst, sliced) is dst
+    np.testing.assert_array_equal(gpuconv.to_numpy(dst), x[..., ::step].transpose(axes))
+
+
+@pytest.mark.parametrize("shape,axes,expected", [
+    ((33, 65), (1, 0), (1, 1, 65, 33, 0, 0, 65)),
+    ((4, 33, 17), (0, 2, 1), (4, 4, 17, 33, 0, 561, 17)),
+    ((2, 3, 4, 5), (1, 0, 3, 2), (6, 2, 5, 4, 20, 60, 5)),
+    ((4, 1, 7), (2, 1, 0), (1, 1, 7, 4, 0, 0, 7)),
+    ((2, 3, 4, 5), (2, 3, 0, 1), (1, 1, 20, 6, 0, 0, 20)),  # axes merged: a plain 2-D transpose
+    ((2, 32, 28, 28), (0, 2, 1, 3), None),  # the last axis keeps stride 1: the general kernel
+    ((2, 3), (0, 1), None),
+])
+def test_which_views_are_batched_transposes(shape, axes, expected):
+    from gpuconv.backend.cuda_ops.arith import _batched_transpose
+
+    x = np.empty(shape, np.float32).transpose(axes)
+    shape4 = (1,) * (4 - x.ndim) + x.shape
+    strides4 = (0,) * (4 - x.ndim) + tuple(s // 4 for s in x.strides)
+    assert _batched_transpose(shape4, strides4) == expected
+
+
+def test_transposes_loop_over_a_small_grid(monkeypatch, rng):
+    """More tiles and batches than blocks: the tiled kernel's grid-stride loops."""
+    from gpuconv.backend.cuda_ops import arith as launch
+
+    monkeypatch.setattr(launch, "MAX_GRID", 2)
+    x = rng.standard_normal((5, 3, 70, 97))
+    with gpuconv.backend("emulated") as be:
+        np.testing.assert_array_equal(be.contiguous(be.asarray(x).transpose(1, 0, 3, 2)), x.transpose(1, 0, 3, 2))
+
+
+def test_the_tiled_transpose_is_schedule_independent(rng):
+    x = rng.standard_normal((3, 45, 70)).astype(np.float32)
+    with gpuconv.backend("emulated") as be:
+        out = assert_schedule_independent(lambda: be.contiguous(be.asarray(x).transpose(0, 2, 1)))
+    np.testing.assert_array_equal(out[0], x.transpose(0, 2, 1))

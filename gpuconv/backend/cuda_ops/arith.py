@@ -18,12 +18,37 @@ MAX_GRID = 65535
 BLOCK = 256
 REDUCE_BLOCK = 256  # kBlock in reduce.cu
 INT32_LIMIT = 2**31
+TILE, TILE_ROWS_PER_PASS = 32, 8  # copy_transpose's tile and blockDim.y (kernels/elementwise.cu)
+TRANSPOSE_DIM_LIMIT = 2**30  # the tiled kernel's int tile loops stay far from overflow below this
 
 
 def _kernel_ready(*arrays) -> bool:
     first = arrays[0]
     return all(a.dtype == first.dtype and a.flags.c_contiguous for a in arrays) \
         and first.dtype in (np.float32, np.float64)
+
+
+def _batched_transpose(shape, strides):
+    """(batches, batch1, rows, cols, sb0, sb1, scol) when a view of ``shape`` with element
+    ``strides`` is a batch of 2-D transposes, else None: after dropping size-1 axes and merging
+    neighbours the view holds contiguously (stride[i] == stride[i+1] * size[i+1]), the last axis has
+    a stride other than 1, the one before it stride 1, and at most two batch axes are left."""
+    axes = []
+    for size, stride in zip(shape, strides):
+        if size == 1:
+            continue
+        if axes and axes[-1][1] == stride * size:
+            axes[-1] = (axes[-1][0] * size, stride)
+        else:
+            axes.append((size, stride))
+    if len(axes) < 2 or axes[-2][1] != 1 or axes[-1][1] == 1:
+        return None
+    (rows, _), (cols, scol) = axes[-2:]
+    batch = [(1, 0)] * (4 - len(axes)) + axes[:-2]
+    (b0, sb0), (b1, sb1) = batch
+    if max(rows, cols, b1) >= TRANSPOSE_DIM_LIMIT:
+        return None
+    return b0 * b1, b1, rows, cols, sb0, sb1, scol
 
 
 def _aligned(*arrays) -> int:
@@ -93,22 +118,33 @@ class ArithKernels:
 
     def copy_into(self, dst, src):
         """dst[...] = src for a C-contiguous dst and a view src of the same shape and dtype with up
-        to 4 dimensions and non-negative strides (a transpose, a slice); returns dst. One launch."""
+        to 4 dimensions and non-negative strides (a transpose, a slice); returns dst. One launch:
+        a tiled transpose through shared memory when the view is a batch of 2-D transposes (after
+        dropping its size-1 axes and merging axes it holds contiguously), else a thread per
+        destination element."""
         if not (self.is_native(src) and self._kernel_ready(dst) and src.dtype == dst.dtype
                 and src.shape == dst.shape and src.ndim <= 4 and min(src.strides, default=0) >= 0
                 and all(s % src.itemsize == 0 for s in src.strides)):
             dst[...] = src
             return dst
+        if dst.size == 0:
+            return dst
         shape = (1,) * (4 - src.ndim) + tuple(int(v) for v in src.shape)
         strides = (0,) * (4 - src.ndim) + tuple(s // src.itemsize for s in src.strides)
         reach = sum((size - 1) * stride for size, stride in zip(shape, strides) if size)
         wide = dst.size >= INT32_LIMIT or reach >= INT32_LIMIT
-        kernel = self.kernel("elementwise.cu", "copy_strided_i64" if wide else "copy_strided_i32", dst.dtype)
-        if dst.size == 0:
-            return dst
-        # The kernel takes the memory the view spans as a contiguous 1-D array (what a launch checks
-        # and the emulator's sanitizer bounds) and indexes it with the strides.
+        # The kernels take the memory the view spans as a contiguous 1-D array (what a launch checks
+        # and the emulator's sanitizer bounds) and index it with the strides.
         span = self.xp.lib.stride_tricks.as_strided(src, shape=(reach + 1,), strides=(src.itemsize,))
+        transpose = _batched_transpose(shape, strides)
+        if transpose is not None:
+            batches, batch1, rows, cols, sb0, sb1, scol = transpose
+            kernel = self.kernel("elementwise.cu", "copy_transpose_i64" if wide else "copy_transpose_i32", dst.dtype)
+            grid = (min(-(-cols // TILE), MAX_GRID), min(-(-rows // TILE), MAX_GRID), min(batches, MAX_GRID))
+            kernel(grid, (TILE, TILE_ROWS_PER_PASS), (span, dst, np.int64(batches), np.int32(batch1), np.int32(rows),
+                                                      np.int32(cols), np.int64(sb0), np.int64(sb1), np.int64(scol)))
+            return dst
+        kernel = self.kernel("elementwise.cu", "copy_strided_i64" if wide else "copy_strided_i32", dst.dtype)
         self.launch_1d(kernel, dst.size, (span, dst, np.int64(dst.size), *(np.int32(v) for v in shape[1:]),
                                           *(np.int64(v) for v in strides)))
         return dst

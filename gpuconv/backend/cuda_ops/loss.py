@@ -2,15 +2,19 @@
 forward and backward over integer class targets, the target check, and fit()'s count of correct
 classifications.
 
-Forward: 2 launches (a thread per target row, then a one-block fixed-order reduction; 1 for
+Forward: 2 launches (the per-row losses, then a one-block fixed-order reduction; 1 for
 reduction="none"), allocating two row-sized arrays besides the result. Backward: 2 launches (the
-one-block scale, then a thread per row writing dlogits; 1 for "none"), allocating one element
-besides dlogits. The target check: 1 launch and a read back of one int64.
+one-block scale, then the per-row kernel writing dlogits; 1 for "none"), allocating one element
+besides dlogits. The per-row kernels run a warp or a block per row for (N, C) logits and a thread
+per row for (N, C, d1, ...) (:func:`~.softmax.row_schedule`). The target check: 1 launch and a
+read back of one int64.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .softmax import row_schedule
 
 REDUCE_BLOCK = 256  # kBlock in loss.cu
 TARGET_DTYPES = {np.dtype(np.int32): "i32", np.dtype(np.int64): "i64"}
@@ -53,10 +57,12 @@ class LossKernels:
         dtype = logits.dtype
         losses = self.empty((rows,), dtype)
         weights = self.empty((rows,), dtype)
-        self.launch_1d(self.kernel("loss.cu", f"cross_entropy_rows_{suffix}", dtype), rows,
-                       (logits, flat, logits if weight is None else weight, np.int32(weight is not None),
-                        np.int64(rows), np.int32(classes), np.int64(inner), np.int64(ignore_index),
-                        np.float64(label_smoothing), losses, weights))
+        if rows:
+            name, grid, block = row_schedule(rows, classes, inner)
+            self.kernel("loss.cu", f"cross_entropy_rows{name}_{suffix}", dtype)(
+                grid, block, (logits, flat, logits if weight is None else weight, np.int32(weight is not None),
+                              np.int64(rows), np.int32(classes), np.int64(inner), np.int64(ignore_index),
+                              np.float64(label_smoothing), losses, weights))
         if reduction == "none":
             return losses.reshape(target.shape)
         out = self.empty((), dtype)
@@ -82,10 +88,12 @@ class LossKernels:
                 (1,), (REDUCE_BLOCK,), (flat, w, np.int32(weight is not None), np.int64(rows), np.int64(ignore_index),
                                         self.contiguous(dloss.astype(dtype, copy=False)).reshape(1),
                                         np.int32(reduction == "mean"), scale))
-        self.launch_1d(self.kernel("loss.cu", f"cross_entropy_backward_{suffix}", dtype), rows,
-                       (logits, flat, w, np.int32(weight is not None), np.int64(rows), np.int32(classes),
-                        np.int64(inner), np.int64(ignore_index), np.float64(label_smoothing), scale,
-                        np.int32(reduction == "none"), dlogits))
+        if rows:
+            name, grid, block = row_schedule(rows, classes, inner)
+            self.kernel("loss.cu", f"cross_entropy_backward{name}_{suffix}", dtype)(
+                grid, block, (logits, flat, w, np.int32(weight is not None), np.int64(rows), np.int32(classes),
+                              np.int64(inner), np.int64(ignore_index), np.float64(label_smoothing), scale,
+                              np.int32(reduction == "none"), dlogits))
         return dlogits
 
     def accumulate_loss(self, total, loss, scale: float) -> None:
