@@ -10,6 +10,8 @@ expression instead (CuPy's JIT kernels on the GPU), with the same result.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .batchnorm import _address
@@ -18,6 +20,7 @@ MAX_GRID = 65535
 BLOCK = 256
 REDUCE_BLOCK = 256  # kBlock in reduce.cu
 INT32_LIMIT = 2**31
+MAX_CACHED_PLANS = 256  # launch plans kept per backend; a network has a few dozen shapes
 TILE, TILE_ROWS_PER_PASS = 32, 8  # copy_transpose's tile and blockDim.y (kernels/elementwise.cu)
 TRANSPOSE_DIM_LIMIT = 2**30  # the tiled kernel's int tile loops stay far from overflow below this
 
@@ -106,14 +109,18 @@ class ArithKernels:
         channels = int(x.shape[axis])
         if not self._kernel_ready(x):
             return x.sum(axis=tuple(i for i in range(x.ndim) if i != axis))
-        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-        inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
         out = self.empty((channels,), x.dtype)
         if channels == 0:
             return out
-        kernel = self.kernel("reduce.cu", "channel_sum_i64" if x.size >= INT32_LIMIT else "channel_sum_i32", x.dtype)
-        kernel((min(channels, MAX_GRID),), (REDUCE_BLOCK,),
-               (x, out, np.int64(outer), np.int32(channels), np.int64(inner)))
+        key = ("channel_sum", self.module_cache_key(), x.dtype, x.shape, axis)
+        plan = self._plan_table().get(key)
+        if plan is None:
+            outer, inner = math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1:])
+            name = "channel_sum_i64" if x.size >= INT32_LIMIT else "channel_sum_i32"
+            plan = self._remember(key, (self.kernel("reduce.cu", name, x.dtype), (min(channels, MAX_GRID),),
+                                        (REDUCE_BLOCK,), (np.int64(outer), np.int32(channels), np.int64(inner))))
+        kernel, grid, block, scalars = plan
+        kernel(grid, block, (x, out) + scalars)
         return out
 
     def copy_into(self, dst, src):
@@ -129,25 +136,46 @@ class ArithKernels:
             return dst
         if dst.size == 0:
             return dst
+        key = ("copy", self.module_cache_key(), dst.dtype, src.shape, src.strides)
+        plan = self._plan_table().get(key)
+        if plan is None:
+            plan = self._remember(key, self._copy_plan(src))
+        kernel, grid, block, scalars, span_size = plan
+        # The kernels take the memory the view spans as a contiguous 1-D array (what a launch checks
+        # and the emulator's sanitizer bounds) and index it with the strides.
+        span = self.xp.lib.stride_tricks.as_strided(src, shape=(span_size,), strides=(src.itemsize,))
+        kernel(grid, block, (span, dst) + scalars)
+        return dst
+
+    def _copy_plan(self, src) -> tuple:
+        """(kernel, grid, block, scalars, elements spanned) of copy_into for views shaped like ``src``."""
         shape = (1,) * (4 - src.ndim) + tuple(int(v) for v in src.shape)
         strides = (0,) * (4 - src.ndim) + tuple(s // src.itemsize for s in src.strides)
         reach = sum((size - 1) * stride for size, stride in zip(shape, strides) if size)
-        wide = dst.size >= INT32_LIMIT or reach >= INT32_LIMIT
-        # The kernels take the memory the view spans as a contiguous 1-D array (what a launch checks
-        # and the emulator's sanitizer bounds) and index it with the strides.
-        span = self.xp.lib.stride_tricks.as_strided(src, shape=(reach + 1,), strides=(src.itemsize,))
+        wide = src.size >= INT32_LIMIT or reach >= INT32_LIMIT
         transpose = _batched_transpose(shape, strides)
         if transpose is not None:
             batches, batch1, rows, cols, sb0, sb1, scol = transpose
-            kernel = self.kernel("elementwise.cu", "copy_transpose_i64" if wide else "copy_transpose_i32", dst.dtype)
+            kernel = self.kernel("elementwise.cu", "copy_transpose_i64" if wide else "copy_transpose_i32", src.dtype)
             grid = (min(-(-cols // TILE), MAX_GRID), min(-(-rows // TILE), MAX_GRID), min(batches, MAX_GRID))
-            kernel(grid, (TILE, TILE_ROWS_PER_PASS), (span, dst, np.int64(batches), np.int32(batch1), np.int32(rows),
-                                                      np.int32(cols), np.int64(sb0), np.int64(sb1), np.int64(scol)))
-            return dst
-        kernel = self.kernel("elementwise.cu", "copy_strided_i64" if wide else "copy_strided_i32", dst.dtype)
-        self.launch_1d(kernel, dst.size, (span, dst, np.int64(dst.size), *(np.int32(v) for v in shape[1:]),
-                                          *(np.int64(v) for v in strides)))
-        return dst
+            scalars = (np.int64(batches), np.int32(batch1), np.int32(rows), np.int32(cols), np.int64(sb0),
+                       np.int64(sb1), np.int64(scol))
+            return kernel, grid, (TILE, TILE_ROWS_PER_PASS), scalars, reach + 1
+        kernel = self.kernel("elementwise.cu", "copy_strided_i64" if wide else "copy_strided_i32", src.dtype)
+        scalars = (np.int64(src.size), *(np.int32(v) for v in shape[1:]), *(np.int64(v) for v in strides))
+        return kernel, (min(-(-src.size // BLOCK), MAX_GRID),), (BLOCK,), scalars, reach + 1  # as launch_1d
+
+    def _plan_table(self) -> dict:
+        """Launch plans of this module's launchers (kernel, grid, block, scalars) by configuration:
+        computing them costs more host time than the launch on small arrays."""
+        return self.__dict__.setdefault("_arith_plans", {})
+
+    def _remember(self, key: tuple, plan: tuple) -> tuple:
+        plans = self._plan_table()
+        if len(plans) >= MAX_CACHED_PLANS:
+            plans.clear()
+        plans[key] = plan
+        return plan
 
     def contiguous(self, a):
         """``a`` itself when C-contiguous, else a C-contiguous copy (:meth:`copy_into`)."""
