@@ -37,7 +37,10 @@
 // float2 where the output's rows allow (H*W or C_in/groups*KH*KW a multiple of TN/2, the output
 // aligned): lane to lane the runs are adjacent, where element stores left lanes TN/2 elements
 // apart (50% store efficiency in the emulator's access profile, 100% with the vectors). The
-// forward keeps element stores (see Forward::kVectorC: registers).
+// forward (all SIMT tiles and dtypes) stages its C tile through the then free operand buffers in
+// windows of 32 columns, and each warp stores 32 consecutive pixels of one output row per request,
+// the bias added there (store_staged; 25% / 50% store efficiency before, 100% after, with 0 bank
+// conflicts; per-thread vector stores instead cost the large tile 36 registers).
 //
 // TF32 (gemm_tf32, float only, sm_80+): the same pipeline, with warps multiplying the shared tiles
 // on the tensor cores through nvcuda::wmma (m16n16k8, precision::tf32, float accumulators;
@@ -70,10 +73,10 @@
 // and spilled 4 bytes in the forward.
 //                        forward  backward_data  backward_weight
 //   large_f32               127            127              191
-//   medium_f32               63             63               75
-//   small_f32                63             59               80
+//   medium_f32               64             63               75
+//   small_f32                64             59               80
 //   medium_f64               92            120              126
-//   small_f64               126             94              134
+//   small_f64               128             94              134
 //   tc_large_f32            128            128              128
 //   tc_medium_f32           120            114              120
 //   split_sum               32 (f32 and f64)
@@ -169,11 +172,21 @@ struct Forward {
         const int co = grp * M + m;
         y[((long long)img * c.c_out + co) * ohw + p] = has_bias ? v + bias[co] : v;
     }
-    // Element stores (kVectorC false; the other directions store runs of columns as vectors):
-    // with the vector epilogue ptxas took the large tile from 127 to 163 registers (one 256-thread
-    // block per SM instead of two) and spilled in the medium one, while the epilogue runs once per
-    // tile against K/BK steps of the main loop.
+    // The C tile goes out through shared memory (kStageC, see store_staged): a warp writes one
+    // output row's run of BN consecutive pixels per request. Per-thread vector stores of its two
+    // runs of TN/2 columns (the other directions' epilogue) took the large tile from 127 to 163
+    // registers (one 256-thread block per SM instead of two) and spilled in the medium one.
+    static constexpr bool kStageC = true;
     static constexpr bool kVectorC = false;
+    // Runs of L pixels of one plane of y when OH*OW % L == 0 and y is aligned: vector stores.
+    __device__ bool vector_c(int L) const { return (c.oh * c.ow) % L == 0 && aligned_to(y, L * (int)sizeof(T)); }
+    __device__ T* c_column(int n) const {
+        const int ohw = c.oh * c.ow;
+        const int img = n / ohw, p = n - img * ohw;
+        return y + (long long)img * (c.c_out * ohw) + (grp * M * ohw + p);
+    }
+    __device__ int c_row_stride() const { return c.oh * c.ow; }
+    __device__ T c_value(int m, T v) const { return has_bias ? v + bias[grp * M + m] : v; }
 };
 
 template <typename T>
@@ -228,6 +241,7 @@ struct BackwardData {
         dx[((long long)img * c.c_in + grp * M + m) * hw + p] = v;
     }
     // Runs of L pixels of one plane of dx when H*W % L == 0 and dx is aligned: vector stores.
+    static constexpr bool kStageC = false;
     static constexpr bool kVectorC = true;
     __device__ bool vector_c(int L) const { return (c.h * c.w) % L == 0 && aligned_to(dx, L * (int)sizeof(T)); }
     __device__ T* c_column(int n) const {
@@ -287,6 +301,7 @@ struct BackwardWeight {
     }
     __device__ void store(int m, int n, T v) const { out[(grp * M + m) * N + n] = v; }
     // Rows of dw (or of a split's partial sums) are contiguous along n: runs of L when N % L == 0.
+    static constexpr bool kStageC = false;
     static constexpr bool kVectorC = true;
     __device__ bool vector_c(int L) const { return N % L == 0 && aligned_to(out, L * (int)sizeof(T)); }
     __device__ T* c_column(int n) const { return out + grp * M * N + n; }
@@ -478,6 +493,65 @@ __device__ __forceinline__ void main_loop(P& p, Multiply&& multiply) {
     }
 }
 
+// The SIMT epilogue through shared memory (Op::kStageC), once the main loop's last barrier has
+// freed the operand buffers: the C tile goes out in windows of 32 columns. Pass w stages the
+// BM x 32 window w (each thread its elements there), then each warp stores whole rows of it, lane
+// l column 32w + l: a request covers 32 consecutive pixels of one output row (two planes at most),
+// where the threads' own columns left lanes TN/2 elements apart (25-50% of each sector used). The
+// threads consume acc column by column (j outer): with rows outer ptxas took the large tile from
+// 127 to 163 registers (one 256-thread block per SM instead of two), as per-thread vector stores
+// did. A staged row is swizzled (column c at c ^ swizzle(row)) so that the rows of the warp's
+// thread rows fall on different banks in the stage writes; the row reads stay one bank per lane.
+template <int TN, int kThreadsN>
+__device__ __forceinline__ int stage_swizzle(int ty) {
+    // A stage write instruction covers, per row, the words tx*(TN/2) + j2 (tx < kThreadsN, j2
+    // fixed): it leaves the low log2(TN/2) bits and the bits from log2(kThreadsN*TN/2) free for
+    // the thread row's bits, which separate the 32/kThreadsN rows of a warp.
+    constexpr int kLow = TN / 2 >= 4 ? 2 : TN / 2 >= 2 ? 1 : 0;
+    constexpr int kSpan = kThreadsN * (TN / 2);
+    constexpr int kHigh = kSpan >= 32 ? 5 : kSpan >= 16 ? 4 : kSpan >= 8 ? 3 : kSpan >= 4 ? 2 : 1;
+    const int low = ty & ((1 << kLow) - 1);
+    const int high = ((ty >> kLow) << kHigh) & 31;
+    return low | high;
+}
+
+template <typename T, int BM, int BN, int TM, int TN, int THREADS, int SMEM_BYTES, class Op>
+__device__ __forceinline__ void store_staged(const Op& op, unsigned char* smem, const T (&acc)[TM][TN], int t,
+                                             int m0, int n0) {
+    constexpr int kThreadsN = BN / TN, kThreadsM = BM / TM, kWarps = THREADS / 32;
+    static_assert(BN % 32 == 0 && BM % kWarps == 0, "store mapping");
+    static_assert(BM * 32 * (int)sizeof(T) <= SMEM_BYTES, "the stage fits in the operand buffers");
+    T* const cs = reinterpret_cast<T*>(smem);
+    const int tx = t % kThreadsN, ty = t / kThreadsN, lane = t % 32, warp = t / 32;
+    const int swz = stage_swizzle<TN, kThreadsN>(ty);
+    const int row_stride = op.c_row_stride();
+#pragma unroll
+    for (int w = 0; w < BN / 32; ++w) {
+        if (w > 0) __syncthreads();  // the previous window is out
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int col = (j / (TN / 2)) * (BN / 2) + tx * (TN / 2) + j % (TN / 2);
+            if (col / 32 != w) continue;
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+                const int row = (i / (TM / 2)) * (BM / 2) + ty * (TM / 2) + i % (TM / 2);
+                cs[row * 32 + ((col % 32) ^ swz)] = acc[i][j];
+            }
+        }
+        __syncthreads();
+        const int n = n0 + w * 32 + lane;
+        if (n >= op.N) continue;  // no barrier below
+        T* const column = op.c_column(n);  // one division per lane and window, none per row
+#pragma unroll 4
+        for (int r = warp; r < BM; r += kWarps) {
+            const int m = m0 + r;
+            if (m >= op.M) break;
+            const int ty_r = (r % (BM / 2)) / (TM / 2);
+            column[m * row_stride] = op.c_value(m, cs[r * 32 + (lane ^ stage_swizzle<TN, kThreadsN>(ty_r))]);
+        }
+    }
+}
+
 // SIMT: C tile (blockIdx.y, blockIdx.x) of op's GEMM over k in [k_begin, k_end). Thread (tx, ty)
 // holds rows ty*TM/2 + [0, TM/2) and BM/2 + ty*TM/2 + [0, TM/2), columns likewise with TN.
 template <typename T, int BM, int BN, int BK, int TM, int TN, class Op>
@@ -510,6 +584,10 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
     });
 
     const int m0 = p.m0, n0 = (int)blockIdx.x * BN;
+    if constexpr (Op::kStageC) {
+        store_staged<T, BM, BN, TM, TN, kThreads, P::kBytes>(op, igemm_smem, acc, p.t, m0, n0);
+        return;
+    }
     // A thread's columns are two runs of TN/2 consecutive n: where the output allows (the same
     // for the whole launch), each row of a run is one vector store, and lane to lane the runs are
     // adjacent (coalesced; element by element, lanes TN/2 elements apart touch TN/2 times the
