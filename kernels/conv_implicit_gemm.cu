@@ -53,8 +53,8 @@
 //   small      BM=BN=32,  BK=8, TM=TN=4,  64 threads
 //   tc_large   BM=BN=128, BK=8, 8 warps of 64x32 (4x2 fragments), 256 threads  (TF32)
 //   tc_medium  BM=BN=64,  BK=8, 4 warps of 32x32 (2x2 fragments), 128 threads  (TF32)
-// Dynamic shared memory: (2*BK*(BM+4) + 2*BK*(BN+4)) * sizeof(T) + 2*BK*16 bytes, plus 1 KiB per warp
-// for the tensor-core tiles. Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
+// Dynamic shared memory: (2*BK*(BM+PAD) + 2*BK*(BN+PAD)) * sizeof(T) + 2*BK*16 bytes, PAD = 4 (SIMT)
+// or 8 (tensor cores), plus 1 KiB per warp for the tensor-core tiles. Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
 //
 // Entry points (SIMT tiles _f32 and _f64, `large` and the tc_ tiles only _f32):
 //   conv2d_igemm_{forward,backward_data,backward_weight}_<tile>
@@ -337,8 +337,9 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 
 // The operand pipeline both GEMMs share: the gather tables, the global -> register -> shared
 // copies of the A and B tiles, double-buffered. Shared memory, from the start of the block's
-// dynamic buffer: A [2][BK][BM + 4] (transposed: a column-major BM x BK tile, its rows padded so
-// the transposed stores spread over all 32 banks), B [2][BK][BN + 4], the tables [2][BK]. Each
+// dynamic buffer: A [2][BK][BM + PAD] (transposed: a column-major BM x BK tile, its rows padded:
+// with PAD = 4 the transposed stores spread over all 32 banks), B [2][BK][BN + PAD], the tables
+// [2][BK] (PAD = 8 for the tensor-core tiles: see gemm_tf32). Each
 // thread loads A elements t + i*THREADS (k fastest: the weights and dy are contiguous along k),
 // as float4 / float2 / double2 runs where aligned. B: where the tensor is contiguous along the
 // columns (forward, backward data: a column is a pixel) thread t loads rows t / BN + i*(THREADS /
@@ -348,14 +349,14 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 // columns on consecutive threads, a warp's loads were 32 taps, KW-long runs in 32 places; the
 // tc_large tile keeps that mapping, kBAlongKAllowed = false: registers). B's rows are padded by 4
 // so that the k-fastest stores spread over the banks (4 banks apart).
-template <typename T, int BM, int BN, int BK, int THREADS, class Op, bool kBAlongKAllowed = true>
+template <typename T, int BM, int BN, int BK, int THREADS, class Op, bool kBAlongKAllowed = true, int PAD = 4>
 struct Pipeline {
-    static constexpr int kAStride = BM + 4;
+    static constexpr int kAStride = BM + PAD;
     static constexpr int kALoads = BM * BK / THREADS;
     static constexpr int kBLoads = BK * BN / THREADS;
     static constexpr int kBRowsPerPass = THREADS / BN;
     static constexpr int kBColsPerPass = THREADS / BK;
-    static constexpr int kBStride = BN + 4;
+    static constexpr int kBStride = BN + PAD;
     static constexpr bool kBAlongK = Op::kBAlongK && kBAlongKAllowed;
     static constexpr int kBCols = kBAlongK ? kBLoads : 1;  // B columns a thread loads
     // Vector width of A's global loads where Op::kContiguousA allows them (16 bytes, or what one
@@ -632,8 +633,15 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
 
 // TF32 tensor cores (sm_80+; compiled empty for older targets, where the launcher never runs it):
 // the same pipeline with BK = 8 = one m16n16k8 step; warp (wm, wn) owns a WM x WN sub-tile of
-// (WM/16) x (WN/16) accumulator fragments. A's shared tile is column-major with ldm BM + 4 and B's
-// row-major with ldm BN + 4 (multiples of 4; every fragment pointer is 32-byte aligned). The operands
+// (WM/16) x (WN/16) accumulator fragments. A's shared tile is column-major with ldm BM + 8 and B's
+// row-major with ldm BN + 8 (multiples of 4; every fragment pointer is 32-byte aligned). Why 8: in
+// the mma.m16n8k8 TF32 fragment layout of the PTX ISA (which wmma m16n16k8 is assumed to lower to,
+// one 32-bit shared load per fragment register), a load's 32 lanes read 4 k-rows x 8 m (or n)
+// consecutive words; 4 k-rows ldm words apart hit distinct banks when ldm = 8 mod 32, while with
+// ldm = 4 mod 32 they overlap (2 wavefronts per load), and a multiple of 32 gives 4. The cost is in
+// the A stores (2-way where PAD = 4 had none: fewer requests than the fragment loads). Unmeasured
+// on a GPU; the emulator's profile cannot tell, its fragment layout being deliberately scrambled
+// (benchmarks/results/emu-access-profile-implicit-gemm.md). The operands
 // are rounded to TF32 (round to nearest, ties away) after loading, as cuBLAS does. The epilogue
 // goes through a 16x16 scratch per warp after the tables, because the fragment layout is opaque.
 template <int BM, int BN, int WM, int WN, class Op>
@@ -644,7 +652,7 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
     constexpr int kWarpsN = BN / WN, kThreads = 32 * kWarpsN * (BM / WM);
     // The 128x128 tile keeps B's columns on consecutive threads: the k-fastest loads took its
     // backward weight from 128 to 184 registers (two 256-thread blocks per SM to one).
-    using P = Pipeline<float, BM, BN, BK, kThreads, Op, (BM < 128)>;
+    using P = Pipeline<float, BM, BN, BK, kThreads, Op, (BM < 128), 8>;
     extern __shared__ __align__(128) unsigned char igemm_smem[];
     P p(op, igemm_smem, k_begin, k_end);
     const int warp = p.t / 32, lane = p.t % 32;
