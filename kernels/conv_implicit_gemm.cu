@@ -78,7 +78,7 @@
 //   medium_f64               92            120              126
 //   small_f64               128             94              134
 //   tc_large_f32            128            128              128
-//   tc_medium_f32           120            114              120
+//   tc_medium_f32           120            114              124
 //   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
 // grid-stride loop has one u64 division (its trip count, outside the loop). Not measured on a
@@ -349,7 +349,8 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 // columns on consecutive threads, a warp's loads were 32 taps, KW-long runs in 32 places; the
 // tc_large tile keeps that mapping, kBAlongKAllowed = false: registers). B's rows are padded by 4
 // so that the k-fastest stores spread over the banks (4 banks apart).
-template <typename T, int BM, int BN, int BK, int THREADS, class Op, bool kBAlongKAllowed = true, int PAD = 4>
+template <typename T, int BM, int BN, int BK, int THREADS, class Op, bool kBAlongKAllowed = true, int PAD = 4,
+          bool kRotateAllowed = false>
 struct Pipeline {
     static constexpr int kAStride = BM + PAD;
     static constexpr int kALoads = BM * BK / THREADS;
@@ -443,12 +444,23 @@ struct Pipeline {
         T* as = a_s + buf * BK * kAStride;
         T* bs = b_s + buf * BK * kBStride;
         if (a_vec) {
+            // Lanes g and g+1 store the two k-halves of one row m: where the rows are 8 banks apart
+            // (PAD = 8) the odd lane stores its run rotated by half, so that the two halves of the
+            // warp fall 16 banks apart instead of on the same banks (2-way conflicts).
+            constexpr bool kRotate = kRotateAllowed && kAStride % 32 == 8 && kAVec == 4 && BK / kAVec == 2;
 #pragma unroll
             for (int j = 0; j < kALoads / kAVec; ++j) {
                 const int g = t + j * THREADS;
+                const int half = g % (BK / kAVec);
 #pragma unroll
-                for (int v = 0; v < kAVec; ++v)
-                    as[((g % (BK / kAVec)) * kAVec + v) * kAStride + g / (BK / kAVec)] = a_reg[j * kAVec + v];
+                for (int v = 0; v < kAVec; ++v) {
+                    if constexpr (kRotate) {
+                        const int u = v ^ (2 * half);
+                        as[(half * kAVec + u) * kAStride + g / 2] = half ? a_reg[j * kAVec + (v ^ 2)] : a_reg[j * kAVec + v];
+                    } else {
+                        as[(half * kAVec + v) * kAStride + g / (BK / kAVec)] = a_reg[j * kAVec + v];
+                    }
+                }
             }
         } else {
 #pragma unroll
@@ -650,9 +662,11 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
     namespace wmma = nvcuda::wmma;
     constexpr int BK = 8, FM = WM / 16, FN = WN / 16;
     constexpr int kWarpsN = BN / WN, kThreads = 32 * kWarpsN * (BM / WM);
-    // The 128x128 tile keeps B's columns on consecutive threads: the k-fastest loads took its
-    // backward weight from 128 to 184 registers (two 256-thread blocks per SM to one).
-    using P = Pipeline<float, BM, BN, BK, kThreads, Op, (BM < 128), 8>;
+    // The 128x128 tile's backward weight is at the 128-register line (two 256-thread blocks per
+    // SM): it keeps B's columns on consecutive threads (the k-fastest loads took it to 184
+    // registers) and A's stores unrotated (rotated: 170).
+    constexpr bool kRoom = BM < 128 || !Op::kBAlongK;
+    using P = Pipeline<float, BM, BN, BK, kThreads, Op, kRoom, 8, kRoom>;
     extern __shared__ __align__(128) unsigned char igemm_smem[];
     P p(op, igemm_smem, k_begin, k_end);
     const int warp = p.t / 32, lane = p.t % 32;
