@@ -54,7 +54,7 @@
 //   tc_large   BM=BN=128, BK=8, 8 warps of 64x32 (4x2 fragments), 256 threads  (TF32)
 //   tc_medium  BM=BN=64,  BK=8, 4 warps of 32x32 (2x2 fragments), 128 threads  (TF32)
 // Dynamic shared memory: (2*BK*(BM+PAD) + 2*BK*(BN+PAD)) * sizeof(T) + 2*BK*16 bytes, PAD = 4 (SIMT)
-// or 8 (tensor cores), plus 1 KiB per warp for the tensor-core tiles. Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
+// or 8 (tensor cores), plus a 16 x 24 float scratch per warp for the tensor-core tiles. Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
 //
 // Entry points (SIMT tiles _f32 and _f64, `large` and the tc_ tiles only _f32):
 //   conv2d_igemm_{forward,backward_data,backward_weight}_<tile>
@@ -165,12 +165,6 @@ struct Forward {
         return (col.valid && e.valid && (unsigned)ih < (unsigned)c.h && (unsigned)iw < (unsigned)c.w)
                    ? col.base[col.off + e.b]
                    : T(0);
-    }
-    __device__ void store(int m, int n, T v) const {
-        const int ohw = c.oh * c.ow;
-        const int img = n / ohw, p = n - img * ohw;
-        const int co = grp * M + m;
-        y[((long long)img * c.c_out + co) * ohw + p] = has_bias ? v + bias[co] : v;
     }
     // The C tile goes out through shared memory (kStageC, see store_staged): a warp writes one
     // output row's run of BN consecutive pixels per request. Per-thread vector stores of its two
@@ -565,42 +559,9 @@ __device__ __forceinline__ void store_staged(const Op& op, unsigned char* smem, 
     }
 }
 
-// SIMT: C tile (blockIdx.y, blockIdx.x) of op's GEMM over k in [k_begin, k_end). Thread (tx, ty)
-// holds rows ty*TM/2 + [0, TM/2) and BM/2 + ty*TM/2 + [0, TM/2), columns likewise with TN.
-template <typename T, int BM, int BN, int BK, int TM, int TN, class Op>
-__device__ void gemm(const Op& op, int k_begin, int k_end) {
-    static_assert(TM % 2 == 0 && TN % 2 == 0, "thread tiles are two halves");
-    constexpr int kThreadsN = BN / TN, kThreads = kThreadsN * (BM / TM);
-    using P = Pipeline<T, BM, BN, BK, kThreads, Op>;
-    extern __shared__ __align__(128) unsigned char igemm_smem[];
-    P p(op, igemm_smem, k_begin, k_end);
-    const int tx = p.t % kThreadsN, ty = p.t / kThreadsN;
-
-    T acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
-    main_loop(p, [&](const T* as, const T* bs) {
-#pragma unroll
-        for (int kk = 0; kk < BK; ++kk) {
-            T af[TM], bf[TN];
-            load_run<TM / 2>(af, as + kk * P::kAStride + ty * (TM / 2));
-            load_run<TM / 2>(af + TM / 2, as + kk * P::kAStride + BM / 2 + ty * (TM / 2));
-            load_run<TN / 2>(bf, bs + kk * P::kBStride + tx * (TN / 2));
-            load_run<TN / 2>(bf + TN / 2, bs + kk * P::kBStride + BN / 2 + tx * (TN / 2));
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] = fma(af[i], bf[j], acc[i][j]);
-        }
-    });
-
-    const int m0 = p.m0, n0 = (int)blockIdx.x * BN;
-    if constexpr (Op::kStageC) {
-        store_staged<T, BM, BN, TM, TN, kThreads, P::kBytes>(op, igemm_smem, acc, p.t, m0, n0);
-        return;
-    }
+// The SIMT epilogue of the ops without kStageC: each thread stores its own TM x TN elements.
+template <typename T, int BM, int BN, int TM, int TN, class Op>
+__device__ __forceinline__ void store_direct(const Op& op, const T (&acc)[TM][TN], int tx, int ty, int m0, int n0) {
     // A thread's columns are two runs of TN/2 consecutive n: where the output allows (the same
     // for the whole launch), each row of a run is one vector store, and lane to lane the runs are
     // adjacent (coalesced; element by element, lanes TN/2 elements apart touch TN/2 times the
@@ -643,6 +604,44 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
     }
 }
 
+// SIMT: C tile (blockIdx.y, blockIdx.x) of op's GEMM over k in [k_begin, k_end). Thread (tx, ty)
+// holds rows ty*TM/2 + [0, TM/2) and BM/2 + ty*TM/2 + [0, TM/2), columns likewise with TN.
+template <typename T, int BM, int BN, int BK, int TM, int TN, class Op>
+__device__ void gemm(const Op& op, int k_begin, int k_end) {
+    static_assert(TM % 2 == 0 && TN % 2 == 0, "thread tiles are two halves");
+    constexpr int kThreadsN = BN / TN, kThreads = kThreadsN * (BM / TM);
+    using P = Pipeline<T, BM, BN, BK, kThreads, Op>;
+    extern __shared__ __align__(128) unsigned char igemm_smem[];
+    P p(op, igemm_smem, k_begin, k_end);
+    const int tx = p.t % kThreadsN, ty = p.t / kThreadsN;
+
+    T acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    main_loop(p, [&](const T* as, const T* bs) {
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+            T af[TM], bf[TN];
+            load_run<TM / 2>(af, as + kk * P::kAStride + ty * (TM / 2));
+            load_run<TM / 2>(af + TM / 2, as + kk * P::kAStride + BM / 2 + ty * (TM / 2));
+            load_run<TN / 2>(bf, bs + kk * P::kBStride + tx * (TN / 2));
+            load_run<TN / 2>(bf + TN / 2, bs + kk * P::kBStride + BN / 2 + tx * (TN / 2));
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j) acc[i][j] = fma(af[i], bf[j], acc[i][j]);
+        }
+    });
+
+    const int m0 = p.m0, n0 = (int)blockIdx.x * BN;
+    if constexpr (Op::kStageC)
+        store_staged<T, BM, BN, TM, TN, kThreads, P::kBytes>(op, igemm_smem, acc, p.t, m0, n0);
+    else
+        store_direct<T, BM, BN, TM, TN>(op, acc, tx, ty, m0, n0);
+}
+
 // TF32 tensor cores (sm_80+; compiled empty for older targets, where the launcher never runs it):
 // the same pipeline with BK = 8 = one m16n16k8 step; warp (wm, wn) owns a WM x WN sub-tile of
 // (WM/16) x (WN/16) accumulator fragments. A's shared tile is column-major with ldm BM + 8 and B's
@@ -671,7 +670,12 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
     P p(op, igemm_smem, k_begin, k_end);
     const int warp = p.t / 32, lane = p.t % 32;
     const int wm = warp / kWarpsN, wn = warp % kWarpsN;
-    float* scratch = reinterpret_cast<float*>(igemm_smem + P::kBytes) + warp * 256;
+    // The epilogue's scratch: one 16x16 fragment per warp, rows kLd = 24 words apart. In the
+    // mma layout (see above) a fragment store's 32 lanes write 8 rows x 4 even words, which 16
+    // apart fall on the same 8 banks (4 wavefronts), 24 apart on 16 (2, the fewest for 32 words
+    // on even banks); the reads take rows r and r + 2 per request, 16 banks apart.
+    constexpr int kLd = 24;
+    float* scratch = reinterpret_cast<float*>(igemm_smem + P::kBytes) + warp * 16 * kLd;
 
     wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
 #pragma unroll
@@ -703,11 +707,20 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
     for (int i = 0; i < FM; ++i)
 #pragma unroll
         for (int j = 0; j < FN; ++j) {  // unrolled: acc stays in registers
-            wmma::store_matrix_sync(scratch, acc[i][j], 16, wmma::mem_row_major);
+            wmma::store_matrix_sync(scratch, acc[i][j], kLd, wmma::mem_row_major);
             __syncwarp();
-            for (int e = lane; e < 256; e += 32) {
-                const int m = p.m0 + wm * WM + i * 16 + e / 16, n = (int)blockIdx.x * BN + wn * WN + j * 16 + e % 16;
-                if (m < op.M && n < op.N) op.store(m, n, scratch[e]);
+            // Lane l stores column l % 16 of rows r, r + 2 (l / 16): two runs of 16 pixels per
+            // request, and one column decomposition per lane and fragment.
+            const int n = (int)blockIdx.x * BN + wn * WN + j * 16 + lane % 16;
+            if (n < op.N) {
+                float* const column = op.c_column(n);
+                const int row_stride = op.c_row_stride();
+#pragma unroll
+                for (int q = 0; q < 8; ++q) {
+                    const int r = (q / 2) * 4 + q % 2 + 2 * (lane / 16);
+                    const int m = p.m0 + wm * WM + i * 16 + r;
+                    if (m < op.M) column[m * row_stride] = op.c_value(m, scratch[r * kLd + lane % 16]);
+                }
             }
             __syncwarp();  // the next fragment overwrites the scratch
         }
