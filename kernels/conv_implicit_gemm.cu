@@ -78,14 +78,16 @@
 //   medium_f64               92            120              126
 //   small_f64               128             94              134
 //   tc_large_f32            128            128              128
-//   tc_medium_f32           120            114              124
+//   tc_medium_f32           120            114              120
 //   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
 // grid-stride loop has one u64 division (its trip count, outside the loop). Not measured on a
 // GPU yet: no timings, and no compute-sanitizer run. The emulator's sanitizer mode
-// (GPUCONV_EMU_SANITIZE=1: memcheck, racecheck, initcheck) runs the SIMT kernels of
-// tests/test_conv_implicit_gemm.py clean; the tensor-core kernels stop there on a memcheck finding
-// inside the emulator's own kernels/emu/wmma.h (exchange(), reported to its owner).
+// (GPUCONV_EMU_SANITIZE=1: memcheck, racecheck, initcheck; pytest --emu-sanitize -k "emulated and
+// implicit") runs the SIMT and tensor-core kernels of tests/test_conv_implicit_gemm.py clean. The
+// emulator's access profile of these kernels, before and after the store and bank-conflict work,
+// and what it cannot tell (the tensor-core fragment loads): benchmarks/results/
+// emu-access-profile-implicit-gemm.md.
 #include "common.cuh"
 #include "wmma_tf32.cuh"
 
