@@ -53,8 +53,9 @@
 //   small      BM=BN=32,  BK=8, TM=TN=4,  64 threads
 //   tc_large   BM=BN=128, BK=8, 8 warps of 64x32 (4x2 fragments), 256 threads  (TF32)
 //   tc_medium  BM=BN=64,  BK=8, 4 warps of 32x32 (2x2 fragments), 128 threads  (TF32)
-// Dynamic shared memory: (2*BK*(BM+PAD) + 2*BK*(BN+PAD)) * sizeof(T) + 2*BK*16 bytes, PAD = 4 (SIMT)
-// or 8 (tensor cores), plus a 16 x 24 float scratch per warp for the tensor-core tiles. Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
+// Dynamic shared memory: (2*BK*(BM+PAD) + 2*BK*(BN+PAD)) * sizeof(T) + 2*BK*16 bytes, PAD = 4
+// (SIMT) or 8 (tensor cores), plus a 16 x 24 float scratch per warp for the tensor-core tiles.
+// Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
 //
 // Entry points (SIMT tiles _f32 and _f64, `large` and the tc_ tiles only _f32):
 //   conv2d_igemm_{forward,backward_data,backward_weight}_<tile>
@@ -168,14 +169,11 @@ struct Forward {
                    ? col.base[col.off + e.b]
                    : T(0);
     }
-    // The C tile goes out through shared memory (kStageC, see store_staged): a warp writes one
-    // output row's run of BN consecutive pixels per request. Per-thread vector stores of its two
-    // runs of TN/2 columns (the other directions' epilogue) took the large tile from 127 to 163
+    // The C tile goes out through shared memory (kStageC, see store_staged): a warp writes 32
+    // consecutive pixels of one output row per request. Per-thread vector stores of its two runs
+    // of TN/2 columns (the other directions' epilogue) took the large tile from 127 to 163
     // registers (one 256-thread block per SM instead of two) and spilled in the medium one.
     static constexpr bool kStageC = true;
-    static constexpr bool kVectorC = false;
-    // Runs of L pixels of one plane of y when OH*OW % L == 0 and y is aligned: vector stores.
-    __device__ bool vector_c(int L) const { return (c.oh * c.ow) % L == 0 && aligned_to(y, L * (int)sizeof(T)); }
     __device__ T* c_column(int n) const {
         const int ohw = c.oh * c.ow;
         const int img = n / ohw, p = n - img * ohw;
@@ -452,7 +450,8 @@ struct Pipeline {
                 for (int v = 0; v < kAVec; ++v) {
                     if constexpr (kRotate) {
                         const int u = v ^ (2 * half);
-                        as[(half * kAVec + u) * kAStride + g / 2] = half ? a_reg[j * kAVec + (v ^ 2)] : a_reg[j * kAVec + v];
+                        const T value = half ? a_reg[j * kAVec + (v ^ 2)] : a_reg[j * kAVec + v];
+                        as[(half * kAVec + u) * kAStride + g / 2] = value;
                     } else {
                         as[(half * kAVec + v) * kAStride + g / (BK / kAVec)] = a_reg[j * kAVec + v];
                     }
@@ -651,12 +650,13 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
 // the mma.m16n8k8 TF32 fragment layout of the PTX ISA (which wmma m16n16k8 is assumed to lower to,
 // one 32-bit shared load per fragment register), a load's 32 lanes read 4 k-rows x 8 m (or n)
 // consecutive words; 4 k-rows ldm words apart hit distinct banks when ldm = 8 mod 32, while with
-// ldm = 4 mod 32 they overlap (2 wavefronts per load), and a multiple of 32 gives 4. The cost is in
-// the A stores (2-way where PAD = 4 had none: fewer requests than the fragment loads). Unmeasured
-// on a GPU; the emulator's profile cannot tell, its fragment layout being deliberately scrambled
-// (benchmarks/results/emu-access-profile-implicit-gemm.md). The operands
-// are rounded to TF32 (round to nearest, ties away) after loading, as cuBLAS does. The epilogue
-// goes through a 16x16 scratch per warp after the tables, because the fragment layout is opaque.
+// ldm = 4 mod 32 they overlap (2 wavefronts per load), and a multiple of 32 gives 4. The A stores
+// would then put a row's two k-halves on the same banks: the pipeline rotates the odd lane's run
+// (kRotateAllowed; not in backward weight's 128x128 tile, for registers). Unmeasured on a GPU;
+// the emulator's profile cannot tell, its fragment layout being deliberately scrambled
+// (benchmarks/results/emu-access-profile-implicit-gemm.md). The operands are rounded to TF32
+// (round to nearest, ties away) after loading, as cuBLAS does. The epilogue goes through a 16x16
+// scratch per warp after the tables, because the fragment layout is opaque.
 template <int BM, int BN, int WM, int WN, class Op>
 __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
