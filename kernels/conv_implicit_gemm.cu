@@ -37,7 +37,10 @@
 // float2 where the output's rows allow (H*W or C_in/groups*KH*KW a multiple of TN/2, the output
 // aligned): lane to lane the runs are adjacent, where element stores left lanes TN/2 elements
 // apart (50% store efficiency in the emulator's access profile, 100% with the vectors). The
-// forward keeps element stores (see Forward::kVectorC: registers).
+// forward (all SIMT tiles and dtypes) stages its C tile through the then free operand buffers in
+// windows of 32 columns, and each warp stores 32 consecutive pixels of one output row per request,
+// the bias added there (store_staged; 25% / 50% store efficiency before, 100% after, with 0 bank
+// conflicts; per-thread vector stores instead cost the large tile 36 registers).
 //
 // TF32 (gemm_tf32, float only, sm_80+): the same pipeline, with warps multiplying the shared tiles
 // on the tensor cores through nvcuda::wmma (m16n16k8, precision::tf32, float accumulators;
@@ -50,8 +53,9 @@
 //   small      BM=BN=32,  BK=8, TM=TN=4,  64 threads
 //   tc_large   BM=BN=128, BK=8, 8 warps of 64x32 (4x2 fragments), 256 threads  (TF32)
 //   tc_medium  BM=BN=64,  BK=8, 4 warps of 32x32 (2x2 fragments), 128 threads  (TF32)
-// Dynamic shared memory: (2*BK*(BM+4) + 2*BK*(BN+4)) * sizeof(T) + 2*BK*16 bytes, plus 1 KiB per warp
-// for the tensor-core tiles. Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
+// Dynamic shared memory: (2*BK*(BM+PAD) + 2*BK*(BN+PAD)) * sizeof(T) + 2*BK*16 bytes, PAD = 4
+// (SIMT) or 8 (tensor cores), plus a 16 x 24 float scratch per warp for the tensor-core tiles.
+// Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
 //
 // Entry points (SIMT tiles _f32 and _f64, `large` and the tc_ tiles only _f32):
 //   conv2d_igemm_{forward,backward_data,backward_weight}_<tile>
@@ -70,19 +74,21 @@
 // and spilled 4 bytes in the forward.
 //                        forward  backward_data  backward_weight
 //   large_f32               127            127              191
-//   medium_f32               63             63               75
-//   small_f32                63             59               80
+//   medium_f32               64             63               75
+//   small_f32                64             59               80
 //   medium_f64               92            120              126
-//   small_f64               126             94              134
+//   small_f64               128             94              134
 //   tc_large_f32            128            128              128
 //   tc_medium_f32           120            114              120
 //   split_sum               32 (f32 and f64)
 // The PTX (nvcc -ptx -arch=sm_90) has no 64-bit division in the GEMM kernels; split_sum's
 // grid-stride loop has one u64 division (its trip count, outside the loop). Not measured on a
 // GPU yet: no timings, and no compute-sanitizer run. The emulator's sanitizer mode
-// (GPUCONV_EMU_SANITIZE=1: memcheck, racecheck, initcheck) runs the SIMT kernels of
-// tests/test_conv_implicit_gemm.py clean; the tensor-core kernels stop there on a memcheck finding
-// inside the emulator's own kernels/emu/wmma.h (exchange(), reported to its owner).
+// (GPUCONV_EMU_SANITIZE=1: memcheck, racecheck, initcheck; pytest --emu-sanitize -k "emulated and
+// implicit") runs the SIMT and tensor-core kernels of tests/test_conv_implicit_gemm.py clean. The
+// emulator's access profile of these kernels, before and after the store and bank-conflict work,
+// and what it cannot tell (the tensor-core fragment loads): benchmarks/results/
+// emu-access-profile-implicit-gemm.md.
 #include "common.cuh"
 #include "wmma_tf32.cuh"
 
@@ -163,17 +169,18 @@ struct Forward {
                    ? col.base[col.off + e.b]
                    : T(0);
     }
-    __device__ void store(int m, int n, T v) const {
+    // The C tile goes out through shared memory (kStageC, see store_staged): a warp writes 32
+    // consecutive pixels of one output row per request. Per-thread vector stores of its two runs
+    // of TN/2 columns (the other directions' epilogue) took the large tile from 127 to 163
+    // registers (one 256-thread block per SM instead of two) and spilled in the medium one.
+    static constexpr bool kStageC = true;
+    __device__ T* c_column(int n) const {
         const int ohw = c.oh * c.ow;
         const int img = n / ohw, p = n - img * ohw;
-        const int co = grp * M + m;
-        y[((long long)img * c.c_out + co) * ohw + p] = has_bias ? v + bias[co] : v;
+        return y + (long long)img * (c.c_out * ohw) + (grp * M * ohw + p);
     }
-    // Element stores (kVectorC false; the other directions store runs of columns as vectors):
-    // with the vector epilogue ptxas took the large tile from 127 to 163 registers (one 256-thread
-    // block per SM instead of two) and spilled in the medium one, while the epilogue runs once per
-    // tile against K/BK steps of the main loop.
-    static constexpr bool kVectorC = false;
+    __device__ int c_row_stride() const { return c.oh * c.ow; }
+    __device__ T c_value(int m, T v) const { return has_bias ? v + bias[grp * M + m] : v; }
 };
 
 template <typename T>
@@ -228,6 +235,7 @@ struct BackwardData {
         dx[((long long)img * c.c_in + grp * M + m) * hw + p] = v;
     }
     // Runs of L pixels of one plane of dx when H*W % L == 0 and dx is aligned: vector stores.
+    static constexpr bool kStageC = false;
     static constexpr bool kVectorC = true;
     __device__ bool vector_c(int L) const { return (c.h * c.w) % L == 0 && aligned_to(dx, L * (int)sizeof(T)); }
     __device__ T* c_column(int n) const {
@@ -287,6 +295,7 @@ struct BackwardWeight {
     }
     __device__ void store(int m, int n, T v) const { out[(grp * M + m) * N + n] = v; }
     // Rows of dw (or of a split's partial sums) are contiguous along n: runs of L when N % L == 0.
+    static constexpr bool kStageC = false;
     static constexpr bool kVectorC = true;
     __device__ bool vector_c(int L) const { return N % L == 0 && aligned_to(out, L * (int)sizeof(T)); }
     __device__ T* c_column(int n) const { return out + grp * M * N + n; }
@@ -322,8 +331,9 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 
 // The operand pipeline both GEMMs share: the gather tables, the global -> register -> shared
 // copies of the A and B tiles, double-buffered. Shared memory, from the start of the block's
-// dynamic buffer: A [2][BK][BM + 4] (transposed: a column-major BM x BK tile, its rows padded so
-// the transposed stores spread over all 32 banks), B [2][BK][BN + 4], the tables [2][BK]. Each
+// dynamic buffer: A [2][BK][BM + PAD] (transposed: a column-major BM x BK tile, its rows padded:
+// with PAD = 4 the transposed stores spread over all 32 banks), B [2][BK][BN + PAD], the tables
+// [2][BK] (PAD = 8 for the tensor-core tiles: see gemm_tf32). Each
 // thread loads A elements t + i*THREADS (k fastest: the weights and dy are contiguous along k),
 // as float4 / float2 / double2 runs where aligned. B: where the tensor is contiguous along the
 // columns (forward, backward data: a column is a pixel) thread t loads rows t / BN + i*(THREADS /
@@ -333,14 +343,15 @@ __device__ __forceinline__ void load_run(T* dst, const T* src) {
 // columns on consecutive threads, a warp's loads were 32 taps, KW-long runs in 32 places; the
 // tc_large tile keeps that mapping, kBAlongKAllowed = false: registers). B's rows are padded by 4
 // so that the k-fastest stores spread over the banks (4 banks apart).
-template <typename T, int BM, int BN, int BK, int THREADS, class Op, bool kBAlongKAllowed = true>
+template <typename T, int BM, int BN, int BK, int THREADS, class Op, bool kBAlongKAllowed = true, int PAD = 4,
+          bool kRotateAllowed = false>
 struct Pipeline {
-    static constexpr int kAStride = BM + 4;
+    static constexpr int kAStride = BM + PAD;
     static constexpr int kALoads = BM * BK / THREADS;
     static constexpr int kBLoads = BK * BN / THREADS;
     static constexpr int kBRowsPerPass = THREADS / BN;
     static constexpr int kBColsPerPass = THREADS / BK;
-    static constexpr int kBStride = BN + 4;
+    static constexpr int kBStride = BN + PAD;
     static constexpr bool kBAlongK = Op::kBAlongK && kBAlongKAllowed;
     static constexpr int kBCols = kBAlongK ? kBLoads : 1;  // B columns a thread loads
     // Vector width of A's global loads where Op::kContiguousA allows them (16 bytes, or what one
@@ -427,12 +438,24 @@ struct Pipeline {
         T* as = a_s + buf * BK * kAStride;
         T* bs = b_s + buf * BK * kBStride;
         if (a_vec) {
+            // Lanes g and g+1 store the two k-halves of one row m: where the rows are 8 banks apart
+            // (PAD = 8) the odd lane stores its run rotated by half, so that the two halves of the
+            // warp fall 16 banks apart instead of on the same banks (2-way conflicts).
+            constexpr bool kRotate = kRotateAllowed && kAStride % 32 == 8 && kAVec == 4 && BK / kAVec == 2;
 #pragma unroll
             for (int j = 0; j < kALoads / kAVec; ++j) {
                 const int g = t + j * THREADS;
+                const int half = g % (BK / kAVec);
 #pragma unroll
-                for (int v = 0; v < kAVec; ++v)
-                    as[((g % (BK / kAVec)) * kAVec + v) * kAStride + g / (BK / kAVec)] = a_reg[j * kAVec + v];
+                for (int v = 0; v < kAVec; ++v) {
+                    if constexpr (kRotate) {
+                        const int u = v ^ (2 * half);
+                        const T value = half ? a_reg[j * kAVec + (v ^ 2)] : a_reg[j * kAVec + v];
+                        as[(half * kAVec + u) * kAStride + g / 2] = value;
+                    } else {
+                        as[(half * kAVec + v) * kAStride + g / (BK / kAVec)] = a_reg[j * kAVec + v];
+                    }
+                }
             }
         } else {
 #pragma unroll
@@ -478,38 +501,68 @@ __device__ __forceinline__ void main_loop(P& p, Multiply&& multiply) {
     }
 }
 
-// SIMT: C tile (blockIdx.y, blockIdx.x) of op's GEMM over k in [k_begin, k_end). Thread (tx, ty)
-// holds rows ty*TM/2 + [0, TM/2) and BM/2 + ty*TM/2 + [0, TM/2), columns likewise with TN.
-template <typename T, int BM, int BN, int BK, int TM, int TN, class Op>
-__device__ void gemm(const Op& op, int k_begin, int k_end) {
-    static_assert(TM % 2 == 0 && TN % 2 == 0, "thread tiles are two halves");
-    constexpr int kThreadsN = BN / TN, kThreads = kThreadsN * (BM / TM);
-    using P = Pipeline<T, BM, BN, BK, kThreads, Op>;
-    extern __shared__ __align__(128) unsigned char igemm_smem[];
-    P p(op, igemm_smem, k_begin, k_end);
-    const int tx = p.t % kThreadsN, ty = p.t / kThreadsN;
+// The SIMT epilogue through shared memory (Op::kStageC), once the main loop's last barrier has
+// freed the operand buffers: the C tile goes out in windows of 32 columns. Pass w stages the
+// BM x 32 window w (each thread its elements there), then each warp stores whole rows of it, lane
+// l column 32w + l: a request covers 32 consecutive pixels of one output row (two planes at most),
+// where the threads' own columns left lanes TN/2 elements apart (25-50% of each sector used). The
+// threads consume acc column by column (j outer): with rows outer ptxas took the large tile from
+// 127 to 163 registers (one 256-thread block per SM instead of two), as per-thread vector stores
+// did. A staged row is swizzled (column c at c ^ swizzle(row)) so that the rows of the warp's
+// thread rows fall on different banks in the stage writes; the row reads stay one bank per lane.
+template <int TN, int kThreadsN>
+__device__ __forceinline__ int stage_swizzle(int ty) {
+    // A stage write instruction covers, per row, the words tx*(TN/2) + j2 (tx < kThreadsN, j2
+    // fixed): it leaves the low log2(TN/2) bits and the bits from log2(kThreadsN*TN/2) free for
+    // the thread row's bits, which separate the 32/kThreadsN rows of a warp.
+    constexpr int kLow = TN / 2 >= 4 ? 2 : TN / 2 >= 2 ? 1 : 0;
+    constexpr int kSpan = kThreadsN * (TN / 2);
+    constexpr int kHigh = kSpan >= 32 ? 5 : kSpan >= 16 ? 4 : kSpan >= 8 ? 3 : kSpan >= 4 ? 2 : 1;
+    const int low = ty & ((1 << kLow) - 1);
+    const int high = ((ty >> kLow) << kHigh) & 31;
+    return low | high;
+}
 
-    T acc[TM][TN];
+template <typename T, int BM, int BN, int TM, int TN, int THREADS, int SMEM_BYTES, class Op>
+__device__ __forceinline__ void store_staged(const Op& op, unsigned char* smem, const T (&acc)[TM][TN], int t,
+                                             int m0, int n0) {
+    constexpr int kThreadsN = BN / TN, kThreadsM = BM / TM, kWarps = THREADS / 32;
+    static_assert(BN % 32 == 0 && BM % kWarps == 0, "store mapping");
+    static_assert(BM * 32 * (int)sizeof(T) <= SMEM_BYTES, "the stage fits in the operand buffers");
+    T* const cs = reinterpret_cast<T*>(smem);
+    const int tx = t % kThreadsN, ty = t / kThreadsN, lane = t % 32, warp = t / 32;
+    const int swz = stage_swizzle<TN, kThreadsN>(ty);
+    const int row_stride = op.c_row_stride();
 #pragma unroll
-    for (int i = 0; i < TM; ++i)
+    for (int w = 0; w < BN / 32; ++w) {
+        if (w > 0) __syncthreads();  // the previous window is out
 #pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
-    main_loop(p, [&](const T* as, const T* bs) {
+        for (int j = 0; j < TN; ++j) {
+            const int col = (j / (TN / 2)) * (BN / 2) + tx * (TN / 2) + j % (TN / 2);
+            if (col / 32 != w) continue;
 #pragma unroll
-        for (int kk = 0; kk < BK; ++kk) {
-            T af[TM], bf[TN];
-            load_run<TM / 2>(af, as + kk * P::kAStride + ty * (TM / 2));
-            load_run<TM / 2>(af + TM / 2, as + kk * P::kAStride + BM / 2 + ty * (TM / 2));
-            load_run<TN / 2>(bf, bs + kk * P::kBStride + tx * (TN / 2));
-            load_run<TN / 2>(bf + TN / 2, bs + kk * P::kBStride + BN / 2 + tx * (TN / 2));
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] = fma(af[i], bf[j], acc[i][j]);
+            for (int i = 0; i < TM; ++i) {
+                const int row = (i / (TM / 2)) * (BM / 2) + ty * (TM / 2) + i % (TM / 2);
+                cs[row * 32 + ((col % 32) ^ swz)] = acc[i][j];
+            }
         }
-    });
+        __syncthreads();
+        const int n = n0 + w * 32 + lane;
+        if (n >= op.N) continue;  // no barrier below
+        T* const column = op.c_column(n);  // one division per lane and window, none per row
+#pragma unroll 4
+        for (int r = warp; r < BM; r += kWarps) {
+            const int m = m0 + r;
+            if (m >= op.M) break;
+            const int ty_r = (r % (BM / 2)) / (TM / 2);
+            column[m * row_stride] = op.c_value(m, cs[r * 32 + (lane ^ stage_swizzle<TN, kThreadsN>(ty_r))]);
+        }
+    }
+}
 
-    const int m0 = p.m0, n0 = (int)blockIdx.x * BN;
+// The SIMT epilogue of the ops without kStageC: each thread stores its own TM x TN elements.
+template <typename T, int BM, int BN, int TM, int TN, class Op>
+__device__ __forceinline__ void store_direct(const Op& op, const T (&acc)[TM][TN], int tx, int ty, int m0, int n0) {
     // A thread's columns are two runs of TN/2 consecutive n: where the output allows (the same
     // for the whole launch), each row of a run is one vector store, and lane to lane the runs are
     // adjacent (coalesced; element by element, lanes TN/2 elements apart touch TN/2 times the
@@ -552,26 +605,79 @@ __device__ void gemm(const Op& op, int k_begin, int k_end) {
     }
 }
 
+// SIMT: C tile (blockIdx.y, blockIdx.x) of op's GEMM over k in [k_begin, k_end). Thread (tx, ty)
+// holds rows ty*TM/2 + [0, TM/2) and BM/2 + ty*TM/2 + [0, TM/2), columns likewise with TN.
+template <typename T, int BM, int BN, int BK, int TM, int TN, class Op>
+__device__ void gemm(const Op& op, int k_begin, int k_end) {
+    static_assert(TM % 2 == 0 && TN % 2 == 0, "thread tiles are two halves");
+    constexpr int kThreadsN = BN / TN, kThreads = kThreadsN * (BM / TM);
+    using P = Pipeline<T, BM, BN, BK, kThreads, Op>;
+    extern __shared__ __align__(128) unsigned char igemm_smem[];
+    P p(op, igemm_smem, k_begin, k_end);
+    const int tx = p.t % kThreadsN, ty = p.t / kThreadsN;
+
+    T acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    main_loop(p, [&](const T* as, const T* bs) {
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+            T af[TM], bf[TN];
+            load_run<TM / 2>(af, as + kk * P::kAStride + ty * (TM / 2));
+            load_run<TM / 2>(af + TM / 2, as + kk * P::kAStride + BM / 2 + ty * (TM / 2));
+            load_run<TN / 2>(bf, bs + kk * P::kBStride + tx * (TN / 2));
+            load_run<TN / 2>(bf + TN / 2, bs + kk * P::kBStride + BN / 2 + tx * (TN / 2));
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j) acc[i][j] = fma(af[i], bf[j], acc[i][j]);
+        }
+    });
+
+    const int m0 = p.m0, n0 = (int)blockIdx.x * BN;
+    if constexpr (Op::kStageC)
+        store_staged<T, BM, BN, TM, TN, kThreads, P::kBytes>(op, igemm_smem, acc, p.t, m0, n0);
+    else
+        store_direct<T, BM, BN, TM, TN>(op, acc, tx, ty, m0, n0);
+}
+
 // TF32 tensor cores (sm_80+; compiled empty for older targets, where the launcher never runs it):
 // the same pipeline with BK = 8 = one m16n16k8 step; warp (wm, wn) owns a WM x WN sub-tile of
-// (WM/16) x (WN/16) accumulator fragments. A's shared tile is column-major with ldm BM + 4 and B's
-// row-major with ldm BN + 4 (multiples of 4; every fragment pointer is 32-byte aligned). The operands
-// are rounded to TF32 (round to nearest, ties away) after loading, as cuBLAS does. The epilogue
-// goes through a 16x16 scratch per warp after the tables, because the fragment layout is opaque.
+// (WM/16) x (WN/16) accumulator fragments. A's shared tile is column-major with ldm BM + 8 and B's
+// row-major with ldm BN + 8 (multiples of 4; every fragment pointer is 32-byte aligned). Why 8: in
+// the mma.m16n8k8 TF32 fragment layout of the PTX ISA (which wmma m16n16k8 is assumed to lower to,
+// one 32-bit shared load per fragment register), a load's 32 lanes read 4 k-rows x 8 m (or n)
+// consecutive words; 4 k-rows ldm words apart hit distinct banks when ldm = 8 mod 32, while with
+// ldm = 4 mod 32 they overlap (2 wavefronts per load), and a multiple of 32 gives 4. The A stores
+// would then put a row's two k-halves on the same banks: the pipeline rotates the odd lane's run
+// (kRotateAllowed; not in backward weight's 128x128 tile, for registers). Unmeasured on a GPU;
+// the emulator's profile cannot tell, its fragment layout being deliberately scrambled
+// (benchmarks/results/emu-access-profile-implicit-gemm.md). The operands are rounded to TF32
+// (round to nearest, ties away) after loading, as cuBLAS does. The epilogue goes through a 16x16
+// scratch per warp after the tables, because the fragment layout is opaque.
 template <int BM, int BN, int WM, int WN, class Op>
 __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
     namespace wmma = nvcuda::wmma;
     constexpr int BK = 8, FM = WM / 16, FN = WN / 16;
     constexpr int kWarpsN = BN / WN, kThreads = 32 * kWarpsN * (BM / WM);
-    // The 128x128 tile keeps B's columns on consecutive threads: the k-fastest loads took its
-    // backward weight from 128 to 184 registers (two 256-thread blocks per SM to one).
-    using P = Pipeline<float, BM, BN, BK, kThreads, Op, (BM < 128)>;
+    // The 128x128 tile's backward weight is at the 128-register line (two 256-thread blocks per
+    // SM): it keeps B's columns on consecutive threads (the k-fastest loads took it to 184
+    // registers) and A's stores unrotated (rotated: 170).
+    constexpr bool kRoom = BM < 128 || !Op::kBAlongK;
+    using P = Pipeline<float, BM, BN, BK, kThreads, Op, kRoom, 8, kRoom>;
     extern __shared__ __align__(128) unsigned char igemm_smem[];
     P p(op, igemm_smem, k_begin, k_end);
     const int warp = p.t / 32, lane = p.t % 32;
     const int wm = warp / kWarpsN, wn = warp % kWarpsN;
-    float* scratch = reinterpret_cast<float*>(igemm_smem + P::kBytes) + warp * 256;
+    // The epilogue's scratch: one 16x16 fragment per warp, rows kLd = 24 words apart. In the
+    // mma layout (see above) a fragment store's 32 lanes write 8 rows x 4 even words, which 16
+    // apart fall on the same 8 banks (4 wavefronts), 24 apart on 16 (2, the fewest for 32 words
+    // on even banks); the reads take rows r and r + 2 per request, 16 banks apart.
+    constexpr int kLd = 24;
+    float* scratch = reinterpret_cast<float*>(igemm_smem + P::kBytes) + warp * 16 * kLd;
 
     wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
 #pragma unroll
@@ -603,11 +709,20 @@ __device__ void gemm_tf32(const Op& op, int k_begin, int k_end) {
     for (int i = 0; i < FM; ++i)
 #pragma unroll
         for (int j = 0; j < FN; ++j) {  // unrolled: acc stays in registers
-            wmma::store_matrix_sync(scratch, acc[i][j], 16, wmma::mem_row_major);
+            wmma::store_matrix_sync(scratch, acc[i][j], kLd, wmma::mem_row_major);
             __syncwarp();
-            for (int e = lane; e < 256; e += 32) {
-                const int m = p.m0 + wm * WM + i * 16 + e / 16, n = (int)blockIdx.x * BN + wn * WN + j * 16 + e % 16;
-                if (m < op.M && n < op.N) op.store(m, n, scratch[e]);
+            // Lane l stores column l % 16 of rows r, r + 2 (l / 16): two runs of 16 pixels per
+            // request, and one column decomposition per lane and fragment.
+            const int n = (int)blockIdx.x * BN + wn * WN + j * 16 + lane % 16;
+            if (n < op.N) {
+                float* const column = op.c_column(n);
+                const int row_stride = op.c_row_stride();
+#pragma unroll
+                for (int q = 0; q < 8; ++q) {
+                    const int r = (q / 2) * 4 + q % 2 + 2 * (lane / 16);
+                    const int m = p.m0 + wm * WM + i * 16 + r;
+                    if (m < op.M) column[m * row_stride] = op.c_value(m, scratch[r * kLd + lane % 16]);
+                }
             }
             __syncwarp();  // the next fragment overwrites the scratch
         }

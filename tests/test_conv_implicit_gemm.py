@@ -99,6 +99,31 @@ def test_vector_loads_and_stores_match_the_element_paths(kernel_backend, dtype, 
                              dw_ref, dtype, **tol)
 
 
+def test_forward_epilogue_covers_every_window_row_and_plane(kernel_backend, dtype):
+    """The SIMT forward stages its C tile through shared memory in windows of 32 columns and stores
+    whole rows of a window per warp, adding the bias there. Planes of 35 pixels put plane
+    boundaries inside windows; N = 105 pixels ends inside a window of every tile; 70 output
+    channels per group end inside a row tile of every size; two groups offset the rows. With and
+    without bias, every SIMT tile, against the reference (the output is poisoned before the kernel,
+    so an element no warp stores fails)."""
+    g, (x, w, b, dy), (y_ref, _, _) = _problem((3, 6, 5, 7), (140, 3, 3, 3), 1, 1, 1, 2, seed=10)
+    y_nobias = reference.conv2d(x, w, None, g.stride, g.padding, g.dilation, g.groups)
+    X, W, B = (gpuconv.asarray(a.astype(dtype)) for a in (x, w, b))
+    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=2e-4)
+    for tile in igemm.SIMT_TILES if dtype == np.float32 else igemm.F64_TILES:
+        assert_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile), y_ref, dtype, **tol)
+        assert_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, None, g, tile=tile), y_nobias, dtype, **tol)
+
+
+def test_forward_epilogue_is_schedule_independent():
+    """The stage is written and read between barriers, four windows in a row for the large tile:
+    a missing barrier shows as a difference between thread schedules."""
+    g, (x, w, b, _), _ = _problem((2, 5, 6, 7), (72, 5, 3, 3), 1, 1, 1, 1, seed=11)
+    with gpuconv.backend("emulated") as be:
+        X, W, B = (a.astype(np.float32) for a in (x, w, b))
+        assert_schedule_independent(lambda: be.conv2d_implicit_gemm_forward(X, W, B, g, tile="large"))
+
+
 @pytest.mark.parametrize("tile", ["large", "medium", "small", "tc_medium"])
 def test_forward_with_aligned_and_misaligned_weights(tile):
     """The forward loads weight rows as vectors when K % 4 == 0 and the weights are 16-byte

@@ -46,11 +46,14 @@ PACK_LIMIT = 2**15        # the kernel packs two tap or pixel offsets into one i
 
 
 def shared_bytes(tile: str, itemsize: int) -> int:
-    """Dynamic shared memory of a tile: A and B double-buffered (rows padded by 4 elements), the
-    gather tables, and for the tensor-core tiles a 16x16 float scratch per warp."""
+    """Dynamic shared memory of a tile: A and B double-buffered (rows padded by 4 elements, 8 for
+    the tensor-core tiles), the gather tables, and for the tensor-core tiles a 16x16 float scratch
+    per warp (rows 24 floats apart)."""
     bm, bn, bk, threads = TILES[tile]
-    scratch = (threads // 32) * 256 * 4 if tile.startswith("tc_") else 0
-    return (2 * bk * (bm + 4) + 2 * bk * (bn + 4)) * itemsize + 2 * bk * KENTRY_BYTES + scratch
+    tensor_core = tile.startswith("tc_")
+    pad = 8 if tensor_core else 4
+    scratch = (threads // 32) * 16 * 24 * 4 if tensor_core else 0
+    return (2 * bk * (bm + pad) + 2 * bk * (bn + pad)) * itemsize + 2 * bk * KENTRY_BYTES + scratch
 
 
 def _device_capability() -> tuple[int, int]:
