@@ -22,6 +22,7 @@ warning per process. The emulated backend runs them with kernels/emu/wmma.h.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -42,6 +43,7 @@ TARGET_BLOCKS = 512
 # Each split of backward weight's reduction runs at least this many BK steps.
 MIN_STEPS_PER_SPLIT = 16
 INDEX_LIMIT = 2**31 - 64  # 32-bit indices, with room for the kernel's look-ahead past K
+MAX_CACHED_PLANS = 256  # launch plans kept per backend; a network has a few dozen shapes
 PACK_LIMIT = 2**15        # the kernel packs two tap or pixel offsets into one int
 
 
@@ -149,7 +151,10 @@ def backward_weight_splits(g, itemsize: int) -> int:
     return backward_weight_plan(g, itemsize)[1]
 
 
+@functools.lru_cache(maxsize=256)
 def _geometry_args(g) -> tuple:
+    """The kernels' geometry arguments (int32 scalars), once per geometry: the conversions cost
+    more host time than a launch."""
     ints = (g.n, g.c_in, g.h, g.w, g.c_out, *g.kernel_size, *g.stride, *g.pad_top_left, *g.dilation,
             *g.out_size, g.groups)
     return tuple(np.int32(v) for v in ints)
@@ -167,10 +172,20 @@ class ConvImplicitGemmKernels:
         return TENSOR_CORE_TILES[tile] if use_tf32(self.xp, dtype) else tile
 
     def _igemm_launch(self, direction, tile, dtype, groups_splits, m, n, args):
-        bm, bn, _, threads = TILES[tile]
-        kernel = self.kernel("conv_implicit_gemm.cu", f"conv2d_igemm_{direction}_{tile}", dtype)
-        kernel((-(-n // bn), -(-m // bm), groups_splits), (threads,), args,
-               shared_mem=shared_bytes(tile, np.dtype(dtype).itemsize))
+        """Launches the ``direction`` kernel of ``tile``; its kernel, grid and shared memory are
+        computed once per configuration (host time per call: issue 9's 30 us per conv2d)."""
+        plans = self.__dict__.setdefault("_igemm_plans", {})
+        key = (self.module_cache_key(), direction, tile, dtype, groups_splits, m, n)
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            bm, bn, _, threads = TILES[tile]
+            plan = plans[key] = (self.kernel("conv_implicit_gemm.cu", f"conv2d_igemm_{direction}_{tile}", dtype),
+                                 (-(-n // bn), -(-m // bm), groups_splits), (threads,),
+                                 shared_bytes(tile, np.dtype(dtype).itemsize))
+        kernel, grid, block, shared = plan
+        kernel(grid, block, args, shared_mem=shared)
 
     def conv2d_implicit_gemm_forward(self, x, weight, bias, g, tile: str | None = None):
         self._igemm_check(g, x.dtype, tile)
