@@ -39,7 +39,9 @@
 //                            index) rows the tile's windows cover to shared memory (coalesced loads,
 //                            each dy and index loaded once per tile instead of once per window tap;
 //                            see "tiled backward kernels"). The launcher's choice when the staged
-//                            rows fit in shared memory; v1 runs otherwise.
+//                            rows fit in shared memory; v1 runs otherwise. max_pool2d_backward_v2
+//                            also checks every index it stages as max_pool2d_check_indices does
+//                            (setting *bad), so the launcher runs that kernel only after v1.
 //   adaptive_avg_pool2d_forward / _backward, adaptive_max_pool2d_forward / _backward
 //                            bins floor(i*H/OH) .. ceil((i+1)*H/OH); backward is a gather over the
 //                            bins that contain each input element.
@@ -58,7 +60,7 @@
 // _i32 variants within one register of the int64 ones):
 //   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 47 / 64;
 //   max_pool2d_forward_v2 31 / 31 (_i32 the same), avg_pool2d_forward_v2 32 / 37 (2026-11-26);
-//   max_pool2d_backward_v2 40 / 36 (_i32 39 / 35), avg_pool2d_backward_v2 39 / 52, no spills
+//   max_pool2d_backward_v2 48 / 40 (_i32 44 / 40), avg_pool2d_backward_v2 39 / 52, no spills
 //   (2026-11-26, with the v1 backward numbers of that day);
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
 //   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41 (measured before the GeM
@@ -348,6 +350,26 @@ __device__ void max_pool2d_forward_tiled(const T* __restrict__ x, T* __restrict_
 // name one of them (a corrupt index, or one from another call, which the gathers would drop
 // silently). A window without input elements passes nothing on, so its index is not checked.
 // Every offending thread stores the same 1: a benign race, no atomics.
+namespace {
+
+// Whether `index` fails to name an element of window (oy, ox) (false for a window without input
+// elements, whose index is not used).
+__device__ __forceinline__ bool index_outside_window(long long index, int oy, int ox, int height, int width, int kh,
+                                                     int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
+    const int y0 = oy * sh - ph, x0 = ox * sw - pw;
+    int fy = y0, fx = x0;  // first tap inside the plane, as in the forward
+    while (fy < 0) fy += dh;
+    while (fx < 0) fx += dw;
+    if (fy >= height || fy > y0 + (kh - 1) * dh || fx >= width || fx > x0 + (kw - 1) * dw) return false;
+    if (index < 0 || index >= (long long)height * width) return true;
+    const int row = (int)index / width, col = (int)index - row * width;
+    const int di = row - y0, dj = col - x0;
+    return di < 0 || dj < 0 || di > (kh - 1) * dh || dj > (kw - 1) * dw || (dh > 1 && di % dh != 0) ||
+           (dw > 1 && dj % dw != 0);
+}
+
+}  // namespace
+
 template <typename J>
 __device__ void max_pool2d_check_indices(const J* __restrict__ indices, int* __restrict__ bad, long long planes,
                                          int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
@@ -355,19 +377,9 @@ __device__ void max_pool2d_check_indices(const J* __restrict__ indices, int* __r
     const int out_size = oh * ow;
     GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
         const int oy = pos / ow, ox = pos - oy * ow;
-        const int y0 = oy * sh - ph, x0 = ox * sw - pw;
-        int fy = y0, fx = x0;  // first tap inside the plane, as in the forward
-        while (fy < 0) fy += dh;
-        while (fx < 0) fx += dw;
-        if (fy >= height || fy > y0 + (kh - 1) * dh || fx >= width || fx > x0 + (kw - 1) * dw) continue;
-        const long long index = (long long)indices[plane * out_size + pos];
-        if (index < 0 || index >= (long long)height * width) {
+        if (index_outside_window((long long)indices[plane * out_size + pos], oy, ox, height, width, kh, kw, sh, sw, ph,
+                                 pw, dh, dw))
             *bad = 1;
-            continue;
-        }
-        const int row = (int)index / width, col = (int)index - row * width;
-        const int di = row - y0, dj = col - x0;
-        if (di < 0 || dj < 0 || di % dh != 0 || dj % dw != 0 || di / dh >= kh || dj / dw >= kw) *bad = 1;
     }
 }
 
@@ -507,8 +519,10 @@ __device__ void avg_pool2d_forward_tiled(const T* __restrict__ x, T* __restrict_
 // as v1 does, without a division per tap; the divisions that find the ends run once per tile row
 // and column per block.
 // Staged indices outside the plane become -1 (no element's position): an int64 index that is not a
-// plane position never matches, as in v1, not even one equal to a position in its low 32 bits (the
-// launcher's index check reports it).
+// plane position never matches, as in v1, not even one equal to a position in its low 32 bits.
+// Every window with an element inside the plane is staged by the tile holding that element, so
+// checking the staged indices (index_outside_window, as the check kernel) checks them all: the
+// separate check would read the indices again (for int64 indices, as many bytes as dx).
 namespace {
 
 // First and last window (relative to `base`) that contain position v at a tap; first > last: none.
@@ -561,10 +575,10 @@ __device__ __forceinline__ int staged_index(J index, int plane_size) {
 
 template <typename T, typename J, bool kMax>
 __device__ void pool2d_backward_tiled(const T* __restrict__ dy, const J* __restrict__ indices, T* __restrict__ dx,
-                                      long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh,
-                                      int sw, int ph, int pw, int dh, int dw, int count_include_pad,
-                                      int divisor_override, int tile_h, int tile_w, int tiles_x, int tpb, int step_y,
-                                      int step_x, int row_words, int plane_words) {
+                                      int* __restrict__ bad, long long planes, int height, int width, int oh, int ow,
+                                      int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                      int count_include_pad, int divisor_override, int tile_h, int tile_w, int tiles_x,
+                                      int tpb, int step_y, int step_x, int row_words, int plane_words) {
     extern __shared__ __align__(16) unsigned char pool_smem[];
     T* s_dy = reinterpret_cast<T*>(pool_smem);
     int* s_idx = reinterpret_cast<int*>(s_dy + tpb * plane_words);
@@ -608,7 +622,11 @@ __device__ void pool2d_backward_tiled(const T* __restrict__ dy, const J* __restr
                 const int word = e.pl * plane_words + e.r * row_words + e.c;
                 if constexpr (kMax) {
                     s_dy[word] = dy[o];
-                    s_idx[word] = staged_index(indices[o], plane_size);
+                    const J index = indices[o];
+                    s_idx[word] = staged_index(index, plane_size);
+                    // Atomic: overlapping tiles stage (and report) the same index.
+                    if (index_outside_window((long long)index, oy, ox, height, width, kh, kw, sh, sw, ph, pw, dh, dw))
+                        atomicExch(bad, 1);
                 } else {
                     s_dy[word] = dy[o] / T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
                                                        divisor_override));
@@ -1216,51 +1234,51 @@ extern "C" __global__ void sum_reduce_f64(const double* __restrict__ partial, do
     sum_reduce<double>(partial, out, n);
 }
 #define POOL_BACKWARD_TILED_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw
-extern "C" __global__ void max_pool2d_backward_v2_f32(const float* __restrict__ dy, const long long* __restrict__ indices,
-                                    float* __restrict__ dx, long long planes, int height, int width, int oh,
-                                    int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                                    int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
-                                    int row_words, int plane_words) {
-    pool2d_backward_tiled<float, long long, true>(dy, indices, dx, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h, tile_w,
-                                          tiles_x, tpb, step_y, step_x, row_words, plane_words);
+extern "C" __global__ void max_pool2d_backward_v2_f32(
+        const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<float, long long, true>(dy, indices, dx, bad, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h,
+                                                  tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words);
 }
-extern "C" __global__ void max_pool2d_backward_v2_i32_f32(const float* __restrict__ dy, const int* __restrict__ indices,
-                                    float* __restrict__ dx, long long planes, int height, int width, int oh,
-                                    int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                                    int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
-                                    int row_words, int plane_words) {
-    pool2d_backward_tiled<float, int, true>(dy, indices, dx, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h, tile_w,
-                                          tiles_x, tpb, step_y, step_x, row_words, plane_words);
+extern "C" __global__ void max_pool2d_backward_v2_i32_f32(
+        const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, true>(dy, indices, dx, bad, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h,
+                                            tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words);
 }
-extern "C" __global__ void max_pool2d_backward_v2_f64(const double* __restrict__ dy, const long long* __restrict__ indices,
-                                    double* __restrict__ dx, long long planes, int height, int width, int oh,
-                                    int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                                    int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
-                                    int row_words, int plane_words) {
-    pool2d_backward_tiled<double, long long, true>(dy, indices, dx, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h, tile_w,
-                                          tiles_x, tpb, step_y, step_x, row_words, plane_words);
+extern "C" __global__ void max_pool2d_backward_v2_f64(
+        const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<double, long long, true>(dy, indices, dx, bad, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h,
+                                                   tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words);
 }
-extern "C" __global__ void max_pool2d_backward_v2_i32_f64(const double* __restrict__ dy, const int* __restrict__ indices,
-                                    double* __restrict__ dx, long long planes, int height, int width, int oh,
-                                    int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                                    int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
-                                    int row_words, int plane_words) {
-    pool2d_backward_tiled<double, int, true>(dy, indices, dx, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h, tile_w,
-                                          tiles_x, tpb, step_y, step_x, row_words, plane_words);
+extern "C" __global__ void max_pool2d_backward_v2_i32_f64(
+        const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, true>(dy, indices, dx, bad, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h,
+                                             tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words);
 }
-extern "C" __global__ void avg_pool2d_backward_v2_f32(const float* __restrict__ dy, float* __restrict__ dx, long long planes,
-                                    int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph,
-                                    int pw, int count_include_pad, int divisor_override, int tile_h, int tile_w,
-                                    int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<float, int, false>(dy, nullptr, dx, POOL_BACKWARD_TILED_ARGS, 1, 1, count_include_pad,
-                                           divisor_override, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
-                                           plane_words);
+extern "C" __global__ void avg_pool2d_backward_v2_f32(
+        const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+        int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h,
+        int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, false>(dy, nullptr, dx, nullptr, POOL_BACKWARD_TILED_ARGS, 1, 1,
+                                             count_include_pad, divisor_override, tile_h, tile_w, tiles_x, tpb, 1, 1,
+                                             row_words, plane_words);
 }
-extern "C" __global__ void avg_pool2d_backward_v2_f64(const double* __restrict__ dy, double* __restrict__ dx, long long planes,
-                                    int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph,
-                                    int pw, int count_include_pad, int divisor_override, int tile_h, int tile_w,
-                                    int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<double, int, false>(dy, nullptr, dx, POOL_BACKWARD_TILED_ARGS, 1, 1, count_include_pad,
-                                           divisor_override, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
-                                           plane_words);
+extern "C" __global__ void avg_pool2d_backward_v2_f64(
+        const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+        int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h,
+        int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, false>(dy, nullptr, dx, nullptr, POOL_BACKWARD_TILED_ARGS, 1, 1,
+                                              count_include_pad, divisor_override, tile_h, tile_w, tiles_x, tpb, 1, 1,
+                                              row_words, plane_words);
 }

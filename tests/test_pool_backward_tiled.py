@@ -239,3 +239,48 @@ def test_index_outside_the_plane_never_matches(rng):
         np.testing.assert_array_equal(dx, want)
         with pytest.raises(ValueError, match="indices"):
             F.max_pool2d_backward(dy, x, bad, 2, 2)
+
+
+def _names_a_tap(index: int, oy: int, ox: int, shape, k, s, p, d) -> bool:
+    """Whether ``index`` is an element of window (oy, ox) at a tap, or the window has no element."""
+    h, w = shape[2:]
+    taps = {(oy * s[0] - p[0] + i * d[0]) * w + ox * s[1] - p[1] + j * d[1]
+            for i in range(k[0]) for j in range(k[1])
+            if 0 <= oy * s[0] - p[0] + i * d[0] < h and 0 <= ox * s[1] - p[1] + j * d[1] < w}
+    return not taps or index in taps
+
+
+@pytest.mark.parametrize("settings", ["default", "small-tiles"])
+def test_tiled_backward_checks_indices_as_v1(rng, monkeypatch, settings):
+    """The tiled kernel checks the indices it stages: one index replaced by a random value (outside
+    the plane, another element, a dilation gap, another tap of its window, plus 2^32) is reported
+    exactly when it names no tap of its window, as the v1 check kernel reports it."""
+    _set(monkeypatch, settings)
+    backend_calls = 0
+    with gpuconv.backend("emulated"):
+        backend = gpuconv.get_backend()
+        for _ in range(12):
+            shape, k, s, p, d, ceil = larger_window_config(rng)
+            x = distinct(rng, shape, np.float32)
+            _, idx = F.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
+            dy = rng.standard_normal(idx.shape).astype(np.float32)
+            for _ in range(3):
+                bad = idx.copy()
+                n, c, oy, ox = (int(rng.integers(0, v)) for v in idx.shape)
+                plane, width = shape[2] * shape[3], shape[3]
+                y0, x0 = max(oy * s[0] - p[0], 0), max(ox * s[1] - p[1], 0)
+                past = [(oy * s[0] - p[0] + k[0] * d[0]) * width + x0, y0 * width + ox * s[1] - p[1] + k[1] * d[1]]
+                value = int(rng.choice([rng.integers(-2, plane + 2), idx[n, c, oy, ox] + rng.integers(-3, 4),
+                                        idx[n, c, oy, ox] + 2**32, *past]))  # past: the tap after the last
+                bad[n, c, oy, ox] = value
+                want = _names_a_tap(value, oy, ox, shape, k, s, p, d)
+                for index_dtype in (np.int64, np.int32):
+                    if index_dtype == np.int32 and not -2**31 <= value < 2**31:
+                        continue
+                    args = (dy, bad.astype(index_dtype), shape, k, s, p, d)
+                    (dx, valid), (dx1, valid1) = _both_versions(monkeypatch,
+                                                                lambda: backend.max_pool2d_backward(*args))
+                    assert valid == valid1 == want, (shape, k, s, p, d, ceil, (oy, ox), value)
+                    np.testing.assert_array_equal(dx, dx1)
+                    backend_calls += 1
+    assert backend_calls >= 36

@@ -227,12 +227,13 @@ class PoolKernels:
         kernel(grid, block, arrays + scalars, shared_mem=shared)
 
     def _tiled_backward(self, op: str, dtype, arrays: tuple, planes: int, in_size: tuple, out_size: tuple,
-                        window: tuple, ints: tuple, index_bytes: int) -> None:
-        """Launches ``op``_v2 (tiled backward) with arguments arrays + (int64 planes, *int32 ints, tile
-        geometry), or ``op`` (v1) as _pool_launch does when a tile does not fit in shared memory.
+                        window: tuple, ints: tuple, index_bytes: int, v2_arrays: tuple = ()) -> bool:
+        """Launches ``op``_v2 (tiled backward) with arguments arrays + v2_arrays + (int64 planes, *int32
+        ints, tile geometry), or ``op`` (v1) with arrays + (int64 planes, *int32 ints, ppb) as
+        _pool_launch does when a tile does not fit in shared memory; returns whether v2 ran.
         ``window`` is (kernel_size, stride, dilation); the plan is cached as in _pool_launch."""
         if planes * in_size[0] * in_size[1] == 0:
-            return
+            return True
         plans = self.__dict__.setdefault("_pool_plans", {})
         limits = (TILE_INPUTS, MIN_TILE_INPUTS, TILE_WIDTH, MIN_TILED_BLOCKS, TILE_SHARED_BYTES, MAX_GRID_Y)
         key = (self.module_cache_key(), "tiled", op, dtype, planes, in_size, out_size, window, ints, limits)
@@ -250,9 +251,10 @@ class PoolKernels:
             plans[key] = plan = plan or "v1"
         if plan == "v1":
             self._pool_launch(op, dtype, arrays, planes, in_size[0] * in_size[1], ints)
-            return
+            return False
         kernel, grid, block, scalars, shared = plan
-        kernel(grid, block, arrays + scalars, shared_mem=shared)
+        kernel(grid, block, arrays + v2_arrays + scalars, shared_mem=shared)
+        return True
 
     def _pool_plan(self, op, dtype, planes, size, ints, tail, window):
         kernel = self.kernel("pool.cu", op, dtype)
@@ -280,25 +282,28 @@ class PoolKernels:
                             (h, w, oh, ow, *kernel_size, *stride, *padding, *dilation), (np.int32(with_indices),))
         return y, (indices if with_indices else None)
 
-    def _indices_valid(self, op: str, dtype, indices, planes: int, size: int, ints: tuple) -> bool:
-        """Runs the index check kernel ``op``, which sets a device flag for an index outside its
-        window; reading the flag back synchronizes."""
-        bad = self.zeros((1,), np.int32)
+    def _indices_valid(self, op: str, dtype, indices, planes: int, size: int, ints: tuple, bad=None) -> bool:
+        """Runs the index check kernel ``op``, which sets a device flag (``bad``, a zeroed int32 array
+        of one element, allocated when None) for an index outside its window; reading the flag back
+        synchronizes."""
+        bad = self.zeros((1,), np.int32) if bad is None else bad
         self._pool_launch(f"{op}{_index_suffix(indices.dtype)}", dtype, (indices, bad), planes, size, ints)
         return not int(self.to_numpy(bad)[0])
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         """Gather: each input element sums dy over the windows that chose it (int32 or int64 indices).
-        Returns (dx, whether every index names an element of its window)."""
+        Returns (dx, whether every index names an element of its window): the tiled kernel checks the
+        indices it stages; after v1 a check kernel reads them again. Reading the flag synchronizes."""
         n, c, h, w = x_shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
         ints = (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation)
-        self._tiled_backward(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
-                             n * c, (h, w), tuple(dy.shape[2:]), (kernel_size, stride, dilation), ints, 4)
-        valid = self._indices_valid("max_pool2d_check_indices", dy.dtype, indices, n * c,
-                                    dy.shape[2] * dy.shape[3], ints)
-        return dx, valid
+        bad = self.zeros((1,), np.int32)
+        if self._tiled_backward(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
+                                n * c, (h, w), tuple(dy.shape[2:]), (kernel_size, stride, dilation), ints, 4, (bad,)):
+            return dx, not int(self.to_numpy(bad)[0])
+        return dx, self._indices_valid("max_pool2d_check_indices", dy.dtype, indices, n * c, dy.shape[2] * dy.shape[3],
+                                       ints, bad)
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         n, c, h, w = x.shape
