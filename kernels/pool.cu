@@ -42,6 +42,9 @@
 //                            rows fit in shared memory; v1 runs otherwise. max_pool2d_backward_v2
 //                            also checks every index it stages as max_pool2d_check_indices does
 //                            (setting *bad), so the launcher runs that kernel only after v1.
+//   adaptive_avg_pool2d_backward_v2, adaptive_max_pool2d_backward_v2
+//                            the same tiled gather over adaptive bins (the same results bit for bit
+//                            as their v1; the max one checks its indices as the v2 above).
 //   adaptive_avg_pool2d_forward / _backward, adaptive_max_pool2d_forward / _backward
 //                            bins floor(i*H/OH) .. ceil((i+1)*H/OH); backward is a gather over the
 //                            bins that contain each input element.
@@ -60,7 +63,8 @@
 // _i32 variants within one register of the int64 ones):
 //   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 47 / 64;
 //   max_pool2d_forward_v2 31 / 31 (_i32 the same), avg_pool2d_forward_v2 32 / 37 (2026-11-26);
-//   max_pool2d_backward_v2 48 / 40 (_i32 44 / 40), avg_pool2d_backward_v2 39 / 52, no spills
+//   max_pool2d_backward_v2 48 / 40 (_i32 44 / 40), avg_pool2d_backward_v2 39 / 52,
+//   adaptive_max_pool2d_backward_v2 40 / 48 (_i32 the same), adaptive_avg_pool2d_backward_v2 39 / 48
 //   (2026-11-26, with the v1 backward numbers of that day);
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
 //   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41 (measured before the GeM
@@ -383,21 +387,26 @@ __device__ void max_pool2d_check_indices(const J* __restrict__ indices, int* __r
     }
 }
 
+namespace {
+
+// Whether `index` fails to name an element of adaptive bin (oy, ox).
+__device__ __forceinline__ bool index_outside_bin(long long index, int oy, int ox, int height, int width, int oh,
+                                                  int ow) {
+    if (index < 0 || index >= (long long)height * width) return true;
+    const int row = (int)index / width, col = (int)index - row * width;
+    return row < bin_start(oy, height, oh) || row >= bin_end(oy, height, oh) || col < bin_start(ox, width, ow) ||
+           col >= bin_end(ox, width, ow);
+}
+
+}  // namespace
+
 template <typename J>
 __device__ void adaptive_max_pool2d_check_indices(const J* __restrict__ indices, int* __restrict__ bad,
                                                   long long planes, int height, int width, int oh, int ow, int ppb) {
     const int out_size = oh * ow;
     GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
         const int oy = pos / ow, ox = pos - oy * ow;
-        const long long index = (long long)indices[plane * out_size + pos];
-        if (index < 0 || index >= (long long)height * width) {
-            *bad = 1;
-            continue;
-        }
-        const int row = (int)index / width, col = (int)index - row * width;
-        if (row < bin_start(oy, height, oh) || row >= bin_end(oy, height, oh) || col < bin_start(ox, width, ow)
-                || col >= bin_end(ox, width, ow))
-            *bad = 1;
+        if (index_outside_bin((long long)indices[plane * out_size + pos], oy, ox, height, width, oh, ow)) *bad = 1;
     }
 }
 
@@ -517,12 +526,14 @@ __device__ void avg_pool2d_forward_tiled(const T* __restrict__ x, T* __restrict_
 // v + pad - o*s is a multiple of the dilation d: an arithmetic progression of step d / gcd(s, d)
 // (`step_y`, `step_x`, from the launcher), so a thread loops over exactly those, in ascending order
 // as v1 does, without a division per tap; the divisions that find the ends run once per tile row
-// and column per block.
+// and column per block. Adaptive pooling (kAdaptive) uses the same kernel over PyTorch's bins:
+// the bins containing v are consecutive (bin_ends), the staged value of average pooling is
+// dy / (bin area), as v1 divides.
 // Staged indices outside the plane become -1 (no element's position): an int64 index that is not a
 // plane position never matches, as in v1, not even one equal to a position in its low 32 bits.
 // Every window with an element inside the plane is staged by the tile holding that element, so
-// checking the staged indices (index_outside_window, as the check kernel) checks them all: the
-// separate check would read the indices again (for int64 indices, as many bytes as dx).
+// checking the staged indices (index_outside_window / index_outside_bin, as the check kernels)
+// checks them all: the separate check would read the indices again (int64: as many bytes as dx).
 namespace {
 
 // First and last window (relative to `base`) that contain position v at a tap; first > last: none.
@@ -566,6 +577,14 @@ struct BlockWalk {
     }
 };
 
+// First and last adaptive bin (relative to `base`) that contain position v, exactly: bin o holds v
+// iff floor(o*size/out) <= v < ceil((o+1)*size/out), i.e. floor(v*out/size) <= o <
+// ceil((v+1)*out/size) (bins are intervals with increasing starts and ends).
+__device__ __forceinline__ void bin_ends(int v, int size, int out, int base, int& first, int& last) {
+    first = bin_start(v, out, size) - base;
+    last = min(bin_end(v, out, size) - 1, out - 1) - base;
+}
+
 template <typename J>
 __device__ __forceinline__ int staged_index(J index, int plane_size) {
     return index >= 0 && index < (J)plane_size ? (int)index : -1;
@@ -573,7 +592,7 @@ __device__ __forceinline__ int staged_index(J index, int plane_size) {
 
 }  // namespace
 
-template <typename T, typename J, bool kMax>
+template <typename T, typename J, bool kMax, bool kAdaptive>
 __device__ void pool2d_backward_tiled(const T* __restrict__ dy, const J* __restrict__ indices, T* __restrict__ dx,
                                       int* __restrict__ bad, long long planes, int height, int width, int oh, int ow,
                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
@@ -591,18 +610,36 @@ __device__ void pool2d_backward_tiled(const T* __restrict__ dy, const J* __restr
     const int iy1 = min(iy0 + tile_h, height) - 1, ix1 = min(ix0 + tile_w, width) - 1;
     // The staged outputs: from the first window of the tile's first row / column to the last of
     // its last (window_range is monotone in v); rows or cols <= 0 when no window covers the tile.
+    // Windows (or adaptive bins) containing position v along y or x, relative to base.
+    auto ends_y = [&](int v, int base, int& first, int& last) {
+        if constexpr (kAdaptive) bin_ends(v, height, oh, base, first, last);
+        else window_ends(v, ph, kh, sh, dh, oh, base, first, last);
+    };
+    auto ends_x = [&](int v, int base, int& first, int& last) {
+        if constexpr (kAdaptive) bin_ends(v, width, ow, base, first, last);
+        else window_ends(v, pw, kw, sw, dw, ow, base, first, last);
+    };
+    // The staged range needs ends monotone in v: window_range's (before the dilation trims them) or
+    // the bins' (exact).
+    auto range_y = [&](int v, int& first, int& last) {
+        if constexpr (kAdaptive) bin_ends(v, height, oh, 0, first, last);
+        else window_range(v, ph, kh, sh, dh, oh, first, last);
+    };
+    auto range_x = [&](int v, int& first, int& last) {
+        if constexpr (kAdaptive) bin_ends(v, width, ow, 0, first, last);
+        else window_range(v, pw, kw, sw, dw, ow, first, last);
+    };
     int oy_lo, oy_hi, ox_lo, ox_hi, unused;
-    window_range(iy0, ph, kh, sh, dh, oh, oy_lo, unused);
-    window_range(iy1, ph, kh, sh, dh, oh, unused, oy_hi);
-    window_range(ix0, pw, kw, sw, dw, ow, ox_lo, unused);
-    window_range(ix1, pw, kw, sw, dw, ow, unused, ox_hi);
+    range_y(iy0, oy_lo, unused);
+    range_y(iy1, unused, oy_hi);
+    range_x(ix0, ox_lo, unused);
+    range_x(ix1, unused, ox_hi);
     const int rows = oy_hi - oy_lo + 1, cols = ox_hi - ox_lo + 1;
     // Column entries j < tile_w + 32 hold column j % tile_w: lane l reads entry c0 + l (c0: lane 0's
     // column), so a warp whose elements wrap to the next tile row reads 32 consecutive words.
     for (int t = threadIdx.x; t < tile_w + 32 + tile_h; t += blockDim.x) {
-        if (t < tile_w + 32) window_ends(ix0 + t % tile_w, pw, kw, sw, dw, ow, ox_lo, first_x[t], last_x[t]);
-        else window_ends(iy0 + t - tile_w - 32, ph, kh, sh, dh, oh, oy_lo, first_y[t - tile_w - 32],
-                         last_y[t - tile_w - 32]);
+        if (t < tile_w + 32) ends_x(ix0 + t % tile_w, ox_lo, first_x[t], last_x[t]);
+        else ends_y(iy0 + t - tile_w - 32, oy_lo, first_y[t - tile_w - 32], last_y[t - tile_w - 32]);
     }
     const int plane_size = height * width, out_size = oh * ow, lane = threadIdx.x % 32;
     // The column entry of this thread's element: c0 + lane, the one in [lane, lane + tile_w) that
@@ -625,8 +662,16 @@ __device__ void pool2d_backward_tiled(const T* __restrict__ dy, const J* __restr
                     const J index = indices[o];
                     s_idx[word] = staged_index(index, plane_size);
                     // Atomic: overlapping tiles stage (and report) the same index.
-                    if (index_outside_window((long long)index, oy, ox, height, width, kh, kw, sh, sw, ph, pw, dh, dw))
-                        atomicExch(bad, 1);
+                    bool outside;
+                    if constexpr (kAdaptive)
+                        outside = index_outside_bin((long long)index, oy, ox, height, width, oh, ow);
+                    else
+                        outside = index_outside_window((long long)index, oy, ox, height, width, kh, kw, sh, sw, ph, pw,
+                                                       dh, dw);
+                    if (outside) atomicExch(bad, 1);
+                } else if constexpr (kAdaptive) {
+                    s_dy[word] = dy[o] / T((bin_end(oy, height, oh) - bin_start(oy, height, oh)) *
+                                           (bin_end(ox, width, ow) - bin_start(ox, width, ow)));
                 } else {
                     s_dy[word] = dy[o] / T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
                                                        divisor_override));
@@ -1233,52 +1278,99 @@ extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, con
 extern "C" __global__ void sum_reduce_f64(const double* __restrict__ partial, double* __restrict__ out, int n) {
     sum_reduce<double>(partial, out, n);
 }
-#define POOL_BACKWARD_TILED_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw
 extern "C" __global__ void max_pool2d_backward_v2_f32(
         const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx,
         int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
         int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
         int row_words, int plane_words) {
-    pool2d_backward_tiled<float, long long, true>(dy, indices, dx, bad, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h,
-                                                  tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words);
+    pool2d_backward_tiled<float, long long, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw,
+                                                         sh, sw, ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb,
+                                                         step_y, step_x, row_words, plane_words);
 }
 extern "C" __global__ void max_pool2d_backward_v2_i32_f32(
-        const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx,
-        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
-        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
-        int row_words, int plane_words) {
-    pool2d_backward_tiled<float, int, true>(dy, indices, dx, bad, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h,
-                                            tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words);
+        const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx, int* __restrict__ bad,
+        long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+        int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x, int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw, sh, sw,
+                                                   ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb, step_y, step_x,
+                                                   row_words, plane_words);
 }
 extern "C" __global__ void max_pool2d_backward_v2_f64(
         const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx,
         int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
         int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
         int row_words, int plane_words) {
-    pool2d_backward_tiled<double, long long, true>(dy, indices, dx, bad, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h,
-                                                   tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words);
+    pool2d_backward_tiled<double, long long, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw,
+                                                          sh, sw, ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb,
+                                                          step_y, step_x, row_words, plane_words);
 }
 extern "C" __global__ void max_pool2d_backward_v2_i32_f64(
-        const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx,
-        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
-        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
-        int row_words, int plane_words) {
-    pool2d_backward_tiled<double, int, true>(dy, indices, dx, bad, POOL_BACKWARD_TILED_ARGS, dh, dw, 0, 0, tile_h,
-                                             tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words);
+        const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx, int* __restrict__ bad,
+        long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+        int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x, int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw, sh, sw,
+                                                    ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb, step_y, step_x,
+                                                    row_words, plane_words);
 }
 extern "C" __global__ void avg_pool2d_backward_v2_f32(
         const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
         int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h,
         int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<float, int, false>(dy, nullptr, dx, nullptr, POOL_BACKWARD_TILED_ARGS, 1, 1,
-                                             count_include_pad, divisor_override, tile_h, tile_w, tiles_x, tpb, 1, 1,
-                                             row_words, plane_words);
+    pool2d_backward_tiled<float, int, false, false>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, kh, kw, sh,
+                                                    sw, ph, pw, 1, 1, count_include_pad, divisor_override, tile_h,
+                                                    tile_w, tiles_x, tpb, 1, 1, row_words, plane_words);
 }
 extern "C" __global__ void avg_pool2d_backward_v2_f64(
         const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
         int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h,
         int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<double, int, false>(dy, nullptr, dx, nullptr, POOL_BACKWARD_TILED_ARGS, 1, 1,
-                                              count_include_pad, divisor_override, tile_h, tile_w, tiles_x, tpb, 1, 1,
-                                              row_words, plane_words);
+    pool2d_backward_tiled<double, int, false, false>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, kh, kw,
+                                                     sh, sw, ph, pw, 1, 1, count_include_pad, divisor_override, tile_h,
+                                                     tile_w, tiles_x, tpb, 1, 1, row_words, plane_words);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_v2_f32(
+        const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w,
+        int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<float, long long, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0,
+                                                        0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                        plane_words);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_v2_i32_f32(
+        const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx, int* __restrict__ bad,
+        long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w, int tiles_x, int tpb,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0, 0, 0,
+                                                  1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                  plane_words);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_v2_f64(
+        const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w,
+        int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<double, long long, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0,
+                                                         0, 0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1,
+                                                         row_words, plane_words);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_v2_i32_f64(
+        const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx, int* __restrict__ bad,
+        long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w, int tiles_x, int tpb,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0, 0,
+                                                   0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                   plane_words);
+}
+extern "C" __global__ void adaptive_avg_pool2d_backward_v2_f32(
+        const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+        int tile_h, int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, false, true>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, 0, 0, 0, 0,
+                                                   0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                   plane_words);
+}
+extern "C" __global__ void adaptive_avg_pool2d_backward_v2_f64(
+        const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+        int tile_h, int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, false, true>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, 0, 0, 0, 0,
+                                                    0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                    plane_words);
 }

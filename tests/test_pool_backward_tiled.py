@@ -129,7 +129,7 @@ def test_shared_memory_limit_picks_v1_per_configuration(rng, monkeypatch):
     large = ((1, 2, 30, 30), (9, 9), (1, 1), (4, 4), (2, 2), True)
     for shape, k, s, p, d, ceil in (small, large):
         tile = pool_launch.pool_backward_tile(shape[0] * shape[1], shape[2:], (15, 15) if k == (2, 2) else (30, 30),
-                                              k, s, d, 4, 4)
+                                              (k, s, d), 4, 4)
         assert (tile is None) == (k == (9, 9))
     with gpuconv.backend("emulated"):
         for shape, k, s, p, d, ceil in (small, large):
@@ -137,7 +137,7 @@ def test_shared_memory_limit_picks_v1_per_configuration(rng, monkeypatch):
             _, idx = F.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
             assert_close(F.max_pool2d_backward(dy, x, idx, k, s, p, d, ceil), ref_dx, np.float32)
     monkeypatch.undo()
-    assert pool_launch.pool_backward_tile(4, (300, 300), (300, 300), (200, 200), (1, 1), (1, 1), 4, 4) is None
+    assert pool_launch.pool_backward_tile(4, (300, 300), (300, 300), ((200, 200), (1, 1), (1, 1)), 4, 4) is None
 
 
 def _staged_block(i0: int, i1: int, pad: int, k: int, s: int, d: int, out: int) -> int:
@@ -164,7 +164,7 @@ def test_pool_backward_tile_layout(rng, itemsize, index_bytes):
         out = tuple(reference.pool_out_size(in_size[a], k[a], s[a], p[a], d[a], ceil) for a in range(2))
         if min(out) < 1:
             continue
-        tile = pool_launch.pool_backward_tile(planes, in_size, out, k, s, d, itemsize, index_bytes)
+        tile = pool_launch.pool_backward_tile(planes, in_size, out, (k, s, d), itemsize, index_bytes)
         assert tile is not None
         grid, block, shared, (tile_h, tile_w, tiles_x, tpb), steps, (row_words, plane_words) = tile
         assert grid[0] == -(-in_size[0] // tile_h) * tiles_x and (tiles_x - 1) * tile_w < in_size[1] <= tiles_x * tile_w
@@ -284,3 +284,90 @@ def test_tiled_backward_checks_indices_as_v1(rng, monkeypatch, settings):
                     np.testing.assert_array_equal(dx, dx1)
                     backend_calls += 1
     assert backend_calls >= 36
+
+
+# ---- adaptive pooling: the same tiled kernel over PyTorch's bins ---------------------------------
+def _adaptive_case(rng):
+    """Planes up to 40x40, outputs from 1 to a few more than the input (bins of one element that
+    several outputs share)."""
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 41)), int(rng.integers(1, 41)))
+    out = (int(rng.integers(1, shape[2] + 4)), int(rng.integers(1, shape[3] + 4)))
+    return shape, out
+
+
+@pytest.mark.parametrize("settings", TILE_SETTINGS, ids=list(TILE_SETTINGS))
+def test_tiled_adaptive_backward_matches_reference_and_v1(dtype, rng, monkeypatch, settings):
+    _set(monkeypatch, settings)
+    with gpuconv.backend("emulated"):
+        for _ in range(10):
+            shape, out = _adaptive_case(rng)
+            dy = rng.standard_normal((*shape[:2], *out)).astype(dtype)
+            dx, dx1 = _both_versions(monkeypatch, lambda: F.adaptive_avg_pool2d_backward(dy, shape, out))
+            assert_close(dx, reference.adaptive_avg_pool2d_backward(dy, shape), dtype)
+            np.testing.assert_array_equal(dx, dx1)
+            x = distinct(rng, shape, dtype)
+            _, ref_idx = reference.adaptive_max_pool2d(x, out)
+            for index_dtype in (np.int64, np.int32):
+                _, idx = F.adaptive_max_pool2d(x, out, return_indices=True, index_dtype=index_dtype)
+                np.testing.assert_array_equal(idx, ref_idx)
+                dx, dx1 = _both_versions(monkeypatch, lambda: F.adaptive_max_pool2d_backward(dy, x, idx, out))
+                assert_close(dx, reference.index_backward(dy, ref_idx, shape), dtype)
+                np.testing.assert_array_equal(dx, dx1)
+
+
+@pytest.mark.parametrize("settings", ["default", "small-tiles"])
+def test_tiled_adaptive_backward_checks_indices_as_v1(rng, monkeypatch, settings):
+    """One index replaced by a random value is reported exactly when it is not an element of its bin,
+    by the tiled kernel as by v1's check kernel."""
+    _set(monkeypatch, settings)
+    with gpuconv.backend("emulated"):
+        backend = gpuconv.get_backend()
+        for _ in range(10):
+            shape, out = _adaptive_case(rng)
+            x = distinct(rng, shape, np.float32)
+            _, idx = F.adaptive_max_pool2d(x, out, return_indices=True)
+            dy = rng.standard_normal(idx.shape).astype(np.float32)
+            rows, cols = reference.adaptive_bins(shape[2], out[0]), reference.adaptive_bins(shape[3], out[1])
+            for _ in range(3):
+                bad = idx.copy()
+                n, c, oy, ox = (int(rng.integers(0, v)) for v in idx.shape)
+                plane, width = shape[2] * shape[3], shape[3]
+                value = int(rng.choice([rng.integers(-1, plane + 1), idx[n, c, oy, ox] + rng.integers(-2, 3),
+                                        idx[n, c, oy, ox] + width, idx[n, c, oy, ox] + 2**32]))
+                bad[n, c, oy, ox] = value
+                (y0, y1), (x0, x1) = rows[oy], cols[ox]
+                want = 0 <= value < plane and y0 <= value // width < y1 and x0 <= value % width < x1
+                (dx, valid), (dx1, valid1) = _both_versions(
+                    monkeypatch, lambda: backend.adaptive_max_pool2d_backward(dy, bad, shape))
+                assert valid == valid1 == want, (shape, out, (oy, ox), value)
+                np.testing.assert_array_equal(dx, dx1)
+
+
+@pytest.mark.parametrize("itemsize, index_bytes", [(4, 4), (8, 0)])
+def test_adaptive_tile_layout(rng, itemsize, index_bytes):
+    """Every tile's staged bins (first to last bin containing one of its rows or columns, by brute
+    force) fit in the rows and columns the launcher sized, whatever the input and output sizes."""
+    for _ in range(60):
+        planes = int(rng.integers(1, 300))
+        in_size = tuple(int(v) for v in rng.integers(1, 150, 2))
+        out = tuple(int(rng.integers(1, 2 * v + 3)) for v in in_size)
+        tile = pool_launch.pool_backward_tile(planes, in_size, out, None, itemsize, index_bytes)
+        assert tile is not None
+        grid, block, shared, (tile_h, tile_w, tiles_x, tpb), steps, (row_words, plane_words) = tile
+        assert steps == (1, 1) and shared <= pool_launch.TILE_SHARED_BYTES
+        for axis, tile_len, staged in ((0, tile_h, plane_words // row_words), (1, tile_w, row_words)):
+            bins = reference.adaptive_bins(in_size[axis], out[axis])
+            for v0 in range(0, in_size[axis], tile_len):
+                v1 = min(v0 + tile_len, in_size[axis]) - 1
+                covering = [o for o, (a, b) in enumerate(bins) if a <= v1 and b > v0]
+                assert max(covering) - min(covering) + 1 <= staged
+
+
+def test_tiled_adaptive_backward_is_schedule_independent(rng, monkeypatch):
+    _set(monkeypatch, "small-tiles")
+    with gpuconv.backend("emulated"):
+        x = distinct(rng, (2, 3, 17, 14), np.float32)
+        _, idx = F.adaptive_max_pool2d(x, (5, 9), return_indices=True)
+        dy = rng.standard_normal(idx.shape).astype(np.float32)
+        assert_schedule_independent(lambda: (F.adaptive_max_pool2d_backward(dy, x, idx, (5, 9)),
+                                             F.adaptive_avg_pool2d_backward(dy, x.shape, (5, 9))))

@@ -123,16 +123,23 @@ def pool_tile(planes: int, out_size: tuple, kernel_size: tuple, stride: tuple, d
     return grid, block, tpb * plane_words() * itemsize, (tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words())
 
 
-def pool_backward_tile(planes: int, in_size: tuple, out_size: tuple, kernel_size: tuple, stride: tuple,
-                       dilation: tuple, itemsize: int, index_bytes: int) -> tuple | None:
+def pool_backward_tile(planes: int, in_size: tuple, out_size: tuple, window: tuple | None, itemsize: int,
+                       index_bytes: int) -> tuple | None:
     """Launch of a tiled backward kernel (see kernels/pool.cu, "tiled backward kernels"): (grid, block,
     shared bytes, (tile_h, tile_w, tiles_x, tpb), (step_y, step_x), (row_words, plane_words)), or None
     when a tile of one input row does not fit in TILE_SHARED_BYTES.
 
-    ``index_bytes`` is 4 for max pooling (indices staged as int next to dy) and 0 for average
-    pooling. A tile of r input rows reads at most (r - 1 + (k - 1) * d) // s + 1 output rows
-    (likewise columns): the staged block's size, whatever the tile's position."""
-    (h, w), (oh, ow), (kh, kw), (sh, sw), (dh, dw) = in_size, out_size, kernel_size, stride, dilation
+    ``window`` is (kernel_size, stride, dilation), or None for adaptive bins; ``index_bytes`` is 4
+    for max pooling (indices staged as int next to dy) and 0 for average pooling. A tile of r input
+    rows reads at most (r - 1 + (k - 1) * d) // s + 1 output rows of windows, at most
+    r * OH // H + 2 adaptive bins (the bins containing r consecutive rows span less than
+    r * OH / H + 2 bins); likewise columns: the staged block's size, whatever the tile's position."""
+    (h, w), (oh, ow) = in_size, out_size
+    (kh, kw), (sh, sw), (dh, dw) = window or ((1, 1), (1, 1), (1, 1))
+
+    def staged(t: int, size: int, out: int, k: int, s: int, d: int) -> int:
+        return min(out, t * out // size + 2 if window is None else (t - 1 + (k - 1) * d) // s + 1)
+
     target = TILE_INPUTS
     while True:
         tile_w = min(w, TILE_WIDTH, target)
@@ -142,10 +149,10 @@ def pool_backward_tile(planes: int, in_size: tuple, out_size: tuple, kernel_size
         if blocks >= MIN_TILED_BLOCKS or target <= MIN_TILE_INPUTS:
             break
         target //= 2
-    row_words = min(ow, (tile_w - 1 + (kw - 1) * dw) // sw + 1)
+    row_words = staged(tile_w, w, ow, kw, sw, dw)
 
     def plane_words() -> int:
-        return min(oh, (tile_h - 1 + (kh - 1) * dh) // sh + 1) * row_words
+        return staged(tile_h, h, oh, kh, sh, dh) * row_words
 
     def shared() -> int:
         return tpb * plane_words() * (itemsize + index_bytes) + 2 * (tile_h + tile_w + 32) * 4
@@ -227,11 +234,12 @@ class PoolKernels:
         kernel(grid, block, arrays + scalars, shared_mem=shared)
 
     def _tiled_backward(self, op: str, dtype, arrays: tuple, planes: int, in_size: tuple, out_size: tuple,
-                        window: tuple, ints: tuple, index_bytes: int, v2_arrays: tuple = ()) -> bool:
+                        window: tuple | None, ints: tuple, index_bytes: int, v2_arrays: tuple = ()) -> bool:
         """Launches ``op``_v2 (tiled backward) with arguments arrays + v2_arrays + (int64 planes, *int32
         ints, tile geometry), or ``op`` (v1) with arrays + (int64 planes, *int32 ints, ppb) as
         _pool_launch does when a tile does not fit in shared memory; returns whether v2 ran.
-        ``window`` is (kernel_size, stride, dilation); the plan is cached as in _pool_launch."""
+        ``window`` is (kernel_size, stride, dilation), None for adaptive bins; the plan is cached as
+        in _pool_launch."""
         if planes * in_size[0] * in_size[1] == 0:
             return True
         plans = self.__dict__.setdefault("_pool_plans", {})
@@ -241,12 +249,13 @@ class PoolKernels:
         if plan is None:
             if len(plans) >= MAX_CACHED_PLANS:
                 plans.clear()
-            tile = pool_backward_tile(planes, in_size, out_size, *window, np.dtype(dtype).itemsize, index_bytes)
+            tile = pool_backward_tile(planes, in_size, out_size, window, np.dtype(dtype).itemsize, index_bytes)
             if tile is not None:
                 grid, block, shared, geometry, steps, layout = tile
                 name = op.replace("_backward", "_backward_v2", 1)
-                # Average pooling has no dilation: its kernel takes no dilation steps.
-                scalars = (np.int64(planes), *_i32(*ints, *geometry, *(steps if index_bytes else ()), *layout))
+                # Only max pooling has dilation: the other kernels take no dilation steps.
+                steps = steps if op.startswith("max_pool2d") else ()
+                scalars = (np.int64(planes), *_i32(*ints, *geometry, *steps, *layout))
                 plan = (self.kernel("pool.cu", name, dtype), grid, block, scalars, shared)
             plans[key] = plan = plan or "v1"
         if plan == "v1":
@@ -342,7 +351,8 @@ class PoolKernels:
         n, c, h, w = x_shape
         self._adaptive_checks(h, w, *dy.shape[2:])
         dx = self.empty(x_shape, dy.dtype)
-        self._pool_launch("adaptive_avg_pool2d_backward", dy.dtype, (dy, dx), n * c, h * w, (h, w, *dy.shape[2:]))
+        self._tiled_backward("adaptive_avg_pool2d_backward", dy.dtype, (dy, dx), n * c, (h, w), tuple(dy.shape[2:]),
+                             None, (h, w, *dy.shape[2:]), 0)
         return dx
 
     def adaptive_max_pool2d(self, x, out_size, index_dtype=np.int64):
@@ -358,11 +368,13 @@ class PoolKernels:
         n, c, h, w = x_shape
         self._adaptive_checks(h, w, *dy.shape[2:])
         dx = self.empty(x_shape, dy.dtype)
-        self._pool_launch(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
-                          n * c, h * w, (h, w, *dy.shape[2:]))
-        valid = self._indices_valid("adaptive_max_pool2d_check_indices", dy.dtype, indices, n * c,
-                                    dy.shape[2] * dy.shape[3], (h, w, *dy.shape[2:]))
-        return dx, valid
+        bad = self.zeros((1,), np.int32)
+        ints = (h, w, *dy.shape[2:])
+        if self._tiled_backward(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype,
+                                (dy, indices, dx), n * c, (h, w), tuple(dy.shape[2:]), None, ints, 4, (bad,)):
+            return dx, not int(self.to_numpy(bad)[0])
+        return dx, self._indices_valid("adaptive_max_pool2d_check_indices", dy.dtype, indices, n * c,
+                                       dy.shape[2] * dy.shape[3], ints, bad)
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         n, c, h, w = x.shape
