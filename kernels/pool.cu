@@ -64,7 +64,7 @@
 //   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 47 / 64;
 //   max_pool2d_forward_v2 31 / 31 (_i32 the same), avg_pool2d_forward_v2 32 / 37 (2026-11-26);
 //   max_pool2d_backward_v2 48 / 40 (_i32 44 / 40), avg_pool2d_backward_v2 39 / 52,
-//   adaptive_max_pool2d_backward_v2 40 / 48 (_i32 the same), adaptive_avg_pool2d_backward_v2 39 / 48
+//   adaptive_max_pool2d_backward_v2 40 / 40 (_i32 the same), adaptive_avg_pool2d_backward_v2 39 / 48
 //   (2026-11-26, with the v1 backward numbers of that day);
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
 //   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41 (measured before the GeM
@@ -637,9 +637,20 @@ __device__ void pool2d_backward_tiled(const T* __restrict__ dy, const J* __restr
     const int rows = oy_hi - oy_lo + 1, cols = ox_hi - ox_lo + 1;
     // Column entries j < tile_w + 32 hold column j % tile_w: lane l reads entry c0 + l (c0: lane 0's
     // column), so a warp whose elements wrap to the next tile row reads 32 consecutive words.
+    // Positions past the plane (a partial tile) get an empty range: never read, and their bins
+    // would need products past what the launcher checked.
     for (int t = threadIdx.x; t < tile_w + 32 + tile_h; t += blockDim.x) {
-        if (t < tile_w + 32) ends_x(ix0 + t % tile_w, ox_lo, first_x[t], last_x[t]);
-        else ends_y(iy0 + t - tile_w - 32, oy_lo, first_y[t - tile_w - 32], last_y[t - tile_w - 32]);
+        if (t < tile_w + 32) {
+            const int ix = ix0 + t % tile_w;
+            first_x[t] = 0;
+            last_x[t] = -1;
+            if (ix < width) ends_x(ix, ox_lo, first_x[t], last_x[t]);
+        } else {
+            const int r = t - tile_w - 32;
+            first_y[r] = 0;
+            last_y[r] = -1;
+            if (iy0 + r < height) ends_y(iy0 + r, oy_lo, first_y[r], last_y[r]);
+        }
     }
     const int plane_size = height * width, out_size = oh * ow, lane = threadIdx.x % 32;
     // The column entry of this thread's element: c0 + lane, the one in [lane, lane + tile_w) that

@@ -12,10 +12,16 @@ import pytest
 import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import pool as pool_launch
+from gpuconv.backend.emulated_backend import unavailable_reason
 
 from tests import reference
 from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
 from tests.test_pool import distinct, larger_window_config
+
+# The tests that run the kernels on the emulated backend (all but the launcher's geometry and the
+# backend matrix, which skips by itself).
+needs_emulator = pytest.mark.skipif(unavailable_reason() is not None,
+                                    reason=f"emulated backend unavailable: {unavailable_reason()}")
 
 # Launch settings that reach every path of the tiled backward on small inputs: the default (whole
 # planes, several per block, or tiles of up to 1024 inputs), small tiles (several per plane and per
@@ -69,6 +75,7 @@ def _check_avg(monkeypatch, rng, dtype, shape, k, s, p, ceil):
     np.testing.assert_array_equal(dx, dx1)
 
 
+@needs_emulator
 @pytest.mark.parametrize("settings", TILE_SETTINGS, ids=list(TILE_SETTINGS))
 def test_tiled_backward_matches_reference_and_v1(dtype, rng, monkeypatch, settings):
     """Random windows (odd sizes, ceil_mode, dilation, overlapping windows, stride > kernel) on planes
@@ -96,6 +103,7 @@ EDGE_CASES = [
 ]
 
 
+@needs_emulator
 @pytest.mark.parametrize("settings", ["default", "small-tiles"])
 @pytest.mark.parametrize("case", EDGE_CASES, ids=[str(c[0]) + str(c[1:4]) for c in EDGE_CASES])
 def test_tiled_backward_edge_windows(rng, monkeypatch, settings, case):
@@ -121,6 +129,7 @@ def test_random_configs_on_every_backend(backend, dtype, rng):
                      reference.avg_pool2d_backward(dy, shape, k, s, p, ceil, False, None), dtype)
 
 
+@needs_emulator
 def test_shared_memory_limit_picks_v1_per_configuration(rng, monkeypatch):
     """A limit between the needs of two windows: the small one runs tiled, the large one v1; both
     correct. With the default limit, a window whose one-row tile passes 48 KB runs v1."""
@@ -182,6 +191,7 @@ def test_pool_backward_tile_layout(rng, itemsize, index_bytes):
             assert _staged_block(x0, min(x0 + tile_w, in_size[1]) - 1, p[1], k[1], s[1], d[1], out[1]) <= row_words
 
 
+@needs_emulator
 @pytest.mark.parametrize("settings", TILE_SETTINGS, ids=list(TILE_SETTINGS))
 def test_tiled_backward_is_schedule_independent(rng, monkeypatch, settings):
     """The staged rows and window ends are complete before any thread reads them, and the next plane
@@ -198,6 +208,7 @@ def test_tiled_backward_is_schedule_independent(rng, monkeypatch, settings):
                                              F.avg_pool2d_backward(dya, x.shape, 3, 2, 1, False, False)))
 
 
+@needs_emulator
 @pytest.mark.parametrize("settings", ["default", "small-tiles"])
 def test_tiled_backward_finite_differences(rng, monkeypatch, settings):
     """Max pooling (dilation, ceil_mode, overlapping windows) and average pooling (count_include_pad
@@ -223,6 +234,7 @@ def test_tiled_backward_finite_differences(rng, monkeypatch, settings):
             finite_difference_check(loss, {"x": x.copy()}, {"x": dx}, rng=rng, samples=25)
 
 
+@needs_emulator
 def test_index_outside_the_plane_never_matches(rng):
     """An int64 index that is a plane position plus 2^32 (equal to it in 32 bits) passes no gradient
     on and is reported, as in v1: the kernel stages it as 'no position', not truncated."""
@@ -250,6 +262,7 @@ def _names_a_tap(index: int, oy: int, ox: int, shape, k, s, p, d) -> bool:
     return not taps or index in taps
 
 
+@needs_emulator
 @pytest.mark.parametrize("settings", ["default", "small-tiles"])
 def test_tiled_backward_checks_indices_as_v1(rng, monkeypatch, settings):
     """The tiled kernel checks the indices it stages: one index replaced by a random value (outside
@@ -295,6 +308,7 @@ def _adaptive_case(rng):
     return shape, out
 
 
+@needs_emulator
 @pytest.mark.parametrize("settings", TILE_SETTINGS, ids=list(TILE_SETTINGS))
 def test_tiled_adaptive_backward_matches_reference_and_v1(dtype, rng, monkeypatch, settings):
     _set(monkeypatch, settings)
@@ -315,6 +329,7 @@ def test_tiled_adaptive_backward_matches_reference_and_v1(dtype, rng, monkeypatc
                 np.testing.assert_array_equal(dx, dx1)
 
 
+@needs_emulator
 @pytest.mark.parametrize("settings", ["default", "small-tiles"])
 def test_tiled_adaptive_backward_checks_indices_as_v1(rng, monkeypatch, settings):
     """One index replaced by a random value is reported exactly when it is not an element of its bin,
@@ -363,6 +378,7 @@ def test_adaptive_tile_layout(rng, itemsize, index_bytes):
                 assert max(covering) - min(covering) + 1 <= staged
 
 
+@needs_emulator
 def test_tiled_adaptive_backward_is_schedule_independent(rng, monkeypatch):
     _set(monkeypatch, "small-tiles")
     with gpuconv.backend("emulated"):

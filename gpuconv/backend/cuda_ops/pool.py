@@ -37,7 +37,7 @@ MIN_TILE_OUTPUTS = 64
 TILE_WIDTH = 128
 MIN_TILED_BLOCKS = 264
 TILE_SHARED_BYTES = 48 * 1024
-# Tiled backward kernels of max and average pooling (v2, the dy and index rows a tile of inputs
+# Tiled backward kernels of max, average and adaptive pooling (v2, the dy and index rows a tile of inputs
 # gathers from staged in shared memory): about TILE_INPUTS inputs per block (four per thread: a
 # tile's staged outputs overlap the next tile's by about a window, so larger tiles load less twice),
 # at most TILE_WIDTH wide, halved down to MIN_TILE_INPUTS while the grid has fewer than
