@@ -5,8 +5,10 @@
 // index y*W + x within the input plane, int64 (entry points without _i32: what the user gets with
 // return_indices) or int32 (_i32: half the bytes, for indices kept only for the backward).
 // Index arithmetic: a plane's offset is 64-bit (one multiplication per plane), positions inside a
-// plane are 32-bit (the launcher checks H*W and OH*OW < 2^31): no element pays a 64-bit division,
-// and the per-element 32-bit divisions are one (pos / width) plus the window ranges of a gather.
+// plane are 32-bit (the launcher checks H*W and OH*OW < 2^31): no element pays a 64-bit division;
+// the v1 kernels pay 32-bit divisions per element (pos / width, and the window ranges of a gather),
+// the v2 kernels none per element or tap (they step positions and split them once per thread or
+// per tile row and column).
 // Launch geometry (see GC_PLANE_LOOP): `ppb` planes per block for small planes, chunks of a plane
 // over grid.x and plane groups over grid.y; the _v2 kernels: a tile per block over grid.x, plane
 // groups over grid.y, dynamic shared memory sized by the launcher. No #defines injected.
@@ -31,6 +33,18 @@
 //                            overrides).
 //   avg_pool2d_forward_v2    avg_pool2d_forward tiled as max_pool2d_forward_v2, bit for bit.
 //   avg_pool2d_backward      gather over the windows containing each input element.
+//   max_pool2d_backward_v2, avg_pool2d_backward_v2
+//                            the same results bit for bit (the same windows summed in the same
+//                            order) from a block per tile of inputs that first copies the dy (and
+//                            index) rows the tile's windows cover to shared memory (coalesced loads,
+//                            each dy and index loaded once per tile instead of once per window tap;
+//                            see "tiled backward kernels"). The launcher's choice when the staged
+//                            rows fit in shared memory; v1 runs otherwise. max_pool2d_backward_v2
+//                            also checks every index it stages as max_pool2d_check_indices does
+//                            (setting *bad), so the launcher runs that kernel only after v1.
+//   adaptive_avg_pool2d_backward_v2, adaptive_max_pool2d_backward_v2
+//                            the same tiled gather over adaptive bins (the same results bit for bit
+//                            as their v1; the max one checks its indices as the v2 above).
 //   adaptive_avg_pool2d_forward / _backward, adaptive_max_pool2d_forward / _backward
 //                            bins floor(i*H/OH) .. ceil((i+1)*H/OH); backward is a gather over the
 //                            bins that contain each input element.
@@ -47,8 +61,11 @@
 //
 // nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64 (no spills, no stack frame in any;
 // _i32 variants within one register of the int64 ones):
-//   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 40 / 52;
+//   max_pool2d_forward 32 / 32, backward 39 / 39; avg_pool2d_forward 40 / 40, backward 47 / 64;
 //   max_pool2d_forward_v2 31 / 31 (_i32 the same), avg_pool2d_forward_v2 32 / 37 (2026-11-26);
+//   max_pool2d_backward_v2 48 / 40 (_i32 44 / 40), avg_pool2d_backward_v2 39 / 52,
+//   adaptive_max_pool2d_backward_v2 40 / 40 (_i32 the same), adaptive_avg_pool2d_backward_v2 39 / 48
+//   (2026-11-26, with the v1 backward numbers of that day);
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
 //   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41 (measured before the GeM
 //   kernels factored out the window maximum; not remeasured); sum_reduce 31 / 30.
@@ -337,6 +354,26 @@ __device__ void max_pool2d_forward_tiled(const T* __restrict__ x, T* __restrict_
 // name one of them (a corrupt index, or one from another call, which the gathers would drop
 // silently). A window without input elements passes nothing on, so its index is not checked.
 // Every offending thread stores the same 1: a benign race, no atomics.
+namespace {
+
+// Whether `index` fails to name an element of window (oy, ox) (false for a window without input
+// elements, whose index is not used).
+__device__ __forceinline__ bool index_outside_window(long long index, int oy, int ox, int height, int width, int kh,
+                                                     int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
+    const int y0 = oy * sh - ph, x0 = ox * sw - pw;
+    int fy = y0, fx = x0;  // first tap inside the plane, as in the forward
+    while (fy < 0) fy += dh;
+    while (fx < 0) fx += dw;
+    if (fy >= height || fy > y0 + (kh - 1) * dh || fx >= width || fx > x0 + (kw - 1) * dw) return false;
+    if (index < 0 || index >= (long long)height * width) return true;
+    const int row = (int)index / width, col = (int)index - row * width;
+    const int di = row - y0, dj = col - x0;
+    return di < 0 || dj < 0 || di > (kh - 1) * dh || dj > (kw - 1) * dw || (dh > 1 && di % dh != 0) ||
+           (dw > 1 && dj % dw != 0);
+}
+
+}  // namespace
+
 template <typename J>
 __device__ void max_pool2d_check_indices(const J* __restrict__ indices, int* __restrict__ bad, long long planes,
                                          int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
@@ -344,21 +381,24 @@ __device__ void max_pool2d_check_indices(const J* __restrict__ indices, int* __r
     const int out_size = oh * ow;
     GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
         const int oy = pos / ow, ox = pos - oy * ow;
-        const int y0 = oy * sh - ph, x0 = ox * sw - pw;
-        int fy = y0, fx = x0;  // first tap inside the plane, as in the forward
-        while (fy < 0) fy += dh;
-        while (fx < 0) fx += dw;
-        if (fy >= height || fy > y0 + (kh - 1) * dh || fx >= width || fx > x0 + (kw - 1) * dw) continue;
-        const long long index = (long long)indices[plane * out_size + pos];
-        if (index < 0 || index >= (long long)height * width) {
+        if (index_outside_window((long long)indices[plane * out_size + pos], oy, ox, height, width, kh, kw, sh, sw, ph,
+                                 pw, dh, dw))
             *bad = 1;
-            continue;
-        }
-        const int row = (int)index / width, col = (int)index - row * width;
-        const int di = row - y0, dj = col - x0;
-        if (di < 0 || dj < 0 || di % dh != 0 || dj % dw != 0 || di / dh >= kh || dj / dw >= kw) *bad = 1;
     }
 }
+
+namespace {
+
+// Whether `index` fails to name an element of adaptive bin (oy, ox).
+__device__ __forceinline__ bool index_outside_bin(long long index, int oy, int ox, int height, int width, int oh,
+                                                  int ow) {
+    if (index < 0 || index >= (long long)height * width) return true;
+    const int row = (int)index / width, col = (int)index - row * width;
+    return row < bin_start(oy, height, oh) || row >= bin_end(oy, height, oh) || col < bin_start(ox, width, ow) ||
+           col >= bin_end(ox, width, ow);
+}
+
+}  // namespace
 
 template <typename J>
 __device__ void adaptive_max_pool2d_check_indices(const J* __restrict__ indices, int* __restrict__ bad,
@@ -366,15 +406,7 @@ __device__ void adaptive_max_pool2d_check_indices(const J* __restrict__ indices,
     const int out_size = oh * ow;
     GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
         const int oy = pos / ow, ox = pos - oy * ow;
-        const long long index = (long long)indices[plane * out_size + pos];
-        if (index < 0 || index >= (long long)height * width) {
-            *bad = 1;
-            continue;
-        }
-        const int row = (int)index / width, col = (int)index - row * width;
-        if (row < bin_start(oy, height, oh) || row >= bin_end(oy, height, oh) || col < bin_start(ox, width, ow)
-                || col >= bin_end(ox, width, ow))
-            *bad = 1;
+        if (index_outside_bin((long long)indices[plane * out_size + pos], oy, ox, height, width, oh, ow)) *bad = 1;
     }
 }
 
@@ -471,6 +503,214 @@ __device__ void avg_pool2d_forward_tiled(const T* __restrict__ x, T* __restrict_
                                     divisor_override));
         }
         __syncthreads();  // the next plane group overwrites the tile
+    }
+}
+
+// ---- tiled backward kernels (v2): the dy (and index) rows a tile of inputs gathers from, staged ---
+// A block computes dx for a tile of tile_h x tile_w inputs of `tpb` planes (tpb > 1 only when a tile
+// is a whole input plane: small planes share a block); blockIdx.x is the tile (row-major over
+// tiles_x tiles per input row), plane groups over grid.y, strided. Why: with a thread per input
+// reading its windows' dy (and indices) from global memory, every dy is loaded once per window tap
+// that covers an input (about kh*kw times) by requests that straddle sectors; here the block first
+// copies the outputs whose windows cover the tile (rows oy_lo.., columns ox_lo..) once, consecutive
+// threads on consecutive outputs across row ends (where the rows span the output's width they are
+// one contiguous run of dy), and every window is then read from shared memory.
+// Shared memory (the launcher sizes it for the largest staged block, see pool_backward_tile):
+//   the staged outputs as T, output (pl, oy_lo + r, ox_lo + c) at word pl * plane_words +
+//   r * row_words + c (max: dy; average: dy / divisor, the quotient v1 computes per tap, so the sums
+//   are the same bits); (max only) the indices as int in the same layout; each tile column's first
+//   and last window (relative to ox_lo), tile_w + 32 entries where entry j is column j % tile_w, so
+//   that lane l reads entry c0 + l (c0: lane 0's column) and a warp whose elements wrap into the
+//   next tile row still reads 32 consecutive words; each tile row's first and last window.
+// The windows containing position v are those in [lo, hi] (window_range) whose tap offset
+// v + pad - o*s is a multiple of the dilation d: an arithmetic progression of step d / gcd(s, d)
+// (`step_y`, `step_x`, from the launcher), so a thread loops over exactly those, in ascending order
+// as v1 does, without a division per tap; the divisions that find the ends run once per tile row
+// and column per block. Adaptive pooling (kAdaptive) uses the same kernel over PyTorch's bins:
+// the bins containing v are consecutive (bin_ends), the staged value of average pooling is
+// dy / (bin area), as v1 divides.
+// Staged indices outside the plane become -1 (no element's position): an int64 index that is not a
+// plane position never matches, as in v1, not even one equal to a position in its low 32 bits.
+// Every window with an element inside the plane is staged by the tile holding that element, so
+// checking the staged indices (index_outside_window / index_outside_bin, as the check kernels)
+// checks them all: the separate check would read the indices again (int64: as many bytes as dx).
+namespace {
+
+// First and last window (relative to `base`) that contain position v at a tap; first > last: none.
+__device__ __forceinline__ void window_ends(int v, int pad, int k, int s, int d, int out, int base, int& first,
+                                            int& last) {
+    int lo, hi;
+    window_range(v, pad, k, s, d, out, lo, hi);
+    if (d > 1) {
+        while (lo <= hi && (v + pad - lo * s) % d != 0) ++lo;
+        while (hi >= lo && (v + pad - hi * s) % d != 0) --hi;
+    }
+    first = lo - base;
+    last = hi - base;
+}
+
+// Element t = start, start + step, ... of a block of planes x rows x cols as (pl, r, c), stepped
+// without a division per element (the divisions split start and step once).
+struct BlockWalk {
+    int pl, r, c, dpl, dr, dc, rows, cols;
+    __device__ BlockWalk(int start, int step, int rows_, int cols_) : rows(rows_), cols(cols_) {
+        const int size = rows * cols;
+        pl = start / size;
+        r = (start - pl * size) / cols;
+        c = start - pl * size - r * cols;
+        dpl = step / size;
+        dr = (step - dpl * size) / cols;
+        dc = step - dpl * size - dr * cols;
+    }
+    __device__ void next() {
+        c += dc;
+        if (c >= cols) {
+            c -= cols;
+            ++r;
+        }
+        r += dr;
+        if (r >= rows) {
+            r -= rows;
+            ++pl;
+        }
+        pl += dpl;
+    }
+};
+
+// First and last adaptive bin (relative to `base`) that contain position v, exactly: bin o holds v
+// iff floor(o*size/out) <= v < ceil((o+1)*size/out), i.e. floor(v*out/size) <= o <
+// ceil((v+1)*out/size) (bins are intervals with increasing starts and ends).
+__device__ __forceinline__ void bin_ends(int v, int size, int out, int base, int& first, int& last) {
+    first = bin_start(v, out, size) - base;
+    last = min(bin_end(v, out, size) - 1, out - 1) - base;
+}
+
+template <typename J>
+__device__ __forceinline__ int staged_index(J index, int plane_size) {
+    return index >= 0 && index < (J)plane_size ? (int)index : -1;
+}
+
+}  // namespace
+
+template <typename T, typename J, bool kMax, bool kAdaptive>
+__device__ void pool2d_backward_tiled(const T* __restrict__ dy, const J* __restrict__ indices, T* __restrict__ dx,
+                                      int* __restrict__ bad, long long planes, int height, int width, int oh, int ow,
+                                      int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                                      int count_include_pad, int divisor_override, int tile_h, int tile_w, int tiles_x,
+                                      int tpb, int step_y, int step_x, int row_words, int plane_words) {
+    extern __shared__ __align__(16) unsigned char pool_smem[];
+    T* s_dy = reinterpret_cast<T*>(pool_smem);
+    int* s_idx = reinterpret_cast<int*>(s_dy + tpb * plane_words);
+    int* first_x = s_idx + (kMax ? tpb * plane_words : 0);
+    int* last_x = first_x + tile_w + 32;
+    int* first_y = last_x + tile_w + 32;
+    int* last_y = first_y + tile_h;
+    const int ty = blockIdx.x / tiles_x;
+    const int iy0 = ty * tile_h, ix0 = (blockIdx.x - ty * tiles_x) * tile_w;
+    const int iy1 = min(iy0 + tile_h, height) - 1, ix1 = min(ix0 + tile_w, width) - 1;
+    // The staged outputs: from the first window of the tile's first row / column to the last of
+    // its last (window_range is monotone in v); rows or cols <= 0 when no window covers the tile.
+    // Windows (or adaptive bins) containing position v along y or x, relative to base.
+    auto ends_y = [&](int v, int base, int& first, int& last) {
+        if constexpr (kAdaptive) bin_ends(v, height, oh, base, first, last);
+        else window_ends(v, ph, kh, sh, dh, oh, base, first, last);
+    };
+    auto ends_x = [&](int v, int base, int& first, int& last) {
+        if constexpr (kAdaptive) bin_ends(v, width, ow, base, first, last);
+        else window_ends(v, pw, kw, sw, dw, ow, base, first, last);
+    };
+    // The staged range needs ends monotone in v: window_range's (before the dilation trims them) or
+    // the bins' (exact).
+    auto range_y = [&](int v, int& first, int& last) {
+        if constexpr (kAdaptive) bin_ends(v, height, oh, 0, first, last);
+        else window_range(v, ph, kh, sh, dh, oh, first, last);
+    };
+    auto range_x = [&](int v, int& first, int& last) {
+        if constexpr (kAdaptive) bin_ends(v, width, ow, 0, first, last);
+        else window_range(v, pw, kw, sw, dw, ow, first, last);
+    };
+    int oy_lo, oy_hi, ox_lo, ox_hi, unused;
+    range_y(iy0, oy_lo, unused);
+    range_y(iy1, unused, oy_hi);
+    range_x(ix0, ox_lo, unused);
+    range_x(ix1, unused, ox_hi);
+    const int rows = oy_hi - oy_lo + 1, cols = ox_hi - ox_lo + 1;
+    // Column entries j < tile_w + 32 hold column j % tile_w: lane l reads entry c0 + l (c0: lane 0's
+    // column), so a warp whose elements wrap to the next tile row reads 32 consecutive words.
+    // Positions past the plane (a partial tile) get an empty range: never read, and their bins
+    // would need products past what the launcher checked.
+    for (int t = threadIdx.x; t < tile_w + 32 + tile_h; t += blockDim.x) {
+        if (t < tile_w + 32) {
+            const int ix = ix0 + t % tile_w;
+            first_x[t] = 0;
+            last_x[t] = -1;
+            if (ix < width) ends_x(ix, ox_lo, first_x[t], last_x[t]);
+        } else {
+            const int r = t - tile_w - 32;
+            first_y[r] = 0;
+            last_y[r] = -1;
+            if (iy0 + r < height) ends_y(iy0 + r, oy_lo, first_y[r], last_y[r]);
+        }
+    }
+    const int plane_size = height * width, out_size = oh * ow, lane = threadIdx.x % 32;
+    // The column entry of this thread's element: c0 + lane, the one in [lane, lane + tile_w) that
+    // is c (mod tile_w); kept in that range as the element steps by blockDim.x (a multiple of 32).
+    int start_entry = threadIdx.x % tile_w;
+    while (start_entry < lane) start_entry += tile_w;
+    for (long long plane0 = (long long)blockIdx.y * tpb; plane0 < planes; plane0 += (long long)gridDim.y * tpb) {
+        // Consecutive threads on consecutive staged outputs, across row ends (a staged row of a
+        // small plane is shorter than a warp; where it spans the output's width, the rows are
+        // contiguous in dy).
+        if (rows > 0 && cols > 0) {
+            for (BlockWalk e(threadIdx.x, blockDim.x, rows, cols); e.pl < tpb; e.next()) {
+                const long long plane = plane0 + e.pl;
+                if (plane >= planes) break;  // later elements are in later planes: never read
+                const int oy = oy_lo + e.r, ox = ox_lo + e.c;
+                const long long o = plane * out_size + (long long)oy * ow + ox;
+                const int word = e.pl * plane_words + e.r * row_words + e.c;
+                if constexpr (kMax) {
+                    s_dy[word] = dy[o];
+                    const J index = indices[o];
+                    s_idx[word] = staged_index(index, plane_size);
+                    // Atomic: overlapping tiles stage (and report) the same index.
+                    bool outside;
+                    if constexpr (kAdaptive)
+                        outside = index_outside_bin((long long)index, oy, ox, height, width, oh, ow);
+                    else
+                        outside = index_outside_window((long long)index, oy, ox, height, width, kh, kw, sh, sw, ph, pw,
+                                                       dh, dw);
+                    if (outside) atomicExch(bad, 1);
+                } else if constexpr (kAdaptive) {
+                    s_dy[word] = dy[o] / T((bin_end(oy, height, oh) - bin_start(oy, height, oh)) *
+                                           (bin_end(ox, width, ow) - bin_start(ox, width, ow)));
+                } else {
+                    s_dy[word] = dy[o] / T(avg_divisor(oy, ox, height, width, kh, kw, sh, sw, ph, pw, count_include_pad,
+                                                       divisor_override));
+                }
+            }
+        }
+        __syncthreads();
+        int entry = start_entry;
+        for (BlockWalk e(threadIdx.x, blockDim.x, tile_h, tile_w); e.pl < tpb; e.next()) {
+            const int pl = e.pl, r = e.r, c = e.c;
+            const int iy = iy0 + r, ix = ix0 + c;
+            if (plane0 + pl < planes && iy < height && ix < width) {
+                const int pos = iy * width + ix;
+                const T* sp = s_dy + pl * plane_words;
+                const int* ip = s_idx + pl * plane_words;
+                const int fx = first_x[entry], lx = last_x[entry], ly = last_y[r];
+                T acc = T(0);
+                for (int oy = first_y[r]; oy <= ly; oy += step_y)
+                    for (int ox = fx; ox <= lx; ox += step_x) {
+                        const int w = oy * row_words + ox;
+                        if (!kMax || ip[w] == pos) acc += sp[w];
+                    }
+                dx[(plane0 + pl) * plane_size + pos] = acc;
+            }
+            entry += e.dc;
+            if (entry >= lane + tile_w) entry -= tile_w;
+        }
+        __syncthreads();  // the next plane group overwrites the staged rows
     }
 }
 
@@ -1048,4 +1288,100 @@ extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, con
 }
 extern "C" __global__ void sum_reduce_f64(const double* __restrict__ partial, double* __restrict__ out, int n) {
     sum_reduce<double>(partial, out, n);
+}
+extern "C" __global__ void max_pool2d_backward_v2_f32(
+        const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<float, long long, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw,
+                                                         sh, sw, ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb,
+                                                         step_y, step_x, row_words, plane_words);
+}
+extern "C" __global__ void max_pool2d_backward_v2_i32_f32(
+        const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx, int* __restrict__ bad,
+        long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+        int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x, int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw, sh, sw,
+                                                   ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb, step_y, step_x,
+                                                   row_words, plane_words);
+}
+extern "C" __global__ void max_pool2d_backward_v2_f64(
+        const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<double, long long, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw,
+                                                          sh, sw, ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb,
+                                                          step_y, step_x, row_words, plane_words);
+}
+extern "C" __global__ void max_pool2d_backward_v2_i32_f64(
+        const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx, int* __restrict__ bad,
+        long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+        int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x, int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw, sh, sw,
+                                                    ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb, step_y, step_x,
+                                                    row_words, plane_words);
+}
+extern "C" __global__ void avg_pool2d_backward_v2_f32(
+        const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+        int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h,
+        int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, false, false>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, kh, kw, sh,
+                                                    sw, ph, pw, 1, 1, count_include_pad, divisor_override, tile_h,
+                                                    tile_w, tiles_x, tpb, 1, 1, row_words, plane_words);
+}
+extern "C" __global__ void avg_pool2d_backward_v2_f64(
+        const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+        int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h,
+        int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, false, false>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, kh, kw,
+                                                     sh, sw, ph, pw, 1, 1, count_include_pad, divisor_override, tile_h,
+                                                     tile_w, tiles_x, tpb, 1, 1, row_words, plane_words);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_v2_f32(
+        const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w,
+        int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<float, long long, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0,
+                                                        0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                        plane_words);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_v2_i32_f32(
+        const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx, int* __restrict__ bad,
+        long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w, int tiles_x, int tpb,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0, 0, 0,
+                                                  1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                  plane_words);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_v2_f64(
+        const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx,
+        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w,
+        int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<double, long long, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0,
+                                                         0, 0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1,
+                                                         row_words, plane_words);
+}
+extern "C" __global__ void adaptive_max_pool2d_backward_v2_i32_f64(
+        const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx, int* __restrict__ bad,
+        long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w, int tiles_x, int tpb,
+        int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0, 0,
+                                                   0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                   plane_words);
+}
+extern "C" __global__ void adaptive_avg_pool2d_backward_v2_f32(
+        const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+        int tile_h, int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<float, int, false, true>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, 0, 0, 0, 0,
+                                                   0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                   plane_words);
+}
+extern "C" __global__ void adaptive_avg_pool2d_backward_v2_f64(
+        const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+        int tile_h, int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
+    pool2d_backward_tiled<double, int, false, true>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, 0, 0, 0, 0,
+                                                    0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+                                                    plane_words);
 }

@@ -37,6 +37,14 @@ MIN_TILE_OUTPUTS = 64
 TILE_WIDTH = 128
 MIN_TILED_BLOCKS = 264
 TILE_SHARED_BYTES = 48 * 1024
+# Tiled backward kernels of max, average and adaptive pooling (v2, the dy and index rows a tile of inputs
+# gathers from staged in shared memory): about TILE_INPUTS inputs per block (four per thread: a
+# tile's staged outputs overlap the next tile's by about a window, so larger tiles load less twice),
+# at most TILE_WIDTH wide, halved down to MIN_TILE_INPUTS while the grid has fewer than
+# MIN_TILED_BLOCKS blocks; v1 (a thread per input reading its windows from global memory) runs when
+# a one-row tile needs more than TILE_SHARED_BYTES.
+TILE_INPUTS = 1024
+MIN_TILE_INPUTS = 64
 MAX_CACHED_PLANS = 4096  # launch plans kept per backend (the cache is cleared when full)
 
 
@@ -115,6 +123,54 @@ def pool_tile(planes: int, out_size: tuple, kernel_size: tuple, stride: tuple, d
     return grid, block, tpb * plane_words() * itemsize, (tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words())
 
 
+def pool_backward_tile(planes: int, in_size: tuple, out_size: tuple, window: tuple | None, itemsize: int,
+                       index_bytes: int) -> tuple | None:
+    """Launch of a tiled backward kernel (see kernels/pool.cu, "tiled backward kernels"): (grid, block,
+    shared bytes, (tile_h, tile_w, tiles_x, tpb), (step_y, step_x), (row_words, plane_words)), or None
+    when a tile of one input row does not fit in TILE_SHARED_BYTES.
+
+    ``window`` is (kernel_size, stride, dilation), or None for adaptive bins; ``index_bytes`` is 4
+    for max pooling (indices staged as int next to dy) and 0 for average pooling. A tile of r input
+    rows reads at most (r - 1 + (k - 1) * d) // s + 1 output rows of windows, at most
+    r * OH // H + 2 adaptive bins (the bins containing r consecutive rows span less than
+    r * OH / H + 2 bins); likewise columns: the staged block's size, whatever the tile's position."""
+    (h, w), (oh, ow) = in_size, out_size
+    (kh, kw), (sh, sw), (dh, dw) = window or ((1, 1), (1, 1), (1, 1))
+
+    def staged(t: int, size: int, out: int, k: int, s: int, d: int) -> int:
+        return min(out, t * out // size + 2 if window is None else (t - 1 + (k - 1) * d) // s + 1)
+
+    target = TILE_INPUTS
+    while True:
+        tile_w = min(w, TILE_WIDTH, target)
+        tile_h = min(h, max(1, target // tile_w))
+        tpb = min(planes, max(1, target // (h * w))) if (tile_h, tile_w) == (h, w) else 1
+        blocks = _cdiv(h, tile_h) * _cdiv(w, tile_w) * _cdiv(planes, tpb)
+        if blocks >= MIN_TILED_BLOCKS or target <= MIN_TILE_INPUTS:
+            break
+        target //= 2
+    row_words = staged(tile_w, w, ow, kw, sw, dw)
+
+    def plane_words() -> int:
+        return staged(tile_h, h, oh, kh, sh, dh) * row_words
+
+    def shared() -> int:
+        return tpb * plane_words() * (itemsize + index_bytes) + 2 * (tile_h + tile_w + 32) * 4
+
+    while shared() > TILE_SHARED_BYTES:
+        if tpb > 1:
+            tpb //= 2
+        elif tile_h > 1:
+            tile_h //= 2
+        else:
+            return None
+    tiles_x = _cdiv(w, tile_w)
+    grid = (_cdiv(h, tile_h) * tiles_x, min(_cdiv(planes, tpb), MAX_GRID_Y))
+    block = (min(BLOCK, 32 * _cdiv(tpb * tile_h * tile_w, 32)),)
+    steps = (dh // math.gcd(sh, dh), dw // math.gcd(sw, dw))
+    return grid, block, shared(), (tile_h, tile_w, tiles_x, tpb), steps, (row_words, plane_words())
+
+
 def _check_sizes(*sizes: int) -> None:
     """The kernels' 32-bit position arithmetic needs every plane size (and bin product) to fit."""
     for size in sizes:
@@ -177,6 +233,38 @@ class PoolKernels:
         kernel, grid, block, scalars, shared = plan
         kernel(grid, block, arrays + scalars, shared_mem=shared)
 
+    def _tiled_backward(self, op: str, dtype, arrays: tuple, planes: int, in_size: tuple, out_size: tuple,
+                        window: tuple | None, ints: tuple, index_bytes: int, v2_arrays: tuple = ()) -> bool:
+        """Launches ``op``_v2 (tiled backward) with arguments arrays + v2_arrays + (int64 planes, *int32
+        ints, tile geometry), or ``op`` (v1) with arrays + (int64 planes, *int32 ints, ppb) as
+        _pool_launch does when a tile does not fit in shared memory; returns whether v2 ran.
+        ``window`` is (kernel_size, stride, dilation), None for adaptive bins; the plan is cached as
+        in _pool_launch."""
+        if planes * in_size[0] * in_size[1] == 0:
+            return True
+        plans = self.__dict__.setdefault("_pool_plans", {})
+        limits = (TILE_INPUTS, MIN_TILE_INPUTS, TILE_WIDTH, MIN_TILED_BLOCKS, TILE_SHARED_BYTES, MAX_GRID_Y)
+        key = (self.module_cache_key(), "tiled", op, dtype, planes, in_size, out_size, window, ints, limits)
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            tile = pool_backward_tile(planes, in_size, out_size, window, np.dtype(dtype).itemsize, index_bytes)
+            if tile is not None:
+                grid, block, shared, geometry, steps, layout = tile
+                name = op.replace("_backward", "_backward_v2", 1)
+                # Only max pooling has dilation: the other kernels take no dilation steps.
+                steps = steps if op.startswith("max_pool2d") else ()
+                scalars = (np.int64(planes), *_i32(*ints, *geometry, *steps, *layout))
+                plan = (self.kernel("pool.cu", name, dtype), grid, block, scalars, shared)
+            plans[key] = plan = plan or "v1"
+        if plan == "v1":
+            self._pool_launch(op, dtype, arrays, planes, in_size[0] * in_size[1], ints)
+            return False
+        kernel, grid, block, scalars, shared = plan
+        kernel(grid, block, arrays + v2_arrays + scalars, shared_mem=shared)
+        return True
+
     def _pool_plan(self, op, dtype, planes, size, ints, tail, window):
         kernel = self.kernel("pool.cu", op, dtype)
         scalars = (np.int64(planes), *_i32(*ints), *tail)
@@ -203,25 +291,28 @@ class PoolKernels:
                             (h, w, oh, ow, *kernel_size, *stride, *padding, *dilation), (np.int32(with_indices),))
         return y, (indices if with_indices else None)
 
-    def _indices_valid(self, op: str, dtype, indices, planes: int, size: int, ints: tuple) -> bool:
-        """Runs the index check kernel ``op``, which sets a device flag for an index outside its
-        window; reading the flag back synchronizes."""
-        bad = self.zeros((1,), np.int32)
+    def _indices_valid(self, op: str, dtype, indices, planes: int, size: int, ints: tuple, bad=None) -> bool:
+        """Runs the index check kernel ``op``, which sets a device flag (``bad``, a zeroed int32 array
+        of one element, allocated when None) for an index outside its window; reading the flag back
+        synchronizes."""
+        bad = self.zeros((1,), np.int32) if bad is None else bad
         self._pool_launch(f"{op}{_index_suffix(indices.dtype)}", dtype, (indices, bad), planes, size, ints)
         return not int(self.to_numpy(bad)[0])
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         """Gather: each input element sums dy over the windows that chose it (int32 or int64 indices).
-        Returns (dx, whether every index names an element of its window)."""
+        Returns (dx, whether every index names an element of its window): the tiled kernel checks the
+        indices it stages; after v1 a check kernel reads them again. Reading the flag synchronizes."""
         n, c, h, w = x_shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
         ints = (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, *dilation)
-        self._pool_launch(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx), n * c,
-                          h * w, ints)
-        valid = self._indices_valid("max_pool2d_check_indices", dy.dtype, indices, n * c,
-                                    dy.shape[2] * dy.shape[3], ints)
-        return dx, valid
+        bad = self.zeros((1,), np.int32)
+        if self._tiled_backward(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
+                                n * c, (h, w), tuple(dy.shape[2:]), (kernel_size, stride, dilation), ints, 4, (bad,)):
+            return dx, not int(self.to_numpy(bad)[0])
+        return dx, self._indices_valid("max_pool2d_check_indices", dy.dtype, indices, n * c, dy.shape[2] * dy.shape[3],
+                                       ints, bad)
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         n, c, h, w = x.shape
@@ -236,9 +327,10 @@ class PoolKernels:
         n, c, h, w = x_shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
-        self._pool_launch("avg_pool2d_backward", dy.dtype, (dy, dx), n * c, h * w,
-                          (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, count_include_pad,
-                           divisor_override or 0))
+        self._tiled_backward("avg_pool2d_backward", dy.dtype, (dy, dx), n * c, (h, w), tuple(dy.shape[2:]),
+                             (kernel_size, stride, (1, 1)),
+                             (h, w, *dy.shape[2:], *kernel_size, *stride, *padding, count_include_pad,
+                              divisor_override or 0), 0)
         return dx
 
     @staticmethod
@@ -259,7 +351,8 @@ class PoolKernels:
         n, c, h, w = x_shape
         self._adaptive_checks(h, w, *dy.shape[2:])
         dx = self.empty(x_shape, dy.dtype)
-        self._pool_launch("adaptive_avg_pool2d_backward", dy.dtype, (dy, dx), n * c, h * w, (h, w, *dy.shape[2:]))
+        self._tiled_backward("adaptive_avg_pool2d_backward", dy.dtype, (dy, dx), n * c, (h, w), tuple(dy.shape[2:]),
+                             None, (h, w, *dy.shape[2:]), 0)
         return dx
 
     def adaptive_max_pool2d(self, x, out_size, index_dtype=np.int64):
@@ -275,11 +368,13 @@ class PoolKernels:
         n, c, h, w = x_shape
         self._adaptive_checks(h, w, *dy.shape[2:])
         dx = self.empty(x_shape, dy.dtype)
-        self._pool_launch(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
-                          n * c, h * w, (h, w, *dy.shape[2:]))
-        valid = self._indices_valid("adaptive_max_pool2d_check_indices", dy.dtype, indices, n * c,
-                                    dy.shape[2] * dy.shape[3], (h, w, *dy.shape[2:]))
-        return dx, valid
+        bad = self.zeros((1,), np.int32)
+        ints = (h, w, *dy.shape[2:])
+        if self._tiled_backward(f"adaptive_max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype,
+                                (dy, indices, dx), n * c, (h, w), tuple(dy.shape[2:]), None, ints, 4, (bad,)):
+            return dx, not int(self.to_numpy(bad)[0])
+        return dx, self._indices_valid("adaptive_max_pool2d_check_indices", dy.dtype, indices, n * c,
+                                       dy.shape[2] * dy.shape[3], ints, bad)
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         n, c, h, w = x.shape
