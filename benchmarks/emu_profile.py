@@ -114,7 +114,7 @@ def more_cases(arr, x, w, dy, p, idx, gamma, beta) -> Iterator[tuple[str, Callab
                                          backend.conv2d_direct_backward_weight(dy, x, g1, version=1))
     yield "direct backward_data stride 2 (v3)", lambda: backend.conv2d_direct_backward_data(dy2, w, g2)
     yield "max_pool2d without indices (int32 positions)", lambda: F.max_pool2d(p, 3, 2, 1)
-    yield "max_pool2d / avg_pool2d v1 (no shared-memory tile)", lambda: untiled_pooling(arr(1, 8, 20, 20))
+    yield "pooling v1 forwards and backwards (no shared-memory tile)", lambda: untiled_pooling(arr(1, 8, 20, 20))
     yield "max_pool2d_backward int32", lambda: F.max_pool2d_backward(arr(*idx.shape), p, idx.astype(np.int32), 3, 2, 1)
     ym32, im32 = F.adaptive_max_pool2d(p, 1, return_indices=True, index_dtype=np.int32)
     yield "adaptive_max_pool2d int32 indices, backward", lambda: (
@@ -159,16 +159,24 @@ def more_cases(arr, x, w, dy, p, idx, gamma, beta) -> Iterator[tuple[str, Callab
 
 
 def untiled_pooling(x) -> None:
-    """The version-1 pooling forwards, which run where a v2 tile would not fit in shared memory:
-    forced by allowing tiles no shared memory (a shape of their own, so no cached v2 plan is used)."""
+    """The version-1 pooling kernels, forwards and backwards, which run where a v2 tile would not
+    fit in shared memory: forced by allowing tiles no shared memory (a shape of their own, so no
+    cached v2 plan is used)."""
     from gpuconv.backend.cuda_ops import pool as pool_launch
 
     saved = pool_launch.TILE_SHARED_BYTES
     pool_launch.TILE_SHARED_BYTES = 0
     try:
-        F.max_pool2d(x, 3, 2, 1, return_indices=True)
+        y, indices = F.max_pool2d(x, 3, 2, 1, return_indices=True)
         F.max_pool2d(x, 3, 2, 1)
-        F.avg_pool2d(x, 2, 2)
+        F.max_pool2d_backward(y, x, indices, 3, 2, 1)
+        F.max_pool2d_backward(y, x, indices.astype(np.int32), 3, 2, 1)
+        avg = F.avg_pool2d(x, 2, 2)
+        F.avg_pool2d_backward(avg, x.shape, 2, 2)
+        ya, ia = F.adaptive_max_pool2d(x, 3, return_indices=True)
+        F.adaptive_max_pool2d_backward(ya, x, ia, 3)
+        F.adaptive_max_pool2d_backward(ya, x, ia.astype(np.int32), 3)
+        F.adaptive_avg_pool2d_backward(F.adaptive_avg_pool2d(x, 3), x.shape, 3)
     finally:
         pool_launch.TILE_SHARED_BYTES = saved
 

@@ -64,6 +64,9 @@ step bn-b32 60 bench bn --backend cupy --batch 32 --format md
 step elementwise-b32 60 bench elementwise --backend cupy --batch 32 --format md
 # Issue 9 point 4: host time per call of conv2d, batch_norm, pooling (target: at most 30 us on cupy).
 step host-overhead 45 "$PY" benchmarks/bench_host_overhead.py --backend cupy --calls 300
+# Issue 8 point 3: im2col/col2im v2, v3 and v4 side by side (the launcher's default is v4 by the
+# emulator's profile only; this decides it).
+step im2col-versions-b32 60 "$PY" benchmarks/gpu_im2col_versions.py --backend cupy --batch 32
 step im2col-b32 60 bench im2col --backend cupy --batch 32 --format md
 step model-resnet18-b32 90 bench model --model resnet18 --backend cupy --batch 32 --format md
 if [[ -f benchmarks/profile_step.py ]]; then
