@@ -79,3 +79,15 @@ def finite_difference_check(f, inputs: dict, grads: dict, eps: float = 1e-6, sam
             assert abs(numeric - analytic) <= atol + rtol * max(abs(numeric), abs(analytic)), (
                 f"d/d{name}[{index}]: finite difference {numeric:.10g} != analytic {analytic:.10g}")
 
+
+
+def tiled_and_untiled(monkeypatch, run):
+    """(run() with the tiled pooling kernels (v2), run() with v1): v1 runs where a tile would not fit
+    in shared memory, here forced by allowing tiles none."""
+    from gpuconv.backend.cuda_ops import pool as pool_launch
+
+    tiled = run()
+    with monkeypatch.context() as m:
+        m.setattr(pool_launch, "TILE_SHARED_BYTES", 0)
+        untiled = run()
+    return tiled, untiled

@@ -241,6 +241,23 @@ def _vector_config(rng, sw_choices):
             return (n, c, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow)
 
 
+def _random_pair(rng, shape, k, s, p, d, layout, dtype):
+    """(columns of a random x, the image col2im makes of random columns: both float64 references in
+    ``layout``, and x and those columns as ``dtype`` arrays of the current backend)."""
+    n = shape[0]
+    x = rng.standard_normal(shape)
+    pads = (p[0], p[0], p[1], p[1])
+    expected = reference.im2col(x, k, s, pads, d)
+    rows, l_size = expected.shape[1:]
+    dcols = rng.standard_normal(expected.shape)
+    want_dx = reference.col2im(dcols, shape, k, s, pads, d)
+    if layout == "knl":
+        expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
+        dcols = dcols.transpose(1, 0, 2).reshape(rows, n * l_size)
+    return (expected, want_dx, gpuconv.asarray(x.astype(dtype)),
+            gpuconv.asarray(np.ascontiguousarray(dcols).astype(dtype)))
+
+
 @pytest.mark.parametrize("layout", ["nkl", "knl"])
 def test_v3_vector_and_scalar_loads_match_reference(kernel_backend, dtype, layout, rng):
     """v3 with its 16-byte loads (im2col: horizontal stride 1 or 2; col2im: stride 1) and with scalar
@@ -251,17 +268,7 @@ def test_v3_vector_and_scalar_loads_match_reference(kernel_backend, dtype, layou
     for trial in range(14):
         shape, k, s, p, d, (oh, ow) = _vector_config(rng, (1, 2) if trial % 2 else (1,))
         n, c, h, w = shape
-        x = rng.standard_normal(shape)
-        pads = (p[0], p[0], p[1], p[1])
-        expected = reference.im2col(x, k, s, pads, d)
-        rows, l_size = expected.shape[1:]
-        dcols = rng.standard_normal(expected.shape)
-        want_dx = reference.col2im(dcols, shape, k, s, pads, d)
-        if layout == "knl":
-            expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
-            dcols = dcols.transpose(1, 0, 2).reshape(rows, n * l_size)
-        X = gpuconv.asarray(x.astype(dtype))
-        D = gpuconv.asarray(np.ascontiguousarray(dcols).astype(dtype))
+        expected, want_dx, X, D = _random_pair(rng, shape, k, s, p, d, layout, dtype)
         assert load_lanes(dtype.itemsize, w, X)
         for vector in (None, True, False):
             for bits in (32, 64):
@@ -272,7 +279,7 @@ def test_v3_vector_and_scalar_loads_match_reference(kernel_backend, dtype, layou
                 dx = kernel_backend.col2im(D, shape, k, s, p, d, (oh, ow), layout, version=3, index_bits=bits,
                                            vector_loads=col2im_vector)
                 assert_close(dx, want_dx, dtype)
-        strides = column_strides(layout, n, rows, l_size)
+        strides = column_strides(layout, n, c * k[0] * k[1], oh * ow)
         assert load_lanes(dtype.itemsize, ow, D, strides)
     # x one element past a 16-byte boundary: no vector loads by default, and forcing them is refused.
     flat = gpuconv.asarray(rng.standard_normal(1 + 2 * 8 * 8).astype(dtype))
@@ -366,17 +373,7 @@ def test_v4_matches_reference(kernel_backend, dtype, layout, rng):
         side = "forward" if trial % 2 else "backward"
         shape, k, s, p, d, (oh, ow) = _v4_config(rng, side)
         n, c, h, w = shape
-        x = rng.standard_normal(shape)
-        pads = (p[0], p[0], p[1], p[1])
-        expected = reference.im2col(x, k, s, pads, d)
-        rows, l_size = expected.shape[1:]
-        dcols = rng.standard_normal(expected.shape)
-        want_dx = reference.col2im(dcols, shape, k, s, pads, d)
-        if layout == "knl":
-            expected = expected.transpose(1, 0, 2).reshape(rows, n * l_size)
-            dcols = dcols.transpose(1, 0, 2).reshape(rows, n * l_size)
-        X = gpuconv.asarray(x.astype(dtype))
-        D = gpuconv.asarray(np.ascontiguousarray(dcols).astype(dtype))
+        expected, want_dx, X, D = _random_pair(rng, shape, k, s, p, d, layout, dtype)
         versions = ((None, None), (4, 32), (4, 64))
         if side == "forward" or ow % (16 // dtype.itemsize) == 0:
             for version, bits in versions:

@@ -13,7 +13,7 @@ import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import pool as pool_launch
 
 from tests import reference
-from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check, tiled_and_untiled
 
 
 def distinct(rng, shape, dtype):
@@ -171,15 +171,6 @@ TILE_SETTINGS = {
 }
 
 
-def _forward_both_versions(monkeypatch, run):
-    """run() with the tiled kernels, then with v1 (no shared memory to tile with); the results."""
-    tiled = run()
-    with monkeypatch.context() as m:
-        m.setattr(pool_launch, "TILE_SHARED_BYTES", 0)
-        v1 = run()
-    return tiled, v1
-
-
 def larger_window_config(rng, dilation=True):
     """window_config on planes up to 40x40 (several tiles of the small tile settings)."""
     shape, k, s, p, d, ceil = window_config(rng, dilation)
@@ -199,14 +190,14 @@ def test_tiled_forward_matches_reference_and_v1(dtype, rng, monkeypatch, setting
             shape, k, s, p, d, ceil = larger_window_config(rng)
             x = distinct(rng, shape, dtype)
             x.flat[rng.integers(0, x.size)] = -np.inf  # an input -inf never replaces the first tap's index
-            (y, idx), (y1, idx1) = _forward_both_versions(
+            (y, idx), (y1, idx1) = tiled_and_untiled(
                 monkeypatch, lambda: F.max_pool2d(x, k, s, p, d, ceil, return_indices=True))
             ref_y, ref_idx = reference.max_pool2d(x, k, s, p, d, ceil)
             assert_close(y, ref_y, dtype)
             np.testing.assert_array_equal(idx, ref_idx)
             np.testing.assert_array_equal(y, y1)
             np.testing.assert_array_equal(idx, idx1)
-            (y32, idx32), _ = _forward_both_versions(
+            (y32, idx32), _ = tiled_and_untiled(
                 monkeypatch, lambda: F.max_pool2d(x, k, s, p, d, ceil, return_indices=True, index_dtype=np.int32))
             np.testing.assert_array_equal(idx32, ref_idx)
             np.testing.assert_array_equal(y32, y)
@@ -215,7 +206,7 @@ def test_tiled_forward_matches_reference_and_v1(dtype, rng, monkeypatch, setting
             x = rng.standard_normal(shape).astype(dtype)
             include_pad = bool(rng.integers(0, 2))
             divisor = None if rng.integers(0, 3) else int(rng.integers(1, 6))
-            ya, ya1 = _forward_both_versions(monkeypatch, lambda: F.avg_pool2d(x, k, s, p, ceil, include_pad, divisor))
+            ya, ya1 = tiled_and_untiled(monkeypatch, lambda: F.avg_pool2d(x, k, s, p, ceil, include_pad, divisor))
             assert_close(ya, reference.avg_pool2d(x, k, s, p, ceil, include_pad, divisor), dtype)
             np.testing.assert_array_equal(ya, ya1)
 
@@ -231,7 +222,7 @@ def test_tiled_forward_nan_and_all_padding_windows(rng, monkeypatch):
             want_y, want_idx = F.max_pool2d(x, *args, return_indices=True)
         assert np.isnan(want_y).any()
         with gpuconv.backend("emulated"):
-            (y, idx), (y1, idx1) = _forward_both_versions(monkeypatch,
+            (y, idx), (y1, idx1) = tiled_and_untiled(monkeypatch,
                                                           lambda: F.max_pool2d(x, *args, return_indices=True))
         for got_y, got_idx in ((y, idx), (y1, idx1)):
             np.testing.assert_array_equal(got_y, want_y)

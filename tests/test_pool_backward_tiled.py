@@ -15,7 +15,7 @@ from gpuconv.backend.cuda_ops import pool as pool_launch
 from gpuconv.backend.emulated_backend import unavailable_reason
 
 from tests import reference
-from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check, tiled_and_untiled
 from tests.test_pool import distinct, larger_window_config
 
 # The tests that run the kernels on the emulated backend (all but the launcher's geometry and the
@@ -39,15 +39,6 @@ def _set(monkeypatch, settings: str) -> None:
         monkeypatch.setattr(pool_launch, name, value)
 
 
-def _both_versions(monkeypatch, run):
-    """run() with the tiled backward (v2), then with v1 (no shared memory to tile with)."""
-    tiled = run()
-    with monkeypatch.context() as m:
-        m.setattr(pool_launch, "TILE_SHARED_BYTES", 0)
-        v1 = run()
-    return tiled, v1
-
-
 def _max_case(rng, dtype, shape, k, s, p, d, ceil):
     x = distinct(rng, shape, dtype)
     _, ref_idx = reference.max_pool2d(x, k, s, p, d, ceil)
@@ -59,7 +50,7 @@ def _check_max(monkeypatch, dtype, x, dy, ref_idx, ref_dx, k, s, p, d, ceil):
     for index_dtype in (np.int64, np.int32):
         _, idx = F.max_pool2d(x, k, s, p, d, ceil, return_indices=True, index_dtype=index_dtype)
         np.testing.assert_array_equal(idx, ref_idx)
-        dx, dx1 = _both_versions(monkeypatch, lambda: F.max_pool2d_backward(dy, x, idx, k, s, p, d, ceil))
+        dx, dx1 = tiled_and_untiled(monkeypatch, lambda: F.max_pool2d_backward(dy, x, idx, k, s, p, d, ceil))
         assert_close(dx, ref_dx, dtype)
         np.testing.assert_array_equal(dx, dx1)  # the same windows in the same order: the same bits
 
@@ -69,7 +60,7 @@ def _check_avg(monkeypatch, rng, dtype, shape, k, s, p, ceil):
     divisor = None if rng.integers(0, 3) else int(rng.integers(1, 6))
     out = [reference.pool_out_size(shape[2 + a], k[a], s[a], p[a], 1, ceil) for a in range(2)]
     dy = rng.standard_normal((*shape[:2], *out)).astype(dtype)
-    dx, dx1 = _both_versions(monkeypatch, lambda: F.avg_pool2d_backward(dy, shape, k, s, p, ceil, include_pad,
+    dx, dx1 = tiled_and_untiled(monkeypatch, lambda: F.avg_pool2d_backward(dy, shape, k, s, p, ceil, include_pad,
                                                                         divisor))
     assert_close(dx, reference.avg_pool2d_backward(dy, shape, k, s, p, ceil, include_pad, divisor), dtype)
     np.testing.assert_array_equal(dx, dx1)
@@ -291,7 +282,7 @@ def test_tiled_backward_checks_indices_as_v1(rng, monkeypatch, settings):
                     if index_dtype == np.int32 and not -2**31 <= value < 2**31:
                         continue
                     args = (dy, bad.astype(index_dtype), shape, k, s, p, d)
-                    (dx, valid), (dx1, valid1) = _both_versions(monkeypatch,
+                    (dx, valid), (dx1, valid1) = tiled_and_untiled(monkeypatch,
                                                                 lambda: backend.max_pool2d_backward(*args))
                     assert valid == valid1 == want, (shape, k, s, p, d, ceil, (oy, ox), value)
                     np.testing.assert_array_equal(dx, dx1)
@@ -316,7 +307,7 @@ def test_tiled_adaptive_backward_matches_reference_and_v1(dtype, rng, monkeypatc
         for _ in range(10):
             shape, out = _adaptive_case(rng)
             dy = rng.standard_normal((*shape[:2], *out)).astype(dtype)
-            dx, dx1 = _both_versions(monkeypatch, lambda: F.adaptive_avg_pool2d_backward(dy, shape, out))
+            dx, dx1 = tiled_and_untiled(monkeypatch, lambda: F.adaptive_avg_pool2d_backward(dy, shape, out))
             assert_close(dx, reference.adaptive_avg_pool2d_backward(dy, shape), dtype)
             np.testing.assert_array_equal(dx, dx1)
             x = distinct(rng, shape, dtype)
@@ -324,7 +315,7 @@ def test_tiled_adaptive_backward_matches_reference_and_v1(dtype, rng, monkeypatc
             for index_dtype in (np.int64, np.int32):
                 _, idx = F.adaptive_max_pool2d(x, out, return_indices=True, index_dtype=index_dtype)
                 np.testing.assert_array_equal(idx, ref_idx)
-                dx, dx1 = _both_versions(monkeypatch, lambda: F.adaptive_max_pool2d_backward(dy, x, idx, out))
+                dx, dx1 = tiled_and_untiled(monkeypatch, lambda: F.adaptive_max_pool2d_backward(dy, x, idx, out))
                 assert_close(dx, reference.index_backward(dy, ref_idx, shape), dtype)
                 np.testing.assert_array_equal(dx, dx1)
 
@@ -352,7 +343,7 @@ def test_tiled_adaptive_backward_checks_indices_as_v1(rng, monkeypatch, settings
                 bad[n, c, oy, ox] = value
                 (y0, y1), (x0, x1) = rows[oy], cols[ox]
                 want = 0 <= value < plane and y0 <= value // width < y1 and x0 <= value % width < x1
-                (dx, valid), (dx1, valid1) = _both_versions(
+                (dx, valid), (dx1, valid1) = tiled_and_untiled(
                     monkeypatch, lambda: backend.adaptive_max_pool2d_backward(dy, bad, shape))
                 assert valid == valid1 == want, (shape, out, (oy, ox), value)
                 np.testing.assert_array_equal(dx, dx1)
