@@ -15,6 +15,9 @@ cd "$(dirname "$0")/.."
 
 : "${OUT:?set OUT to the folder the results go to}"
 BUDGET=${GPU_SESSION_BUDGET_S:-480}
+# A dry run of every step's command line without a GPU: GPU_SESSION_BACKEND=numpy GPU_SESSION_BATCH=2.
+BACKEND=${GPU_SESSION_BACKEND:-cupy}
+BATCH=${GPU_SESSION_BATCH:-32}
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 RESULTS=$(mktemp -d)
@@ -38,42 +41,43 @@ step() {
     echo "== $name: exit $rc after $((SECONDS - t0)) s"
 }
 
-bench() { "$PY" -m gpuconv.bench "$@"; }
+# `timeout` runs programs, not shell functions: the bench is spelled out in each step.
+BENCH=("$PY" -m gpuconv.bench)
 
 step machine 20 bash -c "nvidia-smi; $PY -c 'import cupy, numpy, torch; print(cupy.__version__, numpy.__version__, torch.__version__)'"
 # Issue 16: a first training step in a fresh process with empty caches, then the README's main job on
 # cupy (first run, empty caches) and on numpy, by wall clock.
 step first-step 90 env CUPY_CACHE_DIR="$(mktemp -d)" GPUCONV_KERNEL_CACHE="$(mktemp -d)" \
-    "$PY" benchmarks/first_step.py --backend cupy
+    "$PY" benchmarks/first_step.py --backend "$BACKEND"
 step train-digits-cupy-cold 90 env CUPY_CACHE_DIR="$(mktemp -d)" GPUCONV_KERNEL_CACHE="$(mktemp -d)" \
-    bash -c "time $PY examples/train_digits.py --backend cupy --no-progress"
+    bash -c "time $PY examples/train_digits.py --backend "$BACKEND" --no-progress"
 step train-digits-numpy 60 bash -c "time $PY examples/train_digits.py --backend numpy --no-progress"
 step pytest-gpu 150 "$PY" -m pytest -m gpu -n 8 -q -p no:cacheprovider
 # Issues 8 and 11: per layer and direction against cuDNN, FP32 then TF32.
 # The JSON reports come back too; conv_auto_check.py renders each with the table of where auto is
 # more than 10% slower than the fastest algorithm (what the heuristic in conv_algo.py should change).
-step conv-resnet18-b32 150 bench conv --suite resnet18 --backend cupy --batch 32 --format json \
+step conv-resnet18-b32 150 "${BENCH[@]}" conv --suite resnet18 --backend "$BACKEND" --batch "$BATCH" --format json \
     --output "$RESULTS/conv-resnet18-b32.json"
 step conv-resnet18-b32-md 20 "$PY" benchmarks/conv_auto_check.py "$RESULTS/conv-resnet18-b32.json"
-step conv-resnet18-b32-tf32 120 bench conv --suite resnet18 --backend cupy --batch 32 --tf32 --format json \
+step conv-resnet18-b32-tf32 120 "${BENCH[@]}" conv --suite resnet18 --backend "$BACKEND" --batch "$BATCH" --tf32 --format json \
     --output "$RESULTS/conv-resnet18-b32-tf32.json"
 step conv-resnet18-b32-tf32-md 20 "$PY" benchmarks/conv_auto_check.py "$RESULTS/conv-resnet18-b32-tf32.json"
 # Issue 9: the memory-bound families against a copy and PyTorch.
-step pool-b32 60 bench pool --backend cupy --batch 32 --format md
-step bn-b32 60 bench bn --backend cupy --batch 32 --format md
-step elementwise-b32 60 bench elementwise --backend cupy --batch 32 --format md
+step pool-b32 60 "${BENCH[@]}" pool --backend "$BACKEND" --batch "$BATCH" --format md
+step bn-b32 60 "${BENCH[@]}" bn --backend "$BACKEND" --batch "$BATCH" --format md
+step elementwise-b32 60 "${BENCH[@]}" elementwise --backend "$BACKEND" --batch "$BATCH" --format md
 # Issue 9 point 4: host time per call of conv2d, batch_norm, pooling (target: at most 30 us on cupy).
-step host-overhead 45 "$PY" benchmarks/bench_host_overhead.py --backend cupy --calls 300
+step host-overhead 45 "$PY" benchmarks/bench_host_overhead.py --backend "$BACKEND" --calls 300
 # Issue 8 point 3: im2col/col2im v2, v3 and v4 side by side (the launcher's default is v4 by the
 # emulator's profile only; this decides it).
-step im2col-versions-b32 60 "$PY" benchmarks/gpu_im2col_versions.py --backend cupy --batch 32
-step im2col-b32 60 bench im2col --backend cupy --batch 32 --format md
-step model-resnet18-b32 90 bench model --model resnet18 --backend cupy --batch 32 --format md
+step im2col-versions-b32 60 "$PY" benchmarks/gpu_im2col_versions.py --backend "$BACKEND" --batch "$BATCH"
+step im2col-b32 60 "${BENCH[@]}" im2col --backend "$BACKEND" --batch "$BATCH" --format md
+step model-resnet18-b32 90 "${BENCH[@]}" model --model resnet18 --backend "$BACKEND" --batch "$BATCH" --format md
 if [[ -f benchmarks/profile_step.py ]]; then
-    step profile-step-b32 60 "$PY" benchmarks/profile_step.py --batch 32
+    step profile-step-b32 60 "$PY" benchmarks/profile_step.py --batch "$BATCH"
 fi
 # Issue 10: the memory estimator against measured peaks on the GPU.
-step memory-resnet18-b32 60 bench memory --model resnet18 --backend cupy --batch 32 --format md
+step memory-resnet18-b32 60 "${BENCH[@]}" memory --model resnet18 --backend "$BACKEND" --batch "$BATCH" --format md
 # Issue 11: compute-sanitizer over the implicit-GEMM tests.
 step sanitizer-igemm 120 compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$PY" -m pytest -m gpu -q -p no:cacheprovider -k implicit_gemm -x
