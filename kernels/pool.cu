@@ -56,6 +56,15 @@
 //                            coef = dy*m'^(1/p-1)/K and the window's maximum for dx, and the
 //                            output's contribution to dp, summed per block by a fixed shared-memory
 //                            tree into partial[blockIdx.x] (no atomics: deterministic).
+//   gem_forward_v2, gem_backward_coef_v2
+//                            windowed GeM (more than one output per plane) tiled as
+//                            max_pool2d_forward_v2: a block per tile of outputs stages the input rows
+//                            its windows cover, then a thread per output reduces its window from
+//                            shared memory with v1's arithmetic (y, coef, wmax bit for bit as v1's
+//                            thread-per-output path). gem_backward_coef_v2 runs 256 threads per
+//                            block and writes one dp partial per block (blockIdx.y * gridDim.x +
+//                            blockIdx.x; the grid depends only on the shapes: deterministic). The
+//                            launcher's choice when the tile fits; global GeM keeps v1.
 //   gem_backward_dx          gather: dx = [x >= eps] * sum over the windows of coef * (x/max)^(p-1).
 //   sum_reduce               one block: out[0] = sum(partial[0..n)), fixed tree (the dp total).
 //
@@ -67,8 +76,8 @@
 //   adaptive_max_pool2d_backward_v2 40 / 40 (_i32 the same), adaptive_avg_pool2d_backward_v2 39 / 48
 //   (2026-11-26, with the v1 backward numbers of that day);
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
-//   gem_forward 29 / 56, gem_backward_coef 38 / 66, gem_backward_dx 32 / 41 (measured before the GeM
-//   kernels factored out the window maximum; not remeasured); sum_reduce 31 / 30.
+//   gem_forward 32 / 56, gem_backward_coef 39 / 76, gem_backward_dx 40 / 66, gem_forward_v2 45 / 66,
+//   gem_backward_coef_v2 45 / 70 (2026-11-26); sum_reduce 31 / 30.
 // 64-bit division (PTX div/rem.s64): none.
 #include "common.cuh"
 
@@ -855,28 +864,63 @@ __device__ __forceinline__ T warp_max(T v) {
     return v;
 }
 
-// The maximum of max(x, eps) over a kh x kw window at xp.
+// A kh x kw window read in row-major order: from global memory (v1, rows `width` apart) or from a
+// tile staged by stage_tile (v2: rows row_words apart, column j at word (j % sw) * cw + j / sw).
+// The v1 and v2 kernels share the window arithmetic below through each(), so both visit the same
+// values in the same order and give the same bits.
 template <typename T>
-__device__ __forceinline__ T gem_window_max(const T* xp, int width, int kh, int kw, T eps) {
+struct GemGlobalWindow {
+    const T* xp;
+    int width, kh, kw;
+    template <typename F>
+    __device__ __forceinline__ void each(F f) const {
+        for (int i = 0; i < kh; ++i)
+            for (int j = 0; j < kw; ++j) f(xp[i * width + j]);
+    }
+};
+
+template <typename T>
+struct GemTileWindow {
+    const T* window;
+    int row_words, cw, sw, kh, kw;
+    template <typename F>
+    __device__ __forceinline__ void each(F f) const {
+        const int dq = 1 / sw, dr = 1 - dq * sw;  // a column's step in (word, phase)
+        for (int i = 0; i < kh; ++i) {
+            const T* tr = window + i * row_words;
+            int q = 0, r = 0;
+            for (int j = 0; j < kw; ++j) {
+                f(tr[r * cw + q]);
+                q += dq;
+                r += dr;
+                if (r >= sw) {
+                    r -= sw;
+                    ++q;
+                }
+            }
+        }
+    }
+};
+
+// The maximum of max(x, eps) over a window.
+template <typename T, typename W>
+__device__ __forceinline__ T gem_window_max(const W& win, T eps) {
     T best = eps;
-    for (int i = 0; i < kh; ++i)
-        for (int j = 0; j < kw; ++j) best = max_nan(best, clamp_min(xp[i * width + j], eps));
+    win.each([&](T v) { best = max_nan(best, clamp_min(v, eps)); });
     return best;
 }
 
 // sum over the window of r^p (and, when log_sum is not null, of r^p * log(r)), r = max(x, eps) / wmax.
-template <typename T>
-__device__ __forceinline__ T gem_window_sum(const T* xp, int width, int kh, int kw, T p, T eps, T wmax,
-                                            T* log_sum) {
+template <typename T, typename W>
+__device__ __forceinline__ T gem_window_sum(const W& win, T p, T eps, T wmax, T* log_sum) {
     const T inv = T(1) / wmax;
     T acc = T(0), acc_log = T(0);
-    for (int i = 0; i < kh; ++i)
-        for (int j = 0; j < kw; ++j) {
-            const T r = clamp_min(xp[i * width + j], eps) * inv;
-            const T rp = gc_pow(r, p);
-            acc += rp;
-            if (log_sum) acc_log += rp * gc_log(r);
-        }
+    win.each([&](T v) {
+        const T r = clamp_min(v, eps) * inv;
+        const T rp = gc_pow(r, p);
+        acc += rp;
+        if (log_sum) acc_log += rp * gc_log(r);
+    });
     if (log_sum) *log_sum = acc_log;
     return acc;
 }
@@ -906,9 +950,9 @@ __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr
     }
     GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
         const int oy = pos / ow, ox = pos - oy * ow;
-        const T* xp = x + plane * height * width + oy * sh * width + ox * sw;
-        const T wmax = gem_window_max<T>(xp, width, kh, kw, eps);
-        const T m = gem_window_sum<T>(xp, width, kh, kw, p, eps, wmax, nullptr) / k;
+        const GemGlobalWindow<T> win{x + plane * height * width + oy * sh * width + ox * sw, width, kh, kw};
+        const T wmax = gem_window_max<T>(win, eps);
+        const T m = gem_window_sum<T>(win, p, eps, wmax, nullptr) / k;
         y[plane * out_size + pos] = wmax * gc_pow(m, T(1) / p);
     }
 }
@@ -956,15 +1000,88 @@ __device__ void gem_backward_coef(const T* __restrict__ x, const T* __restrict__
         for (int o = blockIdx.x * blockDim.x + threadIdx.x; o < total; o += blockDim.x * gridDim.x) {
             const int plane = o / out_size, pos = o - plane * out_size;
             const int oy = pos / ow, ox = pos - oy * ow;
-            const T* xp = x + (long long)plane * height * width + oy * sh * width + ox * sw;
-            const T wmax = gem_window_max<T>(xp, width, kh, kw, eps);
+            const GemGlobalWindow<T> win{x + (long long)plane * height * width + oy * sh * width + ox * sw, width,
+                                         kh, kw};
+            const T wmax = gem_window_max<T>(win, eps);
             T log_sum;
-            const T m = gem_window_sum<T>(xp, width, kh, kw, p, eps, wmax, &log_sum) / k;
+            const T m = gem_window_sum<T>(win, p, eps, wmax, &log_sum) / k;
             finish(o, wmax, m, log_sum);
         }
     }
     const T block_total = gc::block_sum<kReduceBlock>(dp, shared);
     if (threadIdx.x == 0) partial[blockIdx.x] = block_total;
+}
+
+// v2 of gem_forward and gem_backward_coef (windowed GeM, a thread per output): the tiled layout of
+// max_pool2d_forward_tiled (padding 0, dilation 1; see "tiled forward kernels"), the same window
+// arithmetic as v1 on the staged values, so the same bits for y, coef and wmax. Staged positions
+// past the input (the overhang of a tile's last row or column) are never read: windows have no
+// padding, so every valid output's window lies inside the input.
+template <typename T>
+__device__ void gem_forward_tiled(const T* __restrict__ x, const T* __restrict__ p_ptr, T* __restrict__ y,
+                                  long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh,
+                                  int sw, T eps, int tile_oh, int tile_ow, int tiles_x, int tpb, int cw, int row_words,
+                                  int plane_words) {
+    extern __shared__ __align__(16) unsigned char pool_smem[];
+    T* tile = reinterpret_cast<T*>(pool_smem);
+    const T p = p_ptr[0];
+    const T k = T(kh * kw);
+    const PoolTile g(kh, kw, sh, sw, 0, 0, 1, 1, tile_oh, tile_ow, tiles_x, cw, row_words, plane_words);
+    for (long long plane0 = (long long)blockIdx.y * tpb; plane0 < planes; plane0 += (long long)gridDim.y * tpb) {
+        stage_tile(x, tile, g, plane0, planes, tpb, height, width, sw, eps);
+        __syncthreads();
+        for (int t = threadIdx.x; t < tpb * g.tile_out; t += blockDim.x) {
+            int pl, oyl, oxl;
+            if (!g.locate(t, plane0, planes, oh, ow, pl, oyl, oxl)) continue;
+            const GemTileWindow<T> win{tile + pl * g.plane_words + oyl * sh * g.row_words + oxl, g.row_words, cw, sw,
+                                       kh, kw};
+            const T wmax = gem_window_max<T>(win, eps);
+            const T m = gem_window_sum<T>(win, p, eps, wmax, nullptr) / k;
+            y[(plane0 + pl) * oh * ow + (g.oy0 + oyl) * ow + g.ox0 + oxl] = wmax * gc_pow(m, T(1) / p);
+        }
+        __syncthreads();  // the next plane group overwrites the tile
+    }
+}
+
+// The block's dp terms go to partial[blockIdx.y * gridDim.x + blockIdx.x] by the fixed tree of v1:
+// the grid depends only on the shapes (pool_tile), so dp is the same bits on every run and device
+// (not v1's bits: the terms are grouped by tile instead of by thread stride). blockDim.x must be
+// kReduceBlock.
+template <typename T>
+__device__ void gem_backward_coef_tiled(const T* __restrict__ x, const T* __restrict__ p_ptr,
+                                        const T* __restrict__ dy, T* __restrict__ coef, T* __restrict__ wmax_out,
+                                        T* __restrict__ partial, long long planes, int height, int width, int oh,
+                                        int ow, int kh, int kw, int sh, int sw, T eps, int tile_oh, int tile_ow,
+                                        int tiles_x, int tpb, int cw, int row_words, int plane_words) {
+    extern __shared__ __align__(16) unsigned char pool_smem[];
+    __shared__ T shared[kReduceBlock];
+    T* tile = reinterpret_cast<T*>(pool_smem);
+    const T p = p_ptr[0];
+    const T k = T(kh * kw);
+    const PoolTile g(kh, kw, sh, sw, 0, 0, 1, 1, tile_oh, tile_ow, tiles_x, cw, row_words, plane_words);
+    T dp = T(0);
+    for (long long plane0 = (long long)blockIdx.y * tpb; plane0 < planes; plane0 += (long long)gridDim.y * tpb) {
+        stage_tile(x, tile, g, plane0, planes, tpb, height, width, sw, eps);
+        __syncthreads();
+        for (int t = threadIdx.x; t < tpb * g.tile_out; t += blockDim.x) {
+            int pl, oyl, oxl;
+            if (!g.locate(t, plane0, planes, oh, ow, pl, oyl, oxl)) continue;
+            const GemTileWindow<T> win{tile + pl * g.plane_words + oyl * sh * g.row_words + oxl, g.row_words, cw, sw,
+                                       kh, kw};
+            const T wmax = gem_window_max<T>(win, eps);
+            T log_sum;
+            const T m = gem_window_sum<T>(win, p, eps, wmax, &log_sum) / k;
+            // As v1's finish().
+            const long long o = (plane0 + pl) * oh * ow + (g.oy0 + oyl) * ow + g.ox0 + oxl;
+            const T yv = wmax * gc_pow(m, T(1) / p);
+            coef[o] = dy[o] * gc_pow(m, T(1) / p - T(1)) / k;
+            wmax_out[o] = wmax;
+            dp += dy[o] * yv * (log_sum / (k * p * m) - gc_log(m) / (p * p));
+        }
+        __syncthreads();  // the next plane group overwrites the tile
+    }
+    const T block_total = gc::block_sum<kReduceBlock>(dp, shared);
+    if (threadIdx.x == 0) partial[blockIdx.y * gridDim.x + blockIdx.x] = block_total;
 }
 
 // Gather: dx = [x >= eps] * sum over the windows holding x of coef * (x / window max)^(p-1).
@@ -1285,6 +1402,37 @@ extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, con
                                                double* __restrict__ dx, long long planes, int height, int width,
                                                int oh, int ow, int kh, int kw, int sh, int sw, double eps, int ppb) {
     gem_backward_dx<double>(x, p, coef, wmax, dx, GEM_ARGS, ppb);
+}
+#define GEM_TILED_ARGS tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words
+extern "C" __global__ void gem_forward_v2_f32(const float* __restrict__ x, const float* __restrict__ p,
+                                              float* __restrict__ y, long long planes, int height, int width, int oh,
+                                              int ow, int kh, int kw, int sh, int sw, float eps, int tile_oh,
+                                              int tile_ow, int tiles_x, int tpb, int cw, int row_words,
+                                              int plane_words) {
+    gem_forward_tiled<float>(x, p, y, GEM_ARGS, GEM_TILED_ARGS);
+}
+extern "C" __global__ void gem_backward_coef_v2_f32(const float* __restrict__ x, const float* __restrict__ p,
+                                                    const float* __restrict__ dy, float* __restrict__ coef,
+                                                    float* __restrict__ wmax, float* __restrict__ partial,
+                                                    long long planes, int height, int width, int oh, int ow, int kh,
+                                                    int kw, int sh, int sw, float eps, int tile_oh, int tile_ow,
+                                                    int tiles_x, int tpb, int cw, int row_words, int plane_words) {
+    gem_backward_coef_tiled<float>(x, p, dy, coef, wmax, partial, GEM_ARGS, GEM_TILED_ARGS);
+}
+extern "C" __global__ void gem_forward_v2_f64(const double* __restrict__ x, const double* __restrict__ p,
+                                              double* __restrict__ y, long long planes, int height, int width, int oh,
+                                              int ow, int kh, int kw, int sh, int sw, double eps, int tile_oh,
+                                              int tile_ow, int tiles_x, int tpb, int cw, int row_words,
+                                              int plane_words) {
+    gem_forward_tiled<double>(x, p, y, GEM_ARGS, GEM_TILED_ARGS);
+}
+extern "C" __global__ void gem_backward_coef_v2_f64(const double* __restrict__ x, const double* __restrict__ p,
+                                                    const double* __restrict__ dy, double* __restrict__ coef,
+                                                    double* __restrict__ wmax, double* __restrict__ partial,
+                                                    long long planes, int height, int width, int oh, int ow, int kh,
+                                                    int kw, int sh, int sw, double eps, int tile_oh, int tile_ow,
+                                                    int tiles_x, int tpb, int cw, int row_words, int plane_words) {
+    gem_backward_coef_tiled<double>(x, p, dy, coef, wmax, partial, GEM_ARGS, GEM_TILED_ARGS);
 }
 extern "C" __global__ void sum_reduce_f64(const double* __restrict__ partial, double* __restrict__ out, int n) {
     sum_reduce<double>(partial, out, n);

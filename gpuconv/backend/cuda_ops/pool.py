@@ -1,8 +1,9 @@
 """Launchers for kernels/pool.cu (shared by the cupy and emulated backends).
 
 Every launch allocates only its results (and indices), except GeM's backward: two (N, C, OH, OW)
-buffers (each window's coefficient and maximum) and GEM_REDUCE_BLOCKS partial sums of x's dtype,
-freed on return, and the index checks of the max pooling backward passes: a one-int flag.
+buffers (each window's coefficient and maximum) and the dp partial sums of x's dtype
+(GEM_REDUCE_BLOCKS, or one per block of the tiled kernel), freed on return, and the index checks of
+the max pooling backward passes: a one-int flag.
 """
 
 from __future__ import annotations
@@ -78,10 +79,11 @@ def _pad_to_residue(words: int, step: int, residue: int) -> int:
 
 
 def pool_tile(planes: int, out_size: tuple, kernel_size: tuple, stride: tuple, dilation: tuple,
-              itemsize: int) -> tuple | None:
+              itemsize: int, reserved: int = 0) -> tuple | None:
     """Launch of a tiled forward kernel (see kernels/pool.cu, "tiled forward kernels"): (grid, block,
     shared bytes, (tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words)), or None when a tile
-    of one output row does not fit in TILE_SHARED_BYTES.
+    of one output row does not fit in TILE_SHARED_BYTES less ``reserved`` (the kernel's static
+    shared memory).
 
     Shared-memory words (elements): a staged row holds sw phases of ``cw`` words, a plane ``rows``
     rows of ``row_words``; the paddings put output t of the block at word t (mod 32) of every tap,
@@ -110,7 +112,7 @@ def pool_tile(planes: int, out_size: tuple, kernel_size: tuple, stride: tuple, d
         words = ((tile_oh - 1) * sh + (kh - 1) * dh + 1) * row_words
         return _pad_to_residue(words, 1, tile_oh * tile_ow) if tpb > 1 else words
 
-    while tpb * plane_words() * itemsize > TILE_SHARED_BYTES:
+    while tpb * plane_words() * itemsize + reserved > TILE_SHARED_BYTES:
         if tpb > 1:
             tpb //= 2
         elif tile_oh > 1:
@@ -376,10 +378,46 @@ class PoolKernels:
         return dx, self._indices_valid("adaptive_max_pool2d_check_indices", dy.dtype, indices, n * c,
                                        dy.shape[2] * dy.shape[3], ints, bad)
 
+    def _gem_tiled_plan(self, dtype, planes: int, in_size: tuple, out_size: tuple, kernel_size: tuple,
+                        stride: tuple, eps: float, backward: bool):
+        """(kernel, grid, block, scalars, shared bytes, blocks) of gem_forward_v2 or (``backward``)
+        gem_backward_coef_v2, or None where v1 runs: global GeM (one window per plane keeps v1's warp
+        per plane), a tile that does not fit in shared memory, or (backward) more blocks than 32-bit
+        partial indices reach. Cached per configuration as in _pool_launch."""
+        if tuple(out_size) == (1, 1) or planes == 0:
+            return None
+        plans = self.__dict__.setdefault("_pool_plans", {})
+        limits = (TILE_OUTPUTS, MIN_TILE_OUTPUTS, TILE_WIDTH, MIN_TILED_BLOCKS, TILE_SHARED_BYTES, MAX_GRID_Y)
+        key = (self.module_cache_key(), "gem_tiled", np.dtype(dtype), planes, tuple(in_size), tuple(out_size),
+               kernel_size, stride, eps, backward, limits)
+        if key not in plans:
+            if len(plans) >= MAX_CACHED_PLANS:
+                plans.clear()
+            itemsize = np.dtype(dtype).itemsize
+            # The backward kernel's tree reduction has REDUCE_BLOCK elements of static shared memory.
+            tile = pool_tile(planes, tuple(out_size), kernel_size, stride, (1, 1), itemsize,
+                             REDUCE_BLOCK * itemsize if backward else 0)
+            plan = None
+            if tile is not None and (not backward or tile[0][0] * tile[0][1] <= INT32_LIMIT):
+                grid, block, shared, geometry = tile
+                name = "gem_backward_coef_v2" if backward else "gem_forward_v2"
+                scalars = (np.int64(planes), *_i32(*in_size, *out_size, *kernel_size, *stride),
+                           np.dtype(dtype).type(eps), *_i32(*geometry))
+                # The backward's block is the tree reduction's (its threads stride over the tile).
+                plan = (self.kernel("pool.cu", name, dtype), grid, (REDUCE_BLOCK,) if backward else block, scalars,
+                        shared, grid[0] * grid[1])
+            plans[key] = plan
+        return plans[key]
+
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         n, c, h, w = x.shape
         _check_sizes(h * w, out_size[0] * out_size[1])
         y = self.empty((n, c, *out_size), x.dtype)
+        plan = self._gem_tiled_plan(x.dtype, n * c, (h, w), out_size, kernel_size, stride, eps, backward=False)
+        if plan is not None:
+            kernel, grid, block, scalars, shared, _ = plan
+            kernel(grid, block, (x, p, y) + scalars, shared_mem=shared)
+            return y
         self._pool_launch("gem_forward", x.dtype, (x, p, y), n * c, out_size[0] * out_size[1],
                           (h, w, *out_size, *kernel_size, *stride), (x.dtype.type(eps),),
                           window=kernel_size[0] * kernel_size[1])
@@ -391,19 +429,28 @@ class PoolKernels:
         args = (np.int64(n * c), *_i32(h, w, *dy.shape[2:], *kernel_size, *stride), x.dtype.type(eps))
         coef = self.empty(dy.shape, x.dtype)
         wmax = self.empty(dy.shape, x.dtype)
-        partial = self.empty((GEM_REDUCE_BLOCKS,), x.dtype)
-        # A fixed grid (not sized by the data): the per-block partial sums, and so dp, are the same
-        # bits on every run and every device.
         total = n * c * dy.shape[2] * dy.shape[3]
-        warp_mode = kernel_size[0] * kernel_size[1] >= WARP_MIN_WINDOW and total * 32 <= INT32_LIMIT
         _check_sizes(total)
-        self.kernel("pool.cu", "gem_backward_coef", x.dtype)((GEM_REDUCE_BLOCKS,), (REDUCE_BLOCK,),
-                                                             (x, p, dy, coef, wmax, partial) + args
-                                                             + (np.int32(warp_mode),))
+        plan = self._gem_tiled_plan(x.dtype, n * c, (h, w), tuple(dy.shape[2:]), kernel_size, stride, eps,
+                                    backward=True)
+        if plan is not None:
+            # A block per tile (the grid depends only on the shapes): one partial sum per block.
+            kernel, grid, block, scalars, shared, blocks = plan
+            partial = self.empty((blocks,), x.dtype)
+            kernel(grid, block, (x, p, dy, coef, wmax, partial) + scalars, shared_mem=shared)
+        else:
+            # A fixed grid (not sized by the data): the per-block partial sums, and so dp, are the
+            # same bits on every run and every device.
+            blocks = GEM_REDUCE_BLOCKS
+            partial = self.empty((blocks,), x.dtype)
+            warp_mode = kernel_size[0] * kernel_size[1] >= WARP_MIN_WINDOW and total * 32 <= INT32_LIMIT
+            self.kernel("pool.cu", "gem_backward_coef", x.dtype)((blocks,), (REDUCE_BLOCK,),
+                                                                 (x, p, dy, coef, wmax, partial) + args
+                                                                 + (np.int32(warp_mode),))
         dp = None
         if need_dp:
             dp = self.empty((1,), x.dtype)
-            self.kernel("pool.cu", "sum_reduce", x.dtype)((1,), (REDUCE_BLOCK,), (partial, dp, np.int32(GEM_REDUCE_BLOCKS)))
+            self.kernel("pool.cu", "sum_reduce", x.dtype)((1,), (REDUCE_BLOCK,), (partial, dp, np.int32(blocks)))
         dx = None
         if need_dx:
             dx = self.empty(x.shape, x.dtype)
