@@ -64,6 +64,9 @@ def cases(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], object]]
     pos = np.abs(p) + 0.1
     yield "gem global", lambda: F.gem(pos, 3.0)
     yield "gem_backward", lambda: F.gem_backward(arr(N, C, 1, 1), pos, 3.0)
+    yw = F.gem(pos, 3.0, kernel_size=3, stride=2)
+    yield "gem 3/2 and backward (tiled v2)", lambda: (F.gem(pos, 3.0, kernel_size=3, stride=2),
+                                                       F.gem_backward(arr(*yw.shape), pos, 3.0, kernel_size=3, stride=2))
     gamma, beta = arr(C), arr(C)
     mean, var = np.zeros(C, np.float32), np.ones(C, np.float32)
     yb, save_mean, save_invstd = F.batch_norm(p, mean, var, gamma, beta, training=True, return_stats=True)
@@ -245,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Kernels not launched by these ops (float64 twins are not listed): " + (", ".join(missing) or "none") + ". "
         "The 64-bit-index variants (`_i64`) are the same code as their 32-bit twins with 64-bit index types and run only "
-        "beyond 2^31 elements.",
+        "beyond 2^31 elements; in loss.cu the suffix names the target dtype instead (the int32-target twins of the "
+        "int64-target kernels profiled).",
     ]
     report = "\n".join(lines) + "\n"
     print(report)
