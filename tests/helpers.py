@@ -91,3 +91,22 @@ def tiled_and_untiled(monkeypatch, run):
         m.setattr(pool_launch, "TILE_SHARED_BYTES", 0)
         untiled = run()
     return tiled, untiled
+
+
+def gem_finite_difference_check(rng, kernel_size, stride, shape, samples: int = 12) -> None:
+    """GeM's analytic dx and dp (F.gem_backward) against central differences of a random weighting
+    of F.gem's output, at p = 2.5 over positive inputs of ``shape``, on the current backend."""
+    import gpuconv.functional as F
+
+    x = rng.uniform(0.1, 2.0, shape)
+    p = np.array([2.5])
+    y_shape = gpuconv.to_numpy(F.gem(gpuconv.asarray(x), 2.5, 1e-6, kernel_size, stride)).shape
+    weights = rng.standard_normal(y_shape)
+
+    def loss(x, p):
+        y = F.gem(gpuconv.asarray(x), gpuconv.asarray(p), 1e-6, kernel_size, stride)
+        return float(np.sum(gpuconv.to_numpy(y) * weights))
+
+    dx, dp = F.gem_backward(gpuconv.asarray(weights), gpuconv.asarray(x), gpuconv.asarray(p), 1e-6, kernel_size, stride)
+    finite_difference_check(loss, {"x": x, "p": p}, {"x": gpuconv.to_numpy(dx), "p": gpuconv.to_numpy(dp)},
+                            rng=rng, samples=samples)

@@ -13,7 +13,8 @@ import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import pool as pool_launch
 
 from tests import reference
-from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check, tiled_and_untiled
+from tests.helpers import (assert_close, assert_schedule_independent, finite_difference_check,
+                           gem_finite_difference_check, tiled_and_untiled)
 
 
 def distinct(rng, shape, dtype):
@@ -400,19 +401,7 @@ def test_gem_needs(backend, rng):
 def test_gem_finite_differences(backend, rng):
     configs = ((None, None, (2, 2, 3, 4)), (2, 1, (1, 2, 4, 5)), ((3, 2), (2, 3), (2, 1, 7, 6)))
     for kernel_size, stride, shape in configs:
-        x = rng.uniform(0.1, 2.0, shape)
-        p = np.array([2.5])
-        y_shape = gpuconv.to_numpy(F.gem(gpuconv.asarray(x), 2.5, 1e-6, kernel_size, stride)).shape
-        weights = rng.standard_normal(y_shape)
-
-        def loss(x, p):
-            y = F.gem(gpuconv.asarray(x), gpuconv.asarray(p), 1e-6, kernel_size, stride)
-            return float(np.sum(gpuconv.to_numpy(y) * weights))
-
-        dx, dp = F.gem_backward(gpuconv.asarray(weights), gpuconv.asarray(x), gpuconv.asarray(p), 1e-6,
-                                kernel_size, stride)
-        finite_difference_check(loss, {"x": x, "p": p}, {"x": gpuconv.to_numpy(dx), "p": gpuconv.to_numpy(dp)},
-                                rng=rng)
+        gem_finite_difference_check(rng, kernel_size, stride, shape)
 
 
 def test_pool_finite_differences(backend, rng):

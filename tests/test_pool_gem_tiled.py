@@ -12,7 +12,7 @@ import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import pool as pool_launch
 
 from tests import reference
-from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check, tiled_and_untiled
+from tests.helpers import assert_close, assert_schedule_independent, gem_finite_difference_check, tiled_and_untiled
 
 # Tile settings as in test_pool.py: the default (whole planes, several per block), small tiles
 # (several tiles per plane, partial tiles at the edges, one output per thread), and a plane-group
@@ -166,19 +166,7 @@ def test_tiled_gem_finite_differences(backend, rng, monkeypatch, settings):
     apply_settings(monkeypatch, settings)
     for kernel_size, stride, shape in (((3, 3), (2, 2), (2, 2, 11, 9)), ((2, 3), (1, 2), (1, 3, 7, 10)),
                                        ((4, 2), (3, 1), (2, 1, 13, 6))):
-        x = rng.uniform(0.1, 2.0, shape)
-        p = np.array([2.5])
-        y_shape = gpuconv.to_numpy(F.gem(gpuconv.asarray(x), 2.5, 1e-6, kernel_size, stride)).shape
-        weights = rng.standard_normal(y_shape)
-
-        def loss(x, p):
-            y = F.gem(gpuconv.asarray(x), gpuconv.asarray(p), 1e-6, kernel_size, stride)
-            return float(np.sum(gpuconv.to_numpy(y) * weights))
-
-        dx, dp = F.gem_backward(gpuconv.asarray(weights), gpuconv.asarray(x), gpuconv.asarray(p), 1e-6,
-                                kernel_size, stride)
-        finite_difference_check(loss, {"x": x, "p": p}, {"x": gpuconv.to_numpy(dx), "p": gpuconv.to_numpy(dp)},
-                                rng=rng, samples=20)
+        gem_finite_difference_check(rng, kernel_size, stride, shape, samples=20)
 
 
 @pytest.mark.parametrize("settings", list(TILE_SETTINGS))
