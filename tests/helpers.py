@@ -110,3 +110,12 @@ def gem_finite_difference_check(rng, kernel_size, stride, shape, samples: int = 
     dx, dp = F.gem_backward(gpuconv.asarray(weights), gpuconv.asarray(x), gpuconv.asarray(p), 1e-6, kernel_size, stride)
     finite_difference_check(loss, {"x": x, "p": p}, {"x": gpuconv.to_numpy(dx), "p": gpuconv.to_numpy(dp)},
                             rng=rng, samples=samples)
+
+
+def set_pool_launch_limits(monkeypatch, limits: dict) -> None:
+    """Sets the pooling launcher's module constants (tile sizes, grid limits) named in ``limits`` for
+    one test, so that small inputs reach the launch paths that large ones take."""
+    from gpuconv.backend.cuda_ops import pool as pool_launch
+
+    for name, value in limits.items():
+        monkeypatch.setattr(pool_launch, name, value)

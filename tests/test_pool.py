@@ -14,7 +14,7 @@ from gpuconv.backend.cuda_ops import pool as pool_launch
 
 from tests import reference
 from tests.helpers import (assert_close, assert_schedule_independent, finite_difference_check,
-                           gem_finite_difference_check, tiled_and_untiled)
+                           gem_finite_difference_check, set_pool_launch_limits, tiled_and_untiled)
 
 
 def distinct(rng, shape, dtype):
@@ -184,8 +184,7 @@ def larger_window_config(rng, dilation=True):
 def test_tiled_forward_matches_reference_and_v1(dtype, rng, monkeypatch, settings):
     """max_pool2d and avg_pool2d forward on the emulated backend: the tiled kernels (v2) agree with the
     float64 reference and bit for bit with v1, with int64 and int32 indices, every option."""
-    for name, value in TILE_SETTINGS[settings].items():
-        monkeypatch.setattr(pool_launch, name, value)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     with gpuconv.backend("emulated"):
         for _ in range(12):
             shape, k, s, p, d, ceil = larger_window_config(rng)
@@ -237,8 +236,7 @@ def test_tiled_forward_nan_and_all_padding_windows(rng, monkeypatch):
 @pytest.mark.parametrize("settings", ["default", "small-tiles"])
 def test_tiled_forward_is_schedule_independent(rng, monkeypatch, settings):
     """The staged tile is complete before any thread reads it, under every emulator schedule."""
-    for name, value in TILE_SETTINGS[settings].items():
-        monkeypatch.setattr(pool_launch, name, value)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     with gpuconv.backend("emulated"):
         x = distinct(rng, (2, 3, 17, 14), np.float32)
         assert_schedule_independent(lambda: (*F.max_pool2d(x, 3, 2, 1, return_indices=True),

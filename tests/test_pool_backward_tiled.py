@@ -15,7 +15,8 @@ from gpuconv.backend.cuda_ops import pool as pool_launch
 from gpuconv.backend.emulated_backend import unavailable_reason
 
 from tests import reference
-from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check, tiled_and_untiled
+from tests.helpers import (assert_close, assert_schedule_independent, finite_difference_check,
+                           set_pool_launch_limits, tiled_and_untiled)
 from tests.test_pool import distinct, larger_window_config
 
 # The tests that run the kernels on the emulated backend (all but the launcher's geometry and the
@@ -32,11 +33,6 @@ TILE_SETTINGS = {
     "small-tiles": dict(TILE_INPUTS=24, MIN_TILE_INPUTS=24, TILE_WIDTH=5),
     "strided-planes": dict(TILE_INPUTS=64, MIN_TILE_INPUTS=64, TILE_WIDTH=8, MAX_GRID_Y=2),
 }
-
-
-def _set(monkeypatch, settings: str) -> None:
-    for name, value in TILE_SETTINGS[settings].items():
-        monkeypatch.setattr(pool_launch, name, value)
 
 
 def _max_case(rng, dtype, shape, k, s, p, d, ceil):
@@ -72,7 +68,7 @@ def test_tiled_backward_matches_reference_and_v1(dtype, rng, monkeypatch, settin
     """Random windows (odd sizes, ceil_mode, dilation, overlapping windows, stride > kernel) on planes
     up to 40x40, emulated: max pooling with int64 and int32 indices, average pooling with
     count_include_pad and divisor_override."""
-    _set(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     with gpuconv.backend("emulated"):
         for _ in range(10):
             shape, k, s, p, d, ceil = larger_window_config(rng)
@@ -98,7 +94,7 @@ EDGE_CASES = [
 @pytest.mark.parametrize("settings", ["default", "small-tiles"])
 @pytest.mark.parametrize("case", EDGE_CASES, ids=[str(c[0]) + str(c[1:4]) for c in EDGE_CASES])
 def test_tiled_backward_edge_windows(rng, monkeypatch, settings, case):
-    _set(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     shape, k, s, p, d, ceil = case
     with gpuconv.backend("emulated"):
         _check_max(monkeypatch, np.float32, *_max_case(rng, np.float32, shape, k, s, p, d, ceil), k, s, p, d, ceil)
@@ -187,7 +183,7 @@ def test_pool_backward_tile_layout(rng, itemsize, index_bytes):
 def test_tiled_backward_is_schedule_independent(rng, monkeypatch, settings):
     """The staged rows and window ends are complete before any thread reads them, and the next plane
     group does not overwrite them early, under every emulator schedule."""
-    _set(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     with gpuconv.backend("emulated"):
         x = distinct(rng, (2, 3, 17, 14), np.float32)
         _, idx = F.max_pool2d(x, 3, 2, 1, 2, True, return_indices=True)
@@ -204,7 +200,7 @@ def test_tiled_backward_is_schedule_independent(rng, monkeypatch, settings):
 def test_tiled_backward_finite_differences(rng, monkeypatch, settings):
     """Max pooling (dilation, ceil_mode, overlapping windows) and average pooling (count_include_pad
     off, divisor_override) gradients by central differences, float64, emulated."""
-    _set(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     x = distinct(rng, (1, 2, 11, 9), np.float64)
     cases = ((F.max_pool2d, dict(kernel_size=3, stride=(1, 2), padding=1, dilation=(2, 1), ceil_mode=True)),
              (F.avg_pool2d, dict(kernel_size=(3, 2), stride=(2, 1), padding=1, ceil_mode=True,
@@ -259,7 +255,7 @@ def test_tiled_backward_checks_indices_as_v1(rng, monkeypatch, settings):
     """The tiled kernel checks the indices it stages: one index replaced by a random value (outside
     the plane, another element, a dilation gap, another tap of its window, plus 2^32) is reported
     exactly when it names no tap of its window, as the v1 check kernel reports it."""
-    _set(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     backend_calls = 0
     with gpuconv.backend("emulated"):
         backend = gpuconv.get_backend()
@@ -302,7 +298,7 @@ def _adaptive_case(rng):
 @needs_emulator
 @pytest.mark.parametrize("settings", TILE_SETTINGS, ids=list(TILE_SETTINGS))
 def test_tiled_adaptive_backward_matches_reference_and_v1(dtype, rng, monkeypatch, settings):
-    _set(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     with gpuconv.backend("emulated"):
         for _ in range(10):
             shape, out = _adaptive_case(rng)
@@ -325,7 +321,7 @@ def test_tiled_adaptive_backward_matches_reference_and_v1(dtype, rng, monkeypatc
 def test_tiled_adaptive_backward_checks_indices_as_v1(rng, monkeypatch, settings):
     """One index replaced by a random value is reported exactly when it is not an element of its bin,
     by the tiled kernel as by v1's check kernel."""
-    _set(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     with gpuconv.backend("emulated"):
         backend = gpuconv.get_backend()
         for _ in range(10):
@@ -371,7 +367,7 @@ def test_adaptive_tile_layout(rng, itemsize, index_bytes):
 
 @needs_emulator
 def test_tiled_adaptive_backward_is_schedule_independent(rng, monkeypatch):
-    _set(monkeypatch, "small-tiles")
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS["small-tiles"])
     with gpuconv.backend("emulated"):
         x = distinct(rng, (2, 3, 17, 14), np.float32)
         _, idx = F.adaptive_max_pool2d(x, (5, 9), return_indices=True)

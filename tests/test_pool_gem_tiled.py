@@ -12,7 +12,8 @@ import gpuconv.functional as F
 from gpuconv.backend.cuda_ops import pool as pool_launch
 
 from tests import reference
-from tests.helpers import assert_close, assert_schedule_independent, gem_finite_difference_check, tiled_and_untiled
+from tests.helpers import (assert_close, assert_schedule_independent, gem_finite_difference_check,
+                           set_pool_launch_limits, tiled_and_untiled)
 
 # Tile settings as in test_pool.py: the default (whole planes, several per block), small tiles
 # (several tiles per plane, partial tiles at the edges, one output per thread), and a plane-group
@@ -22,11 +23,6 @@ TILE_SETTINGS = {
     "small-tiles": dict(TILE_OUTPUTS=24, MIN_TILE_OUTPUTS=24, TILE_WIDTH=5),
     "strided-planes": dict(TILE_OUTPUTS=64, MIN_TILE_OUTPUTS=64, TILE_WIDTH=8, MAX_GRID_Y=2),
 }
-
-
-def apply_settings(monkeypatch, settings: str) -> None:
-    for name, value in TILE_SETTINGS[settings].items():
-        monkeypatch.setattr(pool_launch, name, value)
 
 
 def windowed_config(rng, max_size: int = 40):
@@ -67,7 +63,7 @@ class KernelSpy:
 def test_windowed_gem_matches_reference(backend, dtype, rng, monkeypatch, settings):
     """y, dx and dp of windowed GeM against the float64 reference, p a float or a learnable (1,)
     array, eps tiny or large enough to clamp many inputs."""
-    apply_settings(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
     for _ in range(8):
         shape, k, s = windowed_config(rng, 24)
@@ -92,7 +88,7 @@ def test_tiled_gem_matches_v1(dtype, rng, monkeypatch, settings):
     """On the emulated backend v2 gives v1's y and dx bit for bit (the same window arithmetic in the
     same order; v1 a thread per output, as v2), and dp to rounding (summed per tile instead of per
     thread stride); both agree with the reference; v2 really ran and v1 really ran."""
-    apply_settings(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     monkeypatch.setattr(pool_launch, "WARP_MIN_WINDOW", 10**9)  # v1 a thread per output, as v2
     with gpuconv.backend("emulated"):
         spy = KernelSpy(monkeypatch)
@@ -147,7 +143,7 @@ def test_global_gem_keeps_v1_and_large_windows_use_v2(rng, monkeypatch):
 def test_tiled_gem_large_p_and_zeros(dtype, rng, monkeypatch):
     """The window maximum is factored out in v2 as in v1: p = 50 on inputs up to 10 stays finite in
     float32, and windows of zeros give y = eps, dx = 0, dp = 0."""
-    apply_settings(monkeypatch, "small-tiles")
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS["small-tiles"])
     with gpuconv.backend("emulated"):
         x = rng.uniform(0.0, 10.0, (2, 2, 9, 12)).astype(dtype)
         x[1] = 0.0
@@ -163,7 +159,7 @@ def test_tiled_gem_large_p_and_zeros(dtype, rng, monkeypatch):
 
 @pytest.mark.parametrize("settings", ["default", "small-tiles"])
 def test_tiled_gem_finite_differences(backend, rng, monkeypatch, settings):
-    apply_settings(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     for kernel_size, stride, shape in (((3, 3), (2, 2), (2, 2, 11, 9)), ((2, 3), (1, 2), (1, 3, 7, 10)),
                                        ((4, 2), (3, 1), (2, 1, 13, 6))):
         gem_finite_difference_check(rng, kernel_size, stride, shape, samples=20)
@@ -173,7 +169,7 @@ def test_tiled_gem_finite_differences(backend, rng, monkeypatch, settings):
 def test_tiled_gem_is_schedule_independent(rng, monkeypatch, settings):
     """The staged tile is complete before any thread reads it, and no plane group overwrites it
     while another reads it; dp's partial sums are a fixed tree: bit-identical under every schedule."""
-    apply_settings(monkeypatch, settings)
+    set_pool_launch_limits(monkeypatch, TILE_SETTINGS[settings])
     with gpuconv.backend("emulated"):
         x = gpuconv.asarray(rng.uniform(-0.1, 2.0, (3, 3, 17, 14)).astype(np.float32))
         dy = gpuconv.asarray(rng.standard_normal((3, 3, 8, 6)).astype(np.float32))
