@@ -6,7 +6,7 @@ every argument list the GPU sees is exercised by the emulated tests on the CPU.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,6 +29,7 @@ _DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 # times over, and the kernels loop over the rest.
 MAX_GRID_BLOCKS = 65535
 BLOCK_1D = 256
+MAX_CACHED_PLANS = 256  # launch plans kept per table (cleared when full); a network has a few dozen shapes
 
 
 def dtype_suffix(dtype) -> str:
@@ -71,6 +72,19 @@ class CudaBackend(ConvDirectKernels, ConvIm2colKernels, ConvImplicitGemmKernels,
         if key not in self._kernels:
             self._kernels[key] = self.module(filename, defines).get_function(f"{op}_{dtype_suffix(dtype)}")
         return self._kernels[key]
+
+    def cached_plan(self, table: str, key: tuple, make: Callable[[], Any], limit: int = MAX_CACHED_PLANS) -> Any:
+        """``make()``'s launch plan for ``key``, computed once: the launchers keep their kernel, grid
+        and scalar arguments per configuration, because computing them (NumPy scalars, grid sizes)
+        costs more host time than the launch on small tensors. ``table`` names the instance attribute
+        holding the plans (``*_plans``: gpuconv.backend.kernel_stubs swaps them); it is emptied when
+        it holds ``limit`` plans. ``make`` may return None (a plan meaning "the fallback runs")."""
+        plans = self.__dict__.setdefault(table, {})
+        if key not in plans:
+            if len(plans) >= limit:
+                plans.clear()
+            plans[key] = make()
+        return plans[key]
 
     def launch_1d(self, kernel, n_items: int, args: tuple, block: int = BLOCK_1D, shared_mem: int = 0) -> None:
         """Launches a grid-stride kernel over ``n_items`` items (nothing to do when there are none)."""

@@ -20,7 +20,6 @@ MAX_GRID = 65535
 BLOCK = 256
 REDUCE_BLOCK = 256  # kBlock in reduce.cu
 INT32_LIMIT = 2**31
-MAX_CACHED_PLANS = 256  # launch plans kept per backend; a network has a few dozen shapes
 TILE, TILE_ROWS_PER_PASS = 32, 8  # copy_transpose's tile and blockDim.y (kernels/elementwise.cu)
 TRANSPOSE_DIM_LIMIT = 2**30  # the tiled kernel's int tile loops stay far from overflow below this
 
@@ -112,14 +111,14 @@ class ArithKernels:
         out = self.empty((channels,), x.dtype)
         if channels == 0:
             return out
-        key = ("channel_sum", self.module_cache_key(), x.dtype, x.shape, axis)
-        plan = self._plan_table().get(key)
-        if plan is None:
+        def make() -> tuple:
             outer, inner = math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1:])
             name = "channel_sum_i64" if x.size >= INT32_LIMIT else "channel_sum_i32"
-            plan = self._remember(key, (self.kernel("reduce.cu", name, x.dtype), (min(channels, MAX_GRID),),
-                                        (REDUCE_BLOCK,), (np.int64(outer), np.int32(channels), np.int64(inner))))
-        kernel, grid, block, scalars = plan
+            return (self.kernel("reduce.cu", name, x.dtype), (min(channels, MAX_GRID),), (REDUCE_BLOCK,),
+                    (np.int64(outer), np.int32(channels), np.int64(inner)))
+
+        key = ("channel_sum", self.module_cache_key(), x.dtype, x.shape, axis)
+        kernel, grid, block, scalars = self.cached_plan("_arith_plans", key, make)
         kernel(grid, block, (x, out) + scalars)
         return out
 
@@ -137,10 +136,7 @@ class ArithKernels:
         if dst.size == 0:
             return dst
         key = ("copy", self.module_cache_key(), dst.dtype, src.shape, src.strides)
-        plan = self._plan_table().get(key)
-        if plan is None:
-            plan = self._remember(key, self._copy_plan(src))
-        kernel, grid, block, scalars, span_size = plan
+        kernel, grid, block, scalars, span_size = self.cached_plan("_arith_plans", key, lambda: self._copy_plan(src))
         # The kernels take the memory the view spans as a contiguous 1-D array (what a launch checks
         # and the emulator's sanitizer bounds) and index it with the strides.
         span = self.xp.lib.stride_tricks.as_strided(src, shape=(span_size,), strides=(src.itemsize,))
@@ -164,18 +160,6 @@ class ArithKernels:
         kernel = self.kernel("elementwise.cu", "copy_strided_i64" if wide else "copy_strided_i32", src.dtype)
         scalars = (np.int64(src.size), *(np.int32(v) for v in shape[1:]), *(np.int64(v) for v in strides))
         return kernel, (min(-(-src.size // BLOCK), MAX_GRID),), (BLOCK,), scalars, reach + 1  # as launch_1d
-
-    def _plan_table(self) -> dict:
-        """Launch plans of this module's launchers (kernel, grid, block, scalars) by configuration:
-        computing them costs more host time than the launch on small arrays."""
-        return self.__dict__.setdefault("_arith_plans", {})
-
-    def _remember(self, key: tuple, plan: tuple) -> tuple:
-        plans = self._plan_table()
-        if len(plans) >= MAX_CACHED_PLANS:
-            plans.clear()
-        plans[key] = plan
-        return plan
 
     def contiguous(self, a):
         """``a`` itself when C-contiguous, else a C-contiguous copy (:meth:`copy_into`)."""

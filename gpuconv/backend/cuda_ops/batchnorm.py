@@ -91,27 +91,22 @@ class BatchNormKernels:
         """(kernel, grid, block, splits, shape scalars) of ``op`` for x of ``shape``, computed once per
         configuration: converting Python ints to NumPy scalars and sizing grids costs more host
         time than the launch itself on small tensors."""
-        plans = self.__dict__.setdefault("_bn_plans", {})
-        key = (self.module_cache_key(), op, shape, dtype, vec, TARGET_BLOCKS, MIN_PER_BLOCK)  # tests change these
-        plan = plans.get(key)
-        if plan is None:
+        def make() -> tuple:
             n, c, h, w = shape
             _check_plane(h * w)
             lanes = 16 // dtype.itemsize if vec else 1
             kernel = self.kernel("batchnorm.cu", op, dtype)
             if op in ("batch_norm_train_fused", "batch_norm_backward_fused"):
-                plan = (kernel, (1, c), (REDUCE_BLOCK,), 1, (np.int32(n), np.int32(c), np.int32(h * w)))
-            elif op in ("batch_norm_stats", "batch_norm_backward_reduce"):
+                return kernel, (1, c), (REDUCE_BLOCK,), 1, (np.int32(n), np.int32(c), np.int32(h * w))
+            if op in ("batch_norm_stats", "batch_norm_backward_reduce"):
                 splits, chunk = reduction_split(n * h * w, c, lanes)
-                plan = (kernel, (splits, c), (REDUCE_BLOCK,), splits,
+                return (kernel, (splits, c), (REDUCE_BLOCK,), splits,
                         (np.int32(n), np.int32(c), np.int32(h * w), np.int64(chunk)))
-            else:
-                grid, block, ppb = _elementwise_launch(n * c, h * w, lanes)
-                plan = (kernel, grid, block, 1, (np.int64(n * c), np.int32(c), np.int32(h * w), np.int32(ppb)))
-            if len(plans) >= MAX_CACHED_PLANS:
-                plans.clear()
-            plans[key] = plan
-        return plan
+            grid, block, ppb = _elementwise_launch(n * c, h * w, lanes)
+            return kernel, grid, block, 1, (np.int64(n * c), np.int32(c), np.int32(h * w), np.int32(ppb))
+
+        key = (self.module_cache_key(), op, shape, dtype, vec, TARGET_BLOCKS, MIN_PER_BLOCK)  # tests change these
+        return self.cached_plan("_bn_plans", key, make, MAX_CACHED_PLANS)
 
     def batch_norm_stats(self, x, eps, running_mean, running_var, momentum):
         """Batch mean and 1/sqrt(biased var + eps) per channel; updates the running stats in place

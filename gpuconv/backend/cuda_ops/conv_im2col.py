@@ -24,7 +24,6 @@ from .tf32 import cublas_tf32, round_to_tf32
 # Activations the bias epilogue can apply in the same pass (the hook for fusing them later).
 ACTIVATIONS = {None: 0, "relu": 1}
 EPILOGUE_BLOCK = 256
-MAX_CACHED_PLANS = 256  # launch plans kept per backend; a network has a few dozen shapes
 
 
 def _chunks(n: int, chunk: int):
@@ -48,14 +47,9 @@ class ConvIm2colKernels:
         """In place: y (N, C, H, W) += bias[c] (when given), then the activation. The kernel, grid and
         scalar arguments are computed once per (shape, dtype, bias or not, activation): converting
         them costs more host time than the launch."""
-        plans = self.__dict__.setdefault("_epilogue_plans", {})
         key = (self.module_cache_key(), y.shape, y.dtype, bias is None, activation)
-        plan = plans.get(key)
-        if plan is None:
-            if len(plans) >= MAX_CACHED_PLANS:
-                plans.clear()
-            plan = plans[key] = self._epilogue_plan(y.shape, y.dtype, bias is not None, activation)
-        kernel, grid, block, scalars = plan
+        kernel, grid, block, scalars = self.cached_plan(
+            "_epilogue_plans", key, lambda: self._epilogue_plan(y.shape, y.dtype, bias is not None, activation))
         kernel(grid, block, (y, y if bias is None else bias) + scalars)
 
     def _epilogue_plan(self, shape, dtype, has_bias: bool, activation: str | None):

@@ -43,7 +43,6 @@ TARGET_BLOCKS = 512
 # Each split of backward weight's reduction runs at least this many BK steps.
 MIN_STEPS_PER_SPLIT = 16
 INDEX_LIMIT = 2**31 - 64  # 32-bit indices, with room for the kernel's look-ahead past K
-MAX_CACHED_PLANS = 256  # launch plans kept per backend; a network has a few dozen shapes
 PACK_LIMIT = 2**15        # the kernel packs two tap or pixel offsets into one int
 
 
@@ -174,17 +173,13 @@ class ConvImplicitGemmKernels:
     def _igemm_launch(self, direction, tile, dtype, groups_splits, m, n, args):
         """Launches the ``direction`` kernel of ``tile``; its kernel, grid and shared memory are
         computed once per configuration (host time per call: issue 9's 30 us per conv2d)."""
-        plans = self.__dict__.setdefault("_igemm_plans", {})
-        key = (self.module_cache_key(), direction, tile, dtype, groups_splits, m, n)
-        plan = plans.get(key)
-        if plan is None:
-            if len(plans) >= MAX_CACHED_PLANS:
-                plans.clear()
+        def make() -> tuple:
             bm, bn, _, threads = TILES[tile]
-            plan = plans[key] = (self.kernel("conv_implicit_gemm.cu", f"conv2d_igemm_{direction}_{tile}", dtype),
-                                 (-(-n // bn), -(-m // bm), groups_splits), (threads,),
-                                 shared_bytes(tile, np.dtype(dtype).itemsize))
-        kernel, grid, block, shared = plan
+            return (self.kernel("conv_implicit_gemm.cu", f"conv2d_igemm_{direction}_{tile}", dtype),
+                    (-(-n // bn), -(-m // bm), groups_splits), (threads,), shared_bytes(tile, np.dtype(dtype).itemsize))
+
+        key = (self.module_cache_key(), direction, tile, dtype, groups_splits, m, n)
+        kernel, grid, block, shared = self.cached_plan("_igemm_plans", key, make)
         kernel(grid, block, args, shared_mem=shared)
 
     def conv2d_implicit_gemm_forward(self, x, weight, bias, g, tile: str | None = None):

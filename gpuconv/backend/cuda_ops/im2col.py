@@ -40,7 +40,6 @@ import numpy as np
 INT32_LIMIT = 2**31
 MAX_GRID_Y = 65535
 THREADS = 256
-MAX_CACHED_PLANS = 256  # launch plans kept per backend; a network has a few dozen shapes
 
 
 def column_strides(layout: str, n: int, rows: int, l_size: int) -> tuple[int, int]:
@@ -110,16 +109,11 @@ class Im2colKernels:
         """Launches ``op`` (v2 to v4) on ``arrays``. The kernel, grid and scalar arguments are computed
         once per configuration and cached: converting the dozen sizes to NumPy scalars and sizing
         the grid cost more host time than the launch (issue 9's budget: 30 us per conv2d call)."""
-        plans = self.__dict__.setdefault("_im2col_plans", {})
         key = (self.module_cache_key(), op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size, layout,
                plane_size, extra, bits, per_thread, INT32_LIMIT, MAX_GRID_Y)  # tests change the limits
-        plan = plans.get(key)
-        if plan is None:
-            if len(plans) >= MAX_CACHED_PLANS:
-                plans.clear()
-            plan = plans[key] = self._v2_plan(op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size,
-                                              layout, plane_size, extra, bits, per_thread)
-        kernel, grid, block, scalars = plan
+        kernel, grid, block, scalars = self.cached_plan("_im2col_plans", key, lambda: self._v2_plan(
+            op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size, layout, plane_size, extra, bits,
+            per_thread))
         kernel(grid, block, arrays + scalars)
 
     def _v2_plan(self, op, dtype, x_shape, kernel_size, stride, padding, dilation, out_size, layout, plane_size,

@@ -196,15 +196,10 @@ class PoolKernels:
         """
         if planes * size == 0:
             return
-        plans = self.__dict__.setdefault("_pool_plans", {})
         limits = (MAX_GRID_X, MAX_GRID_Y, WARP_MIN_WINDOW, MAX_WARP_BLOCKS)  # tests change them
         key = (self.module_cache_key(), op, dtype, planes, size, ints, tail, window, limits)
-        plan = plans.get(key)
-        if plan is None:
-            if len(plans) >= MAX_CACHED_PLANS:
-                plans.clear()
-            plan = plans[key] = self._pool_plan(op, dtype, planes, size, ints, tail, window)
-        kernel, grid, block, scalars = plan
+        kernel, grid, block, scalars = self.cached_plan(
+            "_pool_plans", key, lambda: self._pool_plan(op, dtype, planes, size, ints, tail, window), MAX_CACHED_PLANS)
         kernel(grid, block, arrays + scalars)
 
     def _tiled_forward(self, op: str, dtype, arrays: tuple, planes: int, out_size: tuple, window: tuple,
@@ -215,20 +210,18 @@ class PoolKernels:
         size = out_size[0] * out_size[1]
         if planes * size == 0:
             return
-        plans = self.__dict__.setdefault("_pool_plans", {})
+        def make():
+            tile = pool_tile(planes, out_size, *window, np.dtype(dtype).itemsize)
+            if tile is None:
+                return "v1"
+            grid, block, shared, geometry = tile
+            name = op.replace("_forward", "_forward_v2", 1)
+            return (self.kernel("pool.cu", name, dtype), grid, block,
+                    (np.int64(planes), *_i32(*ints), *tail, *_i32(*geometry)), shared)
+
         limits = (TILE_OUTPUTS, MIN_TILE_OUTPUTS, TILE_WIDTH, MIN_TILED_BLOCKS, TILE_SHARED_BYTES, MAX_GRID_Y)
         key = (self.module_cache_key(), "tiled", op, dtype, planes, out_size, window, ints, tail, limits)
-        plan = plans.get(key)
-        if plan is None:
-            if len(plans) >= MAX_CACHED_PLANS:
-                plans.clear()
-            tile = pool_tile(planes, out_size, *window, np.dtype(dtype).itemsize)
-            if tile is not None:
-                grid, block, shared, geometry = tile
-                name = op.replace("_forward", "_forward_v2", 1)
-                plan = (self.kernel("pool.cu", name, dtype), grid, block,
-                        (np.int64(planes), *_i32(*ints), *tail, *_i32(*geometry)), shared)
-            plans[key] = plan = plan or "v1"
+        plan = self.cached_plan("_pool_plans", key, make, MAX_CACHED_PLANS)
         if plan == "v1":
             self._pool_launch(op, dtype, arrays, planes, size, ints, tail)
             return
@@ -244,22 +237,20 @@ class PoolKernels:
         in _pool_launch."""
         if planes * in_size[0] * in_size[1] == 0:
             return True
-        plans = self.__dict__.setdefault("_pool_plans", {})
+        def make():
+            tile = pool_backward_tile(planes, in_size, out_size, window, np.dtype(dtype).itemsize, index_bytes)
+            if tile is None:
+                return "v1"
+            grid, block, shared, geometry, steps, layout = tile
+            name = op.replace("_backward", "_backward_v2", 1)
+            # Only max pooling has dilation: the other kernels take no dilation steps.
+            steps = steps if op.startswith("max_pool2d") else ()
+            scalars = (np.int64(planes), *_i32(*ints, *geometry, *steps, *layout))
+            return self.kernel("pool.cu", name, dtype), grid, block, scalars, shared
+
         limits = (TILE_INPUTS, MIN_TILE_INPUTS, TILE_WIDTH, MIN_TILED_BLOCKS, TILE_SHARED_BYTES, MAX_GRID_Y)
         key = (self.module_cache_key(), "tiled", op, dtype, planes, in_size, out_size, window, ints, limits)
-        plan = plans.get(key)
-        if plan is None:
-            if len(plans) >= MAX_CACHED_PLANS:
-                plans.clear()
-            tile = pool_backward_tile(planes, in_size, out_size, window, np.dtype(dtype).itemsize, index_bytes)
-            if tile is not None:
-                grid, block, shared, geometry, steps, layout = tile
-                name = op.replace("_backward", "_backward_v2", 1)
-                # Only max pooling has dilation: the other kernels take no dilation steps.
-                steps = steps if op.startswith("max_pool2d") else ()
-                scalars = (np.int64(planes), *_i32(*ints, *geometry, *steps, *layout))
-                plan = (self.kernel("pool.cu", name, dtype), grid, block, scalars, shared)
-            plans[key] = plan = plan or "v1"
+        plan = self.cached_plan("_pool_plans", key, make, MAX_CACHED_PLANS)
         if plan == "v1":
             self._pool_launch(op, dtype, arrays, planes, in_size[0] * in_size[1], ints)
             return False
@@ -386,28 +377,25 @@ class PoolKernels:
         partial indices reach. Cached per configuration as in _pool_launch."""
         if tuple(out_size) == (1, 1) or planes == 0:
             return None
-        plans = self.__dict__.setdefault("_pool_plans", {})
-        limits = (TILE_OUTPUTS, MIN_TILE_OUTPUTS, TILE_WIDTH, MIN_TILED_BLOCKS, TILE_SHARED_BYTES, MAX_GRID_Y)
-        key = (self.module_cache_key(), "gem_tiled", np.dtype(dtype), planes, tuple(in_size), tuple(out_size),
-               kernel_size, stride, eps, backward, limits)
-        if key not in plans:
-            if len(plans) >= MAX_CACHED_PLANS:
-                plans.clear()
+        def make():
             itemsize = np.dtype(dtype).itemsize
             # The backward kernel's tree reduction has REDUCE_BLOCK elements of static shared memory.
             tile = pool_tile(planes, tuple(out_size), kernel_size, stride, (1, 1), itemsize,
                              REDUCE_BLOCK * itemsize if backward else 0)
-            plan = None
-            if tile is not None and (not backward or tile[0][0] * tile[0][1] <= INT32_LIMIT):
-                grid, block, shared, geometry = tile
-                name = "gem_backward_coef_v2" if backward else "gem_forward_v2"
-                scalars = (np.int64(planes), *_i32(*in_size, *out_size, *kernel_size, *stride),
-                           np.dtype(dtype).type(eps), *_i32(*geometry))
-                # The backward's block is the tree reduction's (its threads stride over the tile).
-                plan = (self.kernel("pool.cu", name, dtype), grid, (REDUCE_BLOCK,) if backward else block, scalars,
-                        shared, grid[0] * grid[1])
-            plans[key] = plan
-        return plans[key]
+            if tile is None or (backward and tile[0][0] * tile[0][1] > INT32_LIMIT):
+                return None
+            grid, block, shared, geometry = tile
+            name = "gem_backward_coef_v2" if backward else "gem_forward_v2"
+            scalars = (np.int64(planes), *_i32(*in_size, *out_size, *kernel_size, *stride),
+                       np.dtype(dtype).type(eps), *_i32(*geometry))
+            # The backward's block is the tree reduction's (its threads stride over the tile).
+            return (self.kernel("pool.cu", name, dtype), grid, (REDUCE_BLOCK,) if backward else block, scalars,
+                    shared, grid[0] * grid[1])
+
+        limits = (TILE_OUTPUTS, MIN_TILE_OUTPUTS, TILE_WIDTH, MIN_TILED_BLOCKS, TILE_SHARED_BYTES, MAX_GRID_Y)
+        key = (self.module_cache_key(), "gem_tiled", np.dtype(dtype), planes, tuple(in_size), tuple(out_size),
+               kernel_size, stride, eps, backward, limits)
+        return self.cached_plan("_pool_plans", key, make, MAX_CACHED_PLANS)
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         n, c, h, w = x.shape
