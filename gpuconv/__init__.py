@@ -15,7 +15,15 @@ from .backend import (
     to_numpy,
     use,
 )
-from .grad_mode import enable_grad, is_grad_enabled, no_grad
+from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from . import autograd
+from .autograd import Tensor
+from .autograd.factory import (arange, as_tensor, empty, empty_like, full, full_like, ones, ones_like, rand, rand_like,
+                               randn, randn_like, tensor, zeros, zeros_like)
+from .autograd.ops import (abs, amax, amin, argmax, argmin, cat, chunk, clamp, exp, expand, flatten, log, matmul, max,
+                           maximum, mean, min, minimum, permute, reshape, rsqrt, sigmoid, split, sqrt, squeeze, stack,
+                           sum, tanh, transpose, unsqueeze, var, where)
+from .autograd.ops import relu
 from .random import default_generator, manual_seed
 from .checkpoint import load, save
 from . import data, flags, memory, nn, optim, transforms
@@ -46,6 +54,11 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Tensor", "abs", "amax", "amin", "arange", "argmax", "argmin", "as_tensor", "autograd", "cat", "chunk", "clamp",
+    "empty", "empty_like", "exp", "expand", "flatten", "full", "full_like", "inference_mode", "log", "matmul", "max",
+    "maximum", "mean", "min", "minimum", "ones", "ones_like", "permute", "rand", "rand_like", "randn", "randn_like",
+    "relu", "reshape", "rsqrt", "set_grad_enabled", "sigmoid", "split", "sqrt", "squeeze", "stack", "sum", "tanh",
+    "tensor", "transpose", "unsqueeze", "var", "where", "zeros", "zeros_like",
     "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "asarray", "backend",
     "data", "default_generator", "enable_grad", "flags", "get_array_module", "get_backend", "is_grad_enabled",
     "load", "manual_seed", "memory", "models", "nn", "no_grad", "optim", "OutOfMemoryError", "save", "summary",

@@ -198,7 +198,7 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
                         warnings.warn(message + "; training goes on (on_nonfinite='warn')", RuntimeWarning,
                                       stacklevel=2)
                         warned = True
-                    model.backward(loss.backward(), input_grad=False)
+                    loss_value.backward()
                     optimizer.step()
                 except OutOfMemoryError as exc:
                     raise explain(exc, model, tuple(inputs.shape), optimizer) from exc

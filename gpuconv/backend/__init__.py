@@ -119,7 +119,10 @@ def asarray(a: Any, dtype: Any = None) -> Any:
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """``a`` as a NumPy array (copied from the device for a CuPy array)."""
+    """``a`` (an array or a ``gpuconv.Tensor``) as a NumPy array (copied from the device for a CuPy array)."""
+    data = getattr(a, "data", None)
+    if data is not None and array_kind(data) is not None and array_kind(a) is None:
+        a = data
     if array_kind(a) == "cupy":
         return a.get()
     return np.asarray(a)

@@ -44,8 +44,7 @@ class Workload:
         self.model.train()
         self.optimizer.zero_grad()
         out = self.model(self.x)
-        self.loss(out, self.target)
-        self.model.backward(self.loss.backward(), input_grad=False)
+        self.loss(out, self.target).backward()
         self.optimizer.step()
         return out
 

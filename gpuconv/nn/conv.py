@@ -63,16 +63,8 @@ class Conv2d(Module):
 
     def forward(self, x: Any) -> Any:
         check_input_size(x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)", "in_channels")
-        y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, *self._args(), algo=self.algo)
-        self._save(x)
+        y = F.conv2d(x, self.weight, self.bias, *self._args(), algo=self.algo)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (x,) = self._take_saved()
-        dx, dweight, dbias = F.conv2d_backward(dy, x, self.weight.data, *self._args(), algo=self.algo,
-                                               needs=self._needs(input_grad, self.weight, self.bias))
-        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
-        return dx
 
     def output_shape(self, input_shape):
         g = F.conv_geometry(input_shape, self.weight.shape, *self._args())

@@ -46,18 +46,8 @@ class GroupNorm(Module):
 
     def forward(self, x: Any) -> Any:
         self.output_shape(tuple(x.shape))
-        y, mean, invstd = F.group_norm(x, self.num_groups, None if self.weight is None else self.weight.data,
-                                       None if self.bias is None else self.bias.data, self.eps, return_stats=True)
-        self._save(x, mean, invstd)
+        y = F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        x, mean, invstd = self._take_saved()
-        dx, dweight, dbias = F.group_norm_backward(dy, x, self.num_groups,
-                                                   None if self.weight is None else self.weight.data, mean, invstd,
-                                                   needs=self._needs(input_grad, self.weight, self.bias))
-        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
-        return dx
 
     def output_shape(self, input_shape):
         if len(input_shape) < 2 or input_shape[1] != self.num_channels:
