@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import flags
 from ..backend import get_backend
 from .graph import AccumulateGrad, Node
 
@@ -172,6 +173,8 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
             results = (results,)
         # NumPy turns 0-d results into scalars: gradients stay arrays.
         results = tuple(np.asarray(r) if isinstance(r, np.generic) else r for r in results)
+        if flags.detect_anomaly:
+            _check_finite(node, results)
         if len(results) != len(node.next_edges):
             raise RuntimeError(f"{node.name} returned {len(results)} gradients, expected {len(node.next_edges)}")
         for edge, g, owned in zip(node.next_edges, results, _ownership(results, grads, slots)):
@@ -184,6 +187,19 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                                    "used in the graph. Set allow_unused=True if this is the desired behavior.")
         return captured
     return None
+
+
+def _check_finite(node: Node, results: tuple) -> None:
+    """``gpuconv.flags.detect_anomaly``: a node whose gradient holds NaN or infinity is an error naming it."""
+    for index, g in enumerate(results):
+        if g is None or np.dtype(g.dtype).kind != "f":
+            continue
+        finite = get_backend().xp.isfinite(g) if not isinstance(g, np.ndarray) else np.isfinite(g)
+        if not bool(finite.all()):
+            nan = int((g != g).sum())
+            raise RuntimeError(f"detect_anomaly: {node.name} returned non-finite values in its gradient {index} "
+                               f"({nan} NaN, {int(g.size) - nan - int(finite.sum())} infinite of {int(g.size)} "
+                               f"values, shape {tuple(g.shape)})")
 
 
 def _name_node(exc: Exception, node: Node) -> None:
