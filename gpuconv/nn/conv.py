@@ -20,8 +20,9 @@ class Conv2d(Module):
         in_channels, out_channels, kernel_size, stride=1, padding=0 (int, pair, ``"same"`` or
         ``"valid"``), dilation=1, groups=1, bias=True, padding_mode="zeros" (the only mode), as in
         PyTorch; ``dtype`` of the parameters (float32 by default); ``algo`` picks the algorithm of
-        :func:`gpuconv.functional.conv2d`: a name (``"auto"``, ``"im2col"``, ``"direct"``, ``"gemm"``)
-        for every direction, or a mapping with ``"forward"``/``"backward_data"``/``"backward_weight"``.
+        :func:`gpuconv.functional.conv2d`: a name (``"auto"``, ``"im2col"``, ``"direct"``, ``"gemm"``,
+        ``"implicit_gemm"``) for every direction, or a mapping with
+        ``"forward"``/``"backward_data"``/``"backward_weight"``.
     Shapes:
         weight (C_out, C_in/groups, KH, KW), bias (C_out,); output (N, C_out, OH, OW).
     Keeps for backward: its input, N*C_in*H*W*itemsize bytes (shared with the layer before when
