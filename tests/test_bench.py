@@ -522,3 +522,23 @@ def test_optimizer_and_in_place_ops_get_fresh_state_per_inputs():
         np.testing.assert_allclose(first[0], inputs["p0"] - lr_times_grad, rtol=1e-6)
         # Second step with momentum 0.9: the buffer is 1.9 * grad.
         np.testing.assert_allclose(second[0], first[0] - 1.9 * lr_times_grad, rtol=1e-5, atol=1e-7)
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as an interactive shell's is."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("command, shown", [("conv", "checking and timing"), ("memory", "lenet5 train: measuring"),
+                                            ("model", "lenet5")])
+def test_long_commands_show_progress_on_a_terminal_only(command, shown, monkeypatch, capsys):
+    args = [command, *TINY[command], "--backend", "numpy", "--no-torch", "--repeats", "1", "--warmup", "0"]
+    for stream, extra, expect_bar in ((_Terminal(), [], True), (_Terminal(), ["--quiet"], False),
+                                      (io.StringIO(), [], False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert cli.main(args + extra) == 0
+        text = stream.getvalue()
+        assert (shown in text and "\r" in text) == expect_bar, (extra, stream.isatty(), text)
+    assert "| case |" in capsys.readouterr().out  # the report itself is on stdout either way
