@@ -190,6 +190,7 @@ def _runner_settings(args: argparse.Namespace, be: Any, torch: TorchChild | None
     pause = args.pause if args.pause is not None else (0.3 if on_cpu_with_torch else 0.0)
     header["settings"]["pause"] = pause
     tolerance = TF32_TOLERANCE if args.tf32 else TOLERANCE[args.dtype]
+    header["settings"]["tolerance"] = tolerance  # what a checked error is held to (the plot draws it)
     return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.name != "emulated",
                     quiet=args.quiet)
 
