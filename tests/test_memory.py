@@ -472,16 +472,15 @@ def test_max_pool_keeps_int32_indices(backend, rng):
     assert pool(x).dtype == x.dtype and pool.eval()(x) is not None and pool._ctx is None
 
 
-def test_readme_memory_table_is_what_the_code_prints(capsys):
+def test_docs_memory_table_is_what_the_code_prints(capsys):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("## How much memory will my model need?"):]
+    section = (Path(__file__).resolve().parent.parent / "docs" / "memory.md").read_text()
     code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
     printed = re.search(r"prints \(numpy backend\):\n\n```\n(.*?)```", section, flags=re.DOTALL).group(1)
     with gc.backend("numpy"):
-        exec(compile(code, "README memory example", "exec"), {})
+        exec(compile(code, "docs/memory.md example", "exec"), {})
     assert capsys.readouterr().out == printed
 
 
