@@ -121,7 +121,12 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
     arrays[MANIFEST] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
     _remove_stale_temporaries(directory, os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
+    except OSError as exc:
+        # The temporary file's name means nothing to the caller: name the path they gave.
+        reason = f"the folder {directory!r} does not exist" if not os.path.isdir(directory) else exc.strerror
+        raise type(exc)(exc.errno, f"cannot save: {reason}", path) from None
     try:
         if hasattr(os, "fchmod"):  # mkstemp's 0600 (POSIX); elsewhere the default applies
             os.fchmod(fd, 0o666 & ~_umask())

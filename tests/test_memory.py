@@ -386,12 +386,38 @@ def test_suggest_batch_size_is_the_largest_that_fits():
         M.suggest_batch_size(model, (3, 64, 64), -5)
 
 
-def test_summary_table():
+def test_summary_prints_the_table_and_returns_a_report(capsys):
     model = lenet5()
-    text = gc.summary(model, (1, 1, 32, 32))
+    result = gc.summary(model, (1, 1, 32, 32))
+    printed = capsys.readouterr().out
+    text = str(result)
+    assert printed == text + "\n"
     assert "features.0" in text and "Total params: 61,706" in text
     assert "Estimated peak, training step" in text and "Estimated peak, inference" in text
     assert f"{6 * 28 * 28 * 25:,}" in text  # conv1's MACs
+    assert result.total_params == 61706 and result.rows[0].name == "features.0"
+    assert result.rows[0].macs == 6 * 28 * 28 * 25 and result.training.peak > result.inference.peak > 0
+    assert "\n" not in repr(result) and repr(result).startswith("ModelSummary(LeNet5 on (1, 1, 32, 32): 61,706 params")
+    quiet = gc.summary(model, (1, 1, 32, 32), verbose=False)
+    assert capsys.readouterr().out == "" and str(quiet) == text
+
+
+def test_memory_report_repr_is_one_line_and_str_the_table():
+    report = M.estimate(lenet5(), (2, 1, 32, 32))
+    assert "\n" not in repr(report) and len(repr(report)) < 200, repr(report)
+    assert repr(report).startswith("MemoryReport(LeNet5 on (2, 1, 32, 32)")
+    assert str(report) == report.table() and "features.0" in str(report)
+
+
+def test_suggest_batch_size_and_summary_take_backend():
+    model = lenet5()
+    opt = gc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    budget = 64 * 2**20
+    for name in ("numpy", "cupy"):
+        batch, report = M.suggest_batch_size(model, (1, 32, 32), budget, optimizer=opt, backend=name)
+        assert report.backend == name and report.peak <= budget
+        assert M.estimate(model, (batch + 1, 1, 32, 32), optimizer=opt, backend=name).peak > budget
+    assert gc.summary(model, (1, 1, 32, 32), backend="cupy", verbose=False).training.backend == "cupy"
 
 
 def test_cupy_out_of_memory_becomes_gpuconv_error():
@@ -446,16 +472,15 @@ def test_max_pool_keeps_int32_indices(backend, rng):
         assert pool(x).grad_fn is None
 
 
-def test_readme_memory_table_is_what_the_code_prints(capsys):
+def test_docs_memory_table_is_what_the_code_prints(capsys):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("## How much memory will my model need?"):]
+    section = (Path(__file__).resolve().parent.parent / "docs" / "memory.md").read_text()
     code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
     printed = re.search(r"prints \(numpy backend\):\n\n```\n(.*?)```", section, flags=re.DOTALL).group(1)
     with gc.backend("numpy"):
-        exec(compile(code, "README memory example", "exec"), {})
+        exec(compile(code, "docs/memory.md example", "exec"), {})
     assert capsys.readouterr().out == printed
 
 

@@ -24,6 +24,7 @@ activation, batchnorm, channel_dropout = _module("activation"), _module("batchno
 conv, conv_transpose, dropout_mod = _module("conv"), _module("conv_transpose"), _module("dropout")
 group_norm_mod, im2col_mod, interpolate_mod = _module("group_norm"), _module("im2col"), _module("interpolate")
 linear_mod, loss, normalization, pool = _module("linear"), _module("loss"), _module("normalization"), _module("pool")
+pad_mod = _module("pad")
 arith = _module("arith")
 from .graph import Node
 from .ops import attach, data_of, needs_grad, wrap
@@ -358,7 +359,20 @@ def gem(x, p=3.0, eps=1e-6, kernel_size=None, stride=None):
     return _record(y, "GemBackward", run, (x, p), (x, p), (eps, kernel_size, stride))
 
 
-# ---- resampling and columns ---------------------------------------------------------------------------
+# ---- resampling, padding and columns ------------------------------------------------------------------
+def pad(x, pad, mode="constant", value=0.0):
+    X = data_of(x)
+    y = pad_mod.pad(X, pad, mode, value)
+    if not needs_grad(x):
+        return wrap(y)
+
+    def run(node, g):
+        amounts, how = node.args
+        return (pad_mod.pad_backward(g, amounts, how),)
+    return _record(y, "PadBackward", run, (x,), (), (tuple(pad), mode))
+
+
+
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None):
     X = data_of(input)
     kwargs = dict(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,

@@ -386,7 +386,9 @@ class EmulatedModule:
         self.lock = threading.Lock()  # guards building
         self._builds: dict[bool, _Build] = {}
         self._kernels: dict[str, EmulatedKernel] = {}
-        self.build("plain")
+        # Compiled now, so that a compile error surfaces at load time: the build the launches of
+        # this moment use (the instrumented one inside a profile or sanitizer mode), not both.
+        self.build("sanitizer" if instrumented() else "plain")
 
     def build(self, flavor: str) -> _Build:
         """The ``"plain"``, ``"sanitizer"`` or ``"asan"`` build of this module, compiled (or taken

@@ -82,6 +82,8 @@ def _common_options() -> argparse.ArgumentParser:
                        help="images of the batch checked against the numpy path before timing (default 2)")
     group.add_argument("--format", choices=tuple(RENDERERS), default="md", help="output format (default md)")
     group.add_argument("--output", type=Path, help="write the report to this file instead of stdout")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bar on stderr (it is shown only when stderr is a terminal)")
     group.add_argument("--plot", type=Path, metavar="FILE.png",
                        help="also draw the results (needs matplotlib: pip install gpuconv[plot])")
     return common
@@ -160,7 +162,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The options as plain JSON values (the header's ``settings``)."""
     out = {}
     for key, value in vars(args).items():
-        if key in ("command", "format", "output", "plot"):
+        if key in ("command", "format", "output", "plot", "quiet"):
             continue
         if isinstance(value, list):
             value = [getattr(v, "spec", v) for v in value]
@@ -188,7 +190,9 @@ def _runner_settings(args: argparse.Namespace, be: Any, torch: TorchChild | None
     pause = args.pause if args.pause is not None else (0.3 if on_cpu_with_torch else 0.0)
     header["settings"]["pause"] = pause
     tolerance = TF32_TOLERANCE if args.tf32 else TOLERANCE[args.dtype]
-    return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.name != "emulated")
+    header["settings"]["tolerance"] = tolerance  # what a checked error is held to (the plot draws it)
+    return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.name != "emulated",
+                    quiet=args.quiet)
 
 
 def _copy_gbps(be: Any) -> float:
