@@ -35,7 +35,9 @@ def _accumulate(entry: list | None, g: Any, owned: bool) -> list:
     if owned and g.flags.c_contiguous:
         be.add_(g, be.contiguous(current))
         return [g, True]
-    return [be.add(be.contiguous(current), be.contiguous(g)), True]
+    total = be.add(be.contiguous(current), be.contiguous(g))
+    # NumPy's sum of two 0-d arrays is a scalar: gradients stay arrays.
+    return [np.asarray(total) if isinstance(total, np.generic) else total, True]
 
 
 def _store_leaf_grad(leaf: Any, g: Any, owned: bool) -> None:

@@ -225,11 +225,13 @@ class MatmulBackward(Node):
         xp = xp_of(g)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        # The dims matmul dropped for 1-D operands come back: b's trailing one first, so that a 1-D @ 1-D
+        # gradient (0-d) becomes (1, 1).
         g2 = g
-        if a.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
         if b.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
         ga = gb = None
         if self.next_edges[0] is not None:
             ga = xp.matmul(g2, xp.swapaxes(b2, -1, -2))
