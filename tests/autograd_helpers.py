@@ -47,14 +47,16 @@ def host(t: Any) -> np.ndarray:
     return gc.to_numpy(t.data if isinstance(t, gc.Tensor) else t)
 
 
-def assert_matches(actual: Any, expected: Any, dtype: Any, what: str, rtol: float | None = None) -> None:
+def assert_matches(actual: Any, expected: Any, dtype: Any, what: str, rtol: float | None = None,
+                   scale: float = 0.0) -> None:
     """``actual`` (Tensor or array) against ``expected`` (torch tensor or array): shape, then values
-    relative to the largest magnitude of ``expected`` (an elementwise rtol fails on cancellation)."""
+    relative to the largest magnitude of ``expected`` or ``scale``, whichever is larger (an elementwise
+    rtol fails on cancellation; ``scale`` is the size of the terms a small result was summed from)."""
     a = host(actual)
     e = expected.detach().numpy() if hasattr(expected, "detach") else np.asarray(expected)
     assert a.shape == e.shape, f"{what}: shape {a.shape}, expected {e.shape}"
     rtol = RTOL[np.dtype(dtype)] if rtol is None else rtol
-    scale = max(float(np.abs(e).max()) if e.size else 0.0, 1e-300)
+    scale = max(float(np.abs(e).max()) if e.size else 0.0, scale, 1e-300)
     np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
