@@ -353,6 +353,36 @@ def test_function_returning_native_arrays(backend, rng):
     np.testing.assert_array_equal(host(x.grad), np.full(3, 2.0))
 
 
+def test_function_returning_a_saved_tensor_as_gradient_is_not_written_into(backend, rng):
+    """A backward may return a tensor it saved: the engine must neither add the other contributions
+    into it nor make .grad an alias of it (an optimizer changes .grad in place)."""
+    class TimesConstant(gc.autograd.Function):
+        @staticmethod
+        def forward(ctx, w, c):
+            ctx.save_for_backward(c)
+            return w * c
+
+        @staticmethod
+        def backward(ctx, g):
+            (c,) = ctx.saved_tensors
+            return c, None  # the gradient of (w * c).sum() with respect to w
+    ch = rng.standard_normal(3)
+    for first_use_first in (True, False):
+        c = leaf(ch, requires_grad=False)
+        w = leaf(rng.standard_normal(3))
+        parts = [lambda: (w * 10.0).sum(), lambda: TimesConstant.apply(w, c).sum()]
+        a, b = (parts if first_use_first else parts[::-1])
+        loss = a() + b()
+        loss.backward()
+        np.testing.assert_array_equal(host(c), ch)
+        np.testing.assert_allclose(host(w.grad), ch + 10.0, rtol=1e-15)
+    c = leaf(ch, requires_grad=False)
+    w = leaf(rng.standard_normal(3))
+    TimesConstant.apply(w, c).sum().backward()
+    w.grad.data[...] = 0.0
+    np.testing.assert_array_equal(host(c), ch)
+
+
 # ---- hooks ----------------------------------------------------------------------------------------------
 def test_register_hook_sees_and_replaces_a_gradient(backend, rng):
     xh = rng.standard_normal(3)

@@ -165,7 +165,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 continue
             owned = False
             if g is not None and counts[id(g)] == 1:
-                owned = incoming[id(g)] if id(g) in incoming else _owned_candidate(g)
+                owned = incoming[id(g)] if id(g) in incoming else (node.owns_results and _owned_candidate(g))
             give(edge[0], edge[1], g, owned)
     if inputs is not None:
         for position, value in enumerate(captured):

@@ -122,6 +122,8 @@ class FunctionCtx:
 class _FunctionNode(Node):
     __slots__ = ("function", "ctx", "num_outputs", "output_meta")
 
+    owns_results = False  # backward may return any tensor (a saved one, a parameter): never added into
+
     @property
     def name(self) -> str:
         return f"{self.function.__name__}Backward"
