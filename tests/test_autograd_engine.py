@@ -33,6 +33,21 @@ def test_leaves_keep_grad_non_leaves_only_when_retained(backend, rng):
     np.testing.assert_allclose(host(x.grad), 2.0 * (np.exp(2 * xh) * 2 * xh + np.exp(2 * xh)), rtol=1e-14)
 
 
+def test_retain_grad_follows_an_inplace_op(backend):
+    """As in PyTorch: after h *= 3, h.grad is the gradient of h's new value; a hook registered before
+    stays with the old value."""
+    x = leaf(np.array([1.0, 2.0]))
+    h = x * 2.0
+    h.retain_grad()
+    seen = []
+    h.register_hook(lambda g: seen.append(host(g).copy()))
+    h *= 3.0
+    (h * h).sum().backward()
+    np.testing.assert_array_equal(host(h.grad), [12.0, 24.0])  # 2 * (new h)
+    np.testing.assert_array_equal(seen[0], [36.0, 72.0])  # d/d(old h) = 3 * 2 * (new h)
+    np.testing.assert_array_equal(host(x.grad), [72.0, 144.0])
+
+
 def test_a_constant_leaf_gets_no_grad(backend, rng):
     x = leaf(rng.standard_normal(3))
     c = leaf(rng.standard_normal(3), requires_grad=False)
