@@ -76,9 +76,8 @@ def _model_step(be):
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step() -> None:
-        criterion(model(x), y)
         optimizer.zero_grad()
-        model.backward(criterion.backward())
+        criterion(model(x), y).backward()
         optimizer.step()
     return step
 

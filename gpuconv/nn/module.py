@@ -550,6 +550,8 @@ def _check_finite(module: Module, what: str, value: Any) -> None:
     ``value`` (an array or a tuple of them) holds NaN or infinity. Raised inside the module's
     _ErrorContext, so the message names the module within the model."""
     for array in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(array, Tensor):
+            array = array.data
         if array_kind(array) is None or np.dtype(array.dtype).kind != "f" or bool(np.isfinite(array).all()):
             continue
         nan = int(np.isnan(array).sum())
