@@ -398,6 +398,45 @@ def test_function_returning_a_saved_tensor_as_gradient_is_not_written_into(backe
     np.testing.assert_array_equal(host(c), ch)
 
 
+class ReturnsInput(gc.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class FirstRow(gc.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return gc.Tensor(x.data[:1])
+
+    @staticmethod
+    def backward(ctx, g):
+        out = gc.get_array_module(g.data).zeros(ctx.shape)
+        out[:1] = g.data
+        return out
+
+
+@pytest.mark.parametrize("function", [ReturnsInput, FirstRow])
+def test_function_output_on_its_input_memory_is_a_view(backend, rng, function):
+    """A Function returning its input (or a view of it): changing that output in place would change a
+    tensor another node saved; PyTorch refuses it, and so do we (it gave a silently wrong gradient)."""
+    x = leaf(rng.standard_normal((2, 3)))
+    h = x * 1.0
+    y = h * h  # saves h
+    z = function.apply(h)
+    with pytest.raises(RuntimeError, match="view"):
+        z += 1.0
+    with gc.no_grad():
+        z += 1.0  # allowed, but seen:
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
 # ---- hooks ----------------------------------------------------------------------------------------------
 def test_register_hook_sees_and_replaces_a_gradient(backend, rng):
     xh = rng.standard_normal(3)
