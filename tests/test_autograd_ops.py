@@ -60,6 +60,11 @@ def int_index(L, values):
     return L.tensor(values) if L is gc else L.tensor(values, dtype=L.int64)
 
 
+def _array(L, values):
+    """A constant as the library's users write it: a numpy array next to a gpuconv Tensor."""
+    return np.array(values) if L is gc else L.tensor(values, dtype=L.float64)
+
+
 def _dtype(L, name):
     return np.dtype(name) if L is gc else getattr(L, name)
 
@@ -123,6 +128,10 @@ CASES = {
     "chunk": (lambda L, a: a.chunk(3, 1)[2] - a.chunk(3, 1)[0], fixed((2, 6)), normal),
     "where": (lambda L, a, b: L.where(a > 0, a, b), fixed((2, 3), (3,)), normal),
     "where_broadcast": (lambda L, a, b: L.where(b > 0, a * 2, b), fixed((2, 1), (1, 3)), normal),
+    "where_number": (lambda L, a: L.where(a > 0, a, 0.5), fixed((2, 3)), normal),
+    "cat_with_constant": (lambda L, a: L.cat([a, _array(L, [[1.0, 2.0, 3.0]]), a], 0), fixed((1, 3)), normal),
+    "array_operands": (lambda L, a: _array(L, [2.0, 3.0, 4.0]) * a + _array(L, [1.0, -1.0, 0.5]) - a / _array(L, [2.0, 1.5, 3.0]),
+                       fixed((2, 3)), normal),
     # reductions
     "sum_all": (lambda L, a: a.sum(), unary(), normal),
     "sum_dim": (lambda L, a: a.sum(dim=1), unary(2, 3), normal),
@@ -153,6 +162,9 @@ CASES = {
     "clamp": (lambda L, a: a.clamp(-0.1, 0.1), unary(), away_from_zero),
     "clamp_min": (lambda L, a: L.clamp(a, min=0.1), unary(), away_from_zero),
     "clamp_max": (lambda L, a: a.clamp(max=-0.1), unary(), away_from_zero),
+    "clamp_tensor_bounds": (lambda L, a, lo, hi: L.clamp(a, min=lo, max=hi), fixed((2, 3), (3,), (2, 1)),
+                            (normal, lambda rng, s: rng.uniform(-1.5, -0.1, s), lambda rng, s: rng.uniform(0.1, 1.5, s))),
+    "clamp_tensor_min": (lambda L, a, lo: a.clamp(min=lo), fixed((2, 3), (2, 3)), normal),
     "maximum": (lambda L, a, b: L.maximum(a, b), binary(), normal),
     "minimum": (lambda L, a, b: a.minimum(b), binary(), normal),
     "sigmoid": (lambda L, a: L.sigmoid(a) + a.sigmoid(), unary(), normal),

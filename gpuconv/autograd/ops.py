@@ -347,6 +347,16 @@ class ClampBackward(Node):
 def clamp(a: Any, min: Any = None, max: Any = None) -> Any:  # noqa: A002 - torch.clamp
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
+    T = _tensor_cls()
+    if isinstance(min, T) or isinstance(max, T):
+        # Tensor bounds get their gradient where they are the result (PyTorch's clamp: x's where
+        # min <= x <= max, min's where x < min, max's where the result exceeds max).
+        out = a
+        if min is not None:
+            out = where(data_of(out) < data_of(min), min, out)
+        if max is not None:
+            out = where(data_of(out) > data_of(max), max, out)
+        return out
     A = data_of(a)
     out = xp_of(A).clip(A, min, max)
     if needs_grad(a):
