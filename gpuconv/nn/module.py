@@ -58,8 +58,9 @@ class Module:
         elif isinstance(value, Module):
             self._forget(name, keep=self._modules)
             self._modules[name] = value
-        elif name in self.__dict__.get("_buffer_names", ()) and (value is None or array_kind(value) is not None):
-            self._buffers[name] = value
+        elif name in self.__dict__.get("_buffer_names", ()) and (value is None or array_kind(value) is not None
+                                                                 or isinstance(value, Tensor)):
+            self._buffers[name] = value.data if isinstance(value, Tensor) else value
         else:
             self._forget(name, keep=None)
             object.__setattr__(self, name, value)
@@ -91,6 +92,8 @@ class Module:
         unless ``persistent`` is False. ``tensor`` may be None (then it is left out)."""
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        if isinstance(tensor, Tensor):
+            tensor = tensor.data  # buffers are kept as the arrays themselves
         if tensor is not None and array_kind(tensor) is None:
             raise TypeError(f"buffer {name!r} must be an array or None, got {type(tensor).__name__}")
         self.__dict__.pop(name, None)
