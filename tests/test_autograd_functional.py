@@ -370,3 +370,16 @@ def test_binary_cross_entropy_refuses_a_target_that_requires_grad(backend, rng):
     target = leaf(probabilities(rng, (2, 3)))
     with pytest.raises(RuntimeError, match="target"):
         F.binary_cross_entropy(x, target)
+
+
+# ---- conv_transpose2d: it runs the conv2d algorithms with the directions swapped ----------------------
+@pytest.mark.parametrize("algo", ["im2col", "direct", "implicit_gemm", "gemm"])
+def test_conv_transpose2d_algorithms_match_torch(backend, algo, rng):
+    if algo == "gemm":  # a 1x1 kernel, stride 1, no padding
+        shapes, kwargs = [(2, 3, 2, 3), (3, 2, 1, 1), (2,)], dict(stride=1, padding=0)
+    else:
+        shapes, kwargs = [(1, 4, 2, 3), (4, 1, 3, 2), (2,)], dict(stride=2, padding=1, output_padding=1, groups=2)
+
+    def fn(L, x, w, b):
+        return F_of(L).conv_transpose2d(x, w, b, **kwargs, **ours(L, algo=algo))
+    compare_with_torch(fn, [rng.standard_normal(s) for s in shapes], np.float64, what=f"conv_transpose2d {algo}")
