@@ -236,6 +236,15 @@ def dropout2d(x, p=0.5, training=True, inplace=False, *, generator=None, return_
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5, *,
                num_batches_tracked=None, return_stats=False):
     X, W, B = data_of(x), data_of(weight), data_of(bias)
+    # NOTE: the array op wants C-contiguous vectors (it checks them as it checks the running statistics,
+    # which it updates in place); weight and bias are only read: a strided one (a slice, a view of a
+    # parameter) is copied, and that copy is saved (its values cannot change before backward).
+    be = get_backend()
+    saved_weight = weight
+    if W is not None and not W.flags.c_contiguous:
+        W = saved_weight = be.contiguous(W)
+    if B is not None and not B.flags.c_contiguous:
+        B = be.contiguous(B)
     record = needs_grad(x, weight, bias)
     out = batchnorm.batch_norm(X, _plain(running_mean), _plain(running_var), W, B, training=training,
                                momentum=momentum, eps=eps, num_batches_tracked=num_batches_tracked,
@@ -247,7 +256,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     def run(node, g):
         xs, ws, m, s = node.saved()
         return batchnorm.batch_norm_backward(g, xs, ws, m, s, training=node.args, needs=_needs(node, 0, 1, 2))
-    result = _record(y, "NativeBatchNormBackward", run, (x, weight, bias), (x, weight, mean, invstd),
+    result = _record(y, "NativeBatchNormBackward", run, (x, weight, bias), (x, saved_weight, mean, invstd),
                      bool(training))
     return (result, wrap(mean), wrap(invstd)) if return_stats else result
 
