@@ -369,6 +369,8 @@ def test_a_failed_load_changes_nothing(backend, tmp_path, damage):
             for entry in opt:
                 if entry[0] == "state":
                     entry[1] = {"__dict__": [[0, {"__dict__": []}], [99, {"__dict__": []}]]}
+            for key in [k for k in arrays if k.startswith("optimizer/state/")]:
+                del arrays[key]  # no longer named by the manifest: an unnamed member is an error of its own
 
     _rewrite(tmp_path / "good.npz", tmp_path / "bad.npz", edit)
     model, opt = _trained(2)
@@ -543,7 +545,8 @@ def test_save_warns_about_non_finite_parameters(tmp_path):
     model[1].bias.data[1] = np.nan
     with pytest.warns(RuntimeWarning, match=r"NaN or infinite values in 1\.bias"):
         gpuconv.save(tmp_path / "nan.npz", model)
-    gpuconv.load(tmp_path / "nan.npz", model)  # still written and loadable
+    with pytest.warns(RuntimeWarning, match=r"nan.npz.*NaN or infinite values in 1\.bias"):
+        gpuconv.load(tmp_path / "nan.npz", model)  # still written and loadable, with the same warning
 
 
 # ---- 17. unfold / fold name their parameter ------------------------------------------------------
