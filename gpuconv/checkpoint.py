@@ -1,6 +1,6 @@
 """Checkpoints: a model's state dict, an optimizer's state and user metadata in one ``.npz`` file.
 
-Layout of the archive (NumPy's zip of ``.npy`` files, loaded with ``allow_pickle=False``):
+Layout of the archive (NumPy's zip of uncompressed ``.npy`` files, as ``np.savez`` writes; never unpickled):
 
 - ``__gpuconv__``: a UTF-8 JSON manifest stored as a uint8 array:
   ``{"format": "gpuconv-checkpoint", "version": 1, "model": [names in state-dict order] or null,
