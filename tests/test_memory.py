@@ -11,7 +11,7 @@ import pytest
 import gpuconv as gc
 import gpuconv.functional as F
 import gpuconv.memory as M
-from gpuconv import nn
+from gpuconv import nn, optim
 from gpuconv.backend.memory_hooks import round_to_block
 from gpuconv.functional.activation import relu_transient_bytes
 from gpuconv.functional.batchnorm import batch_norm_transient_bytes
@@ -512,3 +512,61 @@ def test_layers_without_a_rule_of_their_own_use_their_shape_reports(host_backend
     assert (est.params, est.grads, est.optimizer_state) == (got["params"], got["grads"], got["optimizer_state"])
     assert abs(est.peak - got["peak"]) <= 0.10 * got["peak"], str(result)
     assert [row.type for row in est.rows][:4] == ["Conv2d", "GroupNorm", "ReLU", "Dropout2d"]
+
+
+# ---- estimate's argument handling: sizes no backend can index, optimizer names ---------------------
+def _small_net():
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10))
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((2**40, 1, 8, 8), r"input_shape\[0\] = 1099511627776 is more than 2147483647, the largest size the kernels index"),
+    ((8, 2**31, 8, 8), r"input_shape\[1\] = 2147483648 is more than 2147483647"),
+    ((2**31 - 1, 2**31 - 1, 2**31 - 1, 8), r"bytes, more than an array can index"),
+])
+def test_estimate_refuses_sizes_no_backend_can_index_before_replaying(monkeypatch, shape, message):
+    import importlib
+
+    estimate_module = importlib.import_module("gpuconv.memory.estimate")  # the package exports the function
+    def replay(*args, **kwargs):
+        raise AssertionError("replayed a step that cannot run")
+
+    monkeypatch.setattr(estimate_module, "_replay", replay)
+    with pytest.raises(ValueError, match=message):
+        M.estimate(_small_net(), shape)
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("adam", "Adam"), ("ADAM", "Adam"), ("adamw", "AdamW"),
+                                       ("rmsprop", "RMSprop"), ("adagrad", "Adagrad")])
+@pytest.mark.parametrize("step", ["first", "later"])
+def test_estimate_takes_an_optimizer_by_name_with_pytorchs_defaults(name, cls, step):
+    model = _small_net()
+    by_name = M.estimate(model, (4, 1, 8, 8), optimizer=name, step=step)
+    by_object = M.estimate(model, (4, 1, 8, 8), optimizer=getattr(optim, cls)(model.parameters()),
+                                        step=step)
+    assert by_name.optimizer == cls
+    assert (by_name.peak, by_name.optimizer_state) == (by_object.peak, by_object.optimizer_state)
+
+
+def test_an_optimizer_named_is_made_without_state():
+    from gpuconv.memory.estimate_args import resolve_optimizer
+
+    model = _small_net()
+    adagrad = resolve_optimizer(model, "adagrad")  # Adagrad's constructor would fill an accumulator per parameter
+    assert isinstance(adagrad, optim.Adagrad) and adagrad.state == {}
+    assert adagrad.param_groups[0]["lr"] == 1e-2 and adagrad.param_groups[0]["initial_accumulator_value"] == 0.0
+    assert [id(p) for p in adagrad.param_groups[0]["params"]] == [id(p) for p in model.parameters()]
+
+
+def test_estimate_refuses_an_unknown_name_another_type_and_another_models_optimizer():
+    model, other = _small_net(), _small_net()
+    with pytest.raises(ValueError, match=r"optimizer must be an optimizer object or one of \['adagrad', 'adam', "
+                                         r"'adamw', 'rmsprop', 'sgd'\], got 'lbfgs'"):
+        M.estimate(model, (4, 1, 8, 8), optimizer="lbfgs")
+    with pytest.raises(TypeError, match="optimizer must be a gpuconv.optim optimizer, .* got dict"):
+        M.estimate(model, (4, 1, 8, 8), optimizer={"lr": 0.1})
+    with pytest.raises(ValueError, match=r"optimizer holds 4 parameter\(s\) that are not the model's .*another model"):
+        M.estimate(model, (4, 1, 8, 8), optimizer=optim.Adam(other.parameters()))
+    head_only = optim.Adam(model[3].parameters())  # fine-tuning part of the model is fine
+    report = M.estimate(model, (4, 1, 8, 8), optimizer=head_only)
+    assert report.optimizer_state == 2 * sum(p.data.nbytes for p in model[3].parameters())

@@ -110,12 +110,18 @@ def estimate(name: str, args: Any, dtype: np.dtype, mode: str, notes: list[str])
 
 
 def measured_peak(name: str, args: Any, dtype: np.dtype, mode: str, be: Any) -> int:
-    """Peak bytes of building the workload and running two steps of ``mode`` (see peak.py)."""
+    """Peak bytes of building the workload and running two steps of ``mode`` (see peak.py). A model
+    that does not run in this mode at these sizes (a training-mode batch norm over one value per
+    channel) is a BenchError."""
     def steps() -> None:
         load = workload(name, args.batch, args.image_size, args.num_classes, dtype)
         load.step(mode)
         load.step(mode)
-    return measure_peak(steps, be)
+    try:
+        return measure_peak(steps, be)
+    except ValueError as error:
+        raise BenchError(f"model {name} does not run in {mode} mode at --image-size {args.image_size} with "
+                         f"--batch {args.batch}: {error}") from None
 
 
 def run(args: Any, be: Any, settings: Settings, torch: TorchChild | None, notes: list[str]) -> list[dict[str, Any]]:
