@@ -264,3 +264,18 @@ def test_inplace_module_in_a_sequential(backend, rng):
     np.testing.assert_array_equal(x_grads[0], x_grads[1])
     for (name, a), b in zip(inplace.named_parameters(), plain.parameters()):
         np.testing.assert_array_equal(host(a.grad), host(b.grad), err_msg=name)
+
+
+def test_clamp_in_place_refuses_bounds_that_require_grad():
+    """Their gradient would be lost without a word: the in-place form refuses them; out of place they get it."""
+    with gc.backend("numpy"):
+        x = gc.tensor(np.array([-2.0, 0.5, 3.0]), requires_grad=True)
+        low = gc.tensor(np.array([0.0, 0.0, 0.0]), requires_grad=True)
+        h = x * 1.0
+        with pytest.raises(RuntimeError, match=r"clamp_ with bounds that require grad .* x\.clamp\(min, max\)"):
+            h.clamp_(low, 1.0)
+        h.clamp(low, 1.0).sum().backward()
+        np.testing.assert_array_equal(low.grad.numpy(), [1.0, 0.0, 0.0])
+        with gc.no_grad():
+            h.clamp_(low, 1.0)
+        np.testing.assert_array_equal(h.detach().numpy(), [0.0, 0.5, 1.0])

@@ -779,13 +779,18 @@ class Tensor:
     def clamp_(self, min=None, max=None):  # noqa: A002 - PyTorch's names
         if min is None and max is None:
             raise ValueError("clamp_: at least one of min and max must be given")
+        bounds_rg = any(isinstance(b, Tensor) and b._requires_grad for b in (min, max))
+        if bounds_rg and is_grad_enabled():
+            raise RuntimeError("clamp_ with bounds that require grad is not supported in place (their gradient "
+                               "would be lost): use the out-of-place x.clamp(min, max)")
         recording = self._check_inplace(False)
         node = None
+        low, high = _raw(min), _raw(max)
         if recording:
             node = ops.ClampBackward()
-            node.low, node.high = min, max
+            node.low, node.high = low, high
             node.save(self.data.copy())
-        xp_of(self.data).clip(self.data, min, max, out=self.data)
+        xp_of(self.data).clip(self.data, low, high, out=self.data)
         return self._commit_inplace(node, ())
 
     clip_ = clamp_
