@@ -7,6 +7,7 @@ stay array-in, array-out. What each node saves is exactly what its ``*_backward`
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import numpy as np
@@ -18,6 +19,12 @@ from ..functional import (activation, arith, batchnorm, channel_dropout, conv, c
 from .graph import Node
 from .ops import attach, data_of, needs_grad, wrap
 from .tensor import Tensor
+
+# NOTE: gpuconv.functional's package attributes dropout, group_norm, im2col, interpolate and linear are the
+# ops (they shadow the submodules of the same name): the submodules come from sys.modules.
+dropout_mod, group_norm_mod, im2col_mod, interpolate_mod, linear_mod = (
+    importlib.import_module(f"gpuconv.functional.{name}")
+    for name in ("dropout", "group_norm", "im2col", "interpolate", "linear"))
 
 
 class OpBackward(Node):
