@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..grad_mode import is_grad_enabled, no_grad
+from ._util import xp_of
 from .engine import run_backward
 from .graph import Node
 from .tensor import Tensor
@@ -25,12 +26,12 @@ def _root_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None) -
             if out.data.size != 1:
                 raise RuntimeError(f"grad can be implicitly created only for scalar outputs (output {index} has "
                                    f"shape {out.shape}): pass gradient= (backward) or grad_outputs= (grad)")
-            xp = np if isinstance(out.data, np.ndarray) else __import__("cupy")
+            xp = xp_of(out.data)
             result.append((xp.ones(out.data.shape, dtype=out.data.dtype), True))
             continue
         array = g.data if isinstance(g, Tensor) else g
         if not hasattr(array, "shape"):
-            xp = np if isinstance(out.data, np.ndarray) else __import__("cupy")
+            xp = xp_of(out.data)
             array = xp.asarray(array, dtype=out.data.dtype)
         if tuple(array.shape) != out.shape:
             raise RuntimeError(f"Mismatch in shape: grad_output[{index}] has a shape of {tuple(array.shape)} and "
@@ -221,7 +222,4 @@ class Function:
 
 
 def _xp(a: Any):
-    if isinstance(a, np.ndarray):
-        return np
-    import cupy
-    return cupy
+    return xp_of(a)

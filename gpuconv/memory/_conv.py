@@ -85,9 +85,9 @@ def _numpy_transient(g: F.ConvGeometry, dtype: Any, algo: str, direction: str) -
         return 0  # one batched GEMM straight into the result
     if algo == "direct":
         # The numpy backend runs its im2col code for "direct", with the default workspace limit.
-        return _numpy(g, itemsize, direction, numpy_conv._default_chunk(g, dtype))
+        return numpy_transient_bytes(g, itemsize, direction, numpy_conv._default_chunk(g, dtype))
     # im2col, and gemm's backward_weight (the im2col code: 1x1 columns are x itself)
-    return _numpy(g, itemsize, direction, plan(g, algo, direction, itemsize).chunk)
+    return numpy_transient_bytes(g, itemsize, direction, plan(g, algo, direction, itemsize).chunk)
 
 
 def _numpy_padded_bytes(g: F.ConvGeometry, itemsize: int) -> int:
@@ -101,7 +101,9 @@ def _numpy_padded_bytes(g: F.ConvGeometry, itemsize: int) -> int:
     return g.n * g.c_in * (g.h + pt + pb) * (g.w + pl + pr) * itemsize
 
 
-def _numpy(g: F.ConvGeometry, itemsize: int, direction: str, chunk: int) -> int:
+def numpy_transient_bytes(g: F.ConvGeometry, itemsize: int, direction: str, chunk: int) -> int:
+    """Peak bytes the numpy backend's im2col code allocates above its result in ``direction`` for
+    ``chunk`` images per chunk (it cuts the batch finer still, to stay in cache)."""
     kh, kw = g.kernel_size
     span_h, span_w = g.dilation[0] * (kh - 1), g.dilation[1] * (kw - 1)
     pt, pb, pl, pr = g.padding

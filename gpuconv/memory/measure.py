@@ -15,6 +15,7 @@ from ..backend.memory_hooks import track_peak
 from ..grad_mode import no_grad
 from .estimate import estimate
 from .report import MemoryReport, human
+from .step import train_step
 
 
 @dataclass
@@ -84,20 +85,6 @@ def _inputs(model: nn.Module, input_shape, dtype, loss: str, training: bool):
     else:
         target = rng.standard_normal(out_shape).astype(dtype)
     return x, be.asarray(target)
-
-
-def train_step(model: nn.Module, criterion: nn.Module, optimizer: Any, x: Any, target: Any) -> Any:
-    """One step as ``fit`` runs it (the step :func:`estimate` replays); returns the loss."""
-    if optimizer is not None:
-        optimizer.zero_grad()
-    else:
-        model.zero_grad()
-    out = model(x)
-    value = criterion(out, target)
-    value.backward()
-    if optimizer is not None:
-        optimizer.step()
-    return value
 
 
 def _live_bytes(model: nn.Module, optimizer: Any, *arrays: Any) -> int:
