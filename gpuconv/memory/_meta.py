@@ -139,7 +139,9 @@ class MetaBackend(Backend):
             x = self.contiguous(x)
             return _new(x.shape, x.dtype)
         y = _new(x.shape, x.dtype)
-        self._spike(x.nbytes, "softmax")  # exp(x - max) (or x - max for log) next to the result
+        # exp(x - max) (or x - max for log) next to the result, which the division (subtraction)
+        # by the broadcast sums writes through one iterator buffer
+        self._spike(x.nbytes + numpy_buffer_bytes(x.size, x.itemsize), "softmax")
         return y
 
     def softmax_backward(self, dy, y, axis: int, log: bool = False):
@@ -149,7 +151,8 @@ class MetaBackend(Backend):
         dx = _new(y.shape, y.dtype)
         # dy * y (freed after its sum) and dy - s (reused as the product from 256 KiB on); for log,
         # exp(y) * s stays next to dx.
-        self._spike(y.nbytes if (log or y.nbytes < 256 * 1024) else 0, "softmax backward")
+        self._spike((y.nbytes if (log or y.nbytes < 256 * 1024) else 0) + numpy_buffer_bytes(y.size, y.itemsize),
+                    "softmax backward")
         return dx
 
     # ---- batch norm -----------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ class _Run:
                 shape = tuple(self.model(MetaArray.new(self.input_shape, self.dtype)).shape)
         finally:
             set_ledger(previous)
-        if self.loss == "cross_entropy":
+        if self.loss == "cross_entropy":  # one class index per sample (and position)
             return MetaArray.new((shape[0],) + shape[2:], np.int64)
         return MetaArray.new(shape, self.dtype)
 
@@ -321,3 +321,18 @@ def _meta_copy(value: Any) -> Any:
         keep = host is not None and host.size <= 64
         return MetaArray.new(tuple(value.shape), value.dtype, host.copy() if keep else None)
     return value
+
+
+def output_shape(model: nn.Module, input_shape: tuple[int, ...], dtype: Any = None, backend: str | None = None) \
+        -> tuple[int, ...]:
+    """The shape of ``model``'s output for an input of ``input_shape``, from a shape-only forward in the
+    model's current mode (nothing computed, nothing counted, the model unchanged)."""
+    input_shape, dtype = _check(model, input_shape, "cross_entropy", "later", dtype)
+    run = _Run(model, input_shape, dtype, backend or "numpy", None, model.training, "cross_entropy", "later")
+    previous = set_ledger(None)
+    try:
+        with installed(meta_backend(run.backend, run.ledger)), flags(conv_benchmark=False, detect_anomaly=False), \
+                run._meta_state(), no_grad():
+            return tuple(model(MetaArray.new(input_shape, dtype)).shape)
+    finally:
+        set_ledger(previous)
