@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .autograd.tensor import Tensor
 from .backend import get_backend
 from .backend.memory_hooks import OutOfMemoryError
 from .grad_mode import no_grad
@@ -31,8 +32,13 @@ class NonFiniteLossError(FloatingPointError):
     """:func:`fit` met a NaN or infinite loss (the message names the epoch, batch and value)."""
 
 
+def _array(value: Any) -> Any:
+    """The native array of a Tensor (the meter's kernels take arrays)."""
+    return value.data if isinstance(value, Tensor) else value
+
+
 def _finite(loss_value: Any) -> bool:
-    return bool(np.isfinite(get_backend().to_numpy(loss_value)).all())  # one read back from the device
+    return bool(np.isfinite(get_backend().to_numpy(_array(loss_value))).all())  # one read back from the device
 
 
 def _loss_text(loss_value: Any) -> str:
@@ -57,6 +63,7 @@ class _Meter:
 
     def update(self, outputs: Any, targets: Any, loss_value: Any) -> None:
         be = get_backend()
+        outputs, targets, loss_value = _array(outputs), _array(targets), _array(loss_value)
         n = int(outputs.shape[0])
         scale = float(n) if self.reduction == "mean" else 1.0
         if be.is_native(loss_value):
@@ -198,7 +205,8 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
                         warnings.warn(message + "; training goes on (on_nonfinite='warn')", RuntimeWarning,
                                       stacklevel=2)
                         warned = True
-                    loss_value.backward()
+                    # reduction="none": every element's gradient is 1, as if the loss were summed.
+                    (loss_value if loss_value.numel() == 1 else loss_value.sum()).backward()
                     optimizer.step()
                 except OutOfMemoryError as exc:
                     raise explain(exc, model, tuple(inputs.shape), optimizer) from exc

@@ -433,17 +433,17 @@ def test_fit_refuses_a_step_above_the_host_limit():
 
 def test_max_pool_keeps_int32_indices(backend, rng):
     pool = nn.MaxPool2d(3, stride=2, padding=1)
-    x = _rand(rng, (2, 3, 9, 8))
+    x = gc.tensor(_rand(rng, (2, 3, 9, 8)), requires_grad=True)
     y = pool(x)
-    x_kept, indices = pool._ctx
-    assert indices.dtype == np.int32 and x_kept is x
-    assert pool.saved_bytes(x.shape) == x.nbytes + 4 * y.size
+    x_kept, indices = y.grad_fn.saved()
+    assert indices.dtype == np.int32 and x_kept is x.data
     dy = _rand(rng, y.shape)
-    dx = pool.backward(dy)
-    _, wide = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    y.backward(dy)
+    _, wide = F.max_pool2d(x.data, 3, 2, 1, return_indices=True)
     assert wide.dtype == np.int64
-    np.testing.assert_array_equal(gc.to_numpy(dx), gc.to_numpy(F.max_pool2d_backward(dy, x, wide, 3, 2, 1)))
-    assert pool(x).dtype == x.dtype and pool.eval()(x) is not None and pool._ctx is None
+    np.testing.assert_array_equal(gc.to_numpy(x.grad), gc.to_numpy(F.max_pool2d_backward(dy, x.data, wide, 3, 2, 1)))
+    with gc.no_grad():
+        assert pool(x).grad_fn is None
 
 
 def test_readme_memory_table_is_what_the_code_prints(capsys):

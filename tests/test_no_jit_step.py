@@ -57,7 +57,7 @@ def _steps(be, model, optimizer, shape, classes, rng, steps=2, **loss_options):
             optimizer.zero_grad(set_to_none=step == 0)
             loss = crit(model(x), y)
             losses.append(float(loss))
-            model.backward(crit.backward(), input_grad=False)
+            loss.backward()
             optimizer.step()
         history = fit(model, crit, optimizer, [(x, y)], 1, val_loader=[(x, y)], progress=False)
     assert np.all(np.isfinite(losses)) and np.isfinite(history[0]["loss"]) and history[0]["accuracy"] is not None

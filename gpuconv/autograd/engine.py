@@ -3,9 +3,9 @@ creation among those whose gradients are complete (dependency counts, no recursi
 sums the gradients that reach one place with the backend's add kernel, and frees each node's saved
 arrays as it passes (unless the graph is retained).
 
-Ownership of gradient arrays: the engine adds into a gradient in place only when it owns it, i.e. the
-array was made by one node's backward for one edge (not a view, not the caller's ``gradient``, not an
-array a backward passed through unchanged to two places). A leaf's first gradient is stored without a
+Ownership of gradient arrays: the engine adds into a gradient in place only when it owns it, i.e. its
+memory was made by one node's backward for one edge (not the caller's ``gradient``, not memory that a
+backward handed to two places, as an add's backward does). A leaf's first gradient is stored without a
 copy when owned, else copied: ``.grad`` never aliases another tensor's gradient.
 """
 
@@ -16,12 +16,36 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import flags
 from ..backend import get_backend
 from .graph import AccumulateGrad, Node
 
 
-def _owned_candidate(g: Any) -> bool:
-    return getattr(g, "base", None) is None
+def _overlap(a: Any, b: Any) -> bool:
+    """Whether two gradients may share memory (a bounds check, no exact solve: conservative)."""
+    if type(a) is not type(b):
+        return False
+    return bool((np if isinstance(a, np.ndarray) else __import__("cupy")).may_share_memory(a, b))
+
+
+def _ownership(results: tuple, grads: list, slots: list) -> list[bool]:
+    """Per result of a node's backward: whether the engine may write into it. A result is owned when no
+    other result shares its memory; one that shares an incoming gradient's memory (passed through,
+    or a view of it) keeps the ownership that one had."""
+    owned = []
+    for i, g in enumerate(results):
+        if g is None:
+            owned.append(False)
+            continue
+        if any(j != i and h is not None and _overlap(g, h) for j, h in enumerate(results)):
+            owned.append(False)
+            continue
+        mine = True
+        for inc, entry in zip(grads, slots):
+            if inc is not None and _overlap(g, inc):
+                mine = mine and bool(entry and entry[1])
+        owned.append(mine)
+    return owned
 
 
 def _accumulate(entry: list | None, g: Any, owned: bool) -> list:
@@ -45,10 +69,8 @@ def _store_leaf_grad(leaf: Any, g: Any, owned: bool) -> None:
         g = g.astype(leaf.data.dtype)
         owned = True
     if leaf.grad is None:
-        if not owned or not g.flags.c_contiguous:
-            g = get_backend().contiguous(g)
-            if g.base is not None or not owned:
-                g = g.copy()
+        if not owned:
+            g = g.copy()
         leaf._grad = Tensor._wrap(g)
     else:
         get_backend().add_(leaf.grad.data, g if g.flags.c_contiguous else get_backend().contiguous(g))
@@ -151,20 +173,13 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
             results = (results,)
         # NumPy turns 0-d results into scalars: gradients stay arrays.
         results = tuple(np.asarray(r) if isinstance(r, np.generic) else r for r in results)
+        if flags.detect_anomaly:
+            _check_finite(node, results)
         if len(results) != len(node.next_edges):
             raise RuntimeError(f"{node.name} returned {len(results)} gradients, expected {len(node.next_edges)}")
-        incoming = {id(g): (entry[1] if entry else False) for g, entry in zip(grads, slots) if g is not None}
-        counts: dict[int, int] = {}
-        for g in results:
-            if g is not None:
-                counts[id(g)] = counts.get(id(g), 0) + 1
-        for edge, g in zip(node.next_edges, results):
-            if edge is None:
-                continue
-            owned = False
-            if g is not None and counts[id(g)] == 1:
-                owned = incoming[id(g)] if id(g) in incoming else _owned_candidate(g)
-            give(edge[0], edge[1], g, owned)
+        for edge, g, owned in zip(node.next_edges, results, _ownership(results, grads, slots)):
+            if edge is not None:
+                give(edge[0], edge[1], g, owned)
     if inputs is not None:
         for position, value in enumerate(captured):
             if value is None and not allow_unused:
@@ -172,6 +187,19 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                                    "used in the graph. Set allow_unused=True if this is the desired behavior.")
         return captured
     return None
+
+
+def _check_finite(node: Node, results: tuple) -> None:
+    """``gpuconv.flags.detect_anomaly``: a node whose gradient holds NaN or infinity is an error naming it."""
+    for index, g in enumerate(results):
+        if g is None or np.dtype(g.dtype).kind != "f":
+            continue
+        finite = get_backend().xp.isfinite(g) if not isinstance(g, np.ndarray) else np.isfinite(g)
+        if not bool(finite.all()):
+            nan = int((g != g).sum())
+            raise RuntimeError(f"detect_anomaly: {node.name} returned non-finite values in its gradient {index} "
+                               f"({nan} NaN, {int(g.size) - nan - int(finite.sum())} infinite of {int(g.size)} "
+                               f"values, shape {tuple(g.shape)})")
 
 
 def _name_node(exc: Exception, node: Node) -> None:

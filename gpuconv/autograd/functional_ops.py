@@ -7,24 +7,27 @@ stay array-in, array-out. What each node saves is exactly what its ``*_backward`
 
 from __future__ import annotations
 
-import importlib
+from importlib import import_module
 from typing import Any, Callable
 
 import numpy as np
 
 from ..backend import get_backend
-from ..functional import (activation, arith, batchnorm, channel_dropout, conv, conv_transpose, dropout as dropout_mod,
-                          group_norm as group_norm_mod, im2col as im2col_mod, interpolate as interpolate_mod,
-                          linear as linear_mod, loss, normalization, pool)
+
+
+def _module(name: str):
+    # By import path: gpuconv.functional's package attributes of these names are the ops themselves.
+    return import_module(f"gpuconv.functional.{name}")
+
+
+activation, batchnorm, channel_dropout = _module("activation"), _module("batchnorm"), _module("channel_dropout")
+conv, conv_transpose, dropout_mod = _module("conv"), _module("conv_transpose"), _module("dropout")
+group_norm_mod, im2col_mod, interpolate_mod = _module("group_norm"), _module("im2col"), _module("interpolate")
+linear_mod, loss, normalization, pool = _module("linear"), _module("loss"), _module("normalization"), _module("pool")
+arith = _module("arith")
 from .graph import Node
 from .ops import attach, data_of, needs_grad, wrap
 from .tensor import Tensor
-
-# NOTE: gpuconv.functional's package attributes dropout, group_norm, im2col, interpolate and linear are the
-# ops (they shadow the submodules of the same name): the submodules come from sys.modules.
-dropout_mod, group_norm_mod, im2col_mod, interpolate_mod, linear_mod = (
-    importlib.import_module(f"gpuconv.functional.{name}")
-    for name in ("dropout", "group_norm", "im2col", "interpolate", "linear"))
 
 
 class OpBackward(Node):

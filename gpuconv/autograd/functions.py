@@ -26,8 +26,10 @@ def _root_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None) -
             if out.data.size != 1:
                 raise RuntimeError(f"grad can be implicitly created only for scalar outputs (output {index} has "
                                    f"shape {out.shape}): pass gradient= (backward) or grad_outputs= (grad)")
-            xp = xp_of(out.data)
-            result.append((xp.ones(out.data.shape, dtype=out.data.dtype), True))
+            ones = np.ones(out.data.shape, dtype=out.data.dtype)
+            if not isinstance(out.data, np.ndarray):  # a host-to-device copy, not a fill kernel
+                ones = xp_of(out.data).asarray(ones)
+            result.append((ones, True))
             continue
         array = g.data if isinstance(g, Tensor) else g
         if not hasattr(array, "shape"):

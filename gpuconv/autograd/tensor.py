@@ -313,6 +313,11 @@ class Tensor:
             kwargs["out"] = tuple(x.data if isinstance(x, Tensor) else x for x in kwargs["out"])
         return getattr(ufunc, method)(*arrays, **kwargs)
 
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        """Other NumPy functions (``np.sum(t)``, ``np.concatenate([t, a])``, ``np.testing``) run on the
+        arrays and return arrays: no graph (use the Tensor methods and ``gpuconv.*`` to differentiate)."""
+        return func(*_unwrap_nested(args), **_unwrap_nested(kwargs))
+
     def item(self) -> Any:
         if self.data.size != 1:
             raise RuntimeError(f"a Tensor with {self.data.size} elements cannot be converted to Scalar")
@@ -836,6 +841,16 @@ class _Handle:
 
 def _raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
+
+
+def _unwrap_nested(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unwrap_nested(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _unwrap_nested(v) for k, v in value.items()}
+    return value
 
 
 def _operand(x: Any) -> Any:

@@ -58,8 +58,9 @@ class Module:
         elif isinstance(value, Module):
             self._forget(name, keep=self._modules)
             self._modules[name] = value
-        elif name in self.__dict__.get("_buffer_names", ()) and (value is None or array_kind(value) is not None):
-            self._buffers[name] = value
+        elif name in self.__dict__.get("_buffer_names", ()) and (value is None or array_kind(value) is not None
+                                                                 or isinstance(value, Tensor)):
+            self._buffers[name] = value.data if isinstance(value, Tensor) else value
         else:
             self._forget(name, keep=None)
             object.__setattr__(self, name, value)
@@ -91,6 +92,8 @@ class Module:
         unless ``persistent`` is False. ``tensor`` may be None (then it is left out)."""
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        if isinstance(tensor, Tensor):
+            tensor = tensor.data  # buffers are kept as the arrays themselves
         if tensor is not None and array_kind(tensor) is None:
             raise TypeError(f"buffer {name!r} must be an array or None, got {type(tensor).__name__}")
         self.__dict__.pop(name, None)
@@ -550,6 +553,8 @@ def _check_finite(module: Module, what: str, value: Any) -> None:
     ``value`` (an array or a tuple of them) holds NaN or infinity. Raised inside the module's
     _ErrorContext, so the message names the module within the model."""
     for array in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(array, Tensor):
+            array = array.data
         if array_kind(array) is None or np.dtype(array.dtype).kind != "f" or bool(np.isfinite(array).all()):
             continue
         nan = int(np.isnan(array).sum())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+
 import numpy as np
 
 from .. import functional as F
@@ -151,7 +153,7 @@ class BatchNorm1d(BatchNorm2d):
 
     def forward(self, x: Any) -> Any:
         self._check_input_shape(tuple(x.shape))
-        if self.training and x.size // self.num_features <= 1:
+        if self.training and math.prod(x.shape) // self.num_features <= 1:
             raise ValueError(f"BatchNorm1d in training mode needs more than 1 value per channel, got input shape "
                              f"{tuple(x.shape)} (use a batch of 2 or more, or eval())")
         return super().forward(x.reshape(self._as_4d(x.shape))).reshape(x.shape)
