@@ -873,6 +873,13 @@ def _no_copy(*args, **kwargs):
     return None
 
 
+def _may_share_memory(a, b, max_work=None):
+    """Whether two arrays view the same buffer (conservative: the same base)."""
+    if not isinstance(a, MetaArray) or not isinstance(b, MetaArray):
+        return False
+    return (a if a.base is None else a.base) is (b if b.base is None else b.base)
+
+
 def _clip(a, a_min=None, a_max=None, out=None, **kwargs):
     return _ufunc_call(np.clip, (_as_meta(a), a_min, a_max), out, {})
 
@@ -930,7 +937,8 @@ FUNCTIONS = {
     np.max: _reduction("max"), np.amax: _reduction("max"), np.min: _reduction("min"),
     np.amin: _reduction("min"), np.any: _reduction("any"), np.all: _reduction("all"),
     np.argmax: _reduction("argmax"), np.argmin: _reduction("argmin"), np.var: _reduction("var"),
-    np.std: _reduction("std"), np.dot: _matmul, np.shape: lambda a: _as_meta(a).shape,
+    np.std: _reduction("std"), np.dot: _matmul, np.may_share_memory: _may_share_memory,
+    np.shares_memory: _may_share_memory, np.shape: lambda a: _as_meta(a).shape,
     np.ndim: lambda a: _as_meta(a).ndim, np.size: lambda a: _as_meta(a).size,
     np.result_type: lambda *xs: np.result_type(*(x.dtype if isinstance(x, MetaArray) else x for x in xs)),
 }

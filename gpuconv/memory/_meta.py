@@ -31,6 +31,10 @@ from ..functional.pool import adaptive_avg_pool2d_transient_bytes
 from ._conv import numpy_transient_bytes
 
 TARGETS = ("numpy", "emulated", "cupy")
+# What one primitive's kernel launches hold in Python objects on the emulated backend while they run
+# (ctypes argument records, address tables): 4.5 to 7 KB per primitive, measured with tracemalloc
+# around each primitive of a ResNet training step (tests/test_memory.py checks whole steps).
+EMULATED_LAUNCH_BYTES = 6 * 1024
 
 
 def _new(shape: Any, dtype: Any) -> MetaArray:
@@ -48,9 +52,12 @@ class MetaBackend(Backend):
         self.target = target
         self.kernels = target != "numpy"
         self.ledger = ledger
+        self.launch_bytes = EMULATED_LAUNCH_BYTES if target == "emulated" else 0
 
     def _spike(self, nbytes: int, what: str) -> None:
-        self.ledger.spike(nbytes, what)
+        """The temporaries of the primitive running now (every primitive reports once, 0 included:
+        on the emulated backend its launches' Python objects come on top)."""
+        self.ledger.spike(nbytes + self.launch_bytes, what)
 
     # ---- arrays ------------------------------------------------------------------------------------
     def is_native(self, a: Any) -> bool:
@@ -72,31 +79,41 @@ class MetaBackend(Backend):
         return _matmul(a, b, out=out)
 
     def contiguous(self, a):
-        return _ascontiguousarray(a)
+        out = _ascontiguousarray(a)
+        if out is not a:
+            self._spike(0, "copy")
+        return out
 
     # ---- arithmetic ----------------------------------------------------------------------------------
     def add(self, a, b):
-        return _new(a.shape, a.dtype)
+        out = _new(a.shape, a.dtype)
+        self._spike(0, "add")
+        return out
 
     def add_(self, a, b):
+        self._spike(0, "add_")
         return a
 
     def fill_(self, a, value):
+        self._spike(0, "fill_")
         return a
 
     def bias_add_(self, y, bias):
-        if not self.kernels:  # y += bias broadcasts through one iterator buffer
-            self._spike(numpy_buffer_bytes(y.size, y.itemsize), "bias add")
+        # numpy: y += bias broadcasts through one iterator buffer
+        self._spike(0 if self.kernels else numpy_buffer_bytes(y.size, y.itemsize), "bias add")
         return y
 
     def sum_except_channel(self, x, axis: int = 1):
-        return _new((x.shape[axis],), x.dtype)
+        out = _new((x.shape[axis],), x.dtype)
+        self._spike(0, "sum")
+        return out
 
     def copy_into(self, dst, src):
+        self._spike(0, "copy")
         return dst
 
     def count_step(self, counter) -> None:
-        return None
+        self._spike(0, "count")
 
     # ---- elementwise ---------------------------------------------------------------------------------
     def relu(self, x):
@@ -111,8 +128,8 @@ class MetaBackend(Backend):
 
     def _where_mask(self, x, what: str):
         out = _new(x.shape, x.dtype)
-        if not self.kernels:  # np.where(x > 0, a, b * slope): the mask and the product
-            self._spike(x.size * (1 + x.itemsize), what)
+        # numpy: np.where(x > 0, a, b * slope): the mask and the product
+        self._spike(0 if self.kernels else x.size * (1 + x.itemsize), what)
         return out
 
     def leaky_relu(self, x, negative_slope):
@@ -137,7 +154,9 @@ class MetaBackend(Backend):
     def softmax(self, x, axis: int, log: bool = False):
         if self.kernels:
             x = self.contiguous(x)
-            return _new(x.shape, x.dtype)
+            y = _new(x.shape, x.dtype)
+            self._spike(0, "softmax")
+            return y
         y = _new(x.shape, x.dtype)
         # exp(x - max) (or x - max for log) next to the result, which the division (subtraction)
         # by the broadcast sums writes through one iterator buffer
@@ -147,7 +166,9 @@ class MetaBackend(Backend):
     def softmax_backward(self, dy, y, axis: int, log: bool = False):
         if self.kernels:
             dy, y = self.contiguous(dy), self.contiguous(y)
-            return _new(y.shape, y.dtype)
+            dx = _new(y.shape, y.dtype)
+            self._spike(0, "softmax backward")
+            return dx
         dx = _new(y.shape, y.dtype)
         # dy * y (freed after its sum) and dy - s (reused as the product from 256 KiB on); for log,
         # exp(y) * s stays next to dx.
@@ -193,10 +214,10 @@ class MetaBackend(Backend):
         return out
 
     def accumulate_loss(self, total, loss, scale: float) -> None:
-        return None
+        self._spike(0, "accumulate_loss")
 
     def count_correct(self, outputs, target, count) -> None:
-        return None
+        self._spike(0, "count_correct")
 
     # ---- pooling ---------------------------------------------------------------------------------------
     def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
@@ -205,17 +226,19 @@ class MetaBackend(Backend):
         shape = (n, c) + tuple(out_size)
         y = _new(shape, x.dtype)
         indices = _new(shape, index_dtype) if with_indices else None
+        spike = 0
         if not self.kernels and with_indices:
             # one boolean mask of the output at a time and copyto's buffer; int32 indices are an
             # int64 array cast down
             outputs = math.prod(shape)
             wide = np.dtype(index_dtype) == np.dtype(np.int64)
-            self._spike(outputs + numpy_buffer_bytes(outputs, 8) if wide else outputs * 9, "max_pool2d")
+            spike = outputs + numpy_buffer_bytes(outputs, 8) if wide else outputs * 9
+        self._spike(spike, "max_pool2d")
         return y, indices
 
     def _gather_spike(self, outputs: int, x_shape, what: str) -> None:
-        if not self.kernels:  # np.bincount in float64 over int64 flat indices, then a cast
-            self._spike(outputs * 18 + math.prod(x_shape) * 8, what)
+        # numpy: np.bincount in float64 over int64 flat indices, then a cast
+        self._spike(0 if self.kernels else outputs * 18 + math.prod(x_shape) * 8, what)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         dx = _new(x_shape, dy.dtype)
@@ -223,16 +246,21 @@ class MetaBackend(Backend):
         return dx, True
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
-        return _new(tuple(x.shape[:2]) + tuple(out_size), x.dtype)
+        y = _new(tuple(x.shape[:2]) + tuple(out_size), x.dtype)
+        self._spike(0, "avg_pool2d")
+        return y
 
     def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride, padding, count_include_pad, divisor_override):
         dx = _new(x_shape, dy.dtype)
-        if not self.kernels:  # (dy / divisors) in float64, cast back, then scattered into dx
-            self._spike(max(dy.size * (8 + dy.itemsize) - dx.nbytes, dy.nbytes), "avg_pool2d backward")
+        # numpy: (dy / divisors) in float64, cast back, then scattered into dx
+        self._spike(0 if self.kernels else max(dy.size * (8 + dy.itemsize) - dx.nbytes, dy.nbytes),
+                    "avg_pool2d backward")
         return dx
 
     def adaptive_avg_pool2d(self, x, out_size):
-        return _new(tuple(x.shape[:2]) + tuple(out_size), x.dtype)
+        y = _new(tuple(x.shape[:2]) + tuple(out_size), x.dtype)
+        self._spike(0, "adaptive_avg_pool2d")
+        return y
 
     def adaptive_avg_pool2d_backward(self, dy, x_shape):
         dx = _new(x_shape, dy.dtype)
@@ -243,8 +271,8 @@ class MetaBackend(Backend):
     def adaptive_max_pool2d(self, x, out_size, index_dtype=np.int64):
         shape = tuple(x.shape[:2]) + tuple(out_size)
         y, indices = _new(shape, x.dtype), _new(shape, index_dtype)
-        if not self.kernels and np.dtype(index_dtype) != np.dtype(np.int64):
-            self._spike(math.prod(shape) * 8, "adaptive_max_pool2d")
+        narrow = not self.kernels and np.dtype(index_dtype) != np.dtype(np.int64)
+        self._spike(math.prod(shape) * 8 if narrow else 0, "adaptive_max_pool2d")
         return y, indices
 
     def adaptive_max_pool2d_backward(self, dy, indices, x_shape):
@@ -254,15 +282,14 @@ class MetaBackend(Backend):
 
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         y = _new(tuple(x.shape[:2]) + tuple(out_size), x.dtype)
-        if not self.kernels:  # max(x, eps), its ratio to the window maximum and that ratio ** p
-            self._spike(3 * x.nbytes, "gem")
+        # numpy: max(x, eps), its ratio to the window maximum and that ratio ** p
+        self._spike(0 if self.kernels else 3 * x.nbytes, "gem")
         return y
 
     def gem_backward(self, dy, x, p, eps, kernel_size, stride, need_dx, need_dp):
         dx = _new(x.shape, x.dtype) if need_dx else None
         dp = _new((1,), x.dtype) if need_dp else None
-        if not self.kernels:
-            self._spike(4 * x.nbytes, "gem backward")
+        self._spike(0 if self.kernels else 4 * x.nbytes, "gem backward")
         return dx, dp
 
     # ---- columns ---------------------------------------------------------------------------------------
@@ -270,9 +297,8 @@ class MetaBackend(Backend):
         n, c = x.shape[:2]
         rows, l_size = c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1]
         cols = _new((n, rows, l_size) if layout == "nkl" else (rows, n * l_size), x.dtype)
-        if not self.kernels:
-            self._spike(self._padded_bytes(x.shape, x.itemsize, kernel_size, stride, padding, dilation, out_size),
-                        "im2col")
+        padded = self._padded_bytes(x.shape, x.itemsize, kernel_size, stride, padding, dilation, out_size)
+        self._spike(0 if self.kernels else padded, "im2col")
         return cols
 
     @staticmethod
@@ -285,9 +311,9 @@ class MetaBackend(Backend):
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation, out_size, layout, **kwargs):
         dx = _new(x_shape, cols.dtype)
-        if not self.kernels:  # the padded sum, cropped into dx
-            self._spike(self._padded_bytes(x_shape, cols.itemsize, kernel_size, stride, padding, dilation, out_size),
-                        "col2im")
+        # numpy: the padded sum, cropped into dx
+        padded = self._padded_bytes(x_shape, cols.itemsize, kernel_size, stride, padding, dilation, out_size)
+        self._spike(0 if self.kernels else padded, "col2im")
         return dx
 
     # ---- convolution -------------------------------------------------------------------------------------
