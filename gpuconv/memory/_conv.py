@@ -48,7 +48,10 @@ class _Replay:
 
 
 def _chunks(n: int, chunk: int) -> list[int]:
-    return [min(chunk, n - start) for start in range(0, n, chunk)]
+    """The distinct chunk sizes of ``n`` images cut into chunks of ``chunk``, in order: the full one
+    and a smaller last one (what the replays depend on; the batch may be any size)."""
+    first, last = min(chunk, n), n - (-(-n // chunk) - 1) * chunk
+    return [first] if last == first else [first, last]
 
 
 def conv_transient_bytes(x_shape, weight_shape, dtype: Any, stride=1, padding=0, dilation=1, groups: int = 1,
@@ -136,7 +139,7 @@ def _numpy_forward(g: F.ConvGeometry, itemsize: int, chunk: int) -> int:
     if l_size >= numpy_conv.WIDE_GEMM_BELOW:
         return padded + first * rows_total * l_size * itemsize
     total = padded + first * rows_total * l_size * itemsize + g.c_out * first * l_size * itemsize
-    last = g.n - (len(_chunks(g.n, cpu_chunk)) - 1) * cpu_chunk
+    last = _chunks(g.n, cpu_chunk)[-1]
     if last != first:  # a smaller last chunk gets its own column buffer
         total += rows_total * last * l_size * itemsize
     return total
