@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import optim
+from gpuconv import nn, optim
 
 
-class Param:
-    def __init__(self, data):
-        self.data = data
-        self.grad = None
+# The optimizers' parameters are Tensors with ``.data`` and ``.grad``.
+Param = nn.Parameter
 
 
 class TinyModel:

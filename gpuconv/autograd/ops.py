@@ -22,9 +22,15 @@ from ._util import is_float, sum_to, xp_of
 from .graph import Node
 
 
+_TENSOR: list = []
+
+
 def _tensor_cls():
-    from .tensor import Tensor
-    return Tensor
+    # tensor.py imports this module: the class is looked up once, on first use.
+    if not _TENSOR:
+        from .tensor import Tensor
+        _TENSOR.append(Tensor)
+    return _TENSOR[0]
 
 
 def data_of(x: Any) -> Any:

@@ -529,6 +529,12 @@ class Tensor:
     def ge(self, other):
         return self >= other
 
+    def any(self, dim=None, keepdim: bool = False) -> Tensor:
+        return Tensor._wrap(ops._ensure_array(self.data.any(axis=dim, keepdims=keepdim)))
+
+    def all(self, dim=None, keepdim: bool = False) -> Tensor:
+        return Tensor._wrap(ops._ensure_array(self.data.all(axis=dim, keepdims=keepdim)))
+
     def equal(self, other) -> bool:
         return self.shape == tuple(getattr(other, "shape", ())) and bool((self.data == _raw(other)).all())
 
