@@ -79,6 +79,11 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
             allocate different temporaries on the CPU and GPU paths.
     Returns:
         A :class:`MemoryReport`.
+
+    NOTE: with ``gpuconv.flags.conv_benchmark`` on, convolutions are estimated with the heuristic's
+    algorithms: the autotuner's winners are known only once it has timed them on the device.
+    Python objects (Tensors, graph nodes, the emulated launcher's records beyond 6 KiB per
+    primitive) are not counted: a few tens of KB per step.
     """
     input_shape, dtype = _check(model, input_shape, loss, step, dtype)
     del num_classes
@@ -96,8 +101,11 @@ class _Run:
         self.optimizer, self.training, self.loss, self.step = optimizer, training, loss, step
         self.ledger = Ledger(elide=backend != "cupy")
         self.rows: list[Row] = []
-        self.node_rows: dict = {}
+        self.node_rows: dict = {}  # graph node -> the row of the layer whose forward made it
+        self.param_ids: set[int] = set()
         self.activations = 0
+        self._wrapped: list = []  # (object, attribute) of the instance-level wrappers to remove
+        self._recording = False  # rows and activations are taken in the measured step only
 
     def report(self) -> MemoryReport:
         model, optimizer = self.model, self.optimizer
@@ -134,7 +142,7 @@ class _Run:
                 out = model(x)
             del out
             return x.nbytes, 0, 0
-        target = self._target(x)
+        target = self._target()
         criterion = nn.CrossEntropyLoss() if self.loss == "cross_entropy" else nn.MSELoss()
         self._wrap_phase(criterion, "loss", "backward")
         with set_grad_enabled(True):
@@ -151,7 +159,7 @@ class _Run:
         state = optimizer.state_bytes() if optimizer is not None else 0
         return x.nbytes + target.nbytes, grads, state
 
-    def _target(self, x: MetaArray) -> MetaArray:
+    def _target(self) -> MetaArray:
         """The targets, shaped from a forward that is not counted (meta arrays outside the ledger)."""
         previous = set_ledger(None)
         try:
@@ -208,9 +216,7 @@ class _Run:
     def _instrumented(self) -> Iterator[None]:
         """Instance-level wrappers (removed on exit) that set the ledger's phase and label and record
         a row per leaf module call."""
-        wrapped: list = []
-        self._wrapped = wrapped
-        self._recording = False
+        wrapped = self._wrapped
         try:
             self._wrap_phase(self.model, "forward", "loss", root=True)
             for name, module in self.model.named_modules():
