@@ -410,3 +410,23 @@ def test_containers_and_dropout2d_against_torch(numpy_f64, rng):
     for out in (y, t_y):
         assert set(np.unique(out)) == {0.0, 1 / 0.75}
         assert np.all(out.min(axis=(2, 3)) == out.max(axis=(2, 3)))
+
+
+@pytest.mark.parametrize("scale", [float("inf"), (2.0, float("inf")), float("nan"), -1.0, 0.0])
+def test_upsample_refuses_a_non_finite_or_non_positive_scale_factor(backend, scale):
+    with pytest.raises(ValueError, match=r"scale_factor must be a positive finite number or a pair of them, got"):
+        nn.Upsample(scale_factor=scale)
+    x = gpuconv.asarray(np.ones((1, 1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="scale_factor must be a positive finite number"):
+        F.interpolate(x, scale_factor=scale)
+
+
+@pytest.mark.parametrize("eps", [-1.0, 0.0, 0])
+def test_group_norm_refuses_eps_that_is_not_positive_as_batch_norm_does(backend, eps):
+    with pytest.raises(ValueError, match=rf"eps must be a positive finite number, got {eps!r}"):
+        nn.GroupNorm(2, 4, eps=eps)
+    x = gpuconv.asarray(np.ones((1, 4, 2, 2), np.float32))  # constant groups: variance 0
+    with pytest.raises(ValueError, match=rf"eps must be > 0, got {float(eps)!r}"):
+        F.group_norm(x, 2, eps=eps)
+    with pytest.raises(ValueError, match="eps must be"):
+        F.batch_norm(x, None, None, training=True, eps=eps)  # the rule group norm now follows

@@ -407,7 +407,7 @@ def test_train_eval_flags_and_to_dtype(rng):
 
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="padding_mode"):
-        nn.Conv2d(1, 1, 3, padding_mode="reflect")
+        nn.Conv2d(1, 1, 3, padding_mode="mirror")
     with pytest.raises(ValueError, match="groups"):
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="in_features"):

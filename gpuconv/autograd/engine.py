@@ -29,10 +29,11 @@ def _overlap(a: Any, b: Any) -> bool:
     return bool(xp_of(a).may_share_memory(a, b))
 
 
-def _ownership(results: tuple, grads: list, slots: list) -> list[bool]:
+def _ownership(results: tuple, grads: list, slots: list, owns_results: bool = True) -> list[bool]:
     """Per result of a node's backward: whether the engine may write into it. A result is owned when no
     other result shares its memory; one that shares an incoming gradient's memory (passed through,
-    or a view of it) keeps the ownership that one had."""
+    or a view of it) keeps the ownership that one had. Any other result is owned only when the node
+    makes new arrays (``owns_results``: a user's Function may return a saved tensor or a parameter)."""
     owned = []
     for i, g in enumerate(results):
         if g is None:
@@ -41,11 +42,8 @@ def _ownership(results: tuple, grads: list, slots: list) -> list[bool]:
         if any(j != i and h is not None and _overlap(g, h) for j, h in enumerate(results)):
             owned.append(False)
             continue
-        mine = True
-        for inc, entry in zip(grads, slots):
-            if inc is not None and _overlap(g, inc):
-                mine = mine and bool(entry and entry[1])
-        owned.append(mine)
+        passed = [bool(entry and entry[1]) for inc, entry in zip(grads, slots) if inc is not None and _overlap(g, inc)]
+        owned.append(all(passed) if passed else owns_results)
     return owned
 
 
@@ -60,7 +58,9 @@ def _accumulate(entry: list | None, g: Any, owned: bool) -> list:
     if owned and g.flags.c_contiguous:
         be.add_(g, be.contiguous(current))
         return [g, True]
-    return [be.add(be.contiguous(current), be.contiguous(g)), True]
+    total = be.add(be.contiguous(current), be.contiguous(g))
+    # NumPy's sum of two 0-d arrays is a scalar: gradients stay arrays.
+    return [np.asarray(total) if isinstance(total, np.generic) else total, True]
 
 
 def _store_leaf_grad(leaf: Any, g: Any, owned: bool) -> None:
@@ -178,7 +178,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
             _check_finite(node, results)
         if len(results) != len(node.next_edges):
             raise RuntimeError(f"{node.name} returned {len(results)} gradients, expected {len(node.next_edges)}")
-        for edge, g, owned in zip(node.next_edges, results, _ownership(results, grads, slots)):
+        for edge, g, owned in zip(node.next_edges, results, _ownership(results, grads, slots, node.owns_results)):
             if edge is not None:
                 give(edge[0], edge[1], g, owned)
     if inputs is not None:

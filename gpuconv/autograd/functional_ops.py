@@ -24,6 +24,7 @@ activation, batchnorm, channel_dropout = _module("activation"), _module("batchno
 conv, conv_transpose, dropout_mod = _module("conv"), _module("conv_transpose"), _module("dropout")
 group_norm_mod, im2col_mod, interpolate_mod = _module("group_norm"), _module("im2col"), _module("interpolate")
 linear_mod, loss, normalization, pool = _module("linear"), _module("loss"), _module("normalization"), _module("pool")
+pad_mod = _module("pad")
 arith = _module("arith")
 from .graph import Node
 from .ops import attach, data_of, needs_grad, wrap
@@ -235,6 +236,15 @@ def dropout2d(x, p=0.5, training=True, inplace=False, *, generator=None, return_
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5, *,
                num_batches_tracked=None, return_stats=False):
     X, W, B = data_of(x), data_of(weight), data_of(bias)
+    # NOTE: the array op wants C-contiguous vectors (it checks them as it checks the running statistics,
+    # which it updates in place); weight and bias are only read: a strided one (a slice, a view of a
+    # parameter) is copied, and that copy is saved (its values cannot change before backward).
+    be = get_backend()
+    saved_weight = weight
+    if W is not None and not W.flags.c_contiguous:
+        W = saved_weight = be.contiguous(W)
+    if B is not None and not B.flags.c_contiguous:
+        B = be.contiguous(B)
     record = needs_grad(x, weight, bias)
     out = batchnorm.batch_norm(X, _plain(running_mean), _plain(running_var), W, B, training=training,
                                momentum=momentum, eps=eps, num_batches_tracked=num_batches_tracked,
@@ -246,7 +256,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     def run(node, g):
         xs, ws, m, s = node.saved()
         return batchnorm.batch_norm_backward(g, xs, ws, m, s, training=node.args, needs=_needs(node, 0, 1, 2))
-    result = _record(y, "NativeBatchNormBackward", run, (x, weight, bias), (x, weight, mean, invstd),
+    result = _record(y, "NativeBatchNormBackward", run, (x, weight, bias), (x, saved_weight, mean, invstd),
                      bool(training))
     return (result, wrap(mean), wrap(invstd)) if return_stats else result
 
@@ -358,7 +368,20 @@ def gem(x, p=3.0, eps=1e-6, kernel_size=None, stride=None):
     return _record(y, "GemBackward", run, (x, p), (x, p), (eps, kernel_size, stride))
 
 
-# ---- resampling and columns ---------------------------------------------------------------------------
+# ---- resampling, padding and columns ------------------------------------------------------------------
+def pad(x, pad, mode="constant", value=0.0):
+    X = data_of(x)
+    y = pad_mod.pad(X, pad, mode, value)
+    if not needs_grad(x):
+        return wrap(y)
+
+    def run(node, g):
+        amounts, how = node.args
+        return (pad_mod.pad_backward(g, amounts, how),)
+    return _record(y, "PadBackward", run, (x,), (), (tuple(pad), mode))
+
+
+
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None):
     X = data_of(input)
     kwargs = dict(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,

@@ -125,6 +125,8 @@ class FunctionCtx:
 class _FunctionNode(Node):
     __slots__ = ("function", "ctx", "num_outputs", "output_meta")
 
+    owns_results = False  # backward may return any tensor (a saved one, a parameter): never added into
+
     @property
     def name(self) -> str:
         return f"{self.function.__name__}Backward"
@@ -201,6 +203,7 @@ class Function:
                 results.append(Tensor._wrap(out))
             else:
                 results.append(out)
+        _share_versions(results, args)
         if node is None:
             return results[0] if single else tuple(results)
         node.function, node.ctx = cls, ctx
@@ -217,10 +220,28 @@ class Function:
                 final.append(out)
                 continue
             if out.grad_fn is not None or out._requires_grad or any(out is a for a in args):
+                shared = out
                 out = Tensor._wrap(out.data)  # an input returned as is: a new tensor on the same data
+                out._version, out._base = shared._version, (shared if shared._base is None else shared._base)
             out.grad_fn, out._output_nr, out._requires_grad = node, nr, True
             final.append(out)
         return final[0] if single else tuple(final)
+
+
+def _share_versions(outputs: list, args: tuple) -> None:
+    """An output on an input's memory (the input returned as is, or a view of it) shares that input's
+    version counter, as the built-in views do: an in-place change through either is then seen, and an
+    in-place op on the output of a recorded graph is refused as on any view."""
+    from .engine import _overlap
+
+    inputs = [a for a in args if isinstance(a, Tensor)]
+    for out in outputs:
+        if not isinstance(out, Tensor) or any(out is a for a in inputs):
+            continue
+        for a in inputs:
+            if type(out.data) is type(a.data) and _overlap(out.data, a.data):
+                out._version, out._base = a._version, (a if a._base is None else a._base)
+                break
 
 
 def _xp(a: Any):

@@ -62,15 +62,16 @@ def gradcheck(fn: Callable, inputs: Any, eps: float = 1e-6, atol: float = 1e-5, 
     # Numerical Jacobian.
     for i in diff:
         x = inputs[i].data
-        flat = x.reshape(-1)
-        for j in range(flat.size):
-            original = flat[j].item()
+        # NOTE: x.reshape(-1) of a non-contiguous input is a copy: perturb x itself, element by element
+        # in C order (the order of the analytical Jacobian's rows).
+        for j, position in enumerate(np.ndindex(*x.shape)):
+            original = x[position].item()
             with no_grad():
-                flat[j] = original + eps
+                x[position] = original + eps
                 plus = [_host(t.data).reshape(-1).copy() for t in _outputs(fn, inputs)]
-                flat[j] = original - eps
+                x[position] = original - eps
                 minus = [_host(t.data).reshape(-1).copy() for t in _outputs(fn, inputs)]
-                flat[j] = original
+                x[position] = original
             for o in range(len(outputs)):
                 numerical = (plus[o] - minus[o]) / (2 * eps)
                 got = analytical[(i, o)][j]

@@ -27,6 +27,11 @@ class Node:
     #: outputs of the op (multi-output nodes receive None for an output no gradient reached).
     num_outputs = 1
 
+    #: whether an array this backward returns (other than an incoming gradient passed through) is new,
+    #: so that the engine may add other contributions into it in place. A user's Function may return a
+    #: saved tensor or a parameter: its node says False.
+    owns_results = True
+
     def __init__(self) -> None:
         self._seq = next(_sequence)
         self._saved = None

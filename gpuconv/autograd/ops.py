@@ -231,11 +231,13 @@ class MatmulBackward(Node):
         xp = xp_of(g)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        # The dims matmul dropped for 1-D operands come back: b's trailing one first, so that a 1-D @ 1-D
+        # gradient (0-d) becomes (1, 1).
         g2 = g
-        if a.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
         if b.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
         ga = gb = None
         if self.next_edges[0] is not None:
             ga = xp.matmul(g2, xp.swapaxes(b2, -1, -2))
@@ -351,6 +353,16 @@ class ClampBackward(Node):
 def clamp(a: Any, min: Any = None, max: Any = None) -> Any:  # noqa: A002 - torch.clamp
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
+    T = _tensor_cls()
+    if isinstance(min, T) or isinstance(max, T):
+        # Tensor bounds get their gradient where they are the result (PyTorch's clamp: x's where
+        # min <= x <= max, min's where x < min, max's where the result exceeds max).
+        out = a
+        if min is not None:
+            out = where(data_of(out) < data_of(min), min, out)
+        if max is not None:
+            out = where(data_of(out) > data_of(max), max, out)
+        return out
     A = data_of(a)
     out = xp_of(A).clip(A, min, max)
     if needs_grad(a):

@@ -144,7 +144,6 @@ class Tensor:
             return
         if self._retains_grad:
             return
-        self._retains_grad = True
         import weakref
 
         ref = weakref.ref(self)
@@ -156,6 +155,7 @@ class Tensor:
                     t.grad = Tensor._wrap(g.copy())
                 else:
                     get_backend().add_(t.grad.data, g)
+        self._retains_grad = keep  # an in-place op moves it to the new grad_fn (see _commit_inplace)
         self._add_pre_hook(keep)
 
     def _add_pre_hook(self, hook: Callable[[Any], Any]) -> None:
@@ -709,9 +709,14 @@ class Tensor:
         self._version[0] += 1
         if node is not None:
             node.next_edges = (self._edge(),) + tuple(x._edge() if isinstance(x, Tensor) else None for x in inputs)
+            previous = self.grad_fn
             self.grad_fn = node
             self._output_nr = 0
             self._requires_grad = True
+            if self._retains_grad:
+                # PyTorch's retain_grad follows the tensor: .grad is the gradient of its newest value.
+                previous._pre_hooks = [h for h in previous._pre_hooks if h[1] is not self._retains_grad]
+                self._add_pre_hook(self._retains_grad)
         return self
 
     def _inplace_binary(self, other: Any, kind: str, alpha: Any = 1) -> Tensor:

@@ -23,6 +23,7 @@ from ..backend import get_backend, installed
 from ..backend.meta_array import Ledger, MetaArray, set_ledger
 from ..grad_mode import no_grad, set_grad_enabled
 from ._meta import TARGETS, meta_backend
+from .estimate_args import check_input_size, resolve_optimizer
 from .report import MemoryReport, Row
 from .step import train_step
 
@@ -47,7 +48,9 @@ def _check(model: Any, input_shape: Any, loss: str, step: str, dtype: Any) -> tu
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return tuple(int(v) for v in input_shape), dtype
+    input_shape = tuple(int(v) for v in input_shape)
+    check_input_size(input_shape, dtype)
+    return input_shape, dtype
 
 
 def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = None, training: bool = True,
@@ -65,8 +68,10 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
     Args:
         model: a Module (not modified: its modes, parameters, buffers and gradients are restored).
         input_shape: the batch's shape, batch first, e.g. (32, 3, 224, 224).
-        optimizer: a ``gpuconv.optim`` optimizer over the model's parameters (None: no state and no
-            step, as when gradients are only computed). Its state is not touched.
+        optimizer: a ``gpuconv.optim`` optimizer over the model's parameters (one holding another
+            model's parameters is a ValueError), or its name, "sgd", "adam", "adamw", "rmsprop" or
+            "adagrad", for that optimizer with PyTorch's defaults over all of them (None: no state
+            and no step, as when gradients are only computed). Its state is not touched.
         training: False estimates inference.
         dtype: of the activations (default: the parameters').
         loss: ``"cross_entropy"`` (int64 class targets, one per sample) or ``"mse"`` (targets of the
@@ -79,6 +84,9 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
             allocate different temporaries on the CPU and GPU paths.
     Returns:
         A :class:`MemoryReport`.
+    Raises:
+        ValueError for an ``input_shape`` no backend can index (a size beyond 2**31 - 1, the
+        kernels' 32-bit ints, or more bytes than an array can have), at once.
 
     NOTE: with ``gpuconv.flags.conv_benchmark`` on, convolutions are estimated with the heuristic's
     algorithms: the autotuner's winners are known only once it has timed them on the device.
@@ -86,6 +94,7 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
     primitive) are not counted: a few tens of KB per step.
     """
     input_shape, dtype = _check(model, input_shape, loss, step, dtype)
+    optimizer = resolve_optimizer(model, optimizer)
     del num_classes
     backend = backend or get_backend().name
     if backend not in TARGETS:

@@ -31,6 +31,8 @@ class GroupNorm(Module):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if num_channels % num_groups:
             raise ValueError(f"num_groups={num_groups} must divide num_channels={num_channels}")
+        if not isinstance(eps, (int, float, np.integer, np.floating)) or isinstance(eps, bool) or not 0 < eps < np.inf:
+            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
         dtype = np.dtype(dtype or np.float32)
         xp = get_backend().xp
         self.num_groups = int(num_groups)
