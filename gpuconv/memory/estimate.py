@@ -197,9 +197,7 @@ class _Run:
             for m, name, b in saved_buffers:
                 m._buffers[name] = _meta_copy(b)
             if optimizer is not None:
-                fresh = self.step == "first" and optimizer.lazy_state
-                optimizer.state = {} if fresh else {
-                    p: {k: _meta_copy(v) for k, v in s.items()} for p, s in saved_state.items()}
+                optimizer.state = _initial_state(optimizer)
             yield
         finally:
             for p, data, grad in saved_params:
@@ -326,6 +324,19 @@ class _Run:
                 node._pre_hooks = []
             node._pre_hooks.append((0, hook))
             stack.extend(edge[0] for edge in node.next_edges if edge is not None)
+
+
+def _initial_state(optimizer: Any) -> dict:
+    """The optimizer's state as its constructor makes it, on the (swapped) meta parameters: empty for
+    the optimizers that create it in their first step; for the others (Adagrad's accumulators) a new
+    optimizer of the class over the same groups makes it. A "later" step gets the rest from its
+    warm-up step."""
+    if optimizer.lazy_state:
+        return {}
+    try:
+        return type(optimizer)([dict(group) for group in optimizer.param_groups]).state
+    except TypeError:  # a constructor that takes more than param groups: copy the state it has
+        return {p: {k: _meta_copy(v) for k, v in s.items()} for p, s in optimizer.state.items()}
 
 
 def _meta_copy(value: Any) -> Any:
