@@ -524,10 +524,10 @@ def _binary_op(ufunc: Any, reflected: bool, commutative: bool):
     return op
 
 
-def _inplace_op(ufunc: Any):
-    def op(self, other):
-        return self
-    return op
+def _inplace_op(self: MetaArray, other: Any) -> MetaArray:
+    """``a += b`` and the like: no new array; a broadcast or cast ``b`` goes through a buffer."""
+    _iterator_buffers((self, other), self._shape, self.dtype)
+    return self
 
 
 def _unary_op(ufunc: Any):
@@ -550,7 +550,7 @@ for _name, _ufunc, _commutative in (
     setattr(MetaArray, f"__{_name}__", _binary_op(_ufunc, False, _commutative))
     if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):
         setattr(MetaArray, f"__r{_name}__", _binary_op(_ufunc, True, _commutative))
-        setattr(MetaArray, f"__i{_name}__", _inplace_op(_ufunc))
+        setattr(MetaArray, f"__i{_name}__", _inplace_op)
 MetaArray.__hash__ = object.__hash__
 MetaArray.__neg__ = _unary_op(np.negative)
 MetaArray.__pos__ = _unary_op(np.positive)
