@@ -19,6 +19,29 @@ def human(nbytes: float) -> str:
 
 
 @dataclass
+class Row:
+    """One leaf module call's line in the report, in execution order.
+
+    Attributes:
+        name: the module's qualified name in the model; type: its class name.
+        output_shape: the shape of its (first) output.
+        params: its own parameters' element count.
+        saved_bytes: what the autograd graph keeps for backward from this call (every array its
+            nodes saved, its input included when saved; each array counted once).
+        transient_bytes: the largest temporary one of its ops allocated, forward or backward.
+        flops: floating-point operations of its forward (convolutions and matrix products).
+    """
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+    saved_bytes: int
+    transient_bytes: int
+    flops: int
+
+
+@dataclass
 class MemoryReport:
     """Memory of one step of ``model`` on an input of ``input_shape``, in bytes.
 
