@@ -3,7 +3,8 @@
 conv: grouped bars of the median time per implementation per layer, one panel per direction,
 and on a GPU a roofline panel (arithmetic intensity against achieved GFLOP/s, under the device's
 peak FLOP/s and bandwidth: from :data:`GPU_PEAKS` for known GPUs, else the copy bandwidth measured
-in the run). pool/bn/im2col/elementwise: % of a copy per op. model: images/s. memory: estimated vs measured.
+in the run). pool/bn/im2col/elementwise: % of a copy per op. model: images/s, and with PyTorch compared, a second
+panel of gpuconv's time over PyTorch's (median and best). memory: estimated vs measured.
 """
 
 from __future__ import annotations
@@ -98,6 +99,24 @@ def _conv(fig_factory: Any, report: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _model(fig_factory: Any, report: dict, path: Path) -> None:
+    rows = [r for r in report["rows"] if r["status"] == "ok" and "median_ms" in r]
+    ratios = [r for r in rows if "ratio_torch" in r]
+    fig, axes = fig_factory(1 + bool(ratios), 1, figsize=(8, 4 * (1 + bool(ratios))))
+    axes = np.atleast_1d(axes)
+    labels, series = _series(rows, "mode", "impl", "images_per_s")
+    _bars(axes[0], labels, series, "images/s")
+    axes[0].set_title(f"gpuconv-bench model ({report['header']['backend']})")
+    if ratios:
+        labels = [f"{r['case']} {r['mode']}" for r in ratios]
+        _bars(axes[1], labels, {"median": [r["ratio_torch"] for r in ratios],
+                                "best": [r.get("ratio_torch_best") for r in ratios]}, "gpuconv time / PyTorch time")
+        axes[1].axhline(1.0, color="k", linewidth=0.8)
+        axes[1].set_title("ratio to PyTorch (< 1: gpuconv is faster)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def plot(report: dict, path: Path) -> None:
     """Draws ``report`` (see schema.py) into ``path`` (PNG, or any format matplotlib knows by suffix)."""
     import matplotlib
@@ -110,14 +129,15 @@ def plot(report: dict, path: Path) -> None:
         _conv(plt.subplots, report, path)
         plt.close("all")
         return
+    if command == "model":
+        _model(plt.subplots, report, path)
+        plt.close("all")
+        return
     rows = [r for r in report["rows"] if r["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.4), 5))
     if command in ("pool", "bn", "im2col", "elementwise"):
         labels = [f"{r['case']}: {r['op']}" for r in rows]
         _bars(ax, labels, {"% of a copy": [r.get("pct_copy") for r in rows]}, "% of a copy's GB/s")
-    elif command == "model":
-        labels, series = _series(rows, "mode", "impl", "images_per_s")
-        _bars(ax, labels, series, "images/s")
     else:
         labels = [f"{r['case']} {r['mode']}" for r in rows]
         series = {"measured": [r["peak_measured_bytes"] / 2**20 for r in rows],
