@@ -169,3 +169,26 @@ def test_plot_draws_the_model_ratios(tmp_path, monkeypatch):
     plot_module.plot(json.loads(json.dumps(report)), png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (["lenet5 train", "lenet5 inference"], "gpuconv time / PyTorch time") in drawn
+
+
+def test_cpu_clock_times_the_process_cpu_seconds(monkeypatch):
+    """--clock cpu reads time.process_time for both gpuconv and the twin (patched to count calls)."""
+    from gpuconv.bench import timing
+
+    ticks = []
+
+    def fake_clock():
+        ticks.append(None)
+        return float(len(ticks))
+
+    monkeypatch.setitem(timing.CLOCKS, "cpu", fake_clock)
+    report = _bench("--model", "lenet5", "--image-size", "32", "--batch", "2", "--num-classes", "10", "--clock", "cpu")
+    # Every timed call (2 warm-up-free repeats x 2 modes x 2 libraries) reads the clock twice, one tick apart.
+    assert len(ticks) == 16
+    assert all(r["median_ms"] == pytest.approx(1e3) for r in report["rows"])
+    assert any("--clock cpu" in n for n in report["header"]["notes"])
+
+
+def test_cpu_clock_is_refused_on_the_gpu():
+    with pytest.raises(SystemExit):
+        cli.main(["model", "--backend", "cupy", "--clock", "cpu"])

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", choices=MODELS, default="resnet18")
     model.add_argument("--image-size", type=_positive, default=224)
     model.add_argument("--num-classes", type=_positive, default=1000)
+    model.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                       help="wall: elapsed time (default); cpu: this process's CPU time, little disturbed by "
+                            "other work on a shared machine, meaningful with one thread (OPENBLAS_NUM_THREADS=1 "
+                            "--torch-threads 1); numpy backend only")
     model.add_argument("--in-channels", type=_positive, help="input channels (default: the model's, LeNet-5 1, "
                                                              "the others 3)")
     memory = subcommand("memory", "the memory estimator against measured peaks")
@@ -134,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.device is not None and args.backend not in ("cupy", "auto"):
         parser.error(f"--device applies to --backend cupy only, got --backend {args.backend}")
+    if getattr(args, "clock", "wall") == "cpu" and args.backend not in ("numpy", "auto"):
+        parser.error(f"--clock cpu applies to --backend numpy only, got --backend {args.backend}")
     if args.command == "conv" and args.algos is not None:
         known = conv_bench.algorithms() + ["auto"]
         wanted = [a.strip() for a in args.algos.split(",") if a.strip()]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,7 +26,7 @@ from . import torch_twin
 from .errors import BenchError
 from .peak import measure_peak
 from .runner import Settings, relative_error
-from .timing import interleaved, timed_call
+from .timing import CLOCKS, interleaved, timed_call
 
 MODES = ("train", "inference")
 
@@ -230,13 +229,16 @@ class TorchWorkload:
         self.optimizer.step()
         return out
 
-    def timed(self, mode: str) -> Callable[[], float]:
+    def timed(self, mode: str, clock: str = "wall") -> Callable[[], float]:
+        """A call that runs ``mode`` once and returns its seconds on ``clock`` (see timing.CLOCKS)."""
+        now = CLOCKS[clock]
+
         def call() -> float:
             self.ref.synchronize()
-            start = time.perf_counter()
+            start = now()
             self.step(mode)
             self.ref.synchronize()
-            return time.perf_counter() - start
+            return now() - start
         return call
 
     def inference_error(self, load: Workload, images: int) -> float:
@@ -278,7 +280,10 @@ def run(args: Any, be: Any, settings: Settings, torch: TorchReference | None,
     twin = None
     if load is not None and status == "ok" and torch is not None:
         twin = make_twin(torch, load, dtype, settings, name, notes)
-    timed = timed_call(be)
+    clock = getattr(args, "clock", "wall") if be.name != "cupy" else "wall"
+    if clock == "cpu":
+        notes.append("times are CPU seconds of this process's threads (--clock cpu), not elapsed time")
+    timed = timed_call(be, clock)
     for mode in MODES:
         row: dict[str, Any] = {"case": name, "mode": mode, "impl": "gpuconv", "status": status, "max_error": error,
                                "peak_measured_bytes": measured_peak(name, args, dtype, mode, be)}
@@ -290,7 +295,7 @@ def run(args: Any, be: Any, settings: Settings, torch: TorchReference | None,
             continue
         fns: list[Callable[[], float]] = [lambda mode=mode: timed(lambda: load.step(mode))]
         if twin is not None:
-            fns.append(twin.timed(mode))
+            fns.append(twin.timed(mode, clock))
         stats = interleaved(fns, settings.warmup, settings.repeats, settings.pause)
         row.update(median_ms=stats[0].median * 1e3, best_ms=stats[0].best * 1e3,
                    images_per_s=args.batch / stats[0].median)
