@@ -218,8 +218,8 @@ def _run_conv(args, be, header, summary) -> list[dict[str, Any]]:
         algos = args.algos
     elif be.name == "numpy":
         algos = ["auto"]
-        notes.append("numpy backend: im2col and direct run the same NumPy (BLAS) code, so only algo=auto is timed, "
-                     "against PyTorch CPU; name others with --algos")
+        notes.append("numpy backend: only algo=auto (the numpy backend's measured choice) is timed, against "
+                     "PyTorch CPU; name others with --algos")
     else:
         algos = conv_bench.algorithms() + ["auto"]
     with_tuned = be.name == "cupy"

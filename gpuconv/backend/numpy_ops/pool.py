@@ -138,13 +138,53 @@ def _avg_divisors(x_shape, kernel_size, stride, padding, out_size, count_include
     return np.outer(counts[0], counts[1]).astype(np.float64)
 
 
+def is_pairwise(x_shape, kernel_size, stride, padding, dilation, out_size) -> bool:
+    """2x2 windows with stride 2, no padding and no overhang (LeNet's and VGG's pools)."""
+    return (tuple(kernel_size) == tuple(stride) == (2, 2) and tuple(padding) == (0, 0)
+            and tuple(dilation) == (1, 1) and 2 * out_size[0] <= x_shape[2] and 2 * out_size[1] <= x_shape[3])
+
+
+def _max_pool_2x2(x, oh, ow):
+    """(y, int64 indices) of 2x2/2 max pooling in two pairwise steps, columns then rows: each keeps
+    the second element only where it is strictly greater, which is the first maximum in row-major
+    order (NaN windows are fixed by the caller)."""
+    w = x.shape[3]
+    left, right = x[:, :, :2 * oh, 0:2 * ow:2], x[:, :, :2 * oh, 1:2 * ow:2]
+    took_right = right > left
+    rows = np.maximum(left, right)
+    top, bottom = rows[:, :, 0::2], rows[:, :, 1::2]
+    took_bottom = bottom > top
+    y = np.maximum(top, bottom)
+    column = np.where(took_bottom, took_right[:, :, 1::2], took_right[:, :, 0::2])
+    indices = took_bottom * w
+    indices += column
+    indices += np.arange(oh)[:, None] * (2 * w) + np.arange(ow)[None, :] * 2
+    return y, indices
+
+
+def _last_nan(y, indices, x, taps, stride, w):
+    """``indices`` with each window that holds NaN pointing at its last NaN (the kernel's choice)."""
+    nan = np.isnan(y)
+    if nan.any():
+        sh, sw = stride
+        for out_slice, in_slice in taps:
+            rows = np.arange(in_slice[2].start, in_slice[2].stop, sh)
+            cols = np.arange(in_slice[3].start, in_slice[3].stop, sw)
+            np.copyto(indices[out_slice], rows[:, None] * w + cols[None, :],
+                      where=nan[out_slice] & np.isnan(x[in_slice]))
+    return indices
+
+
 class PoolOps:
     def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
                    index_dtype=np.int64):
         (sh, sw), (ph, pw), (dh, dw), (oh, ow) = stride, padding, dilation, out_size
         n, c, h, w = x.shape
-        y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)  # padding acts as -inf
         taps = list(_tap_slices(kernel_size, stride, padding, dilation, (h, w), out_size))
+        if with_indices and is_pairwise(x.shape, kernel_size, stride, padding, dilation, out_size):
+            y, indices = _max_pool_2x2(x, oh, ow)
+            return y, _last_nan(y, indices, x, taps, stride, w).astype(index_dtype, copy=False)
+        y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)  # padding acts as -inf
         # The kernel's choice: the first tap in row-major order that holds the maximum (a tap is
         # recorded where it is strictly greater than the maximum so far), the last NaN of a window
         # holding NaN (fixed below); a window without input elements keeps its first tap moved into
@@ -172,16 +212,7 @@ class PoolOps:
             first_col = first_col + dw * np.maximum(0, -(first_col // dw))
             np.copyto(indices, np.broadcast_to(first_row * w + first_col, indices.shape), where=unset)
 
-        def flat(in_slice):
-            rows = np.arange(in_slice[2].start, in_slice[2].stop, sh)
-            cols = np.arange(in_slice[3].start, in_slice[3].stop, sw)
-            return rows[:, None] * w + cols[None, :]
-
-        nan = np.isnan(y)
-        if nan.any():
-            for out_slice, in_slice in taps:
-                np.copyto(indices[out_slice], flat(in_slice), where=nan[out_slice] & np.isnan(x[in_slice]))
-        return y, indices.astype(index_dtype, copy=False)
+        return y, _last_nan(y, indices, x, taps, stride, w).astype(index_dtype, copy=False)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         """(dx, whether every index of a window with input elements names one of them)."""
