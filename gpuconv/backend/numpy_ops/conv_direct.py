@@ -92,9 +92,9 @@ def wasted_factor(g) -> float:
 
 
 def numpy_heuristic(g, direction: str) -> str:
-    """What ``algo="auto"`` runs on the numpy backend, measured on a 2-core AMD EPYC (CPU time, one
-    BLAS thread, LeNet-5 at batch 64 and ResNet-18 at (8, 3, 64, 64); benchmarks/results/
-    model-numpy-cpu-2core-after.md):
+    """What ``algo="auto"`` runs on the numpy backend, measured per layer on a 2-core AMD EPYC (CPU
+    time, one BLAS thread, the convolutions of LeNet-5 at batch 64 and ResNet-18 at (8, 3, 64, 64);
+    whole models: benchmarks/results/model-ratios-numpy-cpu-2core-2026-12-07.md):
 
     - a 1x1 kernel, stride 1, no padding: ``"gemm"`` forward and backward data (no columns at all).
     - backward data with more output than input channels (C_out > C_in/groups >= 4 per group) and
