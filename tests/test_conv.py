@@ -308,7 +308,14 @@ def test_same_padding_with_even_kernel_matches_pytorch_split(backend):
     assert_close(y, reference.conv2d(x, w, None, (1, 1), (1, 2, 1, 2), (1, 3), 1))
 
 
-def test_choose_algo_per_direction_follows_the_measured_tables():
+@pytest.fixture
+def gpu_heuristic(monkeypatch):
+    """F.choose_algo answering with the GPU's rule whatever backend is current (the numpy backend
+    has its own, tested in test_auto_on_numpy_follows_the_numpy_rule)."""
+    monkeypatch.setattr(gpuconv.backend.get_backend(), "conv_heuristic", lambda g, direction: None)
+
+
+def test_choose_algo_per_direction_follows_the_measured_tables(gpu_heuristic):
     stem = dict(x_shape=(32, 3, 224, 224), weight_shape=(64, 3, 7, 7), stride=2, padding=3)
     # r18 conv1: direct is the best forward; the direct backward was 43.5% + 5.7% of a step
     assert [F.choose_algo(**stem, direction=d) for d in F.DIRECTIONS] == ["direct", "im2col", "im2col"]
