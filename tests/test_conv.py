@@ -316,7 +316,14 @@ def test_same_padding_with_even_kernel_matches_pytorch_split(backend):
     assert_close(y, reference.conv2d(x, w, None, (1, 1), (1, 2, 1, 2), (1, 3), 1))
 
 
-def test_choose_algo_per_direction_follows_the_measured_tables():
+@pytest.fixture
+def gpu_heuristic(monkeypatch):
+    """F.choose_algo answering with the GPU's rule whatever backend is current (the numpy backend
+    has its own, tested in test_auto_on_numpy_follows_the_numpy_rule)."""
+    monkeypatch.setattr(gpuconv.backend.get_backend(), "conv_heuristic", lambda g, direction: None)
+
+
+def test_choose_algo_per_direction_follows_the_measured_tables(gpu_heuristic):
     stem = dict(x_shape=(32, 3, 224, 224), weight_shape=(64, 3, 7, 7), stride=2, padding=3)
     # r18 conv1: direct is the best forward; the direct backward was 43.5% + 5.7% of a step
     assert [F.choose_algo(**stem, direction=d) for d in F.DIRECTIONS] == ["direct", "im2col", "im2col"]
@@ -580,3 +587,33 @@ def test_checked_geometries_are_remembered_without_hiding_the_checks():
     assert conv_module.conv_geometry([2, 3, 8, 8], w_shape, np.int64(1), [1, 1], 1, 1) == g
     same = conv_module.conv_geometry(x_shape, w_shape, 1, "same", 1, 1)
     assert same.padding == (1, 1, 1, 1) and conv_module.conv_geometry(x_shape, w_shape, 1, "same", 1, 1) is same
+
+
+def test_auto_on_numpy_follows_the_numpy_rule():
+    """The numpy backend's own measured rule, not the GPU's: no tap-loop forward for the few-channel
+    stem (the GPU heuristic's "direct"), direct backward data where C_out > C_in (LeNet-5's second
+    conv), gemm for 1x1; and conv2d_backward runs what choose_algo names."""
+    with gpuconv.backend("numpy"):
+        assert F.choose_algo((8, 3, 64, 64), (64, 3, 7, 7), 2, 3, direction="forward") == "im2col"
+        assert conv_module.heuristic(conv_module.conv_geometry((8, 3, 64, 64), (64, 3, 7, 7), 2, 3),
+                                     "forward") == "direct"  # what the GPU would run
+        assert F.choose_algo((64, 6, 14, 14), (16, 6, 5, 5), direction="backward_data") == "direct"
+        assert F.choose_algo((64, 6, 14, 14), (16, 6, 5, 5), direction="forward") == "im2col"
+        assert F.choose_algo((64, 16, 14, 14), (6, 16, 5, 5), direction="backward_data") == "im2col"
+        assert F.choose_algo((8, 64, 8, 8), (256, 64, 1, 1), direction="forward") == "gemm"
+        be = gpuconv.backend.get_backend()
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((4, 6, 14, 14)).astype(np.float32)
+        w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+        dy = rng.standard_normal((4, 16, 10, 10)).astype(np.float32)
+        calls = []
+        real = be.conv2d_direct_backward_data
+        be.conv2d_direct_backward_data = lambda *a: calls.append("direct") or real(*a)
+        try:
+            dx, _, _ = F.conv2d_backward(dy, x, w, needs=(True, False, False))
+        finally:
+            del be.conv2d_direct_backward_data
+        assert calls == ["direct"]
+        want, _, _ = F.conv2d_backward(dy, x, w, algo="im2col", needs=(True, False, False))
+        # Sums of 16*25 products of O(1) values in float32 (the two algorithms add them in other orders).
+        np.testing.assert_allclose(dx, want, rtol=0, atol=400 * 2 * np.finfo(np.float32).eps * np.abs(want).max())

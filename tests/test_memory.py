@@ -97,6 +97,32 @@ def test_conv_transient_matches_measurement(host_backend, rng, case):
         assert abs(_transient(run) - expected) <= OP_SLACK, (direction, _transient(run), expected)
 
 
+NUMPY_DIRECT_CASES = [
+    ((16, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),    # LeNet-5's second conv (auto's direct backward data)
+    ((8, 16, 16, 16), (32, 16, 3, 3), 2, 1, 1),   # stride 2: four phases
+    ((8, 3, 32, 32), (64, 3, 7, 7), 2, 3, 1),     # the ResNet stem
+]
+
+
+@pytest.mark.parametrize("case", NUMPY_DIRECT_CASES, ids=[f"{c[0]}-{c[1]}-s{c[2]}" for c in NUMPY_DIRECT_CASES])
+def test_numpy_direct_conv_transient_matches_measurement(rng, case):
+    """The numpy backend's tap-loop convolution (no column buffer) against its replayed allocations."""
+    x_shape, w_shape, stride, padding, groups = case
+    with gc.backend("numpy"):
+        x, w = _rand(rng, x_shape), _rand(rng, w_shape)
+        y = F.conv2d(x, w, None, stride, padding, 1, groups)
+        for direction, run in (
+                ("forward", lambda: F.conv2d(x, w, None, stride, padding, 1, groups, algo="direct")),
+                ("backward_data", lambda: F.conv2d_backward(y, x, w, stride, padding, 1, groups, algo="direct",
+                                                            needs=(True, False, False))),
+                ("backward_weight", lambda: F.conv2d_backward(y, x, w, stride, padding, 1, groups, algo="direct",
+                                                              needs=(False, True, False)))):
+            expected = conv_transient_bytes(x_shape, w_shape, np.float32, stride, padding, 1, groups, "direct",
+                                            direction=direction, backend="numpy")
+            measured = _transient(run)
+            assert abs(measured - expected) <= OP_SLACK, (direction, measured, expected)
+
+
 @pytest.mark.parametrize("case", [((8, 16, 24, 24), (32, 16, 3, 3), 1, 1, 1), ((7, 16, 40, 40), (16, 16, 3, 3), 2, 1, 1)],
                          ids=["wide", "per-image"])
 def test_conv_transient_in_chunks_matches_measurement(host_backend, rng, case):

@@ -70,6 +70,11 @@ class Backend:
         return []
 
     # ---- GEMM -----------------------------------------------------------------------------------
+    def conv_heuristic(self, g: Any, direction: str) -> str | None:
+        """This backend's own choice for ``algo="auto"`` in ``direction`` for ConvGeometry ``g``, or
+        None to follow :func:`gpuconv.functional.conv_algo.heuristic` (the GPU's measured rule)."""
+        return None
+
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         """2-D matrix product (BLAS on the CPU, cuBLAS on the GPU)."""
         return self.xp.matmul(a, b, out=out)

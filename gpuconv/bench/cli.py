@@ -29,7 +29,7 @@ from .suites import SUITE_CHOICES, parse_shape, suite_layers
 from .torch_child import TorchChild
 
 DEFAULT_BATCH = {"conv": 8, "pool": 32, "bn": 32, "im2col": 8, "elementwise": 32, "model": 8, "memory": 8, "list": 8, "warmup": 2}
-MODELS = ("lenet5", "alexnet", "vgg11", "vgg16", "resnet18", "resnet34", "resnet50")
+MODELS = ("lenet5", "alexnet", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50")
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 TF32_TOLERANCE = 1e-2
 #: The longest --pause: a sleep before every timed call, so anything longer is a typo.
@@ -80,7 +80,8 @@ def _common_options() -> argparse.ArgumentParser:
                             "is compared on the CPU, else 0)")
     group.add_argument("--tf32", action="store_true", help="allow TF32 tensor cores (gpuconv.flags.allow_tf32)")
     group.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
-    group.add_argument("--torch-threads", type=_non_negative, default=0, help="PyTorch CPU threads (0: default)")
+    group.add_argument("--torch-threads", type=_non_negative, default=0,
+                       help="PyTorch CPU threads (0: default; model: as many as NumPy's BLAS)")
     group.add_argument("--check-images", type=_positive, default=2,
                        help="images of the batch checked against the numpy path before timing (default 2)")
     group.add_argument("--format", choices=tuple(RENDERERS), default="md", help="output format (default md)")
@@ -124,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", choices=MODELS, default="resnet18")
     model.add_argument("--image-size", type=_positive, default=224)
     model.add_argument("--num-classes", type=_positive, default=1000)
+    model.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                       help="wall: elapsed time (default); cpu: this process's CPU time, little disturbed by "
+                            "other work on a shared machine, meaningful with one thread (OPENBLAS_NUM_THREADS=1 "
+                            "--torch-threads 1); numpy backend only")
+    model.add_argument("--in-channels", type=_positive, help="input channels (default: the model's, LeNet-5 1, "
+                                                             "the others 3)")
     memory = subcommand("memory", "the memory estimator against measured peaks")
     memory.add_argument("--model", choices=MODELS, action="append", help="repeatable (default resnet18)")
     memory.add_argument("--image-size", type=_positive, default=224)
@@ -136,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.device is not None and args.backend not in ("cupy", "auto"):
         parser.error(f"--device applies to --backend cupy only, got --backend {args.backend}")
+    if getattr(args, "clock", "wall") == "cpu" and args.backend not in ("numpy", "auto"):
+        parser.error(f"--clock cpu applies to --backend numpy only, got --backend {args.backend}")
     if args.command == "conv" and args.algos is not None:
         known = conv_bench.algorithms() + ["auto"]
         wanted = [a.strip() for a in args.algos.split(",") if a.strip()]
@@ -195,9 +204,10 @@ def _torch_child(args: argparse.Namespace, be: Any, notes: list[str]) -> TorchCh
     return child
 
 
-def _runner_settings(args: argparse.Namespace, be: Any, torch: TorchChild | None, header: dict) -> Settings:
-    """The runner's settings; the pause it resolved goes into the header's settings."""
-    on_cpu_with_torch = be.name == "numpy" and torch is not None and torch.available
+def _runner_settings(args: argparse.Namespace, be: Any, torch: Any, header: dict) -> Settings:
+    """The runner's settings (``torch``: a TorchChild, a model.TorchReference or None); the pause
+    it resolved goes into the header's settings."""
+    on_cpu_with_torch = be.name == "numpy" and torch is not None and getattr(torch, "available", True)
     pause = args.pause if args.pause is not None else (0.3 if on_cpu_with_torch else 0.0)
     header["settings"]["pause"] = pause
     tolerance = TF32_TOLERANCE if args.tf32 else TOLERANCE[args.dtype]
@@ -223,8 +233,8 @@ def _run_conv(args, be, header, summary) -> list[dict[str, Any]]:
         algos = args.algos
     elif be.name == "numpy":
         algos = ["auto"]
-        notes.append("numpy backend: im2col and direct run the same NumPy (BLAS) code, so only algo=auto is timed, "
-                     "against PyTorch CPU; name others with --algos")
+        notes.append("numpy backend: only algo=auto (the numpy backend's measured choice) is timed, against "
+                     "PyTorch CPU; name others with --algos")
     else:
         algos = conv_bench.algorithms() + ["auto"]
     with_tuned = be.name == "cupy"
@@ -258,15 +268,10 @@ def _run_model(args, be, header, summary) -> list[dict[str, Any]]:
     from . import model
 
     notes = header["notes"]
-    with contextlib.ExitStack() as stack:
-        torch = None
-        if not args.no_torch and be.name != "emulated":
-            if has_module("torchvision"):
-                torch = _torch_child(args, be, notes)
-                stack.callback(torch.close)
-            else:
-                notes.append("torchvision not installed: no PyTorch comparison")
-        return model.run(args, be, _runner_settings(args, be, torch, header), torch, notes)
+    torch = None
+    if not args.no_torch and be.name != "emulated":
+        torch = model.TorchReference.load(be, args.device, args.torch_threads, notes)
+    return model.run(args, be, _runner_settings(args, be, torch, header), torch, notes)
 
 
 def _run_memory(args, be, header, summary) -> list[dict[str, Any]]:

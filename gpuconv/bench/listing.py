@@ -35,8 +35,7 @@ def rows(be: Any) -> list[dict[str, Any]]:
         out.append(_row(algo, "algorithm", _ALGORITHMS.get(algo, "")))
     out.append(_row("tuned", "algorithm", "the autotuner's choice (cupy backend)"))
     out.append(_row("estimator", "feature", "gpuconv.memory"))
-    for module, use in (("torch", "PyTorch comparison"), ("torchvision", "PyTorch model twins"),
-                        ("matplotlib", "--plot")):
+    for module, use in (("torch", "PyTorch comparison"), ("matplotlib", "--plot")):
         found = has_module(module)
         out.append(_row(module, "optional", use if found else f"not installed: no {use}", found))
     for suite, layers in SUITES.items():

@@ -4,7 +4,8 @@ conv: grouped bars (linear, from zero) per implementation per layer, one panel p
 the time relative to PyTorch's (1.0 marked) when PyTorch was timed, else the median time; and on
 a GPU a roofline panel (arithmetic intensity against achieved GFLOP/s, under the device's
 peak FLOP/s and bandwidth: from :data:`GPU_PEAKS` for known GPUs, else the copy bandwidth measured
-in the run). pool/bn/im2col/elementwise: % of a copy per op. model: images/s. memory: estimated vs measured.
+in the run). pool/bn/im2col/elementwise: % of a copy per op. model: images/s, and with PyTorch compared, a
+second panel of gpuconv's time over PyTorch's (median and best, 1.0 marked). memory: estimated vs measured.
 Without timings (the emulated backend): each op's checked error against the numpy path.
 """
 
@@ -175,13 +176,23 @@ def figure(report: dict) -> Any:
     rows = [r for r in report["rows"] if r["status"] == "ok"]
     value_key, ylabel = _VALUES[command]
     drawn = [r for r in rows if r.get(value_key) is not None]
-    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.4), 5))
+    ratios = [r for r in drawn if r.get("ratio_torch") is not None] if command == "model" else []
+    fig, axes = plt.subplots(1 + bool(ratios), 1, figsize=(max(8, len(rows) * 0.4), 5 * (1 + bool(ratios))))
+    ax = np.atleast_1d(axes)[0]
     if not drawn:
         _correctness(ax, report)
         return fig
     if command == "model":
         labels, series = _series(drawn, "mode", "impl", value_key)
         _bars(ax, labels, series, ylabel)
+        if ratios:
+            ratio_ax = np.atleast_1d(axes)[1]
+            _bars(ratio_ax, [f"{r['case']} {r['mode']}" for r in ratios],
+                  {"median": [r["ratio_torch"] for r in ratios],
+                   "best": [r.get("ratio_torch_best", np.nan) for r in ratios]}, "gpuconv time / PyTorch time")
+            ratio_ax.axhline(1.0, color="k", linewidth=0.8, label="PyTorch = 1.0")
+            ratio_ax.set_title("ratio to PyTorch (< 1: gpuconv is faster)")
+            _legend(ratio_ax)
     elif command == "memory":
         labels = [f"{r['case']} {r['mode']}" for r in drawn]
         series = {"measured": [r["peak_measured_bytes"] / 2**20 for r in drawn],

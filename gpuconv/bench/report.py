@@ -14,6 +14,7 @@ from .schema import ROW
 COLUMNS = list(ROW["properties"])
 _HEADINGS = {"median_ms": "median ms", "best_ms": "best ms", "gflops": "GFLOP/s", "gbps": "GB/s",
              "pct_copy": "% copy", "torch_ms": "PyTorch ms", "ratio_torch": "ratio to PyTorch",
+             "torch_best_ms": "PyTorch best ms", "ratio_torch_best": "best ratio",
              "images_per_s": "images/s", "peak_measured_bytes": "peak measured MiB",
              "peak_estimated_bytes": "peak estimated MiB", "estimate_ratio": "estimated / measured",
              "max_error": "max rel. error"}
@@ -42,7 +43,7 @@ def _cell(key: str, value: Any) -> str:
             return str(value)
         if key == "max_error":
             return f"{value:.1e}"
-        if key in ("ratio_torch", "estimate_ratio"):
+        if key in ("ratio_torch", "ratio_torch_best", "estimate_ratio"):
             return f"{value:.2f}"
         if key in ("pct_copy", "images_per_s", "gflops"):
             return f"{value:.1f}" if value < 100 else f"{value:.0f}"

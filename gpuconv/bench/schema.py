@@ -9,7 +9,9 @@ is one benchmarked op (or, for ``list``, one listed item); the fields a subcomma
 - pool, bn, im2col, elementwise: case, op, status, max_error, median_ms, best_ms, gbps (each tensor read or
   written once), pct_copy (% of a copy's GB/s in the same run), torch_ms, ratio_torch.
 - model: case (model name), mode (train|inference), impl (gpuconv|torch), status, median_ms,
-  best_ms, images_per_s, peak_measured_bytes, peak_estimated_bytes.
+  best_ms, images_per_s, peak_measured_bytes, peak_estimated_bytes; with the PyTorch twin (built from
+  gpuconv's own module tree, timed in the same process), torch_ms, ratio_torch, torch_best_ms and
+  ratio_torch_best (best time / PyTorch's best).
 - memory: case, mode, status, peak_estimated_bytes, peak_measured_bytes, estimate_ratio.
 - list: case (the item's name), kind, status (ok|unavailable), detail.
 - warmup: case (load kernel files | first training and inference steps), kind ("warmup"), status,
@@ -50,6 +52,8 @@ ROW = {
         "pct_copy": _NUMBER,
         "torch_ms": {"type": "number", "minimum": 0},
         "ratio_torch": _NUMBER,
+        "torch_best_ms": {"type": "number", "minimum": 0},
+        "ratio_torch_best": _NUMBER,
         "images_per_s": _NUMBER,
         "peak_measured_bytes": {"type": "integer", "minimum": 0},
         "peak_estimated_bytes": {"type": "integer", "minimum": 0},

@@ -1,7 +1,8 @@
 """PyTorch's twins of the benchmarked gpuconv calls; imported only in the PyTorch child process.
 
 ``build(torch, spec, device)`` returns ``{name: callable}`` for one case; the names match the
-``torch`` keys that the gpuconv side (conv.py, memory_bound.py, model.py) asks for.
+``torch`` keys that the gpuconv side (conv.py, memory_bound.py) asks for. Models have their twin in
+torch_twin.py, built from gpuconv's module tree in the benchmark's own process (model.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from typing import Any, Callable
 
 def build(torch: Any, spec: dict, device: str) -> dict[str, Callable[[], Any]]:
     """Callables of the case described by ``spec`` (a dict with a ``family`` key), on ``device``."""
-    builders = {"conv": _conv, "pool": _pool, "bn": _bn, "im2col": _im2col, "elementwise": _elementwise,
-                "model": _model}
+    builders = {"conv": _conv, "pool": _pool, "bn": _bn, "im2col": _im2col, "elementwise": _elementwise}
     return builders[spec["family"]](torch, spec, device, getattr(torch, spec.get("dtype", "float32")))
 
 
@@ -122,27 +122,3 @@ def _elementwise(torch, spec, device, dtype):
     sgd = torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=True)
     adam = torch.optim.Adam(params, lr=1e-3, foreach=True)
     return {"sgd": sgd.step, "adam": adam.step}
-
-
-def _model(torch, spec, device, dtype):
-    import torchvision
-
-    model = getattr(torchvision.models, spec["model"])(num_classes=spec["num_classes"]).to(device=device, dtype=dtype)
-    gen = torch.Generator().manual_seed(0)
-    x = _randn(torch, (spec["batch"], 3, spec["image_size"], spec["image_size"]), dtype, device, gen)
-    target = torch.randint(0, spec["num_classes"], (spec["batch"],), generator=gen).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def train():
-        model.train()
-        optimizer.zero_grad()
-        loss_fn(model(x), target).backward()
-        optimizer.step()
-
-    def inference():
-        model.eval()
-        with torch.no_grad():
-            model(x)
-
-    return {"train": train, "inference": inference}

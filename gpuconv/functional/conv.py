@@ -13,14 +13,15 @@ Algorithms (``algo=``: one name for the three directions, or a mapping with any 
   GEMMs are cut: ``y`` and ``dx`` agree to the last bits (BLAS may pick another kernel for
   another GEMM width) and ``dweight`` sums one GEMM per chunk, equal up to the rounding of that
   sum order.
-- ``"direct"``: kernels/conv_direct.cu: no column buffer. On the numpy backend it runs the same
-  NumPy implementation as ``"im2col"`` (there is no CPU "direct" code path worth having).
+- ``"direct"``: kernels/conv_direct.cu: no column buffer. On the numpy backend, one GEMM per
+  kernel tap on a shifted view of the input (gpuconv/backend/numpy_ops/conv_direct.py): no column
+  buffer either, the low-memory path.
 - ``"gemm"``: 1x1 kernel, stride 1, no padding: one batched GEMM over the batch, no columns.
 - ``"implicit_gemm"``: kernels/conv_implicit_gemm.cu: each direction is one tiled GEMM whose
   operands are gathered from x, dy and the weights as the tiles are loaded (no column buffer); the
   only workspace is backward weight's split-K partial sums, added in a fixed order (deterministic).
   On the numpy backend it runs the same NumPy GEMM implementation as ``"im2col"``.
-- ``"auto"``: :func:`choose_algo` per direction; with ``gpuconv.flags.conv_benchmark`` on, the
+- ``"auto"``: :func:`choose_algo` per direction (the numpy backend has its own measured rule); with ``gpuconv.flags.conv_benchmark`` on, the
   autotuner's measured winner (:mod:`gpuconv.functional.conv_tune`).
 
 ``gpuconv.flags.allow_tf32`` lets the GEMMs of ``"im2col"`` and ``"gemm"`` use TF32 on the GPU, and
@@ -64,8 +65,9 @@ def choose_algo(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1
     """The algorithm ``algo="auto"`` runs in ``direction`` for these shapes (``dtype`` default float32).
 
     With ``gpuconv.flags.conv_benchmark`` on and a tuned winner cached for the key (current device,
-    dtype, shapes, arguments, direction, TF32 setting), that winner; otherwise the measured
-    heuristic of :func:`gpuconv.functional.conv_algo.heuristic`.
+    dtype, shapes, arguments, direction, TF32 setting), that winner; otherwise the current backend's
+    measured rule: the numpy backend's own (``NumpyDirectConvOps.conv_heuristic``), else
+    :func:`gpuconv.functional.conv_algo.heuristic`.
     """
     g = conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups)
     check_direction(direction)
@@ -74,7 +76,12 @@ def choose_algo(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1
         winner = conv_tune.cached(g, direction, dtype)
         if winner is not None:
             return winner
-    return heuristic(g, direction)
+    return _heuristic(g, direction)
+
+
+def _heuristic(g: ConvGeometry, direction: str) -> str:
+    """The current backend's own rule where it has one (numpy), else the GPU's measured heuristic."""
+    return get_backend().conv_heuristic(g, direction) or heuristic(g, direction)
 
 
 def conv2d_workspace_bytes(x_shape, weight_shape, dtype, stride=1, padding=0, dilation=1, groups=1,
@@ -125,12 +132,12 @@ def _pick(spec: dict[str, str], g: ConvGeometry, direction: str, dtype, run: Cal
     if flags.conv_benchmark:
         itemsize = np.dtype(dtype).itemsize
         fitting = [a for a in candidates(g) if plan(g, a, direction, itemsize).workspace <= flags.workspace_limit]
-        fallback = heuristic(g, direction)
+        fallback = _heuristic(g, direction)
         winner = conv_tune.tuned(g, direction, dtype, fitting or [fallback], run)
         if winner is not None:
             return winner
         return fallback
-    return heuristic(g, direction)
+    return _heuristic(g, direction)
 
 
 def conv2d(x: Any, weight: Any, bias: Any = None, stride=1, padding=0, dilation=1, groups: int = 1, *,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
+from ..backend.numpy_ops.pool import is_pairwise
 from ._args import (check_array, check_int32, check_spatial, check_window_extent, int_arg, non_negative_pair,
                     positive_pair, same_dtype, shape_arg)
 from ._memory import check_request, nbytes, numpy_buffer_bytes
@@ -365,13 +366,16 @@ def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
     ``with_indices``, none) or :func:`max_pool2d_backward` (``"backward"``) allocates above its
     results at its peak.
 
-    numpy forward: with indices, one boolean mask of the output's size at a time (a tap's matches,
-    then the NaN check) and NumPy's iterator buffer for ``copyto(..., where=)``; the indices are
-    computed as int64, so int32 ones add that int64 array (8 bytes per output) instead of the
-    buffer. Without indices, nothing. numpy backward: the scatter goes through ``np.bincount`` in
-    float64: per output element about 18 bytes (the window check's int32 row/column and masks, int64
-    flat indices, float64 weights) and a float64 copy of dx. cupy/emulated: nothing (the kernels
-    write the results, indices in either width, directly).
+    numpy forward: with indices, per output the int16 number of its best tap, one boolean mask at a
+    time (a tap's comparison, then the windows left unset, then the NaN check: about 4 bytes); 2x2
+    windows with stride 2 go in two pairwise steps instead: the column step's maxima and choices
+    (2 elements and 2 booleans per output) and the boolean masks of the output's size; the indices
+    are computed as int64, so int32 ones add that int64 array (8 bytes per output; 4 more on the
+    pairwise path, whose peak is before the conversion). Without
+    indices, nothing. numpy backward: about 10 bytes per output (the window check's int32
+    row/column and masks, int64 flat indices); windows that overlap scatter through
+    ``np.bincount`` in float64, a float64 copy of dx (disjoint windows write dx directly).
+    cupy/emulated: nothing (the kernels write the results, indices in either width, directly).
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
@@ -382,12 +386,15 @@ def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
         return 0
     outputs = n * c * oh * ow
     if direction == "backward":
-        return outputs * 18 + n * c * h * w * 8
+        disjoint = all(si >= (ki - 1) * di + 1 for ki, si, di in zip(k, s, d))
+        return outputs * 10 + (0 if disjoint else n * c * h * w * 8)
     if not with_indices:
         return 0
-    if np.dtype(index_dtype) == np.dtype(np.int64):
-        return outputs + numpy_buffer_bytes(outputs, 8)
-    return outputs * 9
+    int32 = np.dtype(index_dtype) != np.dtype(np.int64)
+    if is_pairwise((n, c, h, w), k, s, p, d, (oh, ow)):
+        # The bools added to the int64 indices go through NumPy's iterator buffer.
+        return outputs * (4 + 2 * np.dtype(dtype).itemsize + (4 if int32 else 0)) + numpy_buffer_bytes(outputs, 8)
+    return outputs * (4 + (8 if int32 else 0))
 
 
 def adaptive_avg_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str) -> int:

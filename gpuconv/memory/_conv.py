@@ -18,6 +18,7 @@ import numpy as np
 from .. import functional as F
 from ..functional._memory import numpy_buffer_bytes
 from ..backend.numpy_ops import conv as numpy_conv
+from ..backend.numpy_ops import conv_direct as numpy_direct
 from ..functional.conv_algo import plan
 
 DIRECTIONS = ("forward", "backward_data", "backward_weight")
@@ -87,8 +88,7 @@ def _numpy_transient(g: F.ConvGeometry, dtype: Any, algo: str, direction: str) -
     if algo == "gemm" and direction != "backward_weight":
         return 0  # one batched GEMM straight into the result
     if algo == "direct":
-        # The numpy backend runs its im2col code for "direct", with the default workspace limit.
-        return numpy_transient_bytes(g, itemsize, direction, numpy_conv._default_chunk(g, dtype))
+        return _numpy_direct(g, itemsize, direction)
     # im2col, and gemm's backward_weight (the im2col code: 1x1 columns are x itself)
     return numpy_transient_bytes(g, itemsize, direction, plan(g, algo, direction, itemsize).chunk)
 
@@ -111,7 +111,7 @@ def numpy_transient_bytes(g: F.ConvGeometry, itemsize: int, direction: str, chun
     span_h, span_w = g.dilation[0] * (kh - 1), g.dilation[1] * (kw - 1)
     pt, pb, pl, pr = g.padding
     if direction == "backward_data":
-        if g.stride == (1, 1) and span_h >= max(pt, pb) and span_w >= max(pl, pr):
+        if g.stride == (1, 1) and span_h >= max(pt, pb) and span_w >= max(pl, pr) and g.c_out <= g.c_in:
             # dx is a forward convolution of dy with a flipped copy of the weight.
             gt = g._replace(c_in=g.c_out, h=g.out_size[0], w=g.out_size[1], c_out=g.c_in,
                             padding=(span_h - pt, span_h - pb, span_w - pl, span_w - pr), out_size=(g.h, g.w))
@@ -123,6 +123,22 @@ def numpy_transient_bytes(g: F.ConvGeometry, itemsize: int, direction: str, chun
     if direction == "forward":
         return _numpy_forward(g, itemsize, chunk)
     return _numpy_backward_weight(g, itemsize, chunk)
+
+
+def _numpy_direct(g: F.ConvGeometry, itemsize: int, direction: str) -> int:
+    """numpy_ops/conv_direct.py: the phase copy of the padded input (forward, backward weight) or
+    its gradient (backward data), the output-sized accumulator or dy on the grid, one tap's
+    product, and the per-tap copy of the weights (backward weight: dweight before its transpose)."""
+    sh, sw, hq, wq = numpy_direct._grid(g)
+    grid = g.n * hq * wq
+    span = numpy_direct._span(g, hq, wq)
+    phases = sh * sw * g.c_in * grid
+    weight = g.c_out * (g.c_in // g.groups) * g.kernel_size[0] * g.kernel_size[1]
+    if direction == "forward":
+        return (phases + weight + g.c_out * grid + g.c_out * span) * itemsize
+    if direction == "backward_data":
+        return (weight + g.c_out * grid + phases + g.c_in * span) * itemsize
+    return (phases + g.c_out * grid + weight) * itemsize
 
 
 def _numpy_forward(g: F.ConvGeometry, itemsize: int, chunk: int) -> int:

@@ -78,18 +78,25 @@ def _scatter_taps(values, x_shape, kernel_size, stride, padding, dilation) -> np
     return out
 
 
-def _gather_by_index(dy, indices, x_shape) -> np.ndarray:
-    """dx[plane, indices[plane, o]] += dy[plane, o] (the backward of max and adaptive max pooling)."""
+def _gather_by_index(dy, indices, x_shape, disjoint: bool = False) -> np.ndarray:
+    """dx[plane, indices[plane, o]] += dy[plane, o] (the backward of max and adaptive max pooling).
+
+    ``disjoint``: the windows do not overlap, so no two valid indices of a plane are equal and a
+    plain scatter is the sum (no float64 bincount)."""
     n, c, h, w = x_shape
     planes = n * c
     indices = indices.reshape(planes, -1)
     # A window with no input element (possible with dilation) has an index outside its plane.
     inside = ((indices >= 0) & (indices < h * w)).reshape(-1)
     flat = (indices + (np.arange(planes, dtype=np.int64) * (h * w))[:, None]).reshape(-1)
-    weights = dy.reshape(-1).astype(np.float64)
+    weights = dy.reshape(-1)
     if not inside.all():
         flat, weights = flat[inside], weights[inside]
-    dx = np.bincount(flat, weights=weights, minlength=planes * h * w)
+    if disjoint:
+        dx = np.zeros(planes * h * w, dtype=dy.dtype)
+        dx[flat] = weights
+        return dx.reshape(x_shape)
+    dx = np.bincount(flat, weights=weights.astype(np.float64), minlength=planes * h * w)
     return dx[:planes * h * w].astype(dy.dtype).reshape(x_shape)
 
 
@@ -131,40 +138,81 @@ def _avg_divisors(x_shape, kernel_size, stride, padding, out_size, count_include
     return np.outer(counts[0], counts[1]).astype(np.float64)
 
 
+def is_pairwise(x_shape, kernel_size, stride, padding, dilation, out_size) -> bool:
+    """2x2 windows with stride 2, no padding and no overhang (LeNet's and VGG's pools)."""
+    return (tuple(kernel_size) == tuple(stride) == (2, 2) and tuple(padding) == (0, 0)
+            and tuple(dilation) == (1, 1) and 2 * out_size[0] <= x_shape[2] and 2 * out_size[1] <= x_shape[3])
+
+
+def _max_pool_2x2(x, oh, ow):
+    """(y, int64 indices) of 2x2/2 max pooling in two pairwise steps, columns then rows: each keeps
+    the second element only where it is strictly greater, which is the first maximum in row-major
+    order (NaN windows are fixed by the caller)."""
+    w = x.shape[3]
+    left, right = x[:, :, :2 * oh, 0:2 * ow:2], x[:, :, :2 * oh, 1:2 * ow:2]
+    took_right = right > left
+    rows = np.maximum(left, right)
+    top, bottom = rows[:, :, 0::2], rows[:, :, 1::2]
+    took_bottom = bottom > top
+    y = np.maximum(top, bottom)
+    column = np.where(took_bottom, took_right[:, :, 1::2], took_right[:, :, 0::2])
+    indices = took_bottom * w
+    indices += column
+    indices += np.arange(oh)[:, None] * (2 * w) + np.arange(ow)[None, :] * 2
+    return y, indices
+
+
+def _last_nan(y, indices, x, taps, stride, w):
+    """``indices`` with each window that holds NaN pointing at its last NaN (the kernel's choice)."""
+    nan = np.isnan(y)
+    if nan.any():
+        sh, sw = stride
+        for out_slice, in_slice in taps:
+            rows = np.arange(in_slice[2].start, in_slice[2].stop, sh)
+            cols = np.arange(in_slice[3].start, in_slice[3].stop, sw)
+            np.copyto(indices[out_slice], rows[:, None] * w + cols[None, :],
+                      where=nan[out_slice] & np.isnan(x[in_slice]))
+    return indices
+
+
 class PoolOps:
     def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
                    index_dtype=np.int64):
         (sh, sw), (ph, pw), (dh, dw), (oh, ow) = stride, padding, dilation, out_size
         n, c, h, w = x.shape
-        y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)  # padding acts as -inf
         taps = list(_tap_slices(kernel_size, stride, padding, dilation, (h, w), out_size))
-        for out_slice, in_slice in taps:
-            np.maximum(y[out_slice], x[in_slice], out=y[out_slice])  # propagates NaN, as PyTorch does
+        if with_indices and is_pairwise(x.shape, kernel_size, stride, padding, dilation, out_size):
+            y, indices = _max_pool_2x2(x, oh, ow)
+            return y, _last_nan(y, indices, x, taps, stride, w).astype(index_dtype, copy=False)
+        y = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)  # padding acts as -inf
+        # The kernel's choice: the first tap in row-major order that holds the maximum (a tap is
+        # recorded where it is strictly greater than the maximum so far), the last NaN of a window
+        # holding NaN (fixed below); a window without input elements keeps its first tap moved into
+        # the plane by whole dilation steps (PyTorch's rule), which is also the first tap of an all
+        # -inf one: those keep the tap number -1.
+        best = np.full(y.shape, -1, dtype=np.int16 if len(taps) < 2**15 else np.int32) if with_indices else None
+        for tap, (out_slice, in_slice) in enumerate(taps):
+            window, so_far = x[in_slice], y[out_slice]
+            if with_indices:
+                np.copyto(best[out_slice], tap, where=window > so_far)
+            np.maximum(so_far, window, out=so_far)  # propagates NaN, as PyTorch does
         if not with_indices:
             return y, None
-        # The kernel's choice: the first tap in row-major order that holds the maximum (taps are
-        # visited last to first, so the first match is written last), the last NaN of a window
-        # holding NaN; a window without input elements keeps its first tap moved into the plane
-        # by whole dilation steps (PyTorch's rule), which is also the first tap of an all -inf one.
-        first_row = np.arange(oh)[:, None] * sh - ph
-        first_row = first_row + dh * np.maximum(0, -(first_row // dh))
-        first_col = np.arange(ow)[None, :] * sw - pw
-        first_col = first_col + dw * np.maximum(0, -(first_col // dw))
-        indices = np.empty(y.shape, dtype=np.int64)
-        indices[...] = first_row * w + first_col
+        # Tap t of output (oy, ox) reads plane position (oy*sh - ph)*w + ox*sw - pw + offsets[t];
+        # the extra last entry serves the windows left at -1.
+        offsets = np.array([(ins[2].start - outs[2].start * sh + ph) * w + ins[3].start - outs[3].start * sw + pw
+                            for outs, ins in taps] + [0], dtype=np.int64)
+        indices = offsets[best]
+        indices += (np.arange(oh)[:, None] * sh - ph) * w + (np.arange(ow)[None, :] * sw - pw)
+        unset = best < 0
+        if unset.any():
+            first_row = np.arange(oh)[:, None] * sh - ph
+            first_row = first_row + dh * np.maximum(0, -(first_row // dh))
+            first_col = np.arange(ow)[None, :] * sw - pw
+            first_col = first_col + dw * np.maximum(0, -(first_col // dw))
+            np.copyto(indices, np.broadcast_to(first_row * w + first_col, indices.shape), where=unset)
 
-        def flat(in_slice):
-            rows = np.arange(in_slice[2].start, in_slice[2].stop, sh)
-            cols = np.arange(in_slice[3].start, in_slice[3].stop, sw)
-            return rows[:, None] * w + cols[None, :]
-
-        for out_slice, in_slice in reversed(taps):
-            np.copyto(indices[out_slice], flat(in_slice), where=x[in_slice] == y[out_slice])
-        nan = np.isnan(y)
-        if nan.any():
-            for out_slice, in_slice in taps:
-                np.copyto(indices[out_slice], flat(in_slice), where=nan[out_slice] & np.isnan(x[in_slice]))
-        return y, indices.astype(index_dtype, copy=False)
+        return y, _last_nan(y, indices, x, taps, stride, w).astype(index_dtype, copy=False)
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         """(dx, whether every index of a window with input elements names one of them)."""
@@ -180,7 +228,12 @@ class PoolOps:
         if not live.all():
             dy = dy * live
         valid = _indices_in_windows(indices, x_shape, kernel_size, stride, padding, dilation, dy.shape[2:])
-        return _gather_by_index(dy, indices, x_shape), bool((valid | ~live).all())
+        checked = bool((valid | ~live).all())
+        # Disjoint windows hold distinct positions; that holds for the indices only once they are
+        # known to name positions of their own windows, and every window is live (a dead window's
+        # index may name a position of another window: its zero must be added, not written).
+        disjoint = checked and live.all() and all(s >= (k - 1) * d + 1 for k, s, d in zip(kernel_size, stride, dilation))
+        return _gather_by_index(dy, indices, x_shape, disjoint), checked
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         ones = (1, 1)
