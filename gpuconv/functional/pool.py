@@ -384,14 +384,24 @@ def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
                                         "max_pool2d")
     if backend != "numpy":
         return 0
-    outputs = n * c * oh * ow
+    return max_pool2d_numpy_transient_bytes((n, c, h, w), (oh, ow), dtype, direction, k, s, p, d,
+                                            with_indices=with_indices, index_dtype=index_dtype)
+
+
+def max_pool2d_numpy_transient_bytes(x_shape: tuple[int, int, int, int], out_size: tuple[int, int], dtype: Any,
+                                     direction: str, k, s, p, d, *, with_indices: bool = True,
+                                     index_dtype: Any = np.int64) -> int:
+    """:func:`max_pool2d_transient_bytes` on the numpy backend, for validated window arguments (pairs)
+    and the output size (the shape-only estimator calls it with what the primitive receives)."""
+    n, c, h, w = x_shape
+    outputs = n * c * out_size[0] * out_size[1]
     if direction == "backward":
         disjoint = all(si >= (ki - 1) * di + 1 for ki, si, di in zip(k, s, d))
         return outputs * 10 + (0 if disjoint else n * c * h * w * 8)
     if not with_indices:
         return 0
     int32 = np.dtype(index_dtype) != np.dtype(np.int64)
-    if is_pairwise((n, c, h, w), k, s, p, d, (oh, ow)):
+    if is_pairwise((n, c, h, w), k, s, p, d, tuple(out_size)):
         # The bools added to the int64 indices go through NumPy's iterator buffer.
         return outputs * (4 + 2 * np.dtype(dtype).itemsize + (4 if int32 else 0)) + numpy_buffer_bytes(outputs, 8)
     return outputs * (4 + (8 if int32 else 0))

@@ -27,7 +27,7 @@ from ..functional.batchnorm import batch_norm_transient_bytes
 from ..functional.conv_algo import plan
 from ..functional.dropout import dropout_transient_bytes
 from ..functional.loss import cross_entropy_transient_bytes
-from ..functional.pool import adaptive_avg_pool2d_transient_bytes
+from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_numpy_transient_bytes
 from ._conv import numpy_transient_bytes
 
 TARGETS = ("numpy", "emulated", "cupy")
@@ -53,6 +53,13 @@ class MetaBackend(Backend):
         self.kernels = target != "numpy"
         self.ledger = ledger
         self.launch_bytes = EMULATED_LAUNCH_BYTES if target == "emulated" else 0
+
+    def conv_heuristic(self, g: Any, direction: str) -> str | None:
+        """``auto``'s choice on the target: the numpy backend has its own measured rule."""
+        if self.target == "numpy":
+            from ..backend.numpy_ops.conv_direct import numpy_heuristic
+            return numpy_heuristic(g, direction)
+        return None
 
     def _spike(self, nbytes: int, what: str) -> None:
         """The temporaries of the primitive running now (every primitive reports once, 0 included:
@@ -226,13 +233,9 @@ class MetaBackend(Backend):
         shape = (n, c) + tuple(out_size)
         y = _new(shape, x.dtype)
         indices = _new(shape, index_dtype) if with_indices else None
-        spike = 0
-        if not self.kernels and with_indices:
-            # one boolean mask of the output at a time and copyto's buffer; int32 indices are an
-            # int64 array cast down
-            outputs = math.prod(shape)
-            wide = np.dtype(index_dtype) == np.dtype(np.int64)
-            spike = outputs + numpy_buffer_bytes(outputs, 8) if wide else outputs * 9
+        spike = 0 if self.kernels else max_pool2d_numpy_transient_bytes(
+            tuple(x.shape), tuple(out_size), x.dtype, "forward", kernel_size, stride, padding, dilation,
+            with_indices=with_indices, index_dtype=index_dtype)
         self._spike(spike, "max_pool2d")
         return y, indices
 
@@ -242,7 +245,9 @@ class MetaBackend(Backend):
 
     def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
         dx = _new(x_shape, dy.dtype)
-        self._gather_spike(dy.size, x_shape, "max_pool2d backward")
+        self._spike(0 if self.kernels else max_pool2d_numpy_transient_bytes(
+            tuple(x_shape), tuple(dy.shape[2:]), dy.dtype, "backward", kernel_size, stride, padding, dilation),
+            "max_pool2d backward")
         return dx, True
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
