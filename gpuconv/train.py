@@ -59,10 +59,14 @@ def _divergence(loss_value: Any, model: Module) -> tuple[str, str] | None:
     if not statistics:
         return None
     be = get_backend()
-    finite = be.to_numpy(be.xp.stack([be.xp.isfinite(b).all() for _, b in statistics]))  # one read back
-    if finite.all():
+    # 0 * sum(statistic) is NaN exactly when the statistic holds NaN or infinity (a float64 sum of
+    # float32/64 values cannot overflow): one backend kernel per statistic, one read back.
+    flag = be.zeros((1,), np.float64)
+    for _, statistic in statistics:
+        be.accumulate_loss(flag, statistic, 0.0)
+    if np.isfinite(float(flag[0])):
         return None
-    bad = [name for (name, _), ok in zip(statistics, finite) if not ok]
+    bad = [name for name, statistic in statistics if not np.isfinite(be.to_numpy(statistic)).all()]
     return ("a running statistic is not finite",
             f"{', '.join(bad)} hold{'' if len(bad) > 1 else 's'} NaN or infinity ({_loss_text(loss_value)})")
 
