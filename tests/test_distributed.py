@@ -21,20 +21,40 @@ FAULT_TIMEOUT_S = 5.0
 def test_collectives_match_numpy_for_every_op_dtype_and_layout():
     """all_reduce / all_gather / broadcast / reduce_scatter on 2 ranks, every op and dtype,
     contiguous and strided inputs, row counts that do not divide by 2, mismatch errors."""
-    ok = assert_ok(run_ranks("collectives.py"))
+    ok = assert_ok(run_ranks("collectives.py", "auto"))
     assert all(int(line.split()[1]) > 400 for line in ok), ok
 
 
 def test_collectives_on_three_ranks():
     """Three ranks: splits of 7 and 5 rows into 3 blocks of different sizes."""
-    assert_ok(run_ranks("collectives.py", ranks=3), ranks=3)
+    assert_ok(run_ranks("collectives.py", "mpi", ranks=3), ranks=3)
 
 
 def test_collectives_under_the_emulated_backend():
     from gpuconv.backend import unavailable_reason
     if unavailable_reason("emulated") is not None:
         pytest.skip(f"emulated backend: {unavailable_reason('emulated')}")
-    assert_ok(run_ranks("collectives.py", backend="emulated"))
+    assert_ok(run_ranks("collectives.py", "mpi", backend="emulated"))
+
+
+def test_nccl_refused_where_a_rank_cannot_run_it():
+    from gpuconv.distributed.nccl_engine import nccl_unavailable_reason
+    if nccl_unavailable_reason() is None:
+        pytest.skip("NCCL can run here")
+    result = run_ranks("collectives.py", "nccl", timeout=60)
+    assert result.returncode != 0
+    assert "DistributedError: backend='nccl' is unavailable on rank(s) 0, 1 (here on rank" in result.stderr, result.stderr
+
+
+@pytest.mark.gpu
+def test_nccl_collectives_on_one_gpu():
+    """One rank of NCCL (NCCL refuses two ranks on one GPU): the same checks on CuPy arrays
+    (contiguous and strided) and NumPy arrays staged through the device."""
+    from gpuconv.distributed.nccl_engine import nccl_unavailable_reason
+    reason = nccl_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"NCCL cannot run here: {reason}")
+    assert_ok(run_ranks("collectives.py", "nccl", ranks=1, backend="cupy"), ranks=1)
 
 
 def test_a_killed_rank_is_named_by_the_survivor_within_the_timeout():

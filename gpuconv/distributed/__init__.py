@@ -12,7 +12,7 @@ naming it within ``init_process_group(timeout=...)``; after a fault the process 
 Install: ``pip install 'gpuconv[distributed]'`` (mpi4py and the mpich wheels).
 """
 
-from .collectives import all_gather, all_reduce, barrier, broadcast, reduce_scatter, split_sizes
+from .collectives import all_gather, all_gather_object, all_reduce, barrier, broadcast, reduce_scatter, split_sizes
 from .errors import CollectiveTimeoutError, DistributedError, RankFailedError
 from .group import (
     DEFAULT_TIMEOUT_S,
@@ -26,7 +26,7 @@ from .group import (
 )
 
 __all__ = [
-    "CollectiveTimeoutError", "DEFAULT_TIMEOUT_S", "DistributedError", "RankFailedError", "all_gather",
+    "CollectiveTimeoutError", "DEFAULT_TIMEOUT_S", "DistributedError", "RankFailedError", "all_gather", "all_gather_object",
     "all_reduce", "barrier", "broadcast", "destroy_process_group", "get_backend_name", "get_local_rank",
     "get_rank", "get_world_size", "init_process_group", "is_initialized", "reduce_scatter", "split_sizes",
 ]

@@ -218,6 +218,26 @@ def reduce_scatter(x: Any, op: str = "sum") -> Any:
     return _like(recv, a)
 
 
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable), as a list indexed by rank (through MPI, on any engine).
+
+    For small metadata (gpuconv checks that the ranks' models agree with it), not for arrays.
+    NOTE: unpickling runs code chosen by the sender: only the ranks of one job, which the user
+    started, are trusted here.
+    """
+    import pickle
+    g = group()
+    g.require_healthy()
+    data = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
+    sizes = np.empty(g.world_size, dtype=np.int64)
+    g.wait(g.comm.Iallgather(np.array([data.size], dtype=np.int64), sizes).Test, "all_gather_object (sizes)")
+    everything = np.empty(int(sizes.sum()), dtype=np.uint8)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    request = g.comm.Iallgatherv(data, [everything, (sizes.tolist(), offsets.tolist()), g.MPI.BYTE])
+    g.wait(request.Test, "all_gather_object")
+    return [pickle.loads(everything[o:o + n].tobytes()) for o, n in zip(offsets, sizes)]
+
+
 def start_all_reduce(buf: Any, op: str = "sum", what: str = "all_reduce") -> Any:
     """For gpuconv's own buckets: starts an all-reduce of ``buf`` in place and returns a work handle
     whose ``wait()`` completes it. ``buf`` must already be a contiguous buffer of the engine (see
@@ -236,5 +256,5 @@ def engine_buffer(shape: tuple[int, ...], dtype: Any) -> Any:
     return g.engine.empty(tuple(shape), np.dtype(dtype))
 
 
-__all__ = ["DistributedError", "all_gather", "all_reduce", "barrier", "broadcast", "engine_buffer",
+__all__ = ["DistributedError", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast", "engine_buffer",
            "reduce_scatter", "split_sizes", "start_all_reduce"]

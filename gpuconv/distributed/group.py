@@ -53,13 +53,17 @@ class ProcessGroup:
         self.timeout = timeout
         self.broken: str | None = None
         self.watchdog = Watchdog(MPI, self.comm, timeout)
-        self.backend = self._agree_on_backend(backend)
-        if self.backend == "nccl":
-            from .nccl_engine import NcclEngine
-            self.engine: Any = NcclEngine(self)
-        else:
-            from .mpi_engine import MpiEngine
-            self.engine = MpiEngine(self)
+        try:
+            self.backend = self._agree_on_backend(backend)
+            if self.backend == "nccl":
+                from .nccl_engine import NcclEngine
+                self.engine: Any = NcclEngine(self)
+            else:
+                from .mpi_engine import MpiEngine
+                self.engine = MpiEngine(self)
+        except BaseException:
+            self.watchdog.stop()  # no group: nothing may talk MPI while the process exits
+            raise
 
     def _agree_on_backend(self, asked: str) -> str:
         """``asked`` resolved the same way on every rank (auto: nccl only if every rank can)."""

@@ -1,6 +1,9 @@
 """Run by tests/test_distributed.py on 2+ MPI ranks: every collective, op, dtype and layout against
 NumPy's result on the inputs of all ranks (each rank can draw every rank's input: rank r's comes
-from the generator seeded (case, r)). Prints ``OK <checks>`` per rank; any mismatch raises."""
+from the generator seeded (case, r)). Prints ``OK <checks>`` per rank; any mismatch raises.
+
+argv[1]: the process group's backend (``auto``: expected to resolve to ``mpi`` off the cupy
+backend); ``nccl`` also runs the collectives on CuPy arrays."""
 
 import sys
 
@@ -23,8 +26,16 @@ def draw(case, rank, shape, dtype):
     return rng.integers(max(info.min, -20), min(info.max, 20) // 4, size=shape, endpoint=True).astype(dtype)
 
 
-def layouts(a):
-    """``a`` contiguous, and as a strided view of a bigger array (non-contiguous) with the same values."""
+def layouts(a, on_gpu):
+    """``a`` contiguous, and as a strided view of a bigger array (non-contiguous) with the same values;
+    on the GPU also as CuPy arrays."""
+    if on_gpu:
+        import cupy
+        for name, host in layouts(a, False):
+            device = cupy.zeros(host.shape[:-1] + (2 * host.shape[-1],), dtype=host.dtype)[..., ::2] \
+                if name == "strided" else cupy.empty_like(cupy.asarray(host))
+            device[...] = cupy.asarray(host)
+            yield f"cupy {name}", device
     yield "contiguous", a.copy()
     if a.ndim:
         big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
@@ -54,10 +65,16 @@ def assert_equal_or_close(actual, expected, what, terms):
         assert np.array_equal(actual, expected), (what, actual, expected)
 
 
+def host(a):
+    return gpuconv.to_numpy(a)
+
+
 def main():
-    dist.init_process_group(backend="mpi", timeout=60)
+    backend = sys.argv[1]
+    dist.init_process_group(backend=backend, timeout=60)
     rank, world = dist.get_rank(), dist.get_world_size()
-    assert dist.is_initialized() and dist.get_backend_name() == "mpi"
+    on_gpu = backend == "nccl"
+    assert dist.is_initialized() and dist.get_backend_name() == ("nccl" if on_gpu else "mpi")
     assert dist.get_local_rank() == rank  # one node: the shared-memory split is the whole job
     checks = 0
     case = 0
@@ -69,45 +86,53 @@ def main():
             for op in ("sum", "mean", "max", "min"):
                 if op == "mean" and np.dtype(dtype).kind != "f":
                     continue
-                for layout, x in layouts(mine):
+                for layout, x in layouts(mine, on_gpu):
                     result = dist.all_reduce(x, op=op)
                     assert result is x
-                    assert_equal_or_close(x, expected_reduce(inputs, op), f"all_reduce {op} {dtype} {shape} {layout}",
+                    assert_equal_or_close(host(x), expected_reduce(inputs, op), f"all_reduce {op} {dtype} {shape} {layout}",
                                           world)
                     checks += 1
-            for layout, x in layouts(mine):
+            for layout, x in layouts(mine, on_gpu):
                 gathered = dist.all_gather(x)
-                assert np.array_equal(gathered, inputs), ("all_gather", dtype, shape, layout)
+                assert type(gathered) is type(x) and np.array_equal(host(gathered), inputs), ("all_gather", dtype,
+                                                                                              shape, layout)
                 checks += 1
-            for layout, x in layouts(mine):
+            for layout, x in layouts(mine, on_gpu):
                 src = world - 1
                 dist.broadcast(x, src=src)
-                assert np.array_equal(x, inputs[src]), ("broadcast", dtype, shape, layout)
+                assert np.array_equal(host(x), inputs[src]), ("broadcast", dtype, shape, layout)
                 checks += 1
             if shape:
                 for op in ("sum", "mean", "max", "min"):
                     if op == "mean" and np.dtype(dtype).kind != "f":
                         continue
-                    for layout, x in layouts(mine):
+                    for layout, x in layouts(mine, on_gpu):
                         block = dist.reduce_scatter(x, op=op)
                         want = np.array_split(expected_reduce(inputs, op), world)[rank]
-                        assert_equal_or_close(block, want, f"reduce_scatter {op} {dtype} {shape} {layout}", world)
+                        assert type(block) is type(x)
+                        assert_equal_or_close(host(block), want, f"reduce_scatter {op} {dtype} {shape} {layout}", world)
                         checks += 1
 
     # Disagreeing ranks: a clear error on every rank naming each rank's arguments; the group stays usable.
-    try:
-        dist.all_reduce(np.zeros(3 + rank))
-    except ValueError as error:
-        assert "rank 0: float64 (3,)" in str(error) and "rank 1: float64 (4,)" in str(error), error
-    else:
-        raise AssertionError("all_reduce accepted different shapes on the ranks")
-    try:
-        dist.all_reduce(np.zeros(3), op="max" if rank else "min")
-    except ValueError as error:
-        assert "op='max'" in str(error) and "op='min'" in str(error), error
-    else:
-        raise AssertionError("all_reduce accepted different ops on the ranks")
-    checks += 2
+    if world > 1:
+        try:
+            dist.all_reduce(np.zeros(3 + rank))
+        except ValueError as error:
+            assert "rank 0: float64 (3,)" in str(error) and "rank 1: float64 (4,)" in str(error), error
+        else:
+            raise AssertionError("all_reduce accepted different shapes on the ranks")
+        try:
+            dist.all_reduce(np.zeros(3), op="max" if rank else "min")
+        except ValueError as error:
+            assert "op='max'" in str(error) and "op='min'" in str(error), error
+        else:
+            raise AssertionError("all_reduce accepted different ops on the ranks")
+        checks += 2
+
+    # Python objects of different sizes per rank.
+    objects = dist.all_gather_object({"rank": rank, "names": ["w"] * (rank + 1)})
+    assert objects == [{"rank": r, "names": ["w"] * (r + 1)} for r in range(world)], objects
+    checks += 1
 
     # Tensors (once gpuconv has them): the collective works on their native array in place.
     if hasattr(gpuconv, "Tensor"):
