@@ -23,7 +23,7 @@ _OP_CODES = {op: i for i, op in enumerate(OPS)}
 _SHAPE_SLOTS = 8
 
 
-def _native(x: Any) -> Any:
+def native(x: Any) -> Any:
     """The native array of ``x``: ``x.data`` for a ``gpuconv.Tensor``, else ``x``."""
     import gpuconv
     tensor_type = getattr(gpuconv, "Tensor", None)
@@ -34,7 +34,7 @@ def _native(x: Any) -> Any:
 
 def _array(x: Any, name: str, what: str) -> Any:
     from ..backend.base import array_kind
-    a = _native(x)
+    a = native(x)
     if array_kind(a) is None:
         raise TypeError(f"{what}: {name} must be a NumPy or CuPy array or a gpuconv.Tensor, got "
                         f"{type(x).__module__}.{type(x).__name__}")
@@ -90,8 +90,9 @@ def _agree(g: ProcessGroup, a: Any, op: str | None, what: str, extra: int = -1) 
                          "shape, dtype and op")
 
 
-def _write_back(target: Any, result: Any) -> None:
-    """``result`` (a buffer of the engine) into ``target`` (the caller's array), unless it is it."""
+def copy_into(target: Any, result: Any) -> None:
+    """``result`` into ``target`` (unless it is it), across host and device: between the engine's
+    buffers and the caller's arrays."""
     if result is target:
         return
     from ..backend.base import array_kind
@@ -144,7 +145,7 @@ def all_reduce(x: Any, op: str = "sum") -> Any:
     g.engine.all_reduce(buf, "sum" if op == "mean" else op)
     if op == "mean":
         _mean(buf, g)
-    _write_back(a, buf)
+    copy_into(a, buf)
     return x
 
 
@@ -163,7 +164,7 @@ def broadcast(x: Any, src: int = 0) -> Any:
     _agree(g, a, None, "broadcast", extra=int(src))
     buf = g.engine.stage(a)
     g.engine.broadcast(buf, int(src))
-    _write_back(a, buf)
+    copy_into(a, buf)
     return x
 
 
@@ -256,5 +257,5 @@ def engine_buffer(shape: tuple[int, ...], dtype: Any) -> Any:
     return g.engine.empty(tuple(shape), np.dtype(dtype))
 
 
-__all__ = ["DistributedError", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast", "engine_buffer",
-           "reduce_scatter", "split_sizes", "start_all_reduce"]
+__all__ = ["DistributedError", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast", "copy_into",
+           "engine_buffer", "native", "reduce_scatter", "split_sizes", "start_all_reduce"]
