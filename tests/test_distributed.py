@@ -30,13 +30,6 @@ def test_collectives_on_three_ranks():
     assert_ok(run_ranks("collectives.py", "mpi", ranks=3), ranks=3)
 
 
-def test_collectives_under_the_emulated_backend():
-    from gpuconv.backend import unavailable_reason
-    if unavailable_reason("emulated") is not None:
-        pytest.skip(f"emulated backend: {unavailable_reason('emulated')}")
-    assert_ok(run_ranks("collectives.py", "mpi", backend="emulated"))
-
-
 def test_nccl_refused_where_a_rank_cannot_run_it():
     from gpuconv.distributed.nccl_engine import nccl_unavailable_reason
     if nccl_unavailable_reason() is None:
@@ -78,6 +71,17 @@ def test_a_killed_rank_ends_the_job_under_default_mpiexec():
     result = run_ranks("faults.py", "kill", str(FAULT_TIMEOUT_S), timeout=60)
     assert result.returncode != 0
     assert "OK" not in result.stdout
+
+
+def test_a_stalled_collective_times_out():
+    """Rank 1 sleeps instead of joining the all-reduce while its heartbeat goes on: rank 0 raises
+    CollectiveTimeoutError after the timeout (2 s) rather than waiting forever."""
+    start = time.monotonic()
+    result = run_ranks("faults.py", "stall", "2", timeout=60)
+    assert "CollectiveTimeoutError: all_reduce" in result.stderr and "did not complete within 2 s on rank 0" \
+        in result.stderr, result.stderr
+    assert result.returncode != 0
+    assert time.monotonic() - start < 30
 
 
 def test_a_raising_rank_is_named_with_its_exception():

@@ -1,10 +1,11 @@
 """Run by tests/test_distributed.py on 2 MPI ranks: a training-like loop of all-reduces where rank 1
 fails at step 3 in the way argv[1] names (``kill``: SIGKILL itself; ``raise``: an uncaught
-exception). argv[2] is the process group's timeout in seconds. Rank 0 prints each step it finishes."""
+exception; ``stall``: sleeps for a minute, its heartbeat thread still answering). argv[2] is the process group's timeout in seconds. Rank 0 prints each step it finishes."""
 
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -20,6 +21,8 @@ def main():
         if rank == 1 and step == 3:
             if mode == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if mode == "stall":
+                time.sleep(60)
             raise ValueError("rank 1 met a bad batch on purpose")
         dist.all_reduce(gradient, op="mean")
         print(f"step {step} done on rank {rank}", flush=True)

@@ -49,7 +49,7 @@ class DistributedDataParallel(Module):
         bucket_cap_mb: the most MiB of gradients per bucket; a bucket's all-reduce starts as soon as
             its gradients are final, while backward goes on.
         broadcast_buffers: copy rank 0's buffers (BatchNorm running statistics) to every rank at
-            each forward, so every replica normalizes alike in eval mode.
+            each forward that records gradients, so every replica normalizes alike in eval mode.
         find_unused_parameters: walk the autograd graph after each forward and count the parameters
             it does not reach as ready (zero gradient), for models whose forward leaves some
             parameters unused; without it such a model makes the next forward raise.
@@ -108,10 +108,12 @@ class DistributedDataParallel(Module):
         return [native(b) for _, b in self.module.named_buffers() if b is not None]
 
     def forward(self, *inputs: Any, **kwargs: Any) -> Any:
+        # As PyTorch: a forward under no_grad (evaluation) or no_sync() communicates nothing, so
+        # one rank may evaluate alone.
         reduce = is_grad_enabled() and self._sync
         if reduce:
             self.reducer.check_previous_finished()
-        if self.broadcast_buffers and dist.get_world_size() > 1:
+        if reduce and self.broadcast_buffers and dist.get_world_size() > 1:
             buffers = self._buffers_to_sync()
             if buffers:
                 _coalesced_broadcast(buffers)
