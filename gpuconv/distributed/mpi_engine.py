@@ -14,6 +14,10 @@ class MpiWork:
     def __init__(self, group: Any, request: Any, what: str):
         self._group, self._request, self._what = group, request, what
 
+    def poll(self) -> bool:
+        """Lets MPI progress it (MPI moves non-blocking collectives only inside MPI calls); True when done."""
+        return self._request.Test()
+
     def wait(self) -> None:
         self._group.wait(self._request.Test, self._what)
 

@@ -51,6 +51,10 @@ class NcclWork:
         self._done = cupy.cuda.Event(disable_timing=True)
         self._done.record(engine.stream)
 
+    def poll(self) -> bool:
+        """True when done (NCCL progresses on the GPU by itself)."""
+        return self._done.done
+
     def wait(self) -> None:
         import cupy
         try:

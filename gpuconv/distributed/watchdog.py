@@ -12,6 +12,9 @@ peers said on a communicator of its own:
 - MPICH's process manager (hydra, with ``-disable-auto-cleanup``) signals SIGUSR1 to the survivors
   when a process dies; after it, a peer silent for a few intervals is declared failed at once.
   (With hydra's default auto-cleanup, ``mpiexec`` itself kills the whole job and exits non-zero.)
+
+NOTE: heartbeats go from every rank to every other (world_size**2 tiny messages per interval):
+right for the tens of ranks this is tested with, not for thousands.
 """
 
 from __future__ import annotations

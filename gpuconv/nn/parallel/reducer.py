@@ -131,6 +131,9 @@ class Reducer:
                                "each backward")
         copy_into(bucket.view(slot), param.grad.data.reshape(-1))
         self.locally_used[self.slot_of[id(param)][2]] = 1
+        # Buckets in flight move on only when MPI is called: give them a turn while backward goes on.
+        for started in self.buckets[:self.next_to_start]:
+            started.work.poll()
         self._mark_ready(bucket, slot)
 
     def _mark_ready(self, bucket: _Bucket, slot: int) -> None:
