@@ -14,7 +14,7 @@ import gpuconv.distributed as dist
 from gpuconv.data import DistributedSampler
 
 DTYPES = ("float32", "float64", "int8", "uint8", "int32", "int64")
-SHAPES = [(7,), (5, 3), (3, 4, 2), ()]  # 7 and 5 rows do not divide by 2 (nor 3) ranks
+SHAPES = [(7,), (5, 3), (3, 4, 2), (1, 2), ()]  # 7, 5 and 1 rows do not divide by 2 (nor 3) ranks
 
 
 def draw(case, rank, shape, dtype):
