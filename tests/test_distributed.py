@@ -30,6 +30,21 @@ def test_collectives_on_three_ranks():
     assert_ok(run_ranks("collectives.py", "mpi", ranks=3), ranks=3)
 
 
+@pytest.mark.slow
+def test_ranks_compiling_the_same_kernels_at_once_share_the_cache(tmp_path, monkeypatch):
+    """Every rank of a node compiles on first use: two ranks, an empty emulator cache, the same
+    kernel files at the same moment; both then run them (the heartbeat goes on during g++)."""
+    from gpuconv.backend import unavailable_reason
+    if unavailable_reason("emulated") is not None:
+        pytest.skip(f"emulated backend: {unavailable_reason('emulated')}")
+    cache = tmp_path / "emu"
+    monkeypatch.setenv("GPUCONV_EMU_CACHE", str(cache))
+    assert_ok(run_ranks("compile_race.py", timeout=600))
+    entries = sorted(p.name for p in cache.iterdir())
+    assert len([e for e in entries if e.endswith(".so")]) >= 2, entries
+    assert not [e for e in entries if e.startswith(".build-")], entries  # no build left behind
+
+
 def test_nccl_refused_where_a_rank_cannot_run_it():
     from gpuconv.distributed.nccl_engine import nccl_unavailable_reason
     if nccl_unavailable_reason() is None:
