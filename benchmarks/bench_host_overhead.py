@@ -29,11 +29,6 @@ from gpuconv.models import resnet18
 from gpuconv.backend.kernel_stubs import stubbed_kernels
 
 
-class _Param:
-    def __init__(self, data):
-        self.data, self.grad = data, None
-
-
 def _cases(be):
     rng = np.random.default_rng(0)
 
@@ -45,7 +40,7 @@ def _cases(be):
     y, mean, invstd = F.batch_norm(x, rm, rv, b, b, training=True, return_stats=True)
     _, indices = F.max_pool2d(x, 3, 2, 1, return_indices=True)
     dyp = arr(*indices.shape)
-    params = [_Param(arr(64, 64)) for _ in range(20)]
+    params = [nn.Parameter(arr(64, 64)) for _ in range(20)]
     for p in params:
         p.grad = arr(64, 64)
     sgd = optim.SGD(params, lr=0.01, momentum=0.9)
@@ -76,9 +71,8 @@ def _model_step(be):
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step() -> None:
-        criterion(model(x), y)
         optimizer.zero_grad()
-        model.backward(criterion.backward())
+        criterion(model(x), y).backward()
         optimizer.step()
     return step
 

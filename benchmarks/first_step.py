@@ -58,7 +58,7 @@ def main() -> None:
         t0 = time.perf_counter()
         loss = criterion(model(x), y)
         optimizer.zero_grad()
-        model.backward(criterion.backward())
+        loss.backward()
         optimizer.step()
         backend.synchronize()
         float(loss)

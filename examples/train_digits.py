@@ -67,7 +67,7 @@ def main() -> None:
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     print(f"backend {backend.name}: {len(x_train)} training and {len(x_test)} test images, "
-          f"{sum(p.size for p in model.parameters()):,} parameters")
+          f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     start = time.perf_counter()
     fit(model, crit, optimizer, train_loader, args.epochs, progress=not args.no_progress, scheduler=scheduler)

@@ -1,6 +1,6 @@
 """Checkpoints: a model's state dict, an optimizer's state and user metadata in one ``.npz`` file.
 
-Layout of the archive (NumPy's zip of ``.npy`` files, loaded with ``allow_pickle=False``):
+Layout of the archive (NumPy's zip of uncompressed ``.npy`` files, as ``np.savez`` writes; never unpickled):
 
 - ``__gpuconv__``: a UTF-8 JSON manifest stored as a uint8 array:
   ``{"format": "gpuconv-checkpoint", "version": 1, "model": [names in state-dict order] or null,
@@ -13,6 +13,14 @@ A <tree> is JSON in which arrays are replaced by ``{"__array__": key}``, tuples 
 ``{"__tuple__": [...]}`` and dicts by ``{"__dict__": [[key, value], ...]}`` so that int keys (the
 optimizer's parameter indices), tuples (Adam's betas) and Python scalars come back exactly as saved
 (floats survive JSON exactly; NaN and infinities included).
+
+Loading trusts nothing in the file (:mod:`gpuconv.checkpoint_archive`): every member's name, dtype,
+declared shape and size is checked (against the model, for its entries) before any array is read;
+a member the manifest does not name is an error naming it; arrays are stored uncompressed and read
+up to their declared size only. Optimizer state and metadata may nest at most :data:`MAX_DEPTH`
+containers deep (save refuses deeper ones). A model entry whose values do not fit the model's
+dtype (an integer out of range, a float beyond its largest finite value) is an error naming it;
+NaN and infinities load with a warning, as :func:`save` warns.
 
 The file is written to a temporary file in the same directory (``.<name>.<pid>.<random>.tmp``),
 flushed to disk, then renamed over ``path`` with ``os.replace``: a crash mid-write leaves the
@@ -35,12 +43,17 @@ from typing import Any
 
 import numpy as np
 
+from . import checkpoint_archive as archive_reader
 from .backend import to_numpy
 from .backend.base import array_kind
 
 FORMAT = "gpuconv-checkpoint"
 VERSION = 1
 MANIFEST = "__gpuconv__"
+#: How many containers (lists, tuples, dicts) deep optimizer state and metadata may nest.
+MAX_DEPTH = 64
+#: Largest manifest read (bytes); a real one is a few KiB per thousand arrays.
+MAX_MANIFEST_BYTES = 256 << 20
 
 
 class _Encoder:
@@ -49,7 +62,10 @@ class _Encoder:
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.arrays = arrays
 
-    def encode(self, value: Any, path: str) -> Any:
+    def encode(self, value: Any, path: str, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"cannot save {path}: nested more than {MAX_DEPTH} containers deep "
+                             "(gpuconv.checkpoint.MAX_DEPTH)")
         if array_kind(value) is not None or isinstance(value, np.generic):
             array = np.asarray(to_numpy(value))
             if array.dtype.hasobject:
@@ -62,14 +78,14 @@ class _Encoder:
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, tuple):
-            return {"__tuple__": [self.encode(v, f"{path}/{i}") for i, v in enumerate(value)]}
+            return {"__tuple__": [self.encode(v, f"{path}/{i}", depth + 1) for i, v in enumerate(value)]}
         if isinstance(value, list):
-            return [self.encode(v, f"{path}/{i}") for i, v in enumerate(value)]
+            return [self.encode(v, f"{path}/{i}", depth + 1) for i, v in enumerate(value)]
         if isinstance(value, dict):
             for k in value:
                 if not isinstance(k, (str, int)) or isinstance(k, bool):
                     raise TypeError(f"cannot save {path}: dict keys must be str or int, got {k!r}")
-            return {"__dict__": [[k, self.encode(v, f"{path}/{k}")] for k, v in value.items()]}
+            return {"__dict__": [[k, self.encode(v, f"{path}/{k}", depth + 1)] for k, v in value.items()]}
         raise TypeError(f"cannot save {path}: unsupported value of type {type(value).__name__} "
                         "(use arrays, numbers, strings, bools, None, lists, tuples and dicts)")
 
@@ -121,7 +137,12 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
     arrays[MANIFEST] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
     _remove_stale_temporaries(directory, os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
+    except OSError as exc:
+        # The temporary file's name means nothing to the caller: name the path they gave.
+        reason = f"the folder {directory!r} does not exist" if not os.path.isdir(directory) else exc.strerror
+        raise type(exc)(exc.errno, f"cannot save: {reason}", path) from None
     try:
         if hasattr(os, "fchmod"):  # mkstemp's 0600 (POSIX); elsewhere the default applies
             os.fchmod(fd, 0o666 & ~_umask())
@@ -226,37 +247,99 @@ def _not_a_checkpoint(path: str, why: str) -> ValueError:
                       "gpuconv.save writes")
 
 
-def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(manifest, all arrays) of a checkpoint; ValueError naming ``path`` when it is not a valid one."""
-    why = _foreign_file(path)
-    if why is not None:
-        raise _not_a_checkpoint(path, why)
+def _read_manifest(path: str, archive: zipfile.ZipFile, members: dict[str, archive_reader.Member]) -> dict[str, Any]:
+    if MANIFEST not in members:
+        raise _not_a_checkpoint(path, f"a zip archive without the {MANIFEST} manifest")
+    member = members[MANIFEST]
+    if member.dtype != np.uint8 or len(member.shape) != 1 or member.nbytes > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{path}: malformed manifest {MANIFEST!r} (a uint8 vector of at most {MAX_MANIFEST_BYTES} "
+                         f"bytes expected, got {member.dtype} of shape {member.shape})")
+    text = archive_reader.read(path, archive, member).tobytes()
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not an .npz archive")
-        with archive:
-            if MANIFEST not in archive.files:
-                raise _not_a_checkpoint(path, f"a zip archive without the {MANIFEST} manifest")
-            arrays = {key: archive[key] for key in archive.files}
-        manifest = json.loads(arrays.pop(MANIFEST).tobytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise
-    except NotACheckpointError:
-        raise
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
-        # NOTE: NumPy's message for pickled content advises loading with allow_pickle, which would
-        # run code from the file: never pass that advice on (a checkpoint holds no Python objects).
-        if "pickle" in str(error):
-            raise _not_a_checkpoint(path, "it holds pickled Python objects") from None
-        raise ValueError(f"{path}: not a readable gpuconv checkpoint (corrupt or truncated?): {error}") from error
+        manifest = json.loads(text.decode("utf-8"))
+    except RecursionError:
+        raise ValueError(f"{path}: malformed manifest: nested too deeply (optimizer state and metadata may nest "
+                         f"at most {MAX_DEPTH} containers: gpuconv.checkpoint.MAX_DEPTH)") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: malformed manifest ({error})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: not a gpuconv checkpoint (manifest format {manifest.get('format')!r})"
                          if isinstance(manifest, dict) else f"{path}: malformed manifest")
     if manifest.get("version") != VERSION:
         raise ValueError(f"{path}: checkpoint format version {manifest.get('version')!r} is not supported "
                          f"(this gpuconv reads version {VERSION})")
-    return manifest, arrays
+    if any(_tree_depth(manifest.get(part)) > MAX_DEPTH for part in ("optimizer", "meta")):
+        raise ValueError(f"{path}: optimizer state or metadata nested more than {MAX_DEPTH} containers deep "
+                         "(gpuconv.checkpoint.MAX_DEPTH)")
+    return manifest
+
+
+def _tree_depth(tree: Any) -> int:
+    """How deep :func:`_decode` would recurse into ``tree`` (containers as :class:`_Encoder` counts
+    them), found without recursion; stops early past :data:`MAX_DEPTH`."""
+    deepest, stack = 0, [(tree, 0)]
+    while stack and deepest <= MAX_DEPTH:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children: Any = ()
+        if isinstance(value, list):
+            children = value
+        elif isinstance(value, dict) and "__array__" not in value:
+            if "__tuple__" in value:
+                children = value["__tuple__"]
+            elif isinstance(value.get("__dict__"), list):
+                children = [pair[1] for pair in value["__dict__"] if isinstance(pair, list) and len(pair) == 2]
+        if isinstance(children, list):
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _referenced(tree: Any) -> list[str]:
+    """The array keys a manifest tree refers to (``{"__array__": key}``), without recursion."""
+    keys, stack = [], [tree]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "__array__" in value:
+                keys.append(value["__array__"])
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return keys
+
+
+def _check_names(path: str, manifest: dict[str, Any], members: dict[str, archive_reader.Member]) -> None:
+    """Every member is one the manifest names, and every name the manifest uses is a member."""
+    model = manifest.get("model")
+    if model is not None and not (isinstance(model, list) and all(isinstance(k, str) for k in model)):
+        raise ValueError(f"{path}: malformed manifest (the model's names must be a list of strings)")
+    named = {MANIFEST, *(f"model/{name}" for name in model or ())}
+    for tree in (manifest.get("optimizer"), manifest.get("meta")):
+        for key in _referenced(tree):
+            if not isinstance(key, str):
+                raise ValueError(f"{path}: malformed manifest (array key {key!r} is not a string)")
+            named.add(key)
+    unexpected = sorted(set(members) - named)
+    if unexpected:
+        raise ValueError(f"{path}: member {unexpected[0] + '.npy'!r} is not named by the manifest"
+                         + (f" (nor are {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
+                         + "; a checkpoint holds nothing else")
+    missing = sorted(named - set(members))
+    if missing:
+        raise ValueError(f"{path}: malformed checkpoint: the manifest names {missing[0]!r}, which is not in the "
+                         "archive" + (f" (nor are {len(missing) - 1} more)" if len(missing) > 1 else ""))
+
+
+def _open(path: str) -> zipfile.ZipFile:
+    why = _foreign_file(path)
+    if why is not None:
+        raise _not_a_checkpoint(path, why)
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a readable gpuconv checkpoint (corrupt or truncated?): {error}") from error
 
 
 def load(path: str | os.PathLike, model: Any = None, optimizer: Any = None, strict: bool = True) -> dict[str, Any]:
@@ -266,36 +349,54 @@ def load(path: str | os.PathLike, model: Any = None, optimizer: Any = None, stri
         path: the checkpoint file.
         model: receives ``model.load_state_dict(arrays, strict=strict)`` with NumPy arrays; before
             that the names, shapes and dtype kinds are checked against ``model.state_dict()``
-            (missing and unexpected names only when ``strict``). A floating entry of another
-            precision (a float64 checkpoint for a float32 model) is cast to the model's dtype, as
-            PyTorch's ``load_state_dict`` does; a floating entry for an integer one is an error.
+            (missing and unexpected names only when ``strict``) from the file's headers, before
+            any array is read. A floating entry of another precision (a float64 checkpoint for a
+            float32 model) is cast to the model's dtype, as PyTorch's ``load_state_dict`` does;
+            a floating entry for an integer one, or values the model's dtype cannot hold, are an
+            error. NaN or infinite values load with a ``RuntimeWarning``.
         optimizer: receives ``optimizer.load_state_dict(state)``; the checkpoint must hold one.
         strict: whether the checkpoint's model entries must match the model's exactly.
     Returns:
         The ``**meta`` given to :func:`save`.
     Raises:
-        FileNotFoundError when ``path`` does not exist; ValueError naming ``path`` for a corrupt,
-        truncated or foreign file, or one that does not match ``model`` / ``optimizer``. A load
-        that raises changes neither ``model`` nor ``optimizer``.
+        FileNotFoundError when ``path`` does not exist; ValueError naming ``path`` (and the member
+        or entry at fault) for a corrupt, truncated or foreign file, one that holds members its
+        manifest does not name, nests deeper than :data:`MAX_DEPTH`, or does not match ``model``
+        / ``optimizer``. A load that raises changes neither ``model`` nor ``optimizer``.
     """
     path = os.fspath(path)
-    manifest, arrays = _read(path)
+    with _open(path) as archive:
+        try:
+            members = archive_reader.members(path, archive)
+        except archive_reader.ArchiveError as error:
+            if "Python objects" in str(error) and MANIFEST in str(error):
+                raise _not_a_checkpoint(path, "it holds pickled Python objects") from None
+            raise
+        manifest = _read_manifest(path, archive, members)
+        _check_names(path, manifest, members)
+        model_names = manifest["model"]
+        if model is not None:
+            if model_names is None:
+                raise ValueError(f"{path}: the checkpoint holds no model state")
+            _check_model(path, model, {name: members[f"model/{name}"] for name in model_names}, strict)
+        if optimizer is not None and manifest.get("optimizer") is None:
+            raise ValueError(f"{path}: the checkpoint holds no optimizer state")
+        wanted = set(model.state_dict()) if model is not None and not strict else None
+        arrays = {key: archive_reader.read(path, archive, member) for key, member in members.items()
+                  if key != MANIFEST and not (wanted is not None and key.startswith("model/")
+                                              and key[len("model/"):] not in wanted)}
     try:
         meta = _decode(manifest["meta"], arrays)
         optimizer_state = None if manifest["optimizer"] is None else _decode(manifest["optimizer"], arrays)
-        model_state = (None if manifest["model"] is None
-                       else {name: arrays[f"model/{name}"] for name in manifest["model"]})
-    except (KeyError, TypeError, ValueError) as error:
+        model_state = (None if model_names is None
+                       else {name: arrays[f"model/{name}"] for name in model_names if f"model/{name}" in arrays})
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ValueError(f"{path}: malformed checkpoint (manifest and arrays disagree: {error!r})") from error
-    # All or nothing: every check runs before the first assignment. The model is checked here and
+    if model is not None:
+        _check_values(path, model, model_state)
+    # All or nothing: every check runs before the first assignment. The model is checked above and
     # its load_state_dict checks everything before writing; the optimizer's load_state_dict checks
     # everything before it replaces its state, so it runs first and is undone if the model's fails.
-    if model is not None:
-        if model_state is None:
-            raise ValueError(f"{path}: the checkpoint holds no model state")
-        _check_model(path, model, model_state, strict)
-    if optimizer is not None and optimizer_state is None:
-        raise ValueError(f"{path}: the checkpoint holds no optimizer state")
     previous = None
     if optimizer is not None:
         previous = optimizer.state_dict()
@@ -320,7 +421,8 @@ def _castable(saved: np.dtype, current: Any) -> bool:
     return kinds[0] == kinds[1] or (kinds[0] in "iu" and kinds[1] in "iu")
 
 
-def _check_model(path: str, model: Any, state: dict[str, np.ndarray], strict: bool) -> None:
+def _check_model(path: str, model: Any, state: dict[str, archive_reader.Member], strict: bool) -> None:
+    """Names, declared shapes and dtypes of the checkpoint's entries (headers only) against the model."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -337,3 +439,30 @@ def _check_model(path: str, model: Any, state: dict[str, np.ndarray], strict: bo
         problems.append(f"shape mismatches [{'; '.join(mismatched)}]")
     if problems:
         raise ValueError(f"{path}: checkpoint does not match the model: {', '.join(problems)}")
+
+
+def _check_values(path: str, model: Any, state: dict[str, np.ndarray]) -> None:
+    """Values the model's dtype cannot hold are an error naming the entry (a cast would change them
+    without a word: 2**64-1 into int64 is -1, 1e300 into float32 is inf); NaN/inf warn."""
+    expected = model.state_dict()
+    for key, saved in state.items():
+        if key not in expected:
+            continue
+        target = np.dtype(expected[key].dtype)
+        if saved.dtype.kind in "iu" and target.kind in "iu" and saved.size and saved.dtype != target:
+            low, high, info = int(saved.min()), int(saved.max()), np.iinfo(target)
+            if low < info.min or high > info.max:
+                raise ValueError(f"{path}: model entry {key!r} holds {high if high > info.max else low}, outside the "
+                                 f"range of the model's {target} [{info.min}, {info.max}]")
+        if saved.dtype.kind == "f" and target.kind == "f" and saved.size and saved.dtype.itemsize > target.itemsize:
+            finite = saved[np.isfinite(saved)]
+            largest = float(np.abs(finite).max()) if finite.size else 0.0
+            limit = float(np.finfo(target).max)
+            if largest > limit:
+                raise ValueError(f"{path}: model entry {key!r} holds {largest:g}, beyond the largest finite "
+                                 f"{target} ({limit:g}); it would load as infinity")
+    bad = [key for key, saved in state.items() if saved.dtype.kind in "fc" and not np.isfinite(saved).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        warnings.warn(f"gpuconv.load({path!r}): the checkpoint holds NaN or infinite values in {shown} "
+                      "(saved from a diverged model?)", RuntimeWarning, stacklevel=3)

@@ -8,6 +8,14 @@ exception)::
     with gpuconv.flags(allow_tf32=True, workspace_limit=64 * 2**20):
         ...
 
+Assignment sets the process-wide default. A ``with gpuconv.flags(...)`` block overrides settings
+for the thread (and asyncio task: a ``contextvars`` context) that runs it only: two threads in
+overlapping blocks each see their own values, and a thread started inside a block sees the
+defaults. Assigning a setting that the current block overrides changes the default and this
+block's value; leaving the block then restores the thread's previous view. One
+``gpuconv.flags(...)`` object may be entered again while it is active (nested or in several
+threads) and works as a decorator too.
+
 Settings:
     conv_benchmark (bool, default False): PyTorch's ``torch.backends.cudnn.benchmark``. When on,
         ``F.conv2d`` / ``F.conv2d_backward`` with ``algo="auto"`` time every algorithm that
@@ -31,10 +39,12 @@ Settings:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import numbers
 import sys
+import threading
 import types
-from typing import Any, Iterator
+from typing import Any, Mapping
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
 
@@ -57,7 +67,9 @@ _VALIDATORS = {"conv_benchmark": _bool, "allow_tf32": _bool, "workspace_limit": 
                "detect_anomaly": _bool}
 DEFAULTS = {"conv_benchmark": False, "allow_tf32": False, "workspace_limit": DEFAULT_WORKSPACE_LIMIT,
             "detect_anomaly": False}
-_values: dict[str, Any] = dict(DEFAULTS)
+_values: dict[str, Any] = dict(DEFAULTS)  # the process-wide defaults
+# This thread's (or task's) overrides, from its innermost active ``with gpuconv.flags(...)`` block.
+_overrides: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("gpuconv_flags", default={})
 
 
 def _validated(settings: dict[str, Any]) -> dict[str, Any]:
@@ -68,19 +80,33 @@ def _validated(settings: dict[str, Any]) -> dict[str, Any]:
     return {name: _VALIDATORS[name](name, value) for name, value in settings.items()}
 
 
+def _get(name: str) -> Any:
+    overrides = _overrides.get()
+    return overrides[name] if name in overrides else _values[name]
+
+
 def as_dict() -> dict[str, Any]:
-    """The current settings, as a new dict."""
-    return dict(_values)
+    """The settings this thread sees now, as a new dict."""
+    return {name: _get(name) for name in _values}
 
 
-@contextlib.contextmanager
-def _overridden(new: dict[str, Any]) -> Iterator[None]:
-    previous = {name: _values[name] for name in new}
-    _values.update(new)
-    try:
-        yield
-    finally:
-        _values.update(previous)
+class _Override(contextlib.ContextDecorator):
+    """``with gpuconv.flags(...)``: overrides the settings for the running thread (or task) in the
+    block. Re-entrant: each entry keeps its own token, in a stack per thread."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = settings
+        self._tokens = threading.local()
+
+    def __enter__(self) -> None:
+        stack = self._tokens.__dict__.setdefault("stack", [])
+        stack.append(_overrides.set({**_overrides.get(), **self.settings}))
+
+    def __exit__(self, *exc_info: Any) -> None:
+        _overrides.reset(self._tokens.stack.pop())
+
+    def __repr__(self) -> str:
+        return "gpuconv.flags(" + ", ".join(f"{k}={v!r}" for k, v in sorted(self.settings.items())) + ")"
 
 
 class _FlagsModule(types.ModuleType):
@@ -88,23 +114,28 @@ class _FlagsModule(types.ModuleType):
 
     def __getattr__(self, name: str) -> Any:
         if name in _VALIDATORS:
-            return _values[name]
+            return _get(name)
         raise AttributeError(f"module 'gpuconv.flags' has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _VALIDATORS:
-            _values.update(_validated({name: value}))
+            setting = _validated({name: value})
+            _values.update(setting)
+            overrides = _overrides.get()
+            if name in overrides:  # this thread reads back what it assigned, until its block ends
+                _overrides.set({**overrides, **setting})
         elif name.startswith("__"):
             super().__setattr__(name, value)
         else:
             _validated({name: value})  # raises the AttributeError that names the settings
 
-    def __call__(self, **settings: Any) -> contextlib.AbstractContextManager:
-        """``with gpuconv.flags(conv_benchmark=True): ...`` sets the given settings for the block."""
-        return _overridden(_validated(settings))  # all or nothing: a bad value changes no setting
+    def __call__(self, **settings: Any) -> _Override:
+        """``with gpuconv.flags(conv_benchmark=True): ...`` sets the given settings for the block,
+        in the running thread only."""
+        return _Override(_validated(settings))  # all or nothing: a bad value changes no setting
 
     def __repr__(self) -> str:
-        return "gpuconv.flags(" + ", ".join(f"{k}={v!r}" for k, v in sorted(_values.items())) + ")"
+        return "gpuconv.flags(" + ", ".join(f"{k}={v!r}" for k, v in sorted(as_dict().items())) + ")"
 
 
 sys.modules[__name__].__class__ = _FlagsModule

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .autograd.tensor import Tensor
 from .backend import get_backend
 from .backend.memory_hooks import OutOfMemoryError
 from .grad_mode import no_grad
@@ -28,11 +29,42 @@ POSTFIX_INTERVAL_S = 0.5
 
 
 class NonFiniteLossError(FloatingPointError):
-    """:func:`fit` met a NaN or infinite loss (the message names the epoch, batch and value)."""
+    """:func:`fit` met a NaN or infinite loss or running statistic (the message names the epoch,
+    batch and value or statistic)."""
+
+
+def _array(value: Any) -> Any:
+    """The native array of a Tensor (the meter's kernels take arrays)."""
+    return value.data if isinstance(value, Tensor) else value
 
 
 def _finite(loss_value: Any) -> bool:
-    return bool(np.isfinite(get_backend().to_numpy(loss_value)).all())  # one read back from the device
+    return bool(np.isfinite(get_backend().to_numpy(_array(loss_value))).all())  # one read back from the device
+
+
+def _running_statistics(model: Module) -> list[tuple[str, Any]]:
+    """The floating buffers that are running statistics (BatchNorm's ``running_mean`` / ``running_var``)."""
+    return [(name, buffer) for name, buffer in model.named_buffers()
+            if buffer is not None and name.rsplit(".", 1)[-1].startswith("running_") and buffer.dtype.kind == "f"]
+
+
+def _divergence(loss_value: Any, model: Module) -> tuple[str, str] | None:
+    """(what is not finite, detail) when the training has diverged after this batch's forward, or
+    None: a NaN or infinite loss, or a running statistic the forward made NaN or infinite (the loss
+    can stay finite then: an infinite batch variance normalizes its channel to zeros). On every
+    backend alike."""
+    if not _finite(loss_value):
+        return "the loss is not finite", _loss_text(loss_value)
+    statistics = _running_statistics(model)
+    if not statistics:
+        return None
+    be = get_backend()
+    finite = be.to_numpy(be.xp.stack([be.xp.isfinite(b).all() for _, b in statistics]))  # one read back
+    if finite.all():
+        return None
+    bad = [name for (name, _), ok in zip(statistics, finite) if not ok]
+    return ("a running statistic is not finite",
+            f"{', '.join(bad)} hold{'' if len(bad) > 1 else 's'} NaN or infinity ({_loss_text(loss_value)})")
 
 
 def _loss_text(loss_value: Any) -> str:
@@ -57,6 +89,7 @@ class _Meter:
 
     def update(self, outputs: Any, targets: Any, loss_value: Any) -> None:
         be = get_backend()
+        outputs, targets, loss_value = _array(outputs), _array(targets), _array(loss_value)
         n = int(outputs.shape[0])
         scale = float(n) if self.reduction == "mean" else 1.0
         if be.is_native(loss_value):
@@ -155,11 +188,13 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
         scheduler: a learning-rate scheduler stepped once per epoch.
         dtype: casts each batch's inputs, and floating targets, to this dtype (e.g. np.float32 for
             float64 data from scikit-learn); None leaves batches as they come.
-        on_nonfinite: what a NaN or infinite loss does (the training has diverged): ``"raise"``
+        on_nonfinite: what a NaN or infinite loss, or a NaN or infinite running statistic of a
+            batch norm, does (the training has diverged; the same on every backend): ``"raise"``
             (the default) stops with a :class:`NonFiniteLossError` naming the epoch, batch and
-            loss, before that batch's backward and step (its update is not applied); ``"warn"``
-            warns at the first one of each epoch and trains on. Checking reads the loss back from
-            the device once per batch.
+            loss or statistic, before that batch's backward and step (its update is not applied;
+            the running statistics its forward updated stay as they are); ``"warn"`` warns at the
+            first one of each epoch and trains on. Checking reads the loss back from the device
+            once per batch, and one flag per batch for a model with running statistics.
     Returns:
         The history: one dict per epoch with "epoch", "loss", "accuracy" (training, averaged over
         the epoch), "images_per_s", "seconds", "lr", and "val_loss" / "val_accuracy" with a val_loader.
@@ -188,17 +223,18 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
                     optimizer.zero_grad()
                     outputs = model(inputs)
                     loss_value = loss(outputs, targets)
-                    if not warned and not _finite(loss_value):
-                        message = (f"fit: the loss is not finite at epoch {epoch}, batch {batch}: "
-                                   f"{_loss_text(loss_value)} (training diverged: lower the learning rate, or "
-                                   "set gpuconv.flags.detect_anomaly = True to find the first layer that "
-                                   "produces NaN or infinity)")
+                    diverged = None if warned else _divergence(loss_value, model)
+                    if diverged is not None:
+                        message = (f"fit: {diverged[0]} at epoch {epoch}, batch {batch}: {diverged[1]} (training "
+                                   "diverged: lower the learning rate, or set gpuconv.flags.detect_anomaly = True to "
+                                   "find the first layer that produces NaN or infinity)")
                         if on_nonfinite == "raise":
                             raise NonFiniteLossError(message)
                         warnings.warn(message + "; training goes on (on_nonfinite='warn')", RuntimeWarning,
                                       stacklevel=2)
                         warned = True
-                    model.backward(loss.backward(), input_grad=False)
+                    # reduction="none": every element's gradient is 1, as if the loss were summed.
+                    (loss_value if loss_value.numel() == 1 else loss_value.sum()).backward()
                     optimizer.step()
                 except OutOfMemoryError as exc:
                     raise explain(exc, model, tuple(inputs.shape), optimizer) from exc

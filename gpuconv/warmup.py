@@ -86,9 +86,8 @@ def _tiny_steps(dtype: np.dtype) -> None:
     for optimizer in (optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
                       optim.Adam(model.parameters(), lr=1e-3)):
         model.train()
-        criterion(model(x), target)
         optimizer.zero_grad()
-        model.backward(criterion.backward())
+        criterion(model(x), target).backward()
         optimizer.step()
     model.eval()
     with no_grad():

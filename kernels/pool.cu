@@ -925,6 +925,13 @@ __device__ __forceinline__ T gem_window_sum(const W& win, T p, T eps, T wmax, T*
     return acc;
 }
 
+// y = M * m'^(1/p); a window whose maximum is +inf (or NaN) has that as its result: with M factored
+// out, r = inf / inf would be NaN where PyTorch's mean(c^p)^(1/p), like avg and max pooling, is inf.
+template <typename T>
+__device__ __forceinline__ T gem_value(T wmax, T m, T p) {
+    return wmax - wmax == T(0) ? wmax * gc_pow(m, T(1) / p) : wmax;
+}
+
 template <typename T>
 __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr, T* __restrict__ y, long long planes,
                             int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, T eps, int ppb,
@@ -944,7 +951,7 @@ __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr
             T acc = T(0);
             for (WindowWalk w(kw); w.row < kh; w.next()) acc += gc_pow(clamp_min(xp[w.row * width + w.col], eps) * inv, p);
             acc = warp_sum(acc);
-            if (threadIdx.x % 32 == 0) y[o] = wmax * gc_pow(acc / k, T(1) / p);
+            if (threadIdx.x % 32 == 0) y[o] = gem_value(wmax, acc / k, p);
         }
         return;
     }
@@ -953,7 +960,7 @@ __device__ void gem_forward(const T* __restrict__ x, const T* __restrict__ p_ptr
         const GemGlobalWindow<T> win{x + plane * height * width + oy * sh * width + ox * sw, width, kh, kw};
         const T wmax = gem_window_max<T>(win, eps);
         const T m = gem_window_sum<T>(win, p, eps, wmax, nullptr) / k;
-        y[plane * out_size + pos] = wmax * gc_pow(m, T(1) / p);
+        y[plane * out_size + pos] = gem_value(wmax, m, p);
     }
 }
 
@@ -1037,7 +1044,7 @@ __device__ void gem_forward_tiled(const T* __restrict__ x, const T* __restrict__
                                        kh, kw};
             const T wmax = gem_window_max<T>(win, eps);
             const T m = gem_window_sum<T>(win, p, eps, wmax, nullptr) / k;
-            y[(plane0 + pl) * oh * ow + (g.oy0 + oyl) * ow + g.ox0 + oxl] = wmax * gc_pow(m, T(1) / p);
+            y[(plane0 + pl) * oh * ow + (g.oy0 + oyl) * ow + g.ox0 + oxl] = gem_value(wmax, m, p);
         }
         __syncthreads();  // the next plane group overwrites the tile
     }

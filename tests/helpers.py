@@ -25,6 +25,51 @@ def assert_close(actual, expected, dtype=None, **overrides):
     np.testing.assert_allclose(actual, expected, **tolerance)
 
 
+def sum_tolerance(length: int, magnitude, dtype):
+    """How far two evaluations in ``dtype`` of the same sum of ``length`` products may differ when
+    they add in different orders (BLAS kernels, chunks, tiles, a float64 reference).
+
+    ``magnitude`` is the sum of the terms' absolute values (sum |x||w| of a dot product), a scalar
+    or one value per output element. Recursive summation in any order is within
+    ``length * u * magnitude`` of the exact sum (u = eps / 2, Higham's gamma_n), and rounding the
+    inputs to ``dtype`` adds ``eps * magnitude``; the two evaluations together stay within
+    ``(length + 1) * eps * magnitude``. Returns float64, shaped like ``magnitude``.
+    """
+    return (length + 1) * np.finfo(np.dtype(dtype)).eps * np.asarray(magnitude, dtype=np.float64)
+
+
+def assert_sums_close(actual, expected, length: int, magnitude, dtype, name: str = "result") -> None:
+    """Fails where ``actual`` and ``expected`` differ by more than :func:`sum_tolerance` allows for
+    a sum of ``length`` terms of total absolute value ``magnitude`` (per element), naming the worst
+    element."""
+    actual = np.asarray(gpuconv.to_numpy(actual), dtype=np.float64)
+    expected = np.asarray(gpuconv.to_numpy(expected), dtype=np.float64)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != expected {expected.shape}"
+    bound = np.broadcast_to(sum_tolerance(length, magnitude, dtype), actual.shape)
+    excess = np.abs(actual - expected) - bound
+    if not np.all(excess <= 0):  # also fails on NaN
+        worst = np.unravel_index(np.nanargmax(np.where(np.isnan(excess), np.inf, excess)), excess.shape)
+        raise AssertionError(f"{name}{[int(i) for i in worst]}: {actual[worst]:.9g} != {expected[worst]:.9g} (difference "
+                             f"{abs(actual[worst] - expected[worst]):.3g}, allowed {bound[worst]:.3g} for a "
+                             f"{np.dtype(dtype).name} sum of {length} terms)")
+
+
+def conv_sum_bounds(g, x, weight, dy, bias=None):
+    """[(length, magnitude)] of the sums behind conv2d's y, dx, dweight and dbias for geometry
+    ``g`` (gpuconv.functional.conv_geometry): the most terms one element of each adds (the bias
+    counts as one) and, per element, the sum of their absolute values (the reference convolutions
+    of |x|, |weight|, |dy|), for :func:`assert_sums_close`. Pass the operands as the computation
+    sees them (rounded to TF32 where it rounds)."""
+    from tests import reference
+
+    args = (g.stride, g.padding, g.dilation, g.groups)
+    c_out, cg, kh, kw = np.shape(weight)
+    y_mag = reference.conv2d(np.abs(x), np.abs(weight), None if bias is None else np.abs(bias), *args)
+    dx_mag, dw_mag, db_mag = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(weight), *args)
+    pixels = g.n * g.out_size[0] * g.out_size[1]
+    return [(cg * kh * kw + 1, y_mag), (c_out // g.groups * kh * kw, dx_mag), (pixels, dw_mag), (pixels, db_mag)]
+
+
 @contextlib.contextmanager
 def emulator_schedule(schedule: str):
     """Runs the block with the emulator's thread schedule set (see GPUCONV_EMU_SCHEDULE)."""

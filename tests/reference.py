@@ -6,6 +6,8 @@ Every op on every backend is compared with these. Padding is given per side as
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -756,3 +758,54 @@ def group_norm_backward(dy, x, num_groups, weight=None, eps=1e-5):
             dx[sl] = (invstd / m * (m * d - d.sum() - xh * (d * xh).sum())).reshape(x[sl].shape)
     axes = (0,) + tuple(range(2, x.ndim))
     return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def _pad_source(i: int, size: int, mode: str) -> int | None:
+    """The input index that output index ``i`` (in input coordinates, may lie outside [0, size))
+    copies under ``mode``, or None for the constant fill."""
+    if 0 <= i < size:
+        return i
+    if mode == "constant":
+        return None
+    if mode == "reflect":
+        return -i if i < 0 else 2 * (size - 1) - i
+    if mode == "replicate":
+        return min(max(i, 0), size - 1)
+    return i % size  # circular
+
+
+def _pad_index_map(shape, pad, mode):
+    """(output shape, {output index: input index or None}) of PyTorch's F.pad, element by element."""
+    pairs = list(zip(pad[0::2], pad[1::2]))
+    befores = [0] * len(shape)
+    out_shape = list(shape)
+    for k, (before, after) in enumerate(pairs):
+        axis = len(shape) - 1 - k
+        befores[axis] = before
+        out_shape[axis] = shape[axis] + before + after
+    mapping = {}
+    for out_index in itertools.product(*(range(s) for s in out_shape)):
+        sources = [_pad_source(o - b, s, mode) for o, b, s in zip(out_index, befores, shape)]
+        mapping[out_index] = None if any(v is None for v in sources) else tuple(sources)
+    return tuple(out_shape), mapping
+
+
+def pad(x, pad, mode="constant", value=0.0):
+    """PyTorch's F.pad: each output element copies the input element its mode maps it to."""
+    x = np.asarray(x, dtype=np.float64)
+    out_shape, mapping = _pad_index_map(x.shape, pad, mode)
+    y = np.empty(out_shape)
+    for out_index, source in mapping.items():
+        y[out_index] = value if source is None else x[source]
+    return y
+
+
+def pad_backward(dy, input_shape, pad, mode="constant"):
+    """dx of :func:`pad`: each output's gradient added to the input element it copied."""
+    dy = np.asarray(dy, dtype=np.float64)
+    _, mapping = _pad_index_map(tuple(input_shape), pad, mode)
+    dx = np.zeros(input_shape)
+    for out_index, source in mapping.items():
+        if source is not None:
+            dx[source] += dy[out_index]
+    return dx

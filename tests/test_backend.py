@@ -72,15 +72,32 @@ def test_import_does_not_import_cupy():
 def test_auto_falls_back_to_numpy_with_one_warning(monkeypatch):
     monkeypatch.setattr(backend_package, "_auto_warned", False)
     monkeypatch.setattr(backend_package, "unavailable_reason",
-                        lambda name: "no usable CUDA device (cudaErrorInsufficientDriver)" if name == "cupy" else None)
+                        lambda name: "no usable CUDA device (cudaErrorUnknown)" if name == "cupy" else None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first = backend_package.create("auto")
         second = backend_package.create("auto")
     assert first.name == second.name == "numpy"
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert messages == ["gpuconv: backend 'auto' uses numpy because no usable CUDA device "
-                        "(cudaErrorInsufficientDriver)"]
+    assert messages == ["gpuconv: computing on the CPU with numpy (backend 'auto') because no usable CUDA device "
+                        "(cudaErrorUnknown)"]
+
+
+def test_auto_warning_without_a_gpu_says_so_in_words_once_at_the_users_line():
+    # A fresh process with no GPU (faked by the reason): the first op reaches the backend deep inside
+    # gpuconv, yet the warning names the script's line; a second use does not warn again.
+    script = ("import warnings, numpy as np\n"
+              "import gpuconv.backend as b, gpuconv.functional as F\n"
+              "b.unavailable_reason = lambda name: 'no NVIDIA GPU found (no NVIDIA driver is installed)' "
+              "if name == 'cupy' else None\n"
+              "warnings.simplefilter('always')\n"
+              "F.relu(np.ones(3))  # first use\n"
+              "b.use('auto')\n")
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "RuntimeWarning" in line]
+    assert lines == ["<string>:5: RuntimeWarning: gpuconv: no NVIDIA GPU found (no NVIDIA driver is installed): "
+                     "computing on the CPU with numpy (backend 'auto')"]
 
 
 def test_cupy_unavailable_says_why():

@@ -1,5 +1,5 @@
-"""The cupy backend's unavailable reason: a missing NVIDIA driver or GPU is named as such, with the
-CUDA runtime's own message kept in parentheses."""
+"""The cupy backend's unavailable reason: a missing NVIDIA driver or GPU is named as such in words;
+the CUDA runtime's own message is kept where a driver exists (too old, no device)."""
 
 from __future__ import annotations
 
@@ -23,17 +23,38 @@ def _fake_cupy(monkeypatch, get_device_count):
     monkeypatch.setitem(sys.modules, "cupy", cupy)
 
 
-@pytest.mark.parametrize("status,message", [
-    (35, "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"),
-    (100, "cudaErrorNoDevice: no CUDA-capable device is detected"),
-])
-def test_no_driver_or_device_is_named(monkeypatch, status, message):
+INSUFFICIENT = "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"
+
+
+def _raising(status, message):
     def raise_error():
         raise FakeRuntimeError(status, message)
+    return raise_error
 
-    _fake_cupy(monkeypatch, raise_error)
+
+def test_insufficient_driver_without_a_driver_says_no_gpu(monkeypatch):
+    # The runtime says "driver version is insufficient" on a machine with no driver at all: that
+    # must not send anyone to upgrade a driver they do not have.
+    _fake_cupy(monkeypatch, _raising(35, INSUFFICIENT))
+    monkeypatch.setattr(cupy_backend, "driver_installed", lambda: False)
     reason = cupy_backend.unavailable_reason()
-    assert reason == f"no NVIDIA driver/GPU found (FakeRuntimeError: {message})"
+    assert reason == "no NVIDIA GPU found (no NVIDIA driver is installed)"
+    assert "insufficient" not in reason
+
+
+def test_insufficient_driver_with_a_driver_keeps_the_runtime_error(monkeypatch):
+    _fake_cupy(monkeypatch, _raising(35, INSUFFICIENT))
+    monkeypatch.setattr(cupy_backend, "driver_installed", lambda: True)
+    reason = cupy_backend.unavailable_reason()
+    assert reason.startswith("the NVIDIA driver is too old for CuPy's CUDA runtime (update the driver")
+    assert reason.endswith(f"FakeRuntimeError: {INSUFFICIENT})")
+
+
+def test_no_device_is_named(monkeypatch):
+    _fake_cupy(monkeypatch, _raising(100, "cudaErrorNoDevice: no CUDA-capable device is detected"))
+    assert cupy_backend.unavailable_reason() == ("no NVIDIA GPU found (the NVIDIA driver sees no device: "
+                                                 "FakeRuntimeError: cudaErrorNoDevice: no CUDA-capable device is "
+                                                 "detected)")
 
 
 def test_other_runtime_errors_and_zero_devices(monkeypatch):
@@ -44,7 +65,7 @@ def test_other_runtime_errors_and_zero_devices(monkeypatch):
     expected = "no usable CUDA device (FakeRuntimeError: cudaErrorUnknown: unknown error)"
     assert cupy_backend.unavailable_reason() == expected
     _fake_cupy(monkeypatch, lambda: 0)
-    assert cupy_backend.unavailable_reason().startswith("no NVIDIA driver/GPU found (")
+    assert cupy_backend.unavailable_reason().startswith("no NVIDIA GPU found (")
     _fake_cupy(monkeypatch, lambda: 1)
     assert cupy_backend.unavailable_reason() is None
 

@@ -243,13 +243,44 @@ def test_non_contiguous_input(backend, rng):
     assert_close(dx, reference.batch_norm_train_backward(dy, expected, None, 1e-5)[0])
 
 
+# ---- (N, C) and (N, C, L), as PyTorch's F.batch_norm takes them -----------------------------------
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (1, 2, 7)])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_two_and_three_dimensional_input_matches_torch(backend, shape, training, rng):
+    torch = pytest.importorskip("torch")
+    c = shape[1]
+    x, dy = rng.standard_normal(shape), rng.standard_normal(shape)
+    weight, bias = rng.uniform(0.5, 1.5, c), rng.uniform(-1, 1, c)
+    mean, var = rng.uniform(-1, 1, c), rng.uniform(0.5, 2, c)
+    running = [gpuconv.asarray(mean.copy()), gpuconv.asarray(var.copy())]
+    y, save_mean, save_invstd = F.batch_norm(gpuconv.asarray(x), *running, gpuconv.asarray(weight),
+                                             gpuconv.asarray(bias), training=training, momentum=0.1,
+                                             return_stats=True)
+    t_x, t_w, t_b = (torch.tensor(a, requires_grad=True) for a in (x, weight, bias))
+    t_running = [torch.tensor(mean.copy()), torch.tensor(var.copy())]
+    t_y = torch.nn.functional.batch_norm(t_x, *t_running, t_w, t_b, training=training, momentum=0.1)
+    t_y.backward(torch.tensor(dy))
+    assert tuple(y.shape) == shape
+    assert_close(y, t_y.detach().numpy())
+    assert_close(running[0], t_running[0].numpy())
+    assert_close(running[1], t_running[1].numpy())
+    dx, dweight, dbias = F.batch_norm_backward(gpuconv.asarray(dy), gpuconv.asarray(x), gpuconv.asarray(weight),
+                                               save_mean, save_invstd, training=training)
+    assert tuple(dx.shape) == shape
+    assert_close(dx, t_x.grad.numpy())
+    assert_close(dweight, t_w.grad.numpy())
+    assert_close(dbias, t_b.grad.numpy())
+
+
 # ---- bad input -----------------------------------------------------------------------------------
 def test_bad_input(backend, rng):
     x = gpuconv.asarray(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
     v3 = gpuconv.asarray(np.ones(3, np.float32))
     v4 = gpuconv.asarray(np.ones(4, np.float32))
-    with pytest.raises(ValueError, match="x must be 4-D"):
-        F.batch_norm(gpuconv.asarray(np.ones((2, 3, 4), np.float32)), v3, v3)
+    with pytest.raises(ValueError, match=r"x must be 2-D or 3-D or 4-D \(N, C\), \(N, C, L\) or \(N, C, H, W\)"):
+        F.batch_norm(gpuconv.asarray(np.ones((2, 3, 4, 4, 4), np.float32)), v3, v3)
+    with pytest.raises(ValueError, match="more than 1 value per channel, got x of shape \\(1, 3\\)"):
+        F.batch_norm(gpuconv.asarray(np.ones((1, 3), np.float32)), v3, v3, training=True)
     with pytest.raises(ValueError, match=r"running_mean must have shape \(3,\)"):
         F.batch_norm(x, v4, v3)
     with pytest.raises(ValueError, match=r"running_var must have shape \(3,\)"):

@@ -241,12 +241,78 @@ def test_pytorch_is_timed_in_a_child_process_and_gives_a_ratio():
     assert any(line.startswith("geometric mean of time / PyTorch, auto:") for line in report["summary"])
 
 
+def _assert_every_panel_draws(fig) -> None:
+    """Each panel of a bench figure shows something: bars, points, lines, or a sentence."""
+    assert fig.axes
+    for ax in fig.axes:
+        drawn = [a for a in (*ax.patches, *ax.lines, *ax.collections, *ax.texts) if a.get_visible()]
+        bars = [p for p in ax.patches if np.isfinite(p.get_height()) and p.get_height() > 0]
+        assert drawn and (bars or ax.lines or ax.collections or ax.texts), f"panel {ax.get_title()!r} is empty"
+
+
+def _report(argv: list[str], tmp_path) -> dict:
+    out = tmp_path / "r.json"
+    assert cli.main([*argv, "--format", "json", "--output", str(out), "--quiet"]) == 0
+    return json.loads(out.read_text())
+
+
 @pytest.mark.skipif(not has_module("matplotlib"), reason="matplotlib not installed (pip install 'gpuconv[plot]')")
-def test_plot_draws_the_conv_bars(tmp_path):
+def test_plot_draws_the_conv_bars(tmp_path, recwarn):
+    from gpuconv.bench.plot import figure
+
     png = tmp_path / "conv.png"
     assert cli.main(["conv", "--shape", "2,4,6,6,4,3,3,1,1", "--backend", "numpy", "--algos", "im2col,auto",
                      "--no-torch", "--repeats", "1", "--plot", str(png), "--output", str(tmp_path / "r.md")]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = _report(["conv", "--shape", "2,4,6,6,4,3,3,1,1", "--backend", "numpy", "--algos", "im2col,auto",
+                      "--no-torch", "--repeats", "1"], tmp_path)
+    fig = figure(report)
+    _assert_every_panel_draws(fig)
+    for ax in fig.axes:  # times: linear bars from zero
+        assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+    assert not [w for w in recwarn if "No artists with labels" in str(w.message)]
+
+
+@pytest.mark.skipif(not has_module("matplotlib"), reason="matplotlib not installed (pip install 'gpuconv[plot]')")
+def test_plot_against_pytorch_draws_ratios_with_one_marked(tmp_path):
+    from gpuconv.bench.plot import figure
+
+    rows = [{"case": c, "shape": "2,4,6,6,4,3,3,1,1,1,1", "direction": d, "impl": "auto", "status": "ok",
+             "median_ms": 2.0, "torch_ms": 1.0, "ratio_torch": 2.0} for d in ("forward", "backward_data")
+            for c in ("a", "b")]
+    report = {"header": {"command": "conv", "gpu": None, "backend": "numpy", "settings": {"dtype": "float32"}},
+              "rows": rows, "summary": []}
+    fig = figure(report)
+    _assert_every_panel_draws(fig)
+    assert len(fig.axes) == 2  # no empty panel for the direction without rows
+    for ax in fig.axes:
+        assert ax.get_ylim()[0] == 0 and ax.get_yscale() == "linear"
+        assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.lines), "1.0 (PyTorch) is not marked"
+        assert max(p.get_height() for p in ax.patches) == 2.0
+
+
+@pytest.mark.skipif(not has_module("matplotlib"), reason="matplotlib not installed (pip install 'gpuconv[plot]')")
+@pytest.mark.skipif(unavailable_reason("emulated") is not None, reason="emulated backend unavailable")
+def test_plot_on_the_emulated_backend_draws_the_checked_errors(tmp_path, recwarn):
+    from gpuconv.bench.plot import figure
+
+    for argv in (["conv", "--shape", "1,2,5,5,2,3,3,1,1", "--algos", "im2col"], ["pool", *TINY["pool"]]):
+        report = _report([*argv, "--backend", "emulated"], tmp_path)
+        fig = figure(report)
+        _assert_every_panel_draws(fig)
+        (ax,) = fig.axes
+        assert "correctness only" in ax.get_title()
+        points = sum(len(c.get_offsets()) for c in ax.collections)
+        assert points == sum(r.get("max_error") is not None for r in report["rows"]) > 0
+    assert not [w for w in recwarn if "No artists with labels" in str(w.message)]
+
+
+def test_list_details_every_algorithm(capsys):
+    assert cli.main(["list", "--backend", "numpy", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    algorithms = {r["case"]: r["detail"] for r in rows if r["kind"] == "algorithm"}
+    assert set(algorithms) >= {"im2col", "direct", "gemm", "implicit_gemm", "auto"}
+    assert all(algorithms.values()), algorithms
 
 
 @pytest.mark.skipif(not has_module("matplotlib"), reason="matplotlib not installed (pip install 'gpuconv[plot]')")
@@ -335,6 +401,10 @@ def test_plot_draws_every_timed_subcommand(command, tmp_path):
     assert cli.main([command, *TINY[command], "--backend", "numpy", "--no-torch", "--repeats", "1", "--plot", str(png),
                      "--output", str(tmp_path / "r.md")]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from gpuconv.bench.plot import figure
+
+    _assert_every_panel_draws(figure(_report([command, *TINY[command], "--backend", "numpy", "--no-torch",
+                                              "--repeats", "1"], tmp_path)))
 
 
 def test_shrink_divides_the_suite_planes_and_refuses_shapes(capsys):
@@ -522,3 +592,23 @@ def test_optimizer_and_in_place_ops_get_fresh_state_per_inputs():
         np.testing.assert_allclose(first[0], inputs["p0"] - lr_times_grad, rtol=1e-6)
         # Second step with momentum 0.9: the buffer is 1.9 * grad.
         np.testing.assert_allclose(second[0], first[0] - 1.9 * lr_times_grad, rtol=1e-5, atol=1e-7)
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as an interactive shell's is."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("command, shown", [("conv", "checking and timing"), ("memory", "lenet5 train: measuring"),
+                                            ("model", "lenet5")])
+def test_long_commands_show_progress_on_a_terminal_only(command, shown, monkeypatch, capsys):
+    args = [command, *TINY[command], "--backend", "numpy", "--no-torch", "--repeats", "1", "--warmup", "0"]
+    for stream, extra, expect_bar in ((_Terminal(), [], True), (_Terminal(), ["--quiet"], False),
+                                      (io.StringIO(), [], False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert cli.main(args + extra) == 0
+        text = stream.getvalue()
+        assert (shown in text and "\r" in text) == expect_bar, (extra, stream.isatty(), text)
+    assert "| case |" in capsys.readouterr().out  # the report itself is on stdout either way

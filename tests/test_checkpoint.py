@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import optim
+from gpuconv import nn, optim
 
 
-class Param:
-    def __init__(self, data):
-        self.data = data
-        self.grad = None
+# The optimizers' parameters are Tensors with ``.data`` and ``.grad``.
+Param = nn.Parameter
 
 
 class TinyModel:
@@ -251,3 +249,20 @@ def test_unsupported_values_are_rejected_before_writing(tmp_path, rng):
         with pytest.raises(TypeError, match="meta/callback"):
             gpuconv.save(tmp_path / "x.npz", TinyModel(rng), callback=print)
         assert _listing(tmp_path) == []
+
+
+def test_saving_into_a_missing_or_unwritable_folder_names_the_users_path(tmp_path, rng):
+    import os
+
+    target = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        gpuconv.save(target, TinyModel(rng))
+    assert info.value.filename == str(target)
+    assert f"the folder {str(tmp_path / 'missing')!r} does not exist" in str(info.value)
+    assert ".tmp" not in str(info.value)
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(PermissionError) as info:
+            gpuconv.save(locked / "model.npz", TinyModel(rng))
+        assert info.value.filename == str(locked / "model.npz") and ".tmp" not in str(info.value)

@@ -12,7 +12,8 @@ import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend.kernel_stubs import stubbed_kernels
 from gpuconv.functional import conv as conv_module
-from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests.helpers import (assert_close, assert_schedule_independent, assert_sums_close, conv_sum_bounds,
+                           finite_difference_check)
 
 from tests import reference
 
@@ -88,6 +89,13 @@ def _case(key: str, index: int):
     return cfg, x, weight, bias, dy, (y, dx, dw, db)
 
 
+@functools.lru_cache(maxsize=None)
+def _sum_bounds(key: str, index: int):
+    """tests.helpers.conv_sum_bounds of one configuration (computed once per process)."""
+    cfg, x, weight, bias, dy, _ = _case(key, index)
+    return conv_sum_bounds(conv_module.conv_geometry(x.shape, weight.shape, **_args(cfg)), x, weight, dy, bias)
+
+
 def _args(cfg):
     return dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], groups=cfg["groups"])
 
@@ -98,12 +106,11 @@ def _check_against_reference(key, index, algo, dtype):
     B = gpuconv.asarray(bias.astype(dtype)) if bias is not None else None
     y = F.conv2d(X, W, B, **_args(cfg), algo=algo)
     dx, dw, db = F.conv2d_backward(DY, X, W, **_args(cfg), algo=algo)
-    # float32 sums of up to C*KH*KW (forward) or N*OH*OW (dweight) products of unit normals.
-    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
-    for name, actual, want in zip(("y", "dx", "dweight", "dbias"), (y, dx, dw, db), expected, strict=True):
+    for name, actual, want, (length, magnitude) in zip(("y", "dx", "dweight", "dbias"), (y, dx, dw, db), expected,
+                                                        _sum_bounds(key, index), strict=True):
         assert gpuconv.to_numpy(actual).dtype == dtype, name
         try:
-            assert_close(actual, want, dtype, **tol)
+            assert_sums_close(actual, want, length, magnitude, dtype, name)
         except AssertionError as exc:
             raise AssertionError(f"{name} differs for {cfg} (algo {algo})") from exc
 
@@ -139,17 +146,20 @@ def test_direct_kernel_versions_match_reference(kernel_backend, dtype, index):
     v2 backward weight a tile that fits)."""
     from gpuconv.backend.cuda_ops.conv_direct import backward_weight_v2_splits
     cfg, x, weight, bias, dy, (y_ref, dx_ref, dw_ref, _) = _case("general", index)
+    y_sum, dx_sum, dw_sum, _ = _sum_bounds("general", index)
     g = conv_module.conv_geometry(x.shape, weight.shape, **_args(cfg))
     X, W, DY = (gpuconv.asarray(a.astype(dtype)) for a in (x, weight, dy))
     B = gpuconv.asarray(bias.astype(dtype)) if bias is not None else None
-    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
     for version in (1, 2):
-        assert_close(kernel_backend.conv2d_direct_forward(X, W, B, g, version=version), y_ref, dtype, **tol)
+        assert_sums_close(kernel_backend.conv2d_direct_forward(X, W, B, g, version=version), y_ref, *y_sum, dtype,
+                          f"y (v{version})")
     for version in (1, 2, 3) if g.stride == (1, 1) else (1, 3):
-        assert_close(kernel_backend.conv2d_direct_backward_data(DY, W, g, version=version), dx_ref, dtype, **tol)
+        assert_sums_close(kernel_backend.conv2d_direct_backward_data(DY, W, g, version=version), dx_ref, *dx_sum,
+                          dtype, f"dx (v{version})")
     assert backward_weight_v2_splits(g) > 0
     for version in (1, 2):
-        assert_close(kernel_backend.conv2d_direct_backward_weight(DY, X, g, version=version), dw_ref, dtype, **tol)
+        assert_sums_close(kernel_backend.conv2d_direct_backward_weight(DY, X, g, version=version), dw_ref, *dw_sum,
+                          dtype, f"dweight (v{version})")
 
 
 def test_direct_backward_weight_v2_lanes_and_splits(kernel_backend):
@@ -240,12 +250,10 @@ def test_chunking_does_not_change_results(backend, index, request):
     request.getfixturevalue("tiny_workspace")
     assert g.images_per_chunk(4, F.get_workspace_limit()) == 1
     chunked = [gpuconv.to_numpy(a) for a in run()]
-    # The GEMMs span a chunk, and BLAS may pick another kernel for another width: the same values
-    # up to the last bits of float32.
-    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6, atol=1e-6)  # y
-    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-6, atol=1e-6)  # dx
-    # dweight sums one GEMM per chunk: the same value up to the rounding of that sum order.
-    np.testing.assert_allclose(chunked[2], whole[2], rtol=1e-5, atol=1e-5)
+    # The GEMMs span a chunk, and BLAS may pick another kernel (another summation order) for another
+    # width; dweight sums one GEMM per chunk. Each may differ by the rounding of a float32 sum.
+    for name, a, b, (length, magnitude) in zip(("y", "dx", "dweight"), chunked, whole, _sum_bounds("general", index)):
+        assert_sums_close(a, b, length, magnitude, np.float32, name)
     np.testing.assert_array_equal(chunked[3], whole[3])  # dbias
 
 

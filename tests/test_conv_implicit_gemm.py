@@ -17,7 +17,7 @@ from gpuconv.backend.cuda_ops.tf32 import round_to_tf32
 from gpuconv.functional import conv as conv_module
 from gpuconv.functional import conv_algo
 from tests import reference
-from tests.helpers import assert_close, assert_schedule_independent
+from tests.helpers import assert_close, assert_schedule_independent, assert_sums_close, conv_sum_bounds
 from tests.test_conv import CONFIGS, POINTWISE, _algo_id, _check_against_reference
 
 MIXED = [{"forward": "implicit_gemm", "backward_data": "direct", "backward_weight": "implicit_gemm"},
@@ -60,14 +60,15 @@ def test_every_tile_and_split_count(kernel_backend, dtype, case):
     g, (x, w, b, dy), (y_ref, dx_ref, dw_ref) = _problem(*case, seed=4)
     X, W, B, DY = (gpuconv.asarray(a.astype(dtype)) for a in (x, w, b, dy))
     tiles = igemm.SIMT_TILES if dtype == np.float32 else igemm.F64_TILES  # the TF32 tiles: tests below
-    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=2e-4)
+    y_sum, dx_sum, dw_sum, _ = conv_sum_bounds(g, x, w, dy, b)
     be = kernel_backend
     for tile in tiles:
-        assert_close(be.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile), y_ref, dtype, **tol)
-        assert_close(be.conv2d_implicit_gemm_backward_data(DY, W, g, tile=tile), dx_ref, dtype, **tol)
+        assert_sums_close(be.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile), y_ref, *y_sum, dtype, f"y ({tile})")
+        assert_sums_close(be.conv2d_implicit_gemm_backward_data(DY, W, g, tile=tile), dx_ref, *dx_sum, dtype,
+                          f"dx ({tile})")
         for splits in (1, 3, 1000):  # one (dw written directly), a ragged last split, one BK step each
             dw = be.conv2d_implicit_gemm_backward_weight(DY, X, g, tile=tile, splits=splits)
-            assert_close(dw, dw_ref, dtype, **tol)
+            assert_sums_close(dw, dw_ref, *dw_sum, dtype, f"dweight ({tile}, {splits} splits)")
 
 
 @pytest.mark.parametrize("tile", igemm.SIMT_TILES + ("tc_large", "tc_medium"))
@@ -80,23 +81,26 @@ def test_vector_loads_and_stores_match_the_element_paths(kernel_backend, dtype, 
     end in partial tiles; the forward (element stores) runs alongside."""
     if tile not in (igemm.TILES if dtype == np.float32 else igemm.F64_TILES):
         pytest.skip(f"no {tile} tile for {dtype}")
-    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=2e-4)
     for case in (((2, 12, 8, 8), (36, 12, 3, 3), 1, 1, 1, 1),   # OH*OW = H*W = 64, dw's N = 108
                  ((3, 8, 4, 6), (20, 4, 1, 2), (1, 2), 0, 1, 2),  # OH*OW = 12, H*W = 24, dw's N = 8
                  ((2, 6, 5, 7), (10, 6, 3, 3), 1, 1, 1, 1)):      # H*W = 35: backward data stores elements
         g, (x, w, b, dy), (y_ref, dx_ref, dw_ref) = _problem(*case, seed=9)
+        sums = conv_sum_bounds(g, x, w, dy, b)
         if tile.startswith("tc_"):
             y_ref, dx_ref, dw_ref = _tf32_references(g, *(a.astype(np.float32) for a in (x, w, b, dy)))
-            tol = TF32_TOLERANCE
+            sums = _tf32_sum_bounds(g, *(a.astype(np.float32) for a in (x, w, b, dy)))
+        y_sum, dx_sum, dw_sum, _ = sums
         X, W, B, DY = (gpuconv.asarray(a.astype(dtype)) for a in (x, w, b, dy))
         shifted = gpuconv.asarray(np.empty(dy.size + 1, dtype)[1:].reshape(dy.shape))
         shifted[...] = DY
-        assert_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile), y_ref, dtype, **tol)
-        assert_close(kernel_backend.conv2d_implicit_gemm_backward_data(DY, W, g, tile=tile), dx_ref, dtype, **tol)
+        assert_sums_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile), y_ref, *y_sum, dtype, "y")
+        assert_sums_close(kernel_backend.conv2d_implicit_gemm_backward_data(DY, W, g, tile=tile), dx_ref, *dx_sum,
+                          dtype, "dx")
         for grad in (DY, shifted):
             for splits in (1, 3):
-                assert_close(kernel_backend.conv2d_implicit_gemm_backward_weight(grad, X, g, tile=tile, splits=splits),
-                             dw_ref, dtype, **tol)
+                assert_sums_close(kernel_backend.conv2d_implicit_gemm_backward_weight(grad, X, g, tile=tile,
+                                                                                      splits=splits),
+                                  dw_ref, *dw_sum, dtype, f"dweight ({splits} splits)")
 
 
 def test_forward_epilogue_covers_every_window_row_and_plane(kernel_backend, dtype):
@@ -109,10 +113,12 @@ def test_forward_epilogue_covers_every_window_row_and_plane(kernel_backend, dtyp
     g, (x, w, b, dy), (y_ref, _, _) = _problem((3, 6, 5, 7), (140, 3, 3, 3), 1, 1, 1, 2, seed=10)
     y_nobias = reference.conv2d(x, w, None, g.stride, g.padding, g.dilation, g.groups)
     X, W, B = (gpuconv.asarray(a.astype(dtype)) for a in (x, w, b))
-    tol = {} if dtype == np.float64 else dict(rtol=1e-4, atol=2e-4)
+    y_sum, y_nobias_sum = conv_sum_bounds(g, x, w, dy, b)[0], conv_sum_bounds(g, x, w, dy)[0]
     for tile in igemm.SIMT_TILES if dtype == np.float32 else igemm.F64_TILES:
-        assert_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile), y_ref, dtype, **tol)
-        assert_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, None, g, tile=tile), y_nobias, dtype, **tol)
+        assert_sums_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile), y_ref, *y_sum, dtype,
+                          f"y ({tile})")
+        assert_sums_close(kernel_backend.conv2d_implicit_gemm_forward(X, W, None, g, tile=tile), y_nobias,
+                          *y_nobias_sum, dtype, f"y without bias ({tile})")
 
 
 def test_forward_epilogue_is_schedule_independent():
@@ -134,11 +140,14 @@ def test_forward_with_aligned_and_misaligned_weights(tile):
     shifted = np.empty(W.size + 1, np.float32)[1:].reshape(W.shape)
     shifted[...] = W
     assert W.ctypes.data % 16 == 0 and shifted.ctypes.data % 16 != 0
-    expected = _tf32_references(g, X, W, B, dy.astype(np.float32))[0] if tile.startswith("tc_") else y_ref
+    if tile.startswith("tc_"):
+        expected, y_sum = _tf32_references(g, X, W, B, dy.astype(np.float32))[0], _tf32_sum_bounds(g, X, W, B, dy)[0]
+    else:
+        expected, y_sum = y_ref, conv_sum_bounds(g, x, w, dy, b)[0]
     with gpuconv.backend("emulated") as be:
         for weights in (W, shifted):
-            assert_close(be.conv2d_implicit_gemm_forward(X, weights, B, g, tile=tile), expected, np.float32,
-                         rtol=1e-4, atol=1e-4)
+            assert_sums_close(be.conv2d_implicit_gemm_forward(X, weights, B, g, tile=tile), expected, *y_sum,
+                              np.float32, "y")
 
 
 def test_backward_weight_plan_counts_whole_steps():
@@ -174,7 +183,11 @@ def _tf32_references(g, x, w, b, dy):
     return y, dx, dw
 
 
-TF32_TOLERANCE = dict(rtol=1e-4, atol=1e-4)  # float32 accumulation of exact TF32 products
+def _tf32_sum_bounds(g, x, w, b, dy):
+    """tests.helpers.conv_sum_bounds of the TF32-rounded operands: the tensor cores multiply them
+    exactly and accumulate in float32."""
+    return conv_sum_bounds(g, *(round_to_tf32(np.asarray(a, np.float32)).astype(np.float64) for a in (x, w, dy)),
+                           np.asarray(b, np.float64))
 
 
 @pytest.mark.parametrize("case", TILE_CASES, ids=["wide-c_out", "wide-c_in", "strided-grouped"])
@@ -187,8 +200,9 @@ def test_tensor_core_kernels_match_the_tf32_rounded_reference(case):
             got = (be.conv2d_implicit_gemm_forward(X, W, B, g, tile=tile),
                    be.conv2d_implicit_gemm_backward_data(DY, W, g, tile=tile),
                    be.conv2d_implicit_gemm_backward_weight(DY, X, g, tile=tile, splits=2))
-            for name, actual, want, full in zip(("y", "dx", "dw"), got, expected, exact, strict=True):
-                assert_close(actual, want, np.float32, **TF32_TOLERANCE)
+            for name, actual, want, full, sums in zip(("y", "dx", "dw"), got, expected, exact,
+                                                      _tf32_sum_bounds(g, X, W, B, DY)[:3], strict=True):
+                assert_sums_close(actual, want, *sums, np.float32, f"{name} ({tile})")
                 # the test can tell TF32 from FP32: the unrounded result is further away
                 assert np.abs(actual - full).max() > 5e-4, (tile, name)
 
@@ -200,8 +214,9 @@ def test_allow_tf32_runs_the_tensor_cores_for_float32_only():
     with gpuconv.backend("emulated"), gpuconv.flags(allow_tf32=True):
         y = F.conv2d(X, W, B, **args, algo="implicit_gemm")
         dx, dw, _ = F.conv2d_backward(DY, X, W, **args, algo="implicit_gemm")
-        for actual, want in zip((y, dx, dw), _tf32_references(g, X, W, B, DY), strict=True):
-            assert_close(actual, want, np.float32, **TF32_TOLERANCE)
+        for name, actual, want, sums in zip(("y", "dx", "dw"), (y, dx, dw), _tf32_references(g, X, W, B, DY),
+                                            _tf32_sum_bounds(g, X, W, B, DY)[:3], strict=True):
+            assert_sums_close(actual, want, *sums, np.float32, name)
         y64 = F.conv2d(x, w, b, **args, algo="implicit_gemm")
         dx64, dw64, _ = F.conv2d_backward(dy, x, w, **args, algo="implicit_gemm")
         for actual, want in zip((y64, dx64, dw64), exact, strict=True):

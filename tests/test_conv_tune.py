@@ -15,6 +15,7 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
+from gpuconv.backend import cache_folder, cache_trust
 from gpuconv.functional import conv_tune
 from tests import reference
 from tests.helpers import assert_close
@@ -28,9 +29,12 @@ def tune_cache(tmp_path, monkeypatch):
     """An empty cache folder, and no winners in memory."""
     monkeypatch.setenv(conv_tune.CACHE_ENV, str(tmp_path))
     conv_tune.forget()
+    cache_folder.forget_decisions()
     monkeypatch.setattr(conv_tune, "_warned", set())
+    monkeypatch.setattr(cache_trust, "_warned", set())
     yield tmp_path
     conv_tune.forget()
+    cache_folder.forget_decisions()
 
 
 class FakeTimer:
@@ -196,16 +200,19 @@ def test_cupy_times_with_cuda_events(tune_cache, rng):
     assert list(entries.values()) == [winner] and winner in ("im2col", "direct")
 
 
-def test_an_unwritable_cache_warns_once_and_keeps_winners_in_memory(tune_cache, monkeypatch, rng):
+def test_an_unusable_cache_folder_warns_once_and_uses_a_private_one(tune_cache, monkeypatch, rng):
     blocker = tune_cache / "a-file"
     blocker.write_text("")
     monkeypatch.setenv(conv_tune.CACHE_ENV, str(blocker / "tune"))  # a folder inside a file: mkdir fails
     x, w = _stem_arrays(rng)
     timer = FakeTimer({"im2col": 1.0, "direct": 2.0, "implicit_gemm": 4.0})
     with gpuconv.backend("numpy"), conv_tune.inject_timer("Fake GPU", timer), gpuconv.flags(conv_benchmark=True):
-        with pytest.warns(RuntimeWarning, match="cannot write the conv autotuner cache") as caught:
+        with pytest.warns(RuntimeWarning, match="cannot create cache folder .*a-file/tune.*private folder") as caught:
             F.conv2d(x, w, stride=2, padding=3)
             F.conv2d(x[:1], w, stride=2, padding=3)
-        assert len([c for c in caught if "autotuner" in str(c.message)]) == 1
+        assert len([c for c in caught if "cache" in str(c.message)]) == 1
         assert F.choose_algo(**STEM, dtype=np.float64) == "im2col"
         assert timer.calls == ["im2col", "direct", "implicit_gemm"] * 2
+    private = conv_tune.cache_path().parent
+    assert private != blocker / "tune" and (private.stat().st_mode & 0o777) == 0o700
+    assert len(json.loads(conv_tune.cache_path().read_text())["entries"]) == 2

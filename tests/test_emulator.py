@@ -10,7 +10,7 @@ import pytest
 from gpuconv.backend.emulated_backend import unavailable_reason
 from gpuconv.backend.emulated_loader import EmulatedModule, sanitizing
 from gpuconv.backend.errors import KernelCompileError, KernelLaunchError
-from tests.helpers import assert_schedule_independent, emulator_schedule
+from tests.helpers import assert_schedule_independent, assert_sums_close, emulator_schedule
 
 pytestmark = [pytest.mark.emulated,
               pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")]
@@ -49,7 +49,7 @@ def test_tiled_matmul_with_shared_memory_and_barriers(module, rng):
         return c
 
     c = assert_schedule_independent(run)[0]
-    np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    assert_sums_close(c, a.astype(np.float64) @ b, k, np.abs(a).astype(np.float64) @ np.abs(b), np.float32, "c")
 
 
 @pytest.mark.parametrize("dtype, suffix", [(np.float32, "f32"), (np.float64, "f64")])

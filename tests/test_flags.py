@@ -66,3 +66,63 @@ def test_a_bad_value_in_the_context_manager_changes_nothing():
 def test_repr_names_the_settings():
     assert repr(gpuconv.flags) == ("gpuconv.flags(allow_tf32=False, conv_benchmark=False, "
                                    "detect_anomaly=False, workspace_limit=268435456)")
+
+
+def test_overlapping_blocks_in_two_threads_each_see_their_own_and_restore_the_default():
+    import threading
+
+    seen: dict[str, list] = {"a": [], "b": []}
+    for _ in range(50):
+        entered, leave_a = threading.Barrier(2), threading.Event()
+
+        def a():
+            with gpuconv.flags(allow_tf32=True, workspace_limit=4096):
+                entered.wait()
+                seen["a"].append((gpuconv.flags.allow_tf32, gpuconv.flags.workspace_limit))
+                leave_a.wait()
+
+        def b():
+            entered.wait()  # a is inside its block now
+            seen["b"].append(gpuconv.flags.allow_tf32)
+            with gpuconv.flags(allow_tf32=False, conv_benchmark=True):
+                leave_a.set()  # a leaves while b is still inside
+                seen["b"].append((gpuconv.flags.allow_tf32, gpuconv.flags.conv_benchmark,
+                                  gpuconv.flags.workspace_limit))
+
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert gpuconv.flags.as_dict() == gpuconv.flags.DEFAULTS
+    assert set(seen["a"]) == {(True, 4096)}
+    assert set(seen["b"]) == {False, (False, True, 256 * 2**20)}
+
+
+def test_a_flags_object_can_be_entered_again_and_used_as_a_decorator():
+    fast = gpuconv.flags(allow_tf32=True)
+    with fast:
+        with fast:
+            assert gpuconv.flags.allow_tf32
+        assert gpuconv.flags.allow_tf32
+        with gpuconv.flags(allow_tf32=False):
+            with fast:
+                assert gpuconv.flags.allow_tf32
+            assert not gpuconv.flags.allow_tf32
+    assert not gpuconv.flags.allow_tf32
+
+    @gpuconv.flags(conv_benchmark=True)
+    def tuned():
+        return gpuconv.flags.conv_benchmark
+
+    assert tuned() and tuned() and not gpuconv.flags.conv_benchmark
+
+
+def test_assigning_inside_a_block_sets_the_default_and_reads_back():
+    try:
+        with gpuconv.flags(allow_tf32=False):
+            gpuconv.flags.allow_tf32 = True
+            assert gpuconv.flags.allow_tf32
+        assert gpuconv.flags.allow_tf32  # the default was set
+    finally:
+        gpuconv.flags.allow_tf32 = False

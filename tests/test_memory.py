@@ -11,7 +11,7 @@ import pytest
 import gpuconv as gc
 import gpuconv.functional as F
 import gpuconv.memory as M
-from gpuconv import nn
+from gpuconv import nn, optim
 from gpuconv.backend.memory_hooks import round_to_block
 from gpuconv.functional.activation import relu_transient_bytes
 from gpuconv.functional.batchnorm import batch_norm_transient_bytes
@@ -386,12 +386,38 @@ def test_suggest_batch_size_is_the_largest_that_fits():
         M.suggest_batch_size(model, (3, 64, 64), -5)
 
 
-def test_summary_table():
+def test_summary_prints_the_table_and_returns_a_report(capsys):
     model = lenet5()
-    text = gc.summary(model, (1, 1, 32, 32))
+    result = gc.summary(model, (1, 1, 32, 32))
+    printed = capsys.readouterr().out
+    text = str(result)
+    assert printed == text + "\n"
     assert "features.0" in text and "Total params: 61,706" in text
     assert "Estimated peak, training step" in text and "Estimated peak, inference" in text
     assert f"{6 * 28 * 28 * 25:,}" in text  # conv1's MACs
+    assert result.total_params == 61706 and result.rows[0].name == "features.0"
+    assert result.rows[0].macs == 6 * 28 * 28 * 25 and result.training.peak > result.inference.peak > 0
+    assert "\n" not in repr(result) and repr(result).startswith("ModelSummary(LeNet5 on (1, 1, 32, 32): 61,706 params")
+    quiet = gc.summary(model, (1, 1, 32, 32), verbose=False)
+    assert capsys.readouterr().out == "" and str(quiet) == text
+
+
+def test_memory_report_repr_is_one_line_and_str_the_table():
+    report = M.estimate(lenet5(), (2, 1, 32, 32))
+    assert "\n" not in repr(report) and len(repr(report)) < 200, repr(report)
+    assert repr(report).startswith("MemoryReport(LeNet5 on (2, 1, 32, 32)")
+    assert str(report) == report.table() and "features.0" in str(report)
+
+
+def test_suggest_batch_size_and_summary_take_backend():
+    model = lenet5()
+    opt = gc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    budget = 64 * 2**20
+    for name in ("numpy", "cupy"):
+        batch, report = M.suggest_batch_size(model, (1, 32, 32), budget, optimizer=opt, backend=name)
+        assert report.backend == name and report.peak <= budget
+        assert M.estimate(model, (batch + 1, 1, 32, 32), optimizer=opt, backend=name).peak > budget
+    assert gc.summary(model, (1, 1, 32, 32), backend="cupy", verbose=False).training.backend == "cupy"
 
 
 def test_cupy_out_of_memory_becomes_gpuconv_error():
@@ -433,29 +459,28 @@ def test_fit_refuses_a_step_above_the_host_limit():
 
 def test_max_pool_keeps_int32_indices(backend, rng):
     pool = nn.MaxPool2d(3, stride=2, padding=1)
-    x = _rand(rng, (2, 3, 9, 8))
+    x = gc.tensor(_rand(rng, (2, 3, 9, 8)), requires_grad=True)
     y = pool(x)
-    x_kept, indices = pool._ctx
-    assert indices.dtype == np.int32 and x_kept is x
-    assert pool.saved_bytes(x.shape) == x.nbytes + 4 * y.size
+    x_kept, indices = y.grad_fn.saved()
+    assert indices.dtype == np.int32 and x_kept is x.data
     dy = _rand(rng, y.shape)
-    dx = pool.backward(dy)
-    _, wide = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    y.backward(dy)
+    _, wide = F.max_pool2d(x.data, 3, 2, 1, return_indices=True)
     assert wide.dtype == np.int64
-    np.testing.assert_array_equal(gc.to_numpy(dx), gc.to_numpy(F.max_pool2d_backward(dy, x, wide, 3, 2, 1)))
-    assert pool(x).dtype == x.dtype and pool.eval()(x) is not None and pool._ctx is None
+    np.testing.assert_array_equal(gc.to_numpy(x.grad), gc.to_numpy(F.max_pool2d_backward(dy, x.data, wide, 3, 2, 1)))
+    with gc.no_grad():
+        assert pool(x).grad_fn is None
 
 
-def test_readme_memory_table_is_what_the_code_prints(capsys):
+def test_docs_memory_table_is_what_the_code_prints(capsys):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("## How much memory will my model need?"):]
+    section = (Path(__file__).resolve().parent.parent / "docs" / "memory.md").read_text()
     code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
     printed = re.search(r"prints \(numpy backend\):\n\n```\n(.*?)```", section, flags=re.DOTALL).group(1)
     with gc.backend("numpy"):
-        exec(compile(code, "README memory example", "exec"), {})
+        exec(compile(code, "docs/memory.md example", "exec"), {})
     assert capsys.readouterr().out == printed
 
 
@@ -487,3 +512,61 @@ def test_layers_without_a_rule_of_their_own_use_their_shape_reports(host_backend
     assert (est.params, est.grads, est.optimizer_state) == (got["params"], got["grads"], got["optimizer_state"])
     assert abs(est.peak - got["peak"]) <= 0.10 * got["peak"], str(result)
     assert [row.type for row in est.rows][:4] == ["Conv2d", "GroupNorm", "ReLU", "Dropout2d"]
+
+
+# ---- estimate's argument handling: sizes no backend can index, optimizer names ---------------------
+def _small_net():
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10))
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((2**40, 1, 8, 8), r"input_shape\[0\] = 1099511627776 is more than 2147483647, the largest size the kernels index"),
+    ((8, 2**31, 8, 8), r"input_shape\[1\] = 2147483648 is more than 2147483647"),
+    ((2**31 - 1, 2**31 - 1, 2**31 - 1, 8), r"bytes, more than an array can index"),
+])
+def test_estimate_refuses_sizes_no_backend_can_index_before_replaying(monkeypatch, shape, message):
+    import importlib
+
+    estimate_module = importlib.import_module("gpuconv.memory.estimate")  # the package exports the function
+    def replay(*args, **kwargs):
+        raise AssertionError("replayed a step that cannot run")
+
+    monkeypatch.setattr(estimate_module, "_replay", replay)
+    with pytest.raises(ValueError, match=message):
+        M.estimate(_small_net(), shape)
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", "SGD"), ("adam", "Adam"), ("ADAM", "Adam"), ("adamw", "AdamW"),
+                                       ("rmsprop", "RMSprop"), ("adagrad", "Adagrad")])
+@pytest.mark.parametrize("step", ["first", "later"])
+def test_estimate_takes_an_optimizer_by_name_with_pytorchs_defaults(name, cls, step):
+    model = _small_net()
+    by_name = M.estimate(model, (4, 1, 8, 8), optimizer=name, step=step)
+    by_object = M.estimate(model, (4, 1, 8, 8), optimizer=getattr(optim, cls)(model.parameters()),
+                                        step=step)
+    assert by_name.optimizer == cls
+    assert (by_name.peak, by_name.optimizer_state) == (by_object.peak, by_object.optimizer_state)
+
+
+def test_an_optimizer_named_is_made_without_state():
+    from gpuconv.memory.estimate_args import resolve_optimizer
+
+    model = _small_net()
+    adagrad = resolve_optimizer(model, "adagrad")  # Adagrad's constructor would fill an accumulator per parameter
+    assert isinstance(adagrad, optim.Adagrad) and adagrad.state == {}
+    assert adagrad.param_groups[0]["lr"] == 1e-2 and adagrad.param_groups[0]["initial_accumulator_value"] == 0.0
+    assert [id(p) for p in adagrad.param_groups[0]["params"]] == [id(p) for p in model.parameters()]
+
+
+def test_estimate_refuses_an_unknown_name_another_type_and_another_models_optimizer():
+    model, other = _small_net(), _small_net()
+    with pytest.raises(ValueError, match=r"optimizer must be an optimizer object or one of \['adagrad', 'adam', "
+                                         r"'adamw', 'rmsprop', 'sgd'\], got 'lbfgs'"):
+        M.estimate(model, (4, 1, 8, 8), optimizer="lbfgs")
+    with pytest.raises(TypeError, match="optimizer must be a gpuconv.optim optimizer, .* got dict"):
+        M.estimate(model, (4, 1, 8, 8), optimizer={"lr": 0.1})
+    with pytest.raises(ValueError, match=r"optimizer holds 4 parameter\(s\) that are not the model's .*another model"):
+        M.estimate(model, (4, 1, 8, 8), optimizer=optim.Adam(other.parameters()))
+    head_only = optim.Adam(model[3].parameters())  # fine-tuning part of the model is fine
+    report = M.estimate(model, (4, 1, 8, 8), optimizer=head_only)
+    assert report.optimizer_state == 2 * sum(p.data.nbytes for p in model[3].parameters())

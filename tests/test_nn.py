@@ -25,26 +25,9 @@ def numpy_backend():
         yield
 
 
-def _root(a):
-    while getattr(a, "base", None) is not None:
-        a = a.base
-    return a
-
-
-def kept_bytes(model: nn.Module) -> int:
-    """Bytes of the distinct arrays (views counted with their base) all modules keep now."""
-    seen = {}
-    for module in model.modules():
-        for item in module._ctx or ():
-            if hasattr(item, "nbytes") and hasattr(item, "shape"):
-                root = _root(item)
-                seen[id(root)] = root.nbytes
-    return sum(seen.values())
-
-
 def check_layer(layer: nn.Module, x: np.ndarray, expected_forward=None, rng=None, samples: int = 6, seed=None):
-    """Forward vs ``expected_forward(x)``, output_shape, saved_bytes vs what is really kept, and the
-    backward (input and every parameter) by central differences of sum(layer(x) * dy)."""
+    """Forward vs ``expected_forward(x)``, output_shape, and autograd's backward (input and every
+    parameter) by central differences of sum(layer(x) * dy)."""
     rng = rng or np.random.default_rng(0)
 
     def run(x_in):
@@ -52,23 +35,25 @@ def check_layer(layer: nn.Module, x: np.ndarray, expected_forward=None, rng=None
             gpuconv.manual_seed(seed)
         return layer(x_in)
 
-    y = run(x)
+    xt = gpuconv.tensor(x, requires_grad=True)
+    y = run(xt)
     assert layer.output_shape(x.shape) == tuple(y.shape)
     if expected_forward is not None:
-        np.testing.assert_allclose(y, expected_forward(x), rtol=1e-12, atol=1e-12)
-    assert layer.saved_bytes(x.shape, x.dtype) == kept_bytes(layer), "saved_bytes disagrees with what forward kept"
+        np.testing.assert_allclose(y.detach(), expected_forward(x), rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(y.shape)
     layer.zero_grad()
-    dx = layer.backward(dy)
+    y.backward(dy)
+    dx = xt.grad.numpy()
     assert dx.shape == x.shape and dx.dtype == x.dtype
     params = dict(layer.named_parameters())
-    grads = {name: p.grad.copy() for name, p in params.items() if p.requires_grad}
+    grads = {name: p.grad.numpy().copy() for name, p in params.items() if p.requires_grad}
     assert set(grads) == {n for n, p in params.items() if p.requires_grad}, "a parameter got no gradient"
 
     inputs = {"x": x, **{name: params[name].data for name in grads}}
 
     def f(**_):
-        return float(np.sum(run(x) * dy))
+        with gpuconv.no_grad():
+            return float(np.sum(np.asarray(run(x)) * dy))
 
     finite_difference_check(f, inputs, {"x": dx, **grads}, samples=samples, rng=rng, rtol=1e-6, atol=1e-8)
     return y
@@ -259,38 +244,36 @@ def test_basic_block_matches_functional_composition(rng):
     np.testing.assert_allclose(block(x), np.maximum(out + x, 0), rtol=1e-12, atol=1e-12)
 
 
-def test_input_grad_false_skips_the_input_gradient(rng):
+def test_an_input_without_requires_grad_gets_no_gradient(rng):
     model = nn.Sequential(nn.Conv2d(2, 3, 3, dtype=F64), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2, dtype=F64))
     x = randn(rng, 2, 2, 4, 4)
     dy = randn(rng, 2, 2)
-    model(x)
-    dx = model.backward(dy)
-    grads = [p.grad.copy() for p in model.parameters()]
+    xt = gpuconv.tensor(x, requires_grad=True)
+    model(xt).backward(dy)
+    grads = [p.grad.numpy().copy() for p in model.parameters()]
     model.zero_grad()
-    model(x)
-    assert model.backward(dy, input_grad=False) is None
+    plain = gpuconv.tensor(x)
+    model(plain).backward(dy)
+    assert plain.grad is None
     for p, g in zip(model.parameters(), grads, strict=True):
-        np.testing.assert_allclose(p.grad, g, rtol=1e-12)
-    assert dx.shape == x.shape
+        np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-12)
+    assert xt.grad.shape == x.shape
 
 
 def test_gradients_accumulate_and_frozen_parameters(rng):
     layer = nn.Linear(3, 2, dtype=F64)
     x, dy = randn(rng, 4, 3), randn(rng, 4, 2)
-    layer(x)
-    layer.backward(dy)
-    once = layer.weight.grad.copy()
-    layer(x)
-    layer.backward(dy)
-    np.testing.assert_allclose(layer.weight.grad, 2 * once, rtol=1e-12)
+    layer(x).backward(dy)
+    once = layer.weight.grad.numpy().copy()
+    layer(x).backward(dy)
+    np.testing.assert_allclose(layer.weight.grad.numpy(), 2 * once, rtol=1e-12)
     layer.zero_grad()
     assert layer.weight.grad is None
     layer.bias.requires_grad = False
-    layer(x)
-    layer.backward(dy)
+    layer(x).backward(dy)
     assert layer.bias.grad is None and layer.weight.grad is not None
     layer.zero_grad(set_to_none=False)
-    assert not layer.weight.grad.any()
+    assert not layer.weight.grad.numpy().any()
 
 
 # ---- what forwards keep ------------------------------------------------------------------------------
@@ -299,30 +282,25 @@ def _small_net():
                          nn.Dropout(0.5), nn.Flatten(), nn.Linear(16, 3), nn.Sigmoid())
 
 
-def test_eval_and_no_grad_keep_nothing(rng):
+def test_no_grad_records_nothing_and_backward_frees_the_graph(rng):
     x = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
     model = _small_net()
-    model.eval()
-    model(x)
-    assert all(m._ctx is None for m in model.modules()) and kept_bytes(model) == 0
-    with pytest.raises(RuntimeError, match="nothing was kept.*eval mode"):
-        model.backward(np.ones((2, 3), np.float32))
-    model.train()
     assert gpuconv.is_grad_enabled()
     with gpuconv.no_grad():
         assert not gpuconv.is_grad_enabled()
         y = model(x)
     assert gpuconv.is_grad_enabled()
-    assert all(m._ctx is None for m in model.modules())
-    with pytest.raises(RuntimeError, match="no_grad"):
-        model.backward(np.ones_like(y))
-    # a training forward keeps what backward needs; backward releases it
-    model(x)
-    assert kept_bytes(model) == model.saved_bytes(x.shape, x.dtype) > 0
-    model.backward(np.ones((2, 3), np.float32))
-    assert kept_bytes(model) == 0
-    with pytest.raises(RuntimeError, match="already ran"):
-        model.backward(np.ones((2, 3), np.float32))
+    assert y.grad_fn is None and not y.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+    # a training forward records what backward needs; backward frees it
+    y = model(x)
+    node = y.grad_fn
+    assert node._saved is not None
+    y.sum().backward()
+    assert node._saved is None
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.sum().backward()
 
 
 def test_no_grad_as_decorator():
@@ -337,26 +315,6 @@ def test_no_grad_as_decorator():
         assert not gpuconv.is_grad_enabled()
 
 
-def test_saved_bytes_counts_shared_arrays_once():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
-    shape = (2, 3, 6, 6)
-    # conv1 keeps the input, ReLU's output is conv2's input: one array of 2*8*6*6 floats.
-    assert model.saved_bytes(shape) == (2 * 3 * 36 + 2 * 8 * 36) * 4
-    assert model.saved_bytes(shape, np.float64) == 2 * model.saved_bytes(shape)
-    assert model.output_shape(shape) == (2, 8, 6, 6)
-    assert model.workspace_bytes(shape) == max(m.workspace_bytes(s) for m, s in
-                                               [(model[0], shape), (model[2], (2, 8, 6, 6))])
-
-
-def test_model_saved_bytes_matches_what_is_kept(rng):
-    from gpuconv.models import resnet18
-    model = resnet18(num_classes=5, cifar_stem=True)
-    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
-    model(x)
-    assert kept_bytes(model) == model.saved_bytes(x.shape, np.float32)
-
-
-# ---- parameters, buffers, state dicts, repr ----------------------------------------------------------
 def test_named_parameters_buffers_and_state_dict_order():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Linear(2, 2, bias=False))
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight"]
@@ -452,7 +410,7 @@ def test_train_eval_flags_and_to_dtype(rng):
 
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="padding_mode"):
-        nn.Conv2d(1, 1, 3, padding_mode="reflect")
+        nn.Conv2d(1, 1, 3, padding_mode="mirror")
     with pytest.raises(ValueError, match="groups"):
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="in_features"):
@@ -540,9 +498,10 @@ def test_layers_on_the_emulated_backend_match_numpy(rng):
         for name in ("numpy", "emulated"):
             with gpuconv.backend(name):
                 net.zero_grad()
-                y = net(gpuconv.asarray(x))
-                dx = net.backward(gpuconv.asarray(np.ones(y.shape)))
-                results[name] = [gpuconv.to_numpy(y), gpuconv.to_numpy(dx)] + [
+                xt = gpuconv.tensor(gpuconv.asarray(x), requires_grad=True)
+                y = net(xt)
+                y.backward(gpuconv.asarray(np.ones(y.shape)))
+                results[name] = [gpuconv.to_numpy(y), gpuconv.to_numpy(xt.grad)] + [
                     gpuconv.to_numpy(p.grad) for p in net.parameters()]
         for a, b in zip(results["numpy"], results["emulated"], strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
@@ -554,8 +513,6 @@ def test_eval_reaches_modules_inside_nested_models(rng):
     x = rng.standard_normal((2, 1, 32, 32)).astype(np.float32)
     outer.eval()
     assert not outer[0]._flatten.training
-    outer(x)
-    assert all(m._ctx is None for m in outer.modules()) and outer[0]._flatten._ctx is None
     outer.train()
     assert outer[0]._flatten.training
 

@@ -4,9 +4,9 @@ CuPy's own (NVRTC-compiled, "JIT") kernels happens in a step of the model zoo's 
 and Bottleneck), of VGG-11-BN's features and of examples/train_digits.py's network, with cross entropy, SGD (momentum,
 Nesterov, weight decay), Adam / AdamW, zero_grad (both kinds) and fit() with a validation pass.
 Dropout's uniform numbers come from the array module's generator (``xp.random``), which the
-recorder does not count (CuPy's generator is its own library code, see the README).
+recorder does not count (CuPy's generator is its own library code, see docs/backends.md).
 
-``ALLOWED`` is exactly what the README's "What still uses CuPy's own kernels" lists for the
+``ALLOWED`` is exactly what docs/backends.md's "What still uses CuPy's own kernels" lists for the
 standard step: nothing.
 """
 
@@ -57,7 +57,7 @@ def _steps(be, model, optimizer, shape, classes, rng, steps=2, **loss_options):
             optimizer.zero_grad(set_to_none=step == 0)
             loss = crit(model(x), y)
             losses.append(float(loss))
-            model.backward(crit.backward(), input_grad=False)
+            loss.backward()
             optimizer.step()
         history = fit(model, crit, optimizer, [(x, y)], 1, val_loader=[(x, y)], progress=False)
     assert np.all(np.isfinite(losses)) and np.isfinite(history[0]["loss"]) and history[0]["accuracy"] is not None

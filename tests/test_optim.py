@@ -10,16 +10,12 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import optim
+from gpuconv import nn, optim
 from gpuconv.optim.lr_scheduler import CosineAnnealingLR, StepLR
 
 
-class Param:
-    """Stand-in for gpuconv.nn.Parameter: ``.data`` and ``.grad``."""
-
-    def __init__(self, data):
-        self.data = data
-        self.grad = None
+# The optimizers' parameters are Tensors with ``.data`` and ``.grad``.
+Param = nn.Parameter
 
 
 SHAPES = [(3, 4), (5,), (2, 1, 3)]
@@ -243,11 +239,14 @@ def test_optimizer_bad_arguments():
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.Adam([])
     with pytest.raises(TypeError, match="float array"):
-        optim.SGD([Param(np.ones(2, dtype=np.int64))], lr=0.1)
+        optim.SGD([Param(np.ones(2, dtype=np.int64), requires_grad=False)], lr=0.1)
     with pytest.raises(ValueError, match="more than one parameter group"):
         optim.SGD([{"params": p}, {"params": p}], lr=0.1)
+    with pytest.raises(RuntimeError, match=r"assigned grad has data of a different size: grad \(3,\), tensor \(2,\)"):
+        p[0].grad = np.ones(3)
     opt = optim.SGD(p, lr=0.1)
-    p[0].grad = np.ones(3)
+    p[0].grad = np.ones(2)
+    p[0]._grad = gpuconv.Tensor(np.ones(3))  # past the setter's check: step still refuses it
     with pytest.raises(ValueError, match="gradient shape"):
         opt.step()
 

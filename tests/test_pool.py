@@ -108,6 +108,37 @@ def test_strided_launch_geometry(rng, monkeypatch, warp_min_window):
                          reference.gem_backward(dyg, xg, 2.0, 1e-6, shape[2:], (1, 1))[0])
 
 
+@pytest.mark.parametrize("int_dtype", [np.uint8, np.int8, np.int16, np.int32, np.int64])
+def test_max_pool2d_on_integer_images_matches_torch_and_keeps_the_dtype(backend, int_dtype, rng):
+    torch = pytest.importorskip("torch")
+    info = np.iinfo(int_dtype)
+    for trial in range(25):
+        shape, k, s, p, d, ceil = window_config(rng)
+        # Few distinct values (ties: the first maximum in window order wins) and the type's extremes
+        # (an element equal to the minimum must still beat the padding).
+        x = rng.choice(np.array([info.min, info.min + 1, 0, 3, info.max - 1, info.max], dtype=int_dtype), shape)
+        kw = kwargs_of(k, s, p, d, ceil)
+        y, indices = F.max_pool2d(gpuconv.asarray(x), **kw, return_indices=True)
+        t_y, t_idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, s, p, d, ceil_mode=ceil,
+                                                    return_indices=True)
+        assert gpuconv.to_numpy(y).dtype == int_dtype
+        np.testing.assert_array_equal(gpuconv.to_numpy(y), t_y.numpy())
+        np.testing.assert_array_equal(gpuconv.to_numpy(indices), t_idx.numpy())
+        np.testing.assert_array_equal(gpuconv.to_numpy(F.max_pool2d(gpuconv.asarray(x), **kw)), t_y.numpy())
+
+
+def test_max_pool2d_integer_int64_is_exact_beyond_float64(backend):
+    x = np.array([2**62 + 1, 2**62, 2**62 + 3, 2**62 + 2], dtype=np.int64).reshape(1, 1, 2, 2)
+    y, idx = F.max_pool2d(gpuconv.asarray(x), 2, return_indices=True)
+    assert gpuconv.to_numpy(y).tolist() == [[[[2**62 + 3]]]] and gpuconv.to_numpy(idx).tolist() == [[[[2]]]]
+    # A window of padding only: the type's minimum and PyTorch's index (as for floats: -inf and 6).
+    y, idx = F.max_pool2d(gpuconv.asarray(np.arange(4, dtype=np.uint8).reshape(1, 1, 2, 2)), 2, 1, 1, 3,
+                          return_indices=True)
+    assert gpuconv.to_numpy(y).tolist() == [[[[0]]]] and gpuconv.to_numpy(idx).tolist() == [[[[6]]]]
+    with pytest.raises(TypeError, match="float32 or float64"):
+        F.max_pool2d(gpuconv.asarray(np.ones((1, 1, 2, 2), bool)), 2)
+
+
 def test_max_pool2d_resnet_stem_shape(backend, rng):
     x = distinct(rng, (2, 3, 15, 16), np.float32)
     y, indices = F.max_pool2d(gpuconv.asarray(x), 3, 2, 1, return_indices=True)

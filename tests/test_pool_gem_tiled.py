@@ -203,3 +203,25 @@ def test_gem_tile_falls_back_to_v1_when_it_does_not_fit(rng, monkeypatch):
         assert_close(y, reference.gem(x, 3.0, 1e-6, (3, 3), (1, 1)))
         assert_close(dx, ref_dx)
         assert_close(dp, ref_dp, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("window", ["global, warp per output", "global, thread per output", "windowed"])
+def test_gem_of_a_window_holding_inf_is_inf_as_in_avg_and_max_pooling(backend, dtype, rng, monkeypatch, window):
+    """With the window's maximum factored out, +inf / +inf made the whole window NaN."""
+    x = rng.uniform(0.1, 2.0, (2, 3, 9, 8)).astype(dtype)
+    x[0, 1, 4, 5] = np.inf
+    x[1, 2, 0, 0] = np.inf
+    kernel, stride = ((9, 8), (1, 1)) if window.startswith("global") else ((3, 3), (2, 2))
+    if window == "global, thread per output":
+        from gpuconv.backend.cuda_ops import pool as launch
+        monkeypatch.setattr(launch, "WARP_MIN_WINDOW", 10 ** 6)
+    expected = reference.gem(x, 3.0, 1e-6, kernel, stride)  # mean(c^p)^(1/p): inf in those windows
+    assert np.isinf(expected).any() and np.isfinite(expected).any()
+
+    def run():
+        return gpuconv.to_numpy(F.gem(gpuconv.asarray(x), 3.0, 1e-6, kernel, stride))
+
+    results = tiled_and_untiled(monkeypatch, run) if window == "windowed" else (run(),)
+    for y in results:
+        assert np.array_equal(np.isinf(y), np.isinf(expected)) and not np.isnan(y).any()
+        assert_close(y[np.isfinite(expected)], expected[np.isfinite(expected)].astype(dtype))

@@ -9,7 +9,7 @@ import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend.cuda_ops.tf32 import round_to_tf32
 from tests import reference
-from tests.helpers import assert_close
+from tests.helpers import assert_close, assert_sums_close, conv_sum_bounds
 
 
 def test_rounding_keeps_ten_mantissa_bits_to_nearest_ties_away():
@@ -46,20 +46,23 @@ def test_gemm_algorithms_round_their_operands_on_the_emulated_backend(case):
     want_y = reference.conv2d(rx, rw, None, *args)
     want_dx, want_dw, _ = reference.conv2d_backward(rdy, rx, rw, *args)
     exact_y = reference.conv2d(x, w, None, *args)
+    sums = conv_sum_bounds(g, rx, rw, rdy)
+    exact_y_sum = conv_sum_bounds(g, x, w, dy)[0]
     algos = ["im2col"] + (["gemm"] if g.is_pointwise else [])
     with gpuconv.backend("emulated"):
         for algo in algos:
             with gpuconv.flags(allow_tf32=True):
                 y = F.conv2d(x, w, **kwargs, algo=algo)
                 dx, dw, _ = F.conv2d_backward(dy, x, w, **kwargs, algo=algo)
-            for actual, want in ((y, want_y), (dx, want_dx), (dw, want_dw)):
-                assert_close(actual, want, rtol=1e-5, atol=1e-5)
+            for name, actual, want, (length, magnitude) in zip(("y", "dx", "dweight"), (y, dx, dw),
+                                                                (want_y, want_dx, want_dw), sums):
+                assert_sums_close(actual, want, length, magnitude, np.float32, name)
             # TF32 is visibly less precise than float32 (inputs carry 10 instead of 23 bits) ...
             assert np.abs(y - exact_y).max() > 1e-4
             # ... and within its error bound: each product off by at most about 2 * 2^-11.
             assert_close(y, exact_y, rtol=0, atol=4 * 2.0**-11 * np.abs(x).max() * np.abs(w).max() * x.shape[1] * 9)
             y_off = F.conv2d(x, w, **kwargs, algo=algo)
-            assert_close(y_off, exact_y, rtol=2e-5, atol=2e-5)
+            assert_sums_close(y_off, exact_y, *exact_y_sum, np.float32, "y without tf32")
 
 
 def test_direct_float64_and_numpy_ignore_tf32(backend):

@@ -47,6 +47,26 @@ def unavailable_reason(name: str) -> str | None:
     return None
 
 
+def _auto_fallback_message(reason: str) -> str:
+    """auto's one warning when it cannot use cupy: what happens in words, then why."""
+    from .cupy_backend import NO_GPU
+
+    if reason.startswith(NO_GPU):
+        return f"gpuconv: {reason}: computing on the CPU with numpy (backend 'auto')"
+    return f"gpuconv: computing on the CPU with numpy (backend 'auto') because {reason}"
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised in the caller of this function point at the
+    first frame outside the gpuconv package: the user's line, however deep inside gpuconv the
+    backend was first asked for."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(2), 2  # the function that warns is level 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def create(name: str, device: int | None = None) -> Backend:
     """The backend instance for ``name`` (one per name and device), resolving ``auto``."""
     global _auto_warned
@@ -57,7 +77,7 @@ def create(name: str, device: int | None = None) -> Backend:
             name = "cupy"
         else:
             if not _auto_warned:
-                warnings.warn(f"gpuconv: backend 'auto' uses numpy because {reason}", RuntimeWarning, stacklevel=3)
+                warnings.warn(_auto_fallback_message(reason), RuntimeWarning, stacklevel=_caller_stacklevel())
                 _auto_warned = True
             name = "numpy"
     if device is not None and name != "cupy":
@@ -119,7 +139,10 @@ def asarray(a: Any, dtype: Any = None) -> Any:
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """``a`` as a NumPy array (copied from the device for a CuPy array)."""
+    """``a`` (an array or a ``gpuconv.Tensor``) as a NumPy array (copied from the device for a CuPy array)."""
+    data = getattr(a, "data", None)
+    if data is not None and array_kind(data) is not None and array_kind(a) is None:
+        a = data
     if array_kind(a) == "cupy":
         return a.get()
     return np.asarray(a)

@@ -12,12 +12,30 @@ from .cupy_loader import CupyModule
 # without an NVIDIA driver (it says "driver version is insufficient" even when there is none at all)
 # or without a GPU.
 _NO_DRIVER_OR_DEVICE = {35: "cudaErrorInsufficientDriver", 100: "cudaErrorNoDevice"}
-NO_GPU = "no NVIDIA driver/GPU found"
+NO_GPU = "no NVIDIA GPU found"
+DRIVER_TOO_OLD = "the NVIDIA driver is too old for CuPy's CUDA runtime"
+_DRIVER_TOO_OLD_FIX = "update the driver, or install the CuPy build for the driver's CUDA version"
+# The driver's user-space library, which every NVIDIA driver installs (Linux, Windows).
+_DRIVER_LIBRARIES = ("libcuda.so.1", "nvcuda.dll")
+
+
+def driver_installed() -> bool:
+    """Whether an NVIDIA driver is installed: its user-space library loads."""
+    import ctypes
+
+    for name in _DRIVER_LIBRARIES:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 def unavailable_reason() -> str | None:
     """Why the cupy backend cannot run here (CuPy missing, no driver or GPU, driver too old), or
-    None. A missing driver or GPU reads "no NVIDIA driver/GPU found (<the runtime's error>)"."""
+    None. No driver or no GPU reads "no NVIDIA GPU found (...)"; a driver too old for CuPy's CUDA
+    runtime says so and keeps the runtime's own error in parentheses."""
     try:
         import cupy
     except ImportError as exc:
@@ -26,9 +44,14 @@ def unavailable_reason() -> str | None:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError, e.g. cudaErrorInsufficientDriver / cudaErrorNoDevice
         raw = f"{type(exc).__name__}: {exc}"
-        if getattr(exc, "status", None) in _NO_DRIVER_OR_DEVICE or any(
-                name in str(exc) for name in _NO_DRIVER_OR_DEVICE.values()):
-            return f"{NO_GPU} ({raw})"
+        status = getattr(exc, "status", None)
+        if status == 35 or _NO_DRIVER_OR_DEVICE[35] in str(exc):
+            # NOTE: the runtime reports "insufficient driver" also when no driver exists at all.
+            if driver_installed():
+                return f"{DRIVER_TOO_OLD} ({_DRIVER_TOO_OLD_FIX}; {raw})"
+            return f"{NO_GPU} (no NVIDIA driver is installed)"
+        if status == 100 or _NO_DRIVER_OR_DEVICE[100] in str(exc):
+            return f"{NO_GPU} (the NVIDIA driver sees no device: {raw})"
         return f"no usable CUDA device ({raw})"
     if count < 1:
         return f"{NO_GPU} (the CUDA runtime reports 0 devices)"

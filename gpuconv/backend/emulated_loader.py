@@ -3,7 +3,9 @@
 Kernel objects are called exactly like ``cupy.RawKernel``: ``kern(grid, block, args, shared_mem=0)``.
 Compiled libraries are cached on disk by content hash in ``$GPUCONV_EMU_CACHE``, else
 ``$XDG_CACHE_HOME/gpuconv/emu``, else ``~/.cache/gpuconv/emu``; a library is written under a
-temporary name and renamed into place, so concurrent test processes never see half a file.
+temporary name and renamed into place, so concurrent test processes never see half a file. A
+cached library is loaded only from a folder and file that are the user's alone and when its bytes
+match the digest recorded next to it (:mod:`.cache_trust`); otherwise it is compiled again.
 
 Each module has up to three builds, made on first use: the plain one; an instrumented one
 (``-fsanitize=thread`` with the shim's own hooks, no libtsan) that launches use in sanitizer mode
@@ -37,8 +39,11 @@ from typing import Iterator, Mapping, Protocol, Sequence
 import numpy as np
 
 from .aot import with_defines
-from .cache_folder import cache_folder
+from .cache_folder import usable_cache_folder
+from .cache_sweep import sweep_stale, temp_prefix
+from .cache_trust import binary_problem, record_digest, warn_once
 from .compile_notice import compile_notice
+from .disk_full import NoSpaceError, folder_out_of_space, is_no_space, no_space
 from .emulated_divisions import division_counts
 from .emulated_guard import guarded
 from .emulated_unwritten import shadow_address
@@ -150,8 +155,13 @@ def asan_loaded() -> bool:
     return hasattr(ctypes.CDLL(None), "__asan_init")
 
 
+CACHE_ENV = "GPUCONV_EMU_CACHE"
+
+
 def cache_dir() -> Path:
-    return cache_folder("GPUCONV_EMU_CACHE", "emu")
+    """The folder compiled libraries are cached in: ``$GPUCONV_EMU_CACHE`` or the default, or a
+    private temporary folder when that one is not usable (:func:`.cache_folder.usable_cache_folder`)."""
+    return usable_cache_folder(CACHE_ENV, "emu", "compiled emulator libraries")
 
 
 @functools.lru_cache(maxsize=None)
@@ -386,7 +396,9 @@ class EmulatedModule:
         self.lock = threading.Lock()  # guards building
         self._builds: dict[bool, _Build] = {}
         self._kernels: dict[str, EmulatedKernel] = {}
-        self.build("plain")
+        # Compiled now, so that a compile error surfaces at load time: the build the launches of
+        # this moment use (the instrumented one inside a profile or sanitizer mode), not both.
+        self.build("sanitizer" if instrumented() else "plain")
 
     def build(self, flavor: str) -> _Build:
         """The ``"plain"``, ``"sanitizer"`` or ``"asan"`` build of this module, compiled (or taken
@@ -412,11 +424,15 @@ class EmulatedModule:
             "\0".join([source, _header_texts(), _compiler_identity(self._cxx), " ".join(flags + link_flags)]).encode()
         ).hexdigest()[:32]
         suffix = {"plain": "", "sanitizer": "-san", "asan": "-asan"}[flavor]
-        path = cache_dir() / f"{Path(self.filename).stem}{suffix}-{digest}.so"
-        if not path.is_file():
+        folder = cache_dir()
+        path = folder / f"{Path(self.filename).stem}{suffix}-{digest}.so"
+        problem = binary_problem(path)
+        if problem is not None:
+            if problem != "missing":
+                warn_once(f"file:{path}", f"{problem}; compiling it again instead of loading it")
             kind = "" if flavor == "plain" else f"the {flavor} build of "
             with compile_notice(f"compiling {kind}{self.filename} for the emulated backend with g++ (once per "
-                                f"source version; cached in {cache_dir()})"):
+                                f"source version; cached in {folder})"):
                 self._compile(self._cxx, self.filename, source, flags, link_flags, path)
         library = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)
         library.emu_last_error.restype = ctypes.c_char_p
@@ -428,21 +444,39 @@ class EmulatedModule:
 
     @staticmethod
     def _compile(cxx: str, name: str, source: str, flags: tuple, link_flags: tuple, library_path: Path) -> None:
-        library_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=library_path.parent, prefix=".build-") as build:
-            src = Path(build) / name
-            src.write_text(source)
-            obj, out = Path(build) / "module.o", Path(build) / "module.so"
-            shim = kernels_dir() / "emu" / "cuda_emu.h"
-            # Compiled and linked in two steps: linking with -fsanitize=thread would pull in libtsan,
-            # whose hooks the shim provides itself.
-            steps = [[cxx, *flags, "-c", "-include", str(shim), f"-I{kernels_dir()}", "-x", "c++", str(src), "-o", str(obj)],
-                     [cxx, "-shared", *link_flags, str(obj), "-o", str(out)]]
-            for cmd in steps:
-                result = subprocess.run(cmd, capture_output=True, text=True, cwd=build, check=False)
-                if result.returncode != 0:
-                    raise compile_error(name, result.stderr, "g++ (emulated backend)")
-            os.replace(out, library_path)
+        """Compiles into a ``.build-*`` folder beside the cache (removed after; one a killed compile
+        left behind is removed by a later compile: :mod:`.cache_sweep`), then moves the library
+        into place and records its digest."""
+        folder = library_path.parent
+        sweep_stale(folder)
+        doing = f"compiling {name} for the emulated backend"
+        hint = f"free some space there or point ${CACHE_ENV} (or $TMPDIR) at another folder"
+        try:
+            with tempfile.TemporaryDirectory(dir=folder, prefix=temp_prefix("build")) as build:
+                src = Path(build) / name
+                src.write_text(source)
+                obj, out = Path(build) / "module.o", Path(build) / "module.so"
+                shim = kernels_dir() / "emu" / "cuda_emu.h"
+                # Compiled and linked in two steps: linking with -fsanitize=thread would pull in libtsan,
+                # whose hooks the shim provides itself.
+                steps = [[cxx, *flags, "-c", "-include", str(shim), f"-I{kernels_dir()}", "-x", "c++", str(src), "-o", str(obj)],
+                         [cxx, "-shared", *link_flags, str(obj), "-o", str(out)]]
+                for cmd in steps:
+                    result = subprocess.run(cmd, capture_output=True, text=True, cwd=build, check=False)
+                    if result.returncode != 0:
+                        full = folder_out_of_space(result.stderr, folder)
+                        if full is not None:
+                            raise no_space(full, doing, hint)
+                        raise compile_error(name, result.stderr, "g++ (emulated backend)")
+                os.replace(out, library_path)
+                record_digest(library_path)
+        except NoSpaceError:
+            raise
+        except OSError as exc:
+            if is_no_space(exc):
+                where = Path(exc.filename).parent if exc.filename else folder
+                raise no_space(where, doing, hint) from exc
+            raise
 
     def division_counts(self) -> dict[str, tuple[int, int]]:
         """kernel -> (32-bit, 64-bit) integer divisions by run-time values in its plain build's code

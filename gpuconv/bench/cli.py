@@ -21,6 +21,7 @@ from .capabilities import has_module
 from .environment import header as make_header
 from .environment import load_note
 from .errors import BenchError
+from .limits import input_too_large, unwritable
 from .report import RENDERERS, make_report
 from .runner import Settings, run_cases
 from .timing import copy_function, interleaved, timed_call
@@ -31,6 +32,8 @@ DEFAULT_BATCH = {"conv": 8, "pool": 32, "bn": 32, "im2col": 8, "elementwise": 32
 MODELS = ("lenet5", "alexnet", "vgg11", "vgg16", "resnet18", "resnet34", "resnet50")
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 TF32_TOLERANCE = 1e-2
+#: The longest --pause: a sleep before every timed call, so anything longer is a typo.
+MAX_PAUSE_SECONDS = 60.0
 
 
 def _positive(text: str) -> int:
@@ -55,8 +58,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value}")
+    if not 0 <= value <= MAX_PAUSE_SECONDS:  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to {MAX_PAUSE_SECONDS:g}, got {text!r}")
     return value
 
 
@@ -82,6 +85,8 @@ def _common_options() -> argparse.ArgumentParser:
                        help="images of the batch checked against the numpy path before timing (default 2)")
     group.add_argument("--format", choices=tuple(RENDERERS), default="md", help="output format (default md)")
     group.add_argument("--output", type=Path, help="write the report to this file instead of stdout")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bar on stderr (it is shown only when stderr is a terminal)")
     group.add_argument("--plot", type=Path, metavar="FILE.png",
                        help="also draw the results (needs matplotlib: pip install gpuconv[plot])")
     return common
@@ -140,6 +145,14 @@ def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespac
         args.algos = wanted
     if args.plot is not None and args.command in ("list", "warmup"):
         parser.error(f"--plot: {args.command} has nothing to plot")
+    for option in ("output", "plot"):
+        problem = unwritable(getattr(args, option))
+        if problem:
+            parser.error(f"--{option}: {problem}")
+    if args.command in ("model", "memory"):
+        problem = input_too_large(args.batch or DEFAULT_BATCH[args.command], args.image_size, np.dtype(args.dtype))
+        if problem:
+            parser.error(f"--image-size {args.image_size}: {problem}")
     if args.command == "conv" and args.suite and args.shape:
         parser.error("give --suite or --shape, not both")
     if args.command == "conv" and args.shape and args.shrink != 1:
@@ -160,7 +173,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The options as plain JSON values (the header's ``settings``)."""
     out = {}
     for key, value in vars(args).items():
-        if key in ("command", "format", "output", "plot"):
+        if key in ("command", "format", "output", "plot", "quiet"):
             continue
         if isinstance(value, list):
             value = [getattr(v, "spec", v) for v in value]
@@ -188,7 +201,9 @@ def _runner_settings(args: argparse.Namespace, be: Any, torch: TorchChild | None
     pause = args.pause if args.pause is not None else (0.3 if on_cpu_with_torch else 0.0)
     header["settings"]["pause"] = pause
     tolerance = TF32_TOLERANCE if args.tf32 else TOLERANCE[args.dtype]
-    return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.name != "emulated")
+    header["settings"]["tolerance"] = tolerance  # what a checked error is held to (the plot draws it)
+    return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.name != "emulated",
+                    quiet=args.quiet)
 
 
 def _copy_gbps(be: Any) -> float:
@@ -299,7 +314,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     flags = gpuconv.flags(allow_tf32=True) if args.tf32 else contextlib.nullcontext()
     profiled = be.name == "emulated" and args.command in PROFILED_COMMANDS
     with flags, (emulated.profile() if profiled else contextlib.nullcontext()) as accesses:
-        rows = COMMANDS[args.command](args, be, header, summary)
+        try:
+            rows = COMMANDS[args.command](args, be, header, summary)
+        except (MemoryError, gpuconv.OutOfMemoryError) as error:  # numpy's _ArrayMemoryError is a MemoryError
+            raise BenchError(f"{args.command}: does not fit in memory with these settings (use a smaller --batch, "
+                             f"--image-size or --shape): {error}") from None
     if profiled and len(accesses):
         summary += ["", "Memory-access profile of the kernels these cases ran on the emulator (32-byte sectors per "
                         "warp request against the ideal, shared-memory bank conflicts): a GPU-free proxy of "
@@ -336,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot is not None:
         from .plot import plot
 
-        plot(report, args.plot)
+        try:
+            plot(report, args.plot)
+        except OSError as error:
+            print(f"gpuconv-bench: cannot write --plot {args.plot}: {error.strerror or error}", file=sys.stderr)
+            return 1
         print(f"gpuconv-bench: wrote {args.plot}", file=sys.stderr)
     failed = [r for r in report["rows"] if r["status"] in ("FAILED", "error")]
     return 1 if failed else 0

@@ -15,6 +15,8 @@ _ALGORITHMS = {
     "im2col": "columns + GEMM (cuBLAS on the GPU, BLAS on the CPU)",
     "direct": "kernels/conv_direct.cu; on the numpy backend the im2col code",
     "gemm": "1x1 kernel, stride 1, no padding only",
+    "implicit_gemm": "kernels/conv_implicit_gemm.cu: GEMM tiles gathered from the input, no column buffer "
+                     "(TF32 tensor cores with --tf32); on the numpy backend the im2col code",
     "auto": "what F.choose_algo picks",
 }
 

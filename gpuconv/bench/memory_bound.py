@@ -38,7 +38,8 @@ def pool_cases(batch: int, dtype: np.dtype, shrink: int = 1) -> list[Case]:
     """Max pooling 3/2/1 on the ResNet stem, average pooling 2/2, global adaptive pooling and GeM."""
     rng = np.random.default_rng(0)
     n = batch
-    c1, s1 = 64 // shrink, 112 // shrink
+    # As in the other families, no size is shrunk below what the op needs (avg_pool2d 2/2: 2 rows).
+    c1, s1 = max(1, 64 // shrink), max(1, 112 // shrink)
     x = rng.standard_normal((n, c1, s1, s1)).astype(dtype)
     with gpuconv.backend("numpy"):
         y, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
@@ -51,7 +52,7 @@ def pool_cases(batch: int, dtype: np.dtype, shrink: int = 1) -> list[Case]:
             _nbytes(dy, idx, x)),
     ], batch_keys=("x", "dy", "idx"), copy_of="x")]
 
-    c2, s2 = 256 // shrink, 56 // shrink
+    c2, s2 = max(1, 256 // shrink), max(2, 56 // shrink)
     x = rng.standard_normal((n, c2, s2, s2)).astype(dtype)
     dy = rng.standard_normal((n, c2, s2 // 2, s2 // 2)).astype(dtype)
     cases.append(Case(f"avg_pool2d 2/2 {n}x{c2}x{s2}x{s2}", {"x": x, "dy": dy}, [
@@ -59,7 +60,7 @@ def pool_cases(batch: int, dtype: np.dtype, shrink: int = 1) -> list[Case]:
         _op("backward", lambda a: F.avg_pool2d_backward(a["dy"], a["x"].shape, 2), "avg.backward", _nbytes(dy, x)),
     ], batch_keys=("x", "dy"), copy_of="x"))
 
-    c3 = 2048 // shrink
+    c3 = max(1, 2048 // shrink)
     x = rng.standard_normal((n, c3, 7, 7)).astype(dtype)
     xg = np.abs(x)
     dy = rng.standard_normal((n, c3, 1, 1)).astype(dtype)

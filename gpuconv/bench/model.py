@@ -18,6 +18,7 @@ from gpuconv import models, nn, optim
 
 from .errors import BenchError
 from .peak import measure_peak
+from .progress import bar
 from .runner import CHILD_ERRORS, Settings, relative_error
 from .timing import interleaved, timed_call
 from .torch_child import TorchChild
@@ -44,8 +45,7 @@ class Workload:
         self.model.train()
         self.optimizer.zero_grad()
         out = self.model(self.x)
-        self.loss(out, self.target)
-        self.model.backward(self.loss.backward(), input_grad=False)
+        self.loss(out, self.target).backward()
         self.optimizer.step()
         return out
 
@@ -110,19 +110,34 @@ def estimate(name: str, args: Any, dtype: np.dtype, mode: str, notes: list[str])
 
 
 def measured_peak(name: str, args: Any, dtype: np.dtype, mode: str, be: Any) -> int:
-    """Peak bytes of building the workload and running two steps of ``mode`` (see peak.py)."""
+    """Peak bytes of building the workload and running two steps of ``mode`` (see peak.py). A model
+    that does not run in this mode at these sizes (a training-mode batch norm over one value per
+    channel) is a BenchError."""
     def steps() -> None:
         load = workload(name, args.batch, args.image_size, args.num_classes, dtype)
         load.step(mode)
         load.step(mode)
-    return measure_peak(steps, be)
+    try:
+        return measure_peak(steps, be)
+    except ValueError as error:
+        raise BenchError(f"model {name} does not run in {mode} mode at --image-size {args.image_size} with "
+                         f"--batch {args.batch}: {error}") from None
 
 
 def run(args: Any, be: Any, settings: Settings, torch: TorchChild | None, notes: list[str]) -> list[dict[str, Any]]:
     """Rows for the training step and inference of ``args.model`` (gpuconv, then PyTorch when compared)."""
     name, dtype = args.model, np.dtype(args.dtype)
     rows = []
-    error = check_input(name, args, dtype)
+    with bar(1 + 3 * len(MODES), name, "step", settings.quiet) as progress:
+        progress.set_postfix_str("checking against the numpy path")
+        error = check_input(name, args, dtype)
+        progress.update()
+        _run_modes(name, dtype, error, args, be, settings, torch, notes, rows, progress)
+    return rows
+
+
+def _run_modes(name, dtype, error, args, be, settings, torch, notes, rows, progress) -> None:
+    """Appends the rows of each mode (measured peak, estimate, timing) to ``rows``."""
     status = "ok" if error <= settings.tolerance else "FAILED"
     twins: list[str] = []
     if settings.timing and status == "ok" and torch is not None and torch.available:
@@ -134,13 +149,19 @@ def run(args: Any, be: Any, settings: Settings, torch: TorchChild | None, notes:
     load = workload(name, args.batch, args.image_size, args.num_classes, dtype) if settings.timing else None
     timed = timed_call(be)
     for mode in MODES:
+        progress.set_postfix_str(f"{mode}: measuring the peak")
         row: dict[str, Any] = {"case": name, "mode": mode, "impl": "gpuconv", "status": status, "max_error": error,
                                "peak_measured_bytes": measured_peak(name, args, dtype, mode, be)}
+        progress.update()
+        progress.set_postfix_str(f"{mode}: estimating")
         estimated = estimate(name, args, dtype, mode, notes)
+        progress.update()
         if estimated is not None:
             row["peak_estimated_bytes"] = estimated
         rows.append(row)
+        progress.set_postfix_str(f"{mode}: timing")
         if load is None or status != "ok":
+            progress.update()
             continue
         fns: list[Callable[[], float]] = [lambda mode=mode: timed(lambda: load.step(mode))]
         if mode in twins:
@@ -153,4 +174,4 @@ def run(args: Any, be: Any, settings: Settings, torch: TorchChild | None, notes:
             rows.append({"case": name, "mode": mode, "impl": "torch", "status": "ok",
                          "median_ms": stats[1].median * 1e3, "best_ms": stats[1].best * 1e3,
                          "images_per_s": args.batch / stats[1].median})
-    return rows
+        progress.update()

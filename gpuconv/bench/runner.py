@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from tqdm import tqdm
 
 import gpuconv
 
+from .progress import bar
 from .timing import Stats, copy_function, interleaved, timed_call
 from .torch_child import TorchChild
 
@@ -70,6 +70,7 @@ class Settings:
     check_images: int
     tolerance: float
     timing: bool  # False on the emulated backend: correctness only
+    quiet: bool = False  # no progress bar on stderr
 
 
 def _outputs(result: Any) -> list[np.ndarray]:
@@ -130,31 +131,47 @@ def run_cases(cases: list[Case], be: Any, settings: Settings, torch: TorchChild 
     """Rows of every op of every case (see the JSON schema); one-line problems go into ``notes``."""
     rows: list[dict[str, Any]] = []
     timed = timed_call(be)
-    for case in tqdm(cases, desc="cases", unit="case", disable=None):
-        copy_bw = None
-        twins: list[str] = []
-        if settings.timing:
-            if case.copy_of is not None:
-                source = gpuconv.asarray(case.inputs[case.copy_of])
-                copy = copy_function(be, source)
-                (stats,) = interleaved([lambda: timed(copy)], settings.warmup, settings.repeats)
-                copy_bw = 2 * source.nbytes / stats.median
-            if torch is not None and torch.available and case.torch_spec is not None:
-                try:
-                    twins = torch.build(case.torch_spec)
-                except CHILD_ERRORS as error:
-                    notes.append(f"{case.name}: {error}")
-        device_inputs = {k: gpuconv.asarray(v) for k, v in case.inputs.items()} if settings.timing else {}
-        for group in case.groups:
-            rows += _run_group(case, group, device_inputs, settings, timed, torch if group.torch in twins else None,
-                               copy_bw, notes)
-        be.synchronize()
+    progress = bar(sum(len(g.ops) for c in cases for g in c.groups), "checking and timing" if settings.timing
+                   else "checking", "op", settings.quiet)
+    with progress:
+        for case in cases:
+            rows += _run_case(case, be, settings, timed, torch, notes, progress)
     return rows
 
 
-def _run_group(case, group, device_inputs, settings, timed, torch, copy_bw, notes) -> list[dict[str, Any]]:
+def _run_case(case, be, settings, timed, torch, notes, progress) -> list[dict[str, Any]]:
+    """Rows of one case: each group's ops checked, then timed (see :func:`run_cases`)."""
+    rows: list[dict[str, Any]] = []
+    copy_bw = None
+    twins: list[str] = []
+    if settings.timing:
+        if case.copy_of is not None:
+            source = gpuconv.asarray(case.inputs[case.copy_of])
+            copy = copy_function(be, source)
+            (stats,) = interleaved([lambda: timed(copy)], settings.warmup, settings.repeats)
+            copy_bw = 2 * source.nbytes / stats.median
+        if torch is not None and torch.available and case.torch_spec is not None:
+            try:
+                twins = torch.build(case.torch_spec)
+            except CHILD_ERRORS as error:
+                notes.append(f"{case.name}: {error}")
+    device_inputs = {k: gpuconv.asarray(v) for k, v in case.inputs.items()} if settings.timing else {}
+    for group in case.groups:
+        rows += _run_group(case, group, device_inputs, settings, timed, torch if group.torch in twins else None,
+                           copy_bw, notes, progress)
+    be.synchronize()
+    return rows
+
+
+def _label(case, op) -> str:
+    """What the progress bar names while ``op`` runs: the case and the op's fields."""
+    return f"{case.name} " + " ".join(str(v) for v in op.fields.values())
+
+
+def _run_group(case, group, device_inputs, settings, timed, torch, copy_bw, notes, progress) -> list[dict[str, Any]]:
     rows, passed = [], []
     for op in group.ops:
+        progress.set_postfix_str(f"checking {_label(case, op)}")
         row = {"case": case.name, **case.fields, **op.fields}
         try:
             error = check(case, op, settings.check_images)
@@ -171,8 +188,11 @@ def _run_group(case, group, device_inputs, settings, timed, torch, copy_bw, note
             if row["status"] == "ok":
                 passed.append((op, row))
         rows.append(row)
+        progress.update()
     if not settings.timing or not passed:
         return rows
+    progress.set_postfix_str(f"timing {_label(case, passed[0][0])}" + (f" and {len(passed) - 1} more"
+                                                                       if len(passed) > 1 else ""))
     fns = [lambda op=op: timed(lambda: op.run(device_inputs)) for op, _ in passed]
     if torch is not None:
         fns.append(torch.timed(group.torch))

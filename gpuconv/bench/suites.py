@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from gpuconv.functional._memory import physical_memory_bytes
+
+INT32_MAX = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class ConvShape:
@@ -101,6 +105,15 @@ def suite_layers(name: str, batch: int, shrink: int = 1) -> list[ConvShape]:
     return [layer.with_batch(batch, shrink) for suite in names for layer in SUITES[suite]]
 
 
+def shape_bytes(shape: ConvShape) -> int:
+    """Bytes the conv subcommand holds at once for ``shape``: x, weight, bias and dy, each drawn in
+    float64 and then cast (up to twice over), and an output of each direction (Python ints)."""
+    x = shape.n * shape.c * shape.h * shape.w
+    w = shape.k * (shape.c // shape.groups) * shape.r * shape.s
+    y = shape.n * shape.k * shape.out_size[0] * shape.out_size[1]
+    return 8 * 2 * (x + w + shape.k + y) + 8 * (x + w + y)
+
+
 def parse_shape(text: str) -> ConvShape:
     """``N,C,H,W,K,R,S[,stride,pad,dilation,groups]`` -> ConvShape (argparse type: bad text exits 2)."""
     parts = text.split(",")
@@ -117,6 +130,8 @@ def parse_shape(text: str) -> ConvShape:
         low = 0 if name == "pad" else 1
         if value < low:
             raise argparse.ArgumentTypeError(f"--shape: {name} must be >= {low}, got {value} in {text!r}")
+        if value > INT32_MAX:  # the kernels take 32-bit sizes
+            raise argparse.ArgumentTypeError(f"--shape: {name} must be at most {INT32_MAX}, got {value} in {text!r}")
     shape = ConvShape(text, *values)
     shape = ConvShape(shape.spec, *values)  # named by its full spec: one name per convolution
     groups = shape.groups
@@ -124,4 +139,8 @@ def parse_shape(text: str) -> ConvShape:
         raise argparse.ArgumentTypeError(f"--shape: groups={groups} must divide C={shape.c} and K={shape.k}")
     if min(shape.out_size) < 1:
         raise argparse.ArgumentTypeError(f"--shape: the output would be empty ({shape.out_size}) for {text!r}")
+    needed, available = shape_bytes(shape), physical_memory_bytes()
+    if available is not None and needed > available:
+        raise argparse.ArgumentTypeError(f"--shape {text}: its arrays need about {needed / 2**30:.1f} GiB, more than "
+                                         f"this machine's {available / 2**30:.1f} GiB of memory")
     return shape

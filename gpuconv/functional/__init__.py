@@ -63,6 +63,7 @@ from .channel_dropout import dropout2d, dropout2d_backward
 from .conv_transpose import (conv_transpose2d, conv_transpose2d_backward, conv_transpose2d_output_shape,
                              conv_transpose2d_workspace_bytes)
 from .group_norm import group_norm, group_norm_backward
+from .pad import pad, pad_backward
 from .interpolate import (check_interpolate_args, interpolate, interpolate_backward, interpolate_geometry,
                           interpolate_workspace_bytes)
 
@@ -70,6 +71,7 @@ __all__ += ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose2d_o
             "conv_transpose2d_workspace_bytes", "dropout2d", "dropout2d_backward", "group_norm",
             "group_norm_backward", "check_interpolate_args", "interpolate", "interpolate_backward", "interpolate_geometry",
             "interpolate_workspace_bytes"]
+__all__ += ["pad", "pad_backward"]
 
 # CuPy's out-of-memory error inside any public op becomes gpuconv.OutOfMemoryError naming it: one
 # wrapper here rather than a try in every op. Shape helpers and settings allocate nothing.
@@ -78,7 +80,18 @@ from ._memory import translate_out_of_memory as _translate_out_of_memory
 _NOT_OPS = {"ALGOS", "DIRECTIONS", "check_interpolate_args", "choose_algo", "conv2d_workspace_bytes", "conv_geometry",
             "conv_transpose2d_output_shape", "conv_transpose2d_workspace_bytes", "get_workspace_limit",
             "interpolate_geometry", "interpolate_workspace_bytes", "set_workspace_limit"}
+# Every differentiable op takes Tensors too (then it records the autograd graph): see _dispatch.
+from ._dispatch import differentiable as _differentiable
+
+DIFFERENTIABLE = ("adaptive_avg_pool2d", "adaptive_max_pool2d", "add", "avg_pool2d", "batch_norm",
+                  "binary_cross_entropy", "binary_cross_entropy_with_logits", "col2im", "conv2d", "conv_transpose2d",
+                  "cross_entropy", "dropout", "dropout2d", "fold", "gem", "group_norm", "im2col", "interpolate",
+                  "layer_norm", "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "pad", "relu",
+                  "sigmoid", "smooth_l1_loss", "softmax", "tanh", "unfold")
 for _name in __all__:
     if _name not in _NOT_OPS:
-        globals()[_name] = _translate_out_of_memory(globals()[_name])
-del _name
+        _op = globals()[_name]
+        if _name in DIFFERENTIABLE:
+            _op = _differentiable(_op, _name)
+        globals()[_name] = _translate_out_of_memory(_op)
+del _name, _op

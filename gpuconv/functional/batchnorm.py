@@ -24,6 +24,15 @@ def _check_vector(v, name: str, channels: int, dtype) -> None:
         raise ValueError(f"{name} must be C-contiguous (it may be updated in place)")
 
 
+# PyTorch's F.batch_norm takes (N, C), (N, C, L) and (N, C, H, W); the kernels see (N, C, H, W).
+_LAYOUT = "(N, C), (N, C, L) or (N, C, H, W)"
+
+
+def _as_4d(a: Any) -> Any:
+    """``a`` of 2-4 dimensions viewed as (N, C, H, W): (N, C) as (N, C, 1, 1), (N, C, L) as (N, C, L, 1)."""
+    return a.reshape(tuple(a.shape) + (1,) * (4 - a.ndim))
+
+
 def _channels(x) -> int:
     if x.shape[1] < 1:
         raise ValueError(f"x must have at least one channel (C >= 1), got shape {tuple(x.shape)}")
@@ -41,10 +50,11 @@ def _check_number(value, name: str, low: float = 0.0, high: float | None = None)
 def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
                training: bool = False, momentum: float | None = 0.1, eps: float = 1e-5, *,
                num_batches_tracked: int | None = None, return_stats: bool = False):
-    """2-D batch normalization: y = (x - mean) / sqrt(var + eps) * weight + bias per channel.
+    """Batch normalization: y = (x - mean) / sqrt(var + eps) * weight + bias per channel.
 
     Args:
-        x: (N, C, H, W).
+        x: (N, C), (N, C, L) or (N, C, H, W), as PyTorch's ``F.batch_norm`` (statistics over every
+            axis but C).
         running_mean, running_var: (C,) or None (track_running_stats=False). In training they are
             updated in place: r = (1 - momentum) * r + momentum * batch_stat, with the unbiased
             variance into running_var. momentum=None is a cumulative average with factor
@@ -55,9 +65,11 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         return_stats: also return (save_mean, save_invstd), each (C,), for
             :func:`batch_norm_backward`: the statistics the normalization used.
     Returns:
-        y (N, C, H, W) [, save_mean, save_invstd].
+        y of x's shape [, save_mean, save_invstd].
     """
-    check_array(x, "x", 4, "(N, C, H, W)")
+    check_array(x, "x", (2, 3, 4), _LAYOUT)
+    input_shape = tuple(x.shape)
+    x = _as_4d(x)
     channels = _channels(x)
     for name, v in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
@@ -81,7 +93,7 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
             factor = _check_number(momentum, "momentum", 0.0, 1.0)
     if use_batch_stats and x.shape[0] * x.shape[2] * x.shape[3] < 2:
         raise ValueError(f"batch_norm with batch statistics needs more than 1 value per channel, got x of shape "
-                         f"{tuple(x.shape)}")
+                         f"{input_shape}")
     be = get_backend()
     check_request("batch_norm", nbytes(x.shape, x.dtype) + batch_norm_transient_bytes(x.shape, x.dtype, "forward",
                                                                                         be.name),
@@ -96,6 +108,7 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         if return_stats:
             mean = running_mean.copy()
             invstd = (1.0 / be.xp.sqrt(running_var + eps)).astype(x.dtype)
+    y = y.reshape(input_shape)
     return (y, mean, invstd) if return_stats else y
 
 
@@ -104,7 +117,8 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
     """Gradients of :func:`batch_norm`.
 
     Args:
-        dy, x: (N, C, H, W); weight: (C,) or None; save_mean, save_invstd: (C,) from
+        dy, x: (N, C), (N, C, L) or (N, C, H, W), the same shape; weight: (C,) or None;
+            save_mean, save_invstd: (C,) from
             ``batch_norm(..., return_stats=True)``.
         training: whether the forward used batch statistics (then they depend on x); False for a
             forward that used the running statistics.
@@ -112,12 +126,14 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
             sum(dy * xhat) and dbias = sum(dy) per channel are computed when asked, with or without
             a weight.
     Returns:
-        (dx (N, C, H, W), dweight (C,), dbias (C,)).
+        (dx of x's shape, dweight (C,), dbias (C,)).
     """
-    check_array(x, "x", 4, "(N, C, H, W)")
-    check_array(dy, "dy", 4, "(N, C, H, W)")
+    check_array(x, "x", (2, 3, 4), _LAYOUT)
+    check_array(dy, "dy", (2, 3, 4), _LAYOUT)
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"dy must have x's shape {tuple(x.shape)}, got {tuple(dy.shape)}")
+    input_shape = tuple(x.shape)
+    x, dy = _as_4d(x), _as_4d(dy)
     if dy.dtype != x.dtype:
         raise TypeError(f"dy has dtype {dy.dtype} but x has dtype {x.dtype}; they must match")
     channels = _channels(x)
@@ -137,7 +153,7 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
                                       need_dweight or need_dbias or (need_dx and bool(training)))
     dweight = sums[1] if need_dweight else None
     dbias = sums[0] if need_dbias else None
-    return dx, dweight, dbias
+    return None if dx is None else dx.reshape(input_shape), dweight, dbias
 
 
 __all__ = ["batch_norm", "batch_norm_backward"]

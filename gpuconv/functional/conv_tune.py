@@ -15,8 +15,11 @@ The cache file is ``conv-algos-<gpuconv version>-<hash of kernels/*.cu and *.cuh
 (the same scheme as the emulated backend's ``$GPUCONV_EMU_CACHE``), so new kernels or a new
 version start from scratch. Entries are keyed by device name. Writers merge with what is on disk
 under a lock file and replace the file atomically (a temporary file, then a rename), so
-concurrent processes neither tear the file nor drop each other's winners. A corrupt file is
-ignored with one warning and rewritten on the next store.
+concurrent processes neither tear the file nor drop each other's winners. A file that cannot be
+used (corrupt, nested too deep, not the user's own, group- or world-writable) is ignored with one
+warning and rewritten on the next store; an unusable folder is replaced by a private temporary one
+with one warning (:mod:`gpuconv.backend.cache_folder`). The lock file is opened without following
+links and must be a regular file of the user's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import functools
 import hashlib
 import json
 import os
+import stat
 import statistics
 import tempfile
 import warnings
@@ -36,7 +40,8 @@ import numpy as np
 
 from .. import flags
 from ..backend import get_backend
-from ..backend.cache_folder import cache_folder
+from ..backend.cache_folder import usable_cache_folder
+from ..backend.cache_trust import file_problem
 from ..backend.kernel_source import kernels_dir
 from .conv_geometry import ConvGeometry
 
@@ -59,7 +64,7 @@ _warned: set[Path] = set()
 
 def cache_dir() -> Path:
     """The folder of the autotuner's cache file (see the module docstring)."""
-    return cache_folder(CACHE_ENV, "tune")
+    return usable_cache_folder(CACHE_ENV, "tune", "conv autotuner results")
 
 
 @functools.lru_cache(maxsize=None)
@@ -140,6 +145,10 @@ def _warn_once(path: Path, message: str) -> None:
 
 def _read(path: Path) -> dict[str, str]:
     try:
+        problem = file_problem(path)
+        if problem:
+            _warn_once(path, f"{problem}; the conv autotuner ignores it and replaces it with its own")
+            return {}
         text = path.read_text()
     except (FileNotFoundError, NotADirectoryError):
         return {}
@@ -152,7 +161,8 @@ def _read(path: Path) -> dict[str, str]:
         if data.get("format") != FORMAT or not isinstance(entries, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
             raise ValueError("unexpected structure")
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    # RecursionError: JSON nested deeper than the parser's recursion limit.
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         _warn_once(path, f"corrupt conv autotuner cache {path} ({type(exc).__name__}: {exc}); the autotuner "
                          "ignores it and rewrites it")
         return {}
@@ -170,12 +180,20 @@ def _locked(path: Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    with open(path.with_name(path.name + ".lock"), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock_path = path.with_name(path.name + ".lock")
+    # O_NOFOLLOW: a link planted under the lock's name must not make us create or touch its target.
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        problem = file_problem(lock_path) if stat.S_ISREG(os.fstat(fd).st_mode) else f"{lock_path} is not a regular file"
+        if problem:
+            raise PermissionError(f"refusing the autotuner's lock file: {problem}")
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _store(path: Path, key: str, winner: str) -> None:

@@ -60,6 +60,8 @@ def group_norm(x: Any, num_groups: int, weight: Any = None, bias: Any = None, ep
     """
     groups = _check(x, num_groups, weight, bias)
     eps = check_real(eps, "eps", finite=True)
+    if eps <= 0:  # as batch norm: a constant group would give 1 / sqrt(0) and NaN outputs
+        raise ValueError(f"eps must be > 0, got {eps!r}")
     check_request("group_norm", 2 * nbytes(x.shape, x.dtype), "the result and the centered copy of x")
     xp = get_backend().xp
     xg = _grouped(x, groups)

@@ -39,8 +39,8 @@ def _check_mode(mode: Any, align_corners: Any) -> bool:
 def _scales(scale_factor: Any) -> tuple[float, float]:
     values = (scale_factor, scale_factor) if isinstance(scale_factor, numbers.Real) else scale_factor
     if (not isinstance(values, (tuple, list)) or len(values) != 2
-            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0 for v in values)):
-        raise ValueError(f"scale_factor must be a positive number or a pair of them, got {scale_factor!r}")
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < math.inf for v in values)):
+        raise ValueError(f"scale_factor must be a positive finite number or a pair of them, got {scale_factor!r}")
     return float(values[0]), float(values[1])
 
 

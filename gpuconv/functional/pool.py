@@ -14,6 +14,7 @@ from ..backend import get_backend
 from ._args import (check_array, check_int32, check_spatial, check_window_extent, int_arg, non_negative_pair,
                     positive_pair, same_dtype, shape_arg)
 from ._memory import check_request, nbytes, numpy_buffer_bytes
+from .pool_integer import is_integer_image, max_pool2d_integer
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -93,7 +94,8 @@ def max_pool2d(x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
     """2-D max pooling; padding acts as -inf.
 
     Args:
-        x: (N, C, H, W).
+        x: (N, C, H, W), float32 or float64, or an integer image (uint8, int16, ...: the result
+            keeps its dtype, as PyTorch's CPU pooling; integer images have no backward).
         kernel_size, stride (default kernel_size), padding (at most kernel_size // 2), dilation:
             int or pair.
         ceil_mode: round the output size up (a last window that would start in the right padding
@@ -105,12 +107,20 @@ def max_pool2d(x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
         y (N, C, OH, OW), and with return_indices the flat index y*W + x of each maximum within
         its (H, W) plane (PyTorch's convention; the first maximum in window order).
     """
-    check_array(x, "x", 4, "(N, C, H, W)")
+    integer = get_backend().is_native(x) and is_integer_image(x)
+    if integer:
+        if x.ndim != 4:
+            raise ValueError(f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    else:
+        check_array(x, "x", 4, "(N, C, H, W)")
     k, s, p, d, out = _window_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     index_dtype = _index_dtype(index_dtype)
     y_shape = (*x.shape[:2], *out)
     check_request("max_pool2d", nbytes(y_shape, x.dtype) + (nbytes(y_shape, index_dtype) if return_indices else 0),
                   "the output" + (" and the indices" if return_indices else ""))
+    if integer:
+        y, indices = max_pool2d_integer(get_backend().xp, x, k, s, p, d, out, bool(return_indices), index_dtype)
+        return (y, indices) if return_indices else y
     y, indices = get_backend().max_pool2d(_contiguous(x), k, s, p, d, out, with_indices=bool(return_indices),
                                           index_dtype=index_dtype)
     return (y, indices) if return_indices else y

@@ -11,6 +11,7 @@ from ..backend import get_backend
 from ..backend.cuda_ops.elementwise import multi_tensor_table_bytes
 from ..functional.loss import cross_entropy_transient_bytes
 from ._sim import Array, Timeline, backward, forward, name_modules, nbytes
+from .estimate_args import check_input_size, resolve_optimizer
 from .report import MemoryReport
 
 LOSSES = ("cross_entropy", "mse")
@@ -37,7 +38,9 @@ def _check(model: Any, input_shape: Any, loss: str, step: str, dtype: Any) -> tu
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return tuple(int(v) for v in input_shape), dtype
+    input_shape = tuple(int(v) for v in input_shape)
+    check_input_size(input_shape, dtype)
+    return input_shape, dtype
 
 
 def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = None, training: bool = True,
@@ -53,8 +56,10 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
     Args:
         model: a Module (not modified: its mode is not changed).
         input_shape: the batch's shape, batch first, e.g. (32, 3, 224, 224).
-        optimizer: a ``gpuconv.optim`` optimizer over the model's parameters (None: no state and no
-            step, as when gradients are only computed).
+        optimizer: a ``gpuconv.optim`` optimizer over the model's parameters (one holding another
+            model's parameters is a ValueError), or its name, "sgd", "adam", "adamw", "rmsprop" or
+            "adagrad", for that optimizer with PyTorch's defaults over all of them (None: no state
+            and no step, as when gradients are only computed).
         training: False estimates inference.
         dtype: of the activations (default: the parameters').
         loss: ``"cross_entropy"`` (int64 class targets, one per sample) or ``"mse"`` (targets of the
@@ -67,8 +72,12 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
             allocate different temporaries on the CPU and GPU paths.
     Returns:
         A :class:`MemoryReport`.
+    Raises:
+        ValueError for an ``input_shape`` no backend can index (a size beyond 2**31 - 1, the
+        kernels' 32-bit ints, or more bytes than an array can have), at once.
     """
     input_shape, dtype = _check(model, input_shape, loss, step, dtype)
+    optimizer = resolve_optimizer(model, optimizer)
     del num_classes
     backend = backend or get_backend().name
     if backend not in ("numpy", "emulated", "cupy"):

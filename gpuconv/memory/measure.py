@@ -94,7 +94,7 @@ def train_step(model: nn.Module, criterion: nn.Module, optimizer: Any, x: Any, t
         model.zero_grad()
     out = model(x)
     value = criterion(out, target)
-    model.backward(criterion.backward(), input_grad=False)
+    value.backward()
     if optimizer is not None:
         optimizer.step()
     return value

@@ -93,6 +93,11 @@ class MemoryReport:
     def __str__(self) -> str:
         return self.table()
 
+    def __repr__(self) -> str:
+        # One line: the table (with its rows) is str(); a dataclass repr of the rows runs to kilobytes.
+        return (f"MemoryReport({self.model} on {self.input_shape}, {self.dtype}, {self.backend}, step={self.step!r}: "
+                f"peak {human(self.peak)} during {self.peak_phase}, {len(self.rows)} rows)")
+
 
 def _si(value: int) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):

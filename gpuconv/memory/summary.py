@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .. import nn
@@ -10,36 +11,94 @@ from .estimate import estimate
 from .report import MemoryReport, human
 
 
-def summary(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = None, dtype: Any = None) -> str:
+@dataclass(frozen=True)
+class SummaryRow:
+    """One leaf module of :func:`summary`: its name, output shape, own parameters ("yes"/"no"
+    trainable, "-" for none), multiply-accumulates and bytes kept for backward."""
+
+    name: str
+    output_shape: tuple[int, ...]
+    params: int
+    trainable: str
+    macs: int
+    saved_bytes: int
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What :func:`summary` reports: ``str()`` is the table, ``repr()`` one line.
+
+    Attributes:
+        model: the model's class name; input_shape: the batch's shape.
+        rows: one :class:`SummaryRow` per leaf module in execution order.
+        total_params, trainable_params, total_macs: totals over the model.
+        training, inference: the estimator's :class:`MemoryReport` of a training step and of
+            inference (their ``peak`` is the estimated peak in bytes).
+    """
+
+    model: str
+    input_shape: tuple[int, ...]
+    rows: list[SummaryRow]
+    total_params: int
+    trainable_params: int
+    total_macs: int
+    training: MemoryReport
+    inference: MemoryReport
+
+    def table(self) -> str:
+        header = f"{'layer':<30} {'output shape':<22} {'params':>12} {'trainable':>10} {'MACs':>14} {'saved':>11}"
+        lines = [header, "=" * len(header)]
+        for row in self.rows:
+            lines.append(f"{row.name[:30]:<30} {str(row.output_shape):<22} {row.params:>12,} {row.trainable:>10} "
+                         f"{row.macs:>14,} {human(row.saved_bytes):>11}")
+        lines.append("=" * len(header))
+        lines.append(f"Total params: {self.total_params:,} ({human(self.training.params)}); trainable: "
+                     f"{self.trainable_params:,}")
+        lines.append(f"Total MACs: {self.total_macs:,}")
+        lines.append(f"Estimated peak, training step: {human(self.training.peak)}"
+                     + (f" with {self.training.optimizer}" if self.training.optimizer else " (no optimizer)"))
+        lines.append(f"Estimated peak, inference:     {human(self.inference.peak)}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        return (f"ModelSummary({self.model} on {self.input_shape}: {self.total_params:,} params, "
+                f"{self.total_macs:,} MACs, peak {human(self.training.peak)} training, "
+                f"{human(self.inference.peak)} inference)")
+
+
+def summary(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = None, dtype: Any = None,
+            backend: str | None = None, verbose: bool = True) -> ModelSummary:
     """A torchinfo-like table: layer, output shape, parameters, trainable, MACs, bytes saved for
     backward, then the totals and the estimated peak of a training step and of inference.
 
     Args:
         model: a Module; input_shape: batch first, e.g. (1, 3, 224, 224).
         optimizer: counted in the training peak when given.
+        dtype, backend: as in :func:`estimate`.
+        verbose: print the table (as torchinfo does); False only returns it.
     Returns:
-        The table as a string (print it).
+        A :class:`ModelSummary`: ``str(result)`` is the table, its fields the numbers.
     """
-    train = estimate(model, input_shape, optimizer=optimizer, dtype=dtype)
-    infer = estimate(model, input_shape, training=False, dtype=dtype)
+    train = estimate(model, input_shape, optimizer=optimizer, dtype=dtype, backend=backend)
+    infer = estimate(model, input_shape, training=False, dtype=dtype, backend=backend)
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     modules = {name: m for name, m in model.named_modules()}
-    header = f"{'layer':<30} {'output shape':<22} {'params':>12} {'trainable':>10} {'MACs':>14} {'saved':>11}"
-    lines = [header, "=" * len(header)]
+    rows = []
     for row in train.rows:
         module = modules.get(row.name)
         own = [p for p in module._parameters.values() if p is not None] if module is not None else []
         is_trainable = "-" if not own else ("yes" if all(id(p) in trainable for p in own) else "no")
-        lines.append(f"{row.name[:30]:<30} {str(row.output_shape):<22} {row.params:>12,} {is_trainable:>10} "
-                     f"{row.flops // 2:>14,} {human(row.saved_bytes):>11}")
-    lines.append("=" * len(header))
-    lines.append(f"Total params: {model.num_parameters():,} ({human(train.params)}); trainable: "
-                 f"{model.num_parameters(trainable_only=True):,}")
-    lines.append(f"Total MACs: {sum(r.flops for r in train.rows) // 2:,}")
-    lines.append(f"Estimated peak, training step: {human(train.peak)}"
-                 + (f" with {train.optimizer}" if train.optimizer else " (no optimizer)"))
-    lines.append(f"Estimated peak, inference:     {human(infer.peak)}")
-    return "\n".join(lines)
+        rows.append(SummaryRow(row.name, tuple(row.output_shape), row.params, is_trainable, row.flops // 2,
+                               row.saved_bytes))
+    result = ModelSummary(type(model).__name__, tuple(input_shape), rows, model.num_parameters(),
+                          model.num_parameters(trainable_only=True), sum(r.flops for r in train.rows) // 2, train,
+                          infer)
+    if verbose:
+        print(result)
+    return result
 
 
 def default_budget() -> int:
@@ -55,7 +114,7 @@ def default_budget() -> int:
 
 def suggest_batch_size(model: nn.Module, sample_shape: tuple[int, ...], budget_bytes: int | None = None, *,
                        optimizer: Any = None, training: bool = True, dtype: Any = None,
-                       max_batch: int = 1 << 20) -> tuple[int, MemoryReport]:
+                       backend: str | None = None, max_batch: int = 1 << 20) -> tuple[int, MemoryReport]:
     """The largest batch whose estimated peak fits ``budget_bytes``, by exponential then binary
     search on :func:`estimate` (no trial runs).
 
@@ -63,6 +122,8 @@ def suggest_batch_size(model: nn.Module, sample_shape: tuple[int, ...], budget_b
         sample_shape: one sample's shape without the batch, e.g. (3, 224, 224).
         budget_bytes: the memory to fit in (default on cupy: free device memory plus the pool's
             free blocks).
+        optimizer, training, dtype, backend: as in :func:`estimate` (``backend="cupy"`` answers for
+            the GPU from a machine without one).
         max_batch: the search stops there.
     Returns:
         (batch, its MemoryReport).
@@ -76,7 +137,8 @@ def suggest_batch_size(model: nn.Module, sample_shape: tuple[int, ...], budget_b
     sample_shape = tuple(sample_shape)
 
     def peak(batch: int) -> MemoryReport:
-        return estimate(model, (batch,) + sample_shape, optimizer=optimizer, training=training, dtype=dtype)
+        return estimate(model, (batch,) + sample_shape, optimizer=optimizer, training=training, dtype=dtype,
+                        backend=backend)
 
     low = peak(1)
     if low.peak > budget_bytes:

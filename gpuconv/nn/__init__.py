@@ -1,7 +1,7 @@
 """Layers and models: ``gpuconv.nn``, PyTorch's names, arguments and defaults.
 
-Gradients flow by explicit calls: ``y = model(x)``, ``loss = crit(y, t)``,
-``model.backward(crit.backward())`` fills each parameter's ``.grad``.
+Modules implement ``forward`` only; autograd derives the backward: ``loss = crit(model(x), t)``,
+``loss.backward()`` fills each parameter's ``.grad``.
 """
 
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
@@ -18,7 +18,6 @@ from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .parameter import Parameter
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, GeM, MaxPool2d
 from .resnet_blocks import BasicBlock, Bottleneck
-from .trace import add
 from .upsample import Upsample
 from . import init
 

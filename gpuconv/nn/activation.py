@@ -1,7 +1,7 @@
 """Element-wise activations: ReLU, LeakyReLU, Sigmoid, Tanh.
 
-``inplace`` is accepted for PyTorch compatibility (and shown in ``repr``) but outputs are always
-new arrays: the backward of the layer before may still need the input.
+``inplace=True`` writes the result into the input Tensor, as in PyTorch: autograd then raises at
+backward if the layer before saved that input (use the default out-of-place form there).
 """
 
 from __future__ import annotations
@@ -27,14 +27,7 @@ class ReLU(_Elementwise):
         self.inplace = inplace
 
     def forward(self, x: Any) -> Any:
-        y = F.relu(x)
-        self._save(y)
-        return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (y,) = self._take_saved()
-        # relu'(x) = [x > 0] = [relu(x) > 0], so the output serves, shared with the next layer's input.
-        return F.relu_backward(dy, y) if input_grad else None
+        return F.relu(x, inplace=self.inplace)
 
     def _saved_spec(self, input_shape, dtype):
         return 0, False, True
@@ -52,13 +45,7 @@ class LeakyReLU(_Elementwise):
         self.inplace = inplace
 
     def forward(self, x: Any) -> Any:
-        y = F.leaky_relu(x, self.negative_slope)
-        self._save(x)
-        return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (x,) = self._take_saved()
-        return F.leaky_relu_backward(dy, x, self.negative_slope) if input_grad else None
+        return F.leaky_relu(x, self.negative_slope, inplace=self.inplace)
 
     def _saved_spec(self, input_shape, dtype):
         return 0, True, False
@@ -72,12 +59,7 @@ class Sigmoid(_Elementwise):
 
     def forward(self, x: Any) -> Any:
         y = F.sigmoid(x)
-        self._save(y)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (y,) = self._take_saved()
-        return F.sigmoid_backward(dy, y) if input_grad else None
 
     def _saved_spec(self, input_shape, dtype):
         return 0, False, True
@@ -88,12 +70,7 @@ class Tanh(_Elementwise):
 
     def forward(self, x: Any) -> Any:
         y = F.tanh(x)
-        self._save(y)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (y,) = self._take_saved()
-        return F.tanh_backward(dy, y) if input_grad else None
 
     def _saved_spec(self, input_shape, dtype):
         return 0, False, True

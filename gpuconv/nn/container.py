@@ -97,12 +97,6 @@ class Sequential(Module):
             x = module(x)
         return x
 
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        modules = self._children_list()
-        for index in range(len(modules) - 1, -1, -1):
-            dy = modules[index].backward(dy, input_grad=input_grad or index > 0)
-        return dy
-
     def output_shape(self, input_shape):
         return chain_output_shape(self._children_list(), input_shape)
 
@@ -125,12 +119,6 @@ class Chain(Module):
         for module in self._chain():
             x = module(x)
         return x
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        modules = self._chain()
-        for index in range(len(modules) - 1, -1, -1):
-            dy = modules[index].backward(dy, input_grad=input_grad or index > 0)
-        return dy
 
     def train(self, mode: bool = True) -> Module:
         super().train(mode)

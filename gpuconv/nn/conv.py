@@ -13,15 +13,20 @@ from .module import Module, check_input_size
 from .parameter import Parameter
 
 
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
 class Conv2d(Module):
     """2-D convolution over (N, C_in, H, W), PyTorch's ``nn.Conv2d``.
 
     Args:
         in_channels, out_channels, kernel_size, stride=1, padding=0 (int, pair, ``"same"`` or
-        ``"valid"``), dilation=1, groups=1, bias=True, padding_mode="zeros" (the only mode), as in
-        PyTorch; ``dtype`` of the parameters (float32 by default); ``algo`` picks the algorithm of
-        :func:`gpuconv.functional.conv2d`: a name (``"auto"``, ``"im2col"``, ``"direct"``, ``"gemm"``)
-        for every direction, or a mapping with ``"forward"``/``"backward_data"``/``"backward_weight"``.
+        ``"valid"``), dilation=1, groups=1, bias=True, padding_mode=``"zeros"``, ``"reflect"``,
+        ``"replicate"`` or ``"circular"`` (the last three pad with
+        :func:`gpuconv.functional.pad` before an unpadded convolution), as in PyTorch; ``dtype`` of the parameters (float32 by default); ``algo`` picks the algorithm of
+        :func:`gpuconv.functional.conv2d`: a name (``"auto"``, ``"im2col"``, ``"direct"``, ``"gemm"``,
+        ``"implicit_gemm"``) for every direction, or a mapping with
+        ``"forward"``/``"backward_data"``/``"backward_weight"``.
     Shapes:
         weight (C_out, C_in/groups, KH, KW), bias (C_out,); output (N, C_out, OH, OW).
     Keeps for backward: its input, N*C_in*H*W*itemsize bytes (shared with the layer before when
@@ -33,8 +38,9 @@ class Conv2d(Module):
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *, dtype: Any = None,
                  algo: str | Mapping[str, str] = "auto"):
         super().__init__()
-        if padding_mode != "zeros":
-            raise ValueError(f"padding_mode must be 'zeros' (the only mode gpuconv implements), got {padding_mode!r}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(repr(m) for m in PADDING_MODES)}, "
+                             f"got {padding_mode!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -61,18 +67,30 @@ class Conv2d(Module):
     def _args(self) -> tuple:
         return self.stride, self.padding, self.dilation, self.groups
 
+    def _conv_args(self) -> tuple:
+        """conv2d's arguments after _pad: its padding is 0 where _pad did it."""
+        return self._args() if self.padding_mode == "zeros" else (self.stride, 0, self.dilation, self.groups)
+
+    def _pad(self, x: Any) -> Any:
+        """x padded by padding_mode (PyTorch pads first, then convolves without padding)."""
+        return x if self.padding_mode == "zeros" else F.pad(x, self._pad_amounts(), mode=self.padding_mode)
+
+    def _pad_amounts(self) -> tuple[int, int, int, int]:
+        """(left, right, top, bottom), F.pad's order; "same" splits as conv2d does (the extra row
+        or column after), independently of the input's size."""
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":
+            totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            (top, bottom), (left, right) = ((t // 2, t - t // 2) for t in totals)
+            return (left, right, top, bottom)
+        (ph, pw) = self.padding
+        return (pw, pw, ph, ph)
+
     def forward(self, x: Any) -> Any:
         check_input_size(x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)", "in_channels")
-        y = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, *self._args(), algo=self.algo)
-        self._save(x)
-        return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (x,) = self._take_saved()
-        dx, dweight, dbias = F.conv2d_backward(dy, x, self.weight.data, *self._args(), algo=self.algo,
-                                               needs=self._needs(input_grad, self.weight, self.bias))
-        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
-        return dx
+        x = self._pad(x)
+        return F.conv2d(x, self.weight, self.bias, *self._conv_args(), algo=self.algo)
 
     def output_shape(self, input_shape):
         g = F.conv_geometry(input_shape, self.weight.shape, *self._args())
@@ -94,6 +112,8 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         if self.algo != "auto":
             s += f", algo={self.algo!r}"
         return s

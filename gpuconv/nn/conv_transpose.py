@@ -68,17 +68,9 @@ class ConvTranspose2d(Module):
         return self.stride, self.padding, self.output_padding, self.groups, self.dilation
 
     def forward(self, x: Any) -> Any:
-        y = F.conv_transpose2d(x, self.weight.data, None if self.bias is None else self.bias.data, *self._args(),
+        y = F.conv_transpose2d(x, self.weight, self.bias, *self._args(),
                                algo=self.algo)
-        self._save(x)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (x,) = self._take_saved()
-        dx, dweight, dbias = F.conv_transpose2d_backward(dy, x, self.weight.data, *self._args(), algo=self.algo,
-                                                         needs=self._needs(input_grad, self.weight, self.bias))
-        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
-        return dx
 
     def output_shape(self, input_shape):
         return F.conv_transpose2d_output_shape(input_shape, self.weight.shape, *self._args())

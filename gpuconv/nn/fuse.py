@@ -61,15 +61,7 @@ def fuse_conv_bn(model: Module) -> Module:
     a ResNet block or stem) is one Conv2d with the normalization folded in; the BatchNorm2d
     becomes an Identity. ``model`` itself is unchanged. Eval outputs match the unfused model's up
     to rounding."""
-    # Activations kept for backward are not copied.
-    kept = {id(m): m._ctx for m in model.modules()}
-    try:
-        for m in model.modules():
-            m._ctx = None
-        fused = copy.deepcopy(model)
-    finally:
-        for m in model.modules():
-            m._ctx = kept[id(m)]
+    fused = copy.deepcopy(model)  # parameters and buffers only: modules hold no activations
     fused.eval()
     _fuse_in_place(fused)
     return fused.eval()

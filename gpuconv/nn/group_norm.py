@@ -31,6 +31,8 @@ class GroupNorm(Module):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if num_channels % num_groups:
             raise ValueError(f"num_groups={num_groups} must divide num_channels={num_channels}")
+        if not isinstance(eps, (int, float, np.integer, np.floating)) or isinstance(eps, bool) or not 0 < eps < np.inf:
+            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
         dtype = np.dtype(dtype or np.float32)
         xp = get_backend().xp
         self.num_groups = int(num_groups)
@@ -46,18 +48,8 @@ class GroupNorm(Module):
 
     def forward(self, x: Any) -> Any:
         self.output_shape(tuple(x.shape))
-        y, mean, invstd = F.group_norm(x, self.num_groups, None if self.weight is None else self.weight.data,
-                                       None if self.bias is None else self.bias.data, self.eps, return_stats=True)
-        self._save(x, mean, invstd)
+        y = F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        x, mean, invstd = self._take_saved()
-        dx, dweight, dbias = F.group_norm_backward(dy, x, self.num_groups,
-                                                   None if self.weight is None else self.weight.data, mean, invstd,
-                                                   needs=self._needs(input_grad, self.weight, self.bias))
-        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
-        return dx
 
     def output_shape(self, input_shape):
         if len(input_shape) < 2 or input_shape[1] != self.num_channels:

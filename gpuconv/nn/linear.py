@@ -32,16 +32,8 @@ class Linear(Module):
 
     def forward(self, x: Any) -> Any:
         check_input_size(x, None, -1, self.in_features, f"(..., {self.in_features})", "in_features")
-        y = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
-        self._save(x)
+        y = F.linear(x, self.weight, self.bias)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (x,) = self._take_saved()
-        dx, dweight, dbias = F.linear_backward(dy, x, self.weight.data,
-                                               needs=self._needs(input_grad, self.weight, self.bias))
-        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
-        return dx
 
     def output_shape(self, input_shape):
         if not input_shape or input_shape[-1] != self.in_features:

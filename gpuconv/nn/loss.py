@@ -1,5 +1,5 @@
 """Losses: CrossEntropyLoss, NLLLoss, MSELoss, BCELoss, BCEWithLogitsLoss, SmoothL1Loss
-(``loss = crit(logits, y)``, then ``dlogits = crit.backward()``)."""
+(``loss = crit(logits, y)``, then ``loss.backward()``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from ..backend import get_backend
 from .module import Module
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -21,21 +20,6 @@ class _Loss(Module):
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
 
-    def _dloss(self, loss_shape: tuple[int, ...], dtype: Any, dloss: Any) -> Any:
-        if dloss is not None:
-            return dloss
-        if loss_shape == ():
-            return 1.0
-        be = get_backend()
-        return be.fill_(be.empty(loss_shape, dtype), 1)
-
-    def backward(self, dloss: Any = None) -> Any:
-        """Gradient of the loss with respect to the forward's ``input`` (the logits).
-
-        Args:
-            dloss: gradient with respect to the loss (default 1: the loss itself is minimized).
-        """
-        return self._backward(dloss, True)
 
 
 class CrossEntropyLoss(_Loss):
@@ -59,12 +43,7 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, input: Any, target: Any) -> Any:
         loss = F.cross_entropy(input, target, **self._kwargs())
-        self._save(input, target, tuple(loss.shape))
         return loss
-
-    def _backward(self, dloss: Any, input_grad: bool) -> Any:
-        logits, target, loss_shape = self._take_saved()
-        return F.cross_entropy_backward(self._dloss(loss_shape, logits.dtype, dloss), logits, target, **self._kwargs())
 
     def output_shape(self, input_shape):
         return () if self.reduction != "none" else (input_shape[0],) + tuple(input_shape[2:])
@@ -84,12 +63,7 @@ class MSELoss(_Loss):
 
     def forward(self, input: Any, target: Any) -> Any:
         loss = F.mse_loss(input, target, reduction=self.reduction)
-        self._save(input, target, tuple(loss.shape))
         return loss
-
-    def _backward(self, dloss: Any, input_grad: bool) -> Any:
-        input, target, loss_shape = self._take_saved()
-        return F.mse_loss_backward(self._dloss(loss_shape, input.dtype, dloss), input, target, reduction=self.reduction)
 
     def output_shape(self, input_shape):
         return () if self.reduction != "none" else tuple(input_shape)
@@ -115,12 +89,7 @@ class NLLLoss(_Loss):
 
     def forward(self, input: Any, target: Any) -> Any:
         loss = F.nll_loss(input, target, **self._kwargs())
-        self._save(input, target, tuple(loss.shape))
         return loss
-
-    def _backward(self, dloss: Any, input_grad: bool) -> Any:
-        input, target, loss_shape = self._take_saved()
-        return F.nll_loss_backward(self._dloss(loss_shape, input.dtype, dloss), input, target, **self._kwargs())
 
     def output_shape(self, input_shape):
         return () if self.reduction != "none" else (input_shape[0],) + tuple(input_shape[2:])
@@ -139,19 +108,13 @@ class _ElementwiseLoss(_Loss):
     def _saved_spec(self, input_shape, dtype):
         return int(np.prod(input_shape, dtype=np.int64)) * np.dtype(dtype).itemsize, True, False
 
-    def _functional(self) -> tuple[Any, Any, dict]:
+    def _functional(self) -> tuple[Any, dict]:
         raise NotImplementedError
 
     def forward(self, input: Any, target: Any) -> Any:
-        forward, _, kwargs = self._functional()
+        forward, kwargs = self._functional()
         loss = forward(input, target, **kwargs)
-        self._save(input, target, tuple(loss.shape))
         return loss
-
-    def _backward(self, dloss: Any, input_grad: bool) -> Any:
-        input, target, loss_shape = self._take_saved()
-        _, backward, kwargs = self._functional()
-        return backward(self._dloss(loss_shape, input.dtype, dloss), input, target, **kwargs)
 
 
 class BCELoss(_ElementwiseLoss):
@@ -164,7 +127,7 @@ class BCELoss(_ElementwiseLoss):
         self.register_buffer("weight", weight)
 
     def _functional(self):
-        return F.binary_cross_entropy, F.binary_cross_entropy_backward, dict(weight=self.weight,
+        return F.binary_cross_entropy, dict(weight=self.weight,
                                                                              reduction=self.reduction)
 
 
@@ -179,7 +142,7 @@ class BCEWithLogitsLoss(_ElementwiseLoss):
         self.register_buffer("pos_weight", pos_weight)
 
     def _functional(self):
-        return (F.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits_backward,
+        return (F.binary_cross_entropy_with_logits,
                 dict(weight=self.weight, reduction=self.reduction, pos_weight=self.pos_weight))
 
 
@@ -194,7 +157,7 @@ class SmoothL1Loss(_ElementwiseLoss):
         self.beta = float(beta)
 
     def _functional(self):
-        return F.smooth_l1_loss, F.smooth_l1_loss_backward, dict(reduction=self.reduction, beta=self.beta)
+        return F.smooth_l1_loss, dict(reduction=self.reduction, beta=self.beta)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}" if self.beta != 1.0 else ""

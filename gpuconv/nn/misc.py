@@ -15,7 +15,6 @@ class _Dropout(Module):
     it; eval mode (or p = 0) is the identity and keeps nothing. Subclasses name the functional pair."""
 
     _apply = staticmethod(F.dropout)
-    _apply_backward = staticmethod(F.dropout_backward)
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -26,17 +25,8 @@ class _Dropout(Module):
 
     def forward(self, x: Any) -> Any:
         if not self.training or self.p == 0.0:
-            self._save()
             return x
-        y, mask = self._apply(x, self.p, training=True, return_mask=True)
-        self._save(mask)
-        return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        saved = self._take_saved()
-        if not input_grad:
-            return None
-        return self._apply_backward(dy, saved[0], self.p) if saved else dy
+        return self._apply(x, self.p, training=True, inplace=self.inplace)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
@@ -77,12 +67,7 @@ class Flatten(Module):
         return shape[:start] + (int(np.prod(shape[start:end + 1], dtype=np.int64)),) + shape[end + 1:]
 
     def forward(self, x: Any) -> Any:
-        self._save(tuple(x.shape))
         return x.reshape(self.output_shape(tuple(x.shape)))
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (shape,) = self._take_saved()
-        return dy.reshape(shape) if input_grad else None
 
     def _saved_spec(self, input_shape, dtype):
         return 0, False, False
@@ -100,12 +85,7 @@ class Identity(Module):
         super().__init__()
 
     def forward(self, x: Any) -> Any:
-        self._save()
         return x
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        self._take_saved()
-        return dy if input_grad else None
 
     def output_shape(self, input_shape):
         return tuple(input_shape)
@@ -120,7 +100,6 @@ class Dropout2d(_Dropout):
     Keeps for backward: the boolean keep mask (1 byte per channel of each sample)."""
 
     _apply = staticmethod(F.dropout2d)
-    _apply_backward = staticmethod(F.dropout2d_backward)
 
     def output_shape(self, input_shape):
         if len(input_shape) not in (3, 4):

@@ -1,9 +1,7 @@
 """Module: the base class of layers and models (parameters, buffers, children, state dicts, modes).
 
-A module's ``forward`` computes its output and, in training mode outside ``gpuconv.no_grad()``,
-keeps exactly what its ``backward`` needs; ``backward(dy)`` returns the gradient with respect to
-the input and accumulates the parameters' ``.grad``. Gradients flow by explicit calls, layer by
-layer in reverse, so there is no tape: what a layer keeps is freed by its backward.
+A module implements ``forward`` only: the ops it calls on Tensors record the autograd graph, and
+``loss.backward()`` computes every parameter's gradient (:mod:`gpuconv.autograd`).
 """
 
 from __future__ import annotations
@@ -16,13 +14,12 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 from .. import flags
+from ..autograd.tensor import Tensor
 from ..backend import array_kind, get_backend
 from ..backend import backend as backend_context
 from ..backend.memory_hooks import OutOfMemoryError, is_out_of_memory, requested_bytes
-from ..grad_mode import is_grad_enabled
 from ..grad_mode import no_grad as _no_grad
 from .parameter import Parameter
-from . import trace as _trace
 
 
 class IncompatibleKeys(NamedTuple):
@@ -34,40 +31,14 @@ class IncompatibleKeys(NamedTuple):
 
 class Module:
     """Base class: subclasses set parameters, buffers and child modules as attributes in ``__init__``
-    (after calling ``super().__init__()``) and implement ``forward``, ``_backward`` and the shape
-    reports ``output_shape`` / ``_saved_spec`` / ``workspace_bytes``.
+    (after calling ``super().__init__()``) and implement ``forward``, as in PyTorch. The backward is
+    autograd's: any forward written with gpuconv's ops (``gpuconv.functional``, Tensor arithmetic,
+    indexing, ``gpuconv.cat``, ...) trains with correct gradients; an op with its own kernel is a
+    :class:`gpuconv.autograd.Function`.
 
-    User modules need less (README, "Writing your own module"):
-
-    - a module whose ``forward`` only calls child modules (in sequence, with residual sums by
-      ``gpuconv.nn.add`` or ``+``) needs nothing else: its training forward records the calls and its
-      backward replays them in reverse (:mod:`gpuconv.nn.trace`);
-    - a module with its own math defines ``forward`` and ``backward(self, dy)`` (returning dx and
-      adding into its parameters' ``.grad``), keeping what backward needs with ``self._save(...)`` /
-      ``self._take_saved()``.
-
-    For both, ``output_shape``, ``_saved_spec`` and ``workspace_bytes`` default to what a forward on a
-    one-sample input shows (see :meth:`output_shape`).
+    gpuconv's own layers also report their shapes (``output_shape``), which the memory estimator's
+    summary uses; a user module gets a default that runs a one-sample forward.
     """
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # A class outside gpuconv that defines the public backward(dy) is a user's leaf module: its
-        # backward becomes the _backward hook, so Module.backward (error context, out-of-memory
-        # translation, anomaly checks, input_grad) stays the one entry point. gpuconv's own classes
-        # implement _backward; its losses define a backward of another signature.
-        user_backward = cls.__dict__.get("backward")
-        if user_backward is None or cls.__module__.split(".")[0] == "gpuconv":
-            return
-
-        def _backward(self: Module, dy: Any, input_grad: bool) -> Any:
-            dx = user_backward(self, dy)
-            return dx if input_grad else None
-
-        _backward.__doc__ = user_backward.__doc__
-        cls._backward = _backward
-        cls._user_backward = user_backward
-        delattr(cls, "backward")
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -75,7 +46,6 @@ class Module:
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_ctx", None)
 
     # ---- attribute registration -----------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -88,8 +58,9 @@ class Module:
         elif isinstance(value, Module):
             self._forget(name, keep=self._modules)
             self._modules[name] = value
-        elif name in self.__dict__.get("_buffer_names", ()) and (value is None or array_kind(value) is not None):
-            self._buffers[name] = value
+        elif name in self.__dict__.get("_buffer_names", ()) and (value is None or array_kind(value) is not None
+                                                                 or isinstance(value, Tensor)):
+            self._buffers[name] = value.data if isinstance(value, Tensor) else value
         else:
             self._forget(name, keep=None)
             object.__setattr__(self, name, value)
@@ -121,6 +92,8 @@ class Module:
         unless ``persistent`` is False. ``tensor`` may be None (then it is left out)."""
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        if isinstance(tensor, Tensor):
+            tensor = tensor.data  # buffers are kept as the arrays themselves
         if tensor is not None and array_kind(tensor) is None:
             raise TypeError(f"buffer {name!r} must be an array or None, got {type(tensor).__name__}")
         self.__dict__.pop(name, None)
@@ -141,38 +114,22 @@ class Module:
             raise TypeError(f"{name!r} must be a Module, got {type(module).__name__}")
         self._modules[name] = module
 
-    # ---- forward / backward ---------------------------------------------------------------------
+    # ---- forward ------------------------------------------------------------------------------
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        parent = _trace.current()
-        own = _trace.Trace(args[0] if args else None) if self._traced() and self.keeps_for_backward() else None
         with _ErrorContext(self):
             try:
                 if args:
                     self._check_input_dtype(args[0])
-                # Calls made by this forward are recorded in ``own`` (None: not recorded, so that the
-                # children of a hand-written module are not mistaken for the parent's children).
-                with _trace.recording(own):
-                    output = self.forward(*args, **kwargs)
+                output = self.forward(*args, **kwargs)
             except Exception as exc:
                 _raise_out_of_memory(exc, f"{type(self).__name__}.forward")
                 raise
             if flags.detect_anomaly:
                 _check_finite(self, "forward output", output)
-        if self._traced():
-            if own is not None:
-                own.output = output
-            self._ctx = own
-        if parent is not None:
-            _trace.record_call(parent, self, args + tuple(kwargs.values()), output)
         return output
-
-    @classmethod
-    def _traced(cls) -> bool:
-        """Whether backward replays the calls that forward records (no ``_backward`` of its own)."""
-        return cls._backward is Module._backward
 
     def _check_input_dtype(self, x: Any) -> None:
         """A floating input of another dtype than this layer's own parameters is a TypeError that says
@@ -189,64 +146,6 @@ class Module:
                         f"cast the input (x.astype(np.{expected.name})) or the model (model.to(np.{np.dtype(dtype).name}))")
                 return
 
-    def keeps_for_backward(self) -> bool:
-        """Whether a forward now keeps activations: training mode and outside ``no_grad``."""
-        return self.training and is_grad_enabled()
-
-    def _save(self, *arrays: Any) -> None:
-        """Keeps ``arrays`` for backward when :meth:`keeps_for_backward`, else drops what was kept."""
-        self._ctx = arrays if self.keeps_for_backward() else None
-
-    def _take_saved(self) -> tuple:
-        """What forward kept (released: a second backward needs a new forward)."""
-        ctx = self._ctx
-        if ctx is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward: nothing was kept for backward. The last forward ran in eval mode "
-                "or inside gpuconv.no_grad(), or its backward already ran. Call .train() and run the forward "
-                "outside no_grad() before calling backward.")
-        self._ctx = None
-        return ctx
-
-    def backward(self, dy: Any, *, input_grad: bool = True) -> Any:
-        """Gradient of the loss with respect to the last forward's input, given ``dy`` (with respect
-        to its output); adds the parameters' gradients into their ``.grad``.
-
-        Args:
-            dy: same shape and dtype as the forward's output.
-            input_grad: False skips computing the input gradient (the network's first layer), and
-                returns None.
-        Raises:
-            RuntimeError: the last forward kept nothing (eval mode, ``no_grad``, or backward ran already).
-        """
-        with _ErrorContext(self):
-            try:
-                dx = self._backward(dy, input_grad)
-            except Exception as exc:
-                _raise_out_of_memory(exc, f"{type(self).__name__}.backward")
-                raise
-            if flags.detect_anomaly:
-                _check_finite(self, "input gradient", dx)
-                for name, param in self._parameters.items():
-                    if param is not None and param.grad is not None:
-                        _check_finite(self, f"gradient of {name}", param.grad)
-            return dx
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        """The default: replay the child calls that the training forward recorded."""
-        return _trace.replay_backward(self, self._take_saved(), dy, input_grad)
-
-    @staticmethod
-    def _needs(input_grad: bool, *params: Parameter | None) -> tuple[bool, ...]:
-        return (bool(input_grad),) + tuple(p is not None and p.requires_grad for p in params)
-
-    @staticmethod
-    def _accumulate_grads(*pairs: tuple[Parameter | None, Any]) -> None:
-        """Adds each computed gradient to its parameter's ``.grad`` (None: not computed)."""
-        for param, grad in pairs:
-            if grad is not None:
-                param.accumulate_grad(grad)
-
     # ---- shape reports --------------------------------------------------------------------------
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The output shape for an input of ``input_shape`` (no computation).
@@ -260,64 +159,33 @@ class Module:
         out, _ = self._probe(tuple(input_shape))
         return out
 
-    def _probe(self, input_shape: tuple[int, ...], dtype: Any = None) -> tuple[tuple[int, ...], Any]:
-        """(output shape, trace of the direct child calls with one-sample arrays) of a forward on a
-        zero input of ``input_shape`` with batch 1, leaving the model as it was."""
+    def _probe(self, input_shape: tuple[int, ...], dtype: Any = None) -> tuple[tuple[int, ...], None]:
+        """(output shape, None) of a forward on a zero input of ``input_shape`` with batch 1, in eval
+        mode and without recording, leaving the model's modes as they were."""
         if dtype is None:
             params = list(self.parameters())
             dtype = params[0].dtype if params else np.float32
-        states = [(m, m.training, m._ctx) for m in self.modules()]
+        states = [(m, m.training) for m in self.modules()]
         x = get_backend().zeros((1,) + tuple(input_shape[1:]), np.dtype(dtype))
         try:
-            for m, _, _ in states:
+            for m, _ in states:
                 object.__setattr__(m, "training", False)
-            with _no_grad(), _trace.recording(_trace.Trace(x)) as probe:
+            with _no_grad():
                 y = self.forward(x)
         finally:
-            for m, training, ctx in states:
+            for m, training in states:
                 object.__setattr__(m, "training", training)
-                m._ctx = ctx
-        probe.output = y
         shape = tuple(y.shape)
         if not shape or shape[0] != 1:
             raise NotImplementedError(
                 f"{type(self).__name__}: the default output_shape needs an output whose first axis is the batch "
                 f"(a one-sample input gave {shape}); define output_shape(input_shape)")
-        return (int(input_shape[0]),) + shape[1:], probe
+        return (int(input_shape[0]),) + shape[1:], None
 
     def _saved_spec(self, input_shape: tuple[int, ...], dtype: Any) -> tuple[int, bool, bool]:
-        """What a training-mode forward keeps: (bytes of arrays it owns, whether it keeps a reference
-        to its input, whether it keeps a reference to its output). Input and output are reported
-        apart because a neighbour may keep the same array (a ReLU's output is the next conv's input):
-        containers count each such array once.
-
-        The default: a traced module (no backward of its own) keeps its record, i.e. every array
-        between its children once, plus what each child keeps besides its input and output (exact
-        when the children's specs are). A module with a user-defined ``backward`` is assumed to
-        keep its input and output and nothing else: an estimate (define ``_saved_spec`` to make it
-        exact)."""
-        if not self._traced():
-            if "_user_backward" not in dir(type(self)):
-                raise NotImplementedError(f"{type(self).__name__} does not implement _saved_spec")
-            return 0, True, True
-        _, probe = self._probe(tuple(input_shape), dtype)
-        n = int(input_shape[0])
-        held: dict[int, Any] = {}
-        own = 0
-        for node in probe.nodes:
-            for a in node.inputs + (node.output,):
-                held[id(a)] = a
-            if node.module is not None:
-                own += node.module._saved_spec((n,) + tuple(node.inputs[0].shape[1:]), dtype)[0]
-        for a in (probe.input, probe.output):
-            held.pop(id(a), None)
-        own += sum(_nbytes((n,) + tuple(a.shape[1:]), dtype) for a in held.values())
-        return own, True, True
-
-    def _is_estimated(self) -> bool:
-        """Whether this module's memory reports are estimates (a user-defined backward without
-        ``_saved_spec``), for the memory estimator's report."""
-        return "_user_backward" in dir(type(self)) and type(self)._saved_spec is Module._saved_spec
+        """What a training-mode forward keeps for backward: (bytes of arrays it owns, whether it keeps
+        its input, whether it keeps its output). gpuconv's own layers define it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _saved_spec")
 
     def saved_bytes(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> int:
         """Bytes a training-mode forward on an input of ``input_shape`` keeps alive for backward,
@@ -332,14 +200,8 @@ class Module:
 
     def workspace_bytes(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> int:
         """Peak temporary memory (beyond inputs, outputs and what is kept) that forward or backward
-        allocates for an input of ``input_shape``; containers report their largest child's (the
-        default for a traced module: its children's, from a one-sample forward; 0 for others)."""
-        if not self._traced() or type(self).forward is Module.forward:
-            return 0
-        _, probe = self._probe(tuple(input_shape), dtype)
-        n = int(input_shape[0])
-        return max((node.module.workspace_bytes((n,) + tuple(node.inputs[0].shape[1:]), dtype)
-                    for node in probe.nodes if node.module is not None), default=0)
+        allocates for an input of ``input_shape``; 0 unless a layer defines it."""
+        return 0
 
     # ---- traversal ------------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -413,8 +275,6 @@ class Module:
         """Training mode (batch statistics, dropout, activations kept for backward) for this module
         and all below it; returns self."""
         object.__setattr__(self, "training", bool(mode))
-        if not mode:
-            self._ctx = None
         for child in self.children():
             child.train(mode)
         return self
@@ -429,7 +289,7 @@ class Module:
             if set_to_none or param.grad is None:
                 param.grad = None
             else:
-                get_backend().fill_(param.grad, 0)
+                get_backend().fill_(param.grad.data, 0)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         for param in self.parameters():
@@ -479,11 +339,10 @@ class Module:
             return be.asarray(a, dtype=cast)
 
         for module in self.modules():
-            module._ctx = None
             for param in module._parameters.values():
                 if param is not None:
                     param.data = convert(param.data)
-                    param.grad = convert(param.grad)
+                    param._grad = None if param.grad is None else Tensor._wrap(convert(param.grad.data))
             for name, buf in module._buffers.items():
                 module._buffers[name] = convert(buf)
 
@@ -580,7 +439,6 @@ class Module:
                 current = getattr(module, registry)[name]
                 target = current.data if isinstance(current, Parameter) else current
                 target[...] = be.asarray(state_dict[key])
-                module._ctx = None
         return IncompatibleKeys(missing, unexpected)
 
     # ---- printing -------------------------------------------------------------------------------
@@ -695,6 +553,8 @@ def _check_finite(module: Module, what: str, value: Any) -> None:
     ``value`` (an array or a tuple of them) holds NaN or infinity. Raised inside the module's
     _ErrorContext, so the message names the module within the model."""
     for array in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(array, Tensor):
+            array = array.data
         if array_kind(array) is None or np.dtype(array.dtype).kind != "f" or bool(np.isfinite(array).all()):
             continue
         nan = int(np.isnan(array).sum())

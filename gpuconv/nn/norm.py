@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+
 import numpy as np
 
 from .. import functional as F
@@ -70,28 +72,10 @@ class BatchNorm2d(Module):
         batch_stats = self.training or self.running_mean is None
         # Running statistics are updated only in training mode, and used only in eval mode.
         use_running = not self.training or self.track_running_stats
-        # The statistics are asked for only when backward will need them: in eval mode they would be
-        # computed from the running variance for nothing.
-        keep = self.keeps_for_backward()
-        out = F.batch_norm(
+        return F.batch_norm(
             x, self.running_mean if use_running else None, self.running_var if use_running else None,
-            None if self.weight is None else self.weight.data, None if self.bias is None else self.bias.data,
-            training=batch_stats, momentum=self.momentum, eps=self.eps, num_batches_tracked=count,
-            return_stats=keep)
-        if not keep:
-            self._save()
-            return out
-        y, mean, invstd = out
-        self._save(x, mean, invstd)
-        return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        x, mean, invstd = self._take_saved()
-        dx, dweight, dbias = F.batch_norm_backward(dy, x, None if self.weight is None else self.weight.data,
-                                                   mean, invstd, training=True,
-                                                   needs=self._needs(input_grad, self.weight, self.bias))
-        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
-        return dx
+            self.weight, self.bias, training=batch_stats, momentum=self.momentum, eps=self.eps,
+            num_batches_tracked=count)
 
     def output_shape(self, input_shape):
         if len(input_shape) != 4 or input_shape[1] != self.num_features:
@@ -132,18 +116,8 @@ class LayerNorm(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Any) -> Any:
-        y, mean, invstd = F.layer_norm(x, self.normalized_shape, None if self.weight is None else self.weight.data,
-                                       None if self.bias is None else self.bias.data, self.eps, return_stats=True)
-        self._save(x, mean, invstd)
+        y = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        x, mean, invstd = self._take_saved()
-        dx, dweight, dbias = F.layer_norm_backward(dy, x, self.normalized_shape,
-                                                   None if self.weight is None else self.weight.data, mean, invstd,
-                                                   needs=self._needs(input_grad, self.weight, self.bias))
-        self._accumulate_grads((self.weight, dweight), (self.bias, dbias))
-        return dx
 
     def output_shape(self, input_shape):
         k = len(self.normalized_shape)
@@ -179,14 +153,10 @@ class BatchNorm1d(BatchNorm2d):
 
     def forward(self, x: Any) -> Any:
         self._check_input_shape(tuple(x.shape))
-        if self.training and x.size // self.num_features <= 1:
+        if self.training and math.prod(x.shape) // self.num_features <= 1:
             raise ValueError(f"BatchNorm1d in training mode needs more than 1 value per channel, got input shape "
                              f"{tuple(x.shape)} (use a batch of 2 or more, or eval())")
         return super().forward(x.reshape(self._as_4d(x.shape))).reshape(x.shape)
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        dx = super()._backward(dy.reshape(self._as_4d(dy.shape)), input_grad)
-        return None if dx is None else dx.reshape(dy.shape)
 
     def output_shape(self, input_shape):
         self._check_input_shape(tuple(input_shape))

@@ -60,25 +60,7 @@ class MaxPool2d(Module):
         return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
 
     def forward(self, x: Any) -> Any:
-        keep = self.keeps_for_backward()
-        if self.return_indices:
-            y, indices = F.max_pool2d(x, *self._args(), return_indices=True)
-            kept = indices.astype(np.int32) if _fits_int32(x.shape) else indices
-            self._save(x, kept) if keep else self._save()
-            return y, indices
-        if not keep:
-            self._save()
-            return F.max_pool2d(x, *self._args())
-        index_dtype = np.int32 if _fits_int32(x.shape) else np.int64
-        y, indices = F.max_pool2d(x, *self._args(), return_indices=True, index_dtype=index_dtype)
-        self._save(x, indices)
-        return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        x, indices = self._take_saved()
-        if not input_grad:
-            return None
-        return F.max_pool2d_backward(dy, x, indices, *self._args())
+        return F.max_pool2d(x, *self._args(), return_indices=self.return_indices)
 
     def output_shape(self, input_shape):
         n, c, h, w = _check_4d("MaxPool2d", input_shape)
@@ -116,12 +98,7 @@ class AvgPool2d(Module):
 
     def forward(self, x: Any) -> Any:
         y = F.avg_pool2d(x, *self._args())
-        self._save(tuple(x.shape))
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (x_shape,) = self._take_saved()
-        return F.avg_pool2d_backward(dy, x_shape, *self._args()) if input_grad else None
 
     def output_shape(self, input_shape):
         n, c, h, w = _check_4d("AvgPool2d", input_shape)
@@ -157,12 +134,7 @@ class AdaptiveAvgPool2d(Module):
     def forward(self, x: Any) -> Any:
         size = _adaptive_size(self.output_size, x.shape)
         y = F.adaptive_avg_pool2d(x, size)
-        self._save(tuple(x.shape), size)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        x_shape, size = self._take_saved()
-        return F.adaptive_avg_pool2d_backward(dy, x_shape, size) if input_grad else None
 
     def output_shape(self, input_shape):
         n, c, _, _ = _check_4d("AdaptiveAvgPool2d", input_shape)
@@ -190,12 +162,7 @@ class AdaptiveMaxPool2d(Module):
     def forward(self, x: Any) -> Any:
         size = _adaptive_size(self.output_size, x.shape)
         y, indices = F.adaptive_max_pool2d(x, size, return_indices=True)
-        self._save(x, indices, size)
         return (y, indices) if self.return_indices else y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        x, indices, size = self._take_saved()
-        return F.adaptive_max_pool2d_backward(dy, x, indices, size) if input_grad else None
 
     def output_shape(self, input_shape):
         n, c, _, _ = _check_4d("AdaptiveMaxPool2d", input_shape)
@@ -227,17 +194,8 @@ class GeM(Module):
         self.stride = stride
 
     def forward(self, x: Any) -> Any:
-        y = F.gem(x, self.p.data, self.eps, self.kernel_size, self.stride)
-        self._save(x)
+        y = F.gem(x, self.p, self.eps, self.kernel_size, self.stride)
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (x,) = self._take_saved()
-        dx, dp = F.gem_backward(dy, x, self.p.data, self.eps, self.kernel_size, self.stride,
-                                needs=self._needs(input_grad, self.p))
-        if dp is not None:
-            self.p.accumulate_grad(dp)
-        return dx
 
     def output_shape(self, input_shape):
         n, c, h, w = _check_4d("GeM", input_shape)

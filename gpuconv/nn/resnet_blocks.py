@@ -41,34 +41,16 @@ class _Residual(Module):
         return modules[:-1]
 
     def forward(self, x: Any) -> Any:
-        kept = []
         out = x
         pairs = self._pairs()
         for index, (conv, bn) in enumerate(pairs):
             out = bn(conv(out))
             if index < len(pairs) - 1:
                 out = F.relu(out)
-                kept.append(out)
         identity = x if self.downsample is None else self.downsample(x)
-        y = F.relu(F.add(out, identity))
-        self._save(*kept, y)
-        return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        *kept, y = self._take_saved()
-        dsum = F.relu_backward(dy, y)
-        d = dsum
-        pairs = self._pairs()
-        for index in range(len(pairs) - 1, -1, -1):
-            conv, bn = pairs[index]
-            d = conv.backward(bn.backward(d), input_grad=input_grad or index > 0)
-            if index > 0:
-                d = F.relu_backward(d, kept[index - 1])
-        if self.downsample is not None:
-            d_identity = self.downsample.backward(dsum, input_grad=input_grad)
-        else:
-            d_identity = dsum
-        return F.add(d, d_identity) if input_grad else None
+        # Out of place (one kernel each, as before autograd); the ``relu`` child is kept for
+        # torchvision's structure and names.
+        return F.relu(out + identity)
 
     def output_shape(self, input_shape):
         return chain_output_shape(self._main_chain(), input_shape)

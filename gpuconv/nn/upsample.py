@@ -39,12 +39,7 @@ class Upsample(Module):
 
     def forward(self, x: Any) -> Any:
         y = F.interpolate(x, **self._kwargs())
-        self._save(tuple(x.shape))
         return y
-
-    def _backward(self, dy: Any, input_grad: bool) -> Any:
-        (shape,) = self._take_saved()
-        return F.interpolate_backward(dy, shape, **self._kwargs()) if input_grad else None
 
     def output_shape(self, input_shape):
         out, _ = F.interpolate_geometry(tuple(input_shape), self.size, self.scale_factor, self.recompute_scale_factor)

@@ -68,7 +68,7 @@ class Adagrad(Optimizer):
                 state["sum"] = be.xp.full(p.data.shape, float(group["initial_accumulator_value"]), dtype=p.data.dtype)
             state["step"] = state.get("step", 0) + 1
             clr = lr / (1 + (state["step"] - 1) * lr_decay)
-            rows.append((p.data, p.grad, fused_state(be, state, "sum", p.data), None, None, 0, -clr, 0.0))
+            rows.append((p.data, p.grad.data, fused_state(be, state, "sum", p.data), None, None, 0, -clr, 0.0))
         t = params[0].data.dtype.type
         be.multi_tensor_step("adagrad_step", rows, (t(eps), t(weight_decay), np.int32(weight_decay != 0),
                                                     np.int32(bool(group["maximize"]))))

@@ -88,7 +88,7 @@ class Adam(Optimizer):
             names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
             arrays = [fused_state(be, state, name, p.data) for name in names]
             step_size = lr / (1 - beta1 ** step)
-            rows.append((p.data, p.grad, *arrays, *([None] * (3 - len(arrays))), 0, -step_size,
+            rows.append((p.data, p.grad.data, *arrays, *([None] * (3 - len(arrays))), 0, -step_size,
                          math.sqrt(1 - beta2 ** step)))
         t = params[0].data.dtype.type
         w1 = 1 - beta1

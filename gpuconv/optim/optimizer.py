@@ -1,7 +1,7 @@
 """The Optimizer base class: parameter groups, state, zero_grad and state_dict, as in PyTorch.
 
 A parameter is any object with ``.data`` (a float NumPy or CuPy array, updated in place) and
-``.grad`` (an array of the same shape, or None: such a parameter is skipped by ``step``).
+``.grad`` (a Tensor of the same shape, or None: such a parameter is skipped by ``step``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    get_backend().fill_(p.grad, 0)
+                    get_backend().fill_(p.grad.data, 0)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()`` when given.
@@ -110,7 +110,7 @@ class Optimizer:
                 self._multi_update(be, [p for p in fused if p.data.dtype == dtype], group)
             for p in params:
                 if id(p) not in fused_ids:
-                    self._update(p, p.grad, self.state.setdefault(p, {}), group)
+                    self._update(p, p.grad.data, self.state.setdefault(p, {}), group)
         return loss
 
     def _follow_parameter(self, p: Any) -> None:
@@ -247,7 +247,7 @@ def _same_place(value: Any, data: Any) -> bool:
 def _fusable(be: Any, p: Any) -> bool:
     """Whether the multi-tensor kernels can update ``p``: C-contiguous float32/float64 arrays of the
     backend, gradient of the parameter's dtype (anything else takes the per-parameter path)."""
-    data, grad = p.data, p.grad
+    data, grad = p.data, p.grad.data
     return (be.is_native(data) and be.is_native(grad) and data.dtype == grad.dtype
             and data.dtype in (np.float32, np.float64) and data.flags.c_contiguous and grad.flags.c_contiguous)
 

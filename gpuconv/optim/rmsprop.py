@@ -79,7 +79,7 @@ class RMSprop(Optimizer):
             square_avg = fused_state(be, state, "square_avg", p.data)
             buf = fused_state(be, state, "momentum_buffer", p.data) if momentum > 0 else None
             grad_avg = fused_state(be, state, "grad_avg", p.data) if group["centered"] else None
-            rows.append((p.data, p.grad, square_avg, buf, grad_avg, 0, 0.0, 0.0))
+            rows.append((p.data, p.grad.data, square_avg, buf, grad_avg, 0, 0.0, 0.0))
         t = params[0].data.dtype.type
         w = 1 - alpha
         be.multi_tensor_step("rmsprop_step", rows, (

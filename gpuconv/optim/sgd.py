@@ -64,7 +64,7 @@ class SGD(Optimizer):
             if momentum != 0:
                 has_buffer = int(state.get("momentum_buffer") is not None)
                 buf = fused_state(be, state, "momentum_buffer", p.data, zero=False)  # first step: buf = g
-            rows.append((p.data, p.grad, buf, None, None, has_buffer, 0.0, 0.0))
+            rows.append((p.data, p.grad.data, buf, None, None, has_buffer, 0.0, 0.0))
         t = params[0].data.dtype.type
         be.multi_tensor_step("sgd_step", rows, (t(-lr), t(momentum), t(1 - dampening), t(weight_decay),
                                                 np.int32(momentum != 0), np.int32(weight_decay != 0),

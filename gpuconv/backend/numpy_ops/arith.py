@@ -30,7 +30,8 @@ class ArithOps:
         return dst
 
     def contiguous(self, a):
-        return np.ascontiguousarray(a)
+        # NOTE: np.ascontiguousarray makes a 0-d array 1-d; a 0-d array is always contiguous.
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
     def count_step(self, counter) -> None:
         counter += 1

@@ -275,8 +275,10 @@ class PoolOps:
     def gem(self, x, p, eps, kernel_size, stride, out_size):
         p = x.dtype.type(p[0])
         c = np.maximum(x, x.dtype.type(eps))
-        wmax, total, _ = self._gem_terms(c, p, kernel_size, stride, out_size, False)
-        return (wmax * (total / (kernel_size[0] * kernel_size[1])) ** (1 / p)).astype(x.dtype)
+        with np.errstate(invalid="ignore"):  # inf / inf in a window holding +inf: its result is inf
+            wmax, total, _ = self._gem_terms(c, p, kernel_size, stride, out_size, False)
+            y = wmax * (total / (kernel_size[0] * kernel_size[1])) ** (1 / p)
+        return np.where(np.isinf(wmax), wmax, y).astype(x.dtype)
 
     def gem_backward(self, dy, x, p, eps, kernel_size, stride, need_dx, need_dp):
         p = x.dtype.type(p[0])
