@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,12 @@ def run_ranks(script: str, *args: str, ranks: int = 2, backend: str = "numpy", t
                           text=True, timeout=timeout, env=_environment(backend), cwd=str(ROOT))
 
 
-def assert_ok(result: subprocess.CompletedProcess, ranks: int = 2) -> list[str]:
-    """Every rank printed ``OK``; returns the OK lines. Fails with both streams otherwise."""
-    assert result.returncode == 0, f"mpiexec exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    ok = [line for line in result.stdout.splitlines() if line.startswith("OK")]
-    assert len(ok) == ranks, f"expected OK from {ranks} ranks\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return ok
+def assert_ok(result: subprocess.CompletedProcess, ranks: int = 2) -> list[int]:
+    """Every rank printed ``OK <n> checks on rank <r>`` (or ``OK rank <r>``); returns the check
+    counts. Fails with both streams otherwise. (mpiexec may interleave the ranks' lines, so the
+    reports are found by pattern, not by line.)"""
+    streams = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, f"mpiexec exit {result.returncode}\n{streams}"
+    reports = re.findall(r"OK (?:(\d+) checks on )?rank (\d+)", result.stdout)
+    assert sorted(int(r) for _, r in reports) == list(range(ranks)), f"expected OK from {ranks} ranks\n{streams}"
+    return [int(n or 0) for n, _ in reports]

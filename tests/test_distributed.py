@@ -21,8 +21,8 @@ FAULT_TIMEOUT_S = 5.0
 def test_collectives_match_numpy_for_every_op_dtype_and_layout():
     """all_reduce / all_gather / broadcast / reduce_scatter on 2 ranks, every op and dtype,
     contiguous and strided inputs, row counts that do not divide by 2, mismatch errors."""
-    ok = assert_ok(run_ranks("collectives.py", "auto"))
-    assert all(int(line.split()[1]) > 400 for line in ok), ok
+    checks = assert_ok(run_ranks("collectives.py", "auto"))
+    assert min(checks) > 400, checks
 
 
 def test_collectives_on_three_ranks():

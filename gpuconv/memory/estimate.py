@@ -45,7 +45,7 @@ def _check(model: Any, input_shape: Any, loss: str, step: str, dtype: Any) -> tu
 
 def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = None, training: bool = True,
              dtype: Any = None, loss: str = "cross_entropy", num_classes: int | None = None, step: str = "later",
-             backend: str | None = None) -> MemoryReport:
+             backend: str | None = None, world_size: int = 1, bucket_cap_mb: float = 25) -> MemoryReport:
     """Memory of one step of ``model`` on a batch of ``input_shape``, from shapes alone.
 
     The training step replayed is what :func:`gpuconv.train.fit` runs per batch:
@@ -70,6 +70,12 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
             step starts) or ``"first"`` (the state is created by this step's ``optimizer.step()``).
         backend: ``"numpy"``, ``"emulated"`` or ``"cupy"`` (default: the current backend); ops
             allocate different temporaries on the CPU and GPU paths.
+        world_size: ranks of data-parallel training (``DistributedDataParallel``); above 1, each
+            rank also holds the gradient buckets (one flat copy of the trainable gradients, in
+            buckets of up to ``bucket_cap_mb``) for the whole run, and a transient buffer for the
+            buffers broadcast from rank 0 at each forward: the report's ``communication``.
+            ``input_shape`` is then one rank's batch.
+        bucket_cap_mb: DistributedDataParallel's bucket size.
     Returns:
         A :class:`MemoryReport`.
     Raises:
@@ -78,18 +84,24 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
     """
     input_shape, dtype = _check(model, input_shape, loss, step, dtype)
     optimizer = resolve_optimizer(model, optimizer)
+    if isinstance(world_size, bool) or not isinstance(world_size, (int, np.integer)) or world_size < 1:
+        raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+    if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, (int, float)) or not bucket_cap_mb > 0:
+        raise ValueError(f"bucket_cap_mb must be a positive number, got {bucket_cap_mb!r}")
     del num_classes
+    ddp = (int(world_size), float(bucket_cap_mb)) if world_size > 1 and training else None
     backend = backend or get_backend().name
     if backend not in ("numpy", "emulated", "cupy"):
         raise ValueError(f"backend must be 'numpy', 'emulated' or 'cupy', got {backend!r}")
-    report = _replay(model, input_shape, dtype, backend, optimizer, training, loss, step, rounding=1)
+    report = _replay(model, input_shape, dtype, backend, optimizer, training, loss, step, rounding=1, ddp=ddp)
     if backend == "cupy":
         report.pool_peak = _replay(model, input_shape, dtype, backend, optimizer, training, loss, step,
-                                   rounding=POOL_BLOCK).peak
+                                   rounding=POOL_BLOCK, ddp=ddp).peak
     return report
 
 
-def _replay(model, input_shape, dtype, backend, optimizer, training, loss, step, rounding: int) -> MemoryReport:
+def _replay(model, input_shape, dtype, backend, optimizer, training, loss, step, rounding: int,
+            ddp: tuple[int, float] | None = None) -> MemoryReport:
     t = Timeline(dtype=dtype, backend=backend, training=bool(training))
     if rounding > 1:
         t.round_to = rounding
@@ -111,6 +123,11 @@ def _replay(model, input_shape, dtype, backend, optimizer, training, loss, step,
     old_grads = [t.new(p.shape, p.nbytes) for p in trainable] if kind == "later" else []
     if state_bytes and (kind == "later" or not lazy):
         _allocate_state(t, optimizer)
+    communication = 0
+    if ddp is not None:
+        from ..nn.parallel.reducer import plan_buckets
+        for bucket in plan_buckets(trainable, int(ddp[1] * 2 ** 20)):
+            communication += t.new((len(bucket),), sum(trainable[i].nbytes for i in bucket)).nbytes
     x = t.new(input_shape)
     inputs_bytes = x.nbytes
     if training:
@@ -123,6 +140,10 @@ def _replay(model, input_shape, dtype, backend, optimizer, training, loss, step,
         t.drop(*old_grads)
 
     t.phase = "forward"
+    if ddp is not None and buffers:
+        # The buffers are gathered into one flat array per dtype, broadcast, and copied back.
+        t.transient(t.rounded(buffers), "DistributedDataParallel buffer broadcast")
+        communication += buffers
     before = t.current
     out = forward(t, model, x)
     activations = t.current - before
@@ -140,7 +161,7 @@ def _replay(model, input_shape, dtype, backend, optimizer, training, loss, step,
         optimizer=type(optimizer).__name__ if optimizer is not None else None, params=params_bytes,
         grads=grads_bytes, optimizer_state=state_bytes, buffers=buffers, inputs=inputs_bytes,
         activations=activations, workspace=t.largest_transient, workspace_at=t.largest_transient_at, peak=t.peak,
-        peak_phase=t.peak_phase, rows=t.rows)
+        peak_phase=t.peak_phase, rows=t.rows, world_size=1 if ddp is None else ddp[0], communication=communication)
 
 
 def _loss(t: Timeline, loss: str, out: Array, target: Array) -> Array:
