@@ -3,9 +3,8 @@ BatchNorm1d, Dropout2d, ModuleList, ModuleDict.
 
 Functional ops: against the float64 loops of tests/reference.py over random configurations on
 every backend (conv_transpose2d with each conv2d algorithm), forward and backward. Modules:
-``check_layer`` of test_nn (forward, output_shape, saved_bytes against what forward really keeps,
-backward by finite differences in float64). PyTorch where installed: state dicts load and give the
-same outputs and gradients."""
+``check_layer`` of test_nn (forward, output_shape, backward by finite differences in float64).
+PyTorch where installed: state dicts load and give the same outputs and gradients."""
 
 from __future__ import annotations
 
@@ -218,8 +217,6 @@ def test_conv_transpose2d_module(numpy_f64, rng):
         args = (layer.stride, layer.padding, layer.output_padding, layer.groups, layer.dilation)
         check_layer(layer, x, lambda x: ref.conv_transpose2d(
             x, layer.weight.data, None if layer.bias is None else layer.bias.data, *args), rng=rng)
-        out = layer.output_shape(x_shape)
-        assert layer.workspace_bytes(x_shape, np.float64) >= int(np.prod(out)) * 8
 
 
 def test_group_norm_module(numpy_f64, rng):
@@ -240,8 +237,7 @@ def test_upsample_module(numpy_f64, rng, mode, kwargs):
     layer = nn.Upsample(mode=mode, **kwargs)
     x = rng.standard_normal((2, 3, 4, 5))
     y = check_layer(layer, x, lambda x: F.interpolate(x, mode=mode, **kwargs), rng=rng)
-    assert layer.saved_bytes(x.shape, x.dtype) == 0 and y.shape == layer.output_shape(x.shape)
-    assert layer.workspace_bytes(x.shape, np.float64) > 0
+    assert y.shape == layer.output_shape(x.shape)
 
 
 def test_batchnorm1d(numpy_f64, rng):

@@ -166,6 +166,7 @@ def test_cupy_budget_is_the_free_device_memory(monkeypatch):
     # pool's free blocks (device_free_bytes), and small requests do not query the driver at all.
     class FakeCupy:
         name = "cupy"
+        checks_requests = True
 
     monkeypatch.setattr(_memory, "get_backend", lambda: FakeCupy())
     monkeypatch.setattr(_memory, "device_free_bytes", lambda: 2**30)

@@ -8,11 +8,16 @@ from typing import Any
 
 import numpy as np
 
+from ..backend.meta_array import MetaArray, meta_namespace
+
 
 def xp_of(a: Any) -> ModuleType:
-    """numpy for host arrays, cupy for device arrays (imported only when one exists)."""
+    """numpy for host arrays, cupy for device arrays (imported only when one exists), the memory
+    estimator's meta namespace for its shape-only arrays."""
     if isinstance(a, (np.ndarray, np.generic)):
         return np
+    if isinstance(a, MetaArray):
+        return meta_namespace
     import cupy
     return cupy
 

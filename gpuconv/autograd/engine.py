@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import flags
 from ..backend import get_backend
+from ._util import xp_of
 from .graph import AccumulateGrad, Node
 
 
@@ -25,7 +26,7 @@ def _overlap(a: Any, b: Any) -> bool:
     """Whether two gradients may share memory (a bounds check, no exact solve: conservative)."""
     if type(a) is not type(b):
         return False
-    return bool((np if isinstance(a, np.ndarray) else __import__("cupy")).may_share_memory(a, b))
+    return bool(xp_of(a).may_share_memory(a, b))
 
 
 def _ownership(results: tuple, grads: list, slots: list, owns_results: bool = True) -> list[bool]:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..grad_mode import is_grad_enabled, no_grad
+from ._util import xp_of
 from .engine import run_backward
 from .graph import Node
 from .tensor import Tensor
@@ -27,12 +28,12 @@ def _root_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None) -
                                    f"shape {out.shape}): pass gradient= (backward) or grad_outputs= (grad)")
             ones = np.ones(out.data.shape, dtype=out.data.dtype)
             if not isinstance(out.data, np.ndarray):  # a host-to-device copy, not a fill kernel
-                ones = __import__("cupy").asarray(ones)
+                ones = xp_of(out.data).asarray(ones)
             result.append((ones, True))
             continue
         array = g.data if isinstance(g, Tensor) else g
         if not hasattr(array, "shape"):
-            xp = np if isinstance(out.data, np.ndarray) else __import__("cupy")
+            xp = xp_of(out.data)
             array = xp.asarray(array, dtype=out.data.dtype)
         if tuple(array.shape) != out.shape:
             raise RuntimeError(f"Mismatch in shape: grad_output[{index}] has a shape of {tuple(array.shape)} and "
@@ -244,7 +245,4 @@ def _share_versions(outputs: list, args: tuple) -> None:
 
 
 def _xp(a: Any):
-    if isinstance(a, np.ndarray):
-        return np
-    import cupy
-    return cupy
+    return xp_of(a)

@@ -125,6 +125,18 @@ def backend(name: str, device: int | None = None) -> Iterator[Backend]:
             new.restore(restore_device)
 
 
+@contextlib.contextmanager
+def installed(instance: Backend) -> Iterator[Backend]:
+    """Makes the backend object ``instance`` current for the block (internal: the memory estimator's
+    shape-only backend, which ``create`` does not make)."""
+    global _current
+    previous, _current = _current, instance
+    try:
+        yield instance
+    finally:
+        _current = previous
+
+
 def get_backend() -> Backend:
     """The current backend; on first use, the one ``GPUCONV_BACKEND`` names (default ``auto``)."""
     global _current

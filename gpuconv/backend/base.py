@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .meta_array import MetaArray
+
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -20,6 +22,9 @@ class Backend:
 
     name: str = "?"
     xp: ModuleType = np
+    #: Whether gpuconv.functional checks each request against the memory there is before allocating
+    #: (False for the memory estimator's shape-only backend, whose arrays take no memory).
+    checks_requests: bool = True
 
     # ---- arrays ---------------------------------------------------------------------------------
     def is_native(self, a: Any) -> bool:
@@ -76,6 +81,8 @@ class Backend:
 def _array_kind(a: Any) -> str | None:
     if isinstance(a, np.ndarray):
         return "numpy"
+    if isinstance(a, MetaArray):
+        return "meta"
     module = type(a).__module__
     if module.startswith("cupy") and hasattr(a, "__cuda_array_interface__"):
         return "cupy"
@@ -83,5 +90,6 @@ def _array_kind(a: Any) -> str | None:
 
 
 def array_kind(a: Any) -> str | None:
-    """``"numpy"``, ``"cupy"`` or ``None`` for something that is not an array."""
+    """``"numpy"``, ``"cupy"``, ``"meta"`` (the memory estimator's shape-only arrays) or ``None`` for
+    something that is not an array."""
     return _array_kind(a)

@@ -64,8 +64,9 @@ def check_request(op: str, request: int, what: str) -> None:
     ``request`` bytes (``what``: the arrays it counts) exceed what the backend can give: on cupy the
     device's free memory plus the pool's free blocks; on numpy/emulated the host limit when one is
     set, else the machine's physical memory. A request that fits costs one comparison (on cupy,
-    from 64 MiB, one driver query)."""
-    if get_backend().name == "cupy" and request < _DEVICE_CHECK_FROM:
+    from 64 MiB, one driver query). The memory estimator's shape-only backend checks nothing."""
+    be = get_backend()
+    if not be.checks_requests or (be.name == "cupy" and request < _DEVICE_CHECK_FROM):
         return
     budget, source = _budget()
     if budget is None or request <= budget:

@@ -1,5 +1,5 @@
-"""How much memory will training this model take: an exact replay of one step on shapes, checked
-against measured peaks.
+"""How much memory will training this model take: the model's own training step run on shapes only
+(nothing computed), checked against measured peaks.
 
     report = gpuconv.memory.estimate(model, (32, 3, 224, 224), optimizer=opt)
     print(report)            # per-layer rows and params / grads / optimizer_state / ... / peak

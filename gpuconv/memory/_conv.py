@@ -48,7 +48,10 @@ class _Replay:
 
 
 def _chunks(n: int, chunk: int) -> list[int]:
-    return [min(chunk, n - start) for start in range(0, n, chunk)]
+    """The distinct chunk sizes of ``n`` images cut into chunks of ``chunk``, in order: the full one
+    and a smaller last one (what the replays depend on; the batch may be any size)."""
+    first, last = min(chunk, n), n - (-(-n // chunk) - 1) * chunk
+    return [first] if last == first else [first, last]
 
 
 def conv_transient_bytes(x_shape, weight_shape, dtype: Any, stride=1, padding=0, dilation=1, groups: int = 1,
@@ -85,9 +88,9 @@ def _numpy_transient(g: F.ConvGeometry, dtype: Any, algo: str, direction: str) -
         return 0  # one batched GEMM straight into the result
     if algo == "direct":
         # The numpy backend runs its im2col code for "direct", with the default workspace limit.
-        return _numpy(g, itemsize, direction, numpy_conv._default_chunk(g, dtype))
+        return numpy_transient_bytes(g, itemsize, direction, numpy_conv._default_chunk(g, dtype))
     # im2col, and gemm's backward_weight (the im2col code: 1x1 columns are x itself)
-    return _numpy(g, itemsize, direction, plan(g, algo, direction, itemsize).chunk)
+    return numpy_transient_bytes(g, itemsize, direction, plan(g, algo, direction, itemsize).chunk)
 
 
 def _numpy_padded_bytes(g: F.ConvGeometry, itemsize: int) -> int:
@@ -101,7 +104,9 @@ def _numpy_padded_bytes(g: F.ConvGeometry, itemsize: int) -> int:
     return g.n * g.c_in * (g.h + pt + pb) * (g.w + pl + pr) * itemsize
 
 
-def _numpy(g: F.ConvGeometry, itemsize: int, direction: str, chunk: int) -> int:
+def numpy_transient_bytes(g: F.ConvGeometry, itemsize: int, direction: str, chunk: int) -> int:
+    """Peak bytes the numpy backend's im2col code allocates above its result in ``direction`` for
+    ``chunk`` images per chunk (it cuts the batch finer still, to stay in cache)."""
     kh, kw = g.kernel_size
     span_h, span_w = g.dilation[0] * (kh - 1), g.dilation[1] * (kw - 1)
     pt, pb, pl, pr = g.padding
@@ -134,7 +139,7 @@ def _numpy_forward(g: F.ConvGeometry, itemsize: int, chunk: int) -> int:
     if l_size >= numpy_conv.WIDE_GEMM_BELOW:
         return padded + first * rows_total * l_size * itemsize
     total = padded + first * rows_total * l_size * itemsize + g.c_out * first * l_size * itemsize
-    last = g.n - (len(_chunks(g.n, cpu_chunk)) - 1) * cpu_chunk
+    last = _chunks(g.n, cpu_chunk)[-1]
     if last != first:  # a smaller last chunk gets its own column buffer
         total += rows_total * last * l_size * itemsize
     return total

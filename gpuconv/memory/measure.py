@@ -13,8 +13,9 @@ from .. import nn
 from ..backend import get_backend
 from ..backend.memory_hooks import track_peak
 from ..grad_mode import no_grad
-from .estimate import estimate
+from .estimate import estimate, output_shape
 from .report import MemoryReport, human
+from .step import train_step
 
 
 @dataclass
@@ -78,26 +79,12 @@ def _inputs(model: nn.Module, input_shape, dtype, loss: str, training: bool):
     x = be.asarray(rng.standard_normal(input_shape).astype(dtype))
     if not training:
         return x, None
-    out_shape = model.output_shape(tuple(input_shape))
+    out_shape = output_shape(model, tuple(input_shape), dtype)
     if loss == "cross_entropy":
         target = rng.integers(0, out_shape[1], size=(out_shape[0],) + tuple(out_shape[2:]), dtype=np.int64)
     else:
         target = rng.standard_normal(out_shape).astype(dtype)
     return x, be.asarray(target)
-
-
-def train_step(model: nn.Module, criterion: nn.Module, optimizer: Any, x: Any, target: Any) -> Any:
-    """One step as ``fit`` runs it (the step :func:`estimate` replays); returns the loss."""
-    if optimizer is not None:
-        optimizer.zero_grad()
-    else:
-        model.zero_grad()
-    out = model(x)
-    value = criterion(out, target)
-    value.backward()
-    if optimizer is not None:
-        optimizer.step()
-    return value
 
 
 def _live_bytes(model: nn.Module, optimizer: Any, *arrays: Any) -> int:

@@ -19,6 +19,29 @@ def human(nbytes: float) -> str:
 
 
 @dataclass
+class Row:
+    """One leaf module call's line in the report, in execution order.
+
+    Attributes:
+        name: the module's qualified name in the model; type: its class name.
+        output_shape: the shape of its (first) output.
+        params: its own parameters' element count.
+        saved_bytes: what the autograd graph keeps for backward from this call (every array its
+            nodes saved, its input included when saved; each array counted once).
+        transient_bytes: the largest temporary one of its ops allocated, forward or backward.
+        flops: floating-point operations of its forward (convolutions and matrix products).
+    """
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+    saved_bytes: int
+    transient_bytes: int
+    flops: int
+
+
+@dataclass
 class MemoryReport:
     """Memory of one step of ``model`` on an input of ``input_shape``, in bytes.
 
@@ -39,7 +62,7 @@ class MemoryReport:
         rows: one per leaf module in execution order (see :class:`Row`).
         world_size: ranks of data-parallel training the estimate is for (1: one process).
         communication: per rank, with world_size > 1: DistributedDataParallel's gradient buckets
-            (held for the whole run) plus the largest broadcast buffer (transient); in ``peak``.
+            (held for the whole run); in ``peak``.
     """
 
     model: str
@@ -92,7 +115,7 @@ class MemoryReport:
             lines.append(f"  {name:<16} {human(value):>12}{note}")
         if self.world_size > 1:
             lines.append(f"  {'communication':<16} {human(self.communication):>12}  (per rank of {self.world_size}: "
-                         "gradient buckets, buffer broadcast)")
+                         "gradient buckets)")
         lines.append(f"  {'peak':<16} {human(self.peak):>12}  (during {self.peak_phase})")
         if self.pool_peak is not None:
             lines.append(f"  {'pool (>=)':<16} {human(self.pool_peak):>12}  (512-byte blocks)")

@@ -59,7 +59,7 @@ class ModelSummary:
         lines.append(f"Estimated peak, training step: {human(self.training.peak)}"
                      + (f" with {self.training.optimizer}" if self.training.optimizer else " (no optimizer)")
                      + (f", per rank of {world} (with {human(self.training.communication)} of "
-                        "DistributedDataParallel gradient buckets and buffer broadcast)" if world > 1 else ""))
+                        "DistributedDataParallel gradient buckets)" if world > 1 else ""))
         lines.append(f"Estimated peak, inference:     {human(self.inference.peak)}")
         return "\n".join(lines)
 

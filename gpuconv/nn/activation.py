@@ -29,9 +29,6 @@ class ReLU(_Elementwise):
     def forward(self, x: Any) -> Any:
         return F.relu(x, inplace=self.inplace)
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, False, True
-
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
 
@@ -47,9 +44,6 @@ class LeakyReLU(_Elementwise):
     def forward(self, x: Any) -> Any:
         return F.leaky_relu(x, self.negative_slope, inplace=self.inplace)
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, True, False
-
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
@@ -61,9 +55,6 @@ class Sigmoid(_Elementwise):
         y = F.sigmoid(x)
         return y
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, False, True
-
 
 class Tanh(_Elementwise):
     """tanh(x). Keeps for backward: its output, prod(shape)*itemsize bytes."""
@@ -71,6 +62,3 @@ class Tanh(_Elementwise):
     def forward(self, x: Any) -> Any:
         y = F.tanh(x)
         return y
-
-    def _saved_spec(self, input_shape, dtype):
-        return 0, False, True

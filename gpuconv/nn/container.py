@@ -8,29 +8,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .module import Module, _nbytes
-
-
-def chain_saved_spec(modules: list[Module], input_shape, dtype) -> tuple[int, bool, bool]:
-    """``_saved_spec`` of modules applied one after the other: the array between two of them is
-    counted once even when both keep it (a ReLU's output that is the next conv's input), and so is
-    an array and the views of it that Flatten or Identity pass on."""
-    own = 0
-    shape = tuple(input_shape)
-    groups = [[shape, False]]  # one entry per distinct array between modules: [shape, kept]
-    for module in modules:
-        module_own, keeps_input, keeps_output = module._saved_spec(shape, dtype)
-        own += module_own
-        groups[-1][1] = groups[-1][1] or keeps_input
-        shape = module.output_shape(shape)
-        if getattr(module, "output_is_view", False):
-            groups[-1][1] = groups[-1][1] or keeps_output
-        else:
-            groups.append([shape, keeps_output])
-    own += sum(_nbytes(g_shape, dtype) for g_shape, kept in groups[1:-1] if kept)
-    keeps_input = groups[0][1]
-    keeps_output = groups[-1][1] if len(groups) > 1 else False
-    return own, keeps_input, keeps_output
+from .module import Module
 
 
 def chain_output_shape(modules: list[Module], input_shape) -> tuple[int, ...]:
@@ -38,15 +16,6 @@ def chain_output_shape(modules: list[Module], input_shape) -> tuple[int, ...]:
     for module in modules:
         shape = module.output_shape(shape)
     return shape
-
-
-def chain_workspace_bytes(modules: list[Module], input_shape, dtype) -> int:
-    """The largest workspace of the modules (workspaces are temporary, one layer at a time)."""
-    shape, peak = tuple(input_shape), 0
-    for module in modules:
-        peak = max(peak, module.workspace_bytes(shape, dtype))
-        shape = module.output_shape(shape)
-    return peak
 
 
 class Sequential(Module):
@@ -100,12 +69,6 @@ class Sequential(Module):
     def output_shape(self, input_shape):
         return chain_output_shape(self._children_list(), input_shape)
 
-    def _saved_spec(self, input_shape, dtype):
-        return chain_saved_spec(self._children_list(), input_shape, dtype)
-
-    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
-        return chain_workspace_bytes(self._children_list(), input_shape, dtype)
-
 
 class Chain(Module):
     """Base of modules whose forward applies a fixed list of modules in order (``_chain()``), such as
@@ -130,12 +93,6 @@ class Chain(Module):
 
     def output_shape(self, input_shape):
         return chain_output_shape(self._chain(), input_shape)
-
-    def _saved_spec(self, input_shape, dtype):
-        return chain_saved_spec(self._chain(), input_shape, dtype)
-
-    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
-        return chain_workspace_bytes(self._chain(), input_shape, dtype)
 
 
 class ModuleList(Module):

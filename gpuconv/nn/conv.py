@@ -96,12 +96,6 @@ class Conv2d(Module):
         g = F.conv_geometry(input_shape, self.weight.shape, *self._args())
         return (g.n, g.c_out) + tuple(g.out_size)
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, True, False
-
-    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
-        return int(F.conv2d_workspace_bytes(input_shape, self.weight.shape, dtype, *self._args(), algo=self.algo))
-
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):

@@ -75,12 +75,6 @@ class ConvTranspose2d(Module):
     def output_shape(self, input_shape):
         return F.conv_transpose2d_output_shape(input_shape, self.weight.shape, *self._args())
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, True, False
-
-    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
-        return F.conv_transpose2d_workspace_bytes(input_shape, self.weight.shape, dtype, *self._args(), algo=self.algo)
-
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):

@@ -56,8 +56,5 @@ class GroupNorm(Module):
             raise ValueError(f"GroupNorm expects input shape (N, {self.num_channels}, *), got {tuple(input_shape)}")
         return tuple(input_shape)
 
-    def _saved_spec(self, input_shape, dtype):
-        return 2 * int(input_shape[0]) * self.num_groups * np.dtype(dtype).itemsize, True, False
-
     def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"

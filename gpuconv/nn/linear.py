@@ -40,8 +40,5 @@ class Linear(Module):
             raise ValueError(f"Linear expects input shape (..., {self.in_features}), got {tuple(input_shape)}")
         return tuple(input_shape[:-1]) + (self.out_features,)
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, True, False
-
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

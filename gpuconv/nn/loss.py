@@ -21,7 +21,6 @@ class _Loss(Module):
         self.reduction = reduction
 
 
-
 class CrossEntropyLoss(_Loss):
     """Softmax cross entropy between logits (N, C) or (N, C, d...) and class indices (N,) / (N, d...)
     or class probabilities of the logits' shape, PyTorch's ``nn.CrossEntropyLoss``.
@@ -48,11 +47,6 @@ class CrossEntropyLoss(_Loss):
     def output_shape(self, input_shape):
         return () if self.reduction != "none" else (input_shape[0],) + tuple(input_shape[2:])
 
-    def _saved_spec(self, input_shape, dtype):
-        # Besides the logits, the target (int64 class indices, one per logits row) is kept.
-        target_shape = (input_shape[0],) + tuple(input_shape[2:])
-        return int(np.prod(target_shape, dtype=np.int64)) * 8, True, False
-
     def extra_repr(self) -> str:
         return ""
 
@@ -67,9 +61,6 @@ class MSELoss(_Loss):
 
     def output_shape(self, input_shape):
         return () if self.reduction != "none" else tuple(input_shape)
-
-    def _saved_spec(self, input_shape, dtype):
-        return int(np.prod(input_shape)) * np.dtype(dtype).itemsize, True, False
 
 
 class NLLLoss(_Loss):
@@ -94,19 +85,12 @@ class NLLLoss(_Loss):
     def output_shape(self, input_shape):
         return () if self.reduction != "none" else (input_shape[0],) + tuple(input_shape[2:])
 
-    def _saved_spec(self, input_shape, dtype):
-        target_shape = (input_shape[0],) + tuple(input_shape[2:])
-        return int(np.prod(target_shape, dtype=np.int64)) * 8, True, False
-
 
 class _ElementwiseLoss(_Loss):
     """A loss over input and a target of the same shape; keeps both for backward."""
 
     def output_shape(self, input_shape):
         return () if self.reduction != "none" else tuple(input_shape)
-
-    def _saved_spec(self, input_shape, dtype):
-        return int(np.prod(input_shape, dtype=np.int64)) * np.dtype(dtype).itemsize, True, False
 
     def _functional(self) -> tuple[Any, dict]:
         raise NotImplementedError

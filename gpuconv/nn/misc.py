@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from .module import Module, _nbytes
+from .module import Module
 
 
 class _Dropout(Module):
@@ -40,15 +40,10 @@ class Dropout(_Dropout):
     def output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def _saved_spec(self, input_shape, dtype):
-        return (_nbytes(input_shape, np.bool_) if self.p > 0 else 0), False, False
-
 
 class Flatten(Module):
     """Flattens dimensions ``start_dim`` .. ``end_dim`` into one (a view). Keeps for backward: only
     the shape (0 bytes of arrays)."""
-
-    output_is_view = True  # its output shares the input's memory
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
@@ -69,17 +64,12 @@ class Flatten(Module):
     def forward(self, x: Any) -> Any:
         return x.reshape(self.output_shape(tuple(x.shape)))
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, False, False
-
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Identity(Module):
     """Returns its input (a placeholder, e.g. for a BatchNorm2d folded into its Conv2d)."""
-
-    output_is_view = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__()
@@ -89,9 +79,6 @@ class Identity(Module):
 
     def output_shape(self, input_shape):
         return tuple(input_shape)
-
-    def _saved_spec(self, input_shape, dtype):
-        return 0, False, False
 
 
 class Dropout2d(_Dropout):
@@ -105,6 +92,3 @@ class Dropout2d(_Dropout):
         if len(input_shape) not in (3, 4):
             raise ValueError(f"Dropout2d expects input shape (N, C, H, W) or (C, H, W), got {tuple(input_shape)}")
         return tuple(input_shape)
-
-    def _saved_spec(self, input_shape, dtype):
-        return (_nbytes(tuple(input_shape[:-2]), np.bool_) if self.p > 0 else 0), False, False

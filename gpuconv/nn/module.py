@@ -182,27 +182,6 @@ class Module:
                 f"(a one-sample input gave {shape}); define output_shape(input_shape)")
         return (int(input_shape[0]),) + shape[1:], None
 
-    def _saved_spec(self, input_shape: tuple[int, ...], dtype: Any) -> tuple[int, bool, bool]:
-        """What a training-mode forward keeps for backward: (bytes of arrays it owns, whether it keeps
-        its input, whether it keeps its output). gpuconv's own layers define it."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _saved_spec")
-
-    def saved_bytes(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> int:
-        """Bytes a training-mode forward on an input of ``input_shape`` keeps alive for backward,
-        including the input and output arrays when it keeps them (each array counted once)."""
-        own, keeps_input, keeps_output = self._saved_spec(tuple(input_shape), np.dtype(dtype))
-        total = own
-        if keeps_input:
-            total += _nbytes(input_shape, dtype)
-        if keeps_output:
-            total += _nbytes(self.output_shape(tuple(input_shape)), dtype)
-        return int(total)
-
-    def workspace_bytes(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> int:
-        """Peak temporary memory (beyond inputs, outputs and what is kept) that forward or backward
-        allocates for an input of ``input_shape``; 0 unless a layer defines it."""
-        return 0
-
     # ---- traversal ------------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, module in self._modules.items():
@@ -474,10 +453,6 @@ def _raise_out_of_memory(exc: Exception, op: str) -> None:
                            "gpuconv.memory.estimate(model, input_shape, optimizer=...) shows where the memory goes; "
                            "gpuconv.memory.suggest_batch_size gives a batch that fits.",
                            op=op, requested=requested) from exc
-
-
-def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
 _DEVICE = re.compile(r"(cuda|gpu)(?::(\d+))?|cpu|numpy|cupy|emulated")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import functional as F
 from ..backend import get_backend
-from .module import Module, _nbytes, check_input_size
+from .module import Module, check_input_size
 from .parameter import Parameter
 
 
@@ -82,9 +82,6 @@ class BatchNorm2d(Module):
             raise ValueError(f"BatchNorm2d expects input shape (N, {self.num_features}, H, W), got {tuple(input_shape)}")
         return tuple(input_shape)
 
-    def _saved_spec(self, input_shape, dtype):
-        return 2 * _nbytes((self.num_features,), dtype), True, False
-
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
@@ -125,10 +122,6 @@ class LayerNorm(Module):
             raise ValueError(f"LayerNorm expects input shape (..., {', '.join(map(str, self.normalized_shape))}), "
                              f"got {tuple(input_shape)}")
         return tuple(input_shape)
-
-    def _saved_spec(self, input_shape, dtype):
-        rows = int(np.prod(input_shape[:-len(self.normalized_shape)], dtype=np.int64))
-        return 2 * rows * np.dtype(dtype).itemsize, True, False
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

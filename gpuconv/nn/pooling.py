@@ -9,7 +9,7 @@ import numpy as np
 from .. import functional as F
 from ..backend import get_backend, to_numpy
 from ..functional._args import pair
-from .module import Module, _nbytes
+from .module import Module
 from .parameter import Parameter
 
 
@@ -69,10 +69,6 @@ class MaxPool2d(Module):
         return (n, c, pool_out_size(h, k[0], s[0], p[0], d[0], self.ceil_mode),
                 pool_out_size(w, k[1], s[1], p[1], d[1], self.ceil_mode))
 
-    def _saved_spec(self, input_shape, dtype):
-        index = np.int32 if _fits_int32(input_shape) else np.int64
-        return _nbytes(self.output_shape(input_shape), index), True, False
-
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
@@ -106,9 +102,6 @@ class AvgPool2d(Module):
         return (n, c, pool_out_size(h, k[0], s[0], p[0], 1, self.ceil_mode),
                 pool_out_size(w, k[1], s[1], p[1], 1, self.ceil_mode))
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, False, False
-
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
@@ -140,9 +133,6 @@ class AdaptiveAvgPool2d(Module):
         n, c, _, _ = _check_4d("AdaptiveAvgPool2d", input_shape)
         return (n, c) + _adaptive_size(self.output_size, input_shape)
 
-    def _saved_spec(self, input_shape, dtype):
-        return 0, False, False
-
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
 
@@ -167,9 +157,6 @@ class AdaptiveMaxPool2d(Module):
     def output_shape(self, input_shape):
         n, c, _, _ = _check_4d("AdaptiveMaxPool2d", input_shape)
         return (n, c) + _adaptive_size(self.output_size, input_shape)
-
-    def _saved_spec(self, input_shape, dtype):
-        return _nbytes(self.output_shape(input_shape), np.int64), True, False
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -204,9 +191,6 @@ class GeM(Module):
         k = pair(self.kernel_size, "kernel_size")
         s = pair(self.stride if self.stride is not None else self.kernel_size, "stride")
         return (n, c, pool_out_size(h, k[0], s[0], 0, 1, False), pool_out_size(w, k[1], s[1], 0, 1, False))
-
-    def _saved_spec(self, input_shape, dtype):
-        return 0, True, False
 
     def extra_repr(self) -> str:
         p = float(to_numpy(self.p.data).reshape(-1)[0])

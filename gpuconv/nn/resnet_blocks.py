@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from .. import functional as F
-from .container import chain_saved_spec, chain_workspace_bytes, chain_output_shape
+from .container import chain_output_shape
 from .conv import Conv2d
 from .module import Module
 from .norm import BatchNorm2d
@@ -54,20 +53,6 @@ class _Residual(Module):
 
     def output_shape(self, input_shape):
         return chain_output_shape(self._main_chain(), input_shape)
-
-    def _saved_spec(self, input_shape, dtype):
-        own, keeps_input, _ = chain_saved_spec(self._main_chain(), input_shape, dtype)
-        if self.downsample is not None:
-            ds_own, ds_input, _ = self.downsample._saved_spec(input_shape, dtype)
-            own += ds_own
-            keeps_input = keeps_input or ds_input
-        return own, keeps_input, True
-
-    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
-        peak = chain_workspace_bytes(self._main_chain(), input_shape, dtype)
-        if self.downsample is not None:
-            peak = max(peak, self.downsample.workspace_bytes(input_shape, dtype))
-        return peak
 
 
 class BasicBlock(_Residual):

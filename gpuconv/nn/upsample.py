@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from .. import functional as F
 from .module import Module
@@ -44,13 +43,6 @@ class Upsample(Module):
     def output_shape(self, input_shape):
         out, _ = F.interpolate_geometry(tuple(input_shape), self.size, self.scale_factor, self.recompute_scale_factor)
         return tuple(input_shape[:2]) + out
-
-    def _saved_spec(self, input_shape, dtype):
-        return 0, False, False
-
-    def workspace_bytes(self, input_shape, dtype=np.float32) -> int:
-        return F.interpolate_workspace_bytes(input_shape, dtype, self.size, self.scale_factor,
-                                             self.recompute_scale_factor)
 
     def extra_repr(self) -> str:
         info = f"scale_factor={self.scale_factor!r}" if self.scale_factor is not None else f"size={self.size!r}"

@@ -1,0 +1,393 @@
+"""The shape-only backend the estimator runs a training step on: every primitive of the backend
+interface returns meta arrays of the right shapes and dtypes, computes nothing, and counts the
+temporaries the target backend's own primitive allocates while it runs.
+
+Two targets: ``numpy`` (the numpy backend's primitives, NumPy expressions) and the kernel backends
+``emulated`` and ``cupy`` (the launchers of gpuconv/backend/cuda_ops, which allocate their results
+and the workspaces ``conv_algo.plan`` counts). Everything outside the primitives (gpuconv.functional's
+array expressions, autograd, the optimizers' per-parameter NumPy code) runs as it is, on meta arrays.
+The temporaries come from the ops' own ``*_transient_bytes`` formulas, checked against tracemalloc
+per op in tests/test_memory.py.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..backend.base import Backend
+from ..backend.cuda_ops.elementwise import multi_tensor_table_bytes
+from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
+from ..backend.numpy_ops import conv as numpy_conv
+from ..functional._memory import numpy_buffer_bytes
+from ..functional.activation import relu_transient_bytes
+from ..functional.batchnorm import batch_norm_transient_bytes
+from ..functional.conv_algo import plan
+from ..functional.dropout import dropout_transient_bytes
+from ..functional.loss import cross_entropy_transient_bytes
+from ..functional.pool import adaptive_avg_pool2d_transient_bytes
+from ._conv import numpy_transient_bytes
+
+TARGETS = ("numpy", "emulated", "cupy")
+# What one primitive's kernel launches hold in Python objects on the emulated backend while they run
+# (ctypes argument records, address tables): 4.5 to 7 KB per primitive, measured with tracemalloc
+# around each primitive of a ResNet training step (tests/test_memory.py checks whole steps).
+EMULATED_LAUNCH_BYTES = 6 * 1024
+
+
+def _new(shape: Any, dtype: Any) -> MetaArray:
+    return MetaArray.new(shape, dtype)
+
+
+class MetaBackend(Backend):
+    """Shape-only primitives for ``target`` (see the module docstring); arrays are MetaArrays."""
+
+    name = "meta"
+    xp = meta_namespace
+    checks_requests = False
+
+    def __init__(self, target: str, ledger: Any) -> None:
+        self.target = target
+        self.kernels = target != "numpy"
+        self.ledger = ledger
+        self.launch_bytes = EMULATED_LAUNCH_BYTES if target == "emulated" else 0
+
+    def _spike(self, nbytes: int, what: str) -> None:
+        """The temporaries of the primitive running now (every primitive reports once, 0 included:
+        on the emulated backend its launches' Python objects come on top)."""
+        self.ledger.spike(nbytes + self.launch_bytes, what)
+
+    # ---- arrays ------------------------------------------------------------------------------------
+    def is_native(self, a: Any) -> bool:
+        return isinstance(a, MetaArray)
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        return _asarray(a, dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return np.asarray(a)  # raises: a meta array has no values
+
+    def empty(self, shape, dtype) -> Any:
+        return _new(shape, dtype)
+
+    def zeros(self, shape, dtype) -> Any:
+        return _new(shape, dtype)
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        return _matmul(a, b, out=out)
+
+    def contiguous(self, a):
+        out = _ascontiguousarray(a)
+        if out is not a:
+            self._spike(0, "copy")
+        return out
+
+    # ---- arithmetic ----------------------------------------------------------------------------------
+    def add(self, a, b):
+        out = _new(a.shape, a.dtype)
+        self._spike(0, "add")
+        return out
+
+    def add_(self, a, b):
+        self._spike(0, "add_")
+        return a
+
+    def fill_(self, a, value):
+        self._spike(0, "fill_")
+        return a
+
+    def bias_add_(self, y, bias):
+        # numpy: y += bias broadcasts through one iterator buffer
+        self._spike(0 if self.kernels else numpy_buffer_bytes(y.size, y.itemsize), "bias add")
+        return y
+
+    def sum_except_channel(self, x, axis: int = 1):
+        out = _new((x.shape[axis],), x.dtype)
+        self._spike(0, "sum")
+        return out
+
+    def copy_into(self, dst, src):
+        self._spike(0, "copy")
+        return dst
+
+    def count_step(self, counter) -> None:
+        self._spike(0, "count")
+
+    # ---- elementwise ---------------------------------------------------------------------------------
+    def relu(self, x):
+        y = _new(x.shape, x.dtype)
+        self._spike(relu_transient_bytes(x.shape, x.dtype, "forward", self.target), "relu")
+        return y
+
+    def relu_backward(self, dy, x):
+        dx = _new(x.shape, x.dtype)
+        self._spike(relu_transient_bytes(x.shape, x.dtype, "backward", self.target), "relu backward")
+        return dx
+
+    def _where_mask(self, x, what: str):
+        out = _new(x.shape, x.dtype)
+        # numpy: np.where(x > 0, a, b * slope): the mask and the product
+        self._spike(0 if self.kernels else x.size * (1 + x.itemsize), what)
+        return out
+
+    def leaky_relu(self, x, negative_slope):
+        return self._where_mask(x, "leaky_relu")
+
+    def leaky_relu_backward(self, dy, x, negative_slope):
+        return self._where_mask(x, "leaky_relu backward")
+
+    def dropout_apply(self, x, mask, scale):
+        y = _new(x.shape, x.dtype)
+        self._spike(dropout_transient_bytes(x.shape, x.dtype, "backward", self.target), "dropout")
+        return y
+
+    def dropout_device(self, x, p, scale, seed_source):
+        """Dropout's forward with gpuconv's default generator, (y, mask), on every target (the numpy
+        backend draws host uniforms instead: dropout_transient_bytes counts them)."""
+        y, mask = _new(x.shape, x.dtype), _new(x.shape, np.bool_)
+        self._spike(dropout_transient_bytes(x.shape, x.dtype, "forward", self.target), "dropout")
+        return y, mask
+
+    # ---- softmax ---------------------------------------------------------------------------------------
+    def softmax(self, x, axis: int, log: bool = False):
+        if self.kernels:
+            x = self.contiguous(x)
+            y = _new(x.shape, x.dtype)
+            self._spike(0, "softmax")
+            return y
+        y = _new(x.shape, x.dtype)
+        # exp(x - max) (or x - max for log) next to the result, which the division (subtraction)
+        # by the broadcast sums writes through one iterator buffer
+        self._spike(x.nbytes + numpy_buffer_bytes(x.size, x.itemsize), "softmax")
+        return y
+
+    def softmax_backward(self, dy, y, axis: int, log: bool = False):
+        if self.kernels:
+            dy, y = self.contiguous(dy), self.contiguous(y)
+            dx = _new(y.shape, y.dtype)
+            self._spike(0, "softmax backward")
+            return dx
+        dx = _new(y.shape, y.dtype)
+        # dy * y (freed after its sum) and dy - s (reused as the product from 256 KiB on); for log,
+        # exp(y) * s stays next to dx.
+        self._spike((y.nbytes if (log or y.nbytes < 256 * 1024) else 0) + numpy_buffer_bytes(y.size, y.itemsize),
+                    "softmax backward")
+        return dx
+
+    # ---- batch norm -----------------------------------------------------------------------------------
+    def batch_norm_train(self, x, eps, running_mean, running_var, momentum, weight, bias):
+        c = (x.shape[1],)
+        out = _new(x.shape, x.dtype), _new(c, x.dtype), _new(c, x.dtype)
+        self._spike(batch_norm_transient_bytes(x.shape, x.dtype, "forward", self.target), "batch_norm")
+        return out
+
+    def batch_norm_affine(self, x, mean, src, src_is_var, weight, bias, eps):
+        y = _new(x.shape, x.dtype)
+        self._spike(batch_norm_transient_bytes(x.shape, x.dtype, "forward", self.target), "batch_norm")
+        return y
+
+    def batch_norm_backward(self, dy, x, mean, invstd, weight, training, need_dx, need_sums):
+        c = (x.shape[1],)
+        sums = (_new(c, x.dtype), _new(c, x.dtype)) if need_sums else None
+        dx = _new(x.shape, x.dtype) if need_dx else None
+        self._spike(batch_norm_transient_bytes(x.shape, x.dtype, "backward", self.target, need_dx),
+                    "batch_norm backward")
+        return dx, sums
+
+    # ---- losses ----------------------------------------------------------------------------------------
+    def first_bad_target(self, target, classes: int, ignore_index: int) -> int:
+        return -1  # no values to check
+
+    def cross_entropy(self, logits, target, weight, ignore_index: int, reduction: str, label_smoothing: float):
+        out = _new(target.shape if reduction == "none" else (), logits.dtype)
+        self._spike(cross_entropy_transient_bytes(logits.shape, logits.dtype, "forward", self.target),
+                    "cross_entropy")
+        return out
+
+    def cross_entropy_backward(self, dloss, logits, target, weight, ignore_index: int, reduction: str,
+                               label_smoothing: float):
+        out = _new(logits.shape, logits.dtype)
+        self._spike(cross_entropy_transient_bytes(logits.shape, logits.dtype, "backward", self.target),
+                    "cross_entropy backward")
+        return out
+
+    def accumulate_loss(self, total, loss, scale: float) -> None:
+        self._spike(0, "accumulate_loss")
+
+    def count_correct(self, outputs, target, count) -> None:
+        self._spike(0, "count_correct")
+
+    # ---- pooling ---------------------------------------------------------------------------------------
+    def max_pool2d(self, x, kernel_size, stride, padding, dilation, out_size, with_indices=True,
+                   index_dtype=np.int64):
+        n, c = x.shape[:2]
+        shape = (n, c) + tuple(out_size)
+        y = _new(shape, x.dtype)
+        indices = _new(shape, index_dtype) if with_indices else None
+        spike = 0
+        if not self.kernels and with_indices:
+            # one boolean mask of the output at a time and copyto's buffer; int32 indices are an
+            # int64 array cast down
+            outputs = math.prod(shape)
+            wide = np.dtype(index_dtype) == np.dtype(np.int64)
+            spike = outputs + numpy_buffer_bytes(outputs, 8) if wide else outputs * 9
+        self._spike(spike, "max_pool2d")
+        return y, indices
+
+    def _gather_spike(self, outputs: int, x_shape, what: str) -> None:
+        # numpy: np.bincount in float64 over int64 flat indices, then a cast
+        self._spike(0 if self.kernels else outputs * 18 + math.prod(x_shape) * 8, what)
+
+    def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
+        dx = _new(x_shape, dy.dtype)
+        self._gather_spike(dy.size, x_shape, "max_pool2d backward")
+        return dx, True
+
+    def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
+        y = _new(tuple(x.shape[:2]) + tuple(out_size), x.dtype)
+        self._spike(0, "avg_pool2d")
+        return y
+
+    def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride, padding, count_include_pad, divisor_override):
+        dx = _new(x_shape, dy.dtype)
+        # numpy: (dy / divisors) in float64, cast back, then scattered into dx
+        self._spike(0 if self.kernels else max(dy.size * (8 + dy.itemsize) - dx.nbytes, dy.nbytes),
+                    "avg_pool2d backward")
+        return dx
+
+    def adaptive_avg_pool2d(self, x, out_size):
+        y = _new(tuple(x.shape[:2]) + tuple(out_size), x.dtype)
+        self._spike(0, "adaptive_avg_pool2d")
+        return y
+
+    def adaptive_avg_pool2d_backward(self, dy, x_shape):
+        dx = _new(x_shape, dy.dtype)
+        self._spike(adaptive_avg_pool2d_transient_bytes(x_shape, dy.dtype, "backward", self.target),
+                    "adaptive_avg_pool2d backward")
+        return dx
+
+    def adaptive_max_pool2d(self, x, out_size, index_dtype=np.int64):
+        shape = tuple(x.shape[:2]) + tuple(out_size)
+        y, indices = _new(shape, x.dtype), _new(shape, index_dtype)
+        narrow = not self.kernels and np.dtype(index_dtype) != np.dtype(np.int64)
+        self._spike(math.prod(shape) * 8 if narrow else 0, "adaptive_max_pool2d")
+        return y, indices
+
+    def adaptive_max_pool2d_backward(self, dy, indices, x_shape):
+        dx = _new(x_shape, dy.dtype)
+        self._gather_spike(dy.size, x_shape, "adaptive_max_pool2d backward")
+        return dx, True
+
+    def gem(self, x, p, eps, kernel_size, stride, out_size):
+        y = _new(tuple(x.shape[:2]) + tuple(out_size), x.dtype)
+        # numpy: max(x, eps), its ratio to the window maximum and that ratio ** p
+        self._spike(0 if self.kernels else 3 * x.nbytes, "gem")
+        return y
+
+    def gem_backward(self, dy, x, p, eps, kernel_size, stride, need_dx, need_dp):
+        dx = _new(x.shape, x.dtype) if need_dx else None
+        dp = _new((1,), x.dtype) if need_dp else None
+        self._spike(0 if self.kernels else 4 * x.nbytes, "gem backward")
+        return dx, dp
+
+    # ---- columns ---------------------------------------------------------------------------------------
+    def im2col(self, x, kernel_size, stride, padding, dilation, out_size, layout, **kwargs):
+        n, c = x.shape[:2]
+        rows, l_size = c * kernel_size[0] * kernel_size[1], out_size[0] * out_size[1]
+        cols = _new((n, rows, l_size) if layout == "nkl" else (rows, n * l_size), x.dtype)
+        padded = self._padded_bytes(x.shape, x.itemsize, kernel_size, stride, padding, dilation, out_size)
+        self._spike(0 if self.kernels else padded, "im2col")
+        return cols
+
+    @staticmethod
+    def _padded_bytes(x_shape, itemsize, kernel_size, stride, padding, dilation, out_size) -> int:
+        (kh, kw), (sh, sw), (pt, pl), (dh, dw), (oh, ow) = kernel_size, stride, padding, dilation, out_size
+        n, c, h, w = x_shape
+        hp = max(h + pt, (oh - 1) * sh + (kh - 1) * dh + 1)
+        wp = max(w + pl, (ow - 1) * sw + (kw - 1) * dw + 1)
+        return 0 if (hp, wp) == (h, w) else n * c * hp * wp * itemsize
+
+    def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation, out_size, layout, **kwargs):
+        dx = _new(x_shape, cols.dtype)
+        # numpy: the padded sum, cropped into dx
+        padded = self._padded_bytes(x_shape, cols.itemsize, kernel_size, stride, padding, dilation, out_size)
+        self._spike(0 if self.kernels else padded, "col2im")
+        return dx
+
+    # ---- convolution -------------------------------------------------------------------------------------
+    def _conv(self, g, dtype, algo: str, direction: str, chunk: int | None, bias: bool):
+        itemsize = np.dtype(dtype).itemsize
+        if direction == "forward":
+            shape = (g.n, g.c_out) + tuple(g.out_size)
+            kh, kw = g.kernel_size
+            self.ledger.count_flops(2 * math.prod(shape) * (g.c_in // g.groups) * kh * kw)
+        elif direction == "backward_data":
+            shape = (g.n, g.c_in, g.h, g.w)
+        else:
+            shape = (g.c_out, g.c_in // g.groups) + tuple(g.kernel_size)
+        out = _new(shape, dtype)
+        if self.kernels:
+            workspace = plan(g, algo, direction, itemsize).workspace
+        elif algo == "gemm":
+            workspace = numpy_buffer_bytes(out.size, itemsize) if bias else 0
+        else:
+            if chunk is None:
+                chunk = numpy_conv._default_chunk(g, dtype)
+            workspace = numpy_transient_bytes(g, itemsize, direction, chunk)
+            if bias:
+                workspace += numpy_buffer_bytes(out.size, itemsize)
+        self._spike(workspace, f"conv2d {algo} {direction.replace('_', ' ')}")
+        return out
+
+    def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
+        return self._conv(g, x.dtype, "im2col", "forward", chunk, bias is not None)
+
+    def conv2d_im2col_backward_data(self, dy, weight, g, chunk):
+        return self._conv(g, dy.dtype, "im2col", "backward_data", chunk, False)
+
+    def conv2d_im2col_backward_weight(self, dy, x, g, chunk):
+        return self._conv(g, x.dtype, "im2col", "backward_weight", chunk, False)
+
+    def conv2d_gemm_forward(self, x, weight, bias, g):
+        return self._conv(g, x.dtype, "gemm", "forward", None, bias is not None)
+
+    def conv2d_gemm_backward_data(self, dy, weight, g):
+        return self._conv(g, dy.dtype, "gemm", "backward_data", None, False)
+
+    def conv2d_direct_forward(self, x, weight, bias, g):
+        return self._conv(g, x.dtype, "direct", "forward", None, bias is not None)
+
+    def conv2d_direct_backward_data(self, dy, weight, g):
+        return self._conv(g, dy.dtype, "direct", "backward_data", None, False)
+
+    def conv2d_direct_backward_weight(self, dy, x, g):
+        return self._conv(g, x.dtype, "direct", "backward_weight", None, False)
+
+    def conv2d_implicit_gemm_forward(self, x, weight, bias, g):
+        return self._conv(g, x.dtype, "implicit_gemm", "forward", None, bias is not None)
+
+    def conv2d_implicit_gemm_backward_data(self, dy, weight, g):
+        return self._conv(g, dy.dtype, "implicit_gemm", "backward_data", None, False)
+
+    def conv2d_implicit_gemm_backward_weight(self, dy, x, g):
+        return self._conv(g, x.dtype, "implicit_gemm", "backward_weight", None, False)
+
+
+class MetaKernelBackend(MetaBackend):
+    """The kernel targets (emulated, cupy): the optimizers' fused multi-tensor step is a primitive."""
+
+    def multi_tensor_step(self, op: str, rows: list, args: tuple) -> None:
+        # One launch updates every row in place; it allocates only its table of addresses.
+        self._spike(multi_tensor_table_bytes([int(row[0].size) for row in rows]), f"{op}")
+
+
+def meta_backend(target: str, ledger: Any) -> MetaBackend:
+    """The shape-only backend for ``target`` ("numpy", "emulated" or "cupy")."""
+    if target not in TARGETS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, TARGETS))}, got {target!r}")
+    return (MetaBackend if target == "numpy" else MetaKernelBackend)(target, ledger)
+
+
+__all__ = ["MetaBackend", "MetaKernelBackend", "TARGETS", "meta_backend"]
