@@ -31,6 +31,11 @@ def _launch(ranks: int, args: Any, backend: str) -> dict[str, Any]:
                "--image-size", str(args.image_size), "--steps", str(args.repeats), "--warmup", str(args.warmup)]
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")) if p))
+    # Each rank's BLAS gets its share of the cores (unless the user set it): R ranks with a thread
+    # per core each oversubscribe the machine R times (2 ranks on 2 cores ran 3.6x slower than 1).
+    share = str(max(1, (os.cpu_count() or 1) // ranks))
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        environment.setdefault(variable, share)
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S, env=environment)
     except subprocess.TimeoutExpired:
@@ -53,7 +58,8 @@ def run(args: Any, be: Any, notes: list[str]) -> list[dict[str, Any]]:
                  "imbalance, not communication)")
     if be.name != "cupy":
         notes.append(f"CPU: the ranks share this machine's {os.cpu_count()} cores, so more ranks split the same "
-                     "cores (images/s measures the framework's overhead, not a scaling of hardware)")
+                     "cores (images/s measures the framework's overhead, not a scaling of hardware); each rank's "
+                     "BLAS threads: cores / ranks unless OPENBLAS_NUM_THREADS / OMP_NUM_THREADS are set")
     rows: list[dict[str, Any]] = []
     baseline = None
     for ranks in args.ranks:
