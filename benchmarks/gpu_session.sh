@@ -78,6 +78,10 @@ if [[ -f benchmarks/profile_step.py ]]; then
 fi
 # Issue 10: the memory estimator against measured peaks on the GPU.
 step memory-resnet18-b32 60 "${BENCH[@]}" memory --model resnet18 --backend "$BACKEND" --batch "$BATCH" --format md
+# Issue 25: one rank of NCCL (NCCL refuses two ranks on one GPU): the collectives and DDP against one
+# process (pytest -k nccl), then gpuconv-bench ddp's step time with the NCCL engine.
+step ddp-nccl 90 "$PY" -m pytest -q -p no:cacheprovider -n0 -rs tests/test_distributed.py tests/test_ddp.py -k nccl
+step ddp-bench-nccl 60 "${BENCH[@]}" ddp --ranks 1 --backend "$BACKEND" --batch "$BATCH" --format md
 # Issue 11: compute-sanitizer over the implicit-GEMM tests.
 step sanitizer-igemm 120 compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$PY" -m pytest -m gpu -q -p no:cacheprovider -k implicit_gemm -x

@@ -114,8 +114,14 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
 
     Warns (``RuntimeWarning``) when a floating model entry holds NaN or infinity (a diverged
     model); the file is written all the same.
+
+    Under an initialized ``gpuconv.distributed`` group of several ranks only rank 0 writes: every
+    rank may call ``save`` (the others return at once); call ``gpuconv.distributed.barrier()``
+    before another rank loads the file.
     """
     path = os.fspath(path)
+    if _rank() != 0:
+        return
     arrays: dict[str, np.ndarray] = {}
     model_keys = None
     if model is not None:
@@ -158,6 +164,11 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
             pass
         raise
     _fsync_directory(directory)
+
+
+def _rank() -> int:
+    from . import distributed
+    return distributed.get_rank() if distributed.is_initialized() else 0
 
 
 def _warn_non_finite(path: str, names: list[str], arrays: dict[str, np.ndarray]) -> None:

@@ -3,6 +3,7 @@
     for xb, yb in DataLoader(x, y, batch_size=64, shuffle=True, seed=0): ...
     for xb, yb in DataLoader((x, y), batch_size=64, transform=transforms.RandomHorizontalFlip()): ...
     for xb, yb in DataLoader(my_dataset, batch_size=64, num_workers=4): ...
+    for xb, yb in DataLoader(x, y, batch_size=64, sampler=DistributedSampler(x)): ...  # this rank's share
 
 ``num_workers`` threads (not processes) prepare the next batches while the main thread trains:
 indexing, transforms and collation run in the threads; moving a batch to the device stays in the
@@ -160,6 +161,9 @@ class DataLoader:
         dtype: casts each batch's input (the first item, or the batch itself) to this dtype, and
             floating targets too (integer class labels stay), e.g. float64 data from scikit-learn
             for a float32 model.
+        sampler: the sample indices of an epoch, in order: an iterable with ``__len__`` such as
+            :class:`DistributedSampler` (iterated anew each epoch; call its ``set_epoch``).
+            Replaces ``shuffle``, which must then be False.
     Yields:
         The batch as arrays of the current backend: ``xb``, ``(xb, yb)`` or the collate_fn's
         structure. With the default collation they are copies, so changing them never changes
@@ -169,8 +173,16 @@ class DataLoader:
     def __init__(self, dataset: Any, y: Any = None, batch_size: int = 1, shuffle: bool = False,
                  drop_last: bool = False, seed: int | None = None, *, transform: Callable | None = None,
                  target_transform: Callable | None = None, collate_fn: Callable | None = None,
-                 num_workers: int = 0, dtype: Any = None):
+                 num_workers: int = 0, dtype: Any = None, sampler: Any = None):
         self.dataset = self._dataset(dataset, y)
+        if sampler is not None:
+            if not (hasattr(sampler, "__iter__") and hasattr(sampler, "__len__")):
+                raise TypeError(f"sampler must be an iterable of sample indices with __len__ (such as "
+                                f"DistributedSampler), got {type(sampler).__name__}")
+            if shuffle:
+                raise ValueError("shuffle must be False when a sampler is given (the sampler sets the order; "
+                                 "DistributedSampler(shuffle=True) shuffles)")
+        self.sampler = sampler
         self.batch_size = _check_int(batch_size, "batch_size", 1)
         if seed is not None:
             _check_int(seed, "seed", 0)
@@ -221,17 +233,29 @@ class DataLoader:
 
     @property
     def num_samples(self) -> int:
-        return len(self.dataset)
+        """Samples per epoch (the sampler's length when there is one)."""
+        return len(self.dataset) if self.sampler is None else len(self.sampler)
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        n = len(self.dataset)
+        n = self.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[Any]:
+    def _order(self, rng: np.random.Generator) -> np.ndarray:
         n = len(self.dataset)
+        if self.sampler is None:
+            return rng.permutation(n) if self.shuffle else np.arange(n)
+        order = np.fromiter((int(i) for i in self.sampler), dtype=np.int64)
+        if len(order) != len(self.sampler):
+            raise ValueError(f"the sampler yielded {len(order)} indices but its len() is {len(self.sampler)}")
+        if len(order) and (order.min() < 0 or order.max() >= n):
+            bad = int(order[(order < 0) | (order >= n)][0])
+            raise IndexError(f"the sampler yielded index {bad}, outside the dataset of {n} samples")
+        return order
+
+    def __iter__(self) -> Iterator[Any]:
         rng = self._rng if self._rng is not None else default_generator()
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        order = self._order(rng)
         per_sample = self.transform is not None or self.target_transform is not None
         # Drawn in the main thread, in order: batch b's transforms draw from a generator seeded by
         # (epoch_seed, b), whichever thread runs them.
@@ -291,3 +315,63 @@ class DataLoader:
                          else a for a in batch[1:])
             return (batch[0].astype(self.dtype, copy=False),) + rest
         return batch
+
+
+class DistributedSampler:
+    """The sample indices of this rank's share of an epoch (PyTorch's ``DistributedSampler``).
+
+    Each epoch the indices ``0..len(dataset)-1`` are shuffled with a generator seeded by
+    ``(seed, epoch)`` (the same order on every rank), made a multiple of ``num_replicas`` (padded
+    by repeating indices from the start, or truncated with ``drop_last``), and rank r takes
+    positions ``r, r + num_replicas, ...``. So across ranks an epoch covers the dataset exactly
+    once, plus at most ``num_replicas - 1`` repeated samples (or minus at most that many with
+    ``drop_last``), and every rank gets the same number of samples (the same number of steps).
+
+    Args:
+        dataset: anything with ``len()`` (the DataLoader's dataset, or the array of inputs).
+        num_replicas: the number of ranks (default: the process group's world size).
+        rank: this rank (default: the process group's rank).
+        shuffle: a new order each epoch (call :meth:`set_epoch` before each epoch).
+        seed: the seed shared by every rank.
+        drop_last: drop the tail instead of padding it.
+    """
+
+    def __init__(self, dataset: Any, num_replicas: int | None = None, rank: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        if not hasattr(dataset, "__len__"):
+            raise TypeError(f"dataset must have a len(), got {type(dataset).__name__}")
+        if num_replicas is None or rank is None:
+            from . import distributed
+            if not distributed.is_initialized():
+                raise ValueError("num_replicas and rank default to the process group's, which is not initialized: "
+                                 "call gpuconv.distributed.init_process_group() first, or pass both")
+            num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
+            rank = distributed.get_rank() if rank is None else rank
+        self.num_replicas = _check_int(num_replicas, "num_replicas", 1)
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 0 <= rank < self.num_replicas:
+            raise ValueError(f"rank must be an int in [0, num_replicas={self.num_replicas}), got {rank!r}")
+        self.rank = int(rank)
+        self.dataset = dataset
+        self.shuffle = bool(shuffle)
+        self.seed = _check_int(seed, "seed", 0)
+        self.drop_last = bool(drop_last)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch's order (every rank must pass the same epoch)."""
+        self.epoch = _check_int(epoch, "epoch", 0)
+
+    def __len__(self) -> int:
+        """Samples of this rank per epoch."""
+        n = len(self.dataset)
+        return n // self.num_replicas if self.drop_last else -(-n // self.num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle
+                 else np.arange(n))
+        total = len(self) * self.num_replicas
+        if total > n:
+            order = np.resize(order, total)  # repeats from the start
+        order = order[:total]
+        return iter(order[self.rank::self.num_replicas].tolist())

@@ -6,10 +6,17 @@
 A loader is any iterable of ``(inputs, targets)`` batches on the current backend
 (``gpuconv.data.DataLoader``, or a list). Accuracy is reported when the model outputs (N, C)
 scores and the targets are (N,) class indices.
+
+Under ``gpuconv.distributed`` (every rank calls ``fit`` with its own loader, e.g. a DataLoader with
+a :class:`gpuconv.data.DistributedSampler`, and the model wrapped in
+``DistributedDataParallel``): progress bars and logs appear on rank 0 only, the history's loss and
+accuracy are over every rank's samples, and a non-finite loss on any rank raises
+:class:`NonFiniteLossError` on every rank at the same batch.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from typing import Any, Iterable
@@ -71,6 +78,33 @@ def _divergence(loss_value: Any, model: Module) -> tuple[str, str] | None:
             f"{', '.join(bad)} hold{'' if len(bad) > 1 else 's'} NaN or infinity ({_loss_text(loss_value)})")
 
 
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the initialized process group, or (0, 1)."""
+    from . import distributed
+    if distributed.is_initialized():
+        return distributed.get_rank(), distributed.get_world_size()
+    return 0, 1
+
+
+def _ranks_diverged(diverged: bool, world: int) -> list[int]:
+    """The ranks whose training diverged at this batch (this rank's verdict gathered from all of
+    them, so that every rank stops at the same batch)."""
+    if world == 1:
+        return [0] if diverged else []
+    from . import distributed
+    flags = distributed.all_gather(np.array([1 if diverged else 0], dtype=np.int8))
+    return [int(r) for r in np.flatnonzero(flags[:, 0])]
+
+
+def _unwrapped(model: Module) -> Module:
+    """The model inside a DistributedDataParallel (what the memory estimate looks at)."""
+    # Without the module imported there is no DistributedDataParallel to unwrap (and no import here).
+    wrapper = sys.modules.get("gpuconv.nn.parallel.distributed")
+    if wrapper is not None and isinstance(model, wrapper.DistributedDataParallel):
+        return model.module
+    return model
+
+
 def _loss_text(loss_value: Any) -> str:
     if getattr(loss_value, "ndim", 0):
         return f"a reduction='none' loss of shape {tuple(loss_value.shape)} holding NaN or infinity"
@@ -109,11 +143,19 @@ class _Meter:
             self.classified = True
         self.samples += n
 
-    def result(self) -> dict[str, float | None]:
+    def result(self, over_ranks: bool = False) -> dict[str, float | None]:
+        """The figures so far; ``over_ranks``: summed over every rank's samples (a collective:
+        every rank must ask), with the slowest rank's time."""
         elapsed = max(time.perf_counter() - self.start, 1e-12)
-        samples = max(self.samples, 1)
         loss_sum = self.host_loss + (0.0 if self.loss_sum is None else float(self.loss_sum[0]))
         correct = 0 if self.correct is None else int(self.correct[0])
+        samples = self.samples
+        if over_ranks:
+            from . import distributed
+            totals = distributed.all_reduce(np.array([loss_sum, correct, samples], dtype=np.float64), op="sum")
+            loss_sum, correct, samples = float(totals[0]), int(totals[1]), int(totals[2])
+            elapsed = float(distributed.all_reduce(np.array([elapsed]), op="max")[0])
+        samples = max(samples, 1)
         return {
             "loss": loss_sum / samples,
             "accuracy": correct / samples if self.classified else None,
@@ -154,6 +196,8 @@ def evaluate(model: Module, loss: Module, loader: Iterable, progress: bool = Tru
     Returns:
         {"loss", "accuracy" (None unless classification), "images_per_s", "seconds"}.
     """
+    rank, world = _world()
+    progress = progress and rank == 0
     was_training = model.training
     model.eval()
     meter = _Meter(getattr(loss, "reduction", "mean"))
@@ -170,7 +214,7 @@ def evaluate(model: Module, loss: Module, loader: Iterable, progress: bool = Tru
                     last = time.perf_counter()
     finally:
         model.train(was_training)
-    return meter.result()
+    return meter.result(over_ranks=world > 1)
 
 
 def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: int, val_loader: Iterable | None = None,
@@ -187,7 +231,9 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
     Args:
         model: a Module; loss: a loss module (``CrossEntropyLoss``, ``MSELoss``).
         optimizer: a ``gpuconv.optim`` optimizer over ``model.parameters()``.
-        loader, val_loader: iterables of (inputs, targets) batches on the current backend.
+        loader, val_loader: iterables of (inputs, targets) batches on the current backend. When
+            ``loader.sampler`` has ``set_epoch`` (a DistributedSampler), fit calls it with 0, 1, ...
+            before each epoch.
         progress: show tqdm bars with loss, accuracy and images/s (False: silent).
         scheduler: a learning-rate scheduler stepped once per epoch.
         dtype: casts each batch's inputs, and floating targets, to this dtype (e.g. np.float32 for
@@ -208,10 +254,15 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
     if on_nonfinite not in ("raise", "warn"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
     dtype = None if dtype is None else np.dtype(dtype)
+    rank, world = _world()
+    progress = progress and rank == 0
     history: list[dict] = []
     reduction = getattr(loss, "reduction", "mean")
     checked = False
+    sampler = getattr(loader, "sampler", None)
     for epoch in range(1, int(epochs) + 1):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch - 1)  # DistributedSampler: this epoch's shuffle, the same on every rank
         model.train()
         meter = _Meter(reduction)
         last = 0.0
@@ -221,21 +272,26 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
             for batch, (inputs, targets) in enumerate(bar, 1):
                 inputs, targets = _cast(inputs, targets, dtype)
                 if not checked:
-                    check_fits(model, tuple(inputs.shape), optimizer)
+                    check_fits(_unwrapped(model), tuple(inputs.shape), optimizer)
                     checked = True
                 try:
                     optimizer.zero_grad()
                     outputs = model(inputs)
                     loss_value = loss(outputs, targets)
                     diverged = None if warned else _divergence(loss_value, model)
-                    if diverged is not None:
-                        message = (f"fit: {diverged[0]} at epoch {epoch}, batch {batch}: {diverged[1]} (training "
+                    bad_ranks = [] if warned else _ranks_diverged(diverged is not None, world)
+                    if bad_ranks:
+                        where = f" on rank(s) {', '.join(map(str, bad_ranks))}" if world > 1 else ""
+                        what, detail = diverged or ("the training diverged on another rank",
+                                                    "this rank's loss and running statistics are finite")
+                        message = (f"fit: {what} at epoch {epoch}, batch {batch}{where}: {detail} (training "
                                    "diverged: lower the learning rate, or set gpuconv.flags.detect_anomaly = True to "
                                    "find the first layer that produces NaN or infinity)")
                         if on_nonfinite == "raise":
                             raise NonFiniteLossError(message)
-                        warnings.warn(message + "; training goes on (on_nonfinite='warn')", RuntimeWarning,
-                                      stacklevel=2)
+                        if rank == 0:
+                            warnings.warn(message + "; training goes on (on_nonfinite='warn')", RuntimeWarning,
+                                          stacklevel=2)
                         warned = True
                     # reduction="none": every element's gradient is 1, as if the loss were summed.
                     (loss_value if loss_value.numel() == 1 else loss_value.sum()).backward()
@@ -246,7 +302,7 @@ def fit(model: Module, loss: Module, optimizer: Any, loader: Iterable, epochs: i
                 if progress and time.perf_counter() - last > POSTFIX_INTERVAL_S:
                     bar.set_postfix(_postfix(meter.result()), refresh=False)
                     last = time.perf_counter()
-            record = {"epoch": epoch, **meter.result()}
+            record = {"epoch": epoch, **meter.result(over_ranks=world > 1)}
             if progress:
                 bar.set_postfix(_postfix(record))
         groups = getattr(optimizer, "param_groups", None)

@@ -1,6 +1,6 @@
 """``gpuconv-bench``: the benchmark command line (also ``python -m gpuconv.bench``).
 
-Subcommands: conv, pool, bn, im2col, elementwise, model, memory, list; ``gpuconv-bench SUBCOMMAND -h``.
+Subcommands: conv, pool, bn, im2col, elementwise, model, memory, ddp, list; ``gpuconv-bench SUBCOMMAND -h``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from .timing import copy_function, interleaved, timed_call
 from .suites import SUITE_CHOICES, parse_shape, suite_layers
 from .torch_child import TorchChild
 
-DEFAULT_BATCH = {"conv": 8, "pool": 32, "bn": 32, "im2col": 8, "elementwise": 32, "model": 8, "memory": 8, "list": 8, "warmup": 2}
+DEFAULT_BATCH = {"conv": 8, "pool": 32, "bn": 32, "im2col": 8, "elementwise": 32, "model": 8, "memory": 8, "list": 8, "warmup": 2,
+                 "ddp": 16}
 MODELS = ("lenet5", "alexnet", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50")
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 TF32_TOLERANCE = 1e-2
@@ -51,6 +52,16 @@ def _non_negative(text: str) -> int:
     if value is None or value < 0:
         raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
     return value
+
+
+def _rank_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive ints such as 1,2, got {text!r}")
+    return counts
 
 
 def _seconds(text: str) -> float:
@@ -135,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--model", choices=MODELS, action="append", help="repeatable (default resnet18)")
     memory.add_argument("--image-size", type=_positive, default=224)
     memory.add_argument("--num-classes", type=_positive, default=1000)
+    ddp = subcommand("ddp", "data-parallel training of a small ResNet on 1, 2, ... MPI ranks: images/s, all-reduce "
+                            "time per step (--batch is per rank, --repeats the timed steps)")
+    ddp.add_argument("--ranks", type=_rank_counts, default=[1, 2], help="comma-separated rank counts (default 1,2)")
+    ddp.add_argument("--image-size", type=_positive, default=32)
     subcommand("list", "suites, layers, algorithms and backends on this machine")
     subcommand("warmup", "load or compile every kernel for the backend and run each layer type once (gpuconv.warmup)")
     return parser
@@ -280,6 +295,12 @@ def _run_memory(args, be, header, summary) -> list[dict[str, Any]]:
     return memory.run(args, be, header["notes"])
 
 
+def _run_ddp(args, be, header, summary) -> list[dict[str, Any]]:
+    from . import ddp
+
+    return ddp.run(args, be, header["notes"])
+
+
 def _run_list(args, be, header, summary) -> list[dict[str, Any]]:
     from . import listing
 
@@ -300,7 +321,7 @@ PROFILED_COMMANDS = ("conv", "pool", "bn", "im2col", "elementwise", "model")
 
 COMMANDS = {"conv": _run_conv, "pool": _run_memory_bound, "bn": _run_memory_bound, "im2col": _run_memory_bound,
             "elementwise": _run_memory_bound,
-            "model": _run_model, "memory": _run_memory, "list": _run_list, "warmup": _run_warmup}
+            "model": _run_model, "memory": _run_memory, "ddp": _run_ddp, "list": _run_list, "warmup": _run_warmup}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -312,7 +333,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     notes: list[str] = header["notes"]
     if args.backend == "auto" and be.name != "cupy":
         notes.append(f"--backend auto chose numpy: cupy is unavailable ({unavailable_reason('cupy')})")
-    if be.name == "emulated" and args.command not in ("list", "warmup"):
+    if be.name == "emulated" and args.command not in ("list", "warmup", "ddp"):
         notes.append("emulated: correctness only (the CUDA kernels run on the CPU emulator; times would be "
                      "meaningless and are not taken)")
     summary: list[str] = []

@@ -13,6 +13,9 @@ is one benchmarked op (or, for ``list``, one listed item); the fields a subcomma
   gpuconv's own module tree, timed in the same process), torch_ms, ratio_torch, torch_best_ms and
   ratio_torch_best (best time / PyTorch's best).
 - memory: case, mode, status, peak_estimated_bytes, peak_measured_bytes, estimate_ratio.
+- ddp: case (``N ranks``), ranks, impl (the engine: mpi|nccl), status, median_ms, best_ms (a training
+  step of the slowest rank), images_per_s (all ranks), speedup (images_per_s / the first row's),
+  allreduce_ms (per step, the gradient all-reduce time backward did not hide, on the last rank to get there).
 - list: case (the item's name), kind, status (ok|unavailable), detail.
 - warmup: case (load kernel files | first training and inference steps), kind ("warmup"), status,
   seconds, detail.
@@ -58,6 +61,9 @@ ROW = {
         "peak_measured_bytes": {"type": "integer", "minimum": 0},
         "peak_estimated_bytes": {"type": "integer", "minimum": 0},
         "estimate_ratio": _NUMBER,
+        "ranks": {"type": "integer", "minimum": 1},
+        "speedup": _NUMBER,
+        "allreduce_ms": {"type": "number", "minimum": 0},
         "seconds": {"type": "number", "minimum": 0},
         "detail": _STRING,
         "note": _STRING,
@@ -77,7 +83,7 @@ SCHEMA: dict[str, Any] = {
             "required": ["command", "machine", "cpu", "gpu", "backend", "versions", "date", "settings", "notes"],
             "additionalProperties": False,
             "properties": {
-                "command": {"enum": ["conv", "pool", "bn", "im2col", "elementwise", "model", "memory", "list", "warmup"]},
+                "command": {"enum": ["conv", "pool", "bn", "im2col", "elementwise", "model", "memory", "ddp", "list", "warmup"]},
                 "machine": _STRING,
                 "cpu": _STRING,
                 "gpu": {"type": ["string", "null"]},

@@ -55,7 +55,7 @@ def _check(model: Any, input_shape: Any, loss: str, step: str, dtype: Any) -> tu
 
 def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = None, training: bool = True,
              dtype: Any = None, loss: str = "cross_entropy", num_classes: int | None = None, step: str = "later",
-             backend: str | None = None) -> MemoryReport:
+             backend: str | None = None, world_size: int = 1, bucket_cap_mb: float = 25) -> MemoryReport:
     """Memory of one step of ``model`` on a batch of ``input_shape``, from shapes alone.
 
     The training step run is what :func:`gpuconv.train.fit` runs per batch
@@ -82,6 +82,11 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
             step starts) or ``"first"`` (the state is created by this step's ``optimizer.step()``).
         backend: ``"numpy"``, ``"emulated"`` or ``"cupy"`` (default: the current backend); ops
             allocate different temporaries on the CPU and GPU paths.
+        world_size: ranks of data-parallel training (``DistributedDataParallel``); above 1, each
+            rank also holds the gradient buckets (one flat copy of the trainable gradients, in
+            buckets of up to ``bucket_cap_mb``) for the whole run: the report's ``communication``.
+            ``input_shape`` is then one rank's batch.
+        bucket_cap_mb: DistributedDataParallel's bucket size.
     Returns:
         A :class:`MemoryReport`.
     Raises:
@@ -95,11 +100,18 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any =
     """
     input_shape, dtype = _check(model, input_shape, loss, step, dtype)
     optimizer = resolve_optimizer(model, optimizer)
+    if isinstance(world_size, bool) or not isinstance(world_size, (int, np.integer)) or world_size < 1:
+        raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+    if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, (int, float)) or not bucket_cap_mb > 0:
+        raise ValueError(f"bucket_cap_mb must be a positive number, got {bucket_cap_mb!r}")
     del num_classes
     backend = backend or get_backend().name
     if backend not in TARGETS:
         raise ValueError(f"backend must be 'numpy', 'emulated' or 'cupy', got {backend!r}")
-    return _Run(model, input_shape, dtype, backend, optimizer, bool(training), loss, step).report()
+    run = _Run(model, input_shape, dtype, backend, optimizer, bool(training), loss, step)
+    if world_size > 1 and training:
+        run.ddp = (int(world_size), float(bucket_cap_mb))
+    return run.report()
 
 
 class _Run:
@@ -115,6 +127,8 @@ class _Run:
         self.activations = 0
         self._wrapped: list = []  # (object, attribute) of the instance-level wrappers to remove
         self._recording = False  # rows and activations are taken in the measured step only
+        self.ddp: tuple[int, float] | None = None  # (world size, bucket MiB) of DistributedDataParallel
+        self.communication = 0
 
     def report(self) -> MemoryReport:
         model, optimizer = self.model, self.optimizer
@@ -138,7 +152,7 @@ class _Run:
             buffers=sum(int(b.nbytes) for b in model.buffers()), inputs=inputs_bytes, activations=self.activations,
             workspace=ledger.largest_spike, workspace_at=ledger.largest_spike_at, peak=ledger.peak,
             peak_phase=ledger.peak_phase, pool_peak=ledger.pool_peak if self.backend == "cupy" else None,
-            rows=self.rows)
+            rows=self.rows, world_size=1 if self.ddp is None else self.ddp[0], communication=self.communication)
 
     def _steps(self, kind: str) -> tuple[int, int, int]:
         """Runs the step (after a warm-up step for "later") and returns (inputs, grads, state) bytes."""
@@ -152,6 +166,7 @@ class _Run:
             del out
             return x.nbytes, 0, 0
         target = self._target()
+        buckets = self._gradient_buckets()
         criterion = nn.CrossEntropyLoss() if self.loss == "cross_entropy" else nn.MSELoss()
         self._wrap_phase(criterion, "loss", "backward")
         with set_grad_enabled(True):
@@ -166,7 +181,21 @@ class _Run:
         del value
         grads = sum(p.grad.data.nbytes for p in model.parameters() if p.grad is not None)
         state = optimizer.state_bytes() if optimizer is not None else 0
+        del buckets
         return x.nbytes + target.nbytes, grads, state
+
+    def _gradient_buckets(self) -> list[MetaArray]:
+        """DistributedDataParallel's flat gradient buckets (allocated when it wraps the model, so
+        they exist throughout the step), as the reducer plans them; none without ``ddp``."""
+        if self.ddp is None:
+            return []
+        from ..nn.parallel.reducer import plan_buckets
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        buckets = [MetaArray.new((sum(int(np.prod(trainable[i].shape, dtype=np.int64)) for i in indices),),
+                                 trainable[indices[0]].dtype)
+                   for indices in plan_buckets(trainable, int(self.ddp[1] * 2 ** 20))]
+        self.communication = sum(b.nbytes for b in buckets)
+        return buckets
 
     def _target(self) -> MetaArray:
         """The targets, shaped from a forward that is not counted (meta arrays outside the ledger)."""

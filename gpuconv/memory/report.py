@@ -60,6 +60,9 @@ class MemoryReport:
         step: "first" (the optimizer creates its state), "later" (state and last step's grads exist
             at the start) or "inference" (eval mode under no_grad).
         rows: one per leaf module in execution order (see :class:`Row`).
+        world_size: ranks of data-parallel training the estimate is for (1: one process).
+        communication: per rank, with world_size > 1: DistributedDataParallel's gradient buckets
+            (held for the whole run); in ``peak``.
     """
 
     model: str
@@ -80,6 +83,8 @@ class MemoryReport:
     peak_phase: str
     pool_peak: int | None = None
     rows: list = field(default_factory=list)
+    world_size: int = 1
+    communication: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON types (rows as dicts)."""
@@ -108,6 +113,9 @@ class MemoryReport:
             value = getattr(self, name)
             note = f"  ({self.workspace_at})" if name == "workspace" and self.workspace_at else ""
             lines.append(f"  {name:<16} {human(value):>12}{note}")
+        if self.world_size > 1:
+            lines.append(f"  {'communication':<16} {human(self.communication):>12}  (per rank of {self.world_size}: "
+                         "gradient buckets)")
         lines.append(f"  {'peak':<16} {human(self.peak):>12}  (during {self.peak_phase})")
         if self.pool_peak is not None:
             lines.append(f"  {'pool (>=)':<16} {human(self.pool_peak):>12}  (512-byte blocks)")

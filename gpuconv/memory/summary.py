@@ -55,8 +55,11 @@ class ModelSummary:
         lines.append(f"Total params: {self.total_params:,} ({human(self.training.params)}); trainable: "
                      f"{self.trainable_params:,}")
         lines.append(f"Total MACs: {self.total_macs:,}")
+        world = self.training.world_size
         lines.append(f"Estimated peak, training step: {human(self.training.peak)}"
-                     + (f" with {self.training.optimizer}" if self.training.optimizer else " (no optimizer)"))
+                     + (f" with {self.training.optimizer}" if self.training.optimizer else " (no optimizer)")
+                     + (f", per rank of {world} (with {human(self.training.communication)} of "
+                        "DistributedDataParallel gradient buckets)" if world > 1 else ""))
         lines.append(f"Estimated peak, inference:     {human(self.inference.peak)}")
         return "\n".join(lines)
 
@@ -70,7 +73,7 @@ class ModelSummary:
 
 
 def summary(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = None, dtype: Any = None,
-            backend: str | None = None, verbose: bool = True) -> ModelSummary:
+            backend: str | None = None, verbose: bool = True, world_size: int = 1) -> ModelSummary:
     """A torchinfo-like table: layer, output shape, parameters, trainable, MACs, bytes saved for
     backward, then the totals and the estimated peak of a training step and of inference.
 
@@ -79,10 +82,13 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = 
         optimizer: counted in the training peak when given.
         dtype, backend: as in :func:`estimate`.
         verbose: print the table (as torchinfo does); False only returns it.
+        world_size: ranks of DistributedDataParallel training (``input_shape`` is one rank's
+            batch); the training peak then includes the gradient buckets, and says so.
     Returns:
         A :class:`ModelSummary`: ``str(result)`` is the table, its fields the numbers.
     """
-    train = estimate(model, input_shape, optimizer=optimizer, dtype=dtype, backend=backend)
+    train = estimate(model, input_shape, optimizer=optimizer, dtype=dtype, backend=backend,
+                     world_size=world_size)
     infer = estimate(model, input_shape, training=False, dtype=dtype, backend=backend)
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     modules = {name: m for name, m in model.named_modules()}

@@ -19,7 +19,8 @@ from .parameter import Parameter
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, GeM, MaxPool2d
 from .resnet_blocks import BasicBlock, Bottleneck
 from .upsample import Upsample
-from . import init
+from .sync_batchnorm import SyncBatchNorm
+from . import init, parallel
 
 __all__ = [
     "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "BasicBlock", "BatchNorm2d", "Bottleneck", "Chain",
@@ -28,4 +29,4 @@ __all__ = [
     "fold_conv_bn", "fuse_conv_bn", "init",
 ]
 __all__ += ["BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "ConvTranspose2d", "Dropout2d", "GroupNorm", "ModuleDict",
-            "ModuleList", "NLLLoss", "SmoothL1Loss", "Upsample", "add"]
+            "ModuleList", "NLLLoss", "SmoothL1Loss", "SyncBatchNorm", "Upsample", "parallel", "add"]
