@@ -67,14 +67,38 @@ def test_write_one_past_the_end(planted, x):
         launch(planted, "write_past_end_f32", 1, 64, (x, y, np.int32(64)), sanitize=True)
 
 
+def _far_unmapped_array(x: np.ndarray):
+    """A copy of ``x`` on the first page of an address-space reservation of 1 GiB + 2 pages whose other
+    pages are inaccessible, so the planted read 1 GiB past it faults whatever else the process maps
+    (in a long-lived test worker the address 1 GiB past a NumPy array may be someone's memory).
+    Returns (array, release)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    size = (1 << 30) + 2 * mmap.PAGESIZE
+    prot_none, map_noreserve = 0, 0x4000  # PROT_NONE, MAP_NORESERVE (Linux): address space only
+    base = libc.mmap(None, size, prot_none, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | map_noreserve, -1, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value), "mmap of the reservation failed"
+    assert libc.mprotect(base, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE) == 0
+    far = np.frombuffer((ctypes.c_char * x.nbytes).from_address(base), np.float32)
+    far[:] = x
+    return far, lambda: libc.munmap(base, size)
+
+
 @pytest.mark.parametrize("sanitize", [True, False], ids=["sanitizer", "plain"])
 def test_int32_overflow_far_past_the_end(planted, x, sanitize):
     """The sanitizer catches it before the access; the plain build's SIGSEGV becomes the same report."""
     y = np.zeros(64, np.float32)
     check = "memcheck: invalid read of 4 bytes" if sanitize else "SIGSEGV"
-    with pytest.raises(KernelLaunchError, match=check + " at " + at("read_far_past_end") +
-                       r".* thread \(0,0,0\) of block \(0,0,0\): .* is \d+ bytes past the end of argument '[xy]'"):
-        launch(planted, "read_far_past_end_f32", 1, 64, (x, y, np.int32(64)), sanitize=sanitize)
+    source, release = (x, lambda: None) if sanitize else _far_unmapped_array(x)
+    try:
+        with pytest.raises(KernelLaunchError, match=check + " at " + at("read_far_past_end") +
+                           r".* thread \(0,0,0\) of block \(0,0,0\): .* is \d+ bytes past the end of argument '[xy]'"):
+            launch(planted, "read_far_past_end_f32", 1, 64, (source, y, np.int32(64)), sanitize=sanitize)
+    finally:
+        release()
 
 
 def test_guard_page_after_an_argument_catches_what_the_hooks_miss(planted, x):

@@ -163,8 +163,8 @@ def test_plot_draws_the_model_ratios(tmp_path, monkeypatch):
     report = _bench("--model", "lenet5", "--image-size", "32", "--batch", "2", "--num-classes", "10")
     drawn = []
     real_bars = plot_module._bars
-    monkeypatch.setattr(plot_module, "_bars", lambda ax, labels, series, ylabel, log=False:
-                        (drawn.append((labels, ylabel)), real_bars(ax, labels, series, ylabel, log)))
+    monkeypatch.setattr(plot_module, "_bars", lambda ax, labels, series, ylabel:
+                        (drawn.append((labels, ylabel)), real_bars(ax, labels, series, ylabel)))
     png = tmp_path / "model.png"
     plot_module.plot(json.loads(json.dumps(report)), png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
