@@ -7,6 +7,7 @@ stay array-in, array-out. What each node saves is exactly what its ``*_backward`
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 from typing import Any, Callable
 
@@ -106,13 +107,25 @@ def linear(x, weight, bias=None):
 
 
 # ---- activations ----------------------------------------------------------------------------------
-def _inplace_unary(x: Any, y: Any, label: str, run: Callable, args: Any = None) -> Any:
-    """Writes ``y`` into ``x`` (a Tensor or array) and, when recording, makes the op ``x``'s producer."""
+def _sole_owner(t: Tensor, caller_refs: int) -> bool:
+    """Whether nothing but ``t`` (and ``caller_refs`` references in the calling op) holds ``t``'s array:
+    no view (a view references its base), no other Tensor, no saved copy in a graph node. Then giving
+    ``t`` the new array is indistinguishable from writing into the old one, and saves a copy kernel.
+    NOTE: CPython reference counts; ``getrefcount``'s own argument is one of them."""
+    return t._base is None and sys.getrefcount(t.data) <= 2 + caller_refs
+
+
+def _inplace_unary(x: Any, y: Any, label: str, run: Callable, args: Any = None, caller_refs: int = 1) -> Any:
+    """Writes ``y`` into ``x`` (a Tensor or array) and, when recording, makes the op ``x``'s producer.
+    ``caller_refs``: references to ``x``'s array the calling op itself holds (its local ``X``)."""
     if not isinstance(x, Tensor):
         get_backend().copy_into(x, y) if get_backend().is_native(x) else x.__setitem__(Ellipsis, y)
         return x
     recording = x._check_inplace(False)
-    get_backend().copy_into(x.data, y)
+    if _sole_owner(x, caller_refs) and y.shape == x.data.shape and y.dtype == x.data.dtype:
+        x.data = y  # the in-place result without a copy: no one else can see the old memory
+    else:
+        get_backend().copy_into(x.data, y)
     node = None
     if recording:
         node = OpBackward(label, run, args)
