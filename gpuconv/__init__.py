@@ -1,6 +1,7 @@
 """gpuconv: a small convolutional-network framework for NVIDIA GPUs, built on CuPy, with its own
-CUDA kernels, PyTorch's names and semantics, and plain ``numpy.ndarray`` / ``cupy.ndarray`` arrays
-in NCHW layout.
+CUDA kernels, PyTorch's names and semantics, and a define-by-run autograd: ``gpuconv.Tensor`` wraps
+one ``numpy.ndarray`` / ``cupy.ndarray`` (NCHW for image batches) and ``loss.backward()`` fills every
+parameter's ``.grad``.
 
 Backends (``gc.use(name)``, ``with gc.backend(name):``, or ``GPUCONV_BACKEND``):
     numpy     the CPU path: vectorized NumPy and BLAS; works without CuPy or a GPU
@@ -9,6 +10,7 @@ Backends (``gc.use(name)``, ``with gc.backend(name):``, or ``GPUCONV_BACKEND``):
     auto      cupy when a GPU is usable, else numpy (the default)
 
 Where to start:
+    gpuconv.Tensor, gpuconv.autograd   tensors, backward, grad, Function, gradcheck, no_grad
     gpuconv.functional   stateless ops, each with its ``*_backward``: conv2d, max_pool2d,
                          batch_norm, cross_entropy, ... (``import gpuconv.functional as F``)
     gpuconv.nn           modules: Conv2d, BatchNorm2d, MaxPool2d, Linear, Sequential, losses
@@ -26,7 +28,8 @@ A first step::
     from gpuconv import nn
 
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    y = model(gc.asarray(np.random.rand(2, 3, 16, 16).astype(np.float32)))   # (2, 8)
+    y = model(gc.asarray(np.random.rand(2, 3, 16, 16).astype(np.float32)))   # (2, 8), a Tensor
+    y.sum().backward()                                                      # model[0].weight.grad
     gc.summary(model, (2, 3, 16, 16))                                        # layers, sizes, memory
 
 The command line ``gpuconv-bench`` benchmarks every op against PyTorch (``gpuconv-bench list``).
