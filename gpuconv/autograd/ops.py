@@ -649,10 +649,7 @@ def _view_result(a: Any, out: Any, node: Node | None) -> Any:
     T = _tensor_cls()
     A = data_of(a)
     result = T._make(out, node) if node is not None else T._wrap(out)
-    if isinstance(a, T) and out is not A and _shares(out, A):
-        result._version = a._version
-        result._base = a._base if a._base is not None else a
-    elif isinstance(a, T) and out is A:
+    if isinstance(a, T) and (out is A or _shares(out, A)):
         result._version = a._version
         result._base = a._base if a._base is not None else a
     return result
