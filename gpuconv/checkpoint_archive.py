@@ -15,7 +15,6 @@ import math
 import os
 import zipfile
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.lib import format as npy
