@@ -274,35 +274,32 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     return (result, wrap(mean), wrap(invstd)) if return_stats else result
 
 
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_stats=False):
+def _normalization(forward: Callable, backward: Callable, label: str, x, shape_arg, weight, bias, eps,
+                   return_stats: bool):
+    """layer_norm and group_norm: ``forward(X, shape_arg, W, B, eps, return_stats=...)`` gives (y, mean,
+    invstd) and ``backward(g, x, shape_arg, w, mean, invstd, needs=...)`` the three gradients."""
     X, W, B = data_of(x), data_of(weight), data_of(bias)
     record = needs_grad(x, weight, bias)
-    out = normalization.layer_norm(X, normalized_shape, W, B, eps, return_stats=record or return_stats)
+    out = forward(X, shape_arg, W, B, eps, return_stats=record or return_stats)
     if not record:
         return tuple(wrap(o) for o in out) if return_stats else wrap(out)
     y, mean, invstd = out
 
     def run(node, g):
         xs, ws, m, s = node.saved()
-        return normalization.layer_norm_backward(g, xs, node.args, ws, m, s, needs=_needs(node, 0, 1, 2))
-    result = _record(y, "NativeLayerNormBackward", run, (x, weight, bias), (x, weight, mean, invstd),
-                     normalized_shape)
+        return backward(g, xs, node.args, ws, m, s, needs=_needs(node, 0, 1, 2))
+    result = _record(y, label, run, (x, weight, bias), (x, weight, mean, invstd), shape_arg)
     return (result, wrap(mean), wrap(invstd)) if return_stats else result
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_stats=False):
+    return _normalization(normalization.layer_norm, normalization.layer_norm_backward, "NativeLayerNormBackward", x,
+                          normalized_shape, weight, bias, eps, return_stats)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=False):
-    X, W, B = data_of(x), data_of(weight), data_of(bias)
-    record = needs_grad(x, weight, bias)
-    out = group_norm_mod.group_norm(X, num_groups, W, B, eps, return_stats=record or return_stats)
-    if not record:
-        return tuple(wrap(o) for o in out) if return_stats else wrap(out)
-    y, mean, invstd = out
-
-    def run(node, g):
-        xs, ws, m, s = node.saved()
-        return group_norm_mod.group_norm_backward(g, xs, node.args, ws, m, s, needs=_needs(node, 0, 1, 2))
-    result = _record(y, "NativeGroupNormBackward", run, (x, weight, bias), (x, weight, mean, invstd), num_groups)
-    return (result, wrap(mean), wrap(invstd)) if return_stats else result
+    return _normalization(group_norm_mod.group_norm, group_norm_mod.group_norm_backward, "NativeGroupNormBackward", x,
+                          num_groups, weight, bias, eps, return_stats)
 
 
 # ---- pooling ----------------------------------------------------------------------------------------

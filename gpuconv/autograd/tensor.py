@@ -730,11 +730,12 @@ class Tensor:
         if recording:
             shapes = (tuple(A.shape), tuple(getattr(B, "shape", ())))
             if kind in ("add", "sub"):
-                node = _InplaceAddBackward()
-                node.shapes, node.sign = shapes, (alpha if kind == "add" else -alpha)
+                # The out-of-place op's node: self's previous value is the op's first input.
+                node = ops.AddBackward()
+                node.shapes, node.alpha = shapes, (alpha if kind == "add" else -alpha)
             else:
-                node = _InplaceMulDivBackward()
-                node.shapes, node.kind = shapes, kind
+                node = ops.MulBackward() if kind == "mul" else ops.DivBackward()
+                node.shapes = shapes
                 # The gradient of `other` needs self's value before the op: keep a copy (PyTorch does too).
                 node.save(A.copy() if other_rg else None, other)
         be = get_backend()
@@ -874,42 +875,6 @@ def _operand(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return np.asarray(x)
     return x
-
-
-class _InplaceAddBackward(Node):
-    __slots__ = ("shapes", "sign")
-
-    @property
-    def name(self) -> str:
-        return "AddBackward"
-
-    def backward(self, g):
-        from ._util import sum_to
-        gb = None
-        if self.next_edges[1] is not None:
-            gb = sum_to(g, self.shapes[1])
-            if self.sign != 1:
-                gb = gb * self.sign
-        return g, gb
-
-
-class _InplaceMulDivBackward(Node):
-    __slots__ = ("shapes", "kind")
-
-    @property
-    def name(self) -> str:
-        return "MulBackward" if self.kind == "mul" else "DivBackward"
-
-    def backward(self, g):
-        from ._util import sum_to
-        old, b = self.saved()
-        if self.kind == "mul":
-            ga = g * b
-            gb = sum_to(g * old, self.shapes[1]) if self.next_edges[1] is not None else None
-        else:
-            ga = g / b
-            gb = sum_to(-g * old / (b * b), self.shapes[1]) if self.next_edges[1] is not None else None
-        return ga, gb
 
 
 class _FillBackward(Node):
