@@ -9,23 +9,22 @@ launches (the emitted kernel sequence must not grow).
 
     python benchmarks/bench_autograd_overhead.py [--calls 300]
 
-Run it in two checkouts (before and after a change) to compare the step rows.
+The step is bench_host_overhead.py's (the same model, batch and optimizer).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
 
 import numpy as np
 
 import gpuconv
 import gpuconv.functional as F
-from gpuconv import nn, optim
 from gpuconv.backend.kernel_stubs import stubbed_kernels
-from gpuconv.models import resnet18
+
+from bench_host_overhead import _model_step  # the same ResNet-18 step (this script's folder is on sys.path)
 
 
 def _per_call(fn, calls: int, repeats: int = 5) -> float:
@@ -78,25 +77,6 @@ def _cases(be):
         ("relu", lambda: F.relu(x), lambda: F.relu(xt), by_hand_relu, autograd(lambda: F.relu(xt))),
         ("add (residual)", lambda: F.add(x, x), lambda: xt + xt, lambda: F.add(x, x), autograd(lambda: xt + xt)),
     ]
-
-
-def _model_step(be):
-    rng = np.random.default_rng(0)
-    x = be.asarray(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
-    y = be.asarray(rng.integers(0, 10, 2))
-    model = resnet18(num_classes=10)
-    criterion = nn.CrossEntropyLoss()
-    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> None:
-        optimizer.zero_grad()
-        loss = criterion(model(x), y)
-        if hasattr(loss, "backward") and hasattr(loss, "grad_fn"):
-            loss.backward()
-        else:  # a checkout from before autograd
-            model.backward(criterion.backward(), input_grad=False)
-        optimizer.step()
-    return step
 
 
 def main() -> None:
