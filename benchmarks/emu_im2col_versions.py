@@ -7,7 +7,7 @@ shown) prints, per version (v2; v3 with scalar loads; v3 with 16-byte loads wher
 whose lanes each load one distinct aligned vector and shuffle), the 32-byte sectors its global
 loads and stores touch and its warp-level memory requests, and the load efficiency (the ideal
 sectors, distinct bytes / 32 per request, over the sectors touched): the evidence behind the
-launcher's choice of version (gpuconv/backend/cuda_ops/im2col.py).
+launcher's choice of version (gpuconv/backend/cuda/im2col.py).
 """
 
 from __future__ import annotations

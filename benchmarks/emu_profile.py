@@ -165,7 +165,7 @@ def untiled_pooling(x) -> None:
     """The version-1 pooling kernels, forwards and backwards, which run where a v2 tile would not
     fit in shared memory: forced by allowing tiles no shared memory (a shape of their own, so no
     cached v2 plan is used)."""
-    from gpuconv.backend.cuda_ops import pool as pool_launch
+    from gpuconv.backend.cuda import pool as pool_launch
 
     saved = pool_launch.TILE_SHARED_BYTES
     pool_launch.TILE_SHARED_BYTES = 0

@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_im2col_versions.py [--backend cupy|emulated] [--batch 32] [--shrink 1]
 
-The launcher (gpuconv/backend/cuda_ops/im2col.py) picks v4 at horizontal stride 1 and v2 elsewhere
+The launcher (gpuconv/backend/cuda/im2col.py) picks v4 at horizontal stride 1 and v2 elsewhere
 from the emulator's access profile (benchmarks/emu_im2col_versions.py), which counts memory
 sectors but not instructions: v4 trades v3's second load per tap for a ballot, shuffles and
 selects, and v2's per-pixel loads for all three. This script gives the GPU's answer. For ResNet

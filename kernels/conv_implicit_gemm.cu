@@ -28,7 +28,7 @@
 // one step ahead, so the loads and the inner loop have no division (backward data with stride > 1
 // keeps one exact-division test per element: the gather form). Each thread's B column (an output
 // or input pixel) is decomposed once per block. All index arithmetic is 32-bit except the
-// per-image bases, which the launcher (gpuconv/backend/cuda_ops/conv_implicit_gemm.py) checked:
+// per-image bases, which the launcher (gpuconv/backend/cuda/conv_implicit_gemm.py) checked:
 // every image, the weights and the GEMM's N and K dimensions have fewer than 2^31 elements.
 // Global memory: A is loaded as float4 / float2 / double2 runs along k where the tensor allows
 // (forward: the weight rows, K % 4 == 0 and w 16-byte aligned; backward weight: dy's planes,

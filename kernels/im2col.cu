@@ -29,7 +29,7 @@
 //       the columns' address to be multiples of kLanes elements (16 bytes), so that every vector
 //       is aligned and inside one output row. The launcher runs it only where its loads are
 //       vectors too, at stride 1 (below), and v2 elsewhere: by the emulator's access profile v3
-//       with scalar loads touches 1.5-3.8x v2's sectors (gpuconv/backend/cuda_ops/im2col.py).
+//       with scalar loads touches 1.5-3.8x v2's sectors (gpuconv/backend/cuda/im2col.py).
 //       Loads: with scalar loads the k-th load of neighbouring lanes is kLanes*sw pixels apart, so
 //       a warp's request spans kLanes times the bytes it uses (the emulator's access profile: 26%
 //       load efficiency, 14.5 sectors per request). Where the launcher sets `vector_loads` (the

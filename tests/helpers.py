@@ -129,7 +129,7 @@ def finite_difference_check(f, inputs: dict, grads: dict, eps: float = 1e-6, sam
 def tiled_and_untiled(monkeypatch, run):
     """(run() with the tiled pooling kernels (v2), run() with v1): v1 runs where a tile would not fit
     in shared memory, here forced by allowing tiles none."""
-    from gpuconv.backend.cuda_ops import pool as pool_launch
+    from gpuconv.backend.cuda import pool as pool_launch
 
     tiled = run()
     with monkeypatch.context() as m:
@@ -160,7 +160,7 @@ def gem_finite_difference_check(rng, kernel_size, stride, shape, samples: int = 
 def set_pool_launch_limits(monkeypatch, limits: dict) -> None:
     """Sets the pooling launcher's module constants (tile sizes, grid limits) named in ``limits`` for
     one test, so that small inputs reach the launch paths that large ones take."""
-    from gpuconv.backend.cuda_ops import pool as pool_launch
+    from gpuconv.backend.cuda import pool as pool_launch
 
     for name, value in limits.items():
         monkeypatch.setattr(pool_launch, name, value)

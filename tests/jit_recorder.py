@@ -34,7 +34,8 @@ import gpuconv
 
 GPUCONV_ROOT = Path(gpuconv.__file__).resolve().parent
 # The emulated backend's own files: what they do with NumPy has no counterpart on the cupy backend.
-_EMULATOR_FILES = ("emulated.py", "emulated_backend.py", "emulated_loader.py")
+# (the whole package gpuconv/backend/emulated/)
+_EMULATOR_DIR = str(GPUCONV_ROOT / "backend" / "emulated") + "/"
 _THIS_FILE = str(Path(__file__).resolve())
 
 # np functions that only make views or read metadata (no device work on CuPy).
@@ -225,7 +226,7 @@ class Recorder:
         if frame is None:
             return
         path = frame.f_code.co_filename
-        if not path.startswith(self.roots) or Path(path).name in _EMULATOR_FILES:
+        if not path.startswith(self.roots) or path.startswith(_EMULATOR_DIR):
             return
         where = f"{Path(path).relative_to(GPUCONV_ROOT.parent) if path.startswith(str(GPUCONV_ROOT)) else Path(path).name}"
         self.records.append((name, f"{where}:{frame.f_lineno}"))

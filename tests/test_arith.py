@@ -167,7 +167,7 @@ def test_copy_of_random_transposes(backend, dtype, seed):
     ((2, 3), (0, 1), None),
 ])
 def test_which_views_are_batched_transposes(shape, axes, expected):
-    from gpuconv.backend.cuda_ops.arith import _batched_transpose
+    from gpuconv.backend.cuda.arith import _batched_transpose
 
     x = np.empty(shape, np.float32).transpose(axes)
     shape4 = (1,) * (4 - x.ndim) + x.shape
@@ -177,7 +177,7 @@ def test_which_views_are_batched_transposes(shape, axes, expected):
 
 def test_transposes_loop_over_a_small_grid(monkeypatch, rng):
     """More tiles and batches than blocks: the tiled kernel's grid-stride loops."""
-    from gpuconv.backend.cuda_ops import arith as launch
+    from gpuconv.backend.cuda import arith as launch
 
     monkeypatch.setattr(launch, "MAX_GRID", 2)
     x = rng.standard_normal((5, 3, 70, 97))

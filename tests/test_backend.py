@@ -39,7 +39,7 @@ def test_use_and_context_manager_restore():
 
 def test_backend_is_also_the_package():
     assert backend_package.get_backend is gpuconv.get_backend
-    import gpuconv.backend.numpy_backend as nb
+    import gpuconv.backend.numpy.backend as nb
 
     assert nb.NumpyBackend.name == "numpy"
 

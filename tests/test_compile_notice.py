@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gpuconv.backend import compile_notice as notice
-from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule
+from gpuconv.backend.emulated.backend import unavailable_reason
+from gpuconv.backend.emulated.loader import EmulatedModule
 
 
 def test_a_slow_block_prints_one_line(capsys):

@@ -144,7 +144,7 @@ def test_pointwise_matches_reference(backend, dtype, algo, index):
 def test_direct_kernel_versions_match_reference(kernel_backend, dtype, index):
     """Both versions of every direct kernel, where each applies (v2 backward data needs stride 1,
     v2 backward weight a tile that fits)."""
-    from gpuconv.backend.cuda_ops.conv_direct import backward_weight_v2_splits
+    from gpuconv.backend.cuda.conv_direct import backward_weight_v2_splits
     cfg, x, weight, bias, dy, (y_ref, dx_ref, dw_ref, _) = _case("general", index)
     y_sum, dx_sum, dw_sum, _ = _sum_bounds("general", index)
     g = conv_module.conv_geometry(x.shape, weight.shape, **_args(cfg))
@@ -165,7 +165,7 @@ def test_direct_kernel_versions_match_reference(kernel_backend, dtype, index):
 def test_direct_backward_weight_v2_lanes_and_splits(kernel_backend):
     """Cases that exercise each branch of the v2 kernel: 256 lanes per tap (1x1), 5 (7x7), one
     (12x11 taps), many splits, a partial channel block, and more splits than output rows fill."""
-    from gpuconv.backend.cuda_ops.conv_direct import backward_weight_v2_splits
+    from gpuconv.backend.cuda.conv_direct import backward_weight_v2_splits
     rng = np.random.default_rng(11)
     for x_shape, w_shape, stride, padding, dilation, groups in [
             ((3, 4, 9, 10), (6, 4, 1, 1), 1, 0, 1, 1), ((2, 3, 23, 21), (11, 3, 7, 7), 2, 3, 1, 1),
@@ -181,7 +181,7 @@ def test_direct_backward_weight_v2_lanes_and_splits(kernel_backend):
 
 
 def test_direct_v2_falls_back_to_v1_when_the_tile_is_too_large(kernel_backend):
-    from gpuconv.backend.cuda_ops.conv_direct import (MAX_SHARED_BYTES, backward_weight_v2_splits,
+    from gpuconv.backend.cuda.conv_direct import (MAX_SHARED_BYTES, backward_weight_v2_splits,
                                                       forward_v2_shared_bytes)
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((1, 1, 700, 9)), rng.standard_normal((1, 1, 40, 1))
@@ -493,7 +493,7 @@ def test_bad_backward_arguments(backend):
 def test_numpy_row_bands_and_cache_chunks(index, monkeypatch):
     """The numpy path's finer cuts (bands of output rows within an image, cache-sized chunks, wide
     GEMMs for small images) give the reference results; tiny thresholds force each of them."""
-    from gpuconv.backend.numpy_ops import conv as numpy_conv
+    from gpuconv.backend.numpy import conv as numpy_conv
     cfg, x, weight, bias, dy, expected = _case("general", index)
     for cache_bytes, wide in ((1, 1), (1, 10**6), (300, 2)):
         monkeypatch.setattr(numpy_conv, "CACHE_CHUNK_BYTES", cache_bytes)
@@ -511,7 +511,7 @@ def test_direct_forward_v2_row_stride_separates_the_banks_of_a_warps_two_rows():
     columns, then its even ones); for float32 at horizontal stride 1 or 2 no two distinct words
     share a bank, the stride is never below the patch width nor padded by 32 or more, and float64
     is not padded."""
-    from gpuconv.backend.cuda_ops.conv_direct import TILE_W, forward_v2_row_stride
+    from gpuconv.backend.cuda.conv_direct import TILE_W, forward_v2_row_stride
     for kw, sh, sw, dw in itertools.product((1, 3, 7), (1, 2, 3), (1, 2, 3), (1, 2)):
         g = conv_module.conv_geometry((1, 1, 40, 40), (1, 1, kw, kw), (sh, sw), 0, (1, dw), 1)
         pw = (TILE_W - 1) * sw + (kw - 1) * dw + 1

@@ -12,8 +12,8 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
-from gpuconv.backend.cuda_ops import conv_implicit_gemm as igemm
-from gpuconv.backend.cuda_ops.tf32 import round_to_tf32
+from gpuconv.backend.cuda import conv_implicit_gemm as igemm
+from gpuconv.backend.cuda.tf32 import round_to_tf32
 from gpuconv.functional import conv as conv_module
 from gpuconv.functional import conv_algo
 from tests import reference

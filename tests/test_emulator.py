@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule, sanitizing
+from gpuconv.backend.emulated.backend import unavailable_reason
+from gpuconv.backend.emulated.loader import EmulatedModule, sanitizing
 from gpuconv.backend.errors import KernelCompileError, KernelLaunchError
 from tests.helpers import assert_schedule_independent, assert_sums_close, emulator_schedule
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from gpuconv.backend.emulated import asan_runtime, run_under_asan
-from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule, sanitizing
+from gpuconv.backend.emulated.backend import unavailable_reason
+from gpuconv.backend.emulated.loader import EmulatedModule, sanitizing
 from tests.test_emulator_sanitizer import at
 
 pytestmark = [pytest.mark.emulated,
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = textwrap.dedent("""
     import sys
     import numpy as np
-    from gpuconv.backend.emulated_loader import EmulatedModule
+    from gpuconv.backend.emulated.loader import EmulatedModule
     module = EmulatedModule("tests/emu_kernels/planted_bugs.cu")
     x, y = np.arange(64, dtype=np.float32), np.zeros(64, np.float32)
     module.get_function("copy_f32")(1, 64, (x, y, np.int32(64)))

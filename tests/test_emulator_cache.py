@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpuconv.backend import cache_folder, cache_sweep, cache_trust, emulated_loader
+from gpuconv.backend import cache_folder, cache_sweep, cache_trust
+from gpuconv.backend.emulated import loader as emulated_loader
 from gpuconv.backend.disk_full import NoSpaceError
-from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule
+from gpuconv.backend.emulated.backend import unavailable_reason
+from gpuconv.backend.emulated.loader import EmulatedModule
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
                                 reason=f"emulator unavailable: {unavailable_reason()}")
@@ -192,8 +193,8 @@ def test_a_killed_compile_leaves_nothing_for_long(built, tmp_path, monkeypatch):
     folder = tmp_path / "emu"
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import os, time
-        from gpuconv.backend import emulated_loader
-        from gpuconv.backend.emulated_loader import EmulatedModule
+        from gpuconv.backend.emulated import loader as emulated_loader
+        from gpuconv.backend.emulated.loader import EmulatedModule
         real_run = emulated_loader.subprocess.run
         def slow_run(cmd, **kwargs):
             if "-c" in cmd:  # the compile step (not `g++ --version`)

@@ -12,8 +12,8 @@ import pytest
 import gpuconv
 import gpuconv.backend.emulated as emulated
 import gpuconv.functional as F
-from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule
+from gpuconv.backend.emulated.backend import unavailable_reason
+from gpuconv.backend.emulated.loader import EmulatedModule
 
 pytestmark = [pytest.mark.emulated,
               pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")]

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_guard import guarded
-from gpuconv.backend.emulated_loader import EmulatedModule, sanitize_enabled, sanitize_mode, sanitizing
+from gpuconv.backend.emulated.backend import unavailable_reason
+from gpuconv.backend.emulated.guard import guarded
+from gpuconv.backend.emulated.loader import EmulatedModule, sanitize_enabled, sanitize_mode, sanitizing
 from gpuconv.backend.errors import KernelLaunchError
 from tests.helpers import SCHEDULES, emulator_schedule
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuconv.backend.emulated_backend import unavailable_reason
+from gpuconv.backend.emulated.backend import unavailable_reason
 
 pytestmark = [pytest.mark.emulated,
               pytest.mark.skipif(unavailable_reason() is not None, reason=f"emulator unavailable: {unavailable_reason()}")]
@@ -54,7 +54,7 @@ def test_the_pytest_option_sets_the_mode(tmp_path, option, mode):
         if asan_runtime() is None:
             pytest.skip("the C++ compiler has no ASan runtime (libasan.so)")
     probe = tmp_path / "test_probe.py"
-    probe.write_text("import os\nfrom gpuconv.backend.emulated_loader import asan_loaded, sanitize_mode\n\n\n"
+    probe.write_text("import os\nfrom gpuconv.backend.emulated.loader import asan_loaded, sanitize_mode\n\n\n"
                      "def test_mode():\n"
                      f"    assert sanitize_mode() == {mode!r}\n"
                      f"    assert asan_loaded() == {mode == 'asan'}\n")

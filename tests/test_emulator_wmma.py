@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpuconv.backend.cuda_ops.tf32 import round_to_tf32
-from gpuconv.backend.emulated_backend import unavailable_reason
-from gpuconv.backend.emulated_loader import EmulatedModule, sanitizing
+from gpuconv.backend.cuda.tf32 import round_to_tf32
+from gpuconv.backend.emulated.backend import unavailable_reason
+from gpuconv.backend.emulated.loader import EmulatedModule, sanitizing
 from gpuconv.backend.errors import KernelLaunchError
 from tests.helpers import assert_schedule_independent, assert_sums_close
 

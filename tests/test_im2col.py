@@ -165,7 +165,7 @@ def test_kernel_versions_and_index_widths_match_reference(kernel_backend, dtype,
 
 
 def test_launcher_picks_the_index_width_and_block_shape():
-    from gpuconv.backend.cuda_ops.im2col import index_bits, plane_block
+    from gpuconv.backend.cuda.im2col import index_bits, plane_block
     assert index_bits(10, 2**31 - 1) == 32
     assert index_bits(10, 2**31) == 64
     assert plane_block(49) == (64, 4)  # a 7x7 plane: 4 planes per 256-thread block
@@ -188,7 +188,7 @@ def test_large_planes_and_many_planes(kernel_backend, rng):
 def test_vectorized_im2col_matches_reference(kernel_backend, dtype, layout, rng):
     """v3 (16-byte stores) where OW (im2col) or W (col2im) is a multiple of 4: stride, dilation,
     padding, both index widths; the launcher picks it by default there and refuses it elsewhere."""
-    from gpuconv.backend.cuda_ops.im2col import column_strides, vector_lanes
+    from gpuconv.backend.cuda.im2col import column_strides, vector_lanes
     cases = (((2, 3, 9, 8), (3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2, 7, 15), (2, 3), (2, 2), (0, 1), (1, 1)),
              ((1, 4, 12, 12), (3, 3), (1, 1), (2, 2), (2, 2)), ((2, 1, 5, 4), (1, 1), (1, 1), (0, 0), (1, 1)),
              ((2, 2, 9, 16), (3, 2), (2, 4), (1, 0), (2, 3)))
@@ -264,7 +264,7 @@ def test_v3_vector_and_scalar_loads_match_reference(kernel_backend, dtype, layou
     loads, both index widths, on random configurations where v3 runs; every padding offset mod 4
     occurs, so every shift of the loaded vectors is exercised. The launcher picks the vector loads
     by default there, and refuses to force them where the rows are not aligned."""
-    from gpuconv.backend.cuda_ops.im2col import column_strides, load_lanes
+    from gpuconv.backend.cuda.im2col import column_strides, load_lanes
     for trial in range(14):
         shape, k, s, p, d, (oh, ow) = _vector_config(rng, (1, 2) if trial % 2 else (1,))
         n, c, h, w = shape
@@ -299,7 +299,7 @@ def test_v3_vector_and_scalar_loads_match_reference(kernel_backend, dtype, layou
 
 
 def test_launcher_runs_v4_where_its_alignment_allows(rng):
-    """The default version (see gpuconv/backend/cuda_ops/im2col.py): v4 at horizontal stride 1
+    """The default version (see gpuconv/backend/cuda/im2col.py): v4 at horizontal stride 1
     where its stores are vectors (OW % 4 == 0 for im2col, W % 4 == 0 for col2im) and the array it
     reads is 16-byte aligned with a size that is a multiple of 16 bytes, whatever its row width
     (the "valid" cases); v2 at stride 2, off a 16-byte boundary, or with a ragged size."""
@@ -417,7 +417,7 @@ def test_v4_runs_its_64_bit_variant_near_the_int_limit(monkeypatch, rng):
     """v4 computes offsets of padding rows past the end of the array it reads: where the arrays fit an
     int but not with that reach, the launcher runs v4's 64-bit variant (v2, which needs no margin,
     keeps 32 bits). The limit is lowered to just above the columns' extent to show it."""
-    import gpuconv.backend.cuda_ops.im2col as launcher
+    import gpuconv.backend.cuda.im2col as launcher
     import gpuconv.backend.emulated as emulated
     if gpuconv.backend.unavailable_reason("emulated"):
         pytest.skip("emulated backend unavailable")

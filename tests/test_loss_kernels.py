@@ -188,7 +188,7 @@ def test_wide_rows_by_finite_differences(rng):
 @pytest.mark.parametrize("classes", [33, 1000])
 def test_rows_loop_over_a_small_grid(monkeypatch, rng, classes):
     """Fewer blocks than rows: each warp / block loops over several rows."""
-    from gpuconv.backend.cuda_ops import softmax as launch
+    from gpuconv.backend.cuda import softmax as launch
 
     monkeypatch.setattr(launch, "MAX_GRID", 2)
     logits = rng.standard_normal((70, classes))

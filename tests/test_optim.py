@@ -361,7 +361,7 @@ def test_schedulers_against_torch():
 def test_multi_tensor_kernels_match_numpy_bit_for_bit(rng, case, dtype, monkeypatch):
     """The emulated backend's one-launch multi-tensor update (several blocks per tensor, a skipped
     gradient, a parameter group added later) gives exactly the NumPy path's bits."""
-    from gpuconv.backend.cuda_ops import elementwise
+    from gpuconv.backend.cuda import elementwise
 
     monkeypatch.setattr(elementwise, "MT_CHUNK", 4)  # several blocks per tensor, a partial last one
     opt_class, kwargs, _ = case

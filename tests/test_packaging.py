@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gpuconv.backend.aot import CUBIN_ARCHITECTURES, MANIFEST, PTX_ARCHITECTURE
-from gpuconv.backend.emulated_backend import unavailable_reason
+from gpuconv.backend.emulated.backend import unavailable_reason
 from gpuconv.backend.signature import parse_signatures
 
 from .elf_symbols import function_symbols

@@ -10,7 +10,7 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
-from gpuconv.backend.cuda_ops import pool as pool_launch
+from gpuconv.backend.cuda import pool as pool_launch
 
 from tests import reference
 from tests.helpers import (assert_close, assert_schedule_independent, finite_difference_check,

@@ -9,7 +9,7 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
-from gpuconv.backend.cuda_ops import pool as pool_launch
+from gpuconv.backend.cuda import pool as pool_launch
 
 from tests import reference
 from tests.helpers import (assert_close, assert_schedule_independent, gem_finite_difference_check,
@@ -213,7 +213,7 @@ def test_gem_of_a_window_holding_inf_is_inf_as_in_avg_and_max_pooling(backend, d
     x[1, 2, 0, 0] = np.inf
     kernel, stride = ((9, 8), (1, 1)) if window.startswith("global") else ((3, 3), (2, 2))
     if window == "global, thread per output":
-        from gpuconv.backend.cuda_ops import pool as launch
+        from gpuconv.backend.cuda import pool as launch
         monkeypatch.setattr(launch, "WARP_MIN_WINDOW", 10 ** 6)
     expected = reference.gem(x, 3.0, 1e-6, kernel, stride)  # mean(c^p)^(1/p): inf in those windows
     assert np.isinf(expected).any() and np.isfinite(expected).any()

@@ -98,7 +98,7 @@ def test_every_layout_against_the_reference(backend, dtype, rng, shape, dim):
 
 
 def test_the_schedule_follows_the_layout():
-    from gpuconv.backend.cuda_ops.softmax import WARP_ROW_LIMIT, row_schedule
+    from gpuconv.backend.cuda.softmax import WARP_ROW_LIMIT, row_schedule
 
     assert row_schedule(300, 10, 4)[0] == ""
     assert row_schedule(300, WARP_ROW_LIMIT, 1) == ("_warp", (38,), (256,))
@@ -109,7 +109,7 @@ def test_the_schedule_follows_the_layout():
 @pytest.mark.parametrize("classes", [33, 1000])
 def test_rows_loop_over_a_small_grid(monkeypatch, rng, classes):
     """Fewer blocks than rows: each warp / block loops over several rows."""
-    from gpuconv.backend.cuda_ops import softmax as launch
+    from gpuconv.backend.cuda import softmax as launch
 
     monkeypatch.setattr(launch, "MAX_GRID", 2)
     x = rng.standard_normal((70, classes))

@@ -7,7 +7,7 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
-from gpuconv.backend.cuda_ops.tf32 import round_to_tf32
+from gpuconv.backend.cuda.tf32 import round_to_tf32
 from tests import reference
 from tests.helpers import assert_close, assert_sums_close, conv_sum_bounds
 

@@ -39,17 +39,17 @@ def unavailable_reason(name: str) -> str | None:
     """Why backend ``name`` cannot run on this machine, or None when it can."""
     name = _check_name(name)
     if name == "cupy":
-        from .cupy_backend import unavailable_reason as reason
+        from .cuda.cupy_backend import unavailable_reason as reason
         return reason()
     if name == "emulated":
-        from .emulated_backend import unavailable_reason as reason
+        from .emulated.backend import unavailable_reason as reason
         return reason()
     return None
 
 
 def _auto_fallback_message(reason: str) -> str:
     """auto's one warning when it cannot use cupy: what happens in words, then why."""
-    from .cupy_backend import NO_GPU
+    from .cuda.cupy_backend import NO_GPU
 
     if reason.startswith(NO_GPU):
         return f"gpuconv: {reason}: computing on the CPU with numpy (backend 'auto')"
@@ -88,13 +88,13 @@ def create(name: str, device: int | None = None) -> Backend:
         if reason is not None:
             raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
         if name == "numpy":
-            from .numpy_backend import NumpyBackend
+            from .numpy.backend import NumpyBackend
             _instances[key] = NumpyBackend()
         elif name == "emulated":
-            from .emulated_backend import EmulatedBackend
+            from .emulated.backend import EmulatedBackend
             _instances[key] = EmulatedBackend()
         else:
-            from .cupy_backend import CupyBackend
+            from .cuda.cupy_backend import CupyBackend
             _instances[key] = CupyBackend(device)
     return _instances[key]
 

@@ -14,7 +14,7 @@ Algorithms (``algo=``: one name for the three directions, or a mapping with any 
   another GEMM width) and ``dweight`` sums one GEMM per chunk, equal up to the rounding of that
   sum order.
 - ``"direct"``: kernels/conv_direct.cu: no column buffer. On the numpy backend, one GEMM per
-  kernel tap on a shifted view of the input (gpuconv/backend/numpy_ops/conv_direct.py): no column
+  kernel tap on a shifted view of the input (gpuconv/backend/numpy/conv_direct.py): no column
   buffer either, the low-memory path.
 - ``"gemm"``: 1x1 kernel, stride 1, no padding: one batched GEMM over the batch, no columns.
 - ``"implicit_gemm"``: kernels/conv_implicit_gemm.cu: each direction is one tiled GEMM whose

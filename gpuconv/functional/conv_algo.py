@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import flags
-from ..backend.cuda_ops import conv_implicit_gemm
-from ..backend.cuda_ops.conv_direct import backward_weight_v2_splits
+from ..backend.cuda import conv_implicit_gemm
+from ..backend.cuda.conv_direct import backward_weight_v2_splits
 from .conv_geometry import ConvGeometry
 
 ALGOS = ("auto", "im2col", "direct", "gemm", "implicit_gemm")
@@ -121,7 +121,7 @@ class Plan(NamedTuple):
 
 def plan(g: ConvGeometry, name: str, direction: str, itemsize: int, limit: int | None = None) -> Plan:
     """The chunking and exact workspace of algorithm ``name`` (not "auto") in ``direction`` on the
-    cupy and emulated backends (gpuconv/backend/cuda_ops/conv_im2col.py, conv_direct.py and
+    cupy and emulated backends (gpuconv/backend/cuda/conv_im2col.py, conv_direct.py and
     conv_implicit_gemm.py allocate exactly this)."""
     limit = flags.workspace_limit if limit is None else limit
     kh, kw = g.kernel_size

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ..backend.numpy_ops.pool import is_pairwise
+from ..backend.numpy.pool import is_pairwise
 from ._args import (check_array, check_int32, check_spatial, check_window_extent, int_arg, non_negative_pair,
                     positive_pair, same_dtype, shape_arg)
 from ._memory import check_request, nbytes, numpy_buffer_bytes

@@ -17,8 +17,8 @@ import numpy as np
 
 from .. import functional as F
 from ..functional._memory import numpy_buffer_bytes
-from ..backend.numpy_ops import conv as numpy_conv
-from ..backend.numpy_ops import conv_direct as numpy_direct
+from ..backend.numpy import conv as numpy_conv
+from ..backend.numpy import conv_direct as numpy_direct
 from ..functional.conv_algo import plan
 
 DIRECTIONS = ("forward", "backward_data", "backward_weight")
@@ -126,7 +126,7 @@ def numpy_transient_bytes(g: F.ConvGeometry, itemsize: int, direction: str, chun
 
 
 def _numpy_direct(g: F.ConvGeometry, itemsize: int, direction: str) -> int:
-    """numpy_ops/conv_direct.py: the phase copy of the padded input (forward, backward weight) or
+    """backend/numpy/conv_direct.py: the phase copy of the padded input (forward, backward weight) or
     its gradient (backward data), the output-sized accumulator or dy on the grid, one tap's
     product, and the per-tap copy of the weights (backward weight: dweight before its transpose)."""
     sh, sw, hq, wq = numpy_direct._grid(g)

@@ -3,7 +3,7 @@ interface returns meta arrays of the right shapes and dtypes, computes nothing, 
 temporaries the target backend's own primitive allocates while it runs.
 
 Two targets: ``numpy`` (the numpy backend's primitives, NumPy expressions) and the kernel backends
-``emulated`` and ``cupy`` (the launchers of gpuconv/backend/cuda_ops, which allocate their results
+``emulated`` and ``cupy`` (the launchers of gpuconv/backend/cuda, which allocate their results
 and the workspaces ``conv_algo.plan`` counts). Everything outside the primitives (gpuconv.functional's
 array expressions, autograd, the optimizers' per-parameter NumPy code) runs as it is, on meta arrays.
 The temporaries come from the ops' own ``*_transient_bytes`` formulas, checked against tracemalloc
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..backend.base import Backend
-from ..backend.cuda_ops.elementwise import multi_tensor_table_bytes
+from ..backend.cuda.elementwise import multi_tensor_table_bytes
 from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
-from ..backend.numpy_ops import conv as numpy_conv
+from ..backend.numpy import conv as numpy_conv
 from ..functional._memory import numpy_buffer_bytes
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
@@ -57,7 +57,7 @@ class MetaBackend(Backend):
     def conv_heuristic(self, g: Any, direction: str) -> str | None:
         """``auto``'s choice on the target: the numpy backend has its own measured rule."""
         if self.target == "numpy":
-            from ..backend.numpy_ops.conv_direct import numpy_heuristic
+            from ..backend.numpy.conv_direct import numpy_heuristic
             return numpy_heuristic(g, direction)
         return None
 

@@ -1,6 +1,6 @@
 // cuda_emu.h — runs our CUDA kernels on the CPU, for tests. One header per concern, included here.
 //
-// The emulated loader (gpuconv/backend/emulated_loader.py) compiles a kernels/*.cu file with g++
+// The emulated loader (gpuconv/backend/emulated/loader.py) compiles a kernels/*.cu file with g++
 // as C++20, with this header force-included (-include) and one generated launch wrapper per
 // `extern "C" __global__` entry point appended. Python calls the wrapper through ctypes with the
 // launch configuration and an array of pointers to the arguments.

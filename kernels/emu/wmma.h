@@ -17,7 +17,7 @@
 //   then each lane writes its D. Inputs are read as TF32: their low 13 mantissa bits dropped,
 //   which is what a kernel that forgets __float_to_tf32 gets from the tensor cores' TF32 read.
 // - __float_to_tf32 rounds to nearest with ties away from zero (cvt.rna.tf32.f32), NaN and
-//   infinity unchanged, bit for bit as gpuconv/backend/cuda_ops/tf32.py round_to_tf32.
+//   infinity unchanged, bit for bit as gpuconv/backend/cuda/tf32.py round_to_tf32.
 //
 // Emulator internals used: emu::state.cur (->lane, ->warp), emu::state.warps (its size and
 // .existing), emu::Fiber, emu::ShimScope, emu::warp_sync(mask, value, src, predicate, file, line), emu::fail, emu::site,

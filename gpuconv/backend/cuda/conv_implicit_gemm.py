@@ -58,7 +58,7 @@ def shared_bytes(tile: str, itemsize: int) -> int:
 
 
 def _device_capability() -> tuple[int, int]:
-    from ..cupy_loader import device_capability
+    from .cupy_loader import device_capability
 
     return device_capability()
 

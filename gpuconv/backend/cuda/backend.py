@@ -10,18 +10,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import Backend
-from .cuda_ops.conv_direct import ConvDirectKernels
-from .cuda_ops.conv_im2col import ConvIm2colKernels
-from .cuda_ops.conv_implicit_gemm import ConvImplicitGemmKernels
-from .cuda_ops.arith import ArithKernels
-from .cuda_ops.batchnorm import BatchNormKernels
-from .cuda_ops.elementwise import ElementwiseKernels
-from .cuda_ops.im2col import Im2colKernels
-from .cuda_ops.loss import LossKernels
-from .cuda_ops.pool import PoolKernels
-from .cuda_ops.softmax import SoftmaxKernels
-from .kernel_source import kernel_files
+from ..base import Backend
+from .conv_direct import ConvDirectKernels
+from .conv_im2col import ConvIm2colKernels
+from .conv_implicit_gemm import ConvImplicitGemmKernels
+from .arith import ArithKernels
+from .batchnorm import BatchNormKernels
+from .elementwise import ElementwiseKernels
+from .im2col import Im2colKernels
+from .loss import LossKernels
+from .pool import PoolKernels
+from .softmax import SoftmaxKernels
+from ..kernel_source import kernel_files
 
 _DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 

@@ -1,4 +1,4 @@
-"""The numpy backend's counterparts of cuda_ops/arith.py: NumPy expressions (each the expression
+"""The numpy backend's counterparts of backend/cuda/arith.py: NumPy expressions (each the expression
 the functional layer used before these were backend primitives, so results stay bit for bit)."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cuda_backend import CudaBackend
+from .backend import CudaBackend
 from .cupy_loader import CupyModule
 
 
@@ -93,6 +93,6 @@ class CupyBackend(CudaBackend):
         self.xp.cuda.get_current_stream().synchronize()
 
     def matmul(self, a, b, out=None):
-        # NOTE: gpuconv switches TF32 per call (gpuconv.flags.allow_tf32, cuda_ops/tf32.py); a
+        # NOTE: gpuconv switches TF32 per call (gpuconv.flags.allow_tf32, backend/cuda/tf32.py); a
         # CUPY_TF32=1 set before CuPy's import still makes every 2-D product TF32 regardless.
         return self.xp.matmul(a, b, out=out)

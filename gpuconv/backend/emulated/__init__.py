@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from .emulated_loader import PROFILE_FIELDS, PROFILE_KINDS, SANITIZE_ENV, compiler, recording, sanitizing
+from .loader import PROFILE_FIELDS, PROFILE_KINDS, SANITIZE_ENV, compiler, recording, sanitizing
 
 __all__ = ["AccessProfile", "KernelAccesses", "asan_runtime", "profile", "run_under_asan", "sanitize"]
 

@@ -1,4 +1,4 @@
-"""The numpy backend's counterparts of cuda_ops/loss.py: cross entropy as NumPy expressions
+"""The numpy backend's counterparts of backend/cuda/loss.py: cross entropy as NumPy expressions
 (log-softmax with the maximum subtracted, a gather of the targets' log-probabilities, class
 weights, label smoothing, then the reduction), and fit()'s count of correct classifications."""
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cuda_backend import CudaBackend
-from .emulated_loader import POISON_F32, POISON_F64, EmulatedModule, compiler, instrumented
-from .emulated_unwritten import track
+from ..cuda.backend import CudaBackend
+from .loader import POISON_F32, POISON_F64, EmulatedModule, compiler, instrumented
+from .unwritten import track
 
 
 def unavailable_reason() -> str | None:

@@ -38,18 +38,18 @@ from typing import Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from .aot import with_defines
-from .cache_folder import usable_cache_folder
-from .cache_sweep import sweep_stale, temp_prefix
-from .cache_trust import binary_problem, record_digest, warn_once
-from .compile_notice import compile_notice
-from .disk_full import NoSpaceError, folder_out_of_space, is_no_space, no_space
-from .emulated_divisions import division_counts
-from .emulated_guard import guarded
-from .emulated_unwritten import shadow_address
-from .errors import KernelLaunchError
-from .kernel_source import compile_error, kernels_dir, read_source
-from .signature import Signature, check_arguments, parse_signatures
+from ..aot import with_defines
+from ..cache_folder import usable_cache_folder
+from ..cache_sweep import sweep_stale, temp_prefix
+from ..cache_trust import binary_problem, record_digest, warn_once
+from ..compile_notice import compile_notice
+from ..disk_full import NoSpaceError, folder_out_of_space, is_no_space, no_space
+from .divisions import division_counts
+from .guard import guarded
+from .unwritten import shadow_address
+from ..errors import KernelLaunchError
+from ..kernel_source import compile_error, kernels_dir, read_source
+from ..signature import Signature, check_arguments, parse_signatures
 
 SCHEDULE_ENV = "GPUCONV_EMU_SCHEDULE"
 SANITIZE_ENV = "GPUCONV_EMU_SANITIZE"
@@ -480,7 +480,7 @@ class EmulatedModule:
 
     def division_counts(self) -> dict[str, tuple[int, int]]:
         """kernel -> (32-bit, 64-bit) integer divisions by run-time values in its plain build's code
-        (a static count: :mod:`gpuconv.backend.emulated_divisions`)."""
+        (a static count: :mod:`gpuconv.backend.emulated.divisions`)."""
         return division_counts(self.build("plain").path, tuple(self.signatures))
 
     def get_function(self, name: str) -> EmulatedKernel:

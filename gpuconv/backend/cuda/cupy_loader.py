@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .kernel_binaries import binary_path
-from .kernel_source import read_source
-from .nvrtc_check import compile_program
-from .signature import Signature, check_arguments, parse_signatures
+from ..kernel_binaries import binary_path
+from ..kernel_source import read_source
+from ..nvrtc_check import compile_program
+from ..signature import Signature, check_arguments, parse_signatures
 
 
 class CheckedKernel:

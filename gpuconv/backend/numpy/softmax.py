@@ -1,5 +1,5 @@
 """The numpy backend's softmax and log-softmax along one axis (counterparts of
-cuda_ops/softmax.py): the maximum subtracted first, so exp never overflows."""
+backend/cuda/softmax.py): the maximum subtracted first, so exp never overflows."""
 
 from __future__ import annotations
 
