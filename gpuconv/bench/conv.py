@@ -10,7 +10,7 @@ import numpy as np
 
 import gpuconv
 import gpuconv.functional as F
-from gpuconv.functional import conv as conv_module
+from gpuconv.functional import conv_algos
 
 from .runner import Case, Group, Op
 from .suites import ConvShape
@@ -20,8 +20,8 @@ _NEEDS = {"backward_data": (True, False, False), "backward_weight": (False, True
 
 
 def algorithms() -> list[str]:
-    """gpuconv's convolution algorithms, ``auto`` excluded (whatever this build of gpuconv has)."""
-    return [a for a in conv_module.ALGOS if a != "auto"]
+    """The registered convolution algorithms (gpuconv.functional.conv_algos), ``auto`` excluded."""
+    return list(conv_algos.names())
 
 
 def _call(shape: ConvShape, direction: str, algo: str):

@@ -5,20 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from gpuconv.backend import unavailable_reason
+from gpuconv.functional import conv_algos
 
 from .capabilities import has_module
 from .conv import algorithms
 from .suites import SUITES
-
-
-_ALGORITHMS = {
-    "im2col": "columns + GEMM (cuBLAS on the GPU, BLAS on the CPU)",
-    "direct": "kernels/conv_direct.cu; on the numpy backend the im2col code",
-    "gemm": "1x1 kernel, stride 1, no padding only",
-    "implicit_gemm": "kernels/conv_implicit_gemm.cu: GEMM tiles gathered from the input, no column buffer "
-                     "(TF32 tensor cores with --tf32); on the numpy backend the im2col code",
-    "auto": "what F.choose_algo picks",
-}
 
 
 def _row(case: str, kind: str, detail: str, ok: bool = True) -> dict[str, Any]:
@@ -31,8 +22,9 @@ def rows(be: Any) -> list[dict[str, Any]]:
     for name in ("numpy", "emulated", "cupy"):
         reason = unavailable_reason(name)
         out.append(_row(name, "backend", reason or ("current" if be.name == name else "usable"), reason is None))
-    for algo in algorithms() + ["auto"]:
-        out.append(_row(algo, "algorithm", _ALGORITHMS.get(algo, "")))
+    for algo in algorithms():
+        out.append(_row(algo, "algorithm", conv_algos.get(algo).description))
+    out.append(_row("auto", "algorithm", "what F.choose_algo picks"))
     out.append(_row("tuned", "algorithm", "the autotuner's choice (cupy backend)"))
     out.append(_row("estimator", "feature", "gpuconv.memory"))
     for module, use in (("torch", "PyTorch comparison"), ("matplotlib", "--plot")):

@@ -4,7 +4,9 @@
 ``(C_out, C_in/groups, KH, KW)``, int or pair arguments, padding ``"same"``/``"valid"``, groups).
 
 Algorithms (``algo=``: one name for the three directions, or a mapping with any of the keys
-``"forward"``, ``"backward_data"``, ``"backward_weight"``; missing keys are ``"auto"``):
+``"forward"``, ``"backward_data"``, ``"backward_weight"``; missing keys are ``"auto"``). Each is an
+object in the registry of :mod:`gpuconv.functional.conv_algos` (one file per algorithm), which this
+module dispatches through; ``conv_algos.register`` adds one. The built-in ones:
 
 - ``"im2col"``: the input windows are copied into a column buffer (N, C*KH*KW, OH*OW) and one
   batched GEMM per chunk writes the output straight into NCHW; the bias is added by one epilogue
@@ -21,8 +23,9 @@ Algorithms (``algo=``: one name for the three directions, or a mapping with any 
   operands are gathered from x, dy and the weights as the tiles are loaded (no column buffer); the
   only workspace is backward weight's split-K partial sums, added in a fixed order (deterministic).
   On the numpy backend it runs the same NumPy GEMM implementation as ``"im2col"``.
-- ``"auto"``: :func:`choose_algo` per direction (the numpy backend has its own measured rule); with ``gpuconv.flags.conv_benchmark`` on, the
-  autotuner's measured winner (:mod:`gpuconv.functional.conv_tune`).
+- ``"auto"``: :func:`choose_algo` per direction (the numpy backend has its own measured rule); with
+  ``gpuconv.flags.conv_benchmark`` on, the autotuner's measured winner among the registered
+  algorithms that apply (:mod:`gpuconv.functional.conv_tune`).
 
 ``gpuconv.flags.allow_tf32`` lets the GEMMs of ``"im2col"`` and ``"gemm"`` use TF32 on the GPU, and
 ``"implicit_gemm"`` run its tensor-core (WMMA) kernels on float32 (compute capability 8.0 and newer;
@@ -37,10 +40,10 @@ import numpy as np
 
 from .. import flags
 from ..backend import get_backend
-from . import conv_tune
+from . import conv_algos, conv_tune
 from ._args import check_array, same_dtype
 from ._memory import check_request, nbytes
-from .conv_algo import ALGOS, DIRECTIONS, candidates, check_algo_spec, check_applies, check_direction, heuristic, plan
+from .conv_algo import ALGOS, DIRECTIONS, candidates, check_algo_spec, check_applies, check_direction, heuristic
 from .conv_algo import workspace_bytes as _workspace_bytes
 from .conv_geometry import ConvGeometry, conv_geometry
 
@@ -131,7 +134,8 @@ def _pick(spec: dict[str, str], g: ConvGeometry, direction: str, dtype, run: Cal
         return spec[direction]
     if flags.conv_benchmark:
         itemsize = np.dtype(dtype).itemsize
-        fitting = [a for a in candidates(g) if plan(g, a, direction, itemsize).workspace <= flags.workspace_limit]
+        fitting = [a for a in candidates(g, direction)
+                   if conv_algos.get(a).workspace(g, direction, itemsize) <= flags.workspace_limit]
         fallback = _heuristic(g, direction)
         winner = conv_tune.tuned(g, direction, dtype, fitting or [fallback], run)
         if winner is not None:
@@ -152,8 +156,8 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride=1, padding=0, dilation=
         padding: int or pair (zero padding on both sides), ``"valid"`` (none) or ``"same"`` (output
             size = input size; stride 1 only; an odd total goes one more to the bottom/right).
         groups: divides C_in and C_out; ``groups == C_in`` is depthwise.
-        algo: a name from ``ALGOS`` or a per-direction mapping (see the module docstring); the
-            forward uses its ``"forward"`` entry.
+        algo: ``"auto"``, a registered algorithm's name (``conv_algos.names()``) or a per-direction
+            mapping (see the module docstring); the forward uses its ``"forward"`` entry.
     Returns:
         (N, C_out, OH, OW).
     """
@@ -169,16 +173,11 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride=1, padding=0, dilation=
         return be.zeros((0, g.c_out) + g.out_size, x.dtype)
 
     def run(name: str):
-        steps = plan(g, name, "forward", x.dtype.itemsize)
+        algorithm = conv_algos.get(name)
+        steps = algorithm.plan(g, "forward", x.dtype.itemsize)
         check_request("conv2d", nbytes((g.n, g.c_out) + g.out_size, x.dtype) + steps.workspace,
                       f"the output and {name}'s workspace ({steps.workspace:,} bytes)")
-        if name == "gemm":
-            return be.conv2d_gemm_forward(x, weight, bias, g)
-        if name == "direct":
-            return be.conv2d_direct_forward(x, weight, bias, g)
-        if name == "implicit_gemm":
-            return be.conv2d_implicit_gemm_forward(x, weight, bias, g)
-        return be.conv2d_im2col_forward(x, weight, bias, g, steps.chunk)
+        return algorithm.forward(be, x, weight, bias, g, steps)
 
     return run(_pick(spec, g, "forward", x.dtype, run))
 
@@ -217,27 +216,18 @@ def conv2d_backward(dy: Any, x: Any, weight: Any, stride=1, padding=0, dilation=
     itemsize = x.dtype.itemsize
 
     def run_data(name: str):
-        steps = plan(g, name, "backward_data", itemsize)
+        algorithm = conv_algos.get(name)
+        steps = algorithm.plan(g, "backward_data", itemsize)
         check_request("conv2d_backward", nbytes(x.shape, x.dtype) + steps.workspace,
                       f"dx and {name}'s backward-data workspace ({steps.workspace:,} bytes)")
-        if name == "gemm":
-            return be.conv2d_gemm_backward_data(dy, weight, g)
-        if name == "direct":
-            return be.conv2d_direct_backward_data(dy, weight, g)
-        if name == "implicit_gemm":
-            return be.conv2d_implicit_gemm_backward_data(dy, weight, g)
-        return be.conv2d_im2col_backward_data(dy, weight, g, steps.chunk)
+        return algorithm.backward_data(be, dy, weight, g, steps)
 
     def run_weight(name: str):
-        steps = plan(g, name, "backward_weight", itemsize)
+        algorithm = conv_algos.get(name)
+        steps = algorithm.plan(g, "backward_weight", itemsize)
         check_request("conv2d_backward", nbytes(weight.shape, x.dtype) + steps.workspace,
                       f"dweight and {name}'s backward-weight workspace ({steps.workspace:,} bytes)")
-        if name == "direct":
-            return be.conv2d_direct_backward_weight(dy, x, g)
-        if name == "implicit_gemm":
-            return be.conv2d_implicit_gemm_backward_weight(dy, x, g)
-        # gemm's backward_weight is im2col's: the columns of a 1x1 kernel are x itself
-        return be.conv2d_im2col_backward_weight(dy, x, g, steps.chunk)
+        return algorithm.backward_weight(be, dy, x, g, steps)
 
     dx = run_data(_pick(spec, g, "backward_data", x.dtype, run_data)) if need_dx else None
     dw = run_weight(_pick(spec, g, "backward_weight", x.dtype, run_weight)) if need_dw else None

@@ -1,29 +1,31 @@
 """Which convolution algorithm runs in each direction, and how much workspace it takes.
 
 Three directions, chosen separately as cuDNN does: ``"forward"`` (y from x), ``"backward_data"``
-(dx from dy) and ``"backward_weight"`` (dweight from dy and x). ``algo=`` is a name from
-:data:`ALGOS` for all three, or a mapping with any of those keys (missing keys are ``"auto"``).
+(dx from dy) and ``"backward_weight"`` (dweight from dy and x). ``algo=`` is ``"auto"`` or the name
+of a registered algorithm (:mod:`gpuconv.functional.conv_algos`) for all three, or a mapping with
+any of those keys (missing keys are ``"auto"``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from .. import flags
-from ..backend.cuda import conv_implicit_gemm
-from ..backend.cuda.conv_direct import backward_weight_v2_splits
+from . import conv_algos
+from .conv_algos import DIRECTIONS, Plan
 from .conv_geometry import ConvGeometry
 
-ALGOS = ("auto", "im2col", "direct", "gemm", "implicit_gemm")
-DIRECTIONS = ("forward", "backward_data", "backward_weight")
+#: ``"auto"`` and the algorithms registered when gpuconv was imported (the built-in ones), for
+#: users; what runs is checked against the registry itself (``conv_algos.names()``), which
+#: algorithms registered later are in.
+ALGOS = ("auto",) + conv_algos.names()
 
 
 def heuristic(g: ConvGeometry, direction: str) -> str:
-    """What ``"auto"`` runs without the autotuner, rewritten from the H100 tables of
-    GPU-MEASUREMENTS.md (fp32, batch 32, main at b6b86e3):
+    """What ``"auto"`` runs without the autotuner on the GPU, written from the H100 tables of
+    benchmarks/results/conv-cupy-h100-b6b86e3-2026-11-26.md (fp32, main at commit b6b86e3):
 
     forward
       - a 1x1 kernel, stride 1, no padding: ``"gemm"``, since it is now the im2col path's own
@@ -50,7 +52,7 @@ def heuristic(g: ConvGeometry, direction: str) -> str:
     backward) until one is measured.
 
     ``"implicit_gemm"`` (kernels/conv_implicit_gemm.cu) is never chosen here: it has not been
-    measured on a GPU yet (no table of GPU-MEASUREMENTS.md has it). The autotuner
+    measured on a GPU yet (no table of that file has it). The autotuner
     (``gpuconv.flags.conv_benchmark``) times it with the others in every direction, so it wins
     where it is measured fastest; this heuristic should follow once bench_conv has measured it.
     """
@@ -65,11 +67,16 @@ def heuristic(g: ConvGeometry, direction: str) -> str:
     return "im2col"
 
 
+def _choices() -> str:
+    return ", ".join(map(repr, ("auto",) + conv_algos.names()))
+
+
 def check_algo_spec(algo: Any) -> dict[str, str]:
-    """``algo`` (a name or a per-direction mapping) as {direction: name}; ValueError naming what is wrong."""
+    """``algo`` (a name or a per-direction mapping) as {direction: name}; ValueError naming what is wrong
+    and the registered algorithms."""
     if isinstance(algo, str):
-        if algo not in ALGOS:
-            raise ValueError(f"algo must be one of {', '.join(map(repr, ALGOS))} or a mapping from "
+        if algo != "auto" and algo not in conv_algos.names():
+            raise ValueError(f"algo must be one of {_choices()} or a mapping from "
                              f"{', '.join(map(repr, DIRECTIONS))} to one of them, got {algo!r}")
         return dict.fromkeys(DIRECTIONS, algo)
     if isinstance(algo, Mapping):
@@ -79,30 +86,27 @@ def check_algo_spec(algo: Any) -> dict[str, str]:
                              f"{', '.join(map(repr, DIRECTIONS))}")
         spec = dict.fromkeys(DIRECTIONS, "auto")
         for direction, name in algo.items():
-            if not isinstance(name, str) or name not in ALGOS:
-                raise ValueError(f"algo[{direction!r}] must be one of {', '.join(map(repr, ALGOS))}, got {name!r}")
+            if not isinstance(name, str) or (name != "auto" and name not in conv_algos.names()):
+                raise ValueError(f"algo[{direction!r}] must be one of {_choices()}, got {name!r}")
             spec[direction] = name
         return spec
-    raise ValueError(f"algo must be one of {', '.join(map(repr, ALGOS))} or a mapping from directions to them, "
+    raise ValueError(f"algo must be one of {_choices()} or a mapping from directions to them, "
                      f"got {type(algo).__name__} {algo!r}")
 
 
 def check_applies(name: str, g: ConvGeometry, direction: str) -> str:
-    """``name`` if it applies to ``g``; ValueError when it does not (``"gemm"`` on a non-1x1)."""
-    if name == "gemm" and not g.is_pointwise:
-        raise ValueError(f"algo='gemm' needs a 1x1 kernel with stride 1 and no padding ({direction}), got kernel "
-                         f"{g.kernel_size}, stride {g.stride}, padding {g.padding} (top, bottom, left, right)")
-    if name == "implicit_gemm":
-        reason = conv_implicit_gemm.unsupported_reason(g)
-        if reason is not None:
-            raise ValueError(f"algo='implicit_gemm' cannot run this convolution ({direction}): {reason}")
+    """``name`` if that algorithm runs ``g`` in ``direction``; ValueError saying why it does not
+    (``"gemm"`` on a non-1x1 kernel, ``"implicit_gemm"`` beyond its kernels' 32-bit indexing)."""
+    reason = conv_algos.get(name).unsupported_reason(g, direction)
+    if reason is not None:
+        raise ValueError(f"algo={name!r} {reason}")
     return name
 
 
-def candidates(g: ConvGeometry) -> tuple[str, ...]:
-    """The algorithms that apply to ``g`` (what the autotuner times)."""
-    return tuple(a for a in ALGOS[1:] if (a != "gemm" or g.is_pointwise)
-                 and (a != "implicit_gemm" or conv_implicit_gemm.unsupported_reason(g) is None))
+def candidates(g: ConvGeometry, direction: str | None = None) -> tuple[str, ...]:
+    """The registered algorithms that run ``g`` in ``direction`` (None: in every direction), in
+    registration order (what the autotuner times)."""
+    return tuple(a.name for a in conv_algos.algorithms() if a.applies(g, direction))
 
 
 def check_direction(direction: Any) -> str:
@@ -111,56 +115,13 @@ def check_direction(direction: Any) -> str:
     return direction
 
 
-# ---- workspace ------------------------------------------------------------------------------------
-class Plan(NamedTuple):
-    """How one direction runs: images per chunk (im2col/gemm) and the workspace bytes it allocates."""
-
-    chunk: int
-    workspace: int
-
-
 def plan(g: ConvGeometry, name: str, direction: str, itemsize: int, limit: int | None = None) -> Plan:
     """The chunking and exact workspace of algorithm ``name`` (not "auto") in ``direction`` on the
-    cupy and emulated backends (gpuconv/backend/cuda/conv_im2col.py, conv_direct.py and
-    conv_implicit_gemm.py allocate exactly this)."""
-    limit = flags.workspace_limit if limit is None else limit
-    kh, kw = g.kernel_size
-    l_size = g.out_size[0] * g.out_size[1]
-    cols_image = g.c_in * kh * kw * l_size * itemsize
-    dy_image = g.c_out * l_size * itemsize
-    weight_bytes = g.c_out * (g.c_in // g.groups) * kh * kw * itemsize
-    if name == "direct":
-        if direction == "backward_data":
-            return Plan(g.n, weight_bytes if g.stride == (1, 1) else 0)  # flipped weights for the stride-1 path
-        if direction == "backward_weight":
-            return Plan(g.n, backward_weight_v2_splits(g) * weight_bytes)
-        return Plan(g.n, 0)
-    if name == "implicit_gemm":
-        if direction == "backward_weight":
-            splits = conv_implicit_gemm.backward_weight_splits(g, itemsize)
-            return Plan(g.n, splits * weight_bytes if splits > 1 else 0)  # the split-K partial sums
-        return Plan(g.n, 0)
-    if name == "gemm" and direction == "forward":
-        return Plan(g.n, 0)
-    # The transposed weights (G, rows, Kg) that backward data multiplies by: a copy, except when
-    # rows or Kg is 1 (depthwise, one filter per group), where the transpose is already contiguous.
-    transposed_weight = weight_bytes if (g.c_in // g.groups) * kh * kw > 1 and g.c_out // g.groups > 1 else 0
-    if name == "gemm" and direction == "backward_data":
-        return Plan(g.n, transposed_weight)
-    # im2col in every direction, and gemm's backward_weight (the same code: 1x1 columns are x transposed)
-    per_image = cols_image + (dy_image if direction == "backward_weight" else 0)
-    chunk = max(1, min(g.n, limit // max(1, per_image)))
-    workspace = chunk * per_image
-    if direction == "backward_data":
-        workspace += transposed_weight
-    elif direction == "backward_weight":
-        # dweight^T summed per group (G > 1), and each later chunk's dweight before it is added
-        workspace += weight_bytes * ((g.groups > 1) + (chunk < g.n))
-    return Plan(chunk, workspace)
+    cupy and emulated backends (:meth:`gpuconv.functional.conv_algos.ConvAlgorithm.plan`)."""
+    return conv_algos.get(name).plan(g, direction, itemsize, limit)
 
 
 def workspace_bytes(g: ConvGeometry, names: dict[str, str], dtype: Any, direction: str | None) -> int:
     itemsize = np.dtype(dtype).itemsize
     directions = DIRECTIONS if direction is None else (direction,)
     return max(plan(g, names[d], d, itemsize).workspace for d in directions)
-

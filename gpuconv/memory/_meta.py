@@ -4,7 +4,7 @@ temporaries the target backend's own primitive allocates while it runs.
 
 Two targets: ``numpy`` (the numpy backend's primitives, NumPy expressions) and the kernel backends
 ``emulated`` and ``cupy`` (the launchers of gpuconv/backend/cuda, which allocate their results
-and the workspaces ``conv_algo.plan`` counts). Everything outside the primitives (gpuconv.functional's
+and the workspaces the conv algorithms' ``plan`` counts). Everything outside the primitives (gpuconv.functional's
 array expressions, autograd, the optimizers' per-parameter NumPy code) runs as it is, on meta arrays.
 The temporaries come from the ops' own ``*_transient_bytes`` formulas, checked against tracemalloc
 per op in tests/test_memory.py.
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import create
 from ..backend.base import Backend
 from ..backend.cuda.elementwise import multi_tensor_table_bytes
 from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
@@ -56,10 +57,22 @@ class MetaBackend(Backend):
 
     def conv_heuristic(self, g: Any, direction: str) -> str | None:
         """``auto``'s choice on the target: the numpy backend has its own measured rule."""
-        if self.target == "numpy":
-            from ..backend.numpy.conv_direct import numpy_heuristic
-            return numpy_heuristic(g, direction)
+        return create("numpy").conv_heuristic(g, direction) if self.target == "numpy" else None
+
+    def conv_timer(self) -> None:
+        """None: shapes only, nothing to time (the autotuner keeps to the heuristic)."""
         return None
+
+    # The conv kernels' limits and workspace, which every backend reports alike (see
+    # gpuconv.functional.conv_algos); the numpy backend, always there, answers for the target.
+    def conv2d_direct_workspace(self, g: Any, direction: str, itemsize: int) -> int:
+        return create("numpy").conv2d_direct_workspace(g, direction, itemsize)
+
+    def conv2d_implicit_gemm_workspace(self, g: Any, direction: str, itemsize: int) -> int:
+        return create("numpy").conv2d_implicit_gemm_workspace(g, direction, itemsize)
+
+    def conv2d_implicit_gemm_unsupported_reason(self, g: Any) -> str | None:
+        return create("numpy").conv2d_implicit_gemm_unsupported_reason(g)
 
     def _spike(self, nbytes: int, what: str) -> None:
         """The temporaries of the primitive running now (every primitive reports once, 0 included:

@@ -8,8 +8,9 @@ weights (a gather: the direct transposed convolution reusing the forward's tilin
 with larger strides it runs the tiled v3 gather (the same tiling, stride-aware), or the v1 gather
 when v3's tile would exceed 48 KiB. Backward weight runs the tiled two-pass v2 (partial sums per split
 of the N*OH rows, then a sum in a fixed order) when its tile fits, else v1. The only workspace is
-the flipped weights (stride-1 backward data) and the v2 partial sums, as
-gpuconv.functional.conv_algo.plan counts them.
+the flipped weights (stride-1 backward data) and the v2 partial sums: :func:`workspace_bytes`, which
+the ``"direct"`` algorithm of gpuconv.functional.conv_algos reports through
+``conv2d_direct_workspace``.
 """
 
 from __future__ import annotations
@@ -80,6 +81,18 @@ def backward_weight_v2_splits(g) -> int:
     return max(1, min(rows, -(-BWW_TARGET_BLOCKS // (blocks * (g.c_in // g.groups)))))
 
 
+def workspace_bytes(g, direction: str, itemsize: int) -> int:
+    """Bytes the launchers below allocate besides the result of ``direction``: the flipped weights
+    of stride-1 backward data (run as a forward), the v2 backward weight's partial sums."""
+    kh, kw = g.kernel_size
+    weight_bytes = g.c_out * (g.c_in // g.groups) * kh * kw * itemsize
+    if direction == "backward_data":
+        return weight_bytes if g.stride == (1, 1) else 0
+    if direction == "backward_weight":
+        return backward_weight_v2_splits(g) * weight_bytes
+    return 0
+
+
 def _geometry_args(g) -> tuple:
     ints = (g.n, g.c_in, g.h, g.w, g.c_out, *g.kernel_size, *g.stride, *g.pad_top_left, *g.dilation,
             *g.out_size, g.groups)
@@ -87,6 +100,10 @@ def _geometry_args(g) -> tuple:
 
 
 class ConvDirectKernels:
+    def conv2d_direct_workspace(self, g, direction: str, itemsize: int) -> int:
+        """Workspace bytes of ``algo="direct"`` in ``direction`` (:func:`workspace_bytes`)."""
+        return workspace_bytes(g, direction, itemsize)
+
     def conv2d_direct_forward(self, x, weight, bias, g, version: int | None = None):
         y = self.empty((g.n, g.c_out) + g.out_size, x.dtype)
         has_bias = np.int32(bias is not None)

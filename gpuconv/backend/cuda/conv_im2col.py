@@ -8,8 +8,9 @@ reshape copy), then col2im into dx. Backward weight needs one reduction over N*O
 single GEMM can read from NCHW dy, so dy is copied once per chunk into the GEMM's layout.
 
 ``g`` is a ``gpuconv.functional.conv.ConvGeometry``; ``chunk`` is the number of images per chunk
-(gpuconv.functional.conv_algo.plan). Each buffer is allocated once per call, and what is
-allocated here is exactly what ``plan`` counts as workspace.
+(the ``plan`` of the ``"im2col"`` and ``"gemm"`` algorithms in gpuconv/functional/conv_algos/).
+Each buffer is allocated once per call, and what is allocated here is exactly what that ``plan``
+counts as workspace.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 import numpy as np
 
 from ... import flags
+from .conv_timing import cuda_event_timer, device_name
 from .tf32 import cublas_tf32, round_to_tf32
 
 # Activations the bias epilogue can apply in the same pass (the hook for fusing them later).
@@ -32,6 +34,13 @@ def _chunks(n: int, chunk: int):
 
 
 class ConvIm2colKernels:
+    def conv_timer(self):
+        """(device name, ``timer(run, label) -> ms``) that the conv autotuner measures algorithms
+        with, or None on the emulated backend (a CPU emulation: its times say nothing of a GPU)."""
+        if self.xp is np:
+            return None
+        return device_name(self.xp, self.xp.cuda.Device().id), cuda_event_timer(self.xp)
+
     # ---- GEMM, with TF32 when gpuconv.flags.allow_tf32 says so --------------------------------------
     def conv_gemm(self, a, b, out):
         """``out[...] = a @ b`` (2-D or batched with broadcasting), TF32 if allowed. On the emulated

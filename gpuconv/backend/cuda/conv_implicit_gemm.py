@@ -4,8 +4,9 @@ The implicit GEMM gathers its operands from x, dy and the weights tile by tile: 
 Forward and backward data allocate nothing but their output; backward weight splits the reduction
 over N*OH*OW into :func:`backward_weight_splits` ranges when that is needed to fill the GPU, and
 then allocates their partial sums, (splits, C_out, C_in/groups, KH, KW), which a second kernel adds
-in a fixed order (deterministic, no float atomics). gpuconv.functional.conv_algo.plan counts
-exactly that buffer.
+in a fixed order (deterministic, no float atomics). :func:`workspace_bytes` counts exactly that
+buffer (the ``"implicit_gemm"`` algorithm of gpuconv.functional.conv_algos reports it through
+``conv2d_implicit_gemm_workspace``).
 
 Tiles (BM x BN of the GEMM per block): ``"large"`` 128x128 (float32 only), ``"medium"`` 64x64,
 ``"small"`` 32x32; :func:`pick_tile` chooses by problem size (no GPU measurement behind the
@@ -150,6 +151,16 @@ def backward_weight_splits(g, itemsize: int) -> int:
     return backward_weight_plan(g, itemsize)[1]
 
 
+def workspace_bytes(g, direction: str, itemsize: int) -> int:
+    """Bytes the launchers below allocate besides the result of ``direction``: backward weight's
+    split-K partial sums when it splits (:func:`backward_weight_splits`), nothing else."""
+    if direction != "backward_weight":
+        return 0
+    splits = backward_weight_splits(g, itemsize)
+    kh, kw = g.kernel_size
+    return splits * g.c_out * (g.c_in // g.groups) * kh * kw * itemsize if splits > 1 else 0
+
+
 @functools.lru_cache(maxsize=256)
 def _geometry_args(g) -> tuple:
     """The kernels' geometry arguments (int32 scalars), once per geometry: the conversions cost
@@ -160,6 +171,14 @@ def _geometry_args(g) -> tuple:
 
 
 class ConvImplicitGemmKernels:
+    def conv2d_implicit_gemm_unsupported_reason(self, g) -> str | None:
+        """Why the implicit-GEMM kernels cannot run ``g`` (:func:`unsupported_reason`), or None."""
+        return unsupported_reason(g)
+
+    def conv2d_implicit_gemm_workspace(self, g, direction: str, itemsize: int) -> int:
+        """Workspace bytes of ``algo="implicit_gemm"`` in ``direction`` (:func:`workspace_bytes`)."""
+        return workspace_bytes(g, direction, itemsize)
+
     def _igemm_check(self, g, dtype, tile: str | None) -> None:
         reason = unsupported_reason(g)
         if reason is not None:

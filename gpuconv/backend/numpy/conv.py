@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cuda import conv_implicit_gemm as kernel_igemm
 from .im2col import windows
 
 
@@ -69,6 +70,10 @@ def _row_bands(view, buf, g, band):
             yield n, r0, r1, cols
 
 class NumpyConvOps:
+    def conv_timer(self) -> None:
+        """None: the CPU is no device whose times the conv autotuner would keep."""
+        return None
+
     def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
         chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
         band = _row_band(g, x.dtype.itemsize)
@@ -211,6 +216,15 @@ class NumpyConvOps:
 
     # No separate implicit GEMM on the CPU: the GEMMs above are its implicit GEMM, run with the whole
     # batch in one chunk capped at the default workspace limit. ``direct`` is conv_direct.py.
+    # It refuses what the kernels refuse and reports what they allocate (see the docstring of
+    # gpuconv.functional.conv_algos: a program that runs here runs on a GPU, and ``auto`` picks
+    # the same algorithms on every backend).
+    def conv2d_implicit_gemm_unsupported_reason(self, g) -> str | None:
+        return kernel_igemm.unsupported_reason(g)
+
+    def conv2d_implicit_gemm_workspace(self, g, direction: str, itemsize: int) -> int:
+        return kernel_igemm.workspace_bytes(g, direction, itemsize)
+
     def conv2d_implicit_gemm_forward(self, x, weight, bias, g):
         return self.conv2d_im2col_forward(x, weight, bias, g, _default_chunk(g, x.dtype))
 

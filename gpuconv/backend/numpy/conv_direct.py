@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cuda import conv_direct as kernel_direct
+
 
 def _grid(g):
     """(sh, sw, Hq, Wq): the stride and the phase grid that reaches every window's last tap."""
@@ -117,6 +119,12 @@ def numpy_heuristic(g, direction: str) -> str:
 class NumpyDirectConvOps:
     def conv_heuristic(self, g, direction: str) -> str:
         return numpy_heuristic(g, direction)
+
+    def conv2d_direct_workspace(self, g, direction: str, itemsize: int) -> int:
+        """The direct kernels' workspace, which ``F.conv2d_workspace_bytes`` reports on every backend
+        (see the docstring of gpuconv.functional.conv_algos); what this module allocates is
+        gpuconv/memory/_conv.py's ``_numpy_direct``."""
+        return kernel_direct.workspace_bytes(g, direction, itemsize)
 
     def conv2d_direct_forward(self, x, weight, bias, g):
         sh, sw, hq, wq = _grid(g)
