@@ -12,6 +12,7 @@ import gpuconv
 import gpuconv.functional as F
 from gpuconv.backend.kernel_stubs import stubbed_kernels
 from gpuconv.functional import conv as conv_module
+from gpuconv.functional import conv_algo
 from tests.helpers import (assert_close, assert_schedule_independent, assert_sums_close, conv_sum_bounds,
                            finite_difference_check)
 
@@ -395,7 +396,7 @@ def test_workspace_bytes_are_exact_on_the_emulated_backend(case, limit):
              "backward_data": lambda a: F.conv2d_backward(dy, x, w, **kwargs, algo=a, needs=(True, False, False)),
              "backward_weight": lambda a: F.conv2d_backward(dy, x, w, **kwargs, algo=a, needs=(False, True, False))}
     with gpuconv.backend("emulated"), gpuconv.flags(workspace_limit=limit or conv_module.DEFAULT_WORKSPACE_LIMIT):
-        for algo in ["im2col", "direct", "implicit_gemm"] + (["gemm"] if g.is_pointwise else []):
+        for algo in conv_algo.candidates(g):  # every registered algorithm that applies
             for direction, call in calls.items():
                 expected = F.conv2d_workspace_bytes(x_shape, w_shape, np.float64, **kwargs, algo=algo,
                                                     direction=direction)

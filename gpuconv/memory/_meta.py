@@ -26,6 +26,7 @@ from ..functional._memory import numpy_buffer_bytes
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
 from ..functional.conv_algo import plan
+from ..functional.conv_algos.im2col import column_workspace
 from ..functional.dropout import dropout_transient_bytes
 from ..functional.loss import cross_entropy_transient_bytes
 from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_numpy_transient_bytes
@@ -347,7 +348,9 @@ class MetaBackend(Backend):
             shape = (g.c_out, g.c_in // g.groups) + tuple(g.kernel_size)
         out = _new(shape, dtype)
         if self.kernels:
-            workspace = plan(g, algo, direction, itemsize).workspace
+            # The column code allocates for the chunk it is given (the running algorithm's plan).
+            workspace = (column_workspace(g, direction, itemsize, chunk) if chunk is not None
+                         else plan(g, algo, direction, itemsize).workspace)
         elif algo == "gemm":
             workspace = numpy_buffer_bytes(out.size, itemsize) if bias else 0
         else:

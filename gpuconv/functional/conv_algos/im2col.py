@@ -25,23 +25,34 @@ def transposed_weight_bytes(g: ConvGeometry, itemsize: int) -> int:
     return weight_bytes(g, itemsize) if copied else 0
 
 
-def column_plan(g: ConvGeometry, direction: str, itemsize: int, limit: int | None) -> Plan:
-    """The chunks and workspace of the column code in ``direction`` (im2col, and gemm's backward
-    weight: the same code, the columns of a 1x1 kernel being x itself)."""
-    limit = flags.workspace_limit if limit is None else limit
+def _bytes_per_image(g: ConvGeometry, direction: str, itemsize: int) -> int:
+    """One image's columns, and in backward weight its dy copied into the GEMM's layout."""
     kh, kw = g.kernel_size
     l_size = g.out_size[0] * g.out_size[1]
     per_image = g.c_in * kh * kw * l_size * itemsize
     if direction == "backward_weight":
-        per_image += g.c_out * l_size * itemsize  # dy copied into the GEMM's layout
-    chunk = max(1, min(g.n, limit // max(1, per_image)))
-    workspace = chunk * per_image
+        per_image += g.c_out * l_size * itemsize
+    return per_image
+
+
+def column_workspace(g: ConvGeometry, direction: str, itemsize: int, chunk: int) -> int:
+    """Bytes the column code allocates in ``direction`` with ``chunk`` images per chunk (im2col,
+    and gemm's backward weight: the same code, the columns of a 1x1 kernel being x itself)."""
+    workspace = chunk * _bytes_per_image(g, direction, itemsize)
     if direction == "backward_data":
         workspace += transposed_weight_bytes(g, itemsize)
     elif direction == "backward_weight":
         # dweight^T summed per group (G > 1), and each later chunk's dweight before it is added
         workspace += weight_bytes(g, itemsize) * ((g.groups > 1) + (chunk < g.n))
-    return Plan(chunk, workspace)
+    return workspace
+
+
+def column_plan(g: ConvGeometry, direction: str, itemsize: int, limit: int | None) -> Plan:
+    """As many whole images per chunk as fit ``limit`` bytes (None: ``gpuconv.flags.workspace_limit``)
+    of column buffers, at least one, and :func:`column_workspace` for that chunk."""
+    limit = flags.workspace_limit if limit is None else limit
+    chunk = max(1, min(g.n, limit // max(1, _bytes_per_image(g, direction, itemsize))))
+    return Plan(chunk, column_workspace(g, direction, itemsize, chunk))
 
 
 class Im2col(ConvAlgorithm):
