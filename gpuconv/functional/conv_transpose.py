@@ -10,7 +10,8 @@ using ``weight`` (C_in, C_out/groups, KH, KW) as its (C_out', C_in'/groups, KH, 
             dweight = conv2d's backward-weight with input dY and output gradient X;
             dbias = dY summed over N, OH, OW.
 
-So every conv2d algorithm (im2col, direct, gemm) serves the transposed convolution as well.
+So every registered conv2d algorithm (gpuconv.functional.conv_algos) serves the transposed
+convolution as well.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride=1, padding=0,
             many rows and columns from each border of the full output; ``output_padding`` adds
             rows and columns at the bottom and right, to pick among the sizes that a strided conv
             maps to H; it must be smaller than the stride).
-        algo: the conv2d algorithm (``"auto"``, ``"im2col"``, ``"direct"``, ``"gemm"``).
+        algo: the conv2d algorithm: ``"auto"`` or a registered one's name (``conv_algos.names()``).
     Returns:
         (N, C_out, OH, OW), see :func:`conv_transpose2d_output_shape`.
     """

@@ -21,7 +21,6 @@ from ..backend import create
 from ..backend.base import Backend
 from ..backend.cuda.elementwise import multi_tensor_table_bytes
 from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
-from ..backend.numpy import conv as numpy_conv
 from ..functional._memory import numpy_buffer_bytes
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
@@ -30,7 +29,6 @@ from ..functional.conv_algos.im2col import column_workspace
 from ..functional.dropout import dropout_transient_bytes
 from ..functional.loss import cross_entropy_transient_bytes
 from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_numpy_transient_bytes
-from ._conv import numpy_transient_bytes
 
 TARGETS = ("numpy", "emulated", "cupy")
 # What one primitive's kernel launches hold in Python objects on the emulated backend while they run
@@ -354,9 +352,7 @@ class MetaBackend(Backend):
         elif algo == "gemm":
             workspace = numpy_buffer_bytes(out.size, itemsize) if bias else 0
         else:
-            if chunk is None:
-                chunk = numpy_conv._default_chunk(g, dtype)
-            workspace = numpy_transient_bytes(g, itemsize, direction, chunk)
+            workspace = create("numpy").conv2d_im2col_transient_bytes(g, direction, itemsize, chunk)
             if bias:
                 workspace += numpy_buffer_bytes(out.size, itemsize)
         self._spike(workspace, f"conv2d {algo} {direction.replace('_', ' ')}")

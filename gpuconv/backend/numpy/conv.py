@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cuda import conv_implicit_gemm as kernel_igemm
+from . import conv_transient
 from .im2col import windows
 
 
@@ -38,6 +39,8 @@ WIDE_GEMM_BELOW = 1024
 # are still in cache when the GEMM reads them right after the copy, and stay below glibc's mmap
 # threshold, so the buffer is reused from the heap instead of page-faulted in again on every call.
 CACHE_CHUNK_BYTES = 8 * 2**20
+# The column bytes per chunk of the implicit-GEMM entry points (gpuconv's default workspace limit).
+DEFAULT_CHUNK_LIMIT = 256 * 2**20
 
 
 def _cpu_chunk(g, chunk: int, itemsize: int) -> int:
@@ -225,6 +228,13 @@ class NumpyConvOps:
     def conv2d_implicit_gemm_workspace(self, g, direction: str, itemsize: int) -> int:
         return kernel_igemm.workspace_bytes(g, direction, itemsize)
 
+    def conv2d_im2col_transient_bytes(self, g, direction: str, itemsize: int, chunk: int | None = None) -> int:
+        """Peak bytes the im2col code above allocates besides its result in ``direction`` with
+        ``chunk`` images per chunk (None: implicit GEMM's whole-batch chunk), from shapes
+        (conv_transient.py)."""
+        chunk = g.images_per_chunk(itemsize, DEFAULT_CHUNK_LIMIT) if chunk is None else chunk
+        return conv_transient.im2col_transient_bytes(g, itemsize, direction, chunk)
+
     def conv2d_implicit_gemm_forward(self, x, weight, bias, g):
         return self.conv2d_im2col_forward(x, weight, bias, g, _default_chunk(g, x.dtype))
 
@@ -236,4 +246,4 @@ class NumpyConvOps:
 
 
 def _default_chunk(g, dtype) -> int:
-    return g.images_per_chunk(np.dtype(dtype).itemsize, 256 * 2**20)
+    return g.images_per_chunk(np.dtype(dtype).itemsize, DEFAULT_CHUNK_LIMIT)

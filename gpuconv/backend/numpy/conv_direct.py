@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cuda import conv_direct as kernel_direct
+from . import conv_transient
 
 
 def _grid(g):
@@ -123,8 +124,13 @@ class NumpyDirectConvOps:
     def conv2d_direct_workspace(self, g, direction: str, itemsize: int) -> int:
         """The direct kernels' workspace, which ``F.conv2d_workspace_bytes`` reports on every backend
         (see the docstring of gpuconv.functional.conv_algos); what this module allocates is
-        gpuconv/memory/_conv.py's ``_numpy_direct``."""
+        :meth:`conv2d_direct_transient_bytes`."""
         return kernel_direct.workspace_bytes(g, direction, itemsize)
+
+    def conv2d_direct_transient_bytes(self, g, direction: str, itemsize: int) -> int:
+        """Peak bytes this module allocates besides the result of ``direction``, from shapes
+        (conv_transient.py)."""
+        return conv_transient.direct_transient_bytes(g, itemsize, direction)
 
     def conv2d_direct_forward(self, x, weight, bias, g):
         sh, sw, hq, wq = _grid(g)
