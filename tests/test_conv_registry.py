@@ -107,6 +107,16 @@ def test_the_autotuner_times_it_and_keeps_it_when_fastest(backend, toy, tune_cac
         assert F.choose_algo(X_SHAPE, W_SHAPE, padding=1, dtype=np.float64) == toy.name
     assert_close(y, reference.conv2d(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 1))
     assert toy.calls == [("forward", 1)] * 2  # timed once, then run as the winner
+    # A winner no longer registered is not offered (the cache file outlives the registration).
+    untuned = F.choose_algo(X_SHAPE, W_SHAPE, padding=1, dtype=np.float64)
+    conv_algos.unregister(toy.name)
+    try:
+        with conv_tune.inject_timer("Fake GPU", timer), gpuconv.flags(conv_benchmark=True):
+            assert F.choose_algo(X_SHAPE, W_SHAPE, padding=1, dtype=np.float64) == untuned
+            assert F.conv2d_workspace_bytes(X_SHAPE, W_SHAPE, np.float64, padding=1, direction="forward") == \
+                F.conv2d_workspace_bytes(X_SHAPE, W_SHAPE, np.float64, padding=1, algo=untuned, direction="forward")
+    finally:
+        conv_algos.register(toy)
 
 
 def test_the_autotuner_leaves_it_out_where_it_does_not_apply(toy):

@@ -77,7 +77,7 @@ def choose_algo(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1
     dtype = np.dtype(np.float32 if dtype is None else dtype)
     if flags.conv_benchmark:
         winner = conv_tune.cached(g, direction, dtype)
-        if winner is not None:
+        if winner is not None and winner in candidates(g, direction):  # else an algorithm since unregistered
             return winner
     return _heuristic(g, direction)
 
