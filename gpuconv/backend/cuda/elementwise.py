@@ -21,7 +21,6 @@ TABLE_ROW = 9  # kRow in elementwise.cu
 _TABLE_COLUMNS = ("param", "grad", "state0", "state1", "state2")  # the address entries of a row, for reports
 
 
-
 def multi_tensor_table_bytes(sizes: list[int]) -> int:
     """Bytes of the int64 address table one :meth:`ElementwiseKernels.multi_tensor_step` launch
     allocates (and frees on return) for tensors of ``sizes`` elements: 9 entries per non-empty tensor
@@ -29,7 +28,13 @@ def multi_tensor_table_bytes(sizes: list[int]) -> int:
     sizes = [int(n) for n in sizes if n]
     return 8 * (TABLE_ROW * len(sizes) + 2 * sum(-(-n // MT_CHUNK) for n in sizes))
 
+
 class ElementwiseKernels:
+    @staticmethod
+    def multi_tensor_step_bytes(sizes: list[int]) -> int:
+        """The address table of one :meth:`multi_tensor_step` (see :func:`multi_tensor_table_bytes`)."""
+        return multi_tensor_table_bytes(sizes)
+
     def _map(self, op: str, arrays: tuple, extra: tuple = ()):
         """out = op(arrays...) elementwise over C-contiguous arrays of one shape and dtype."""
         first = arrays[0]
