@@ -386,7 +386,7 @@ class MetaKernelBackend(MetaBackend):
 
     def multi_tensor_step(self, op: str, rows: list, args: tuple) -> None:
         # One launch updates every row in place; it allocates only its table of addresses.
-        self._spike(self.multi_tensor_step_bytes([int(row[0].size) for row in rows]), f"{op}")
+        self._spike(self.multi_tensor_step_bytes([int(row.param.size) for row in rows]), f"{op}")
 
     def multi_tensor_step_bytes(self, sizes: list[int]) -> int:
         return backend_class(self.target).multi_tensor_step_bytes(sizes)
