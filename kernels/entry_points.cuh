@@ -63,22 +63,36 @@ namespace i64 { typedef long long I; }
     }                                                                                         \
     using gc_entry::suffix::name##_##suffix;
 
-#define GC_ENTRY_F(name, params, ...) \
-    GC_ENTRY(f32, name, params, __VA_ARGS__) GC_ENTRY(f64, name, params, __VA_ARGS__)
+#define GC_ENTRY_F(name, params, ...)        \
+    GC_ENTRY(f32, name, params, __VA_ARGS__) \
+    GC_ENTRY(f64, name, params, __VA_ARGS__)
 
-#define GC_ENTRY_F_BOUNDED(bounds, name, params, ...) \
-    GC_ENTRY_BOUNDED(bounds, f32, name, params, __VA_ARGS__) GC_ENTRY_BOUNDED(bounds, f64, name, params, __VA_ARGS__)
+#define GC_ENTRY_F_BOUNDED(bounds, name, params, ...)        \
+    GC_ENTRY_BOUNDED(bounds, f32, name, params, __VA_ARGS__) \
+    GC_ENTRY_BOUNDED(bounds, f64, name, params, __VA_ARGS__)
 
-#define GC_ENTRY_F_I32(name, params, ...)                                               \
-    GC_ENTRY(f32, name, params, __VA_ARGS__) GC_ENTRY(f64, name, params, __VA_ARGS__)   \
-    GC_ENTRY(i32_f32, name, params, __VA_ARGS__) GC_ENTRY(i32_f64, name, params, __VA_ARGS__)
+#define GC_ENTRY_F_I32(name, params, ...)        \
+    GC_ENTRY(f32, name, params, __VA_ARGS__)     \
+    GC_ENTRY(f64, name, params, __VA_ARGS__)     \
+    GC_ENTRY(i32_f32, name, params, __VA_ARGS__) \
+    GC_ENTRY(i32_f64, name, params, __VA_ARGS__)
 
-#define GC_ENTRY_I_F(name, params, ...)                                                         \
-    GC_ENTRY(i32_f32, name, params, __VA_ARGS__) GC_ENTRY(i32_f64, name, params, __VA_ARGS__)   \
-    GC_ENTRY(i64_f32, name, params, __VA_ARGS__) GC_ENTRY(i64_f64, name, params, __VA_ARGS__)
+#define GC_ENTRY_I_F(name, params, ...)          \
+    GC_ENTRY(i32_f32, name, params, __VA_ARGS__) \
+    GC_ENTRY(i32_f64, name, params, __VA_ARGS__) \
+    GC_ENTRY(i64_f32, name, params, __VA_ARGS__) \
+    GC_ENTRY(i64_f64, name, params, __VA_ARGS__)
 
-#define GC_ENTRY_I(name, params, ...) \
-    GC_ENTRY(i32, name, params, __VA_ARGS__) GC_ENTRY(i64, name, params, __VA_ARGS__)
+#define GC_ENTRY_I_F_BOUNDED(bounds, name, params, ...)          \
+    GC_ENTRY_BOUNDED(bounds, i32_f32, name, params, __VA_ARGS__) \
+    GC_ENTRY_BOUNDED(bounds, i32_f64, name, params, __VA_ARGS__) \
+    GC_ENTRY_BOUNDED(bounds, i64_f32, name, params, __VA_ARGS__) \
+    GC_ENTRY_BOUNDED(bounds, i64_f64, name, params, __VA_ARGS__)
 
-#define GC_ENTRY_I_BOUNDED(bounds, name, params, ...) \
-    GC_ENTRY_BOUNDED(bounds, i32, name, params, __VA_ARGS__) GC_ENTRY_BOUNDED(bounds, i64, name, params, __VA_ARGS__)
+#define GC_ENTRY_I(name, params, ...)        \
+    GC_ENTRY(i32, name, params, __VA_ARGS__) \
+    GC_ENTRY(i64, name, params, __VA_ARGS__)
+
+#define GC_ENTRY_I_BOUNDED(bounds, name, params, ...)        \
+    GC_ENTRY_BOUNDED(bounds, i32, name, params, __VA_ARGS__) \
+    GC_ENTRY_BOUNDED(bounds, i64, name, params, __VA_ARGS__)
