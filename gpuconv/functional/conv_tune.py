@@ -6,10 +6,9 @@ every algorithm that applies and fits ``gpuconv.flags.workspace_limit`` (CUDA ev
 run, then the median of 3) and keeps the fastest, in memory and in a JSON file that later
 processes reuse.
 
-Only a backend with a device to measure times anything (``be.conv_timer()``: the cupy backend's
-CUDA events, gpuconv/backend/cuda/conv_timing.py); on numpy and emulated it is None and the flag
-changes nothing there (``auto`` runs the heuristic). Tests drive the logic on those backends with
-:func:`inject_timer`, a fake device name and timer.
+Only a GPU backend (``capabilities.gpu``: cupy) times anything: on numpy and emulated there is no
+device to measure, so the flag changes nothing there (``auto`` runs the heuristic). Tests drive the
+logic on those backends with :func:`inject_timer`, a fake device name and timer.
 
 The cache file is ``conv-algos-<gpuconv version>-<hash of kernels/*.cu and *.cuh>.json`` in
 ``$GPUCONV_TUNE_CACHE``, else ``$XDG_CACHE_HOME/gpuconv/tune``, else ``~/.cache/gpuconv/tune``
@@ -31,6 +30,7 @@ import hashlib
 import json
 import os
 import stat
+import statistics
 import tempfile
 import warnings
 from pathlib import Path
@@ -52,6 +52,7 @@ except ImportError:  # Windows: no advisory lock; the atomic rename still keeps 
 
 CACHE_ENV = "GPUCONV_TUNE_CACHE"
 FORMAT = 1
+TIMED_RUNS = 3
 
 # timer(run, label) -> milliseconds: calls run() as often as it needs; label names the algorithm.
 Timer = Callable[[Callable[[], Any], str], float]
@@ -98,10 +99,35 @@ def forget() -> None:
     _memory.clear()
 
 
+def cuda_event_timer(xp) -> Timer:
+    """Times ``run`` on the current stream with CUDA events: one warm-up, the median of 3 runs."""
+    def timer(run: Callable[[], Any], label: str) -> float:
+        run()
+        times = []
+        for _ in range(TIMED_RUNS):
+            start, end = xp.cuda.Event(), xp.cuda.Event()
+            start.record()
+            run()
+            end.record()
+            end.synchronize()
+            times.append(xp.cuda.get_elapsed_time(start, end))
+        return statistics.median(times)
+    return timer
+
+
+@functools.lru_cache(maxsize=None)
+def _device_name(xp, device_id: int) -> str:
+    name = xp.cuda.runtime.getDeviceProperties(device_id)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def _timing() -> tuple[str, Timer] | None:
     if _injected is not None:
         return _injected
-    return get_backend().conv_timer()
+    be = get_backend()
+    if not be.capabilities.gpu:
+        return None
+    return _device_name(be.xp, be.xp.cuda.Device().id), cuda_event_timer(be.xp)
 
 
 def _key(device: str, g: ConvGeometry, direction: str, dtype) -> str:

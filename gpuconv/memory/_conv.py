@@ -4,9 +4,9 @@ estimator and the conv code.
 On the cupy and emulated backends the conv code itself says what it allocates, exactly, per
 direction (``F.conv2d_workspace_bytes(..., direction=)``, from the algorithm's ``plan`` in
 gpuconv.functional.conv_algos). The numpy backend cuts the batch finer to stay in cache and makes
-padded copies of the input, so for it the numpy backend replays each direction's allocations in
-order and returns the peak above the results (``conv2d_im2col_transient_bytes``,
-``conv2d_direct_transient_bytes``: gpuconv/backend/numpy/conv_transient.py).
+padded copies of the input, so for it the backend's ``conv2d_im2col_transient_bytes`` and
+``conv2d_direct_transient_bytes`` (gpuconv/backend/numpy/conv_transient.py) replay each
+direction's allocations in order and return the peak above the results.
 ``tests/test_memory.py`` compares both with tracemalloc measurements of the real ops, so a change in
 the conv code shows up there.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from ..backend import create
+from ..backend import backend_class
 from ..functional._memory import numpy_buffer_bytes
 from ..functional.conv_algo import plan
 
@@ -32,7 +32,7 @@ def conv_transient_bytes(x_shape, weight_shape, dtype: Any, stride=1, padding=0,
     Args:
         x_shape, weight_shape, stride, padding, dilation, groups, algo: as given to ``F.conv2d``.
         direction: ``"forward"``, ``"backward_data"`` or ``"backward_weight"``.
-        backend: ``"numpy"``, ``"emulated"`` or ``"cupy"`` (the last two run the same code).
+        backend: ``"numpy"``, ``"emulated"`` or ``"cupy"`` (the kernel backends run the same code).
         bias: whether the forward adds a bias (``y += bias`` broadcasts through one NumPy iterator
             buffer on NumPy arrays; the direct kernels add it themselves).
     """
@@ -42,7 +42,8 @@ def conv_transient_bytes(x_shape, weight_shape, dtype: Any, stride=1, padding=0,
     if algo == "auto":
         algo = F.choose_algo(x_shape, weight_shape, stride, padding, dilation, groups, direction=direction,
                              dtype=dtype)
-    if backend != "numpy":
+    target = backend_class(backend)
+    if target.capabilities.kernels:
         # The kernels add the bias themselves (direct) or in the GEMM's epilogue kernel.
         return int(F.conv2d_workspace_bytes(x_shape, weight_shape, dtype, stride, padding, dilation, groups, algo,
                                             direction=direction))
@@ -50,14 +51,10 @@ def conv_transient_bytes(x_shape, weight_shape, dtype: Any, stride=1, padding=0,
     add_bias = 0
     if bias and direction == "forward":
         add_bias = numpy_buffer_bytes(g.n * g.c_out * g.out_size[0] * g.out_size[1], itemsize)
-    return add_bias + _numpy_transient(g, itemsize, algo, direction)
-
-
-def _numpy_transient(g: F.ConvGeometry, itemsize: int, algo: str, direction: str) -> int:
-    numpy_backend = create("numpy")
     if algo == "gemm" and direction != "backward_weight":
-        return 0  # one batched GEMM straight into the result
+        return add_bias  # one batched GEMM straight into the result
     if algo == "direct":
-        return numpy_backend.conv2d_direct_transient_bytes(g, direction, itemsize)
+        return add_bias + target.conv2d_direct_transient_bytes(g, direction, itemsize)
     # im2col, and gemm's backward_weight (the im2col code: 1x1 columns are x itself)
-    return numpy_backend.conv2d_im2col_transient_bytes(g, direction, itemsize, plan(g, algo, direction, itemsize).chunk)
+    chunk = plan(g, algo, direction, itemsize).chunk
+    return add_bias + target.conv2d_im2col_transient_bytes(g, direction, itemsize, chunk)

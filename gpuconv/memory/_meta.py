@@ -21,11 +21,11 @@ import numpy as np
 from ..backend import backend_class, capabilities_of, create
 from ..backend.base import Backend
 from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
+from ..flags import DEFAULT_WORKSPACE_LIMIT
 from ..functional._memory import numpy_buffer_bytes
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
 from ..functional.conv_algo import plan
-from ..functional.conv_algos.im2col import column_workspace
 from ..functional.dropout import dropout_transient_bytes
 from ..functional.loss import cross_entropy_transient_bytes
 from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_numpy_transient_bytes
@@ -56,22 +56,29 @@ class MetaBackend(Backend):
 
     def conv_heuristic(self, g: Any, direction: str) -> str | None:
         """``auto``'s choice on the target: the numpy backend has its own measured rule."""
-        return create("numpy").conv_heuristic(g, direction) if self.target == "numpy" else None
+        return None if self.kernels else create(self.target).conv_heuristic(g, direction)
 
-    def conv_timer(self) -> None:
-        """None: shapes only, nothing to time (the autotuner keeps to the heuristic)."""
-        return None
+    # The convolutions' memory facts are the target's class-level facts (ConvMemoryPrimitives).
+    def conv2d_im2col_workspace(self, g: Any, direction: str, itemsize: int, chunk: int) -> int:
+        return backend_class(self.target).conv2d_im2col_workspace(g, direction, itemsize, chunk)
 
-    # The conv kernels' limits and workspace, which every backend reports alike (see
-    # gpuconv.functional.conv_algos); the numpy backend, always there, answers for the target.
+    def conv2d_gemm_workspace(self, g: Any, direction: str, itemsize: int) -> int:
+        return backend_class(self.target).conv2d_gemm_workspace(g, direction, itemsize)
+
     def conv2d_direct_workspace(self, g: Any, direction: str, itemsize: int) -> int:
-        return create("numpy").conv2d_direct_workspace(g, direction, itemsize)
+        return backend_class(self.target).conv2d_direct_workspace(g, direction, itemsize)
 
     def conv2d_implicit_gemm_workspace(self, g: Any, direction: str, itemsize: int) -> int:
-        return create("numpy").conv2d_implicit_gemm_workspace(g, direction, itemsize)
+        return backend_class(self.target).conv2d_implicit_gemm_workspace(g, direction, itemsize)
 
     def conv2d_implicit_gemm_unsupported_reason(self, g: Any) -> str | None:
-        return create("numpy").conv2d_implicit_gemm_unsupported_reason(g)
+        return backend_class(self.target).conv2d_implicit_gemm_unsupported_reason(g)
+
+    def conv2d_im2col_transient_bytes(self, g: Any, direction: str, itemsize: int, chunk: int) -> int:
+        return backend_class(self.target).conv2d_im2col_transient_bytes(g, direction, itemsize, chunk)
+
+    def conv2d_direct_transient_bytes(self, g: Any, direction: str, itemsize: int) -> int:
+        return backend_class(self.target).conv2d_direct_transient_bytes(g, direction, itemsize)
 
     def _spike(self, nbytes: int, what: str) -> None:
         """The temporaries of the primitive running now (every primitive reports once, 0 included:
@@ -347,12 +354,14 @@ class MetaBackend(Backend):
         out = _new(shape, dtype)
         if self.kernels:
             # The column code allocates for the chunk it is given (the running algorithm's plan).
-            workspace = (column_workspace(g, direction, itemsize, chunk) if chunk is not None
+            workspace = (self.conv2d_im2col_transient_bytes(g, direction, itemsize, chunk) if chunk is not None
                          else plan(g, algo, direction, itemsize).workspace)
         elif algo == "gemm":
             workspace = numpy_buffer_bytes(out.size, itemsize) if bias else 0
         else:
-            workspace = create("numpy").conv2d_im2col_transient_bytes(g, direction, itemsize, chunk)
+            if chunk is None:  # the numpy implicit GEMM's whole batch, up to the default limit
+                chunk = g.images_per_chunk(itemsize, DEFAULT_WORKSPACE_LIMIT)
+            workspace = self.conv2d_im2col_transient_bytes(g, direction, itemsize, chunk)
             if bias:
                 workspace += numpy_buffer_bytes(out.size, itemsize)
         self._spike(workspace, f"conv2d {algo} {direction.replace('_', ' ')}")

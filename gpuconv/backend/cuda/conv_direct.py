@@ -100,9 +100,9 @@ def _geometry_args(g) -> tuple:
 
 
 class ConvDirectKernels:
-    def conv2d_direct_workspace(self, g, direction: str, itemsize: int) -> int:
-        """Workspace bytes of ``algo="direct"`` in ``direction`` (:func:`workspace_bytes`)."""
-        return workspace_bytes(g, direction, itemsize)
+    # What the launchers below allocate: the workspace and this backend's own transients are the same.
+    conv2d_direct_workspace = staticmethod(workspace_bytes)
+    conv2d_direct_transient_bytes = staticmethod(workspace_bytes)
 
     def conv2d_direct_forward(self, x, weight, bias, g, version: int | None = None):
         y = self.empty((g.n, g.c_out) + g.out_size, x.dtype)

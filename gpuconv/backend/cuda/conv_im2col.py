@@ -9,8 +9,8 @@ single GEMM can read from NCHW dy, so dy is copied once per chunk into the GEMM'
 
 ``g`` is a ``gpuconv.functional.conv.ConvGeometry``; ``chunk`` is the number of images per chunk
 (the ``plan`` of the ``"im2col"`` and ``"gemm"`` algorithms in gpuconv/functional/conv_algos/).
-Each buffer is allocated once per call, and what is allocated here is exactly what that ``plan``
-counts as workspace.
+Each buffer is allocated once per call, and what is allocated here is exactly what
+:func:`column_workspace` and :func:`gemm_workspace` count, which those plans report.
 """
 
 from __future__ import annotations
@@ -20,12 +20,48 @@ import math
 import numpy as np
 
 from ... import flags
-from .conv_timing import cuda_event_timer, device_name
 from .tf32 import cublas_tf32, round_to_tf32
 
 # Activations the bias epilogue can apply in the same pass (the hook for fusing them later).
 ACTIVATIONS = {None: 0, "relu": 1}
 EPILOGUE_BLOCK = 256
+
+
+def weight_bytes(g, itemsize: int) -> int:
+    kh, kw = g.kernel_size
+    return g.c_out * (g.c_in // g.groups) * kh * kw * itemsize
+
+
+def transposed_weight_bytes(g, itemsize: int) -> int:
+    """The transposed weights (G, rows, Kg) that backward data multiplies by: a copy, except when
+    rows or Kg is 1 (depthwise, one filter per group), where the transpose is already contiguous."""
+    kh, kw = g.kernel_size
+    copied = (g.c_in // g.groups) * kh * kw > 1 and g.c_out // g.groups > 1
+    return weight_bytes(g, itemsize) if copied else 0
+
+
+def column_workspace(g, direction: str, itemsize: int, chunk: int) -> int:
+    """Bytes the im2col launchers below allocate besides the result of ``direction`` with ``chunk``
+    images per chunk: the column buffer (and dy's copy, backward weight), the transposed weights
+    (backward data), dweight^T summed per group (G > 1) and each later chunk's dweight before it is
+    added (backward weight)."""
+    kh, kw = g.kernel_size
+    l_size = g.out_size[0] * g.out_size[1]
+    per_image = g.c_in * kh * kw * l_size * itemsize
+    if direction == "backward_weight":
+        per_image += g.c_out * l_size * itemsize
+    workspace = chunk * per_image
+    if direction == "backward_data":
+        workspace += transposed_weight_bytes(g, itemsize)
+    elif direction == "backward_weight":
+        workspace += weight_bytes(g, itemsize) * ((g.groups > 1) + (chunk < g.n))
+    return workspace
+
+
+def gemm_workspace(g, direction: str, itemsize: int) -> int:
+    """Bytes the "gemm" launchers below allocate besides their result: the transposed weights of
+    backward data (its backward weight is the im2col launcher's: :func:`column_workspace`)."""
+    return transposed_weight_bytes(g, itemsize) if direction == "backward_data" else 0
 
 
 def _chunks(n: int, chunk: int):
@@ -34,12 +70,11 @@ def _chunks(n: int, chunk: int):
 
 
 class ConvIm2colKernels:
-    def conv_timer(self):
-        """(device name, ``timer(run, label) -> ms``) that the conv autotuner measures algorithms
-        with, or None on the emulated backend (a CPU emulation: its times say nothing of a GPU)."""
-        if self.xp is np:
-            return None
-        return device_name(self.xp, self.xp.cuda.Device().id), cuda_event_timer(self.xp)
+    # What the launchers below allocate (see ConvPrimitives in gpuconv/functional/conv_primitives.py):
+    # the workspace and this backend's own transients are the same here.
+    conv2d_im2col_workspace = staticmethod(column_workspace)
+    conv2d_im2col_transient_bytes = staticmethod(column_workspace)
+    conv2d_gemm_workspace = staticmethod(gemm_workspace)
 
     # ---- GEMM, with TF32 when gpuconv.flags.allow_tf32 says so --------------------------------------
     def conv_gemm(self, a, b, out):

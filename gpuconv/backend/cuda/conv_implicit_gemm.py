@@ -171,13 +171,8 @@ def _geometry_args(g) -> tuple:
 
 
 class ConvImplicitGemmKernels:
-    def conv2d_implicit_gemm_unsupported_reason(self, g) -> str | None:
-        """Why the implicit-GEMM kernels cannot run ``g`` (:func:`unsupported_reason`), or None."""
-        return unsupported_reason(g)
-
-    def conv2d_implicit_gemm_workspace(self, g, direction: str, itemsize: int) -> int:
-        """Workspace bytes of ``algo="implicit_gemm"`` in ``direction`` (:func:`workspace_bytes`)."""
-        return workspace_bytes(g, direction, itemsize)
+    conv2d_implicit_gemm_unsupported_reason = staticmethod(unsupported_reason)
+    conv2d_implicit_gemm_workspace = staticmethod(workspace_bytes)
 
     def _igemm_check(self, g, dtype, tile: str | None) -> None:
         reason = unsupported_reason(g)

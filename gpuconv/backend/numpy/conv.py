@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import flags
+from ..cuda import conv_im2col as kernel_im2col
 from ..cuda import conv_implicit_gemm as kernel_igemm
 from . import conv_transient
 from .im2col import windows
@@ -39,8 +41,6 @@ WIDE_GEMM_BELOW = 1024
 # are still in cache when the GEMM reads them right after the copy, and stay below glibc's mmap
 # threshold, so the buffer is reused from the heap instead of page-faulted in again on every call.
 CACHE_CHUNK_BYTES = 8 * 2**20
-# The column bytes per chunk of the implicit-GEMM entry points (gpuconv's default workspace limit).
-DEFAULT_CHUNK_LIMIT = 256 * 2**20
 
 
 def _cpu_chunk(g, chunk: int, itemsize: int) -> int:
@@ -73,9 +73,14 @@ def _row_bands(view, buf, g, band):
             yield n, r0, r1, cols
 
 class NumpyConvOps:
-    def conv_timer(self) -> None:
-        """None: the CPU is no device whose times the conv autotuner would keep."""
-        return None
+    # The workspace the kernel launchers allocate, which every backend reports (see the docstring of
+    # gpuconv.functional.conv_algos), and what the code below allocates (conv_transient.py).
+    conv2d_im2col_workspace = staticmethod(kernel_im2col.column_workspace)
+    conv2d_gemm_workspace = staticmethod(kernel_im2col.gemm_workspace)
+
+    @staticmethod
+    def conv2d_im2col_transient_bytes(g, direction: str, itemsize: int, chunk: int) -> int:
+        return conv_transient.im2col_transient_bytes(g, direction, itemsize, chunk)
 
     def conv2d_im2col_forward(self, x, weight, bias, g, chunk):
         chunk = _cpu_chunk(g, chunk, x.dtype.itemsize)
@@ -222,18 +227,8 @@ class NumpyConvOps:
     # It refuses what the kernels refuse and reports what they allocate (see the docstring of
     # gpuconv.functional.conv_algos: a program that runs here runs on a GPU, and ``auto`` picks
     # the same algorithms on every backend).
-    def conv2d_implicit_gemm_unsupported_reason(self, g) -> str | None:
-        return kernel_igemm.unsupported_reason(g)
-
-    def conv2d_implicit_gemm_workspace(self, g, direction: str, itemsize: int) -> int:
-        return kernel_igemm.workspace_bytes(g, direction, itemsize)
-
-    def conv2d_im2col_transient_bytes(self, g, direction: str, itemsize: int, chunk: int | None = None) -> int:
-        """Peak bytes the im2col code above allocates besides its result in ``direction`` with
-        ``chunk`` images per chunk (None: implicit GEMM's whole-batch chunk), from shapes
-        (conv_transient.py)."""
-        chunk = g.images_per_chunk(itemsize, DEFAULT_CHUNK_LIMIT) if chunk is None else chunk
-        return conv_transient.im2col_transient_bytes(g, itemsize, direction, chunk)
+    conv2d_implicit_gemm_unsupported_reason = staticmethod(kernel_igemm.unsupported_reason)
+    conv2d_implicit_gemm_workspace = staticmethod(kernel_igemm.workspace_bytes)
 
     def conv2d_implicit_gemm_forward(self, x, weight, bias, g):
         return self.conv2d_im2col_forward(x, weight, bias, g, _default_chunk(g, x.dtype))
@@ -246,4 +241,4 @@ class NumpyConvOps:
 
 
 def _default_chunk(g, dtype) -> int:
-    return g.images_per_chunk(np.dtype(dtype).itemsize, DEFAULT_CHUNK_LIMIT)
+    return g.images_per_chunk(np.dtype(dtype).itemsize, flags.DEFAULT_WORKSPACE_LIMIT)

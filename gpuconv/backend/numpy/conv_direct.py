@@ -121,16 +121,13 @@ class NumpyDirectConvOps:
     def conv_heuristic(self, g, direction: str) -> str:
         return numpy_heuristic(g, direction)
 
-    def conv2d_direct_workspace(self, g, direction: str, itemsize: int) -> int:
-        """The direct kernels' workspace, which ``F.conv2d_workspace_bytes`` reports on every backend
-        (see the docstring of gpuconv.functional.conv_algos); what this module allocates is
-        :meth:`conv2d_direct_transient_bytes`."""
-        return kernel_direct.workspace_bytes(g, direction, itemsize)
+    # The direct kernels' workspace, which every backend reports (see the docstring of
+    # gpuconv.functional.conv_algos), and what this module allocates (conv_transient.py).
+    conv2d_direct_workspace = staticmethod(kernel_direct.workspace_bytes)
 
-    def conv2d_direct_transient_bytes(self, g, direction: str, itemsize: int) -> int:
-        """Peak bytes this module allocates besides the result of ``direction``, from shapes
-        (conv_transient.py)."""
-        return conv_transient.direct_transient_bytes(g, itemsize, direction)
+    @staticmethod
+    def conv2d_direct_transient_bytes(g, direction: str, itemsize: int) -> int:
+        return conv_transient.direct_transient_bytes(g, direction, itemsize)
 
     def conv2d_direct_forward(self, x, weight, bias, g):
         sh, sw, hq, wq = _grid(g)

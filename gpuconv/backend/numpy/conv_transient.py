@@ -1,6 +1,6 @@
 """What the numpy backend's convolutions allocate besides their results, from shapes: replays of
-conv.py (im2col) and conv_direct.py (direct) that the memory estimator asks for through
-``conv2d_im2col_transient_bytes`` and ``conv2d_direct_transient_bytes`` (tests/test_memory.py
+conv.py (im2col) and conv_direct.py (direct), this backend's ``conv2d_im2col_transient_bytes`` and
+``conv2d_direct_transient_bytes`` that the memory estimator asks for (tests/test_memory.py
 compares them with tracemalloc measurements of the real ops, so a change in the conv code shows up
 there). ``g`` is a ConvGeometry.
 """
@@ -53,7 +53,7 @@ def _padded_bytes(g, itemsize: int) -> int:
     return g.n * g.c_in * (g.h + pt + pb) * (g.w + pl + pr) * itemsize
 
 
-def im2col_transient_bytes(g, itemsize: int, direction: str, chunk: int) -> int:
+def im2col_transient_bytes(g, direction: str, itemsize: int, chunk: int) -> int:
     """Peak bytes conv.py's im2col code allocates above its result in ``direction`` for ``chunk``
     images per chunk (it cuts the batch finer still, to stay in cache)."""
     kh, kw = g.kernel_size
@@ -74,7 +74,7 @@ def im2col_transient_bytes(g, itemsize: int, direction: str, chunk: int) -> int:
     return _backward_weight(g, itemsize, chunk)
 
 
-def direct_transient_bytes(g, itemsize: int, direction: str) -> int:
+def direct_transient_bytes(g, direction: str, itemsize: int) -> int:
     """Peak bytes conv_direct.py allocates above its result in ``direction``: the phase copy of the
     padded input (forward, backward weight) or its gradient (backward data), the output-sized
     accumulator or dy on the grid, one tap's product, and the per-tap copy of the weights

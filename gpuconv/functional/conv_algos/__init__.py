@@ -10,23 +10,28 @@ them names one, so an algorithm registered here (a user's included) is run, tune
 estimated with no other change. ``gpuconv.functional.conv_algo.heuristic`` still names the built-in
 ones, because it is a measured rule about them.
 
-Adding a built-in algorithm: one file here (its class), one line in ``BUILT_IN`` below, its
-primitives on each backend (a kernel and its launcher in gpuconv/backend/cuda/, a NumPy version in
-gpuconv/backend/numpy/) and its entry in the conv tests (they enumerate :func:`algorithms`).
-Elsewhere: ``register(MyAlgorithm())`` and ``unregister("my_algorithm")``.
+An algorithm that calls primitives the backends already have (a different chunking of im2col, a
+choice among them by shape) is one file: ``register(MyAlgorithm())``, and ``unregister(name)``
+removes it (tests/test_conv_registry.py registers such a one from outside and checks that
+``auto``, the autotuner, the bench and the estimator all run it). A built-in one with kernels of
+its own adds, besides its file here and its line in ``BUILT_IN`` below: its primitives, declared in
+gpuconv/functional/conv_primitives.py (``ConvPrimitives``, and what they allocate in
+``ConvMemoryPrimitives``) and implemented by the backends (the kernel and its launcher in
+gpuconv/backend/cuda/, the NumPy version in gpuconv/backend/numpy/, the memory estimator's
+shape-only stand-ins in gpuconv/memory/_meta.py), and its tests.
 
-Facts about the kernels: the geometries implicit GEMM's 32-bit indexing can address, and what the
-direct and implicit-GEMM launchers allocate (which kernel version runs, how many split-K partial
-sums), live with the launchers in gpuconv/backend/cuda/. The algorithm objects ask the current
-backend for them through backend methods named like the primitives
-(``be.conv2d_direct_workspace(g, direction, itemsize)``,
-``be.conv2d_implicit_gemm_workspace(...)``, ``be.conv2d_implicit_gemm_unsupported_reason(g)``), so
-nothing under gpuconv.functional imports gpuconv.backend.cuda. Every backend answers them with the
-kernel backends' numbers: the workspace an algorithm reports is, by definition, what the cupy and
-emulated backends allocate (``F.conv2d_workspace_bytes``), and implicit GEMM refuses the same
-geometries everywhere, so a program that runs on the CPU runs on a GPU and ``auto`` chooses the
-same algorithms on every backend. The numpy backend's own, differently cut allocations are the
-memory estimator's to replay (gpuconv/memory/_conv.py).
+What an algorithm allocates and where the kernels stop are facts of the launchers in
+gpuconv/backend/cuda/ (the column buffers, the transposed or flipped weights, the kernel version
+that runs, the split-K partial sums, the 32-bit indexing), so the algorithm objects ask the current
+backend for them (``be.conv2d_im2col_workspace(g, direction, itemsize, chunk)``,
+``be.conv2d_direct_workspace(...)``, ``be.conv2d_implicit_gemm_unsupported_reason(g)``, ...:
+``ConvMemoryPrimitives``) and nothing under gpuconv.functional imports gpuconv.backend.cuda. Every
+backend answers with the kernel backends' numbers: the workspace an algorithm reports is, by
+definition, what the cupy and emulated backends allocate (``F.conv2d_workspace_bytes``), and
+implicit GEMM refuses the same geometries everywhere, so a program that runs on the CPU runs on a
+GPU and ``auto`` chooses the same algorithms on every backend. What the numpy backend's own code
+allocates is its ``conv2d_*_transient_bytes``, which the memory estimator counts; the estimator's
+shape-only backend answers all of these from the class of the backend it stands in for.
 """
 
 from __future__ import annotations

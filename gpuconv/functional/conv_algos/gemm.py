@@ -1,14 +1,16 @@
 """``"gemm"``: a 1x1 kernel with stride 1 and no padding, one batched GEMM over the batch, no
-columns (forward and backward data); backward weight is im2col's code, whose columns are then x
-itself."""
+columns (forward and backward data; the backend says what they allocate,
+``be.conv2d_gemm_workspace(g, direction, itemsize)``); backward weight is im2col's code, whose
+columns are then x itself."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...backend import get_backend
 from ..conv_geometry import ConvGeometry
 from .base import ConvAlgorithm, Plan
-from .im2col import column_plan, transposed_weight_bytes
+from .im2col import column_plan
 
 
 class Gemm(ConvAlgorithm):
@@ -22,11 +24,9 @@ class Gemm(ConvAlgorithm):
                 f"stride {g.stride}, padding {g.padding} (top, bottom, left, right)")
 
     def plan(self, g: ConvGeometry, direction: str, itemsize: int, limit: int | None = None) -> Plan:
-        if direction == "forward":
-            return Plan(g.n, 0)
-        if direction == "backward_data":
-            return Plan(g.n, transposed_weight_bytes(g, itemsize))
-        return column_plan(g, direction, itemsize, limit)
+        if direction == "backward_weight":
+            return column_plan(g, direction, itemsize, limit)
+        return Plan(g.n, get_backend().conv2d_gemm_workspace(g, direction, itemsize))
 
     def forward(self, be: Any, x: Any, weight: Any, bias: Any, g: ConvGeometry, plan: Plan) -> Any:
         return be.conv2d_gemm_forward(x, weight, bias, g)

@@ -1,58 +1,30 @@
 """``"im2col"``: the input windows copied into a column buffer (N, C*KH*KW, OH*OW), then one batched
 GEMM per chunk of images straight into NCHW (gpuconv/backend/cuda/conv_im2col.py; on the numpy
 backend gpuconv/backend/numpy/conv.py). The batch is cut into chunks of whole images whose columns
-fit ``gpuconv.flags.workspace_limit``."""
+fit ``gpuconv.flags.workspace_limit``; what a chunk's buffers take is the backend's to say
+(``be.conv2d_im2col_workspace(g, direction, itemsize, chunk)``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ... import flags
+from ...backend import get_backend
 from ..conv_geometry import ConvGeometry
 from .base import ConvAlgorithm, Plan
 
 
-def weight_bytes(g: ConvGeometry, itemsize: int) -> int:
-    kh, kw = g.kernel_size
-    return g.c_out * (g.c_in // g.groups) * kh * kw * itemsize
-
-
-def transposed_weight_bytes(g: ConvGeometry, itemsize: int) -> int:
-    """The transposed weights (G, rows, Kg) that backward data multiplies by: a copy, except when
-    rows or Kg is 1 (depthwise, one filter per group), where the transpose is already contiguous."""
-    kh, kw = g.kernel_size
-    copied = (g.c_in // g.groups) * kh * kw > 1 and g.c_out // g.groups > 1
-    return weight_bytes(g, itemsize) if copied else 0
-
-
-def _bytes_per_image(g: ConvGeometry, direction: str, itemsize: int) -> int:
-    """One image's columns, and in backward weight its dy copied into the GEMM's layout."""
-    kh, kw = g.kernel_size
-    l_size = g.out_size[0] * g.out_size[1]
-    per_image = g.c_in * kh * kw * l_size * itemsize
-    if direction == "backward_weight":
-        per_image += g.c_out * l_size * itemsize
-    return per_image
-
-
-def column_workspace(g: ConvGeometry, direction: str, itemsize: int, chunk: int) -> int:
-    """Bytes the column code allocates in ``direction`` with ``chunk`` images per chunk (im2col,
-    and gemm's backward weight: the same code, the columns of a 1x1 kernel being x itself)."""
-    workspace = chunk * _bytes_per_image(g, direction, itemsize)
-    if direction == "backward_data":
-        workspace += transposed_weight_bytes(g, itemsize)
-    elif direction == "backward_weight":
-        # dweight^T summed per group (G > 1), and each later chunk's dweight before it is added
-        workspace += weight_bytes(g, itemsize) * ((g.groups > 1) + (chunk < g.n))
-    return workspace
-
-
 def column_plan(g: ConvGeometry, direction: str, itemsize: int, limit: int | None) -> Plan:
-    """As many whole images per chunk as fit ``limit`` bytes (None: ``gpuconv.flags.workspace_limit``)
-    of column buffers, at least one, and :func:`column_workspace` for that chunk."""
+    """As many whole images per chunk as the column code's per-image buffers (the columns, and in
+    backward weight dy's copy) fit into ``limit`` bytes (None: ``gpuconv.flags.workspace_limit``),
+    at least one; and the workspace the backend reports for that chunk (im2col, and gemm's
+    backward weight: the same code, the columns of a 1x1 kernel being x itself)."""
     limit = flags.workspace_limit if limit is None else limit
-    chunk = max(1, min(g.n, limit // max(1, _bytes_per_image(g, direction, itemsize))))
-    return Plan(chunk, column_workspace(g, direction, itemsize, chunk))
+    per_image = g.column_bytes_per_image(itemsize)
+    if direction == "backward_weight":
+        per_image += g.c_out * g.out_size[0] * g.out_size[1] * itemsize
+    chunk = max(1, min(g.n, limit // max(1, per_image)))
+    return Plan(chunk, get_backend().conv2d_im2col_workspace(g, direction, itemsize, chunk))
 
 
 class Im2col(ConvAlgorithm):
