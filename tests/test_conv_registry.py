@@ -19,9 +19,11 @@ from gpuconv.bench import conv as conv_bench
 from gpuconv.bench import listing
 from gpuconv.functional import conv_algo, conv_algos, conv_tune
 from gpuconv.functional.conv_algos.im2col import column_plan
-from tests import reference
+from tests import reference, test_conv_tune
 from tests.helpers import assert_close
-from tests.test_conv_tune import FakeTimer, tune_cache  # noqa: F401 - the fixture, used by name
+from tests.test_conv_tune import FakeTimer
+
+tune_cache = test_conv_tune.tune_cache  # the autotuner's fixture: an empty cache folder
 
 X_SHAPE, W_SHAPE = (4, 3, 8, 8), (8, 3, 3, 3)
 
