@@ -201,13 +201,6 @@ def test_interpolate_bad_arguments(backend):
 
 # ---- modules: forward, saved bytes, backward by finite differences ---------------------------------------------
 
-@pytest.fixture
-def numpy_f64():
-    with gpuconv.backend("numpy"):
-        gpuconv.manual_seed(7)
-        yield
-
-
 def test_conv_transpose2d_module(numpy_f64, rng):
     for kwargs, x_shape in ((dict(stride=2, padding=1, output_padding=1), (2, 4, 3, 3)),
                             (dict(groups=2, dilation=2, bias=False), (1, 4, 4, 3))):
