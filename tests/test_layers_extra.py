@@ -14,38 +14,12 @@ import pytest
 import gpuconv
 import gpuconv.functional as F
 from gpuconv import nn
-from tests import reference as ref
 from tests.test_nn import check_layer
 
 g = gpuconv.asarray
 
 
 # ---- modules: forward, saved bytes, backward by finite differences ---------------------------------------------
-
-def test_batchnorm1d(numpy_f64, rng):
-    for shape in ((5, 3), (4, 3, 6)):
-        layer = nn.BatchNorm1d(3, dtype=np.float64)
-        layer.weight.data[...] = rng.standard_normal(3)
-        layer.bias.data[...] = rng.standard_normal(3)
-        x = rng.standard_normal(shape) * 2 + 1
-
-        def expected(x):
-            view = x.reshape(x.shape + (1,) * (4 - x.ndim))
-            return ref.batch_norm_train(view, layer.weight.data, layer.bias.data, 1e-5)[0].reshape(x.shape)
-
-        check_layer(layer, x, expected, rng=rng)
-        layer.eval()
-        y = layer(x)
-        view = x.reshape(x.shape + (1,) * (4 - x.ndim))
-        expected = ref.batch_norm_eval(view, layer.running_mean, layer.running_var, layer.weight.data,
-                                       layer.bias.data, 1e-5)
-        np.testing.assert_allclose(y, expected.reshape(shape), rtol=1e-12)
-        assert list(layer.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
-    with pytest.raises(ValueError, match=r"BatchNorm1d expects input shape \(N, 3\) or \(N, 3, L\)"):
-        nn.BatchNorm1d(3)(np.ones((2, 3, 4, 5), np.float32))
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
-        nn.BatchNorm1d(3)(np.ones((1, 3), np.float32))
-
 
 def test_dropout2d(numpy_f64, rng):
     layer = nn.Dropout2d(0.4)
