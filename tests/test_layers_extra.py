@@ -21,29 +21,6 @@ g = gpuconv.asarray
 
 # ---- modules: forward, saved bytes, backward by finite differences ---------------------------------------------
 
-def test_dropout2d(numpy_f64, rng):
-    layer = nn.Dropout2d(0.4)
-    x = rng.standard_normal((6, 5, 3, 4)) + 10           # no zero in the input
-    xt = gpuconv.tensor(x, requires_grad=True)
-    y = layer(xt)
-    out = y.detach().numpy()
-    dropped = np.all(out == 0, axis=(2, 3))
-    kept = np.all(np.isclose(out, x / 0.6, rtol=1e-14), axis=(2, 3))
-    assert np.all(dropped ^ kept) and 0 < dropped.sum() < 30, "each channel is dropped or kept whole"
-    dy = rng.standard_normal(x.shape)
-    y.backward(dy)
-    np.testing.assert_array_equal(xt.grad.numpy(), np.where(dropped[:, :, None, None], 0.0, dy / 0.6))
-    check_layer(nn.Dropout2d(0.3), rng.standard_normal((2, 4, 2, 2)), seed=3, rng=rng)
-    layer.eval()
-    assert layer(x) is x
-    three = nn.Dropout2d(0.5)(rng.standard_normal((4, 3, 3)) + 10)
-    assert set(np.all(three == 0, axis=(1, 2))) <= {True, False}
-    with pytest.raises(ValueError, match="p must be in"):
-        nn.Dropout2d(1.5)
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(C, H, W\)"):
-        nn.Dropout2d()(np.ones((2, 3)))
-
-
 def test_module_list_and_dict(numpy_f64):
     class Net(nn.Module):
         def __init__(self):
