@@ -16,6 +16,7 @@ from ._args import (check_array, check_int32, check_spatial, check_window_extent
                     positive_pair, same_dtype, shape_arg)
 from ._memory import check_request, nbytes, numpy_buffer_bytes
 from .pool_integer import is_integer_image, max_pool2d_integer
+from ._dispatch import autograd_form, recorded
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -356,7 +357,10 @@ def _needs(needs, count: int) -> tuple[bool, ...]:
 
 __all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
            "adaptive_max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "gem", "gem_backward",
-           "max_pool2d", "max_pool2d_backward", "pool_out_size"]
+           "max_pool2d", "max_pool2d_backward"]
+recorded("adaptive_max_pool2d", "gem", "max_pool2d")
+autograd_form(avg_pool2d, avg_pool2d_backward, saves=("x_shape",), label="AvgPool2DBackward")
+autograd_form(adaptive_avg_pool2d, adaptive_avg_pool2d_backward, saves=("x_shape",), label="AdaptiveAvgPool2DBackward")
 
 
 def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str, kernel_size,

@@ -198,3 +198,6 @@ class GeM(Module):
         if self.kernel_size is not None:
             s += f", kernel_size={self.kernel_size}, stride={self.stride if self.stride is not None else self.kernel_size}"
         return s
+
+
+__all__ = ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "GeM", "MaxPool2d"]
