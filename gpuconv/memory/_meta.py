@@ -6,8 +6,18 @@ Two targets: ``numpy`` (the numpy backend's primitives, NumPy expressions) and t
 ``emulated`` and ``cupy`` (the launchers of gpuconv/backend/cuda, which allocate their results
 and the workspaces ``conv_algo.plan`` counts). Everything outside the primitives (gpuconv.functional's
 array expressions, autograd, the optimizers' per-parameter NumPy code) runs as it is, on meta arrays.
-The temporaries come from the ops' own ``*_transient_bytes`` formulas, checked against tracemalloc
-per op in tests/test_memory.py.
+
+A primitive gets its temporaries one of two ways:
+
+- a method here, for the primitives whose real code cannot run on shapes (it reads values or
+  addresses, or uses NumPy functions meta arrays do not implement) or is faster to describe: their
+  temporaries come from the ops' own ``*_transient_bytes`` formulas, checked against tracemalloc
+  per op in tests/test_memory.py;
+- for any other primitive of the target (a new op needs nothing here), the target's own code runs on
+  meta arrays (:mod:`gpuconv.backend.shape_only`: the numpy backend's method, or the cupy/emulated
+  launcher with its launches stubbed), so its results and temporaries are counted as that code
+  allocates them. A primitive whose code cannot run on shapes raises NotImplementedError naming it
+  and saying why (then it needs a method here).
 """
 
 from __future__ import annotations
@@ -18,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..backend.base import Backend
-from ..backend.cuda.elementwise import multi_tensor_table_bytes
 from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
 from ..backend.numpy import conv as numpy_conv
+from ..backend.shape_only import multi_tensor_table_bytes, shape_only_primitive
 from ..functional._memory import numpy_buffer_bytes
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
@@ -60,6 +70,28 @@ class MetaBackend(Backend):
             from ..backend.numpy.conv_direct import numpy_heuristic
             return numpy_heuristic(g, direction)
         return None
+
+    def __getattr__(self, name: str) -> Any:
+        """A primitive of the target without a method here: the target's own code on shapes."""
+        run = shape_only_primitive(self.target, name)
+        if run is None:
+            raise AttributeError(f"the memory estimator's shape-only {self.target} backend has no primitive {name!r}")
+
+        def primitive(*args: Any, **kwargs: Any) -> Any:
+            ledger = self.ledger
+            ledger.high = ledger.current
+            try:
+                out = run(*args, **kwargs)
+            except (NotImplementedError, TypeError, AttributeError) as exc:
+                raise NotImplementedError(
+                    f"the memory estimate cannot run the {self.target} backend's primitive {name} on shapes: {exc}. "
+                    f"It needs a method {name} in gpuconv/memory/_meta.py's MetaBackend that counts its "
+                    "temporaries (gpuconv.memory.measure measures the step instead)") from exc
+            # The primitive's own peak above what stays (its results): its temporaries.
+            self._spike(ledger.high - ledger.current, name)
+            return out
+        primitive.__name__ = name
+        return primitive
 
     def _spike(self, nbytes: int, what: str) -> None:
         """The temporaries of the primitive running now (every primitive reports once, 0 included:
