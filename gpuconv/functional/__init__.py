@@ -32,3 +32,5 @@ del _family, _name, _op
 
 #: The ops that take Tensors and record their gradient.
 DIFFERENTIABLE = tuple(sorted(name for name in __all__ if name in _FORMS))
+# The exported names that are no ops (settings, shape helpers, constants): the others are wrapped.
+_NOT_OPS = frozenset(name for name in __all__ if name not in _FORMS and not name.endswith("_backward"))
