@@ -12,7 +12,8 @@
 // resets counter[c] to 0 for the next launch: the finalize costs no launch of its own, and the
 // merge order, hence every bit of the result, never depends on which block came last.
 //
-// Entry points (each in _f32 and _f64):
+// Entry points (each in _f32 and _f64; stamped out at the end of this file from one line per kernel by
+// entry_points.cuh's GC_ENTRY_F):
 //   batch_norm_stats           per-thread sums of d = x - pivot and d^2 (pivot = x[n=0,c,0]: shifting
 //                              by a sample of the channel keeps float32 exact where E[x^2] - E[x]^2
 //                              would cancel catastrophically, mean 1e4 and std 1), turned into
@@ -411,111 +412,42 @@ __device__ void batch_norm_backward_dx(const T* __restrict__ dy, const T* __rest
     }
 }
 
-// ---- entry points --------------------------------------------------------------------------------
-extern "C" __global__ void batch_norm_stats_f32(const float* __restrict__ x, float* partial, int* counter,
-                                                float* __restrict__ save_mean, float* __restrict__ save_invstd,
-                                                float* __restrict__ running_mean, float* __restrict__ running_var,
-                                                int n_batch, int channels, int hw, long long chunk, float eps,
-                                                float momentum, int update_running, int vec) {
-    batch_norm_stats<float>(x, partial, counter, save_mean, save_invstd, running_mean, running_var, n_batch,
-                            channels, hw, chunk, eps, momentum, update_running, vec);
-}
-extern "C" __global__ void batch_norm_stats_f64(const double* __restrict__ x, double* partial, int* counter,
-                                                double* __restrict__ save_mean, double* __restrict__ save_invstd,
-                                                double* __restrict__ running_mean, double* __restrict__ running_var,
-                                                int n_batch, int channels, int hw, long long chunk, double eps,
-                                                double momentum, int update_running, int vec) {
-    batch_norm_stats<double>(x, partial, counter, save_mean, save_invstd, running_mean, running_var, n_batch,
-                             channels, hw, chunk, eps, momentum, update_running, vec);
-}
-extern "C" __global__ void batch_norm_affine_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                 const float* __restrict__ mean, const float* __restrict__ src,
-                                                 const float* __restrict__ weight, const float* __restrict__ bias,
-                                                 long long planes, int channels, int hw, int ppb, int has_weight,
-                                                 int has_bias, int src_is_var, float eps, int vec) {
-    batch_norm_affine<float>(x, y, mean, src, weight, bias, planes, channels, hw, ppb, has_weight, has_bias,
-                             src_is_var, eps, vec);
-}
-extern "C" __global__ void batch_norm_affine_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                 const double* __restrict__ mean, const double* __restrict__ src,
-                                                 const double* __restrict__ weight, const double* __restrict__ bias,
-                                                 long long planes, int channels, int hw, int ppb, int has_weight,
-                                                 int has_bias, int src_is_var, double eps, int vec) {
-    batch_norm_affine<double>(x, y, mean, src, weight, bias, planes, channels, hw, ppb, has_weight, has_bias,
-                              src_is_var, eps, vec);
-}
-extern "C" __global__ void batch_norm_backward_reduce_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                          const float* __restrict__ mean,
-                                                          const float* __restrict__ invstd, float* partial,
-                                                          int* counter, float* __restrict__ sum_dy,
-                                                          float* __restrict__ sum_dy_xhat, int n_batch, int channels,
-                                                          int hw, long long chunk, int vec) {
-    batch_norm_backward_reduce<float>(dy, x, mean, invstd, partial, counter, sum_dy, sum_dy_xhat, n_batch, channels,
-                                      hw, chunk, vec);
-}
-extern "C" __global__ void batch_norm_backward_reduce_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                                                          const double* __restrict__ mean,
-                                                          const double* __restrict__ invstd, double* partial,
-                                                          int* counter, double* __restrict__ sum_dy,
-                                                          double* __restrict__ sum_dy_xhat, int n_batch,
-                                                          int channels, int hw, long long chunk, int vec) {
-    batch_norm_backward_reduce<double>(dy, x, mean, invstd, partial, counter, sum_dy, sum_dy_xhat, n_batch,
-                                       channels, hw, chunk, vec);
-}
-extern "C" __global__ void batch_norm_backward_dx_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                      const float* __restrict__ mean,
-                                                      const float* __restrict__ invstd,
-                                                      const float* __restrict__ weight,
-                                                      const float* __restrict__ sum_dy,
-                                                      const float* __restrict__ sum_dy_xhat, float* __restrict__ dx,
-                                                      long long planes, int channels, int hw, int ppb,
-                                                      long long count, int has_weight, int training, int vec) {
-    batch_norm_backward_dx<float>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, planes, channels, hw, ppb,
-                                  count, has_weight, training, vec);
-}
-extern "C" __global__ void batch_norm_backward_dx_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                                                      const double* __restrict__ mean,
-                                                      const double* __restrict__ invstd,
-                                                      const double* __restrict__ weight,
-                                                      const double* __restrict__ sum_dy,
-                                                      const double* __restrict__ sum_dy_xhat,
-                                                      double* __restrict__ dx, long long planes, int channels, int hw,
-                                                      int ppb, long long count, int has_weight, int training,
-                                                      int vec) {
-    batch_norm_backward_dx<double>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, planes, channels, hw,
-                                   ppb, count, has_weight, training, vec);
-}
-extern "C" __global__ void batch_norm_train_fused_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                      float* __restrict__ save_mean, float* __restrict__ save_invstd,
-                                                      float* __restrict__ running_mean, float* __restrict__ running_var,
-                                                      const float* __restrict__ weight, const float* __restrict__ bias,
-                                                      int n_batch, int channels, int hw, float eps, float momentum,
-                                                      int update_running, int has_weight, int has_bias, int vec) {
-    batch_norm_train_fused<float>(x, y, save_mean, save_invstd, running_mean, running_var, weight, bias, n_batch,
-                               channels, hw, eps, momentum, update_running, has_weight, has_bias, vec);
-}
-extern "C" __global__ void batch_norm_backward_fused_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                         const float* __restrict__ mean, const float* __restrict__ invstd,
-                                                         const float* __restrict__ weight, float* __restrict__ sum_dy,
-                                                         float* __restrict__ sum_dy_xhat, float* __restrict__ dx,
-                                                         int n_batch, int channels, int hw, int has_weight, int vec) {
-    batch_norm_backward_fused<float>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, n_batch, channels, hw,
-                                  has_weight, vec);
-}
-extern "C" __global__ void batch_norm_train_fused_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                      double* __restrict__ save_mean, double* __restrict__ save_invstd,
-                                                      double* __restrict__ running_mean, double* __restrict__ running_var,
-                                                      const double* __restrict__ weight, const double* __restrict__ bias,
-                                                      int n_batch, int channels, int hw, double eps, double momentum,
-                                                      int update_running, int has_weight, int has_bias, int vec) {
-    batch_norm_train_fused<double>(x, y, save_mean, save_invstd, running_mean, running_var, weight, bias, n_batch,
-                               channels, hw, eps, momentum, update_running, has_weight, has_bias, vec);
-}
-extern "C" __global__ void batch_norm_backward_fused_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                                                         const double* __restrict__ mean, const double* __restrict__ invstd,
-                                                         const double* __restrict__ weight, double* __restrict__ sum_dy,
-                                                         double* __restrict__ sum_dy_xhat, double* __restrict__ dx,
-                                                         int n_batch, int channels, int hw, int has_weight, int vec) {
-    batch_norm_backward_fused<double>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, n_batch, channels, hw,
-                                  has_weight, vec);
-}
+// ---- entry points (GC_ENTRY*: kernels/entry_points.cuh; T the element type, I the index type) ----
+GC_ENTRY_F(batch_norm_stats,
+        (const T* __restrict__ x, T* partial, int* counter, T* __restrict__ save_mean, T* __restrict__ save_invstd,
+         T* __restrict__ running_mean, T* __restrict__ running_var, int n_batch, int channels, int hw, long long chunk,
+         T eps, T momentum, int update_running, int vec),
+        batch_norm_stats<T>(x, partial, counter, save_mean, save_invstd, running_mean, running_var, n_batch, channels,
+            hw, chunk, eps, momentum, update_running, vec))
+GC_ENTRY_F(batch_norm_affine,
+        (const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ mean, const T* __restrict__ src,
+         const T* __restrict__ weight, const T* __restrict__ bias, long long planes, int channels, int hw, int ppb,
+         int has_weight, int has_bias, int src_is_var, T eps, int vec),
+        batch_norm_affine<T>(x, y, mean, src, weight, bias, planes, channels, hw, ppb, has_weight, has_bias, src_is_var,
+            eps, vec))
+GC_ENTRY_F(batch_norm_backward_reduce,
+        (const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ invstd,
+         T* partial, int* counter, T* __restrict__ sum_dy, T* __restrict__ sum_dy_xhat, int n_batch, int channels,
+         int hw, long long chunk, int vec),
+        batch_norm_backward_reduce<T>(dy, x, mean, invstd, partial, counter, sum_dy, sum_dy_xhat, n_batch, channels, hw,
+            chunk, vec))
+GC_ENTRY_F(batch_norm_backward_dx,
+        (const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ invstd,
+         const T* __restrict__ weight, const T* __restrict__ sum_dy, const T* __restrict__ sum_dy_xhat,
+         T* __restrict__ dx, long long planes, int channels, int hw, int ppb, long long count, int has_weight,
+         int training, int vec),
+        batch_norm_backward_dx<T>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, planes, channels, hw, ppb,
+            count, has_weight, training, vec))
+GC_ENTRY_F(batch_norm_train_fused,
+        (const T* __restrict__ x, T* __restrict__ y, T* __restrict__ save_mean, T* __restrict__ save_invstd,
+         T* __restrict__ running_mean, T* __restrict__ running_var, const T* __restrict__ weight,
+         const T* __restrict__ bias, int n_batch, int channels, int hw, T eps, T momentum, int update_running,
+         int has_weight, int has_bias, int vec),
+        batch_norm_train_fused<T>(x, y, save_mean, save_invstd, running_mean, running_var, weight, bias, n_batch,
+            channels, hw, eps, momentum, update_running, has_weight, has_bias, vec))
+GC_ENTRY_F(batch_norm_backward_fused,
+        (const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ invstd,
+         const T* __restrict__ weight, T* __restrict__ sum_dy, T* __restrict__ sum_dy_xhat, T* __restrict__ dx,
+         int n_batch, int channels, int hw, int has_weight, int vec),
+        batch_norm_backward_fused<T>(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, dx, n_batch, channels, hw,
+            has_weight, vec))

@@ -4,6 +4,8 @@
 // it uses only what both provide. The loaders put kernels/ on the include path.
 #pragma once
 
+#include "entry_points.cuh"  // GC_ENTRY*: the extern "C" entry points of each kernel file
+
 // Grid-stride loop over [0, n) with a 64-bit index: correct for any grid size and for tensors with
 // more than 2^31 elements.
 #define GC_GRID_STRIDE_LOOP(i, n)                                                     \

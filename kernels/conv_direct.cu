@@ -5,7 +5,8 @@
 // output size (OH, OW) is given, so asymmetric padding ("same" with an even kernel) needs nothing
 // more. Cross-correlation, as PyTorch. Offsets that can exceed 2^31 are 64-bit.
 //
-// Entry points (each _f32 and _f64):
+// Entry points (each _f32 and _f64; stamped out at the end of this file from one line per kernel by
+// entry_points.cuh's GC_ENTRY_F):
 //   conv2d_direct_forward_v1      one thread per output element (grid-stride), looping over the
 //                                 C_in/groups x KH x KW inputs that it reads. The reference.
 //   conv2d_direct_forward_v2      tiled: a block of 16x8 threads computes a 16 (wide) x 16 (high)
@@ -485,68 +486,37 @@ __device__ void conv2d_direct_backward_weight_v2_sum(const T* __restrict__ parti
     }
 }
 
-// Entry points, written out in full: the loaders parse these signatures from the source.
-extern "C" __global__ void conv2d_direct_forward_v1_f32(const float* __restrict__ x, const float* __restrict__ wt,
-                                                    const float* __restrict__ bias, float* __restrict__ y, int has_bias,
-                                                    int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_forward_v1<float>(x, wt, bias, y, has_bias, CONV_ARGS);
-}
-extern "C" __global__ void __launch_bounds__(CONV_TILE_W * CONV_THREADS_H)
-conv2d_direct_forward_v2_f32(const float* __restrict__ x, const float* __restrict__ wt, const float* __restrict__ bias,
-                              float* __restrict__ y, int has_bias, int row_stride, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_forward_v2<float>(x, wt, bias, y, has_bias, row_stride, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_backward_data_f32(const float* __restrict__ dy, const float* __restrict__ wt,
-                                                       float* __restrict__ dx, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_data<float>(dy, wt, dx, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_backward_weight_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                         float* __restrict__ dwt, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_weight<float>(dy, x, dwt, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_forward_v1_f64(const double* __restrict__ x, const double* __restrict__ wt,
-                                                    const double* __restrict__ bias, double* __restrict__ y, int has_bias,
-                                                    int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_forward_v1<double>(x, wt, bias, y, has_bias, CONV_ARGS);
-}
-extern "C" __global__ void __launch_bounds__(CONV_TILE_W * CONV_THREADS_H)
-conv2d_direct_forward_v2_f64(const double* __restrict__ x, const double* __restrict__ wt, const double* __restrict__ bias,
-                              double* __restrict__ y, int has_bias, int row_stride, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_forward_v2<double>(x, wt, bias, y, has_bias, row_stride, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_backward_data_f64(const double* __restrict__ dy, const double* __restrict__ wt,
-                                                       double* __restrict__ dx, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_data<double>(dy, wt, dx, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_backward_weight_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                                                         double* __restrict__ dwt, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_weight<double>(dy, x, dwt, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_backward_weight_v2_partial_f32(const float* __restrict__ dy, const float* __restrict__ x,
-        float* __restrict__ partial, int rows_per_split, int lanes, int n_batch, int c_in, int height, int width,
-        int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_weight_v2_partial<float>(dy, x, partial, rows_per_split, lanes, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_backward_weight_v2_sum_f32(const float* __restrict__ partial,
-        float* __restrict__ dwt, int splits, int size) {
-    conv2d_direct_backward_weight_v2_sum<float>(partial, dwt, splits, size);
-}
-extern "C" __global__ void conv2d_direct_backward_weight_v2_partial_f64(const double* __restrict__ dy, const double* __restrict__ x,
-        double* __restrict__ partial, int rows_per_split, int lanes, int n_batch, int c_in, int height, int width,
-        int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_weight_v2_partial<double>(dy, x, partial, rows_per_split, lanes, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_backward_weight_v2_sum_f64(const double* __restrict__ partial,
-        double* __restrict__ dwt, int splits, int size) {
-    conv2d_direct_backward_weight_v2_sum<double>(partial, dwt, splits, size);
-}
-extern "C" __global__ void conv2d_direct_backward_data_v3_f32(const float* __restrict__ dy, const float* __restrict__ wt, float* __restrict__ dx,
-        int dh_q, int dh_r, int dw_q, int dw_r, int n_batch, int c_in, int height, int width, int c_out, int kh,
-        int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_data_v3<float>(dy, wt, dx, dh_q, dh_r, dw_q, dw_r, CONV_ARGS);
-}
-extern "C" __global__ void conv2d_direct_backward_data_v3_f64(const double* __restrict__ dy, const double* __restrict__ wt, double* __restrict__ dx,
-        int dh_q, int dh_r, int dw_q, int dw_r, int n_batch, int c_in, int height, int width, int c_out, int kh,
-        int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    conv2d_direct_backward_data_v3<double>(dy, wt, dx, dh_q, dh_r, dw_q, dw_r, CONV_ARGS);
-}
+// ---- entry points (GC_ENTRY*: kernels/entry_points.cuh; T the element type, I the index type) ----
+GC_ENTRY_F(conv2d_direct_forward_v1,
+        (const T* __restrict__ x, const T* __restrict__ wt, const T* __restrict__ bias, T* __restrict__ y,
+         int has_bias, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt,
+         int pl, int dh, int dw, int oh, int ow, int groups),
+        conv2d_direct_forward_v1<T>(x, wt, bias, y, has_bias, CONV_ARGS))
+GC_ENTRY_F_BOUNDED((CONV_TILE_W * CONV_THREADS_H), conv2d_direct_forward_v2,
+        (const T* __restrict__ x, const T* __restrict__ wt, const T* __restrict__ bias, T* __restrict__ y,
+         int has_bias, int row_stride, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh,
+         int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        conv2d_direct_forward_v2<T>(x, wt, bias, y, has_bias, row_stride, CONV_ARGS))
+GC_ENTRY_F(conv2d_direct_backward_data,
+        (const T* __restrict__ dy, const T* __restrict__ wt, T* __restrict__ dx, int n_batch, int c_in, int height,
+         int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow,
+         int groups),
+        conv2d_direct_backward_data<T>(dy, wt, dx, CONV_ARGS))
+GC_ENTRY_F(conv2d_direct_backward_weight,
+        (const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dwt, int n_batch, int c_in, int height,
+         int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow,
+         int groups),
+        conv2d_direct_backward_weight<T>(dy, x, dwt, CONV_ARGS))
+GC_ENTRY_F(conv2d_direct_backward_weight_v2_partial,
+        (const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ partial, int rows_per_split, int lanes,
+         int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl,
+         int dh, int dw, int oh, int ow, int groups),
+        conv2d_direct_backward_weight_v2_partial<T>(dy, x, partial, rows_per_split, lanes, CONV_ARGS))
+GC_ENTRY_F(conv2d_direct_backward_weight_v2_sum,
+        (const T* __restrict__ partial, T* __restrict__ dwt, int splits, int size),
+        conv2d_direct_backward_weight_v2_sum<T>(partial, dwt, splits, size))
+GC_ENTRY_F(conv2d_direct_backward_data_v3,
+        (const T* __restrict__ dy, const T* __restrict__ wt, T* __restrict__ dx, int dh_q, int dh_r, int dw_q,
+         int dw_r, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt,
+         int pl, int dh, int dw, int oh, int ow, int groups),
+        conv2d_direct_backward_data_v3<T>(dy, wt, dx, dh_q, dh_r, dw_q, dw_r, CONV_ARGS))

@@ -7,7 +7,8 @@
 //   Grid (x over a plane's pixels, y over the N*C planes, both grid-stride), so the channel is
 //   plane % C once per plane for the whole row of threads, and every access is coalesced. _i32
 //   computes offsets in int (the launcher checks y has fewer than 2^31 elements), _i64 in long long.
-// No #defines are injected.
+// No #defines are injected. The four entry points are stamped out from one line by entry_points.cuh's
+// GC_ENTRY_I_F (I = int for _i32, long long for _i64).
 //
 // Registers per thread (nvcc 13.0, `nvcc -cubin -arch=sm_90 -Xptxas -v -I kernels`), 0 bytes of
 // stack frame and 0 bytes of spill stores/loads for every entry point:
@@ -29,21 +30,7 @@ __device__ void conv2d_bias_act(T* __restrict__ y, const T* __restrict__ bias, i
     }
 }
 
-extern "C" __global__ void conv2d_bias_act_i32_f32(float* __restrict__ y, const float* __restrict__ bias, int has_bias,
-                                                   int planes, int channels, long long plane_size, int activation) {
-    conv2d_bias_act<float, int>(y, bias, has_bias, planes, channels, plane_size, activation);
-}
-extern "C" __global__ void conv2d_bias_act_i64_f32(float* __restrict__ y, const float* __restrict__ bias, int has_bias,
-                                                   int planes, int channels, long long plane_size, int activation) {
-    conv2d_bias_act<float, long long>(y, bias, has_bias, planes, channels, plane_size, activation);
-}
-extern "C" __global__ void conv2d_bias_act_i32_f64(double* __restrict__ y, const double* __restrict__ bias,
-                                                   int has_bias, int planes, int channels, long long plane_size,
-                                                   int activation) {
-    conv2d_bias_act<double, int>(y, bias, has_bias, planes, channels, plane_size, activation);
-}
-extern "C" __global__ void conv2d_bias_act_i64_f64(double* __restrict__ y, const double* __restrict__ bias,
-                                                   int has_bias, int planes, int channels, long long plane_size,
-                                                   int activation) {
-    conv2d_bias_act<double, long long>(y, bias, has_bias, planes, channels, plane_size, activation);
-}
+GC_ENTRY_I_F(conv2d_bias_act,
+        (T* __restrict__ y, const T* __restrict__ bias, int has_bias, int planes, int channels, long long plane_size,
+         int activation),
+        conv2d_bias_act<T, I>(y, bias, has_bias, planes, channels, plane_size, activation))

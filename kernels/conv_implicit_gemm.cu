@@ -57,7 +57,8 @@
 // (SIMT) or 8 (tensor cores), plus a 16 x 24 float scratch per warp for the tensor-core tiles.
 // Grid: (ceil(N/BN), ceil(M/BM), groups * splits); block (threads).
 //
-// Entry points (SIMT tiles _f32 and _f64, `large` and the tc_ tiles only _f32):
+// Entry points (SIMT tiles _f32 and _f64, `large` and the tc_ tiles only _f32; stamped out at the end
+// of this file from one line per kernel by entry_points.cuh's GC_ENTRY_F_BOUNDED and GC_ENTRY_BOUNDED):
 //   conv2d_igemm_{forward,backward_data,backward_weight}_<tile>
 //       (a, b, bias, out, has_bias, k_split, geometry...): forward a = w, b = x, out = y (+ bias
 //       when has_bias); backward data a = w, b = dy, out = dx; backward weight a = dy, b = x, out =
@@ -785,94 +786,82 @@ __device__ void split_sum(const T* __restrict__ partial, T* __restrict__ out, in
 #define IGEMM_TC_LARGE igemm::TensorCore<128, 128, 64, 32>
 #define IGEMM_TC_MEDIUM igemm::TensorCore<64, 64, 32, 32>
 
-// Entry points, written out in full: the loaders parse these signatures from the source.
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_forward_large_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::forward<float, IGEMM_LARGE(float)>(a, b, bias, out, has_bias, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_backward_data_large_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_data<float, IGEMM_LARGE(float)>(a, b, out, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_backward_weight_large_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_weight<float, IGEMM_LARGE(float)>(a, b, out, k_split, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_forward_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::forward<float, IGEMM_MEDIUM(float)>(a, b, bias, out, has_bias, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_backward_data_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_data<float, IGEMM_MEDIUM(float)>(a, b, out, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_backward_weight_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_weight<float, IGEMM_MEDIUM(float)>(a, b, out, k_split, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(64)
-conv2d_igemm_forward_small_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::forward<float, IGEMM_SMALL(float)>(a, b, bias, out, has_bias, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(64)
-conv2d_igemm_backward_data_small_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_data<float, IGEMM_SMALL(float)>(a, b, out, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(64)
-conv2d_igemm_backward_weight_small_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_weight<float, IGEMM_SMALL(float)>(a, b, out, k_split, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_forward_tc_large_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::forward<float, IGEMM_TC_LARGE>(a, b, bias, out, has_bias, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_backward_data_tc_large_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_data<float, IGEMM_TC_LARGE>(a, b, out, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_backward_weight_tc_large_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_weight<float, IGEMM_TC_LARGE>(a, b, out, k_split, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(128, 4)
-conv2d_igemm_forward_tc_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::forward<float, IGEMM_TC_MEDIUM>(a, b, bias, out, has_bias, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(128, 4)
-conv2d_igemm_backward_data_tc_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_data<float, IGEMM_TC_MEDIUM>(a, b, out, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(128, 4)
-conv2d_igemm_backward_weight_tc_medium_f32(const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, float* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_weight<float, IGEMM_TC_MEDIUM>(a, b, out, k_split, IGEMM_CONV);
-}
-extern "C" __global__ void conv2d_igemm_split_sum_f32(const float* __restrict__ partial, float* __restrict__ out, int splits, int size) {
-    igemm::split_sum<float>(partial, out, splits, size);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_forward_medium_f64(const double* __restrict__ a, const double* __restrict__ b, const double* __restrict__ bias, double* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::forward<double, IGEMM_MEDIUM(double)>(a, b, bias, out, has_bias, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_backward_data_medium_f64(const double* __restrict__ a, const double* __restrict__ b, const double* __restrict__ bias, double* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_data<double, IGEMM_MEDIUM(double)>(a, b, out, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(256)
-conv2d_igemm_backward_weight_medium_f64(const double* __restrict__ a, const double* __restrict__ b, const double* __restrict__ bias, double* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_weight<double, IGEMM_MEDIUM(double)>(a, b, out, k_split, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(64)
-conv2d_igemm_forward_small_f64(const double* __restrict__ a, const double* __restrict__ b, const double* __restrict__ bias, double* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::forward<double, IGEMM_SMALL(double)>(a, b, bias, out, has_bias, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(64)
-conv2d_igemm_backward_data_small_f64(const double* __restrict__ a, const double* __restrict__ b, const double* __restrict__ bias, double* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_data<double, IGEMM_SMALL(double)>(a, b, out, IGEMM_CONV);
-}
-extern "C" __global__ void __launch_bounds__(64)
-conv2d_igemm_backward_weight_small_f64(const double* __restrict__ a, const double* __restrict__ b, const double* __restrict__ bias, double* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups) {
-    igemm::backward_weight<double, IGEMM_SMALL(double)>(a, b, out, k_split, IGEMM_CONV);
-}
-extern "C" __global__ void conv2d_igemm_split_sum_f64(const double* __restrict__ partial, double* __restrict__ out, int splits, int size) {
-    igemm::split_sum<double>(partial, out, splits, size);
-}
+// ---- entry points (GC_ENTRY*: kernels/entry_points.cuh; T the element type, I the index type) ----
+GC_ENTRY_BOUNDED((256), f32, conv2d_igemm_forward_large,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::forward<T, IGEMM_LARGE(T)>(a, b, bias, out, has_bias, IGEMM_CONV))
+GC_ENTRY_BOUNDED((256), f32, conv2d_igemm_backward_data_large,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_data<T, IGEMM_LARGE(T)>(a, b, out, IGEMM_CONV))
+GC_ENTRY_BOUNDED((256), f32, conv2d_igemm_backward_weight_large,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_weight<T, IGEMM_LARGE(T)>(a, b, out, k_split, IGEMM_CONV))
+GC_ENTRY_F_BOUNDED((256), conv2d_igemm_forward_medium,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, T* __restrict__ out,
+         int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh,
+         int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::forward<T, IGEMM_MEDIUM(T)>(a, b, bias, out, has_bias, IGEMM_CONV))
+GC_ENTRY_F_BOUNDED((256), conv2d_igemm_backward_data_medium,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, T* __restrict__ out,
+         int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh,
+         int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_data<T, IGEMM_MEDIUM(T)>(a, b, out, IGEMM_CONV))
+GC_ENTRY_F_BOUNDED((256), conv2d_igemm_backward_weight_medium,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, T* __restrict__ out,
+         int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh,
+         int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_weight<T, IGEMM_MEDIUM(T)>(a, b, out, k_split, IGEMM_CONV))
+GC_ENTRY_F_BOUNDED((64), conv2d_igemm_forward_small,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, T* __restrict__ out,
+         int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh,
+         int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::forward<T, IGEMM_SMALL(T)>(a, b, bias, out, has_bias, IGEMM_CONV))
+GC_ENTRY_F_BOUNDED((64), conv2d_igemm_backward_data_small,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, T* __restrict__ out,
+         int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh,
+         int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_data<T, IGEMM_SMALL(T)>(a, b, out, IGEMM_CONV))
+GC_ENTRY_F_BOUNDED((64), conv2d_igemm_backward_weight_small,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias, T* __restrict__ out,
+         int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out, int kh, int kw, int sh,
+         int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_weight<T, IGEMM_SMALL(T)>(a, b, out, k_split, IGEMM_CONV))
+GC_ENTRY_BOUNDED((256), f32, conv2d_igemm_forward_tc_large,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::forward<T, IGEMM_TC_LARGE>(a, b, bias, out, has_bias, IGEMM_CONV))
+GC_ENTRY_BOUNDED((256), f32, conv2d_igemm_backward_data_tc_large,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_data<T, IGEMM_TC_LARGE>(a, b, out, IGEMM_CONV))
+GC_ENTRY_BOUNDED((256), f32, conv2d_igemm_backward_weight_tc_large,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_weight<T, IGEMM_TC_LARGE>(a, b, out, k_split, IGEMM_CONV))
+GC_ENTRY_BOUNDED((128, 4), f32, conv2d_igemm_forward_tc_medium,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::forward<T, IGEMM_TC_MEDIUM>(a, b, bias, out, has_bias, IGEMM_CONV))
+GC_ENTRY_BOUNDED((128, 4), f32, conv2d_igemm_backward_data_tc_medium,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_data<T, IGEMM_TC_MEDIUM>(a, b, out, IGEMM_CONV))
+GC_ENTRY_BOUNDED((128, 4), f32, conv2d_igemm_backward_weight_tc_medium,
+        (const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
+         T* __restrict__ out, int has_bias, int k_split, int n_batch, int c_in, int height, int width, int c_out,
+         int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, int groups),
+        igemm::backward_weight<T, IGEMM_TC_MEDIUM>(a, b, out, k_split, IGEMM_CONV))
+GC_ENTRY_F(conv2d_igemm_split_sum,
+        (const T* __restrict__ partial, T* __restrict__ out, int splits, int size),
+        igemm::split_sum<T>(partial, out, splits, size))

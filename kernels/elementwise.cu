@@ -4,7 +4,9 @@
 // double (_f64). No index division anywhere: a grid-stride loop over 16-byte vectors (vec != 0: the
 // launcher checked every array is 16-byte aligned) and a scalar loop over the tail. No #defines.
 //
-// Entry points (each in _f32 and _f64), one launch per call (today's CuPy path took one to three):
+// Entry points (each in _f32 and _f64, stamped out at the end of this file from one line per kernel by
+// entry_points.cuh's GC_ENTRY_F, or GC_ENTRY_I_F with the _i32/_i64 index twins), one launch per call
+// (today's CuPy path took one to three):
 //   relu_forward          y = max(x, 0), NaN stays NaN (as numpy.maximum / torch.relu).
 //   relu_backward         dx = dy * [x > 0] (a NaN or inf dy times 0 gives NaN, as dy * mask does).
 //   leaky_relu_forward    y = x > 0 ? x : x * slope.
@@ -371,183 +373,69 @@ __device__ void adagrad_step(const long long* __restrict__ table, int ntensors, 
     });
 }
 
-// ---- entry points --------------------------------------------------------------------------------
-extern "C" __global__ void relu_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long n,
-                                            int vec) {
-    relu_forward<float>(x, y, n, vec);
-}
-extern "C" __global__ void relu_forward_f64(const double* __restrict__ x, double* __restrict__ y, long long n,
-                                            int vec) {
-    relu_forward<double>(x, y, n, vec);
-}
-extern "C" __global__ void relu_backward_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                             float* __restrict__ dx, long long n, int vec) {
-    relu_backward<float>(dy, x, dx, n, vec);
-}
-extern "C" __global__ void relu_backward_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                                             double* __restrict__ dx, long long n, int vec) {
-    relu_backward<double>(dy, x, dx, n, vec);
-}
-extern "C" __global__ void leaky_relu_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long n,
-                                                  float slope, int vec) {
-    leaky_relu_forward<float>(x, y, n, slope, vec);
-}
-extern "C" __global__ void leaky_relu_forward_f64(const double* __restrict__ x, double* __restrict__ y, long long n,
-                                                  double slope, int vec) {
-    leaky_relu_forward<double>(x, y, n, slope, vec);
-}
-extern "C" __global__ void leaky_relu_backward_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                                                   float* __restrict__ dx, long long n, float slope, int vec) {
-    leaky_relu_backward<float>(dy, x, dx, n, slope, vec);
-}
-extern "C" __global__ void leaky_relu_backward_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                                                   double* __restrict__ dx, long long n, double slope, int vec) {
-    leaky_relu_backward<double>(dy, x, dx, n, slope, vec);
-}
-extern "C" __global__ void sgd_step_f32(const long long* __restrict__ table, int ntensors, int chunk,
-                                        float neg_lr, float momentum, float one_minus_dampening, float weight_decay,
-                                        int use_momentum, int use_weight_decay, int nesterov, int maximize) {
-    sgd_step<float>(table, ntensors, chunk, neg_lr, momentum, one_minus_dampening, weight_decay, use_momentum,
-                  use_weight_decay, nesterov, maximize);
-}
-extern "C" __global__ void adam_step_f32(const long long* __restrict__ table, int ntensors, int chunk, float w1,
-                                         float one_minus_w1, int w1_small, float beta2, float one_minus_beta2, float eps,
-                                         float weight_decay, float decay_factor, int use_weight_decay, int decoupled,
-                                         int amsgrad, int maximize) {
-    adam_step<float>(table, ntensors, chunk, w1, one_minus_w1, w1_small, beta2, one_minus_beta2, eps, weight_decay,
-                   decay_factor, use_weight_decay, decoupled, amsgrad, maximize);
-}
-extern "C" __global__ void rmsprop_step_f32(const long long* __restrict__ table, int ntensors, int chunk,
-                                            float neg_lr, float alpha, float one_minus_alpha, float w, float one_minus_w,
-                                            int w_small, float eps, float weight_decay, float momentum,
-                                            int use_weight_decay, int use_momentum, int centered, int maximize) {
-    rmsprop_step<float>(table, ntensors, chunk, neg_lr, alpha, one_minus_alpha, w, one_minus_w, w_small, eps,
-                      weight_decay, momentum, use_weight_decay, use_momentum, centered, maximize);
-}
-extern "C" __global__ void adagrad_step_f32(const long long* __restrict__ table, int ntensors, int chunk,
-                                            float eps, float weight_decay, int use_weight_decay, int maximize) {
-    adagrad_step<float>(table, ntensors, chunk, eps, weight_decay, use_weight_decay, maximize);
-}
-extern "C" __global__ void sgd_step_f64(const long long* __restrict__ table, int ntensors, int chunk,
-                                        double neg_lr, double momentum, double one_minus_dampening, double weight_decay,
-                                        int use_momentum, int use_weight_decay, int nesterov, int maximize) {
-    sgd_step<double>(table, ntensors, chunk, neg_lr, momentum, one_minus_dampening, weight_decay, use_momentum,
-                  use_weight_decay, nesterov, maximize);
-}
-extern "C" __global__ void adam_step_f64(const long long* __restrict__ table, int ntensors, int chunk, double w1,
-                                         double one_minus_w1, int w1_small, double beta2, double one_minus_beta2, double eps,
-                                         double weight_decay, double decay_factor, int use_weight_decay, int decoupled,
-                                         int amsgrad, int maximize) {
-    adam_step<double>(table, ntensors, chunk, w1, one_minus_w1, w1_small, beta2, one_minus_beta2, eps, weight_decay,
-                   decay_factor, use_weight_decay, decoupled, amsgrad, maximize);
-}
-extern "C" __global__ void rmsprop_step_f64(const long long* __restrict__ table, int ntensors, int chunk,
-                                            double neg_lr, double alpha, double one_minus_alpha, double w, double one_minus_w,
-                                            int w_small, double eps, double weight_decay, double momentum,
-                                            int use_weight_decay, int use_momentum, int centered, int maximize) {
-    rmsprop_step<double>(table, ntensors, chunk, neg_lr, alpha, one_minus_alpha, w, one_minus_w, w_small, eps,
-                      weight_decay, momentum, use_weight_decay, use_momentum, centered, maximize);
-}
-extern "C" __global__ void adagrad_step_f64(const long long* __restrict__ table, int ntensors, int chunk,
-                                            double eps, double weight_decay, int use_weight_decay, int maximize) {
-    adagrad_step<double>(table, ntensors, chunk, eps, weight_decay, use_weight_decay, maximize);
-}
-extern "C" __global__ void dropout_forward_f32(const float* __restrict__ x, const float* __restrict__ u,
-                                               float* __restrict__ y, bool* __restrict__ mask, long long n, float p,
-                                               float scale) {
-    dropout_forward<float>(x, u, y, mask, n, p, scale);
-}
-extern "C" __global__ void dropout_apply_f32(const float* __restrict__ x, const bool* __restrict__ mask,
-                                             float* __restrict__ y, long long n, float scale) {
-    dropout_apply<float>(x, mask, y, n, scale);
-}
-extern "C" __global__ void dropout_forward_f64(const double* __restrict__ x, const float* __restrict__ u,
-                                               double* __restrict__ y, bool* __restrict__ mask, long long n, float p,
-                                               double scale) {
-    dropout_forward<double>(x, u, y, mask, n, p, scale);
-}
-extern "C" __global__ void dropout_apply_f64(const double* __restrict__ x, const bool* __restrict__ mask,
-                                             double* __restrict__ y, long long n, double scale) {
-    dropout_apply<double>(x, mask, y, n, scale);
-}
+// ---- entry points (GC_ENTRY*: kernels/entry_points.cuh; T the element type, I the index type) ----
+GC_ENTRY_F(relu_forward,
+        (const T* __restrict__ x, T* __restrict__ y, long long n, int vec),
+        relu_forward<T>(x, y, n, vec))
+GC_ENTRY_F(relu_backward,
+        (const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, long long n, int vec),
+        relu_backward<T>(dy, x, dx, n, vec))
+GC_ENTRY_F(leaky_relu_forward,
+        (const T* __restrict__ x, T* __restrict__ y, long long n, T slope, int vec),
+        leaky_relu_forward<T>(x, y, n, slope, vec))
+GC_ENTRY_F(leaky_relu_backward,
+        (const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, long long n, T slope, int vec),
+        leaky_relu_backward<T>(dy, x, dx, n, slope, vec))
+GC_ENTRY_F(sgd_step,
+        (const long long* __restrict__ table, int ntensors, int chunk, T neg_lr, T momentum, T one_minus_dampening,
+         T weight_decay, int use_momentum, int use_weight_decay, int nesterov, int maximize),
+        sgd_step<T>(table, ntensors, chunk, neg_lr, momentum, one_minus_dampening, weight_decay, use_momentum,
+            use_weight_decay, nesterov, maximize))
+GC_ENTRY_F(adam_step,
+        (const long long* __restrict__ table, int ntensors, int chunk, T w1, T one_minus_w1, int w1_small, T beta2,
+         T one_minus_beta2, T eps, T weight_decay, T decay_factor, int use_weight_decay, int decoupled, int amsgrad,
+         int maximize),
+        adam_step<T>(table, ntensors, chunk, w1, one_minus_w1, w1_small, beta2, one_minus_beta2, eps, weight_decay,
+            decay_factor, use_weight_decay, decoupled, amsgrad, maximize))
+GC_ENTRY_F(rmsprop_step,
+        (const long long* __restrict__ table, int ntensors, int chunk, T neg_lr, T alpha, T one_minus_alpha, T w,
+         T one_minus_w, int w_small, T eps, T weight_decay, T momentum, int use_weight_decay, int use_momentum,
+         int centered, int maximize),
+        rmsprop_step<T>(table, ntensors, chunk, neg_lr, alpha, one_minus_alpha, w, one_minus_w, w_small, eps,
+            weight_decay, momentum, use_weight_decay, use_momentum, centered, maximize))
+GC_ENTRY_F(adagrad_step,
+        (const long long* __restrict__ table, int ntensors, int chunk, T eps, T weight_decay, int use_weight_decay,
+         int maximize),
+        adagrad_step<T>(table, ntensors, chunk, eps, weight_decay, use_weight_decay, maximize))
+GC_ENTRY_F(dropout_forward,
+        (const T* __restrict__ x, const float* __restrict__ u, T* __restrict__ y, bool* __restrict__ mask, long long n,
+         float p, T scale),
+        dropout_forward<T>(x, u, y, mask, n, p, scale))
+GC_ENTRY_F(dropout_apply,
+        (const T* __restrict__ x, const bool* __restrict__ mask, T* __restrict__ y, long long n, T scale),
+        dropout_apply<T>(x, mask, y, n, scale))
 
-extern "C" __global__ void add_f32(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out,
-                                   long long n, int vec) {
-    add<float>(a, b, out, n, vec);
-}
-extern "C" __global__ void add_f64(const double* __restrict__ a, const double* __restrict__ b,
-                                   double* __restrict__ out, long long n, int vec) {
-    add<double>(a, b, out, n, vec);
-}
-extern "C" __global__ void accumulate_f32(float* a, const float* __restrict__ b, long long n, int vec) {
-    accumulate2<float>(a, b, n, vec);
-}
-extern "C" __global__ void accumulate_f64(double* a, const double* __restrict__ b, long long n, int vec) {
-    accumulate2<double>(a, b, n, vec);
-}
-extern "C" __global__ void fill_f32(float* __restrict__ a, long long n, float value, int vec) {
-    fill<float>(a, n, value, vec);
-}
-extern "C" __global__ void fill_f64(double* __restrict__ a, long long n, double value, int vec) {
-    fill<double>(a, n, value, vec);
-}
-extern "C" __global__ void bias_add_rows_i32_f32(float* __restrict__ y, const float* __restrict__ bias, int rows,
-                                                 int cols) {
-    bias_add_rows<float, int>(y, bias, rows, cols);
-}
-extern "C" __global__ void bias_add_rows_i64_f32(float* __restrict__ y, const float* __restrict__ bias, int rows,
-                                                 int cols) {
-    bias_add_rows<float, long long>(y, bias, rows, cols);
-}
-extern "C" __global__ void bias_add_rows_i32_f64(double* __restrict__ y, const double* __restrict__ bias, int rows,
-                                                 int cols) {
-    bias_add_rows<double, int>(y, bias, rows, cols);
-}
-extern "C" __global__ void bias_add_rows_i64_f64(double* __restrict__ y, const double* __restrict__ bias, int rows,
-                                                 int cols) {
-    bias_add_rows<double, long long>(y, bias, rows, cols);
-}
-extern "C" __global__ void count_step_i64(long long* counter) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) counter[0] += 1;
-}
-extern "C" __global__ void copy_strided_i32_f32(const float* __restrict__ src, float* __restrict__ dst, long long n,
-                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
-                                               long long s3) {
-    copy_strided<float, int>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
-}
-extern "C" __global__ void copy_strided_i64_f32(const float* __restrict__ src, float* __restrict__ dst, long long n,
-                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
-                                               long long s3) {
-    copy_strided<float, long long>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
-}
-extern "C" __global__ void copy_strided_i32_f64(const double* __restrict__ src, double* __restrict__ dst, long long n,
-                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
-                                               long long s3) {
-    copy_strided<double, int>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
-}
-extern "C" __global__ void copy_strided_i64_f64(const double* __restrict__ src, double* __restrict__ dst, long long n,
-                                               int d1, int d2, int d3, long long s0, long long s1, long long s2,
-                                               long long s3) {
-    copy_strided<double, long long>(src, dst, n, d1, d2, d3, s0, s1, s2, s3);
-}
+GC_ENTRY_F(add,
+        (const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out, long long n, int vec),
+        add<T>(a, b, out, n, vec))
+GC_ENTRY_F(accumulate,
+        (T* a, const T* __restrict__ b, long long n, int vec),
+        accumulate2<T>(a, b, n, vec))
+GC_ENTRY_F(fill,
+        (T* __restrict__ a, long long n, T value, int vec),
+        fill<T>(a, n, value, vec))
+GC_ENTRY_I_F(bias_add_rows,
+        (T* __restrict__ y, const T* __restrict__ bias, int rows, int cols),
+        bias_add_rows<T, I>(y, bias, rows, cols))
+GC_ENTRY(i64, count_step,
+        (I* counter),
+        if (blockIdx.x == 0 && threadIdx.x == 0) counter[0] += 1)
+GC_ENTRY_I_F(copy_strided,
+        (const T* __restrict__ src, T* __restrict__ dst, long long n, int d1, int d2, int d3, long long s0,
+         long long s1, long long s2, long long s3),
+        copy_strided<T, I>(src, dst, n, d1, d2, d3, s0, s1, s2, s3))
 
-extern "C" __global__ void copy_transpose_i32_f32(const float* __restrict__ src, float* __restrict__ dst,
-                                                  long long batches, int batch1, int rows, int cols, long long sb0,
-                                                  long long sb1, long long scol) {
-    copy_transpose<float, int>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol);
-}
-extern "C" __global__ void copy_transpose_i64_f32(const float* __restrict__ src, float* __restrict__ dst,
-                                                  long long batches, int batch1, int rows, int cols, long long sb0,
-                                                  long long sb1, long long scol) {
-    copy_transpose<float, long long>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol);
-}
-extern "C" __global__ void copy_transpose_i32_f64(const double* __restrict__ src, double* __restrict__ dst,
-                                                  long long batches, int batch1, int rows, int cols, long long sb0,
-                                                  long long sb1, long long scol) {
-    copy_transpose<double, int>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol);
-}
-extern "C" __global__ void copy_transpose_i64_f64(const double* __restrict__ src, double* __restrict__ dst,
-                                                  long long batches, int batch1, int rows, int cols, long long sb0,
-                                                  long long sb1, long long scol) {
-    copy_transpose<double, long long>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol);
-}
+GC_ENTRY_I_F(copy_transpose,
+        (const T* __restrict__ src, T* __restrict__ dst, long long batches, int batch1, int rows, int cols,
+         long long sb0, long long sb1, long long scol),
+        copy_transpose<T, I>(src, dst, batches, batch1, rows, cols, sb0, sb1, scol))

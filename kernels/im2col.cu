@@ -6,7 +6,9 @@
 //   "knl" (C*KH*KW, N*OH*OW), one 2-D GEMM for a whole batch: row_stride = N*OH*OW, n_stride = OH*OW
 // Padding is given as (top, left) together with the output size, so asymmetric padding (PyTorch's
 // "same" for even kernels) needs nothing more. Element type T = float or double; NCHW input,
-// C-contiguous arrays. No #defines are injected.
+// C-contiguous arrays. No #defines are injected. The extern "C" entry points are stamped out from
+// one line per kernel by entry_points.cuh's GC_ENTRY_F (v1) and GC_ENTRY_I_F (v2-v4; the offset type
+// I is int for _i32, long long for _i64).
 //
 // Version 1 (the reference and benchmark baseline; one thread per element, 64-bit offsets):
 //   im2col_forward_{f32,f64}   x -> cols: one thread per element of cols (grid-stride), several
@@ -147,30 +149,16 @@ __device__ void im2col_backward(const T* __restrict__ cols, T* __restrict__ dx, 
 
 #define IM2COL_ARGS n_batch, channels, height, width, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, row_stride, n_stride
 
-extern "C" __global__ void im2col_forward_f32(const float* __restrict__ x, float* __restrict__ cols, int n_batch,
-                                              int channels, int height, int width, int kh, int kw, int sh, int sw,
-                                              int pt, int pl, int dh, int dw, int oh, int ow, long long row_stride,
-                                              long long n_stride) {
-    im2col_forward<float>(x, cols, IM2COL_ARGS);
-}
-extern "C" __global__ void im2col_forward_f64(const double* __restrict__ x, double* __restrict__ cols, int n_batch,
-                                              int channels, int height, int width, int kh, int kw, int sh, int sw,
-                                              int pt, int pl, int dh, int dw, int oh, int ow, long long row_stride,
-                                              long long n_stride) {
-    im2col_forward<double>(x, cols, IM2COL_ARGS);
-}
-extern "C" __global__ void im2col_backward_f32(const float* __restrict__ cols, float* __restrict__ dx, int n_batch,
-                                               int channels, int height, int width, int kh, int kw, int sh, int sw,
-                                               int pt, int pl, int dh, int dw, int oh, int ow, long long row_stride,
-                                               long long n_stride) {
-    im2col_backward<float>(cols, dx, IM2COL_ARGS);
-}
-extern "C" __global__ void im2col_backward_f64(const double* __restrict__ cols, double* __restrict__ dx, int n_batch,
-                                               int channels, int height, int width, int kh, int kw, int sh, int sw,
-                                               int pt, int pl, int dh, int dw, int oh, int ow, long long row_stride,
-                                               long long n_stride) {
-    im2col_backward<double>(cols, dx, IM2COL_ARGS);
-}
+GC_ENTRY_F(im2col_forward,
+        (const T* __restrict__ x, T* __restrict__ cols, int n_batch, int channels, int height, int width, int kh,
+         int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, long long row_stride,
+         long long n_stride),
+        im2col_forward<T>(x, cols, IM2COL_ARGS))
+GC_ENTRY_F(im2col_backward,
+        (const T* __restrict__ cols, T* __restrict__ dx, int n_batch, int channels, int height, int width, int kh,
+         int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, long long row_stride,
+         long long n_stride),
+        im2col_backward<T>(cols, dx, IM2COL_ARGS))
 
 template <typename T, typename I>
 __device__ void im2col_forward_v2(const T* __restrict__ x, T* __restrict__ cols, int planes, int channels,
@@ -596,129 +584,35 @@ __device__ void im2col_backward_v4(const T* __restrict__ cols, T* __restrict__ d
 
 #define IM2COL_V2_ARGS planes, channels, height, width, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, row_stride, n_stride
 
-extern "C" __global__ void im2col_forward_v2_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride) {
-    im2col_forward_v2<float, int>(x, cols, IM2COL_V2_ARGS);
-}
-extern "C" __global__ void im2col_backward_v2_i32_f32(const float* __restrict__ cols, float* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v2<float, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
-}
-extern "C" __global__ void im2col_forward_v2_i32_f64(const double* __restrict__ x, double* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride) {
-    im2col_forward_v2<double, int>(x, cols, IM2COL_V2_ARGS);
-}
-extern "C" __global__ void im2col_backward_v2_i32_f64(const double* __restrict__ cols, double* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v2<double, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
-}
-extern "C" __global__ void im2col_forward_v2_i64_f32(const float* __restrict__ x, float* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride) {
-    im2col_forward_v2<float, long long>(x, cols, IM2COL_V2_ARGS);
-}
-extern "C" __global__ void im2col_backward_v2_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v2<float, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
-}
-extern "C" __global__ void im2col_forward_v2_i64_f64(const double* __restrict__ x, double* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride) {
-    im2col_forward_v2<double, long long>(x, cols, IM2COL_V2_ARGS);
-}
-extern "C" __global__ void im2col_backward_v2_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v2<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r);
-}
-extern "C" __global__ void im2col_forward_v3_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int vector_loads) {
-    im2col_forward_v3<float, int>(x, cols, IM2COL_V2_ARGS, vector_loads);
-}
-extern "C" __global__ void im2col_forward_v3_i32_f64(const double* __restrict__ x, double* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int vector_loads) {
-    im2col_forward_v3<double, int>(x, cols, IM2COL_V2_ARGS, vector_loads);
-}
-extern "C" __global__ void im2col_forward_v3_i64_f32(const float* __restrict__ x, float* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int vector_loads) {
-    im2col_forward_v3<float, long long>(x, cols, IM2COL_V2_ARGS, vector_loads);
-}
-extern "C" __global__ void im2col_forward_v3_i64_f64(const double* __restrict__ x, double* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int vector_loads) {
-    im2col_forward_v3<double, long long>(x, cols, IM2COL_V2_ARGS, vector_loads);
-}
-extern "C" __global__ void im2col_backward_v3_i32_f32(const float* __restrict__ cols, float* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r, int vector_loads) {
-    im2col_backward_v3<float, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
-}
-extern "C" __global__ void im2col_backward_v3_i32_f64(const double* __restrict__ cols, double* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r, int vector_loads) {
-    im2col_backward_v3<double, int>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
-}
-extern "C" __global__ void im2col_backward_v3_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r,
-        int vector_loads) {
-    im2col_backward_v3<float, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
-}
-extern "C" __global__ void im2col_backward_v3_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r,
-        int vector_loads) {
-    im2col_backward_v3<double, long long>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads);
-}
+GC_ENTRY_I_F(im2col_forward_v2,
+        (const T* __restrict__ x, T* __restrict__ cols, int planes, int channels, int height, int width, int kh,
+         int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, I row_stride, I n_stride),
+        im2col_forward_v2<T, I>(x, cols, IM2COL_V2_ARGS))
+GC_ENTRY_I_F(im2col_backward_v2,
+        (const T* __restrict__ cols, T* __restrict__ dx, int planes, int channels, int height, int width, int kh,
+         int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, I row_stride, I n_stride, int dh_q,
+         int dh_r, int dw_q, int dw_r),
+        im2col_backward_v2<T, I>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r))
+GC_ENTRY_I_F(im2col_forward_v3,
+        (const T* __restrict__ x, T* __restrict__ cols, int planes, int channels, int height, int width, int kh,
+         int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, I row_stride, I n_stride,
+         int vector_loads),
+        im2col_forward_v3<T, I>(x, cols, IM2COL_V2_ARGS, vector_loads))
+GC_ENTRY_I_F(im2col_backward_v3,
+        (const T* __restrict__ cols, T* __restrict__ dx, int planes, int channels, int height, int width, int kh,
+         int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, I row_stride, I n_stride, int dh_q,
+         int dh_r, int dw_q, int dw_r, int vector_loads),
+        im2col_backward_v3<T, I>(cols, dx, IM2COL_V2_ARGS, dh_q, dh_r, dw_q, dw_r, vector_loads))
 
 // v4 takes v2's arguments (so one launcher serves both); sw must be 1, so dw_q = dw and dw_r = 0.
 #define IM2COL_V4_ARGS planes, channels, height, width, kh, kw, sh, pt, pl, dh, dw, oh, ow, row_stride, n_stride
 
-extern "C" __global__ void im2col_forward_v4_i32_f32(const float* __restrict__ x, float* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride) {
-    im2col_forward_v4<float, int>(x, cols, IM2COL_V4_ARGS);
-}
-extern "C" __global__ void im2col_backward_v4_i32_f32(const float* __restrict__ cols, float* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v4<float, int>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r);
-}
-extern "C" __global__ void im2col_forward_v4_i32_f64(const double* __restrict__ x, double* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride) {
-    im2col_forward_v4<double, int>(x, cols, IM2COL_V4_ARGS);
-}
-extern "C" __global__ void im2col_backward_v4_i32_f64(const double* __restrict__ cols, double* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, int row_stride, int n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v4<double, int>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r);
-}
-extern "C" __global__ void im2col_forward_v4_i64_f32(const float* __restrict__ x, float* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride) {
-    im2col_forward_v4<float, long long>(x, cols, IM2COL_V4_ARGS);
-}
-extern "C" __global__ void im2col_backward_v4_i64_f32(const float* __restrict__ cols, float* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v4<float, long long>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r);
-}
-extern "C" __global__ void im2col_forward_v4_i64_f64(const double* __restrict__ x, double* __restrict__ cols,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride) {
-    im2col_forward_v4<double, long long>(x, cols, IM2COL_V4_ARGS);
-}
-extern "C" __global__ void im2col_backward_v4_i64_f64(const double* __restrict__ cols, double* __restrict__ dx,
-        int planes, int channels, int height, int width, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-        int oh, int ow, long long row_stride, long long n_stride, int dh_q, int dh_r, int dw_q, int dw_r) {
-    im2col_backward_v4<double, long long>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r);
-}
+GC_ENTRY_I_F(im2col_forward_v4,
+        (const T* __restrict__ x, T* __restrict__ cols, int planes, int channels, int height, int width, int kh,
+         int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, I row_stride, I n_stride),
+        im2col_forward_v4<T, I>(x, cols, IM2COL_V4_ARGS))
+GC_ENTRY_I_F(im2col_backward_v4,
+        (const T* __restrict__ cols, T* __restrict__ dx, int planes, int channels, int height, int width, int kh,
+         int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow, I row_stride, I n_stride, int dh_q,
+         int dh_r, int dw_q, int dw_r),
+        im2col_backward_v4<T, I>(cols, dx, IM2COL_V4_ARGS, dh_q, dh_r))

@@ -12,7 +12,8 @@
 // <name>_warp_... a warp per row and <name>_block_... a block per row (inner == 1: the lanes read
 // consecutive classes), each with the same arguments.
 //
-// Entry points (<name>_<i32|i64>_<f32|f64> unless said otherwise):
+// Entry points (<name>_<i32|i64>_<f32|f64> unless said otherwise; stamped out at the end of this file
+// from one line per kernel by entry_points.cuh's GC_ENTRY_I_F, GC_ENTRY_F and GC_ENTRY_I macros):
 //   check_targets_<i32|i64>(target, rows, classes, ignore_index, first_bad)
 //       One block: first_bad[0] = the smallest row whose target is neither in [0, classes) nor
 //       ignore_index, or -1.
@@ -241,256 +242,58 @@ __device__ void accumulate_loss(const T* __restrict__ loss, long long n, double 
     if (threadIdx.x == 0) total[0] += scale * all;
 }
 
-// ---- entry points --------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(kBlock) check_targets_i32(const int* __restrict__ target, long long rows,
-                                                                    int classes, long long ignore_index,
-                                                                    long long* __restrict__ first_bad) {
-    check_targets<int>(target, rows, classes, ignore_index, first_bad);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) check_targets_i64(const long long* __restrict__ target, long long rows,
-                                                                    int classes, long long ignore_index,
-                                                                    long long* __restrict__ first_bad) {
-    check_targets<long long>(target, rows, classes, ignore_index, first_bad);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i32_f32(const int* __restrict__ target,
-                                                                         const float* __restrict__ weight, int has_weight,
-                                                                         long long rows, long long ignore_index,
-                                                                         const float* __restrict__ dloss, int mean,
-                                                                         float* __restrict__ scale) {
-    cross_entropy_scale<float, int>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) count_correct_i32_f32(const float* __restrict__ outputs,
-                                                                   const int* __restrict__ target, long long rows,
-                                                                   int classes, long long* __restrict__ count) {
-    count_correct<float, int>(outputs, target, rows, classes, count);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i64_f32(const long long* __restrict__ target,
-                                                                         const float* __restrict__ weight, int has_weight,
-                                                                         long long rows, long long ignore_index,
-                                                                         const float* __restrict__ dloss, int mean,
-                                                                         float* __restrict__ scale) {
-    cross_entropy_scale<float, long long>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) count_correct_i64_f32(const float* __restrict__ outputs,
-                                                                   const long long* __restrict__ target, long long rows,
-                                                                   int classes, long long* __restrict__ count) {
-    count_correct<float, long long>(outputs, target, rows, classes, count);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i32_f64(const int* __restrict__ target,
-                                                                         const double* __restrict__ weight, int has_weight,
-                                                                         long long rows, long long ignore_index,
-                                                                         const double* __restrict__ dloss, int mean,
-                                                                         double* __restrict__ scale) {
-    cross_entropy_scale<double, int>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) count_correct_i32_f64(const double* __restrict__ outputs,
-                                                                   const int* __restrict__ target, long long rows,
-                                                                   int classes, long long* __restrict__ count) {
-    count_correct<double, int>(outputs, target, rows, classes, count);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_scale_i64_f64(const long long* __restrict__ target,
-                                                                         const double* __restrict__ weight, int has_weight,
-                                                                         long long rows, long long ignore_index,
-                                                                         const double* __restrict__ dloss, int mean,
-                                                                         double* __restrict__ scale) {
-    cross_entropy_scale<double, long long>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) count_correct_i64_f64(const double* __restrict__ outputs,
-                                                                   const long long* __restrict__ target, long long rows,
-                                                                   int classes, long long* __restrict__ count) {
-    count_correct<double, long long>(outputs, target, rows, classes, count);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_reduce_f32(
-    const float* __restrict__ losses, const float* __restrict__ weights, long long rows, int mean,
-    float* __restrict__ out) {
-    cross_entropy_reduce<float>(losses, weights, rows, mean, out);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) cross_entropy_reduce_f64(
-    const double* __restrict__ losses, const double* __restrict__ weights, long long rows, int mean,
-    double* __restrict__ out) {
-    cross_entropy_reduce<double>(losses, weights, rows, mean, out);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) accumulate_loss_f32(const float* __restrict__ loss, long long n,
-                                                                         double scale, double* __restrict__ total) {
-    accumulate_loss<float>(loss, n, scale, total);
-}
-extern "C" __global__ void __launch_bounds__(kBlock) accumulate_loss_f64(const double* __restrict__ loss, long long n,
-                                                                         double scale, double* __restrict__ total) {
-    accumulate_loss<double>(loss, n, scale, total);
-}
-extern "C" __global__ void cross_entropy_rows_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    float* __restrict__ losses, float* __restrict__ weights) {
-    cross_entropy_rows<float, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                   ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
-    cross_entropy_backward<float, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
-                                       inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_warp_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    float* __restrict__ losses, float* __restrict__ weights) {
-    cross_entropy_rows<float, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                   ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_warp_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
-    cross_entropy_backward<float, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
-                                       inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_block_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    float* __restrict__ losses, float* __restrict__ weights) {
-    __shared__ double partial[32];
-    cross_entropy_rows<float, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes,
-                                   inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_block_i32_f32(
-    const float* __restrict__ logits, const int* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
-    __shared__ double partial[32];
-    cross_entropy_backward<float, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
-                                       classes, inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    float* __restrict__ losses, float* __restrict__ weights) {
-    cross_entropy_rows<float, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
-                                         inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
-    cross_entropy_backward<float, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows,
-                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_warp_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    float* __restrict__ losses, float* __restrict__ weights) {
-    cross_entropy_rows<float, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
-                                         inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_warp_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
-    cross_entropy_backward<float, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows,
-                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_block_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    float* __restrict__ losses, float* __restrict__ weights) {
-    __shared__ double partial[32];
-    cross_entropy_rows<float, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
-                                         classes, inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_block_i64_f32(
-    const float* __restrict__ logits, const long long* __restrict__ target, const float* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const float* __restrict__ scale, int per_row, float* __restrict__ dlogits) {
-    __shared__ double partial[32];
-    cross_entropy_backward<float, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
-                                             classes, inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    double* __restrict__ losses, double* __restrict__ weights) {
-    cross_entropy_rows<double, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
-                                    inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
-    cross_entropy_backward<double, int>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
-                                        inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_warp_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    double* __restrict__ losses, double* __restrict__ weights) {
-    cross_entropy_rows<double, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
-                                    ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_warp_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
-    cross_entropy_backward<double, int>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
-                                        inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_block_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    double* __restrict__ losses, double* __restrict__ weights) {
-    __shared__ double partial[32];
-    cross_entropy_rows<double, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows, classes,
-                                    inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_block_i32_f64(
-    const double* __restrict__ logits, const int* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
-    __shared__ double partial[32];
-    cross_entropy_backward<double, int>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
-                                        classes, inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    double* __restrict__ losses, double* __restrict__ weights) {
-    cross_entropy_rows<double, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes,
-                                          inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
-    cross_entropy_backward<double, long long>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows,
-                                              classes, inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_warp_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    double* __restrict__ losses, double* __restrict__ weights) {
-    cross_entropy_rows<double, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes,
-                                          inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_warp_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
-    cross_entropy_backward<double, long long>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows,
-                                              classes, inner, ignore_index, eps, scale, per_row, dlogits);
-}
-extern "C" __global__ void cross_entropy_rows_block_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    double* __restrict__ losses, double* __restrict__ weights) {
-    __shared__ double partial[32];
-    cross_entropy_rows<double, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight, rows,
-                                          classes, inner, ignore_index, eps, losses, weights);
-}
-extern "C" __global__ void cross_entropy_backward_block_i64_f64(
-    const double* __restrict__ logits, const long long* __restrict__ target, const double* __restrict__ weight,
-    int has_weight, long long rows, int classes, long long inner, long long ignore_index, double eps,
-    const double* __restrict__ scale, int per_row, double* __restrict__ dlogits) {
-    __shared__ double partial[32];
-    cross_entropy_backward<double, long long>(gc::rows::BlockPerRow{partial}, logits, target, weight, has_weight,
-                                              rows, classes, inner, ignore_index, eps, scale, per_row, dlogits);
-}
+// ---- entry points (GC_ENTRY*: kernels/entry_points.cuh; T the element type, I the index type) ----
+GC_ENTRY_I_BOUNDED((kBlock), check_targets,
+        (const I* __restrict__ target, long long rows, int classes, long long ignore_index,
+         long long* __restrict__ first_bad),
+        check_targets<I>(target, rows, classes, ignore_index, first_bad))
+GC_ENTRY_I_F_BOUNDED((kBlock), cross_entropy_scale,
+        (const I* __restrict__ target, const T* __restrict__ weight, int has_weight, long long rows,
+         long long ignore_index, const T* __restrict__ dloss, int mean, T* __restrict__ scale),
+        cross_entropy_scale<T, I>(target, weight, has_weight, rows, ignore_index, dloss, mean, scale))
+GC_ENTRY_I_F_BOUNDED((kBlock), count_correct,
+        (const T* __restrict__ outputs, const I* __restrict__ target, long long rows, int classes,
+         long long* __restrict__ count),
+        count_correct<T, I>(outputs, target, rows, classes, count))
+GC_ENTRY_F_BOUNDED((kBlock), cross_entropy_reduce,
+        (const T* __restrict__ losses, const T* __restrict__ weights, long long rows, int mean, T* __restrict__ out),
+        cross_entropy_reduce<T>(losses, weights, rows, mean, out))
+GC_ENTRY_F_BOUNDED((kBlock), accumulate_loss,
+        (const T* __restrict__ loss, long long n, double scale, double* __restrict__ total),
+        accumulate_loss<T>(loss, n, scale, total))
+GC_ENTRY_I_F(cross_entropy_rows,
+        (const T* __restrict__ logits, const I* __restrict__ target, const T* __restrict__ weight, int has_weight,
+         long long rows, int classes, long long inner, long long ignore_index, double eps, T* __restrict__ losses,
+         T* __restrict__ weights),
+        cross_entropy_rows<T, I>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+            ignore_index, eps, losses, weights))
+GC_ENTRY_I_F(cross_entropy_backward,
+        (const T* __restrict__ logits, const I* __restrict__ target, const T* __restrict__ weight, int has_weight,
+         long long rows, int classes, long long inner, long long ignore_index, double eps, const T* __restrict__ scale,
+         int per_row, T* __restrict__ dlogits),
+        cross_entropy_backward<T, I>(gc::rows::ThreadPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+            ignore_index, eps, scale, per_row, dlogits))
+GC_ENTRY_I_F(cross_entropy_rows_warp,
+        (const T* __restrict__ logits, const I* __restrict__ target, const T* __restrict__ weight, int has_weight,
+         long long rows, int classes, long long inner, long long ignore_index, double eps, T* __restrict__ losses,
+         T* __restrict__ weights),
+        cross_entropy_rows<T, I>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+            ignore_index, eps, losses, weights))
+GC_ENTRY_I_F(cross_entropy_backward_warp,
+        (const T* __restrict__ logits, const I* __restrict__ target, const T* __restrict__ weight, int has_weight,
+         long long rows, int classes, long long inner, long long ignore_index, double eps, const T* __restrict__ scale,
+         int per_row, T* __restrict__ dlogits),
+        cross_entropy_backward<T, I>(gc::rows::WarpPerRow(), logits, target, weight, has_weight, rows, classes, inner,
+            ignore_index, eps, scale, per_row, dlogits))
+GC_ENTRY_I_F(cross_entropy_rows_block,
+        (const T* __restrict__ logits, const I* __restrict__ target, const T* __restrict__ weight, int has_weight,
+         long long rows, int classes, long long inner, long long ignore_index, double eps, T* __restrict__ losses,
+         T* __restrict__ weights),
+        __shared__ double partial[32]; cross_entropy_rows<T, I>(gc::rows::BlockPerRow{partial}, logits, target, weight,
+            has_weight, rows, classes, inner, ignore_index, eps, losses, weights))
+GC_ENTRY_I_F(cross_entropy_backward_block,
+        (const T* __restrict__ logits, const I* __restrict__ target, const T* __restrict__ weight, int has_weight,
+         long long rows, int classes, long long inner, long long ignore_index, double eps, const T* __restrict__ scale,
+         int per_row, T* __restrict__ dlogits),
+        __shared__ double partial[32]; cross_entropy_backward<T, I>(gc::rows::BlockPerRow{partial}, logits, target,
+            weight, has_weight, rows, classes, inner, ignore_index, eps, scale, per_row, dlogits))

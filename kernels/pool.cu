@@ -13,7 +13,8 @@
 // over grid.x and plane groups over grid.y; the _v2 kernels: a tile per block over grid.x, plane
 // groups over grid.y, dynamic shared memory sized by the launcher. No #defines injected.
 //
-// Entry points (each in _f32 and _f64):
+// Entry points (each in _f32 and _f64; stamped out at the end of this file from one line per kernel by
+// entry_points.cuh's GC_ENTRY_F, or GC_ENTRY_F_I32 for the kernels with _i32 index twins):
 //   max_pool2d_forward       one thread per output (indices written only when write_indices != 0):
 //                            the first maximum of the window in row-major tap order (the last NaN
 //                            wins, as in PyTorch); padding is -inf. A window with no element inside
@@ -76,7 +77,7 @@
 //   adaptive_max_pool2d_backward_v2 40 / 40 (_i32 the same), adaptive_avg_pool2d_backward_v2 39 / 48
 //   (2026-11-26, with the v1 backward numbers of that day);
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
-//   gem_forward 32 / 56, gem_backward_coef 39 / 76, gem_backward_dx 40 / 66, gem_forward_v2 45 / 66,
+//   gem_forward 32 / 54, gem_backward_coef 39 / 76, gem_backward_dx 40 / 66, gem_forward_v2 45 / 66,
 //   gem_backward_coef_v2 45 / 70 (2026-11-26); sum_reduce 31 / 30.
 // 64-bit division (PTX div/rem.s64): none.
 #include "common.cuh"
@@ -1128,415 +1129,117 @@ __device__ void sum_reduce(const T* __restrict__ partial, T* __restrict__ out, i
     if (threadIdx.x == 0) out[0] = total;
 }
 
-// ---- entry points --------------------------------------------------------------------------------
+// ---- entry points (GC_ENTRY*: kernels/entry_points.cuh; T the element type, I the index type) ----
 #define MAXPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, ppb
 #define AVGPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override, ppb
 #define GEM_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, eps
-extern "C" __global__ void max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                  long long* __restrict__ indices, long long planes, int height,
-                                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph,
-                                                  int pw, int dh, int dw, int write_indices, int ppb) {
-    max_pool2d_forward<float, long long>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
-                                         write_indices, ppb);
-}
-extern "C" __global__ void max_pool2d_backward_f32(const float* __restrict__ dy, const long long* __restrict__ indices,
-                                                   float* __restrict__ dx, long long planes, int height, int width,
-                                                   int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
-                                                   int dh, int dw, int ppb) {
-    max_pool2d_backward<float, long long>(dy, indices, dx, MAXPOOL_ARGS);
-}
-extern "C" __global__ void max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                      int* __restrict__ indices, long long planes, int height,
-                                                      int width, int oh, int ow, int kh, int kw, int sh, int sw,
-                                                      int ph, int pw, int dh, int dw, int write_indices, int ppb) {
-    max_pool2d_forward<float, int>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
-                                   write_indices, ppb);
-}
-extern "C" __global__ void max_pool2d_backward_i32_f32(const float* __restrict__ dy, const int* __restrict__ indices,
-                                                       float* __restrict__ dx, long long planes, int height, int width,
-                                                       int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
-                                                       int dh, int dw, int ppb) {
-    max_pool2d_backward<float, int>(dy, indices, dx, MAXPOOL_ARGS);
-}
-extern "C" __global__ void max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                  long long* __restrict__ indices, long long planes, int height,
-                                                  int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph,
-                                                  int pw, int dh, int dw, int write_indices, int ppb) {
-    max_pool2d_forward<double, long long>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
-                                          write_indices, ppb);
-}
-extern "C" __global__ void max_pool2d_backward_f64(const double* __restrict__ dy,
-                                                   const long long* __restrict__ indices, double* __restrict__ dx,
-                                                   long long planes, int height, int width, int oh, int ow, int kh,
-                                                   int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb) {
-    max_pool2d_backward<double, long long>(dy, indices, dx, MAXPOOL_ARGS);
-}
-extern "C" __global__ void max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                      int* __restrict__ indices, long long planes, int height,
-                                                      int width, int oh, int ow, int kh, int kw, int sh, int sw,
-                                                      int ph, int pw, int dh, int dw, int write_indices, int ppb) {
-    max_pool2d_forward<double, int>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
-                                    write_indices, ppb);
-}
-extern "C" __global__ void max_pool2d_backward_i32_f64(const double* __restrict__ dy, const int* __restrict__ indices,
-                                                       double* __restrict__ dx, long long planes, int height,
-                                                       int width, int oh, int ow, int kh, int kw, int sh, int sw,
-                                                       int ph, int pw, int dh, int dw, int ppb) {
-    max_pool2d_backward<double, int>(dy, indices, dx, MAXPOOL_ARGS);
-}
+GC_ENTRY_F_I32(max_pool2d_forward,
+        (const T* __restrict__ x, T* __restrict__ y, I* __restrict__ indices, long long planes, int height, int width,
+         int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int write_indices, int ppb),
+        max_pool2d_forward<T, I>(x, y, indices, planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+            write_indices, ppb))
+GC_ENTRY_F_I32(max_pool2d_backward,
+        (const T* __restrict__ dy, const I* __restrict__ indices, T* __restrict__ dx, long long planes, int height,
+         int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb),
+        max_pool2d_backward<T, I>(dy, indices, dx, MAXPOOL_ARGS))
 // The index checks do not read dy: _f32 and _f64 differ only in name (the launcher picks by dy's dtype).
-extern "C" __global__ void max_pool2d_check_indices_f32(const long long* __restrict__ indices, int* __restrict__ bad,
-                                                       long long planes, int height, int width, int oh, int ow,
-                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                                                       int ppb) {
-    max_pool2d_check_indices<long long>(indices, bad, MAXPOOL_ARGS);
-}
-extern "C" __global__ void adaptive_max_pool2d_check_indices_f32(const long long* __restrict__ indices,
-                                                                int* __restrict__ bad, long long planes, int height,
-                                                                int width, int oh, int ow, int ppb) {
-    adaptive_max_pool2d_check_indices<long long>(indices, bad, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void max_pool2d_check_indices_f64(const long long* __restrict__ indices, int* __restrict__ bad,
-                                                       long long planes, int height, int width, int oh, int ow,
-                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                                                       int ppb) {
-    max_pool2d_check_indices<long long>(indices, bad, MAXPOOL_ARGS);
-}
-extern "C" __global__ void adaptive_max_pool2d_check_indices_f64(const long long* __restrict__ indices,
-                                                                int* __restrict__ bad, long long planes, int height,
-                                                                int width, int oh, int ow, int ppb) {
-    adaptive_max_pool2d_check_indices<long long>(indices, bad, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void max_pool2d_check_indices_i32_f32(const int* __restrict__ indices, int* __restrict__ bad,
-                                                       long long planes, int height, int width, int oh, int ow,
-                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                                                       int ppb) {
-    max_pool2d_check_indices<int>(indices, bad, MAXPOOL_ARGS);
-}
-extern "C" __global__ void adaptive_max_pool2d_check_indices_i32_f32(const int* __restrict__ indices,
-                                                                int* __restrict__ bad, long long planes, int height,
-                                                                int width, int oh, int ow, int ppb) {
-    adaptive_max_pool2d_check_indices<int>(indices, bad, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void max_pool2d_check_indices_i32_f64(const int* __restrict__ indices, int* __restrict__ bad,
-                                                       long long planes, int height, int width, int oh, int ow,
-                                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                                                       int ppb) {
-    max_pool2d_check_indices<int>(indices, bad, MAXPOOL_ARGS);
-}
-extern "C" __global__ void adaptive_max_pool2d_check_indices_i32_f64(const int* __restrict__ indices,
-                                                                int* __restrict__ bad, long long planes, int height,
-                                                                int width, int oh, int ow, int ppb) {
-    adaptive_max_pool2d_check_indices<int>(indices, bad, planes, height, width, oh, ow, ppb);
-}
+GC_ENTRY_F_I32(max_pool2d_check_indices,
+        (const I* __restrict__ indices, int* __restrict__ bad, long long planes, int height, int width, int oh, int ow,
+         int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int ppb),
+        max_pool2d_check_indices<I>(indices, bad, MAXPOOL_ARGS))
+GC_ENTRY_F_I32(adaptive_max_pool2d_check_indices,
+        (const I* __restrict__ indices, int* __restrict__ bad, long long planes, int height, int width, int oh, int ow,
+         int ppb),
+        adaptive_max_pool2d_check_indices<I>(indices, bad, planes, height, width, oh, ow, ppb))
 #define MAXPOOL_TILED_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, write_indices, \
     tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words
-extern "C" __global__ void max_pool2d_forward_v2_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                     long long* __restrict__ indices, long long planes, int height,
-                                                     int width, int oh, int ow, int kh, int kw, int sh, int sw,
-                                                     int ph, int pw, int dh, int dw, int write_indices, int tile_oh,
-                                                     int tile_ow, int tiles_x, int tpb, int cw, int row_words,
-                                                     int plane_words) {
-    max_pool2d_forward_tiled<float, long long>(x, y, indices, MAXPOOL_TILED_ARGS);
-}
-extern "C" __global__ void max_pool2d_forward_v2_i32_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                         int* __restrict__ indices, long long planes, int height,
-                                                         int width, int oh, int ow, int kh, int kw, int sh, int sw,
-                                                         int ph, int pw, int dh, int dw, int write_indices,
-                                                         int tile_oh, int tile_ow, int tiles_x, int tpb, int cw,
-                                                         int row_words, int plane_words) {
-    max_pool2d_forward_tiled<float, int>(x, y, indices, MAXPOOL_TILED_ARGS);
-}
-extern "C" __global__ void max_pool2d_forward_v2_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                     long long* __restrict__ indices, long long planes, int height,
-                                                     int width, int oh, int ow, int kh, int kw, int sh, int sw,
-                                                     int ph, int pw, int dh, int dw, int write_indices, int tile_oh,
-                                                     int tile_ow, int tiles_x, int tpb, int cw, int row_words,
-                                                     int plane_words) {
-    max_pool2d_forward_tiled<double, long long>(x, y, indices, MAXPOOL_TILED_ARGS);
-}
-extern "C" __global__ void max_pool2d_forward_v2_i32_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                         int* __restrict__ indices, long long planes, int height,
-                                                         int width, int oh, int ow, int kh, int kw, int sh, int sw,
-                                                         int ph, int pw, int dh, int dw, int write_indices,
-                                                         int tile_oh, int tile_ow, int tiles_x, int tpb, int cw,
-                                                         int row_words, int plane_words) {
-    max_pool2d_forward_tiled<double, int>(x, y, indices, MAXPOOL_TILED_ARGS);
-}
+GC_ENTRY_F_I32(max_pool2d_forward_v2,
+        (const T* __restrict__ x, T* __restrict__ y, I* __restrict__ indices, long long planes, int height, int width,
+         int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int write_indices, int tile_oh,
+         int tile_ow, int tiles_x, int tpb, int cw, int row_words, int plane_words),
+        max_pool2d_forward_tiled<T, I>(x, y, indices, MAXPOOL_TILED_ARGS))
 #define AVGPOOL_TILED_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad, \
     divisor_override, tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words
-extern "C" __global__ void avg_pool2d_forward_v2_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                     long long planes, int height, int width, int oh, int ow, int kh,
-                                                     int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                                     int divisor_override, int tile_oh, int tile_ow, int tiles_x,
-                                                     int tpb, int cw, int row_words, int plane_words) {
-    avg_pool2d_forward_tiled<float>(x, y, AVGPOOL_TILED_ARGS);
-}
-extern "C" __global__ void avg_pool2d_forward_v2_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                     long long planes, int height, int width, int oh, int ow, int kh,
-                                                     int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                                     int divisor_override, int tile_oh, int tile_ow, int tiles_x,
-                                                     int tpb, int cw, int row_words, int plane_words) {
-    avg_pool2d_forward_tiled<double>(x, y, AVGPOOL_TILED_ARGS);
-}
-extern "C" __global__ void avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y, long long planes,
-                                                  int height, int width, int oh, int ow, int kh, int kw, int sh,
-                                                  int sw, int ph, int pw, int count_include_pad, int divisor_override,
-                                                  int ppb) {
-    avg_pool2d_forward<float>(x, y, AVGPOOL_ARGS);
-}
-extern "C" __global__ void avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
-                                                   long long planes, int height, int width, int oh, int ow, int kh,
-                                                   int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                                   int divisor_override, int ppb) {
-    avg_pool2d_backward<float>(dy, dx, AVGPOOL_ARGS);
-}
-extern "C" __global__ void avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                  long long planes, int height, int width, int oh, int ow, int kh,
-                                                  int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                                  int divisor_override, int ppb) {
-    avg_pool2d_forward<double>(x, y, AVGPOOL_ARGS);
-}
-extern "C" __global__ void avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
-                                                   long long planes, int height, int width, int oh, int ow, int kh,
-                                                   int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                                   int divisor_override, int ppb) {
-    avg_pool2d_backward<double>(dy, dx, AVGPOOL_ARGS);
-}
-extern "C" __global__ void adaptive_avg_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                           long long planes, int height, int width, int oh, int ow,
-                                                           int ppb, int warp_mode) {
-    adaptive_avg_pool2d_forward<float>(x, y, planes, height, width, oh, ow, ppb, warp_mode);
-}
-extern "C" __global__ void adaptive_avg_pool2d_backward_f32(const float* __restrict__ dy, float* __restrict__ dx,
-                                                            long long planes, int height, int width, int oh, int ow,
-                                                            int ppb) {
-    adaptive_avg_pool2d_backward<float>(dy, dx, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void adaptive_avg_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                           long long planes, int height, int width, int oh, int ow,
-                                                           int ppb, int warp_mode) {
-    adaptive_avg_pool2d_forward<double>(x, y, planes, height, width, oh, ow, ppb, warp_mode);
-}
-extern "C" __global__ void adaptive_avg_pool2d_backward_f64(const double* __restrict__ dy, double* __restrict__ dx,
-                                                            long long planes, int height, int width, int oh, int ow,
-                                                            int ppb) {
-    adaptive_avg_pool2d_backward<double>(dy, dx, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void adaptive_max_pool2d_forward_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                           long long* __restrict__ indices, long long planes,
-                                                           int height, int width, int oh, int ow, int ppb,
-                                                           int warp_mode) {
-    adaptive_max_pool2d_forward<float, long long>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
-}
-extern "C" __global__ void adaptive_max_pool2d_backward_f32(const float* __restrict__ dy,
-                                                            const long long* __restrict__ indices,
-                                                            float* __restrict__ dx, long long planes, int height,
-                                                            int width, int oh, int ow, int ppb) {
-    adaptive_max_pool2d_backward<float, long long>(dy, indices, dx, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void adaptive_max_pool2d_forward_i32_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                               int* __restrict__ indices, long long planes, int height,
-                                                               int width, int oh, int ow, int ppb, int warp_mode) {
-    adaptive_max_pool2d_forward<float, int>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
-}
-extern "C" __global__ void adaptive_max_pool2d_backward_i32_f32(const float* __restrict__ dy,
-                                                                const int* __restrict__ indices,
-                                                                float* __restrict__ dx, long long planes, int height,
-                                                                int width, int oh, int ow, int ppb) {
-    adaptive_max_pool2d_backward<float, int>(dy, indices, dx, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void adaptive_max_pool2d_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                           long long* __restrict__ indices, long long planes,
-                                                           int height, int width, int oh, int ow, int ppb,
-                                                           int warp_mode) {
-    adaptive_max_pool2d_forward<double, long long>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
-}
-extern "C" __global__ void adaptive_max_pool2d_backward_f64(const double* __restrict__ dy,
-                                                            const long long* __restrict__ indices,
-                                                            double* __restrict__ dx, long long planes, int height,
-                                                            int width, int oh, int ow, int ppb) {
-    adaptive_max_pool2d_backward<double, long long>(dy, indices, dx, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void adaptive_max_pool2d_forward_i32_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                               int* __restrict__ indices, long long planes, int height,
-                                                               int width, int oh, int ow, int ppb, int warp_mode) {
-    adaptive_max_pool2d_forward<double, int>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode);
-}
-extern "C" __global__ void adaptive_max_pool2d_backward_i32_f64(const double* __restrict__ dy,
-                                                                const int* __restrict__ indices,
-                                                                double* __restrict__ dx, long long planes, int height,
-                                                                int width, int oh, int ow, int ppb) {
-    adaptive_max_pool2d_backward<double, int>(dy, indices, dx, planes, height, width, oh, ow, ppb);
-}
-extern "C" __global__ void gem_forward_f32(const float* __restrict__ x, const float* __restrict__ p,
-                                           float* __restrict__ y, long long planes, int height, int width, int oh,
-                                           int ow, int kh, int kw, int sh, int sw, float eps, int ppb,
-                                           int warp_mode) {
-    gem_forward<float>(x, p, y, GEM_ARGS, ppb, warp_mode);
-}
-extern "C" __global__ void gem_backward_coef_f32(const float* __restrict__ x, const float* __restrict__ p,
-                                                 const float* __restrict__ dy, float* __restrict__ coef,
-                                                 float* __restrict__ wmax, float* __restrict__ partial,
-                                                 long long planes, int height, int width, int oh, int ow, int kh,
-                                                 int kw, int sh, int sw, float eps, int warp_mode) {
-    gem_backward_coef<float>(x, p, dy, coef, wmax, partial, GEM_ARGS, warp_mode);
-}
-extern "C" __global__ void gem_backward_dx_f32(const float* __restrict__ x, const float* __restrict__ p,
-                                               const float* __restrict__ coef, const float* __restrict__ wmax,
-                                               float* __restrict__ dx, long long planes, int height, int width,
-                                               int oh, int ow, int kh, int kw, int sh, int sw, float eps, int ppb) {
-    gem_backward_dx<float>(x, p, coef, wmax, dx, GEM_ARGS, ppb);
-}
-extern "C" __global__ void sum_reduce_f32(const float* __restrict__ partial, float* __restrict__ out, int n) {
-    sum_reduce<float>(partial, out, n);
-}
-extern "C" __global__ void gem_forward_f64(const double* __restrict__ x, const double* __restrict__ p,
-                                           double* __restrict__ y, long long planes, int height, int width, int oh,
-                                           int ow, int kh, int kw, int sh, int sw, double eps, int ppb,
-                                           int warp_mode) {
-    gem_forward<double>(x, p, y, GEM_ARGS, ppb, warp_mode);
-}
-extern "C" __global__ void gem_backward_coef_f64(const double* __restrict__ x, const double* __restrict__ p,
-                                                 const double* __restrict__ dy, double* __restrict__ coef,
-                                                 double* __restrict__ wmax, double* __restrict__ partial,
-                                                 long long planes, int height, int width, int oh, int ow, int kh,
-                                                 int kw, int sh, int sw, double eps, int warp_mode) {
-    gem_backward_coef<double>(x, p, dy, coef, wmax, partial, GEM_ARGS, warp_mode);
-}
-extern "C" __global__ void gem_backward_dx_f64(const double* __restrict__ x, const double* __restrict__ p,
-                                               const double* __restrict__ coef, const double* __restrict__ wmax,
-                                               double* __restrict__ dx, long long planes, int height, int width,
-                                               int oh, int ow, int kh, int kw, int sh, int sw, double eps, int ppb) {
-    gem_backward_dx<double>(x, p, coef, wmax, dx, GEM_ARGS, ppb);
-}
+GC_ENTRY_F(avg_pool2d_forward_v2,
+        (const T* __restrict__ x, T* __restrict__ y, long long planes, int height, int width, int oh, int ow, int kh,
+         int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_oh, int tile_ow,
+         int tiles_x, int tpb, int cw, int row_words, int plane_words),
+        avg_pool2d_forward_tiled<T>(x, y, AVGPOOL_TILED_ARGS))
+GC_ENTRY_F(avg_pool2d_forward,
+        (const T* __restrict__ x, T* __restrict__ y, long long planes, int height, int width, int oh, int ow, int kh,
+         int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int ppb),
+        avg_pool2d_forward<T>(x, y, AVGPOOL_ARGS))
+GC_ENTRY_F(avg_pool2d_backward,
+        (const T* __restrict__ dy, T* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh,
+         int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int ppb),
+        avg_pool2d_backward<T>(dy, dx, AVGPOOL_ARGS))
+GC_ENTRY_F(adaptive_avg_pool2d_forward,
+        (const T* __restrict__ x, T* __restrict__ y, long long planes, int height, int width, int oh, int ow, int ppb,
+         int warp_mode),
+        adaptive_avg_pool2d_forward<T>(x, y, planes, height, width, oh, ow, ppb, warp_mode))
+GC_ENTRY_F(adaptive_avg_pool2d_backward,
+        (const T* __restrict__ dy, T* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+         int ppb),
+        adaptive_avg_pool2d_backward<T>(dy, dx, planes, height, width, oh, ow, ppb))
+GC_ENTRY_F_I32(adaptive_max_pool2d_forward,
+        (const T* __restrict__ x, T* __restrict__ y, I* __restrict__ indices, long long planes, int height, int width,
+         int oh, int ow, int ppb, int warp_mode),
+        adaptive_max_pool2d_forward<T, I>(x, y, indices, planes, height, width, oh, ow, ppb, warp_mode))
+GC_ENTRY_F_I32(adaptive_max_pool2d_backward,
+        (const T* __restrict__ dy, const I* __restrict__ indices, T* __restrict__ dx, long long planes, int height,
+         int width, int oh, int ow, int ppb),
+        adaptive_max_pool2d_backward<T, I>(dy, indices, dx, planes, height, width, oh, ow, ppb))
+GC_ENTRY_F(gem_forward,
+        (const T* __restrict__ x, const T* __restrict__ p, T* __restrict__ y, long long planes, int height, int width,
+         int oh, int ow, int kh, int kw, int sh, int sw, T eps, int ppb, int warp_mode),
+        gem_forward<T>(x, p, y, GEM_ARGS, ppb, warp_mode))
+GC_ENTRY_F(gem_backward_coef,
+        (const T* __restrict__ x, const T* __restrict__ p, const T* __restrict__ dy, T* __restrict__ coef,
+         T* __restrict__ wmax, T* __restrict__ partial, long long planes, int height, int width, int oh, int ow, int kh,
+         int kw, int sh, int sw, T eps, int warp_mode),
+        gem_backward_coef<T>(x, p, dy, coef, wmax, partial, GEM_ARGS, warp_mode))
+GC_ENTRY_F(gem_backward_dx,
+        (const T* __restrict__ x, const T* __restrict__ p, const T* __restrict__ coef, const T* __restrict__ wmax,
+         T* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
+         T eps, int ppb),
+        gem_backward_dx<T>(x, p, coef, wmax, dx, GEM_ARGS, ppb))
+GC_ENTRY_F(sum_reduce,
+        (const T* __restrict__ partial, T* __restrict__ out, int n),
+        sum_reduce<T>(partial, out, n))
 #define GEM_TILED_ARGS tile_oh, tile_ow, tiles_x, tpb, cw, row_words, plane_words
-extern "C" __global__ void gem_forward_v2_f32(const float* __restrict__ x, const float* __restrict__ p,
-                                              float* __restrict__ y, long long planes, int height, int width, int oh,
-                                              int ow, int kh, int kw, int sh, int sw, float eps, int tile_oh,
-                                              int tile_ow, int tiles_x, int tpb, int cw, int row_words,
-                                              int plane_words) {
-    gem_forward_tiled<float>(x, p, y, GEM_ARGS, GEM_TILED_ARGS);
-}
-extern "C" __global__ void gem_backward_coef_v2_f32(const float* __restrict__ x, const float* __restrict__ p,
-                                                    const float* __restrict__ dy, float* __restrict__ coef,
-                                                    float* __restrict__ wmax, float* __restrict__ partial,
-                                                    long long planes, int height, int width, int oh, int ow, int kh,
-                                                    int kw, int sh, int sw, float eps, int tile_oh, int tile_ow,
-                                                    int tiles_x, int tpb, int cw, int row_words, int plane_words) {
-    gem_backward_coef_tiled<float>(x, p, dy, coef, wmax, partial, GEM_ARGS, GEM_TILED_ARGS);
-}
-extern "C" __global__ void gem_forward_v2_f64(const double* __restrict__ x, const double* __restrict__ p,
-                                              double* __restrict__ y, long long planes, int height, int width, int oh,
-                                              int ow, int kh, int kw, int sh, int sw, double eps, int tile_oh,
-                                              int tile_ow, int tiles_x, int tpb, int cw, int row_words,
-                                              int plane_words) {
-    gem_forward_tiled<double>(x, p, y, GEM_ARGS, GEM_TILED_ARGS);
-}
-extern "C" __global__ void gem_backward_coef_v2_f64(const double* __restrict__ x, const double* __restrict__ p,
-                                                    const double* __restrict__ dy, double* __restrict__ coef,
-                                                    double* __restrict__ wmax, double* __restrict__ partial,
-                                                    long long planes, int height, int width, int oh, int ow, int kh,
-                                                    int kw, int sh, int sw, double eps, int tile_oh, int tile_ow,
-                                                    int tiles_x, int tpb, int cw, int row_words, int plane_words) {
-    gem_backward_coef_tiled<double>(x, p, dy, coef, wmax, partial, GEM_ARGS, GEM_TILED_ARGS);
-}
-extern "C" __global__ void sum_reduce_f64(const double* __restrict__ partial, double* __restrict__ out, int n) {
-    sum_reduce<double>(partial, out, n);
-}
-extern "C" __global__ void max_pool2d_backward_v2_f32(
-        const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx,
-        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
-        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
-        int row_words, int plane_words) {
-    pool2d_backward_tiled<float, long long, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw,
-                                                         sh, sw, ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb,
-                                                         step_y, step_x, row_words, plane_words);
-}
-extern "C" __global__ void max_pool2d_backward_v2_i32_f32(
-        const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx, int* __restrict__ bad,
-        long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
-        int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x, int row_words, int plane_words) {
-    pool2d_backward_tiled<float, int, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw, sh, sw,
-                                                   ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb, step_y, step_x,
-                                                   row_words, plane_words);
-}
-extern "C" __global__ void max_pool2d_backward_v2_f64(
-        const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx,
-        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw,
-        int ph, int pw, int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x,
-        int row_words, int plane_words) {
-    pool2d_backward_tiled<double, long long, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw,
-                                                          sh, sw, ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb,
-                                                          step_y, step_x, row_words, plane_words);
-}
-extern "C" __global__ void max_pool2d_backward_v2_i32_f64(
-        const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx, int* __restrict__ bad,
-        long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
-        int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x, int row_words, int plane_words) {
-    pool2d_backward_tiled<double, int, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw, sh, sw,
-                                                    ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb, step_y, step_x,
-                                                    row_words, plane_words);
-}
-extern "C" __global__ void avg_pool2d_backward_v2_f32(
-        const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
-        int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h,
-        int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<float, int, false, false>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, kh, kw, sh,
-                                                    sw, ph, pw, 1, 1, count_include_pad, divisor_override, tile_h,
-                                                    tile_w, tiles_x, tpb, 1, 1, row_words, plane_words);
-}
-extern "C" __global__ void avg_pool2d_backward_v2_f64(
-        const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
-        int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h,
-        int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<double, int, false, false>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, kh, kw,
-                                                     sh, sw, ph, pw, 1, 1, count_include_pad, divisor_override, tile_h,
-                                                     tile_w, tiles_x, tpb, 1, 1, row_words, plane_words);
-}
-extern "C" __global__ void adaptive_max_pool2d_backward_v2_f32(
-        const float* __restrict__ dy, const long long* __restrict__ indices, float* __restrict__ dx,
-        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w,
-        int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<float, long long, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0,
-                                                        0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
-                                                        plane_words);
-}
-extern "C" __global__ void adaptive_max_pool2d_backward_v2_i32_f32(
-        const float* __restrict__ dy, const int* __restrict__ indices, float* __restrict__ dx, int* __restrict__ bad,
-        long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w, int tiles_x, int tpb,
-        int row_words, int plane_words) {
-    pool2d_backward_tiled<float, int, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0, 0, 0,
-                                                  1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
-                                                  plane_words);
-}
-extern "C" __global__ void adaptive_max_pool2d_backward_v2_f64(
-        const double* __restrict__ dy, const long long* __restrict__ indices, double* __restrict__ dx,
-        int* __restrict__ bad, long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w,
-        int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<double, long long, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0,
-                                                         0, 0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1,
-                                                         row_words, plane_words);
-}
-extern "C" __global__ void adaptive_max_pool2d_backward_v2_i32_f64(
-        const double* __restrict__ dy, const int* __restrict__ indices, double* __restrict__ dx, int* __restrict__ bad,
-        long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w, int tiles_x, int tpb,
-        int row_words, int plane_words) {
-    pool2d_backward_tiled<double, int, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0, 0,
-                                                   0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
-                                                   plane_words);
-}
-extern "C" __global__ void adaptive_avg_pool2d_backward_v2_f32(
-        const float* __restrict__ dy, float* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
-        int tile_h, int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<float, int, false, true>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, 0, 0, 0, 0,
-                                                   0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
-                                                   plane_words);
-}
-extern "C" __global__ void adaptive_avg_pool2d_backward_v2_f64(
-        const double* __restrict__ dy, double* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
-        int tile_h, int tile_w, int tiles_x, int tpb, int row_words, int plane_words) {
-    pool2d_backward_tiled<double, int, false, true>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, 0, 0, 0, 0,
-                                                    0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
-                                                    plane_words);
-}
+GC_ENTRY_F(gem_forward_v2,
+        (const T* __restrict__ x, const T* __restrict__ p, T* __restrict__ y, long long planes, int height, int width,
+         int oh, int ow, int kh, int kw, int sh, int sw, T eps, int tile_oh, int tile_ow, int tiles_x, int tpb, int cw,
+         int row_words, int plane_words),
+        gem_forward_tiled<T>(x, p, y, GEM_ARGS, GEM_TILED_ARGS))
+GC_ENTRY_F(gem_backward_coef_v2,
+        (const T* __restrict__ x, const T* __restrict__ p, const T* __restrict__ dy, T* __restrict__ coef,
+         T* __restrict__ wmax, T* __restrict__ partial, long long planes, int height, int width, int oh, int ow, int kh,
+         int kw, int sh, int sw, T eps, int tile_oh, int tile_ow, int tiles_x, int tpb, int cw, int row_words,
+         int plane_words),
+        gem_backward_coef_tiled<T>(x, p, dy, coef, wmax, partial, GEM_ARGS, GEM_TILED_ARGS))
+GC_ENTRY_F_I32(max_pool2d_backward_v2,
+        (const T* __restrict__ dy, const I* __restrict__ indices, T* __restrict__ dx, int* __restrict__ bad,
+         long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw,
+         int dh, int dw, int tile_h, int tile_w, int tiles_x, int tpb, int step_y, int step_x, int row_words,
+         int plane_words),
+        pool2d_backward_tiled<T, I, true, false>(dy, indices, dx, bad, planes, height, width, oh, ow, kh, kw, sh, sw,
+            ph, pw, dh, dw, 0, 0, tile_h, tile_w, tiles_x, tpb, step_y, step_x, row_words, plane_words))
+GC_ENTRY_F(avg_pool2d_backward_v2,
+        (const T* __restrict__ dy, T* __restrict__ dx, long long planes, int height, int width, int oh, int ow, int kh,
+         int kw, int sh, int sw, int ph, int pw, int count_include_pad, int divisor_override, int tile_h, int tile_w,
+         int tiles_x, int tpb, int row_words, int plane_words),
+        pool2d_backward_tiled<T, int, false, false>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, kh, kw, sh,
+            sw, ph, pw, 1, 1, count_include_pad, divisor_override, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words,
+            plane_words))
+GC_ENTRY_F_I32(adaptive_max_pool2d_backward_v2,
+        (const T* __restrict__ dy, const I* __restrict__ indices, T* __restrict__ dx, int* __restrict__ bad,
+         long long planes, int height, int width, int oh, int ow, int tile_h, int tile_w, int tiles_x, int tpb,
+         int row_words, int plane_words),
+        pool2d_backward_tiled<T, I, true, true>(dy, indices, dx, bad, planes, height, width, oh, ow, 0, 0, 0, 0, 0, 0,
+            1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words, plane_words))
+GC_ENTRY_F(adaptive_avg_pool2d_backward_v2,
+        (const T* __restrict__ dy, T* __restrict__ dx, long long planes, int height, int width, int oh, int ow,
+         int tile_h, int tile_w, int tiles_x, int tpb, int row_words, int plane_words),
+        pool2d_backward_tiled<T, int, false, true>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, 0, 0, 0, 0,
+            0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words, plane_words))

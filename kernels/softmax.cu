@@ -16,7 +16,8 @@
 // of another schedule). The forward reads its row twice and writes it once, the backward reads dy
 // (and for softmax y) twice and writes dx once; the second reads mostly hit the caches.
 //
-// Entry points (_f32, _f64; _warp and _block take the same arguments):
+// Entry points (_f32, _f64; _warp and _block take the same arguments; stamped out at the end of this
+// file from one line per kernel by entry_points.cuh's GC_ENTRY_F):
 //   softmax_forward(x, y, rows, classes, inner, log)
 //       log == 0: y = exp(x - max) / sum(exp(x - max)); log != 0: y = x - max - log(sum(exp(x - max))).
 //       NaN in a row makes the row NaN.
@@ -78,62 +79,27 @@ __device__ void softmax_backward(S g, const T* __restrict__ dy, const T* __restr
     }
 }
 
-// ---- entry points --------------------------------------------------------------------------------
-extern "C" __global__ void softmax_forward_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                long long rows, int classes, long long inner, int log_softmax) {
-    softmax_forward<float>(gc::rows::ThreadPerRow(), x, y, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_backward_f32(const float* __restrict__ dy, const float* __restrict__ y,
-                                                 float* __restrict__ dx, long long rows, int classes,
-                                                 long long inner, int log_softmax) {
-    softmax_backward<float>(gc::rows::ThreadPerRow(), dy, y, dx, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_forward_warp_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                long long rows, int classes, long long inner, int log_softmax) {
-    softmax_forward<float>(gc::rows::WarpPerRow(), x, y, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_backward_warp_f32(const float* __restrict__ dy, const float* __restrict__ y,
-                                                 float* __restrict__ dx, long long rows, int classes,
-                                                 long long inner, int log_softmax) {
-    softmax_backward<float>(gc::rows::WarpPerRow(), dy, y, dx, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_forward_block_f32(const float* __restrict__ x, float* __restrict__ y,
-                                                long long rows, int classes, long long inner, int log_softmax) {
-    __shared__ double partial[32];
-    softmax_forward<float>(gc::rows::BlockPerRow{partial}, x, y, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_backward_block_f32(const float* __restrict__ dy, const float* __restrict__ y,
-                                                 float* __restrict__ dx, long long rows, int classes,
-                                                 long long inner, int log_softmax) {
-    __shared__ double partial[32];
-    softmax_backward<float>(gc::rows::BlockPerRow{partial}, dy, y, dx, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_forward_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                long long rows, int classes, long long inner, int log_softmax) {
-    softmax_forward<double>(gc::rows::ThreadPerRow(), x, y, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_backward_f64(const double* __restrict__ dy, const double* __restrict__ y,
-                                                 double* __restrict__ dx, long long rows, int classes,
-                                                 long long inner, int log_softmax) {
-    softmax_backward<double>(gc::rows::ThreadPerRow(), dy, y, dx, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_forward_warp_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                long long rows, int classes, long long inner, int log_softmax) {
-    softmax_forward<double>(gc::rows::WarpPerRow(), x, y, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_backward_warp_f64(const double* __restrict__ dy, const double* __restrict__ y,
-                                                 double* __restrict__ dx, long long rows, int classes,
-                                                 long long inner, int log_softmax) {
-    softmax_backward<double>(gc::rows::WarpPerRow(), dy, y, dx, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_forward_block_f64(const double* __restrict__ x, double* __restrict__ y,
-                                                long long rows, int classes, long long inner, int log_softmax) {
-    __shared__ double partial[32];
-    softmax_forward<double>(gc::rows::BlockPerRow{partial}, x, y, rows, classes, inner, log_softmax);
-}
-extern "C" __global__ void softmax_backward_block_f64(const double* __restrict__ dy, const double* __restrict__ y,
-                                                 double* __restrict__ dx, long long rows, int classes,
-                                                 long long inner, int log_softmax) {
-    __shared__ double partial[32];
-    softmax_backward<double>(gc::rows::BlockPerRow{partial}, dy, y, dx, rows, classes, inner, log_softmax);
-}
+// ---- entry points (GC_ENTRY*: kernels/entry_points.cuh; T the element type, I the index type) ----
+GC_ENTRY_F(softmax_forward,
+        (const T* __restrict__ x, T* __restrict__ y, long long rows, int classes, long long inner, int log_softmax),
+        softmax_forward<T>(gc::rows::ThreadPerRow(), x, y, rows, classes, inner, log_softmax))
+GC_ENTRY_F(softmax_backward,
+        (const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx, long long rows, int classes,
+         long long inner, int log_softmax),
+        softmax_backward<T>(gc::rows::ThreadPerRow(), dy, y, dx, rows, classes, inner, log_softmax))
+GC_ENTRY_F(softmax_forward_warp,
+        (const T* __restrict__ x, T* __restrict__ y, long long rows, int classes, long long inner, int log_softmax),
+        softmax_forward<T>(gc::rows::WarpPerRow(), x, y, rows, classes, inner, log_softmax))
+GC_ENTRY_F(softmax_backward_warp,
+        (const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx, long long rows, int classes,
+         long long inner, int log_softmax),
+        softmax_backward<T>(gc::rows::WarpPerRow(), dy, y, dx, rows, classes, inner, log_softmax))
+GC_ENTRY_F(softmax_forward_block,
+        (const T* __restrict__ x, T* __restrict__ y, long long rows, int classes, long long inner, int log_softmax),
+        __shared__ double partial[32]; softmax_forward<T>(gc::rows::BlockPerRow{partial}, x, y, rows, classes, inner,
+            log_softmax))
+GC_ENTRY_F(softmax_backward_block,
+        (const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx, long long rows, int classes,
+         long long inner, int log_softmax),
+        __shared__ double partial[32]; softmax_backward<T>(gc::rows::BlockPerRow{partial}, dy, y, dx, rows, classes,
+            inner, log_softmax))

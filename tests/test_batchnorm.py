@@ -373,14 +373,14 @@ def test_single_launch_paths_match_two_launch_paths_and_are_schedule_independent
 
         y, mean, invstd, rm1, rv1 = assert_schedule_independent(forward)
         rm[:], rv[:] = 0, 1
-        mean2, invstd2 = be.batch_norm_stats(x, 1e-5, rm, rv, 0.1)
+        mean2, invstd2 = be._batch_norm_stats(x, 1e-5, rm, rv, 0.1)
         y2 = be.batch_norm_affine(x, mean2, invstd2, False, weight, bias, 1e-5)
         for a, b in ((y, y2), (mean, mean2), (invstd, invstd2), (rm1, rm), (rv1, rv)):
             np.testing.assert_array_equal(a, b)
         dx, sum_dy, sum_dy_xhat = assert_schedule_independent(
             lambda: (lambda dx, sums: (dx, *sums))(*be.batch_norm_backward(dy, x, mean, invstd, weight, True, True,
                                                                            True)))
-        sums2 = be.batch_norm_backward_sums(dy, x, mean, invstd)
-        dx2 = be.batch_norm_backward_dx(dy, x, mean, invstd, weight, sums2, True)
+        sums2 = be._batch_norm_backward_sums(dy, x, mean, invstd)
+        dx2 = be._batch_norm_backward_dx(dy, x, mean, invstd, weight, sums2, True)
         for a, b in ((dx, dx2), (sum_dy, sums2[0]), (sum_dy_xhat, sums2[1])):
             np.testing.assert_array_equal(a, b)

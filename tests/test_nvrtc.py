@@ -18,7 +18,7 @@ from gpuconv.backend.kernel_source import kernel_files, read_source
 from gpuconv.backend.nvrtc_check import ARCHITECTURES, compile_program, compile_ptx, nvrtc_unavailable_reason
 from gpuconv.backend.signature import parse_signatures
 
-from .elf_symbols import function_symbols
+from .elf_symbols import entry_symbols, function_symbols
 
 REASON = nvrtc_unavailable_reason()
 if REASON and os.environ.get("CI"):
@@ -48,8 +48,18 @@ def test_nvrtc_error_names_file_and_line(tmp_path):
     assert "missing" in info.value.log
 
 
-def test_cubin_compiled_for_the_loader_cache_holds_every_entry_point():
-    # The cupy loader compiles CUBINs with compile_program when no shipped binary fits the GPU.
-    name, text = read_source("im2col.cu")
-    cubin = compile_program(with_defines(name, text, None), name, "sm_86", compile_options())
-    assert set(parse_signatures(text, name)) <= function_symbols(cubin)
+@pytest.mark.parametrize("source", kernel_files(), ids=lambda p: p.name)
+def test_cubin_entry_points_are_exactly_the_parsed_list(source):
+    # The cupy loader compiles CUBINs with compile_program when no shipped binary fits the GPU. Its
+    # entry symbols must be the list the argument checker reads (generated GC_ENTRY* entry points
+    # included): a kernel the parser misses would launch unchecked, one it invents would not exist.
+    name, text = read_source(source)
+    cubin = compile_program(with_defines(name, text, None), name, "sm_80", compile_options())
+    assert entry_symbols(cubin) == set(parse_signatures(text, name))
+
+
+def test_entry_symbols_leave_out_device_subroutines():
+    # A float64 division keeps a slow path out of line: a function symbol, but no entry point.
+    program = ('#include "common.cuh"\nGC_ENTRY_F(divide, (T* x, T d), x[0] = x[0] / d)\n')
+    cubin = compile_program(program, "divide.cu", "sm_80", compile_options())
+    assert entry_symbols(cubin) == {"divide_f32", "divide_f64"} < function_symbols(cubin)

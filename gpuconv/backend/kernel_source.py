@@ -38,6 +38,12 @@ def read_source(filename: str | Path) -> tuple[str, str]:
     return path.name, path.read_text()
 
 
+def strip_comments(text: str) -> str:
+    """Removes // and /* */ comments, keeping newlines so positions stay meaningful."""
+    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.DOTALL)
+    return re.sub(r"//[^\n]*", "", text)
+
+
 _DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:()]+\.cuh?)(?::(?P<line>\d+)|\((?P<line2>\d+)\))", re.MULTILINE)
 
 

@@ -26,11 +26,10 @@ import numpy as np
 
 from .base import Backend
 from .cuda.backend import CudaBackend
-from .cuda.elementwise import multi_tensor_table_bytes
 from .meta_array import MetaArray, _asarray, meta_namespace
 from .numpy.backend import NumpyBackend
 
-__all__ = ["ShapeOnlyLaunchers", "multi_tensor_table_bytes", "numpy_on_shapes", "shape_only_primitive"]
+__all__ = ["ShapeOnlyLaunchers", "numpy_on_shapes", "shape_only_primitive"]
 
 
 class _NoLaunch:

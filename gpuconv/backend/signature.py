@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .entry_points import expand_entry_points
+from .kernel_source import strip_comments
+
 # C type spelling (after removing const/volatile/__restrict__) -> NumPy dtype.
 _C_TYPES = {
     "float": np.float32,
@@ -66,16 +69,11 @@ class Signature:
     params: tuple[Param, ...]
 
 
-def strip_comments(text: str) -> str:
-    """Removes // and /* */ comments, keeping newlines so positions stay meaningful."""
-    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.DOTALL)
-    return re.sub(r"//[^\n]*", "", text)
-
-
 def parse_signatures(source: str, filename: str = "<source>") -> dict[str, Signature]:
-    """Every ``extern "C" __global__`` entry point of a .cu source, by name."""
+    """Every ``extern "C" __global__`` entry point of a .cu source, by name: those written out and
+    those its GC_ENTRY* invocations generate (kernels/entry_points.cuh)."""
     signatures = {}
-    for match in _ENTRY.finditer(strip_comments(source)):
+    for match in _ENTRY.finditer(expand_entry_points(strip_comments(source), filename)):
         name = match["name"]
         params_text = match["params"].strip()
         params = []

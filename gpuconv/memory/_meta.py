@@ -22,15 +22,18 @@ A primitive gets its temporaries one of two ways:
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..backend.base import Backend
+from ..backend import backend_class, capabilities_of
+from ..backend.base import OPTIONAL_PROTOCOLS, Backend, Capabilities
 from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
 from ..backend.numpy import conv as numpy_conv
-from ..backend.shape_only import multi_tensor_table_bytes, shape_only_primitive
+from ..backend.shape_only import shape_only_primitive
 from ..functional._memory import numpy_buffer_bytes
 from ..functional.activation import relu_transient_bytes
 from ..functional.batchnorm import batch_norm_transient_bytes
@@ -41,10 +44,12 @@ from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_nu
 from ._conv import numpy_transient_bytes
 
 TARGETS = ("numpy", "emulated", "cupy")
-# What one primitive's kernel launches hold in Python objects on the emulated backend while they run
-# (ctypes argument records, address tables): 4.5 to 7 KB per primitive, measured with tracemalloc
-# around each primitive of a ResNet training step (tests/test_memory.py checks whole steps).
-EMULATED_LAUNCH_BYTES = 6 * 1024
+
+
+def _left_out(capabilities: Capabilities, name: str) -> bool:
+    """Whether ``name`` belongs to an optional primitives Protocol whose flag ``capabilities`` has off."""
+    return any(not getattr(capabilities, flag) and name in vars(protocol)
+               for protocol, flag in OPTIONAL_PROTOCOLS.items())
 
 
 def _new(shape: Any, dtype: Any) -> MetaArray:
@@ -60,9 +65,13 @@ class MetaBackend(Backend):
 
     def __init__(self, target: str, ledger: Any) -> None:
         self.target = target
-        self.kernels = target != "numpy"
+        # The target's flags, so the step takes the target's paths, except what this backend does
+        # in its own way: dropout's mask is always a shape-only stand-in drawn "on the device" (a
+        # host draw would allocate real uniforms), and no bias epilogue (only the bench calls it).
+        self.capabilities = replace(capabilities_of(target), device_dropout=True, conv_bias_epilogue=False)
+        self.kernels = self.capabilities.kernels
         self.ledger = ledger
-        self.launch_bytes = EMULATED_LAUNCH_BYTES if target == "emulated" else 0
+        self.launch_bytes = self.capabilities.launch_host_bytes
 
     def conv_heuristic(self, g: Any, direction: str) -> str | None:
         """``auto``'s choice on the target: the numpy backend has its own measured rule."""
@@ -72,11 +81,14 @@ class MetaBackend(Backend):
         return None
 
     def __getattr__(self, name: str) -> Any:
-        """A primitive of the target without a method here: the target's own code on shapes."""
-        run = shape_only_primitive(self.target, name)
+        """A primitive of the target without a method here: the target's own code on shapes (none
+        of an optional Protocol this backend's capabilities leave out)."""
+        target, capabilities = self.__dict__.get("target"), self.__dict__.get("capabilities")
+        run = None if target is None or _left_out(capabilities, name) else shape_only_primitive(target, name)
         if run is None:
-            raise AttributeError(f"the memory estimator's shape-only {self.target} backend has no primitive {name!r}")
+            raise AttributeError(f"the memory estimator's shape-only {target} backend has no primitive {name!r}")
 
+        @functools.wraps(run)  # the target's signature, which the backend contract checks
         def primitive(*args: Any, **kwargs: Any) -> Any:
             ledger = self.ledger
             ledger.high = ledger.current
@@ -90,7 +102,6 @@ class MetaBackend(Backend):
             # The primitive's own peak above what stays (its results): its temporaries.
             self._spike(ledger.high - ledger.current, name)
             return out
-        primitive.__name__ = name
         return primitive
 
     def _spike(self, nbytes: int, what: str) -> None:
@@ -417,14 +428,17 @@ class MetaKernelBackend(MetaBackend):
 
     def multi_tensor_step(self, op: str, rows: list, args: tuple) -> None:
         # One launch updates every row in place; it allocates only its table of addresses.
-        self._spike(multi_tensor_table_bytes([int(row[0].size) for row in rows]), f"{op}")
+        self._spike(self.multi_tensor_step_bytes([int(row.param.size) for row in rows]), f"{op}")
+
+    def multi_tensor_step_bytes(self, sizes: list[int]) -> int:
+        return backend_class(self.target).multi_tensor_step_bytes(sizes)
 
 
 def meta_backend(target: str, ledger: Any) -> MetaBackend:
     """The shape-only backend for ``target`` ("numpy", "emulated" or "cupy")."""
     if target not in TARGETS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, TARGETS))}, got {target!r}")
-    return (MetaBackend if target == "numpy" else MetaKernelBackend)(target, ledger)
+    return (MetaKernelBackend if capabilities_of(target).kernels else MetaBackend)(target, ledger)
 
 
 __all__ = ["MetaBackend", "MetaKernelBackend", "TARGETS", "meta_backend"]
