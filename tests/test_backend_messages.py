@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from gpuconv.backend import cupy_backend
+from gpuconv.backend.cuda import cupy_backend
 
 
 class FakeRuntimeError(Exception):

@@ -16,7 +16,7 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
-from gpuconv.backend import unavailable_reason
+from gpuconv.backend import capabilities_of, unavailable_reason
 from gpuconv.bench import cli
 from gpuconv.bench.capabilities import has_module
 from gpuconv.bench.runner import relative_error
@@ -544,6 +544,7 @@ def test_pytorch_runs_on_the_backends_device(monkeypatch, backend, device, expec
 
     class Backend:
         name = backend
+        capabilities = capabilities_of(backend)
 
     notes = []
     assert cli._torch_child(args, Backend(), notes) is not None
@@ -551,6 +552,7 @@ def test_pytorch_runs_on_the_backends_device(monkeypatch, backend, device, expec
 
     class Emulated:
         name = "emulated"
+        capabilities = capabilities_of("emulated")
 
     assert cli._torch_child(cli.build_parser().parse_args(["pool", "--backend", "emulated"]), Emulated(), []) is None
 

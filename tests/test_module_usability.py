@@ -9,7 +9,7 @@ import pytest
 import gpuconv
 from gpuconv import nn
 from gpuconv.backend import BackendUnavailableError, unavailable_reason
-from gpuconv.nn.module import parse_device
+from gpuconv.backend import parse_device
 
 GPU_REASON = unavailable_reason("cupy")
 

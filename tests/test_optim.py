@@ -379,3 +379,22 @@ def test_multi_tensor_kernels_match_numpy_bit_for_bit(rng, case, dtype, monkeypa
     assert len(launches) == len(grads)  # one launch per step
     for a, b in zip(results["numpy"], results["emulated"], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fused_step_takes_named_records_only():
+    """multi_tensor_step reads TensorRow fields and the update's own launch record; a positional
+    tuple (which would bind scalars to kernel parameters by position) is refused before launching."""
+    from gpuconv.backend.optimizer_records import SgdStepArgs, TensorRow
+
+    with gpuconv.backend("emulated") as be:
+        p, g = np.ones(5, np.float32), np.full(5, 2.0, np.float32)
+        args = SgdStepArgs(neg_lr=np.float32(-0.5), momentum=np.float32(0), one_minus_dampening=np.float32(1),
+                           weight_decay=np.float32(0), use_momentum=np.int32(0), use_weight_decay=np.int32(0),
+                           nesterov=np.int32(0), maximize=np.int32(0))
+        be.multi_tensor_step("sgd_step", [TensorRow(p, g)], args)
+        np.testing.assert_array_equal(p, np.zeros(5, np.float32))
+        with pytest.raises(TypeError, match="args must be a SgdStepArgs, got tuple"):
+            be.multi_tensor_step("sgd_step", [TensorRow(p, g)], tuple(args))
+        with pytest.raises(TypeError, match="rows must be TensorRow records, got tuple"):
+            be.multi_tensor_step("sgd_step", [(p, g, None, None, None, 0, 0.0, 0.0)], args)
+        np.testing.assert_array_equal(p, np.zeros(5, np.float32))  # nothing launched

@@ -10,21 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_kind, get_backend
+from ..backend import array_kind, for_device
 from .tensor import Tensor
 
 
 def _backend(device: Any):
-    if device is None:
-        return get_backend()
-    from ..backend import create
-    from ..nn.module import parse_device
-
-    name, index = parse_device(device)
-    current = get_backend()
-    if current.name == name and index is None:
-        return current
-    return create(name, index)
+    return for_device(device)
 
 
 def _shape(size: tuple) -> tuple[int, ...]:

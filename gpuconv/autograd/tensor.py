@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..backend import array_kind, get_backend
+from ..backend import array_kind, get_backend, home_of, on_device, parse_device
+from ..backend import backend as backend_context
 from ..grad_mode import is_grad_enabled
 from . import ops
 from ._util import xp_of
@@ -829,7 +830,7 @@ class Tensor:
             node.src_shape, node.src_dtype = tuple(_raw(src).shape), _raw(src).dtype
         raw = _raw(src)
         if array_kind(raw) is not None and array_kind(raw) != array_kind(self.data):
-            raw = get_backend().asarray(raw) if array_kind(self.data) == get_backend().name else raw
+            raw = home_of(self.data).asarray(raw)  # copy_ moves between host and device, as PyTorch's does
         self.data[...] = raw
         return self._commit_inplace(node, (src,))
 
@@ -914,27 +915,23 @@ class _MoveBackward(Node):
     __slots__ = ("source",)
 
     def backward(self, g):
-        if self.source == "numpy":
-            from ..backend import to_numpy
-            return (to_numpy(g),)
-        import cupy
-        return (cupy.asarray(g),)
+        previous = self.source.activate()  # the source's device, for a CuPy array
+        try:
+            return (self.source.asarray(g),)
+        finally:
+            self.source.restore(previous)
 
 
 def _move(t: Tensor, device: Any) -> Tensor:
-    from ..backend import backend as backend_context
-    from ..nn.module import parse_device
-
-    name, index = parse_device(device)
-    kind = array_kind(t.data)
-    target_kind = "cupy" if name == "cupy" else "numpy"
-    if kind == target_kind and (index is None or kind == "numpy" or t.data.device.id == index):
+    if on_device(t.data, device):
         return t
+    source = home_of(t.data)
+    name, index = parse_device(device)
     with backend_context(name, index) as be:
         out = be.asarray(t.data)
     if ops.needs_grad(t):
         node = _MoveBackward()
-        node.source = kind
+        node.source = source
         return ops.attach(out, node, t)
     return Tensor._wrap(out)
 

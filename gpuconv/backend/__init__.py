@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import types
 import warnings
@@ -18,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .base import Backend, array_kind
+from .base import Backend, Capabilities, array_kind
 from .errors import BackendUnavailableError, KernelCompileError, KernelLaunchError
 
 NAMES = ("auto", "numpy", "cupy", "emulated")
@@ -45,6 +46,26 @@ def unavailable_reason(name: str) -> str | None:
         from .emulated.backend import unavailable_reason as reason
         return reason()
     return None
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend ``name`` (not ``auto``), imported but not created: its capability flags
+    and class-level facts hold on any machine (the memory estimator stands in for it with them)."""
+    name = _check_name(name)
+    if name == "auto":
+        raise ValueError("backend_class needs a backend name, not 'auto'")
+    if name == "numpy":
+        from .numpy.backend import NumpyBackend as cls
+    elif name == "emulated":
+        from .emulated.backend import EmulatedBackend as cls
+    else:
+        from .cuda.cupy_backend import CupyBackend as cls
+    return cls
+
+
+def capabilities_of(name: str) -> Capabilities:
+    """The capability flags of backend ``name`` (not ``auto``) without creating it."""
+    return backend_class(name).capabilities
 
 
 def _auto_fallback_message(reason: str) -> str:
@@ -103,8 +124,7 @@ def use(name: str = "auto", device: int | None = None) -> Backend:
     """Makes ``name`` the current backend (for cupy, ``device`` picks the GPU) and returns it."""
     global _current
     new = create(name, device)
-    if hasattr(new, "activate"):
-        new.activate()
+    new.activate()
     _current = new
     return new
 
@@ -115,14 +135,13 @@ def backend(name: str, device: int | None = None) -> Iterator[Backend]:
     global _current
     previous = _current
     new = create(name, device)
-    restore_device = new.activate() if hasattr(new, "activate") else None
+    restore_device = new.activate()
     _current = new
     try:
         yield new
     finally:
         _current = previous
-        if restore_device is not None:
-            new.restore(restore_device)
+        new.restore(restore_device)
 
 
 @contextlib.contextmanager
@@ -143,6 +162,52 @@ def get_backend() -> Backend:
     if _current is None:
         _current = create(os.environ.get(ENV_VAR, "auto") or "auto")
     return _current
+
+
+_DEVICE = re.compile(r"(cuda|gpu)(?::(\d+))?|cpu|numpy|cupy|emulated")
+
+
+def parse_device(device: Any) -> tuple[str, int | None]:
+    """PyTorch's device strings as gpuconv backends: ``"cuda"``/``"cuda:N"`` -> ``("cupy", N)``,
+    ``"cpu"`` -> ``("numpy", None)``; backend names pass through."""
+    text = str(device) if not isinstance(device, str) else device
+    match = _DEVICE.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a backend name ('numpy', 'cupy', "
+                         f"'emulated'), got {device!r}")
+    if match.group(1):
+        return "cupy", None if match.group(2) is None else int(match.group(2))
+    return {"cpu": "numpy"}.get(match.group(0), match.group(0)), None
+
+
+def for_device(device: Any) -> Backend:
+    """The backend a ``device=`` argument names (None: the current one; the current one also when it
+    is the backend named without a device index)."""
+    current = get_backend()
+    if device is None:
+        return current
+    name, index = parse_device(device)
+    if current.name == name and index is None:
+        return current
+    return create(name, index)
+
+
+def on_device(a: Any, device: Any) -> bool:
+    """Whether array ``a`` already lives where ``device`` names: host memory for ``cpu`` and the CPU
+    backends, the GPU (and the given index, when one is) for ``cuda``."""
+    name, index = parse_device(device)
+    kind = array_kind(a)
+    if name != "cupy":
+        return kind == "numpy"
+    return kind == "cupy" and (index is None or a.device.id == index)
+
+
+def home_of(a: Any) -> Backend:
+    """A backend that holds ``a`` natively: numpy for a NumPy array, cupy on ``a``'s device for a CuPy
+    array (where a gradient goes back to after a move)."""
+    if array_kind(a) == "cupy":
+        return create("cupy", a.device.id)
+    return create("numpy")
 
 
 def asarray(a: Any, dtype: Any = None) -> Any:
@@ -182,6 +247,7 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = [
-    "Backend", "BackendUnavailableError", "KernelCompileError", "KernelLaunchError", "NAMES", "asarray",
-    "backend", "create", "get_array_module", "get_backend", "to_numpy", "unavailable_reason", "use",
+    "Backend", "BackendUnavailableError", "Capabilities", "KernelCompileError", "KernelLaunchError", "NAMES",
+    "asarray", "backend", "backend_class", "capabilities_of", "create", "for_device", "get_array_module", "get_backend", "home_of",
+    "on_device", "parse_device", "to_numpy", "unavailable_reason", "use",
 ]

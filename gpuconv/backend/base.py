@@ -1,4 +1,21 @@
-"""The backend interface: array creation and movement, and the primitive ops every backend provides.
+"""The backend interface: array creation and movement, the capability flags, and where the
+primitive ops are written down.
+
+The contract has three parts:
+
+- :class:`Backend` (below): arrays, GEMM and synchronization, which every backend has.
+- The primitives, one ``typing.Protocol`` per op family, each declared at the top of the module that
+  calls them (the family's consumer): ``PoolPrimitives`` in gpuconv/functional/pool.py,
+  ``ConvPrimitives`` in gpuconv/functional/conv_primitives.py, ``OptimizerPrimitives`` in
+  gpuconv/optim/optimizer.py, ... ``gpuconv.backend.contract.primitive_protocols()`` lists them all.
+  A new op is then declared beside the code that calls it, and the backend files implement it
+  (gpuconv/backend/numpy/<family>.py, gpuconv/backend/cuda/<family>.py).
+- :class:`Capabilities`: what a backend offers beyond the primitives every backend has (the optional
+  Protocols) and the facts about it that callers may act on. Callers outside ``backend/`` read these
+  flags; they never probe a backend with ``hasattr`` or compare its name.
+
+tests/test_backend_contract.py checks every backend (numpy, emulated, cupy where a GPU is usable, and
+the memory estimator's shape-only backends) against every Protocol, parameter by parameter.
 
 ``gpuconv.functional`` validates arguments and does shape arithmetic once, then calls these
 primitives. A primitive may assume its arguments are validated, native to the backend, of a
@@ -7,6 +24,7 @@ supported dtype and (for kernels) C-contiguous where it says so.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -17,11 +35,53 @@ from .meta_array import MetaArray
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+#: The Protocols only some backends implement, each with the Capabilities flag that says which.
+OPTIONAL_PROTOCOLS: dict[type, str] = {}
+
+
+def needs_capability(flag: str):
+    """Class decorator: the primitives Protocol it marks is implemented exactly by the backends
+    whose ``capabilities.<flag>`` is True (the contract test holds both directions)."""
+    def mark(protocol: type) -> type:
+        if flag not in Capabilities.__dataclass_fields__:
+            raise ValueError(f"no capability named {flag!r}")
+        OPTIONAL_PROTOCOLS[protocol] = flag
+        return protocol
+    return mark
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend offers beyond the primitives every backend has, and the facts about it that
+    code outside ``backend/`` may act on."""
+
+    #: Runs our kernels (kernels/*.cu: cupy on the GPU, emulated on the CPU); False: NumPy expressions,
+    #: whose temporaries the memory checks count separately.
+    kernels: bool = False
+    #: Arrays live in GPU memory, allocated through CuPy's pool: a request is checked against the
+    #: device's free memory, and PyTorch comparisons run on ``cuda``.
+    gpu: bool = False
+    #: Wall time measures the computation (False on the emulator, where it measures the emulation).
+    timed: bool = True
+    #: ``OptimizerPrimitives.multi_tensor_step`` (gpuconv/optim/optimizer.py): one launch updates
+    #: a whole group of parameters.
+    fused_optimizer: bool = False
+    #: ``conv2d_bias_epilogue`` (gpuconv/functional/conv_primitives.py's ``BiasEpiloguePrimitives``).
+    conv_bias_epilogue: bool = False
+    #: ``dropout_device`` (gpuconv/functional/dropout.py's ``DeviceDropoutPrimitives``): the mask is
+    #: drawn on the device from a seed instead of on the host.
+    device_dropout: bool = False
+    #: Host bytes a primitive's kernel launches hold in Python objects while it runs (the emulator's
+    #: ctypes argument records and address tables); the memory estimator adds them per primitive.
+    launch_host_bytes: int = 0
+
+
 class Backend:
     """Base class of the numpy, cupy and emulated backends."""
 
     name: str = "?"
     xp: ModuleType = np
+    capabilities: Capabilities = Capabilities()
     #: Whether gpuconv.functional checks each request against the memory there is before allocating
     #: (False for the memory estimator's shape-only backend, whose arrays take no memory).
     checks_requests: bool = True
@@ -63,6 +123,14 @@ class Backend:
 
     def synchronize(self) -> None:
         """Waits for queued device work (nothing to wait for on the CPU)."""
+
+    def activate(self) -> Any:
+        """Makes this backend's device current; returns what :meth:`restore` puts back (nothing on
+        the CPU)."""
+        return None
+
+    def restore(self, previous: Any) -> None:
+        """Undoes :meth:`activate` with what it returned."""
 
     def load_kernel_files(self) -> list[str]:
         """Loads (or compiles) every kernels/*.cu file this backend runs; returns their names.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import gpuconv
-from gpuconv.backend import emulated, unavailable_reason
+from gpuconv.backend import backend_class, emulated, unavailable_reason
 
 from . import conv as conv_bench
 from .capabilities import has_module
@@ -156,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.device is not None and args.backend not in ("cupy", "auto"):
+    named = None if args.backend == "auto" else backend_class(args.backend).capabilities
+    if args.device is not None and named is not None and not named.gpu:
         parser.error(f"--device applies to --backend cupy only, got --backend {args.backend}")
-    if getattr(args, "clock", "wall") == "cpu" and args.backend not in ("numpy", "auto"):
+    if getattr(args, "clock", "wall") == "cpu" and named is not None and named.kernels:
         parser.error(f"--clock cpu applies to --backend numpy only, got --backend {args.backend}")
     if args.command == "conv" and args.algos is not None:
         known = conv_bench.algorithms() + ["auto"]
@@ -190,7 +191,7 @@ def _backend(args: argparse.Namespace) -> Any:
     reason = unavailable_reason(name)
     if reason is not None:
         raise BenchError(f"backend {name!r} is unavailable: {reason}")
-    return gpuconv.use(name, args.device if name == "cupy" else None)
+    return gpuconv.use(name, args.device if backend_class(name).capabilities.gpu else None)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,9 +209,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _torch_child(args: argparse.Namespace, be: Any, notes: list[str]) -> TorchChild | None:
-    if args.no_torch or be.name == "emulated":
+    if args.no_torch or not be.capabilities.timed:
         return None
-    device = f"cuda:{args.device or 0}" if be.name == "cupy" else "cpu"
+    device = f"cuda:{args.device or 0}" if be.capabilities.gpu else "cpu"
     child = TorchChild(device, args.torch_threads, args.tf32)
     if child.available:
         notes.append(f"PyTorch {child.version} on {device} ({child.threads} CPU threads), timed in a child process")
@@ -222,12 +223,12 @@ def _torch_child(args: argparse.Namespace, be: Any, notes: list[str]) -> TorchCh
 def _runner_settings(args: argparse.Namespace, be: Any, torch: Any, header: dict) -> Settings:
     """The runner's settings (``torch``: a TorchChild, a model.TorchReference or None); the pause
     it resolved goes into the header's settings."""
-    on_cpu_with_torch = be.name == "numpy" and torch is not None and getattr(torch, "available", True)
+    on_cpu_with_torch = not be.capabilities.gpu and torch is not None and getattr(torch, "available", True)
     pause = args.pause if args.pause is not None else (0.3 if on_cpu_with_torch else 0.0)
     header["settings"]["pause"] = pause
     tolerance = TF32_TOLERANCE if args.tf32 else TOLERANCE[args.dtype]
     header["settings"]["tolerance"] = tolerance  # what a checked error is held to (the plot draws it)
-    return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.name != "emulated",
+    return Settings(args.warmup, args.repeats, pause, args.check_images, tolerance, timing=be.capabilities.timed,
                     quiet=args.quiet)
 
 
@@ -242,17 +243,17 @@ def _copy_gbps(be: Any) -> float:
 def _run_conv(args, be, header, summary) -> list[dict[str, Any]]:
     notes = header["notes"]
     shapes = args.shape or suite_layers(args.suite or "resnet18", args.batch, args.shrink)
-    if be.name == "cupy":
+    if be.capabilities.gpu:
         header["copy_gbps"] = _copy_gbps(be)
     if args.algos is not None:
         algos = args.algos
-    elif be.name == "numpy":
+    elif not be.capabilities.kernels:
         algos = ["auto"]
         notes.append("numpy backend: only algo=auto (the numpy backend's measured choice) is timed, against "
                      "PyTorch CPU; name others with --algos")
     else:
         algos = conv_bench.algorithms() + ["auto"]
-    with_tuned = be.name == "cupy"
+    with_tuned = be.capabilities.gpu
     cases = [conv_bench.conv_case(s, algos, np.dtype(args.dtype), with_tuned) for s in shapes]
     with contextlib.ExitStack() as stack:
         torch = _torch_child(args, be, notes)
@@ -284,7 +285,7 @@ def _run_model(args, be, header, summary) -> list[dict[str, Any]]:
 
     notes = header["notes"]
     torch = None
-    if not args.no_torch and be.name != "emulated":
+    if not args.no_torch and be.capabilities.timed:
         torch = model.TorchReference.load(be, args.device, args.torch_threads, notes)
     return model.run(args, be, _runner_settings(args, be, torch, header), torch, notes)
 
@@ -331,14 +332,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     be = _backend(args)
     header = make_header(be, args.command, _settings(args))
     notes: list[str] = header["notes"]
-    if args.backend == "auto" and be.name != "cupy":
+    if args.backend == "auto" and not be.capabilities.gpu:
         notes.append(f"--backend auto chose numpy: cupy is unavailable ({unavailable_reason('cupy')})")
-    if be.name == "emulated" and args.command not in ("list", "warmup", "ddp"):
+    if not be.capabilities.timed and args.command not in ("list", "warmup", "ddp"):
         notes.append("emulated: correctness only (the CUDA kernels run on the CPU emulator; times would be "
                      "meaningless and are not taken)")
     summary: list[str] = []
     flags = gpuconv.flags(allow_tf32=True) if args.tf32 else contextlib.nullcontext()
-    profiled = be.name == "emulated" and args.command in PROFILED_COMMANDS
+    profiled = not be.capabilities.timed and args.command in PROFILED_COMMANDS  # the emulator's access profile
     with flags, (emulated.profile() if profiled else contextlib.nullcontext()) as accesses:
         try:
             rows = COMMANDS[args.command](args, be, header, summary)

@@ -56,7 +56,7 @@ def run(args: Any, be: Any, notes: list[str]) -> list[dict[str, Any]]:
                  "per rank, SGD with momentum; allreduce_ms: the time per step backward spent starting and waiting for "
                  "gradient buckets on the last rank to get there (the others also wait for that rank: that is load "
                  "imbalance, not communication)")
-    if be.name != "cupy":
+    if not be.capabilities.gpu:
         notes.append(f"CPU: the ranks share this machine's {os.cpu_count()} cores, so more ranks split the same "
                      "cores (images/s measures the framework's overhead, not a scaling of hardware); each rank's "
                      "BLAS threads: cores / ranks unless OPENBLAS_NUM_THREADS / OMP_NUM_THREADS are set")

@@ -30,7 +30,7 @@ def cpu_name() -> str:
 
 def gpu_name(be: Any) -> str | None:
     """The current GPU's name on the cupy backend, else None."""
-    if be.name != "cupy":
+    if not be.capabilities.gpu:
         return None
     import cupy
 
@@ -46,7 +46,7 @@ def versions(be: Any) -> dict[str, str]:
             found[label] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
-    if be.name == "cupy":
+    if be.capabilities.gpu:
         import cupy
 
         found["cuda runtime"] = str(cupy.cuda.runtime.runtimeGetVersion())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuconv.backend import unavailable_reason
+from gpuconv.backend import NAMES, unavailable_reason
 
 from .capabilities import has_module
 from .conv import algorithms
@@ -28,7 +28,7 @@ def _row(case: str, kind: str, detail: str, ok: bool = True) -> dict[str, Any]:
 def rows(be: Any) -> list[dict[str, Any]]:
     """One row per backend, algorithm, optional feature, suite and layer."""
     out = []
-    for name in ("numpy", "emulated", "cupy"):
+    for name in (n for n in NAMES if n != "auto"):
         reason = unavailable_reason(name)
         out.append(_row(name, "backend", reason or ("current" if be.name == name else "usable"), reason is None))
     for algo in algorithms() + ["auto"]:

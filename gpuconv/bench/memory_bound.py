@@ -187,7 +187,7 @@ class _PerInputs:
 def bias_add(y: Any, bias: Any) -> Any:
     """y (N, C, H, W) += bias[c] in place, as a convolution's epilogue does on the backend; returns y."""
     be = gpuconv.get_backend()
-    if hasattr(be, "conv2d_bias_epilogue"):  # the cupy / emulated kernel (conv_epilogue.cu)
+    if be.capabilities.conv_bias_epilogue:  # the cupy / emulated kernel (conv_epilogue.cu)
         be.conv2d_bias_epilogue(y, bias)
     else:
         y += bias.reshape(1, -1, 1, 1)

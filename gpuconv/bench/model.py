@@ -187,7 +187,7 @@ class TorchReference:
         except ImportError as error:
             notes.append(f"PyTorch not installed ({error}): no PyTorch comparison")
             return None
-        device = f"cuda:{device_index or 0}" if be.name == "cupy" else "cpu"
+        device = f"cuda:{device_index or 0}" if be.capabilities.gpu else "cpu"
         if device != "cpu" and not torch.cuda.is_available():
             notes.append(f"PyTorch {torch.__version__} has no usable CUDA device: no PyTorch comparison")
             return None
@@ -295,7 +295,7 @@ def _run_modes(name, dtype, error, args, be, settings, torch, notes, rows, progr
     twin = None
     if load is not None and status == "ok" and torch is not None:
         twin = make_twin(torch, load, dtype, settings, name, notes)
-    clock = getattr(args, "clock", "wall") if be.name != "cupy" else "wall"
+    clock = getattr(args, "clock", "wall") if not be.capabilities.gpu else "wall"
     if clock == "cpu":
         notes.append("times are CPU seconds of this process's threads (--clock cpu), not elapsed time")
     timed = timed_call(be, clock)

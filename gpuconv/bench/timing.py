@@ -28,7 +28,7 @@ def timed_call(be: Any, clock: str = "wall") -> Callable[[Callable[[], Any]], fl
     which a busy machine barely disturbs; it measures work only where no thread spins idle, i.e.
     with one BLAS thread and one PyTorch thread.
     """
-    if be.name == "cupy":
+    if be.capabilities.gpu:
         import cupy
 
         def timed(fn: Callable[[], Any]) -> float:
@@ -74,7 +74,7 @@ def copy_function(be: Any, a: Any) -> Callable[[], None]:
     It is the reference of the memory-bound benchmarks: their GB/s is given as a % of this copy's.
     """
     scratch = be.empty(a.shape, a.dtype)
-    if be.name == "cupy":
+    if be.capabilities.gpu:
         import cupy
 
         kind = cupy.cuda.runtime.memcpyDeviceToDevice

@@ -95,24 +95,17 @@ def copy_into(target: Any, result: Any) -> None:
     buffers and the caller's arrays."""
     if result is target:
         return
-    from ..backend.base import array_kind
-    if array_kind(target) == "numpy":
-        from ..backend import to_numpy
-        target[...] = to_numpy(result)
-    else:
-        import cupy
-        target[...] = cupy.asarray(result)
+    from ..backend import home_of
+    target[...] = home_of(target).asarray(result)
 
 
 def _like(result: Any, reference: Any) -> Any:
     """``result`` moved to the kind of array ``reference`` is (NumPy or CuPy)."""
+    from ..backend import home_of
     from ..backend.base import array_kind
     if array_kind(reference) == array_kind(result):
         return result
-    if array_kind(reference) == "numpy":
-        return result.get()
-    import cupy
-    return cupy.asarray(result)
+    return home_of(reference).asarray(result)
 
 
 def _mean(buf: Any, g: ProcessGroup) -> None:

@@ -133,7 +133,7 @@ def init_process_group(backend: str = "auto", timeout: float | datetime.timedelt
     MPI = import_mpi()
     if backend == "auto":
         from ..backend import get_backend
-        backend = "auto" if get_backend().name == "cupy" else "mpi"
+        backend = "auto" if get_backend().capabilities.gpu else "mpi"
     group = ProcessGroup(MPI, backend, seconds)
     _group = group
     _install_hooks()

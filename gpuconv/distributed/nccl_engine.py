@@ -79,7 +79,7 @@ class NcclEngine:
 
         self.group = group
         self.device = group.local_rank % cupy.cuda.runtime.getDeviceCount()
-        if get_backend().name == "cupy":
+        if get_backend().capabilities.gpu:
             use("cupy", device=self.device)
         cupy.cuda.Device(self.device).use()
         unique_id = np.zeros(UNIQUE_ID_BYTES, dtype=np.int64)

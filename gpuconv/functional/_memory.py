@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backend import capabilities_of, get_backend
+from ..backend.base import Backend, Capabilities
 from ..backend.memory_hooks import (OutOfMemoryError, device_free_bytes, host_limit, is_out_of_memory,
                                     requested_bytes)
 
@@ -19,6 +20,12 @@ from ..backend.memory_hooks import (OutOfMemoryError, device_free_bytes, host_li
 # costs more than such an allocation, and if one fails, CuPy fails at once and
 # translate_out_of_memory names the op. Host requests are always checked (a product of ints).
 _DEVICE_CHECK_FROM = 64 * 2**20
+
+
+def capabilities(backend: "str | Backend") -> Capabilities:
+    """The flags of ``backend``: a backend object (the current one, or the memory estimator's
+    stand-in, which carries its target's flags) or a backend name (the estimator's ``backend=``)."""
+    return backend.capabilities if isinstance(backend, Backend) else capabilities_of(backend)
 
 
 def numpy_buffer_bytes(elements: int, itemsize: int) -> int:
@@ -43,7 +50,7 @@ def physical_memory_bytes() -> int | None:
 
 def _budget() -> tuple[int | None, str]:
     """The most one request may take on the current backend, and what that figure is."""
-    if get_backend().name == "cupy":
+    if get_backend().capabilities.gpu:
         return device_free_bytes(), "the device's free memory plus the free blocks of CuPy's memory pool"
     limit = host_limit()
     if limit is not None:
@@ -66,7 +73,7 @@ def check_request(op: str, request: int, what: str) -> None:
     set, else the machine's physical memory. A request that fits costs one comparison (on cupy,
     from 64 MiB, one driver query). The memory estimator's shape-only backend checks nothing."""
     be = get_backend()
-    if not be.checks_requests or (be.name == "cupy" and request < _DEVICE_CHECK_FROM):
+    if not be.checks_requests or (be.capabilities.gpu and request < _DEVICE_CHECK_FROM):
         return
     budget, source = _budget()
     if budget is None or request <= budget:

@@ -7,14 +7,37 @@ output ``y`` for sigmoid, tanh, softmax and log_softmax.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_dim, check_real, check_same_shape
-from ._memory import check_request, nbytes, numpy_buffer_bytes
+from ._memory import capabilities, check_request, nbytes, numpy_buffer_bytes
+
+
+class ActivationPrimitives(Protocol):
+    """The activation primitives of the backend contract (gpuconv/backend/base.py); inputs are
+    C-contiguous float32/float64 arrays, results new arrays of the same shape and dtype."""
+
+    def relu(self, x: Any) -> Any:
+        """max(x, 0), NaN propagated."""
+
+    def relu_backward(self, dy: Any, x: Any) -> Any:
+        """dy where x > 0, else 0."""
+
+    def leaky_relu(self, x: Any, negative_slope: float) -> Any:
+        """x where x > 0, else negative_slope * x."""
+
+    def leaky_relu_backward(self, dy: Any, x: Any, negative_slope: float) -> Any:
+        """dy where x > 0, else negative_slope * dy."""
+
+    def softmax(self, x: Any, axis: int, log: bool = False) -> Any:
+        """(log-)softmax along ``axis``, the maximum subtracted first."""
+
+    def softmax_backward(self, dy: Any, y: Any, axis: int, log: bool = False) -> Any:
+        """dx from dy and the forward's output y."""
 
 
 def _contiguous(*arrays):
@@ -126,7 +149,7 @@ def log_softmax_backward(dy: Any, y: Any, dim: int = -1) -> Any:
     return get_backend().softmax_backward(dy, y, axis, log=True)
 
 
-def relu_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str = "numpy") -> int:
+def relu_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: Any = "numpy") -> int:
     """Bytes :func:`relu` (``direction="forward"``) or :func:`relu_backward` (``"backward"``)
     allocates besides its result. Kernel backends (cupy, emulated): nothing, one kernel writes the
     result. numpy: the backward's boolean mask ``x > 0`` (1 byte per element) lives while the product
@@ -134,7 +157,7 @@ def relu_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, b
     ``np.getbufsize()`` elements. The forward allocates nothing else."""
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    if direction == "forward" or backend != "numpy":
+    if direction == "forward" or capabilities(backend).kernels:
         return 0
     elements = _numel(x_shape)
     return elements + numpy_buffer_bytes(elements, np.dtype(dtype).itemsize)

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array
-from ._memory import check_request, nbytes, numpy_buffer_bytes
+from ._memory import capabilities, check_request, nbytes, numpy_buffer_bytes
+
+
+class BatchNormPrimitives(Protocol):
+    """The batch-normalization primitives of the backend contract (gpuconv/backend/base.py), over
+    (N, C, H, W) C-contiguous input per channel; statistics are float32/float64 (C,) vectors."""
+
+    def batch_norm_train(self, x: Any, eps: float, running_mean: Any, running_var: Any, momentum: float,
+                         weight: Any, bias: Any) -> tuple[Any, Any, Any]:
+        """(y, mean, invstd) from the batch's statistics, updating the running ones in place."""
+
+    def batch_norm_affine(self, x: Any, mean: Any, src: Any, src_is_var: bool, weight: Any, bias: Any,
+                          eps: float) -> Any:
+        """y = (x - mean) * invstd * weight + bias, invstd from ``src`` (a variance when
+        ``src_is_var``, else invstd itself)."""
+
+    def batch_norm_backward(self, dy: Any, x: Any, mean: Any, invstd: Any, weight: Any, training: bool,
+                            need_dx: bool, need_sums: bool) -> tuple[Any, Any]:
+        """(dx or None, (sum dy, sum dy * xhat) per channel or None)."""
 
 
 def _check_vector(v, name: str, channels: int, dtype) -> None:
@@ -96,7 +114,7 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
                          f"{input_shape}")
     be = get_backend()
     check_request("batch_norm", nbytes(x.shape, x.dtype) + batch_norm_transient_bytes(x.shape, x.dtype, "forward",
-                                                                                        be.name),
+                                                                                        be),
                   "the output and the statistics' temporaries")
     x = be.xp.ascontiguousarray(x)
     if use_batch_stats:
@@ -146,7 +164,7 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
     need_dx, need_dweight, need_dbias = (bool(v) for v in needs)
     be = get_backend()
     check_request("batch_norm_backward", (nbytes(x.shape, x.dtype) if need_dx else 0)
-                  + batch_norm_transient_bytes(x.shape, x.dtype, "backward", be.name, need_dx),
+                  + batch_norm_transient_bytes(x.shape, x.dtype, "backward", be, need_dx),
                   "dx and the per-channel sums' temporaries")
     x, dy = be.xp.ascontiguousarray(x), be.xp.ascontiguousarray(dy)
     dx, sums = be.batch_norm_backward(dy, x, save_mean, save_invstd, weight, bool(training), need_dx,
@@ -159,7 +177,7 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
 __all__ = ["batch_norm", "batch_norm_backward"]
 
 
-def batch_norm_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str,
+def batch_norm_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: Any,
                                needs_dx: bool = True) -> int:
     """Bytes :func:`batch_norm` (``direction="forward"``, training or eval) or
     :func:`batch_norm_backward` (``"backward"``) allocates above its results at its peak, for an
@@ -174,7 +192,7 @@ def batch_norm_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    if backend != "numpy":
+    if capabilities(backend).kernels:
         return 0
     n, c, h, w = (int(v) for v in x_shape)
     itemsize = np.dtype(dtype).itemsize

@@ -12,15 +12,32 @@ Where the keep mask comes from:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..backend import get_backend
+from ..backend.base import needs_capability
 from ..random import default_generator
 from ._args import check_array
 from ._common import check_real
-from ._memory import check_request, nbytes
+from ._memory import capabilities, check_request, nbytes
+
+
+class DropoutPrimitives(Protocol):
+    """Dropout's primitive of the backend contract (gpuconv/backend/base.py)."""
+
+    def dropout_apply(self, x: Any, mask: Any, scale: float) -> Any:
+        """x * mask * scale for a bool ``mask`` of x's shape: a new array."""
+
+
+@needs_capability("device_dropout")
+class DeviceDropoutPrimitives(Protocol):
+    """Dropout with the mask drawn on the device (backends with ``capabilities.device_dropout``)."""
+
+    def dropout_device(self, x: Any, p: float, scale: float, seed_source: Any) -> tuple[Any, Any]:
+        """(y, bool mask): each element kept with probability 1 - p and scaled, uniforms drawn on the
+        device from a seed taken from the generator ``seed_source``."""
 
 
 def _check_p(p: Any) -> float:
@@ -58,7 +75,7 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, *, generator: np.rand
     if not training or p == 0.0:
         return (x, be.xp.ones(x.shape, dtype=bool)) if return_mask else x
     x = be.xp.ascontiguousarray(x)
-    if generator is None and hasattr(be, "dropout_device"):
+    if generator is None and be.capabilities.device_dropout:
         y, mask = be.dropout_device(x, p, _scale(p, x.dtype), default_generator())
     else:
         rng = generator if generator is not None else default_generator()
@@ -81,7 +98,7 @@ def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
     return get_backend().dropout_apply(xp.ascontiguousarray(dy), xp.ascontiguousarray(mask), _scale(p, dy.dtype))
 
 
-def dropout_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str) -> int:
+def dropout_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: Any) -> int:
     """Bytes :func:`dropout` (training, ``direction="forward"``, with its mask, drawn from gpuconv's
     default generator as ``nn.Dropout`` does) or :func:`dropout_backward` (``"backward"``) allocates
     above its results at its peak.
@@ -96,7 +113,7 @@ def dropout_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     elements = int(np.prod(tuple(x_shape), dtype=np.int64))
-    if backend != "numpy":
+    if capabilities(backend).device_dropout:
         return elements * 4 if direction == "forward" else 0
     item = np.dtype(dtype).itemsize
     scaled = 0 if elements * item >= 256 * 1024 else elements * item

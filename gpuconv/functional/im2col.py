@@ -6,11 +6,24 @@ came from), so each is the other's backward.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from ..backend import get_backend
 from ._args import check_array, non_negative_pair, positive_pair, shape_arg, window_out_size
 from ._memory import check_request, nbytes
+
+
+class Im2colPrimitives(Protocol):
+    """The im2col primitives of the backend contract (gpuconv/backend/base.py); windows are
+    validated pairs, ``layout`` the column buffer's ("ckl": (N, C*kh*kw, L) or "lck")."""
+
+    def im2col(self, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, out_size: Any,
+               layout: Any) -> Any:
+        """The column buffer of (N, C, H, W) ``x``."""
+
+    def col2im(self, cols: Any, x_shape: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+               out_size: Any, layout: Any) -> Any:
+        """The (N, C, H, W) image summing each column entry into the element it came from."""
 
 LAYOUTS = ("nkl", "knl")
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_backend
-from ._memory import check_request, nbytes, numpy_buffer_bytes
+from ._memory import capabilities, check_request, nbytes, numpy_buffer_bytes
 from ._args import check_array, same_dtype
 from ._common import check_needs
 
@@ -82,7 +82,7 @@ def linear_backward(dy: Any, x: Any, weight: Any,
     return dx, dweight, dbias
 
 
-def linear_transient_bytes(x_shape: tuple[int, ...], out_features: int, dtype: Any, direction: str, backend: str,
+def linear_transient_bytes(x_shape: tuple[int, ...], out_features: int, dtype: Any, direction: str, backend: Any,
                            bias: bool = True) -> int:
     """Bytes :func:`linear` (``direction="forward"``) or :func:`linear_backward` (``"backward"``)
     allocates above its results: the GEMMs write their results directly (contiguous inputs are not
@@ -90,7 +90,7 @@ def linear_transient_bytes(x_shape: tuple[int, ...], out_features: int, dtype: A
     ``np.getbufsize()`` elements (cupy and emulated: one kernel adds it in place)."""
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    if direction == "backward" or not bias or backend != "numpy":
+    if direction == "backward" or not bias or capabilities(backend).kernels:
         return 0
     rows = 1
     for size in tuple(x_shape)[:-1]:

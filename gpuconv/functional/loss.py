@@ -7,14 +7,36 @@ non-ignored targets), label smoothing and ignore_index.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_real, check_reduction, check_same_shape, scalar_grad
-from ._memory import check_request, nbytes
+from ._memory import capabilities, check_request, nbytes
+
+
+class LossPrimitives(Protocol):
+    """The loss primitives of the backend contract (gpuconv/backend/base.py): cross entropy over
+    integer class targets, and the training loop's running sums (gpuconv/train.py)."""
+
+    def cross_entropy(self, logits: Any, target: Any, weight: Any, ignore_index: int, reduction: str,
+                      label_smoothing: float) -> Any:
+        """The loss (0-D for mean/sum, target-shaped for none) of validated arguments."""
+
+    def cross_entropy_backward(self, dloss: Any, logits: Any, target: Any, weight: Any, ignore_index: int,
+                               reduction: str, label_smoothing: float) -> Any:
+        """dlogits of logits' shape and dtype."""
+
+    def first_bad_target(self, target: Any, classes: int, ignore_index: int) -> int:
+        """The flat position of the first target outside [0, classes) that is not ignore_index, or -1."""
+
+    def accumulate_loss(self, total: Any, loss: Any, scale: float) -> None:
+        """total += loss * scale on the device (no host sync per step)."""
+
+    def count_correct(self, outputs: Any, target: Any, count: Any) -> None:
+        """count += the number of rows whose arg-max equals the target, on the device."""
 
 
 def _rows(a: Any) -> Any:
@@ -111,10 +133,11 @@ def cross_entropy(logits: Any, target: Any, weight: Any = None, ignore_index: in
     be = get_backend()
     # NOTE: only the numpy backend holds log-probabilities of the logits' size; the kernels keep two
     # values per row.
-    check_request("cross_entropy", (nbytes(logits.shape, logits.dtype) if be.name == "numpy" else 0)
-                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "forward", be.name),
-                  "the log-probabilities and log-softmax's temporaries" if be.name == "numpy"
-                  else "the per-row losses and weights")
+    kernels = be.capabilities.kernels
+    check_request("cross_entropy", (0 if kernels else nbytes(logits.shape, logits.dtype))
+                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "forward", be),
+                  "the per-row losses and weights" if kernels
+                  else "the log-probabilities and log-softmax's temporaries")
     return be.cross_entropy(logits, target, weight, int(ignore_index), reduction, eps)
 
 
@@ -131,7 +154,7 @@ def cross_entropy_backward(dloss: Any, logits: Any, target: Any, weight: Any = N
     _, eps = _check_cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing)
     be = get_backend()
     check_request("cross_entropy_backward", nbytes(logits.shape, logits.dtype)
-                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "backward", be.name),
+                  + cross_entropy_transient_bytes(logits.shape, logits.dtype, "backward", be),
                   "dlogits and the one-hot weights, probabilities and products")
     return be.cross_entropy_backward(_dloss_for(dloss, target, reduction, logits.dtype), logits, target, weight,
                                      int(ignore_index), reduction, eps)
@@ -383,7 +406,7 @@ def smooth_l1_loss_backward(dloss: Any, input: Any, target: Any, reduction: str 
 
 
 def cross_entropy_transient_bytes(logits_shape: tuple[int, ...], dtype: Any, direction: str,
-                                  backend: str = "numpy") -> int:
+                                  backend: Any = "numpy") -> int:
     """Bytes :func:`cross_entropy` (``direction="forward"``) or :func:`cross_entropy_backward`
     (``"backward"``) allocates above its result at its peak, for logits of ``logits_shape`` and
     int32 or int64 targets.
@@ -401,7 +424,7 @@ def cross_entropy_transient_bytes(logits_shape: tuple[int, ...], dtype: Any, dir
     elements = int(np.prod(shape, dtype=np.int64))
     rows = elements // (shape[0] if len(shape) == 1 else shape[1])
     itemsize = np.dtype(dtype).itemsize
-    if backend != "numpy":
+    if capabilities(backend).kernels:
         return 8 + (2 * rows * itemsize if direction == "forward" else itemsize)
     arrays = 2 if direction == "forward" else 4
     return arrays * elements * itemsize + 3 * rows * 8

@@ -6,16 +6,57 @@ All ops take NCHW input of float32 or float64. Arguments are checked before any 
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..backend import get_backend
-from ..backend.numpy.pool import is_pairwise
+from ..backend.windows import is_pairwise
 from ._args import (check_array, check_int32, check_spatial, check_window_extent, int_arg, non_negative_pair,
                     positive_pair, same_dtype, shape_arg)
-from ._memory import check_request, nbytes, numpy_buffer_bytes
+from ._memory import capabilities, check_request, nbytes, numpy_buffer_bytes
 from .pool_integer import is_integer_image, max_pool2d_integer
+
+
+class PoolPrimitives(Protocol):
+    """The pooling primitives of the backend contract (gpuconv/backend/base.py), over (N, C, H, W)
+    C-contiguous input; window arguments are validated pairs, ``out_size`` the (OH, OW) computed
+    here, indices flat positions within an input plane."""
+
+    def max_pool2d(self, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, out_size: Any,
+                   with_indices: bool = True, index_dtype: Any = np.int64) -> Any:
+        """(y, indices) with ``with_indices``, else y."""
+
+    def max_pool2d_backward(self, dy: Any, indices: Any, x_shape: Any, kernel_size: Any, stride: Any,
+                            padding: Any, dilation: Any) -> Any:
+        """dx: dy summed into the elements the indices chose (indices checked against their windows)."""
+
+    def avg_pool2d(self, x: Any, kernel_size: Any, stride: Any, padding: Any, out_size: Any,
+                   count_include_pad: bool, divisor_override: Any) -> Any:
+        """y, PyTorch's divisor rule."""
+
+    def avg_pool2d_backward(self, dy: Any, x_shape: Any, kernel_size: Any, stride: Any, padding: Any,
+                            count_include_pad: bool, divisor_override: Any) -> Any:
+        """dx."""
+
+    def adaptive_avg_pool2d(self, x: Any, out_size: Any) -> Any:
+        """y over bins floor(i*H/OH) .. ceil((i+1)*H/OH)."""
+
+    def adaptive_avg_pool2d_backward(self, dy: Any, x_shape: Any) -> Any:
+        """dx."""
+
+    def adaptive_max_pool2d(self, x: Any, out_size: Any, index_dtype: Any = np.int64) -> tuple[Any, Any]:
+        """(y, indices)."""
+
+    def adaptive_max_pool2d_backward(self, dy: Any, indices: Any, x_shape: Any) -> Any:
+        """dx (indices checked against their bins)."""
+
+    def gem(self, x: Any, p: Any, eps: float, kernel_size: Any, stride: Any, out_size: Any) -> Any:
+        """y = mean_window(max(x, eps)^p)^(1/p); ``p`` a one-element array."""
+
+    def gem_backward(self, dy: Any, x: Any, p: Any, eps: float, kernel_size: Any, stride: Any, need_dx: bool,
+                     need_dp: bool) -> tuple[Any, Any]:
+        """(dx or None, dp or None)."""
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -359,7 +400,7 @@ __all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_
            "max_pool2d", "max_pool2d_backward", "pool_out_size"]
 
 
-def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str, kernel_size,
+def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: Any, kernel_size,
                                stride=None, padding=0, dilation=1, ceil_mode: bool = False, *,
                                with_indices: bool = True, index_dtype: Any = np.int64) -> int:
     """Bytes :func:`max_pool2d` (``direction="forward"``, with ``index_dtype`` indices or, without
@@ -382,7 +423,7 @@ def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
     n, c, h, w = _shape4(x_shape, "x_shape")
     k, s, p, d, (oh, ow) = _window_args((n, c, h, w), kernel_size, stride, padding, dilation, ceil_mode,
                                         "max_pool2d")
-    if backend != "numpy":
+    if capabilities(backend).kernels:
         return 0
     return max_pool2d_numpy_transient_bytes((n, c, h, w), (oh, ow), dtype, direction, k, s, p, d,
                                             with_indices=with_indices, index_dtype=index_dtype)
@@ -407,13 +448,13 @@ def max_pool2d_numpy_transient_bytes(x_shape: tuple[int, int, int, int], out_siz
     return outputs * (4 + (8 if int32 else 0))
 
 
-def adaptive_avg_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: str) -> int:
+def adaptive_avg_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: Any) -> int:
     """Bytes :func:`adaptive_avg_pool2d` (``direction="forward"``) or its backward allocates above
     its result: the numpy backward spreads each window's share through one iterator buffer of up to
     ``np.getbufsize()`` elements of x; nothing else is larger than a (N, C) vector."""
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     n, c, h, w = _shape4(x_shape, "x_shape")
-    if backend != "numpy" or direction == "forward":
+    if capabilities(backend).kernels or direction == "forward":
         return 0
     return numpy_buffer_bytes(n * c * h * w, np.dtype(dtype).itemsize)

@@ -13,12 +13,13 @@ per op in tests/test_memory.py.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from ..backend import backend_class, capabilities_of
 from ..backend.base import Backend
-from ..backend.cuda.elementwise import multi_tensor_table_bytes
 from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
 from ..backend.numpy import conv as numpy_conv
 from ..functional._memory import numpy_buffer_bytes
@@ -31,10 +32,6 @@ from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_nu
 from ._conv import numpy_transient_bytes
 
 TARGETS = ("numpy", "emulated", "cupy")
-# What one primitive's kernel launches hold in Python objects on the emulated backend while they run
-# (ctypes argument records, address tables): 4.5 to 7 KB per primitive, measured with tracemalloc
-# around each primitive of a ResNet training step (tests/test_memory.py checks whole steps).
-EMULATED_LAUNCH_BYTES = 6 * 1024
 
 
 def _new(shape: Any, dtype: Any) -> MetaArray:
@@ -50,9 +47,13 @@ class MetaBackend(Backend):
 
     def __init__(self, target: str, ledger: Any) -> None:
         self.target = target
-        self.kernels = target != "numpy"
+        # The target's flags, so the step takes the target's paths, except what this backend does
+        # in its own way: dropout's mask is always a shape-only stand-in drawn "on the device" (a
+        # host draw would allocate real uniforms), and no bias epilogue (only the bench calls it).
+        self.capabilities = replace(capabilities_of(target), device_dropout=True, conv_bias_epilogue=False)
+        self.kernels = self.capabilities.kernels
         self.ledger = ledger
-        self.launch_bytes = EMULATED_LAUNCH_BYTES if target == "emulated" else 0
+        self.launch_bytes = self.capabilities.launch_host_bytes
 
     def conv_heuristic(self, g: Any, direction: str) -> str | None:
         """``auto``'s choice on the target: the numpy backend has its own measured rule."""
@@ -385,14 +386,17 @@ class MetaKernelBackend(MetaBackend):
 
     def multi_tensor_step(self, op: str, rows: list, args: tuple) -> None:
         # One launch updates every row in place; it allocates only its table of addresses.
-        self._spike(multi_tensor_table_bytes([int(row[0].size) for row in rows]), f"{op}")
+        self._spike(self.multi_tensor_step_bytes([int(row.param.size) for row in rows]), f"{op}")
+
+    def multi_tensor_step_bytes(self, sizes: list[int]) -> int:
+        return backend_class(self.target).multi_tensor_step_bytes(sizes)
 
 
 def meta_backend(target: str, ledger: Any) -> MetaBackend:
     """The shape-only backend for ``target`` ("numpy", "emulated" or "cupy")."""
     if target not in TARGETS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, TARGETS))}, got {target!r}")
-    return (MetaBackend if target == "numpy" else MetaKernelBackend)(target, ledger)
+    return (MetaKernelBackend if capabilities_of(target).kernels else MetaBackend)(target, ledger)
 
 
 __all__ = ["MetaBackend", "MetaKernelBackend", "TARGETS", "meta_backend"]

@@ -19,7 +19,7 @@ import numpy as np
 from .. import flags, nn
 from ..autograd import graph
 from ..autograd.tensor import Tensor
-from ..backend import get_backend, installed
+from ..backend import capabilities_of, get_backend, installed
 from ..backend.meta_array import Ledger, MetaArray, set_ledger
 from ..grad_mode import no_grad, set_grad_enabled
 from ._meta import TARGETS, meta_backend
@@ -120,7 +120,8 @@ class _Run:
     def __init__(self, model, input_shape, dtype, backend, optimizer, training, loss, step) -> None:
         self.model, self.input_shape, self.dtype, self.backend = model, input_shape, dtype, backend
         self.optimizer, self.training, self.loss, self.step = optimizer, training, loss, step
-        self.ledger = Ledger(elide=backend != "cupy")
+        self.gpu = capabilities_of(backend).gpu
+        self.ledger = Ledger(elide=not self.gpu)
         self.rows: list[Row] = []
         self.node_rows: dict = {}  # graph node -> the row of the layer whose forward made it
         self.param_ids: set[int] = set()
@@ -151,7 +152,7 @@ class _Run:
             params=sum(p.nbytes for p in params), grads=grads, optimizer_state=state,
             buffers=sum(int(b.nbytes) for b in model.buffers()), inputs=inputs_bytes, activations=self.activations,
             workspace=ledger.largest_spike, workspace_at=ledger.largest_spike_at, peak=ledger.peak,
-            peak_phase=ledger.peak_phase, pool_peak=ledger.pool_peak if self.backend == "cupy" else None,
+            peak_phase=ledger.peak_phase, pool_peak=ledger.pool_peak if self.gpu else None,
             rows=self.rows, world_size=1 if self.ddp is None else self.ddp[0], communication=self.communication)
 
     def _steps(self, kind: str) -> tuple[int, int, int]:

@@ -47,7 +47,7 @@ def check_fits(model: nn.Module, input_shape: tuple[int, ...], optimizer: Any = 
     """Raises :class:`gpuconv.OutOfMemoryError` before anything is allocated when the numpy/emulated
     host limit (:func:`set_host_limit`) is set and the step's estimated peak exceeds it."""
     limit = get_host_limit()
-    if limit is None or get_backend().name == "cupy":
+    if limit is None or get_backend().capabilities.gpu:
         return
     report = estimate(model, input_shape, optimizer=optimizer)
     if report.peak > limit:
@@ -62,7 +62,7 @@ def explain(exc: OutOfMemoryError, model: nn.Module, input_shape: tuple[int, ...
     """``exc`` with the estimate's breakdown and a suggested batch size added (the budget: the
     device's free memory on cupy, the host limit elsewhere)."""
     budget = get_host_limit()
-    if get_backend().name == "cupy":
+    if get_backend().capabilities.gpu:
         from .summary import default_budget
 
         budget = default_budget()

@@ -115,7 +115,6 @@ def compare(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = 
     criterion = nn.CrossEntropyLoss() if loss == "cross_entropy" else nn.MSELoss()
     x, target = _inputs(model, input_shape, dtype, loss, training)
     was_training = model.training
-    backend = get_backend().name
     report = estimate(model, input_shape, optimizer=optimizer, training=training, dtype=dtype, loss=loss,
                       step="later" if steps >= 2 else "first")
     # A forward and backward before measuring: kernels load (the emulated backend keeps compiled
@@ -129,8 +128,9 @@ def compare(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = 
             model(x)
     model.train(was_training)
     # Everything that exists before tracing starts; tracemalloc sees only what is allocated after.
-    untraced = _live_bytes(model, optimizer, x, target) if backend != "cupy" else 0
-    tracing = backend != "cupy" and not tracemalloc.is_tracing()
+    on_host = not get_backend().capabilities.gpu  # host memory: tracemalloc sees the arrays
+    untraced = _live_bytes(model, optimizer, x, target) if on_host else 0
+    tracing = on_host and not tracemalloc.is_tracing()
     if tracing:
         tracemalloc.start()
     try:

@@ -110,7 +110,7 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: Any = 
 def default_budget() -> int:
     """cupy: the device's free memory plus what the pool holds free; elsewhere there is no default."""
     be = get_backend()
-    if be.name != "cupy":
+    if not be.capabilities.gpu:
         raise ValueError(f"budget_bytes is required on the {be.name} backend (only cupy knows its device's free "
                          "memory)")
     from ..backend.memory_hooks import device_free_bytes

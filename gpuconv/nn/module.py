@@ -6,7 +6,6 @@ A module implements ``forward`` only: the ops it calls on Tensors record the aut
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, NamedTuple
@@ -15,7 +14,7 @@ import numpy as np
 
 from .. import flags
 from ..autograd.tensor import Tensor
-from ..backend import array_kind, get_backend
+from ..backend import array_kind, get_backend, parse_device
 from ..backend import backend as backend_context
 from ..backend.memory_hooks import OutOfMemoryError, is_out_of_memory, requested_bytes
 from ..grad_mode import no_grad as _no_grad
@@ -453,22 +452,6 @@ def _raise_out_of_memory(exc: Exception, op: str) -> None:
                            "gpuconv.memory.estimate(model, input_shape, optimizer=...) shows where the memory goes; "
                            "gpuconv.memory.suggest_batch_size gives a batch that fits.",
                            op=op, requested=requested) from exc
-
-
-_DEVICE = re.compile(r"(cuda|gpu)(?::(\d+))?|cpu|numpy|cupy|emulated")
-
-
-def parse_device(device: Any) -> tuple[str, int | None]:
-    """PyTorch's device strings as gpuconv backends: ``"cuda"``/``"cuda:N"`` -> ``("cupy", N)``,
-    ``"cpu"`` -> ``("numpy", None)``; backend names pass through."""
-    text = str(device) if not isinstance(device, str) else device
-    match = _DEVICE.fullmatch(text.strip().lower())
-    if match is None:
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a backend name ('numpy', 'cupy', "
-                         f"'emulated'), got {device!r}")
-    if match.group(1):
-        return "cupy", None if match.group(2) is None else int(match.group(2))
-    return {"cpu": "numpy"}.get(match.group(0), match.group(0)), None
 
 
 def check_input_size(x: Any, ndim: int | None, axis: int, expected: int, layout: str, what: str) -> None:

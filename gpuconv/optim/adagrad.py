@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..backend import get_array_module
+from ..backend.optimizer_records import AdagradStepArgs, TensorRow
 from .optimizer import Optimizer, check_range, fused_state
 
 
@@ -68,7 +69,8 @@ class Adagrad(Optimizer):
                 state["sum"] = be.xp.full(p.data.shape, float(group["initial_accumulator_value"]), dtype=p.data.dtype)
             state["step"] = state.get("step", 0) + 1
             clr = lr / (1 + (state["step"] - 1) * lr_decay)
-            rows.append((p.data, p.grad.data, fused_state(be, state, "sum", p.data), None, None, 0, -clr, 0.0))
+            rows.append(TensorRow(p.data, p.grad.data, state0=fused_state(be, state, "sum", p.data), scalar0=-clr))
         t = params[0].data.dtype.type
-        be.multi_tensor_step("adagrad_step", rows, (t(eps), t(weight_decay), np.int32(weight_decay != 0),
-                                                    np.int32(bool(group["maximize"]))))
+        be.multi_tensor_step("adagrad_step", rows, AdagradStepArgs(
+            eps=t(eps), weight_decay=t(weight_decay), use_weight_decay=np.int32(weight_decay != 0),
+            maximize=np.int32(bool(group["maximize"]))))

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..backend import get_array_module
+from ..backend.optimizer_records import AdamStepArgs, TensorRow
 from .optimizer import Optimizer, check_range, fused_state, lerp_
 
 
@@ -88,14 +89,16 @@ class Adam(Optimizer):
             names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
             arrays = [fused_state(be, state, name, p.data) for name in names]
             step_size = lr / (1 - beta1 ** step)
-            rows.append((p.data, p.grad.data, *arrays, *([None] * (3 - len(arrays))), 0, -step_size,
-                         math.sqrt(1 - beta2 ** step)))
+            rows.append(TensorRow(p.data, p.grad.data, *arrays, scalar0=-step_size,
+                                  scalar1=math.sqrt(1 - beta2 ** step)))
         t = params[0].data.dtype.type
         w1 = 1 - beta1
-        be.multi_tensor_step("adam_step", rows, (
-            t(w1), t(1.0 - w1), np.int32(w1 < 0.5), t(beta2), t(1 - beta2), t(eps), t(weight_decay),
-            t(1 - lr * weight_decay), np.int32(weight_decay != 0), np.int32(self._decoupled),
-            np.int32(bool(group["amsgrad"])), np.int32(bool(group["maximize"]))))
+        be.multi_tensor_step("adam_step", rows, AdamStepArgs(
+            w1=t(w1), one_minus_w1=t(1.0 - w1), w1_small=np.int32(w1 < 0.5), beta2=t(beta2),
+            one_minus_beta2=t(1 - beta2), eps=t(eps), weight_decay=t(weight_decay),
+            decay_factor=t(1 - lr * weight_decay), use_weight_decay=np.int32(weight_decay != 0),
+            decoupled=np.int32(self._decoupled), amsgrad=np.int32(bool(group["amsgrad"])),
+            maximize=np.int32(bool(group["maximize"]))))
 
 class AdamW(Adam):
     """PyTorch's ``torch.optim.AdamW``: Adam with decoupled weight decay p *= 1 - lr * weight_decay

@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import copy
 import numbers
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
 from ..backend import get_array_module, get_backend
+from ..backend.base import needs_capability
+
+
+@needs_capability("fused_optimizer")
+class OptimizerPrimitives(Protocol):
+    """The fused optimizer step of the backend contract (gpuconv/backend/base.py), on backends with
+    ``capabilities.fused_optimizer``; elsewhere each optimizer updates its parameters one by one."""
+
+    def multi_tensor_step(self, op: str, rows: list, args: tuple) -> None:
+        """Updates every row (parameter, gradient and state arrays of one dtype) in place with the
+        update ``op`` ("sgd_step", "adam_step", ...) and the group's scalars ``args``."""
+
+    def multi_tensor_step_bytes(self, sizes: list[int]) -> int:
+        """Bytes one multi_tensor_step allocates (and frees) for tensors of ``sizes`` elements."""
 
 
 def check_range(name: str, value: Any, low: float = 0.0, high: float | None = None, high_open: bool = False) -> float:
@@ -104,7 +118,7 @@ class Optimizer:
                                      f"{tuple(p.data.shape)}")
                 self._follow_parameter(p)
                 params.append(p)
-            fused = [p for p in params if _fusable(be, p)] if hasattr(be, "multi_tensor_step") else []
+            fused = [p for p in params if _fusable(be, p)] if be.capabilities.fused_optimizer else []
             fused_ids = {id(p) for p in fused}
             for dtype in {p.data.dtype for p in fused}:
                 self._multi_update(be, [p for p in fused if p.data.dtype == dtype], group)

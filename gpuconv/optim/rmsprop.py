@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..backend import get_array_module
+from ..backend.optimizer_records import RmspropStepArgs, TensorRow
 from .optimizer import Optimizer, check_range, fused_state, lerp_
 
 
@@ -79,10 +80,11 @@ class RMSprop(Optimizer):
             square_avg = fused_state(be, state, "square_avg", p.data)
             buf = fused_state(be, state, "momentum_buffer", p.data) if momentum > 0 else None
             grad_avg = fused_state(be, state, "grad_avg", p.data) if group["centered"] else None
-            rows.append((p.data, p.grad.data, square_avg, buf, grad_avg, 0, 0.0, 0.0))
+            rows.append(TensorRow(p.data, p.grad.data, state0=square_avg, state1=buf, state2=grad_avg))
         t = params[0].data.dtype.type
         w = 1 - alpha
-        be.multi_tensor_step("rmsprop_step", rows, (
-            t(-lr), t(alpha), t(1 - alpha), t(w), t(1.0 - w), np.int32(w < 0.5), t(eps), t(weight_decay), t(momentum),
-            np.int32(weight_decay != 0), np.int32(momentum > 0), np.int32(bool(group["centered"])),
-            np.int32(bool(group["maximize"]))))
+        be.multi_tensor_step("rmsprop_step", rows, RmspropStepArgs(
+            neg_lr=t(-lr), alpha=t(alpha), one_minus_alpha=t(1 - alpha), w=t(w), one_minus_w=t(1.0 - w),
+            w_small=np.int32(w < 0.5), eps=t(eps), weight_decay=t(weight_decay), momentum=t(momentum),
+            use_weight_decay=np.int32(weight_decay != 0), use_momentum=np.int32(momentum > 0),
+            centered=np.int32(bool(group["centered"])), maximize=np.int32(bool(group["maximize"]))))

@@ -6,6 +6,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..backend.optimizer_records import SgdStepArgs, TensorRow
+
 from .optimizer import Optimizer, check_range, fused_state
 
 
@@ -64,9 +66,10 @@ class SGD(Optimizer):
             if momentum != 0:
                 has_buffer = int(state.get("momentum_buffer") is not None)
                 buf = fused_state(be, state, "momentum_buffer", p.data, zero=False)  # first step: buf = g
-            rows.append((p.data, p.grad.data, buf, None, None, has_buffer, 0.0, 0.0))
+            rows.append(TensorRow(p.data, p.grad.data, state0=buf, flags=has_buffer))
         t = params[0].data.dtype.type
-        be.multi_tensor_step("sgd_step", rows, (t(-lr), t(momentum), t(1 - dampening), t(weight_decay),
-                                                np.int32(momentum != 0), np.int32(weight_decay != 0),
-                                                np.int32(bool(group["nesterov"])), np.int32(bool(group["maximize"]))))
+        be.multi_tensor_step("sgd_step", rows, SgdStepArgs(
+            neg_lr=t(-lr), momentum=t(momentum), one_minus_dampening=t(1 - dampening), weight_decay=t(weight_decay),
+            use_momentum=np.int32(momentum != 0), use_weight_decay=np.int32(weight_decay != 0),
+            nesterov=np.int32(bool(group["nesterov"])), maximize=np.int32(bool(group["maximize"]))))
 

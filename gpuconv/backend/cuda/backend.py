@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..base import Backend
+from ..base import Backend, Capabilities
 from .conv_direct import ConvDirectKernels
 from .conv_im2col import ConvIm2colKernels
 from .conv_implicit_gemm import ConvImplicitGemmKernels
@@ -42,6 +42,8 @@ def dtype_suffix(dtype) -> str:
 class CudaBackend(ConvDirectKernels, ConvIm2colKernels, ConvImplicitGemmKernels, Im2colKernels, PoolKernels,
                   BatchNormKernels, ElementwiseKernels, ArithKernels, LossKernels, SoftmaxKernels, Backend):
     """Launches kernels/*.cu; subclasses provide ``xp`` and ``load_module(filename, defines)``."""
+
+    capabilities = Capabilities(kernels=True, fused_optimizer=True, conv_bias_epilogue=True, device_dropout=True)
 
     def __init__(self):
         self._modules: dict = {}

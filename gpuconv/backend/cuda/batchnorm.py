@@ -108,7 +108,7 @@ class BatchNormKernels:
         key = (self.module_cache_key(), op, shape, dtype, vec, TARGET_BLOCKS, MIN_PER_BLOCK)  # tests change these
         return self.cached_plan("_bn_plans", key, make, MAX_CACHED_PLANS)
 
-    def batch_norm_stats(self, x, eps, running_mean, running_var, momentum):
+    def _batch_norm_stats(self, x, eps, running_mean, running_var, momentum):
         """Batch mean and 1/sqrt(biased var + eps) per channel; updates the running stats in place
         (momentum = the factor for this batch) when they are given. One launch.
 
@@ -145,7 +145,7 @@ class BatchNormKernels:
                 np.int32(vec)))
         return y
 
-    def batch_norm_backward_sums(self, dy, x, mean, invstd):
+    def _batch_norm_backward_sums(self, dy, x, mean, invstd):
         """(sum of dy, sum of dy * xhat) per channel. One launch.
 
         Allocates, beyond the two (C,) results (one (2, C) buffer): a (C, splits, 2) partial buffer
@@ -161,7 +161,7 @@ class BatchNormKernels:
                (dy, x, mean, invstd, partial, self._bn_counters(c), sums[0], sums[1], *scalars, np.int32(vec)))
         return sums[0], sums[1]
 
-    def batch_norm_backward_dx(self, dy, x, mean, invstd, weight, sums, training):
+    def _batch_norm_backward_dx(self, dy, x, mean, invstd, weight, sums, training):
         """dx of batch norm; ``sums`` = (sum_dy, sum_dy_xhat), needed (and read) only when training.
         One launch; allocates only dx."""
         n, c, h, w = x.shape
@@ -182,7 +182,7 @@ class BatchNormKernels:
         buffer for the statistics (plus, on the two-launch path, what batch_norm_stats allocates)."""
         n, c, h, w = x.shape
         if reduction_split(n * h * w, c)[0] > 1 or x.size == 0:
-            mean, invstd = self.batch_norm_stats(x, eps, running_mean, running_var, momentum)
+            mean, invstd = self._batch_norm_stats(x, eps, running_mean, running_var, momentum)
             return self.batch_norm_affine(x, mean, invstd, False, weight, bias, eps), mean, invstd
         dtype = x.dtype
         y = self.empty(x.shape, dtype)
@@ -205,8 +205,8 @@ class BatchNormKernels:
         n, c, h, w = x.shape
         fused = (training and need_dx and need_sums and x.size > 0 and reduction_split(n * h * w, c)[0] == 1)
         if not fused:
-            sums = self.batch_norm_backward_sums(dy, x, mean, invstd) if need_sums else None
-            dx = self.batch_norm_backward_dx(dy, x, mean, invstd, weight, sums, training) if need_dx else None
+            sums = self._batch_norm_backward_sums(dy, x, mean, invstd) if need_sums else None
+            dx = self._batch_norm_backward_dx(dy, x, mean, invstd, weight, sums, training) if need_dx else None
             return dx, sums
         dtype = x.dtype
         dx = self.empty(x.shape, dtype)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .backend import CudaBackend
@@ -60,6 +62,7 @@ def unavailable_reason() -> str | None:
 
 class CupyBackend(CudaBackend):
     name = "cupy"
+    capabilities = replace(CudaBackend.capabilities, gpu=True)
 
     def __init__(self, device: int | None = None):
         super().__init__()

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..optimizer_records import check_step_records
 from .batchnorm import _address
 
 MT_BLOCK = 256  # threads per block of the multi-tensor optimizer kernels
 MT_CHUNK = 2048  # elements per block (8 per thread)
 TABLE_ROW = 9  # kRow in elementwise.cu
 _TABLE_COLUMNS = ("param", "grad", "state0", "state1", "state2")  # the address entries of a row, for reports
-
 
 
 def multi_tensor_table_bytes(sizes: list[int]) -> int:
@@ -29,7 +29,13 @@ def multi_tensor_table_bytes(sizes: list[int]) -> int:
     sizes = [int(n) for n in sizes if n]
     return 8 * (TABLE_ROW * len(sizes) + 2 * sum(-(-n // MT_CHUNK) for n in sizes))
 
+
 class ElementwiseKernels:
+    @staticmethod
+    def multi_tensor_step_bytes(sizes: list[int]) -> int:
+        """The address table of one :meth:`multi_tensor_step` (see :func:`multi_tensor_table_bytes`)."""
+        return multi_tensor_table_bytes(sizes)
+
     def _map(self, op: str, arrays: tuple, extra: tuple = ()):
         """out = op(arrays...) elementwise over C-contiguous arrays of one shape and dtype."""
         first = arrays[0]
@@ -83,32 +89,32 @@ class ElementwiseKernels:
         over every tensor of ``rows``, updating parameters and state in place.
 
         Args:
-            rows: one tuple per tensor, (param, grad, state0, state1, state2, flags, scalar0,
-                scalar1): C-contiguous arrays of one dtype and shape (an unused state is None),
-                an int of flag bits and two per-tensor floats (see kernels/elementwise.cu).
-            args: the kernel's per-launch scalars after (table, ntensors, chunk).
+            rows: one :class:`~gpuconv.backend.optimizer_records.TensorRow` per tensor.
+            args: the update's launch-scalar record (``optimizer_records.STEP_ARGS[op]``): the
+                kernel's parameters after (table, ntensors, chunk), by name.
 
         Allocates a device copy of the int64 table: 9 entries per tensor plus 2 per block of
         MT_CHUNK elements (for ResNet-18's 62 tensors, 11.7 M parameters: about 92 KB), freed on
         return.
         """
-        rows = [row for row in rows if row[0].size]
+        check_step_records(op, rows, args)
+        rows = [row for row in rows if row.param.size]
         if not rows:
             return
-        counts = np.array([row[0].size for row in rows], dtype=np.int64)
+        counts = np.array([row.param.size for row in rows], dtype=np.int64)
         blocks = -(-counts // MT_CHUNK)
         n = len(rows)
         table = np.empty(n * TABLE_ROW + 2 * int(blocks.sum()), dtype=np.int64)
         head = table[:n * TABLE_ROW].reshape(n, TABLE_ROW)
-        head[:, :5] = [[0 if a is None else _address(a) for a in row[:5]] for row in rows]
+        head[:, :5] = [[0 if a is None else _address(a) for a in row.arrays] for row in rows]
         head[:, 5] = counts
-        head[:, 6] = [row[5] for row in rows]
-        head[:, 7:].view(np.float64)[...] = [row[6:8] for row in rows]
+        head[:, 6] = [row.flags for row in rows]
+        head[:, 7:].view(np.float64)[...] = [(row.scalar0, row.scalar1) for row in rows]
         pairs = table[n * TABLE_ROW:].reshape(-1, 2)
         pairs[:, 0] = np.repeat(np.arange(n), blocks)
         pairs[:, 1] = np.concatenate([np.arange(b, dtype=np.int64) * MT_CHUNK for b in blocks])
-        kernel = self.kernel("elementwise.cu", op, rows[0][0].dtype)
+        kernel = self.kernel("elementwise.cu", op, rows[0].param.dtype)
         self.launch_reaching(kernel, (len(pairs),), (MT_BLOCK,),
                              (self.asarray(table), np.int32(n), np.int32(MT_CHUNK), *args),
                              lambda: [(f"{column}[{i}]", a) for i, row in enumerate(rows)
-                                      for column, a in zip(_TABLE_COLUMNS, row[:5]) if a is not None])
+                                      for column, a in zip(_TABLE_COLUMNS, row.arrays) if a is not None])

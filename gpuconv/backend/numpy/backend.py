@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import Backend
+from ..base import Backend, Capabilities
 from .arith import ArithOps
 from .conv import NumpyConvOps
 from .conv_direct import NumpyDirectConvOps
@@ -19,3 +19,4 @@ from .softmax import SoftmaxOps
 class NumpyBackend(NumpyConvOps, NumpyDirectConvOps, Im2colOps, PoolOps, BatchNormOps, ElementwiseOps, ArithOps, LossOps, SoftmaxOps, Backend):
     name = "numpy"
     xp = np
+    capabilities = Capabilities()

@@ -30,7 +30,7 @@ def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class BatchNormOps:
-    def batch_norm_stats(self, x, eps, running_mean, running_var, momentum):
+    def _batch_norm_stats(self, x, eps, running_mean, running_var, momentum):
         count = x.shape[0] * x.shape[2] * x.shape[3]
         mean = _channel_sum(x) / count
         centred = x - _per_channel(mean.astype(x.dtype))
@@ -56,12 +56,12 @@ class BatchNormOps:
             y += _per_channel(bias)
         return y
 
-    def batch_norm_backward_sums(self, dy, x, mean, invstd):
+    def _batch_norm_backward_sums(self, dy, x, mean, invstd):
         sum_dy = _channel_sum(dy)
         sum_dyx = _channel_dot(dy, x - _per_channel(mean))
         return sum_dy.astype(x.dtype), (sum_dyx * invstd).astype(x.dtype)
 
-    def batch_norm_backward_dx(self, dy, x, mean, invstd, weight, sums, training):
+    def _batch_norm_backward_dx(self, dy, x, mean, invstd, weight, sums, training):
         scale = invstd if weight is None else invstd * weight
         if not training:
             return dy * _per_channel(scale)
@@ -77,11 +77,11 @@ class BatchNormOps:
 
     def batch_norm_train(self, x, eps, running_mean, running_var, momentum, weight, bias):
         """(y, save_mean, save_invstd) of a training forward."""
-        mean, invstd = self.batch_norm_stats(x, eps, running_mean, running_var, momentum)
+        mean, invstd = self._batch_norm_stats(x, eps, running_mean, running_var, momentum)
         return self.batch_norm_affine(x, mean, invstd, False, weight, bias, eps), mean, invstd
 
     def batch_norm_backward(self, dy, x, mean, invstd, weight, training, need_dx, need_sums):
         """(dx or None, (sum_dy, sum_dy_xhat) or None)."""
-        sums = self.batch_norm_backward_sums(dy, x, mean, invstd) if need_sums else None
-        dx = self.batch_norm_backward_dx(dy, x, mean, invstd, weight, sums, training) if need_dx else None
+        sums = self._batch_norm_backward_sums(dy, x, mean, invstd) if need_sums else None
+        dx = self._batch_norm_backward_dx(dy, x, mean, invstd, weight, sums, training) if need_dx else None
         return dx, sums

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..windows import is_pairwise
+
 
 def _tap_spans(size: int, kernel: int, stride: int, pad: int, dilation: int, out: int) -> list[tuple]:
     """Along one axis, every tap that reads inside the input for some output, in tap order, as
@@ -136,12 +138,6 @@ def _avg_divisors(x_shape, kernel_size, stride, padding, out_size, count_include
             start, end = np.maximum(start, 0), np.minimum(end, size)
         counts.append(end - start)
     return np.outer(counts[0], counts[1]).astype(np.float64)
-
-
-def is_pairwise(x_shape, kernel_size, stride, padding, dilation, out_size) -> bool:
-    """2x2 windows with stride 2, no padding and no overhang (LeNet's and VGG's pools)."""
-    return (tuple(kernel_size) == tuple(stride) == (2, 2) and tuple(padding) == (0, 0)
-            and tuple(dilation) == (1, 1) and 2 * out_size[0] <= x_shape[2] and 2 * out_size[1] <= x_shape[3])
 
 
 def _max_pool_2x2(x, oh, ow):
