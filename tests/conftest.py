@@ -111,6 +111,15 @@ def rng(request):
 
 
 @pytest.fixture
+def numpy_f64():
+    """The numpy backend, current, with gpuconv's generator seeded: the module tests that check a
+    float64 layer with tests/test_nn.py's ``check_layer`` (forward, backward by finite differences)."""
+    with gpuconv.backend("numpy"):
+        gpuconv.manual_seed(7)
+        yield
+
+
+@pytest.fixture
 def emulated_without_kernels(monkeypatch):
     """The emulated backend, current, with kernel lookup replaced by an assertion: a test that a
     bad argument raises before any kernel is requested."""

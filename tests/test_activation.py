@@ -1,4 +1,11 @@
-"""Activations, softmax / log_softmax and dropout against the float64 references, on every backend."""
+"""Activations and softmax / log_softmax (gpuconv/functional/activation.py) against the float64
+references, on every backend; finite differences in float64; the argument checks; the elementwise
+kernels' vector path and tail (kernels/elementwise.cu).
+
+kernels/softmax.cu through F.softmax / F.log_softmax and their backwards, over random shapes and
+axes: odd sizes, size 1 and 0 along the axis, non-contiguous inputs, NaN rows and huge values; rows
+of every length around the warp / block switch, each layout's schedule, rows looping over a small
+grid, and schedule independence."""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import pytest
 import gpuconv
 import gpuconv.functional as F
 from tests import reference as ref
-from tests.helpers import assert_close, finite_difference_check
+from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
 
 SHAPES = [(7,), (3, 5), (2, 3, 4), (2, 1, 3, 3), (1, 1)]
 
@@ -107,61 +114,6 @@ def test_activation_bad_inputs(backend):
         F.leaky_relu(x, negative_slope="0.1")
 
 
-# ---- dropout ---------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9, 1.0])
-def test_dropout(backend, dtype, rng, p):
-    x = (rng.standard_normal((4, 50)) + 3).astype(dtype)
-    dy = rng.standard_normal(x.shape).astype(dtype)
-    seed = int(rng.integers(1 << 30))
-    y, mask = F.dropout(gpuconv.asarray(x), p, generator=np.random.default_rng(seed), return_mask=True)
-    y, mask = gpuconv.to_numpy(y), gpuconv.to_numpy(mask)
-    assert y.dtype == dtype and mask.shape == x.shape
-    expected_mask = np.random.default_rng(seed).random(x.shape) >= p   # the documented draw
-    np.testing.assert_array_equal(mask, expected_mask)
-    scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
-    assert_close(y, np.where(expected_mask, x.astype(np.float64) * scale, 0.0))
-    dx = F.dropout_backward(gpuconv.asarray(dy), gpuconv.asarray(mask), p)
-    assert_close(dx, np.where(expected_mask, dy.astype(np.float64) * scale, 0.0))
-    if p == 1.0:
-        assert not np.any(y)
-    if 0 < p < 1:
-        assert 0 < mask.sum() < mask.size
-
-
-def test_dropout_statistics_and_seeding(backend):
-    x = gpuconv.asarray(np.ones((200, 200)))
-    gpuconv.manual_seed(123)
-    a = gpuconv.to_numpy(F.dropout(x, 0.3))
-    gpuconv.manual_seed(123)
-    b = gpuconv.to_numpy(F.dropout(x, 0.3))
-    c = gpuconv.to_numpy(F.dropout(x, 0.3))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(b, c)
-    assert abs((a == 0).mean() - 0.3) < 0.01          # 40,000 draws: 5 sigma is about 0.011
-    assert abs(a.mean() - 1.0) < 0.02                 # inverted scaling keeps the expectation
-
-
-def test_dropout_eval_is_identity(backend, rng):
-    x = gpuconv.asarray(rng.standard_normal((3, 4)))
-    assert F.dropout(x, 0.5, training=False) is x
-    y, mask = F.dropout(x, 0.7, training=False, return_mask=True)
-    assert y is x and gpuconv.to_numpy(mask).all()
-
-
-def test_dropout_bad_inputs(backend):
-    x = gpuconv.asarray(np.ones((2, 3)))
-    for p in (-0.1, 1.5):
-        with pytest.raises(ValueError, match="p"):
-            F.dropout(x, p)
-    with pytest.raises(TypeError, match="p"):
-        F.dropout(x, "half")
-    with pytest.raises(TypeError, match="generator"):
-        F.dropout(x, 0.5, generator=np.random.RandomState(0))
-    with pytest.raises(ValueError, match="mask"):
-        F.dropout_backward(x, gpuconv.asarray(np.ones((3, 2), dtype=bool)), 0.5)
-
-
 @pytest.mark.parametrize("size", [1, 5, 8, 37, 1000])
 def test_relu_kernels_vector_tail_and_misaligned(backend, dtype, rng, size):
     """The elementwise kernels' 16-byte path, its scalar tail, a view off a 16-byte boundary and
@@ -178,18 +130,120 @@ def test_relu_kernels_vector_tail_and_misaligned(backend, dtype, rng, size):
         assert_close(F.leaky_relu_backward(gdy, gx, slope), ref.leaky_relu_backward(dy, x, slope))
 
 
-@pytest.mark.parametrize("p", [0.1, 0.5, 1.0])
-def test_dropout_default_generator_mask_matches_output(backend, dtype, rng, p):
-    """Without a generator (drawn on the device on the kernel backends): y and dx follow the
-    returned mask exactly, NaN inputs stay NaN where dropped (x * 0), and the drop rate is p."""
-    x = (rng.standard_normal((64, 80)) + 3).astype(dtype)
-    x[0, :4] = np.nan
-    gpuconv.manual_seed(int(rng.integers(1 << 30)))
-    y, mask = F.dropout(gpuconv.asarray(x), p, return_mask=True)
-    y, mask = gpuconv.to_numpy(y), gpuconv.to_numpy(mask)
-    assert mask.dtype == np.bool_ and y.dtype == dtype
-    scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
-    assert_close(y, x.astype(np.float64) * np.where(mask, scale, 0.0), equal_nan=True)
-    assert abs((~mask).mean() - p) < 0.035  # 5120 draws: 5 sigma is at most 0.035 (p = 0.5)
-    dy = rng.standard_normal(x.shape).astype(dtype)
-    assert_close(F.dropout_backward(gpuconv.asarray(dy), gpuconv.asarray(mask), p), np.where(mask, dy * scale, 0.0))
+# ---- kernels/softmax.cu: random shapes and axes, every row length and layout, schedules -----------------------
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_random_shapes_and_axes(backend, dtype, seed, log):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(v) for v in rng.integers(1, 7, int(rng.integers(1, 5))))
+    dim = int(rng.integers(-len(shape), len(shape)))
+    x = (rng.standard_normal(shape) * rng.uniform(0.5, 10)).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    fwd, bwd = (F.log_softmax, F.log_softmax_backward) if log else (F.softmax, F.softmax_backward)
+    y = fwd(gpuconv.asarray(x), dim)
+    assert y.dtype == dtype and y.shape == shape
+    assert_close(y, getattr(ref, fwd.__name__)(x, dim))
+    assert_close(bwd(gpuconv.asarray(dy), y, dim), getattr(ref, bwd.__name__)(dy, x, dim))
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_transposed_input(backend, dtype, rng, log):
+    x = rng.standard_normal((5, 7)).astype(dtype)
+    fwd = F.log_softmax if log else F.softmax
+    y = fwd(gpuconv.asarray(np.ascontiguousarray(x.T)).T, 1)
+    assert_close(y, getattr(ref, fwd.__name__)(x, 1))
+
+
+def test_nan_stays_in_its_row_and_empty_axes(backend, dtype):
+    x = np.array([[0.0, np.nan, 1.0], [1e4, -1e4, 0.0]], dtype)
+    for fwd in (F.softmax, F.log_softmax):
+        y = gpuconv.to_numpy(fwd(gpuconv.asarray(x), 1))
+        assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
+        assert fwd(gpuconv.asarray(np.zeros((3, 0), dtype)), 1).shape == (3, 0)
+        assert fwd(gpuconv.asarray(np.zeros((0, 4), dtype)), 1).shape == (0, 4)
+
+
+# Row lengths around a warp (32) and the warp/block switch (WARP_ROW_LIMIT = 256), and wide rows.
+ROW_LENGTHS = [1, 31, 32, 33, 256, 257, 1000, 1025]
+
+
+def _softmax64(x, axis):
+    """float64 NumPy softmax (max subtracted)."""
+    z = x.astype(np.float64)
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _backward64(dy, x, axis, log):
+    """float64 NumPy backward of softmax / log_softmax at the input x (the Jacobian's closed form;
+    tests/reference.py's loops are quadratic in the row length)."""
+    p, g = _softmax64(x, axis), dy.astype(np.float64)
+    if log:
+        return g - p * g.sum(axis=axis, keepdims=True)
+    return p * (g - (g * p).sum(axis=axis, keepdims=True))
+
+
+@pytest.mark.parametrize("classes", ROW_LENGTHS)
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_rows_of_every_length(backend, dtype, classes, log):
+    """Contiguous rows (the warp and block kernels): 1..300 rows of every length, some shifted far
+    from 0 (log-sum-exp with the maximum subtracted), against float64."""
+    rng = np.random.default_rng(classes * 2 + log)
+    rows = int(rng.integers(1, 301 if classes <= 256 else 41))
+    x = rng.standard_normal((rows, classes)) * rng.uniform(0.5, 30)
+    x[::3] += rng.choice([-1e3, 1e3])
+    x = x.astype(dtype)
+    dy = rng.standard_normal((rows, classes)).astype(dtype)
+    fwd, bwd = (F.log_softmax, F.log_softmax_backward) if log else (F.softmax, F.softmax_backward)
+    y = fwd(gpuconv.asarray(x), 1)
+    assert_close(y, getattr(ref, fwd.__name__)(x, 1))
+    assert_close(bwd(gpuconv.asarray(dy), y, 1), _backward64(dy, x, 1, log))
+
+
+@pytest.mark.parametrize("shape,dim", [((3, 5, 257), -1), ((3, 5, 33), 2), ((257, 3), 0), ((2, 1000, 3), 1),
+                                       ((1025,), 0), ((4, 1, 31), 1)])
+def test_every_layout_against_the_reference(backend, dtype, rng, shape, dim):
+    """The three schedules through F.softmax's axis: last axis (a warp or a block per row), inner
+    axes (a thread per row), a single row; against tests/reference.py."""
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    for fwd, bwd in ((F.softmax, F.softmax_backward), (F.log_softmax, F.log_softmax_backward)):
+        y = fwd(gpuconv.asarray(x), dim)
+        assert_close(y, getattr(ref, fwd.__name__)(x, dim))
+        log = fwd is F.log_softmax
+        assert_close(bwd(gpuconv.asarray(dy), y, dim), _backward64(dy, x, dim, log))
+
+
+def test_the_schedule_follows_the_layout():
+    from gpuconv.backend.cuda.softmax import WARP_ROW_LIMIT, row_schedule
+
+    assert row_schedule(300, 10, 4)[0] == ""
+    assert row_schedule(300, WARP_ROW_LIMIT, 1) == ("_warp", (38,), (256,))
+    assert row_schedule(3, WARP_ROW_LIMIT + 1, 1) == ("_block", (3,), (256,))
+    assert row_schedule(10**6, 1000, 1)[1] == (65535,)
+
+
+@pytest.mark.parametrize("classes", [33, 1000])
+def test_rows_loop_over_a_small_grid(monkeypatch, rng, classes):
+    """Fewer blocks than rows: each warp / block loops over several rows."""
+    from gpuconv.backend.cuda import softmax as launch
+
+    monkeypatch.setattr(launch, "MAX_GRID", 2)
+    x = rng.standard_normal((70, classes))
+    dy = rng.standard_normal((70, classes))
+    with gpuconv.backend("emulated") as be:
+        y = F.softmax(be.asarray(x), 1)
+        assert_close(y, _softmax64(x, 1))
+        assert_close(F.softmax_backward(be.asarray(dy), y, 1), _backward64(dy, x, 1, False))
+        assert_close(F.log_softmax(be.asarray(x.T.copy()), 0), np.log(_softmax64(x.T, 0)))
+
+
+@pytest.mark.parametrize("classes", [33, 1025])
+def test_row_kernels_are_schedule_independent(rng, classes):
+    x = rng.standard_normal((20, classes)).astype(np.float32)
+    dy = rng.standard_normal((20, classes)).astype(np.float32)
+    with gpuconv.backend("emulated") as be:
+        g = be.asarray
+        assert_schedule_independent(lambda: (F.softmax_backward(g(dy), F.softmax(g(x), 1), 1),
+                                             F.log_softmax_backward(g(dy), F.log_softmax(g(x), 1), 1)))

@@ -1,5 +1,6 @@
 """Batch normalization forward (training and eval) and backward, on every backend, against the float64
-references in tests/reference.py; finite differences in float64; race checks on the emulator."""
+references in tests/reference.py; finite differences in float64; race checks on the emulator;
+nn.BatchNorm1d by ``check_layer`` of test_nn (forward, output_shape, backward by finite differences)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
+from gpuconv import nn
 from gpuconv.backend.cuda import batchnorm as bn_launch
 
 from tests import reference
 from tests.helpers import assert_close, assert_schedule_independent, finite_difference_check
+from tests.test_nn import check_layer
 
 
 def random_shape(rng):
@@ -270,6 +273,31 @@ def test_two_and_three_dimensional_input_matches_torch(backend, shape, training,
     assert_close(dx, t_x.grad.numpy())
     assert_close(dweight, t_w.grad.numpy())
     assert_close(dbias, t_b.grad.numpy())
+
+
+def test_batchnorm1d(numpy_f64, rng):
+    for shape in ((5, 3), (4, 3, 6)):
+        layer = nn.BatchNorm1d(3, dtype=np.float64)
+        layer.weight.data[...] = rng.standard_normal(3)
+        layer.bias.data[...] = rng.standard_normal(3)
+        x = rng.standard_normal(shape) * 2 + 1
+
+        def expected(x):
+            view = x.reshape(x.shape + (1,) * (4 - x.ndim))
+            return reference.batch_norm_train(view, layer.weight.data, layer.bias.data, 1e-5)[0].reshape(x.shape)
+
+        check_layer(layer, x, expected, rng=rng)
+        layer.eval()
+        y = layer(x)
+        view = x.reshape(x.shape + (1,) * (4 - x.ndim))
+        expected = reference.batch_norm_eval(view, layer.running_mean, layer.running_var, layer.weight.data,
+                                             layer.bias.data, 1e-5)
+        np.testing.assert_allclose(y, expected.reshape(shape), rtol=1e-12)
+        assert list(layer.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    with pytest.raises(ValueError, match=r"BatchNorm1d expects input shape \(N, 3\) or \(N, 3, L\)"):
+        nn.BatchNorm1d(3)(np.ones((2, 3, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(3)(np.ones((1, 3), np.float32))
 
 
 # ---- bad input -----------------------------------------------------------------------------------

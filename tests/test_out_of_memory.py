@@ -12,6 +12,7 @@ import pytest
 
 import gpuconv
 import gpuconv.functional as F
+from gpuconv.backend import capabilities_of
 from gpuconv.functional import _memory
 from gpuconv.functional.loss import cross_entropy_transient_bytes
 from gpuconv.memory import get_host_limit, set_host_limit
@@ -167,6 +168,7 @@ def test_cupy_budget_is_the_free_device_memory(monkeypatch):
     class FakeCupy:
         name = "cupy"
         checks_requests = True
+        capabilities = capabilities_of("cupy")
 
     monkeypatch.setattr(_memory, "get_backend", lambda: FakeCupy())
     monkeypatch.setattr(_memory, "device_free_bytes", lambda: 2**30)
