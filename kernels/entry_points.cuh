@@ -14,9 +14,11 @@
 // emulator's launchers take its address there). extern "C" gives the symbol the plain name
 // whatever the namespace, so the exported names are exactly those of hand-written wrappers.
 //
-// Why macros, and not CuPy's name_expressions over templates: the emulator and the NVRTC, CUBIN and
-// wheel checks find entry points by their plain names, and macros keep one mechanism for NVRTC,
-// nvcc and g++ alike. Nothing hides an entry point: gpuconv/backend/entry_points.py reads this
+// Why macros, and not CuPy's name_expressions over templates: those export mangled names that only
+// the NVRTC program which compiled them can map back (nvrtcGetLoweredName), while the wheel's prebuilt
+// CUBINs, the kernel cache and the emulator (dlsym) find entry points by their plain names; macros
+// work the same under NVRTC, nvcc and g++, and the launchers keep their names. Nothing hides an entry
+// point: gpuconv/backend/entry_points.py reads this
 // file's suffix namespaces and GC_ENTRY* definitions and expands the invocations in a kernel file
 // into the extern "C" signatures the argument checker (signature.py) parses; tests/test_nvrtc.py
 // checks that the symbols of every compiled file are exactly that list. So the macros below keep
@@ -31,9 +33,12 @@
 //   GC_ENTRY_I_F(name, params, call...)       name_i32_f32 ... name_i64_f64     I = int / long long (index width)
 //   GC_ENTRY_I(name, params, call...)         name_i32, name_i64                I only (no element type)
 //   GC_ENTRY(suffix, name, params, call...)   name_<suffix>: a single instance (e.g. a float32-only kernel)
-//   *_BOUNDED((threads[, blocks]), ...)       the same with __launch_bounds__(threads[, blocks])
+//   GC_ENTRY_BOUNDED, GC_ENTRY_F_BOUNDED,     the same with __launch_bounds__(threads[, blocks]) from a
+//   GC_ENTRY_I_F_BOUNDED, GC_ENTRY_I_BOUNDED  first argument (threads[, blocks])
 //
-// The call is the wrapper's whole body (a statement without its ';'); it may contain commas.
+// The call is the wrapper's whole body (statements without the last ';'); it may contain commas. Invoke
+// the macros at global scope, after the device functions they call. A new kernel is one more line;
+// a new suffix is one more namespace below (entry_points.py reads it from there).
 #pragma once
 
 namespace gc_entry {

@@ -13,7 +13,8 @@
 // consecutive classes), each with the same arguments.
 //
 // Entry points (<name>_<i32|i64>_<f32|f64> unless said otherwise; stamped out at the end of this file
-// from one line per kernel by entry_points.cuh's GC_ENTRY_I_F, GC_ENTRY_F and GC_ENTRY_I macros):
+// from one line per kernel by entry_points.cuh's GC_ENTRY_I_F, GC_ENTRY_F and GC_ENTRY_I, or their
+// _BOUNDED forms):
 //   check_targets_<i32|i64>(target, rows, classes, ignore_index, first_bad)
 //       One block: first_bad[0] = the smallest row whose target is neither in [0, classes) nor
 //       ignore_index, or -1.

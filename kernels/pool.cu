@@ -1,4 +1,4 @@
-// pool.cu — max, average, adaptive and GeM pooling over NCHW planes, forward and backward.
+// pool.cu — max, average, adaptive, LP and GeM pooling over NCHW planes, forward and backward.
 //
 // Layout: x (N, C, H, W) and y (N, C, OH, OW), C-contiguous; the kernels see N*C independent
 // planes ("planes"). Element type T = float (_f32) or double (_f64); indices are PyTorch's flat
@@ -68,6 +68,12 @@
 //                            launcher's choice when the tile fits; global GeM keeps v1.
 //   gem_backward_dx          gather: dx = [x >= eps] * sum over the windows of coef * (x/max)^(p-1).
 //   sum_reduce               one block: out[0] = sum(partial[0..n)), fixed tree (the dp total).
+//   lp_pool2d_forward        one thread per output: y = (avg(x^p) * K)^(1/p), K = kh*kw, over the
+//                            window's elements inside the input (PyTorch's lp_pool2d: no padding; a
+//                            ceil_mode window overhanging the input averages over its elements inside).
+//   lp_pool2d_backward_coef  one thread per output, the window's sum recomputed: its coefficient
+//                            [avg != 0] * dy * (1/p) * u^(1/p-1) * K / count (u = avg * K).
+//   lp_pool2d_backward_dx    gather: dx = p * x^(p-1) * the sum of coef over the windows holding x.
 //
 // nvcc 13.0 -cubin -arch=sm_90 -Xptxas -v, registers f32 / f64 (no spills, no stack frame in any;
 // _i32 variants within one register of the int64 ones):
@@ -78,7 +84,8 @@
 //   (2026-11-26, with the v1 backward numbers of that day);
 //   adaptive_avg forward 32 / 38, backward 44 / 50; adaptive_max forward 31 / 32, backward 40 / 32;
 //   gem_forward 32 / 54, gem_backward_coef 39 / 76, gem_backward_dx 40 / 66, gem_forward_v2 45 / 66,
-//   gem_backward_coef_v2 45 / 70 (2026-11-26); sum_reduce 31 / 30.
+//   gem_backward_coef_v2 45 / 70 (2026-11-26); sum_reduce 31 / 30; lp_pool2d_forward 39 / 60,
+//   lp_pool2d_backward_coef 39 / 64, lp_pool2d_backward_dx 32 / 47 (2026-12-08).
 // 64-bit division (PTX div/rem.s64): none.
 #include "common.cuh"
 
@@ -1129,6 +1136,79 @@ __device__ void sum_reduce(const T* __restrict__ partial, T* __restrict__ out, i
     if (threadIdx.x == 0) out[0] = total;
 }
 
+// ---- LP pooling ----------------------------------------------------------------------------------
+// PyTorch's lp_pool2d: y = (avg_pool2d(x^p) * K)^(1/p), K = kh*kw, windows without padding; the
+// average's divisor is the window's element count inside the input, which is K except for a
+// ceil_mode window overhanging the input (PyTorch's count_include_pad rule with padding 0), so that
+// window is scaled by K / count. inv_p = 1/p and the exponents p - 1, 1/p - 1 are rounded once on
+// the host from the double p, as PyTorch's Python-scalar exponents are.
+namespace {
+
+// Sum of x^p over the window of output (oy, ox) inside the plane, and that window's element count.
+template <typename T>
+__device__ __forceinline__ T lp_window_sum(const T* __restrict__ xp, int oy, int ox, int height, int width, int kh,
+                                           int kw, int sh, int sw, T p, int& count) {
+    const int y0 = oy * sh, y1 = min(y0 + kh, height);
+    const int x0 = ox * sw, x1 = min(x0 + kw, width);
+    T acc = T(0);
+    for (int yy = y0; yy < y1; ++yy)
+        for (int xx = x0; xx < x1; ++xx) acc += gc_pow(xp[yy * width + xx], p);
+    count = (y1 - y0) * (x1 - x0);
+    return acc;
+}
+
+}  // namespace
+
+template <typename T>
+__device__ void lp_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, long long planes, int height, int width,
+                                  int oh, int ow, int kh, int kw, int sh, int sw, T p, T inv_p, int ppb) {
+    const int out_size = oh * ow;
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        int count;
+        const T sum = lp_window_sum(x + plane * height * width, oy, ox, height, width, kh, kw, sh, sw, p, count);
+        y[plane * out_size + pos] = gc_pow(sum / T(count) * (T(kh) * T(kw)), inv_p);
+    }
+}
+
+// One thread per output: coef = [u != 0] * dy * (1/p) * u^(1/p - 1) * K / count, u the window's
+// (avg * K), what each element of the window receives before the factor p * x^(p-1) (a window whose
+// average is 0 passes nothing on: PyTorch's relu in its formula).
+template <typename T>
+__device__ void lp_pool2d_backward_coef(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ coef,
+                                        long long planes, int height, int width, int oh, int ow, int kh, int kw,
+                                        int sh, int sw, T p, T inv_p, T inv_p_minus_1, int ppb) {
+    const int out_size = oh * ow;
+    GC_PLANE_LOOP(plane, pos, planes, out_size, ppb) {
+        const int oy = pos / ow, ox = pos - oy * ow;
+        int count;
+        const T sum = lp_window_sum(x + plane * height * width, oy, ox, height, width, kh, kw, sh, sw, p, count);
+        const T avg = sum / T(count), k = T(kh) * T(kw);
+        const long long o = plane * out_size + pos;
+        coef[o] = avg == T(0) ? T(0) : dy[o] * (inv_p * gc_pow(avg * k, inv_p_minus_1)) * k / T(count);
+    }
+}
+
+// Gather, one thread per input element: dx = (p * x^(p-1)) * sum of coef over the windows holding it.
+template <typename T>
+__device__ void lp_pool2d_backward_dx(const T* __restrict__ x, const T* __restrict__ coef, T* __restrict__ dx,
+                                      long long planes, int height, int width, int oh, int ow, int kh, int kw, int sh,
+                                      int sw, T p, T p_minus_1, int ppb) {
+    const int plane_size = height * width;
+    GC_PLANE_LOOP(plane, pos, planes, plane_size, ppb) {
+        const int yy = pos / width, xx = pos - yy * width;
+        const T* cp = coef + plane * oh * ow;
+        int oy0, oy1, ox0, ox1;
+        window_range(yy, 0, kh, sh, 1, oh, oy0, oy1);
+        window_range(xx, 0, kw, sw, 1, ow, ox0, ox1);
+        T acc = T(0);
+        for (int oy = oy0; oy <= oy1; ++oy)
+            for (int ox = ox0; ox <= ox1; ++ox) acc += cp[oy * ow + ox];
+        const long long i = plane * plane_size + pos;
+        dx[i] = acc * (p * gc_pow(x[i], p_minus_1));
+    }
+}
+
 // ---- entry points (GC_ENTRY*: kernels/entry_points.cuh; T the element type, I the index type) ----
 #define MAXPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, ppb
 #define AVGPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override, ppb
@@ -1243,3 +1323,16 @@ GC_ENTRY_F(adaptive_avg_pool2d_backward_v2,
          int tile_h, int tile_w, int tiles_x, int tpb, int row_words, int plane_words),
         pool2d_backward_tiled<T, int, false, true>(dy, nullptr, dx, nullptr, planes, height, width, oh, ow, 0, 0, 0, 0,
             0, 0, 1, 1, 0, 0, tile_h, tile_w, tiles_x, tpb, 1, 1, row_words, plane_words))
+#define LPPOOL_ARGS planes, height, width, oh, ow, kh, kw, sh, sw
+GC_ENTRY_F(lp_pool2d_forward,
+        (const T* __restrict__ x, T* __restrict__ y, long long planes, int height, int width, int oh, int ow, int kh,
+         int kw, int sh, int sw, T p, T inv_p, int ppb),
+        lp_pool2d_forward<T>(x, y, LPPOOL_ARGS, p, inv_p, ppb))
+GC_ENTRY_F(lp_pool2d_backward_coef,
+        (const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ coef, long long planes, int height,
+         int width, int oh, int ow, int kh, int kw, int sh, int sw, T p, T inv_p, T inv_p_minus_1, int ppb),
+        lp_pool2d_backward_coef<T>(x, dy, coef, LPPOOL_ARGS, p, inv_p, inv_p_minus_1, ppb))
+GC_ENTRY_F(lp_pool2d_backward_dx,
+        (const T* __restrict__ x, const T* __restrict__ coef, T* __restrict__ dx, long long planes, int height,
+         int width, int oh, int ow, int kh, int kw, int sh, int sw, T p, T p_minus_1, int ppb),
+        lp_pool2d_backward_dx<T>(x, coef, dx, LPPOOL_ARGS, p, p_minus_1, ppb))

@@ -5,6 +5,9 @@ statistics, max pooling's indices, dropout's mask and every loss reduction are c
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+
 import numpy as np
 import pytest
 
@@ -178,12 +181,119 @@ def hosts_for(case, rng):
     return fn, [domain(rng, shape) for shape, domain in specs]
 
 
+def _family_autograd_tests(op: str) -> list[str]:
+    """The tests of ``op``'s family file (tests/test_<family>.py, the family module named after it) whose
+    names start with ``test_<op>_autograd``: an op's autograd tests may live with its family's."""
+    family = F.__dict__[op].__wrapped_array_op__.__module__.rsplit(".", 1)[-1]
+    try:
+        tests = importlib.import_module(f"tests.test_{family}")
+    except ModuleNotFoundError:
+        return []
+    return [name for name in vars(tests) if name.startswith(f"test_{op}_autograd")]
+
+
 def test_every_differentiable_op_is_covered():
-    """A new op in DIFFERENTIABLE needs its cases here (conv2d, dropout and dropout2d have their own tests)."""
+    """A new op in DIFFERENTIABLE needs its cases here or tests named test_<op>_autograd* in its family's
+    test file (conv2d, dropout and dropout2d have their own tests here)."""
     own_tests = {"conv2d", "dropout", "dropout2d"}
     missing = [op for op in F.DIFFERENTIABLE
-               if op not in own_tests and not any(name == op or name.startswith(op + "_") for name in CASES)]
+               if op not in own_tests and not any(name == op or name.startswith(op + "_") for name in CASES)
+               and not _family_autograd_tests(op)]
     assert not missing, f"no autograd test for {missing}"
+
+
+def test_family_autograd_tests_are_found_by_name():
+    """The coverage test's second place: max_pool2d's family file has no test_max_pool2d_autograd*, a
+    made-up name in the same module would count."""
+    import tests.test_pool as pool_tests
+
+    assert _family_autograd_tests("max_pool2d") == []
+    pool_tests.test_max_pool2d_autograd_probe = lambda: None
+    try:
+        assert _family_autograd_tests("max_pool2d") == ["test_max_pool2d_autograd_probe"]
+    finally:
+        del pool_tests.test_max_pool2d_autograd_probe
+
+
+# ---- declared autograd forms (_dispatch.autograd_form) -----------------------------------------------
+def _cube(x, scale=1.0):
+    """A toy array op: scale * x^3."""
+    return x * x * x * scale
+
+
+def _cube_backward(dy, x, y, scale=1.0):
+    """d(scale * x^3)/dx = 3 * y / x (from the saved output), times dy."""
+    return dy * 3.0 * scale * x * x
+
+
+@pytest.fixture
+def declared_cube(monkeypatch):
+    """``_cube`` declared in a private copy of the registry (saves the input and the output; ``scale``
+    is passed by name), with a spy on its backward."""
+    from gpuconv.functional import _dispatch
+
+    monkeypatch.setattr(_dispatch, "FORMS", dict(_dispatch.FORMS))
+    calls = []
+
+    def backward(dy, x, y, scale=1.0):
+        calls.append((x.shape, y.shape, scale))
+        return _cube_backward(dy, x, y, scale)
+
+    backward.__name__ = "_cube_backward"
+    form = _dispatch.autograd_form(_cube, backward, saves=("x", "output"), label="CubeBackward")
+    return _dispatch.differentiable(_cube, "_cube"), form, calls
+
+
+def test_a_declared_op_records_its_declared_node(backend, rng, declared_cube):
+    op, form, calls = declared_cube
+    assert form.passed == ("scale",) and form.inputs == ("x",)
+    x = leaf(rng.standard_normal((2, 3)))
+    y = op(x, scale=2.0)
+    assert isinstance(y, gc.Tensor) and y.grad_fn.name == "CubeBackward"
+    y.sum().backward()
+    assert calls == [((2, 3), (2, 3), 2.0)]
+    np.testing.assert_allclose(host(x.grad), 6.0 * host(x) ** 2, rtol=1e-12)
+    plain = op(device_array(np.ones((2,))), 3.0)
+    assert not isinstance(plain, gc.Tensor)  # arrays in, arrays out
+    gradcheck_on(lambda L, t: op(t, scale=0.5), [rng.standard_normal((3, 2))])
+
+
+def test_a_declared_op_saves_the_input_with_its_version(backend, rng, declared_cube):
+    op, _, _ = declared_cube
+    x = leaf(rng.standard_normal((2, 2)))
+    base = x * 1.0
+    y = op(base)
+    base.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_a_declaration_names_parameters_the_forward_has(declared_cube):
+    from gpuconv.functional import _dispatch
+
+    with pytest.raises(ValueError, match="'w' is not a parameter of the forward"):
+        _dispatch.autograd_form(_cube, _cube_backward, saves=("w",), label="CubeBackward")
+    with pytest.raises(ValueError, match=r"must take the forward's parameters \['scale'\] by name"):
+        _dispatch.autograd_form(_cube, lambda dy, x, y: dy, saves=("x", "output"), label="CubeBackward")
+
+
+def test_declared_pool_ops_record_through_their_declaration(backend, rng):
+    """avg_pool2d is declared in functional/pool.py: F.avg_pool2d on a Tensor records its node, whose
+    backward gets the input's shape and the forward's other arguments by name."""
+    from gpuconv.autograd.functional_ops import record_declared
+
+    form = F._dispatch.FORMS["avg_pool2d"]
+    assert F.avg_pool2d(leaf(rng.standard_normal((1, 1, 2, 2))), 2).grad_fn.name == "AvgPool2DBackward"
+    seen = []
+
+    def spy(dy, x_shape, **kwargs):
+        seen.append((x_shape, kwargs))
+        return form.backward(dy, x_shape, **kwargs)
+    x = leaf(rng.standard_normal((1, 2, 5, 4)))
+    record_declared(dataclasses.replace(form, backward=spy), x, 2, ceil_mode=True).sum().backward()
+    assert seen == [((1, 2, 5, 4), dict(kernel_size=2, stride=None, padding=0, ceil_mode=True, count_include_pad=True,
+                                        divisor_override=None))]
+    assert x.grad is not None and host(x.grad).shape == (1, 2, 5, 4)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -6,8 +6,6 @@ from __future__ import annotations
 import sys
 import types
 
-import pytest
-
 from gpuconv.backend.cuda import cupy_backend
 
 

@@ -20,6 +20,7 @@ from gpuconv.backend.emulated.backend import unavailable_reason
 from gpuconv.backend.emulated.guard import guarded
 from gpuconv.backend.emulated.loader import EmulatedModule, sanitize_enabled, sanitize_mode, sanitizing
 from gpuconv.backend.errors import KernelLaunchError
+from gpuconv.backend.optimizer_records import SgdStepArgs, TensorRow
 from tests.helpers import SCHEDULES, emulator_schedule
 
 pytestmark = [pytest.mark.emulated,
@@ -358,9 +359,11 @@ def test_stack_size_setting(planted, x, monkeypatch):
 # ---- arrays reached through a table of addresses (the multi-tensor optimizer step) ---------------
 def _sgd_step(be, params, grads, lr):
     """One plain SGD step over ``params`` through the multi-tensor kernel (addresses in a table)."""
-    rows = [(p, g, None, None, None, 0, 0.0, 0.0) for p, g in zip(params, grads)]
+    rows = [TensorRow(p, g) for p, g in zip(params, grads)]
     t = params[0].dtype.type
-    be.multi_tensor_step("sgd_step", rows, (t(-lr), t(0), t(1), t(0), *[np.int32(0)] * 4))
+    be.multi_tensor_step("sgd_step", rows, SgdStepArgs(
+        neg_lr=t(-lr), momentum=t(0), one_minus_dampening=t(1), weight_decay=t(0), use_momentum=np.int32(0),
+        use_weight_decay=np.int32(0), nesterov=np.int32(0), maximize=np.int32(0)))
 
 
 def test_arrays_reached_through_a_table_are_checked_as_named_regions(rng):

@@ -550,10 +550,9 @@ def test_layers_on_the_emulated_backend_match_numpy(rng):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
 
 
-def test_eval_reaches_modules_inside_nested_models(rng):
+def test_eval_reaches_modules_inside_nested_models():
     from gpuconv.models import lenet5
     outer = nn.Sequential(lenet5(), nn.Identity())
-    x = rng.standard_normal((2, 1, 32, 32)).astype(np.float32)
     outer.eval()
     assert not outer[0]._flatten.training
     outer.train()

@@ -51,8 +51,8 @@ def test_nvrtc_error_names_file_and_line(tmp_path):
 @pytest.mark.parametrize("source", kernel_files(), ids=lambda p: p.name)
 def test_cubin_entry_points_are_exactly_the_parsed_list(source):
     # The cupy loader compiles CUBINs with compile_program when no shipped binary fits the GPU. Its
-    # entry symbols must be the list the argument checker reads (generated GC_ENTRY* entry points
-    # included): a kernel the parser misses would launch unchecked, one it invents would not exist.
+    # entry symbols must be the list the loaders read (generated GC_ENTRY* entry points included):
+    # they launch only what the parser found, with its parameter list checked against the arguments.
     name, text = read_source(source)
     cubin = compile_program(with_defines(name, text, None), name, "sm_80", compile_options())
     assert entry_symbols(cubin) == set(parse_signatures(text, name))

@@ -34,3 +34,17 @@ def test_help_lists_no_private_names():
 def test_conv2d_docstring_names_every_algorithm():
     for algo in conv_algo.ALGOS:
         assert f'"{algo}"' in nn.Conv2d.__doc__, algo
+
+
+def test_functional_and_nn_export_what_their_modules_list():
+    """gpuconv.functional and gpuconv.nn take their public names from their modules' __all__, and a star
+    import gets every one of them (it raised AttributeError while nn.__all__ named a missing "add")."""
+    import gpuconv.functional as F
+
+    for package in (F, nn):
+        namespace: dict = {}
+        exec(f"from {package.__name__} import *", namespace)
+        assert set(package.__all__) <= set(namespace), package.__name__
+        assert len(package.__all__) == len(set(package.__all__)), package.__name__
+    assert "max_pool2d" in F.__all__ and "MaxPool2d" in nn.__all__ and "init" in nn.__all__
+    assert not any(name.startswith("_") for name in F.__all__ + nn.__all__)

@@ -1,9 +1,11 @@
-"""Pooling (max, average, adaptive, GeM), forward and backward, on every backend, against the float64
-references in tests/reference.py; finite differences in float64; race checks on the emulator."""
+"""Pooling (max, average, adaptive, LP, GeM), forward and backward, on every backend, against the float64
+references in tests/reference.py (and PyTorch for LP pooling); finite differences in float64; race checks
+on the emulator."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -601,3 +603,204 @@ def test_gem_backward_both_geometries_match_reference(rng, monkeypatch, warp_min
             ref_dx, ref_dp = reference.gem_backward(gpuconv.to_numpy(dy), gpuconv.to_numpy(x), 2.5, 1e-6, k, s)
             assert_close(dx, ref_dx)
             assert_close(dp, ref_dp, rtol=1e-9, atol=1e-10)
+
+
+# ---- LP pooling ----------------------------------------------------------------------------------
+def lp_config(rng):
+    """A random valid (shape, kernel, stride, ceil_mode) for LP pooling (no padding, no dilation)."""
+    while True:
+        shape, k, s, _, _, ceil = window_config(rng, dilation=False)
+        out = [reference.pool_out_size(shape[2 + a], k[a], s[a], 0, 1, ceil) for a in range(2)]
+        if min(out) >= 1:
+            return shape, k, s, ceil
+
+
+def lp_reference(x, p, k, s, ceil, dy):
+    """float64 (y, dx, |dx| terms) of PyTorch's formula from the naive average pooling: y = (avg(x^p) *
+    K)^(1/p), dx = p x^(p-1) * avg_backward([avg != 0] dy (1/p) u^(1/p-1) K), u = avg * K; the third
+    is dx with every term's absolute value (the scale of the float32 rounding)."""
+    x = np.asarray(x, dtype=np.float64)
+    K = k[0] * k[1]
+    avg = reference.avg_pool2d(x ** p, k, s, (0, 0), ceil, True, None)
+    u = avg * K
+    y = u ** (1.0 / p)
+    coef = np.where(avg != 0, np.asarray(dy, np.float64) * (1.0 / p) * u ** (1.0 / p - 1.0) * K, 0.0)
+    slope = p * x ** (p - 1.0)
+    dx = reference.avg_pool2d_backward(coef, x.shape, k, s, (0, 0), ceil, True, None) * slope
+    scale = reference.avg_pool2d_backward(np.abs(coef), x.shape, k, s, (0, 0), ceil, True, None) * np.abs(slope)
+    return y, dx, scale
+
+
+def torch_lp_pool2d(x, dy, p, kernel_size, stride, ceil):
+    """PyTorch's y and dx (in x's dtype) for the same arguments."""
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.lp_pool2d(xt, p, kernel_size, stride, ceil)
+    yt.backward(torch.tensor(dy))
+    return yt.detach().numpy(), xt.grad.numpy()
+
+
+def lp_tolerance(K, p, dtype):
+    """Relative error of y in ``dtype``: K terms x^p summed (K * eps, every term positive), the divide
+    and multiply, powf's few ulp, then ^(1/p) scales the sum's error by 1/p."""
+    return (K + 8) * np.finfo(dtype).eps * max(1.0, 1.0 / p)
+
+
+def test_lp_pool2d_random_configs(backend, dtype, rng):
+    for _ in range(30):
+        shape, k, s, ceil = lp_config(rng)
+        p = float(rng.choice([1.0, 2.0, 3.0, rng.uniform(0.5, 4.0)]))
+        x = rng.uniform(0.25, 2.0, shape).astype(dtype)
+        kw = dict(kernel_size=k[0] if k[0] == k[1] else k, stride=None if s == k else s, ceil_mode=ceil)
+        y = F.lp_pool2d(gpuconv.asarray(x), p, **kw)
+        ref_y, _, _ = lp_reference(x, p, k, s, ceil, np.zeros((1, 1, 1, 1)))
+        dy = rng.standard_normal(ref_y.shape).astype(dtype)
+        ref_y, ref_dx, scale = lp_reference(x, p, k, s, ceil, dy)
+        torch_y, torch_dx = torch_lp_pool2d(x.astype(np.float64), dy.astype(np.float64), p, kw["kernel_size"],
+                                            kw["stride"], ceil)
+        rtol = lp_tolerance(k[0] * k[1], p, dtype)
+        for expected in (ref_y, torch_y):
+            np.testing.assert_allclose(gpuconv.to_numpy(y), expected, rtol=rtol, atol=0)
+        dx = gpuconv.to_numpy(F.lp_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), p, **kw))
+        # Each window's coefficient carries y's relative error times |1/p - 1| (u^(1/p-1)) and its own
+        # roundings; the windows' sum adds (windows + 1) * eps of the terms' absolute values.
+        bound = (rtol * (1 + abs(1 / p - 1)) + 16 * np.finfo(dtype).eps) * scale
+        for expected in (ref_dx, torch_dx):
+            assert np.all(np.abs(dx - expected) <= bound + np.finfo(dtype).tiny), (shape, k, s, ceil, p)
+        assert dx.dtype == dtype and y.dtype == dtype
+
+
+def test_lp_pool2d_float32_matches_torch_float32(backend, rng):
+    """The second oracle in the same precision: PyTorch's float32 result, within both errors."""
+    for _ in range(10):
+        shape, k, s, ceil = lp_config(rng)
+        p = float(rng.uniform(0.5, 4.0))
+        x = rng.uniform(0.25, 2.0, shape).astype(np.float32)
+        y = gpuconv.to_numpy(F.lp_pool2d(gpuconv.asarray(x), p, k, s, ceil))
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = gpuconv.to_numpy(F.lp_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), p, k, s, ceil))
+        torch_y, torch_dx = torch_lp_pool2d(x, dy, p, k, s, ceil)
+        _, _, scale = lp_reference(x, p, k, s, ceil, dy)
+        rtol = 2 * lp_tolerance(k[0] * k[1], p, np.float32)
+        np.testing.assert_allclose(y, torch_y, rtol=rtol, atol=0)
+        bound = 2 * (rtol * (1 + abs(1 / p - 1)) + 16 * np.finfo(np.float32).eps) * scale
+        assert np.all(np.abs(dx - torch_dx) <= bound + np.finfo(np.float32).tiny)
+
+
+def test_lp_pool2d_signs_zeros_and_nan_follow_torch(backend, rng):
+    """Negative inputs: even p is defined, odd p gives NaN for a negative window sum, a non-integer
+    p NaN for any negative element; a window of zeros passes no gradient (PyTorch's relu)."""
+    x = rng.standard_normal((2, 3, 6, 5))
+    x[0, 0, :2, :2] = 0.0
+    for p in (2.0, 3.0, 1.5, 1.0):
+        for k, s, ceil in ((2, None, False), (3, 2, True), ((2, 3), (1, 2), True)):
+            y = gpuconv.to_numpy(F.lp_pool2d(gpuconv.asarray(x), p, k, s, ceil))
+            dy = rng.standard_normal(y.shape)
+            dx = gpuconv.to_numpy(F.lp_pool2d_backward(gpuconv.asarray(dy), gpuconv.asarray(x), p, k, s, ceil))
+            torch_y, torch_dx = torch_lp_pool2d(x, dy, p, k, s, ceil)
+            np.testing.assert_allclose(y, torch_y, rtol=1e-12, atol=1e-14, equal_nan=True)
+            np.testing.assert_allclose(dx, torch_dx, rtol=1e-10, atol=1e-12, equal_nan=True)
+    zeros = gpuconv.asarray(np.zeros((1, 1, 2, 2)))
+    dx = F.lp_pool2d_backward(gpuconv.asarray(np.ones((1, 1, 1, 1))), zeros, 2.0, 2)
+    np.testing.assert_array_equal(gpuconv.to_numpy(dx), 0.0)
+
+
+def test_lp_pool2d_autograd_gradcheck_and_node(backend, rng):
+    """On Tensors lp_pool2d records LpPool2DBackward (declared in functional/pool.py), saving only its
+    input; gradcheck in float64, also with an overhanging ceil_mode window."""
+    from gpuconv.autograd import gradcheck
+
+    for p, k, s, ceil, shape in ((2.0, 2, None, False, (2, 2, 4, 4)), (2.5, (3, 2), 2, True, (1, 2, 6, 5))):
+        x = gpuconv.Tensor(gpuconv.asarray(rng.uniform(0.5, 2.0, shape)), requires_grad=True)
+        y = F.lp_pool2d(x, p, k, s, ceil)
+        assert y.grad_fn.name == "LpPool2DBackward"
+        assert gradcheck(lambda t: F.lp_pool2d(t, p, k, s, ceil), [x], eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_lp_pool2d_autograd_module_matches_torch(backend, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.uniform(0.25, 2.0, (2, 3, 7, 7))
+    ours, theirs = gpuconv.nn.LPPool2d(3, 3, stride=2, ceil_mode=True), torch.nn.LPPool2d(3, 3, stride=2, ceil_mode=True)
+    assert repr(ours) == repr(theirs) == "LPPool2d(norm_type=3, kernel_size=3, stride=2, ceil_mode=True)"
+    xs = gpuconv.Tensor(gpuconv.asarray(x), requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    y, yt = ours(xs), theirs(xt)
+    assert ours.output_shape(x.shape) == tuple(yt.shape)
+    dy = rng.standard_normal(tuple(yt.shape))
+    (y * gpuconv.Tensor(gpuconv.asarray(dy))).sum().backward()
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(gpuconv.to_numpy(y.data), yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(gpuconv.to_numpy(xs.grad), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert gpuconv.nn.LPPool2d(2, 2).stride is None  # PyTorch keeps None
+
+
+def test_lp_pool2d_bad_input(backend, rng):
+    x = gpuconv.asarray(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    for norm_type, error, message in ((0, ValueError, "norm_type must be a finite number > 0, got 0"),
+                                      (-2.0, ValueError, "norm_type must be a finite number > 0, got -2.0"),
+                                      (float("inf"), ValueError, "norm_type must be a finite number > 0, got inf"),
+                                      (float("nan"), ValueError, "norm_type must be a finite number > 0, got nan"),
+                                      ("2", TypeError, "norm_type must be a real number, got '2'"),
+                                      (True, TypeError, "norm_type must be a real number, got True")):
+        with pytest.raises(error, match=re.escape(message)):
+            F.lp_pool2d(x, norm_type, 2)
+    with pytest.raises(ValueError, match=r"input must be 4-D \(N, C, H, W\), got shape \(3, 6, 6\)"):
+        F.lp_pool2d(x[0], 2, 2)
+    with pytest.raises(TypeError, match="input must be float32 or float64, got float16"):
+        F.lp_pool2d(gpuconv.asarray(np.ones((1, 1, 4, 4), np.float16)), 2, 2)
+    with pytest.raises(ValueError, match="kernel_size must be positive, got 0"):
+        F.lp_pool2d(x, 2, 0)
+    with pytest.raises(ValueError, match="stride must be positive"):
+        F.lp_pool2d(x, 2, 2, stride=(1, 0))
+    with pytest.raises(ValueError, match="output size .* is too small"):
+        F.lp_pool2d(x, 2, 7)
+    y = F.lp_pool2d(x, 2, 2)
+    with pytest.raises(ValueError, match=r"dy must have the forward output's shape \(2, 3, 3, 3\), got \(2, 3, 6, 6\)"):
+        F.lp_pool2d_backward(x, x, 2, 2)
+    with pytest.raises(TypeError, match="dy has dtype float64 but input has dtype float32"):
+        F.lp_pool2d_backward(gpuconv.asarray(np.ones(y.shape)), x, 2, 2)
+
+
+def test_lp_pool2d_bad_input_raises_before_any_kernel(emulated_without_kernels, rng):
+    x = gpuconv.asarray(rng.standard_normal((1, 2, 5, 5)).astype(np.float32))
+    with pytest.raises(ValueError, match="norm_type"):
+        F.lp_pool2d(x, -1.0, 2)
+    with pytest.raises(ValueError, match="dy must have"):
+        F.lp_pool2d_backward(x, x, 2.0, 2)
+
+
+def test_lp_pool2d_is_schedule_independent(rng):
+    with gpuconv.backend("emulated"):
+        x = gpuconv.asarray(rng.uniform(0.25, 2.0, (3, 5, 9, 8)).astype(np.float32))
+        dy = gpuconv.asarray(rng.standard_normal((3, 5, 4, 4)).astype(np.float32))
+        assert_schedule_independent(lambda: (F.lp_pool2d(x, 2.5, 3, 2, True),
+                                             F.lp_pool2d_backward(dy, x, 2.5, 3, 2, True)))
+
+
+@pytest.mark.measures_allocations
+@pytest.mark.parametrize("name", ["numpy", "emulated"])
+def test_lp_pool2d_memory_estimate_within_5_percent(name, monkeypatch):
+    """A model with nn.LPPool2d: the estimator has no method for its primitives and runs their own
+    code on shapes (gpuconv.backend.shape_only); the step's peak is within 5% of the measured one.
+    The pooling's temporaries are at the step's peak here (counted as none, the estimate is 27% low
+    on numpy, 9.5% on emulated)."""
+    import gpuconv.memory as M
+    from gpuconv.memory import _meta
+
+    reason = gpuconv.backend.unavailable_reason(name)
+    if reason:
+        pytest.skip(reason)
+    asked = []
+    real = _meta.shape_only_primitive
+    monkeypatch.setattr(_meta, "shape_only_primitive", lambda target, op: asked.append(op) or real(target, op))
+    gpuconv.manual_seed(0)
+    nn = gpuconv.nn
+    model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.LPPool2d(2, 3, stride=2, ceil_mode=True), nn.Flatten(),
+                          nn.Linear(16 * 16 * 16, 10))
+    with gpuconv.backend(name):
+        model.to()
+        result = M.compare(model, (16, 3, 32, 32), optimizer=gpuconv.optim.SGD(model.parameters(), lr=0.1),
+                           verbose=False)
+    assert {"lp_pool2d", "lp_pool2d_backward"} <= set(asked)
+    est, got = result.estimate, result.measured
+    assert abs(est.peak - got["peak"]) <= 0.05 * got["peak"], str(result)

@@ -51,7 +51,8 @@ def _sequential():
         nn.Conv2d(6, 6, 3, padding="same", groups=3, bias=False, dtype=F64), nn.GroupNorm(2, 6, dtype=F64),
         nn.Tanh(), nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
         nn.Sequential(nn.Conv2d(6, 8, 1, dtype=F64), nn.ReLU()),
-        nn.AvgPool2d(2, count_include_pad=False, padding=1), nn.Sigmoid(), nn.Dropout2d(0.2),
+        nn.AvgPool2d(2, count_include_pad=False, padding=1), nn.Sigmoid(), nn.LPPool2d(2, 2, stride=1),
+        nn.Dropout2d(0.2),
         nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten(1), nn.LayerNorm(32, dtype=F64), nn.Dropout(0.3),
         nn.Linear(32, 5, dtype=F64), nn.Identity())
 

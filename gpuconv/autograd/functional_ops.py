@@ -3,6 +3,10 @@ must record, a node whose backward calls the op's existing ``*_backward`` (no ne
 
 ``gpuconv.functional``'s public ops dispatch here when any argument is a Tensor; on plain arrays they
 stay array-in, array-out. What each node saves is exactly what its ``*_backward`` reads.
+
+An op declared with :func:`gpuconv.functional._dispatch.autograd_form` in its own module is recorded
+by :func:`record_declared` from that declaration; the functions below are the hand-written forms of
+the ops that do more (in-place writes, several outputs, indices, gradients computed only where needed).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ def _module(name: str):
 
 activation, batchnorm, channel_dropout = _module("activation"), _module("batchnorm"), _module("channel_dropout")
 conv, conv_transpose, dropout_mod = _module("conv"), _module("conv_transpose"), _module("dropout")
-group_norm_mod, im2col_mod, interpolate_mod = _module("group_norm"), _module("im2col"), _module("interpolate")
+group_norm_mod, im2col_mod = _module("group_norm"), _module("im2col")
 linear_mod, loss, normalization, pool = _module("linear"), _module("loss"), _module("normalization"), _module("pool")
 pad_mod = _module("pad")
 arith = _module("arith")
@@ -62,6 +66,43 @@ def _record(out: Any, label: str, run: Callable, inputs: tuple, saved: tuple = (
 def _plain(x: Any) -> Any:
     """A non-differentiable Tensor argument (targets, running statistics, class weights) as its array."""
     return x.data if isinstance(x, Tensor) else x
+
+
+# ---- declared ops -----------------------------------------------------------------------------------
+def record_declared(form: Any, *args: Any, **kwargs: Any) -> Any:
+    """Runs the op ``form`` (a :class:`gpuconv.functional._dispatch.AutogradForm`) declares on the arrays
+    of ``args``/``kwargs`` and, when one of its ``inputs`` requires grad, records a node that keeps
+    what ``form.saves`` names and calls ``form.backward(grad, *saved, **other_args)``."""
+    from ..functional._dispatch import OUTPUT, SHAPE_SUFFIX
+
+    bound = form.signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    values = bound.arguments
+    y = form.forward(**{name: data_of(v) if name in form.inputs else _plain(v) for name, v in values.items()})
+    inputs = tuple(values[name] for name in form.inputs)
+    if not needs_grad(*inputs):
+        return wrap(y)
+    # Saved entries in the backward's order: None for the output (known once recorded); shapes travel
+    # with the node's arguments, the rest is saved with its version.
+    saved, shapes = [], {}
+    for i, name in enumerate(form.saves):
+        if name == OUTPUT:
+            saved.append(None)
+        elif name not in values and name.endswith(SHAPE_SUFFIX):
+            shapes[i] = tuple(data_of(values[name[:-len(SHAPE_SUFFIX)]]).shape)
+        else:
+            saved.append(values[name])
+    passed = {name: _plain(values[name]) for name in form.passed}
+
+    def run(node, g):
+        kept = iter(node.saved())
+        operands = [shapes[i] if i in shapes else next(kept) for i in range(len(form.saves))]
+        grads = form.backward(g, *operands, **passed)
+        return grads if len(form.inputs) > 1 else (grads,)
+    node = OpBackward(form.label, run)
+    out = attach(y, node, *inputs)
+    node.save(*(out if entry is None else entry for entry in saved))
+    return out
 
 
 # ---- convolution ----------------------------------------------------------------------------------
@@ -168,37 +209,6 @@ def leaky_relu(x, negative_slope=0.01, inplace=False):
     if not needs_grad(x):
         return wrap(y)
     return _record(y, "LeakyReluBackward", run, (x,), (x,), negative_slope)
-
-
-def _output_saving(y: Any, x: Any, label: str, backward: Callable, extra: tuple = ()) -> Any:
-    if not needs_grad(x):
-        return wrap(y)
-
-    def run(node, g):
-        (ys,) = node.saved()
-        return (backward(g, ys, *node.args),)
-    node = OpBackward(label, run, extra)
-    out = attach(y, node, x)
-    node.save(out)
-    return out
-
-
-def sigmoid(x):
-    return _output_saving(activation.sigmoid(data_of(x)), x, "SigmoidBackward", activation.sigmoid_backward)
-
-
-def tanh(x):
-    return _output_saving(activation.tanh(data_of(x)), x, "TanhBackward", activation.tanh_backward)
-
-
-def softmax(x, dim=-1):
-    return _output_saving(activation.softmax(data_of(x), dim), x, "SoftmaxBackward", activation.softmax_backward,
-                          (dim,))
-
-
-def log_softmax(x, dim=-1):
-    return _output_saving(activation.log_softmax(data_of(x), dim), x, "LogSoftmaxBackward",
-                          activation.log_softmax_backward, (dim,))
 
 
 def add(a, b):
@@ -326,31 +336,6 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return (result, wrap(indices)) if return_indices else result
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
-    X = data_of(x)
-    args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-    y = pool.avg_pool2d(X, *args)
-    if not needs_grad(x):
-        return wrap(y)
-
-    def run(node, g):
-        shape, rest = node.args
-        return (pool.avg_pool2d_backward(g, shape, *rest),)
-    return _record(y, "AvgPool2DBackward", run, (x,), (), (tuple(X.shape), args))
-
-
-def adaptive_avg_pool2d(x, output_size):
-    X = data_of(x)
-    y = pool.adaptive_avg_pool2d(X, output_size)
-    if not needs_grad(x):
-        return wrap(y)
-
-    def run(node, g):
-        shape, size = node.args
-        return (pool.adaptive_avg_pool2d_backward(g, shape, size),)
-    return _record(y, "AdaptiveAvgPool2DBackward", run, (x,), (), (tuple(X.shape), output_size))
-
-
 def adaptive_max_pool2d(x, output_size, return_indices=False, *, index_dtype=np.int64):
     X = data_of(x)
     if not needs_grad(x):
@@ -389,21 +374,6 @@ def pad(x, pad, mode="constant", value=0.0):
         amounts, how = node.args
         return (pad_mod.pad_backward(g, amounts, how),)
     return _record(y, "PadBackward", run, (x,), (), (tuple(pad), mode))
-
-
-
-def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None):
-    X = data_of(input)
-    kwargs = dict(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,
-                  recompute_scale_factor=recompute_scale_factor)
-    y = interpolate_mod.interpolate(X, **kwargs)
-    if not needs_grad(input):
-        return wrap(y)
-
-    def run(node, g):
-        shape, kw = node.args
-        return (interpolate_mod.interpolate_backward(g, shape, **kw),)
-    return _record(y, "UpsampleBackward", run, (input,), (), (tuple(X.shape), kwargs))
 
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):

@@ -22,11 +22,13 @@ from .kernel_source import kernels_dir, strip_comments
 
 HEADER = "entry_points.cuh"
 _INVOCATION = re.compile(r"\b(?P<macro>GC_ENTRY\w*)\s*\(")
-_DEFINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(?P<macro>GC_ENTRY\w*)\((?P<formals>[^)]*)\)(?P<body>.*)$", re.MULTILINE)
+_DEFINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(?P<macro>GC_ENTRY\w*)\((?P<formals>[^)]*)\)(?P<body>.*)$",
+                     re.MULTILINE)
 _NAMESPACE = re.compile(r"\bnamespace\s+(?P<suffix>\w+)\s*\{(?P<typedefs>(?:\s*typedef\s+[^;{}]+;)+)\s*\}")
 _TYPEDEF = re.compile(r"typedef\s+(?P<type>[^;]+?)\s+(?P<alias>\w+)\s*;")
 # The primitive macros' function head: `void [__launch_bounds__ bounds] name##_##suffix params`.
-_HEAD = re.compile(r"\bvoid\s+(?:__launch_bounds__\s+\w+\s+)?(?P<name>\w+)\s*##\s*_\s*##\s*(?P<suffix>\w+)\s+(?P<params>\w+)")
+_HEAD = re.compile(r"\bvoid\s+(?:__launch_bounds__\s+\w+\s+)?"
+                   r"(?P<name>\w+)\s*##\s*_\s*##\s*(?P<suffix>\w+)\s+(?P<params>\w+)")
 _DIRECTIVE = re.compile(r"^[ \t]*#(?:[^\n]*\\\n)*[^\n]*", re.MULTILINE)
 
 

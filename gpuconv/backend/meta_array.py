@@ -39,6 +39,7 @@ class Ledger:
 
     Attributes:
         current, peak: bytes in use now and at most so far (each array counted once).
+        high: the most bytes in use since a caller set it to ``current`` (a primitive's own peak).
         pool_current, pool_peak: the same with every allocation rounded up to CuPy's 512-byte blocks.
         phase, peak_phase: a name the caller sets (forward, backward, ...) and its value at the peak.
         label: what runs now (a layer's name), for :attr:`spikes`, :attr:`flops` and the workspace.
@@ -49,6 +50,7 @@ class Ledger:
 
     def __init__(self, elide: bool) -> None:
         self.current = self.peak = self.pool_current = self.pool_peak = 0
+        self.high = 0  # the most bytes in use since the caller last set it (see shape_only's fallback)
         self.phase = self.peak_phase = self.label = ""
         self.largest_spike, self.largest_spike_at = 0, ""
         self.spikes: dict[str, int] = {}
@@ -57,6 +59,8 @@ class Ledger:
 
     def alloc(self, nbytes: int) -> None:
         self.current += nbytes
+        if self.current > self.high:
+            self.high = self.current
         self.pool_current += -(-nbytes // POOL_BLOCK) * POOL_BLOCK
         if self.current > self.peak:
             self.peak, self.peak_phase = self.current, self.phase

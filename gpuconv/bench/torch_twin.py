@@ -66,6 +66,7 @@ _LEAVES: list[tuple[type, Callable[[Any, Any], Any]]] = [
     (nn.AvgPool2d, lambda t, m: t.nn.AvgPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode,
                                                count_include_pad=m.count_include_pad,
                                                divisor_override=m.divisor_override)),
+    (nn.LPPool2d, lambda t, m: t.nn.LPPool2d(m.norm_type, m.kernel_size, m.stride, ceil_mode=m.ceil_mode)),
     (nn.AdaptiveAvgPool2d, lambda t, m: t.nn.AdaptiveAvgPool2d(m.output_size)),
     (nn.AdaptiveMaxPool2d, lambda t, m: t.nn.AdaptiveMaxPool2d(m.output_size)),
     (nn.Dropout2d, lambda t, m: t.nn.Dropout2d(m.p, inplace=m.inplace)),

@@ -15,6 +15,7 @@ from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_dim, check_real, check_same_shape
 from ._memory import capabilities, check_request, nbytes, numpy_buffer_bytes
+from ._dispatch import autograd_form, recorded
 
 
 class ActivationPrimitives(Protocol):
@@ -168,3 +169,12 @@ def _numel(shape: tuple[int, ...]) -> int:
     for size in shape:
         count *= int(size)
     return count
+
+
+__all__ = ["leaky_relu", "leaky_relu_backward", "log_softmax", "log_softmax_backward", "relu", "relu_backward", "sigmoid",
+           "sigmoid_backward", "softmax", "softmax_backward", "tanh", "tanh_backward"]
+recorded("leaky_relu", "relu")
+autograd_form(sigmoid, sigmoid_backward, saves=("output",), label="SigmoidBackward")
+autograd_form(tanh, tanh_backward, saves=("output",), label="TanhBackward")
+autograd_form(softmax, softmax_backward, saves=("output",), label="SoftmaxBackward")
+autograd_form(log_softmax, log_softmax_backward, saves=("output",), label="LogSoftmaxBackward")

@@ -9,6 +9,7 @@ from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_same_shape
 from ._memory import check_request, nbytes
+from ._dispatch import recorded
 
 
 class ArithPrimitives(Protocol):
@@ -54,3 +55,7 @@ def add(a: Any, b: Any) -> Any:
     check_request("add", nbytes(a.shape, a.dtype), "the result")
     be = get_backend()
     return be.add(be.contiguous(a), be.contiguous(b))
+
+
+__all__ = ["add"]
+recorded("add")

@@ -10,6 +10,7 @@ import numpy as np
 from ..backend import get_backend
 from ._args import check_array
 from ._memory import capabilities, check_request, nbytes, numpy_buffer_bytes
+from ._dispatch import recorded
 
 
 class BatchNormPrimitives(Protocol):
@@ -175,6 +176,7 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, save_mean: Any, save_invst
 
 
 __all__ = ["batch_norm", "batch_norm_backward"]
+recorded("batch_norm")
 
 
 def batch_norm_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: Any,

@@ -15,6 +15,7 @@ from ..random import default_generator
 from ._args import check_array
 from ._memory import check_request, nbytes
 from .dropout import _check_p, _scale
+from ._dispatch import recorded
 
 
 def _mask_shape(x: Any) -> tuple[int, ...]:
@@ -60,3 +61,7 @@ def dropout2d_backward(dy: Any, mask: Any, p: float) -> Any:
                          f"got {tuple(mask.shape)}")
     check_request("dropout2d_backward", nbytes(dy.shape, dy.dtype), "the result")
     return dy * (mask.astype(dy.dtype) * _scale(p, dy.dtype))
+
+
+__all__ = ["dropout2d", "dropout2d_backward"]
+recorded("dropout2d")

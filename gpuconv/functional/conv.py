@@ -46,6 +46,7 @@ from ._memory import check_request, nbytes
 from .conv_algo import ALGOS, DIRECTIONS, candidates, check_algo_spec, check_applies, check_direction, heuristic
 from .conv_algo import workspace_bytes as _workspace_bytes
 from .conv_geometry import ConvGeometry, conv_geometry
+from ._dispatch import recorded
 
 DEFAULT_WORKSPACE_LIMIT = flags.DEFAULT_WORKSPACE_LIMIT
 
@@ -235,5 +236,6 @@ def conv2d_backward(dy: Any, x: Any, weight: Any, stride=1, padding=0, dilation=
     return dx, dw, db
 
 
-__all__ = ["ALGOS", "ConvGeometry", "DEFAULT_WORKSPACE_LIMIT", "DIRECTIONS", "choose_algo", "conv2d",
-           "conv2d_backward", "conv2d_workspace_bytes", "conv_geometry", "get_workspace_limit", "set_workspace_limit"]
+__all__ = ["ALGOS", "DIRECTIONS", "choose_algo", "conv2d", "conv2d_backward", "conv2d_workspace_bytes", "conv_geometry",
+           "get_workspace_limit", "set_workspace_limit"]
+recorded("conv2d")

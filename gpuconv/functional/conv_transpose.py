@@ -24,6 +24,7 @@ from ..backend import get_backend
 from ._args import check_array, int_arg, non_negative_pair, positive_pair, same_dtype, shape_arg
 from ._memory import check_request, nbytes
 from .conv import conv2d, conv2d_backward, conv2d_workspace_bytes
+from ._dispatch import recorded
 
 
 def conv_transpose2d_output_shape(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], stride=1, padding=0,
@@ -140,3 +141,8 @@ def conv_transpose2d_workspace_bytes(x_shape: tuple[int, ...], weight_shape: tup
     shape = conv_transpose2d_output_shape(x_shape, weight_shape, stride, padding, output_padding, groups, dilation)
     conv_ws = conv2d_workspace_bytes(shape, weight_shape, dtype, stride, padding, dilation, groups, algo=algo)
     return int(conv_ws + np.prod(shape, dtype=np.int64) * np.dtype(dtype).itemsize)
+
+
+__all__ = ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose2d_output_shape",
+           "conv_transpose2d_workspace_bytes"]
+recorded("conv_transpose2d")

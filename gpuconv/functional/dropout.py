@@ -22,6 +22,7 @@ from ..random import default_generator
 from ._args import check_array
 from ._common import check_real
 from ._memory import capabilities, check_request, nbytes
+from ._dispatch import recorded
 
 
 class DropoutPrimitives(Protocol):
@@ -121,3 +122,7 @@ def dropout_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str
         return scaled
     # Above the results y and mask: the uniforms (y not allocated yet), or the scaled mask.
     return max(elements * 8 - elements * item, scaled)
+
+
+__all__ = ["dropout", "dropout_backward"]
+recorded("dropout")

@@ -14,6 +14,7 @@ from ..backend import get_backend
 from ._args import check_array, int_arg, same_dtype
 from ._common import check_needs, check_real, check_same_shape
 from ._memory import check_request, nbytes
+from ._dispatch import recorded
 
 
 def _check(x: Any, num_groups: Any, weight: Any, bias: Any) -> int:
@@ -108,3 +109,7 @@ def group_norm_backward(dy: Any, x: Any, num_groups: int, weight: Any, mean: Any
                                     - xg * (dxg * xg).mean(axis=2, keepdims=True))).reshape(x.shape)
         dx = dx.astype(x.dtype, copy=False)
     return dx, dweight, dbias
+
+
+__all__ = ["group_norm", "group_norm_backward"]
+recorded("group_norm")

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from ..backend import get_backend
 from ._args import check_array, non_negative_pair, positive_pair, shape_arg, window_out_size
 from ._memory import check_request, nbytes
+from ._dispatch import recorded
 
 
 class Im2colPrimitives(Protocol):
@@ -127,3 +128,4 @@ def col2im_backward(dx: Any, kernel_size, stride=1, padding=0, dilation=1, *, la
 
 
 __all__ = ["col2im", "col2im_backward", "fold", "im2col", "im2col_backward", "unfold"]
+recorded("col2im", "fold", "im2col", "unfold")

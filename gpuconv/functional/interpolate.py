@@ -19,6 +19,7 @@ import numpy as np
 from ..backend import get_backend
 from ._args import check_array, positive_pair, shape_arg
 from ._memory import check_request, nbytes
+from ._dispatch import autograd_form
 
 MODES = ("nearest", "bilinear")
 
@@ -181,3 +182,8 @@ def interpolate_workspace_bytes(input_shape: tuple[int, ...], dtype: Any, size: 
     n, c, h, w = input_shape
     itemsize = np.dtype(dtype).itemsize
     return (n * c * oh * w + oh * h + ow * w) * itemsize
+
+
+__all__ = ["check_interpolate_args", "interpolate", "interpolate_backward", "interpolate_geometry",
+           "interpolate_workspace_bytes"]
+autograd_form(interpolate, interpolate_backward, saves=("input_shape",), label="UpsampleBackward")

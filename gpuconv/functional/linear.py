@@ -11,6 +11,7 @@ from ..backend import get_backend
 from ._memory import capabilities, check_request, nbytes, numpy_buffer_bytes
 from ._args import check_array, same_dtype
 from ._common import check_needs
+from ._dispatch import recorded
 
 
 def _check(x: Any, weight: Any) -> tuple[int, int]:
@@ -96,3 +97,7 @@ def linear_transient_bytes(x_shape: tuple[int, ...], out_features: int, dtype: A
     for size in tuple(x_shape)[:-1]:
         rows *= int(size)
     return numpy_buffer_bytes(rows * int(out_features), np.dtype(dtype).itemsize)
+
+
+__all__ = ["linear", "linear_backward"]
+recorded("linear")

@@ -15,6 +15,7 @@ from ..backend import get_backend
 from ._args import check_array, same_dtype
 from ._common import check_real, check_reduction, check_same_shape, scalar_grad
 from ._memory import capabilities, check_request, nbytes
+from ._dispatch import recorded
 
 
 class LossPrimitives(Protocol):
@@ -428,3 +429,10 @@ def cross_entropy_transient_bytes(logits_shape: tuple[int, ...], dtype: Any, dir
         return 8 + (2 * rows * itemsize if direction == "forward" else itemsize)
     arrays = 2 if direction == "forward" else 4
     return arrays * elements * itemsize + 3 * rows * 8
+
+
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_backward", "binary_cross_entropy_with_logits",
+           "binary_cross_entropy_with_logits_backward", "cross_entropy", "cross_entropy_backward", "mse_loss",
+           "mse_loss_backward", "nll_loss", "nll_loss_backward", "smooth_l1_loss", "smooth_l1_loss_backward"]
+recorded("binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "mse_loss", "nll_loss",
+         "smooth_l1_loss")

@@ -9,6 +9,7 @@ from ..backend import get_backend
 from ._args import check_array, is_int, same_dtype, shape_arg
 from ._common import check_needs, check_real
 from ._memory import check_request, nbytes
+from ._dispatch import recorded
 
 
 def _normalized_shape(normalized_shape: Any) -> tuple[int, ...]:
@@ -126,3 +127,7 @@ def layer_norm_backward(dy: Any, x: Any, normalized_shape: int | tuple[int, ...]
     if need_db:
         dbias = dy2.sum(axis=0).reshape(shape)
     return dx, dweight, dbias
+
+
+__all__ = ["layer_norm", "layer_norm_backward"]
+recorded("layer_norm")

@@ -12,6 +12,7 @@ from typing import Any
 from ..backend import get_backend
 from ._args import check_array, int_arg
 from ._common import check_real
+from ._dispatch import recorded
 
 MODES = ("constant", "reflect", "replicate", "circular")
 
@@ -177,3 +178,7 @@ def _add_slice(dx: Any, axis: int, start: int, stop: int, values: Any) -> None:
     index = [slice(None)] * dx.ndim
     index[axis] = slice(start, stop)
     dx[tuple(index)] += values
+
+
+__all__ = ["pad", "pad_backward"]
+recorded("pad")

@@ -1,4 +1,4 @@
-"""Pooling: max, average, adaptive average/max and GeM, forward and backward (PyTorch semantics).
+"""Pooling: max, average, adaptive average/max, LP and GeM, forward and backward (PyTorch semantics).
 
 All ops take NCHW input of float32 or float64. Arguments are checked before any kernel runs.
 """
@@ -12,10 +12,12 @@ import numpy as np
 
 from ..backend import get_backend
 from ..backend.windows import is_pairwise
+from ._common import check_real
 from ._args import (check_array, check_int32, check_spatial, check_window_extent, int_arg, non_negative_pair,
                     positive_pair, same_dtype, shape_arg)
 from ._memory import capabilities, check_request, nbytes, numpy_buffer_bytes
 from .pool_integer import is_integer_image, max_pool2d_integer
+from ._dispatch import autograd_form, recorded
 
 
 class PoolPrimitives(Protocol):
@@ -57,6 +59,13 @@ class PoolPrimitives(Protocol):
     def gem_backward(self, dy: Any, x: Any, p: Any, eps: float, kernel_size: Any, stride: Any, need_dx: bool,
                      need_dp: bool) -> tuple[Any, Any]:
         """(dx or None, dp or None)."""
+
+    def lp_pool2d(self, x: Any, p: float, kernel_size: Any, stride: Any, out_size: Any) -> Any:
+        """y = (avg(x^p) * K)^(1/p) over windows without padding, a ceil_mode window overhanging the
+        input averaged over its elements inside (PyTorch's lp_pool2d)."""
+
+    def lp_pool2d_backward(self, dy: Any, x: Any, p: float, kernel_size: Any, stride: Any) -> Any:
+        """dx through PyTorch's formula (a window whose average is 0 passes nothing on)."""
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
@@ -303,6 +312,57 @@ def adaptive_max_pool2d_backward(dy: Any, x: Any, indices: Any, output_size) -> 
     return dx
 
 
+# ---- LP pooling ----------------------------------------------------------------------------------
+def _lp_args(x_shape, norm_type, kernel_size, stride, ceil_mode, what):
+    """(p, kernel, stride, output size) of :func:`lp_pool2d`; p must be a finite number > 0."""
+    p = check_real(norm_type, "norm_type")
+    if not 0 < p < np.inf:
+        raise ValueError(f"norm_type must be a finite number > 0, got {norm_type!r}")
+    k, s, _, _, out = _window_args(x_shape, kernel_size, stride, 0, 1, ceil_mode, what)
+    return p, k, s, out
+
+
+def lp_pool2d(input: Any, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Any:
+    """Power-average pooling, PyTorch's ``F.lp_pool2d``: y = (sum over the window of x^p)^(1/p).
+
+    Computed as PyTorch does, ``(avg_pool2d(x^p, kernel_size, stride, 0, ceil_mode) * K)^(1/p)`` with
+    K = kh*kw: a ceil_mode window overhanging the input is scaled by K / (its elements inside); x^p
+    of a negative x is NaN unless p is an integer, and a negative window sum gives NaN.
+
+    Args:
+        input: (N, C, H, W), float32 or float64.
+        norm_type: p, a finite number > 0.
+        kernel_size, stride (default kernel_size): int or pair; windows have no padding.
+        ceil_mode: round the output size up, as in :func:`max_pool2d`.
+    Returns:
+        y (N, C, OH, OW).
+    """
+    check_array(input, "input", 4, "(N, C, H, W)")
+    p, k, s, out = _lp_args(input, norm_type, kernel_size, stride, ceil_mode, "lp_pool2d")
+    check_request("lp_pool2d", nbytes((*input.shape[:2], *out), input.dtype), "the output")
+    return get_backend().lp_pool2d(_contiguous(input), p, k, s, out)
+
+
+def lp_pool2d_backward(dy: Any, input: Any, norm_type: float, kernel_size, stride=None,
+                       ceil_mode: bool = False) -> Any:
+    """Gradient of :func:`lp_pool2d` w.r.t. its input, PyTorch's chain rule through its formula:
+    dx = p x^(p-1) * sum over the windows holding x of dy (1/p) u^(1/p - 1) K / count, u = the
+    window's avg * K (a window whose average is 0 passes nothing on).
+
+    Args:
+        dy: (N, C, OH, OW); input: the forward input; the rest as in the forward.
+    Returns:
+        dx (N, C, H, W).
+    """
+    check_array(input, "input", 4, "(N, C, H, W)")
+    check_array(dy, "dy", 4, "(N, C, OH, OW)")
+    same_dtype("input", input, dy=dy)
+    p, k, s, out = _lp_args(input, norm_type, kernel_size, stride, ceil_mode, "lp_pool2d_backward")
+    _check_output_like(dy, (*input.shape[:2], *out))
+    check_request("lp_pool2d_backward", nbytes(input.shape, input.dtype), "dx")
+    return get_backend().lp_pool2d_backward(_contiguous(dy), _contiguous(input), p, k, s)
+
+
 # ---- GeM -----------------------------------------------------------------------------------------
 def _gem_p(p, dtype):
     """p as a one-element backend array of ``dtype``; ValueError unless p > 0."""
@@ -397,7 +457,11 @@ def _needs(needs, count: int) -> tuple[bool, ...]:
 
 __all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
            "adaptive_max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "gem", "gem_backward",
-           "max_pool2d", "max_pool2d_backward", "pool_out_size"]
+           "lp_pool2d", "lp_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
+recorded("adaptive_max_pool2d", "gem", "max_pool2d")
+autograd_form(avg_pool2d, avg_pool2d_backward, saves=("x_shape",), label="AvgPool2DBackward")
+autograd_form(adaptive_avg_pool2d, adaptive_avg_pool2d_backward, saves=("x_shape",), label="AdaptiveAvgPool2DBackward")
+autograd_form(lp_pool2d, lp_pool2d_backward, saves=("input",), label="LpPool2DBackward")
 
 
 def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: str, backend: Any, kernel_size,

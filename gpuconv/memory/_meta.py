@@ -4,14 +4,26 @@ temporaries the target backend's own primitive allocates while it runs.
 
 Two targets: ``numpy`` (the numpy backend's primitives, NumPy expressions) and the kernel backends
 ``emulated`` and ``cupy`` (the launchers of gpuconv/backend/cuda, which allocate their results
-and the workspaces the conv algorithms' ``plan`` counts). Everything outside the primitives (gpuconv.functional's
-array expressions, autograd, the optimizers' per-parameter NumPy code) runs as it is, on meta arrays.
-The temporaries come from the ops' own ``*_transient_bytes`` formulas, checked against tracemalloc
-per op in tests/test_memory.py.
+and the workspaces the conv algorithms' ``plan`` counts). Everything outside the primitives
+(gpuconv.functional's array expressions, autograd, the optimizers' per-parameter NumPy code) runs as
+it is, on meta arrays.
+
+A primitive gets its temporaries one of two ways:
+
+- a method here, for the primitives whose real code cannot run on shapes (it reads values or
+  addresses, or uses NumPy functions meta arrays do not implement) or is faster to describe: their
+  temporaries come from the ops' own ``*_transient_bytes`` formulas, checked against tracemalloc
+  per op in tests/test_memory.py;
+- for any other primitive of the target (a new op needs nothing here), the target's own code runs on
+  meta arrays (:mod:`gpuconv.backend.shape_only`: the numpy backend's method, or the cupy/emulated
+  launcher with its launches stubbed), so its results and temporaries are counted as that code
+  allocates them. A primitive whose code cannot run on shapes raises NotImplementedError naming it
+  and saying why (then it needs a method here).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 from typing import Any
@@ -19,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from ..backend import backend_class, capabilities_of, create
-from ..backend.base import Backend
+from ..backend.base import OPTIONAL_PROTOCOLS, Backend, Capabilities
 from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
+from ..backend.shape_only import shape_only_primitive
 from ..flags import DEFAULT_WORKSPACE_LIMIT
 from ..functional._memory import numpy_buffer_bytes
 from ..functional.activation import relu_transient_bytes
@@ -31,6 +44,12 @@ from ..functional.loss import cross_entropy_transient_bytes
 from ..functional.pool import adaptive_avg_pool2d_transient_bytes, max_pool2d_numpy_transient_bytes
 
 TARGETS = ("numpy", "emulated", "cupy")
+
+
+def _left_out(capabilities: Capabilities, name: str) -> bool:
+    """Whether ``name`` belongs to an optional primitives Protocol whose flag ``capabilities`` has off."""
+    return any(not getattr(capabilities, flag) and name in vars(protocol)
+               for protocol, flag in OPTIONAL_PROTOCOLS.items())
 
 
 def _new(shape: Any, dtype: Any) -> MetaArray:
@@ -79,6 +98,30 @@ class MetaBackend(Backend):
 
     def conv2d_direct_transient_bytes(self, g: Any, direction: str, itemsize: int) -> int:
         return backend_class(self.target).conv2d_direct_transient_bytes(g, direction, itemsize)
+
+    def __getattr__(self, name: str) -> Any:
+        """A primitive of the target without a method here: the target's own code on shapes (none
+        of an optional Protocol this backend's capabilities leave out)."""
+        target, capabilities = self.__dict__.get("target"), self.__dict__.get("capabilities")
+        run = None if target is None or _left_out(capabilities, name) else shape_only_primitive(target, name)
+        if run is None:
+            raise AttributeError(f"the memory estimator's shape-only {target} backend has no primitive {name!r}")
+
+        @functools.wraps(run)  # the target's signature, which the backend contract checks
+        def primitive(*args: Any, **kwargs: Any) -> Any:
+            ledger = self.ledger
+            ledger.high = ledger.current
+            try:
+                out = run(*args, **kwargs)
+            except (NotImplementedError, TypeError, AttributeError) as exc:
+                raise NotImplementedError(
+                    f"the memory estimate cannot run the {self.target} backend's primitive {name} on shapes: {exc}. "
+                    f"It needs a method {name} in gpuconv/memory/_meta.py's MetaBackend that counts its "
+                    "temporaries (gpuconv.memory.measure measures the step instead)") from exc
+            # The primitive's own peak above what stays (its results): its temporaries.
+            self._spike(ledger.high - ledger.current, name)
+            return out
+        return primitive
 
     def _spike(self, nbytes: int, what: str) -> None:
         """The temporaries of the primitive running now (every primitive reports once, 0 included:

@@ -62,3 +62,6 @@ class Tanh(_Elementwise):
     def forward(self, x: Any) -> Any:
         y = F.tanh(x)
         return y
+
+
+__all__ = ["LeakyReLU", "ReLU", "Sigmoid", "Tanh"]

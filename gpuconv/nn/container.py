@@ -227,3 +227,6 @@ class ModuleDict(Module):
             if not isinstance(entry, (tuple, list)) or len(entry) != 2:
                 raise TypeError(f"ModuleDict.update needs a mapping or (name, module) pairs, got {entry!r}")
             self[entry[0]] = entry[1]
+
+
+__all__ = ["Chain", "ModuleDict", "ModuleList", "Sequential"]

@@ -111,3 +111,6 @@ class Conv2d(Module):
         if self.algo != "auto":
             s += f", algo={self.algo!r}"
         return s
+
+
+__all__ = ["Conv2d"]

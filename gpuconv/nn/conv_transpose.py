@@ -90,3 +90,6 @@ class ConvTranspose2d(Module):
         if self.algo != "auto":
             s += f", algo={self.algo!r}"
         return s
+
+
+__all__ = ["ConvTranspose2d"]

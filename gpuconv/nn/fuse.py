@@ -65,3 +65,6 @@ def fuse_conv_bn(model: Module) -> Module:
     fused.eval()
     _fuse_in_place(fused)
     return fused.eval()
+
+
+__all__ = ["fold_conv_bn", "fuse_conv_bn"]

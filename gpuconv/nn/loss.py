@@ -145,3 +145,6 @@ class SmoothL1Loss(_ElementwiseLoss):
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}" if self.beta != 1.0 else ""
+
+
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "NLLLoss", "SmoothL1Loss"]

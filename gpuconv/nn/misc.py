@@ -92,3 +92,6 @@ class Dropout2d(_Dropout):
         if len(input_shape) not in (3, 4):
             raise ValueError(f"Dropout2d expects input shape (N, C, H, W) or (C, H, W), got {tuple(input_shape)}")
         return tuple(input_shape)
+
+
+__all__ = ["Dropout", "Dropout2d", "Flatten", "Identity"]

@@ -523,3 +523,6 @@ def _check_finite(module: Module, what: str, value: Any) -> None:
 
 def _short_repr(module: Module) -> str:
     return f"{module._get_name()}({module.extra_repr()})"
+
+
+__all__ = ["IncompatibleKeys", "Module"]

@@ -154,3 +154,6 @@ class BatchNorm1d(BatchNorm2d):
     def output_shape(self, input_shape):
         self._check_input_shape(tuple(input_shape))
         return tuple(input_shape)
+
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]

@@ -32,3 +32,6 @@ class Parameter(Tensor):
 
     def __reduce_ex__(self, protocol: int):
         return (Parameter, (self.data, self.requires_grad))
+
+
+__all__ = ["Parameter"]

@@ -1,4 +1,4 @@
-"""Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, GeM."""
+"""Pooling layers: MaxPool2d, AvgPool2d, LPPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, GeM."""
 
 from __future__ import annotations
 
@@ -106,6 +106,35 @@ class AvgPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+class LPPool2d(Module):
+    """Power-average pooling (sum over the window of x^p)^(1/p), PyTorch's ``nn.LPPool2d`` (see
+    :func:`gpuconv.functional.lp_pool2d`; stride defaults to kernel_size, no padding).
+
+    Keeps for backward: its input, N*C*H*W*itemsize bytes.
+    """
+
+    def __init__(self, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False):
+        super().__init__()
+        self.norm_type = norm_type
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.ceil_mode = ceil_mode
+
+    def forward(self, x: Any) -> Any:
+        return F.lp_pool2d(x, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
+
+    def output_shape(self, input_shape):
+        n, c, h, w = _check_4d("LPPool2d", input_shape)
+        k = pair(self.kernel_size, "kernel_size")
+        s = pair(self.stride if self.stride is not None else self.kernel_size, "stride")
+        return (n, c, pool_out_size(h, k[0], s[0], 0, 1, self.ceil_mode),
+                pool_out_size(w, k[1], s[1], 0, 1, self.ceil_mode))
+
+    def extra_repr(self) -> str:
+        return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"ceil_mode={self.ceil_mode}")
+
+
 def _adaptive_size(output_size, input_shape) -> tuple[int, int]:
     """(OH, OW) from an int or a pair whose None entries keep the input's size."""
     size = (output_size, output_size) if not isinstance(output_size, (tuple, list)) else tuple(output_size)
@@ -198,3 +227,6 @@ class GeM(Module):
         if self.kernel_size is not None:
             s += f", kernel_size={self.kernel_size}, stride={self.stride if self.stride is not None else self.kernel_size}"
         return s
+
+
+__all__ = ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "GeM", "LPPool2d", "MaxPool2d"]

@@ -105,3 +105,6 @@ class Bottleneck(_Residual):
         self.relu = ReLU(inplace=True)
         self.add_module("downsample", downsample)
         self.stride = stride
+
+
+__all__ = ["BasicBlock", "Bottleneck"]

@@ -129,3 +129,6 @@ class SyncBatchNorm(BatchNorm2d):
             if converted is not child:
                 setattr(module, name, converted)
         return module
+
+
+__all__ = ["SyncBatchNorm"]

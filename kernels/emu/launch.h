@@ -308,7 +308,8 @@ inline int launch(void (*fn)(P...), const EmuLaunchConfig* cfg, void** args) {
 
 extern "C" __attribute__((visibility("default"))) const char* emu_last_error() { return emu::state.error.c_str(); }
 
-// The loader appends one EMU_LAUNCHER(name) per extern "C" __global__ entry point.
+// The loader appends one EMU_LAUNCHER(name) per extern "C" __global__ entry point (those GC_ENTRY*
+// generates are named at global scope by entry_points.cuh's using-declarations).
 #define EMU_LAUNCHER(name)                                                                              \
     extern "C" __attribute__((visibility("default"))) int emu_launch__##name(const EmuLaunchConfig* cfg, \
                                                                              void** args) {             \

@@ -2,8 +2,9 @@
 
 Every launch allocates only its results (and indices), except GeM's backward: two (N, C, OH, OW)
 buffers (each window's coefficient and maximum) and the dp partial sums of x's dtype
-(GEM_REDUCE_BLOCKS, or one per block of the tiled kernel), freed on return, and the index checks of
-the max pooling backward passes: a one-int flag.
+(GEM_REDUCE_BLOCKS, or one per block of the tiled kernel), freed on return, LP pooling's backward:
+one (N, C, OH, OW) buffer (each window's coefficient), and the index checks of the max pooling
+backward passes: a one-int flag.
 """
 
 from __future__ import annotations
@@ -445,3 +446,35 @@ class PoolKernels:
             self._pool_launch("gem_backward_dx", x.dtype, (x, p, coef, wmax, dx), n * c, h * w,
                               (h, w, *dy.shape[2:], *kernel_size, *stride), (x.dtype.type(eps),))
         return dx, dp
+
+    # ---- LP pooling -------------------------------------------------------------------------------
+    @staticmethod
+    def _lp_scalars(dtype, *values: float) -> tuple:
+        """The exponents, each rounded once from Python's double to the element type (as PyTorch
+        rounds its Python-scalar exponents)."""
+        return tuple(np.dtype(dtype).type(v) for v in values)
+
+    def lp_pool2d(self, x, p, kernel_size, stride, out_size):
+        """y = (avg_pool2d(x^p, ceil_mode) * K)^(1/p) over windows without padding (PyTorch's
+        lp_pool2d); allocates only y."""
+        n, c, h, w = x.shape
+        _check_sizes(h * w, out_size[0] * out_size[1])
+        y = self.empty((n, c, *out_size), x.dtype)
+        self._pool_launch("lp_pool2d_forward", x.dtype, (x, y), n * c, out_size[0] * out_size[1],
+                          (h, w, *out_size, *kernel_size, *stride), self._lp_scalars(x.dtype, p, 1.0 / p))
+        return y
+
+    def lp_pool2d_backward(self, dy, x, p, kernel_size, stride):
+        """dx of :meth:`lp_pool2d`: each window's coefficient (an (N, C, OH, OW) buffer, freed on
+        return), then a gather over the windows holding each input element."""
+        n, c, h, w = x.shape
+        oh, ow = dy.shape[2:]
+        _check_sizes(h * w, oh * ow)
+        ints = (h, w, oh, ow, *kernel_size, *stride)
+        coef = self.empty(dy.shape, x.dtype)
+        self._pool_launch("lp_pool2d_backward_coef", x.dtype, (x, dy, coef), n * c, oh * ow, ints,
+                          self._lp_scalars(x.dtype, p, 1.0 / p, 1.0 / p - 1.0))
+        dx = self.empty(x.shape, x.dtype)
+        self._pool_launch("lp_pool2d_backward_dx", x.dtype, (x, coef, dx), n * c, h * w, ints,
+                          self._lp_scalars(x.dtype, p, p - 1.0))
+        return dx

@@ -126,6 +126,17 @@ def _bins(size: int, out: int) -> list[tuple[int, int]]:
     return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
 
 
+def _scale_overhang(values, x_hw, kernel_size, stride, out_size) -> None:
+    """Multiplies, in place, the last output row and column whose ceil_mode window overhangs the
+    input (padding 0, dilation 1) by kernel extent / its elements inside, per axis: each window
+    gets K / (its element count)."""
+    for axis, (size, k, s, o) in enumerate(zip(x_hw, kernel_size, stride, out_size)):
+        inside = min((o - 1) * s + k, size) - (o - 1) * s
+        if inside < k:
+            index = (Ellipsis, o - 1, slice(None)) if axis == 0 else (Ellipsis, o - 1)
+            values[index] *= values.dtype.type(k / inside)
+
+
 def _avg_divisors(x_shape, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
     """(OH, OW) divisors by PyTorch's rule."""
     if divisor_override:
@@ -351,3 +362,48 @@ class PoolOps:
                     dx[in_slice] += coef[out_slice] * (c[in_slice] / wmax[out_slice]) ** (p - 1)
             dx *= x >= eps
         return dx, dp
+
+    # ---- LP pooling -------------------------------------------------------------------------------
+    # PyTorch's formula: y = (avg_pool2d(x^p) * K)^(1/p) over windows without padding, K = kh*kw, so
+    # a ceil_mode window overhanging the input is scaled by K / (its elements inside). Only the last
+    # output row and column can overhang (the windows before them end inside the input), so the
+    # scale is applied to them alone. Written with the module's ``np`` only (no as_strided, no
+    # np.outer): the memory estimator runs it on shape-only arrays (gpuconv.backend.shape_only).
+    @staticmethod
+    def _lp_window_sums(x, p, kernel_size, stride, out_size):
+        """(N, C, OH, OW) sums of x^p over each window's elements inside the input, each times
+        K / (its element count): PyTorch's avg_pool2d(x^p, ceil_mode) * K."""
+        powered = x ** x.dtype.type(p)
+        total = np.zeros((*x.shape[:2], *out_size), dtype=x.dtype)
+        for out_slice, in_slice in _tap_slices(kernel_size, stride, (0, 0), (1, 1), x.shape[2:], out_size):
+            total[out_slice] += powered[in_slice]
+        del powered
+        _scale_overhang(total, x.shape[2:], kernel_size, stride, out_size)
+        return total
+
+    def lp_pool2d(self, x, p, kernel_size, stride, out_size):
+        with np.errstate(invalid="ignore", divide="ignore"):  # x^p of x < 0 is NaN, as in PyTorch
+            total = self._lp_window_sums(x, p, kernel_size, stride, out_size)
+            np.power(total, x.dtype.type(1.0 / p), out=total)
+        return total
+
+    def lp_pool2d_backward(self, dy, x, p, kernel_size, stride):
+        """dx = p x^(p-1) * sum over windows of [u != 0] dy (1/p) u^(1/p - 1) K / count, u the window's
+        scaled sum (recomputed from x): PyTorch's chain rule through its formula, in which a window
+        whose sum is 0 passes nothing on (its relu)."""
+        out_size = dy.shape[2:]
+        t = x.dtype.type
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            u = self._lp_window_sums(x, p, kernel_size, stride, out_size)
+            coef = u ** t(1.0 / p - 1.0)
+            coef *= t(1.0 / p)
+            coef *= dy
+            _scale_overhang(coef, x.shape[2:], kernel_size, stride, out_size)  # K / count
+            np.copyto(coef, t(0), where=u == 0)
+            del u
+            dx = _scatter_taps(coef, x.shape, kernel_size, stride, (0, 0), (1, 1))
+            del coef
+            slope = x ** t(p - 1.0)
+            slope *= t(p)
+            dx *= slope
+        return dx
