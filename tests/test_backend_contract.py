@@ -153,21 +153,6 @@ _IMPLEMENTATION_IMPORT = re.compile(
     r"^\s*(from|import)\s+(gpuconv\.backend\.|\.+backend\.)(numpy|cuda|numpy_ops|cuda_ops)\b", re.MULTILINE)
 
 
-# TEMPORARY: the convolution algorithms' lines, which move into the algorithm registry in a change
-# under way (issue 26, point 2); each entry goes with the line it names.
-_BEING_MOVED = {
-    ("functional/conv_tune.py", 'if be.name != "cupy":'),
-    ("memory/_meta.py", 'if self.target == "numpy":'),
-    ("memory/_meta.py", "from ..backend.numpy.conv_direct import numpy_heuristic"),
-    ("memory/_meta.py", "from ..backend.numpy import conv as numpy_conv"),
-    ("memory/_conv.py", 'if backend != "numpy":'),
-    ("memory/_conv.py", "from ..backend.numpy import conv as numpy_conv"),
-    ("memory/_conv.py", "from ..backend.numpy import conv_direct as numpy_direct"),
-    ("functional/conv_algo.py", "from ..backend.cuda import conv_implicit_gemm"),
-    ("functional/conv_algo.py", "from ..backend.cuda.conv_direct import backward_weight_v2_splits"),
-}
-
-
 @pytest.mark.parametrize("pattern, what", [(_PROBE, "hasattr probe of a backend"),
                                            (_NAME_CHECK, "check of a backend's name"),
                                            (_IMPLEMENTATION_IMPORT, "import of a backend's implementation")],
@@ -176,7 +161,7 @@ def test_nothing_outside_backend_looks_inside_one(pattern, what):
     found = []
     for path in _sources_outside_backend():
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if pattern.search(line) and (path.relative_to(PACKAGE).as_posix(), line.strip()) not in _BEING_MOVED:
+            if pattern.search(line):
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}")
     assert not found, f"{what} outside gpuconv/backend/:\n" + "\n".join(found)
 
