@@ -804,3 +804,54 @@ def test_lp_pool2d_memory_estimate_within_5_percent(name, monkeypatch):
     assert {"lp_pool2d", "lp_pool2d_backward"} <= set(asked)
     est, got = result.estimate, result.measured
     assert abs(est.peak - got["peak"]) <= 0.05 * got["peak"], str(result)
+
+
+# ---- indices the forward made are not checked again ---------------------------------------------
+@pytest.mark.parametrize("kernel_size, stride, padding, dilation, ceil_mode", [
+    (2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False), (2, 3, 1, 1, True)])
+def test_unchecked_backward_equals_the_checked_one(backend, rng, kernel_size, stride, padding, dilation, ceil_mode):
+    x = gpuconv.asarray(rng.standard_normal((2, 3, 9, 8)))
+    args = (kernel_size, stride, padding, dilation, ceil_mode)
+    y, indices = F.max_pool2d(x, *args, return_indices=True)
+    dy = gpuconv.asarray(rng.standard_normal(y.shape))
+    checked = F.max_pool2d_backward(dy, x, indices, *args)
+    unchecked = F.max_pool2d_backward(dy, x, indices, *args, check_indices=False)
+    np.testing.assert_array_equal(gpuconv.to_numpy(unchecked), gpuconv.to_numpy(checked))
+
+
+def test_autograd_passes_its_own_indices_unchecked_and_a_direct_call_checks(backend, rng, monkeypatch):
+    seen = []
+    original = type(backend).max_pool2d_backward
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("check_indices", True))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(backend), "max_pool2d_backward", spy)
+    x = gpuconv.tensor(rng.standard_normal((2, 3, 8, 8)), requires_grad=True)
+    F.max_pool2d(x, 2).sum().backward()
+    assert seen == [False]
+    y, indices = F.max_pool2d(x.data, 2, return_indices=True)
+    F.max_pool2d_backward(gpuconv.asarray(np.ones(y.shape)), x.data, indices, 2)
+    assert seen == [False, True]
+
+
+def test_unchecked_backward_on_the_kernels_neither_checks_nor_syncs(kernel_backend, rng, monkeypatch):
+    """Checking ends in a read of the device flag (a host sync); the forward's own indices skip it on
+    both paths: the tiled kernel's (v2) and v1 followed by the check kernel."""
+    reads = []
+    original = type(kernel_backend).to_numpy
+    monkeypatch.setattr(type(kernel_backend), "to_numpy", lambda self, a: reads.append(a.shape) or original(self, a))
+    x = gpuconv.asarray(rng.standard_normal((2, 3, 9, 8)).astype(np.float32))
+    y, indices = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    dy = gpuconv.asarray(rng.standard_normal(y.shape).astype(np.float32))
+    for version in (2, 1):
+        if version == 1:  # no shared memory for a tile: v1, then the check kernel
+            monkeypatch.setattr(pool_launch, "TILE_SHARED_BYTES", 0)
+        assert (pool_launch.pool_backward_tile(6, (9, 8), tuple(y.shape[2:]), ((3, 3), (2, 2), (1, 1)), 4, 8)
+                is None) == (version == 1)
+        reads.clear()
+        F.max_pool2d_backward(dy, x, indices, 3, 2, 1, check_indices=False)
+        assert reads == []
+        F.max_pool2d_backward(dy, x, indices, 3, 2, 1)
+        assert reads == [(1,)]

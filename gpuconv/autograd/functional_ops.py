@@ -330,8 +330,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     y, indices = pool.max_pool2d(X, *args, return_indices=True, index_dtype=kept_dtype)
 
     def run(node, g):
+        # The indices are the forward's own, saved under autograd's version check: not checked again.
         xs, idx = node.saved()
-        return (pool.max_pool2d_backward(g, xs, idx, *node.args),)
+        return (pool.max_pool2d_backward(g, xs, idx, *node.args, check_indices=False),)
     result = _record(y, "MaxPool2DWithIndicesBackward", run, (x,), (x, indices), args)
     return (result, wrap(indices)) if return_indices else result
 

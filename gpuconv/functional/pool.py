@@ -30,8 +30,10 @@ class PoolPrimitives(Protocol):
         """(y, indices) with ``with_indices``, else y."""
 
     def max_pool2d_backward(self, dy: Any, indices: Any, x_shape: Any, kernel_size: Any, stride: Any,
-                            padding: Any, dilation: Any) -> Any:
-        """dx: dy summed into the elements the indices chose (indices checked against their windows)."""
+                            padding: Any, dilation: Any, check_indices: bool = True) -> tuple[Any, bool]:
+        """(dx: dy summed into the elements the indices chose, whether every index names an element
+        of its window); with ``check_indices`` False the indices are known to (max_pool2d's own) and
+        the second is True without a check."""
 
     def avg_pool2d(self, x: Any, kernel_size: Any, stride: Any, padding: Any, out_size: Any,
                    count_include_pad: bool, divisor_override: Any) -> Any:
@@ -178,12 +180,16 @@ def max_pool2d(x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
 
 
 def max_pool2d_backward(dy: Any, x: Any, indices: Any, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode: bool = False) -> Any:
+                        ceil_mode: bool = False, *, check_indices: bool = True) -> Any:
     """Gradient of :func:`max_pool2d` w.r.t. x: each dy goes to the element its window chose.
 
     Args:
         dy: (N, C, OH, OW); x: the forward input (for its shape and dtype); indices: the int64
             indices from ``max_pool2d(..., return_indices=True)``.
+        check_indices: False only for indices max_pool2d made and nobody could change since (the
+            autograd node's own): skips the check that every index names an element of its window,
+            which costs a pass over the indices on the CPU and a host sync on the GPU. An index
+            outside its window is then not reported (the gather never writes outside dx).
     Returns:
         dx (N, C, H, W).
     """
@@ -194,7 +200,8 @@ def max_pool2d_backward(dy: Any, x: Any, indices: Any, kernel_size, stride=None,
     _check_output_like(dy, (*x.shape[:2], *out))
     indices = _check_indices(indices, dy.shape)
     check_request("max_pool2d_backward", nbytes(x.shape, x.dtype), "dx")
-    dx, valid = get_backend().max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape), k, s, p, d)
+    dx, valid = get_backend().max_pool2d_backward(_contiguous(dy), indices, tuple(x.shape), k, s, p, d,
+                                                  check_indices=bool(check_indices))
     _raise_unless_valid(valid, "max_pool2d")
     return dx
 
@@ -477,9 +484,10 @@ def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
     (2 elements and 2 booleans per output) and the boolean masks of the output's size; the indices
     are computed as int64, so int32 ones add that int64 array (8 bytes per output; 4 more on the
     pairwise path, whose peak is before the conversion). Without
-    indices, nothing. numpy backward: about 10 bytes per output (the window check's int32
-    row/column and masks, int64 flat indices); windows that overlap scatter through
-    ``np.bincount`` in float64, a float64 copy of dx (disjoint windows write dx directly).
+    indices, nothing. numpy backward: about 10 bytes per output (the window check's mask, the
+    gather's int64 flat indices and its mask of the indices inside the plane; 9 without the check);
+    windows that overlap scatter through ``np.bincount`` in float64, a float64 copy of dx (disjoint
+    windows write dx directly).
     cupy/emulated: nothing (the kernels write the results, indices in either width, directly).
     """
     if direction not in ("forward", "backward"):
@@ -495,14 +503,15 @@ def max_pool2d_transient_bytes(x_shape: tuple[int, ...], dtype: Any, direction: 
 
 def max_pool2d_numpy_transient_bytes(x_shape: tuple[int, int, int, int], out_size: tuple[int, int], dtype: Any,
                                      direction: str, k, s, p, d, *, with_indices: bool = True,
-                                     index_dtype: Any = np.int64) -> int:
+                                     index_dtype: Any = np.int64, check_indices: bool = True) -> int:
     """:func:`max_pool2d_transient_bytes` on the numpy backend, for validated window arguments (pairs)
-    and the output size (the shape-only estimator calls it with what the primitive receives)."""
+    and the output size (the shape-only estimator calls it with what the primitive receives); a
+    backward without ``check_indices`` (autograd's) skips the check's boolean per output."""
     n, c, h, w = x_shape
     outputs = n * c * out_size[0] * out_size[1]
     if direction == "backward":
         disjoint = all(si >= (ki - 1) * di + 1 for ki, si, di in zip(k, s, d))
-        return outputs * 10 + (0 if disjoint else n * c * h * w * 8)
+        return outputs * (10 if check_indices else 9) + (0 if disjoint else n * c * h * w * 8)
     if not with_indices:
         return 0
     int32 = np.dtype(index_dtype) != np.dtype(np.int64)

@@ -305,11 +305,11 @@ class MetaBackend(Backend):
         # numpy: np.bincount in float64 over int64 flat indices, then a cast
         self._spike(0 if self.kernels else outputs * 18 + math.prod(x_shape) * 8, what)
 
-    def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
+    def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation, check_indices=True):
         dx = _new(x_shape, dy.dtype)
         self._spike(0 if self.kernels else max_pool2d_numpy_transient_bytes(
-            tuple(x_shape), tuple(dy.shape[2:]), dy.dtype, "backward", kernel_size, stride, padding, dilation),
-            "max_pool2d backward")
+            tuple(x_shape), tuple(dy.shape[2:]), dy.dtype, "backward", kernel_size, stride, padding, dilation,
+            check_indices=check_indices), "max_pool2d backward")
         return dx, True
 
     def avg_pool2d(self, x, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):

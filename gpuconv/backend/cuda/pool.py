@@ -293,10 +293,12 @@ class PoolKernels:
         self._pool_launch(f"{op}{_index_suffix(indices.dtype)}", dtype, (indices, bad), planes, size, ints)
         return not int(self.to_numpy(bad)[0])
 
-    def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
+    def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation, check_indices=True):
         """Gather: each input element sums dy over the windows that chose it (int32 or int64 indices).
         Returns (dx, whether every index names an element of its window): the tiled kernel checks the
-        indices it stages; after v1 a check kernel reads them again. Reading the flag synchronizes."""
+        indices it stages; after v1 a check kernel reads them again. Reading the flag synchronizes,
+        so with ``check_indices`` False (indices max_pool2d made) no check kernel runs and the
+        flag is not read: (dx, True) without a sync."""
         n, c, h, w = x_shape
         _check_sizes(h * w, dy.shape[2] * dy.shape[3])
         dx = self.empty(x_shape, dy.dtype)
@@ -304,7 +306,9 @@ class PoolKernels:
         bad = self.zeros((1,), np.int32)
         if self._tiled_backward(f"max_pool2d_backward{_index_suffix(indices.dtype)}", dy.dtype, (dy, indices, dx),
                                 n * c, (h, w), tuple(dy.shape[2:]), (kernel_size, stride, dilation), ints, 4, (bad,)):
-            return dx, not int(self.to_numpy(bad)[0])
+            return dx, not check_indices or not int(self.to_numpy(bad)[0])
+        if not check_indices:
+            return dx, True
         return dx, self._indices_valid("max_pool2d_check_indices", dy.dtype, indices, n * c, dy.shape[2] * dy.shape[3],
                                        ints, bad)
 

@@ -221,8 +221,9 @@ class PoolOps:
 
         return y, _last_nan(y, indices, x, taps, stride, w).astype(index_dtype, copy=False)
 
-    def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation):
-        """(dx, whether every index of a window with input elements names one of them)."""
+    def max_pool2d_backward(self, dy, indices, x_shape, kernel_size, stride, padding, dilation, check_indices=True):
+        """(dx, whether every index of a window with input elements names one of them; True unchecked
+        when ``check_indices`` is False)."""
         # A window without input elements (dilation over padding) passes nothing on, as in the
         # kernel's gather; PyTorch's index for it may name an element outside that window.
         live = np.ones(dy.shape[2:], dtype=bool)
@@ -234,8 +235,11 @@ class PoolOps:
             live &= inside[:, None] if axis == 0 else inside[None, :]
         if not live.all():
             dy = dy * live
-        valid = _indices_in_windows(indices, x_shape, kernel_size, stride, padding, dilation, dy.shape[2:])
-        checked = bool((valid | ~live).all())
+        if check_indices:
+            valid = _indices_in_windows(indices, x_shape, kernel_size, stride, padding, dilation, dy.shape[2:])
+            checked = bool((valid | ~live).all())
+        else:
+            checked = True  # max_pool2d's own indices name taps of their windows
         # Disjoint windows hold distinct positions; that holds for the indices only once they are
         # known to name positions of their own windows, and every window is live (a dead window's
         # index may name a position of another window: its zero must be added, not written).
