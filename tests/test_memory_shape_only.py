@@ -68,13 +68,14 @@ def test_a_primitive_without_a_method_runs_its_own_code(host_backend, monkeypatc
 
 
 def test_a_primitive_whose_code_reads_values_is_reported(host_backend, monkeypatch):
-    """The max pooling backward reads its index check back: its real code cannot run on shapes."""
-    _without_methods(monkeypatch, ["max_pool2d_backward"])
+    """Cross entropy's target check reads the first bad target back (one number, a sync on the GPU):
+    its real code cannot run on shapes."""
+    _without_methods(monkeypatch, ["first_bad_target"])
     model = _model()
     with gc.backend(host_backend.name):
         model.to()
         with pytest.raises(NotImplementedError, match=rf"cannot run the {host_backend.name} backend's primitive "
-                                                      r"max_pool2d_backward on shapes: .*needs a method"):
+                                                      r"first_bad_target on shapes: .*needs a method"):
             M.estimate(model, (2, 3, 16, 16), optimizer="sgd")
 
 
