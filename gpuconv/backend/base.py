@@ -7,15 +7,16 @@ The contract has three parts:
 - The primitives, one ``typing.Protocol`` per op family, each declared at the top of the module that
   calls them (the family's consumer): ``PoolPrimitives`` in gpuconv/functional/pool.py,
   ``ConvPrimitives`` in gpuconv/functional/conv_primitives.py, ``OptimizerPrimitives`` in
-  gpuconv/optim/optimizer.py, ... ``gpuconv.backend.contract.primitive_protocols()`` lists them all.
-  A new op is then declared beside the code that calls it, and the backend files implement it
+  gpuconv/optim/optimizer.py, ... (every class named ``*Primitives`` in gpuconv/functional and
+  gpuconv/optim). A new op is then declared beside the code that calls it, and the backend files implement it
   (gpuconv/backend/numpy/<family>.py, gpuconv/backend/cuda/<family>.py).
 - :class:`Capabilities`: what a backend offers beyond the primitives every backend has (the optional
   Protocols) and the facts about it that callers may act on. Callers outside ``backend/`` read these
   flags; they never probe a backend with ``hasattr`` or compare its name.
 
-tests/test_backend_contract.py checks every backend (numpy, emulated, cupy where a GPU is usable, and
-the memory estimator's shape-only backends) against every Protocol, parameter by parameter.
+tests/test_backend_contract.py checks every backend (the numpy, emulated and cupy classes, which need
+no GPU to be inspected, and the memory estimator's shape-only backends) against every Protocol,
+parameter by parameter.
 
 ``gpuconv.functional`` validates arguments and does shape arithmetic once, then calls these
 primitives. A primitive may assume its arguments are validated, native to the backend, of a
