@@ -29,7 +29,7 @@ from .cuda.backend import CudaBackend
 from .meta_array import MetaArray, _asarray, meta_namespace
 from .numpy.backend import NumpyBackend
 
-__all__ = ["ShapeOnlyLaunchers", "numpy_on_shapes", "shape_only_primitive"]
+__all__ = ["ShapeOnlyArrays", "ShapeOnlyLaunchers", "numpy_on_shapes", "shape_only_primitive"]
 
 
 class _NoLaunch:
@@ -44,8 +44,9 @@ class _NoModule:
         return _NoLaunch()
 
 
-class ShapeOnlyLaunchers(CudaBackend):
-    """The cupy/emulated launch code on meta arrays: it allocates what it allocates, launches nothing."""
+class ShapeOnlyArrays:
+    """The array methods of a backend whose arrays are meta arrays (shapes and dtypes, no values):
+    the memory estimator's MetaBackend (gpuconv/memory/_meta.py) and :class:`ShapeOnlyLaunchers`."""
 
     name = "meta"
     xp = meta_namespace
@@ -65,6 +66,10 @@ class ShapeOnlyLaunchers(CudaBackend):
 
     def zeros(self, shape, dtype) -> Any:
         return MetaArray.new(shape, dtype)
+
+
+class ShapeOnlyLaunchers(ShapeOnlyArrays, CudaBackend):
+    """The cupy/emulated launch code on meta arrays: it allocates what it allocates, launches nothing."""
 
     def module(self, filename: str, defines: dict | None = None) -> _NoModule:
         return _NoModule()

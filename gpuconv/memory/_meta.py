@@ -32,8 +32,8 @@ import numpy as np
 
 from ..backend import backend_class, capabilities_of, create
 from ..backend.base import OPTIONAL_PROTOCOLS, Backend, Capabilities
-from ..backend.meta_array import MetaArray, _asarray, _ascontiguousarray, _matmul, meta_namespace
-from ..backend.shape_only import shape_only_primitive
+from ..backend.meta_array import MetaArray, _ascontiguousarray, _matmul
+from ..backend.shape_only import ShapeOnlyArrays, shape_only_primitive
 from ..flags import DEFAULT_WORKSPACE_LIMIT
 from ..functional._memory import numpy_buffer_bytes
 from ..functional.activation import relu_transient_bytes
@@ -56,12 +56,8 @@ def _new(shape: Any, dtype: Any) -> MetaArray:
     return MetaArray.new(shape, dtype)
 
 
-class MetaBackend(Backend):
+class MetaBackend(ShapeOnlyArrays, Backend):
     """Shape-only primitives for ``target`` (see the module docstring); arrays are MetaArrays."""
-
-    name = "meta"
-    xp = meta_namespace
-    checks_requests = False
 
     def __init__(self, target: str, ledger: Any) -> None:
         self.target = target
@@ -128,22 +124,7 @@ class MetaBackend(Backend):
         on the emulated backend its launches' Python objects come on top)."""
         self.ledger.spike(nbytes + self.launch_bytes, what)
 
-    # ---- arrays ------------------------------------------------------------------------------------
-    def is_native(self, a: Any) -> bool:
-        return isinstance(a, MetaArray)
-
-    def asarray(self, a: Any, dtype: Any = None) -> Any:
-        return _asarray(a, dtype)
-
-    def to_numpy(self, a: Any) -> np.ndarray:
-        return np.asarray(a)  # raises: a meta array has no values
-
-    def empty(self, shape, dtype) -> Any:
-        return _new(shape, dtype)
-
-    def zeros(self, shape, dtype) -> Any:
-        return _new(shape, dtype)
-
+    # ---- arrays (is_native, asarray, to_numpy, empty, zeros: ShapeOnlyArrays) -------------------------
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         return _matmul(a, b, out=out)
 
