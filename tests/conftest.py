@@ -120,6 +120,18 @@ def numpy_f64():
 
 
 @pytest.fixture
+def fresh_cache_decisions(monkeypatch):
+    """Each test decides anew whether a cache folder is trusted, and warns anew (the decisions and
+    warnings are per process otherwise)."""
+    from gpuconv.backend import cache_folder, cache_trust
+
+    cache_folder.forget_decisions()
+    monkeypatch.setattr(cache_trust, "_warned", set())
+    yield
+    cache_folder.forget_decisions()
+
+
+@pytest.fixture
 def emulated_without_kernels(monkeypatch):
     """The emulated backend, current, with kernel lookup replaced by an assertion: a test that a
     bad argument raises before any kernel is requested."""

@@ -23,14 +23,7 @@ from gpuconv.backend.disk_full import NoSpaceError
 from gpuconv.functional import conv_tune
 
 OTHER_UID = 4242
-
-
-@pytest.fixture(autouse=True)
-def fresh_decisions(monkeypatch):
-    cache_folder.forget_decisions()
-    monkeypatch.setattr(cache_trust, "_warned", set())
-    yield
-    cache_folder.forget_decisions()
+pytestmark = pytest.mark.usefixtures("fresh_cache_decisions")
 
 
 @pytest.fixture

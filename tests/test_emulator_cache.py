@@ -23,8 +23,9 @@ from gpuconv.backend.disk_full import NoSpaceError
 from gpuconv.backend.emulated.backend import unavailable_reason
 from gpuconv.backend.emulated.loader import EmulatedModule
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
-                                reason=f"emulator unavailable: {unavailable_reason()}")
+pytestmark = [pytest.mark.skipif(unavailable_reason() is not None,
+                                 reason=f"emulator unavailable: {unavailable_reason()}"),
+              pytest.mark.usefixtures("fresh_cache_decisions")]
 
 KERNEL = """\
 extern "C" __global__ void add_one(float* x, int n) {
@@ -40,14 +41,6 @@ __attribute__((constructor)) static void planted(void) {
     if (f) { fputs("ran", f); fclose(f); }
 }
 """
-
-
-@pytest.fixture(autouse=True)
-def fresh_decisions(monkeypatch):
-    cache_folder.forget_decisions()
-    monkeypatch.setattr(cache_trust, "_warned", set())
-    yield
-    cache_folder.forget_decisions()
 
 
 @pytest.fixture(scope="module")
